@@ -1,0 +1,61 @@
+# meshplane — every command a developer or CI needs. `make run` and `make test` set up on demand.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+TOOLS := .tools
+BUF := $(TOOLS)/node_modules/.bin/buf
+BUF_VERSION := 1.75.0
+PROTO_FILES := $(shell find protos -name '*.proto' | sort)
+OUR_CODE := serving adapters coordinator kubesim meshplane_cli tests
+
+.PHONY: setup run test lint proto proto-check breaking bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip==26.3
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(BUF): | $(TOOLS)
+	cd $(TOOLS) && npm install --silent --no-audit --no-fund --no-package-lock @bufbuild/buf@$(BUF_VERSION)
+
+$(TOOLS):
+	mkdir -p $(TOOLS)
+	printf '{"name":"meshplane-tools","private":true}\n' > $(TOOLS)/package.json
+
+setup: $(VENV)/.installed $(BUF)
+
+run: $(VENV)/.installed
+	$(VENV)/bin/meshplane up
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q tests --ignore=tests/bench
+
+bench: $(VENV)/.installed
+	$(PY) -m pytest -q -s tests/bench -p no:randomly --timeout=900
+
+lint: setup proto-check
+	$(VENV)/bin/ruff check $(OUR_CODE)
+	$(VENV)/bin/ruff format --check $(OUR_CODE)
+	$(VENV)/bin/mypy serving adapters coordinator kubesim meshplane_cli
+	$(VENV)/bin/lint-imports
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+
+# Regenerate Python code, type stubs and gRPC stubs from protos/ into the `meshplane` package.
+proto: $(VENV)/.installed
+	bash scripts/gen-proto.sh .
+
+# Generated code must match the protos: regenerate into a temp dir and compare.
+proto-check: $(VENV)/.installed
+	@tmp=$$(mktemp -d) && bash scripts/gen-proto.sh $$tmp && \
+	  diff -r -x __pycache__ -x '__init__.py' -x 'py.typed' $$tmp/meshplane meshplane && echo "generated code up to date"; \
+	  rc=$$?; rm -rf $$tmp; exit $$rc
+
+breaking: setup
+	@if git rev-parse --verify -q main >/dev/null && git ls-tree -d main protos >/dev/null 2>&1 && [ -n "$$(git ls-tree main protos)" ]; then \
+	  $(BUF) breaking protos --against '.git#branch=main,subdir=protos'; \
+	else echo "breaking: no main branch with protos/ to compare against; skipped"; fi
+
+clean:
+	rm -rf $(VENV) $(TOOLS) build *.egg-info

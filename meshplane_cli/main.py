@@ -1,0 +1,34 @@
+"""`meshplane` console script: subcommands are registered by each package's command module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+Runner = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Assemble the parser from every package's `register` function (lazy imports keep start-up fast)."""
+    parser = argparse.ArgumentParser(
+        prog="meshplane", description="Service mesh management plane: adapters, coordinator, kubesim."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    from meshplane_cli import commands
+
+    commands.register_all(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments and run the chosen subcommand; its return value is the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    runner: Runner = args.run
+    return runner(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
