@@ -1,0 +1,3 @@
+"""Shared pytest fixtures: each lives in a plugin module under tests/plugins/, listed here."""
+
+pytest_plugins: list[str] = []
