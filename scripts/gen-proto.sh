@@ -12,4 +12,7 @@ mkdir -p "$out"
   --mypy_out="$out" --mypy_grpc_out="$out" \
   --plugin=protoc-gen-mypy="$root/.venv/bin/protoc-gen-mypy" \
   --plugin=protoc-gen-mypy_grpc="$root/.venv/bin/protoc-gen-mypy_grpc" \
-  "${files[@]}"
+  "${files[@]}" 2> >(grep -v "^Writing mypy" >&2)
+# Every generated folder is a package (empty __init__.py) and typed (py.typed at the root).
+find "$out/meshplane" -type d ! -name __pycache__ -exec sh -c 'test -f "$1/__init__.py" || : > "$1/__init__.py"' _ {} \;
+: > "$out/meshplane/py.typed"
