@@ -1,0 +1,247 @@
+"""What a mesh folder declares: its operations, their parameters, and what each one applies.
+
+A mesh adapter is a `MeshDeclaration`: a table of `OperationSpec`s, each naming its category,
+parameters and the *sources* of the objects it applies (charts from the mesh's repository,
+manifests from the sample/add-on location, or objects built from parameters). The kit turns a
+spec plus a request into an `ApplyPlan` (planning), applies it (applying) and reports (events).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from adapters.kit.objects import KubeObject
+
+if TYPE_CHECKING:
+    from adapters.kit.operations import ErrorDetail, Severity
+
+__all__ = [
+    "Category",
+    "ChartSource",
+    "CheckContext",
+    "ClusterReader",
+    "Finding",
+    "ManifestSource",
+    "MeshDeclaration",
+    "ObjectsSource",
+    "OperationSpec",
+    "Ownership",
+    "Parameter",
+    "PlanContext",
+    "Source",
+]
+
+
+class Category(enum.Enum):
+    """Catalogue category (mirrors `meshplane.adapter.v1.OperationCategory`)."""
+
+    INSTALL = "INSTALL"
+    SAMPLE_APPLICATION = "SAMPLE_APPLICATION"
+    CONFIGURE = "CONFIGURE"
+    VALIDATE = "VALIDATE"
+    CUSTOM = "CUSTOM"
+
+
+class Ownership(enum.Enum):
+    """What an operation owns, which decides what `delete` removes.
+
+    OBJECTS: the operation created the objects; delete removes them (in reverse install order).
+    FIELDS: the operation only set fields on objects others own (e.g. a namespace label); delete
+    re-applies the same objects empty under the operation's field manager, so server-side apply
+    removes exactly those fields and nothing else.
+    """
+
+    OBJECTS = "OBJECTS"
+    FIELDS = "FIELDS"
+
+
+ParameterCheck = Callable[[str], str | None]
+"""Returns an error message (naming the fix) for a bad value, None when the value is fine."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Parameter:
+    """One request parameter an operation accepts."""
+
+    name: str
+    description: str
+    required: bool = False
+    default: str = ""
+    allowed: tuple[str, ...] = ()
+    check: ParameterCheck | None = None
+
+
+class ClusterReader(Protocol):
+    """Read access to one cluster, for plan builders and checks (implemented by the kit)."""
+
+    async def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> KubeObject | None:
+        """Return the object, or None when it (or its kind) does not exist."""
+        ...
+
+    async def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str = "",
+    ) -> list[KubeObject]:
+        """List objects; an unknown kind gives an empty list."""
+        ...
+
+    async def has_kind(self, api_version: str, kind: str) -> bool:
+        """Whether the cluster serves this kind (e.g. the mesh's CRDs are installed)."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanContext:
+    """What a values builder or object builder may look at: the request and the cluster."""
+
+    mesh: str
+    operation: str
+    namespace: str
+    mesh_version: str
+    parameters: Mapping[str, str]
+    delete: bool
+    cluster: ClusterReader
+    custom_body: str = ""
+    memo: dict[str, Any] = field(default_factory=dict)
+    """Per-plan scratch space shared by the builders of one plan (e.g. generated certificates)."""
+
+
+ValuesBuilder = Callable[[PlanContext], Awaitable[Mapping[str, Any]]]
+ObjectsBuilder = Callable[[PlanContext], Awaitable[Sequence[KubeObject]]]
+Condition = Callable[[PlanContext], Awaitable[bool]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChartSource:
+    """A chart from the mesh's chart repository, rendered at the requested mesh version."""
+
+    chart: str
+    release: str
+    values: ValuesBuilder | None = None
+    namespace: str | None = None
+    """Namespace to render into; None means the request's namespace."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ManifestSource:
+    """A manifest file (sample app, add-on) fetched from the adapter's manifest location."""
+
+    file: str
+    when: Condition | None = None
+    """Applied only when this returns True (e.g. the mesh's CRDs exist); None means always."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectsSource:
+    """Objects built from the request (policies, routes, labels)."""
+
+    build: ObjectsBuilder
+    when: Condition | None = None
+
+
+Source = ChartSource | ManifestSource | ObjectsSource
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finding:
+    """One result of a check: becomes an event with this severity."""
+
+    severity: Severity
+    summary: str
+    component: str = ""
+    details: str = ""
+    error: ErrorDetail | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckContext:
+    """What a validate check receives."""
+
+    mesh: str
+    namespace: str
+    parameters: Mapping[str, str]
+    cluster: ClusterReader
+
+
+Check = Callable[[CheckContext], Awaitable[Sequence[Finding]]]
+RequestCheck = Callable[[Mapping[str, str]], Sequence[tuple[str, str]]]
+"""Cross-parameter validation: returns (field, message) pairs for each problem."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperationSpec:
+    """One catalogue entry and how the kit carries it out."""
+
+    id: str
+    category: Category
+    description: str
+    default_namespace: str
+    parameters: tuple[Parameter, ...] = ()
+    sources: tuple[Source, ...] = ()
+    """What to apply, in order; charts and manifests are ordered by kind within the plan."""
+    check: Check | None = None
+    """For VALIDATE operations: the findings to report (nothing is applied)."""
+    request_check: RequestCheck | None = None
+    supports_delete: bool = True
+    ownership: Ownership = Ownership.OBJECTS
+    release: str = ""
+    """Inventory name in the cluster; empty means the operation id."""
+    uses_mesh_version: bool = False
+    """True when mesh_version selects what is applied (install); validated against the index."""
+    mesh_versions: tuple[str, ...] = ()
+    """Versions the operation applies to; empty means all installable versions."""
+    custom: bool = False
+    """True for the `custom` operation: objects come from the request's YAML body."""
+
+    @property
+    def release_name(self) -> str:
+        """Name of the release inventory this operation records in the cluster."""
+        return self.release or self.id
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeshDeclaration:
+    """Everything an adapter folder declares about its mesh."""
+
+    mesh: str
+    default_port: int
+    chart_repository: str
+    """Official chart repository URL (overridable with --chart-repo)."""
+    manifests_url: str
+    """Where sample apps and add-ons come from by default; may contain `{version}`."""
+    default_namespace: str
+    operations: tuple[OperationSpec, ...]
+    status_release: str = "install"
+    """Release whose inventory GetMeshStatus reports."""
+    injection_label: tuple[str, str] | None = None
+    """Namespace label (key, value) that enables sidecar injection, if the mesh uses a label."""
+    injection_annotation: tuple[str, str] | None = None
+    """Namespace annotation (key, value) that enables injection, if the mesh uses one."""
+    capabilities: tuple[str, ...] = ()
+
+    def operation(self, operation_id: str) -> OperationSpec | None:
+        """Look up a catalogue entry by id."""
+        for spec in self.operations:
+            if spec.id == operation_id:
+                return spec
+        return None
+
+    def __post_init__(self) -> None:
+        ids = [spec.id for spec in self.operations]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"{self.mesh}: duplicate operation ids in {ids}")
+        for spec in self.operations:
+            if not _OPERATION_ID.fullmatch(spec.id):
+                raise ValueError(f"{self.mesh}: operation id {spec.id!r} is not a lower-case slug")
+
+
+_OPERATION_ID = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")

@@ -1,0 +1,124 @@
+"""Operation records: what the runner keeps about each ApplyOperation, free of protobuf.
+
+The servicer converts requests into `OperationRequest` at the door and converts `OperationRecord`
+back into messages; everything between speaks these types.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+__all__ = [
+    "TERMINAL_STATES",
+    "ClusterResult",
+    "ClusterTarget",
+    "ErrorDetail",
+    "OperationRecord",
+    "OperationRequest",
+    "OperationState",
+    "Severity",
+]
+
+
+class OperationState(enum.Enum):
+    """Lifecycle of an operation (mirrors `meshplane.adapter.v1.OperationState`)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    INTERRUPTED = "INTERRUPTED"
+
+
+TERMINAL_STATES: frozenset[OperationState] = frozenset(
+    {
+        OperationState.SUCCEEDED,
+        OperationState.FAILED,
+        OperationState.CANCELLED,
+        OperationState.INTERRUPTED,
+    }
+)
+
+
+class Severity(enum.Enum):
+    """Event severity (mirrors `meshplane.adapter.v1.EventSeverity`)."""
+
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErrorDetail:
+    """A failure, its most likely cause, and what the user should do next."""
+
+    code: str
+    message: str
+    probable_cause: str = ""
+    suggested_remediation: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterTarget:
+    """One cluster an operation runs against; empty kubeconfig means the adapter's own."""
+
+    name: str
+    kubeconfig: str = ""
+    context: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperationRequest:
+    """A validated-shape request (field values are checked against the catalogue by the runner)."""
+
+    operation_id: str
+    operation: str
+    mesh_version: str = ""
+    namespace: str = ""
+    delete: bool = False
+    custom_body: str = ""
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    clusters: tuple[ClusterTarget, ...] = ()
+    username: str = ""
+    timeout_seconds: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterResult:
+    """Outcome of an operation on one cluster."""
+
+    cluster: str
+    state: OperationState
+    error: ErrorDetail | None = None
+    objects_applied: int = 0
+    objects_deleted: int = 0
+    objects_unchanged: int = 0
+    summary: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperationRecord:
+    """Everything known about one operation; replaced (never mutated) on each state change."""
+
+    operation_id: str
+    operation: str
+    mesh: str
+    mesh_version: str
+    namespace: str
+    delete: bool
+    parameters: Mapping[str, str]
+    username: str
+    state: OperationState
+    clusters: tuple[str, ...]
+    cluster_results: tuple[ClusterResult, ...] = ()
+    error: ErrorDetail | None = None
+    create_time: datetime
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    attempt: int = 0
+    custom_body: str = ""
+    timeout_seconds: float | None = None

@@ -1,0 +1,144 @@
+"""Plans: the ordered objects one operation applies to one cluster, and how progress is reported.
+
+Planning produces an `ApplyPlan`; applying consumes it and reports `Progress` through a sink.
+Neither imports the other: this module is their shared language.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from adapters.kit.objects import KubeObject, ObjectRef
+
+__all__ = [
+    "FIELD_MANAGER",
+    "MANAGED_BY_LABEL",
+    "MANAGED_BY_VALUE",
+    "RELEASE_LABEL",
+    "ApplyOutcome",
+    "ApplyPlan",
+    "ApplyPolicy",
+    "Hook",
+    "HookPhase",
+    "Progress",
+    "ProgressKind",
+    "ProgressSink",
+    "WaitPolicy",
+]
+
+FIELD_MANAGER = "meshplane"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "meshplane"
+RELEASE_LABEL = "meshplane.io/release"
+
+
+class HookPhase(enum.Enum):
+    """When a Helm hook runs relative to the main objects."""
+
+    PRE_INSTALL = "pre-install"
+    POST_INSTALL = "post-install"
+    PRE_UPGRADE = "pre-upgrade"
+    POST_UPGRADE = "post-upgrade"
+    PRE_DELETE = "pre-delete"
+    POST_DELETE = "post-delete"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hook:
+    """A Helm hook object: applied in its phase, waited on, then deleted per its policy."""
+
+    manifest: KubeObject
+    phases: tuple[HookPhase, ...]
+    weight: int = 0
+    delete_policies: tuple[str, ...] = ("before-hook-creation",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WaitPolicy:
+    """How long and for what to wait after applying."""
+
+    timeout_seconds: float = 300.0
+    wait_for_ready: bool = True
+    poll_interval_seconds: float = 0.5
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplyPolicy:
+    """How objects are written."""
+
+    field_manager: str = FIELD_MANAGER
+    force_conflicts: bool = True
+    prune: bool = True
+    """On upgrade, delete inventory objects the new plan no longer contains."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplyPlan:
+    """Everything to apply (or remove) for one release in one cluster.
+
+    `objects` are already defaulted (namespaces filled in) and sorted in install order; CRDs come
+    first so the applier can wait for them to be Established before custom resources.
+    """
+
+    release: str
+    """Inventory name, unique per mesh and namespace."""
+    namespace: str
+    """Namespace holding the release inventory (created if missing)."""
+    mesh: str
+    objects: tuple[KubeObject, ...]
+    hooks: tuple[Hook, ...] = ()
+    keep: frozenset[str] = frozenset()
+    """Keys (`ObjectRef.key`) of objects with `helm.sh/resource-policy: keep`: never deleted."""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    """Recorded in the inventory: chart versions, mesh version, values digest."""
+    ownership_fields_only: bool = False
+    """True: the release owns fields, not objects (see `catalogue.Ownership.FIELDS`)."""
+    apply_policy: ApplyPolicy = ApplyPolicy()
+    wait_policy: WaitPolicy = WaitPolicy()
+
+    @property
+    def refs(self) -> tuple[ObjectRef, ...]:
+        """References of every object, in install order."""
+        return tuple(ObjectRef.from_manifest(obj) for obj in self.objects)
+
+
+class ProgressKind(enum.Enum):
+    """What happened to one object."""
+
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"
+    DELETED = "deleted"
+    PRUNED = "pruned"
+    KEPT = "kept"
+    WAITING = "waiting"
+    READY = "ready"
+    FAILED = "failed"
+    HOOK_COMPLETED = "hook-completed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Progress:
+    """One step of applying a plan, reported as it happens (becomes an event)."""
+
+    kind: ProgressKind
+    ref: ObjectRef
+    message: str = ""
+    reason: str = ""
+    """Machine-readable reason from the cluster for FAILED/WAITING (e.g. `ImagePullBackOff`)."""
+
+
+ProgressSink = Callable[[Progress], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplyOutcome:
+    """Counts of what applying (or deleting) a plan did."""
+
+    applied: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    ready: int = 0
+    noop: bool = False
+    """True when the inventory showed the same plan already applied and every object present."""
