@@ -1,3 +1,5 @@
 """Shared pytest fixtures: each lives in a plugin module under tests/plugins/, listed here."""
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = [
+    "tests.plugins.static_http",
+]
