@@ -2,4 +2,5 @@
 
 pytest_plugins: list[str] = [
     "tests.plugins.static_http",
+    "tests.plugins.postgres",
 ]
