@@ -37,6 +37,9 @@ class ManifestError(ValueError):
     """A manifest cannot be used; the message says what is wrong and what to do."""
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _BoundedLoader(yaml.SafeLoader):
     """SafeLoader that tracks nesting depth and the size aliases expand to."""
 
@@ -92,21 +95,28 @@ class _BoundedLoader(yaml.SafeLoader):
         return node
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
-        # Duplicate keys are refused as kubectl refuses them; `<<` merges may still override.
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, list | dict):
-                continue  # unhashable keys are rejected by PyYAML itself below
-            if key in seen:
-                raise ManifestError(
-                    f"duplicate key {key!r} at line {key_node.start_mark.line + 1}; "
-                    "each key may appear once in a mapping"
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        """Build a mapping with JSON string keys, refusing duplicates as kubectl does.
+
+        Keys become strings here, not later, so `1` and `true` cannot collide with each
+        other in the Python dict. Keys pulled in by a `<<` merge may be overridden.
+        """
+        explicit = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
+        self.flatten_mapping(node)
+        merged = len(node.value) - explicit
+        mapping: dict[str, Any] = {}
+        explicit_keys: set[str] = set()
+        for position, (key_node, value_node) in enumerate(node.value):
+            line = key_node.start_mark.line + 1
+            key = _json_key(self.construct_object(key_node, deep=True), f"line {line}")
+            if position >= merged:
+                if key in explicit_keys:
+                    raise ManifestError(
+                        f"duplicate key {key!r} at line {line}; each key may appear once in a "
+                        "mapping"
+                    )
+                explicit_keys.add(key)
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        return mapping
 
 
 # Kubernetes reads YAML as JSON: unquoted dates stay strings rather than becoming datetimes.
