@@ -1,0 +1,232 @@
+"""The ``grpc.aio`` bootstrap every meshplane server uses: one place for limits, health,
+reflection, keepalive, TLS and an orderly shutdown.
+
+Shutdown order (tested): health goes NOT_SERVING first so load balancers and the coordinator
+stop routing here, then the server stops with a grace period (in-flight calls finish, new ones
+are refused), then shutdown callbacks run (e.g. the adapter records running operations as
+interrupted), and finally owned background tasks are cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc  # type: ignore[import-untyped]
+import grpc.aio  # type: ignore[import-untyped]
+import structlog
+from google.protobuf import descriptor_pool
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from serving.background_tasks import BackgroundTasks
+from serving.tls import TlsConfig, is_loopback, server_credentials
+
+_log = structlog.get_logger(__name__)
+
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+HEALTH_SERVICE_NAME = "grpc.health.v1.Health"
+OVERALL_HEALTH = ""  # the health entry for the server as a whole
+
+ShutdownCallback = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeepaliveConfig:
+    """HTTP/2 keepalive: notice dead peers (pods gone without FIN) and tolerate client pings."""
+
+    time_seconds: float = 30.0
+    timeout_seconds: float = 10.0
+    permit_without_calls: bool = True
+    # Shortest interval between client pings we accept; shorter gets GOAWAY(too_many_pings).
+    min_client_ping_interval_seconds: float = 10.0
+    # Pings we may send with no data in between (0 = unlimited), so idle streams stay checked.
+    max_pings_without_data: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """Where and how a server listens. ``port=0`` lets the kernel pick (tests, sidecars)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    keepalive: KeepaliveConfig = field(default_factory=KeepaliveConfig)
+    grace_seconds: float = 10.0
+    tls: TlsConfig | None = None
+
+    def channel_options(self) -> list[tuple[str, int]]:
+        """The ``grpc.aio.server`` options these settings translate to."""
+        ka = self.keepalive
+        return [
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+            ("grpc.max_send_message_length", self.max_message_bytes),
+            ("grpc.keepalive_time_ms", int(ka.time_seconds * 1000)),
+            ("grpc.keepalive_timeout_ms", int(ka.timeout_seconds * 1000)),
+            ("grpc.keepalive_permit_without_calls", int(ka.permit_without_calls)),
+            ("grpc.http2.max_pings_without_data", ka.max_pings_without_data),
+            (
+                "grpc.http2.min_ping_interval_without_data_ms",
+                int(ka.min_client_ping_interval_seconds * 1000),
+            ),
+            ("grpc.so_reuseport", 0),
+        ]
+
+
+class GrpcServer:
+    """A ``grpc.aio`` server with health, reflection and ordered shutdown.
+
+    Register services with :meth:`add_service` before :meth:`start`; each is reported SERVING by
+    the health service under its full name and listed by reflection.
+    """
+
+    def __init__(self, config: ServerConfig, *, interceptors: Sequence[Any] = ()) -> None:
+        self.config = config
+        self.tasks = BackgroundTasks(owner="grpc-server")
+        self._server: Any = grpc.aio.server(
+            options=config.channel_options(), interceptors=list(interceptors) or None
+        )
+        self._health = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        self._services: list[str] = []
+        self._shutdown_callbacks: list[tuple[str, ShutdownCallback]] = []
+        self._port: int | None = None
+        self._stop_lock = asyncio.Lock()
+        self._stopped = False
+
+    @property
+    def port(self) -> int:
+        """The bound port (after :meth:`start`)."""
+        if self._port is None:
+            raise RuntimeError("server not started")
+        return self._port
+
+    @property
+    def address(self) -> str:
+        """``host:port`` a client on this host can dial."""
+        host = self.config.host
+        if host in ("0.0.0.0", "", "::", "[::]"):
+            host = "127.0.0.1"
+        elif ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{host}:{self.port}"
+
+    @property
+    def service_names(self) -> tuple[str, ...]:
+        """Full names of the application services added so far."""
+        return tuple(self._services)
+
+    def add_service(
+        self, servicer_adder: Callable[[Any, Any], None], servicer: Any, service_full_name: str
+    ) -> None:
+        """Register a servicer via its generated ``add_*_to_server`` and track its health name.
+
+        The name must be a service the protobuf pool knows, so reflection never advertises a
+        service that clients cannot resolve.
+        """
+        if self._port is not None:
+            raise RuntimeError("add services before start()")
+        try:
+            descriptor_pool.Default().FindServiceByName(service_full_name)
+        except KeyError as exc:
+            raise ValueError(f"unknown gRPC service {service_full_name!r}") from exc
+        if service_full_name in self._services:
+            raise ValueError(f"service {service_full_name!r} already added")
+        servicer_adder(servicer, self._server)
+        self._services.append(service_full_name)
+
+    def on_shutdown(self, name: str, callback: ShutdownCallback) -> None:
+        """Run ``callback`` after the server has stopped serving (reverse registration order)."""
+        self._shutdown_callbacks.append((name, callback))
+
+    async def set_serving(self, service_full_name: str, serving: bool) -> None:
+        """Change one service's health (e.g. NOT_SERVING while its Kubernetes API is down)."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else (health_pb2.HealthCheckResponse.NOT_SERVING)
+        )
+        await self._health.set(service_full_name, status)
+
+    async def start(self) -> int:
+        """Enable reflection, mark every service SERVING, bind and start; return the port."""
+        if self._port is not None:
+            raise RuntimeError("server already started")
+        reflection.enable_server_reflection(
+            (*self._services, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        bind = f"{self._bind_host()}:{self.config.port}"
+        if self.config.tls is not None:
+            port = self._server.add_secure_port(bind, server_credentials(self.config.tls))
+        else:
+            if not is_loopback(bind):
+                _log.warning("grpc.server_plaintext", bind=bind, hint="set --tls-cert/--tls-key")
+            port = self._server.add_insecure_port(bind)
+        if not port:
+            raise OSError(f"could not bind gRPC server to {bind}")
+        self._port = int(port)
+        for name in (OVERALL_HEALTH, *self._services):
+            await self.set_serving(name, True)
+        await self._server.start()
+        _log.info(
+            "grpc.server_started",
+            address=self.address,
+            services=list(self._services),
+            tls="mtls" if self.config.tls and self.config.tls.mutual else bool(self.config.tls),
+        )
+        return self._port
+
+    def _bind_host(self) -> str:
+        host = self.config.host
+        if ":" in host and not host.startswith("["):
+            return f"[{host}]"
+        return host
+
+    async def stop(self, grace_seconds: float | None = None) -> None:
+        """Drain and stop: NOT_SERVING, then ``server.stop(grace)``, then callbacks, then tasks.
+
+        Safe to call more than once; later calls return once the first has finished.
+        """
+        grace = self.config.grace_seconds if grace_seconds is None else grace_seconds
+        async with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            _log.info("grpc.server_stopping", grace_seconds=grace)
+            await self._health.enter_graceful_shutdown()
+            await self._server.stop(grace)
+            for name, callback in reversed(self._shutdown_callbacks):
+                try:
+                    await callback()
+                except Exception:
+                    _log.exception("grpc.shutdown_callback_failed", callback=name)
+            await self.tasks.stop(grace_seconds=grace)
+            _log.info("grpc.server_stopped")
+
+    async def serve_until_signalled(
+        self, *, signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT)
+    ) -> signal.Signals:
+        """Start if needed, wait for SIGTERM/SIGINT, then :meth:`stop`; return the signal."""
+        if self._port is None:
+            await self.start()
+        loop = asyncio.get_running_loop()
+        received: asyncio.Future[signal.Signals] = loop.create_future()
+
+        def _on_signal(sig: signal.Signals) -> None:
+            if not received.done():
+                received.set_result(sig)
+
+        for sig in signals:
+            loop.add_signal_handler(sig, _on_signal, sig)
+        try:
+            sig = await received
+            _log.info("grpc.signal_received", signal=sig.name)
+            await self.stop()
+        finally:
+            for sig_ in signals:
+                loop.remove_signal_handler(sig_)
+        return sig

@@ -1,0 +1,135 @@
+"""structlog for every meshplane process: JSON lines for machines, a readable console for people.
+
+Context bound with ``structlog.contextvars.bind_contextvars(operation_id=..., mesh=...,
+cluster=...)`` appears in every line logged inside that context, including lines from stdlib
+loggers (grpc, aiohttp, kubernetes), which are routed through the same renderer at WARNING so
+their noise does not drown ours.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import Processor
+
+NOISY_LIBRARIES = ("grpc", "aiohttp", "kubernetes", "kubernetes_asyncio", "urllib3", "asyncio")
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+class _LineWriter:
+    """A structlog logger writing one rendered line per event to a stream found at write time.
+
+    Looking the stream up on every write (default: the current ``sys.stderr``) keeps logging
+    working when something swaps ``sys.stderr`` after configuration.
+    """
+
+    def __init__(self, stream: Callable[[], TextIO], lock: threading.Lock) -> None:
+        self._stream = stream
+        self._lock = lock
+
+    def msg(self, message: str) -> None:
+        """Write one line."""
+        with self._lock:
+            out = self._stream()
+            out.write(message + "\n")
+            out.flush()
+
+    log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
+
+
+class _LineHandler(logging.Handler):
+    """Stdlib handler that formats through structlog and writes via the same line writer."""
+
+    def __init__(self, writer: _LineWriter, formatter: logging.Formatter) -> None:
+        super().__init__()
+        self._writer = writer
+        self.setFormatter(formatter)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._writer.msg(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+_installed_handler: logging.Handler | None = None
+
+
+def level_number(level: str) -> int:
+    """``"info"`` → ``logging.INFO``; unknown names are an error, not a silent default."""
+    try:
+        return _LEVELS[level.lower()]
+    except KeyError:
+        raise ValueError(f"unknown log level {level!r}; use one of {sorted(_LEVELS)}") from None
+
+
+def configure_logging(
+    *, level: str = "info", json: bool | None = None, stream: TextIO | None = None
+) -> None:
+    """Configure structlog and stdlib logging for this process (calling again reconfigures).
+
+    ``json=None`` picks JSON lines when the stream is not a TTY (containers, CI) and the
+    console renderer otherwise. ``stream`` defaults to the current ``sys.stderr``.
+    """
+    global _installed_handler  # noqa: PLW0603 - one root handler per process, replaced on reconfigure
+    threshold = level_number(level)
+
+    def current_stream() -> TextIO:
+        return stream if stream is not None else sys.stderr
+
+    isatty = getattr(current_stream(), "isatty", None)
+    on_terminal = bool(callable(isatty) and isatty())
+    if json is None:
+        json = not on_terminal
+
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+    renderer: Processor
+    if json:
+        shared.append(structlog.processors.format_exc_info)
+        renderer = structlog.processors.JSONRenderer(sort_keys=False)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=on_terminal)
+
+    writer = _LineWriter(current_stream, threading.Lock())
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
+        logger_factory=lambda *_args: writer,
+        cache_logger_on_first_use=False,
+    )
+
+    foreign_chain: list[Processor] = [structlog.stdlib.add_logger_name, *shared]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=foreign_chain,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    root = logging.getLogger()
+    if _installed_handler is not None:
+        root.removeHandler(_installed_handler)
+    _installed_handler = _LineHandler(writer, formatter)
+    root.addHandler(_installed_handler)
+    root.setLevel(threshold)
+    for name in NOISY_LIBRARIES:
+        logging.getLogger(name).setLevel(max(threshold, logging.WARNING))
+
+
+def bound_context() -> dict[str, Any]:
+    """The context currently bound with ``bind_contextvars`` (for tests and error reports)."""
+    return structlog.contextvars.get_contextvars()
