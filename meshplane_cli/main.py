@@ -10,9 +10,13 @@ Runner = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Assemble the parser from every package's `register` function (lazy imports keep start-up fast)."""
+    """Assemble the parser from every package's `register` function.
+
+    Command modules are imported lazily so that `meshplane --help` stays fast.
+    """
     parser = argparse.ArgumentParser(
-        prog="meshplane", description="Service mesh management plane: adapters, coordinator, kubesim."
+        prog="meshplane",
+        description="Service mesh management plane: adapters, coordinator, kubesim.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

@@ -14,5 +14,8 @@ SHARED_FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
 def shared_fixtures() -> Path:
     """Return ../shared/fixtures, or skip the calling test with the reason it is missing."""
     if not (SHARED_FIXTURES / "README.md").is_file():
-        pytest.skip(f"real upstream fixtures not found at {SHARED_FIXTURES} (a fresh clone outside the workspace)")
+        pytest.skip(
+            f"real upstream fixtures not found at {SHARED_FIXTURES} "
+            "(a fresh clone outside the workspace); our own fixtures cover the same paths"
+        )
     return SHARED_FIXTURES
