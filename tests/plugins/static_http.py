@@ -32,7 +32,10 @@ class StaticHttpServer:
         host, port = self._httpd.server_address[:2]
         self.url = f"http://{host!s}:{port}/"
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name=f"static-http-{port}", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"static-http-{port}",
+            daemon=True,
         )
         self._thread.start()
         self._running = True
