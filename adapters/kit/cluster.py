@@ -1,0 +1,439 @@
+"""One authenticated connection to one Kubernetes cluster, speaking only what API servers offer.
+
+`ClusterSession` wraps the `kubernetes.aio` client built from a kubeconfig (TLS, tokens, exec
+plugins are the client's business) and adds what the apply engine needs: kind → resource
+resolution through discovery (cached per group-version, refreshed on a miss so kinds whose CRDs
+were just created are found), server-side apply that says whether anything changed, and the same
+retry policy around every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import json
+import os
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import aiohttp
+import structlog
+import tenacity
+import yaml
+from kubernetes.aio import config as _typed_kube_config
+from kubernetes.aio.client import ApiClient, Configuration
+from kubernetes.aio.client.exceptions import ApiException
+
+from adapters.kit.kube_errors import (
+    ApplyError,
+    describe_error,
+    is_retryable,
+    kind_not_installed_detail,
+    retry_after_seconds,
+)
+from adapters.kit.objects import KubeObject, ObjectRef
+from adapters.kit.operations import ErrorDetail
+from adapters.kit.plans import FIELD_MANAGER
+
+__all__ = ["ApiResource", "ClusterSession", "RetrySettings"]
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+APPLY_PATCH = "application/apply-patch+yaml"
+_LIST_PAGE = 500
+
+# The client's config loaders and response objects carry no annotations.
+kube_config: Any = _typed_kube_config
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiResource:
+    """One served kind: where its objects live in the REST API."""
+
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        """The collection (or, with ``name``, object) URL path."""
+        base = f"/api/{self.api_version}" if "/" not in self.api_version else ""
+        base = base or f"/apis/{self.api_version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        return f"{base}/{name}" if name else base
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetrySettings:
+    """How transient API failures are retried (mirrors `serving.retry_policies` once shared)."""
+
+    attempts: int = 8
+    initial_delay: float = 0.05
+    max_delay: float = 5.0
+    max_retry_after: float = 10.0
+    """Longest Retry-After we honour; a server asking for longer is capped (we still retry)."""
+
+
+class ClusterSession:
+    """Async access to one cluster; use ``async with await ClusterSession.connect(...)``."""
+
+    def __init__(
+        self,
+        api: ApiClient,
+        *,
+        name: str = "default",
+        retry: RetrySettings | None = None,
+        request_timeout: float = 30.0,
+    ) -> None:
+        self._api: Any = api
+        self.name = name
+        self._retry = retry or RetrySettings()
+        self._request_timeout = request_timeout
+        self._discovery: dict[str, dict[str, ApiResource] | None] = {}
+        self._discovery_generation: dict[str, int] = {}
+        self._discovery_locks: dict[str, asyncio.Lock] = {}
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls,
+        *,
+        kubeconfig: str = "",
+        kubeconfig_path: str | os.PathLike[str] | None = None,
+        context: str | None = None,
+        name: str = "default",
+        retry: RetrySettings | None = None,
+    ) -> ClusterSession:
+        """Build a session from kubeconfig text, a kubeconfig file, or (neither) the defaults.
+
+        The defaults are `$KUBECONFIG`/`~/.kube/config` when present, else the in-cluster
+        ServiceAccount (an adapter running in a pod).
+        """
+        context = context or None
+        try:
+            if kubeconfig:
+                loaded = yaml.safe_load(kubeconfig)
+                if not isinstance(loaded, dict):
+                    raise ApplyError(_bad_kubeconfig("the kubeconfig is not a YAML mapping"))
+                api = await kube_config.new_client_from_config_dict(
+                    config_dict=loaded, context=context
+                )
+            else:
+                path = kubeconfig_path or _default_kubeconfig_path()
+                if path is not None:
+                    api = await kube_config.new_client_from_config(
+                        config_file=str(path), context=context, persist_config=False
+                    )
+                else:
+                    configuration = Configuration()
+                    kube_config.load_incluster_config(client_configuration=configuration)
+                    api = ApiClient(configuration=configuration)
+        except ApplyError:
+            raise
+        except (kube_config.ConfigException, yaml.YAMLError, OSError, ValueError) as exc:
+            raise ApplyError(_bad_kubeconfig(str(exc))) from exc
+        return cls(api, name=name, retry=retry)
+
+    async def close(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._api.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def server(self) -> str:
+        """The API server URL from the kubeconfig."""
+        return str(self._api.configuration.host)
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    async def _call_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: builtins.list[tuple[str, Any]] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> tuple[int, Any]:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        serialized = await self._api.param_serialize(
+            method,
+            path,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = await self._api.call_api(*serialized, _request_timeout=self._request_timeout)
+        data = await response.read()
+        text = data.decode("utf-8", "replace") if data else ""
+        if not 200 <= response.status <= 299:
+            raise ApiException(http_resp=response, body=text)
+        return response.status, (json.loads(text) if text else None)
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        settings = self._retry
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            asked = retry_after_seconds(exc) if exc is not None else None
+            if asked is not None:
+                return min(asked, settings.max_retry_after)
+            backoff = settings.initial_delay * 2 ** (state.attempt_number - 1)
+            return float(min(settings.max_delay, backoff) * (0.5 + random.random() / 2))
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.info(
+                "kubernetes request retried",
+                cluster=self.name,
+                attempt=state.attempt_number,
+                error=type(exc).__name__,
+                status=getattr(exc, "status", None),
+            )
+
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception(is_retryable),
+            stop=tenacity.stop_after_attempt(settings.attempts),
+            wait=wait,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        return await retrying(call)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        verb: str,
+        resource: str,
+        ref: ObjectRef | None = None,
+        query: builtins.list[tuple[str, Any]] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        missing_ok: bool = False,
+    ) -> tuple[int, Any]:
+        """One retried request; 404 gives (404, None) when ``missing_ok``, else ApplyError."""
+
+        async def call() -> tuple[int, Any]:
+            return await self._call_once(
+                method, path, query=query, body=body, content_type=content_type
+            )
+
+        try:
+            return await self._retrying(call)
+        except ApiException as exc:
+            if missing_ok and exc.status == 404:
+                return 404, None
+            raise ApplyError(
+                describe_error(exc, verb=verb, resource=resource, ref=ref, server=self.server)
+            ) from exc
+        except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+            raise ApplyError(
+                describe_error(exc, verb=verb, resource=resource, ref=ref, server=self.server)
+            ) from exc
+
+    # -- discovery --------------------------------------------------------------------------
+
+    async def _fetch_group_version(self, api_version: str) -> dict[str, ApiResource] | None:
+        path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        status, body = await self._request(
+            "GET", path, verb="discover", resource=api_version, missing_ok=True
+        )
+        if status == 404 or not isinstance(body, dict):
+            return None
+        kinds: dict[str, ApiResource] = {}
+        for entry in body.get("resources") or []:
+            plural = str(entry.get("name", ""))
+            if not plural or "/" in plural:  # subresources such as deployments/status
+                continue
+            kind = str(entry.get("kind", ""))
+            kinds.setdefault(
+                kind,
+                ApiResource(
+                    api_version=api_version,
+                    kind=kind,
+                    plural=plural,
+                    namespaced=bool(entry.get("namespaced")),
+                ),
+            )
+        return kinds
+
+    async def resource_for(self, api_version: str, kind: str) -> ApiResource | None:
+        """Resolve a kind, refreshing its group-version's discovery once on a miss."""
+        cached = self._discovery.get(api_version)
+        if cached is not None and kind in cached:
+            return cached[kind]
+        seen = self._discovery_generation.get(api_version, 0)
+        lock = self._discovery_locks.setdefault(api_version, asyncio.Lock())
+        async with lock:
+            # Someone refreshed while we waited: use their answer rather than asking again.
+            if self._discovery_generation.get(api_version, 0) == seen:
+                self._discovery[api_version] = await self._fetch_group_version(api_version)
+                self._discovery_generation[api_version] = seen + 1
+        found = self._discovery.get(api_version)
+        return found.get(kind) if found is not None else None
+
+    async def has_kind(self, api_version: str, kind: str) -> bool:
+        """Whether the cluster serves this kind (e.g. the mesh's CRDs are installed)."""
+        return await self.resource_for(api_version, kind) is not None
+
+    async def _resource(self, ref: ObjectRef) -> ApiResource:
+        resource = await self.resource_for(ref.api_version, ref.kind)
+        if resource is None:
+            raise ApplyError(kind_not_installed_detail(ref))
+        return resource
+
+    # -- objects ----------------------------------------------------------------------------
+
+    async def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> KubeObject | None:
+        """Return the object, or None when it (or its kind) does not exist."""
+        return await self.get_ref(
+            ObjectRef(api_version=api_version, kind=kind, namespace=namespace, name=name)
+        )
+
+    async def get_ref(self, ref: ObjectRef) -> KubeObject | None:
+        """`get` by reference."""
+        resource = await self.resource_for(ref.api_version, ref.kind)
+        if resource is None:
+            return None
+        status, body = await self._request(
+            "GET",
+            resource.path(ref.namespace, ref.name),
+            verb="get",
+            resource=resource.plural,
+            ref=ref,
+            missing_ok=True,
+        )
+        return body if status != 404 and isinstance(body, dict) else None
+
+    async def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str = "",
+    ) -> builtins.list[KubeObject]:
+        """List objects (all namespaces when ``namespace`` is None); unknown kinds give []."""
+        resource = await self.resource_for(api_version, kind)
+        if resource is None:
+            return []
+        items: builtins.list[KubeObject] = []
+        token = ""
+        while True:
+            query: builtins.list[tuple[str, Any]] = [("limit", _LIST_PAGE)]
+            if label_selector:
+                query.append(("labelSelector", label_selector))
+            if token:
+                query.append(("continue", token))
+            _, body = await self._request(
+                "GET", resource.path(namespace), verb="list", resource=resource.plural, query=query
+            )
+            body = body if isinstance(body, dict) else {}
+            for item in body.get("items") or []:
+                # List items omit apiVersion/kind; put them back so items are full manifests.
+                items.append({"apiVersion": api_version, "kind": kind, **item})
+            token = str((body.get("metadata") or {}).get("continue") or "")
+            if not token:
+                return items
+
+    async def apply(
+        self,
+        obj: KubeObject,
+        *,
+        field_manager: str = FIELD_MANAGER,
+        force: bool = True,
+    ) -> tuple[KubeObject, bool]:
+        """Server-side apply ``obj``; True when it was created or its resourceVersion moved."""
+        ref = ObjectRef.from_manifest(obj)
+        resource = await self._resource(ref)
+        namespace = ref.namespace if resource.namespaced else None
+        if resource.namespaced and not namespace:
+            raise ApplyError(
+                ErrorDetail(
+                    code="NAMESPACE_REQUIRED",
+                    message=f"{ref} is namespaced but names no namespace",
+                    probable_cause="the plan was built without defaulting namespaces",
+                    suggested_remediation="set metadata.namespace (planning normally does this)",
+                )
+            )
+        before = await self.get_ref(ref)
+        status, body = await self._request(
+            "PATCH",
+            resource.path(namespace, ref.name),
+            verb="apply",
+            resource=resource.plural,
+            ref=ref,
+            query=[("fieldManager", field_manager), ("force", force)],
+            body=obj,
+            content_type=APPLY_PATCH,
+        )
+        applied: KubeObject = body if isinstance(body, dict) else {}
+        if before is None or status == 201:
+            return applied, True
+        previous = (before.get("metadata") or {}).get("resourceVersion")
+        current = (applied.get("metadata") or {}).get("resourceVersion")
+        return applied, previous != current
+
+    async def delete(self, ref: ObjectRef, propagation: str = "Background") -> bool:
+        """Delete ``ref``; False when it (or its kind) was already gone."""
+        resource = await self.resource_for(ref.api_version, ref.kind)
+        if resource is None:
+            return False
+        status, _ = await self._request(
+            "DELETE",
+            resource.path(ref.namespace if resource.namespaced else None, ref.name),
+            verb="delete",
+            resource=resource.plural,
+            ref=ref,
+            query=[("propagationPolicy", propagation)],
+            missing_ok=True,
+        )
+        return status != 404
+
+
+def _default_kubeconfig_path() -> Path | None:
+    env = os.environ.get("KUBECONFIG", "")
+    for candidate in [p for p in env.split(os.pathsep) if p] or [kube_config_default()]:
+        path = Path(candidate).expanduser()
+        if path.is_file():
+            return path
+    return None
+
+
+def kube_config_default() -> str:
+    """The client's default kubeconfig location (``~/.kube/config``)."""
+    return str(kube_config.KUBE_CONFIG_DEFAULT_LOCATION)
+
+
+def _bad_kubeconfig(reason: str) -> ErrorDetail:
+    return ErrorDetail(
+        code="KUBECONFIG_INVALID",
+        message=f"cannot load the kubeconfig: {reason}",
+        probable_cause="the kubeconfig is malformed, or names a context/user that is missing",
+        suggested_remediation="check the kubeconfig (kubectl config view) and the context name",
+    )

@@ -1,0 +1,290 @@
+"""Kubernetes failures turned into `ErrorDetail`s a user can act on.
+
+The API server answers with a `Status` object (reason, message, details.causes); a connection
+failure has no answer at all. Either way the user needs the code, the likely cause and the next
+step, not an HTTP dump. Whether a failure is worth retrying is decided here too, so the retry
+policy and the error report agree on what "transient" means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from typing import Any
+
+import aiohttp
+from kubernetes.aio.client.exceptions import ApiException
+
+from adapters.kit.objects import ObjectRef
+from adapters.kit.operations import ErrorDetail
+
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "ApplyError",
+    "describe_error",
+    "is_retryable",
+    "kind_not_installed_detail",
+    "not_ready_detail",
+    "retry_after_seconds",
+    "status_body",
+]
+
+RETRYABLE_STATUSES: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+"""Answers that say "try again": throttling and server-side trouble (501 is final)."""
+
+
+class ApplyError(Exception):
+    """A failure of the apply engine, carrying what to tell the user."""
+
+    def __init__(self, detail: ErrorDetail) -> None:
+        super().__init__(f"{detail.code}: {detail.message}")
+        self.detail = detail
+
+
+def status_body(exc: ApiException) -> dict[str, Any]:
+    """The `Status` object the API server sent with an error, or {} when there is none."""
+    body = exc.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if not isinstance(body, str) or not body:
+        return {}
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _header(exc: ApiException, name: str) -> str | None:
+    headers = exc.headers
+    if headers is None:
+        return None
+    value = headers.get(name)
+    return str(value) if value is not None else None
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """Seconds the server asked us to wait (Retry-After or Status.details), if it said."""
+    if not isinstance(exc, ApiException):
+        return None
+    header = _header(exc, "Retry-After")
+    if header is not None:
+        try:
+            return max(0.0, float(header))
+        except ValueError:
+            pass
+    details = status_body(exc).get("details") or {}
+    seconds = details.get("retryAfterSeconds") if isinstance(details, dict) else None
+    return float(seconds) if isinstance(seconds, int | float) else None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Throttling, server errors, resets and timeouts are transient; everything else is final."""
+    if isinstance(exc, ApiException):
+        return exc.status in RETRYABLE_STATUSES
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return False
+    return isinstance(
+        exc,
+        aiohttp.ClientConnectionError
+        | aiohttp.ClientPayloadError
+        | asyncio.TimeoutError
+        | ConnectionResetError,
+    )
+
+
+def _where(ref: ObjectRef | None) -> str:
+    return f" {ref}" if ref is not None else ""
+
+
+def describe_error(
+    exc: BaseException,
+    *,
+    verb: str,
+    resource: str,
+    ref: ObjectRef | None = None,
+    server: str = "",
+) -> ErrorDetail:
+    """Explain a failed request: ``verb`` on ``resource`` (plural or kind), about ``ref``."""
+    if isinstance(exc, ApplyError):
+        return exc.detail
+    if isinstance(exc, ApiException):
+        return _describe_api_error(exc, verb=verb, resource=resource, ref=ref)
+    if isinstance(exc, ssl.SSLError | aiohttp.ClientSSLError):
+        return ErrorDetail(
+            code="CLUSTER_TLS_ERROR",
+            message=f"TLS handshake with {server or 'the API server'} failed: {exc}",
+            probable_cause="the server certificate does not match the kubeconfig's "
+            "certificate-authority data, or the server name differs",
+            suggested_remediation="check certificate-authority-data and the server URL in the "
+            "kubeconfig (regenerate it from the cluster if it was rotated)",
+        )
+    if isinstance(exc, aiohttp.ClientConnectionError | ConnectionError | OSError):
+        return ErrorDetail(
+            code="CLUSTER_UNREACHABLE",
+            message=f"cannot reach the Kubernetes API server {server} to {verb} {resource}"
+            f"{_where(ref)}: {exc}",
+            probable_cause="the API server is down, or the kubeconfig points at the wrong "
+            "address or port",
+            suggested_remediation="check the kubeconfig server URL and that the cluster is "
+            "running and reachable from the adapter",
+        )
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return ErrorDetail(
+            code="CLUSTER_TIMEOUT",
+            message=f"the API server {server} did not answer in time to {verb} {resource}"
+            f"{_where(ref)}",
+            probable_cause="the API server is overloaded or the network drops packets",
+            suggested_remediation="retry the operation; check API server health and latency",
+        )
+    return ErrorDetail(
+        code="INTERNAL",
+        message=f"{verb} {resource}{_where(ref)} failed: {type(exc).__name__}: {exc}",
+        probable_cause="an unexpected error in the adapter",
+        suggested_remediation="report this with the adapter logs",
+    )
+
+
+def _causes(status: dict[str, Any]) -> list[str]:
+    details = status.get("details") or {}
+    causes = details.get("causes") if isinstance(details, dict) else None
+    found: list[str] = []
+    for cause in causes or []:
+        if not isinstance(cause, dict):
+            continue
+        field = cause.get("field") or ""
+        text = cause.get("message") or cause.get("reason") or ""
+        found.append(f"{field}: {text}" if field else str(text))
+    return found
+
+
+def _describe_api_error(
+    exc: ApiException, *, verb: str, resource: str, ref: ObjectRef | None
+) -> ErrorDetail:
+    status = status_body(exc)
+    server_message = str(status.get("message") or exc.reason or "")
+    code = exc.status
+    subject = f"{verb} {resource}{_where(ref)}"
+    if code == 401:
+        return ErrorDetail(
+            code="KUBE_UNAUTHORIZED",
+            message=f"the API server rejected our credentials to {subject}: {server_message}",
+            probable_cause="the kubeconfig token or client certificate is missing, expired or "
+            "revoked",
+            suggested_remediation="refresh the kubeconfig credentials (new token or certificate)",
+        )
+    if code == 403:
+        return ErrorDetail(
+            code="KUBE_FORBIDDEN",
+            message=f"forbidden to {subject}: {server_message}",
+            probable_cause=f"the adapter's ServiceAccount lacks RBAC for {verb} {resource}",
+            suggested_remediation=f"grant {verb} on {resource} in the adapter's ClusterRole",
+        )
+    if code == 404:
+        kind = ref.kind if ref is not None else resource
+        details = status.get("details") or {}
+        if isinstance(details, dict) and details.get("kind") == "namespaces":
+            return ErrorDetail(
+                code="NAMESPACE_NOT_FOUND",
+                message=f"cannot {subject}: namespace {details.get('name', '')} does not exist",
+                probable_cause="the namespace was not part of the plan or was deleted meanwhile",
+                suggested_remediation="create the namespace or pick an existing one",
+            )
+        if ref is not None and verb in ("apply", "create", "list"):
+            return ErrorDetail(
+                code="KIND_NOT_INSTALLED",
+                message=f"the cluster does not serve {ref.api_version} {kind}: {server_message}",
+                probable_cause=f"the CRD for {kind} is not installed",
+                suggested_remediation="install the mesh (or the CRDs it brings) first",
+            )
+        return ErrorDetail(
+            code="OBJECT_NOT_FOUND",
+            message=f"{subject}: not found ({server_message})",
+            probable_cause="the object was deleted while the operation ran",
+            suggested_remediation="retry the operation",
+        )
+    if code == 409:
+        return ErrorDetail(
+            code="KUBE_CONFLICT",
+            message=f"conflict to {subject}: {server_message}",
+            probable_cause="another field manager owns these fields, or the object is being "
+            "deleted",
+            suggested_remediation="wait for a pending deletion to finish, or retry with force "
+            "(the apply policy's force_conflicts)",
+        )
+    if code == 422:
+        causes = _causes(status)
+        return ErrorDetail(
+            code="KUBE_INVALID",
+            message=f"the API server rejected {subject}: {server_message}",
+            probable_cause="; ".join(causes) or server_message,
+            suggested_remediation="fix the listed fields in the chart values or manifest",
+        )
+    if code == 400:
+        return ErrorDetail(
+            code="KUBE_BAD_REQUEST",
+            message=f"bad request to {subject}: {server_message}",
+            probable_cause="; ".join(_causes(status)) or "the manifest is malformed",
+            suggested_remediation="check the manifest against the kind's schema",
+        )
+    if code == 429:
+        return ErrorDetail(
+            code="KUBE_THROTTLED",
+            message=f"the API server kept throttling {subject}: {server_message}",
+            probable_cause="API priority and fairness is rejecting our requests under load",
+            suggested_remediation="retry later, or raise the adapter's FlowSchema priority",
+        )
+    if code is not None and 500 <= code <= 599:
+        return ErrorDetail(
+            code="KUBE_SERVER_ERROR",
+            message=f"the API server failed to {subject}: HTTP {code} {server_message}",
+            probable_cause="the API server or etcd is unhealthy, or an admission webhook failed",
+            suggested_remediation="check API server and webhook health, then retry",
+        )
+    return ErrorDetail(
+        code="KUBE_ERROR",
+        message=f"{subject} failed: HTTP {code} {server_message}",
+        probable_cause=str(status.get("reason") or exc.reason or "unknown"),
+        suggested_remediation="see the message from the API server",
+    )
+
+
+def kind_not_installed_detail(ref: ObjectRef) -> ErrorDetail:
+    """Discovery does not list ``ref``'s kind: its CRD (or API group) is missing."""
+    return ErrorDetail(
+        code="KIND_NOT_INSTALLED",
+        message=f"the cluster does not serve {ref.api_version} {ref.kind} (needed for {ref})",
+        probable_cause=f"the CRD for {ref.kind} is not installed",
+        suggested_remediation="install the mesh (or the CRDs it brings) first",
+    )
+
+
+def not_ready_detail(
+    ref: ObjectRef, *, reason: str, message: str, timeout: float | None
+) -> ErrorDetail:
+    """A component that did not become ready: name the reason the workload reports.
+
+    ``timeout`` is how long we waited; None means the workload failed for good (a Job that
+    exhausted its retries) rather than running out of time.
+    """
+    remedies = {
+        "ImagePullBackOff": "check the image name/tag and registry credentials (imagePullSecrets)",
+        "ErrImagePull": "check the image name/tag and registry credentials (imagePullSecrets)",
+        "CrashLoopBackOff": "read the container logs (kubectl logs --previous) and fix the crash",
+        "BackoffLimitExceeded": "read the Job's pod logs and fix what makes it fail",
+        "Unschedulable": "add capacity or relax the pod's resource requests and node selectors",
+        "ProgressDeadlineExceeded": "describe the pods to see why they do not start",
+    }
+    waited = "" if timeout is None else f" after {timeout:g}s"
+    return ErrorDetail(
+        code="WORKLOAD_FAILED" if timeout is None else "WORKLOAD_NOT_READY",
+        message=f"{ref} is not ready{waited}: {reason or 'unknown reason'}"
+        + (f" ({message})" if message else ""),
+        probable_cause=message or reason or "its pods did not become ready in time",
+        suggested_remediation=remedies.get(
+            reason,
+            "describe the object and its pods (kubectl describe) to see why, or raise the "
+            "operation timeout",
+        ),
+    )
