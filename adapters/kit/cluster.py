@@ -13,7 +13,6 @@ import asyncio
 import builtins
 import json
 import os
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,6 @@ from typing import Any, Self, TypeVar
 
 import aiohttp
 import structlog
-import tenacity
 import yaml
 from kubernetes.aio import config as _typed_kube_config
 from kubernetes.aio.client import ApiClient, Configuration
@@ -31,13 +29,12 @@ from kubernetes.aio.client.exceptions import ApiException
 from adapters.kit.kube_errors import (
     ApplyError,
     describe_error,
-    is_retryable,
     kind_not_installed_detail,
-    retry_after_seconds,
 )
 from adapters.kit.objects import KubeObject, ObjectRef
 from adapters.kit.operations import ErrorDetail
 from adapters.kit.plans import FIELD_MANAGER
+from serving.retry_policies import kubernetes_retry
 
 __all__ = ["ApiResource", "ClusterSession", "RetrySettings"]
 
@@ -73,7 +70,7 @@ class ApiResource:
 
 @dataclass(frozen=True, kw_only=True)
 class RetrySettings:
-    """How transient API failures are retried (mirrors `serving.retry_policies` once shared)."""
+    """How transient API failures are retried (`serving.retry_policies.kubernetes_retry`)."""
 
     attempts: int = 8
     initial_delay: float = 0.05
@@ -194,33 +191,13 @@ class ClusterSession:
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         settings = self._retry
-
-        def wait(state: tenacity.RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            asked = retry_after_seconds(exc) if exc is not None else None
-            if asked is not None:
-                return min(asked, settings.max_retry_after)
-            backoff = settings.initial_delay * 2 ** (state.attempt_number - 1)
-            return float(min(settings.max_delay, backoff) * (0.5 + random.random() / 2))
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            log.info(
-                "kubernetes request retried",
-                cluster=self.name,
-                attempt=state.attempt_number,
-                error=type(exc).__name__,
-                status=getattr(exc, "status", None),
-            )
-
-        retrying = tenacity.AsyncRetrying(
-            retry=tenacity.retry_if_exception(is_retryable),
-            stop=tenacity.stop_after_attempt(settings.attempts),
-            wait=wait,
-            before_sleep=before_sleep,
-            reraise=True,
+        policy = kubernetes_retry(
+            attempts=settings.attempts,
+            initial_delay=settings.initial_delay,
+            max_delay=settings.max_delay,
+            retry_after_cap=settings.max_retry_after,
         )
-        return await retrying(call)
+        return await policy(call)
 
     async def _request(
         self,

@@ -2,8 +2,7 @@
 
 The API server answers with a `Status` object (reason, message, details.causes); a connection
 failure has no answer at all. Either way the user needs the code, the likely cause and the next
-step, not an HTTP dump. Whether a failure is worth retrying is decided here too, so the retry
-policy and the error report agree on what "transient" means.
+step, not an HTTP dump. (What is worth retrying is `serving.retry_policies`' decision.)
 """
 
 from __future__ import annotations
@@ -20,18 +19,12 @@ from adapters.kit.objects import ObjectRef
 from adapters.kit.operations import ErrorDetail
 
 __all__ = [
-    "RETRYABLE_STATUSES",
     "ApplyError",
     "describe_error",
-    "is_retryable",
     "kind_not_installed_detail",
     "not_ready_detail",
-    "retry_after_seconds",
     "status_body",
 ]
-
-RETRYABLE_STATUSES: frozenset[int] = frozenset({429, 500, 502, 503, 504})
-"""Answers that say "try again": throttling and server-side trouble (501 is final)."""
 
 
 class ApplyError(Exception):
@@ -54,44 +47,6 @@ def status_body(exc: ApiException) -> dict[str, Any]:
     except ValueError:
         return {}
     return parsed if isinstance(parsed, dict) else {}
-
-
-def _header(exc: ApiException, name: str) -> str | None:
-    headers = exc.headers
-    if headers is None:
-        return None
-    value = headers.get(name)
-    return str(value) if value is not None else None
-
-
-def retry_after_seconds(exc: BaseException) -> float | None:
-    """Seconds the server asked us to wait (Retry-After or Status.details), if it said."""
-    if not isinstance(exc, ApiException):
-        return None
-    header = _header(exc, "Retry-After")
-    if header is not None:
-        try:
-            return max(0.0, float(header))
-        except ValueError:
-            pass
-    details = status_body(exc).get("details") or {}
-    seconds = details.get("retryAfterSeconds") if isinstance(details, dict) else None
-    return float(seconds) if isinstance(seconds, int | float) else None
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """Throttling, server errors, resets and timeouts are transient; everything else is final."""
-    if isinstance(exc, ApiException):
-        return exc.status in RETRYABLE_STATUSES
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return False
-    return isinstance(
-        exc,
-        aiohttp.ClientConnectionError
-        | aiohttp.ClientPayloadError
-        | asyncio.TimeoutError
-        | ConnectionResetError,
-    )
 
 
 def _where(ref: ObjectRef | None) -> str:
