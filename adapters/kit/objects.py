@@ -145,19 +145,25 @@ def with_default_namespace(
 ) -> list[KubeObject]:
     """Give every namespaced object without a namespace the default one (as helm/kubectl do).
 
-    Cluster-scoped objects keep no namespace. Objects are copied at the top two levels only
-    when they change; the input is not modified.
+    Cluster-scoped objects lose any namespace a template gave them (the API server ignores
+    it; dropping it keeps `ObjectRef` keys equal to what the server reports). Changed objects
+    are copied at the top two levels; the input is not modified.
     """
     items = list(objects)
     crds = {**(extra_crds or {}), **crd_scopes(items)}
     result: list[KubeObject] = []
     for obj in items:
         metadata = obj.get("metadata")
-        if is_cluster_scoped(obj, crds) or not isinstance(metadata, dict):
+        if not isinstance(metadata, dict):
             result.append(obj)
-            continue
-        if metadata.get("namespace"):
+        elif is_cluster_scoped(obj, crds):
+            if "namespace" in metadata:
+                stripped = {k: v for k, v in metadata.items() if k != "namespace"}
+                result.append({**obj, "metadata": stripped})
+            else:
+                result.append(obj)
+        elif metadata.get("namespace"):
             result.append(obj)
-            continue
-        result.append({**obj, "metadata": {**metadata, "namespace": namespace}})
+        else:
+            result.append({**obj, "metadata": {**metadata, "namespace": namespace}})
     return result
