@@ -1,0 +1,204 @@
+"""The built-in load generator: paced (constant-rate) or closed-loop (max-throughput) runs.
+
+Constant rate is an open model: request i has an intended send time `start + i / rate`, whichever
+connection is free takes the next i, and its latency is measured from the *intended* time. A
+server stall therefore shows up in every request that should have been sent during it (no
+coordinated omission), not just in the few that were in flight. Max-throughput is a closed loop
+per connection, latency measured from the actual send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from coordinator.perf import identities
+from coordinator.perf.grpc_load import GrpcConnection, resolve_target
+from coordinator.perf.http_load import HttpConnection, build_target
+from coordinator.perf.recording import Tally, buckets, summarise
+from coordinator.perf.results import (
+    ClientConfig,
+    EnvironmentInfo,
+    LoadGenerator,
+    MeshInfo,
+    PerformanceResult,
+    Progress,
+    Protocol,
+    TestConfig,
+)
+from coordinator.perf.scheduling import Schedule
+from coordinator.perf.transports import Transport, TransportError
+
+log = structlog.get_logger(__name__)
+
+ProgressCallback = Callable[[Progress], None]
+PROGRESS_INTERVAL_S = 1.0
+
+
+def validate(config: TestConfig) -> ClientConfig:
+    """The client the built-in generator will run; ValueError says what is wrong."""
+    if not config.clients:
+        raise ValueError("the test config has no clients")
+    client = config.clients[0]
+    if client.protocol not in (Protocol.HTTP, Protocol.GRPC):
+        raise ValueError(
+            f"the built-in generator speaks HTTP and gRPC, not {client.protocol.value}"
+        )
+    if not client.endpoint_urls:
+        raise ValueError("the client has no endpoint URL")
+    if client.connections < 1:
+        raise ValueError("connections must be at least 1")
+    if client.rps < 0:
+        raise ValueError("rps must be >= 0 (0 means max-throughput)")
+    if config.request_count <= 0 and config.duration_s <= 0:
+        raise ValueError("give a duration or a request count")
+    if client.protocol is Protocol.GRPC and not client.grpc_method:
+        raise ValueError("a gRPC client needs grpc_method ('package.Service/Method')")
+    return client
+
+
+async def _open_transports(client: ClientConfig) -> list[Transport]:
+    url = client.endpoint_urls[0]
+    if client.protocol is Protocol.GRPC:
+        grpc_target = await resolve_target(url, client.grpc_method, client.body, client.headers)
+        return [
+            GrpcConnection(grpc_target, client.request_timeout_s) for _ in range(client.connections)
+        ]
+    http_target = build_target(
+        url,
+        method=client.http_method,
+        headers=client.headers,
+        cookies=client.cookies,
+        body=client.body,
+        content_type=client.content_type,
+    )
+    return [
+        HttpConnection(http_target, client.request_timeout_s) for _ in range(client.connections)
+    ]
+
+
+async def _paced_worker(transport: Transport, schedule: Schedule, tally: Tally) -> None:
+    clock = time.monotonic
+    failed = transport.failed
+    while (index := schedule.next_index()) is not None:
+        intended = schedule.intended_time(index)
+        wait = intended - clock()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        try:
+            code = await transport.request()
+        except TransportError as exc:
+            tally.transport_error(exc.kind, clock())
+            continue
+        done = clock()
+        tally.response(code, done - intended, failed(code), done)
+
+
+async def _report_progress(
+    test_id: str, start: float, tally: Tally, on_progress: ProgressCallback
+) -> None:
+    previous = 0
+    previous_at = start
+    while True:
+        await asyncio.sleep(PROGRESS_INTERVAL_S)
+        now = time.monotonic()
+        answered = tally.attempts
+        on_progress(
+            Progress(
+                test_id=test_id,
+                elapsed_s=now - start,
+                requests=tally.responses,
+                errors=tally.errors,
+                current_qps=(answered - previous) / (now - previous_at),
+            )
+        )
+        previous, previous_at = answered, now
+
+
+async def run_builtin(
+    config: TestConfig,
+    *,
+    mesh: MeshInfo | None = None,
+    environment: EnvironmentInfo | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> PerformanceResult:
+    """Generate the configured load with the built-in generator and return the result."""
+    client = validate(config)
+    transports = await _open_transports(client)
+    tally = Tally()
+    wall_start = datetime.now(UTC)
+    start = time.monotonic()
+    schedule = Schedule(
+        start=start,
+        interval=1.0 / client.rps if client.rps else 0.0,
+        deadline=float("inf") if config.request_count > 0 else start + config.duration_s,
+        limit=max(config.request_count, 0),
+    )
+    log.info(
+        "perf.run.start",
+        test_id=config.id,
+        protocol=client.protocol.value,
+        url=client.endpoint_urls[0],
+        rps=client.rps,
+        connections=client.connections,
+    )
+    try:
+        async with asyncio.TaskGroup() as workers:
+            progress = None
+            if on_progress is not None:
+                progress = workers.create_task(
+                    _report_progress(config.id, start, tally, on_progress),
+                    name=f"perf-progress-{config.id}",
+                )
+            async with asyncio.TaskGroup() as load:
+                for number, transport in enumerate(transports):
+                    work = (
+                        _paced_worker(transport, schedule, tally)
+                        if client.rps
+                        else transport.run_closed_loop(schedule, tally)
+                    )
+                    load.create_task(work, name=f"perf-conn-{config.id}-{number}")
+            if progress is not None:
+                progress.cancel()
+    finally:
+        for transport in transports:
+            await transport.close()
+    end = tally.last_done or time.monotonic()
+    elapsed = max(end - start, 1e-9)
+    result = PerformanceResult(
+        id=identities.new_id(),
+        test_id=config.id,
+        start_time=wall_start,
+        end_time=wall_start + timedelta(seconds=elapsed),
+        latencies=summarise(tally.histogram()),
+        actual_qps=tally.responses / elapsed,
+        requested_qps=client.rps,
+        request_count=tally.responses,
+        error_count=tally.errors,
+        load_generator=LoadGenerator.BUILTIN,
+        connections=client.connections,
+        mesh_config_id=identities.mesh_config_id(mesh),
+        env_id=identities.env_id(environment),
+        labels=dict(config.labels),
+        http_status_counts=dict(tally.codes) if client.protocol is Protocol.HTTP else {},
+        grpc_code_counts=dict(tally.codes) if client.protocol is Protocol.GRPC else {},
+        transport_error_counts=dict(tally.transport_errors),
+        histogram=buckets(tally.histogram()),
+        mesh=mesh,
+        environment=environment,
+        config=config,
+    )
+    log.info(
+        "perf.run.done",
+        test_id=config.id,
+        result_id=result.id,
+        requests=result.request_count,
+        errors=result.error_count,
+        actual_qps=round(result.actual_qps, 1),
+        p99_ms=result.latencies.p99_ms,
+    )
+    return result
