@@ -1,0 +1,36 @@
+"""Run a test with the generator its config names (built-in or wrk); fortio is import-only."""
+
+from __future__ import annotations
+
+from coordinator.perf.results import (
+    EnvironmentInfo,
+    LoadGenerator,
+    MeshInfo,
+    PerformanceResult,
+    TestConfig,
+)
+from coordinator.perf.running import ProgressCallback, run_builtin
+from coordinator.perf.wrk_generator import run_wrk
+
+
+async def run_test(
+    config: TestConfig,
+    *,
+    mesh: MeshInfo | None = None,
+    environment: EnvironmentInfo | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> PerformanceResult:
+    """Generate the load of `config` and return the normalised result.
+
+    wrk reports nothing until it ends, so `on_progress` is only called by the built-in generator.
+    """
+    if not config.clients:
+        raise ValueError("the test config has no clients")
+    generator = config.clients[0].load_generator
+    if generator is LoadGenerator.BUILTIN:
+        return await run_builtin(
+            config, mesh=mesh, environment=environment, on_progress=on_progress
+        )
+    if generator is LoadGenerator.WRK:
+        return await run_wrk(config, mesh=mesh, environment=environment)
+    raise ValueError("fortio results are imported from fortio's JSON file, not run by meshplane")
