@@ -188,8 +188,8 @@ def _compose_all(text: str, *, max_alias_expansions: int, max_depth: int, source
         while loader.check_node():
             node = loader.get_node()
             documents.append(loader.construct_document(node))
-    except yaml.MarkedYAMLError as exc:
-        raise ManifestError(f"{source} is not valid YAML: {exc}") from exc
+    except ManifestError as exc:
+        raise ManifestError(f"{source}, document {len(documents) + 1}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ManifestError(f"{source} is not valid YAML: {exc}") from exc
     finally:
