@@ -56,16 +56,16 @@ class BackgroundTasks:
     async def stop(self, *, grace_seconds: float) -> None:
         """Cancel every task and wait up to ``grace_seconds`` for them to unwind."""
         self._stopping = True
-        tasks = list(self._tasks.values())
-        for task in tasks:
+        names = {task: name for name, task in self._tasks.items()}
+        for task in names:
             task.cancel()
-        if not tasks:
+        if not names:
             return
-        _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+        _, pending = await asyncio.wait(names, timeout=grace_seconds)
         for task in pending:
             _log.error(
                 "task.ignored_cancellation",
                 owner=self._owner,
-                task=task.get_name(),
+                task=names[task],
                 grace_seconds=grace_seconds,
             )

@@ -19,16 +19,15 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-import grpc  # type: ignore[import-untyped]
+import grpc  # type: ignore[import-untyped, unused-ignore]
 import structlog
 import urllib3.exceptions
-from kubernetes.aio.client.exceptions import ApiException as AsyncApiException
-from kubernetes.client.exceptions import ApiException
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -63,7 +62,21 @@ KUBERNETES_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 """Transport failures worth another attempt (TLS verification errors are not among them)."""
 
-API_EXCEPTIONS: tuple[type[Exception], ...] = (ApiException, AsyncApiException)
+_API_EXCEPTION_MODULES = ("kubernetes.client.exceptions", "kubernetes.aio.client.exceptions")
+
+
+def api_exception_types() -> tuple[type[Exception], ...]:
+    """The Kubernetes ``ApiException`` classes (blocking and asyncio) that are loaded.
+
+    Looked up in ``sys.modules`` rather than imported: an instance can only exist once its module
+    is loaded, and importing both clients would cost every process most of a second at start.
+    """
+    found: list[type[Exception]] = []
+    for name in _API_EXCEPTION_MODULES:
+        module = sys.modules.get(name)
+        if module is not None:
+            found.append(module.ApiException)
+    return tuple(found)
 
 
 class BackoffWait(wait_base):
@@ -119,7 +132,7 @@ def _header(headers: Any, name: str) -> str | None:
 
 def retry_after_seconds(exc: BaseException, *, now: datetime | None = None) -> float | None:
     """Seconds a Kubernetes ``ApiException`` asks us to wait, or None when it does not say."""
-    if not isinstance(exc, API_EXCEPTIONS):
+    if not isinstance(exc, api_exception_types()):
         return None
     raw = _header(getattr(exc, "headers", None), "Retry-After")
     if raw is None:
@@ -155,7 +168,7 @@ def is_retryable_grpc_error(exc: BaseException, *, idempotent: bool) -> bool:
 
 def is_retryable_kubernetes_error(exc: BaseException) -> bool:
     """True for 429/500/502/503/504 API errors and transport failures."""
-    if isinstance(exc, API_EXCEPTIONS):
+    if isinstance(exc, api_exception_types()):
         return getattr(exc, "status", None) in RETRYABLE_KUBERNETES_STATUSES
     return isinstance(exc, KUBERNETES_CONNECTION_ERRORS)
 

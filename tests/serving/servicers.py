@@ -1,9 +1,16 @@
-"""Small real servicers for exercising the server bootstrap (not the product's servicers)."""
+"""Small real servicers for exercising the server bootstrap (not the product's servicers).
+
+Methods a test does not use answer UNIMPLEMENTED, as the generated base class would, but are
+spelled out so the classes are concrete for the type checker.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
+
+import grpc  # type: ignore[import-untyped, unused-ignore]
 
 from meshplane.adapter.v1 import adapter_pb2, adapter_pb2_grpc
 from meshplane.coordinator.v1 import coordinator_pb2, coordinator_pb2_grpc
@@ -12,7 +19,12 @@ ADAPTER_SERVICE = "meshplane.adapter.v1.MeshAdapterService"
 COORDINATOR_SERVICE = "meshplane.coordinator.v1.CoordinatorService"
 
 
-class EchoAdapter(adapter_pb2_grpc.MeshAdapterServiceServicer):  # type: ignore[misc]
+async def _unimplemented(context: Any) -> NoReturn:
+    await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not part of this test servicer")
+    raise AssertionError("abort returned")
+
+
+class EchoAdapter(adapter_pb2_grpc.MeshAdapterServiceServicer):
     """GetInfo answers at once; ApplyOperation can be held open to test in-flight draining."""
 
     def __init__(self, *, hold_apply: bool = False) -> None:
@@ -33,9 +45,59 @@ class EchoAdapter(adapter_pb2_grpc.MeshAdapterServiceServicer):  # type: ignore[
             operation_id=request.operation_id or "op-1", created=True
         )
 
+    async def ListOperations(self, request: Any, context: Any) -> Any:
+        await _unimplemented(context)
 
-class EchoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):  # type: ignore[misc]
-    """Only ListAdapters, enough for reflection and routing of a second service."""
+    async def ListMeshVersions(self, request: Any, context: Any) -> Any:
+        await _unimplemented(context)
+
+    async def GetOperation(self, request: Any, context: Any) -> Any:
+        await _unimplemented(context)
+
+    async def CancelOperation(self, request: Any, context: Any) -> Any:
+        await _unimplemented(context)
+
+    async def StreamEvents(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        await _unimplemented(context)
+        yield adapter_pb2.StreamEventsResponse()
+
+    async def GetMeshStatus(self, request: Any, context: Any) -> Any:
+        await _unimplemented(context)
+
+
+class EchoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
+    """Only ListAdapters answers, enough to prove a second service is routed and reflected."""
 
     async def ListAdapters(self, request: Any, context: Any) -> Any:
         return coordinator_pb2.ListAdaptersResponse()
+
+    async def RegisterAdapter(self, request: Any, context: Any) -> Any:
+        await _unimplemented(context)
+
+    async def DeregisterAdapter(self, request: Any, context: Any) -> Any:
+        await _unimplemented(context)
+
+    async def ListOperations(self, request: Any, context: Any) -> Any:
+        await _unimplemented(context)
+
+    async def ListMeshVersions(self, request: Any, context: Any) -> Any:
+        await _unimplemented(context)
+
+    async def ApplyOperation(self, request: Any, context: Any) -> Any:
+        await _unimplemented(context)
+
+    async def GetOperation(self, request: Any, context: Any) -> Any:
+        await _unimplemented(context)
+
+    async def CancelOperation(self, request: Any, context: Any) -> Any:
+        await _unimplemented(context)
+
+    async def ListOperationHistory(self, request: Any, context: Any) -> Any:
+        await _unimplemented(context)
+
+    async def WatchEvents(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        await _unimplemented(context)
+        yield coordinator_pb2.WatchEventsResponse()
+
+    async def GetMeshStatus(self, request: Any, context: Any) -> Any:
+        await _unimplemented(context)
