@@ -129,6 +129,8 @@ class ChartSource:
     values: ValuesBuilder | None = None
     namespace: str | None = None
     """Namespace to render into; None means the request's namespace."""
+    when: Condition | None = None
+    """Rendered only when this returns True (e.g. a profile that has this component)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,6 +138,10 @@ class ManifestSource:
     """A manifest file (sample app, add-on) fetched from the adapter's manifest location."""
 
     file: str
+    """Path under a mirror laid out like the shared fixtures, e.g. ``apps/bookinfo.yaml``."""
+    upstream: str = ""
+    """Path under the upstream location (`MeshDeclaration.manifests_url` at the mesh version),
+    e.g. ``samples/bookinfo/platform/kube/bookinfo.yaml``; empty means the same as ``file``."""
     when: Condition | None = None
     """Applied only when this returns True (e.g. the mesh's CRDs exist); None means always."""
 

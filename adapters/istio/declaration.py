@@ -1,0 +1,223 @@
+"""The Istio adapter: its catalogue, and what each operation applies.
+
+Everything here is data; the kit plans, applies, waits and reports.
+"""
+
+from __future__ import annotations
+
+from adapters.istio import checks, objects, values
+from adapters.kit.builders import integer_parameter, namespace_labels
+from adapters.kit.catalogue import (
+    Category,
+    ChartSource,
+    ManifestSource,
+    MeshDeclaration,
+    ObjectsSource,
+    OperationSpec,
+    Ownership,
+    Parameter,
+    PlanContext,
+)
+
+CONTROL_PLANE_NAMESPACE = "istio-system"
+SAMPLES_NAMESPACE = "default"
+
+
+async def istio_crds_installed(ctx: PlanContext) -> bool:
+    """Istio's networking CRDs are served, so Gateways and VirtualServices can be applied."""
+    return await ctx.cluster.has_kind(objects.NETWORKING, "Gateway")
+
+
+def _sample(file: str, upstream: str) -> ManifestSource:
+    return ManifestSource(file=f"apps/{file}", upstream=f"samples/{upstream}")
+
+
+def _addon(name: str) -> OperationSpec:
+    return OperationSpec(
+        id=name,
+        category=Category.CONFIGURE,
+        description=f"Install the {name} add-on from Istio's samples",
+        default_namespace=CONTROL_PLANE_NAMESPACE,
+        sources=(
+            ManifestSource(file=f"addons/{name}.yaml", upstream=f"samples/addons/{name}.yaml"),
+        ),
+    )
+
+
+def _mtls(mode: str) -> OperationSpec:
+    return OperationSpec(
+        id=f"mtls-{mode.lower()}",
+        category=Category.CONFIGURE,
+        description=f"Set the namespace's mutual TLS mode to {mode} (PeerAuthentication)",
+        default_namespace=SAMPLES_NAMESPACE,
+        sources=(ObjectsSource(build=objects.peer_authentication(mode)),),
+    )
+
+
+def _weight(version: str) -> Parameter:
+    return Parameter(
+        name=objects.WEIGHT_PARAMETERS[version],
+        description=f"Percent of reviews traffic to {version} (the three weights sum to 100)",
+        default=objects.DEFAULT_WEIGHTS[version],
+        check=integer_parameter(minimum=0, maximum=100),
+    )
+
+
+INSTALL = OperationSpec(
+    id="install",
+    category=Category.INSTALL,
+    description="Install, upgrade (a newer mesh_version) or uninstall (delete) Istio",
+    default_namespace=CONTROL_PLANE_NAMESPACE,
+    parameters=(
+        Parameter(
+            name="profile",
+            description="minimal: istiod only; default: istiod and an ingress gateway; demo: "
+            "demo settings with ingress and egress gateways",
+            default=values.DEFAULT_PROFILE,
+            allowed=values.PROFILES,
+        ),
+    ),
+    sources=(
+        ChartSource(chart="base", release="istio-base", values=values.base_values),
+        ChartSource(chart="istiod", release="istiod", values=values.istiod_values),
+        ChartSource(
+            chart="gateway",
+            release="istio-ingressgateway",
+            values=values.ingress_gateway_values,
+            when=values.has_gateways,
+        ),
+        ChartSource(
+            chart="gateway",
+            release="istio-egressgateway",
+            values=values.egress_gateway_values,
+            when=values.has_egress_gateway,
+        ),
+    ),
+    uses_mesh_version=True,
+)
+
+DECLARATION = MeshDeclaration(
+    mesh="istio",
+    default_port=10000,
+    chart_repository="https://istio-release.storage.googleapis.com/charts",
+    manifests_url="https://raw.githubusercontent.com/istio/istio/{version}/",
+    default_namespace=CONTROL_PLANE_NAMESPACE,
+    status_release=INSTALL.release_name,
+    injection_label=checks.INJECTION_LABEL,
+    capabilities=("custom-operation", "cancel", "mesh-status", "multi-cluster"),
+    operations=(
+        INSTALL,
+        OperationSpec(
+            id="bookinfo",
+            category=Category.SAMPLE_APPLICATION,
+            description="Deploy Bookinfo (and its Gateway/VirtualService when Istio is installed)",
+            default_namespace=SAMPLES_NAMESPACE,
+            sources=(
+                _sample("bookinfo.yaml", "bookinfo/platform/kube/bookinfo.yaml"),
+                ManifestSource(
+                    file="apps/bookinfo-gateway.yaml",
+                    upstream="samples/bookinfo/networking/bookinfo-gateway.yaml",
+                    when=istio_crds_installed,
+                ),
+            ),
+        ),
+        OperationSpec(
+            id="httpbin",
+            category=Category.SAMPLE_APPLICATION,
+            description="Deploy the httpbin sample",
+            default_namespace=SAMPLES_NAMESPACE,
+            sources=(_sample("httpbin.yaml", "httpbin/httpbin.yaml"),),
+        ),
+        OperationSpec(
+            id="label-namespace",
+            category=Category.CONFIGURE,
+            description="Enable sidecar injection in the namespace (istio-injection=enabled)",
+            default_namespace=SAMPLES_NAMESPACE,
+            sources=(ObjectsSource(build=namespace_labels(dict([checks.INJECTION_LABEL]))),),
+            ownership=Ownership.FIELDS,
+        ),
+        _mtls("STRICT"),
+        _mtls("PERMISSIVE"),
+        _mtls("DISABLE"),
+        OperationSpec(
+            id="deny-all",
+            category=Category.CONFIGURE,
+            description="Deny every request in the namespace (AuthorizationPolicy, empty spec)",
+            default_namespace=SAMPLES_NAMESPACE,
+            sources=(ObjectsSource(build=objects.deny_all),),
+        ),
+        OperationSpec(
+            id="bookinfo-route-v1",
+            category=Category.CONFIGURE,
+            description="Route all Bookinfo traffic to v1 (VirtualServices and DestinationRules)",
+            default_namespace=SAMPLES_NAMESPACE,
+            sources=(
+                ManifestSource(
+                    file="apps/bookinfo-destination-rule-all.yaml",
+                    upstream="samples/bookinfo/networking/destination-rule-all.yaml",
+                ),
+                ManifestSource(
+                    file="apps/bookinfo-virtual-service-all-v1.yaml",
+                    upstream="samples/bookinfo/networking/virtual-service-all-v1.yaml",
+                ),
+            ),
+        ),
+        OperationSpec(
+            id="bookinfo-canary",
+            category=Category.CONFIGURE,
+            description="Split reviews traffic across v1/v2/v3 by weight",
+            default_namespace=SAMPLES_NAMESPACE,
+            parameters=tuple(_weight(v) for v in objects.REVIEWS_VERSIONS),
+            sources=(ObjectsSource(build=objects.reviews_canary),),
+            request_check=objects.canary_weights_problems,
+        ),
+        OperationSpec(
+            id="bookinfo-fault",
+            category=Category.CONFIGURE,
+            description="Inject a delay and/or HTTP 500 aborts into ratings traffic",
+            default_namespace=SAMPLES_NAMESPACE,
+            parameters=(
+                Parameter(
+                    name="delay-ms",
+                    description="Fixed delay added to every ratings request, in ms (0: none)",
+                    default="7000",
+                    check=integer_parameter(minimum=0, maximum=600_000),
+                ),
+                Parameter(
+                    name="abort-percent",
+                    description="Percent of ratings requests answered with HTTP 500 (0: none)",
+                    default="0",
+                    check=integer_parameter(minimum=0, maximum=100),
+                ),
+            ),
+            sources=(ObjectsSource(build=objects.ratings_fault),),
+        ),
+        _addon("prometheus"),
+        _addon("grafana"),
+        _addon("kiali"),
+        _addon("jaeger"),
+        OperationSpec(
+            id="validate",
+            category=Category.VALIDATE,
+            description="Check CRDs, istiod, webhooks, sidecars and routing; findings as events",
+            default_namespace=CONTROL_PLANE_NAMESPACE,
+            check=checks.VALIDATE,
+            supports_delete=False,
+        ),
+        OperationSpec(
+            id="custom",
+            category=Category.CUSTOM,
+            description="Apply (or delete) the YAML in custom_body",
+            default_namespace=SAMPLES_NAMESPACE,
+            parameters=(
+                Parameter(
+                    name="allow_cluster_scoped",
+                    description="true lets the YAML create cluster-scoped objects",
+                    default="false",
+                    allowed=("true", "false"),
+                ),
+            ),
+            custom=True,
+        ),
+    ),
+)

@@ -1,0 +1,449 @@
+"""From a catalogue entry and a request to an `ApplyPlan`: render, fetch, build, order.
+
+Each source of an `OperationSpec` contributes objects in declaration order: charts are resolved
+in the repository index at the mesh version and rendered (hooks split out), manifests are
+fetched from the mirror or from upstream at the mesh version, object builders run on the
+request, and a `custom` request's YAML body is loaded safely. The union is namespaced, sorted in
+install order and stamped with what was rendered (chart versions, mesh version, values digest).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from adapters.kit import catalogue
+from adapters.kit.catalogue import (
+    ChartSource,
+    ClusterReader,
+    MeshDeclaration,
+    ObjectsSource,
+    OperationSpec,
+    Ownership,
+    PlanContext,
+)
+from adapters.kit.chart_repository import (
+    ChartDigestMismatch,
+    ChartRepository,
+    ChartRepositoryError,
+    ChartRepositoryUnavailable,
+    ChartVersionNotFound,
+)
+from adapters.kit.manifest_sources import (
+    ManifestSource,
+    ManifestSourceError,
+    ManifestSourceUnavailable,
+)
+from adapters.kit.objects import KubeObject, crd_scopes, is_cluster_scoped, with_default_namespace
+from adapters.kit.operations import ErrorDetail, OperationRecord
+from adapters.kit.ordering import sort_for_install
+from adapters.kit.plans import ApplyPlan, Hook, HookPhase
+from adapters.kit.rendering import ChartRenderError, render_chart
+from adapters.kit.rendering import Hook as RenderedHook
+from adapters.kit.yaml_documents import ManifestError, load_documents
+
+__all__ = [
+    "ALLOW_CLUSTER_SCOPED",
+    "CUSTOM_MAX_ALIAS_EXPANSIONS",
+    "CUSTOM_MAX_BYTES",
+    "ManifestLibrary",
+    "PlanError",
+    "Planner",
+    "custom_release_name",
+    "values_digest",
+]
+
+log = structlog.get_logger(__name__)
+
+ALLOW_CLUSTER_SCOPED = "allow_cluster_scoped"
+CUSTOM_MAX_BYTES = 1024 * 1024
+"""Largest `custom_body` accepted (the gRPC message limit is larger; this is about sanity)."""
+CUSTOM_MAX_ALIAS_EXPANSIONS = 10_000
+"""Nodes YAML aliases may add to a custom body: real manifests use a handful, bombs millions."""
+
+_PHASES = {phase.value: phase for phase in HookPhase}
+
+StepNote = Callable[[str], None]
+"""Receives a one-line note per planning step (rendered a chart, fetched a manifest)."""
+
+
+class PlanError(Exception):
+    """The plan cannot be built; carries what to tell the user."""
+
+    def __init__(self, detail: ErrorDetail) -> None:
+        super().__init__(f"{detail.code}: {detail.message}")
+        self.detail = detail
+
+
+def values_digest(values: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of chart values (keys sorted, no whitespace)."""
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def custom_release_name(spec: OperationSpec, body: str) -> str:
+    """A custom body is its own release: the same YAML deletes what it applied."""
+    return f"{spec.release_name}-{hashlib.sha256(body.encode('utf-8')).hexdigest()[:12]}"
+
+
+class ManifestLibrary:
+    """Where `catalogue.ManifestSource` files come from.
+
+    With a mirror URL (laid out like the shared fixtures: ``apps/…``, ``addons/…``) each source's
+    ``file`` is fetched from it; otherwise its ``upstream`` path from the declaration's upstream
+    URL at the mesh version. Either URL may contain ``{version}``. Fetched files are cached.
+    """
+
+    def __init__(
+        self, *, upstream_url: str, cache_dir: Path, mirror_url: str = "", timeout: float = 30.0
+    ) -> None:
+        self.upstream_url = upstream_url
+        self.mirror_url = mirror_url
+        self.cache_dir = cache_dir
+        self._timeout = timeout
+        self._fetchers: dict[str, ManifestSource] = {}
+
+    def location(self, source: catalogue.ManifestSource, version: str) -> tuple[str, str]:
+        """(base URL, file name) the source is fetched from at ``version``."""
+        if self.mirror_url:
+            return self.mirror_url.replace("{version}", version), source.file
+        return self.upstream_url.replace("{version}", version), source.upstream or source.file
+
+    async def load(self, source: catalogue.ManifestSource, version: str) -> list[KubeObject]:
+        """The source's objects at ``version`` (safe YAML, `kind: List` flattened)."""
+        base, name = self.location(source, version)
+        fetcher = self._fetchers.get(base)
+        if fetcher is None:
+            fetcher = ManifestSource(base, self.cache_dir, timeout=self._timeout)
+            self._fetchers[base] = fetcher
+        return await fetcher.load(name)
+
+
+class Planner:
+    """Builds the `ApplyPlan` of one operation on one cluster."""
+
+    def __init__(
+        self,
+        declaration: MeshDeclaration,
+        *,
+        charts: ChartRepository,
+        manifests: ManifestLibrary,
+        kube_version: str | None = None,
+    ) -> None:
+        self.declaration = declaration
+        self.charts = charts
+        self.manifests = manifests
+        self.kube_version = kube_version
+
+    async def plan(
+        self,
+        spec: OperationSpec,
+        record: OperationRecord,
+        cluster: ClusterReader,
+        *,
+        mesh_version: str = "",
+        note: StepNote | None = None,
+    ) -> ApplyPlan:
+        """Render/fetch/build every source of ``spec`` for ``record`` into one ordered plan.
+
+        ``mesh_version`` stands in when the record has none (e.g. the installed version, for a
+        sample fetched from upstream at the matching tag); failing both, the newest stable
+        version of the first chart is used.
+        """
+        say = note or (lambda _text: None)
+        namespace = record.namespace or spec.default_namespace
+        version = record.mesh_version or mesh_version or await self._default_version(spec)
+        ctx = PlanContext(
+            mesh=self.declaration.mesh,
+            operation=spec.id,
+            namespace=namespace,
+            mesh_version=version,
+            parameters=_with_defaults(spec, record.parameters),
+            delete=record.delete,
+            cluster=cluster,
+            custom_body=record.custom_body,
+        )
+        objects: list[KubeObject] = []
+        hooks: list[Hook] = []
+        keep: set[str] = set()
+        metadata: dict[str, str] = {"operation": spec.id}
+        if version:
+            metadata["mesh_version"] = version
+        chart_values: dict[str, Mapping[str, Any]] = {}
+        for source in spec.sources:
+            if isinstance(source, ChartSource):
+                if source.when is not None and not await source.when(ctx):
+                    continue
+                rendered = await self._render(source, ctx)
+                objects.extend(rendered.objects)
+                hooks.extend(_hooks(rendered.hooks))
+                keep |= rendered.kept_keys
+                metadata[f"chart.{source.release}"] = (
+                    f"{rendered.chart_name}-{rendered.chart_version}"
+                )
+                chart_values[source.release] = rendered.values
+                say(
+                    f"rendered chart {rendered.chart_name} {rendered.chart_version} as "
+                    f"{source.release}: {len(rendered.objects)} objects"
+                )
+            elif isinstance(source, catalogue.ManifestSource):
+                if source.when is not None and not await source.when(ctx):
+                    say(f"skipped {source.file}: its condition does not hold")
+                    continue
+                loaded = await self._fetch(source, version)
+                objects.extend(loaded)
+                say(f"fetched {source.file}: {len(loaded)} objects")
+            elif isinstance(source, ObjectsSource):
+                if source.when is not None and not await source.when(ctx):
+                    continue
+                objects.extend(await source.build(ctx))
+        if spec.custom:
+            objects.extend(await _custom_objects(ctx, cluster))
+        if chart_values:
+            metadata["values_digest"] = values_digest(chart_values)
+        release = (
+            custom_release_name(spec, record.custom_body) if spec.custom else spec.release_name
+        )
+        plan = ApplyPlan(
+            release=release,
+            namespace=namespace,
+            mesh=self.declaration.mesh,
+            objects=tuple(sort_for_install(with_default_namespace(objects, namespace))),
+            hooks=tuple(hooks),
+            keep=frozenset(keep),
+            metadata=metadata,
+            ownership_fields_only=spec.ownership is Ownership.FIELDS,
+        )
+        log.debug(
+            "plan built",
+            mesh=self.declaration.mesh,
+            operation=spec.id,
+            release=release,
+            namespace=namespace,
+            objects=len(plan.objects),
+            hooks=len(plan.hooks),
+        )
+        return plan
+
+    async def _default_version(self, spec: OperationSpec) -> str:
+        charts = [s for s in spec.sources if isinstance(s, ChartSource)]
+        needs_version = charts or any(isinstance(s, catalogue.ManifestSource) for s in spec.sources)
+        if not needs_version:
+            return ""
+        first = charts[0].chart if charts else self._install_chart()
+        if first is None:
+            return ""
+        try:
+            return (await self.charts.resolve(first)).version
+        except ChartRepositoryError as exc:
+            raise PlanError(_chart_error(exc, first, "")) from exc
+
+    def _install_chart(self) -> str | None:
+        install = self.declaration.operation(self.declaration.status_release)
+        if install is None:
+            return None
+        for source in install.sources:
+            if isinstance(source, ChartSource):
+                return source.chart
+        return None
+
+    async def _render(self, source: ChartSource, ctx: PlanContext) -> _Rendered:
+        try:
+            entry = await self.charts.resolve(source.chart, ctx.mesh_version or None)
+            archive = await self.charts.fetch(entry)
+        except ChartRepositoryError as exc:
+            raise PlanError(_chart_error(exc, source.chart, ctx.mesh_version)) from exc
+        values = dict(await source.values(ctx)) if source.values is not None else {}
+        try:
+            rendered = await render_chart(
+                archive,
+                release_name=source.release,
+                namespace=source.namespace or ctx.namespace,
+                values=values,
+                kube_version=self.kube_version,
+            )
+        except ChartRenderError as exc:
+            raise PlanError(
+                ErrorDetail(
+                    code="CHART_RENDER_FAILED",
+                    message=f"chart {source.chart} {entry.version} did not render: {exc}",
+                    probable_cause="the values do not fit this chart version",
+                    suggested_remediation="check the operation's parameters, or pick another "
+                    "mesh version",
+                )
+            ) from exc
+        return _Rendered(
+            chart_name=rendered.chart_name or source.chart,
+            chart_version=rendered.chart_version or entry.version,
+            objects=rendered.objects,
+            hooks=rendered.hooks,
+            kept_keys=rendered.kept_keys,
+            values=values,
+        )
+
+    async def _fetch(self, source: catalogue.ManifestSource, version: str) -> list[KubeObject]:
+        base, name = self.manifests.location(source, version)
+        try:
+            return await self.manifests.load(source, version)
+        except ManifestSourceUnavailable as exc:
+            raise PlanError(
+                ErrorDetail(
+                    code="MANIFEST_UNAVAILABLE",
+                    message=str(exc),
+                    probable_cause=f"{base} is unreachable and {name} was never cached",
+                    suggested_remediation="check network access to the manifests URL, or point "
+                    "--manifests-url at a mirror",
+                )
+            ) from exc
+        except (ManifestSourceError, ManifestError) as exc:
+            raise PlanError(
+                ErrorDetail(
+                    code="MANIFEST_INVALID",
+                    message=f"cannot use {name} from {base}: {exc}",
+                    probable_cause="the file is missing at that version, or is not Kubernetes YAML",
+                    suggested_remediation="check the manifests URL and the mesh version",
+                )
+            ) from exc
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Rendered:
+    """What planning keeps of one rendered chart."""
+
+    chart_name: str
+    chart_version: str
+    objects: Sequence[KubeObject]
+    hooks: Sequence[RenderedHook]
+    kept_keys: frozenset[str]
+    values: Mapping[str, Any]
+
+
+def _with_defaults(spec: OperationSpec, parameters: Mapping[str, str]) -> dict[str, str]:
+    merged = {p.name: p.default for p in spec.parameters if p.default}
+    merged.update(parameters)
+    return merged
+
+
+def _hooks(rendered: Sequence[RenderedHook]) -> list[Hook]:
+    hooks: list[Hook] = []
+    for hook in rendered:
+        phases = tuple(_PHASES[e] for e in sorted(hook.events) if e in _PHASES)
+        if phases:
+            hooks.append(
+                Hook(
+                    manifest=hook.object,
+                    phases=phases,
+                    weight=hook.weight,
+                    delete_policies=hook.delete_policies,
+                )
+            )
+    return hooks
+
+
+def _chart_error(exc: ChartRepositoryError, chart: str, version: str) -> ErrorDetail:
+    if isinstance(exc, ChartVersionNotFound):
+        return ErrorDetail(
+            code="MESH_VERSION_NOT_FOUND",
+            message=str(exc),
+            probable_cause=f"version {version or '(newest stable)'} of {chart} is not in the "
+            "chart repository index",
+            suggested_remediation="pick a version from ListMeshVersions",
+        )
+    if isinstance(exc, ChartDigestMismatch):
+        return ErrorDetail(
+            code="CHART_DIGEST_MISMATCH",
+            message=str(exc),
+            probable_cause="the archive was altered or the index is stale",
+            suggested_remediation="check the chart repository; do not install unverified charts",
+        )
+    if isinstance(exc, ChartRepositoryUnavailable):
+        return ErrorDetail(
+            code="CHART_REPOSITORY_UNAVAILABLE",
+            message=str(exc),
+            probable_cause="the chart repository is unreachable and nothing is cached",
+            suggested_remediation="check network access to the repository, or use a mirror "
+            "(--chart-repo)",
+        )
+    return ErrorDetail(
+        code="CHART_REPOSITORY_ERROR",
+        message=str(exc),
+        probable_cause="the chart repository answered with something unusable",
+        suggested_remediation="check the repository URL and its index.yaml",
+    )
+
+
+def _invalid_custom(message: str, remediation: str) -> PlanError:
+    return PlanError(
+        ErrorDetail(
+            code="INVALID_ARGUMENT",
+            message=message,
+            probable_cause="custom_body is not what the custom operation accepts",
+            suggested_remediation=remediation,
+        )
+    )
+
+
+async def _custom_objects(ctx: PlanContext, cluster: ClusterReader) -> list[KubeObject]:
+    """The custom body's objects, namespaced by default; cluster-scoped ones only when allowed."""
+    if not ctx.custom_body.strip():
+        raise _invalid_custom(
+            "custom_body is empty", "put the YAML documents to apply in custom_body"
+        )
+    try:
+        objects = load_documents(
+            ctx.custom_body,
+            max_bytes=CUSTOM_MAX_BYTES,
+            max_alias_expansions=CUSTOM_MAX_ALIAS_EXPANSIONS,
+            source="custom_body",
+        )
+    except ManifestError as exc:
+        raise _invalid_custom(str(exc), "fix the YAML in custom_body") from exc
+    if not objects:
+        raise _invalid_custom(
+            "custom_body holds no objects", "put the YAML documents to apply in custom_body"
+        )
+    scopes = crd_scopes(objects)
+    if any(_custom_kind(o) and (_group(o), o["kind"]) not in scopes for o in objects):
+        scopes = {**await _cluster_crd_scopes(cluster), **scopes}
+    cluster_scoped = [o for o in objects if is_cluster_scoped(o, scopes)]
+    allowed = ctx.parameters.get(ALLOW_CLUSTER_SCOPED, "false").lower() == "true"
+    if cluster_scoped and not allowed:
+        names = ", ".join(
+            f"{o['kind']} {(o.get('metadata') or {}).get('name', '?')}" for o in cluster_scoped
+        )
+        raise _invalid_custom(
+            f"custom_body holds cluster-scoped objects ({names}); they affect every namespace",
+            f"set parameters.{ALLOW_CLUSTER_SCOPED}=true to apply them, or remove them",
+        )
+    for obj in objects:
+        try:
+            name = (obj.get("metadata") or {}).get("name")
+        except AttributeError:
+            name = None
+        if not isinstance(name, str) or not name:
+            raise _invalid_custom(
+                f"a {obj['kind']} in custom_body has no metadata.name",
+                "name every object (generateName is not supported: re-applying would create "
+                "duplicates)",
+            )
+    return with_default_namespace(objects, ctx.namespace, extra_crds=scopes)
+
+
+def _group(obj: KubeObject) -> str:
+    return str(obj.get("apiVersion", "")).rpartition("/")[0]
+
+
+def _custom_kind(obj: KubeObject) -> bool:
+    group = _group(obj)
+    return "." in group and not group.endswith(".k8s.io")
+
+
+async def _cluster_crd_scopes(cluster: ClusterReader) -> dict[tuple[str, str], bool]:
+    crds = await cluster.list("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+    return crd_scopes(crds)
