@@ -77,6 +77,8 @@ class ReleaseRecord:
     previous_objects: tuple[ObjectRef, ...] = ()
     """During a pending upgrade: objects of the last deployed revision, so a resumed upgrade still
     knows what to prune."""
+    hook_objects: tuple[ObjectRef, ...] = ()
+    """Hook objects left in the cluster by their delete policy: removed on uninstall."""
     keep: frozenset[str] = frozenset()
     metadata: Mapping[str, str] = field(default_factory=dict)
     plan_digest: str = ""
@@ -95,6 +97,7 @@ class ReleaseRecord:
             "revision": self.revision,
             "objects": [_ref_json(ref) for ref in self.objects],
             "previousObjects": [_ref_json(ref) for ref in self.previous_objects],
+            "hookObjects": [_ref_json(ref) for ref in self.hook_objects],
             "keep": sorted(self.keep),
             "metadata": dict(self.metadata),
             "planDigest": self.plan_digest,
@@ -117,6 +120,7 @@ class ReleaseRecord:
                 previous_objects=tuple(
                     _ref_from(item) for item in data.get("previousObjects") or []
                 ),
+                hook_objects=tuple(_ref_from(item) for item in data.get("hookObjects") or []),
                 keep=frozenset(str(key) for key in data.get("keep") or []),
                 metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
                 plan_digest=str(data.get("planDigest", "")),

@@ -109,7 +109,10 @@ class ManifestSource:
     async def load(self, name: str, *, refresh: bool = False) -> list[KubeObject]:
         """The manifest's objects (multi-document, `kind: List` flattened, safely loaded)."""
         text = await self.text(name, refresh=refresh)
-        return load_documents(text, max_bytes=self.max_bytes, source=self.url_of(name))
+        # Parsing a few MiB of YAML takes long enough to stall other operations' events.
+        return await asyncio.to_thread(
+            load_documents, text, max_bytes=self.max_bytes, source=self.url_of(name)
+        )
 
     def _store(self, pointer: Path, digest: str, data: bytes) -> None:
         write_atomically(self.cache_dir / f"{digest}.yaml", data)

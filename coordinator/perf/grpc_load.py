@@ -67,7 +67,10 @@ def _resolve_blocking(address: str, method: str, body_json: str) -> bytes:
         if found.client_streaming or found.server_streaming:
             raise ValueError(f"{method} is a streaming method; only unary methods are supported")
         request_class = message_factory.GetMessageClass(found.input_type)
-        request = json_format.Parse(body_json or "{}", request_class())
+        try:
+            request = json_format.Parse(body_json or "{}", request_class())
+        except json_format.ParseError as exc:
+            raise ValueError(f"request JSON does not fit {found.input_type.full_name}: {exc}") from exc
         return request.SerializeToString()
 
 

@@ -3,7 +3,8 @@
 Run as a subprocess (`python -m tests.coordinator.perf.loopback_servers http|grpc ...`) so the
 server has its own process and GIL: it prints its port on the first line of stdout. The HTTP
 server can stall the *whole process* once (time.sleep), like a GC pause, to check that the
-generator reports coordinated omission correctly.
+generator reports coordinated omission correctly. Paths: `/` 200, `/missing` 404, `/chunked` a
+chunked 200, `/delay/<ms>` a 200 after that many milliseconds (without blocking).
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ class _HttpServerProtocol(asyncio.Protocol):
             self._stall.tick()
             path = head.split(b" ", 2)[1]
             assert self._transport is not None
-            if path == b"/missing":
+            if path.startswith(b"/delay/"):
+                delay_s = float(path[len(b"/delay/") :]) / 1000.0
+                asyncio.get_running_loop().call_later(delay_s, self._transport.write, _RESPONSE)
+            elif path == b"/missing":
                 self._transport.write(_NOT_FOUND)
             elif path == b"/chunked":
                 self._transport.write(_CHUNKED)

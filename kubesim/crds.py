@@ -1,0 +1,88 @@
+"""CustomResourceDefinitions: the resource types one serves and the status it is given."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubesim.objects import Obj, now_rfc3339
+from kubesim.resources import ResourceType
+
+CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
+
+
+def served_types(crd: Obj) -> tuple[list[ResourceType], str]:
+    """The types a CRD serves (one per served version) and its preferred (storage) version."""
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    group = spec.get("group", "")
+    versions = [v for v in spec.get("versions") or [] if isinstance(v, dict)]
+    storage = next((v["name"] for v in versions if v.get("storage")), "")
+    types = []
+    for version in versions:
+        if not version.get("served", True):
+            continue
+        subresources = version.get("subresources") or {}
+        subs = tuple(s for s in ("status", "scale") if s in subresources)
+        types.append(ResourceType(
+            group=group,
+            version=version["name"],
+            plural=names.get("plural", ""),
+            singular=names.get("singular") or str(names.get("kind", "")).lower(),
+            kind=names.get("kind", ""),
+            namespaced=spec.get("scope") == "Namespaced",
+            short_names=tuple(names.get("shortNames") or ()),
+            categories=tuple(names.get("categories") or ()),
+            subresources=subs,
+            tracks_generation=True,
+            custom=True,
+        ))
+    preferred = _preferred_version([v["name"] for v in versions if v.get("served", True)],
+                                   storage)
+    return types, preferred
+
+
+def _version_rank(version: str) -> tuple[int, int, int]:
+    """Kubernetes version priority: GA > beta > alpha, higher numbers first."""
+    import re
+
+    m = re.fullmatch(r"v(\d+)(?:(alpha|beta)(\d+))?", version)
+    if not m:
+        return (0, 0, 0)
+    major = int(m.group(1))
+    stability = {"alpha": 1, "beta": 2}.get(m.group(2) or "", 3)
+    minor = int(m.group(3) or 0)
+    return (stability, major, minor)
+
+
+def _preferred_version(versions: list[str], storage: str) -> str:
+    if not versions:
+        return storage
+    return max(versions, key=_version_rank)
+
+
+def status_for(crd: Obj, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """`Established` and `NamesAccepted`, accepted names and stored versions."""
+    spec = crd.get("spec") or {}
+    now = now_rfc3339()
+    old_conditions = {c.get("type"): c for c in (previous or {}).get("conditions") or []}
+
+    def condition(kind: str, reason: str, message: str) -> dict[str, Any]:
+        old = old_conditions.get(kind)
+        since = old["lastTransitionTime"] if old and old.get("status") == "True" else now
+        return {"type": kind, "status": "True", "lastTransitionTime": since, "reason": reason,
+                "message": message}
+
+    stored = list((previous or {}).get("storedVersions") or [])
+    storage = next((v["name"] for v in spec.get("versions") or []
+                    if isinstance(v, dict) and v.get("storage")), None)
+    if storage and storage not in stored:
+        stored.append(storage)
+    return {
+        "conditions": [
+            condition("NamesAccepted", "NoConflicts", "no conflicts found"),
+            condition("Established", "InitialNamesAccepted",
+                      "the initial names have been accepted"),
+        ],
+        "acceptedNames": dict(spec.get("names") or {}),
+        "storedVersions": stored,
+    }

@@ -1,0 +1,250 @@
+"""Resource types the server knows: the built-in table and the registry CRDs add to."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from kubesim.errors import ApiError
+
+ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+SUB_VERBS = ("get", "patch", "update")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResourceType:
+    """One served resource: where it lives in the URL space and how it behaves."""
+
+    group: str
+    version: str
+    plural: str
+    singular: str
+    kind: str
+    namespaced: bool = True
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()
+    # metadata.generation is bumped on spec changes (workloads, CRDs and custom resources).
+    tracks_generation: bool = False
+    # Custom resources: no strategic merge patch, no built-in defaulting.
+    custom: bool = False
+    # Names validated as DNS-1123 labels (namespaces, services) rather than subdomains.
+    label_names: bool = False
+    # RBAC objects allow any path segment as a name (for example `system:controller`).
+    path_segment_names: bool = False
+    # Versions that share this type's storage, the first one preferred.
+    served_versions: tuple[str, ...] = field(default=())
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def storage_key(self) -> tuple[str, str]:
+        """Objects of every version of one group/plural share one store."""
+        return (self.group, self.plural)
+
+    @property
+    def list_kind(self) -> str:
+        return f"{self.kind}List"
+
+    @property
+    def has_status(self) -> bool:
+        return "status" in self.subresources
+
+    def discovery_entries(self) -> list[dict[str, object]]:
+        """The APIResource entries of this type and its subresources."""
+        entry: dict[str, object] = {
+            "name": self.plural,
+            "singularName": self.singular,
+            "namespaced": self.namespaced,
+            "kind": self.kind,
+            "verbs": list(ALL_VERBS),
+        }
+        if self.short_names:
+            entry["shortNames"] = list(self.short_names)
+        if self.categories:
+            entry["categories"] = list(self.categories)
+        entries = [entry]
+        for sub in self.subresources:
+            sub_kind = "Scale" if sub == "scale" else self.kind
+            sub_entry: dict[str, object] = {
+                "name": f"{self.plural}/{sub}",
+                "singularName": "",
+                "namespaced": self.namespaced,
+                "kind": sub_kind,
+                "verbs": list(SUB_VERBS),
+            }
+            if sub == "scale":
+                sub_entry["group"] = "autoscaling"
+                sub_entry["version"] = "v1"
+            entries.append(sub_entry)
+        return entries
+
+
+def _t(
+    group_version: str,
+    plural: str,
+    kind: str,
+    *,
+    singular: str | None = None,
+    namespaced: bool = True,
+    short: tuple[str, ...] = (),
+    sub: tuple[str, ...] = (),
+    gen: bool = False,
+    label_names: bool = False,
+    path_names: bool = False,
+    categories: tuple[str, ...] = (),
+) -> ResourceType:
+    group, _, version = group_version.rpartition("/")
+    return ResourceType(
+        group=group,
+        version=version,
+        plural=plural,
+        singular=singular or kind.lower(),
+        kind=kind,
+        namespaced=namespaced,
+        short_names=short,
+        subresources=sub,
+        tracks_generation=gen,
+        label_names=label_names,
+        path_segment_names=path_names,
+        categories=categories,
+    )
+
+
+_ALL = ("all",)
+RBAC = "rbac.authorization.k8s.io/v1"
+ADMISSION = "admissionregistration.k8s.io/v1"
+
+BUILTIN_TYPES: tuple[ResourceType, ...] = (
+    _t("v1", "namespaces", "Namespace", namespaced=False, short=("ns",), sub=("status", "finalize"),
+       label_names=True),
+    _t("v1", "nodes", "Node", namespaced=False, short=("no",), sub=("status",)),
+    _t("v1", "configmaps", "ConfigMap", short=("cm",)),
+    _t("v1", "secrets", "Secret"),
+    _t("v1", "services", "Service", short=("svc",), sub=("status",), label_names=True,
+       categories=_ALL),
+    _t("v1", "serviceaccounts", "ServiceAccount", short=("sa",)),
+    _t("v1", "pods", "Pod", short=("po",), sub=("status",), gen=True, categories=_ALL),
+    _t("v1", "endpoints", "Endpoints", singular="endpoints", short=("ep",)),
+    _t("v1", "events", "Event", short=("ev",)),
+    _t("v1", "persistentvolumeclaims", "PersistentVolumeClaim", short=("pvc",), sub=("status",)),
+    _t("v1", "limitranges", "LimitRange", short=("limits",)),
+    _t("v1", "resourcequotas", "ResourceQuota", short=("quota",), sub=("status",)),
+    _t("apps/v1", "deployments", "Deployment", short=("deploy",), sub=("status", "scale"), gen=True,
+       categories=_ALL),
+    _t("apps/v1", "statefulsets", "StatefulSet", short=("sts",), sub=("status", "scale"), gen=True,
+       categories=_ALL),
+    _t("apps/v1", "daemonsets", "DaemonSet", short=("ds",), sub=("status",), gen=True,
+       categories=_ALL),
+    _t("apps/v1", "replicasets", "ReplicaSet", short=("rs",), sub=("status", "scale"), gen=True,
+       categories=_ALL),
+    _t("apps/v1", "controllerrevisions", "ControllerRevision"),
+    _t("batch/v1", "jobs", "Job", sub=("status",), gen=True, categories=_ALL),
+    _t("batch/v1", "cronjobs", "CronJob", short=("cj",), sub=("status",), gen=True,
+       categories=_ALL),
+    _t(RBAC, "roles", "Role", path_names=True),
+    _t(RBAC, "rolebindings", "RoleBinding", path_names=True),
+    _t(RBAC, "clusterroles", "ClusterRole", namespaced=False, path_names=True),
+    _t(RBAC, "clusterrolebindings", "ClusterRoleBinding", namespaced=False, path_names=True),
+    _t(ADMISSION, "validatingwebhookconfigurations", "ValidatingWebhookConfiguration",
+       namespaced=False, gen=True),
+    _t(ADMISSION, "mutatingwebhookconfigurations", "MutatingWebhookConfiguration",
+       namespaced=False, gen=True),
+    _t(ADMISSION, "validatingadmissionpolicies", "ValidatingAdmissionPolicy", namespaced=False,
+       sub=("status",), gen=True),
+    _t(ADMISSION, "validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding",
+       namespaced=False, gen=True),
+    _t("apiextensions.k8s.io/v1", "customresourcedefinitions", "CustomResourceDefinition",
+       namespaced=False, short=("crd", "crds"), sub=("status",), gen=True,
+       categories=("api-extensions",)),
+    _t("policy/v1", "poddisruptionbudgets", "PodDisruptionBudget", short=("pdb",),
+       sub=("status",), gen=True),
+    _t("autoscaling/v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", short=("hpa",),
+       sub=("status",), categories=_ALL),
+    _t("networking.k8s.io/v1", "networkpolicies", "NetworkPolicy", short=("netpol",), gen=True),
+    _t("networking.k8s.io/v1", "ingresses", "Ingress", short=("ing",), sub=("status",), gen=True),
+    _t("networking.k8s.io/v1", "ingressclasses", "IngressClass", namespaced=False),
+    _t("discovery.k8s.io/v1", "endpointslices", "EndpointSlice"),
+    _t("coordination.k8s.io/v1", "leases", "Lease"),
+    _t("scheduling.k8s.io/v1", "priorityclasses", "PriorityClass", namespaced=False,
+       short=("pc",)),
+    _t("storage.k8s.io/v1", "storageclasses", "StorageClass", namespaced=False, short=("sc",)),
+)
+
+CRD_GROUP = "apiextensions.k8s.io"
+
+
+class ResourceRegistry:
+    """Every served group/version/resource; CRDs add and remove entries at run time."""
+
+    def __init__(self, types: Iterable[ResourceType] = BUILTIN_TYPES) -> None:
+        self._by_path: dict[tuple[str, str, str], ResourceType] = {}
+        self._by_kind: dict[tuple[str, str], ResourceType] = {}
+        # group -> versions in preference order
+        self._group_versions: dict[str, list[str]] = {}
+        self._crd_types: dict[str, list[ResourceType]] = {}
+        for rt in types:
+            self.add(rt)
+
+    def add(self, rt: ResourceType) -> None:
+        self._by_path[(rt.group, rt.version, rt.plural)] = rt
+        self._by_kind[(rt.api_version, rt.kind)] = rt
+        versions = self._group_versions.setdefault(rt.group, [])
+        if rt.version not in versions:
+            versions.append(rt.version)
+
+    def remove(self, rt: ResourceType) -> None:
+        self._by_path.pop((rt.group, rt.version, rt.plural), None)
+        self._by_kind.pop((rt.api_version, rt.kind), None)
+        if not any(t.group == rt.group and t.version == rt.version for t in self._by_path.values()):
+            versions = self._group_versions.get(rt.group, [])
+            if rt.version in versions:
+                versions.remove(rt.version)
+            if not versions:
+                self._group_versions.pop(rt.group, None)
+
+    def set_crd_types(self, crd_name: str, types: list[ResourceType], preferred: str) -> None:
+        """Replace what one CRD serves; `preferred` becomes its group's first version."""
+        for rt in self._crd_types.pop(crd_name, []):
+            self.remove(rt)
+        for rt in types:
+            self.add(rt)
+        if types:
+            self._crd_types[crd_name] = types
+            versions = self._group_versions[types[0].group]
+            if preferred in versions:
+                versions.remove(preferred)
+                versions.insert(0, preferred)
+
+    def crd_types(self, crd_name: str) -> list[ResourceType]:
+        return list(self._crd_types.get(crd_name, []))
+
+    def lookup(self, group: str, version: str, plural: str) -> ResourceType:
+        rt = self._by_path.get((group, version, plural))
+        if rt is None:
+            raise ApiError.not_found_path()
+        return rt
+
+    def find(self, group: str, version: str, plural: str) -> ResourceType | None:
+        return self._by_path.get((group, version, plural))
+
+    def by_kind(self, api_version: str, kind: str) -> ResourceType | None:
+        return self._by_kind.get((api_version, kind))
+
+    def groups(self) -> list[tuple[str, list[str]]]:
+        """(group, versions preferred first) for every named group, core excluded."""
+        return [(g, list(v)) for g, v in self._group_versions.items() if g]
+
+    def has_group_version(self, group: str, version: str) -> bool:
+        return version in self._group_versions.get(group, [])
+
+    def in_group_version(self, group: str, version: str) -> list[ResourceType]:
+        return [t for t in self._by_path.values() if t.group == group and t.version == version]
+
+    def __iter__(self) -> Iterator[ResourceType]:
+        return iter(list(self._by_path.values()))
+
+    def storage_keys(self) -> set[tuple[str, str]]:
+        return {t.storage_key for t in self._by_path.values()}
