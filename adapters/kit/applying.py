@@ -1,0 +1,581 @@
+"""The apply engine: install, upgrade and uninstall one release in one cluster.
+
+An `Applier` is given a `ClusterSession` and carries out `ApplyPlan`s the way Helm carries out
+releases, with server-side apply instead of three-way merges:
+
+install/upgrade: inventory pending → Namespaces → CRDs (wait Established) → pre hooks →
+config/RBAC/Services → workloads → webhooks → custom resources → wait ready → post hooks →
+prune what the previous revision had and this one does not → inventory deployed.
+
+Objects of one tier are applied concurrently (bounded), tiers in order. A plan identical to the
+deployed one, with every object present, changes nothing. Every step is reported to the sink;
+failures raise `ApplyError`. Cancelling leaves the inventory pending, and the next run resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+import structlog
+
+from adapters.kit.cluster import ClusterSession
+from adapters.kit.inventory import (
+    ReleaseRecord,
+    ReleaseState,
+    delete_inventory,
+    now_text,
+    plan_digest,
+    read_inventory,
+    write_inventory,
+)
+from adapters.kit.kube_errors import ApplyError
+from adapters.kit.objects import KubeObject, ObjectRef
+from adapters.kit.operations import ErrorDetail
+from adapters.kit.ordering import INSTALL_ORDER, UNINSTALL_ORDER
+from adapters.kit.plans import (
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    RELEASE_LABEL,
+    ApplyOutcome,
+    ApplyPlan,
+    ApplyPolicy,
+    Hook,
+    HookPhase,
+    Progress,
+    ProgressKind,
+    ProgressSink,
+    WaitPolicy,
+)
+from adapters.kit.readiness import wait_gone, wait_ready, waits_for
+
+__all__ = ["Applier", "labelled", "ownership_only"]
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+Item = TypeVar("Item")
+
+_RANK = {kind: rank for rank, kind in enumerate(INSTALL_ORDER)}
+_UNINSTALL_RANK = {kind: rank for rank, kind in enumerate(UNINSTALL_ORDER)}
+_CONFIG_LAST = _RANK["Service"]
+_WORKLOADS_LAST = _RANK["CronJob"]
+_CRD_WAIT_SECONDS = 60.0
+_HOOK_GONE_SECONDS = 30.0
+
+
+def labelled(obj: KubeObject, release: str) -> KubeObject:
+    """A copy of ``obj`` carrying meshplane's managed-by and release labels.
+
+    Pod template labels are left alone: changing them would change selectors and restart pods.
+    """
+    metadata = dict(obj.get("metadata") or {})
+    labels = dict(metadata.get("labels") or {})
+    labels[MANAGED_BY_LABEL] = MANAGED_BY_VALUE
+    labels[RELEASE_LABEL] = release
+    metadata["labels"] = labels
+    return {**obj, "metadata": metadata}
+
+
+def ownership_only(ref: ObjectRef) -> KubeObject:
+    """The empty apply that hands back every field our field manager set on ``ref``."""
+    metadata = {"name": ref.name}
+    if ref.namespace:
+        metadata["namespace"] = ref.namespace
+    return {"apiVersion": ref.api_version, "kind": ref.kind, "metadata": metadata}
+
+
+def _tier(obj: KubeObject) -> int:
+    """Apply tier: 0 namespaces, 1 CRDs, 2 config/RBAC/Services, 3 workloads, 4 webhooks and
+    other late kinds, 5 custom resources. Within a tier order does not matter."""
+    kind = str(obj.get("kind", ""))
+    rank = _RANK.get(kind)
+    if rank is None:
+        return 5
+    if rank <= _RANK["Namespace"]:
+        return 0
+    if kind == "CustomResourceDefinition":
+        return 1
+    if rank <= _CONFIG_LAST:
+        return 2
+    if rank <= _WORKLOADS_LAST:
+        return 3
+    return 4
+
+
+def _uninstall_groups(refs: Iterable[ObjectRef]) -> list[list[ObjectRef]]:
+    """Refs in uninstall order, grouped by kind (custom resources first)."""
+    ordered = sorted(
+        refs,
+        key=lambda r: (
+            _UNINSTALL_RANK.get(r.kind, -1),
+            "" if r.kind in _UNINSTALL_RANK else r.kind,
+        ),
+    )
+    groups: list[list[ObjectRef]] = []
+    for ref in ordered:
+        if groups and groups[-1][0].kind == ref.kind:
+            groups[-1].append(ref)
+        else:
+            groups.append([ref])
+    return groups
+
+
+@dataclass
+class _Counts:
+    applied: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    ready: int = 0
+
+
+class Applier:
+    """Installs, upgrades and uninstalls releases through one cluster session."""
+
+    def __init__(self, session: ClusterSession, *, concurrency: int = 12) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._session = session
+        self._concurrency = concurrency
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    async def _each(self, items: Sequence[Item], run: Callable[[Item], Awaitable[T]]) -> list[T]:
+        """Run ``run`` over ``items`` concurrently (bounded); the first ApplyError wins."""
+        if not items:
+            return []
+        if len(items) == 1:
+            return [await run(items[0])]
+        gate = asyncio.Semaphore(self._concurrency)
+        results: dict[int, T] = {}
+
+        async def one(index: int, item: Item) -> None:
+            async with gate:
+                results[index] = await run(item)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for index, item in enumerate(items):
+                    group.create_task(one(index, item), name=f"apply-item-{index}")
+        except BaseExceptionGroup as failures:
+            first = failures.exceptions[0]
+            for failure in failures.exceptions:
+                if isinstance(failure, ApplyError):
+                    raise failure from None
+            raise first from None
+        return [results[index] for index in range(len(items))]
+
+    async def _apply_objects(
+        self,
+        objects: Sequence[KubeObject],
+        policy: ApplyPolicy,
+        sink: ProgressSink,
+        counts: _Counts,
+    ) -> None:
+        async def apply_one(obj: KubeObject) -> None:
+            ref = ObjectRef.from_manifest(obj)
+            _, changed = await self._session.apply(
+                obj, field_manager=policy.field_manager, force=policy.force_conflicts
+            )
+            if changed:
+                counts.applied += 1
+                sink(Progress(kind=ProgressKind.APPLIED, ref=ref, message=f"{ref} applied"))
+            else:
+                counts.unchanged += 1
+                sink(Progress(kind=ProgressKind.UNCHANGED, ref=ref, message=f"{ref} unchanged"))
+
+        await self._each(objects, apply_one)
+
+    async def _ensure_namespace(self, name: str, policy: ApplyPolicy) -> None:
+        """Create the release namespace (bare) when missing, so the inventory has a home."""
+        if await self._session.get("v1", "Namespace", name) is not None:
+            return
+        await self._session.apply(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+            field_manager=policy.field_manager,
+            force=policy.force_conflicts,
+        )
+        log.info("release namespace created", namespace=name, cluster=self._session.name)
+
+    async def _wait(
+        self,
+        refs: Sequence[ObjectRef],
+        policy: WaitPolicy,
+        sink: ProgressSink,
+        counts: _Counts,
+        *,
+        within_seconds: float,
+    ) -> None:
+        result = await wait_ready(
+            self._session, refs, policy, sink, within_seconds=max(0.0, within_seconds)
+        )
+        counts.ready += len(result.ready)
+        result.raise_for_failure()
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    async def _run_hooks(
+        self,
+        hooks: Sequence[Hook],
+        phase: HookPhase,
+        release: str,
+        policy: ApplyPolicy,
+        wait_policy: WaitPolicy,
+        sink: ProgressSink,
+        left: Callable[[], float],
+    ) -> list[ObjectRef]:
+        """Run one phase's hooks in Helm's order; return hook objects left in the cluster."""
+        chosen = sorted(
+            (hook for hook in hooks if phase in hook.phases),
+            key=lambda h: (
+                h.weight,
+                _RANK.get(str(h.manifest.get("kind", "")), len(_RANK)),
+                ObjectRef.from_manifest(h.manifest).name,
+            ),
+        )
+        remaining: list[ObjectRef] = []
+        for hook in chosen:
+            ref = ObjectRef.from_manifest(hook.manifest)
+            if "before-hook-creation" in hook.delete_policies and await self._session.delete(ref):
+                await wait_gone(self._session, [ref], within_seconds=_HOOK_GONE_SECONDS)
+            await self._session.apply(
+                labelled(hook.manifest, release),
+                field_manager=policy.field_manager,
+                force=policy.force_conflicts,
+            )
+
+            def hook_sink(progress: Progress) -> None:
+                # A hook's success is HOOK_COMPLETED, not READY; its failure passes through.
+                if progress.kind is ProgressKind.FAILED:
+                    sink(progress)
+
+            result = await wait_ready(
+                self._session,
+                [ref] if waits_for(hook.manifest) else [],
+                wait_policy,
+                hook_sink,
+                within_seconds=max(0.0, left()),
+            )
+            detail = result.error()
+            if detail is not None:
+                if "hook-failed" in hook.delete_policies:
+                    await self._session.delete(ref)
+                raise ApplyError(
+                    ErrorDetail(
+                        code="HOOK_FAILED",
+                        message=f"{phase.value} hook {ref} failed: {detail.message}",
+                        probable_cause=detail.probable_cause,
+                        suggested_remediation=detail.suggested_remediation,
+                    )
+                )
+            sink(
+                Progress(
+                    kind=ProgressKind.HOOK_COMPLETED,
+                    ref=ref,
+                    message=f"{phase.value} hook {ref} completed",
+                )
+            )
+            if "hook-succeeded" in hook.delete_policies:
+                await self._session.delete(ref)
+            else:
+                remaining.append(ref)
+        return remaining
+
+    # -- install / upgrade ------------------------------------------------------------------
+
+    async def _is_noop(self, plan: ApplyPlan, record: ReleaseRecord | None, digest: str) -> bool:
+        if record is None or record.status is not ReleaseState.DEPLOYED:
+            return False
+        if record.plan_digest != digest:
+            return False
+        refs = plan.refs
+        present = await self._each(refs, self._session.get_ref)
+        return all(obj is not None for obj in present)
+
+    async def install_or_upgrade(self, plan: ApplyPlan, sink: ProgressSink) -> ApplyOutcome:
+        """Bring the cluster to ``plan``; see the module docstring for the steps."""
+        started = time.monotonic()
+        session = self._session
+        policy = plan.apply_policy
+        digest = plan_digest(plan)
+        record = await read_inventory(session, plan.namespace, plan.release)
+        refs = plan.refs
+        if await self._is_noop(plan, record, digest):
+            for ref in refs:
+                sink(Progress(kind=ProgressKind.UNCHANGED, ref=ref, message=f"{ref} unchanged"))
+            log.info("release unchanged", release=plan.release, cluster=session.name)
+            return ApplyOutcome(unchanged=len(refs), noop=True)
+
+        deployed_before = record is not None and (
+            record.status in (ReleaseState.DEPLOYED, ReleaseState.PENDING_UPGRADE)
+            or record.revision > 1
+        )
+        previous = _previous_objects(record)
+        state = ReleaseState.PENDING_UPGRADE if deployed_before else ReleaseState.PENDING_INSTALL
+        if record is None:
+            revision = 1
+        else:  # a pending record is resumed at its own revision
+            revision = record.revision if record.status.pending else record.revision + 1
+        pending = ReleaseRecord(
+            release=plan.release,
+            namespace=plan.namespace,
+            mesh=plan.mesh,
+            status=state,
+            revision=revision,
+            objects=refs,
+            previous_objects=previous,
+            hook_objects=record.hook_objects if record else (),
+            keep=plan.keep | (record.keep if record else frozenset()),
+            metadata=dict(plan.metadata),
+            plan_digest=digest,
+            ownership_fields_only=plan.ownership_fields_only,
+            created=record.created if record else now_text(),
+            updated=now_text(),
+        )
+        log.info(
+            "release apply started",
+            release=plan.release,
+            namespace=plan.namespace,
+            cluster=session.name,
+            state=state.value,
+            revision=revision,
+            objects=len(refs),
+        )
+        await self._ensure_namespace(plan.namespace, policy)
+        await write_inventory(session, pending)
+
+        deadline = started + plan.wait_policy.timeout_seconds
+
+        def left() -> float:
+            return deadline - time.monotonic()
+
+        counts = _Counts()
+        objects = [
+            obj if plan.ownership_fields_only else labelled(obj, plan.release)
+            for obj in plan.objects
+        ]
+        tiers: dict[int, list[KubeObject]] = {}
+        for obj in objects:
+            tiers.setdefault(_tier(obj), []).append(obj)
+
+        await self._apply_objects(tiers.get(0, []), policy, sink, counts)
+        crds = tiers.get(1, [])
+        await self._apply_objects(crds, policy, sink, counts)
+        if crds:
+            await self._wait(
+                [ObjectRef.from_manifest(obj) for obj in crds],
+                plan.wait_policy,
+                sink,
+                counts,
+                within_seconds=min(_CRD_WAIT_SECONDS, left()),
+            )
+
+        pre = HookPhase.PRE_UPGRADE if deployed_before else HookPhase.PRE_INSTALL
+        post = HookPhase.POST_UPGRADE if deployed_before else HookPhase.POST_INSTALL
+        hook_objects = list(pending.hook_objects)
+        hook_objects += await self._run_hooks(
+            plan.hooks, pre, plan.release, policy, plan.wait_policy, sink, left
+        )
+
+        for tier in (2, 3, 4, 5):
+            await self._apply_objects(tiers.get(tier, []), policy, sink, counts)
+
+        if plan.wait_policy.wait_for_ready:
+            waited = [
+                ObjectRef.from_manifest(obj)
+                for tier in (0, 2, 3, 4, 5)
+                for obj in tiers.get(tier, [])
+                if waits_for(obj)
+            ]
+            await self._wait(waited, plan.wait_policy, sink, counts, within_seconds=left())
+
+        hook_objects += await self._run_hooks(
+            plan.hooks, post, plan.release, policy, plan.wait_policy, sink, left
+        )
+
+        if policy.prune and not plan.ownership_fields_only:
+            counts.deleted += await self._prune(previous, refs, pending.keep, sink)
+        elif plan.ownership_fields_only:
+            counts.deleted += await self._release_fields(
+                [ref for ref in previous if ref.key not in {r.key for r in refs}],
+                policy,
+                sink,
+                ProgressKind.PRUNED,
+            )
+
+        unique_hooks = tuple({ref.key: ref for ref in hook_objects}.values())
+        await write_inventory(
+            session,
+            replace(pending, previous_objects=(), hook_objects=unique_hooks).with_status(
+                ReleaseState.DEPLOYED
+            ),
+        )
+        log.info(
+            "release deployed",
+            release=plan.release,
+            cluster=session.name,
+            revision=revision,
+            applied=counts.applied,
+            unchanged=counts.unchanged,
+            pruned=counts.deleted,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return ApplyOutcome(
+            applied=counts.applied,
+            unchanged=counts.unchanged,
+            deleted=counts.deleted,
+            ready=counts.ready,
+        )
+
+    async def _prune(
+        self,
+        previous: Sequence[ObjectRef],
+        current: Sequence[ObjectRef],
+        keep: frozenset[str],
+        sink: ProgressSink,
+    ) -> int:
+        """Delete objects the previous revision had and this plan does not (never `keep`)."""
+        wanted = {ref.key for ref in current}
+        gone = [ref for ref in previous if ref.key not in wanted]
+        deleted = 0
+        for group in _uninstall_groups(gone):
+            kept = [ref for ref in group if ref.key in keep]
+            for ref in kept:
+                sink(Progress(kind=ProgressKind.KEPT, ref=ref, message=f"{ref} kept (policy)"))
+
+            async def prune_one(ref: ObjectRef) -> bool:
+                existed = await self._session.delete(ref)
+                sink(Progress(kind=ProgressKind.PRUNED, ref=ref, message=f"{ref} pruned"))
+                return existed
+
+            results = await self._each([ref for ref in group if ref.key not in keep], prune_one)
+            deleted += sum(results)
+        return deleted
+
+    async def _release_fields(
+        self,
+        refs: Sequence[ObjectRef],
+        policy: ApplyPolicy,
+        sink: ProgressSink,
+        kind: ProgressKind,
+    ) -> int:
+        """Give up our fields on ``refs`` (empty apply under our field manager), keep objects."""
+
+        async def release_one(ref: ObjectRef) -> bool:
+            if await self._session.get_ref(ref) is None:
+                return False
+            await self._session.apply(
+                ownership_only(ref), field_manager=policy.field_manager, force=True
+            )
+            sink(Progress(kind=kind, ref=ref, message=f"meshplane's fields removed from {ref}"))
+            return True
+
+        return sum(await self._each(list(refs), release_one))
+
+    # -- uninstall --------------------------------------------------------------------------
+
+    async def uninstall(
+        self,
+        release: str,
+        namespace: str,
+        sink: ProgressSink,
+        *,
+        hooks: Sequence[Hook] = (),
+        wait_policy: WaitPolicy | None = None,
+        apply_policy: ApplyPolicy | None = None,
+    ) -> ApplyOutcome:
+        """Remove a release: pre-delete hooks, objects in reverse order, post-delete hooks.
+
+        Objects marked keep stay. A release recorded as owning fields only gets its fields
+        released instead. No inventory means nothing to do (success, zero deletions).
+        """
+        started = time.monotonic()
+        wait_policy = wait_policy or WaitPolicy()
+        policy = apply_policy or ApplyPolicy()
+        session = self._session
+        record = await read_inventory(session, namespace, release)
+        if record is None:
+            log.info("release not installed; nothing to uninstall", release=release)
+            return ApplyOutcome(noop=True)
+        deadline = started + wait_policy.timeout_seconds
+
+        def left() -> float:
+            return deadline - time.monotonic()
+
+        await write_inventory(session, record.with_status(ReleaseState.PENDING_DELETE))
+        # An interrupted upgrade may have left objects of both revisions behind.
+        targets = list(
+            {ref.key: ref for ref in (*record.objects, *record.previous_objects)}.values()
+        )
+        counts = _Counts()
+        leftovers = await self._run_hooks(
+            hooks, HookPhase.PRE_DELETE, release, policy, wait_policy, sink, left
+        )
+
+        if record.ownership_fields_only:
+            counts.deleted += await self._release_fields(
+                targets, policy, sink, ProgressKind.DELETED
+            )
+        else:
+            deleted: list[ObjectRef] = []
+            for group in _uninstall_groups([*targets, *record.hook_objects, *leftovers]):
+                for ref in group:
+                    if ref.key in record.keep:
+                        sink(
+                            Progress(
+                                kind=ProgressKind.KEPT, ref=ref, message=f"{ref} kept (policy)"
+                            )
+                        )
+
+                async def delete_one(ref: ObjectRef) -> ObjectRef | None:
+                    if not await session.delete(ref):
+                        return None
+                    sink(Progress(kind=ProgressKind.DELETED, ref=ref, message=f"{ref} deleted"))
+                    return ref
+
+                found = await self._each(
+                    [ref for ref in group if ref.key not in record.keep], delete_one
+                )
+                deleted += [ref for ref in found if ref is not None]
+            counts.deleted = len(deleted)
+            stuck = await wait_gone(session, deleted, within_seconds=max(0.0, left()))
+            if stuck:
+                raise ApplyError(
+                    ErrorDetail(
+                        code="DELETE_NOT_FINISHED",
+                        message=f"{len(stuck)} objects still exist after "
+                        f"{wait_policy.timeout_seconds:g}s: "
+                        + ", ".join(str(ref) for ref in stuck[:5]),
+                        probable_cause="finalizers on these objects (or the namespace) have not "
+                        "completed; their controller may be gone",
+                        suggested_remediation="inspect metadata.finalizers of the listed objects, "
+                        "then run the uninstall again",
+                    )
+                )
+
+        post_leftovers = await self._run_hooks(
+            hooks, HookPhase.POST_DELETE, release, policy, wait_policy, sink, left
+        )
+        for ref in post_leftovers:
+            # Nothing will ever delete these later: the release record goes away now.
+            await session.delete(ref)
+        await delete_inventory(session, namespace, release)
+        log.info(
+            "release uninstalled",
+            release=release,
+            cluster=session.name,
+            deleted=counts.deleted,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return ApplyOutcome(deleted=counts.deleted)
+
+
+def _previous_objects(record: ReleaseRecord | None) -> tuple[ObjectRef, ...]:
+    """Objects that may be in the cluster from earlier runs (pruned if the plan drops them)."""
+    if record is None:
+        return ()
+    merged = {ref.key: ref for ref in (*record.previous_objects, *record.objects)}
+    return tuple(merged.values())
