@@ -43,7 +43,7 @@ def decode_page_token(token: str) -> PageKey | None:
         raise ValueError(f"invalid page token {token!r}") from error
 
 
-def check_page_size(page_size: int) -> None:
+def check_page_size(page_size: int, name: str = "page_size") -> None:
     """Bound page sizes so one request cannot pull a whole table."""
     if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
+        raise ValueError(f"{name} must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")

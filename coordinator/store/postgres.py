@@ -255,7 +255,7 @@ class PostgresStore(Store):
         filter: EventFilter | None = None,
         limit: int = DEFAULT_EVENT_BATCH,
     ) -> list[StoredEvent]:
-        check_page_size(limit)
+        check_page_size(limit, "limit")
         query = statements.events_after_query(DIALECT, cursor, filter or EventFilter(), limit)
         async with self._pool.connection() as connection:
             result = await connection.execute(query.sql, query.params)
@@ -325,7 +325,7 @@ class PostgresStore(Store):
         test_id: str | None = None,
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> list[PerfResultRecord]:
-        check_page_size(limit)
+        check_page_size(limit, "limit")
         query = statements.list_perf_results_query(DIALECT, mesh, test_id, limit)
         async with self._pool.connection() as connection:
             cursor = await connection.execute(query.sql, query.params)

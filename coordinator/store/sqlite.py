@@ -274,7 +274,7 @@ class SQLiteStore(Store):
         filter: EventFilter | None = None,
         limit: int = DEFAULT_EVENT_BATCH,
     ) -> list[StoredEvent]:
-        check_page_size(limit)
+        check_page_size(limit, "limit")
         query = statements.events_after_query(DIALECT, cursor, filter or EventFilter(), limit)
         rows = await self._run(lambda c: c.execute(query.sql, query.params).fetchall())
         return [_event_from_row(row) for row in rows]
@@ -350,7 +350,7 @@ class SQLiteStore(Store):
         test_id: str | None = None,
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> list[PerfResultRecord]:
-        check_page_size(limit)
+        check_page_size(limit, "limit")
         query = statements.list_perf_results_query(DIALECT, mesh, test_id, limit)
         rows = await self._run(lambda c: c.execute(query.sql, query.params).fetchall())
         return [_perf_from_row(row) for row in rows]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from pathlib import Path
 
 import pytest
 
@@ -166,7 +166,7 @@ async def test_list_operations_filters(store: Store) -> None:
     for record in records:
         await store.save_operation(record)
     newest_first = sorted(records, key=lambda r: (r.created_at, r.operation_id), reverse=True)
-    cases = [
+    cases: list[tuple[OperationFilter, Callable[[OperationRecord], bool]]] = [
         (OperationFilter(), lambda r: True),
         (OperationFilter(mesh="linkerd"), lambda r: r.mesh == "linkerd"),
         (
@@ -280,7 +280,7 @@ async def test_events_after_filters_and_limits(store: Store) -> None:
     ]
     stored = await store.append_events(events)
 
-    def expect(predicate: Any, after: int = 0) -> list[StoredEvent]:
+    def expect(predicate: Callable[[EventRecord], bool], after: int = 0) -> list[StoredEvent]:
         return [s for s in stored if s.cursor > after and predicate(s.event)]
 
     assert await store.events_after(0, EventFilter(mesh="linkerd")) == expect(
@@ -504,7 +504,9 @@ async def test_a_closed_store_refuses_work(store_location: str) -> None:
 # -- perf results -------------------------------------------------------------------------
 
 
-def make_perf_result(result_id: str, *, mesh: str, minutes: int, test_id: str = "t1") -> Any:
+def make_perf_result(
+    result_id: str, *, mesh: str, minutes: int, test_id: str = "t1"
+) -> PerfResultRecord:
     return PerfResultRecord(
         result_id=result_id,
         test_id=test_id,
@@ -548,7 +550,7 @@ async def test_perf_results_round_trip_and_list_newest_first(store: Store) -> No
 
 def test_records_refuse_what_the_store_cannot_keep_faithfully() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        make_operation(1, created_at=datetime(2026, 1, 1))  # noqa: DTZ001
+        make_operation(1, created_at=datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="severity"):
         make_event("s", 1, severity="loud")
     with pytest.raises(ValueError, match="sequence"):
@@ -558,7 +560,7 @@ def test_records_refuse_what_the_store_cannot_keep_faithfully() -> None:
     assert make_event("s", 1, severity="ERROR").severity == "error"
 
 
-async def test_open_store_picks_the_backend_from_the_location(tmp_path: Any) -> None:
+async def test_open_store_picks_the_backend_from_the_location(tmp_path: Path) -> None:
     for url in ("postgresql://u@127.0.0.1:1/db", "postgres://u@127.0.0.1:1/db"):
         assert isinstance(open_store(url), PostgresStore)
     plain = open_store(str(tmp_path / "a.db"))
