@@ -22,6 +22,8 @@ from adapters.kit.chart_repository import (
     RepositoryIndex,
     SemVer,
 )
+from adapters.kit.manifest_sources import ManifestSource
+from adapters.kit.rendering import render_chart
 from tests.fixtures_paths import OWN_FIXTURES, shared_fixtures
 from tests.plugins.static_http import StaticHttpServer
 
@@ -309,3 +311,14 @@ async def test_real_repositories(
     assert hashlib.sha256(path.read_bytes()).hexdigest() == oldest.digest
     with helm_python.Chart.load(path) as loaded:
         assert loaded.version == all_versions[-1]
+
+
+async def test_shared_fixtures_work_as_an_air_gapped_mirror(tmp_path: Path) -> None:
+    """A `--mirror DIR` laid out like the shared fixtures: charts/<mesh>/ plus apps/, addons/."""
+    mirror = shared_fixtures()
+    repo = client(str(mirror / "charts" / "istio"), tmp_path / "cache")
+    base = await repo.resolve("base", None)
+    release = await render_chart(await repo.fetch(base), release_name="b", namespace="istio-system")
+    assert len(release.objects) == 17
+    manifests = ManifestSource(str(mirror), tmp_path / "cache")
+    assert len(await manifests.load("apps/bookinfo.yaml")) == 14
