@@ -4,4 +4,5 @@ pytest_plugins: list[str] = [
     "tests.plugins.static_http",
     "tests.plugins.postgres",
     "tests.plugins.grpc_servers",
+    "tests.plugins.kubesim",
 ]

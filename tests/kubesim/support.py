@@ -1,0 +1,71 @@
+"""Helpers shared by the kubesim tests."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client
+
+
+def status_of(exc: client.ApiException) -> dict[str, Any]:
+    """The `Status` object an ApiException carries."""
+    body: dict[str, Any] = json.loads(exc.body)
+    return body
+
+
+def eventually(check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll `check` until it returns something truthy; fail with its last value on timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+def deployment(name: str, *, replicas: int = 2, image: str = "nginx:1.27",
+               annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    md: dict[str, Any] = {"name": name, "labels": {"app": name}}
+    if annotations:
+        md["annotations"] = annotations
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": md,
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "main", "image": image,
+                                         "ports": [{"containerPort": 8080, "name": "http"}]}]},
+            },
+        },
+    }
+
+
+def crd(plural: str = "widgets", group: str = "example.com", kind: str = "Widget",
+        versions: tuple[str, ...] = ("v1",)) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.lower(), "kind": kind,
+                      "shortNames": [plural[:2]]},
+            "versions": [
+                {"name": v, "served": True, "storage": i == 0,
+                 "subresources": {"status": {}},
+                 "schema": {"openAPIV3Schema": {"type": "object",
+                                                "x-kubernetes-preserve-unknown-fields": True}}}
+                for i, v in enumerate(versions)
+            ],
+        },
+    }
