@@ -190,6 +190,10 @@ def _render_sync(
                 )
     except helm_python.HelmError as exc:
         raise ChartRenderError(f"cannot render chart {chart_path}: {exc}") from exc
+    except TypeError as exc:  # from encoding the values for the native call
+        raise ChartRenderError(
+            f"values for chart {chart_path} must be JSON-like (mappings, lists, scalars): {exc}"
+        ) from exc
 
     chart_name = str(metadata.get("name", ""))
     notes: list[str] = []

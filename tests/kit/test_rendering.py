@@ -135,6 +135,10 @@ async def test_values_reach_templates_and_render_errors_are_reported() -> None:
     assert by_name(release)["Deployment/demo-toy"]["spec"]["replicas"] == 3
     with pytest.raises(ChartRenderError, match=r"values\.image is required"):
         await render_chart(TOY_CHART, release_name="demo", namespace="toys", values={"image": None})
+    with pytest.raises(ChartRenderError, match="must be JSON-like"):
+        await render_chart(
+            TOY_CHART, release_name="demo", namespace="toys", values={"replicas": {1, 2}}
+        )
     with pytest.raises(ChartRenderError, match="cannot render chart"):
         await render_chart(OWN_FIXTURES / "kit", release_name="demo", namespace="toys")
 
