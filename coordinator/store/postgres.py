@@ -9,7 +9,6 @@ starting together apply each version once.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -23,6 +22,7 @@ from psycopg import pq
 from coordinator.store import statements
 from coordinator.store.base import DEFAULT_EVENT_BATCH, DEFAULT_PAGE_SIZE, Store
 from coordinator.store.errors import StoreClosedError
+from coordinator.store.json_values import dump_json
 from coordinator.store.migrations import (
     MIGRATIONS,
     POSTGRES_MIGRATIONS_TABLE,
@@ -54,10 +54,6 @@ EVENTS_LOCK_KEY = 0x6D657368_0001
 MIGRATIONS_LOCK_KEY = 0x6D657368_0002
 
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
-
-
-def _dump_json(value: object) -> str:
-    return json.dumps(value, allow_nan=False, separators=(",", ":"))
 
 
 DIALECT = statements.Dialect(placeholder="%s", json_placeholder="%s::jsonb", encode_time=utc)
@@ -175,9 +171,9 @@ class PostgresStore(Store):
             record.state,
             record.username,
             record.adapter,
-            _dump_json(record.request),
-            _dump_json(record.cluster_results),
-            None if record.error is None else _dump_json(record.error),
+            dump_json(record.request),
+            dump_json(record.cluster_results),
+            None if record.error is None else dump_json(record.error),
             utc(record.created_at),
             utc(record.updated_at),
             None if record.started_at is None else utc(record.started_at),
@@ -304,8 +300,8 @@ class PostgresStore(Store):
             record.name,
             record.mesh,
             utc(record.created_at),
-            _dump_json(record.labels),
-            _dump_json(record.document),
+            dump_json(record.labels),
+            dump_json(record.document),
         )
         async with self._pool.connection() as connection:
             await connection.execute(statements.upsert_perf_result_sql(DIALECT), params)
@@ -342,7 +338,7 @@ def _event_params(event: EventRecord) -> tuple[object, ...]:
         event.severity,
         severity_rank(event.severity),
         utc(event.timestamp),
-        _dump_json(event.payload),
+        dump_json(event.payload),
         event.source,
         event.sequence,
     )

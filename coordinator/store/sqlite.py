@@ -24,6 +24,7 @@ import structlog
 from coordinator.store import statements
 from coordinator.store.base import DEFAULT_EVENT_BATCH, DEFAULT_PAGE_SIZE, Store
 from coordinator.store.errors import StoreClosedError
+from coordinator.store.json_values import dump_json
 from coordinator.store.migrations import (
     MIGRATIONS,
     SQLITE_MIGRATIONS_TABLE,
@@ -64,11 +65,6 @@ def decode_time(value: str) -> datetime:
 
 def _decode_optional_time(value: str | None) -> datetime | None:
     return None if value is None else decode_time(value)
-
-
-def _dump_json(value: object) -> str:
-    # allow_nan=False: PostgreSQL's JSONB rejects NaN, and both backends must accept the same.
-    return json.dumps(value, allow_nan=False, separators=(",", ":"))
 
 
 DIALECT = statements.Dialect(placeholder="?", json_placeholder="?", encode_time=encode_time)
@@ -180,9 +176,10 @@ class SQLiteStore(Store):
                 self._connection.close()
                 self._connection = None
 
+        # Refuse new work first; work already queued on the thread still runs before shut().
+        self._closed = True
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, shut)
-        self._closed = True
         self._executor.shutdown(wait=True)
 
     # -- operations ------------------------------------------------------------------------
@@ -195,9 +192,9 @@ class SQLiteStore(Store):
             record.state,
             record.username,
             record.adapter,
-            _dump_json(record.request),
-            _dump_json(record.cluster_results),
-            None if record.error is None else _dump_json(record.error),
+            dump_json(record.request),
+            dump_json(record.cluster_results),
+            None if record.error is None else dump_json(record.error),
             encode_time(record.created_at),
             encode_time(record.updated_at),
             None if record.started_at is None else encode_time(record.started_at),
@@ -322,8 +319,8 @@ class SQLiteStore(Store):
             record.name,
             record.mesh,
             encode_time(record.created_at),
-            _dump_json(record.labels),
-            _dump_json(record.document),
+            dump_json(record.labels),
+            dump_json(record.document),
         )
         sql = statements.upsert_perf_result_sql(DIALECT)
 
@@ -372,7 +369,7 @@ def _event_params(event: EventRecord) -> tuple[object, ...]:
         event.severity,
         severity_rank(event.severity),
         encode_time(event.timestamp),
-        _dump_json(event.payload),
+        dump_json(event.payload),
         event.source,
         event.sequence,
     )

@@ -241,10 +241,15 @@ async def test_paging_with_a_filter_and_bad_arguments(store: Store) -> None:
 
 
 async def test_json_that_postgresql_cannot_hold_is_refused_on_both(store: Store) -> None:
-    record = OperationRecord(**{**make_operation(1).__dict__, "request": {"x": float("nan")}})
-    with pytest.raises(ValueError):
-        await store.save_operation(record)
-    assert await store.get_operation(record.operation_id) is None
+    base = make_operation(1).__dict__
+    for request in ({"x": float("nan")}, {"x": "nul \x00 inside"}, {"k\x00": 1}):
+        with pytest.raises(ValueError):
+            await store.save_operation(OperationRecord(**{**base, "request": request}))
+    assert await store.get_operation("op-00001") is None
+    # A literal backslash-u text is not a NUL and round-trips.
+    literal = OperationRecord(**{**base, "request": {"x": "\\u0000", "y": "C:\\\\u0000\\"}})
+    await store.save_operation(literal)
+    assert await store.get_operation("op-00001") == literal
 
 
 # -- events -------------------------------------------------------------------------------
