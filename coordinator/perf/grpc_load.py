@@ -70,7 +70,9 @@ def _resolve_blocking(address: str, method: str, body_json: str) -> bytes:
         try:
             request = json_format.Parse(body_json or "{}", request_class())
         except json_format.ParseError as exc:
-            raise ValueError(f"request JSON does not fit {found.input_type.full_name}: {exc}") from exc
+            raise ValueError(
+                f"request JSON does not fit {found.input_type.full_name}: {exc}"
+            ) from exc
         return request.SerializeToString()
 
 

@@ -6,7 +6,7 @@ gRPC; both directions are lossless for every field the types carry.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
@@ -47,8 +47,12 @@ def _datetime(stamp: timestamp_pb2.Timestamp) -> datetime:
 
 def _duration(seconds: float) -> duration_pb2.Duration:
     value = duration_pb2.Duration()
-    value.FromTimedelta(timedelta(seconds=seconds))
+    value.FromNanoseconds(round(seconds * 1e9))
     return value
+
+
+def _seconds(value: duration_pb2.Duration) -> float:
+    return value.ToNanoseconds() / 1e9
 
 
 def protocol_from_proto(value: int) -> Protocol:
@@ -113,7 +117,7 @@ def config_from_proto(message: perf_pb2.PerformanceTestConfig, *, default_id: st
             grpc_method=client.grpc_method,
             http_method=client.http_method,
             request_timeout_s=(
-                client.request_timeout.ToTimedelta().total_seconds()
+                _seconds(client.request_timeout)
                 if client.HasField("request_timeout")
                 else _DEFAULT_TIMEOUT_S
             ),
@@ -124,7 +128,7 @@ def config_from_proto(message: perf_pb2.PerformanceTestConfig, *, default_id: st
         id=message.id or default_id,
         name=message.name,
         labels=dict(message.labels),
-        duration_s=message.duration.ToTimedelta().total_seconds(),
+        duration_s=_seconds(message.duration),
         request_count=message.request_count,
         clients=clients,
     )
