@@ -40,8 +40,8 @@ __all__ = [
     "EventLog",
     "EventLogClosed",
     "SequenceOutOfRange",
-    "Subscription",
     "SubscriberOverflow",
+    "Subscription",
 ]
 
 _log = structlog.get_logger(__name__)

@@ -132,10 +132,11 @@ class OperationJournal:
                 _log.warning("journal.unreadable_record", file=str(path))
         loaded.sort(key=lambda r: r.create_time)
         stopped: list[OperationRecord] = []
-        for record in loaded:
-            if record.state not in TERMINAL_STATES:
+        for found in loaded:
+            record = found
+            if found.state not in TERMINAL_STATES:
                 record = interrupted(
-                    record,
+                    found,
                     cause="the adapter process ended without a graceful shutdown (killed, "
                     "crashed, or its pod was rescheduled) while the operation ran",
                 )

@@ -1,0 +1,239 @@
+"""Assembling one adapter process: journal, event log, runner, servicer, gRPC and metrics.
+
+Stop order (SIGTERM): the service goes NOT_SERVING so the coordinator stops routing here; the
+runner stops accepting and interrupts running operations, which are recorded INTERRUPTED with an
+event (a restarted adapter resumes them when the same operation_id is re-sent); the event log is
+flushed and closed, ending live streams with a resume sequence; then gRPC stops and the metrics
+listener closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from adapters.kit.catalogue import MeshDeclaration
+from adapters.kit.events import EventLog
+from adapters.kit.executors import ClusterExecutor, VersionCatalog
+from adapters.kit.journal import OperationJournal
+from adapters.kit.metrics import AdapterMetrics, MetricsServer
+from adapters.kit.operations import ClusterTarget
+from adapters.kit.runner import DEFAULT_CLUSTER, OperationRunner
+from adapters.kit.servicer import SERVICE_NAME, AdapterInfo, MeshAdapterServicer, kit_capabilities
+from adapters.kit.settings import AdapterSettings
+from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
+from serving.grpc_server import GrpcServer, ServerConfig
+
+__all__ = ["ExecutorFactory", "RunningAdapter", "git_sha", "run_adapter", "start_adapter"]
+
+_log = structlog.get_logger(__name__)
+_SOURCE_DIR = str(Path(__file__).resolve().parent)
+
+ExecutorFactory = Callable[
+    [MeshDeclaration, AdapterSettings, AdapterMetrics], tuple[ClusterExecutor, VersionCatalog]
+]
+"""Builds the cluster executor and version catalogue; `AdapterMetrics.kubernetes_retry` is the
+retry hook the apply engine should call."""
+
+
+def adapter_version() -> str:
+    """The installed meshplane package version."""
+    try:
+        return metadata.version("meshplane")
+    except metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+async def git_sha() -> str:
+    """``MESHPLANE_GIT_SHA``, else ``git rev-parse HEAD`` of the source tree, else "unknown"."""
+    from_env = os.environ.get("MESHPLANE_GIT_SHA", "").strip()
+    if from_env:
+        return from_env
+    try:
+        process = await asyncio.create_subprocess_exec(
+            "git",
+            "-C",
+            _SOURCE_DIR,
+            "rev-parse",
+            "HEAD",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), timeout=5)
+    except (OSError, TimeoutError):
+        return "unknown"
+    sha = out.decode().strip()
+    return sha if process.returncode == 0 and sha else "unknown"
+
+
+@dataclass(kw_only=True)
+class RunningAdapter:
+    """A started adapter; `stop` performs the ordered shutdown."""
+
+    declaration: MeshDeclaration
+    settings: AdapterSettings
+    server: GrpcServer
+    runner: OperationRunner
+    events: EventLog
+    journal: OperationJournal
+    metrics: AdapterMetrics
+    metrics_server: MetricsServer | None
+    closables: tuple[Any, ...] = ()
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the gRPC service."""
+        return self.server.address
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Scrape URL, or None when metrics are off."""
+        return None if self.metrics_server is None else self.metrics_server.url
+
+    async def stop(self) -> None:
+        """Ordered shutdown (see the module docstring); safe to call twice."""
+        grace = self.settings.shutdown_grace_seconds
+        with contextlib.suppress(Exception):
+            await self.server.set_serving(SERVICE_NAME, False)
+            await self.server.set_serving("", False)
+        await self.runner.shutdown(grace)
+        self.events.close()
+        await self.server.stop(grace)
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
+        for closable in self.closables:
+            aclose = getattr(closable, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:
+                    _log.exception("adapter.close_failed", component=type(closable).__name__)
+        _log.info("adapter.stopped", mesh=self.declaration.mesh)
+
+
+async def start_adapter(
+    declaration: MeshDeclaration,
+    settings: AdapterSettings,
+    executor_factory: ExecutorFactory,
+) -> RunningAdapter:
+    """Build every part, start gRPC (and metrics when configured) and return the handle."""
+    metrics = AdapterMetrics(mesh=declaration.mesh)
+    state_dir = settings.state_dir
+    journal = OperationJournal(
+        state_dir=state_dir,
+        max_records=settings.journal_size,
+    )
+    events = EventLog(
+        mesh=declaration.mesh,
+        retention=settings.event_retention,
+        queue_size=settings.event_queue_size,
+        state_dir=None if state_dir is None else state_dir / "events",
+        on_append=metrics.event_appended,
+    )
+    executor, versions = executor_factory(declaration, settings, metrics)
+    default_cluster = ClusterTarget(name=DEFAULT_CLUSTER)
+    runner = OperationRunner(
+        declaration,
+        executor,
+        versions,
+        journal,
+        events,
+        default_cluster=default_cluster,
+        default_timeout=settings.operation_timeout_seconds,
+        max_concurrent=settings.max_concurrent_operations,
+        metrics=metrics,
+    )
+    info = AdapterInfo(
+        adapter_version=adapter_version(),
+        git_sha=await git_sha(),
+        chart_repository_url=settings.chart_repo or declaration.chart_repository,
+        capabilities=kit_capabilities(declaration),
+    )
+    servicer = MeshAdapterServicer(
+        declaration=declaration,
+        runner=runner,
+        events=events,
+        versions=versions,
+        executor=executor,
+        info=info,
+        default_cluster=default_cluster,
+    )
+    server = GrpcServer(
+        ServerConfig(
+            host=settings.host,
+            port=settings.port,
+            grace_seconds=settings.shutdown_grace_seconds,
+            tls=settings.tls,
+        )
+    )
+    server.add_service(pb_grpc.add_MeshAdapterServiceServicer_to_server, servicer, SERVICE_NAME)
+    metrics_server = None
+    if settings.metrics_port is not None:
+        metrics_server = MetricsServer(metrics, host=settings.host, port=settings.metrics_port)
+    adapter = RunningAdapter(
+        declaration=declaration,
+        settings=settings,
+        server=server,
+        runner=runner,
+        events=events,
+        journal=journal,
+        metrics=metrics,
+        metrics_server=metrics_server,
+        closables=tuple({id(c): c for c in (executor, versions)}.values()),
+    )
+    try:
+        await server.start()
+        if metrics_server is not None:
+            await metrics_server.start()
+    except BaseException:
+        await adapter.stop()
+        raise
+    _log.info(
+        "adapter.started",
+        mesh=declaration.mesh,
+        address=adapter.address,
+        metrics=adapter.metrics_url,
+        event_stream_id=events.stream_id,
+        state_dir=None if state_dir is None else str(state_dir),
+    )
+    return adapter
+
+
+async def run_adapter(
+    declaration: MeshDeclaration,
+    settings: AdapterSettings,
+    executor_factory: ExecutorFactory,
+    *,
+    on_started: Callable[[RunningAdapter], None] | None = None,
+    stop_signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+) -> signal.Signals:
+    """Start the adapter, serve until a stop signal, shut down in order; return the signal."""
+    adapter = await start_adapter(declaration, settings, executor_factory)
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[signal.Signals] = loop.create_future()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not received.done():
+            received.set_result(sig)
+
+    for sig in stop_signals:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        if on_started is not None:
+            on_started(adapter)
+        got = await received
+        _log.info("adapter.signal_received", signal=got.name)
+        return got
+    finally:
+        for sig in stop_signals:
+            loop.remove_signal_handler(sig)
+        await adapter.stop()

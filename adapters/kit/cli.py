@@ -1,0 +1,113 @@
+"""`meshplane adapter MESH`: run one mesh adapter.
+
+MESH is a name from `MESH_DECLARATIONS` (resolved lazily, so only the requested mesh is imported)
+or an import string ``package.module:NAME`` naming a `MeshDeclaration` (third-party meshes built
+on the kit). On start one JSON line on stdout gives the gRPC and metrics addresses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import os
+import sys
+from typing import Any
+
+import structlog
+
+from adapters.kit.adapter_server import ExecutorFactory, RunningAdapter, run_adapter
+from adapters.kit.catalogue import MeshDeclaration
+from adapters.kit.settings import ENV_PREFIX, SettingsError, add_arguments, settings_from_args
+from serving.logging_setup import configure_logging
+
+__all__ = ["DEFAULT_EXECUTOR_FACTORY", "MESH_DECLARATIONS", "register", "resolve"]
+
+_log = structlog.get_logger(__name__)
+
+MESH_DECLARATIONS: dict[str, str] = {
+    "istio": "adapters.istio.declaration:DECLARATION",
+    "linkerd": "adapters.linkerd.declaration:DECLARATION",
+    "consul": "adapters.consul.declaration:DECLARATION",
+}
+DEFAULT_EXECUTOR_FACTORY = "adapters.kit.cli:real_executor_factory"
+EXECUTOR_FACTORY_ENV = ENV_PREFIX + "EXECUTOR_FACTORY"
+
+
+def resolve(import_string: str) -> Any:
+    """Import ``package.module:ATTR`` and return the attribute."""
+    module_name, _, attribute = import_string.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"{import_string!r} is not of the form package.module:NAME")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def real_executor_factory(declaration: MeshDeclaration, settings: Any, metrics: Any) -> Any:
+    """The production executor: charts, rendering and the apply engine (adapters.kit.execution)."""
+    from adapters.kit import execution  # type: ignore[attr-defined]  # lands with the planner
+
+    return execution.build_executor(
+        declaration, settings, on_kubernetes_retry=metrics.kubernetes_retry
+    )
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `meshplane adapter`."""
+    meshes = ", ".join(MESH_DECLARATIONS)
+    parser = subparsers.add_parser(
+        "adapter",
+        help="run a mesh adapter (gRPC MeshAdapterService)",
+        description=f"Run the gRPC adapter for one service mesh ({meshes}). Every flag can also "
+        f"be set with an environment variable {ENV_PREFIX}<FLAG> (upper case, '-' as '_').",
+    )
+    parser.add_argument(
+        "mesh", metavar="MESH", help=f"{meshes}, or package.module:NAME of a MeshDeclaration"
+    )
+    parser.add_argument(
+        "--executor-factory",
+        default=None,
+        metavar="MODULE:NAME",
+        help=f"executor factory to use instead of the real one [env {EXECUTOR_FACTORY_ENV}]",
+    )
+    add_arguments(parser)
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        declaration = resolve(MESH_DECLARATIONS.get(args.mesh, args.mesh))
+    except (ImportError, AttributeError, ValueError) as exc:
+        known = ", ".join(MESH_DECLARATIONS)
+        print(
+            f"meshplane adapter: unknown or unavailable mesh {args.mesh!r} ({exc}); "
+            f"known meshes: {known}",
+            file=sys.stderr,
+        )
+        return 2
+    if not isinstance(declaration, MeshDeclaration):
+        print(f"meshplane adapter: {args.mesh!r} is not a MeshDeclaration", file=sys.stderr)
+        return 2
+    try:
+        settings = settings_from_args(args, declaration)
+    except SettingsError as exc:
+        print(f"meshplane adapter: {exc}", file=sys.stderr)
+        return 2
+    log_json = {"auto": None, "json": True, "console": False}[settings.log_format]
+    configure_logging(level=settings.log_level, json=log_json)
+    factory_name = (
+        args.executor_factory or os.environ.get(EXECUTOR_FACTORY_ENV) or DEFAULT_EXECUTOR_FACTORY
+    )
+    factory: ExecutorFactory = resolve(factory_name)
+
+    def announce(adapter: RunningAdapter) -> None:
+        line = {
+            "mesh": declaration.mesh,
+            "grpc": adapter.address,
+            "metrics": adapter.metrics_url,
+            "event_stream_id": adapter.events.stream_id,
+        }
+        print(json.dumps(line), flush=True)
+
+    asyncio.run(run_adapter(declaration, settings, factory, on_started=announce))
+    return 0
