@@ -2,9 +2,10 @@
 reflection, keepalive, TLS and an orderly shutdown.
 
 Shutdown order (tested): health goes NOT_SERVING first so load balancers and the coordinator
-stop routing here, then the server stops with a grace period (in-flight calls finish, new ones
-are refused), then shutdown callbacks run (e.g. the adapter records running operations as
-interrupted), and finally owned background tasks are cancelled.
+stop routing here (health Watch streams receive it and end), then the server stops with a grace
+period (in-flight calls finish, new ones are refused), then shutdown callbacks run (e.g. the
+adapter records running operations as interrupted), and finally owned background tasks are
+cancelled.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import structlog
 from google.protobuf import descriptor_pool
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from serving.background_tasks import BackgroundTasks
+from serving.health import HealthService
 from serving.tls import TlsConfig, is_loopback, server_credentials
 
 _log = structlog.get_logger(__name__)
@@ -90,7 +91,7 @@ class GrpcServer:
         self._server: Any = grpc.aio.server(
             options=config.channel_options(), interceptors=list(interceptors) or None
         )
-        self._health = HealthServicer()
+        self._health = HealthService()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         self._services: list[str] = []
         self._shutdown_callbacks: list[tuple[str, ShutdownCallback]] = []
@@ -145,12 +146,7 @@ class GrpcServer:
 
     async def set_serving(self, service_full_name: str, serving: bool) -> None:
         """Change one service's health (e.g. NOT_SERVING while its Kubernetes API is down)."""
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else (health_pb2.HealthCheckResponse.NOT_SERVING)
-        )
-        await self._health.set(service_full_name, status)
+        await self._health.set(service_full_name, serving)
 
     async def start(self) -> int:
         """Enable reflection, mark every service SERVING, bind and start; return the port."""
@@ -197,7 +193,7 @@ class GrpcServer:
                 return
             self._stopped = True
             _log.info("grpc.server_stopping", grace_seconds=grace)
-            await self._health.enter_graceful_shutdown()
+            await self._health.drain()
             await self._server.stop(grace)
             for name, callback in reversed(self._shutdown_callbacks):
                 try:

@@ -9,13 +9,11 @@ only real work in flight keeps the grace period running.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
-import structlog
+import grpc  # type: ignore[import-untyped, unused-ignore]
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-_log = structlog.get_logger(__name__)
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -63,10 +61,10 @@ class HealthService(health_pb2_grpc.HealthServicer):  # type: ignore[misc, unuse
         """Unary check; unknown services are NOT_FOUND as the health protocol requires."""
         status = self._status.get(request.service)
         if status is None:
-            await context.abort(_not_found_code(), f"unknown service {request.service!r}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
         return health_pb2.HealthCheckResponse(status=status)
 
-    async def Watch(self, request: Any, context: Any) -> AsyncIterator[Any]:
+    async def Watch(self, request: Any, context: Any) -> AsyncGenerator[Any, None]:
         """Send the status now and on every change; end the stream after draining."""
         sent: Any = None
         while True:
@@ -75,13 +73,8 @@ class HealthService(health_pb2_grpc.HealthServicer):  # type: ignore[misc, unuse
             if status != sent:
                 yield health_pb2.HealthCheckResponse(status=status)
                 sent = status
+                continue  # the status may have changed while the message was being sent
             if self._draining:
                 return
             async with self._changed:
-                await self._changed.wait_for(lambda seen=seen: self._version != seen)
-
-
-def _not_found_code() -> Any:
-    import grpc  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415 - keeps module light
-
-    return grpc.StatusCode.NOT_FOUND
+                await self._changed.wait_for(lambda: self._version != seen)  # noqa: B023
