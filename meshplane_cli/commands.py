@@ -6,7 +6,10 @@ import argparse
 import importlib
 
 # module path -> function `register(subparsers)` adding one or more subcommands.
-COMMAND_MODULES: tuple[str, ...] = ("kubesim.cli",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "kubesim.cli",
+    "adapters.kit.cli",
+)
 
 
 def register_all(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
