@@ -273,6 +273,10 @@ class ClusterSession:
         found = self._discovery.get(api_version)
         return found.get(kind) if found is not None else None
 
+    def _forget(self, api_version: str) -> None:
+        self._discovery.pop(api_version, None)
+        self._discovery_generation[api_version] = self._discovery_generation.get(api_version, 0) + 1
+
     async def has_kind(self, api_version: str, kind: str) -> bool:
         """Whether the cluster serves this kind (e.g. the mesh's CRDs are installed)."""
         return await self.resource_for(api_version, kind) is not None
@@ -327,9 +331,18 @@ class ClusterSession:
                 query.append(("labelSelector", label_selector))
             if token:
                 query.append(("continue", token))
-            _, body = await self._request(
-                "GET", resource.path(namespace), verb="list", resource=resource.plural, query=query
+            status, body = await self._request(
+                "GET",
+                resource.path(namespace),
+                verb="list",
+                resource=resource.plural,
+                query=query,
+                missing_ok=True,
             )
+            if status == 404:
+                # The kind went away (its CRD was deleted): forget it, as discovery would.
+                self._forget(api_version)
+                return []
             body = body if isinstance(body, dict) else {}
             for item in body.get("items") or []:
                 # List items omit apiVersion/kind; put them back so items are full manifests.

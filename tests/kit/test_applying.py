@@ -1,0 +1,550 @@
+"""The apply engine against kubesim: install, re-install, upgrade with prune, uninstall, hooks,
+failures, field ownership, fault injection and cancellation, through the public interfaces."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from adapters.kit.applying import Applier
+from adapters.kit.cluster import ClusterSession
+from adapters.kit.inventory import ReleaseState, read_inventory
+from adapters.kit.kube_errors import ApplyError
+from adapters.kit.objects import KubeObject, ObjectRef
+from adapters.kit.ordering import sort_for_install
+from adapters.kit.plans import (
+    MANAGED_BY_LABEL,
+    RELEASE_LABEL,
+    ApplyPlan,
+    Hook,
+    HookPhase,
+    Progress,
+    ProgressKind,
+    WaitPolicy,
+)
+from kubesim.harness import RunningSim
+from tests.fixtures_paths import OWN_FIXTURES, shared_fixtures
+
+SMALL = OWN_FIXTURES / "kit" / "apply" / "small-release.yaml"
+RELEASE = "shop"
+NAMESPACE = "shop"
+
+
+class Recorder:
+    """A progress sink that keeps everything it is told."""
+
+    def __init__(self) -> None:
+        self.events: list[Progress] = []
+
+    def __call__(self, progress: Progress) -> None:
+        self.events.append(progress)
+
+    def of(self, kind: ProgressKind) -> list[Progress]:
+        return [event for event in self.events if event.kind is kind]
+
+    def names(self, kind: ProgressKind) -> list[str]:
+        return [f"{event.ref.kind}/{event.ref.name}" for event in self.of(kind)]
+
+
+def load_documents(path: Path) -> list[KubeObject]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def make_plan(
+    documents: Iterable[KubeObject],
+    *,
+    release: str = RELEASE,
+    namespace: str = NAMESPACE,
+    timeout: float = 20.0,
+    **extra: Any,
+) -> ApplyPlan:
+    """Split hooks from objects and order objects, as planning does for a rendered chart."""
+    objects: list[KubeObject] = []
+    hooks: list[Hook] = []
+    for doc in documents:
+        annotations = doc["metadata"].get("annotations") or {}
+        if "helm.sh/hook" not in annotations:
+            objects.append(doc)
+            continue
+        policies = annotations.get("helm.sh/hook-delete-policy", "before-hook-creation")
+        hooks.append(
+            Hook(
+                manifest=doc,
+                phases=tuple(HookPhase(e.strip()) for e in annotations["helm.sh/hook"].split(",")),
+                delete_policies=tuple(p.strip() for p in policies.split(",")),
+            )
+        )
+    return ApplyPlan(
+        release=release,
+        namespace=namespace,
+        mesh="test",
+        objects=tuple(sort_for_install(objects)),
+        hooks=tuple(hooks),
+        metadata={"chart_version": "1.0.0", "mesh_version": "1.0.0"},
+        wait_policy=WaitPolicy(timeout_seconds=timeout, poll_interval_seconds=0.1),
+        **extra,
+    )
+
+
+@pytest.fixture
+async def session(kubesim: RunningSim) -> AsyncIterator[ClusterSession]:
+    async with await ClusterSession.connect(kubeconfig_path=kubesim.kubeconfig) as cluster:
+        yield cluster
+
+
+async def resource_versions(session: ClusterSession, refs: Iterable[ObjectRef]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for ref in refs:
+        obj = await session.get_ref(ref)
+        assert obj is not None, f"{ref} missing"
+        found[ref.key] = obj["metadata"]["resourceVersion"]
+    return found
+
+
+async def labelled_with_release(session: ClusterSession, release: str) -> list[str]:
+    """Everything in the cluster carrying the release label, across namespaces and kinds."""
+    kinds = [
+        ("v1", "Namespace"),
+        ("v1", "ConfigMap"),
+        ("v1", "ServiceAccount"),
+        ("v1", "Service"),
+        ("v1", "Secret"),
+        ("apps/v1", "Deployment"),
+        ("batch/v1", "Job"),
+        ("rbac.authorization.k8s.io/v1", "Role"),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+        ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
+        ("example.meshplane.io/v1", "Widget"),
+    ]
+    found: list[str] = []
+    for api_version, kind in kinds:
+        for obj in await session.list(
+            api_version, kind, label_selector=f"{RELEASE_LABEL}={release}"
+        ):
+            if not obj["metadata"].get("deletionTimestamp"):
+                found.append(f"{kind}/{obj['metadata']['name']}")
+    return found
+
+
+async def test_install_applies_in_order_labels_waits_and_records(session: ClusterSession) -> None:
+    plan = make_plan(load_documents(SMALL))
+    sink = Recorder()
+
+    outcome = await Applier(session).install_or_upgrade(plan, sink)
+
+    assert outcome.applied == len(plan.objects)
+    assert not outcome.noop
+    applied = sink.names(ProgressKind.APPLIED)
+    assert applied.index("Namespace/shop") < applied.index(
+        "CustomResourceDefinition/widgets.example.meshplane.io"
+    )
+    assert applied.index("ConfigMap/web-config") < applied.index("Deployment/web")
+    assert applied.index("Deployment/web") < applied.index("Widget/blue")
+    ready = sink.names(ProgressKind.READY)
+    assert ready == ["CustomResourceDefinition/widgets.example.meshplane.io", "Deployment/web"]
+    # The CRD was ready before its custom resource was applied.
+    kinds_in_order = [(e.kind, e.ref.kind) for e in sink.events]
+    assert kinds_in_order.index(
+        (ProgressKind.READY, "CustomResourceDefinition")
+    ) < kinds_in_order.index((ProgressKind.APPLIED, "Widget"))
+    assert sink.names(ProgressKind.HOOK_COMPLETED) == ["Job/web-migrate"]
+    assert outcome.ready == 2
+
+    for ref in plan.refs:
+        obj = await session.get_ref(ref)
+        assert obj is not None, ref
+        labels = obj["metadata"]["labels"]
+        assert labels[MANAGED_BY_LABEL] == "meshplane"
+        assert labels[RELEASE_LABEL] == RELEASE
+    deployment = await session.get("apps/v1", "Deployment", "web", NAMESPACE)
+    assert deployment is not None
+    assert RELEASE_LABEL not in deployment["spec"]["template"]["metadata"]["labels"]
+    # hook-succeeded: the hook Job is gone once it completed.
+    assert await session.get("batch/v1", "Job", "web-migrate", NAMESPACE) is None
+
+    record = await read_inventory(session, NAMESPACE, RELEASE)
+    assert record is not None
+    assert record.status is ReleaseState.DEPLOYED
+    assert record.revision == 1
+    assert record.objects == plan.refs
+    assert record.metadata["chart_version"] == "1.0.0"
+    assert record.plan_digest.startswith("sha256:")
+
+
+async def test_reinstall_is_a_noop_and_bumps_nothing(session: ClusterSession) -> None:
+    plan = make_plan(load_documents(SMALL))
+    applier = Applier(session)
+    await applier.install_or_upgrade(plan, Recorder())
+    before = await resource_versions(session, plan.refs)
+    sink = Recorder()
+
+    outcome = await applier.install_or_upgrade(plan, sink)
+
+    assert outcome.noop
+    assert outcome.unchanged == len(plan.objects)
+    assert outcome.applied == 0
+    assert {e.kind for e in sink.events} == {ProgressKind.UNCHANGED}
+    assert await resource_versions(session, plan.refs) == before
+    record = await read_inventory(session, NAMESPACE, RELEASE)
+    assert record is not None and record.revision == 1
+
+
+async def test_reinstall_restores_an_object_deleted_behind_our_back(
+    session: ClusterSession,
+) -> None:
+    plan = make_plan(load_documents(SMALL))
+    applier = Applier(session)
+    await applier.install_or_upgrade(plan, Recorder())
+    config = ObjectRef(api_version="v1", kind="ConfigMap", namespace=NAMESPACE, name="web-config")
+    assert await session.delete(config)
+    others = [ref for ref in plan.refs if ref != config]
+    before = await resource_versions(session, others)
+    sink = Recorder()
+
+    outcome = await applier.install_or_upgrade(plan, sink)
+
+    assert not outcome.noop
+    assert sink.names(ProgressKind.APPLIED) == ["ConfigMap/web-config"]
+    assert outcome.applied == 1
+    assert await session.get_ref(config) is not None
+    # Server-side apply of identical objects moved nothing else.
+    assert await resource_versions(session, others) == before
+
+
+async def test_upgrade_prunes_removed_objects_and_applies_changed_ones(
+    session: ClusterSession,
+) -> None:
+    documents = load_documents(SMALL)
+    applier = Applier(session)
+    await applier.install_or_upgrade(make_plan(documents), Recorder())
+    changed = copy.deepcopy(documents)
+    changed = [d for d in changed if d["kind"] != "Role" and d["kind"] != "RoleBinding"]
+    for doc in changed:
+        if doc["kind"] == "ConfigMap":
+            doc["data"]["GREETING"] = "bonjour"
+    plan = make_plan(changed)
+    sink = Recorder()
+
+    outcome = await applier.install_or_upgrade(plan, sink)
+
+    assert sorted(sink.names(ProgressKind.PRUNED)) == ["Role/web-reader", "RoleBinding/web-reader"]
+    assert sink.names(ProgressKind.APPLIED) == ["ConfigMap/web-config"]
+    assert outcome.deleted == 2
+    assert outcome.applied == 1
+    assert outcome.unchanged == len(plan.objects) - 1
+    # RoleBinding (uses the Role) goes before the Role.
+    pruned = sink.names(ProgressKind.PRUNED)
+    assert pruned.index("RoleBinding/web-reader") < pruned.index("Role/web-reader")
+    assert (
+        await session.get("rbac.authorization.k8s.io/v1", "Role", "web-reader", NAMESPACE) is None
+    )
+    config = await session.get("v1", "ConfigMap", "web-config", NAMESPACE)
+    assert config is not None and config["data"]["GREETING"] == "bonjour"
+    # post-upgrade hook ran again.
+    assert sink.names(ProgressKind.HOOK_COMPLETED) == ["Job/web-migrate"]
+    record = await read_inventory(session, NAMESPACE, RELEASE)
+    assert record is not None
+    assert record.status is ReleaseState.DEPLOYED
+    assert record.revision == 2
+    assert record.objects == plan.refs
+    assert record.previous_objects == ()
+
+
+async def test_upgrade_keeps_objects_marked_keep(session: ClusterSession) -> None:
+    documents = load_documents(SMALL)
+    crd = next(d for d in documents if d["kind"] == "CustomResourceDefinition")
+    crd_key = ObjectRef.from_manifest(crd).key
+    applier = Applier(session)
+    await applier.install_or_upgrade(make_plan(documents, keep=frozenset({crd_key})), Recorder())
+    without_crd = [d for d in documents if d["kind"] not in ("CustomResourceDefinition", "Widget")]
+    sink = Recorder()
+
+    await applier.install_or_upgrade(make_plan(without_crd), sink)
+
+    assert sink.names(ProgressKind.KEPT) == [
+        "CustomResourceDefinition/widgets.example.meshplane.io"
+    ]
+    assert sink.names(ProgressKind.PRUNED) == ["Widget/blue"]
+    assert await session.get_ref(ObjectRef.from_manifest(crd)) is not None
+
+
+async def test_uninstall_removes_everything_of_the_release(session: ClusterSession) -> None:
+    plan = make_plan(load_documents(SMALL))
+    applier = Applier(session)
+    await applier.install_or_upgrade(plan, Recorder())
+    assert await labelled_with_release(session, RELEASE)
+    sink = Recorder()
+
+    outcome = await applier.uninstall(RELEASE, NAMESPACE, sink)
+
+    assert outcome.deleted == len(plan.objects)
+    deleted = sink.names(ProgressKind.DELETED)
+    assert deleted[0] == "Widget/blue"  # custom resources before the CRD that serves them
+    assert deleted.index("Service/web") < deleted.index("Deployment/web")
+    assert deleted[-1] == "Namespace/shop"
+    assert await labelled_with_release(session, RELEASE) == []
+    assert await read_inventory(session, NAMESPACE, RELEASE) is None
+
+    again = await applier.uninstall(RELEASE, NAMESPACE, Recorder())
+    assert again.deleted == 0
+
+
+async def test_uninstall_of_unknown_release_succeeds_with_nothing_deleted(
+    session: ClusterSession,
+) -> None:
+    sink = Recorder()
+    outcome = await Applier(session).uninstall("never-installed", "default", sink)
+    assert outcome.deleted == 0
+    assert sink.events == []
+
+
+async def test_failing_workload_reports_the_cluster_reason(session: ClusterSession) -> None:
+    documents = load_documents(SMALL)
+    for doc in documents:
+        if doc["kind"] == "Deployment":
+            doc["metadata"]["annotations"] = {"kubesim.meshplane.io/fail": "ImagePullBackOff"}
+    plan = make_plan([d for d in documents if d["kind"] != "Job"], timeout=2.0)
+    sink = Recorder()
+
+    with pytest.raises(ApplyError) as caught:
+        await Applier(session).install_or_upgrade(plan, sink)
+
+    assert caught.value.detail.code == "WORKLOAD_NOT_READY"
+    assert "ImagePullBackOff" in caught.value.detail.message
+    assert caught.value.detail.suggested_remediation
+    failed = sink.of(ProgressKind.FAILED)
+    assert [f"{e.ref.kind}/{e.ref.name}" for e in failed] == ["Deployment/web"]
+    assert failed[0].reason == "ImagePullBackOff"
+    record = await read_inventory(session, NAMESPACE, RELEASE)
+    assert record is not None and record.status is ReleaseState.PENDING_INSTALL
+
+
+async def test_failing_hook_job_fails_the_install(session: ClusterSession) -> None:
+    documents = load_documents(SMALL)
+    for doc in documents:
+        if doc["kind"] == "Job":
+            doc["metadata"]["annotations"]["kubesim.meshplane.io/fail"] = "CrashLoopBackOff"
+    plan = make_plan(documents, timeout=2.0)
+    sink = Recorder()
+
+    with pytest.raises(ApplyError) as caught:
+        await Applier(session).install_or_upgrade(plan, sink)
+
+    assert caught.value.detail.code == "HOOK_FAILED"
+    assert "CrashLoopBackOff" in caught.value.detail.message
+    assert [e.reason for e in sink.of(ProgressKind.FAILED)] == ["CrashLoopBackOff"]
+
+
+async def test_field_ownership_is_given_back_without_deleting(session: ClusterSession) -> None:
+    await session.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "apps", "labels": {"team": "payments"}},
+        },
+        field_manager="kubectl",
+    )
+    label = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "apps", "labels": {"istio-injection": "enabled"}},
+    }
+    plan = make_plan(
+        [label], release="inject-apps", namespace="default", ownership_fields_only=True
+    )
+    applier = Applier(session)
+
+    await applier.install_or_upgrade(plan, Recorder())
+    namespace = await session.get("v1", "Namespace", "apps")
+    assert namespace is not None
+    assert namespace["metadata"]["labels"]["istio-injection"] == "enabled"
+    sink = Recorder()
+
+    outcome = await applier.uninstall("inject-apps", "default", sink)
+
+    assert outcome.deleted == 1
+    assert sink.names(ProgressKind.DELETED) == ["Namespace/apps"]
+    namespace = await session.get("v1", "Namespace", "apps")
+    assert namespace is not None, "the namespace itself must survive"
+    assert not namespace["metadata"].get("deletionTimestamp")
+    labels = namespace["metadata"]["labels"]
+    assert "istio-injection" not in labels
+    assert labels["team"] == "payments"
+    assert await read_inventory(session, "default", "inject-apps") is None
+
+
+async def set_faults(sim: RunningSim, faults: dict[str, Any] | None) -> None:
+    async with aiohttp.ClientSession() as http:
+        url = f"{sim.url}/kubesim/faults"
+        if faults is None:
+            async with http.delete(url) as response:
+                assert response.status == 200
+        else:
+            async with http.put(url, data=json.dumps(faults)) as response:
+                assert response.status == 200, await response.text()
+
+
+@pytest.mark.parametrize("code", [429, 503])
+async def test_throttling_and_unavailability_are_retried(
+    kubesim: RunningSim, session: ClusterSession, code: int
+) -> None:
+    await set_faults(
+        kubesim, {"error_rate": {"*": 0.25}, "error_code": code, "retry_after": 0, "seed": 11}
+    )
+    try:
+        plan = make_plan(load_documents(SMALL))
+        outcome = await Applier(session).install_or_upgrade(plan, Recorder())
+    finally:
+        await set_faults(kubesim, None)
+    assert outcome.applied == len(plan.objects)
+    record = await read_inventory(session, NAMESPACE, RELEASE)
+    assert record is not None and record.status is ReleaseState.DEPLOYED
+
+
+async def test_cancelled_install_stays_pending_and_resumes(session: ClusterSession) -> None:
+    plan = make_plan(load_documents(SMALL))
+    applier = Applier(session)
+    first_config = asyncio.Event()
+
+    def sink(progress: Progress) -> None:
+        if progress.kind is ProgressKind.APPLIED and progress.ref.kind == "ConfigMap":
+            first_config.set()
+
+    task = asyncio.create_task(applier.install_or_upgrade(plan, sink), name="install-to-cancel")
+    await asyncio.wait_for(first_config.wait(), timeout=20)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    record = await read_inventory(session, NAMESPACE, RELEASE)
+    assert record is not None
+    assert record.status is ReleaseState.PENDING_INSTALL
+    assert record.objects == plan.refs
+
+    recorder = Recorder()
+    outcome = await applier.install_or_upgrade(plan, recorder)
+
+    assert not outcome.noop
+    assert outcome.applied + outcome.unchanged == len(plan.objects)
+    assert outcome.unchanged >= 1
+    record = await read_inventory(session, NAMESPACE, RELEASE)
+    assert record is not None
+    assert record.status is ReleaseState.DEPLOYED
+    assert record.revision == 1
+    for ref in plan.refs:
+        assert await session.get_ref(ref) is not None
+
+
+async def test_cancelled_upgrade_resumes_and_still_prunes(session: ClusterSession) -> None:
+    documents = load_documents(SMALL)
+    applier = Applier(session)
+    await applier.install_or_upgrade(make_plan(documents), Recorder())
+    smaller = make_plan([d for d in documents if d["kind"] != "Role"])
+    started = asyncio.Event()
+
+    def sink(progress: Progress) -> None:
+        started.set()
+
+    task = asyncio.create_task(applier.install_or_upgrade(smaller, sink), name="upgrade-to-cancel")
+    await asyncio.wait_for(started.wait(), timeout=20)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    record = await read_inventory(session, NAMESPACE, RELEASE)
+    assert record is not None and record.status is ReleaseState.PENDING_UPGRADE
+
+    recorder = Recorder()
+    await applier.install_or_upgrade(smaller, recorder)
+
+    assert recorder.names(ProgressKind.PRUNED) == ["Role/web-reader"]
+    record = await read_inventory(session, NAMESPACE, RELEASE)
+    assert record is not None
+    assert record.status is ReleaseState.DEPLOYED
+    assert record.revision == 2
+
+
+async def _istio_plan(chart_dir: Path, version: str, *, upgrade: bool = False) -> ApplyPlan:
+    from adapters.kit.rendering import render_chart
+
+    objects: list[KubeObject] = []
+    hooks: list[Hook] = []
+    keep: set[str] = set()
+    for chart, release in (("base", "istio-base"), ("istiod", "istiod")):
+        rendered = await render_chart(
+            chart_dir / f"{chart}-{version}.tgz",
+            release_name=release,
+            namespace="istio-system",
+            is_install=not upgrade,
+            is_upgrade=upgrade,
+        )
+        objects += rendered.objects
+        keep |= rendered.kept_keys
+        hooks += [
+            Hook(
+                manifest=hook.object,
+                phases=tuple(HookPhase(event) for event in sorted(hook.events)),
+                weight=hook.weight,
+                delete_policies=hook.delete_policies,
+            )
+            for hook in rendered.hooks
+        ]
+    return ApplyPlan(
+        release="istio",
+        namespace="istio-system",
+        mesh="istio",
+        objects=tuple(sort_for_install(objects)),
+        hooks=tuple(hooks),
+        keep=frozenset(keep),
+        metadata={"mesh_version": version},
+        wait_policy=WaitPolicy(timeout_seconds=30, poll_interval_seconds=0.1),
+    )
+
+
+async def test_istio_charts_install_upgrade_uninstall(session: ClusterSession) -> None:
+    charts = shared_fixtures() / "charts" / "istio"
+    install = await _istio_plan(charts, "1.29.6")
+    applier = Applier(session)
+    sink = Recorder()
+
+    outcome = await applier.install_or_upgrade(install, sink)
+
+    crds = [ref for ref in install.refs if ref.kind == "CustomResourceDefinition"]
+    assert len(crds) >= 10
+    assert outcome.applied == len(install.objects)
+    assert "Deployment/istiod" in sink.names(ProgressKind.READY)
+    assert (await applier.install_or_upgrade(install, Recorder())).noop
+
+    upgrade = await _istio_plan(charts, "1.30.3", upgrade=True)
+    sink = Recorder()
+    outcome = await applier.install_or_upgrade(upgrade, sink)
+    assert outcome.applied >= 1
+    record = await read_inventory(session, "istio-system", "istio")
+    assert record is not None
+    assert record.revision == 2
+    assert record.metadata["mesh_version"] == "1.30.3"
+    dropped = {ref.key for ref in install.refs} - {ref.key for ref in upgrade.refs}
+    pruned_or_kept = {
+        e.ref.key for e in sink.events if e.kind in (ProgressKind.PRUNED, ProgressKind.KEPT)
+    }
+    assert pruned_or_kept == dropped
+
+    sink = Recorder()
+    await applier.uninstall("istio", "istio-system", sink)
+    leftovers = [
+        obj["metadata"]["name"]
+        for obj in await session.list(
+            "apps/v1", "Deployment", label_selector=f"{RELEASE_LABEL}=istio"
+        )
+    ]
+    assert leftovers == []
+    assert await read_inventory(session, "istio-system", "istio") is None
+    kept = {e.ref.key for e in sink.of(ProgressKind.KEPT)}
+    assert kept == {ref.key for ref in upgrade.refs if ref.key in upgrade.keep}
