@@ -32,8 +32,9 @@ def _dumps(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None
-                  ) -> web.Response:
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(body=_dumps(body), status=status, content_type=JSON, headers=headers)
 
 
@@ -52,8 +53,9 @@ class Route:
 class KubeApi:
     """aiohttp handlers over one `Cluster`."""
 
-    def __init__(self, cluster: Cluster, faults: Faults, *, bookmark_seconds: float =
-                 BOOKMARK_SECONDS) -> None:
+    def __init__(
+        self, cluster: Cluster, faults: Faults, *, bookmark_seconds: float = BOOKMARK_SECONDS
+    ) -> None:
         self.cluster = cluster
         self.faults = faults
         self.bookmark_seconds = bookmark_seconds
@@ -73,8 +75,10 @@ class KubeApi:
         else:
             group, version, rest = parts[1], parts[2], parts[3:]
         namespace: str | None = None
-        if rest[0] == "namespaces" and len(rest) >= 3 and not (
-            not group and len(rest) == 3 and rest[2] in ("status", "finalize")
+        if (
+            rest[0] == "namespaces"
+            and len(rest) >= 3
+            and not (not group and len(rest) == 3 and rest[2] in ("status", "finalize"))
         ):
             namespace, rest = rest[1], rest[2:]
         plural = rest[0]
@@ -118,7 +122,11 @@ class KubeApi:
                 return json_response(openapi.root(registry))
             return json_response(openapi.group_version(registry, parts[2:]))
         if head not in ("api", "apis") or request.method not in (
-            "GET", "POST", "PUT", "PATCH", "DELETE"
+            "GET",
+            "POST",
+            "PUT",
+            "PATCH",
+            "DELETE",
         ):
             raise ApiError.not_found_path()
         if head == "api" and len(parts) == 1:
@@ -165,12 +173,14 @@ class KubeApi:
                 return "create"
             if method == "DELETE":
                 return "deletecollection"
-            raise ApiError.method_not_allowed(f"the server does not allow this method on the "
-                                              f"requested resource ({method})")
+            raise ApiError.method_not_allowed(
+                f"the server does not allow this method on the requested resource ({method})"
+            )
         verbs = {"PUT": "update", "PATCH": "patch", "DELETE": "delete"}
         if method not in verbs or (route.subresource and method == "DELETE"):
-            raise ApiError.method_not_allowed(f"the server does not allow this method on the "
-                                              f"requested resource ({method})")
+            raise ApiError.method_not_allowed(
+                f"the server does not allow this method on the requested resource ({method})"
+            )
         return verbs[method]
 
     # --- reads ----------------------------------------------------------------------------
@@ -187,7 +197,7 @@ class KubeApi:
         labels = parse_label_selector(q["labelSelector"]) if q.get("labelSelector") else None
         fields = parse_field_selector(q["fieldSelector"]) if q.get("fieldSelector") else None
         rv = self.cluster.store.rv
-        items = self.cluster.list(route.rt, route.namespace, labels, fields)
+        items = self.cluster.list_objects(route.rt, route.namespace, labels, fields)
         metadata: dict[str, Any] = {"resourceVersion": str(rv)}
         start = 0
         if token := q.get("continue"):
@@ -201,11 +211,16 @@ class KubeApi:
             items = items[start:]
         if limit > 0 and len(items) > limit:
             metadata["continue"] = base64.urlsafe_b64encode(
-                json.dumps({"start": start + limit, "rv": rv}).encode()).decode()
+                json.dumps({"start": start + limit, "rv": rv}).encode()
+            ).decode()
             metadata["remainingItemCount"] = len(items) - limit
             items = items[:limit]
-        body = {"kind": route.rt.list_kind, "apiVersion": route.rt.api_version,
-                "metadata": metadata, "items": items}
+        body = {
+            "kind": route.rt.list_kind,
+            "apiVersion": route.rt.api_version,
+            "metadata": metadata,
+            "items": items,
+        }
         return json_response(body)
 
     # --- writes ---------------------------------------------------------------------------
@@ -226,8 +241,7 @@ class KubeApi:
     async def _json_body(request: web.Request) -> Any:
         raw = await request.read()
         ctype = request.content_type
-        if ctype not in (JSON, "", "application/octet-stream", "*/*") and ctype.endswith(
-                "yaml"):
+        if ctype not in (JSON, "", "application/octet-stream", "*/*") and ctype.endswith("yaml"):
             import yaml
 
             try:
@@ -251,8 +265,14 @@ class KubeApi:
         body = await self._json_body(request)
         if route.subresource == "scale":
             return json_response(self._write_scale(route, body))
-        obj = self.cluster.update(route.rt, route.namespace or "", route.name, body,
-                                  self._options(request), route.subresource)
+        obj = self.cluster.update(
+            route.rt,
+            route.namespace or "",
+            route.name,
+            body,
+            self._options(request),
+            route.subresource,
+        )
         return json_response(obj)
 
     async def _patch(self, request: web.Request, route: Route) -> web.Response:
@@ -267,14 +287,27 @@ class KubeApi:
             from kubesim.patching import apply_json_patch, apply_merge_patch
 
             patch = json.loads(raw or b"{}")
-            patched = (apply_json_patch(scale, patch) if ctype == "application/json-patch+json"
-                       else apply_merge_patch(scale, patch))
+            patched = (
+                apply_json_patch(scale, patch)
+                if ctype == "application/json-patch+json"
+                else apply_merge_patch(scale, patch)
+            )
             return json_response(self._write_scale(route, patched))
-        existed = self.cluster.store.get(route.rt.storage_key, ns if route.rt.namespaced else "",
-                                         route.name) is not None
-        obj = self.cluster.patch(route.rt, ns, route.name, ctype, raw,
-                                 self._options(request, apply=ctype == APPLY_PATCH),
-                                 route.subresource)
+        existed = (
+            self.cluster.store.get(
+                route.rt.storage_key, ns if route.rt.namespaced else "", route.name
+            )
+            is not None
+        )
+        obj = self.cluster.patch(
+            route.rt,
+            ns,
+            route.name,
+            ctype,
+            raw,
+            self._options(request, apply=ctype == APPLY_PATCH),
+            route.subresource,
+        )
         return json_response(obj, 200 if existed else 201)
 
     def _write_scale(self, route: Route, scale: Any) -> Obj:
@@ -284,8 +317,12 @@ class KubeApi:
         obj = self.cluster.get(route.rt, route.namespace or "", route.name)
         replicas = (scale.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
-            raise ApiError.invalid("autoscaling", "Scale", route.name, [
-                ("FieldValueInvalid", "spec.replicas", "Invalid value: must be >= 0")])
+            raise ApiError.invalid(
+                "autoscaling",
+                "Scale",
+                route.name,
+                [("FieldValueInvalid", "spec.replicas", "Invalid value: must be >= 0")],
+            )
         new = {**obj, "spec": {**obj.get("spec", {}), "replicas": replicas}}
         saved = self.cluster.write(route.rt, obj, new)
         return _scale_of(route.rt, saved)
@@ -316,7 +353,9 @@ class KubeApi:
         assert route.name is not None
         opts = await self._delete_options(request)
         obj = self.cluster.delete(
-            route.rt, route.namespace or "", route.name,
+            route.rt,
+            route.namespace or "",
+            route.name,
             propagation=opts.get("propagationPolicy"),
             preconditions=opts.get("preconditions"),
             opts=WriteOptions(dry_run="All" in (opts.get("dryRun") or [])),
@@ -329,16 +368,26 @@ class KubeApi:
         labels = parse_label_selector(q["labelSelector"]) if q.get("labelSelector") else None
         fields = parse_field_selector(q["fieldSelector"]) if q.get("fieldSelector") else None
         deleted = []
-        for obj in self.cluster.list(route.rt, route.namespace, labels, fields):
+        for obj in self.cluster.list_objects(route.rt, route.namespace, labels, fields):
             md = obj["metadata"]
             with contextlib.suppress(ApiError):
-                deleted.append(self.cluster.delete(
-                    route.rt, md.get("namespace", ""), md["name"],
-                    propagation=opts.get("propagationPolicy"),
-                    opts=WriteOptions(dry_run="All" in (opts.get("dryRun") or []))))
-        return json_response({"kind": route.rt.list_kind, "apiVersion": route.rt.api_version,
-                              "metadata": {"resourceVersion": str(self.cluster.store.rv)},
-                              "items": deleted})
+                deleted.append(
+                    self.cluster.delete(
+                        route.rt,
+                        md.get("namespace", ""),
+                        md["name"],
+                        propagation=opts.get("propagationPolicy"),
+                        opts=WriteOptions(dry_run="All" in (opts.get("dryRun") or [])),
+                    )
+                )
+        return json_response(
+            {
+                "kind": route.rt.list_kind,
+                "apiVersion": route.rt.api_version,
+                "metadata": {"resourceVersion": str(self.cluster.store.rv)},
+                "items": deleted,
+            }
+        )
 
     # --- watch ----------------------------------------------------------------------------
 
@@ -350,8 +399,7 @@ class KubeApi:
         store = self.cluster.store
 
         def accepts(obj: Obj) -> bool:
-            if labels and not all(r.matches(obj["metadata"].get("labels") or {})
-                                  for r in labels):
+            if labels and not all(r.matches(obj["metadata"].get("labels") or {}) for r in labels):
                 return False
             return not fields or all(f.matches(obj) for f in fields)
 
@@ -362,8 +410,11 @@ class KubeApi:
             def accepts(obj: Obj) -> bool:
                 return bool(obj["metadata"]["name"] == name and base(obj))
 
-        watcher = Watcher(storage_key=rt.storage_key, namespace=route.namespace if rt.namespaced
-                          else None, accepts=accepts)
+        watcher = Watcher(
+            storage_key=rt.storage_key,
+            namespace=route.namespace if rt.namespaced else None,
+            accepts=accepts,
+        )
         rv_param = q.get("resourceVersion", "")
         send_initial = q.get("sendInitialEvents") == "true"
         bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
@@ -375,10 +426,11 @@ class KubeApi:
             initial: list[StoredEvent] = []
             error: ApiError | None = None
             if rv_param in ("", "0") or send_initial:
-                for obj in self.cluster.list(rt, watcher.namespace, None, None):
+                for obj in self.cluster.list_objects(rt, watcher.namespace, None, None):
                     if accepts(obj):
-                        initial.append(StoredEvent(rv=0, type="ADDED", storage_key=rt.storage_key,
-                                                   obj=obj))
+                        initial.append(
+                            StoredEvent(rv=0, type="ADDED", storage_key=rt.storage_key, obj=obj)
+                        )
             else:
                 try:
                     initial = store.events_after(int(rv_param), watcher)
@@ -398,17 +450,32 @@ class KubeApi:
                 await resp.write(self._event_line(rt, event.type, event.obj))
             if send_initial and bookmarks:
                 await resp.write(self._bookmark(rt, last_rv, initial_end=True))
-            await self._follow(resp, watcher, rt, timeout=timeout, bookmarks=bookmarks,
-                               drop_after=drop_after, request=request)
+            await self._follow(
+                resp,
+                watcher,
+                rt,
+                seconds=timeout,
+                bookmarks=bookmarks,
+                drop_after=drop_after,
+                request=request,
+            )
             return resp
         finally:
             store.unsubscribe(watcher)
 
-    async def _follow(self, resp: web.StreamResponse, watcher: Watcher, rt: ResourceType, *,
-                      timeout: float, bookmarks: bool, drop_after: float,
-                      request: web.Request) -> None:
+    async def _follow(
+        self,
+        resp: web.StreamResponse,
+        watcher: Watcher,
+        rt: ResourceType,
+        *,
+        seconds: float,
+        bookmarks: bool,
+        drop_after: float,
+        request: web.Request,
+    ) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + seconds
         drop_at = loop.time() + drop_after if drop_after > 0 else None
         next_bookmark = time.monotonic() + self.bookmark_seconds
         while not self._closing.is_set():
@@ -451,9 +518,15 @@ class KubeApi:
         metadata: dict[str, Any] = {"resourceVersion": str(rv)}
         if initial_end:
             metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
-        return _dumps({"type": "BOOKMARK", "object": {"kind": rt.kind,
-                                                      "apiVersion": rt.api_version,
-                                                      "metadata": metadata}}) + b"\n"
+        return (
+            _dumps(
+                {
+                    "type": "BOOKMARK",
+                    "object": {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": metadata},
+                }
+            )
+            + b"\n"
+        )
 
     # --- admin ----------------------------------------------------------------------------
 
@@ -470,9 +543,15 @@ class KubeApi:
             return json_response(self.faults.as_json())
         if parts == ["stats"]:
             store = self.cluster.store
-            return json_response({"resourceVersion": store.rv, "watchers": store.watcher_count,
-                                  "objects": {f"{g}/{r}" if g else r: store.count((g, r))
-                                              for g, r in store.storage_keys()}})
+            return json_response(
+                {
+                    "resourceVersion": store.rv,
+                    "watchers": store.watcher_count,
+                    "objects": {
+                        f"{g}/{r}" if g else r: store.count((g, r)) for g, r in store.storage_keys()
+                    },
+                }
+            )
         raise ApiError.not_found_path()
 
 
@@ -484,8 +563,11 @@ def _scale_of(rt: ResourceType, obj: Obj) -> Obj:
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
-        "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion",
-                                        "creationTimestamp") if k in md},
+        "metadata": {
+            k: md[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in md
+        },
         "spec": {"replicas": spec.get("replicas", 0)},
         "status": {"replicas": status.get("replicas", 0), "selector": match},
     }

@@ -62,7 +62,12 @@ class _Entry:
 
     def same_as(self, other: _Entry) -> bool:
         return (self.manager, self.operation, self.api_version, self.subresource, self.paths) == (
-            other.manager, other.operation, other.api_version, other.subresource, other.paths)
+            other.manager,
+            other.operation,
+            other.api_version,
+            other.subresource,
+            other.paths,
+        )
 
 
 def _entries(obj: Obj | None) -> list[_Entry]:
@@ -70,14 +75,16 @@ def _entries(obj: Obj | None) -> list[_Entry]:
         return []
     out = []
     for raw in obj.get("metadata", {}).get("managedFields") or []:
-        out.append(_Entry(
-            manager=raw.get("manager", ""),
-            operation=raw.get("operation", "Update"),
-            api_version=raw.get("apiVersion", ""),
-            time=raw.get("time", ""),
-            subresource=raw.get("subresource", ""),
-            paths=from_fields_v1(raw.get("fieldsV1") or {}),
-        ))
+        out.append(
+            _Entry(
+                manager=raw.get("manager", ""),
+                operation=raw.get("operation", "Update"),
+                api_version=raw.get("apiVersion", ""),
+                time=raw.get("time", ""),
+                subresource=raw.get("subresource", ""),
+                paths=from_fields_v1(raw.get("fieldsV1") or {}),
+            )
+        )
     return out
 
 
@@ -105,8 +112,9 @@ def merge_applied(live: Any, config: Any, kind: str | None, names: tuple[str, ..
             result_list = list(live)
             for item in config:
                 key = item_key(item, merge_key)
-                index = next((i for i, o in enumerate(result_list)
-                              if item_key(o, merge_key) == key), None)
+                index = next(
+                    (i for i, o in enumerate(result_list) if item_key(o, merge_key) == key), None
+                )
                 if index is None:
                     result_list.append(copy_json(item))
                 else:
@@ -139,26 +147,29 @@ def _conflict_error(target: Target, conflicts: dict[Path, list[_Entry]]) -> ApiE
     for path, owners in sorted(conflicts.items()):
         for owner in owners:
             field = render_path(path)
-            causes.append({
-                "reason": "FieldManagerConflict",
-                "message": f'conflict with "{owner.manager}"'
-                + (f" using {owner.api_version}" if owner.operation == "Update" else ""),
-                "field": field,
-            })
+            causes.append(
+                {
+                    "reason": "FieldManagerConflict",
+                    "message": f'conflict with "{owner.manager}"'
+                    + (f" using {owner.api_version}" if owner.operation == "Update" else ""),
+                    "field": field,
+                }
+            )
             lines.append(f'- conflict with "{owner.manager}": {field}')
     count = len(causes)
-    if count == 1:
-        summary = lines[0][2:]
-    else:
-        summary = "\n".join(lines)
+    summary = lines[0][2:] if count == 1 else "\n".join(lines)
     message = f"Apply failed with {count} conflict{'s' if count != 1 else ''}: {summary}"
     qualified = f"{target.plural}.{target.group}" if target.group else target.plural
     return ApiError(
         409,
         "Conflict",
         message,
-        details={"name": target.name, "group": target.group, "kind": qualified.split(".")[0],
-                 "causes": causes},
+        details={
+            "name": target.name,
+            "group": target.group,
+            "kind": qualified.split(".")[0],
+            "causes": causes,
+        },
     )
 
 
@@ -175,8 +186,9 @@ def apply(live: Obj | None, config: Obj, *, manager: str, force: bool, target: T
         applied = {p: v for p, v in applied.items() if p[0] == "f:status"}
     entries = _entries(live)
     me = (manager, target.subresource)
-    mine = next((e for e in entries if (e.manager, e.subresource) == me
-                 and e.operation == "Apply"), None)
+    mine = next(
+        (e for e in entries if (e.manager, e.subresource) == me and e.operation == "Apply"), None
+    )
     base = copy_json(live) if live is not None else {}
     if live is not None:
         live_values = field_values(live, target.kind, with_status=True)
@@ -189,19 +201,28 @@ def apply(live: Obj | None, config: Obj, *, manager: str, force: bool, target: T
                     entry.paths.discard(path)
         if mine is not None:
             others = set().union(*(e.paths for e in entries if e is not mine))
-            for path in sorted(mine.paths - applied.keys() - others, key=len, reverse=True):
+            for path in sorted(mine.paths - applied.keys() - others, key=len):
                 remove_path(base, path)
     cfg = {k: v for k, v in config.items() if k != "metadata"}
     cfg = {k: v for k, v in cfg.items() if (k == "status") == with_status}
-    merged = merge_applied(base, cfg, target.kind)
-    config_meta = {k: v for k, v in (config.get("metadata") or {}).items()
-                   if k in ("labels", "annotations", "finalizers", "ownerReferences")}
+    merged: Obj = merge_applied(base, cfg, target.kind)
+    config_meta = {
+        k: v
+        for k, v in (config.get("metadata") or {}).items()
+        if k in ("labels", "annotations", "finalizers", "ownerReferences")
+    }
     merged_meta = dict(merged.get("metadata") or {})
     merged_meta.update(merge_applied(merged_meta, config_meta, target.kind, ("metadata",)))
     merged["metadata"] = merged_meta
     if mine is None:
-        mine = _Entry(manager=manager, operation="Apply", api_version=target.api_version,
-                      time="", subresource=target.subresource, paths=set())
+        mine = _Entry(
+            manager=manager,
+            operation="Apply",
+            api_version=target.api_version,
+            time="",
+            subresource=target.subresource,
+            paths=set(),
+        )
         entries.append(mine)
     mine.paths = set(applied.keys())
     mine.api_version = target.api_version
@@ -214,18 +235,35 @@ def record_update(old: Obj | None, new: Obj, *, manager: str, target: Target) ->
     with_status = target.subresource == "status"
     old_values = field_values(old, target.kind, with_status=with_status) if old else {}
     new_values = field_values(new, target.kind, with_status=with_status)
-    changed = {p for p, v in new_values.items()
-               if (p[0] == "f:status") == with_status
-               and (p not in old_values or (v is not PRESENT and old_values[p] != v))}
+    changed = {
+        p
+        for p, v in new_values.items()
+        if (p[0] == "f:status") == with_status
+        and (p not in old_values or (v is not PRESENT and old_values[p] != v))
+    }
     entries = _entries(old) if old else []
     if changed:
         for entry in entries:
             entry.paths -= changed
-        me = next((e for e in entries if e.manager == manager and e.operation == "Update"
-                   and e.subresource == target.subresource), None)
+        me = next(
+            (
+                e
+                for e in entries
+                if e.manager == manager
+                and e.operation == "Update"
+                and e.subresource == target.subresource
+            ),
+            None,
+        )
         if me is None:
-            me = _Entry(manager=manager, operation="Update", api_version=target.api_version,
-                        time="", subresource=target.subresource, paths=set())
+            me = _Entry(
+                manager=manager,
+                operation="Update",
+                api_version=target.api_version,
+                time="",
+                subresource=target.subresource,
+                paths=set(),
+            )
             entries.append(me)
         me.paths |= changed
         me.api_version = target.api_version
@@ -234,8 +272,14 @@ def record_update(old: Obj | None, new: Obj, *, manager: str, target: Target) ->
         _prune_and_store(new, entries, target, touched=None, previous=_entries(old))
 
 
-def _prune_and_store(obj: Obj, entries: list[_Entry], target: Target, *,
-                     touched: _Entry | None, previous: list[_Entry]) -> None:
+def _prune_and_store(
+    obj: Obj,
+    entries: list[_Entry],
+    target: Target,
+    *,
+    touched: _Entry | None,
+    previous: list[_Entry],
+) -> None:
     present = field_values(obj, target.kind, with_status=True).keys()
     now = now_rfc3339()
     before = {(e.manager, e.operation, e.subresource): e for e in previous}
@@ -249,4 +293,3 @@ def _prune_and_store(obj: Obj, entries: list[_Entry], target: Target, *,
         elif not entry.time:
             entry.time = now
     _store_entries(obj, entries)
-

@@ -16,21 +16,40 @@ FAULTS_ENV = "KUBESIM_FAULTS"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("kubesim", help="serve a simulated Kubernetes API server",
-                            description="A simulated Kubernetes API server with kwok-style "
-                            "controllers, for tests and the sandbox.")
+    parser = sub.add_parser(
+        "kubesim",
+        help="serve a simulated Kubernetes API server",
+        description="A simulated Kubernetes API server with kwok-style "
+        "controllers, for tests and the sandbox.",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     parser.add_argument("--port", type=int, default=6443, help="port (0: any free port)")
-    parser.add_argument("--kubeconfig-out", type=Path, default=None,
-                        help="where to write the kubeconfig (default: a temporary file)")
-    parser.add_argument("--ready-delay", type=float, default=0.2,
-                        help="seconds before simulated pods become ready (0 allowed)")
-    parser.add_argument("--state-file", type=Path, default=None,
-                        help="JSON file that keeps the cluster across restarts")
-    parser.add_argument("--tls", action="store_true",
-                        help="serve HTTPS with a generated CA written into the kubeconfig")
-    parser.add_argument("--faults", default=None,
-                        help=f"fault injection settings as JSON (also ${FAULTS_ENV})")
+    parser.add_argument(
+        "--kubeconfig-out",
+        type=Path,
+        default=None,
+        help="where to write the kubeconfig (default: a temporary file)",
+    )
+    parser.add_argument(
+        "--ready-delay",
+        type=float,
+        default=0.2,
+        help="seconds before simulated pods become ready (0 allowed)",
+    )
+    parser.add_argument(
+        "--state-file",
+        type=Path,
+        default=None,
+        help="JSON file that keeps the cluster across restarts",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS with a generated CA written into the kubeconfig",
+    )
+    parser.add_argument(
+        "--faults", default=None, help=f"fault injection settings as JSON (also ${FAULTS_ENV})"
+    )
     parser.set_defaults(run=run)
 
 
@@ -43,9 +62,15 @@ def run(args: argparse.Namespace) -> int:
     if args.ready_delay < 0:
         print("kubesim: --ready-delay must be >= 0", file=sys.stderr)
         return 2
-    config = SimConfig(host=args.host, port=args.port, ready_delay=args.ready_delay,
-                       kubeconfig=args.kubeconfig_out, state_file=args.state_file,
-                       tls=args.tls, faults=faults)
+    config = SimConfig(
+        host=args.host,
+        port=args.port,
+        ready_delay=args.ready_delay,
+        kubeconfig=args.kubeconfig_out,
+        state_file=args.state_file,
+        tls=args.tls,
+        faults=faults,
+    )
     return asyncio.run(_serve(config))
 
 

@@ -100,14 +100,14 @@ class Cluster:
             raise ApiError.not_found(rt.group, rt.plural, name)
         return self.view(rt, obj)
 
-    def list(
+    def list_objects(
         self,
         rt: ResourceType,
         namespace: str | None,
         labels: list[Requirement] | None = None,
         fields: list[FieldRequirement] | None = None,
     ) -> list[Obj]:
-        items = self.store.list(rt.storage_key, namespace if rt.namespaced else None)
+        items = self.store.objects(rt.storage_key, namespace if rt.namespaced else None)
         if labels:
             items = [o for o in items if labels_match(labels, o["metadata"].get("labels") or {})]
         if fields:
@@ -124,12 +124,15 @@ class Cluster:
         if kind and kind != rt.kind:
             raise ApiError.bad_request(
                 f"the API version in the data ({api_version}) does not match the expected API "
-                f"version ({rt.api_version})" if api_version and api_version != rt.api_version
-                else f"kind {kind} does not match the expected kind {rt.kind}")
+                f"version ({rt.api_version})"
+                if api_version and api_version != rt.api_version
+                else f"kind {kind} does not match the expected kind {rt.kind}"
+            )
         if api_version and api_version != rt.api_version:
             raise ApiError.bad_request(
                 f"the API version in the data ({api_version}) does not match the expected API "
-                f"version ({rt.api_version})")
+                f"version ({rt.api_version})"
+            )
         md = body.get("metadata")
         if md is not None and not isinstance(md, dict):
             raise ApiError.bad_request("metadata must be an object")
@@ -137,7 +140,8 @@ class Cluster:
         if rt.namespaced and body_ns and body_ns != namespace:
             raise ApiError.bad_request(
                 "the namespace of the provided object does not match the namespace sent on the "
-                "request")
+                "request"
+            )
         return body
 
     def _check_namespace(self, rt: ResourceType, namespace: str) -> None:
@@ -148,7 +152,9 @@ class Cluster:
             raise ApiError.not_found("", "namespaces", namespace)
         if ns["metadata"].get("deletionTimestamp"):
             raise ApiError.forbidden(
-                rt.group, rt.plural, "",
+                rt.group,
+                rt.plural,
+                "",
                 f"unable to create new content in namespace {namespace} because it is being "
                 "terminated",
             )
@@ -160,14 +166,16 @@ class Cluster:
 
     # --- create ---------------------------------------------------------------------------
 
-    def create(self, rt: ResourceType, namespace: str, body: Any,
-               opts: WriteOptions = INTERNAL) -> Obj:
+    def create(
+        self, rt: ResourceType, namespace: str, body: Any, opts: WriteOptions = INTERNAL
+    ) -> Obj:
         body = self._check_body(rt, body, namespace)
         obj = copy_json(body)
         return self._create(rt, namespace, obj, opts, record=True)
 
-    def _create(self, rt: ResourceType, namespace: str, obj: Obj, opts: WriteOptions, *,
-                record: bool) -> Obj:
+    def _create(
+        self, rt: ResourceType, namespace: str, obj: Obj, opts: WriteOptions, *, record: bool
+    ) -> Obj:
         md = obj.setdefault("metadata", {})
         if not md.get("name") and md.get("generateName"):
             md["name"] = str(md["generateName"]) + random_suffix()
@@ -181,8 +189,12 @@ class Cluster:
             raise ApiError.already_exists(rt.group, rt.plural, name)
         obj["apiVersion"] = rt.api_version
         obj["kind"] = rt.kind
-        for key in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds",
-                    "selfLink"):
+        for key in (
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ):
             md.pop(key, None)
         md["uid"] = str(uuid.uuid4())
         md["creationTimestamp"] = now_rfc3339()
@@ -207,9 +219,14 @@ class Cluster:
         return obj
 
     def _target(self, rt: ResourceType, obj: Obj, subresource: str) -> Target:
-        return Target(kind=None if rt.custom else rt.kind, api_version=rt.api_version,
-                      subresource=subresource, group=rt.group, plural=rt.plural,
-                      name=obj.get("metadata", {}).get("name", ""))
+        return Target(
+            kind=None if rt.custom else rt.kind,
+            api_version=rt.api_version,
+            subresource=subresource,
+            group=rt.group,
+            plural=rt.plural,
+            name=obj.get("metadata", {}).get("name", ""),
+        )
 
     def _allocate(self, rt: ResourceType, obj: Obj) -> None:
         """Service cluster IPs and node ports, as the apiserver's allocators hand them out."""
@@ -228,7 +245,7 @@ class Cluster:
 
     def _allocate_ip(self) -> str:
         if not self._used_ips:
-            for svc in self.store.list(("", "services")):
+            for svc in self.store.objects(("", "services")):
                 self._used_ips.add(svc.get("spec", {}).get("clusterIP", ""))
         while True:
             ip = str(_SERVICE_CIDR[self._next_ip])
@@ -239,7 +256,7 @@ class Cluster:
 
     def _allocate_node_port(self) -> int:
         if not self._used_node_ports:
-            for svc in self.store.list(("", "services")):
+            for svc in self.store.objects(("", "services")):
                 for port in svc.get("spec", {}).get("ports") or []:
                     self._used_node_ports.add(int(port.get("nodePort") or 0))
         while self._next_node_port in self._used_node_ports:
@@ -256,13 +273,21 @@ class Cluster:
 
     # --- update ---------------------------------------------------------------------------
 
-    def update(self, rt: ResourceType, namespace: str, name: str, body: Any,
-               opts: WriteOptions = INTERNAL, subresource: str = "") -> Obj:
+    def update(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        body: Any,
+        opts: WriteOptions = INTERNAL,
+        subresource: str = "",
+    ) -> Obj:
         body = self._check_body(rt, body, namespace)
         body_name = (body.get("metadata") or {}).get("name")
         if body_name and body_name != name:
             raise ApiError.bad_request(
-                f"the name of the object ({body_name}) does not match the name on the URL ({name})")
+                f"the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )
         old = self.get(rt, namespace, name)
         self._check_rv(rt, old, (body.get("metadata") or {}).get("resourceVersion"))
         new = self._merge_subresource(rt, old, copy_json(body), subresource)
@@ -271,15 +296,18 @@ class Cluster:
     def _check_rv(self, rt: ResourceType, old: Obj, rv: Any) -> None:
         if rv and str(rv) != old["metadata"]["resourceVersion"]:
             raise ApiError.conflict(
-                rt.group, rt.plural, old["metadata"]["name"],
+                rt.group,
+                rt.plural,
+                old["metadata"]["name"],
                 "the object has been modified; please apply your changes to the latest version "
-                "and try again")
+                "and try again",
+            )
 
     @staticmethod
     def _merge_subresource(rt: ResourceType, old: Obj, new: Obj, subresource: str) -> Obj:
         """Main-resource writes keep the old status; status writes change only status."""
         if subresource == "status":
-            merged = copy_json(old)
+            merged: Obj = copy_json(old)
             if "status" in new:
                 merged["status"] = new["status"]
             else:
@@ -292,12 +320,25 @@ class Cluster:
                 new.pop("status", None)
         return new
 
-    def _finish_update(self, rt: ResourceType, old: Obj, new: Obj, opts: WriteOptions,
-                       subresource: str, *, record: bool) -> Obj:
+    def _finish_update(
+        self,
+        rt: ResourceType,
+        old: Obj,
+        new: Obj,
+        opts: WriteOptions,
+        subresource: str,
+        *,
+        record: bool,
+    ) -> Obj:
         md = new.setdefault("metadata", {})
         old_md = old["metadata"]
-        for key in ("name", "uid", "creationTimestamp", "deletionTimestamp",
-                    "deletionGracePeriodSeconds"):
+        for key in (
+            "name",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ):
             if key in old_md:
                 md[key] = old_md[key]
             else:
@@ -324,8 +365,7 @@ class Cluster:
         self._system_status(rt, new, old)
         self._validate(rt, new)
         if record and opts.manager:
-            record_update(old, new, manager=opts.manager,
-                          target=self._target(rt, new, subresource))
+            record_update(old, new, manager=opts.manager, target=self._target(rt, new, subresource))
         stored = self.store.get(rt.storage_key, old_md.get("namespace", ""), old_md["name"])
         if new == self.view(rt, stored or {}):
             return old  # nothing changed: no new resourceVersion, no event
@@ -350,13 +390,22 @@ class Cluster:
             for port in spec.get("ports") or []:
                 if isinstance(port, dict) and not port.get("nodePort"):
                     port["nodePort"] = old_ports.get(port.get("port")) or (
-                        self._allocate_node_port())
+                        self._allocate_node_port()
+                    )
         self._allocate(self.registry.lookup("", "v1", "services"), new)
 
     # --- patch ----------------------------------------------------------------------------
 
-    def patch(self, rt: ResourceType, namespace: str, name: str, content_type: str,
-              raw: bytes, opts: WriteOptions = INTERNAL, subresource: str = "") -> Obj:
+    def patch(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        content_type: str,
+        raw: bytes,
+        opts: WriteOptions = INTERNAL,
+        subresource: str = "",
+    ) -> Obj:
         if content_type == APPLY_PATCH:
             return self._apply(rt, namespace, name, raw, opts, subresource)
         try:
@@ -373,7 +422,8 @@ class Cluster:
         elif content_type == STRATEGIC_MERGE_PATCH:
             if rt.custom:
                 raise ApiError(
-                    415, "UnsupportedMediaType",
+                    415,
+                    "UnsupportedMediaType",
                     "the body of the request was in an unknown format - accepted media types "
                     "include: application/json-patch+json, application/merge-patch+json, "
                     "application/apply-patch+yaml",
@@ -382,7 +432,8 @@ class Cluster:
         else:
             raise ApiError.unsupported_media_type(
                 "application/json-patch+json, application/merge-patch+json, "
-                "application/apply-patch+yaml, application/strategic-merge-patch+json")
+                "application/apply-patch+yaml, application/strategic-merge-patch+json"
+            )
         if not isinstance(patched, dict):
             raise ApiError.bad_request("the patch did not produce an object")
         patched_md = patched.get("metadata") or {}
@@ -392,11 +443,19 @@ class Cluster:
         new = self._merge_subresource(rt, old, copy_json(patched), subresource)
         return self._finish_update(rt, old, new, opts, subresource, record=True)
 
-    def _apply(self, rt: ResourceType, namespace: str, name: str, raw: bytes,
-               opts: WriteOptions, subresource: str) -> Obj:
+    def _apply(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        raw: bytes,
+        opts: WriteOptions,
+        subresource: str,
+    ) -> Obj:
         if not opts.manager:
-            raise ApiError.bad_request("PATCH " + rt.plural + ": fieldManager is required for "
-                                       "apply requests")
+            raise ApiError.bad_request(
+                "PATCH " + rt.plural + ": fieldManager is required for apply requests"
+            )
         config = _parse_apply(raw)
         if config.get("apiVersion") != rt.api_version or config.get("kind") != rt.kind:
             if not config.get("apiVersion") or not config.get("kind"):
@@ -406,14 +465,22 @@ class Cluster:
         if md.get("name", name) != name:
             raise ApiError.bad_request(
                 f"the name of the object ({md.get('name')}) does not match the name on the URL "
-                f"({name})")
+                f"({name})"
+            )
         if rt.namespaced and md.get("namespace") and md["namespace"] != namespace:
             raise ApiError.bad_request(
                 "the namespace of the provided object does not match the namespace sent on the "
-                "request")
+                "request"
+            )
         stored = self.store.get(rt.storage_key, namespace if rt.namespaced else "", name)
-        target = Target(kind=None if rt.custom else rt.kind, api_version=rt.api_version,
-                        subresource=subresource, group=rt.group, plural=rt.plural, name=name)
+        target = Target(
+            kind=None if rt.custom else rt.kind,
+            api_version=rt.api_version,
+            subresource=subresource,
+            group=rt.group,
+            plural=rt.plural,
+            name=name,
+        )
         if stored is None:
             if subresource:
                 raise ApiError.not_found(rt.group, rt.plural, name)
@@ -446,22 +513,36 @@ class Cluster:
     def on_before_delete(self, hook: Callable[[ResourceType, Obj], None]) -> None:
         self._before_delete.append(hook)
 
-    def delete(self, rt: ResourceType, namespace: str, name: str, *,
-               propagation: str | None = None, preconditions: dict[str, Any] | None = None,
-               opts: WriteOptions = INTERNAL) -> Obj:
+    def delete(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        *,
+        propagation: str | None = None,
+        preconditions: dict[str, Any] | None = None,
+        opts: WriteOptions = INTERNAL,
+    ) -> Obj:
         obj = self.get(rt, namespace, name)
         md = obj["metadata"]
         pre = preconditions or {}
         if pre.get("uid") and pre["uid"] != md.get("uid"):
-            raise ApiError.conflict(rt.group, rt.plural, name,
-                                    f"Precondition failed: UID in precondition: {pre['uid']}, "
-                                    f"UID in object meta: {md.get('uid')}")
+            raise ApiError.conflict(
+                rt.group,
+                rt.plural,
+                name,
+                f"Precondition failed: UID in precondition: {pre['uid']}, "
+                f"UID in object meta: {md.get('uid')}",
+            )
         if pre.get("resourceVersion") and pre["resourceVersion"] != md["resourceVersion"]:
             raise ApiError.conflict(
-                rt.group, rt.plural, name,
+                rt.group,
+                rt.plural,
+                name,
                 f"Precondition failed: ResourceVersion in precondition: "
                 f"{pre['resourceVersion']}, ResourceVersion in object meta: "
-                f"{md['resourceVersion']}")
+                f"{md['resourceVersion']}",
+            )
         if rt.storage_key == NAMESPACES and name in PROTECTED_NAMESPACES:
             raise ApiError.forbidden("", "namespaces", name, "this namespace may not be deleted")
         if opts.dry_run:
@@ -501,8 +582,8 @@ class Cluster:
                 continue
             new = copy_json(dep)
             new["metadata"]["ownerReferences"] = [
-                r for r in new["metadata"].get("ownerReferences") or [] if r.get("uid") !=
-                owner_uid]
+                r for r in new["metadata"].get("ownerReferences") or [] if r.get("uid") != owner_uid
+            ]
             if not new["metadata"]["ownerReferences"]:
                 del new["metadata"]["ownerReferences"]
             self.write(dep_rt, dep, new)
@@ -510,7 +591,7 @@ class Cluster:
     def _remove(self, rt: ResourceType, obj: Obj) -> Obj:
         for hook in self._before_delete:
             hook(rt, obj)
-        final = copy_json(obj)
+        final: Obj = copy_json(obj)
         md = final["metadata"]
         md["resourceVersion"] = str(self.store.next_rv())
         self.store.remove(rt.storage_key, md.get("namespace", ""), md["name"], final)
@@ -522,8 +603,9 @@ class Cluster:
 
     def remove_now(self, rt: ResourceType, obj: Obj) -> Obj:
         """Delete at once, finalizers and all (namespace and CRD cleanup, garbage collection)."""
-        current = self.store.get(rt.storage_key, obj["metadata"].get("namespace", ""),
-                                 obj["metadata"]["name"])
+        current = self.store.get(
+            rt.storage_key, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
+        )
         if current is None:
             return obj
         return self._remove(rt, current)
@@ -550,11 +632,12 @@ class Cluster:
         self.registry.set_crd_types(name, [], "")
 
     def _drop_objects(self, key: tuple[str, str]) -> None:
-        for obj in self.store.list(key):
+        for obj in self.store.objects(key):
             final = copy_json(obj)
             final["metadata"]["resourceVersion"] = str(self.store.next_rv())
-            self.store.remove(key, final["metadata"].get("namespace", ""),
-                              final["metadata"]["name"], final)
+            self.store.remove(
+                key, final["metadata"].get("namespace", ""), final["metadata"]["name"], final
+            )
         self.store.drop_table(key)
 
 

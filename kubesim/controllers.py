@@ -49,7 +49,7 @@ Key = tuple[str, str, str]  # (what, namespace or uid, name)
 def _hash(value: Any) -> str:
     digest = hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
     alphabet = "bcdfghjklmnpqrstvwxz2456789"
-    return "".join(alphabet[int(digest[i:i + 2], 16) % len(alphabet)] for i in range(0, 20, 2))
+    return "".join(alphabet[int(digest[i : i + 2], 16) % len(alphabet)] for i in range(0, 20, 2))
 
 
 def _owner_ref(owner: Obj) -> dict[str, Any]:
@@ -81,16 +81,24 @@ def _pod_ready(pod: Obj) -> bool:
     return False
 
 
-def _condition(kind: str, status: bool, reason: str = "", message: str = "",
-               previous: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _condition(
+    kind: str,
+    status: bool,
+    reason: str = "",
+    message: str = "",
+    previous: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     now = now_rfc3339()
     text = "True" if status else "False"
     old = next((c for c in previous or [] if c.get("type") == kind), None)
     since = old["lastTransitionTime"] if old and old.get("status") == text else now
     cond = {"type": kind, "status": text, "lastTransitionTime": since}
     if "lastUpdateTime" in (old or {}) or kind in ("Available", "Progressing"):
-        cond["lastUpdateTime"] = old.get("lastUpdateTime", now) if old and old.get(
-            "status") == text and old.get("reason") == reason else now
+        cond["lastUpdateTime"] = (
+            old.get("lastUpdateTime", now)
+            if old and old.get("status") == text and old.get("reason") == reason
+            else now
+        )
     if reason:
         cond["reason"] = reason
     if message:
@@ -133,8 +141,7 @@ class Simulator:
             obj = self.cluster.store.get(sk, ns, name)
             if obj is not None:
                 self._on_event(StoredEvent(rv=0, type="ADDED", storage_key=sk, obj=obj))
-        self._task = asyncio.get_running_loop().create_task(self._run(),
-                                                            name="kubesim-controllers")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="kubesim-controllers")
 
     async def stop(self) -> None:
         self.cluster.store.remove_listener(self._on_event)
@@ -218,8 +225,13 @@ class Simulator:
         if loc is None:
             return
         sk, ns, name = loc
-        wanted = {"deployment": DEPLOYMENTS, "replicaset": REPLICASETS,
-                  "statefulset": STATEFULSETS, "daemonset": DAEMONSETS, "job": JOBS}[what]
+        wanted = {
+            "deployment": DEPLOYMENTS,
+            "replicaset": REPLICASETS,
+            "statefulset": STATEFULSETS,
+            "daemonset": DAEMONSETS,
+            "job": JOBS,
+        }[what]
         if sk == wanted:
             self.enqueue((what, ns, name))
 
@@ -261,8 +273,9 @@ class Simulator:
     def _delete(self, sk: tuple[str, str], obj: Obj) -> None:
         md = obj["metadata"]
         with contextlib.suppress(ApiError):
-            self.cluster.delete(self._type(sk), md.get("namespace", ""), md["name"],
-                                propagation="Background")
+            self.cluster.delete(
+                self._type(sk), md.get("namespace", ""), md["name"], propagation="Background"
+            )
 
     def _new_pod(self, owner: Obj, name: str, extra_labels: dict[str, str]) -> Obj:
         template = copy_json(owner["spec"].get("template") or {})
@@ -271,8 +284,11 @@ class Simulator:
         annotations = dict(tmd.get("annotations") or {})
         if (reason := _fail_reason(owner)) is not None:
             annotations[FAIL_ANNOTATION] = reason
-        md: dict[str, Any] = {"name": name, "labels": labels,
-                              "ownerReferences": [_owner_ref(owner)]}
+        md: dict[str, Any] = {
+            "name": name,
+            "labels": labels,
+            "ownerReferences": [_owner_ref(owner)],
+        }
         if annotations:
             md["annotations"] = annotations
         spec = template.get("spec") or {}
@@ -284,25 +300,48 @@ class Simulator:
         if self._get(NODES, "", NODE_NAME) is not None:
             return
         node = {
-            "metadata": {"name": NODE_NAME, "labels": {
-                "kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64", "type": "kwok"}},
+            "metadata": {
+                "name": NODE_NAME,
+                "labels": {
+                    "kubernetes.io/hostname": NODE_NAME,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
+                },
+            },
             "spec": {"podCIDR": "10.244.0.0/16"},
         }
         created = self._create(NODES, "", node)
         if created is not None:
             now = now_rfc3339()
-            self._set_status(NODES, created, {
-                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                "message": "kubesim node is ready", "lastHeartbeatTime": now,
-                                "lastTransitionTime": now}],
-                "addresses": [{"type": "InternalIP", "address": NODE_IP},
-                              {"type": "Hostname", "address": NODE_NAME}],
-                "capacity": {"cpu": "32", "memory": "256Gi", "pods": "1000"},
-                "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "1000"},
-                "nodeInfo": {"kubeletVersion": "v1.34.0-kubesim", "operatingSystem": "linux",
-                             "architecture": "amd64", "containerRuntimeVersion": "kubesim://1"},
-            })
+            self._set_status(
+                NODES,
+                created,
+                {
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "True",
+                            "reason": "KubeletReady",
+                            "message": "kubesim node is ready",
+                            "lastHeartbeatTime": now,
+                            "lastTransitionTime": now,
+                        }
+                    ],
+                    "addresses": [
+                        {"type": "InternalIP", "address": NODE_IP},
+                        {"type": "Hostname", "address": NODE_NAME},
+                    ],
+                    "capacity": {"cpu": "32", "memory": "256Gi", "pods": "1000"},
+                    "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "1000"},
+                    "nodeInfo": {
+                        "kubeletVersion": "v1.34.0-kubesim",
+                        "operatingSystem": "linux",
+                        "architecture": "amd64",
+                        "containerRuntimeVersion": "kubesim://1",
+                    },
+                },
+            )
 
     # --- pods -----------------------------------------------------------------------------
 
@@ -319,18 +358,39 @@ class Simulator:
         scheduled = {"type": "PodScheduled", "status": "True", "lastTransitionTime": now}
         base = {**status, "hostIP": NODE_IP, "hostIPs": [{"ip": NODE_IP}], "startTime": now}
         if reason is not None:
-            new_status = {**base, "phase": "Pending", "conditions": [
-                scheduled,
-                {"type": "Ready", "status": "False", "reason": "ContainersNotReady",
-                 "lastTransitionTime": now},
-                {"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady",
-                 "lastTransitionTime": now},
-            ], "containerStatuses": [
-                {"name": c.get("name"), "image": c.get("image"), "imageID": "", "ready": False,
-                 "restartCount": 0, "started": False,
-                 "state": {"waiting": {"reason": reason,
-                                       "message": f"kubesim: simulated {reason}"}}}
-                for c in containers]}
+            new_status = {
+                **base,
+                "phase": "Pending",
+                "conditions": [
+                    scheduled,
+                    {
+                        "type": "Ready",
+                        "status": "False",
+                        "reason": "ContainersNotReady",
+                        "lastTransitionTime": now,
+                    },
+                    {
+                        "type": "ContainersReady",
+                        "status": "False",
+                        "reason": "ContainersNotReady",
+                        "lastTransitionTime": now,
+                    },
+                ],
+                "containerStatuses": [
+                    {
+                        "name": c.get("name"),
+                        "image": c.get("image"),
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "started": False,
+                        "state": {
+                            "waiting": {"reason": reason, "message": f"kubesim: simulated {reason}"}
+                        },
+                    }
+                    for c in containers
+                ],
+            }
             self._set_status(PODS, pod, new_status)
             return
         ip = f"10.244.{(self._pod_ips // 250) % 250}.{self._pod_ips % 250 + 2}"
@@ -338,8 +398,14 @@ class Simulator:
         finishes = pod.get("spec", {}).get("restartPolicy") in ("Never", "OnFailure")
         if finishes:
             phase, ready = "Succeeded", False
-            state: dict[str, Any] = {"terminated": {"exitCode": 0, "reason": "Completed",
-                                                    "startedAt": now, "finishedAt": now}}
+            state: dict[str, Any] = {
+                "terminated": {
+                    "exitCode": 0,
+                    "reason": "Completed",
+                    "startedAt": now,
+                    "finishedAt": now,
+                }
+            }
         else:
             phase, ready = "Running", True
             state = {"running": {"startedAt": now}}
@@ -350,20 +416,39 @@ class Simulator:
             "podIP": ip,
             "podIPs": [{"ip": ip}],
             "conditions": [
-                {"type": "PodReadyToStartContainers", "status": cond_status,
-                 "lastTransitionTime": now},
+                {
+                    "type": "PodReadyToStartContainers",
+                    "status": cond_status,
+                    "lastTransitionTime": now,
+                },
                 {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-                {"type": "Ready", "status": cond_status, "lastTransitionTime": now,
-                 **({} if ready else {"reason": "PodCompleted"})},
-                {"type": "ContainersReady", "status": cond_status, "lastTransitionTime": now,
-                 **({} if ready else {"reason": "PodCompleted"})},
+                {
+                    "type": "Ready",
+                    "status": cond_status,
+                    "lastTransitionTime": now,
+                    **({} if ready else {"reason": "PodCompleted"}),
+                },
+                {
+                    "type": "ContainersReady",
+                    "status": cond_status,
+                    "lastTransitionTime": now,
+                    **({} if ready else {"reason": "PodCompleted"}),
+                },
                 scheduled,
             ],
             "containerStatuses": [
-                {"name": c.get("name"), "image": c.get("image"),
-                 "imageID": f"docker.io/{c.get('image')}", "containerID": f"kubesim://{_hash(c)}",
-                 "ready": ready, "started": ready, "restartCount": 0, "state": state}
-                for c in containers],
+                {
+                    "name": c.get("name"),
+                    "image": c.get("image"),
+                    "imageID": f"docker.io/{c.get('image')}",
+                    "containerID": f"kubesim://{_hash(c)}",
+                    "ready": ready,
+                    "started": ready,
+                    "restartCount": 0,
+                    "state": state,
+                }
+                for c in containers
+            ],
         }
         self._set_status(PODS, pod, new_status)
 
@@ -378,26 +463,45 @@ class Simulator:
         template = spec.get("template") or {}
         pod_hash = _hash(template)
         owned = self._owned(REPLICASETS, deploy)
-        current = next((rs for rs in owned if (rs["metadata"].get("labels") or {}).get(
-            "pod-template-hash") == pod_hash), None)
-        revisions = [int((rs["metadata"].get("annotations") or {}).get(
-            "deployment.kubernetes.io/revision", "0")) for rs in owned]
+        current = next(
+            (
+                rs
+                for rs in owned
+                if (rs["metadata"].get("labels") or {}).get("pod-template-hash") == pod_hash
+            ),
+            None,
+        )
+        revisions = [
+            int(
+                (rs["metadata"].get("annotations") or {}).get(
+                    "deployment.kubernetes.io/revision", "0"
+                )
+            )
+            for rs in owned
+        ]
         fail = _fail_reason(deploy)
         if current is None:
             rs_template = copy_json(template)
-            rs_template.setdefault("metadata", {}).setdefault("labels", {})[
-                "pod-template-hash"] = pod_hash
+            rs_template.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = (
+                pod_hash
+            )
             selector = copy_json(spec.get("selector") or {})
             selector.setdefault("matchLabels", {})["pod-template-hash"] = pod_hash
-            annotations = {"deployment.kubernetes.io/revision": str(max(revisions, default=0) + 1),
-                           "deployment.kubernetes.io/desired-replicas": str(desired)}
+            annotations = {
+                "deployment.kubernetes.io/revision": str(max(revisions, default=0) + 1),
+                "deployment.kubernetes.io/desired-replicas": str(desired),
+            }
             if fail is not None:
                 annotations[FAIL_ANNOTATION] = fail
-            rs = {"metadata": {"name": f"{name}-{pod_hash}",
-                               "labels": dict(rs_template["metadata"]["labels"]),
-                               "annotations": annotations,
-                               "ownerReferences": [_owner_ref(deploy)]},
-                  "spec": {"replicas": desired, "selector": selector, "template": rs_template}}
+            rs = {
+                "metadata": {
+                    "name": f"{name}-{pod_hash}",
+                    "labels": dict(rs_template["metadata"]["labels"]),
+                    "annotations": annotations,
+                    "ownerReferences": [_owner_ref(deploy)],
+                },
+                "spec": {"replicas": desired, "selector": selector, "template": rs_template},
+            }
             current = self._create(REPLICASETS, ns, rs)
             if current is None:
                 return
@@ -418,8 +522,9 @@ class Simulator:
         owned = self._owned(REPLICASETS, deploy)
         self._deployment_status(deploy, current, owned, desired, fail)
 
-    def _deployment_status(self, deploy: Obj, current: Obj, owned: list[Obj], desired: int,
-                           fail: str | None) -> None:
+    def _deployment_status(
+        self, deploy: Obj, current: Obj, owned: list[Obj], desired: int, fail: str | None
+    ) -> None:
         cur_status = current.get("status") or {}
         total = sum(int((rs.get("status") or {}).get("replicas", 0)) for rs in owned)
         ready = sum(int((rs.get("status") or {}).get("readyReplicas", 0)) for rs in owned)
@@ -429,22 +534,39 @@ class Simulator:
         rs_name = current["metadata"]["name"]
         complete = updated == desired and available >= desired and total == updated
         if fail is not None and total >= desired and self._pods_settled(current):
-            progressing = _condition("Progressing", False, "ProgressDeadlineExceeded",
-                                     f'ReplicaSet "{rs_name}" has timed out progressing.',
-                                     previous)
+            progressing = _condition(
+                "Progressing",
+                False,
+                "ProgressDeadlineExceeded",
+                f'ReplicaSet "{rs_name}" has timed out progressing.',
+                previous,
+            )
         elif complete:
-            progressing = _condition("Progressing", True, "NewReplicaSetAvailable",
-                                     f'ReplicaSet "{rs_name}" has successfully progressed.',
-                                     previous)
+            progressing = _condition(
+                "Progressing",
+                True,
+                "NewReplicaSetAvailable",
+                f'ReplicaSet "{rs_name}" has successfully progressed.',
+                previous,
+            )
         else:
-            progressing = _condition("Progressing", True, "ReplicaSetUpdated",
-                                     f'ReplicaSet "{rs_name}" is progressing.', previous)
+            progressing = _condition(
+                "Progressing",
+                True,
+                "ReplicaSetUpdated",
+                f'ReplicaSet "{rs_name}" is progressing.',
+                previous,
+            )
         available_ok = available >= desired
         available_cond = _condition(
-            "Available", available_ok,
+            "Available",
+            available_ok,
             "MinimumReplicasAvailable" if available_ok else "MinimumReplicasUnavailable",
-            "Deployment has minimum availability." if available_ok
-            else "Deployment does not have minimum availability.", previous)
+            "Deployment has minimum availability."
+            if available_ok
+            else "Deployment does not have minimum availability.",
+            previous,
+        )
         status: dict[str, Any] = {"observedGeneration": deploy["metadata"].get("generation", 1)}
         if total:
             status["replicas"] = total
@@ -463,8 +585,9 @@ class Simulator:
         """Every pod of `owner` has been looked at by the simulated kubelet."""
         return all((p.get("status") or {}).get("startTime") for p in self._owned(PODS, owner))
 
-    def _scale_pods(self, owner: Obj, desired: int, name_for: Callable[[int], str],
-                    extra_labels: dict[str, str]) -> list[Obj]:
+    def _scale_pods(
+        self, owner: Obj, desired: int, name_for: Callable[[int], str], extra_labels: dict[str, str]
+    ) -> list[Obj]:
         ns = owner["metadata"]["namespace"]
         pods = [p for p in self._owned(PODS, owner) if not p["metadata"].get("deletionTimestamp")]
         for i in range(len(pods), desired):
@@ -482,8 +605,11 @@ class Simulator:
         desired = int(rs["spec"].get("replicas", 1))
         pods = self._scale_pods(rs, desired, lambda _: f"{name}-{random_suffix()}", {})
         ready = sum(1 for p in pods if _pod_ready(p))
-        status: dict[str, Any] = {"replicas": len(pods), "fullyLabeledReplicas": len(pods),
-                                  "observedGeneration": rs["metadata"].get("generation", 1)}
+        status: dict[str, Any] = {
+            "replicas": len(pods),
+            "fullyLabeledReplicas": len(pods),
+            "observedGeneration": rs["metadata"].get("generation", 1),
+        }
         if ready:
             status["readyReplicas"] = ready
             status["availableReplicas"] = ready
@@ -512,10 +638,15 @@ class Simulator:
             pod_name = f"{name}-{i}"
             if pod_name in have:
                 continue
-            pod = self._new_pod(sts, pod_name, {
-                "controller-revision-hash": revision,
-                "statefulset.kubernetes.io/pod-name": pod_name,
-                "apps.kubernetes.io/pod-index": str(i)})
+            pod = self._new_pod(
+                sts,
+                pod_name,
+                {
+                    "controller-revision-hash": revision,
+                    "statefulset.kubernetes.io/pod-name": pod_name,
+                    "apps.kubernetes.io/pod-index": str(i),
+                },
+            )
             pod["spec"].setdefault("hostname", pod_name)
             if sts["spec"].get("serviceName"):
                 pod["spec"].setdefault("subdomain", sts["spec"]["serviceName"])
@@ -524,8 +655,12 @@ class Simulator:
         ready = sum(1 for p in pods if _pod_ready(p))
         status: dict[str, Any] = {
             "observedGeneration": sts["metadata"].get("generation", 1),
-            "replicas": len(pods), "currentReplicas": len(pods), "updatedReplicas": len(pods),
-            "currentRevision": revision, "updateRevision": revision, "collisionCount": 0,
+            "replicas": len(pods),
+            "currentReplicas": len(pods),
+            "updatedReplicas": len(pods),
+            "currentRevision": revision,
+            "updateRevision": revision,
+            "collisionCount": 0,
             "availableReplicas": ready,
         }
         if ready:
@@ -540,18 +675,30 @@ class Simulator:
         for pod in self._owned(PODS, ds):
             if (pod["metadata"].get("labels") or {}).get("controller-revision-hash") != revision:
                 self._delete(PODS, pod)
-        pods = self._scale_pods(ds, 1, lambda _: f"{name}-{random_suffix()}",
-                                {"controller-revision-hash": revision,
-                                 "pod-template-generation": str(
-                                     ds["metadata"].get("generation", 1))})
+        pods = self._scale_pods(
+            ds,
+            1,
+            lambda _: f"{name}-{random_suffix()}",
+            {
+                "controller-revision-hash": revision,
+                "pod-template-generation": str(ds["metadata"].get("generation", 1)),
+            },
+        )
         ready = sum(1 for p in pods if _pod_ready(p))
-        self._set_status(DAEMONSETS, ds, {
-            "observedGeneration": ds["metadata"].get("generation", 1),
-            "desiredNumberScheduled": 1, "currentNumberScheduled": len(pods),
-            "updatedNumberScheduled": len(pods), "numberMisscheduled": 0,
-            "numberReady": ready, "numberAvailable": ready,
-            **({"numberUnavailable": 1 - ready} if ready < 1 else {}),
-        })
+        self._set_status(
+            DAEMONSETS,
+            ds,
+            {
+                "observedGeneration": ds["metadata"].get("generation", 1),
+                "desiredNumberScheduled": 1,
+                "currentNumberScheduled": len(pods),
+                "updatedNumberScheduled": len(pods),
+                "numberMisscheduled": 0,
+                "numberReady": ready,
+                "numberAvailable": ready,
+                **({"numberUnavailable": 1 - ready} if ready < 1 else {}),
+            },
+        )
 
     def _job(self, ns: str, name: str) -> None:
         job = self._get(JOBS, ns, name)
@@ -565,20 +712,27 @@ class Simulator:
         parallelism = int(spec.get("parallelism") or 1)
         pods = self._owned(PODS, job)
         succeeded = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Succeeded")
-        active = [p for p in pods if (p.get("status") or {}).get("phase") in ("Pending",
-                                                                               "Running")]
+        active = [p for p in pods if (p.get("status") or {}).get("phase") in ("Pending", "Running")]
         uid = job["metadata"]["uid"]
-        labels = {"batch.kubernetes.io/controller-uid": uid, "controller-uid": uid,
-                  "batch.kubernetes.io/job-name": name, "job-name": name}
+        labels = {
+            "batch.kubernetes.io/controller-uid": uid,
+            "controller-uid": uid,
+            "batch.kubernetes.io/job-name": name,
+            "job-name": name,
+        }
         if not spec.get("suspend"):
             for _ in range(min(parallelism, completions - succeeded) - len(active)):
-                created = self._create(PODS, ns, self._new_pod(job, f"{name}-{random_suffix()}",
-                                                                labels))
+                created = self._create(
+                    PODS, ns, self._new_pod(job, f"{name}-{random_suffix()}", labels)
+                )
                 if created is not None:
                     active.append(created)
         now = now_rfc3339()
-        new_status: dict[str, Any] = {**status, "startTime": status.get("startTime", now),
-                                      "uncountedTerminatedPods": {}}
+        new_status: dict[str, Any] = {
+            **status,
+            "startTime": status.get("startTime", now),
+            "uncountedTerminatedPods": {},
+        }
         new_status["active"] = len(active)
         new_status["ready"] = sum(1 for p in active if _pod_ready(p))
         if succeeded:
@@ -587,12 +741,22 @@ class Simulator:
             new_status["active"] = 0
             new_status["completionTime"] = now
             new_status["conditions"] = [
-                {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached",
-                 "message": "Reached expected number of succeeded pods",
-                 "lastProbeTime": now, "lastTransitionTime": now},
-                {"type": "Complete", "status": "True", "reason": "CompletionsReached",
-                 "message": "Reached expected number of succeeded pods",
-                 "lastProbeTime": now, "lastTransitionTime": now},
+                {
+                    "type": "SuccessCriteriaMet",
+                    "status": "True",
+                    "reason": "CompletionsReached",
+                    "message": "Reached expected number of succeeded pods",
+                    "lastProbeTime": now,
+                    "lastTransitionTime": now,
+                },
+                {
+                    "type": "Complete",
+                    "status": "True",
+                    "reason": "CompletionsReached",
+                    "message": "Reached expected number of succeeded pods",
+                    "lastProbeTime": now,
+                    "lastTransitionTime": now,
+                },
             ]
         if new_status.get("active") == 0:
             new_status.pop("active")
@@ -607,16 +771,18 @@ class Simulator:
                 if (ep := self._get(sk, ns, name)) is not None:
                     self._delete(sk, ep)
             return
-        if svc["spec"].get("type") == "LoadBalancer" and not (
-                svc.get("status") or {}).get("loadBalancer", {}).get("ingress"):
+        if svc["spec"].get("type") == "LoadBalancer" and not (svc.get("status") or {}).get(
+            "loadBalancer", {}
+        ).get("ingress"):
             ip = f"{LB_PREFIX}{self._lb_ips}"
             self._lb_ips = self._lb_ips + 1 if self._lb_ips < 250 else 10
-            self._set_status(SERVICES, svc, {"loadBalancer": {"ingress": [
-                {"ip": ip, "ipMode": "VIP"}]}})
+            self._set_status(
+                SERVICES, svc, {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]}}
+            )
         self._endpoints(svc)
 
     def _endpoints_for_namespace(self, ns: str, _: str) -> None:
-        for svc in self.cluster.store.list(SERVICES, ns):
+        for svc in self.cluster.store.objects(SERVICES, ns):
             self._endpoints(svc)
 
     def _endpoints(self, svc: Obj) -> None:
@@ -624,22 +790,32 @@ class Simulator:
         if not selector or svc["spec"].get("type") == "ExternalName":
             return
         ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
-        reqs: list[Requirement] = [Requirement(key=k, op="=", values=(str(v),))
-                                   for k, v in selector.items()]
-        pods = [p for p in self.cluster.store.list(PODS, ns)
-                if labels_match(reqs, p["metadata"].get("labels") or {})
-                and (p.get("status") or {}).get("podIP")
-                and not p["metadata"].get("deletionTimestamp")]
+        reqs: list[Requirement] = [
+            Requirement(key=k, op="=", values=(str(v),)) for k, v in selector.items()
+        ]
+        pods = [
+            p
+            for p in self.cluster.store.objects(PODS, ns)
+            if labels_match(reqs, p["metadata"].get("labels") or {})
+            and (p.get("status") or {}).get("podIP")
+            and not p["metadata"].get("deletionTimestamp")
+        ]
         pods.sort(key=lambda p: p["metadata"]["name"])
         ports = [self._endpoint_port(port, pods) for port in svc["spec"].get("ports") or []]
         ready = [p for p in pods if _pod_ready(p)]
         not_ready = [p for p in pods if not _pod_ready(p)]
 
         def address(pod: Obj) -> dict[str, Any]:
-            return {"ip": pod["status"]["podIP"], "nodeName": NODE_NAME,
-                    "targetRef": {"kind": "Pod", "namespace": ns,
-                                  "name": pod["metadata"]["name"],
-                                  "uid": pod["metadata"]["uid"]}}
+            return {
+                "ip": pod["status"]["podIP"],
+                "nodeName": NODE_NAME,
+                "targetRef": {
+                    "kind": "Pod",
+                    "namespace": ns,
+                    "name": pod["metadata"]["name"],
+                    "uid": pod["metadata"]["uid"],
+                },
+            }
 
         subset: dict[str, Any] = {}
         if ready:
@@ -647,29 +823,52 @@ class Simulator:
         if not_ready:
             subset["notReadyAddresses"] = [address(p) for p in not_ready]
         if subset and ports:
-            subset["ports"] = [{k: v for k, v in p.items() if k != "appProtocol" or v}
-                               for p in ports]
+            subset["ports"] = [
+                {k: v for k, v in p.items() if k != "appProtocol" or v} for p in ports
+            ]
         labels = dict(svc["metadata"].get("labels") or {})
-        endpoints: Obj = {"apiVersion": "v1", "kind": "Endpoints",
-                          "metadata": {"name": name, "namespace": ns, "labels": labels}}
+        endpoints: Obj = {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
+        }
         if subset:
             endpoints["subsets"] = [subset]
         self._upsert(ENDPOINTS, ns, name, endpoints)
-        slice_labels = {**labels, "kubernetes.io/service-name": name,
-                        "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}
+        slice_labels = {
+            **labels,
+            "kubernetes.io/service-name": name,
+            "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+        }
         slice_name = f"{name}-{_hash(svc['metadata']['uid'])[:5]}"
         endpoint_slice: Obj = {
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": slice_name, "namespace": ns, "labels": slice_labels,
-                         "ownerReferences": [_owner_ref(svc)]},
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": slice_name,
+                "namespace": ns,
+                "labels": slice_labels,
+                "ownerReferences": [_owner_ref(svc)],
+            },
             "addressType": "IPv4",
-            "endpoints": [{"addresses": [p["status"]["podIP"]],
-                           "conditions": {"ready": _pod_ready(p), "serving": _pod_ready(p),
-                                          "terminating": False},
-                           "nodeName": NODE_NAME,
-                           "targetRef": {"kind": "Pod", "namespace": ns,
-                                         "name": p["metadata"]["name"],
-                                         "uid": p["metadata"]["uid"]}} for p in pods],
+            "endpoints": [
+                {
+                    "addresses": [p["status"]["podIP"]],
+                    "conditions": {
+                        "ready": _pod_ready(p),
+                        "serving": _pod_ready(p),
+                        "terminating": False,
+                    },
+                    "nodeName": NODE_NAME,
+                    "targetRef": {
+                        "kind": "Pod",
+                        "namespace": ns,
+                        "name": p["metadata"]["name"],
+                        "uid": p["metadata"]["uid"],
+                    },
+                }
+                for p in pods
+            ],
             "ports": ports,
         }
         self._upsert(SLICES, ns, slice_name, endpoint_slice)
@@ -719,12 +918,13 @@ class Simulator:
         for rt in list(self.cluster.registry):
             if not rt.namespaced or rt.version != self._type(rt.storage_key).version:
                 continue
-            for obj in self.cluster.store.list(rt.storage_key, name):
+            for obj in self.cluster.store.objects(rt.storage_key, name):
                 remaining += 1
                 if not obj["metadata"].get("deletionTimestamp"):
                     self._delete(rt.storage_key, obj)
-        still = sum(len(self.cluster.store.list(sk, name))
-                    for sk in self.cluster.store.storage_keys())
+        still = sum(
+            len(self.cluster.store.objects(sk, name)) for sk in self.cluster.store.storage_keys()
+        )
         if still:
             if remaining:
                 self._later(0.05, ("namespace", "", name))
@@ -761,8 +961,9 @@ class Simulator:
             self._later(0.05, ("foreground", sk_text, loc))
             return
         new = copy_json(obj)
-        new["metadata"]["finalizers"] = [f for f in new["metadata"].get("finalizers") or []
-                                         if f != "foregroundDeletion"]
+        new["metadata"]["finalizers"] = [
+            f for f in new["metadata"].get("finalizers") or [] if f != "foregroundDeletion"
+        ]
         if not new["metadata"]["finalizers"]:
             del new["metadata"]["finalizers"]
         self.cluster.write(self._type(sk), obj, new)

@@ -23,21 +23,22 @@ def served_types(crd: Obj) -> tuple[list[ResourceType], str]:
             continue
         subresources = version.get("subresources") or {}
         subs = tuple(s for s in ("status", "scale") if s in subresources)
-        types.append(ResourceType(
-            group=group,
-            version=version["name"],
-            plural=names.get("plural", ""),
-            singular=names.get("singular") or str(names.get("kind", "")).lower(),
-            kind=names.get("kind", ""),
-            namespaced=spec.get("scope") == "Namespaced",
-            short_names=tuple(names.get("shortNames") or ()),
-            categories=tuple(names.get("categories") or ()),
-            subresources=subs,
-            tracks_generation=True,
-            custom=True,
-        ))
-    preferred = _preferred_version([v["name"] for v in versions if v.get("served", True)],
-                                   storage)
+        types.append(
+            ResourceType(
+                group=group,
+                version=version["name"],
+                plural=names.get("plural", ""),
+                singular=names.get("singular") or str(names.get("kind", "")).lower(),
+                kind=names.get("kind", ""),
+                namespaced=spec.get("scope") == "Namespaced",
+                short_names=tuple(names.get("shortNames") or ()),
+                categories=tuple(names.get("categories") or ()),
+                subresources=subs,
+                tracks_generation=True,
+                custom=True,
+            )
+        )
+    preferred = _preferred_version([v["name"] for v in versions if v.get("served", True)], storage)
     return types, preferred
 
 
@@ -69,19 +70,27 @@ def status_for(crd: Obj, previous: dict[str, Any] | None) -> dict[str, Any]:
     def condition(kind: str, reason: str, message: str) -> dict[str, Any]:
         old = old_conditions.get(kind)
         since = old["lastTransitionTime"] if old and old.get("status") == "True" else now
-        return {"type": kind, "status": "True", "lastTransitionTime": since, "reason": reason,
-                "message": message}
+        return {
+            "type": kind,
+            "status": "True",
+            "lastTransitionTime": since,
+            "reason": reason,
+            "message": message,
+        }
 
     stored = list((previous or {}).get("storedVersions") or [])
-    storage = next((v["name"] for v in spec.get("versions") or []
-                    if isinstance(v, dict) and v.get("storage")), None)
+    storage = next(
+        (v["name"] for v in spec.get("versions") or [] if isinstance(v, dict) and v.get("storage")),
+        None,
+    )
     if storage and storage not in stored:
         stored.append(storage)
     return {
         "conditions": [
             condition("NamesAccepted", "NoConflicts", "no conflicts found"),
-            condition("Established", "InitialNamesAccepted",
-                      "the initial names have been accepted"),
+            condition(
+                "Established", "InitialNamesAccepted", "the initial names have been accepted"
+            ),
         ],
         "acceptedNames": dict(spec.get("names") or {}),
         "storedVersions": stored,

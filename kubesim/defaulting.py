@@ -70,8 +70,9 @@ def _statefulset(obj: Obj) -> None:
     strategy.setdefault("type", "RollingUpdate")
     if strategy["type"] == "RollingUpdate":
         strategy.setdefault("rollingUpdate", {}).setdefault("partition", 0)
-    spec.setdefault("persistentVolumeClaimRetentionPolicy",
-                    {"whenDeleted": "Retain", "whenScaled": "Retain"})
+    spec.setdefault(
+        "persistentVolumeClaimRetentionPolicy", {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    )
     _template(obj)
 
 
@@ -98,8 +99,7 @@ def _job(obj: Obj) -> None:
     uid = obj.get("metadata", {}).get("uid", "")
     if "selector" not in spec and uid and not spec.get("manualSelector"):
         spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
-        labels = spec.setdefault("template", {}).setdefault("metadata", {}).setdefault(
-            "labels", {})
+        labels = spec.setdefault("template", {}).setdefault("metadata", {}).setdefault("labels", {})
         labels.setdefault("batch.kubernetes.io/controller-uid", uid)
         labels.setdefault("controller-uid", uid)
         labels.setdefault("batch.kubernetes.io/job-name", obj["metadata"]["name"])

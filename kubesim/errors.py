@@ -58,8 +58,7 @@ class ApiError(Exception):
 
     @classmethod
     def not_found_path(cls) -> ApiError:
-        return cls(404, "NotFound", "the server could not find the requested resource",
-                   details={})
+        return cls(404, "NotFound", "the server could not find the requested resource", details={})
 
     @classmethod
     def already_exists(cls, group: str, plural: str, name: str) -> ApiError:
@@ -116,8 +115,12 @@ class ApiError(Exception):
 
     @classmethod
     def unsupported_media_type(cls, content_type: str) -> ApiError:
-        return cls(415, "UnsupportedMediaType", f"the body of the request was in an unknown "
-                   f"format - accepted media types include: {content_type}")
+        return cls(
+            415,
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown "
+            f"format - accepted media types include: {content_type}",
+        )
 
     @classmethod
     def gone(cls, message: str) -> ApiError:

@@ -75,5 +75,10 @@ class Faults:
         code = self.error_code
         headers = {"Retry-After": str(self.retry_after)} if code in (429, 503) else {}
         details = {"retryAfterSeconds": self.retry_after} if headers else None
-        return ApiError(code, ERROR_CODES[code], f"kubesim injected fault ({code}) for {verb}",
-                        details=details, headers=headers)
+        return ApiError(
+            code,
+            ERROR_CODES[code],
+            f"kubesim injected fault ({code}) for {verb}",
+            details=details,
+            headers=headers,
+        )

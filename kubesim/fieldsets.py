@@ -19,10 +19,20 @@ FieldValues = dict[Path, Any]
 PRESENT = object()
 
 # System-owned metadata that no manager owns.
-_SYSTEM_METADATA = frozenset({
-    "name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp",
-    "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink",
-})
+_SYSTEM_METADATA = frozenset(
+    {
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "managedFields",
+        "selfLink",
+    }
+)
 
 
 def _key_element(merge_key: str, value: Any) -> str:
@@ -47,8 +57,9 @@ def field_values(obj: dict[str, Any], kind: str | None, *, with_status: bool) ->
     return out
 
 
-def _walk(value: Any, path: Path, names: tuple[str, ...], kind: str | None,
-          out: FieldValues) -> None:
+def _walk(
+    value: Any, path: Path, names: tuple[str, ...], kind: str | None, out: FieldValues
+) -> None:
     if isinstance(value, dict):
         if not value:
             out[path] = value

@@ -30,8 +30,9 @@ class RunningSim:
 
 
 @contextmanager
-def running_kubesim(config: SimConfig | None = None, *, start_timeout: float = 30.0
-                    ) -> Iterator[RunningSim]:
+def running_kubesim(
+    config: SimConfig | None = None, *, start_timeout: float = 30.0
+) -> Iterator[RunningSim]:
     """Start kubesim on its own loop in a daemon thread; stop it and fail on leftover tasks."""
     sim = KubeSim(config or SimConfig())
     loop = asyncio.new_event_loop()
@@ -50,8 +51,7 @@ def running_kubesim(config: SimConfig | None = None, *, start_timeout: float = 3
         await stop.wait()
         await sim.stop()
         me = asyncio.current_task()
-        leftovers.extend(t.get_name() for t in asyncio.all_tasks() if t is not me
-                         and not t.done())
+        leftovers.extend(t.get_name() for t in asyncio.all_tasks() if t is not me and not t.done())
 
     stop_event = asyncio.Event()
 

@@ -57,8 +57,10 @@ def group_version(registry: ResourceRegistry, parts: list[str]) -> dict[str, Any
     paths: dict[str, Any] = {}
     for rt in sorted(types, key=lambda t: t.plural):
         gvk = {"group": rt.group, "version": rt.version, "kind": rt.kind}
-        params = [{"name": p, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
-                  for p in _PATCH_PARAMS]
+        params = [
+            {"name": p, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
+            for p in _PATCH_PARAMS
+        ]
         paths[_item_path(rt)] = {
             "patch": {
                 "operationId": f"patch{rt.kind}",

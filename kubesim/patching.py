@@ -50,8 +50,11 @@ def _add(doc: Any, parts: list[str], value: Any, *, replace: bool) -> Any:
     last = parts[-1]
     if isinstance(parent, dict):
         if replace and last not in parent:
-            raise ApiError(422, "Invalid", f"replace operation does not apply: doc is missing "
-                           f"key: /{'/'.join(parts)}")
+            raise ApiError(
+                422,
+                "Invalid",
+                f"replace operation does not apply: doc is missing key: /{'/'.join(parts)}",
+            )
         parent[last] = value
     elif isinstance(parent, list):
         if last == "-":
@@ -153,8 +156,9 @@ def apply_strategic_merge_patch(original: Any, patch: Any, kind: str) -> Any:
     return _smp_map(original if isinstance(original, dict) else {}, patch, kind, ())
 
 
-def _smp_map(orig: dict[str, Any], patch: dict[str, Any], kind: str, path: tuple[str, ...]
-             ) -> dict[str, Any]:
+def _smp_map(
+    orig: dict[str, Any], patch: dict[str, Any], kind: str, path: tuple[str, ...]
+) -> dict[str, Any]:
     directive = patch.get("$patch")
     if directive == "replace":
         return strip_directives(patch)  # type: ignore[no-any-return]
@@ -162,10 +166,10 @@ def _smp_map(orig: dict[str, Any], patch: dict[str, Any], kind: str, path: tuple
     orders: dict[str, list[Any]] = {}
     for key, value in patch.items():
         if key.startswith(_ORDER):
-            orders[key[len(_ORDER):]] = value if isinstance(value, list) else []
+            orders[key[len(_ORDER) :]] = value if isinstance(value, list) else []
             continue
         if key.startswith(_DELETE_PRIMITIVE):
-            field_name = key[len(_DELETE_PRIMITIVE):]
+            field_name = key[len(_DELETE_PRIMITIVE) :]
             current = result.get(field_name)
             if isinstance(current, list) and isinstance(value, list):
                 result[field_name] = [v for v in current if v not in value]
@@ -180,14 +184,14 @@ def _smp_map(orig: dict[str, Any], patch: dict[str, Any], kind: str, path: tuple
                 result.pop(key, None)
                 continue
             current = result.get(key)
-            result[key] = _smp_map(current if isinstance(current, dict) else {}, value, kind,
-                                   child)
+            result[key] = _smp_map(current if isinstance(current, dict) else {}, value, kind, child)
         elif isinstance(value, list):
             current = result.get(key)
             merge_key = list_merge_key(kind, child)
             if merge_key is not None:
-                result[key] = _smp_list(current if isinstance(current, list) else [], value,
-                                        merge_key, kind, child)
+                result[key] = _smp_list(
+                    current if isinstance(current, list) else [], value, merge_key, kind, child
+                )
             elif is_set_list(child):
                 merged = list(current) if isinstance(current, list) else []
                 merged.extend(v for v in value if v not in merged)
@@ -206,8 +210,9 @@ def _smp_map(orig: dict[str, Any], patch: dict[str, Any], kind: str, path: tuple
     return result
 
 
-def _smp_list(orig: list[Any], patch: list[Any], merge_key: str, kind: str,
-              path: tuple[str, ...]) -> list[Any]:
+def _smp_list(
+    orig: list[Any], patch: list[Any], merge_key: str, kind: str, path: tuple[str, ...]
+) -> list[Any]:
     if any(isinstance(p, dict) and p.get("$patch") == "replace" for p in patch):
         return [strip_directives(p) for p in patch if not (isinstance(p, dict) and "$patch" in p)]
     result = list(orig)
@@ -230,11 +235,15 @@ def _smp_list(orig: list[Any], patch: list[Any], merge_key: str, kind: str,
 
 def _reorder(items: list[Any], order: list[Any], merge_key: str | None) -> list[Any]:
     """Items named by `$setElementOrder` first, in its order; the rest keep theirs after."""
+
     def identity(v: Any) -> Any:
         return item_key(v, merge_key) if merge_key else v
 
     wanted = [identity(o) for o in order]
-    placed = [next(i for i in items if identity(i) == w) for w in wanted
-              if any(identity(i) == w for i in items)]
+    placed = [
+        next(i for i in items if identity(i) == w)
+        for w in wanted
+        if any(identity(i) == w for i in items)
+    ]
     rest = [i for i in items if identity(i) not in wanted]
     return placed + rest

@@ -35,7 +35,9 @@ class Requirement:
 
 def _split_top(text: str) -> list[str]:
     """Split on commas outside parentheses."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "(":
             depth += 1
@@ -57,8 +59,9 @@ def parse_label_selector(text: str) -> list[Requirement]:
             if op in part and "(" not in part:
                 key, _, value = part.partition(op)
                 reqs.append(
-                    Requirement(key=key.strip(), op="!=" if op == "!=" else "=",
-                                values=(value.strip(),))
+                    Requirement(
+                        key=key.strip(), op="!=" if op == "!=" else "=", values=(value.strip(),)
+                    )
                 )
                 break
         else:

@@ -61,8 +61,9 @@ class KubeSim:
         self._bootstrap()
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_route("*", "/{tail:.*}", self.api.handle)
-        self._runner = web.AppRunner(app, access_log=None,
-                                     shutdown_timeout=self.config.shutdown_timeout)
+        self._runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=self.config.shutdown_timeout
+        )
         await self._runner.setup()
         self._tmp = tempfile.TemporaryDirectory(prefix="kubesim-")
         ssl_context = None
@@ -70,8 +71,13 @@ class KubeSim:
         if self.config.tls:
             certificate = generate_certificate(self.config.host)
             ssl_context = certificate.ssl_context(Path(self._tmp.name))
-        site = web.TCPSite(self._runner, self.config.host, self.config.port,
-                           ssl_context=ssl_context, reuse_address=True)
+        site = web.TCPSite(
+            self._runner,
+            self.config.host,
+            self.config.port,
+            ssl_context=ssl_context,
+            reuse_address=True,
+        )
         await site.start()
         server = site._server
         assert isinstance(server, asyncio.base_events.Server)
@@ -80,12 +86,14 @@ class KubeSim:
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
         self.url = f"{scheme}://{host}:{port}"
         path = self.config.kubeconfig or Path(self._tmp.name) / "kubeconfig"
-        self.kubeconfig = write_kubeconfig(path, self.url,
-                                           ca_pem=certificate.ca_pem if certificate else None)
+        self.kubeconfig = write_kubeconfig(
+            path, self.url, ca_pem=certificate.ca_pem if certificate else None
+        )
         self.simulator.start()
         if self.config.state_file is not None:
-            self._saver = asyncio.get_running_loop().create_task(self._save_loop(),
-                                                                 name="kubesim-state-saver")
+            self._saver = asyncio.get_running_loop().create_task(
+                self._save_loop(), name="kubesim-state-saver"
+            )
         log.info("kubesim_started", url=self.url, kubeconfig=str(self.kubeconfig))
         return self.url
 

@@ -64,7 +64,7 @@ class Store:
     def get(self, sk: StorageKey, namespace: str, name: str) -> Obj | None:
         return self._tables.get(sk, {}).get((namespace, name))
 
-    def list(self, sk: StorageKey, namespace: str | None = None) -> list[Obj]:
+    def objects(self, sk: StorageKey, namespace: str | None = None) -> list[Obj]:
         table = self._tables.get(sk, {})
         if namespace is None:
             return list(table.values())
@@ -103,8 +103,9 @@ class Store:
             self._unindex(sk, old)
         table[key] = obj
         self._index(sk, obj)
-        self._emit(StoredEvent(rv=int(md["resourceVersion"]), type=event_type, storage_key=sk,
-                               obj=obj))
+        self._emit(
+            StoredEvent(rv=int(md["resourceVersion"]), type=event_type, storage_key=sk, obj=obj)
+        )
         return obj
 
     def remove(self, sk: StorageKey, namespace: str, name: str, final: Obj) -> None:
@@ -113,8 +114,14 @@ class Store:
         old = table.pop((namespace, name), None)
         if old is not None:
             self._unindex(sk, old)
-        self._emit(StoredEvent(rv=int(final["metadata"]["resourceVersion"]), type="DELETED",
-                               storage_key=sk, obj=final))
+        self._emit(
+            StoredEvent(
+                rv=int(final["metadata"]["resourceVersion"]),
+                type="DELETED",
+                storage_key=sk,
+                obj=final,
+            )
+        )
 
     def drop_table(self, sk: StorageKey) -> None:
         for obj in list(self._tables.get(sk, {}).values()):

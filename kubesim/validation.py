@@ -11,6 +11,13 @@ from kubesim.selectors import labels_match, requirements_from_label_selector
 
 Cause = tuple[str, str, str]  # (reason, field, message)
 
+_WORKLOADS = {
+    ("apps", "deployments"),
+    ("apps", "replicasets"),
+    ("apps", "statefulsets"),
+    ("apps", "daemonsets"),
+}
+
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _QUALIFIED = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
@@ -30,21 +37,41 @@ DNS1123_SUBDOMAIN_MSG = (
 
 def name_problems(rt: ResourceType, name: str) -> list[Cause]:
     if not name:
-        return [("FieldValueRequired", "metadata.name", "Required value: name or generateName "
-                 "is required")]
+        return [
+            (
+                "FieldValueRequired",
+                "metadata.name",
+                "Required value: name or generateName is required",
+            )
+        ]
     if rt.path_segment_names:
         if name in (".", "..") or "/" in name or "%" in name:
-            return [("FieldValueInvalid", "metadata.name",
-                     f'Invalid value: "{name}": may not contain \'/\' or \'%\'')]
+            return [
+                (
+                    "FieldValueInvalid",
+                    "metadata.name",
+                    f"Invalid value: \"{name}\": may not contain '/' or '%'",
+                )
+            ]
         return []
     if rt.label_names:
         if len(name) > 63 or not _LABEL.match(name):
-            return [("FieldValueInvalid", "metadata.name",
-                     f'Invalid value: "{name}": {DNS1123_LABEL_MSG}')]
+            return [
+                (
+                    "FieldValueInvalid",
+                    "metadata.name",
+                    f'Invalid value: "{name}": {DNS1123_LABEL_MSG}',
+                )
+            ]
         return []
     if len(name) > 253 or not _SUBDOMAIN.match(name):
-        return [("FieldValueInvalid", "metadata.name",
-                 f'Invalid value: "{name}": {DNS1123_SUBDOMAIN_MSG}')]
+        return [
+            (
+                "FieldValueInvalid",
+                "metadata.name",
+                f'Invalid value: "{name}": {DNS1123_SUBDOMAIN_MSG}',
+            )
+        ]
     return []
 
 
@@ -56,14 +83,29 @@ def _label_problems(labels: Any, field: str) -> list[Cause]:
     causes: list[Cause] = []
     for key, value in labels.items():
         prefix, _, name = key.rpartition("/")
-        if (prefix and not _SUBDOMAIN.match(prefix)) or len(name) > 63 or not _QUALIFIED.match(
-                name):
-            causes.append(("FieldValueInvalid", field, f'Invalid value: "{key}": name part must '
-                           "consist of alphanumeric characters, '-', '_' or '.'"))
+        if (
+            (prefix and not _SUBDOMAIN.match(prefix))
+            or len(name) > 63
+            or not _QUALIFIED.match(name)
+        ):
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    field,
+                    f'Invalid value: "{key}": name part must '
+                    "consist of alphanumeric characters, '-', '_' or '.'",
+                )
+            )
         if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
-            causes.append(("FieldValueInvalid", field, f'Invalid value: "{value}": a valid label '
-                           "must be an empty string or consist of alphanumeric characters, '-', "
-                           "'_' or '.'"))
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    field,
+                    f'Invalid value: "{value}": a valid label '
+                    "must be an empty string or consist of alphanumeric characters, '-', "
+                    "'_' or '.'",
+                )
+            )
     return causes
 
 
@@ -77,14 +119,23 @@ def _template_problems(obj: Obj, *, selector_required: bool) -> list[Cause]:
     elif isinstance(selector, dict):
         reqs = requirements_from_label_selector(selector)
         if not reqs and selector_required:
-            causes.append(("FieldValueInvalid", "spec.selector",
-                           "Invalid value: empty selector is invalid for deployment"))
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    "spec.selector",
+                    "Invalid value: empty selector is invalid for deployment",
+                )
+            )
         elif not labels_match(reqs, template_labels):
-            causes.append(("FieldValueInvalid", "spec.template.metadata.labels",
-                           f"Invalid value: {template_labels!r}: `selector` does not match "
-                           "template `labels`"))
-    causes += _pod_spec_problems((spec.get("template") or {}).get("spec"),
-                                 "spec.template.spec")
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    "spec.template.metadata.labels",
+                    f"Invalid value: {template_labels!r}: `selector` does not match "
+                    "template `labels`",
+                )
+            )
+    causes += _pod_spec_problems((spec.get("template") or {}).get("spec"), "spec.template.spec")
     return causes
 
 
@@ -121,19 +172,34 @@ def _crd_problems(obj: Obj) -> list[Cause]:
         causes.append(("FieldValueRequired", "spec.names.kind", "Required value"))
     expected = f"{names.get('plural', '')}.{spec.get('group', '')}"
     if obj["metadata"]["name"] != expected:
-        causes.append(("FieldValueInvalid", "metadata.name",
-                       f'Invalid value: "{obj["metadata"]["name"]}": must be spec.names.plural'
-                       "+\".\"+spec.group"))
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "metadata.name",
+                f'Invalid value: "{obj["metadata"]["name"]}": must be spec.names.plural'
+                '+"."+spec.group',
+            )
+        )
     if spec.get("scope") not in ("Namespaced", "Cluster"):
-        causes.append(("FieldValueNotSupported", "spec.scope",
-                       f'Unsupported value: "{spec.get("scope")}": supported values: '
-                       '"Cluster", "Namespaced"'))
+        causes.append(
+            (
+                "FieldValueNotSupported",
+                "spec.scope",
+                f'Unsupported value: "{spec.get("scope")}": supported values: '
+                '"Cluster", "Namespaced"',
+            )
+        )
     versions = spec.get("versions") or []
     if not versions:
         causes.append(("FieldValueRequired", "spec.versions", "Required value"))
     elif sum(1 for v in versions if isinstance(v, dict) and v.get("storage")) != 1:
-        causes.append(("FieldValueInvalid", "spec.versions",
-                       "Invalid value: must have exactly one version marked as storage version"))
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "spec.versions",
+                "Invalid value: must have exactly one version marked as storage version",
+            )
+        )
     return causes
 
 
@@ -141,10 +207,14 @@ def _service_problems(obj: Obj) -> list[Cause]:
     spec = obj.get("spec") or {}
     causes: list[Cause] = []
     if spec.get("type") not in ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"):
-        causes.append(("FieldValueNotSupported", "spec.type",
-                       f'Unsupported value: "{spec.get("type")}"'))
-    if spec.get("type") != "ExternalName" and spec.get("clusterIP") != "None" and not spec.get(
-            "ports"):
+        causes.append(
+            ("FieldValueNotSupported", "spec.type", f'Unsupported value: "{spec.get("type")}"')
+        )
+    if (
+        spec.get("type") != "ExternalName"
+        and spec.get("clusterIP") != "None"
+        and not spec.get("ports")
+    ):
         causes.append(("FieldValueRequired", "spec.ports", "Required value"))
     for i, port in enumerate(spec.get("ports") or []):
         if not isinstance(port, dict) or not isinstance(port.get("port"), int):
@@ -164,13 +234,17 @@ def object_problems(rt: ResourceType, obj: Obj) -> list[Cause]:
         not isinstance(annotations, dict)
         or not all(isinstance(v, str) for v in annotations.values())
     ):
-        causes.append(("FieldValueInvalid", "metadata.annotations",
-                       "Invalid value: annotations must be a map of strings"))
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "metadata.annotations",
+                "Invalid value: annotations must be a map of strings",
+            )
+        )
     if rt.custom:
         return causes
     key = rt.storage_key
-    if key == ("apps", "deployments") or key == ("apps", "replicasets") or key == (
-            "apps", "statefulsets") or key == ("apps", "daemonsets"):
+    if key in _WORKLOADS:
         causes += _template_problems(obj, selector_required=True)
     elif key == ("", "pods"):
         causes += _pod_spec_problems(obj.get("spec"), "spec")

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
+
+from kubesim.harness import RunningSim
 
 
 def status_of(exc: client.ApiException) -> dict[str, Any]:
@@ -28,8 +33,13 @@ def eventually(check: Callable[[], Any], *, timeout: float = 10.0, interval: flo
     raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
 
 
-def deployment(name: str, *, replicas: int = 2, image: str = "nginx:1.27",
-               annotations: dict[str, str] | None = None) -> dict[str, Any]:
+def deployment(
+    name: str,
+    *,
+    replicas: int = 2,
+    image: str = "nginx:1.27",
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
     md: dict[str, Any] = {"name": name, "labels": {"app": name}}
     if annotations:
         md["annotations"] = annotations
@@ -42,15 +52,26 @@ def deployment(name: str, *, replicas: int = 2, image: str = "nginx:1.27",
             "selector": {"matchLabels": {"app": name}},
             "template": {
                 "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "main", "image": image,
-                                         "ports": [{"containerPort": 8080, "name": "http"}]}]},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": image,
+                            "ports": [{"containerPort": 8080, "name": "http"}],
+                        }
+                    ]
+                },
             },
         },
     }
 
 
-def crd(plural: str = "widgets", group: str = "example.com", kind: str = "Widget",
-        versions: tuple[str, ...] = ("v1",)) -> dict[str, Any]:
+def crd(
+    plural: str = "widgets",
+    group: str = "example.com",
+    kind: str = "Widget",
+    versions: tuple[str, ...] = ("v1",),
+) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -58,14 +79,43 @@ def crd(plural: str = "widgets", group: str = "example.com", kind: str = "Widget
         "spec": {
             "group": group,
             "scope": "Namespaced",
-            "names": {"plural": plural, "singular": kind.lower(), "kind": kind,
-                      "shortNames": [plural[:2]]},
+            "names": {
+                "plural": plural,
+                "singular": kind.lower(),
+                "kind": kind,
+                "shortNames": [plural[:2]],
+            },
             "versions": [
-                {"name": v, "served": True, "storage": i == 0,
-                 "subresources": {"status": {}},
-                 "schema": {"openAPIV3Schema": {"type": "object",
-                                                "x-kubernetes-preserve-unknown-fields": True}}}
+                {
+                    "name": v,
+                    "served": True,
+                    "storage": i == 0,
+                    "subresources": {"status": {}},
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
                 for i, v in enumerate(versions)
             ],
         },
     }
+
+
+def raw_request(sim: RunningSim, method: str, path: str, body: Any = None, *,
+                content_type: str = "application/json", query: dict[str, str] | None = None,
+                ) -> tuple[int, Any]:
+    """One HTTP request with no client in between: (status, decoded JSON body)."""
+    url = sim.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
+    data = body if isinstance(body, bytes) or body is None else (
+        body.encode() if isinstance(body, str) else json.dumps(body).encode())
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code, json.loads(err.read() or b"null")

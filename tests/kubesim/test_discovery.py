@@ -19,13 +19,23 @@ def get_json(sim: RunningSim, path: str) -> Any:
 
 def test_version_and_core_discovery(kubesim: RunningSim) -> None:
     assert get_json(kubesim, "/version")["major"] == "1"
-    assert get_json(kubesim, "/api") ["versions"] == ["v1"]
+    assert get_json(kubesim, "/api")["versions"] == ["v1"]
     core = get_json(kubesim, "/api/v1")
     assert core["kind"] == "APIResourceList"
     assert core["groupVersion"] == "v1"
     by_name = {r["name"]: r for r in core["resources"]}
-    for name in ("namespaces", "configmaps", "secrets", "services", "serviceaccounts", "pods",
-                 "endpoints", "events", "pods/status", "namespaces/status"):
+    for name in (
+        "namespaces",
+        "configmaps",
+        "secrets",
+        "services",
+        "serviceaccounts",
+        "pods",
+        "endpoints",
+        "events",
+        "pods/status",
+        "namespaces/status",
+    ):
         assert name in by_name, name
     pods = by_name["pods"]
     assert pods["singularName"] == "pod"
@@ -41,11 +51,15 @@ def test_group_discovery(kubesim: RunningSim) -> None:
     assert groups["kind"] == "APIGroupList"
     by_name = {g["name"]: g for g in groups["groups"]}
     expected = {
-        "apps": "apps/v1", "batch": "batch/v1", "rbac.authorization.k8s.io":
-        "rbac.authorization.k8s.io/v1", "admissionregistration.k8s.io":
-        "admissionregistration.k8s.io/v1", "apiextensions.k8s.io": "apiextensions.k8s.io/v1",
-        "policy": "policy/v1", "autoscaling": "autoscaling/v2",
-        "networking.k8s.io": "networking.k8s.io/v1", "discovery.k8s.io": "discovery.k8s.io/v1",
+        "apps": "apps/v1",
+        "batch": "batch/v1",
+        "rbac.authorization.k8s.io": "rbac.authorization.k8s.io/v1",
+        "admissionregistration.k8s.io": "admissionregistration.k8s.io/v1",
+        "apiextensions.k8s.io": "apiextensions.k8s.io/v1",
+        "policy": "policy/v1",
+        "autoscaling": "autoscaling/v2",
+        "networking.k8s.io": "networking.k8s.io/v1",
+        "discovery.k8s.io": "discovery.k8s.io/v1",
         "coordination.k8s.io": "coordination.k8s.io/v1",
     }
     for name, gv in expected.items():
@@ -57,14 +71,18 @@ def test_group_discovery(kubesim: RunningSim) -> None:
     assert kinds["deployments/status"] == "Deployment"
     assert kinds["deployments/scale"] == "Scale"
     assert {"statefulsets", "daemonsets", "replicasets"} <= set(kinds)
-    admission = {r["kind"] for r in get_json(kubesim, "/apis/admissionregistration.k8s.io/v1")[
-        "resources"]}
-    assert {"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
-            "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} <= admission
+    admission = {
+        r["kind"] for r in get_json(kubesim, "/apis/admissionregistration.k8s.io/v1")["resources"]
+    }
+    assert {
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    } <= admission
 
 
-def test_crd_kind_appears_and_disappears(kubesim: RunningSim, api_client: client.ApiClient
-                                         ) -> None:
+def test_crd_kind_appears_and_disappears(kubesim: RunningSim, api_client: client.ApiClient) -> None:
     dyn = dynamic.DynamicClient(api_client)
     utils.create_from_dict(api_client, crd(versions=("v1", "v1beta1")), apply=True)
     ext = client.ApiextensionsV1Api(api_client)
@@ -80,8 +98,15 @@ def test_crd_kind_appears_and_disappears(kubesim: RunningSim, api_client: client
     group = next(g for g in get_json(kubesim, "/apis")["groups"] if g["name"] == "example.com")
     assert group["preferredVersion"]["version"] == "v1"
     widgets = dyn.resources.get(api_version="example.com/v1", kind="Widget")
-    widgets.create(body={"apiVersion": "example.com/v1", "kind": "Widget",
-                         "metadata": {"name": "w1"}, "spec": {"size": 1}}, namespace="default")
+    widgets.create(
+        body={
+            "apiVersion": "example.com/v1",
+            "kind": "Widget",
+            "metadata": {"name": "w1"},
+            "spec": {"size": 1},
+        },
+        namespace="default",
+    )
     beta = dyn.resources.get(api_version="example.com/v1beta1", kind="Widget")
     assert beta.get(name="w1", namespace="default").apiVersion == "example.com/v1beta1"
     ext.delete_custom_resource_definition("widgets.example.com")
@@ -97,11 +122,14 @@ def test_dynamic_client_lists_everything(api_client: client.ApiClient) -> None:
     namespaces = dyn.resources.get(api_version="v1", kind="Namespace")
     names = {n.metadata.name for n in namespaces.get().items}
     assert {"default", "kube-system", "kube-public"} <= names
-    for api_version, kind in (("apps/v1", "Deployment"), ("batch/v1", "CronJob"),
-                              ("policy/v1", "PodDisruptionBudget"),
-                              ("autoscaling/v2", "HorizontalPodAutoscaler"),
-                              ("coordination.k8s.io/v1", "Lease"),
-                              ("discovery.k8s.io/v1", "EndpointSlice")):
+    for api_version, kind in (
+        ("apps/v1", "Deployment"),
+        ("batch/v1", "CronJob"),
+        ("policy/v1", "PodDisruptionBudget"),
+        ("autoscaling/v2", "HorizontalPodAutoscaler"),
+        ("coordination.k8s.io/v1", "Lease"),
+        ("discovery.k8s.io/v1", "EndpointSlice"),
+    ):
         resource = dyn.resources.get(api_version=api_version, kind=kind)
         listing = resource.get()
         assert listing.kind == f"{kind}List"
