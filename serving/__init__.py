@@ -8,6 +8,7 @@ from serving.grpc_server import (
     KeepaliveConfig,
     ServerConfig,
 )
+from serving.health import HealthService
 from serving.logging_setup import configure_logging
 from serving.retry_policies import (
     RETRYABLE_GRPC_CODES,
@@ -46,6 +47,7 @@ __all__ = [
     "BackoffWait",
     "ClientTls",
     "GrpcServer",
+    "HealthService",
     "InsecureTransportError",
     "KeepaliveConfig",
     "RetryAfterWait",

@@ -119,15 +119,23 @@ def dial(
     tls: ClientTls | None,
     allow_insecure: bool = False,
     max_message_bytes: int | None = None,
+    keepalive_seconds: float | None = 30.0,
     options: Sequence[tuple[str, Any]] = (),
     interceptors: Sequence[Any] | None = None,
 ) -> Any:
     """Open a ``grpc.aio.Channel``: TLS when ``tls`` is given, plaintext only on loopback.
 
     Plaintext to any other host raises :class:`InsecureTransportError` unless ``allow_insecure``
-    is True (``--allow-insecure`` on the command line).
+    is True (``--allow-insecure`` on the command line). Keepalive pings (never more often than
+    the servers' 10 s minimum) notice a vanished peer on long-lived event streams.
     """
-    opts: list[tuple[str, Any]] = list(options)
+    opts: list[tuple[str, Any]] = []
+    if keepalive_seconds is not None:
+        opts += [
+            ("grpc.keepalive_time_ms", int(keepalive_seconds * 1000)),
+            ("grpc.keepalive_timeout_ms", 10_000),
+        ]
+    opts += list(options)
     if max_message_bytes is not None:
         opts += [
             ("grpc.max_receive_message_length", max_message_bytes),
