@@ -385,13 +385,16 @@ async def test_concurrent_writers_and_pollers_see_every_event_once_in_order(
             else:
                 await asyncio.sleep(0)
 
+    readers = [asyncio.ensure_future(poll()) for _ in range(3)]
     try:
-        readers = [asyncio.ensure_future(poll()) for _ in range(3)]
         await asyncio.gather(*(write(i, w) for i, w in enumerate(writers)))
         writers_done.set()
         seen_by_reader = await asyncio.wait_for(asyncio.gather(*readers), timeout=30)
         everything = await reader_store.events_after(0, limit=1000)
     finally:
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
         for opened in (*writers, reader_store):
             await opened.close()
 
