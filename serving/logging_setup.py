@@ -35,9 +35,12 @@ class _LineWriter:
     working when something swaps ``sys.stderr`` after configuration.
     """
 
-    def __init__(self, stream: Callable[[], TextIO], lock: threading.Lock) -> None:
+    def __init__(
+        self, stream: Callable[[], TextIO], lock: threading.Lock, name: str | None = None
+    ) -> None:
         self._stream = stream
         self._lock = lock
+        self.name = name
 
     def msg(self, message: str) -> None:
         """Write one line."""
@@ -65,6 +68,14 @@ class _LineHandler(logging.Handler):
 
 
 _installed_handler: logging.Handler | None = None
+
+
+def _add_logger_name(logger: Any, method_name: str, event_dict: Any) -> Any:
+    """Name the module that logged (``structlog.get_logger(__name__)``) as ``logger``."""
+    name = getattr(logger, "name", None)
+    if name and "logger" not in event_dict:
+        event_dict["logger"] = name
+    return event_dict
 
 
 def level_number(level: str) -> int:
@@ -107,11 +118,16 @@ def configure_logging(
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=on_terminal)
 
-    writer = _LineWriter(current_stream, threading.Lock())
+    lock = threading.Lock()
+    writer = _LineWriter(current_stream, lock)
+
+    def logger_factory(*args: Any) -> _LineWriter:
+        return _LineWriter(current_stream, lock, str(args[0]) if args and args[0] else None)
+
     structlog.configure(
-        processors=[*shared, renderer],
+        processors=[_add_logger_name, *shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
-        logger_factory=lambda *_args: writer,
+        logger_factory=logger_factory,
         cache_logger_on_first_use=False,
     )
 

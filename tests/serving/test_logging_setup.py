@@ -43,6 +43,7 @@ def test_json_lines_carry_bound_operation_context(captured: io.StringIO) -> None
     assert first["cluster"] == "east"
     assert first["step"] == 1
     assert first["level"] == "info"
+    assert first["logger"] == "meshplane.test"
     stamp = datetime.fromisoformat(str(first["timestamp"]).replace("Z", "+00:00"))
     offset = stamp.utcoffset()
     assert offset is not None
