@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -18,6 +18,19 @@ from coordinator.perf.scheduling import Schedule
 from coordinator.perf.transports import TransportError
 
 _NO_BODY_STATUS = frozenset({204, 304})
+_monotonic = time.monotonic
+
+
+def _ignore_response(code: str, latency_s: float, failed: bool, done: float) -> None:
+    """Placeholder recorder until a closed loop starts (the fast path only runs inside one)."""
+
+
+def _no_index() -> int | None:
+    return None
+
+
+def _discard(data: bytes) -> None:
+    """Placeholder writer until the first connect."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,9 +99,8 @@ class _Socket(asyncio.Protocol):
         self._transport = transport
 
     def data_received(self, data: bytes) -> None:
-        """Forward bytes of the current socket."""
-        if self._owner._transport is self._transport:
-            self._owner.data_received(data)
+        """Forward bytes (a closed or aborted socket is no longer read, so they are current)."""
+        self._owner.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Forward the loss of the current socket only."""
@@ -122,6 +134,17 @@ class HttpConnection:
         self._cycle: asyncio.Future[None] | None = None
         self._sent = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
+        # the last keep-alive response with a Content-Length: head bytes, total size, status.
+        # Load tests repeat one request, so most responses are byte-identical in framing.
+        self._known_head = b"\0"
+        self._known_total = -1
+        self._known_status = 0
+        self._known_code = ""
+        self._known_failed = False
+        self._request_bytes = target.request
+        self._record: Callable[[str, float, bool, float], None] = _ignore_response
+        self._next_index: Callable[[], int | None] = _no_index
+        self._write: Callable[[bytes], None] = _discard
 
     async def _connect(self) -> None:
         self._buffer.clear()
@@ -134,6 +157,7 @@ class HttpConnection:
             raise TransportError("connect") from exc
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        self._write = transport.write
 
     def _needs_connect(self) -> bool:
         return self._transport is None or self._transport.is_closing()
@@ -149,6 +173,29 @@ class HttpConnection:
 
     def data_received(self, data: bytes) -> None:
         """Accumulate bytes and complete the request once the whole response is in."""
+        if (
+            self._remaining < 0
+            and len(data) == self._known_total
+            and not self._buffer
+            and data.startswith(self._known_head)
+        ):
+            # same head (status, Content-Length, every header) as last time and exactly one
+            # response's worth of bytes: it is complete and needs no parsing
+            cycle = self._cycle
+            if cycle is not None:  # closed loop, inlined: count, then send the next at once
+                now = _monotonic()
+                self._record(self._known_code, now - self._sent, self._known_failed, now)
+                if self._next_index() is None:
+                    self._end_cycle()
+                else:
+                    self._sent = now
+                    self._write(self._request_bytes)
+                return
+            self._status = self._known_status
+            self._keep_alive = True
+            self._chunked = False
+            self._finish()
+            return
         self._buffer += data
         if self._remaining < 0 and not self._parse_head():
             return
@@ -166,9 +213,9 @@ class HttpConnection:
         end = self._buffer.find(b"\r\n\r\n")
         if end < 0:
             return False
-        head = bytes(self._buffer[:end])
+        head = bytes(self._buffer[: end + 4])
         del self._buffer[: end + 4]
-        lines = head.split(b"\r\n")
+        lines = head[:-4].split(b"\r\n")
         try:
             status = int(lines[0].split(b" ", 2)[1])
         except (IndexError, ValueError):
@@ -197,6 +244,12 @@ class HttpConnection:
             self._remaining = 0
         elif length >= 0:
             self._remaining = length
+            if keep_alive:
+                self._known_head = head
+                self._known_total = len(head) + length
+                self._known_status = status
+                self._known_code = _STATUS_TEXT.get(status) or str(status)
+                self._known_failed = self._known_code not in _SUCCESS_TEXT
         else:
             self._remaining = 0
             self._until_close = True
@@ -303,6 +356,8 @@ class HttpConnection:
         """Send back-to-back until the schedule is exhausted, counting into `tally`."""
         self._schedule = schedule
         self._tally = tally
+        self._record = tally.response
+        self._next_index = schedule.next_index
         self._watchdog = self._loop.call_later(self._timeout_s / 2, self._watch)
         try:
             while schedule.next_index() is not None:
