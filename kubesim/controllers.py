@@ -212,6 +212,12 @@ class Simulator:
             if owner is not None:
                 for what in ("replicaset", "statefulset", "daemonset", "job"):
                     self._enqueue_owner(owner, what)
+                # the deployment above a replica set reads its pods' progress too
+                loc = self.cluster.store.by_uid(owner)
+                if loc is not None and loc[0] == REPLICASETS:
+                    rs = self.cluster.store.get(*loc)
+                    if rs is not None:
+                        self._enqueue_owner(_controller_uid(rs), "deployment")
             self.enqueue(("endpoints", ns, ""))
         elif sk == SERVICES:
             self.enqueue(("service", ns, name))

@@ -104,15 +104,25 @@ def crd(
     }
 
 
-def raw_request(sim: RunningSim, method: str, path: str, body: Any = None, *,
-                content_type: str = "application/json", query: dict[str, str] | None = None,
-                ) -> tuple[int, Any]:
+def raw_request(
+    sim: RunningSim,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    content_type: str = "application/json",
+    query: dict[str, str] | None = None,
+) -> tuple[int, Any]:
     """One HTTP request with no client in between: (status, decoded JSON body)."""
     url = sim.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
-    data = body if isinstance(body, bytes) or body is None else (
-        body.encode() if isinstance(body, str) else json.dumps(body).encode())
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": content_type})
+    data = (
+        body
+        if isinstance(body, bytes) or body is None
+        else (body.encode() if isinstance(body, str) else json.dumps(body).encode())
+    )
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": content_type}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:
             return resp.status, json.loads(resp.read() or b"null")

@@ -14,8 +14,7 @@ from tests.kubesim.support import crd, deployment, raw_request, status_of
 
 @pytest.fixture
 def deployments(api_client: client.ApiClient) -> Any:
-    return dynamic.DynamicClient(api_client).resources.get(api_version="apps/v1",
-                                                           kind="Deployment")
+    return dynamic.DynamicClient(api_client).resources.get(api_version="apps/v1", kind="Deployment")
 
 
 def managers(obj: Any) -> dict[str, dict[str, Any]]:
@@ -41,29 +40,39 @@ def test_reapply_is_a_no_op(deployments: Any) -> None:
     deployments.server_side_apply(body=body, namespace="default", field_manager="alice")
     before = deployments.get(name="same", namespace="default")
     again = deployments.server_side_apply(body=body, namespace="default", field_manager="alice")
-    assert again.metadata.resourceVersion == deployments.get(
-        name="same", namespace="default").metadata.resourceVersion
+    assert (
+        again.metadata.resourceVersion
+        == deployments.get(name="same", namespace="default").metadata.resourceVersion
+    )
     assert before.metadata.generation == again.metadata.generation == 1
     assert managers(before)["alice"]["time"] == managers(again)["alice"]["time"]
 
 
 def test_conflicts_and_force(deployments: Any) -> None:
-    deployments.server_side_apply(body=deployment("c", replicas=2), namespace="default",
-                                  field_manager="alice")
+    deployments.server_side_apply(
+        body=deployment("c", replicas=2), namespace="default", field_manager="alice"
+    )
     with pytest.raises(client.ApiException) as exc:
-        deployments.server_side_apply(body=deployment("c", replicas=5), namespace="default",
-                                      field_manager="bob")
+        deployments.server_side_apply(
+            body=deployment("c", replicas=5), namespace="default", field_manager="bob"
+        )
     status = status_of(exc.value)
     assert exc.value.status == 409 and status["reason"] == "Conflict"
     assert status["details"]["causes"][0] == {
-        "reason": "FieldManagerConflict", "message": 'conflict with "alice"',
-        "field": ".spec.replicas"}
+        "reason": "FieldManagerConflict",
+        "message": 'conflict with "alice"',
+        "field": ".spec.replicas",
+    }
     # same value: shared ownership, no conflict
-    deployments.server_side_apply(body=deployment("c", replicas=2), namespace="default",
-                                  field_manager="bob")
-    forced = deployments.server_side_apply(body=deployment("c", replicas=5),
-                                           namespace="default", field_manager="bob",
-                                           force_conflicts=True)
+    deployments.server_side_apply(
+        body=deployment("c", replicas=2), namespace="default", field_manager="bob"
+    )
+    forced = deployments.server_side_apply(
+        body=deployment("c", replicas=5),
+        namespace="default",
+        field_manager="bob",
+        force_conflicts=True,
+    )
     assert forced.spec.replicas == 5
     owners = managers(forced)
     assert "f:replicas" not in owners["alice"]["fieldsV1"]["f:spec"]
@@ -76,8 +85,7 @@ def test_fields_a_manager_stops_applying_are_removed(deployments: Any) -> None:
     body["spec"]["template"]["spec"]["containers"].append({"name": "side", "image": "b:1"})
     deployments.server_side_apply(body=body, namespace="default", field_manager="alice")
     smaller = deployment("r")
-    after = deployments.server_side_apply(body=smaller, namespace="default",
-                                          field_manager="alice")
+    after = deployments.server_side_apply(body=smaller, namespace="default", field_manager="alice")
     assert after.to_dict()["metadata"]["labels"] == {"app": "r"}
     assert [c.name for c in after.spec.template.spec.containers] == ["main"]
 
@@ -86,28 +94,33 @@ def test_field_owned_by_another_manager_survives(deployments: Any) -> None:
     body = deployment("s")
     body["metadata"]["labels"]["shared"] = "1"
     deployments.server_side_apply(body=body, namespace="default", field_manager="alice")
-    deployments.server_side_apply(body=copy.deepcopy(body), namespace="default",
-                                  field_manager="bob")
-    after = deployments.server_side_apply(body=deployment("s"), namespace="default",
-                                          field_manager="alice")
+    deployments.server_side_apply(
+        body=copy.deepcopy(body), namespace="default", field_manager="bob"
+    )
+    after = deployments.server_side_apply(
+        body=deployment("s"), namespace="default", field_manager="alice"
+    )
     assert after.metadata.labels["shared"] == "1"
 
 
-def test_update_operations_take_ownership(api_client: client.ApiClient,
-                                          deployments: Any) -> None:
-    deployments.server_side_apply(body=deployment("u", replicas=2), namespace="default",
-                                  field_manager="alice")
+def test_update_operations_take_ownership(api_client: client.ApiClient, deployments: Any) -> None:
+    deployments.server_side_apply(
+        body=deployment("u", replicas=2), namespace="default", field_manager="alice"
+    )
     apps = client.AppsV1Api(api_client)
-    apps.patch_namespaced_deployment("u", "default", {"spec": {"replicas": 3}},
-                                     field_manager="scaler")
+    apps.patch_namespaced_deployment(
+        "u", "default", {"spec": {"replicas": 3}}, field_manager="scaler"
+    )
     owners = managers(deployments.get(name="u", namespace="default"))
     assert owners["scaler"]["operation"] == "Update"
     assert "f:replicas" in owners["scaler"]["fieldsV1"]["f:spec"]
     with pytest.raises(client.ApiException) as exc:
-        deployments.server_side_apply(body=deployment("u", replicas=2), namespace="default",
-                                      field_manager="alice")
+        deployments.server_side_apply(
+            body=deployment("u", replicas=2), namespace="default", field_manager="alice"
+        )
     assert status_of(exc.value)["details"]["causes"][0]["message"].startswith(
-        'conflict with "scaler"')
+        'conflict with "scaler"'
+    )
 
 
 APPLY = "application/apply-patch+yaml"
@@ -115,38 +128,53 @@ APPLY = "application/apply-patch+yaml"
 
 def test_apply_needs_field_manager(kubesim: RunningSim) -> None:
     body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}
-    code, status = raw_request(kubesim, "PATCH", "/api/v1/namespaces/default/configmaps/x", body,
-                               content_type=APPLY)
+    code, status = raw_request(
+        kubesim, "PATCH", "/api/v1/namespaces/default/configmaps/x", body, content_type=APPLY
+    )
     assert (code, status["reason"]) == (400, "BadRequest")
-    code, status = raw_request(kubesim, "PATCH", "/api/v1/namespaces/default/configmaps/x",
-                               {"metadata": {"name": "x"}}, content_type=APPLY,
-                               query={"fieldManager": "m"})
+    code, status = raw_request(
+        kubesim,
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/x",
+        {"metadata": {"name": "x"}},
+        content_type=APPLY,
+        query={"fieldManager": "m"},
+    )
     assert code == 400
 
 
 def test_apply_yaml_body_and_dry_run(kubesim: RunningSim, api_client: client.ApiClient) -> None:
     yaml_body = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata:\n  a: '1'\n"
     path = "/api/v1/namespaces/default/configmaps/y"
-    code, made = raw_request(kubesim, "PATCH", path, yaml_body, content_type=APPLY,
-                             query={"fieldManager": "m", "dryRun": "All"})
+    code, made = raw_request(
+        kubesim,
+        "PATCH",
+        path,
+        yaml_body,
+        content_type=APPLY,
+        query={"fieldManager": "m", "dryRun": "All"},
+    )
     assert code == 201 and made["data"] == {"a": "1"}
     core = client.CoreV1Api(api_client)
     with pytest.raises(client.ApiException):
         core.read_namespaced_config_map("y", "default")
-    code, made = raw_request(kubesim, "PATCH", path, yaml_body, content_type=APPLY,
-                             query={"fieldManager": "m"})
+    code, made = raw_request(
+        kubesim, "PATCH", path, yaml_body, content_type=APPLY, query={"fieldManager": "m"}
+    )
     assert code == 201
     assert core.read_namespaced_config_map("y", "default").data == {"a": "1"}
-    code, again = raw_request(kubesim, "PATCH", path, yaml_body, content_type=APPLY,
-                              query={"fieldManager": "m"})
+    code, again = raw_request(
+        kubesim, "PATCH", path, yaml_body, content_type=APPLY, query={"fieldManager": "m"}
+    )
     assert code == 200
     assert again["metadata"]["resourceVersion"] == made["metadata"]["resourceVersion"]
     code, status = raw_request(kubesim, "PATCH", path, b"{", content_type="application/foo")
     assert (code, status["reason"]) == (415, "UnsupportedMediaType")
 
 
-def test_create_from_yaml_apply_and_custom_resources(api_client: client.ApiClient,
-                                                     tmp_path: Any) -> None:
+def test_create_from_yaml_apply_and_custom_resources(
+    api_client: client.ApiClient, tmp_path: Any
+) -> None:
     manifest = tmp_path / "all.yaml"
     manifest.write_text("""
 apiVersion: v1
@@ -167,9 +195,13 @@ data: {mode: fast}
     utils.create_from_dict(api_client, crd(), apply=True)
     dyn = dynamic.DynamicClient(api_client)
     widgets = dyn.resources.get(api_version="example.com/v1", kind="Widget")
-    body = {"apiVersion": "example.com/v1", "kind": "Widget",
-            "metadata": {"name": "w", "namespace": "shop"},
-            "spec": {"sizes": [1, 2], "color": "red"}, "status": {"ignored": True}}
+    body = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "namespace": "shop"},
+        "spec": {"sizes": [1, 2], "color": "red"},
+        "status": {"ignored": True},
+    }
     made = widgets.server_side_apply(body=body, field_manager="alice")
     assert made.to_dict()["spec"]["sizes"] == [1, 2] and made.metadata.generation == 1
     assert "status" not in made.to_dict()  # status subresource: main writes ignore it

@@ -99,53 +99,74 @@ def test_patch_types(api_client: client.ApiClient, apps: client.AppsV1Api) -> No
     body["spec"]["template"]["spec"]["containers"].append({"name": "side", "image": "busybox:1"})
     apps.create_namespaced_deployment("default", body)
     # strategic merge: containers merge by name; $setElementOrder is honoured, never stored
-    smp = {"spec": {"template": {"spec": {
-        "$setElementOrder/containers": [{"name": "side"}, {"name": "main"}],
-        "containers": [{"name": "main", "image": "nginx:2",
-                        "env": [{"name": "A", "value": "1"}]}]}}}}
+    smp = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "$setElementOrder/containers": [{"name": "side"}, {"name": "main"}],
+                    "containers": [
+                        {"name": "main", "image": "nginx:2", "env": [{"name": "A", "value": "1"}]}
+                    ],
+                }
+            }
+        }
+    }
     patched = apps.patch_namespaced_deployment("p", "default", smp)
     containers = patched.spec.template.spec.containers
     assert [c.name for c in containers] == ["side", "main"]
     assert containers[1].image == "nginx:2" and containers[1].env[0].name == "A"
     assert containers[1].ports[0].container_port == 8080
     # $patch: delete removes one list item
-    delete = {"spec": {"template": {"spec": {"containers": [{"name": "side",
-                                                              "$patch": "delete"}]}}}}
+    delete = {
+        "spec": {"template": {"spec": {"containers": [{"name": "side", "$patch": "delete"}]}}}
+    }
     patched = apps.patch_namespaced_deployment("p", "default", delete)
     assert [c.name for c in patched.spec.template.spec.containers] == ["main"]
     # merge patch replaces lists whole
     api_client.set_default_header("Content-Type", "application/merge-patch+json")
-    merge = {"metadata": {"labels": {"team": "a"}}, "spec": {"template": {"spec": {
-        "containers": [{"name": "only", "image": "x:1"}]}}}}
+    merge = {
+        "metadata": {"labels": {"team": "a"}},
+        "spec": {"template": {"spec": {"containers": [{"name": "only", "image": "x:1"}]}}},
+    }
     patched = apps.patch_namespaced_deployment("p", "default", merge)
     assert [c.name for c in patched.spec.template.spec.containers] == ["only"]
     assert patched.metadata.labels == {"app": "p", "team": "a"}
     api_client.default_headers.pop("Content-Type")
     # JSON patch, including a failing test op
-    ops = [{"op": "replace", "path": "/spec/replicas", "value": 5},
-           {"op": "add", "path": "/metadata/annotations", "value": {"a~b/c": "1"}}]
+    ops = [
+        {"op": "replace", "path": "/spec/replicas", "value": 5},
+        {"op": "add", "path": "/metadata/annotations", "value": {"a~b/c": "1"}},
+    ]
     patched = apps.patch_namespaced_deployment("p", "default", ops)
     assert patched.spec.replicas == 5
     with pytest.raises(client.ApiException) as exc:
         apps.patch_namespaced_deployment(
-            "p", "default", [{"op": "test", "path": "/spec/replicas", "value": 9}])
+            "p", "default", [{"op": "test", "path": "/spec/replicas", "value": 9}]
+        )
     assert exc.value.status == 422
 
 
 def test_strategic_merge_patch_is_refused_for_custom_resources(
-        api_client: client.ApiClient) -> None:
+    api_client: client.ApiClient,
+) -> None:
     from kubernetes import utils
 
     from tests.kubesim.support import crd
 
     utils.create_from_dict(api_client, crd(), apply=True)
     custom = client.CustomObjectsApi(api_client)
-    custom.create_namespaced_custom_object("example.com", "v1", "default", "widgets", {
-        "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}})
+    custom.create_namespaced_custom_object(
+        "example.com",
+        "v1",
+        "default",
+        "widgets",
+        {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}},
+    )
     api_client.set_default_header("Content-Type", "application/strategic-merge-patch+json")
     with pytest.raises(client.ApiException) as exc:
-        custom.patch_namespaced_custom_object("example.com", "v1", "default", "widgets", "w",
-                                              {"spec": {"a": 1}})
+        custom.patch_namespaced_custom_object(
+            "example.com", "v1", "default", "widgets", "w", {"spec": {"a": 1}}
+        )
     assert exc.value.status == 415
     assert status_of(exc.value)["reason"] == "UnsupportedMediaType"
     api_client.default_headers.pop("Content-Type")
@@ -153,27 +174,34 @@ def test_strategic_merge_patch_is_refused_for_custom_resources(
 
 def test_dry_run_stores_nothing(core: client.CoreV1Api) -> None:
     before = core.list_namespaced_config_map("default").metadata.resource_version
-    made = core.create_namespaced_config_map("default", {"metadata": {"name": "dry"}},
-                                             dry_run="All")
+    made = core.create_namespaced_config_map(
+        "default", {"metadata": {"name": "dry"}}, dry_run="All"
+    )
     assert made.metadata.name == "dry" and made.metadata.uid
     with pytest.raises(client.ApiException):
         core.read_namespaced_config_map("dry", "default")
     core.create_namespaced_config_map("default", {"metadata": {"name": "real"}})
     core.delete_namespaced_config_map("real", "default", dry_run="All")
     assert core.read_namespaced_config_map("real", "default")
-    assert int(core.list_namespaced_config_map("default").metadata.resource_version) == int(
-        before) + 1
+    assert (
+        int(core.list_namespaced_config_map("default").metadata.resource_version) == int(before) + 1
+    )
 
 
 def test_selectors(core: client.CoreV1Api) -> None:
-    for name, labels in (("a", {"tier": "web", "env": "prod"}), ("b", {"tier": "db"}),
-                         ("c", {"env": "dev"})):
-        core.create_namespaced_config_map("default", {"metadata": {"name": name,
-                                                                   "labels": labels}})
+    for name, labels in (
+        ("a", {"tier": "web", "env": "prod"}),
+        ("b", {"tier": "db"}),
+        ("c", {"env": "dev"}),
+    ):
+        core.create_namespaced_config_map("default", {"metadata": {"name": name, "labels": labels}})
 
     def names(**kw: str) -> list[str]:
-        return [c.metadata.name for c in core.list_namespaced_config_map("default", **kw).items
-                if c.metadata.name in "abc"]
+        return [
+            c.metadata.name
+            for c in core.list_namespaced_config_map("default", **kw).items
+            if c.metadata.name in "abc"
+        ]
 
     assert names(label_selector="tier=web") == ["a"]
     assert names(label_selector="tier==db") == ["b"]
@@ -196,8 +224,9 @@ def test_paging(core: client.CoreV1Api) -> None:
     page = core.list_namespaced_config_map("kube-public", limit=3)
     seen = [c.metadata.name for c in page.items]
     while page.metadata._continue:
-        page = core.list_namespaced_config_map("kube-public", limit=3,
-                                               _continue=page.metadata._continue)
+        page = core.list_namespaced_config_map(
+            "kube-public", limit=3, _continue=page.metadata._continue
+        )
         seen += [c.metadata.name for c in page.items]
     assert seen == [f"p{i}" for i in range(7)]
 
@@ -213,8 +242,9 @@ def test_system_namespaces_cannot_be_deleted(core: client.CoreV1Api) -> None:
 def test_namespace_termination(core: client.CoreV1Api, apps: client.AppsV1Api) -> None:
     core.create_namespace({"metadata": {"name": "doomed"}})
     assert core.read_namespace("doomed").status.phase == "Active"
-    core.create_namespaced_config_map("doomed", {"metadata": {"name": "held",
-                                                              "finalizers": ["example.com/x"]}})
+    core.create_namespaced_config_map(
+        "doomed", {"metadata": {"name": "held", "finalizers": ["example.com/x"]}}
+    )
     apps.create_namespaced_deployment("doomed", deployment("web"))
     core.delete_namespace("doomed")
     ns = core.read_namespace("doomed")
@@ -240,8 +270,7 @@ def test_namespace_termination(core: client.CoreV1Api, apps: client.AppsV1Api) -
 
 
 def test_finalizers_hold_deletion(core: client.CoreV1Api) -> None:
-    core.create_namespaced_config_map("default", {"metadata": {"name": "f",
-                                                               "finalizers": ["a/b"]}})
+    core.create_namespaced_config_map("default", {"metadata": {"name": "f", "finalizers": ["a/b"]}})
     core.delete_namespaced_config_map("f", "default")
     held = core.read_namespaced_config_map("f", "default")
     assert held.metadata.deletion_timestamp is not None
@@ -254,10 +283,12 @@ def test_finalizers_hold_deletion(core: client.CoreV1Api) -> None:
 def test_owner_references_cascade(core: client.CoreV1Api) -> None:
     owner = core.create_namespaced_config_map("default", {"metadata": {"name": "owner"}})
     ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}
-    core.create_namespaced_config_map("default", {"metadata": {"name": "child",
-                                                               "ownerReferences": [ref]}})
-    core.create_namespaced_secret("default", {"metadata": {"name": "orphan",
-                                                           "ownerReferences": [ref]}})
+    core.create_namespaced_config_map(
+        "default", {"metadata": {"name": "child", "ownerReferences": [ref]}}
+    )
+    core.create_namespaced_secret(
+        "default", {"metadata": {"name": "orphan", "ownerReferences": [ref]}}
+    )
     core.delete_namespaced_config_map("owner", "default")
 
     def child_gone() -> bool:
@@ -271,22 +302,26 @@ def test_owner_references_cascade(core: client.CoreV1Api) -> None:
     # orphan propagation drops the reference and keeps the dependent
     owner = core.create_namespaced_config_map("default", {"metadata": {"name": "owner2"}})
     ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner2", "uid": owner.metadata.uid}
-    core.create_namespaced_config_map("default", {"metadata": {"name": "kept",
-                                                               "ownerReferences": [ref]}})
+    core.create_namespaced_config_map(
+        "default", {"metadata": {"name": "kept", "ownerReferences": [ref]}}
+    )
     core.delete_namespaced_config_map("owner2", "default", propagation_policy="Orphan")
     assert core.read_namespaced_config_map("kept", "default").metadata.owner_references is None
 
 
-def test_foreground_deletion_waits_for_dependents(apps: client.AppsV1Api,
-                                                   core: client.CoreV1Api) -> None:
+def test_foreground_deletion_waits_for_dependents(
+    apps: client.AppsV1Api, core: client.CoreV1Api
+) -> None:
     apps.create_namespaced_deployment("default", deployment("fg", replicas=1))
     eventually(lambda: core.list_namespaced_pod("default", label_selector="app=fg").items)
     apps.delete_namespaced_deployment("fg", "default", propagation_policy="Foreground")
 
     def all_gone() -> bool:
-        return not (apps.list_namespaced_deployment("default").items
-                    or apps.list_namespaced_replica_set("default").items
-                    or core.list_namespaced_pod("default", label_selector="app=fg").items)
+        return not (
+            apps.list_namespaced_deployment("default").items
+            or apps.list_namespaced_replica_set("default").items
+            or core.list_namespaced_pod("default", label_selector="app=fg").items
+        )
 
     eventually(all_gone)
 
@@ -299,5 +334,6 @@ def test_status_subresource(apps: client.AppsV1Api) -> None:
     after = apps.replace_namespaced_deployment("st", "default", current)
     assert after.status.replicas != 42
     status = apps.patch_namespaced_deployment_status(
-        "st", "default", {"status": {"conditions": [{"type": "Custom", "status": "True"}]}})
+        "st", "default", {"status": {"conditions": [{"type": "Custom", "status": "True"}]}}
+    )
     assert status.status.conditions[-1].type == "Custom"

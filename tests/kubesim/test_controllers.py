@@ -1,0 +1,235 @@
+"""The simulated controllers: workloads become ready, jobs complete, services get endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client
+
+from kubesim.harness import RunningSim
+from tests.kubesim.support import deployment, eventually
+
+FAIL = "kubesim.meshplane.io/fail"
+
+
+def _template(name: str) -> dict[str, Any]:
+    return {
+        "metadata": {"labels": {"app": name}},
+        "spec": {"containers": [{"name": "main", "image": "busybox:1.36"}]},
+    }
+
+
+def test_deployment_rolls_out(api_client: client.ApiClient) -> None:
+    apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
+    apps.create_namespaced_deployment("default", deployment("web", replicas=3))
+
+    def rolled_out() -> Any:
+        d = apps.read_namespaced_deployment("web", "default")
+        s = d.status
+        return (
+            s.observed_generation == d.metadata.generation
+            and s.updated_replicas == 3
+            and s.available_replicas == 3
+            and s.ready_replicas == 3
+            and s.replicas == 3
+        )
+
+    eventually(rolled_out)
+    replica_sets = apps.list_namespaced_replica_set("default", label_selector="app=web").items
+    assert len(replica_sets) == 1
+    rs = replica_sets[0]
+    assert rs.metadata.owner_references[0].kind == "Deployment"
+    pods = core.list_namespaced_pod("default", label_selector="app=web").items
+    assert len(pods) == 3
+    for pod in pods:
+        assert pod.status.phase == "Running" and pod.status.pod_ip
+        assert pod.metadata.owner_references[0].uid == rs.metadata.uid
+        assert {c.type: c.status for c in pod.status.conditions}["Ready"] == "True"
+    conditions = {
+        c.type: c.reason
+        for c in apps.read_namespaced_deployment("web", "default").status.conditions
+    }
+    assert conditions == {
+        "Available": "MinimumReplicasAvailable",
+        "Progressing": "NewReplicaSetAvailable",
+    }
+    # a template change rolls a new replica set; the old one scales to zero
+    apps.patch_namespaced_deployment(
+        "web",
+        "default",
+        {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": "nginx:2"}]}}}},
+    )
+    eventually(rolled_out)
+    sets = apps.list_namespaced_replica_set("default", label_selector="app=web").items
+    assert sorted(s.spec.replicas for s in sets) == [0, 3]
+    images = {
+        p.spec.containers[0].image
+        for p in core.list_namespaced_pod("default", label_selector="app=web").items
+    }
+    assert images == {"nginx:2"}
+    # scale subresource
+    apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 1}})
+    eventually(
+        lambda: len(core.list_namespaced_pod("default", label_selector="app=web").items) == 1
+    )
+
+
+def test_fail_annotation_keeps_a_workload_unready(api_client: client.ApiClient) -> None:
+    apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
+    apps.create_namespaced_deployment(
+        "default", deployment("broken", replicas=1, annotations={FAIL: "ImagePullBackOff"})
+    )
+
+    def stuck() -> Any:
+        pods = core.list_namespaced_pod("default", label_selector="app=broken").items
+        if not pods or not pods[0].status.container_statuses:
+            return False
+        return pods[0].status.container_statuses[0].state.waiting.reason
+
+    assert eventually(stuck) == "ImagePullBackOff"
+    progressing = eventually(
+        lambda: next(
+            (
+                c
+                for c in apps.read_namespaced_deployment("broken", "default").status.conditions
+                or []
+                if c.type == "Progressing" and c.status == "False"
+            ),
+            None,
+        )
+    )
+    assert progressing.reason == "ProgressDeadlineExceeded"
+    status = apps.read_namespaced_deployment("broken", "default").status
+    assert not status.available_replicas
+
+
+def test_statefulset_daemonset_job(api_client: client.ApiClient) -> None:
+    apps, batch, core = (
+        client.AppsV1Api(api_client),
+        client.BatchV1Api(api_client),
+        client.CoreV1Api(api_client),
+    )
+    apps.create_namespaced_stateful_set(
+        "default",
+        {
+            "metadata": {"name": "db"},
+            "spec": {
+                "replicas": 2,
+                "serviceName": "db",
+                "selector": {"matchLabels": {"app": "db"}},
+                "template": _template("db"),
+            },
+        },
+    )
+    apps.create_namespaced_daemon_set(
+        "default",
+        {
+            "metadata": {"name": "agent"},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": _template("agent")},
+        },
+    )
+    batch.create_namespaced_job(
+        "default",
+        {
+            "metadata": {"name": "once"},
+            "spec": {
+                "completions": 2,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "c", "image": "busybox:1"}],
+                    }
+                },
+            },
+        },
+    )
+
+    def sts_ready() -> bool:
+        s = apps.read_namespaced_stateful_set("db", "default").status
+        return bool(s.ready_replicas == 2 and s.current_revision == s.update_revision)
+
+    eventually(sts_ready)
+    pods = sorted(
+        p.metadata.name for p in core.list_namespaced_pod("default", label_selector="app=db").items
+    )
+    assert pods == ["db-0", "db-1"]
+    eventually(lambda: apps.read_namespaced_daemon_set("agent", "default").status.number_ready == 1)
+
+    def job_done() -> bool:
+        job = batch.read_namespaced_job("once", "default")
+        return any(c.type == "Complete" and c.status == "True" for c in job.status.conditions or [])
+
+    eventually(job_done)
+    job = batch.read_namespaced_job("once", "default")
+    assert job.status.succeeded == 2
+    assert job.spec.selector.match_labels["batch.kubernetes.io/controller-uid"] == (
+        job.metadata.uid
+    )
+
+
+def test_services_get_endpoints_and_load_balancer_ips(api_client: client.ApiClient) -> None:
+    apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
+    discovery = client.DiscoveryV1Api(api_client)
+    apps.create_namespaced_deployment("default", deployment("api", replicas=2))
+    svc = core.create_namespaced_service(
+        "default",
+        {
+            "metadata": {"name": "api"},
+            "spec": {
+                "type": "LoadBalancer",
+                "selector": {"app": "api"},
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+            },
+        },
+    )
+    assert svc.spec.cluster_ip.startswith("10.9")
+    assert svc.spec.ports[0].node_port >= 30000
+
+    def addresses() -> Any:
+        ep = core.read_namespaced_endpoints("api", "default")
+        subsets = ep.subsets or []
+        return len(subsets[0].addresses or []) == 2 and subsets[0] if subsets else None
+
+    subset = eventually(addresses)
+    assert subset.ports[0].port == 8080  # the named target port resolved
+    slices = discovery.list_namespaced_endpoint_slice(
+        "default", label_selector="kubernetes.io/service-name=api"
+    ).items
+    assert len(slices) == 1 and len(slices[0].endpoints) == 2
+    ingress = eventually(
+        lambda: core.read_namespaced_service("api", "default").status.load_balancer.ingress
+    )
+    assert ingress[0].ip
+    apps.patch_namespaced_deployment_scale("api", "default", {"spec": {"replicas": 1}})
+    eventually(
+        lambda: len(core.read_namespaced_endpoints("api", "default").subsets[0].addresses) == 1
+    )
+    core.delete_namespaced_service("api", "default")
+
+    def endpoints_gone() -> bool:
+        try:
+            core.read_namespaced_endpoints("api", "default")
+        except client.ApiException as err:
+            return err.status == 404
+        return False
+
+    eventually(endpoints_gone)
+    eventually(
+        lambda: (
+            not discovery.list_namespaced_endpoint_slice(
+                "default", label_selector="kubernetes.io/service-name=api"
+            ).items
+        )
+    )
+
+
+def test_ready_delay_is_honoured(kubesim: RunningSim, api_client: client.ApiClient) -> None:
+    assert kubesim.sim.config.ready_delay == 0.05
+    core = client.CoreV1Api(api_client)
+    pod = core.create_namespaced_pod(
+        "default",
+        {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}},
+    )
+    assert pod.status.phase == "Pending"
+    assert pod.spec.containers[0].image_pull_policy == "Always"
+    eventually(lambda: core.read_namespaced_pod("p", "default").status.phase == "Running")
