@@ -146,6 +146,22 @@ def configure_logging(
         logging.getLogger(name).setLevel(max(threshold, logging.WARNING))
 
 
+def reset_logging() -> None:
+    """Undo :func:`configure_logging`: structlog defaults, no root handler, library levels unset.
+
+    For tests, so one test's configuration does not leak into the next.
+    """
+    global _installed_handler  # noqa: PLW0603 - see configure_logging
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    if _installed_handler is not None:
+        root.removeHandler(_installed_handler)
+        _installed_handler = None
+    root.setLevel(logging.WARNING)
+    for name in NOISY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+
+
 def bound_context() -> dict[str, Any]:
     """The context currently bound with ``bind_contextvars`` (for tests and error reports)."""
     return structlog.contextvars.get_contextvars()

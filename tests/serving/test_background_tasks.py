@@ -12,6 +12,7 @@ import pytest
 import structlog
 
 from serving import BackgroundTasks, configure_logging
+from serving.logging_setup import reset_logging
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def log_lines() -> Iterator[io.StringIO]:
     stream = io.StringIO()
     configure_logging(level="debug", json=True, stream=stream)
     yield stream
-    configure_logging(level="info")
+    reset_logging()
 
 
 def _events(stream: io.StringIO) -> list[dict[str, object]]:

@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from serving import configure_logging
-from serving.logging_setup import level_number
+from serving.logging_setup import level_number, reset_logging
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def captured() -> Iterator[io.StringIO]:
     stream = io.StringIO()
     yield stream
     structlog.contextvars.clear_contextvars()
-    configure_logging(level="info")  # back to stderr for whatever runs next
+    reset_logging()  # leave no configuration behind for whatever runs next
 
 
 def _lines(stream: io.StringIO) -> list[dict[str, object]]:
@@ -113,3 +113,14 @@ def test_unknown_level_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown log level"):
         level_number("verbose")
     assert level_number("WARNING") == logging.WARNING
+
+
+def test_reset_leaves_no_handler_or_level_behind(captured: io.StringIO) -> None:
+    root = logging.getLogger()
+    handlers_before = list(root.handlers)
+    configure_logging(level="error", json=True, stream=captured)
+    reset_logging()
+    assert root.handlers == handlers_before
+    assert logging.getLogger("grpc").level == logging.NOTSET
+    structlog.get_logger().debug("after.reset")  # structlog defaults: not filtered, not ours
+    assert captured.getvalue() == ""
