@@ -144,6 +144,18 @@ class Cluster:
             )
         return body
 
+    @staticmethod
+    def _default(rt: ResourceType, obj: Obj) -> None:
+        try:
+            apply_defaults(rt.storage_key, obj)
+        except (AttributeError, TypeError, KeyError) as exc:
+            raise ApiError.invalid(
+                rt.group,
+                rt.kind,
+                obj["metadata"].get("name", ""),
+                [("FieldValueInvalid", "", f"Invalid value: malformed object: {exc}")],
+            ) from exc
+
     def _check_namespace(self, rt: ResourceType, namespace: str) -> None:
         if not rt.namespaced:
             return
@@ -159,8 +171,8 @@ class Cluster:
                 "terminated",
             )
 
-    def _validate(self, rt: ResourceType, obj: Obj) -> None:
-        causes = object_problems(rt, obj)
+    def _validate(self, rt: ResourceType, obj: Obj, *, metadata_only: bool = False) -> None:
+        causes = object_problems(rt, obj, metadata_only=metadata_only)
         if causes:
             raise ApiError.invalid(rt.group, rt.kind, obj["metadata"].get("name", ""), causes)
 
@@ -204,8 +216,8 @@ class Cluster:
             md.pop("generation", None)
         if rt.has_status and rt.storage_key != NAMESPACES:
             obj.pop("status", None)
-        self._validate(rt, obj)
-        apply_defaults(rt.storage_key, obj)
+        self._validate(rt, obj, metadata_only=True)
+        self._default(rt, obj)
         self._allocate(rt, obj)
         self._system_status(rt, obj, None)
         self._validate(rt, obj)
@@ -351,8 +363,8 @@ class Cluster:
         new["apiVersion"] = rt.api_version
         new["kind"] = rt.kind
         if subresource != "status":
-            self._validate(rt, new)
-        apply_defaults(rt.storage_key, new)
+            self._validate(rt, new, metadata_only=True)
+        self._default(rt, new)
         if rt.tracks_generation:
             generation = int(old_md.get("generation") or 1)
             if _body_only(new) != _body_only(old) and subresource != "status":

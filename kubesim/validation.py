@@ -224,7 +224,7 @@ def _service_problems(obj: Obj) -> list[Cause]:
     return causes
 
 
-def object_problems(rt: ResourceType, obj: Obj) -> list[Cause]:
+def object_problems(rt: ResourceType, obj: Obj, *, metadata_only: bool = False) -> list[Cause]:
     """Every problem the apiserver would report as 422 Invalid for `obj` of type `rt`."""
     md = obj.get("metadata") or {}
     causes = name_problems(rt, md.get("name", ""))
@@ -241,7 +241,7 @@ def object_problems(rt: ResourceType, obj: Obj) -> list[Cause]:
                 "Invalid value: annotations must be a map of strings",
             )
         )
-    if rt.custom:
+    if rt.custom or metadata_only:
         return causes
     key = rt.storage_key
     if key in _WORKLOADS:

