@@ -148,7 +148,7 @@ def test_client_side_apply_without_validation(kubectl: Kubectl) -> None:
 
 
 def test_crd_wait_and_custom_resources(kubectl: Kubectl) -> None:
-    crd_only = CRD.split("---")[0]
+    crd_only = CRD.split("---", maxsplit=1)[0]
     kubectl.run("apply", "--server-side", "-f", "-", stdin=crd_only)
     kubectl.run("wait", "--for=condition=Established", "crd/gadgets.example.com", "--timeout=30s")
     kubectl.run("apply", "--server-side", "-f", "-", stdin=CRD)
