@@ -1,0 +1,436 @@
+"""The real executor: plan → apply → wait (or check) on one cluster, reported as events.
+
+`KitExecutor` is the `ClusterExecutor` every mesh adapter runs with. It opens a session to the
+target cluster, then either runs the spec's check (VALIDATE), uninstalls the release (delete), or
+plans the operation and hands the plan to the `Applier`, turning each step of progress into an
+event. Failures come back as a FAILED `ClusterResult` carrying the `ErrorDetail` the failing
+layer wrote; nothing here knows which mesh it runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import structlog
+
+from adapters.kit import catalogue
+from adapters.kit.applying import Applier
+from adapters.kit.catalogue import (
+    ChartSource,
+    CheckContext,
+    MeshDeclaration,
+    OperationSpec,
+)
+from adapters.kit.chart_repository import ChartRepository, SemVer
+from adapters.kit.cluster import ClusterSession
+from adapters.kit.executors import MeshStatus, MeshVersionInfo, OperationEmitter
+from adapters.kit.inventory import read_inventory
+from adapters.kit.kube_errors import ApplyError
+from adapters.kit.mesh_status import mesh_status
+from adapters.kit.operations import (
+    ClusterResult,
+    ClusterTarget,
+    ErrorDetail,
+    OperationRecord,
+    OperationState,
+    Severity,
+)
+from adapters.kit.planning import ManifestLibrary, PlanError, Planner, custom_release_name
+from adapters.kit.plans import ApplyOutcome, Hook, Progress, ProgressKind, WaitPolicy
+from adapters.kit.settings import AdapterSettings
+
+__all__ = ["ChartVersionCatalog", "KitExecutor", "build_executor", "install_chart"]
+
+log = structlog.get_logger(__name__)
+
+_SEVERITY: dict[ProgressKind, Severity] = {kind: Severity.INFO for kind in ProgressKind}
+_SEVERITY[ProgressKind.FAILED] = Severity.ERROR
+
+_VERB: dict[ProgressKind, str] = {
+    ProgressKind.APPLIED: "applied",
+    ProgressKind.UNCHANGED: "unchanged",
+    ProgressKind.DELETED: "deleted",
+    ProgressKind.PRUNED: "pruned",
+    ProgressKind.KEPT: "kept",
+    ProgressKind.WAITING: "waiting",
+    ProgressKind.READY: "ready",
+    ProgressKind.FAILED: "failed",
+    ProgressKind.HOOK_COMPLETED: "hook completed",
+}
+
+
+def install_chart(declaration: MeshDeclaration) -> str:
+    """The chart whose versions are the mesh's versions: the install release's first chart."""
+    for spec in declaration.operations:
+        if spec.release_name == declaration.status_release:
+            for source in spec.sources:
+                if isinstance(source, ChartSource):
+                    return source.chart
+    raise ValueError(
+        f"{declaration.mesh}: the status release {declaration.status_release!r} has no chart"
+    )
+
+
+class ChartVersionCatalog:
+    """Installable mesh versions: the install chart's entries in the repository index."""
+
+    def __init__(self, charts: ChartRepository, chart: str) -> None:
+        self.charts = charts
+        self.chart = chart
+
+    async def versions(self) -> list[MeshVersionInfo]:
+        """Newest first, stable before pre-releases (the index's own order)."""
+        index = await self.charts.index()
+        entries = index.charts.get(self.chart, ())
+        return [
+            MeshVersionInfo(
+                version=entry.version,
+                app_version=entry.app_version if entry.app_version != entry.version else "",
+                prerelease=not (entry.semver or _UNSTABLE).is_stable,
+                created=_timestamp(entry.created),
+            )
+            for entry in entries
+        ]
+
+    async def default_version(self) -> str:
+        """The newest stable, non-deprecated version."""
+        return (await self.charts.resolve(self.chart)).version
+
+
+_UNSTABLE = SemVer(major=0, minor=0, patch=0, prerelease=("unknown",))
+
+
+def _timestamp(text: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class KitExecutor:
+    """Carries out catalogue operations of one declaration on any target cluster."""
+
+    def __init__(
+        self,
+        declaration: MeshDeclaration,
+        planner: Planner,
+        *,
+        kubeconfig: Path | None = None,
+        kube_context: str = "",
+        apply_concurrency: int = 12,
+    ) -> None:
+        self.declaration = declaration
+        self.planner = planner
+        self._kubeconfig = kubeconfig
+        self._kube_context = kube_context
+        self._concurrency = apply_concurrency
+
+    async def _session(self, target: ClusterTarget) -> ClusterSession:
+        """A fresh session per operation, so discovery reflects CRDs added or removed since."""
+        if target.kubeconfig:
+            return await ClusterSession.connect(
+                kubeconfig=target.kubeconfig, context=target.context or None, name=target.name
+            )
+        return await ClusterSession.connect(
+            kubeconfig_path=self._kubeconfig,
+            context=target.context or self._kube_context or None,
+            name=target.name,
+        )
+
+    async def execute(
+        self,
+        spec: OperationSpec,
+        record: OperationRecord,
+        target: ClusterTarget,
+        emit: OperationEmitter,
+    ) -> ClusterResult:
+        """Validate, uninstall or install/upgrade; every failure is a FAILED result."""
+        try:
+            async with await self._session(target) as session:
+                if spec.check is not None:
+                    return await self._validate(spec, record, target, session, emit)
+                if record.delete:
+                    return await self._delete(spec, record, target, session, emit)
+                return await self._apply(spec, record, target, session, emit)
+        except (ApplyError, PlanError) as exc:
+            emit(Severity.ERROR, exc.detail.message, error=exc.detail)
+            return ClusterResult(
+                cluster=target.name,
+                state=OperationState.FAILED,
+                error=exc.detail,
+                summary=exc.detail.message,
+            )
+
+    # -- validate ---------------------------------------------------------------------------
+
+    async def _validate(
+        self,
+        spec: OperationSpec,
+        record: OperationRecord,
+        target: ClusterTarget,
+        session: ClusterSession,
+        emit: OperationEmitter,
+    ) -> ClusterResult:
+        assert spec.check is not None
+        findings = await spec.check(
+            CheckContext(
+                mesh=self.declaration.mesh,
+                namespace=record.namespace or spec.default_namespace,
+                parameters=record.parameters,
+                cluster=session,
+            )
+        )
+        for finding in findings:
+            emit(
+                finding.severity,
+                finding.summary,
+                component=finding.component,
+                details=finding.details,
+                error=finding.error,
+            )
+        counts = Counter(finding.severity for finding in findings)
+        errors, warnings = counts[Severity.ERROR], counts[Severity.WARNING]
+        passed = counts[Severity.INFO]
+        summary = f"{len(findings)} findings: {errors} errors, {warnings} warnings, {passed} passed"
+        worst = Severity.ERROR if errors else Severity.WARNING if warnings else Severity.INFO
+        emit(worst, f"{spec.id}: {summary}", component="summary")
+        if errors:
+            detail = ErrorDetail(
+                code="VALIDATION_FAILED",
+                message=f"{spec.id} found {errors} errors",
+                probable_cause=next(f.summary for f in findings if f.severity is Severity.ERROR),
+                suggested_remediation="see this operation's ERROR events for each problem and "
+                "its fix",
+            )
+            return ClusterResult(
+                cluster=target.name, state=OperationState.FAILED, error=detail, summary=summary
+            )
+        return ClusterResult(cluster=target.name, state=OperationState.SUCCEEDED, summary=summary)
+
+    # -- install / upgrade ------------------------------------------------------------------
+
+    async def _apply(
+        self,
+        spec: OperationSpec,
+        record: OperationRecord,
+        target: ClusterTarget,
+        session: ClusterSession,
+        emit: OperationEmitter,
+    ) -> ClusterResult:
+        plan = await self.planner.plan(
+            spec,
+            record,
+            session,
+            mesh_version=await self._installed_version(spec, record, session),
+            note=lambda text: emit(Severity.INFO, text),
+        )
+        plan = dataclasses.replace(plan, wait_policy=_wait_policy(record))
+        emit(
+            Severity.INFO,
+            f"applying {len(plan.objects)} objects as release {plan.namespace}/{plan.release}",
+        )
+        outcome = await Applier(session, concurrency=self._concurrency).install_or_upgrade(
+            plan, _sink(emit)
+        )
+        return _result(target, outcome, "applied", len(plan.objects))
+
+    async def _installed_version(
+        self, spec: OperationSpec, record: OperationRecord, session: ClusterSession
+    ) -> str:
+        """For manifests fetched at the mesh's version: the installed one, if any."""
+        if record.mesh_version or not any(
+            isinstance(s, catalogue.ManifestSource) for s in spec.sources
+        ):
+            return ""
+        status = await read_inventory(
+            session, self.declaration.default_namespace, self.declaration.status_release
+        )
+        return status.metadata.get("mesh_version", "") if status is not None else ""
+
+    # -- delete -----------------------------------------------------------------------------
+
+    async def _delete(
+        self,
+        spec: OperationSpec,
+        record: OperationRecord,
+        target: ClusterTarget,
+        session: ClusterSession,
+        emit: OperationEmitter,
+    ) -> ClusterResult:
+        namespace = record.namespace or spec.default_namespace
+        release = (
+            custom_release_name(spec, record.custom_body) if spec.custom else spec.release_name
+        )
+        hooks = await self._delete_hooks(spec, record, namespace, release, session, emit)
+        outcome = await Applier(session, concurrency=self._concurrency).uninstall(
+            release, namespace, _sink(emit), hooks=hooks, wait_policy=_wait_policy(record)
+        )
+        if outcome.noop:
+            summary = f"release {namespace}/{release} is not installed; nothing to delete"
+            emit(Severity.INFO, summary)
+            return ClusterResult(
+                cluster=target.name, state=OperationState.SUCCEEDED, summary=summary
+            )
+        return _result(target, outcome, "deleted", outcome.deleted)
+
+    async def _delete_hooks(
+        self,
+        spec: OperationSpec,
+        record: OperationRecord,
+        namespace: str,
+        release: str,
+        session: ClusterSession,
+        emit: OperationEmitter,
+    ) -> tuple[Hook, ...]:
+        """Charts may carry delete hooks: render the installed version to find them."""
+        if not any(isinstance(s, ChartSource) for s in spec.sources):
+            return ()
+        installed = await read_inventory(session, namespace, release)
+        if installed is None:
+            return ()
+        version = installed.metadata.get("mesh_version", "")
+        try:
+            plan = await self.planner.plan(
+                spec, dataclasses.replace(record, mesh_version=version), session
+            )
+        except PlanError as exc:
+            emit(
+                Severity.WARNING,
+                "cannot render the installed charts; uninstalling without delete hooks",
+                details=exc.detail.message,
+            )
+            return ()
+        return plan.hooks
+
+    # -- status -----------------------------------------------------------------------------
+
+    async def status(self, target: ClusterTarget, namespace: str) -> MeshStatus:
+        """The install release's state, component readiness and injection namespaces."""
+        async with await self._session(target) as session:
+            return await mesh_status(
+                session, self.declaration, cluster=target.name, namespace=namespace
+            )
+
+    async def aclose(self) -> None:
+        """Nothing is held between operations (a session per operation)."""
+
+
+def _wait_policy(record: OperationRecord) -> WaitPolicy:
+    default = WaitPolicy()
+    timeout = record.timeout_seconds
+    if timeout is None or timeout <= 0:
+        return default
+    return dataclasses.replace(default, timeout_seconds=timeout)
+
+
+def _sink(emit: OperationEmitter) -> Callable[[Progress], None]:
+    """Each step of applying becomes one event about its component."""
+
+    def sink(progress: Progress) -> None:
+        details = progress.message
+        if progress.reason:
+            details = f"{progress.reason}: {details}" if details else progress.reason
+        emit(
+            _SEVERITY[progress.kind],
+            f"{progress.ref} {_VERB[progress.kind]}",
+            component=str(progress.ref),
+            details=details if progress.kind is ProgressKind.FAILED else "",
+        )
+
+    return sink
+
+
+def _result(target: ClusterTarget, outcome: ApplyOutcome, verb: str, total: int) -> ClusterResult:
+    if outcome.noop:
+        summary = f"no changes: {outcome.unchanged} objects already as planned"
+    else:
+        summary = (
+            f"{outcome.applied} applied, {outcome.unchanged} unchanged, {outcome.deleted} "
+            f"deleted, {outcome.ready} ready"
+        )
+    log.debug("cluster result", cluster=target.name, verb=verb, total=total, summary=summary)
+    return ClusterResult(
+        cluster=target.name,
+        state=OperationState.SUCCEEDED,
+        objects_applied=outcome.applied,
+        objects_deleted=outcome.deleted,
+        objects_unchanged=outcome.unchanged,
+        summary=summary,
+    )
+
+
+def _cache_dir(settings_cache: Path | None, state_dir: Path | None, mesh: str) -> Path:
+    if settings_cache is not None:
+        return settings_cache
+    if state_dir is not None:
+        return state_dir / "cache"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "meshplane" / mesh
+
+
+def _mirror_chart_repo(mirror: Path, declaration: MeshDeclaration) -> Path:
+    """The chart repository inside a mirror laid out like the shared fixtures.
+
+    ``<mirror>/charts/<mesh>/``, else any ``<mirror>/charts/*/`` whose index lists the install
+    chart, else ``<mirror>`` itself.
+    """
+    charts = mirror / "charts"
+    if (charts / declaration.mesh / "index.yaml").is_file():
+        return charts / declaration.mesh
+    chart = install_chart(declaration)
+    for index in sorted(charts.glob("*/index.yaml")):
+        if f"\n  {chart}:" in index.read_text(encoding="utf-8", errors="replace"):
+            return index.parent
+    return mirror
+
+
+def build_executor(
+    declaration: MeshDeclaration,
+    settings: AdapterSettings,
+    *,
+    on_kubernetes_retry: Callable[[], None] | None = None,
+) -> tuple[KitExecutor, ChartVersionCatalog]:
+    """The executor and version catalogue for ``declaration`` as `AdapterSettings` configure.
+
+    Chart repository: ``--chart-repo`` when set, else the mirror's, else the declaration's.
+    Manifests: ``--manifests-url`` when it differs from the declaration's (a mirror laid out as
+    ``apps/``, ``addons/``), else ``--mirror``, else upstream at the mesh version.
+    """
+    del on_kubernetes_retry  # ClusterSession has no retry hook yet; counted in its logs.
+    cache = _cache_dir(settings.cache_dir, settings.state_dir, declaration.mesh)
+    chart_url = settings.chart_repo or declaration.chart_repository
+    mirror_url = ""
+    if settings.manifests_url and settings.manifests_url != declaration.manifests_url:
+        mirror_url = settings.manifests_url
+    if settings.mirror_dir is not None:
+        if chart_url == declaration.chart_repository:
+            chart_url = str(_mirror_chart_repo(settings.mirror_dir, declaration))
+        mirror_url = mirror_url or str(settings.mirror_dir)
+    charts = ChartRepository(chart_url, cache / "charts")
+    manifests = ManifestLibrary(
+        upstream_url=declaration.manifests_url,
+        mirror_url=mirror_url,
+        cache_dir=cache / "manifests",
+    )
+    planner = Planner(declaration, charts=charts, manifests=manifests)
+    executor = KitExecutor(
+        declaration,
+        planner,
+        kubeconfig=settings.kubeconfig,
+        kube_context=settings.kube_context,
+    )
+    log.info(
+        "executor configured",
+        mesh=declaration.mesh,
+        chart_repository=chart_url,
+        manifests=mirror_url or declaration.manifests_url,
+        cache=str(cache),
+    )
+    return executor, ChartVersionCatalog(charts, install_chart(declaration))

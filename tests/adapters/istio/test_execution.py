@@ -1,0 +1,269 @@
+"""The kit executor running the Istio catalogue in-process against kubesim (toy charts)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from adapters.istio.declaration import DECLARATION
+from adapters.kit.cluster import ClusterSession
+from adapters.kit.execution import ChartVersionCatalog, KitExecutor, build_executor
+from adapters.kit.operations import (
+    ClusterResult,
+    ClusterTarget,
+    ErrorDetail,
+    OperationRecord,
+    OperationState,
+    Severity,
+)
+from adapters.kit.planning import Planner
+from adapters.kit.plans import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from adapters.kit.settings import AdapterSettings
+from kubesim.harness import RunningSim
+from tests.plugins.static_http import StaticHttpServer
+
+TARGET = ClusterTarget(name="default")
+
+
+@dataclass(frozen=True)
+class Emitted:
+    severity: Severity
+    summary: str
+    component: str
+    details: str
+    error: ErrorDetail | None
+
+
+class Events:
+    """An `OperationEmitter` that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.items: list[Emitted] = []
+
+    def __call__(
+        self,
+        severity: Severity,
+        summary: str,
+        *,
+        component: str = "",
+        details: str = "",
+        error: ErrorDetail | None = None,
+    ) -> None:
+        self.items.append(Emitted(severity, summary, component, details, error))
+
+    def of(self, severity: Severity) -> list[Emitted]:
+        return [e for e in self.items if e.severity is severity]
+
+
+@pytest.fixture
+def executor(planner: Planner, sim: RunningSim) -> KitExecutor:
+    return KitExecutor(DECLARATION, planner, kubeconfig=sim.kubeconfig)
+
+
+def record(operation: str, **changes: object) -> OperationRecord:
+    spec = DECLARATION.operation(operation)
+    assert spec is not None
+    base = OperationRecord(
+        operation_id=f"op-{operation}",
+        operation=operation,
+        mesh="istio",
+        mesh_version="",
+        namespace=spec.default_namespace,
+        delete=False,
+        parameters={p.name: p.default for p in spec.parameters if p.default},
+        username="test",
+        state=OperationState.RUNNING,
+        clusters=("default",),
+        create_time=datetime.now(UTC),
+        timeout_seconds=30.0,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+async def run(
+    executor: KitExecutor, operation: str, **changes: object
+) -> tuple[ClusterResult, Events]:
+    spec = DECLARATION.operation(operation)
+    assert spec is not None
+    events = Events()
+    result = await executor.execute(spec, record(operation, **changes), TARGET, events)
+    return result, events
+
+
+async def managed_objects(session: ClusterSession) -> list[str]:
+    """Every object labelled as ours, across the kinds the catalogue creates."""
+    kinds = [
+        ("v1", "ConfigMap"),
+        ("v1", "Secret"),
+        ("v1", "Service"),
+        ("v1", "ServiceAccount"),
+        ("apps/v1", "Deployment"),
+        ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
+        ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"),
+        ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"),
+        ("networking.istio.io/v1", "VirtualService"),
+        ("networking.istio.io/v1", "DestinationRule"),
+        ("networking.istio.io/v1", "Gateway"),
+        ("security.istio.io/v1", "PeerAuthentication"),
+        ("v1", "Namespace"),
+    ]
+    found: list[str] = []
+    for api_version, kind in kinds:
+        for obj in await session.list(
+            api_version, kind, label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
+        ):
+            found.append(f"{kind} {obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}")
+    return found
+
+
+async def test_install_upgrade_samples_validate_uninstall(
+    executor: KitExecutor, session: ClusterSession
+) -> None:
+    result, events = await run(
+        executor, "install", mesh_version="1.0.0", parameters={"profile": "demo"}
+    )
+    assert result.state is OperationState.SUCCEEDED, events.items
+    assert result.objects_applied > 10
+    ready = [e.component for e in events.items if e.summary.endswith(" ready")]
+    assert "Deployment istio-system/istiod" in ready
+    assert "Deployment istio-system/istio-egressgateway" in ready
+    status = await executor.status(TARGET, "")
+    assert (status.installed, status.version, status.namespace) == (True, "1.0.0", "istio-system")
+    assert {c.name for c in status.components if c.kind == "Deployment"} == {
+        "istiod",
+        "istio-ingressgateway",
+        "istio-egressgateway",
+    }
+    assert all(c.ready for c in status.components)
+
+    again, _ = await run(executor, "install", mesh_version="1.0.0", parameters={"profile": "demo"})
+    assert again.state is OperationState.SUCCEEDED
+    assert (again.objects_applied, again.summary.startswith("no changes")) == (0, True)
+
+    upgraded, _ = await run(
+        executor, "install", mesh_version="1.1.0", parameters={"profile": "default"}
+    )
+    assert upgraded.state is OperationState.SUCCEEDED
+    assert upgraded.objects_deleted >= 1  # the demo egress gateway is pruned
+    assert await session.get("apps/v1", "Deployment", "istio-egressgateway", "istio-system") is None
+    assert (await executor.status(TARGET, "istio-system")).version == "1.1.0"
+
+    for operation in ("label-namespace", "bookinfo", "bookinfo-route-v1"):
+        done, events = await run(executor, operation)
+        assert done.state is OperationState.SUCCEEDED, (operation, events.items)
+    gateway = await session.get("networking.istio.io/v1", "Gateway", "bookinfo-gateway", "default")
+    assert gateway is not None
+    assert (await executor.status(TARGET, "")).injection_namespaces == ("default",)
+
+    validated, events = await run(executor, "validate")
+    # Pods of the labelled namespace run without the sidecar (kubesim injects nothing).
+    assert validated.state is OperationState.SUCCEEDED, events.of(Severity.ERROR)
+    warnings = events.of(Severity.WARNING)
+    assert any("without the istio-proxy sidecar" in e.summary for e in warnings)
+    summary = events.items[-1]
+    assert summary.component == "summary"
+    assert f"{len(warnings) - 1} warnings" in summary.summary
+
+    # A canary whose subsets exist, then a fault route: routing still resolves.
+    canary, _ = await run(
+        executor,
+        "bookinfo-canary",
+        parameters={"reviews-v1-weight": "10", "reviews-v2-weight": "0", "reviews-v3-weight": "90"},
+    )
+    assert canary.state is OperationState.SUCCEEDED
+
+    for operation in ("bookinfo-route-v1", "bookinfo-canary", "bookinfo", "label-namespace"):
+        removed, events = await run(executor, operation, delete=True)
+        assert removed.state is OperationState.SUCCEEDED, (operation, events.items)
+    namespace = await session.get("v1", "Namespace", "default")
+    assert namespace is not None
+    assert "istio-injection" not in (namespace["metadata"].get("labels") or {})
+
+    gone, events = await run(executor, "install", delete=True)
+    assert gone.state is OperationState.SUCCEEDED, events.items
+    assert gone.objects_deleted > 10
+    assert await managed_objects(session) == []
+    assert not (await executor.status(TARGET, "")).installed
+
+
+async def test_validate_reports_broken_routes_and_a_missing_mesh(
+    executor: KitExecutor, session: ClusterSession
+) -> None:
+    bare, events = await run(executor, "validate")
+    assert bare.state is OperationState.FAILED
+    assert bare.error is not None and bare.error.code == "VALIDATION_FAILED"
+    assert any("no Istio CRDs" in e.summary for e in events.of(Severity.ERROR))
+
+    installed, _ = await run(executor, "install", parameters={"profile": "minimal"})
+    assert installed.state is OperationState.SUCCEEDED
+    custom = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v9}
+    - destination: {host: nowhere.default.svc.cluster.local}
+"""
+    applied, _ = await run(executor, "custom", custom_body=custom)
+    assert applied.state is OperationState.SUCCEEDED
+    booked, _ = await run(executor, "bookinfo")
+    assert booked.state is OperationState.SUCCEEDED
+    checked, events = await run(executor, "validate")
+    assert checked.state is OperationState.FAILED
+    errors = [e for e in events.of(Severity.ERROR) if e.component.startswith("VirtualService")]
+    assert "reviews subset v9" in errors[0].details
+    warnings = [e for e in events.of(Severity.WARNING) if e.component.startswith("VirtualService")]
+    assert "destination nowhere.default.svc.cluster.local" in warnings[0].details
+    assert "2 errors" not in events.items[-1].summary and "1 errors" in events.items[-1].summary
+
+    removed, _ = await run(executor, "custom", custom_body=custom, delete=True)
+    assert removed.state is OperationState.SUCCEEDED and removed.objects_deleted == 1
+    assert (
+        await session.get("networking.istio.io/v1", "VirtualService", "reviews", "default") is None
+    )
+
+
+async def test_failures_come_back_as_failed_results(
+    executor: KitExecutor, session: ClusterSession
+) -> None:
+    refused, events = await run(
+        executor, "custom", custom_body="apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n"
+    )
+    assert refused.state is OperationState.FAILED
+    assert refused.error is not None and refused.error.code == "INVALID_ARGUMENT"
+    assert events.of(Severity.ERROR)[0].error == refused.error
+    missing, _ = await run(executor, "install", mesh_version="7.0.0")
+    assert missing.error is not None and missing.error.code == "MESH_VERSION_NOT_FOUND"
+    nothing, _ = await run(executor, "bookinfo", delete=True)
+    assert nothing.state is OperationState.SUCCEEDED
+    assert "nothing to delete" in nothing.summary
+
+
+async def test_build_executor_from_settings(
+    tmp_path: Path,
+    sim: RunningSim,
+    toy_chart_server: StaticHttpServer,
+    toy_mirror_server: StaticHttpServer,
+) -> None:
+    settings = AdapterSettings(
+        kubeconfig=sim.kubeconfig,
+        chart_repo=toy_chart_server.url,
+        manifests_url=toy_mirror_server.url,
+        cache_dir=tmp_path / "cache",
+    )
+    executor, catalog = build_executor(DECLARATION, settings)
+    assert isinstance(catalog, ChartVersionCatalog)
+    assert [v.version for v in await catalog.versions()] == ["1.1.0", "1.0.0"]
+    assert await catalog.default_version() == "1.1.0"
+    spec = DECLARATION.operation("httpbin")
+    assert spec is not None
+    result = await executor.execute(spec, record("httpbin"), TARGET, Events())
+    assert result.state is OperationState.SUCCEEDED
+    assert toy_mirror_server.requests("/apps/httpbin.yaml") == 1
