@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import structlog
 
-from adapters.kit.cluster import ClusterSession
+from adapters.kit.cluster import UNKNOWN, ClusterSession, Unknown
 from adapters.kit.inventory import (
     ReleaseRecord,
     ReleaseState,
@@ -174,11 +174,19 @@ class Applier:
         policy: ApplyPolicy,
         sink: ProgressSink,
         counts: _Counts,
+        versions: dict[str, str] | None,
     ) -> None:
+        """Apply concurrently; ``versions`` (key → resourceVersion of what the release already
+        has) saves reading each object first; None means read each one."""
+
         async def apply_one(obj: KubeObject) -> None:
             ref = ObjectRef.from_manifest(obj)
+            previous: str | Unknown | None = UNKNOWN if versions is None else versions.get(ref.key)
             _, changed = await self._session.apply(
-                obj, field_manager=policy.field_manager, force=policy.force_conflicts
+                obj,
+                field_manager=policy.field_manager,
+                force=policy.force_conflicts,
+                previous_version=previous,
             )
             if changed:
                 counts.applied += 1
@@ -188,6 +196,26 @@ class Applier:
                 sink(Progress(kind=ProgressKind.UNCHANGED, ref=ref, message=f"{ref} unchanged"))
 
         await self._each(objects, apply_one)
+
+    async def _release_versions(self, plan: ApplyPlan) -> dict[str, str]:
+        """resourceVersions of the plan's objects that already carry the release label.
+
+        One labelled list per (kind, namespace) instead of one read per object. An object not
+        found here is new or not yet ours, and applying it adds our labels: it changes.
+        """
+        selector = f"{RELEASE_LABEL}={plan.release}"
+        groups = sorted({(ref.api_version, ref.kind, ref.namespace or "") for ref in plan.refs})
+
+        async def list_group(group: tuple[str, str, str]) -> list[KubeObject]:
+            api_version, kind, namespace = group
+            return await self._session.list(api_version, kind, namespace or None, selector)
+
+        versions: dict[str, str] = {}
+        for items in await self._each(groups, list_group):
+            for item in items:
+                ref = ObjectRef.from_manifest(item)
+                versions[ref.key] = str(item["metadata"].get("resourceVersion", ""))
+        return versions
 
     async def _ensure_namespace(self, name: str, policy: ApplyPolicy) -> None:
         """Create the release namespace (bare) when missing, so the inventory has a home."""
@@ -361,9 +389,16 @@ class Applier:
         for obj in objects:
             tiers.setdefault(_tier(obj), []).append(obj)
 
-        await self._apply_objects(tiers.get(0, []), policy, sink, counts)
+        # A fields-only plan adds no release label, so only reading each object tells.
+        versions: dict[str, str] | None = None
+        if record is None and not plan.ownership_fields_only:
+            versions = {}
+        elif not plan.ownership_fields_only:
+            versions = await self._release_versions(plan)
+
+        await self._apply_objects(tiers.get(0, []), policy, sink, counts, versions)
         crds = tiers.get(1, [])
-        await self._apply_objects(crds, policy, sink, counts)
+        await self._apply_objects(crds, policy, sink, counts, versions)
         if crds:
             await self._wait(
                 [ObjectRef.from_manifest(obj) for obj in crds],
@@ -381,7 +416,7 @@ class Applier:
         )
 
         for tier in (2, 3, 4, 5):
-            await self._apply_objects(tiers.get(tier, []), policy, sink, counts)
+            await self._apply_objects(tiers.get(tier, []), policy, sink, counts, versions)
 
         if plan.wait_policy.wait_for_ready:
             waited = [

@@ -36,7 +36,7 @@ from adapters.kit.operations import ErrorDetail
 from adapters.kit.plans import FIELD_MANAGER
 from serving.retry_policies import kubernetes_retry
 
-__all__ = ["ApiResource", "ClusterSession", "RetrySettings"]
+__all__ = ["UNKNOWN", "ApiResource", "ClusterSession", "RetrySettings", "Unknown"]
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +66,13 @@ class ApiResource:
             base += f"/namespaces/{namespace}"
         base += f"/{self.plural}"
         return f"{base}/{name}" if name else base
+
+
+class Unknown:
+    """Marker type: a value the caller does not know (distinct from None)."""
+
+
+UNKNOWN = Unknown()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -357,8 +364,13 @@ class ClusterSession:
         *,
         field_manager: str = FIELD_MANAGER,
         force: bool = True,
+        previous_version: str | Unknown | None = UNKNOWN,
     ) -> tuple[KubeObject, bool]:
-        """Server-side apply ``obj``; True when it was created or its resourceVersion moved."""
+        """Server-side apply ``obj``; True when it was created or its resourceVersion moved.
+
+        ``previous_version`` is the object's resourceVersion before the apply when the caller
+        already knows it (None: it did not exist); by default it is read first.
+        """
         ref = ObjectRef.from_manifest(obj)
         resource = await self._resource(ref)
         namespace = ref.namespace if resource.namespaced else None
@@ -371,7 +383,11 @@ class ClusterSession:
                     suggested_remediation="set metadata.namespace (planning normally does this)",
                 )
             )
-        before = await self.get_ref(ref)
+        if isinstance(previous_version, Unknown):
+            before = await self.get_ref(ref)
+            previous = (before.get("metadata") or {}).get("resourceVersion") if before else None
+        else:
+            previous = previous_version
         status, body = await self._request(
             "PATCH",
             resource.path(namespace, ref.name),
@@ -383,9 +399,8 @@ class ClusterSession:
             content_type=APPLY_PATCH,
         )
         applied: KubeObject = body if isinstance(body, dict) else {}
-        if before is None or status == 201:
+        if previous is None or status == 201:
             return applied, True
-        previous = (before.get("metadata") or {}).get("resourceVersion")
         current = (applied.get("metadata") or {}).get("resourceVersion")
         return applied, previous != current
 

@@ -232,7 +232,8 @@ async def write_inventory(session: ClusterSession, record: ReleaseRecord) -> Non
         },
         "data": {_DATA_KEY: base64.b64encode(payload.encode("utf-8")).decode("ascii")},
     }
-    await session.apply(secret, field_manager=FIELD_MANAGER, force=True)
+    # Whether the Secret changed does not matter: skip reading it first.
+    await session.apply(secret, field_manager=FIELD_MANAGER, force=True, previous_version=None)
 
 
 async def delete_inventory(session: ClusterSession, namespace: str, release: str) -> bool:

@@ -37,7 +37,7 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 _FIRST_POLL_DELAY = 0.02
-_POLL_GROWTH = 1.5
+_POLL_GROWTH = 1.3
 
 
 @dataclass(frozen=True, kw_only=True)
