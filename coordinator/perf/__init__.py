@@ -3,6 +3,13 @@
 Public surface for the coordinator (RPCs, store) and the CLI; everything else is internal.
 """
 
+from coordinator.perf.arguments import (
+    add_output_argument,
+    add_run_arguments,
+    config_from_arguments,
+    format_progress,
+    format_result,
+)
 from coordinator.perf.comparing import (
     Comparison,
     ComparisonCell,
@@ -55,14 +62,19 @@ __all__ = [
     "Protocol",
     "TestConfig",
     "WrkUnavailableError",
+    "add_output_argument",
+    "add_run_arguments",
     "compare",
     "comparison_document",
     "comparison_table",
     "comparison_to_proto",
     "config_document",
+    "config_from_arguments",
     "config_from_proto",
     "config_to_proto",
     "env_id",
+    "format_progress",
+    "format_result",
     "from_fortio",
     "load_fortio_file",
     "mesh_config_id",

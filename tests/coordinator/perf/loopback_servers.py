@@ -84,7 +84,7 @@ async def _serve_http(stall: _Stall) -> None:
 
 
 async def _serve_grpc() -> None:
-    import grpc  # type: ignore[import-untyped]
+    import grpc
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection
 
