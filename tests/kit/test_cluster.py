@@ -1,0 +1,232 @@
+"""ClusterSession against kubesim: kubeconfig loading, discovery refresh, server-side apply
+change detection, reads, deletes, and how failures are described."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+import yaml
+from kubernetes.aio.client.exceptions import ApiException
+
+from adapters.kit.cluster import ClusterSession, RetrySettings
+from adapters.kit.kube_errors import ApplyError, describe_error
+from adapters.kit.objects import ObjectRef
+from kubesim.harness import RunningSim
+
+GADGET_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "gadgets.example.meshplane.io"},
+    "spec": {
+        "group": "example.meshplane.io",
+        "scope": "Namespaced",
+        "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def config_map(name: str, value: str, namespace: str = "default") -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"suite": "cluster"}},
+        "data": {"value": value},
+    }
+
+
+@pytest.fixture
+async def session(kubesim: RunningSim) -> AsyncIterator[ClusterSession]:
+    async with await ClusterSession.connect(kubeconfig_path=kubesim.kubeconfig) as cluster:
+        yield cluster
+
+
+async def test_connects_from_kubeconfig_text_with_context(kubesim: RunningSim) -> None:
+    text = kubesim.kubeconfig.read_text()
+    context = yaml.safe_load(text)["current-context"]
+    async with await ClusterSession.connect(kubeconfig=text, context=context, name="sim") as s:
+        assert s.name == "sim"
+        assert s.server.startswith("http://127.0.0.1:")
+        assert await s.has_kind("v1", "ConfigMap")
+        assert await s.has_kind("apps/v1", "Deployment")
+        assert not await s.has_kind("v1", "Gadget")
+
+
+async def test_bad_kubeconfig_is_explained() -> None:
+    with pytest.raises(ApplyError) as caught:
+        await ClusterSession.connect(kubeconfig="- just\n- a list\n")
+    assert caught.value.detail.code == "KUBECONFIG_INVALID"
+    with pytest.raises(ApplyError) as caught:
+        await ClusterSession.connect(kubeconfig="apiVersion: v1\nkind: Config\n", context="nope")
+    assert caught.value.detail.code == "KUBECONFIG_INVALID"
+
+
+async def test_unreachable_server_is_explained(kubesim: RunningSim) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = yaml.safe_load(kubesim.kubeconfig.read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = f"http://127.0.0.1:{port}"
+    session = await ClusterSession.connect(
+        kubeconfig=yaml.safe_dump(config), retry=RetrySettings(attempts=2, initial_delay=0.01)
+    )
+    async with session:
+        with pytest.raises(ApplyError) as caught:
+            await session.get("v1", "ConfigMap", "anything", "default")
+    detail = caught.value.detail
+    assert detail.code == "CLUSTER_UNREACHABLE"
+    assert "kubeconfig server URL" in detail.suggested_remediation
+    assert str(port) in detail.message
+
+
+async def test_apply_reports_whether_anything_changed(session: ClusterSession) -> None:
+    created, changed = await session.apply(config_map("settings", "1"))
+    assert changed
+    first_version = created["metadata"]["resourceVersion"]
+
+    same, changed = await session.apply(config_map("settings", "1"))
+    assert not changed
+    assert same["metadata"]["resourceVersion"] == first_version
+
+    updated, changed = await session.apply(config_map("settings", "2"))
+    assert changed
+    assert updated["data"] == {"value": "2"}
+    managers = {entry["manager"] for entry in updated["metadata"]["managedFields"]}
+    assert "meshplane" in managers
+
+
+async def test_apply_with_a_known_previous_version_skips_the_read(session: ClusterSession) -> None:
+    created, _ = await session.apply(config_map("known", "1"))
+    version = created["metadata"]["resourceVersion"]
+    _, changed = await session.apply(config_map("known", "1"), previous_version=version)
+    assert not changed
+    _, changed = await session.apply(config_map("known", "2"), previous_version=version)
+    assert changed
+
+
+async def test_get_list_and_delete(session: ClusterSession) -> None:
+    await session.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}})
+    await session.apply(config_map("a", "1"))
+    await session.apply(config_map("b", "1", namespace="other"))
+    await session.apply(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "other"}}
+    )
+
+    everywhere = await session.list("v1", "ConfigMap", label_selector="suite=cluster")
+    assert sorted(obj["metadata"]["name"] for obj in everywhere) == ["a", "b"]
+    assert all(obj["kind"] == "ConfigMap" and obj["apiVersion"] == "v1" for obj in everywhere)
+    in_other = await session.list("v1", "ConfigMap", "other", label_selector="suite=cluster")
+    assert [obj["metadata"]["name"] for obj in in_other] == ["b"]
+    assert await session.list("example.meshplane.io/v1", "Gadget") == []
+
+    ref = ObjectRef(api_version="v1", kind="ConfigMap", namespace="default", name="a")
+    found = await session.get_ref(ref)
+    assert found is not None and found["data"] == {"value": "1"}
+    assert await session.get("v1", "ConfigMap", "missing", "default") is None
+    assert await session.get("example.meshplane.io/v1", "Gadget", "x", "default") is None
+
+    assert await session.delete(ref)
+    assert not await session.delete(ref)
+    assert await session.get_ref(ref) is None
+
+
+async def test_discovery_finds_a_kind_whose_crd_was_just_created(session: ClusterSession) -> None:
+    assert not await session.has_kind("example.meshplane.io/v1", "Gadget")
+    gadget = {
+        "apiVersion": "example.meshplane.io/v1",
+        "kind": "Gadget",
+        "metadata": {"name": "g1", "namespace": "default"},
+        "spec": {"size": 2},
+    }
+    with pytest.raises(ApplyError) as caught:
+        await session.apply(gadget)
+    assert caught.value.detail.code == "KIND_NOT_INSTALLED"
+    assert "install the mesh" in caught.value.detail.suggested_remediation
+
+    await session.apply(GADGET_CRD)
+    for _ in range(200):
+        crd = await session.get_ref(ObjectRef.from_manifest(GADGET_CRD))
+        conditions = (crd or {}).get("status", {}).get("conditions", [])
+        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+            break
+        await asyncio.sleep(0.02)
+
+    assert await session.has_kind("example.meshplane.io/v1", "Gadget")
+    _, changed = await session.apply(gadget)
+    assert changed
+    assert len(await session.list("example.meshplane.io/v1", "Gadget", "default")) == 1
+
+    assert await session.delete(ObjectRef.from_manifest(GADGET_CRD))
+    for _ in range(200):
+        if not await session.list("example.meshplane.io/v1", "Gadget"):
+            break
+        await asyncio.sleep(0.02)
+    assert await session.list("example.meshplane.io/v1", "Gadget") == []
+
+
+async def test_invalid_object_carries_the_causes(session: ClusterSession) -> None:
+    bad_service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "bad", "namespace": "default"},
+        "spec": {"type": "Sideways", "ports": [{"port": 80}]},
+    }
+    with pytest.raises(ApplyError) as caught:
+        await session.apply(bad_service)
+    detail = caught.value.detail
+    assert detail.code == "KUBE_INVALID"
+    assert "spec.type" in detail.probable_cause
+    assert "Service default/bad" in detail.message
+
+
+async def test_missing_namespace_is_named(session: ClusterSession) -> None:
+    with pytest.raises(ApplyError) as caught:
+        await session.apply(config_map("lost", "1", namespace="nowhere"))
+    assert caught.value.detail.code == "NAMESPACE_NOT_FOUND"
+    assert "nowhere" in caught.value.detail.message
+
+
+def _api_error(status: int, body: dict[str, object]) -> ApiException:
+    error = ApiException(status=status, reason="from the server")
+    error.body = json.dumps(body)
+    return error
+
+
+def test_forbidden_names_the_missing_permission() -> None:
+    ref = ObjectRef(api_version="apps/v1", kind="Deployment", namespace="mesh", name="istiod")
+    error = _api_error(403, {"kind": "Status", "reason": "Forbidden", "message": "no"})
+    detail = describe_error(error, verb="apply", resource="deployments", ref=ref)
+    assert detail.code == "KUBE_FORBIDDEN"
+    assert "lacks RBAC for apply deployments" in detail.probable_cause
+    assert "ClusterRole" in detail.suggested_remediation
+
+
+def test_unauthorized_and_server_errors_are_told_apart() -> None:
+    assert describe_error(_api_error(401, {}), verb="get", resource="pods").code == (
+        "KUBE_UNAUTHORIZED"
+    )
+    assert describe_error(_api_error(503, {}), verb="get", resource="pods").code == (
+        "KUBE_SERVER_ERROR"
+    )
+    assert describe_error(_api_error(429, {}), verb="get", resource="pods").code == (
+        "KUBE_THROTTLED"
+    )
+    conflict = describe_error(_api_error(409, {"message": "conflict"}), verb="apply", resource="x")
+    assert conflict.code == "KUBE_CONFLICT"
