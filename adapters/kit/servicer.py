@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-import grpc  # type: ignore[import-untyped]
+import grpc
 import structlog
 
 from adapters.kit import messages
