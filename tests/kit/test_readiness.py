@@ -1,0 +1,295 @@
+"""Readiness rules by kind (on status shapes real API servers report) and waiting against
+kubesim, including the reason a failing workload gives."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from adapters.kit.cluster import ClusterSession
+from adapters.kit.objects import KubeObject, ObjectRef
+from adapters.kit.plans import Progress, ProgressKind, WaitPolicy
+from adapters.kit.readiness import (
+    pod_selector,
+    readiness_of,
+    reason_from_pods,
+    wait_gone,
+    wait_ready,
+    waits_for,
+)
+from kubesim.harness import RunningSim
+
+
+def deployment(
+    *, replicas: int = 2, generation: int = 2, status: dict[str, Any] | None = None
+) -> KubeObject:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "generation": generation},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}},
+        },
+        "status": status or {},
+    }
+
+
+AVAILABLE = {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}
+
+
+def test_deployment_ready_only_when_observed_updated_and_available() -> None:
+    done = {
+        "observedGeneration": 2,
+        "replicas": 2,
+        "updatedReplicas": 2,
+        "availableReplicas": 2,
+        "conditions": [AVAILABLE],
+    }
+    assert readiness_of(deployment(status=done)).ready
+    stale = readiness_of(deployment(status={**done, "observedGeneration": 1}))
+    assert not stale.ready and stale.reason == "NotObserved"
+    rolling = readiness_of(deployment(status={**done, "updatedReplicas": 1}))
+    assert not rolling.ready
+    unavailable = {
+        **done,
+        "availableReplicas": 1,
+        "conditions": [
+            {
+                "type": "Available",
+                "status": "False",
+                "reason": "MinimumReplicasUnavailable",
+                "message": "Deployment does not have minimum availability.",
+            }
+        ],
+    }
+    state = readiness_of(deployment(status=unavailable))
+    assert not state.ready
+    assert state.reason == "MinimumReplicasUnavailable"
+    assert not state.failed
+
+
+def test_deployment_progress_deadline_is_reported() -> None:
+    status = {
+        "observedGeneration": 2,
+        "conditions": [
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+        ],
+    }
+    assert readiness_of(deployment(status=status)).reason == "ProgressDeadlineExceeded"
+
+
+def test_statefulset_waits_for_revision() -> None:
+    obj: KubeObject = {
+        "kind": "StatefulSet",
+        "metadata": {"generation": 1},
+        "spec": {"replicas": 3},
+        "status": {
+            "observedGeneration": 1,
+            "readyReplicas": 3,
+            "currentRevision": "db-1",
+            "updateRevision": "db-2",
+        },
+    }
+    assert readiness_of(obj).reason == "RollingUpdate"
+    obj["status"]["currentRevision"] = "db-2"
+    assert readiness_of(obj).ready
+    obj["status"]["readyReplicas"] = 2
+    assert not readiness_of(obj).ready
+
+
+def test_daemonset_needs_every_scheduled_pod_ready_and_updated() -> None:
+    obj: KubeObject = {
+        "kind": "DaemonSet",
+        "metadata": {"generation": 1},
+        "status": {
+            "observedGeneration": 1,
+            "desiredNumberScheduled": 3,
+            "numberReady": 3,
+            "updatedNumberScheduled": 2,
+        },
+    }
+    assert not readiness_of(obj).ready
+    obj["status"]["updatedNumberScheduled"] = 3
+    assert readiness_of(obj).ready
+
+
+def test_job_complete_and_failed() -> None:
+    job: KubeObject = {"kind": "Job", "status": {"active": 1}}
+    assert not readiness_of(job).ready
+    job["status"]["conditions"] = [{"type": "Complete", "status": "True"}]
+    assert readiness_of(job).ready
+    job["status"]["conditions"] = [
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "x"}
+    ]
+    state = readiness_of(job)
+    assert state.failed and state.reason == "BackoffLimitExceeded"
+
+
+def test_crd_pod_and_service_rules() -> None:
+    crd: KubeObject = {"kind": "CustomResourceDefinition", "status": {"conditions": []}}
+    assert not readiness_of(crd).ready
+    crd["status"]["conditions"] = [{"type": "Established", "status": "True"}]
+    assert readiness_of(crd).ready
+
+    pod: KubeObject = {
+        "kind": "Pod",
+        "status": {
+            "phase": "Pending",
+            "containerStatuses": [
+                {"name": "app", "state": {"waiting": {"reason": "ErrImagePull", "message": "m"}}}
+            ],
+        },
+    }
+    assert readiness_of(pod).reason == "ErrImagePull"
+    pod["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    assert readiness_of(pod).ready
+
+    cluster_ip: KubeObject = {"kind": "Service", "spec": {"type": "ClusterIP"}}
+    balancer: KubeObject = {"kind": "Service", "spec": {"type": "LoadBalancer"}, "status": {}}
+    assert readiness_of(cluster_ip).ready and not waits_for(cluster_ip)
+    assert waits_for(balancer)
+    assert readiness_of(balancer).reason == "LoadBalancerPending"
+    balancer["status"] = {"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]}}
+    assert readiness_of(balancer).ready
+
+    assert readiness_of({"kind": "ConfigMap"}).ready
+    assert not waits_for({"kind": "ConfigMap"})
+
+
+def test_pod_selector_and_pod_reasons() -> None:
+    selector = pod_selector(
+        {
+            "spec": {
+                "selector": {
+                    "matchLabels": {"app": "web", "tier": "front"},
+                    "matchExpressions": [
+                        {"key": "track", "operator": "In", "values": ["stable", "canary"]},
+                        {"key": "legacy", "operator": "DoesNotExist"},
+                    ],
+                }
+            }
+        }
+    )
+    assert selector == "app=web,tier=front,track in (stable,canary),!legacy"
+    creating = {
+        "metadata": {"name": "a"},
+        "status": {
+            "containerStatuses": [
+                {"name": "c", "state": {"waiting": {"reason": "ContainerCreating"}}}
+            ]
+        },
+    }
+    crashing = {
+        "metadata": {"name": "b"},
+        "status": {
+            "containerStatuses": [
+                {"name": "c", "state": {"terminated": {"reason": "Error", "exitCode": 1}}}
+            ]
+        },
+    }
+    unschedulable = {
+        "metadata": {"name": "c"},
+        "status": {
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/3 nodes",
+                }
+            ]
+        },
+    }
+    assert reason_from_pods([crashing]) == ("Error", "pod b: container c exited 1")
+    assert reason_from_pods([unschedulable])[0] == "Unschedulable"  # type: ignore[index]
+    assert reason_from_pods([creating])[0] == "ContainerCreating"  # type: ignore[index]
+    assert reason_from_pods([]) is None
+
+
+@pytest.fixture
+async def session(kubesim: RunningSim) -> AsyncIterator[ClusterSession]:
+    async with await ClusterSession.connect(kubeconfig_path=kubesim.kubeconfig) as cluster:
+        yield cluster
+
+
+def workload(name: str, *, fail: str | None = None, replicas: int = 1) -> KubeObject:
+    metadata: dict[str, Any] = {"name": name, "namespace": "default"}
+    if fail:
+        metadata["annotations"] = {"kubesim.meshplane.io/fail": fail}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata,
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "main", "image": f"example/{name}:1"}]},
+            },
+        },
+    }
+
+
+async def test_wait_ready_reports_each_component_as_it_becomes_ready(
+    session: ClusterSession,
+) -> None:
+    refs = []
+    for name in ("alpha", "beta", "gamma"):
+        obj = workload(name, replicas=2)
+        await session.apply(obj)
+        refs.append(ObjectRef.from_manifest(obj))
+    events: list[Progress] = []
+
+    result = await wait_ready(
+        session, refs, WaitPolicy(timeout_seconds=10, poll_interval_seconds=0.1), events.append
+    )
+
+    assert result.error() is None
+    assert sorted(ref.name for ref in result.ready) == ["alpha", "beta", "gamma"]
+    assert [e.kind for e in events] == [ProgressKind.READY] * 3
+    for ref in refs:
+        found = await session.get_ref(ref)
+        assert found is not None and readiness_of(found).ready
+
+
+async def test_wait_ready_names_the_reason_on_timeout(session: ClusterSession) -> None:
+    good, bad = workload("good"), workload("bad", fail="ImagePullBackOff")
+    for obj in (good, bad):
+        await session.apply(obj)
+    events: list[Progress] = []
+    started = time.monotonic()
+
+    result = await wait_ready(
+        session,
+        [ObjectRef.from_manifest(good), ObjectRef.from_manifest(bad)],
+        WaitPolicy(timeout_seconds=1.0, poll_interval_seconds=0.1),
+        events.append,
+    )
+
+    assert time.monotonic() - started < 5
+    assert [ref.name for ref in result.ready] == ["good"]
+    assert result.timed_out
+    failed = [e for e in events if e.kind is ProgressKind.FAILED]
+    assert len(failed) == 1
+    assert failed[0].ref.name == "bad"
+    assert failed[0].reason == "ImagePullBackOff"
+    detail = result.error()
+    assert detail is not None
+    assert detail.code == "WORKLOAD_NOT_READY"
+    assert "ImagePullBackOff" in detail.message
+    assert "image" in detail.suggested_remediation
+
+
+async def test_wait_gone_returns_what_is_left(session: ClusterSession) -> None:
+    obj = workload("short-lived")
+    await session.apply(obj)
+    ref = ObjectRef.from_manifest(obj)
+    assert await wait_gone(session, [ref], within_seconds=0.1) == [ref]
+    await session.delete(ref)
+    assert await wait_gone(session, [ref], within_seconds=5) == []
