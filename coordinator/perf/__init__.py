@@ -19,6 +19,7 @@ from coordinator.perf.comparing import (
     comparison_table,
 )
 from coordinator.perf.documents import SMP_VERSION, config_document, render, result_document
+from coordinator.perf.filtering import result_matches
 from coordinator.perf.fortio_import import from_fortio, load_fortio_file
 from coordinator.perf.generators import run_test
 from coordinator.perf.identities import env_id, mesh_config_id, new_id
@@ -83,6 +84,7 @@ __all__ = [
     "render",
     "result_document",
     "result_from_proto",
+    "result_matches",
     "result_to_proto",
     "run_builtin",
     "run_test",

@@ -62,22 +62,31 @@ def validate(config: TestConfig) -> ClientConfig:
 
 
 async def _open_transports(client: ClientConfig) -> list[Transport]:
-    url = client.endpoint_urls[0]
+    """One transport per connection, spread round-robin over the endpoint URLs."""
+    urls = client.endpoint_urls
     if client.protocol is Protocol.GRPC:
-        grpc_target = await resolve_target(url, client.grpc_method, client.body, client.headers)
-        return [
-            GrpcConnection(grpc_target, client.request_timeout_s) for _ in range(client.connections)
+        targets = [
+            await resolve_target(url, client.grpc_method, client.body, client.headers)
+            for url in urls
         ]
-    http_target = build_target(
-        url,
-        method=client.http_method,
-        headers=client.headers,
-        cookies=client.cookies,
-        body=client.body,
-        content_type=client.content_type,
-    )
+        return [
+            GrpcConnection(targets[number % len(targets)], client.request_timeout_s)
+            for number in range(client.connections)
+        ]
+    http_targets = [
+        build_target(
+            url,
+            method=client.http_method,
+            headers=client.headers,
+            cookies=client.cookies,
+            body=client.body,
+            content_type=client.content_type,
+        )
+        for url in urls
+    ]
     return [
-        HttpConnection(http_target, client.request_timeout_s) for _ in range(client.connections)
+        HttpConnection(http_targets[number % len(http_targets)], client.request_timeout_s)
+        for number in range(client.connections)
     ]
 
 
@@ -142,7 +151,7 @@ async def run_builtin(
         "perf.run.start",
         test_id=config.id,
         protocol=client.protocol.value,
-        url=client.endpoint_urls[0],
+        urls=list(client.endpoint_urls),
         rps=client.rps,
         connections=client.connections,
     )

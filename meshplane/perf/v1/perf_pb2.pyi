@@ -218,7 +218,9 @@ class PerformanceTestConfig(_message.Message):
 
     @_builtins.property
     def clients(self) -> _containers.RepeatedCompositeFieldContainer[Global___PerformanceTestClient]:
-        """The load clients (SMP allows several; the built-in generator runs the first)."""
+        """The load clients (SMP allows several; meshplane runs the first; its connections are spread
+        round-robin over its endpoint_urls).
+        """
 
     def __init__(
         self,

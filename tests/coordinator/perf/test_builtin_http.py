@@ -124,3 +124,36 @@ async def test_refused_connections_are_transport_errors() -> None:
 async def test_invalid_configs_are_rejected(client: ClientConfig, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         await run_builtin(TestConfig(id=new_id(), clients=(client,), duration_s=1.0))
+
+
+@pytest.mark.parametrize("rps", [0.0, 50.0])
+async def test_slow_responses_time_out(http_server: LoopbackServer, rps: float) -> None:
+    client = ClientConfig(
+        protocol=Protocol.HTTP,
+        endpoint_urls=(http_server.url("/delay/400"),),
+        connections=2,
+        rps=rps,
+        request_timeout_s=0.1,
+    )
+
+    result = await run_builtin(TestConfig(id=new_id(), clients=(client,), request_count=4))
+
+    assert result.request_count == 0
+    assert result.transport_error_counts == {"timeout": 4}
+    assert result.error_count == 4
+
+
+async def test_connections_spread_over_endpoint_urls(http_server: LoopbackServer) -> None:
+    client = ClientConfig(
+        protocol=Protocol.HTTP,
+        endpoint_urls=(http_server.url("/"), http_server.url("/missing")),
+        connections=2,
+        rps=200,
+    )
+
+    result = await run_builtin(TestConfig(id=new_id(), clients=(client,), duration_s=0.5))
+
+    codes = result.http_status_counts
+    assert set(codes) == {"200", "404"}  # both URLs were loaded
+    assert sum(codes.values()) == 100
+    assert min(codes.values()) >= 20  # free connections take turns; roughly half each

@@ -125,3 +125,23 @@ def test_derived_ids_are_stable_and_distinct() -> None:
     three = EnvironmentInfo(kubernetes_version="v1.33.1", node_count=3)
     assert env_id(three) != env_id(EnvironmentInfo(kubernetes_version="v1.33.1", node_count=4))
     assert len({mesh_config_id(istio), env_id(three)}) == 2
+
+
+def test_list_filters() -> None:
+    from datetime import timedelta
+
+    from coordinator.perf import result_matches
+
+    result = dataclasses.replace(
+        _baseline(), labels={"team": "a", "run": "1"}, mesh=MeshInfo(type="istio")
+    )
+    start = result.start_time
+
+    assert result_matches(result)
+    assert result_matches(result, labels={"team": "a"}, mesh_type="Istio", test_id=result.test_id)
+    assert not result_matches(result, labels={"team": "b"})
+    assert not result_matches(result, test_id="other")
+    assert not result_matches(result, mesh_type="linkerd")
+    assert result_matches(result, started_after=start, started_before=start + timedelta(seconds=1))
+    assert not result_matches(result, started_before=start)
+    assert not result_matches(result, started_after=start + timedelta(seconds=1))
