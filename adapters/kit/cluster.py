@@ -96,10 +96,12 @@ class ClusterSession:
         name: str = "default",
         retry: RetrySettings | None = None,
         request_timeout: float = 30.0,
+        on_retry: Callable[[], None] | None = None,
     ) -> None:
         self._api: Any = api
         self.name = name
         self._retry = retry or RetrySettings()
+        self._on_retry = on_retry
         self._request_timeout = request_timeout
         self._discovery: dict[str, dict[str, ApiResource] | None] = {}
         self._discovery_generation: dict[str, int] = {}
@@ -116,11 +118,13 @@ class ClusterSession:
         context: str | None = None,
         name: str = "default",
         retry: RetrySettings | None = None,
+        on_retry: Callable[[], None] | None = None,
     ) -> ClusterSession:
         """Build a session from kubeconfig text, a kubeconfig file, or (neither) the defaults.
 
         The defaults are `$KUBECONFIG`/`~/.kube/config` when present, else the in-cluster
-        ServiceAccount (an adapter running in a pod).
+        ServiceAccount (an adapter running in a pod). ``on_retry`` is called before each retry of
+        a failed request (e.g. to count retries in a metric).
         """
         context = context or None
         try:
@@ -145,7 +149,7 @@ class ClusterSession:
             raise
         except (kube_config.ConfigException, yaml.YAMLError, OSError, ValueError) as exc:
             raise ApplyError(_bad_kubeconfig(str(exc))) from exc
-        return cls(api, name=name, retry=retry)
+        return cls(api, name=name, retry=retry, on_retry=on_retry)
 
     async def close(self) -> None:
         """Close the HTTP connection pool."""
@@ -198,11 +202,13 @@ class ClusterSession:
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         settings = self._retry
+        hook = self._on_retry
         policy = kubernetes_retry(
             attempts=settings.attempts,
             initial_delay=settings.initial_delay,
             max_delay=settings.max_delay,
             retry_after_cap=settings.max_retry_after,
+            on_retry=(lambda _state: hook()) if hook is not None else None,
         )
         return await policy(call)
 

@@ -393,20 +393,24 @@ async def set_faults(sim: RunningSim, faults: dict[str, Any] | None) -> None:
 
 
 @pytest.mark.parametrize("code", [429, 503])
-async def test_throttling_and_unavailability_are_retried(
-    kubesim: RunningSim, session: ClusterSession, code: int
-) -> None:
+async def test_throttling_and_unavailability_are_retried(kubesim: RunningSim, code: int) -> None:
+    retries: list[int] = []
     await set_faults(
         kubesim, {"error_rate": {"*": 0.25}, "error_code": code, "retry_after": 0, "seed": 11}
     )
     try:
-        plan = make_plan(load_documents(SMALL))
-        outcome = await Applier(session).install_or_upgrade(plan, Recorder())
+        async with await ClusterSession.connect(
+            kubeconfig_path=kubesim.kubeconfig, on_retry=lambda: retries.append(1)
+        ) as session:
+            plan = make_plan(load_documents(SMALL))
+            outcome = await Applier(session).install_or_upgrade(plan, Recorder())
+            await set_faults(kubesim, None)
+            record = await read_inventory(session, NAMESPACE, RELEASE)
     finally:
         await set_faults(kubesim, None)
     assert outcome.applied == len(plan.objects)
-    record = await read_inventory(session, NAMESPACE, RELEASE)
     assert record is not None and record.status is ReleaseState.DEPLOYED
+    assert len(retries) >= 3
 
 
 async def test_cancelled_install_stays_pending_and_resumes(session: ClusterSession) -> None:
