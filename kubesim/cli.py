@@ -9,6 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
+import structlog
+
 from kubesim.faults import Faults
 from kubesim.server import KubeSim, SimConfig
 
@@ -54,6 +56,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # stdout carries the URL and kubeconfig path (the product); logs go to stderr
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
     try:
         faults = Faults.from_json(args.faults or os.environ.get(FAULTS_ENV))
     except (ValueError, TypeError) as exc:

@@ -37,6 +37,8 @@ class Faults:
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
+        # verb -> how many errors were injected so far (reported by GET /kubesim/faults)
+        self.injected: dict[str, int] = {}
         if self.error_code not in ERROR_CODES:
             raise ValueError(f"error_code must be one of {sorted(ERROR_CODES)}")
         for table in (self.error_rate, self.latency_ms):
@@ -58,7 +60,7 @@ class Faults:
         return cls(**data)
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "injected": dict(self.injected)}
 
     def _for(self, table: dict[str, float], verb: str) -> float:
         return float(table.get(verb, table.get("*", 0.0)))
@@ -72,6 +74,7 @@ class Faults:
         rate = self._for(self.error_rate, verb)
         if rate <= 0 or self._random.random() >= rate:
             return None
+        self.injected[verb] = self.injected.get(verb, 0) + 1
         code = self.error_code
         headers = {"Retry-After": str(self.retry_after)} if code in (429, 503) else {}
         details = {"retryAfterSeconds": self.retry_after} if headers else None
