@@ -670,9 +670,24 @@ class OperationRunner:
         self._stop_reasons[operation_id] = OperationState.CANCELLED
         task.cancel()
         await asyncio.wait({task}, timeout=self._cancel_wait)
+        if task.done():
+            self._settle(operation_id, OperationState.CANCELLED)
         current = self._journal.get(operation_id)
         assert current is not None
         return current
+
+    def _settle(self, operation_id: str, state: OperationState) -> None:
+        """Record a final state for work whose task ended without doing so itself.
+
+        A task cancelled before it first ran never enters `_run`, so nothing else would.
+        """
+        record = self._journal.get(operation_id)
+        spec = self.declaration.operation(record.operation) if record else None
+        if spec is not None:
+            self._finish(spec, operation_id, state, None)
+        self._running.pop(operation_id, None)
+        self._stop_reasons.pop(operation_id, None)
+        self._started_at.pop(operation_id, None)
 
     async def shutdown(self, grace_seconds: float = 10.0) -> None:
         """Stop accepting, interrupt running work (recorded INTERRUPTED), flush the event log."""
@@ -681,10 +696,7 @@ class OperationRunner:
             self._stop_reasons[operation_id] = OperationState.INTERRUPTED
         await self._tasks.stop(grace_seconds=grace_seconds)
         for operation_id in list(self._running):
-            # Work that ignored cancellation within the grace period: record it anyway.
-            record = self._journal.get(operation_id)
-            spec = self.declaration.operation(record.operation) if record else None
-            if spec is not None:
-                self._finish(spec, operation_id, OperationState.INTERRUPTED, None)
+            # Never started, or ignored cancellation within the grace period: record it anyway.
+            self._settle(operation_id, OperationState.INTERRUPTED)
         self._events.flush()
         _log.info("runner.stopped", mesh=self.declaration.mesh)
