@@ -78,7 +78,11 @@ INSTALL = OperationSpec(
         ),
     ),
     sources=(
-        ChartSource(chart="base", release="istio-base", values=values.base_values),
+        # Istio marks its CRDs resource-policy: keep; `delete` purges them, as
+        # `istioctl uninstall --purge` does, so an uninstall leaves nothing of ours behind.
+        ChartSource(
+            chart="base", release="istio-base", values=values.base_values, purge_on_delete=True
+        ),
         ChartSource(chart="istiod", release="istiod", values=values.istiod_values),
         ChartSource(
             chart="gateway",

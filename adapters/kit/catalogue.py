@@ -131,6 +131,9 @@ class ChartSource:
     """Namespace to render into; None means the request's namespace."""
     when: Condition | None = None
     """Rendered only when this returns True (e.g. a profile that has this component)."""
+    purge_on_delete: bool = False
+    """True: delete also removes objects the chart marks `helm.sh/resource-policy: keep` (Helm
+    leaves them; e.g. `istioctl uninstall --purge` removes Istio's CRDs)."""
 
 
 @dataclass(frozen=True, kw_only=True)

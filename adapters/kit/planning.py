@@ -183,7 +183,8 @@ class Planner:
                 rendered = await self._render(source, ctx)
                 objects.extend(rendered.objects)
                 hooks.extend(_hooks(rendered.hooks))
-                keep |= rendered.kept_keys
+                if not source.purge_on_delete:
+                    keep |= rendered.kept_keys
                 metadata[f"chart.{source.release}"] = (
                     f"{rendered.chart_name}-{rendered.chart_version}"
                 )

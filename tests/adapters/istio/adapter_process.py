@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-import grpc  # type: ignore[import-untyped]
+import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.kit.plans import MANAGED_BY_LABEL, MANAGED_BY_VALUE
@@ -52,6 +52,7 @@ class AdapterProcess:
         self.address = ""
         self.started_at = 0.0
         self._log: IO[str] | None = None
+        self._reader: threading.Thread | None = None
 
     def start(self, timeout: float = 20.0) -> AdapterProcess:
         """Spawn and wait for the JSON line naming the gRPC address."""
@@ -76,6 +77,7 @@ class AdapterProcess:
 
         reader = threading.Thread(target=read, name="adapter-stdout", daemon=True)
         reader.start()
+        self._reader = reader
         deadline = time.monotonic() + timeout
         while not found:
             if self.process.poll() is not None:
@@ -127,6 +129,11 @@ class AdapterProcess:
         return int(self.process.returncode)
 
     def _close_log(self) -> None:
+        if self._reader is not None:
+            self._reader.join(timeout=5)  # EOF once the process is gone
+            self._reader = None
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -89,6 +89,7 @@ async def test_install_profiles_choose_the_gateways(
     assert plan.metadata["mesh_version"] == "1.1.0"
     assert plan.metadata["chart.istiod"] == "istiod-1.1.0"
     assert plan.metadata["values_digest"].startswith("sha256:")
+    assert plan.keep == frozenset(), "Istio's keep-annotated CRDs are purged on delete"
     ranks = [kind_rank(o) for o in plan.objects]
     assert ranks == sorted(ranks), "objects are in install order"
     for obj in plan.objects:

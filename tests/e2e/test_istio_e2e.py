@@ -1,0 +1,313 @@
+"""The Istio adapter end to end: a subprocess driven over gRPC against kubesim.
+
+Charts and manifests are served over loopback HTTP: the real upstream Istio charts and samples
+from ../shared/fixtures (skipped when absent), and our own toy charts and mirror (always run).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from kubesim.harness import RunningSim, running_kubesim
+from kubesim.server import SimConfig
+from meshplane.adapter.v1 import adapter_pb2 as pb
+from tests.adapters.istio.adapter_process import (
+    AdapterClient,
+    AdapterProcess,
+    EventCollector,
+    managed_objects,
+)
+from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
+from tests.fixtures_paths import shared_fixtures
+from tests.plugins.static_http import StaticHttpServer
+
+ServerFactory = Callable[[Path], StaticHttpServer]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sources:
+    """Where charts and manifests come from, and the two versions to install then upgrade to."""
+
+    charts: Path
+    mirror: Path
+    first: str
+    second: str
+    crds_first: int
+    crds_second: int
+
+
+def shared_sources(_: Path) -> Sources:
+    fixtures = shared_fixtures()
+    return Sources(
+        charts=fixtures / "charts" / "istio",
+        mirror=fixtures,
+        first="1.29.6",
+        second="1.30.3",
+        crds_first=14,
+        crds_second=15,
+    )
+
+
+def toy_sources(tmp_path: Path) -> Sources:
+    return Sources(
+        charts=package_toy_repo(tmp_path / "toy-charts"),
+        mirror=TOY_MIRROR,
+        first="1.0.0",
+        second="1.1.0",
+        crds_first=6,
+        crds_second=6,
+    )
+
+
+@pytest.fixture(params=[shared_sources, toy_sources], ids=["upstream-charts", "toy-charts"])
+def sources(request: pytest.FixtureRequest, tmp_path: Path) -> Sources:
+    make: Callable[[Path], Sources] = request.param
+    return make(tmp_path)
+
+
+@pytest.fixture
+def slow_sim() -> Iterator[RunningSim]:
+    """Workloads take a second to become ready, so an install is long enough to interrupt."""
+    with running_kubesim(SimConfig(ready_delay=1.0, bookmark_seconds=0.2)) as running:
+        yield running
+
+
+@pytest.fixture
+def fast_sim() -> Iterator[RunningSim]:
+    with running_kubesim(SimConfig(ready_delay=0.05, bookmark_seconds=0.2)) as running:
+        yield running
+
+
+class Harness:
+    """kubesim + chart/manifest servers + the adapter subprocess, restartable on one state dir."""
+
+    def __init__(
+        self, sim: RunningSim, tmp_path: Path, sources: Sources, serve: ServerFactory
+    ) -> None:
+        self.sim = sim
+        self.sources = sources
+        self.args = [
+            "--port",
+            "0",
+            "--kubeconfig",
+            str(sim.kubeconfig),
+            "--chart-repo",
+            serve(sources.charts).url,
+            "--manifests-url",
+            serve(sources.mirror).url,
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--operation-timeout",
+            "90",
+        ]
+        self.log = tmp_path / "adapter.log"
+        self.process: AdapterProcess | None = None
+        self.client: AdapterClient | None = None
+        self._ids = itertools.count(1)
+
+    async def start(self) -> AdapterClient:
+        self.process = AdapterProcess(self.args, self.log).start()
+        self.client = AdapterClient(self.process.address)
+        await self.client.wait_serving()
+        return self.client
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+        if self.process is not None:
+            self.process.stop()
+
+    def next_id(self, name: str) -> str:
+        return f"e2e-{next(self._ids)}-{name}"
+
+    async def object(self, kind: str, name: str, namespace: str = "") -> dict[str, object] | None:
+        from adapters.kit.cluster import ClusterSession
+
+        api_version = {
+            "Deployment": "apps/v1",
+            "CustomResourceDefinition": "apiextensions.k8s.io/v1",
+            "Gateway": "networking.istio.io/v1",
+            "VirtualService": "networking.istio.io/v1",
+            "Namespace": "v1",
+        }[kind]
+        async with await ClusterSession.connect(kubeconfig_path=self.sim.kubeconfig) as session:
+            return await session.get(api_version, kind, name, namespace or None)
+
+
+@pytest.fixture
+async def harness(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    sources: Sources,
+    static_http_server: ServerFactory,
+) -> AsyncIterator[Harness]:
+    sim: RunningSim = request.getfixturevalue(getattr(request, "param", "fast_sim"))
+    running = Harness(sim, tmp_path, sources, static_http_server)
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+def assert_consecutive(events: list[pb.Event]) -> None:
+    sequences = [event.sequence for event in events]
+    assert sequences == list(range(sequences[0], sequences[0] + len(sequences))), sequences
+
+
+def crds_of_istio(names: list[tuple[str, str, str]]) -> list[str]:
+    return [n for kind, _, n in names if kind == "CustomResourceDefinition" and "istio.io" in n]
+
+
+@pytest.mark.timeout(90)
+async def test_install_upgrade_samples_validate_uninstall(harness: Harness) -> None:
+    client = await harness.start()
+    events = EventCollector(client).start()
+    sources = harness.sources
+    try:
+        install = harness.next_id("install")
+        done = await client.run(
+            "install",
+            operation_id=install,
+            mesh_version=sources.first,
+            parameters={"profile": "demo"},
+        )
+        assert done.cluster_results[0].objects_applied > 0
+        owned = managed_objects(harness.sim.url)
+        assert len(crds_of_istio(owned)) == sources.crds_first
+        crd = await harness.object(
+            "CustomResourceDefinition", "virtualservices.networking.istio.io"
+        )
+        assert crd is not None
+        conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}  # type: ignore[index]
+        assert conditions["Established"] == "True"
+        istiod = await harness.object("Deployment", "istiod", "istio-system")
+        assert istiod is not None and istiod["status"]["readyReplicas"] >= 1  # type: ignore[index]
+        for gateway in ("istio-ingressgateway", "istio-egressgateway"):
+            assert await harness.object("Deployment", gateway, "istio-system") is not None
+        status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+        assert (status.installed, status.version) == (True, sources.first)
+        assert all(c.ready for c in status.components)
+        mine = events.of(install)
+        assert mine[0].summary.startswith("install accepted")
+        assert mine[-1].operation_state == pb.OPERATION_STATE_SUCCEEDED
+        assert_consecutive(events.events)
+
+        again = await client.run(
+            "install",
+            operation_id=harness.next_id("reinstall"),
+            mesh_version=sources.first,
+            parameters={"profile": "demo"},
+        )
+        assert again.cluster_results[0].objects_applied == 0
+        assert again.cluster_results[0].objects_unchanged > 0
+        assert managed_objects(harness.sim.url) == owned
+
+        await client.run(
+            "install",
+            operation_id=harness.next_id("upgrade"),
+            mesh_version=sources.second,
+            parameters={"profile": "demo"},
+        )
+        status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+        assert status.version == sources.second
+        assert len(crds_of_istio(managed_objects(harness.sim.url))) == sources.crds_second
+
+        await client.run("bookinfo", operation_id=harness.next_id("bookinfo"))
+        assert await harness.object("Gateway", "bookinfo-gateway", "default") is not None
+        await client.run("bookinfo-route-v1", operation_id=harness.next_id("route"))
+        canary = {"reviews-v1-weight": "50", "reviews-v2-weight": "0", "reviews-v3-weight": "50"}
+        await client.run(
+            "bookinfo-canary", operation_id=harness.next_id("canary"), parameters=canary
+        )
+        reviews = await harness.object("VirtualService", "reviews", "default")
+        assert reviews is not None
+        weights = [r["weight"] for r in reviews["spec"]["http"][0]["route"]]  # type: ignore[index]
+        assert weights == [50, 50]
+
+        validate = harness.next_id("validate")
+        await client.run("validate", operation_id=validate)
+        findings = events.of(validate)
+        summary = next(e for e in findings if e.component == "summary")
+        assert "0 errors" in summary.summary
+        assert any("CRDs established" in e.summary for e in findings)
+        assert any("istiod is ready" in e.summary for e in findings)
+
+        for operation in ("bookinfo-canary", "bookinfo-route-v1", "bookinfo", "install"):
+            await client.run(
+                operation, operation_id=harness.next_id(f"rm-{operation}"), delete=True
+            )
+        assert managed_objects(harness.sim.url) == []
+        status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+        assert not status.installed
+        assert_consecutive(events.events)
+    finally:
+        await events.stop()
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("harness", ["slow_sim"], indirect=True)
+async def test_killed_mid_install_resumes_without_duplicates(harness: Harness) -> None:
+    client = await harness.start()
+    events = EventCollector(client).start()
+    operation_id = "e2e-install-interrupted"
+    version = harness.sources.second
+    await client.apply(
+        "install",
+        operation_id=operation_id,
+        mesh_version=version,
+        parameters={"profile": "demo"},
+    )
+    await events.wait_for(
+        lambda e: (
+            e.operation_id == operation_id
+            and e.component.startswith("CustomResourceDefinition")
+            and e.summary.endswith(" ready")
+        )
+    )
+    assert harness.process is not None
+    harness.process.kill()
+    await events.stop()
+    await client.close()
+    harness.client = None
+    last_sequence = events.events[-1].sequence
+
+    client = await harness.start()
+    before = await client.stub.GetOperation(pb.GetOperationRequest(operation_id=operation_id))
+    assert before.operation.state == pb.OPERATION_STATE_INTERRUPTED
+    resumed_events = EventCollector(client, after_sequence=last_sequence).start()
+    try:
+        response = await client.apply(
+            "install",
+            operation_id=operation_id,
+            mesh_version=version,
+            parameters={"profile": "demo"},
+        )
+        assert response.operation.attempt == 2
+        done = await client.wait(operation_id)
+        assert done.state == pb.OPERATION_STATE_SUCCEEDED, done.error
+        assert done.attempt == 2
+
+        owned = managed_objects(harness.sim.url)
+        keys = [(kind, namespace, name) for kind, namespace, name in owned]
+        assert len(keys) == len(set(keys))
+        names = [name for kind, _, name in owned if kind == "Deployment"]
+        assert sorted(names) == ["istio-egressgateway", "istio-ingressgateway", "istiod"]
+        status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+        assert status.installed and status.version == version
+        assert status.components and all(c.ready for c in status.components)
+        resumed = resumed_events.of(operation_id)
+        summaries = [e.summary for e in resumed]
+        assert "install interrupted" in summaries  # recorded by the restarted adapter
+        assert any(text.startswith("install resumed, attempt 2") for text in summaries)
+        assert resumed[-1].operation_state == pb.OPERATION_STATE_SUCCEEDED
+        assert_consecutive(resumed_events.events)
+    finally:
+        await resumed_events.stop()
