@@ -22,15 +22,16 @@ _monotonic = time.monotonic
 
 
 def _ignore_response(code: str, latency_s: float, failed: bool, done: float) -> None:
-    """Placeholder recorder until a closed loop starts (the fast path only runs inside one)."""
+    """Recorder before a closed loop binds the run's tally (the fast path only runs inside one)."""
 
 
 def _no_index() -> int | None:
+    """Schedule before a closed loop binds the run's: nothing more to send."""
     return None
 
 
 def _discard(data: bytes) -> None:
-    """Placeholder writer until the first connect."""
+    """Writer before the first connect binds the socket's."""
 
 
 @dataclass(frozen=True, kw_only=True)
