@@ -1,0 +1,181 @@
+"""``meshplane.adapter.v1.MeshAdapterService`` on the coordinator, passed through to an adapter.
+
+A client that speaks the adapter contract can point at the coordinator and add the metadata
+``x-meshplane-mesh: istio``; the call goes to a healthy replica of that mesh. Messages travel as
+raw bytes (no decode and re-encode), the caller's deadline and metadata go along, and the
+adapter's status comes back unchanged. Read-only methods are retried on another replica;
+GetOperation and CancelOperation go to the replica that accepted the operation when the store
+knows it (the request is parsed for its id only; the bytes sent are the caller's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc  # type: ignore[import-untyped, unused-ignore]
+import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+import structlog
+from google.protobuf import descriptor_pool
+
+from coordinator.registry import Registry, Replica
+from coordinator.routing import RouteError, Router
+from meshplane.adapter.v1 import adapter_pb2 as adapter_pb
+
+__all__ = ["MESH_METADATA_KEY", "SERVICE_NAME", "Passthrough", "add_passthrough_to_server"]
+
+_log = structlog.get_logger(__name__)
+
+MESH_METADATA_KEY = "x-meshplane-mesh"
+SERVICE_NAME = "meshplane.adapter.v1.MeshAdapterService"
+
+_READ_ONLY = frozenset(
+    {"GetInfo", "ListOperations", "ListMeshVersions", "GetOperation", "GetMeshStatus"}
+)
+_BY_OPERATION_ID: dict[str, Callable[[bytes], str]] = {
+    "GetOperation": lambda raw: adapter_pb.GetOperationRequest.FromString(raw).operation_id,
+    "CancelOperation": lambda raw: adapter_pb.CancelOperationRequest.FromString(raw).operation_id,
+}
+# Metadata the transport owns; everything else the caller sent is forwarded.
+_NOT_FORWARDED = frozenset({MESH_METADATA_KEY, "user-agent", "content-type", "te", "host"})
+
+Locate = Callable[[str], Awaitable[str | None]]
+"""Address of the replica that accepted an operation id, or None when unknown."""
+
+
+class Passthrough:
+    """Generic handlers for every method of the adapter service, unary and server-streaming."""
+
+    def __init__(self, registry: Registry, router: Router, *, locate: Locate | None = None) -> None:
+        self._registry = registry
+        self._router = router
+        self._locate = locate
+        self._callables: dict[tuple[int, str], Any] = {}
+
+    def handler(self) -> Any:
+        """A ``grpc.GenericRpcHandler`` for :data:`SERVICE_NAME` built from its descriptor."""
+        service = descriptor_pool.Default().FindServiceByName(SERVICE_NAME)
+        handlers: dict[str, Any] = {}
+        for method in service.methods:
+            if method.client_streaming:
+                continue  # the contract has none; a new one would need its own forwarding
+            if method.server_streaming:
+                handlers[method.name] = grpc.unary_stream_rpc_method_handler(
+                    self._streaming(method.name)
+                )
+            else:
+                handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                    self._unary(method.name)
+                )
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+    def _multicallable(self, channel: Any, method: str, *, streaming: bool) -> Any:
+        key = (id(channel), method)
+        found = self._callables.get(key)
+        if found is None or found[0] is not channel:
+            path = f"/{SERVICE_NAME}/{method}"
+            call = channel.unary_stream(path) if streaming else channel.unary_unary(path)
+            found = (channel, call)
+            if len(self._callables) > 4096:
+                self._callables.clear()
+            self._callables[key] = found
+        return found[1]
+
+    def _unary(self, method: str) -> Callable[[bytes, Any], Awaitable[bytes]]:
+        async def forward(request: bytes, context: Any) -> bytes:
+            mesh, metadata = await _mesh_and_metadata(context)
+
+            async def invoke(replica: Replica, channel: Any, seconds: float) -> bytes:
+                call = self._multicallable(channel, method, streaming=False)
+                response: bytes = await call(request, timeout=seconds, metadata=metadata)
+                return response
+
+            try:
+                pinned = await self._pinned(method, request, mesh)
+                if pinned is not None:
+                    budget = self._router.timeout(context.time_remaining())
+                    return await self._router.call_replica(pinned, invoke, seconds=budget)
+                response, _ = await self._router.call(
+                    mesh,
+                    invoke,
+                    caller_remaining=context.time_remaining(),
+                    retry=method in _READ_ONLY,
+                    method=method,
+                )
+                return response
+            except RouteError as exc:
+                await context.abort(exc.code, exc.message)
+            except grpc.aio.AioRpcError as exc:
+                await _relay_error(context, exc)
+            raise AssertionError("unreachable: abort raises")
+
+        return forward
+
+    def _streaming(self, method: str) -> Callable[[bytes, Any], AsyncIterator[bytes]]:
+        async def forward(request: bytes, context: Any) -> AsyncIterator[bytes]:
+            mesh, metadata = await _mesh_and_metadata(context)
+            try:
+                replica = self._router.pick(mesh)
+            except RouteError as exc:
+                await context.abort(exc.code, exc.message)
+                return
+            channel = self._registry.channel(replica.address)
+            call = self._multicallable(channel, method, streaming=True)(
+                request, timeout=context.time_remaining(), metadata=metadata
+            )
+            try:
+                async for response in call:
+                    yield response
+            except grpc.aio.AioRpcError as exc:
+                await _relay_error(context, exc)
+            finally:
+                call.cancel()
+
+        return forward
+
+    async def _pinned(self, method: str, request: bytes, mesh: str) -> Replica | None:
+        """The serving replica that owns the operation a request names, if known."""
+        parse = _BY_OPERATION_ID.get(method)
+        if parse is None or self._locate is None:
+            return None
+        try:
+            operation_id = parse(request)
+        except Exception:
+            return None  # let the adapter reject the malformed request
+        address = await self._locate(operation_id) if operation_id else None
+        replica = self._registry.get(address) if address else None
+        if replica is None or not replica.serving or replica.mesh != mesh:
+            return None
+        return replica
+
+
+async def _mesh_and_metadata(context: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    mesh = ""
+    forwarded: list[tuple[str, Any]] = []
+    for key, value in context.invocation_metadata() or ():
+        if key == MESH_METADATA_KEY:
+            mesh = str(value).strip().lower()
+        elif key not in _NOT_FORWARDED and not key.startswith((":", "grpc-")):
+            forwarded.append((key, value))
+    if not mesh:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"calls to {SERVICE_NAME} on the coordinator need the metadata key "
+            f"{MESH_METADATA_KEY!r} naming the mesh (e.g. {MESH_METADATA_KEY}: istio)",
+        )
+    return mesh, tuple(forwarded)
+
+
+async def _relay_error(context: Any, error: Any) -> None:
+    """Answer with the adapter's own status, details and trailing metadata."""
+    trailing = tuple(
+        (key, value)
+        for key, value in (error.trailing_metadata() or ())
+        if not key.startswith((":", "grpc-"))
+    )
+    await context.abort(error.code(), error.details() or "", trailing_metadata=trailing)
+
+
+def add_passthrough_to_server(passthrough: Passthrough, server: Any) -> None:
+    """Adder in the shape of the generated ``add_*_to_server`` functions (for GrpcServer)."""
+    server.add_generic_rpc_handlers((passthrough.handler(),))

@@ -1,0 +1,175 @@
+"""Choosing a healthy replica for each call, with deadlines and safe retries.
+
+Replicas are chosen by least outstanding calls, ties broken round-robin, so a slow replica gets
+less traffic and equal ones share it evenly. Every outbound call has a deadline: the caller's
+remaining time when it gave one, capped by the coordinator's default. Only calls that cannot do
+something twice are retried (read-only calls, and ApplyOperation because it carries an operation
+id assigned before the first attempt); a retry goes to another healthy replica when there is one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any, TypeVar
+
+import grpc  # type: ignore[import-untyped, unused-ignore]
+import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+import structlog
+from tenacity import RetryCallState
+
+from coordinator.registry import Registry, Replica
+from serving.retry_policies import grpc_retry
+
+__all__ = ["Invoke", "RouteError", "Router"]
+
+_log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+Invoke = Callable[[Replica, Any, float], Awaitable[T]]
+"""``invoke(replica, channel, timeout_seconds)`` performs one attempt against one replica."""
+
+
+class RouteError(Exception):
+    """No replica can take the call; ``code`` is the gRPC status to answer with."""
+
+    def __init__(self, code: Any, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Router:
+    """Picks replicas from the registry and runs calls against them."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        call_timeout: float = 10.0,
+        attempts: int = 3,
+        retry_initial_delay: float = 0.05,
+        retry_max_delay: float = 1.0,
+    ) -> None:
+        self._registry = registry
+        self.call_timeout = call_timeout
+        self._attempts = attempts
+        self._delays = (retry_initial_delay, retry_max_delay)
+        self._outstanding: dict[str, int] = defaultdict(int)
+        self._turn: dict[str, int] = defaultdict(int)
+
+    def outstanding(self, address: str) -> int:
+        """Calls in flight to ``address`` through this router."""
+        return self._outstanding.get(address, 0)
+
+    def timeout(self, caller_remaining: float | None) -> float:
+        """The deadline of an outbound call: the caller's remaining time, at most the default."""
+        if caller_remaining is None:
+            return self.call_timeout
+        return max(0.0, min(self.call_timeout, caller_remaining))
+
+    def pick(self, mesh: str, *, exclude: Collection[str] = ()) -> Replica:
+        """A healthy replica of ``mesh``, avoiding ``exclude`` when another one is healthy.
+
+        Raises `RouteError`: NOT_FOUND for an unknown mesh (listing the known ones),
+        UNAVAILABLE when no replica is healthy (naming each replica's last error).
+        """
+        replicas = self._registry.replicas(mesh)
+        if not replicas:
+            known = ", ".join(self._registry.meshes()) or "none registered"
+            raise RouteError(
+                grpc.StatusCode.NOT_FOUND, f"unknown mesh {mesh!r}; known meshes: {known}"
+            )
+        healthy = [r for r in replicas if r.serving]
+        if not healthy:
+            reasons = "; ".join(
+                f"{r.address} {r.state.value}: {r.last_error or 'not checked yet'}"
+                for r in replicas
+            )
+            raise RouteError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"no healthy replica of the {mesh} adapter ({reasons})",
+            )
+        fresh = [r for r in healthy if r.address not in exclude] or healthy
+        least = min(self._outstanding.get(r.address, 0) for r in fresh)
+        candidates = [r for r in fresh if self._outstanding.get(r.address, 0) == least]
+        turn = self._turn[mesh]
+        self._turn[mesh] = turn + 1
+        return candidates[turn % len(candidates)]
+
+    async def call(
+        self,
+        mesh: str,
+        invoke: Invoke[T],
+        *,
+        caller_remaining: float | None,
+        retry: bool,
+        method: str,
+    ) -> tuple[T, Replica]:
+        """Run ``invoke`` on a healthy replica of ``mesh``; return its result and the replica.
+
+        With ``retry``, UNAVAILABLE and DEADLINE_EXCEEDED are retried on another replica while
+        the deadline allows; without it, a single attempt is made.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout(caller_remaining)
+        tried: list[str] = []
+
+        def on_retry(state: RetryCallState) -> None:
+            outcome = state.outcome
+            error = outcome.exception() if outcome is not None else None
+            _log.info(
+                "routing.retry",
+                mesh=mesh,
+                method=method,
+                attempt=state.attempt_number,
+                replica=tried[-1] if tried else None,
+                error=_describe(error),
+            )
+
+        initial, maximum = self._delays
+        policy = grpc_retry(
+            attempts=self._attempts if retry else 1,
+            initial_delay=initial,
+            max_delay=maximum,
+            idempotent=True,
+            on_retry=on_retry,
+        )
+        result: tuple[T, Replica] | None = None
+        async for attempt in policy:
+            with attempt:
+                remaining = deadline - loop.time()
+                if remaining <= 0 and tried:
+                    raise RouteError(
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                        f"{method} to the {mesh} adapter ran out of time after "
+                        f"{len(tried)} attempt(s) ({', '.join(tried)})",
+                    )
+                replica = self.pick(mesh, exclude=tried)
+                tried.append(replica.address)
+                value = await self.call_replica(replica, invoke, seconds=max(remaining, 0.0))
+                result = (value, replica)
+        assert result is not None  # the policy re-raises the last error when every attempt fails
+        return result
+
+    async def call_replica(self, replica: Replica, invoke: Invoke[T], *, seconds: float) -> T:
+        """One attempt against one replica, counted as outstanding while it runs."""
+        channel = self._registry.channel(replica.address)
+        self._outstanding[replica.address] += 1
+        try:
+            return await invoke(replica, channel, seconds if math.isfinite(seconds) else 0.0)
+        finally:
+            self._outstanding[replica.address] -= 1
+            if not self._outstanding[replica.address]:
+                del self._outstanding[replica.address]
+
+
+def _describe(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    if isinstance(error, grpc.aio.AioRpcError):
+        return f"{error.code().name}: {error.details()}"
+    return str(error)

@@ -1,0 +1,329 @@
+"""Coordinator settings: every flag of `meshplane coordinator`, with an environment fallback each.
+
+Precedence: command-line flag, then ``MESHPLANE_COORDINATOR_<FLAG>`` (upper case, '-' → '_'),
+then the default. Static adapters come from repeatable ``--adapter MESH=HOST:PORT`` flags plus
+``MESHPLANE_ADAPTERS="istio=host:port,linkerd=host:port"``; both lists are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from serving.tls import ClientTls, TlsConfig
+
+__all__ = [
+    "ADAPTERS_ENV",
+    "DEFAULT_PORT",
+    "ENV_PREFIX",
+    "CoordinatorSettings",
+    "SettingsError",
+    "StaticAdapter",
+    "add_arguments",
+    "parse_adapter_list",
+    "parse_static_adapter",
+    "settings_from_args",
+]
+
+ENV_PREFIX = "MESHPLANE_COORDINATOR_"
+ADAPTERS_ENV = "MESHPLANE_ADAPTERS"
+DEFAULT_PORT = 10100
+STORE_FILE = "coordinator.db"
+
+
+class SettingsError(ValueError):
+    """A flag or environment variable has a value the coordinator cannot use."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StaticAdapter:
+    """One ``MESH=HOST:PORT`` entry from the command line or environment."""
+
+    mesh: str
+    address: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoordinatorSettings:
+    """Everything a coordinator process is configured with."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    adapters: tuple[StaticAdapter, ...] = ()
+    data_dir: Path = Path(".data")
+    store: str = ""
+    """PostgreSQL URL, ``sqlite:///abs/path`` or a file path; empty: <data_dir>/coordinator.db."""
+    discover_namespace: str = ""
+    """Namespace watched for adapter Services/EndpointSlices; empty turns discovery off."""
+    kubeconfig: Path | None = None
+    """Kubeconfig for discovery; None means in-cluster config, else ~/.kube/config."""
+    tls: TlsConfig | None = None
+    adapter_tls: ClientTls | None = None
+    allow_insecure_adapters: bool = False
+    call_timeout_seconds: float = 10.0
+    """Deadline of an outbound call when the caller set none (or a longer one)."""
+    retry_attempts: int = 3
+    health_backoff_initial_seconds: float = 0.1
+    health_backoff_max_seconds: float = 5.0
+    shutdown_grace_seconds: float = 10.0
+    log_level: str = "info"
+    log_format: str = "auto"
+
+    @property
+    def store_location(self) -> str:
+        """Where the store lives: ``store`` when set, else the SQLite file in ``data_dir``."""
+        return self.store or str(self.data_dir / STORE_FILE)
+
+
+def parse_static_adapter(text: str) -> StaticAdapter:
+    """``istio=127.0.0.1:10000`` → StaticAdapter; the mesh is lower-cased, the port checked."""
+    mesh, sep, address = text.strip().partition("=")
+    mesh = mesh.strip().lower()
+    address = address.strip()
+    if not sep or not mesh or not address:
+        raise ValueError(f"{text!r} is not MESH=HOST:PORT")
+    host, colon, port = address.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ValueError(f"{text!r}: {address!r} is not HOST:PORT")
+    return StaticAdapter(mesh=mesh, address=address)
+
+
+def parse_adapter_list(text: str) -> tuple[StaticAdapter, ...]:
+    """The ``MESHPLANE_ADAPTERS`` form: comma-separated ``MESH=HOST:PORT`` entries."""
+    return tuple(parse_static_adapter(item) for item in text.split(",") if item.strip())
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Flag:
+    flag: str
+    help: str
+    parse: Callable[[str], object] = str
+    metavar: str | None = None
+    switch: bool = False
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.dest.upper()
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{value} is not a TCP port (0-65535)")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError(f"{value:g} is not a positive number")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{value} is not a positive integer")
+    return value
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{text!r} is not a boolean (true/false)")
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(f"{text!r} is not one of {', '.join(allowed)}")
+        return text
+
+    return parse
+
+
+_FLAGS: tuple[_Flag, ...] = (
+    _Flag(flag="--host", help="address to listen on (default 127.0.0.1)"),
+    _Flag(flag="--port", parse=_port, help=f"gRPC port (default {DEFAULT_PORT}; 0 picks one)"),
+    _Flag(flag="--data-dir", parse=Path, metavar="DIR", help="state directory (default .data)"),
+    _Flag(
+        flag="--store",
+        metavar="PATH_OR_URL",
+        help="SQLite path or postgresql:// URL (default <data-dir>/coordinator.db)",
+    ),
+    _Flag(
+        flag="--discover-namespace",
+        metavar="NS",
+        help="discover adapters from Services labelled meshplane.io/adapter in NS",
+    ),
+    _Flag(flag="--kubeconfig", parse=Path, help="kubeconfig for discovery (default in-cluster)"),
+    _Flag(flag="--tls-cert", parse=Path, help="PEM certificate chain served to clients"),
+    _Flag(flag="--tls-key", parse=Path, help="PEM private key for --tls-cert"),
+    _Flag(flag="--tls-client-ca", parse=Path, help="PEM CA; clients must present a cert it signed"),
+    _Flag(flag="--adapter-tls-ca", parse=Path, help="PEM CA that signs adapter certificates"),
+    _Flag(flag="--adapter-tls-cert", parse=Path, help="client certificate for adapters (mTLS)"),
+    _Flag(flag="--adapter-tls-key", parse=Path, help="PEM key for --adapter-tls-cert"),
+    _Flag(
+        flag="--adapter-tls-server-name", help="name to verify in adapter certificates (override)"
+    ),
+    _Flag(
+        flag="--allow-insecure-adapters",
+        parse=_boolean,
+        switch=True,
+        help="allow plaintext to adapters that are not on loopback",
+    ),
+    _Flag(
+        flag="--call-timeout",
+        parse=_positive_float,
+        metavar="SECONDS",
+        help="deadline of calls to adapters when the client sets none (10)",
+    ),
+    _Flag(flag="--retry-attempts", parse=_positive_int, help="attempts for retryable calls (3)"),
+    _Flag(
+        flag="--shutdown-grace",
+        parse=_positive_float,
+        metavar="SECONDS",
+        help="time in-flight calls get on SIGTERM (10)",
+    ),
+    _Flag(
+        flag="--log-level",
+        parse=_choice("debug", "info", "warning", "error"),
+        help="debug, info, warning or error (info)",
+    ),
+    _Flag(
+        flag="--log-format",
+        parse=_choice("auto", "json", "console"),
+        help="auto (JSON unless a terminal), json or console",
+    ),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every coordinator flag; each help text names its environment variable."""
+    group = parser.add_argument_group("coordinator settings (flag, else environment variable)")
+    group.add_argument(
+        "--adapter",
+        dest="adapter",
+        action="append",
+        default=None,
+        metavar="MESH=HOST:PORT",
+        help=f"a static adapter replica (repeatable) [env {ADAPTERS_ENV}, comma-separated]",
+    )
+    for spec in _FLAGS:
+        if spec.switch:
+            group.add_argument(
+                spec.flag,
+                dest=spec.dest,
+                action="store_const",
+                const="true",
+                default=None,
+                help=f"{spec.help} [env {spec.env}]",
+            )
+            continue
+        group.add_argument(
+            spec.flag,
+            dest=spec.dest,
+            default=None,
+            metavar=spec.metavar,
+            help=f"{spec.help} [env {spec.env}]",
+        )
+
+
+def settings_from_args(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> CoordinatorSettings:
+    """Resolve flags, then environment, then defaults; raises `SettingsError` naming the source."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for spec in _FLAGS:
+        raw: str | None = getattr(args, spec.dest, None)
+        source = spec.flag
+        if raw is None:
+            raw = env.get(spec.env) or None
+            source = spec.env
+        if raw is None:
+            continue
+        try:
+            values[spec.dest] = spec.parse(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{source}={raw!r}: {exc}") from exc
+    adapters: list[StaticAdapter] = []
+    for text in getattr(args, "adapter", None) or ():
+        try:
+            adapters.append(parse_static_adapter(text))
+        except ValueError as exc:
+            raise SettingsError(f"--adapter: {exc}") from exc
+    try:
+        adapters.extend(parse_adapter_list(env.get(ADAPTERS_ENV, "")))
+    except ValueError as exc:
+        raise SettingsError(f"{ADAPTERS_ENV}: {exc}") from exc
+    seen: dict[str, str] = {}
+    for adapter in adapters:
+        if seen.setdefault(adapter.address, adapter.mesh) != adapter.mesh:
+            raise SettingsError(
+                f"adapter address {adapter.address} given for two meshes: "
+                f"{seen[adapter.address]} and {adapter.mesh}"
+            )
+
+    def get(name: str, default: object) -> object:
+        return values.get(name, default)
+
+    data_dir = values.get("data_dir")
+    kubeconfig = values.get("kubeconfig")
+    return CoordinatorSettings(
+        host=str(get("host", "127.0.0.1")),
+        port=int(str(get("port", DEFAULT_PORT))),
+        adapters=tuple({a.address: a for a in adapters}.values()),
+        data_dir=data_dir if isinstance(data_dir, Path) else Path(".data"),
+        store=str(get("store", "")),
+        discover_namespace=str(get("discover_namespace", "")),
+        kubeconfig=kubeconfig if isinstance(kubeconfig, Path) else None,
+        tls=_server_tls(values),
+        adapter_tls=_adapter_tls(values),
+        allow_insecure_adapters=bool(get("allow_insecure_adapters", False)),
+        call_timeout_seconds=float(str(get("call_timeout", 10.0))),
+        retry_attempts=int(str(get("retry_attempts", 3))),
+        shutdown_grace_seconds=float(str(get("shutdown_grace", 10.0))),
+        log_level=str(get("log_level", "info")),
+        log_format=str(get("log_format", "auto")),
+    )
+
+
+def _path(values: Mapping[str, object], name: str) -> Path | None:
+    value = values.get(name)
+    return value if isinstance(value, Path) else None
+
+
+def _server_tls(values: Mapping[str, object]) -> TlsConfig | None:
+    cert, key = _path(values, "tls_cert"), _path(values, "tls_key")
+    client_ca = _path(values, "tls_client_ca")
+    if cert is None and key is None:
+        if client_ca is not None:
+            raise SettingsError("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if cert is None or key is None:
+        raise SettingsError("--tls-cert and --tls-key go together")
+    return TlsConfig(cert_path=cert, key_path=key, client_ca_path=client_ca)
+
+
+def _adapter_tls(values: Mapping[str, object]) -> ClientTls | None:
+    ca = _path(values, "adapter_tls_ca")
+    cert, key = _path(values, "adapter_tls_cert"), _path(values, "adapter_tls_key")
+    name = values.get("adapter_tls_server_name")
+    if ca is None and cert is None and key is None and name is None:
+        return None
+    if (cert is None) != (key is None):
+        raise SettingsError("--adapter-tls-cert and --adapter-tls-key go together")
+    return ClientTls(
+        ca_path=ca, cert_path=cert, key_path=key, server_name=str(name) if name else None
+    )
