@@ -382,8 +382,9 @@ async def wait_ready(
 ) -> WaitResult:
     """Poll every ref in parallel until ready, failed, or the policy's timeout.
 
-    Emits READY for each component as it becomes ready (in the order they do) and FAILED, with
-    the reason the cluster reports, for each that failed or was still not ready at the deadline.
+    Emits WAITING once for each component not ready at first look, READY for each as it becomes
+    ready (in the order they do) and FAILED, with the reason the cluster reports, for each that
+    failed or was still not ready at the deadline.
     ``within_seconds`` overrides the policy's timeout (the operation's remaining budget).
     """
     budget = policy.timeout_seconds if within_seconds is None else within_seconds
@@ -398,6 +399,7 @@ async def wait_ready(
 
     async def watch_one(ref: ObjectRef) -> None:
         delay = _FIRST_POLL_DELAY
+        announced = False
         while True:
             obj = await source.get_ref(ref)
             state = (
@@ -413,6 +415,16 @@ async def wait_ready(
             if state.failed:
                 hard.append(ref)
                 return
+            if not announced:
+                announced = True
+                sink(
+                    Progress(
+                        kind=ProgressKind.WAITING,
+                        ref=ref,
+                        reason=state.reason,
+                        message=f"waiting for {ref}: {state.message or state.reason}",
+                    )
+                )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
