@@ -119,6 +119,8 @@ class Script:
     raise_error: bool = False
     gate: asyncio.Event | None = None
     """When set, the execution blocks until the gate opens (or it is cancelled)."""
+    gate_attempts: int = 1_000
+    """The gate holds only attempts up to this number (a resumed run can then finish)."""
 
 
 @dataclass(kw_only=True)
@@ -179,7 +181,7 @@ class ScriptedExecutor:
                     await asyncio.sleep(script.event_interval)
             if script.delay:
                 await asyncio.sleep(script.delay)
-            if script.gate is not None:
+            if script.gate is not None and record.attempt <= script.gate_attempts:
                 await script.gate.wait()
             if script.raise_error:
                 raise RuntimeError(f"scripted crash on {target.name}")
@@ -328,8 +330,10 @@ async def toy_adapter(
 def executor_factory(
     declaration: MeshDeclaration, config: AdapterSettings, metrics: AdapterMetrics
 ) -> tuple[ScriptedExecutor, ToyVersions]:
-    """For `meshplane adapter --executor-factory`: every cluster blocks until cancelled."""
-    return ScriptedExecutor(scripts={"*": Script(gate=asyncio.Event())}), ToyVersions()
+    """For `meshplane adapter --executor-factory`: first attempts block until cancelled."""
+    return ScriptedExecutor(scripts={"*": Script(gate=asyncio.Event(), gate_attempts=1)}), (
+        ToyVersions()
+    )
 
 
 def status_code(error: BaseException) -> Any:
