@@ -182,12 +182,23 @@ class Applier:
         async def apply_one(obj: KubeObject) -> None:
             ref = ObjectRef.from_manifest(obj)
             previous: str | Unknown | None = UNKNOWN if versions is None else versions.get(ref.key)
-            _, changed = await self._session.apply(
-                obj,
-                field_manager=policy.field_manager,
-                force=policy.force_conflicts,
-                previous_version=previous,
-            )
+            try:
+                _, changed = await self._session.apply(
+                    obj,
+                    field_manager=policy.field_manager,
+                    force=policy.force_conflicts,
+                    previous_version=previous,
+                )
+            except ApplyError as exc:
+                sink(
+                    Progress(
+                        kind=ProgressKind.FAILED,
+                        ref=ref,
+                        reason=exc.detail.code,
+                        message=exc.detail.message,
+                    )
+                )
+                raise
             if changed:
                 counts.applied += 1
                 sink(Progress(kind=ProgressKind.APPLIED, ref=ref, message=f"{ref} applied"))

@@ -552,3 +552,19 @@ async def test_istio_charts_install_upgrade_uninstall(session: ClusterSession) -
     assert await read_inventory(session, "istio-system", "istio") is None
     kept = {e.ref.key for e in sink.of(ProgressKind.KEPT)}
     assert kept == {ref.key for ref in upgrade.refs if ref.key in upgrade.keep}
+
+
+async def test_a_rejected_object_fails_the_install_with_its_cause(session: ClusterSession) -> None:
+    documents = load_documents(SMALL)
+    for doc in documents:
+        if doc["kind"] == "Service":
+            doc["spec"]["type"] = "Sideways"
+    sink = Recorder()
+
+    with pytest.raises(ApplyError) as caught:
+        await Applier(session).install_or_upgrade(make_plan(documents), sink)
+
+    assert caught.value.detail.code == "KUBE_INVALID"
+    assert "spec.type" in caught.value.detail.probable_cause
+    failed = sink.of(ProgressKind.FAILED)
+    assert [(e.ref.kind, e.reason) for e in failed] == [("Service", "KUBE_INVALID")]
