@@ -19,7 +19,15 @@ import structlog
 
 from adapters.kit.adapter_server import ExecutorFactory, RunningAdapter, run_adapter
 from adapters.kit.catalogue import MeshDeclaration
-from adapters.kit.settings import ENV_PREFIX, SettingsError, add_arguments, settings_from_args
+from adapters.kit.executors import ClusterExecutor, VersionCatalog
+from adapters.kit.metrics import AdapterMetrics
+from adapters.kit.settings import (
+    ENV_PREFIX,
+    AdapterSettings,
+    SettingsError,
+    add_arguments,
+    settings_from_args,
+)
 from serving.logging_setup import configure_logging
 
 __all__ = ["DEFAULT_EXECUTOR_FACTORY", "MESH_DECLARATIONS", "register", "resolve"]
@@ -43,9 +51,11 @@ def resolve(import_string: str) -> Any:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def real_executor_factory(declaration: MeshDeclaration, settings: Any, metrics: Any) -> Any:
+def real_executor_factory(
+    declaration: MeshDeclaration, settings: AdapterSettings, metrics: AdapterMetrics
+) -> tuple[ClusterExecutor, VersionCatalog]:
     """The production executor: charts, rendering and the apply engine (adapters.kit.execution)."""
-    from adapters.kit import execution  # type: ignore[attr-defined]  # lands with the planner
+    from adapters.kit import execution  # imported here: only the adapter command needs it
 
     return execution.build_executor(
         declaration, settings, on_kubernetes_retry=metrics.kubernetes_retry
