@@ -128,6 +128,7 @@ class Registry:
         self._listeners: list[Listener] = []
         self._tasks = BackgroundTasks(owner="registry")
         self._followers: dict[str, asyncio.Task[Any]] = {}
+        self._closing = 0
         self._closed = False
 
     # -- reading ---------------------------------------------------------------------------
@@ -243,20 +244,35 @@ class Registry:
 
     async def remove(self, address: str) -> Replica | None:
         """Forget a replica: stop its health follower, close its channel, tell listeners."""
+        taken = self._take(address)
+        if taken is None:
+            return None
+        replica, follower, channel = taken
+        await _close_replica(follower, channel)
+        return replica
+
+    def discard(self, address: str) -> Replica | None:
+        """Like :meth:`remove` from synchronous code: forgotten now, channel closed soon."""
+        taken = self._take(address)
+        if taken is None:
+            return None
+        replica, follower, channel = taken
+        self._closing += 1
+        self._tasks.start(f"close:{address}#{self._closing}", _close_replica(follower, channel))
+        return replica
+
+    def _take(self, address: str) -> tuple[Replica, asyncio.Task[Any] | None, Any] | None:
         replica = self._replicas.pop(address, None)
         if replica is None:
             return None
         self._needs_refresh.discard(address)
-        task = self._followers.pop(address, None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        follower = self._followers.pop(address, None)
+        if follower is not None:
+            follower.cancel()
         channel = self._channels.pop(address)
         self._notify(RegistryChange(kind="removed", replica=replica))
-        await channel.close()
         _log.info("registry.removed", address=address, mesh=replica.mesh)
-        return replica
+        return replica, follower, channel
 
     async def close(self) -> None:
         """Stop every health follower and close every channel."""
@@ -372,3 +388,11 @@ def _with_identity(replica: Replica, identity: _Identity) -> Replica:
         event_stream_id=info.event_stream_id,
         operations=identity.operations,
     )
+
+
+async def _close_replica(follower: asyncio.Task[Any] | None, channel: Any) -> None:
+    if follower is not None:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+    await channel.close()

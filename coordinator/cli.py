@@ -1,0 +1,63 @@
+"""`meshplane coordinator`: run the coordinator server.
+
+On start one JSON line on stdout gives the gRPC address, so scripts and `meshplane up` can read
+where it listens (port 0 picks a free port).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from coordinator.server import Coordinator, run_coordinator
+from coordinator.settings import (
+    ADAPTERS_ENV,
+    ENV_PREFIX,
+    SettingsError,
+    add_arguments,
+    settings_from_args,
+)
+from serving.logging_setup import configure_logging
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `meshplane coordinator`."""
+    parser = subparsers.add_parser(
+        "coordinator",
+        help="run the coordinator (gRPC CoordinatorService + adapter passthrough)",
+        description="Run the coordinator: it knows every adapter replica (static --adapter "
+        f"flags or {ADAPTERS_ENV}, RegisterAdapter, Kubernetes discovery), routes requests to "
+        "healthy replicas and keeps operations and events. Every flag can also be set with an "
+        f"environment variable {ENV_PREFIX}<FLAG> (upper case, '-' as '_').",
+    )
+    add_arguments(parser)
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as exc:
+        print(f"meshplane coordinator: {exc}", file=sys.stderr)
+        return 2
+    log_json = {"auto": None, "json": True, "console": False}[settings.log_format]
+    configure_logging(level=settings.log_level, json=log_json)
+
+    def announce(coordinator: Coordinator) -> None:
+        line = {
+            "grpc": coordinator.address,
+            "store": settings.store_location if "://" not in settings.store_location else "url",
+            "adapters": [f"{a.mesh}={a.address}" for a in settings.adapters],
+        }
+        print(json.dumps(line), flush=True)
+
+    try:
+        asyncio.run(run_coordinator(settings, on_started=announce))
+    except OSError as exc:
+        print(f"meshplane coordinator: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,190 @@
+"""Assembling one coordinator process: store, registry, discovery, event hub, servicer, gRPC.
+
+Start order: store (migrated), registry with the static adapters, event hub, Kubernetes
+discovery, then gRPC. Stop order is the reverse, driven by ``GrpcServer.stop``: health goes
+NOT_SERVING and in-flight calls drain, then discovery stops, the event hub stops, the registry
+closes every channel and health stream, and the store closes last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from coordinator.kube_discovery import KubeDiscovery
+from coordinator.passthrough import SERVICE_NAME as PASSTHROUGH_SERVICE
+from coordinator.passthrough import Passthrough, add_passthrough_to_server
+from coordinator.registry import Registry, Source
+from coordinator.routing import Router
+from coordinator.servicer import SERVICE_NAME, CoordinatorServicer, EventSource
+from coordinator.settings import CoordinatorSettings
+from coordinator.store import Store, open_store
+from meshplane.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from serving.grpc_server import GrpcServer, ServerConfig
+from serving.tls import dial
+
+__all__ = ["Coordinator", "build_coordinator", "run_coordinator"]
+
+_log = structlog.get_logger(__name__)
+
+EVENT_HUB_MODULE = "coordinator.event_hub"
+
+
+@dataclass(kw_only=True)
+class Coordinator:
+    """A built coordinator; :meth:`start` brings it up, :meth:`stop` takes it down in order."""
+
+    settings: CoordinatorSettings
+    store: Store
+    registry: Registry
+    router: Router
+    hub: Any
+    discovery: KubeDiscovery | None
+    servicer: CoordinatorServicer
+    server: GrpcServer
+
+    @property
+    def address(self) -> str:
+        """``host:port`` clients dial (after :meth:`start`)."""
+        return self.server.address
+
+    async def start(self) -> str:
+        """Migrate the store, add static adapters, start the hub, discovery and gRPC."""
+        location = self.settings.store_location
+        if "://" not in location:
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            await self.store.migrate()
+            for adapter in self.settings.adapters:
+                self.registry.add(adapter.address, mesh=adapter.mesh, source=Source.STATIC)
+            if self.hub is not None:
+                await self.hub.start()
+            if self.discovery is not None:
+                await self.discovery.start()
+            await self.server.start()
+        except BaseException:
+            await self._close_parts()
+            raise
+        _log.info(
+            "coordinator.started",
+            address=self.address,
+            adapters=[f"{a.mesh}={a.address}" for a in self.settings.adapters],
+            discovery=self.settings.discover_namespace or None,
+            event_hub=self.hub is not None,
+        )
+        return self.address
+
+    async def stop(self, grace_seconds: float | None = None) -> None:
+        """Drain gRPC, then stop discovery, the hub, the registry and the store."""
+        await self.server.stop(grace_seconds)
+
+    async def _close_parts(self) -> None:
+        """The shutdown callbacks' work, for a start that failed half-way."""
+        with contextlib.suppress(Exception):
+            if self.discovery is not None:
+                await self.discovery.stop()
+        with contextlib.suppress(Exception):
+            if self.hub is not None:
+                await self.hub.stop()
+        with contextlib.suppress(Exception):
+            await self.registry.close()
+        with contextlib.suppress(Exception):
+            await self.store.close()
+
+
+def _event_hub(store: Store, registry: Registry) -> Any:
+    """The event hub when its module is installed (it is built separately), else None."""
+    try:
+        module = importlib.import_module(EVENT_HUB_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != EVENT_HUB_MODULE:
+            raise
+        _log.warning("coordinator.no_event_hub", hint="WatchEvents answers UNIMPLEMENTED")
+        return None
+    return module.EventHub(store, registry)
+
+
+def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
+    """Create every part (nothing is opened or started until :meth:`Coordinator.start`)."""
+    store = open_store(settings.store_location)
+
+    def dial_adapter(address: str) -> Any:
+        return dial(
+            address,
+            tls=settings.adapter_tls,
+            allow_insecure=settings.allow_insecure_adapters,
+        )
+
+    registry = Registry(
+        dial_adapter,
+        call_timeout=settings.call_timeout_seconds,
+        health_backoff_initial=settings.health_backoff_initial_seconds,
+        health_backoff_max=settings.health_backoff_max_seconds,
+    )
+    router = Router(
+        registry, call_timeout=settings.call_timeout_seconds, attempts=settings.retry_attempts
+    )
+    hub = _event_hub(store, registry)
+    events: EventSource | None = hub
+    discovery = (
+        KubeDiscovery(
+            registry, namespace=settings.discover_namespace, kubeconfig=settings.kubeconfig
+        )
+        if settings.discover_namespace
+        else None
+    )
+    servicer = CoordinatorServicer(registry=registry, router=router, store=store, events=events)
+
+    async def locate(operation_id: str) -> str | None:
+        record = await store.get_operation(operation_id)
+        return None if record is None else record.adapter
+
+    passthrough = Passthrough(registry, router, locate=locate)
+    server = GrpcServer(
+        ServerConfig(
+            host=settings.host,
+            port=settings.port,
+            grace_seconds=settings.shutdown_grace_seconds,
+            tls=settings.tls,
+        )
+    )
+    server.add_service(pb_grpc.add_CoordinatorServiceServicer_to_server, servicer, SERVICE_NAME)
+    server.add_service(add_passthrough_to_server, passthrough, PASSTHROUGH_SERVICE)
+    coordinator = Coordinator(
+        settings=settings,
+        store=store,
+        registry=registry,
+        router=router,
+        hub=hub,
+        discovery=discovery,
+        servicer=servicer,
+        server=server,
+    )
+    # GrpcServer runs these after serving stops, last registered first.
+    server.on_shutdown("store", store.close)
+    server.on_shutdown("registry", registry.close)
+    if hub is not None:
+        server.on_shutdown("event-hub", hub.stop)
+    if discovery is not None:
+        server.on_shutdown("discovery", discovery.stop)
+    return coordinator
+
+
+async def run_coordinator(
+    settings: CoordinatorSettings,
+    *,
+    on_started: Callable[[Coordinator], None] | None = None,
+    stop_signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+) -> signal.Signals:
+    """Start, serve until a stop signal, stop in order; return the signal."""
+    coordinator = build_coordinator(settings)
+    await coordinator.start()
+    if on_started is not None:
+        on_started(coordinator)
+    return await coordinator.server.serve_until_signalled(signals=stop_signals)
