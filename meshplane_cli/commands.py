@@ -9,6 +9,7 @@ import importlib
 COMMAND_MODULES: tuple[str, ...] = (
     "kubesim.cli",
     "adapters.kit.cli",
+    "coordinator.cli",
 )
 
 
