@@ -28,9 +28,14 @@ from adapters.kit.journal import OperationJournal
 from adapters.kit.metrics import AdapterMetrics, MetricsServer
 from adapters.kit.operations import ClusterTarget
 from adapters.kit.runner import DEFAULT_CLUSTER, OperationRunner
-from adapters.kit.servicer import SERVICE_NAME, AdapterInfo, MeshAdapterServicer, kit_capabilities
+from adapters.kit.servicer import (
+    SERVICE_NAME,
+    AdapterInfo,
+    MeshAdapterServicer,
+    kit_capabilities,
+    serve_on,
+)
 from adapters.kit.settings import AdapterSettings
-from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
 from serving.grpc_server import GrpcServer, ServerConfig
 
 __all__ = ["ExecutorFactory", "RunningAdapter", "git_sha", "run_adapter", "start_adapter"]
@@ -175,7 +180,7 @@ async def start_adapter(
             tls=settings.tls,
         )
     )
-    server.add_service(pb_grpc.add_MeshAdapterServiceServicer_to_server, servicer, SERVICE_NAME)
+    serve_on(server, servicer)
     metrics_server = None
     if settings.metrics_port is not None:
         metrics_server = MetricsServer(metrics, host=settings.host, port=settings.metrics_port)

@@ -30,8 +30,16 @@ from adapters.kit.runner import (
 )
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
+from serving.grpc_server import GrpcServer
 
-__all__ = ["CONTRACT_VERSION", "SERVICE_NAME", "AdapterInfo", "MeshAdapterServicer"]
+__all__ = [
+    "CONTRACT_VERSION",
+    "SERVICE_NAME",
+    "AdapterInfo",
+    "MeshAdapterServicer",
+    "kit_capabilities",
+    "serve_on",
+]
 
 _log = structlog.get_logger(__name__)
 
@@ -248,3 +256,8 @@ class MeshAdapterServicer(pb_grpc.MeshAdapterServiceServicer):
     def _status_namespace(self) -> str:
         spec = self._declaration.operation(self._declaration.status_release)
         return spec.default_namespace if spec else self._declaration.default_namespace
+
+
+def serve_on(server: GrpcServer, servicer: MeshAdapterServicer) -> None:
+    """Register the servicer (and its health and reflection names) on a `GrpcServer`."""
+    server.add_service(pb_grpc.add_MeshAdapterServiceServicer_to_server, servicer, SERVICE_NAME)
