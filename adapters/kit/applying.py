@@ -50,7 +50,7 @@ from adapters.kit.plans import (
     ProgressSink,
     WaitPolicy,
 )
-from adapters.kit.readiness import wait_gone, wait_ready, waits_for
+from adapters.kit.readiness import hook_completion, wait_gone, wait_ready, waits_for
 
 __all__ = ["Applier", "labelled", "ownership_only"]
 
@@ -297,6 +297,7 @@ class Applier:
                 wait_policy,
                 hook_sink,
                 within_seconds=max(0.0, left()),
+                rule=hook_completion,
             )
             detail = result.error()
             if detail is not None:

@@ -26,6 +26,7 @@ __all__ = [
     "ObjectSource",
     "Readiness",
     "WaitResult",
+    "hook_completion",
     "pod_selector",
     "readiness_of",
     "reason_from_pods",
@@ -236,6 +237,23 @@ def readiness_of(obj: KubeObject) -> Readiness:
     return rule(obj) if rule else READY
 
 
+def hook_completion(obj: KubeObject) -> Readiness:
+    """For hooks, done means finished: a hook Pod must have Succeeded, not merely be Ready."""
+    if obj.get("kind") == "Pod":
+        phase = _status(obj).get("phase")
+        if phase == "Succeeded":
+            return READY
+        state = _pod(obj)
+        if state.failed:
+            return state
+        return Readiness(
+            ready=False,
+            reason=state.reason if not state.ready else "Running",
+            message=state.message,
+        )
+    return readiness_of(obj)
+
+
 def waits_for(obj: KubeObject) -> bool:
     """Whether ``obj`` (a manifest) is something to wait on rather than ready once applied."""
     kind = str(obj.get("kind", ""))
@@ -379,13 +397,15 @@ async def wait_ready(
     sink: ProgressSink,
     *,
     within_seconds: float | None = None,
+    rule: Callable[[KubeObject], Readiness] = readiness_of,
 ) -> WaitResult:
     """Poll every ref in parallel until ready, failed, or the policy's timeout.
 
     Emits WAITING once for each component not ready at first look, READY for each as it becomes
     ready (in the order they do) and FAILED, with the reason the cluster reports, for each that
     failed or was still not ready at the deadline.
-    ``within_seconds`` overrides the policy's timeout (the operation's remaining budget).
+    ``within_seconds`` overrides the policy's timeout (the operation's remaining budget);
+    ``rule`` replaces the readiness table (hooks wait with `hook_completion`).
     """
     budget = policy.timeout_seconds if within_seconds is None else within_seconds
     if not refs:
@@ -403,7 +423,7 @@ async def wait_ready(
         while True:
             obj = await source.get_ref(ref)
             state = (
-                readiness_of(obj)
+                rule(obj)
                 if obj is not None
                 else Readiness(ready=False, reason="NotFound", message=f"{ref} does not exist")
             )

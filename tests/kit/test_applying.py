@@ -568,3 +568,32 @@ async def test_a_rejected_object_fails_the_install_with_its_cause(session: Clust
     assert "spec.type" in caught.value.detail.probable_cause
     failed = sink.of(ProgressKind.FAILED)
     assert [(e.ref.kind, e.reason) for e in failed] == [("Service", "KUBE_INVALID")]
+
+
+async def test_pre_install_hook_pod_runs_to_completion_first(session: ClusterSession) -> None:
+    check = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "preflight",
+            "namespace": NAMESPACE,
+            "annotations": {
+                "helm.sh/hook": "pre-install",
+                "helm.sh/hook-delete-policy": "hook-succeeded",
+            },
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "check", "image": "registry.example/preflight:1"}],
+        },
+    }
+    documents = [d for d in load_documents(SMALL) if d["kind"] != "Job"]
+    sink = Recorder()
+
+    await Applier(session).install_or_upgrade(make_plan([*documents, check]), sink)
+
+    order = [(e.kind, f"{e.ref.kind}/{e.ref.name}") for e in sink.events]
+    completed = order.index((ProgressKind.HOOK_COMPLETED, "Pod/preflight"))
+    assert completed < order.index((ProgressKind.APPLIED, "ConfigMap/web-config"))
+    assert order.index((ProgressKind.APPLIED, "Namespace/shop")) < completed
+    assert await session.get("v1", "Pod", "preflight", NAMESPACE) is None

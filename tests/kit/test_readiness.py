@@ -13,6 +13,7 @@ from adapters.kit.cluster import ClusterSession
 from adapters.kit.objects import KubeObject, ObjectRef
 from adapters.kit.plans import Progress, ProgressKind, WaitPolicy
 from adapters.kit.readiness import (
+    hook_completion,
     pod_selector,
     readiness_of,
     reason_from_pods,
@@ -297,3 +298,19 @@ async def test_wait_gone_returns_what_is_left(session: ClusterSession) -> None:
     assert await wait_gone(session, [ref], within_seconds=0.1) == [ref]
     await session.delete(ref)
     assert await wait_gone(session, [ref], within_seconds=5) == []
+
+
+def test_hooks_are_done_when_finished_not_when_running() -> None:
+    running: KubeObject = {
+        "kind": "Pod",
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    assert readiness_of(running).ready
+    assert not hook_completion(running).ready
+    assert hook_completion({"kind": "Pod", "status": {"phase": "Succeeded"}}).ready
+    assert hook_completion({"kind": "Pod", "status": {"phase": "Failed"}}).failed
+    job: KubeObject = {
+        "kind": "Job",
+        "status": {"conditions": [{"type": "Complete", "status": "True"}]},
+    }
+    assert hook_completion(job).ready
