@@ -1,0 +1,276 @@
+"""Fakes and helpers for coordinator tests: a scriptable adapter and an in-process coordinator.
+
+`FakeAdapter` is a real `MeshAdapterService` servicer served by `serving.GrpcServer` (so it has
+the real health service the coordinator watches). Tests script it (delays, UNAVAILABLE answers)
+and read what it received, instead of patching the coordinator's internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import grpc  # type: ignore[import-untyped]
+import grpc.aio  # type: ignore[import-untyped]
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from coordinator.server import Coordinator, build_coordinator
+from coordinator.settings import CoordinatorSettings, StaticAdapter
+from meshplane.adapter.v1 import adapter_pb2 as apb
+from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
+from meshplane.coordinator.v1 import coordinator_pb2 as cpb
+from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
+from serving import GrpcServer, ServerConfig, TlsConfig
+
+ADAPTER_SERVICE = "meshplane.adapter.v1.MeshAdapterService"
+
+
+@dataclass(kw_only=True)
+class Received:
+    """One call a fake adapter answered (or refused)."""
+
+    method: str
+    request: Any
+    metadata: dict[str, str]
+
+
+class FakeAdapter(apb_grpc.MeshAdapterServiceServicer):  # type: ignore[misc]
+    """An adapter whose answers tests script; it records every call it receives."""
+
+    def __init__(self, mesh: str, name: str) -> None:
+        self.mesh = mesh
+        self.name = name
+        self.received: list[Received] = []
+        self.unavailable_applies = 0
+        """ApplyOperation calls still to refuse with UNAVAILABLE (after recording them)."""
+        self.delay = 0.0
+        """Seconds ListMeshVersions and GetMeshStatus wait before answering."""
+        self.events = 3
+        self.operations: dict[str, apb.Operation] = {}
+
+    def _record(self, method: str, request: Any, context: Any) -> None:
+        metadata = {k: str(v) for k, v in context.invocation_metadata() or ()}
+        self.received.append(Received(method=method, request=request, metadata=metadata))
+
+    def calls(self, method: str) -> list[Any]:
+        """Requests received for ``method``, in order."""
+        return [r.request for r in self.received if r.method == method]
+
+    async def GetInfo(self, request: Any, context: Any) -> apb.GetInfoResponse:
+        self._record("GetInfo", request, context)
+        return apb.GetInfoResponse(
+            mesh=self.mesh,
+            adapter_version=f"1.0.0+{self.name}",
+            contract_version="v1",
+            event_stream_id=f"stream-{self.name}",
+            capabilities=["cancel"],
+        )
+
+    async def ListOperations(self, request: Any, context: Any) -> apb.ListOperationsResponse:
+        self._record("ListOperations", request, context)
+        return apb.ListOperationsResponse(
+            operations=[
+                apb.OperationDescriptor(
+                    id="install",
+                    category=apb.OPERATION_CATEGORY_INSTALL,
+                    description=f"install {self.mesh}",
+                )
+            ]
+        )
+
+    async def ListMeshVersions(self, request: Any, context: Any) -> apb.ListMeshVersionsResponse:
+        self._record("ListMeshVersions", request, context)
+        await asyncio.sleep(self.delay)
+        return apb.ListMeshVersionsResponse(
+            versions=[apb.MeshVersion(version="1.2.3")], default_version="1.2.3"
+        )
+
+    async def ApplyOperation(self, request: Any, context: Any) -> apb.ApplyOperationResponse:
+        self._record("ApplyOperation", request, context)
+        if self.unavailable_applies > 0:
+            self.unavailable_applies -= 1
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.name} is overloaded")
+        if request.operation == "bad":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no such parameter")
+        created = request.operation_id not in self.operations
+        if created:
+            stamp = Timestamp()
+            stamp.GetCurrentTime()
+            self.operations[request.operation_id] = apb.Operation(
+                operation_id=request.operation_id,
+                operation=request.operation,
+                mesh=self.mesh,
+                username=request.username,
+                state=apb.OPERATION_STATE_PENDING,
+                create_time=stamp,
+                clusters=["default"],
+                attempt=1,
+            )
+        return apb.ApplyOperationResponse(
+            operation_id=request.operation_id,
+            operation=self.operations[request.operation_id],
+            created=created,
+        )
+
+    async def GetOperation(self, request: Any, context: Any) -> apb.GetOperationResponse:
+        self._record("GetOperation", request, context)
+        found = self.operations.get(request.operation_id)
+        if found is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown {request.operation_id}")
+        return apb.GetOperationResponse(operation=found)
+
+    async def CancelOperation(self, request: Any, context: Any) -> apb.CancelOperationResponse:
+        self._record("CancelOperation", request, context)
+        found = self.operations.get(request.operation_id)
+        if found is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown {request.operation_id}")
+        found.state = apb.OPERATION_STATE_CANCELLED
+        return apb.CancelOperationResponse(operation=found)
+
+    async def StreamEvents(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        self._record("StreamEvents", request, context)
+        for sequence in range(request.after_sequence + 1, self.events + 1):
+            yield apb.StreamEventsResponse(
+                event=apb.Event(
+                    sequence=sequence,
+                    mesh=self.mesh,
+                    summary=f"{self.name} event {sequence}",
+                    event_stream_id=f"stream-{self.name}",
+                )
+            )
+        await asyncio.Event().wait()  # follow "live" until the client cancels
+
+    async def GetMeshStatus(self, request: Any, context: Any) -> apb.GetMeshStatusResponse:
+        self._record("GetMeshStatus", request, context)
+        await asyncio.sleep(self.delay)
+        return apb.GetMeshStatusResponse(installed=True, version="1.2.3", cluster=self.name)
+
+
+@dataclass(kw_only=True)
+class RunningFake:
+    """A fake adapter and the server it runs on."""
+
+    fake: FakeAdapter
+    server: GrpcServer
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    async def set_serving(self, serving: bool) -> None:
+        """Flip the adapter service's health (what the coordinator watches)."""
+        await self.server.set_serving(ADAPTER_SERVICE, serving)
+
+
+async def start_fake(
+    mesh: str = "toy", name: str = "a", *, tls: TlsConfig | None = None, port: int = 0
+) -> RunningFake:
+    """Serve a `FakeAdapter` on 127.0.0.1 (``port`` 0: any free port)."""
+    fake = FakeAdapter(mesh, name)
+    server = GrpcServer(ServerConfig(host="127.0.0.1", port=port, grace_seconds=0, tls=tls))
+    server.add_service(apb_grpc.add_MeshAdapterServiceServicer_to_server, fake, ADAPTER_SERVICE)
+    await server.start()
+    return RunningFake(fake=fake, server=server)
+
+
+@contextlib.asynccontextmanager
+async def fakes(*specs: tuple[str, str]) -> AsyncIterator[list[RunningFake]]:
+    """Several fake adapters ``(mesh, name)``, all stopped afterwards."""
+    started: list[RunningFake] = []
+    try:
+        for mesh, name in specs:
+            started.append(await start_fake(mesh, name))
+        yield started
+    finally:
+        for running in started:
+            await running.server.stop(grace_seconds=0)
+
+
+def make_settings(tmp_path: Path, **changes: Any) -> CoordinatorSettings:
+    """Loopback, port 0, fast health backoff, a store in ``tmp_path``."""
+    base = CoordinatorSettings(
+        host="127.0.0.1",
+        port=0,
+        data_dir=tmp_path,
+        store=str(tmp_path / "coordinator.db"),
+        call_timeout_seconds=5.0,
+        health_backoff_initial_seconds=0.05,
+        health_backoff_max_seconds=0.3,
+        shutdown_grace_seconds=0.5,
+    )
+    return replace(base, **changes)
+
+
+def static(*running: RunningFake) -> tuple[StaticAdapter, ...]:
+    """Static adapter entries for running fakes."""
+    return tuple(StaticAdapter(mesh=r.fake.mesh, address=r.address) for r in running)
+
+
+@dataclass(kw_only=True)
+class Client:
+    """A started coordinator and client stubs for both of its services."""
+
+    coordinator: Coordinator
+    channel: Any
+    stub: cpb_grpc.CoordinatorServiceStub
+    adapter_stub: apb_grpc.MeshAdapterServiceStub
+
+    async def replica(self, address: str) -> cpb.AdapterReplica | None:
+        """The replica as ListAdapters shows it."""
+        listed = await self.stub.ListAdapters(cpb.ListAdaptersRequest(), timeout=5)
+        for adapter in listed.adapters:
+            for replica in adapter.replicas:
+                if replica.address == address:
+                    return replica
+        return None
+
+    async def wait_replica(
+        self,
+        address: str,
+        predicate: Callable[[cpb.AdapterReplica | None], bool],
+        timeout: float = 10.0,
+    ) -> cpb.AdapterReplica | None:
+        """Poll ListAdapters until ``predicate`` holds for the replica (None: absent)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                replica = await self.replica(address)
+                if predicate(replica):
+                    return replica
+                await asyncio.sleep(0.02)
+
+    async def wait_serving(self, *addresses: str, timeout: float = 10.0) -> None:
+        """Until every address is SERVING."""
+        for address in addresses:
+            await self.wait_replica(
+                address,
+                lambda r: r is not None and r.state == cpb.REPLICA_STATE_SERVING,
+                timeout=timeout,
+            )
+
+
+@contextlib.asynccontextmanager
+async def coordinator(settings: CoordinatorSettings) -> AsyncIterator[Client]:
+    """Build and start a coordinator in-process; connect a plaintext client; stop both."""
+    built = build_coordinator(settings)
+    await built.start()
+    channel = grpc.aio.insecure_channel(built.address)
+    try:
+        yield Client(
+            coordinator=built,
+            channel=channel,
+            stub=cpb_grpc.CoordinatorServiceStub(channel),
+            adapter_stub=apb_grpc.MeshAdapterServiceStub(channel),
+        )
+    finally:
+        await channel.close()
+        await built.stop(grace_seconds=0)
+
+
+def code_of(error: BaseException) -> Any:
+    """The gRPC status code of an AioRpcError."""
+    assert isinstance(error, grpc.aio.AioRpcError), error
+    return error.code()
