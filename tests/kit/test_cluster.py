@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import yaml
@@ -15,7 +15,8 @@ from kubernetes.aio.client.exceptions import ApiException
 from adapters.kit.cluster import ClusterSession, RetrySettings
 from adapters.kit.kube_errors import ApplyError, describe_error
 from adapters.kit.objects import ObjectRef
-from kubesim.harness import RunningSim
+from kubesim.harness import RunningSim, running_kubesim
+from kubesim.server import SimConfig
 
 GADGET_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -230,3 +231,18 @@ def test_unauthorized_and_server_errors_are_told_apart() -> None:
     )
     conflict = describe_error(_api_error(409, {"message": "conflict"}), verb="apply", resource="x")
     assert conflict.code == "KUBE_CONFLICT"
+
+
+@pytest.fixture
+def tls_kubesim() -> Iterator[RunningSim]:
+    with running_kubesim(SimConfig(tls=True, ready_delay=0.05)) as sim:
+        yield sim
+
+
+async def test_works_over_tls_with_the_kubeconfig_ca(tls_kubesim: RunningSim) -> None:
+    config = yaml.safe_load(tls_kubesim.kubeconfig.read_text())
+    assert config["clusters"][0]["cluster"]["server"].startswith("https://")
+    async with await ClusterSession.connect(kubeconfig_path=tls_kubesim.kubeconfig) as session:
+        _, changed = await session.apply(config_map("over-tls", "1"))
+        assert changed
+        assert await session.get("v1", "ConfigMap", "over-tls", "default") is not None
