@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import grpc  # type: ignore[import-untyped]
-import grpc.aio  # type: ignore[import-untyped]
+import grpc  # type: ignore[import-untyped, unused-ignore]
+import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from coordinator.server import Coordinator, build_coordinator
@@ -128,6 +128,7 @@ class FakeAdapter(apb_grpc.MeshAdapterServiceServicer):  # type: ignore[misc]
         found = self.operations.get(request.operation_id)
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown {request.operation_id}")
+        assert found is not None
         found.state = apb.OPERATION_STATE_CANCELLED
         return apb.CancelOperationResponse(operation=found)
 
@@ -225,30 +226,31 @@ class Client:
         for adapter in listed.adapters:
             for replica in adapter.replicas:
                 if replica.address == address:
-                    return replica
+                    found: cpb.AdapterReplica = replica
+                    return found
         return None
 
     async def wait_replica(
         self,
         address: str,
         predicate: Callable[[cpb.AdapterReplica | None], bool],
-        timeout: float = 10.0,
+        within: float = 10.0,
     ) -> cpb.AdapterReplica | None:
         """Poll ListAdapters until ``predicate`` holds for the replica (None: absent)."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while True:
                 replica = await self.replica(address)
                 if predicate(replica):
                     return replica
                 await asyncio.sleep(0.02)
 
-    async def wait_serving(self, *addresses: str, timeout: float = 10.0) -> None:
+    async def wait_serving(self, *addresses: str, within: float = 10.0) -> None:
         """Until every address is SERVING."""
         for address in addresses:
             await self.wait_replica(
                 address,
                 lambda r: r is not None and r.state == cpb.REPLICA_STATE_SERVING,
-                timeout=timeout,
+                within=within,
             )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import grpc  # type: ignore[import-untyped]
-import grpc.aio  # type: ignore[import-untyped]
+import grpc  # type: ignore[import-untyped, unused-ignore]
+import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
 from coordinator.registry import RegistrationError, Registry, RegistryChange, ReplicaState, Source
@@ -104,57 +104,57 @@ async def test_unreachable_static_replica_shows_why(tmp_path: Path) -> None:
 
 
 async def test_register_and_deregister(tmp_path: Path) -> None:
-    async with fakes(("istio", "s"), ("istio", "d")) as (fixed, dynamic):
-        async with coordinator(make_settings(tmp_path, adapters=static(fixed))) as client:
-            answer = await client.stub.RegisterAdapter(
-                cpb.RegisterAdapterRequest(address=dynamic.address, mesh="istio")
-            )
-            assert answer.adapter.mesh == "istio"
-            by_address = {r.address: r for r in answer.adapter.replicas}
-            assert by_address[dynamic.address].source == cpb.REGISTRATION_SOURCE_DYNAMIC
-            assert by_address[dynamic.address].adapter_version == "1.0.0+d"
-            await client.wait_serving(dynamic.address)
-            again = await client.stub.RegisterAdapter(
-                cpb.RegisterAdapterRequest(address=dynamic.address)
-            )
-            assert len(again.adapter.replicas) == 2  # idempotent
+    async with (
+        fakes(("istio", "s"), ("istio", "d")) as (fixed, dynamic),
+        coordinator(make_settings(tmp_path, adapters=static(fixed))) as client,
+    ):
+        answer = await client.stub.RegisterAdapter(
+            cpb.RegisterAdapterRequest(address=dynamic.address, mesh="istio")
+        )
+        assert answer.adapter.mesh == "istio"
+        by_address = {r.address: r for r in answer.adapter.replicas}
+        assert by_address[dynamic.address].source == cpb.REGISTRATION_SOURCE_DYNAMIC
+        assert by_address[dynamic.address].adapter_version == "1.0.0+d"
+        await client.wait_serving(dynamic.address)
+        again = await client.stub.RegisterAdapter(
+            cpb.RegisterAdapterRequest(address=dynamic.address)
+        )
+        assert len(again.adapter.replicas) == 2  # idempotent
 
-            with pytest.raises(grpc.aio.AioRpcError) as static_removal:
-                await client.stub.DeregisterAdapter(
-                    cpb.DeregisterAdapterRequest(address=fixed.address)
-                )
-            assert code_of(static_removal.value) == grpc.StatusCode.FAILED_PRECONDITION
+        with pytest.raises(grpc.aio.AioRpcError) as static_removal:
+            await client.stub.DeregisterAdapter(cpb.DeregisterAdapterRequest(address=fixed.address))
+        assert code_of(static_removal.value) == grpc.StatusCode.FAILED_PRECONDITION
 
+        await client.stub.DeregisterAdapter(cpb.DeregisterAdapterRequest(address=dynamic.address))
+        assert await client.replica(dynamic.address) is None
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
             await client.stub.DeregisterAdapter(
                 cpb.DeregisterAdapterRequest(address=dynamic.address)
             )
-            assert await client.replica(dynamic.address) is None
-            with pytest.raises(grpc.aio.AioRpcError) as unknown:
-                await client.stub.DeregisterAdapter(
-                    cpb.DeregisterAdapterRequest(address=dynamic.address)
-                )
-            assert code_of(unknown.value) == grpc.StatusCode.NOT_FOUND
+        assert code_of(unknown.value) == grpc.StatusCode.NOT_FOUND
 
 
 async def test_register_refuses_wrong_mesh_and_unreachable_address(tmp_path: Path) -> None:
-    async with fakes(("linkerd", "l")) as (linkerd,):
-        async with coordinator(make_settings(tmp_path)) as client:
-            with pytest.raises(grpc.aio.AioRpcError) as wrong:
-                await client.stub.RegisterAdapter(
-                    cpb.RegisterAdapterRequest(address=linkerd.address, mesh="istio")
-                )
-            assert code_of(wrong.value) == grpc.StatusCode.FAILED_PRECONDITION
-            assert "'linkerd'" in wrong.value.details() and "'istio'" in wrong.value.details()
+    async with (
+        fakes(("linkerd", "l")) as (linkerd,),
+        coordinator(make_settings(tmp_path)) as client,
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as wrong:
+            await client.stub.RegisterAdapter(
+                cpb.RegisterAdapterRequest(address=linkerd.address, mesh="istio")
+            )
+        assert code_of(wrong.value) == grpc.StatusCode.FAILED_PRECONDITION
+        assert "'linkerd'" in wrong.value.details() and "'istio'" in wrong.value.details()
 
-            address = linkerd.address
-            await linkerd.server.stop(grace_seconds=0)
-            with pytest.raises(grpc.aio.AioRpcError) as down:
-                await client.stub.RegisterAdapter(cpb.RegisterAdapterRequest(address=address))
-            assert code_of(down.value) == grpc.StatusCode.UNAVAILABLE
-            assert address in down.value.details()
-            assert "UNAVAILABLE" in down.value.details()  # the dial error itself
-            listed = await client.stub.ListAdapters(cpb.ListAdaptersRequest())
-            assert list(listed.adapters) == []
+        address = linkerd.address
+        await linkerd.server.stop(grace_seconds=0)
+        with pytest.raises(grpc.aio.AioRpcError) as down:
+            await client.stub.RegisterAdapter(cpb.RegisterAdapterRequest(address=address))
+        assert code_of(down.value) == grpc.StatusCode.UNAVAILABLE
+        assert address in down.value.details()
+        assert "UNAVAILABLE" in down.value.details()  # the dial error itself
+        listed = await client.stub.ListAdapters(cpb.ListAdaptersRequest())
+        assert list(listed.adapters) == []
 
 
 async def test_plaintext_to_a_remote_address_is_refused() -> None:
@@ -169,27 +169,29 @@ async def test_plaintext_to_a_remote_address_is_refused() -> None:
 
 
 async def test_health_moves_a_replica_out_of_and_back_into_rotation(tmp_path: Path) -> None:
-    async with fakes(("istio", "h")) as (replica,):
-        async with coordinator(make_settings(tmp_path, adapters=static(replica))) as client:
-            registry = client.coordinator.registry
-            changes: list[RegistryChange] = []
-            registry.add_listener(changes.append)
-            await client.wait_serving(replica.address)
-            assert [r.address for r in registry.healthy("istio")] == [replica.address]
+    async with (
+        fakes(("istio", "h")) as (replica,),
+        coordinator(make_settings(tmp_path, adapters=static(replica))) as client,
+    ):
+        registry = client.coordinator.registry
+        changes: list[RegistryChange] = []
+        registry.add_listener(changes.append)
+        await client.wait_serving(replica.address)
+        assert [r.address for r in registry.healthy("istio")] == [replica.address]
 
-            await replica.set_serving(False)
-            shown = await client.wait_replica(
-                replica.address,
-                lambda r: r is not None and r.state == cpb.REPLICA_STATE_NOT_SERVING,
-            )
-            assert shown is not None and "NOT_SERVING" in shown.last_error
-            assert registry.healthy("istio") == []
+        await replica.set_serving(False)
+        shown = await client.wait_replica(
+            replica.address,
+            lambda r: r is not None and r.state == cpb.REPLICA_STATE_NOT_SERVING,
+        )
+        assert shown is not None and "NOT_SERVING" in shown.last_error
+        assert registry.healthy("istio") == []
 
-            await replica.set_serving(True)
-            await client.wait_serving(replica.address)
-            assert registry.healthy("istio")[0].last_error == ""
-            states = [c.replica.state for c in changes if c.kind == "state"]
-            assert states[-2:] == [ReplicaState.NOT_SERVING, ReplicaState.SERVING]
+        await replica.set_serving(True)
+        await client.wait_serving(replica.address)
+        assert registry.healthy("istio")[0].last_error == ""
+        states = [c.replica.state for c in changes if c.kind == "state"]
+        assert states[-2:] == [ReplicaState.NOT_SERVING, ReplicaState.SERVING]
 
 
 async def test_identity_is_fetched_again_when_a_replica_comes_back(tmp_path: Path) -> None:
