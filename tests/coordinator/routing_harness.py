@@ -38,7 +38,7 @@ class Received:
     metadata: dict[str, str]
 
 
-class FakeAdapter(apb_grpc.MeshAdapterServiceServicer):  # type: ignore[misc]
+class FakeAdapter(apb_grpc.MeshAdapterServiceServicer):
     """An adapter whose answers tests script; it records every call it receives."""
 
     def __init__(self, mesh: str, name: str) -> None:
