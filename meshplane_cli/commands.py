@@ -10,6 +10,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "kubesim.cli",
     "adapters.kit.cli",
     "coordinator.cli",
+    "adapters.kit.rbac",
 )
 
 

@@ -1,0 +1,64 @@
+{{/* Release-scoped name: the release name, or <release>-meshplane when it lacks "meshplane". */}}
+{{- define "meshplane.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "meshplane.coordinatorName" -}}
+{{- printf "%s-coordinator" (include "meshplane.fullname" .) -}}
+{{- end -}}
+
+{{/* Adapter object name; call with (dict "root" $ "mesh" "istio"). */}}
+{{- define "meshplane.adapterName" -}}
+{{- printf "%s-adapter-%s" (include "meshplane.fullname" .root) .mesh -}}
+{{- end -}}
+
+{{/* Cluster-scoped names carry the namespace so two releases never collide. */}}
+{{- define "meshplane.adapterClusterName" -}}
+{{- printf "%s-%s-adapter-%s" .root.Release.Namespace (include "meshplane.fullname" .root) .mesh -}}
+{{- end -}}
+
+{{- define "meshplane.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "meshplane.labels" -}}
+{{ include "meshplane.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: meshplane
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "meshplane.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{/* Writable scratch space on a read-only root filesystem (mounts and volumes). */}}
+{{- define "meshplane.scratchMounts" -}}
+- name: state
+  mountPath: /var/lib/meshplane/state
+- name: cache
+  mountPath: /var/cache/meshplane
+- name: tmp
+  mountPath: /tmp
+{{- end -}}
+
+{{- define "meshplane.scratchVolumes" -}}
+- name: state
+  emptyDir:
+    sizeLimit: {{ .Values.scratchSizeLimit }}
+- name: cache
+  emptyDir:
+    sizeLimit: {{ .Values.scratchSizeLimit }}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.scratchSizeLimit }}
+{{- end -}}
