@@ -196,7 +196,10 @@ async def start_adapter(
         closables=tuple({id(c): c for c in (executor, versions)}.values()),
     )
     try:
-        await server.start()
+        try:
+            await server.start()
+        except RuntimeError as exc:  # grpc reports a failed bind as RuntimeError
+            raise OSError(f"gRPC: {exc}") from exc
         if metrics_server is not None:
             await metrics_server.start()
     except BaseException:

@@ -119,5 +119,14 @@ def _run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(line), flush=True)
 
-    asyncio.run(run_adapter(declaration, settings, factory, on_started=announce))
+    try:
+        asyncio.run(run_adapter(declaration, settings, factory, on_started=announce))
+    except OSError as exc:
+        _log.error("adapter.start_failed", mesh=declaration.mesh, error=str(exc))
+        print(
+            f"meshplane adapter: cannot start: {exc} (is --port {settings.port} or "
+            f"--metrics-port already in use?)",
+            file=sys.stderr,
+        )
+        return 1
     return 0

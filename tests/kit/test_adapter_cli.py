@@ -7,6 +7,8 @@ import argparse
 import asyncio
 import json
 import signal
+import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -191,3 +193,31 @@ async def test_killed_and_stopped_adapters_resume_where_they_left_off(tmp_path: 
         third.process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
             assert await third.process.wait() == 0
+
+
+def test_a_busy_port_is_reported_with_exit_code_1(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "meshplane_cli.main",
+                "adapter",
+                "tests.kit.toy_adapter:DECLARATION",
+                "--executor-factory",
+                "tests.kit.toy_adapter:executor_factory",
+                "--port",
+                str(port),
+            ],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert f"cannot start: gRPC: Failed to bind to address 127.0.0.1:{port}" in result.stderr
