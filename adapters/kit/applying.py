@@ -161,11 +161,7 @@ class Applier:
                 for index, item in enumerate(items):
                     group.create_task(one(index, item), name=f"apply-item-{index}")
         except BaseExceptionGroup as failures:
-            first = failures.exceptions[0]
-            for failure in failures.exceptions:
-                if isinstance(failure, ApplyError):
-                    raise failure from None
-            raise first from None
+            raise _first_apply_error(failures) from None
         return [results[index] for index in range(len(items))]
 
     async def _apply_objects(
@@ -427,17 +423,35 @@ class Applier:
             plan.hooks, pre, plan.release, policy, plan.wait_policy, sink, left
         )
 
-        for tier in (2, 3, 4, 5):
+        for tier in (2, 3):
             await self._apply_objects(tiers.get(tier, []), policy, sink, counts, versions)
 
-        if plan.wait_policy.wait_for_ready:
-            waited = [
+        def waitable(*chosen: int) -> list[ObjectRef]:
+            if not plan.wait_policy.wait_for_ready:
+                return []
+            return [
                 ObjectRef.from_manifest(obj)
-                for tier in (0, 2, 3, 4, 5)
+                for tier in chosen
                 for obj in tiers.get(tier, [])
                 if waits_for(obj)
             ]
-            await self._wait(waited, plan.wait_policy, sink, counts, within_seconds=left())
+
+        # Workloads start becoming ready while webhooks and custom resources are applied.
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(
+                    self._wait(
+                        waitable(0, 2, 3), plan.wait_policy, sink, counts, within_seconds=left()
+                    ),
+                    name=f"wait-ready {plan.release}",
+                )
+                for tier in (4, 5):
+                    await self._apply_objects(tiers.get(tier, []), policy, sink, counts, versions)
+                await self._wait(
+                    waitable(4, 5), plan.wait_policy, sink, counts, within_seconds=left()
+                )
+        except BaseExceptionGroup as failures:
+            raise _first_apply_error(failures) from None
 
         hook_objects += await self._run_hooks(
             plan.hooks, post, plan.release, policy, plan.wait_policy, sink, left
@@ -618,6 +632,19 @@ class Applier:
             seconds=round(time.monotonic() - started, 3),
         )
         return ApplyOutcome(deleted=counts.deleted)
+
+
+def _first_apply_error(failures: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The exception to surface from concurrent steps: the first ApplyError, else the first."""
+    flat: list[BaseException] = []
+    pending: list[BaseException] = [failures]
+    while pending:
+        current = pending.pop(0)
+        if isinstance(current, BaseExceptionGroup):
+            pending[:0] = list(current.exceptions)
+        else:
+            flat.append(current)
+    return next((exc for exc in flat if isinstance(exc, ApplyError)), flat[0])
 
 
 def _previous_objects(record: ReleaseRecord | None) -> tuple[ObjectRef, ...]:
