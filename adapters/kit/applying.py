@@ -232,6 +232,7 @@ class Applier:
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
             field_manager=policy.field_manager,
             force=policy.force_conflicts,
+            previous_version=None,
         )
         log.info("release namespace created", namespace=name, cluster=self._session.name)
 
