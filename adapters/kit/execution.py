@@ -40,7 +40,13 @@ from adapters.kit.operations import (
     OperationState,
     Severity,
 )
-from adapters.kit.planning import ManifestLibrary, PlanError, Planner, custom_release_name
+from adapters.kit.planning import (
+    ManifestLibrary,
+    PlanError,
+    Planner,
+    RenderCache,
+    custom_release_name,
+)
 from adapters.kit.plans import ApplyOutcome, Hook, Progress, ProgressKind, WaitPolicy
 from adapters.kit.settings import AdapterSettings
 
@@ -419,7 +425,12 @@ def build_executor(
         mirror_url=mirror_url,
         cache_dir=cache / "manifests",
     )
-    planner = Planner(declaration, charts=charts, manifests=manifests)
+    planner = Planner(
+        declaration,
+        charts=charts,
+        manifests=manifests,
+        render_cache=RenderCache(cache / "rendered"),
+    )
     executor = KitExecutor(
         declaration,
         planner,

@@ -9,12 +9,15 @@ install order and stamped with what was rendered (chart versions, mesh version, 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import importlib.metadata
+import importlib.util
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -35,6 +38,7 @@ from adapters.kit.chart_repository import (
     ChartRepositoryUnavailable,
     ChartVersionNotFound,
 )
+from adapters.kit.downloading import write_atomically
 from adapters.kit.manifest_sources import (
     ManifestSource,
     ManifestSourceError,
@@ -44,9 +48,10 @@ from adapters.kit.objects import KubeObject, crd_scopes, is_cluster_scoped, with
 from adapters.kit.operations import ErrorDetail, OperationRecord
 from adapters.kit.ordering import sort_for_install
 from adapters.kit.plans import ApplyPlan, Hook, HookPhase
-from adapters.kit.rendering import ChartRenderError, render_chart
-from adapters.kit.rendering import Hook as RenderedHook
 from adapters.kit.yaml_documents import ManifestError, load_documents
+
+if TYPE_CHECKING:
+    from adapters.kit.rendering import RenderedRelease
 
 __all__ = [
     "ALLOW_CLUSTER_SCOPED",
@@ -55,6 +60,8 @@ __all__ = [
     "ManifestLibrary",
     "PlanError",
     "Planner",
+    "RenderCache",
+    "RenderedChart",
     "custom_release_name",
     "values_digest",
 ]
@@ -134,11 +141,13 @@ class Planner:
         *,
         charts: ChartRepository,
         manifests: ManifestLibrary,
+        render_cache: RenderCache | None = None,
         kube_version: str | None = None,
     ) -> None:
         self.declaration = declaration
         self.charts = charts
         self.manifests = manifests
+        self.render_cache = render_cache or RenderCache(None)
         self.kube_version = kube_version
 
     async def plan(
@@ -182,13 +191,13 @@ class Planner:
                     continue
                 rendered = await self._render(source, ctx)
                 objects.extend(rendered.objects)
-                hooks.extend(_hooks(rendered.hooks))
+                hooks.extend(rendered.hooks)
                 if not source.purge_on_delete:
                     keep |= rendered.kept_keys
                 metadata[f"chart.{source.release}"] = (
                     f"{rendered.chart_name}-{rendered.chart_version}"
                 )
-                chart_values[source.release] = rendered.values
+                chart_values[source.release] = await _values(source, ctx)
                 say(
                     f"rendered chart {rendered.chart_name} {rendered.chart_version} as "
                     f"{source.release}: {len(rendered.objects)} objects"
@@ -254,18 +263,32 @@ class Planner:
                 return source.chart
         return None
 
-    async def _render(self, source: ChartSource, ctx: PlanContext) -> _Rendered:
+    async def _render(self, source: ChartSource, ctx: PlanContext) -> RenderedChart:
         try:
             entry = await self.charts.resolve(source.chart, ctx.mesh_version or None)
             archive = await self.charts.fetch(entry)
         except ChartRepositoryError as exc:
             raise PlanError(_chart_error(exc, source.chart, ctx.mesh_version)) from exc
-        values = dict(await source.values(ctx)) if source.values is not None else {}
+        values = await _values(source, ctx)
+        namespace = source.namespace or ctx.namespace
+        key = self.render_cache.key(
+            digest=entry.digest,
+            release=source.release,
+            namespace=namespace,
+            values=values,
+            kube_version=self.kube_version,
+        )
+        cached = await self.render_cache.get(key)
+        if cached is not None:
+            return cached
+        # Imported here: the Helm engine is a large native library an idle adapter need not hold.
+        from adapters.kit.rendering import ChartRenderError, render_chart
+
         try:
             rendered = await render_chart(
                 archive,
                 release_name=source.release,
-                namespace=source.namespace or ctx.namespace,
+                namespace=namespace,
                 values=values,
                 kube_version=self.kube_version,
             )
@@ -279,14 +302,9 @@ class Planner:
                     "mesh version",
                 )
             ) from exc
-        return _Rendered(
-            chart_name=rendered.chart_name or source.chart,
-            chart_version=rendered.chart_version or entry.version,
-            objects=rendered.objects,
-            hooks=rendered.hooks,
-            kept_keys=rendered.kept_keys,
-            values=values,
-        )
+        chart = RenderedChart.of(rendered, source.chart, entry.version)
+        await self.render_cache.put(key, chart)
+        return chart
 
     async def _fetch(self, source: catalogue.ManifestSource, version: str) -> list[KubeObject]:
         base, name = self.manifests.location(source, version)
@@ -314,37 +332,165 @@ class Planner:
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Rendered:
-    """What planning keeps of one rendered chart."""
+class RenderedChart:
+    """What planning keeps of one rendered chart (and what the render cache stores)."""
 
     chart_name: str
     chart_version: str
-    objects: Sequence[KubeObject]
-    hooks: Sequence[RenderedHook]
+    objects: tuple[KubeObject, ...]
+    hooks: tuple[Hook, ...]
     kept_keys: frozenset[str]
-    values: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, rendered: RenderedRelease, chart: str, version: str) -> RenderedChart:
+        """Keep the install set, the hooks of the phases we run, and what uninstall keeps."""
+        hooks: list[Hook] = []
+        for hook in rendered.hooks:
+            phases = tuple(_PHASES[e] for e in sorted(hook.events) if e in _PHASES)
+            if phases:
+                hooks.append(
+                    Hook(
+                        manifest=hook.object,
+                        phases=phases,
+                        weight=hook.weight,
+                        delete_policies=hook.delete_policies,
+                    )
+                )
+        return cls(
+            chart_name=rendered.chart_name or chart,
+            chart_version=rendered.chart_version or version,
+            objects=tuple(rendered.objects),
+            hooks=tuple(hooks),
+            kept_keys=rendered.kept_keys,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The cached form."""
+        return {
+            "chartName": self.chart_name,
+            "chartVersion": self.chart_version,
+            "objects": list(self.objects),
+            "hooks": [
+                {
+                    "manifest": hook.manifest,
+                    "phases": [phase.value for phase in hook.phases],
+                    "weight": hook.weight,
+                    "deletePolicies": list(hook.delete_policies),
+                }
+                for hook in self.hooks
+            ],
+            "keptKeys": sorted(self.kept_keys),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RenderedChart:
+        """Parse the cached form; a malformed entry is a KeyError/TypeError/ValueError."""
+        return cls(
+            chart_name=str(data["chartName"]),
+            chart_version=str(data["chartVersion"]),
+            objects=tuple(data["objects"]),
+            hooks=tuple(
+                Hook(
+                    manifest=hook["manifest"],
+                    phases=tuple(HookPhase(p) for p in hook["phases"]),
+                    weight=int(hook["weight"]),
+                    delete_policies=tuple(str(p) for p in hook["deletePolicies"]),
+                )
+                for hook in data["hooks"]
+            ),
+            kept_keys=frozenset(str(k) for k in data["keptKeys"]),
+        )
+
+
+_RENDERER_MODULES = (
+    "adapters.kit.rendering",
+    "adapters.kit.yaml_documents",
+    "adapters.kit.objects",
+    "adapters.kit.ordering",
+)
+
+
+def _renderer_identity() -> str:
+    """What else decides a render's output: the Helm engine's version and our parsing code."""
+    digest = hashlib.sha256()
+    try:
+        digest.update(importlib.metadata.version("helm-python-sdk").encode())
+    except importlib.metadata.PackageNotFoundError:
+        digest.update(b"helm-python-sdk unknown")
+    for name in _RENDERER_MODULES:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            digest.update(Path(spec.origin).read_bytes())
+    return digest.hexdigest()
+
+
+class RenderCache:
+    """Rendered charts on disk, keyed by everything that decides the output.
+
+    The key covers the archive digest (from the verified index), release, namespace, values,
+    Kubernetes version and the renderer itself, so an entry is reused only when rendering again
+    would give the same objects. Parsing a large rendered chart (Istio's CRDs are ~1 MiB of YAML)
+    costs far more than the rendering; the cache makes a repeated install cost a JSON load.
+    ``directory`` None disables it.
+    """
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self._renderer = ""
+
+    def key(
+        self,
+        *,
+        digest: str,
+        release: str,
+        namespace: str,
+        values: Mapping[str, Any],
+        kube_version: str | None,
+    ) -> str:
+        """The cache key of one render."""
+        if not self._renderer:
+            self._renderer = _renderer_identity()
+        text = json.dumps(
+            [self._renderer, digest, release, namespace, values, kube_version or ""],
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    async def get(self, key: str) -> RenderedChart | None:
+        """The cached render, or None (missing or unreadable entries are a miss)."""
+        if self.directory is None:
+            return None
+        path = self.directory / f"{key}.json"
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            return None
+        try:
+            return RenderedChart.from_json(json.loads(data))
+        except (KeyError, TypeError, ValueError):
+            log.warning("render cache entry unreadable; rendering again", path=str(path))
+            return None
+
+    async def put(self, key: str, chart: RenderedChart) -> None:
+        """Store a render (atomically; a failure to write only costs a later re-render)."""
+        if self.directory is None:
+            return
+        data = json.dumps(chart.to_json(), separators=(",", ":")).encode("utf-8")
+        try:
+            await asyncio.to_thread(write_atomically, self.directory / f"{key}.json", data)
+        except OSError as exc:
+            log.warning("cannot write the render cache", error=str(exc))
+
+
+async def _values(source: ChartSource, ctx: PlanContext) -> dict[str, Any]:
+    return dict(await source.values(ctx)) if source.values is not None else {}
 
 
 def _with_defaults(spec: OperationSpec, parameters: Mapping[str, str]) -> dict[str, str]:
     merged = {p.name: p.default for p in spec.parameters if p.default}
     merged.update(parameters)
     return merged
-
-
-def _hooks(rendered: Sequence[RenderedHook]) -> list[Hook]:
-    hooks: list[Hook] = []
-    for hook in rendered:
-        phases = tuple(_PHASES[e] for e in sorted(hook.events) if e in _PHASES)
-        if phases:
-            hooks.append(
-                Hook(
-                    manifest=hook.object,
-                    phases=phases,
-                    weight=hook.weight,
-                    delete_policies=hook.delete_policies,
-                )
-            )
-    return hooks
 
 
 def _chart_error(exc: ChartRepositoryError, chart: str, version: str) -> ErrorDetail:

@@ -32,6 +32,20 @@ from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
 
 MESHPLANE = Path(sys.executable).parent / "meshplane"
+ADAPTER_COMMAND_ONLY = (
+    sys.executable,
+    "-c",
+    "import argparse, sys\n"
+    "from adapters.kit import cli\n"
+    "parser = argparse.ArgumentParser(prog='meshplane')\n"
+    "cli.register(parser.add_subparsers())\n"
+    "args = parser.parse_args()\n"
+    "sys.exit(args.run(args))\n",
+    "adapter",
+    "istio",
+)
+"""`meshplane adapter istio` without the other subcommands' modules (what the adapter itself
+costs, when the console script imports every command module up front)."""
 TERMINAL = frozenset(
     {
         pb.OPERATION_STATE_SUCCEEDED,
@@ -45,7 +59,8 @@ TERMINAL = frozenset(
 class AdapterProcess:
     """One adapter subprocess; `start` blocks until it printed its address."""
 
-    def __init__(self, args: Sequence[str], log_path: Path) -> None:
+    def __init__(self, args: Sequence[str], log_path: Path, command: Sequence[str] = ()) -> None:
+        self.command = list(command) or [str(MESHPLANE), "adapter", "istio"]
         self.args = list(args)
         self.log_path = log_path
         self.process: subprocess.Popen[str] | None = None
@@ -59,7 +74,7 @@ class AdapterProcess:
         self._log = self.log_path.open("a", encoding="utf-8")
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
-            [str(MESHPLANE), "adapter", "istio", *self.args],
+            [*self.command, *self.args],
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
@@ -200,7 +215,7 @@ class AdapterClient:
                 return operation
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{operation_id} still {reply.operation.state} after {within}s")
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.01)
 
     async def run(self, operation: str, *, operation_id: str, **kwargs: Any) -> pb.Operation:
         """Apply and wait; fails the test with the error detail when it did not succeed."""

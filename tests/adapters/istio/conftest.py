@@ -11,7 +11,7 @@ import pytest
 from adapters.istio.declaration import DECLARATION
 from adapters.kit.chart_repository import ChartRepository
 from adapters.kit.cluster import ClusterSession
-from adapters.kit.planning import ManifestLibrary, Planner
+from adapters.kit.planning import ManifestLibrary, Planner, RenderCache
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
@@ -60,4 +60,5 @@ def planner(
             cache_dir=tmp_path / "cache",
             timeout=5.0,
         ),
+        render_cache=RenderCache(tmp_path / "rendered"),
     )

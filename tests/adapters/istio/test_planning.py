@@ -366,3 +366,20 @@ async def test_custom_body_is_refused_with_a_reason(
         await plan_of(planner, session, "custom", custom_body=body)
     assert caught.value.detail.code == "INVALID_ARGUMENT"
     assert fragment in caught.value.detail.message
+
+
+async def test_renders_are_cached_by_what_decides_them(
+    planner: Planner, session: ClusterSession, tmp_path: Path
+) -> None:
+    cache = planner.render_cache.directory
+    assert cache is not None
+    first = await plan_of(planner, session, "install", parameters={"profile": "demo"})
+    entries = sorted(cache.iterdir())
+    assert len(entries) == 4  # base, istiod and two gateways
+    again = await plan_of(planner, session, "install", parameters={"profile": "demo"})
+    assert again == first
+    assert sorted(cache.iterdir()) == entries
+    await plan_of(planner, session, "install", parameters={"profile": "default"})
+    assert len(list(cache.iterdir())) == 7  # other values: base, istiod, ingress rendered anew
+    entries[0].write_text("{not json", encoding="utf-8")
+    assert await plan_of(planner, session, "install", parameters={"profile": "demo"}) == first
