@@ -1,0 +1,292 @@
+"""The meshplane chart lints with Helm's engine and renders what platform teams expect."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import pytest
+
+from adapters.kit.rendering import ChartRenderError
+from tests.deploy.chart import (
+    CHART,
+    NAMESPACE,
+    committed_role,
+    container,
+    env_of,
+    find,
+    of_kind,
+    render,
+)
+
+ADAPTER = "mp-meshplane-adapter-istio"
+COORDINATOR = "mp-meshplane-coordinator"
+ADAPTER_SERVICE = "meshplane.adapter.v1.MeshAdapterService"
+COORDINATOR_SERVICE = "meshplane.coordinator.v1.CoordinatorService"
+
+NON_DEFAULT: dict[str, Any] = {
+    "image": {"repository": "registry.internal/meshplane", "tag": "9.9.9"},
+    "commonLabels": {"team": "platform"},
+    "coordinator": {
+        "replicas": 2,
+        "store": {"postgres": {"existingSecret": "meshplane-db", "key": "dsn"}},
+        "allowedClients": [
+            {"namespaceSelector": {"matchLabels": {"meshplane.io/clients": "true"}}},
+            {"podSelector": {"matchLabels": {"app": "console"}}},
+        ],
+    },
+    "adapterDefaults": {
+        "metricsPort": 9090,
+        "metricsClients": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+    },
+    "adapters": {
+        "istio": {
+            "chartRepo": "https://charts.internal/istio",
+            "manifestsUrl": "https://mirror.internal/istio/",
+            "mirror": {
+                "enabled": True,
+                "volume": {"persistentVolumeClaim": {"claimName": "meshplane-mirror"}},
+            },
+            "extraRules": [
+                {"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["get"]}
+            ],
+        }
+    },
+}
+
+
+def _lint_findings(values: dict[str, Any] | None) -> list[dict[str, Any]]:
+    report = helm_python.lint(str(CHART), values, strict=True, namespace=NAMESPACE)
+    assert report["total_charts_linted"] == 1
+    assert report["errors"] == []
+    # Severity 1 is informational (e.g. "icon is recommended"); 2+ are warnings and errors.
+    return [m for m in report["messages"] if m["severity"] >= 2]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [None, NON_DEFAULT, {"adapters": {"istio": {"enabled": False}}}, {"networkPolicy": {"enabled": False}}],
+    ids=["default", "non-default", "coordinator-only", "no-network-policy"],
+)
+def test_chart_lints_clean(values: dict[str, Any] | None) -> None:
+    assert _lint_findings(values) == []
+
+
+def test_lint_reports_a_broken_template(tmp_path: Path) -> None:
+    broken = tmp_path / "meshplane"
+    shutil.copytree(CHART, broken)
+    (broken / "templates" / "broken.yaml").write_text("{{ .Values.nope.deeper }}\n")
+    report = helm_python.lint(str(broken), strict=True)
+    assert report["errors"] or any(m["severity"] >= 3 for m in report["messages"])
+
+
+async def test_default_render_has_coordinator_and_istio_adapter() -> None:
+    release = await render()
+    kinds = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in release.objects)
+    assert kinds == sorted(
+        [
+            f"ClusterRole/{NAMESPACE}-{ADAPTER}",
+            f"ClusterRoleBinding/{NAMESPACE}-{ADAPTER}",
+            f"Deployment/{ADAPTER}",
+            f"Deployment/{COORDINATOR}",
+            f"NetworkPolicy/{ADAPTER}",
+            f"NetworkPolicy/{COORDINATOR}",
+            f"PodDisruptionBudget/{ADAPTER}",
+            f"PodDisruptionBudget/{COORDINATOR}",
+            f"Role/{COORDINATOR}-discovery",
+            f"RoleBinding/{COORDINATOR}-discovery",
+            f"Service/{ADAPTER}",
+            f"Service/{COORDINATOR}",
+            f"ServiceAccount/{ADAPTER}",
+            f"ServiceAccount/{COORDINATOR}",
+        ]
+    )
+    assert release.hooks == ()
+
+
+async def test_adapter_service_is_discoverable() -> None:
+    release = await render()
+    service = find(release.objects, "Service", ADAPTER)
+    assert service["metadata"]["labels"]["meshplane.io/adapter"] == "istio"
+    (port,) = service["spec"]["ports"]
+    assert port == {
+        "name": "grpc",
+        "port": 10000,
+        "targetPort": "grpc",
+        "protocol": "TCP",
+        "appProtocol": "grpc",
+    }
+    deployment = find(release.objects, "Deployment", ADAPTER)
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert all(pod_labels[k] == v for k, v in service["spec"]["selector"].items())
+    assert container(deployment)["args"] == ["adapter", "istio"]
+
+
+@pytest.mark.parametrize(
+    ("name", "service", "port"),
+    [(ADAPTER, ADAPTER_SERVICE, 10000), (COORDINATOR, COORDINATOR_SERVICE, 10100)],
+)
+async def test_native_grpc_probes(name: str, service: str, port: int) -> None:
+    main = container(find((await render()).objects, "Deployment", name))
+    assert main["readinessProbe"]["grpc"] == {"port": port, "service": service}
+    assert main["livenessProbe"]["grpc"] == {"port": port, "service": ""}
+    assert {"name": "grpc", "containerPort": port, "protocol": "TCP"} in main["ports"]
+    assert main["resources"]["requests"]["cpu"]
+    assert main["resources"]["limits"]["memory"]
+
+
+@pytest.mark.parametrize("name", [ADAPTER, COORDINATOR])
+async def test_pods_are_locked_down(name: str) -> None:
+    deployment = find((await render()).objects, "Deployment", name)
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    main = container(deployment)
+    security = main["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["runAsNonRoot"] is True
+    # Every writable path is an emptyDir: state, caches and temp files.
+    mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for path in ("/var/lib/meshplane/state", "/var/cache/meshplane", "/tmp"):
+        assert "emptyDir" in volumes[mounts[path]], path
+    env = env_of(deployment)
+    if name == ADAPTER:
+        assert env["MESHPLANE_ADAPTER_STATE_DIR"] == "/var/lib/meshplane/state"
+        assert env["MESHPLANE_ADAPTER_CACHE_DIR"] == "/var/cache/meshplane"
+        assert env["MESHPLANE_ADAPTER_HOST"] == "0.0.0.0"
+    else:
+        assert env["MESHPLANE_COORDINATOR_DATA_DIR"] == "/var/lib/meshplane/state"
+        assert env["MESHPLANE_COORDINATOR_HOST"] == "0.0.0.0"
+
+
+async def test_network_policies_admit_only_the_coordinator_and_clients() -> None:
+    objects = (await render()).objects
+    adapter_policy = find(objects, "NetworkPolicy", ADAPTER)["spec"]
+    coordinator = find(objects, "Deployment", COORDINATOR)
+    coordinator_labels = coordinator["spec"]["template"]["metadata"]["labels"]
+    (rule,) = adapter_policy["ingress"]
+    (peer,) = rule["from"]
+    assert set(peer) == {"podSelector"}  # same namespace, coordinator pods only
+    selector = peer["podSelector"]["matchLabels"]
+    assert all(coordinator_labels[k] == v for k, v in selector.items())
+    adapter_labels = find(objects, "Deployment", ADAPTER)["spec"]["template"]["metadata"]["labels"]
+    assert any(adapter_labels.get(k) != v for k, v in selector.items())
+    assert rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
+    assert adapter_policy["policyTypes"] == ["Ingress"]
+
+    (client_rule,) = find(objects, "NetworkPolicy", COORDINATOR)["spec"]["ingress"]
+    assert client_rule["from"] == [
+        {"podSelector": {"matchLabels": {"meshplane.io/coordinator-client": "true"}}}
+    ]
+
+
+async def test_pod_disruption_budgets_select_their_pods() -> None:
+    objects = (await render()).objects
+    for name in (ADAPTER, COORDINATOR):
+        budget = find(objects, "PodDisruptionBudget", name)["spec"]
+        labels = find(objects, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
+        assert budget["maxUnavailable"] == 1
+        assert all(labels[k] == v for k, v in budget["selector"]["matchLabels"].items())
+
+
+async def test_adapter_role_is_the_generated_one_bound_to_its_account() -> None:
+    objects = (await render()).objects
+    role = find(objects, "ClusterRole", f"{NAMESPACE}-{ADAPTER}")
+    assert role["rules"] == committed_role("istio")["rules"]
+    assert not any(
+        "*" in rule.get("verbs", []) and "*" in rule.get("resources", []) for rule in role["rules"]
+    )
+    binding = find(objects, "ClusterRoleBinding", f"{NAMESPACE}-{ADAPTER}")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": ADAPTER, "namespace": NAMESPACE}
+    ]
+    deployment = find(objects, "Deployment", ADAPTER)
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == ADAPTER
+
+
+async def test_coordinator_discovers_within_its_namespace_only() -> None:
+    objects = (await render()).objects
+    role = find(objects, "Role", f"{COORDINATOR}-discovery")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
+               for r in rule["resources"] for v in rule["verbs"]}
+    assert granted == {
+        (group, resource, verb)
+        for group, resource in (("", "services"), ("discovery.k8s.io", "endpointslices"))
+        for verb in ("get", "list", "watch")
+    }
+    binding = find(objects, "RoleBinding", f"{COORDINATOR}-discovery")
+    assert binding["subjects"][0]["name"] == COORDINATOR
+    env = env_of(find(objects, "Deployment", COORDINATOR))
+    assert env["MESHPLANE_COORDINATOR_DISCOVER_NAMESPACE"] == {
+        "fieldRef": {"fieldPath": "metadata.namespace"}
+    }
+    assert "MESHPLANE_COORDINATOR_STORE" not in env  # SQLite unless a Secret is named
+
+
+async def test_non_default_values() -> None:
+    objects = (await render(NON_DEFAULT)).objects
+    coordinator = find(objects, "Deployment", COORDINATOR)
+    assert coordinator["spec"]["replicas"] == 2
+    assert container(coordinator)["image"] == "registry.internal/meshplane:9.9.9"
+    assert env_of(coordinator)["MESHPLANE_COORDINATOR_STORE"] == {
+        "secretKeyRef": {"name": "meshplane-db", "key": "dsn"}
+    }
+    (client_rule,) = find(objects, "NetworkPolicy", COORDINATOR)["spec"]["ingress"]
+    assert client_rule["from"] == NON_DEFAULT["coordinator"]["allowedClients"]
+
+    adapter = find(objects, "Deployment", ADAPTER)
+    env = env_of(adapter)
+    assert env["MESHPLANE_ADAPTER_CHART_REPO"] == "https://charts.internal/istio"
+    assert env["MESHPLANE_ADAPTER_MANIFESTS_URL"] == "https://mirror.internal/istio/"
+    assert env["MESHPLANE_ADAPTER_MIRROR"] == "/var/lib/meshplane/mirror"
+    assert env["MESHPLANE_ADAPTER_METRICS_PORT"] == "9090"
+    pod = adapter["spec"]["template"]["spec"]
+    mirror = next(v for v in pod["volumes"] if v["name"] == "mirror")
+    assert mirror == {"name": "mirror", "persistentVolumeClaim": {"claimName": "meshplane-mirror"}}
+    mount = next(m for m in container(adapter)["volumeMounts"] if m["name"] == "mirror")
+    assert mount == {"name": "mirror", "mountPath": "/var/lib/meshplane/mirror", "readOnly": True}
+
+    policy = find(objects, "NetworkPolicy", ADAPTER)["spec"]["ingress"]
+    assert policy[1] == {
+        "from": NON_DEFAULT["adapterDefaults"]["metricsClients"],
+        "ports": [{"port": "metrics", "protocol": "TCP"}],
+    }
+    role = find(objects, "ClusterRole", f"{NAMESPACE}-{ADAPTER}")
+    assert role["rules"][-1] == NON_DEFAULT["adapters"]["istio"]["extraRules"][0]
+    assert role["rules"][:-1] == committed_role("istio")["rules"]
+    for obj in objects:
+        assert obj["metadata"]["labels"]["team"] == "platform"
+
+
+async def test_coordinator_only() -> None:
+    objects = (await render({"adapters": {"istio": {"enabled": False}}})).objects
+    assert {o["metadata"]["name"] for o in objects} == {COORDINATOR, f"{COORDINATOR}-discovery"}
+    assert of_kind(objects, "ClusterRole") == []
+
+
+async def test_adapters_only_without_network_policies() -> None:
+    objects = (
+        await render({"coordinator": {"enabled": False}, "networkPolicy": {"enabled": False}})
+    ).objects
+    assert [d["metadata"]["name"] for d in of_kind(objects, "Deployment")] == [ADAPTER]
+    assert of_kind(objects, "NetworkPolicy") == []
+
+
+async def test_mirror_without_a_volume_is_refused() -> None:
+    values = {"adapters": {"istio": {"mirror": {"enabled": True}}}}
+    with pytest.raises(ChartRenderError, match=r"adapters.istio.mirror.volume"):
+        await render(values)
+
+
+async def test_an_adapter_without_its_generated_role_is_refused() -> None:
+    values = {"adapters": {"toy": {"enabled": True, "port": 10009, "mirror": {"enabled": False}}}}
+    with pytest.raises(ChartRenderError, match=r"files/rbac-toy.yaml is missing.*meshplane rbac toy"):
+        await render(values)
