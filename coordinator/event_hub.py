@@ -418,14 +418,12 @@ class EventHub:
         source: str,
         mesh: str,
     ) -> None:
-        """Append one batch, publish it, then bring changed operations up to date."""
-        records = [event_record(event, source=source, mesh=mesh) for event in batch]
-        await self._append_and_publish(records)
-        follower.last_sequence = batch[-1].sequence
+        """Bring changed operations up to date, then append and publish the batch."""
         latest: dict[str, str] = {}
         for event in batch:
             if event.operation_id and event.operation_state != pb.OPERATION_STATE_UNSPECIFIED:
                 latest[event.operation_id] = state_name(event.operation_state)
+        # Operations first: a watcher that sees the final event finds the final record too.
         for operation_id, state in latest.items():
             if follower.operation_states.get(operation_id) == state:
                 continue
@@ -433,6 +431,9 @@ class EventHub:
             follower.operation_states[operation_id] = state
         if len(follower.operation_states) > 10_000:
             follower.operation_states.clear()
+        records = [event_record(event, source=source, mesh=mesh) for event in batch]
+        await self._append_and_publish(records)
+        follower.last_sequence = batch[-1].sequence
 
     async def _append_and_publish(self, records: list[EventRecord]) -> None:
         """Store, then publish in cursor order (serialised so publish order is cursor order)."""

@@ -11,6 +11,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "adapters.kit.cli",
     "coordinator.cli",
     "adapters.kit.rbac",
+    "coordinator.client_cli",
 )
 
 

@@ -1,0 +1,586 @@
+"""Client commands against the coordinator: adapters, ops, versions, apply, status, events, history.
+
+Every command dials ``--coordinator`` (else ``$MESHPLANE_COORDINATOR``, else 127.0.0.1:10100),
+with TLS when ``--tls-ca``/``--tls-cert`` are given (plaintext is only allowed on loopback unless
+``--allow-insecure``). ``--output json`` prints one JSON document, or JSON lines for streams.
+``apply --wait`` follows the operation's events live and exits non-zero when it does not succeed,
+printing the error's code, message, probable cause and remediation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc  # type: ignore[import-untyped, unused-ignore]
+import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+
+from coordinator.client_output import as_dict, local_time, print_json, print_table
+from meshplane.adapter.v1 import adapter_pb2 as apb
+from meshplane.coordinator.v1 import coordinator_pb2 as cpb
+from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
+from serving.tls import (
+    InsecureTransportError,
+    add_client_tls_arguments,
+    client_tls_from_args,
+    dial,
+)
+
+__all__ = ["COORDINATOR_ENV", "DEFAULT_COORDINATOR", "register"]
+
+COORDINATOR_ENV = "MESHPLANE_COORDINATOR"
+DEFAULT_COORDINATOR = "127.0.0.1:10100"
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+_TERMINAL = {
+    apb.OPERATION_STATE_SUCCEEDED,
+    apb.OPERATION_STATE_FAILED,
+    apb.OPERATION_STATE_CANCELLED,
+    apb.OPERATION_STATE_INTERRUPTED,
+}
+_STREAM_RETRIES = 5
+
+Command = Callable[[Any, argparse.Namespace], Awaitable[int]]
+
+
+class UsageError(ValueError):
+    """A flag value the command cannot use (exit code 2)."""
+
+
+def _state(value: int) -> str:
+    return str(apb.OperationState.Name(apb.OperationState.ValueType(value))).removeprefix(
+        "OPERATION_STATE_"
+    )
+
+
+def _severity(value: int) -> str:
+    return str(apb.EventSeverity.Name(apb.EventSeverity.ValueType(value))).removeprefix(
+        "EVENT_SEVERITY_"
+    )
+
+
+def _replica_state(value: int) -> str:
+    return str(cpb.ReplicaState.Name(cpb.ReplicaState.ValueType(value))).removeprefix(
+        "REPLICA_STATE_"
+    )
+
+
+# -- registration -----------------------------------------------------------------------------
+
+
+def _common() -> argparse.ArgumentParser:
+    """Flags every client command shares."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("coordinator connection")
+    group.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        default=None,
+        help=f"coordinator address [env {COORDINATOR_ENV}, default {DEFAULT_COORDINATOR}]",
+    )
+    group.add_argument(
+        "--call-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="deadline of each request (default 30)",
+    )
+    group.add_argument(
+        "--output",
+        "-o",
+        choices=("table", "json"),
+        default="table",
+        help="table for people (default) or json for scripts",
+    )
+    add_client_tls_arguments(common)
+    return common
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the client commands to `meshplane`."""
+    common = _common()
+
+    def add(name: str, command: Command, help: str) -> argparse.ArgumentParser:
+        parser = subparsers.add_parser(name, parents=[common], help=help, description=help)
+        parser.set_defaults(run=lambda args: _run(command, args))
+        return parser
+
+    add("adapters", _adapters, "list adapters, their replicas, health and event positions")
+
+    ops = add("ops", _ops, "list the operations each mesh's adapter offers")
+    ops.add_argument("mesh", nargs="?", default="", metavar="MESH", help="only this mesh")
+
+    versions = add("versions", _versions, "list the installable versions of a mesh")
+    versions.add_argument("mesh", metavar="MESH")
+
+    apply = add("apply", _apply, "run an operation through the coordinator")
+    apply.add_argument("mesh", metavar="MESH")
+    apply.add_argument("operation", metavar="OP", help="catalogue id (see `meshplane ops MESH`)")
+    apply.add_argument("--version", dest="mesh_version", default="", help="mesh version")
+    apply.add_argument("--namespace", "-n", default="", help="target namespace")
+    apply.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="operation parameter (repeatable)",
+    )
+    apply.add_argument(
+        "-f",
+        "--file",
+        type=Path,
+        default=None,
+        help="YAML body for the custom operation ('-' reads stdin)",
+    )
+    apply.add_argument("--delete", action="store_true", help="undo the operation")
+    apply.add_argument(
+        "--wait", action="store_true", help="follow progress; exit non-zero unless it succeeds"
+    )
+    apply.add_argument("--operation-id", default="", help="idempotency key (default: assigned)")
+    apply.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="operation deadline, readiness waits included (default: the adapter's)",
+    )
+    apply.add_argument("--user", default=None, help="who asks (default: the login name)")
+
+    status = add("status", _status, "show whether and how a mesh is installed")
+    status.add_argument("mesh", metavar="MESH")
+    status.add_argument("--namespace", "-n", default="", help="control plane namespace")
+
+    events = add("events", _events, "show recorded events; --follow keeps watching")
+    events.add_argument("--follow", "-F", action="store_true", help="keep watching live events")
+    events.add_argument("--operation", default="", metavar="ID", help="only this operation")
+    events.add_argument("--mesh", default="", help="only this mesh")
+    events.add_argument(
+        "--severity", choices=("info", "warning", "error"), default=None, help="at least this"
+    )
+    events.add_argument(
+        "--after", type=int, default=0, metavar="CURSOR", help="only events after this cursor"
+    )
+    events.add_argument(
+        "--idle",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="without --follow: stop once no event arrived for this long (default 1)",
+    )
+
+    history = add("history", _history, "list recorded operations, newest first")
+    history.add_argument("--mesh", default="", help="only this mesh")
+    history.add_argument(
+        "--state",
+        default="",
+        choices=("", "pending", "running", "succeeded", "failed", "cancelled", "interrupted"),
+        help="only operations in this state",
+    )
+    history.add_argument("--user", default="", help="only operations this user asked for")
+    history.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+
+
+def _run(command: Command, args: argparse.Namespace) -> int:
+    """Dial, run the command, and turn transport problems into one readable line."""
+    address = args.coordinator or os.environ.get(COORDINATOR_ENV) or DEFAULT_COORDINATOR
+    try:
+        tls = client_tls_from_args(args)
+    except ValueError as exc:
+        print(f"meshplane {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def main() -> int:
+        channel = dial(address, tls=tls, allow_insecure=args.allow_insecure)
+        async with channel:
+            return await command(cpb_grpc.CoordinatorServiceStub(channel), args)
+
+    try:
+        return asyncio.run(main())
+    except InsecureTransportError as exc:
+        print(f"meshplane {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"meshplane {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except grpc.RpcError as exc:
+        print(f"meshplane {args.command}: {_describe(exc, address)}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+def _describe(exc: Any, address: str) -> str:
+    code = exc.code()
+    text = f"{code.name}: {exc.details()}"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        text += (
+            f" (is a coordinator listening at {address}? start one with `meshplane up`, or set "
+            f"--coordinator / {COORDINATOR_ENV})"
+        )
+    return text
+
+
+# -- simple queries ---------------------------------------------------------------------------
+
+
+async def _adapters(stub: Any, args: argparse.Namespace) -> int:
+    response = await stub.ListAdapters(cpb.ListAdaptersRequest(), timeout=args.call_timeout)
+    if args.output == "json":
+        print_json(as_dict(response))
+        return 0
+    rows = [
+        [
+            adapter.mesh,
+            replica.address,
+            _replica_state(replica.state),
+            replica.adapter_version,
+            replica.event_stream_id,
+            str(replica.last_event_sequence),
+            replica.last_error,
+        ]
+        for adapter in response.adapters
+        for replica in adapter.replicas
+    ]
+    print_table(
+        ["MESH", "ADDRESS", "STATE", "VERSION", "EVENT STREAM", "LAST EVENT", "LAST ERROR"], rows
+    )
+    return 0
+
+
+def _parameters(descriptor: apb.OperationDescriptor) -> str:
+    parts = []
+    for parameter in descriptor.parameters:
+        text = parameter.name + ("*" if parameter.required else "")
+        if parameter.default_value:
+            text += f"={parameter.default_value}"
+        parts.append(text)
+    return " ".join(parts)
+
+
+async def _ops(stub: Any, args: argparse.Namespace) -> int:
+    response = await stub.ListOperations(
+        cpb.ListOperationsRequest(mesh=args.mesh), timeout=args.call_timeout
+    )
+    if args.output == "json":
+        print_json(as_dict(response))
+        return 0
+    rows = [
+        [
+            catalogue.mesh,
+            op.id,
+            str(apb.OperationCategory.Name(op.category)).removeprefix("OPERATION_CATEGORY_"),
+            "yes" if op.supports_delete else "no",
+            _parameters(op),
+            op.description,
+        ]
+        for catalogue in response.catalogues
+        for op in catalogue.operations
+    ]
+    print_table(["MESH", "OPERATION", "CATEGORY", "DELETE", "PARAMETERS", "DESCRIPTION"], rows)
+    return 0
+
+
+async def _versions(stub: Any, args: argparse.Namespace) -> int:
+    response = await stub.ListMeshVersions(
+        cpb.ListMeshVersionsRequest(mesh=args.mesh), timeout=args.call_timeout
+    )
+    if args.output == "json":
+        print_json(as_dict(response))
+        return 0
+    rows = [
+        [
+            version.version + (" (default)" if version.version == response.default_version else ""),
+            version.app_version,
+            "yes" if version.prerelease else "",
+            local_time(version.create_time),
+        ]
+        for version in response.versions
+    ]
+    print_table(["VERSION", "APP VERSION", "PRERELEASE", "PUBLISHED"], rows)
+    return 0
+
+
+async def _status(stub: Any, args: argparse.Namespace) -> int:
+    response = await stub.GetMeshStatus(
+        cpb.GetMeshStatusRequest(
+            mesh=args.mesh, request=apb.GetMeshStatusRequest(namespace=args.namespace)
+        ),
+        timeout=args.call_timeout,
+    )
+    if args.output == "json":
+        print_json(as_dict(response))
+        return 0
+    status = response.status
+    print(f"mesh:       {response.mesh}")
+    print(f"cluster:    {status.cluster}")
+    print(f"installed:  {'yes' if status.installed else 'no'}")
+    if status.installed:
+        print(f"version:    {status.version}")
+        print(f"namespace:  {status.namespace}")
+    injection = ", ".join(status.injection_namespaces) or "(none)"
+    print(f"injection:  {injection}")
+    if status.components:
+        print()
+        print_table(
+            ["KIND", "NAMESPACE", "NAME", "READY", "MESSAGE"],
+            [
+                [c.kind, c.namespace, c.name, "yes" if c.ready else "no", c.message]
+                for c in status.components
+            ],
+        )
+    return 0
+
+
+async def _history(stub: Any, args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    state = (
+        apb.OperationState.Value(f"OPERATION_STATE_{args.state.upper()}")
+        if args.state
+        else apb.OPERATION_STATE_UNSPECIFIED
+    )
+    records: list[cpb.OperationRecord] = []
+    token = ""
+    while len(records) < args.limit:
+        page = await stub.ListOperationHistory(
+            cpb.ListOperationHistoryRequest(
+                mesh=args.mesh,
+                state=state,
+                username=args.user,
+                page_size=min(500, args.limit - len(records)),
+                page_token=token,
+            ),
+            timeout=args.call_timeout,
+        )
+        records.extend(page.operations)
+        token = page.next_page_token
+        if not token:
+            break
+    records = records[: args.limit]
+    if args.output == "json":
+        print_json({"operations": [as_dict(record) for record in records]})
+        return 0
+    rows = [
+        [
+            local_time(r.operation.create_time),
+            r.operation.operation_id,
+            r.mesh,
+            r.operation.operation + (" (delete)" if r.operation.delete else ""),
+            _state(r.operation.state),
+            r.operation.username,
+            r.operation.error.code,
+        ]
+        for r in records
+    ]
+    print_table(["CREATED", "ID", "MESH", "OPERATION", "STATE", "USER", "ERROR"], rows)
+    return 0
+
+
+# -- events -----------------------------------------------------------------------------------
+
+
+def _event_line(response: cpb.WatchEventsResponse) -> str:
+    event = response.event
+    where = " ".join(part for part in (event.cluster, event.component) if part)
+    prefix = f"{response.cursor:>6}  {local_time(event.timestamp)}  {response.mesh:<8} "
+    prefix += f"{_severity(event.severity):<7} {event.operation_id or '-':<12}"
+    return f"{prefix}  {where + ': ' if where else ''}{event.summary}"
+
+
+def _print_event(response: cpb.WatchEventsResponse, output: str) -> None:
+    if output == "json":
+        print_json(as_dict(response))
+    else:
+        print(_event_line(response), flush=True)
+
+
+async def _watch(
+    stub: Any,
+    request: cpb.WatchEventsRequest,
+    *,
+    idle: float | None,
+    on_event: Callable[[cpb.WatchEventsResponse], bool],
+) -> None:
+    """Follow WatchEvents, resuming from the last cursor after a dropped stream.
+
+    Stops when ``on_event`` returns True, or (with ``idle``) once the stream is quiet that long.
+    """
+    cursor = request.after_cursor
+    failures = 0
+    while True:
+        resumed = cpb.WatchEventsRequest()
+        resumed.CopyFrom(request)
+        resumed.after_cursor = cursor
+        call = stub.WatchEvents(resumed)
+        try:
+            while True:
+                if idle is None:
+                    response = await call.read()
+                else:
+                    try:
+                        response = await asyncio.wait_for(call.read(), idle)
+                    except TimeoutError:
+                        return
+                if response is grpc.aio.EOF:
+                    break
+                failures = 0
+                cursor = response.cursor
+                if on_event(response):
+                    return
+        except grpc.RpcError as exc:
+            if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
+                raise
+            failures += 1
+            if failures > _STREAM_RETRIES:
+                raise
+            await asyncio.sleep(min(5.0, 0.2 * 2**failures))
+        finally:
+            call.cancel()
+
+
+async def _events(stub: Any, args: argparse.Namespace) -> int:
+    if args.after < 0:
+        raise UsageError("--after must not be negative")
+    severity = (
+        apb.EventSeverity.Value(f"EVENT_SEVERITY_{args.severity.upper()}")
+        if args.severity
+        else apb.EVENT_SEVERITY_UNSPECIFIED
+    )
+    request = cpb.WatchEventsRequest(
+        mesh=args.mesh, operation_id=args.operation, after_cursor=args.after, min_severity=severity
+    )
+
+    def show(response: cpb.WatchEventsResponse) -> bool:
+        _print_event(response, args.output)
+        return False
+
+    await _watch(stub, request, idle=None if args.follow else args.idle, on_event=show)
+    return 0
+
+
+# -- apply ------------------------------------------------------------------------------------
+
+
+def _parse_params(items: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--param {item!r} is not KEY=VALUE")
+        params[key.strip()] = value
+    return params
+
+
+def _read_body(path: Path | None) -> str:
+    if path is None:
+        return ""
+    if str(path) == "-":
+        return sys.stdin.read()
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read -f {path}: {exc.strerror}") from exc
+
+
+def _apply_request(args: argparse.Namespace) -> cpb.ApplyOperationRequest:
+    request = apb.ApplyOperationRequest(
+        operation_id=args.operation_id,
+        operation=args.operation,
+        mesh_version=args.mesh_version,
+        namespace=args.namespace,
+        delete=args.delete,
+        custom_body=_read_body(args.file),
+        parameters=_parse_params(args.param),
+        username=args.user or getpass.getuser(),
+    )
+    if args.timeout is not None:
+        if args.timeout <= 0:
+            raise UsageError("--timeout must be positive")
+        request.timeout.FromNanoseconds(int(args.timeout * 1e9))
+    return cpb.ApplyOperationRequest(mesh=args.mesh, request=request)
+
+
+def _print_failure(operation: apb.Operation) -> None:
+    """The error detail a user acts on, on stderr."""
+    error = operation.error
+    if not error.code:
+        failed = [r for r in operation.cluster_results if r.error.code]
+        if failed:
+            error = failed[0].error
+    print(f"operation {operation.operation_id} {_state(operation.state)}", file=sys.stderr)
+    if error.code:
+        print(f"  error:        {error.code}: {error.message}", file=sys.stderr)
+        if error.probable_cause:
+            print(f"  cause:        {error.probable_cause}", file=sys.stderr)
+        if error.suggested_remediation:
+            print(f"  remediation:  {error.suggested_remediation}", file=sys.stderr)
+
+
+def _print_outcome(operation: apb.Operation) -> None:
+    print(f"operation {operation.operation_id} {_state(operation.state)}")
+    for result in operation.cluster_results:
+        counts = (
+            f"{result.objects_applied} applied, {result.objects_deleted} deleted, "
+            f"{result.objects_unchanged} unchanged"
+        )
+        summary = f" - {result.summary}" if result.summary else ""
+        print(f"  {result.cluster}: {_state(result.state)} ({counts}){summary}")
+
+
+async def _apply(stub: Any, args: argparse.Namespace) -> int:
+    response = await stub.ApplyOperation(_apply_request(args), timeout=args.call_timeout)
+    operation_id = response.operation_id
+    if not args.wait:
+        if args.output == "json":
+            print_json(as_dict(response))
+        else:
+            state = _state(response.operation.operation.state)
+            print(f"operation {operation_id} {state} on {response.operation.adapter_address}")
+            print(f"follow it with: meshplane events --follow --operation {operation_id}")
+        return 0
+    if args.output == "json":
+        print_json(as_dict(response))
+    else:
+        print(f"operation {operation_id} accepted by {response.operation.adapter_address}")
+
+    def progress(event_response: cpb.WatchEventsResponse) -> bool:
+        event = event_response.event
+        if args.output == "json":
+            print_json(as_dict(event_response))
+        else:
+            where = " ".join(part for part in (event.cluster, event.component) if part)
+            mark = {apb.EVENT_SEVERITY_WARNING: "!", apb.EVENT_SEVERITY_ERROR: "x"}.get(
+                event.severity, "-"
+            )
+            print(f"  {mark} {where + ': ' if where else ''}{event.summary}", flush=True)
+        return event.operation_state in _TERMINAL
+
+    watch = _watch(
+        stub, cpb.WatchEventsRequest(operation_id=operation_id), idle=None, on_event=progress
+    )
+    deadline = None if args.timeout is None else args.timeout + args.call_timeout
+    try:
+        await asyncio.wait_for(watch, deadline)
+    except TimeoutError:
+        print(f"operation {operation_id}: no final state after {deadline:g}s", file=sys.stderr)
+    final = await stub.GetOperation(
+        cpb.GetOperationRequest(operation_id=operation_id), timeout=args.call_timeout
+    )
+    operation = final.operation.operation
+    if args.output == "json":
+        print_json(as_dict(final))
+    elif operation.state == apb.OPERATION_STATE_SUCCEEDED:
+        _print_outcome(operation)
+    if operation.state == apb.OPERATION_STATE_SUCCEEDED:
+        return 0
+    _print_failure(operation)
+    return EXIT_FAILED
