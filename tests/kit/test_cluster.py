@@ -12,6 +12,7 @@ import pytest
 import yaml
 from kubernetes.aio.client.exceptions import ApiException
 
+from adapters.kit.catalogue import ClusterReader
 from adapters.kit.cluster import ClusterSession, RetrySettings
 from adapters.kit.kube_errors import ApplyError, describe_error
 from adapters.kit.objects import ObjectRef
@@ -120,6 +121,13 @@ async def test_apply_with_a_known_previous_version_skips_the_read(session: Clust
     assert not changed
     _, changed = await session.apply(config_map("known", "2"), previous_version=version)
     assert changed
+
+
+async def test_is_a_cluster_reader_for_plan_builders(session: ClusterSession) -> None:
+    reader: ClusterReader = session  # checked by mypy: the catalogue's read protocol
+    assert await reader.has_kind("v1", "Namespace")
+    assert await reader.get("v1", "Namespace", "default") is not None
+    assert await reader.list("v1", "Namespace", label_selector="no-such-label") == []
 
 
 async def test_get_list_and_delete(session: ClusterSession) -> None:
