@@ -36,6 +36,7 @@ from adapters.kit.servicer import (
     serve_on,
 )
 from adapters.kit.settings import AdapterSettings
+from adapters.kit.state_files import StateDirLock
 from serving.grpc_server import GrpcServer, ServerConfig
 
 __all__ = ["ExecutorFactory", "RunningAdapter", "git_sha", "run_adapter", "start_adapter"]
@@ -93,6 +94,7 @@ class RunningAdapter:
     metrics: AdapterMetrics
     metrics_server: MetricsServer | None
     closables: tuple[Any, ...] = ()
+    state_lock: StateDirLock | None = None
 
     @property
     def address(self) -> str:
@@ -122,6 +124,8 @@ class RunningAdapter:
                     await aclose()
                 except Exception:
                     _log.exception("adapter.close_failed", component=type(closable).__name__)
+        if self.state_lock is not None:
+            self.state_lock.release()
         _log.info("adapter.stopped", mesh=self.declaration.mesh)
 
 
@@ -133,73 +137,83 @@ async def start_adapter(
     """Build every part, start gRPC (and metrics when configured) and return the handle."""
     metrics = AdapterMetrics(mesh=declaration.mesh)
     state_dir = settings.state_dir
-    journal = OperationJournal(
-        state_dir=state_dir,
-        max_records=settings.journal_size,
-    )
-    events = EventLog(
-        mesh=declaration.mesh,
-        retention=settings.event_retention,
-        queue_size=settings.event_queue_size,
-        state_dir=None if state_dir is None else state_dir / "events",
-        on_append=metrics.event_appended,
-    )
-    executor, versions = executor_factory(declaration, settings, metrics)
-    default_cluster = ClusterTarget(name=DEFAULT_CLUSTER)
-    runner = OperationRunner(
-        declaration,
-        executor,
-        versions,
-        journal,
-        events,
-        default_cluster=default_cluster,
-        default_timeout=settings.operation_timeout_seconds,
-        max_concurrent=settings.max_concurrent_operations,
-        metrics=metrics,
-    )
-    info = AdapterInfo(
-        adapter_version=adapter_version(),
-        git_sha=await git_sha(),
-        chart_repository_url=settings.chart_repo or declaration.chart_repository,
-        capabilities=kit_capabilities(declaration),
-    )
-    servicer = MeshAdapterServicer(
-        declaration=declaration,
-        runner=runner,
-        events=events,
-        versions=versions,
-        executor=executor,
-        info=info,
-        default_cluster=default_cluster,
-    )
-    server = GrpcServer(
-        ServerConfig(
-            host=settings.host,
-            port=settings.port,
-            grace_seconds=settings.shutdown_grace_seconds,
-            tls=settings.tls,
+    state_lock = None if state_dir is None else StateDirLock(state_dir)
+    events: EventLog | None = None
+    try:
+        journal = OperationJournal(
+            state_dir=state_dir,
+            max_records=settings.journal_size,
         )
-    )
-    serve_on(server, servicer)
-    metrics_server = None
-    if settings.metrics_port is not None:
-        metrics_server = MetricsServer(metrics, host=settings.host, port=settings.metrics_port)
-    adapter = RunningAdapter(
-        declaration=declaration,
-        settings=settings,
-        server=server,
-        runner=runner,
-        events=events,
-        journal=journal,
-        metrics=metrics,
-        metrics_server=metrics_server,
-        closables=tuple({id(c): c for c in (executor, versions)}.values()),
-    )
+        events = EventLog(
+            mesh=declaration.mesh,
+            retention=settings.event_retention,
+            queue_size=settings.event_queue_size,
+            state_dir=None if state_dir is None else state_dir / "events",
+            on_append=metrics.event_appended,
+        )
+        executor, versions = executor_factory(declaration, settings, metrics)
+        default_cluster = ClusterTarget(name=DEFAULT_CLUSTER)
+        runner = OperationRunner(
+            declaration,
+            executor,
+            versions,
+            journal,
+            events,
+            default_cluster=default_cluster,
+            default_timeout=settings.operation_timeout_seconds,
+            max_concurrent=settings.max_concurrent_operations,
+            metrics=metrics,
+        )
+        info = AdapterInfo(
+            adapter_version=adapter_version(),
+            git_sha=await git_sha(),
+            chart_repository_url=settings.chart_repo or declaration.chart_repository,
+            capabilities=kit_capabilities(declaration),
+        )
+        servicer = MeshAdapterServicer(
+            declaration=declaration,
+            runner=runner,
+            events=events,
+            versions=versions,
+            executor=executor,
+            info=info,
+            default_cluster=default_cluster,
+        )
+        server = GrpcServer(
+            ServerConfig(
+                host=settings.host,
+                port=settings.port,
+                grace_seconds=settings.shutdown_grace_seconds,
+                tls=settings.tls,
+            )
+        )
+        serve_on(server, servicer)
+        metrics_server = None
+        if settings.metrics_port is not None:
+            metrics_server = MetricsServer(metrics, host=settings.host, port=settings.metrics_port)
+        adapter = RunningAdapter(
+            declaration=declaration,
+            settings=settings,
+            server=server,
+            runner=runner,
+            events=events,
+            journal=journal,
+            metrics=metrics,
+            metrics_server=metrics_server,
+            closables=tuple({id(c): c for c in (executor, versions)}.values()),
+            state_lock=state_lock,
+        )
+    except BaseException:
+        if events is not None:
+            events.close()
+        if state_lock is not None:
+            state_lock.release()
+        raise
     try:
         try:
             await server.start()
         except RuntimeError as exc:  # grpc reports a failed bind as RuntimeError
-            raise OSError(f"gRPC: {exc}") from exc
+            raise OSError(f"gRPC: {exc} (is the port already in use?)") from exc
         if metrics_server is not None:
             await metrics_server.start()
     except BaseException:

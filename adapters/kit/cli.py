@@ -123,10 +123,6 @@ def _run(args: argparse.Namespace) -> int:
         asyncio.run(run_adapter(declaration, settings, factory, on_started=announce))
     except OSError as exc:
         _log.error("adapter.start_failed", mesh=declaration.mesh, error=str(exc))
-        print(
-            f"meshplane adapter: cannot start: {exc} (is --port {settings.port} or "
-            f"--metrics-port already in use?)",
-            file=sys.stderr,
-        )
+        print(f"meshplane adapter: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -8,6 +8,7 @@ Credentials never reach disk: kubeconfig contents are not part of `OperationReco
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 from collections.abc import Mapping
@@ -23,6 +24,8 @@ from adapters.kit.operations import (
 )
 
 __all__ = [
+    "StateDirInUse",
+    "StateDirLock",
     "atomic_write_text",
     "error_from_json",
     "error_to_json",
@@ -33,6 +36,44 @@ __all__ = [
 ]
 
 JsonObject = dict[str, Any]
+
+LOCK_FILE = "adapter.lock"
+
+
+class StateDirInUse(OSError):
+    """Another live process holds the state directory."""
+
+
+class StateDirLock:
+    """An exclusive lock on a state directory, so two adapters never interleave their files.
+
+    ``flock`` is released by the kernel when the holder dies, so a killed adapter never leaves
+    a stale lock behind for its replacement.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / LOCK_FILE
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self._fd)
+            self._fd = None
+            raise StateDirInUse(
+                f"state directory {directory} is in use by another adapter (pid {holder}); "
+                "give each adapter its own --state-dir"
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        """Give the directory up (idempotent)."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
 
 def atomic_write_text(path: Path, text: str) -> None:

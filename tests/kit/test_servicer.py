@@ -16,6 +16,7 @@ from google.protobuf.duration_pb2 import Duration
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.kit.servicer import SERVICE_NAME
+from adapters.kit.state_files import StateDirInUse
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
 from tests.kit.toy_adapter import (
@@ -494,6 +495,17 @@ async def test_restart_keeps_operations_events_and_stream_and_resumes_interrupte
         again = await h.stub.ApplyOperation(install("i", parameters={"profile": "demo"}))
         assert not again.created
         assert executor.count("i") == 2
+
+
+async def test_a_state_dir_serves_one_adapter_at_a_time(tmp_path: Path) -> None:
+    async with toy_adapter(state_dir=tmp_path) as h:
+        with pytest.raises(StateDirInUse, match="in use by another adapter"):
+            async with toy_adapter(state_dir=tmp_path):
+                pass
+        await h.stub.ApplyOperation(install("still-fine"))
+        await h.wait_state("still-fine", *TERMINAL)
+    async with toy_adapter(state_dir=tmp_path) as h:
+        assert (await h.wait_state("still-fine", *TERMINAL)).state == pb.OPERATION_STATE_SUCCEEDED
 
 
 async def test_health_and_metrics_are_served() -> None:
