@@ -23,7 +23,7 @@ from kubesim.fieldsets import (
     to_fields_v1,
 )
 from kubesim.objects import Obj, copy_json, now_rfc3339
-from kubesim.schemas import is_set_list, item_key, list_merge_key
+from kubesim.schemas import is_set_list, list_map_keys, map_key_of
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,13 +107,13 @@ def merge_applied(live: Any, config: Any, kind: str | None, names: tuple[str, ..
                 result[key] = merge_applied(live.get(key), value, kind, (*names, key))
         return result
     if isinstance(config, list) and isinstance(live, list):
-        merge_key = list_merge_key(kind, names)
-        if merge_key is not None and all(isinstance(i, dict) for i in config + live):
+        keys = list_map_keys(kind, names)
+        if keys is not None and all(isinstance(i, dict) for i in config + live):
             result_list = list(live)
             for item in config:
-                key = item_key(item, merge_key)
+                key = map_key_of(item, keys)
                 index = next(
-                    (i for i, o in enumerate(result_list) if item_key(o, merge_key) == key), None
+                    (i for i, o in enumerate(result_list) if map_key_of(o, keys) == key), None
                 )
                 if index is None:
                     result_list.append(copy_json(item))

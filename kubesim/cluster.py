@@ -20,7 +20,7 @@ from kubesim import crds
 from kubesim.applying import Target, apply, record_update
 from kubesim.defaulting import apply_defaults
 from kubesim.errors import ApiError
-from kubesim.objects import Obj, copy_json, now_rfc3339
+from kubesim.objects import Obj, copy_json, drop_nulls, now_rfc3339
 from kubesim.patching import (
     APPLY_PATCH,
     JSON_PATCH,
@@ -86,11 +86,8 @@ class Cluster:
         return {**obj, "apiVersion": rt.api_version}
 
     def type_of(self, storage_key: tuple[str, str]) -> ResourceType | None:
-        """The preferred served type of a storage key."""
-        for rt in self.registry:
-            if rt.storage_key == storage_key:
-                return rt
-        return None
+        """The type controllers and garbage collection write a storage key through."""
+        return self.registry.for_storage(storage_key)
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -182,7 +179,7 @@ class Cluster:
         self, rt: ResourceType, namespace: str, body: Any, opts: WriteOptions = INTERNAL
     ) -> Obj:
         body = self._check_body(rt, body, namespace)
-        obj = copy_json(body)
+        obj = drop_nulls(body)
         return self._create(rt, namespace, obj, opts, record=True)
 
     def _create(
@@ -302,7 +299,7 @@ class Cluster:
             )
         old = self.get(rt, namespace, name)
         self._check_rv(rt, old, (body.get("metadata") or {}).get("resourceVersion"))
-        new = self._merge_subresource(rt, old, copy_json(body), subresource)
+        new = self._merge_subresource(rt, old, drop_nulls(body), subresource)
         return self._finish_update(rt, old, new, opts, subresource, record=True)
 
     def _check_rv(self, rt: ResourceType, old: Obj, rv: Any) -> None:
@@ -452,7 +449,7 @@ class Cluster:
         if patched_md.get("name", name) != name:
             raise ApiError.bad_request("the name of the object cannot be changed by a patch")
         self._check_rv(rt, old, patched_md.get("resourceVersion"))
-        new = self._merge_subresource(rt, old, copy_json(patched), subresource)
+        new = self._merge_subresource(rt, old, drop_nulls(patched), subresource)
         return self._finish_update(rt, old, new, opts, subresource, record=True)
 
     def _apply(
@@ -468,7 +465,7 @@ class Cluster:
             raise ApiError.bad_request(
                 "PATCH " + rt.plural + ": fieldManager is required for apply requests"
             )
-        config = _parse_apply(raw)
+        config = drop_nulls(_parse_apply(raw))
         if config.get("apiVersion") != rt.api_version or config.get("kind") != rt.kind:
             if not config.get("apiVersion") or not config.get("kind"):
                 raise ApiError.bad_request("apiVersion and kind must be set in apply requests")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kubesim.schemas import is_set_list, item_key, list_merge_key
+from kubesim.schemas import is_set_list, list_map_keys, map_key_of
 
 Path = tuple[str, ...]
 FieldValues = dict[Path, Any]
@@ -35,8 +35,8 @@ _SYSTEM_METADATA = frozenset(
 )
 
 
-def _key_element(merge_key: str, value: Any) -> str:
-    return "k:" + json.dumps({merge_key: value}, separators=(",", ":"), sort_keys=True)
+def _key_element(item: Any, keys: tuple[str, ...]) -> str:
+    return "k:" + json.dumps(map_key_of(item, keys), separators=(",", ":"), sort_keys=True)
 
 
 def field_values(obj: dict[str, Any], kind: str | None, *, with_status: bool) -> FieldValues:
@@ -69,10 +69,10 @@ def _walk(
                 _walk(child, (*path, f"f:{key}"), (*names, key), kind, out)
         return
     if isinstance(value, list):
-        merge_key = list_merge_key(kind, names)
-        if merge_key is not None and value and all(isinstance(i, dict) for i in value):
+        keys = list_map_keys(kind, names)
+        if keys is not None and value and all(isinstance(i, dict) for i in value):
             for item in value:
-                item_path = (*path, _key_element(merge_key, item_key(item, merge_key)))
+                item_path = (*path, _key_element(item, keys))
                 out[item_path] = PRESENT
                 for key, child in item.items():
                     if child is not None:
@@ -147,8 +147,9 @@ def _step(node: Any, element: str) -> Any:
 def _index(items: list[Any], element: str) -> int | None:
     if element.startswith("k:"):
         wanted = json.loads(element[2:])
+        keys = tuple(wanted)
         for i, item in enumerate(items):
-            if isinstance(item, dict) and all(item.get(k) == v for k, v in wanted.items()):
+            if map_key_of(item, keys) == wanted:
                 return i
     elif element.startswith("v:"):
         value = json.loads(element[2:])

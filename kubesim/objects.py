@@ -17,6 +17,15 @@ def copy_json(value: Any) -> Any:
     return value
 
 
+def drop_nulls(value: Any) -> Any:
+    """Remove null map values at every depth, as decoding into typed objects does."""
+    if isinstance(value, dict):
+        return {k: drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [drop_nulls(v) for v in value]
+    return value
+
+
 def now_rfc3339() -> str:
     """The current time as the apiserver writes timestamps (seconds, UTC, `Z`)."""
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

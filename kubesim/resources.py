@@ -238,6 +238,16 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         sub=("status",),
         gen=True,
     ),
+    # served beside v1 (one storage) as a 1.21-1.24 apiserver did: charts rendered offline
+    # (no capabilities) still emit it.
+    _t(
+        "policy/v1beta1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        short=("pdb",),
+        sub=("status",),
+        gen=True,
+    ),
     _t(
         "autoscaling/v2",
         "horizontalpodautoscalers",
@@ -267,11 +277,14 @@ class ResourceRegistry:
         # group -> versions in preference order
         self._group_versions: dict[str, list[str]] = {}
         self._crd_types: dict[str, list[ResourceType]] = {}
+        # storage key -> the first type registered for it (what controllers write through)
+        self._by_storage: dict[tuple[str, str], ResourceType] = {}
         for rt in types:
             self.add(rt)
 
     def add(self, rt: ResourceType) -> None:
         self._by_path[(rt.group, rt.version, rt.plural)] = rt
+        self._by_storage.setdefault(rt.storage_key, rt)
         self._by_kind[(rt.api_version, rt.kind)] = rt
         versions = self._group_versions.setdefault(rt.group, [])
         if rt.version not in versions:
@@ -279,6 +292,12 @@ class ResourceRegistry:
 
     def remove(self, rt: ResourceType) -> None:
         self._by_path.pop((rt.group, rt.version, rt.plural), None)
+        if self._by_storage.get(rt.storage_key) is rt:
+            del self._by_storage[rt.storage_key]
+            for other in self._by_path.values():
+                if other.storage_key == rt.storage_key:
+                    self._by_storage[rt.storage_key] = other
+                    break
         self._by_kind.pop((rt.api_version, rt.kind), None)
         if not any(t.group == rt.group and t.version == rt.version for t in self._by_path.values()):
             versions = self._group_versions.get(rt.group, [])
@@ -311,6 +330,9 @@ class ResourceRegistry:
 
     def find(self, group: str, version: str, plural: str) -> ResourceType | None:
         return self._by_path.get((group, version, plural))
+
+    def for_storage(self, storage_key: tuple[str, str]) -> ResourceType | None:
+        return self._by_storage.get(storage_key)
 
     def by_kind(self, api_version: str, kind: str) -> ResourceType | None:
         return self._by_kind.get((api_version, kind))

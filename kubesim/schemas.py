@@ -57,6 +57,31 @@ def list_merge_key(kind: str | None, path: tuple[str, ...]) -> str | None:
     return _MERGE_KEYS.get(last)
 
 
+# Server-side apply keys some lists by more than the merge key, with a default for a missing key.
+_EXTRA_APPLY_KEYS = {"containerPort": ("containerPort", "protocol"), "port": ("port", "protocol")}
+KEY_DEFAULTS: dict[str, Any] = {"protocol": "TCP"}
+
+
+def list_map_keys(kind: str | None, path: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The keys identifying items of an associative list under server-side apply."""
+    merge_key = list_merge_key(kind, path)
+    if merge_key is None:
+        return None
+    return _EXTRA_APPLY_KEYS.get(merge_key, (merge_key,))
+
+
+def map_key_of(item: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """An item's identity under `keys`, defaults filled in (`protocol` is TCP when absent)."""
+    if not isinstance(item, dict):
+        return {}
+    out = {}
+    for key in keys:
+        value = item.get(key, KEY_DEFAULTS.get(key))
+        if value is not None:
+            out[key] = value
+    return out
+
+
 def is_set_list(path: tuple[str, ...]) -> bool:
     return path in _SET_LISTS
 
