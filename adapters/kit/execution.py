@@ -131,23 +131,29 @@ class KitExecutor:
         kubeconfig: Path | None = None,
         kube_context: str = "",
         apply_concurrency: int = 12,
+        on_kubernetes_retry: Callable[[], None] | None = None,
     ) -> None:
         self.declaration = declaration
         self.planner = planner
         self._kubeconfig = kubeconfig
         self._kube_context = kube_context
         self._concurrency = apply_concurrency
+        self._on_retry = on_kubernetes_retry
 
     async def _session(self, target: ClusterTarget) -> ClusterSession:
         """A fresh session per operation, so discovery reflects CRDs added or removed since."""
         if target.kubeconfig:
             return await ClusterSession.connect(
-                kubeconfig=target.kubeconfig, context=target.context or None, name=target.name
+                kubeconfig=target.kubeconfig,
+                context=target.context or None,
+                name=target.name,
+                on_retry=self._on_retry,
             )
         return await ClusterSession.connect(
             kubeconfig_path=self._kubeconfig,
             context=target.context or self._kube_context or None,
             name=target.name,
+            on_retry=self._on_retry,
         )
 
     async def execute(
@@ -409,7 +415,6 @@ def build_executor(
     Manifests: ``--manifests-url`` when it differs from the declaration's (a mirror laid out as
     ``apps/``, ``addons/``), else ``--mirror``, else upstream at the mesh version.
     """
-    del on_kubernetes_retry  # ClusterSession has no retry hook yet; counted in its logs.
     cache = _cache_dir(settings.cache_dir, settings.state_dir, declaration.mesh)
     chart_url = settings.chart_repo or declaration.chart_repository
     mirror_url = ""
@@ -436,6 +441,7 @@ def build_executor(
         planner,
         kubeconfig=settings.kubeconfig,
         kube_context=settings.kube_context,
+        on_kubernetes_retry=on_kubernetes_retry,
     )
     log.info(
         "executor configured",

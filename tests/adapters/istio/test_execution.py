@@ -23,7 +23,9 @@ from adapters.kit.operations import (
 from adapters.kit.planning import Planner
 from adapters.kit.plans import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from adapters.kit.settings import AdapterSettings
-from kubesim.harness import RunningSim
+from kubesim.faults import Faults
+from kubesim.harness import RunningSim, running_kubesim
+from kubesim.server import SimConfig
 from tests.plugins.static_http import StaticHttpServer
 
 TARGET = ClusterTarget(name="default")
@@ -267,3 +269,26 @@ async def test_build_executor_from_settings(
     result = await executor.execute(spec, record("httpbin"), TARGET, Events())
     assert result.state is OperationState.SUCCEEDED
     assert toy_mirror_server.requests("/apps/httpbin.yaml") == 1
+
+
+async def test_a_flaky_api_server_is_retried_and_counted(
+    tmp_path: Path, toy_chart_server: StaticHttpServer, toy_mirror_server: StaticHttpServer
+) -> None:
+    flaky = SimConfig(
+        ready_delay=0.05,
+        faults=Faults(error_rate={"patch": 0.3, "get": 0.1}, error_code=500, seed=11),
+    )
+    retries: list[None] = []
+    with running_kubesim(flaky) as sim:
+        settings = AdapterSettings(
+            kubeconfig=sim.kubeconfig,
+            chart_repo=toy_chart_server.url,
+            manifests_url=toy_mirror_server.url,
+            cache_dir=tmp_path / "cache",
+        )
+        executor, _ = build_executor(
+            DECLARATION, settings, on_kubernetes_retry=lambda: retries.append(None)
+        )
+        result, events = await run(executor, "install", parameters={"profile": "demo"})
+    assert result.state is OperationState.SUCCEEDED, events.of(Severity.ERROR)
+    assert retries, "injected 500s were retried through the hook"
