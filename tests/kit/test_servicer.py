@@ -562,6 +562,29 @@ async def test_mesh_status_through_the_executor() -> None:
         assert "connection refused" in raised.value.details()
 
 
+async def test_stop_turns_health_off_before_interrupting_work() -> None:
+    executor = ScriptedExecutor(scripts={"*": Script(gate=asyncio.Event(), unwind_seconds=0.5)})
+    async with toy_adapter(executor=executor, stop=False) as h:
+        await h.stub.ApplyOperation(install("long"))
+        await executor.wait_started("long")
+        health = health_pb2_grpc.HealthStub(h.channel)
+        stopping = asyncio.ensure_future(h.adapter.stop())
+        seen_while_running = False
+        async with asyncio.timeout(10):
+            while not stopping.done():
+                reply = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME))
+                record = h.adapter.journal.get("long")
+                assert record is not None
+                if reply.status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                    seen_while_running |= record.state.value == "RUNNING"
+                    break
+                await asyncio.sleep(0.01)
+        await stopping
+        assert seen_while_running, "health was still SERVING while work was being interrupted"
+        record = h.adapter.journal.get("long")
+        assert record is not None and record.state.value == "INTERRUPTED"
+
+
 async def test_shutdown_refuses_new_operations(tmp_path: Path) -> None:
     gate = asyncio.Event()
     executor = ScriptedExecutor(scripts={"*": Script(gate=gate)})

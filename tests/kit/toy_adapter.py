@@ -121,6 +121,8 @@ class Script:
     """When set, the execution blocks until the gate opens (or it is cancelled)."""
     gate_attempts: int = 1_000
     """The gate holds only attempts up to this number (a resumed run can then finish)."""
+    unwind_seconds: float = 0.0
+    """Time a cancelled execution takes to stop (cleaning up before it re-raises)."""
 
 
 @dataclass(kw_only=True)
@@ -207,6 +209,8 @@ class ScriptedExecutor:
             )
         except asyncio.CancelledError:
             seen.cancelled = True
+            if script.unwind_seconds:
+                await asyncio.sleep(script.unwind_seconds)
             raise
 
     async def status(self, target: ClusterTarget, namespace: str) -> MeshStatus:
