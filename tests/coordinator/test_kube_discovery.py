@@ -1,0 +1,128 @@
+"""Kubernetes discovery against kubesim: Services + EndpointSlices → replicas → routed calls."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as kube
+
+from coordinator.kube_discovery import replicas_from_slices
+from kubesim.harness import RunningSim
+from meshplane.adapter.v1 import adapter_pb2 as apb
+from meshplane.coordinator.v1 import coordinator_pb2 as cpb
+from tests.coordinator.routing_harness import coordinator, fakes, make_settings
+
+NAMESPACE = "meshplane"
+
+
+def _service(name: str, mesh: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": {"meshplane.io/adapter": mesh}},
+        # No selector: the endpoints are ours to write, pointing at in-test adapters.
+        "spec": {"ports": [{"name": "grpc", "port": 10000}]},
+    }
+
+
+def _slice(service: str, port: int, endpoints: list[tuple[str, bool]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"{service}-1",
+            "labels": {"kubernetes.io/service-name": service},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "metrics", "port": 9090}, {"name": "grpc", "port": port}],
+        "endpoints": [
+            {"addresses": [ip], "conditions": {"ready": ready}} for ip, ready in endpoints
+        ],
+    }
+
+
+def test_ready_endpoints_with_the_grpc_port_are_replicas() -> None:
+    slices = [
+        _slice("istio-adapter", 10000, [("10.0.0.1", True), ("10.0.0.2", False)]),
+        _slice("unrelated", 80, [("10.0.0.3", True)]),
+        {
+            "metadata": {"name": "x", "labels": {"kubernetes.io/service-name": "istio-adapter"}},
+            "ports": [{"port": 7000}],
+            "endpoints": [{"addresses": ["fd00::1"]}],  # no conditions: ready
+        },
+    ]
+    assert replicas_from_slices({"istio-adapter": "istio"}, slices) == {
+        "10.0.0.1:10000": "istio",
+        "[fd00::1]:7000": "istio",
+    }
+
+
+async def test_discovery_finds_routes_to_and_drops_adapters(
+    kubesim: RunningSim, api_client: kube.ApiClient, tmp_path: Path
+) -> None:
+    core = kube.CoreV1Api(api_client)
+    discovery = kube.DiscoveryV1Api(api_client)
+    await asyncio.to_thread(
+        core.create_namespace,
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+    )
+    async with fakes(("istio", "k1"), ("istio", "k2")) as (first, second):
+        assert first.server.port != second.server.port
+        await asyncio.to_thread(
+            core.create_namespaced_service, NAMESPACE, _service("istio-adapter", "istio")
+        )
+        await asyncio.to_thread(
+            discovery.create_namespaced_endpoint_slice,
+            NAMESPACE,
+            _slice("istio-adapter", first.server.port, [("127.0.0.1", True)]),
+        )
+        settings = make_settings(
+            tmp_path, discover_namespace=NAMESPACE, kubeconfig=kubesim.kubeconfig
+        )
+        async with coordinator(settings) as client:
+            await client.wait_serving(first.address)
+            replica = await client.replica(first.address)
+            assert replica is not None
+            assert replica.source == cpb.REGISTRATION_SOURCE_KUBERNETES
+            answer = await client.stub.ApplyOperation(
+                cpb.ApplyOperationRequest(
+                    mesh="istio", request=apb.ApplyOperationRequest(operation="install")
+                )
+            )
+            assert answer.operation.adapter_address == first.address
+            assert len(first.fake.calls("ApplyOperation")) == 1
+
+            # A second Service's slice, found through the watch (not the initial list).
+            await asyncio.to_thread(
+                core.create_namespaced_service, NAMESPACE, _service("istio-canary", "istio")
+            )
+            await asyncio.to_thread(
+                discovery.create_namespaced_endpoint_slice,
+                NAMESPACE,
+                _slice("istio-canary", second.server.port, [("127.0.0.1", True)]),
+            )
+            await client.wait_serving(second.address)
+
+            # The first endpoint turns not ready: it leaves the registry.
+            await asyncio.to_thread(
+                discovery.replace_namespaced_endpoint_slice,
+                "istio-adapter-1",
+                NAMESPACE,
+                _slice("istio-adapter", first.server.port, [("127.0.0.1", False)]),
+            )
+            await client.wait_replica(first.address, lambda r: r is None)
+            for _ in range(3):
+                answer = await client.stub.ApplyOperation(
+                    cpb.ApplyOperationRequest(
+                        mesh="istio", request=apb.ApplyOperationRequest(operation="install")
+                    )
+                )
+                assert answer.operation.adapter_address == second.address
+
+            # Deleting the Service removes its replicas even while the slice lingers.
+            await asyncio.to_thread(core.delete_namespaced_service, "istio-canary", NAMESPACE)
+            await client.wait_replica(second.address, lambda r: r is None)
+            listed = await client.stub.ListAdapters(cpb.ListAdaptersRequest())
+            assert list(listed.adapters) == []
