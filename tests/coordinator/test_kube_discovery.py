@@ -62,8 +62,8 @@ def test_ready_endpoints_with_the_grpc_port_are_replicas() -> None:
 async def test_discovery_finds_routes_to_and_drops_adapters(
     kubesim: RunningSim, api_client: kube.ApiClient, tmp_path: Path
 ) -> None:
-    core = kube.CoreV1Api(api_client)
-    discovery = kube.DiscoveryV1Api(api_client)
+    core: Any = kube.CoreV1Api(api_client)
+    discovery: Any = kube.DiscoveryV1Api(api_client)
     await asyncio.to_thread(
         core.create_namespace,
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
