@@ -1,0 +1,135 @@
+"""Transport security end to end: client →(mTLS)→ coordinator →(mTLS)→ adapter, with a CA the
+test generates; clients and coordinators without a valid certificate are refused."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc  # type: ignore[import-untyped, unused-ignore]
+import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+import pytest
+
+from coordinator.server import build_coordinator
+from meshplane.adapter.v1 import adapter_pb2 as apb
+from meshplane.coordinator.v1 import coordinator_pb2 as cpb
+from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
+from serving.tls import ClientTls, TlsConfig, dial
+from tests.coordinator.routing_harness import make_settings, start_fake, static
+from tests.serving.certificates import CertificateAuthority
+
+
+def _mtls(ca: CertificateAuthority, name: str) -> TlsConfig:
+    issued = ca.issue(name, server=True)
+    return TlsConfig(
+        cert_path=issued.cert_path, key_path=issued.key_path, client_ca_path=ca.cert_path
+    )
+
+
+def _client(ca: CertificateAuthority, name: str | None, *, trust: Path | None = None) -> ClientTls:
+    if name is None:
+        return ClientTls(ca_path=trust or ca.cert_path)
+    issued = ca.issue(name, server=False)
+    return ClientTls(
+        ca_path=trust or ca.cert_path, cert_path=issued.cert_path, key_path=issued.key_path
+    )
+
+
+async def _list(address: str, tls: ClientTls) -> cpb.ListAdaptersResponse:
+    channel = dial(address, tls=tls)
+    try:
+        answer: cpb.ListAdaptersResponse = await cpb_grpc.CoordinatorServiceStub(
+            channel
+        ).ListAdapters(cpb.ListAdaptersRequest(), timeout=5)
+        return answer
+    finally:
+        await channel.close()
+
+
+async def test_mutual_tls_on_both_hops_and_refusals(tmp_path: Path) -> None:
+    ca = CertificateAuthority(tmp_path, "meshplane")
+    stranger = CertificateAuthority(tmp_path, "stranger")
+    adapter = await start_fake("istio", "secure", tls=_mtls(ca, "adapter"))
+    settings = make_settings(
+        tmp_path,
+        adapters=static(adapter),
+        tls=_mtls(ca, "coordinator"),
+        adapter_tls=_client(ca, "coordinator-client"),
+    )
+    built = build_coordinator(settings)
+    await built.start()
+    try:
+        channel = dial(built.address, tls=_client(ca, "cli"))
+        try:
+            stub = cpb_grpc.CoordinatorServiceStub(channel)
+            async with asyncio.timeout(10):
+                while True:
+                    listed = await stub.ListAdapters(cpb.ListAdaptersRequest(), timeout=5)
+                    replica = listed.adapters[0].replicas[0]
+                    if replica.state == cpb.REPLICA_STATE_SERVING:
+                        break
+                    await asyncio.sleep(0.02)
+            answer = await stub.ApplyOperation(
+                cpb.ApplyOperationRequest(
+                    mesh="istio", request=apb.ApplyOperationRequest(operation="install")
+                ),
+                timeout=5,
+            )
+            assert answer.operation.adapter_address == adapter.address
+            assert len(adapter.fake.calls("ApplyOperation")) == 1
+        finally:
+            await channel.close()
+
+        for refused in (
+            _client(ca, None),  # no client certificate
+            _client(stranger, "intruder", trust=ca.cert_path),  # certificate from another CA
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await _list(built.address, refused)
+            assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+        with pytest.raises(grpc.aio.AioRpcError):  # plaintext to a TLS port
+            channel = grpc.aio.insecure_channel(built.address)
+            try:
+                await cpb_grpc.CoordinatorServiceStub(channel).ListAdapters(
+                    cpb.ListAdaptersRequest(), timeout=5
+                )
+            finally:
+                await channel.close()
+    finally:
+        await built.stop(grace_seconds=0)
+        await adapter.server.stop(grace_seconds=0)
+
+
+async def test_coordinator_without_a_client_certificate_cannot_use_the_adapter(
+    tmp_path: Path,
+) -> None:
+    ca = CertificateAuthority(tmp_path, "meshplane")
+    adapter = await start_fake("istio", "secure", tls=_mtls(ca, "adapter"))
+    settings = make_settings(
+        tmp_path, adapters=static(adapter), adapter_tls=ClientTls(ca_path=ca.cert_path)
+    )
+    built = build_coordinator(settings)
+    await built.start()
+    channel = grpc.aio.insecure_channel(built.address)
+    try:
+        stub = cpb_grpc.CoordinatorServiceStub(channel)
+        async with asyncio.timeout(10):
+            while True:
+                listed = await stub.ListAdapters(cpb.ListAdaptersRequest(), timeout=5)
+                replica = listed.adapters[0].replicas[0]
+                if replica.state == cpb.REPLICA_STATE_NOT_SERVING and replica.last_error:
+                    break
+                await asyncio.sleep(0.02)
+        assert "UNAVAILABLE" in replica.last_error
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.ApplyOperation(
+                cpb.ApplyOperationRequest(
+                    mesh="istio", request=apb.ApplyOperationRequest(operation="install")
+                )
+            )
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert adapter.fake.calls("ApplyOperation") == []
+    finally:
+        await channel.close()
+        await built.stop(grace_seconds=0)
+        await adapter.server.stop(grace_seconds=0)
