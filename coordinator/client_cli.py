@@ -21,6 +21,7 @@ from typing import Any
 import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 
+from coordinator import sandbox
 from coordinator.client_output import as_dict, local_time, print_json, print_table
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
@@ -105,7 +106,8 @@ def _common() -> argparse.ArgumentParser:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the client commands to `meshplane`."""
+    """Add the client commands, and `meshplane up` (the local sandbox), to `meshplane`."""
+    sandbox.register(subparsers)
     common = _common()
 
     def add(name: str, command: Command, help: str) -> argparse.ArgumentParser:
@@ -557,7 +559,9 @@ async def _apply(stub: Any, args: argparse.Namespace) -> int:
         if args.output == "json":
             print_json(as_dict(event_response))
         else:
-            where = " ".join(part for part in (event.cluster, event.component) if part)
+            where = event.cluster
+            if event.component and event.component not in event.summary:
+                where = f"{where} {event.component}".strip()
             mark = {apb.EVENT_SEVERITY_WARNING: "!", apb.EVENT_SEVERITY_ERROR: "x"}.get(
                 event.severity, "-"
             )

@@ -1,0 +1,492 @@
+"""`meshplane up`: a whole meshplane on one machine, as child processes of one command.
+
+Starts, in order: a simulated cluster (kubesim, kept in ``<data-dir>/kubesim/state.json``) unless
+``--kubeconfig`` names a real one; every adapter that `meshplane adapter MESH` accepts (each
+candidate mesh is tried; one whose declaration is not installed exits at once and is skipped);
+then the coordinator with those adapters. Each child must report SERVING (gRPC health) before
+the next starts. Then it prints where everything listens and a first command to try, and waits.
+
+Ctrl-C or SIGTERM stops the children in reverse order: SIGTERM, then SIGKILL after a grace
+period. Children run in their own session (a terminal's Ctrl-C reaches only this process, which
+stops them in order) and, on Linux, get SIGTERM if this process dies without cleaning up.
+
+Every child writes stdout to ``<data-dir>/logs/<name>.out`` and its log to ``<name>.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import json
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped, unused-ignore]
+
+from serving.logging_setup import configure_logging
+from serving.tls import dial
+
+__all__ = [
+    "CANDIDATE_MESHES",
+    "DEFAULT_PORT_BASE",
+    "Child",
+    "Sandbox",
+    "SandboxError",
+    "SandboxSettings",
+    "register",
+]
+
+_log = structlog.get_logger(__name__)
+
+CANDIDATE_MESHES: tuple[str, ...] = ("istio", "linkerd", "consul")
+"""Meshes `up` tries, in port order; those `meshplane adapter` does not accept are skipped."""
+
+DEFAULT_PORT_BASE = 10100
+"""Coordinator on the base (the client's default), kubesim on base+1, adapters from base+2."""
+
+_PR_SET_PDEATHSIG = 1
+_UNAVAILABLE_MESH_EXIT = 2
+
+
+class SandboxError(RuntimeError):
+    """A child did not come up; the message says which and where its log is."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SandboxSettings:
+    """What `meshplane up` was asked for."""
+
+    data_dir: Path = Path(".data")
+    kubeconfig: Path | None = None
+    chart_repos: dict[str, str] = field(default_factory=dict)
+    mirror: Path | None = None
+    port_base: int = DEFAULT_PORT_BASE
+    meshes: tuple[str, ...] = CANDIDATE_MESHES
+    start_timeout_seconds: float = 60.0
+    stop_grace_seconds: float = 10.0
+    kubesim_ready_delay: float = 0.2
+    python: str = sys.executable
+
+    @property
+    def coordinator_port(self) -> int:
+        """Where the coordinator listens."""
+        return self.port_base
+
+    @property
+    def kubesim_port(self) -> int:
+        """Where the simulated API server listens."""
+        return self.port_base + 1
+
+    def adapter_port(self, mesh: str) -> int:
+        """A fixed port per candidate mesh, so addresses survive restarts."""
+        known = list(CANDIDATE_MESHES) + [m for m in self.meshes if m not in CANDIDATE_MESHES]
+        return self.port_base + 2 + known.index(mesh)
+
+
+@dataclass(kw_only=True)
+class Child:
+    """One started child process and where it writes."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    stdout_path: Path
+    log_path: Path
+    address: str = ""
+    detail: str = ""
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies (Linux only; ignored elsewhere)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Sandbox:
+    """The children of one `meshplane up`, started in order and stopped in reverse."""
+
+    def __init__(self, settings: SandboxSettings) -> None:
+        self.settings = settings
+        self.children: list[Child] = []
+        self.kubeconfig: Path | None = settings.kubeconfig
+        self.kubernetes_url = ""
+        self.adapters: dict[str, str] = {}
+        self.skipped: dict[str, str] = {}
+        self.coordinator_address = ""
+
+    @property
+    def _logs(self) -> Path:
+        return self.settings.data_dir / "logs"
+
+    async def _spawn(self, name: str, args: Sequence[str]) -> Child:
+        self._logs.mkdir(parents=True, exist_ok=True)
+        stdout_path = self._logs / f"{name}.out"
+        log_path = self._logs / f"{name}.log"
+        with stdout_path.open("wb") as out, log_path.open("ab") as err:
+            process = await asyncio.create_subprocess_exec(
+                self.settings.python,
+                "-m",
+                "meshplane_cli.main",
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        child = Child(name=name, process=process, stdout_path=stdout_path, log_path=log_path)
+        self.children.append(child)
+        _log.info("sandbox.started", child=name, pid=process.pid)
+        return child
+
+    async def _await_line(self, child: Child, accept: Callable[[str], Any | None]) -> Any | None:
+        """The first stdout line ``accept`` maps to a value; None when the child exited first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.start_timeout_seconds
+        while True:
+            for line in child.stdout_path.read_text(errors="replace").splitlines():
+                found = accept(line)
+                if found is not None:
+                    return found
+            if child.process.returncode is not None:
+                return None
+            if loop.time() > deadline:
+                raise SandboxError(
+                    f"{child.name} did not report its address within "
+                    f"{self.settings.start_timeout_seconds:g}s; see {child.log_path}"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(child.process.wait(), 0.05)
+
+    async def _await_serving(self, child: Child) -> None:
+        """Until the child's gRPC health check answers SERVING."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.start_timeout_seconds
+        async with dial(child.address, tls=None) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                try:
+                    answer = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+                    if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except Exception as exc:  # not listening yet, or still starting
+                    _log.debug("sandbox.not_serving_yet", child=child.name, error=repr(exc))
+                if child.process.returncode is not None:
+                    raise SandboxError(
+                        f"{child.name} exited with {child.process.returncode}; see {child.log_path}"
+                    )
+                if loop.time() > deadline:
+                    raise SandboxError(f"{child.name} is not SERVING; see {child.log_path}")
+                await asyncio.sleep(0.1)
+
+    def _failed(self, child: Child) -> SandboxError:
+        tail = child.log_path.read_text(errors="replace").strip().splitlines()[-5:]
+        return SandboxError(
+            f"{child.name} exited with {child.process.returncode} before it was ready; "
+            f"see {child.log_path}" + ("\n  " + "\n  ".join(tail) if tail else "")
+        )
+
+    async def start(self) -> None:
+        """Start every child in order; on failure the ones already started are stopped."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if self.kubeconfig is None:
+                await self._start_kubesim()
+            for mesh in self.settings.meshes:
+                await self._start_adapter(mesh)
+            if not self.adapters:
+                raise SandboxError("no adapter started; see the logs under " + str(self._logs))
+            await self._start_coordinator()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_kubesim(self) -> None:
+        state = self.settings.data_dir / "kubesim"
+        state.mkdir(parents=True, exist_ok=True)
+        kubeconfig = state / "kubeconfig"
+        child = await self._spawn(
+            "kubesim",
+            [
+                "kubesim",
+                "--port",
+                str(self.settings.kubesim_port),
+                "--kubeconfig-out",
+                str(kubeconfig),
+                "--state-file",
+                str(state / "state.json"),
+                "--ready-delay",
+                str(self.settings.kubesim_ready_delay),
+            ],
+        )
+        prefix = "kubesim serving at "
+        url = await self._await_line(
+            child, lambda line: line.removeprefix(prefix) if line.startswith(prefix) else None
+        )
+        if url is None:
+            raise self._failed(child)
+        ready = await self._await_line(
+            child, lambda line: line if line.startswith("kubeconfig:") else None
+        )
+        if ready is None:
+            raise self._failed(child)
+        self.kubernetes_url = str(url)
+        child.address = self.kubernetes_url
+        child.detail = f"kubeconfig {kubeconfig}"
+        self.kubeconfig = kubeconfig
+
+    async def _start_adapter(self, mesh: str) -> None:
+        settings = self.settings
+        assert self.kubeconfig is not None
+        args = [
+            "adapter",
+            mesh,
+            "--port",
+            str(settings.adapter_port(mesh)),
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--state-dir",
+            str(settings.data_dir / "adapters" / mesh),
+            "--cache-dir",
+            str(settings.data_dir / "cache"),
+        ]
+        if mesh in settings.chart_repos:
+            args += ["--chart-repo", settings.chart_repos[mesh]]
+        if settings.mirror is not None:
+            args += ["--mirror", str(settings.mirror)]
+        child = await self._spawn(f"adapter-{mesh}", args)
+
+        def announced(line: str) -> dict[str, Any] | None:
+            with contextlib.suppress(ValueError):
+                document = json.loads(line)
+                if isinstance(document, dict) and "grpc" in document:
+                    return document
+            return None
+
+        found = await self._await_line(child, announced)
+        if found is None:
+            await child.process.wait()
+            self.children.remove(child)
+            if child.process.returncode == _UNAVAILABLE_MESH_EXIT:
+                self.skipped[mesh] = f"not available (see {child.log_path})"
+                _log.info("sandbox.mesh_skipped", mesh=mesh, reason=self.skipped[mesh])
+                return
+            raise self._failed(child)
+        child.address = str(found["grpc"])
+        child.detail = f"event stream {found.get('event_stream_id', '')}"
+        await self._await_serving(child)
+        self.adapters[mesh] = child.address
+
+    async def _start_coordinator(self) -> None:
+        args = [
+            "coordinator",
+            "--port",
+            str(self.settings.coordinator_port),
+            "--data-dir",
+            str(self.settings.data_dir / "coordinator"),
+        ]
+        for mesh, address in self.adapters.items():
+            args += ["--adapter", f"{mesh}={address}"]
+        child = await self._spawn("coordinator", args)
+        found = await self._await_line(
+            child, lambda line: _json_with(line, "grpc") if line.startswith("{") else None
+        )
+        if found is None:
+            raise self._failed(child)
+        child.address = str(found["grpc"])
+        await self._await_serving(child)
+        self.coordinator_address = child.address
+
+    async def wait_for_exit(self) -> Child:
+        """Until any child exits; returns it."""
+        waits = {
+            asyncio.ensure_future(child.process.wait()): child for child in list(self.children)
+        }
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            return waits[next(iter(done))]
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+
+    async def stop(self) -> None:
+        """Stop children newest first: SIGTERM, then SIGKILL after the grace period."""
+        while self.children:
+            child = self.children.pop()
+            process = child.process
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(process.wait(), self.settings.stop_grace_seconds)
+                except TimeoutError:
+                    _log.warning("sandbox.kill", child=child.name, pid=process.pid)
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
+                    await process.wait()
+            _log.info("sandbox.stopped", child=child.name, exit_code=process.returncode)
+
+    def summary(self) -> str:
+        """Where everything listens, and a first command."""
+        lines = ["meshplane is up"]
+        rows: list[tuple[str, str, str]] = []
+        if self.kubernetes_url:
+            rows.append(("kubernetes", self.kubernetes_url, f"kubesim, {self.kubeconfig}"))
+        else:
+            rows.append(("kubernetes", "", f"kubeconfig {self.kubeconfig}"))
+        for mesh, address in self.adapters.items():
+            rows.append((f"{mesh} adapter", address, ""))
+        for mesh, reason in self.skipped.items():
+            rows.append((f"{mesh} adapter", "-", f"skipped: {reason}"))
+        rows.append(("coordinator", self.coordinator_address, str(self.settings.data_dir)))
+        width = max(len(row[0]) for row in rows)
+        address_width = max(len(row[1]) for row in rows)
+        for name, address, note in rows:
+            lines.append(f"  {name.ljust(width)}  {address.ljust(address_width)}  {note}".rstrip())
+        lines.append(f"  logs: {self._logs}")
+        first = next(iter(self.adapters))
+        hint = (
+            ""
+            if self.coordinator_address.endswith(":10100")
+            else f" --coordinator {self.coordinator_address}"
+        )
+        lines.append(f"try:  meshplane ops {first}{hint}")
+        lines.append("Ctrl-C stops everything.")
+        return "\n".join(lines)
+
+
+def _json_with(line: str, key: str) -> dict[str, Any] | None:
+    with contextlib.suppress(ValueError):
+        document = json.loads(line)
+        if isinstance(document, dict) and key in document:
+            return document
+    return None
+
+
+# -- command ----------------------------------------------------------------------------------
+
+
+def _chart_repo(text: str) -> tuple[str, str]:
+    mesh, sep, url = text.partition("=")
+    if not sep or not mesh.strip() or not url.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not MESH=URL")
+    return mesh.strip().lower(), url.strip()
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `meshplane up`."""
+    parser = subparsers.add_parser(
+        "up",
+        help="run kubesim, the adapters and the coordinator together (a local sandbox)",
+        description="Start a simulated cluster (unless --kubeconfig), every available mesh "
+        "adapter and the coordinator as child processes; Ctrl-C stops them all.",
+    )
+    parser.add_argument(
+        "--kubeconfig", type=Path, default=None, help="use this cluster instead of kubesim"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(".data"), help="state and logs (default ./.data)"
+    )
+    parser.add_argument(
+        "--chart-repo",
+        type=_chart_repo,
+        action="append",
+        default=[],
+        metavar="MESH=URL",
+        help="chart repository of one mesh's adapter (repeatable)",
+    )
+    parser.add_argument(
+        "--mirror",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="offline mirror: DIR/charts/<mesh>/ Helm repositories plus apps/ and addons/",
+    )
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        default=DEFAULT_PORT_BASE,
+        help=f"coordinator port; kubesim on +1, adapters from +2 (default {DEFAULT_PORT_BASE})",
+    )
+    parser.add_argument(
+        "--mesh",
+        action="append",
+        default=None,
+        help=f"only this mesh's adapter (repeatable; default: try {', '.join(CANDIDATE_MESHES)})",
+    )
+    parser.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="warning"
+    )
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    configure_logging(level=args.log_level, json=False)
+    if args.mirror is not None and not args.mirror.is_dir():
+        print(f"meshplane up: --mirror {args.mirror} is not a directory", file=sys.stderr)
+        return 2
+    if not 1 <= args.port_base <= 65535 - 2 - len(CANDIDATE_MESHES):
+        print(f"meshplane up: --port-base {args.port_base} leaves no room", file=sys.stderr)
+        return 2
+    meshes = tuple(m.lower() for m in args.mesh) if args.mesh else CANDIDATE_MESHES
+    settings = SandboxSettings(
+        data_dir=args.data_dir.absolute(),
+        kubeconfig=args.kubeconfig,
+        chart_repos=dict(args.chart_repo),
+        mirror=args.mirror.absolute() if args.mirror is not None else None,
+        port_base=args.port_base,
+        meshes=meshes,
+    )
+    return asyncio.run(_serve(Sandbox(settings)))
+
+
+async def _serve(sandbox: Sandbox) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        starting = asyncio.ensure_future(sandbox.start())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            await sandbox.stop()
+            return 130
+        stopping.cancel()
+        try:
+            starting.result()
+        except SandboxError as exc:
+            print(f"meshplane up: {exc}", file=sys.stderr)
+            return 1
+        print(sandbox.summary(), flush=True)
+        exited = asyncio.ensure_future(sandbox.wait_for_exit())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        code = 0
+        if exited.done():
+            child = exited.result()
+            print(
+                f"meshplane up: {child.name} exited with {child.process.returncode}; "
+                f"stopping everything (see {child.log_path})",
+                file=sys.stderr,
+            )
+            code = 1
+        else:
+            exited.cancel()
+            print("stopping...", flush=True)
+        await sandbox.stop()
+        return code
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
