@@ -1,0 +1,80 @@
+"""Catalogue entries every mesh declares the same way: samples, validate, custom.
+
+A mesh folder says which sample files it offers and which checks its validate runs; the shape of
+those entries (category, ownership, the custom operation's parameter) is the kit's, so the three
+adapters cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from adapters.kit.catalogue import (
+    Category,
+    Check,
+    Condition,
+    ManifestSource,
+    OperationSpec,
+    Parameter,
+    Source,
+)
+from adapters.kit.planning import ALLOW_CLUSTER_SCOPED
+
+__all__ = ["custom_operation", "sample_application", "validate_operation"]
+
+
+def sample_application(
+    operation_id: str,
+    *,
+    description: str,
+    default_namespace: str,
+    file: str = "",
+    upstream: str = "",
+    when: Condition | None = None,
+    parameters: tuple[Parameter, ...] = (),
+    sources: tuple[Source, ...] = (),
+) -> OperationSpec:
+    """A SAMPLE_APPLICATION entry: one manifest ``file`` under the mirror's ``apps/`` (fetched
+    from ``upstream`` under the declaration's manifests URL without a mirror), plus ``sources``
+    built from ``parameters``.
+    """
+    manifest: tuple[Source, ...] = ()
+    if file:
+        manifest = (ManifestSource(file=f"apps/{file}", upstream=upstream, when=when),)
+    return OperationSpec(
+        id=operation_id,
+        category=Category.SAMPLE_APPLICATION,
+        description=description,
+        default_namespace=default_namespace,
+        parameters=parameters,
+        sources=manifest + sources,
+    )
+
+
+def validate_operation(check: Check, *, description: str, default_namespace: str) -> OperationSpec:
+    """The VALIDATE entry: runs ``check`` against the namespace the mesh is installed in."""
+    return OperationSpec(
+        id="validate",
+        category=Category.VALIDATE,
+        description=description,
+        default_namespace=default_namespace,
+        check=check,
+        supports_delete=False,
+    )
+
+
+def custom_operation(*, default_namespace: str) -> OperationSpec:
+    """The CUSTOM entry: apply (or delete) the request's YAML; cluster-scoped objects opt-in."""
+    return OperationSpec(
+        id="custom",
+        category=Category.CUSTOM,
+        description="Apply (or delete) the YAML in custom_body",
+        default_namespace=default_namespace,
+        parameters=(
+            Parameter(
+                name=ALLOW_CLUSTER_SCOPED,
+                description="true lets the YAML create cluster-scoped objects",
+                default="false",
+                allowed=("true", "false"),
+            ),
+        ),
+        custom=True,
+    )
