@@ -21,6 +21,7 @@ __all__ = [
     "deployments_ready",
     "injected_namespaces_have_sidecars",
     "webhooks_present",
+    "workloads_ready",
 ]
 
 
@@ -95,7 +96,7 @@ def crds_established(group_suffix: str, *, what: str) -> Check:
     return run
 
 
-def _deployment_problem(deployment: KubeObject) -> str | None:
+def _workload_problem(deployment: KubeObject) -> str | None:
     spec = deployment.get("spec") or {}
     status = deployment.get("status") or {}
     wanted = int(spec.get("replicas", 1))
@@ -114,13 +115,19 @@ def _deployment_problem(deployment: KubeObject) -> str | None:
 
 def deployments_ready(*names: str) -> Check:
     """Each named Deployment in the request's namespace exists and has all replicas ready."""
+    return workloads_ready("Deployment", *names)
+
+
+def workloads_ready(kind: str, *names: str) -> Check:
+    """Each named workload (Deployment or StatefulSet) in the request's namespace exists and has
+    all replicas updated and ready."""
 
     async def run(ctx: CheckContext) -> Sequence[Finding]:
         findings: list[Finding] = []
         for name in names:
-            component = f"Deployment {ctx.namespace}/{name}"
-            deployment = await ctx.cluster.get("apps/v1", "Deployment", name, ctx.namespace)
-            if deployment is None:
+            component = f"{kind} {ctx.namespace}/{name}"
+            workload = await ctx.cluster.get("apps/v1", kind, name, ctx.namespace)
+            if workload is None:
                 findings.append(
                     Finding(
                         severity=Severity.ERROR,
@@ -131,7 +138,7 @@ def deployments_ready(*names: str) -> Check:
                     )
                 )
                 continue
-            problem = _deployment_problem(deployment)
+            problem = _workload_problem(workload)
             findings.append(
                 Finding(
                     severity=Severity.ERROR if problem else Severity.INFO,
