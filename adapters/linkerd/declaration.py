@@ -1,0 +1,109 @@
+"""The Linkerd adapter: its catalogue, and what each operation applies.
+
+Everything here is data; the kit plans, applies, waits and reports. Install renders
+`linkerd-crds` then `linkerd-control-plane`, the latter with identity certificates the kit
+generates once and keeps in a Secret of the release (so upgrades keep the trust anchor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from adapters.kit.builders import integer_parameter
+from adapters.kit.catalogue import (
+    Category,
+    ChartSource,
+    MeshDeclaration,
+    ObjectsSource,
+    OperationSpec,
+    Parameter,
+    PlanContext,
+)
+from adapters.kit.injection import namespace_injection_operation
+from adapters.kit.standard_operations import (
+    custom_operation,
+    sample_application,
+    validate_operation,
+)
+from adapters.linkerd import checks, identity
+
+CONTROL_PLANE_NAMESPACE = "linkerd"
+SAMPLES_NAMESPACE = "default"
+REPLICAS_PARAMETER = "controller-replicas"
+
+
+async def control_plane_values(ctx: PlanContext) -> Mapping[str, Any]:
+    """Identity certificates (stored, or generated on first install) and the replica count."""
+    chain = await identity.TRUST_CHAIN.chain(ctx)
+    replicas = int(ctx.parameters.get(REPLICAS_PARAMETER) or "1")
+    return {**identity.chart_values(chain), "controllerReplicas": replicas}
+
+
+INSTALL = OperationSpec(
+    id="install",
+    category=Category.INSTALL,
+    description="Install, upgrade (a newer mesh_version) or uninstall (delete) Linkerd",
+    default_namespace=CONTROL_PLANE_NAMESPACE,
+    parameters=(
+        Parameter(
+            name=REPLICAS_PARAMETER,
+            description="Replicas of each control plane Deployment (3 for high availability)",
+            default="1",
+            check=integer_parameter(minimum=1, maximum=5),
+        ),
+    ),
+    sources=(
+        ChartSource(chart="linkerd-crds", release="linkerd-crds"),
+        ChartSource(
+            chart="linkerd-control-plane",
+            release="linkerd-control-plane",
+            values=control_plane_values,
+        ),
+        ObjectsSource(build=identity.TRUST_CHAIN.secret()),
+    ),
+    uses_mesh_version=True,
+)
+
+DECLARATION = MeshDeclaration(
+    mesh="linkerd",
+    default_port=10001,
+    chart_repository="https://helm.linkerd.io/edge",
+    manifests_url="https://raw.githubusercontent.com/",
+    default_namespace=CONTROL_PLANE_NAMESPACE,
+    status_release=INSTALL.release_name,
+    injection_annotation=checks.INJECTION.as_annotation,
+    capabilities=("custom-operation", "cancel", "mesh-status", "multi-cluster"),
+    operations=(
+        INSTALL,
+        sample_application(
+            "emojivoto",
+            description="Deploy Emojivoto (in its own namespace, emojivoto)",
+            default_namespace="emojivoto",
+            file="emojivoto.yaml",
+            upstream="linkerd/website/main/run.linkerd.io/public/emojivoto.yml",
+        ),
+        sample_application(
+            "booksapp",
+            description="Deploy the Books app (webapp, authors, books, traffic)",
+            default_namespace="booksapp",
+            file="booksapp.yaml",
+            upstream="BuoyantIO/booksapp/main/booksapp.yml",
+        ),
+        sample_application(
+            "httpbin",
+            description="Deploy the httpbin sample",
+            default_namespace=SAMPLES_NAMESPACE,
+            file="httpbin.yaml",
+            upstream="istio/istio/1.30.3/samples/httpbin/httpbin.yaml",
+        ),
+        namespace_injection_operation(checks.INJECTION, default_namespace=SAMPLES_NAMESPACE),
+        validate_operation(
+            checks.VALIDATE,
+            description="Check CRDs, control plane, proxy injector, identity certificates and "
+            "injected namespaces (like `linkerd check`); findings as events",
+            default_namespace=CONTROL_PLANE_NAMESPACE,
+        ),
+        custom_operation(default_namespace=SAMPLES_NAMESPACE),
+    ),
+)

@@ -1,0 +1,97 @@
+"""An adapter subprocess for any mesh, driven over gRPC against kubesim, for e2e tests.
+
+Charts and manifests are served over loopback HTTP (the real upstream repositories from
+../shared/fixtures, or a toy repository a test packages); the adapter runs as `meshplane adapter
+MESH` with a state dir, so a test can also restart it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+from adapters.kit.cluster import ClusterSession
+from kubesim.harness import RunningSim
+from meshplane.adapter.v1 import adapter_pb2 as pb
+from tests.adapters.istio.adapter_process import (
+    MESHPLANE,
+    AdapterClient,
+    AdapterProcess,
+    EventCollector,
+)
+from tests.plugins.static_http import StaticHttpServer
+
+
+class MeshHarness:
+    """kubesim + chart/manifest servers + one mesh's adapter subprocess."""
+
+    def __init__(
+        self,
+        mesh: str,
+        sim: RunningSim,
+        tmp_path: Path,
+        *,
+        charts: StaticHttpServer,
+        manifests: StaticHttpServer,
+    ) -> None:
+        self.mesh = mesh
+        self.sim = sim
+        self.args = [
+            "--port",
+            "0",
+            "--kubeconfig",
+            str(sim.kubeconfig),
+            "--chart-repo",
+            charts.url,
+            "--manifests-url",
+            manifests.url,
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--operation-timeout",
+            "90",
+        ]
+        self.log = tmp_path / "adapter.log"
+        self.process: AdapterProcess | None = None
+        self.client: AdapterClient | None = None
+        self._ids = itertools.count(1)
+
+    async def start(self) -> AdapterClient:
+        """Start the adapter and wait until it serves."""
+        command = [str(MESHPLANE), "adapter", self.mesh]
+        self.process = AdapterProcess(self.args, self.log, command=command).start()
+        self.client = AdapterClient(self.process.address)
+        await self.client.wait_serving()
+        return self.client
+
+    async def close(self) -> None:
+        """Close the channel and stop the adapter (SIGTERM)."""
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+        if self.process is not None:
+            self.process.stop()
+
+    def next_id(self, name: str) -> str:
+        """A fresh operation id naming what it does."""
+        return f"e2e-{next(self._ids)}-{name}"
+
+    async def get(
+        self, api_version: str, kind: str, name: str, namespace: str = ""
+    ) -> dict[str, Any] | None:
+        """One object as the cluster holds it, None when absent."""
+        async with await ClusterSession.connect(kubeconfig_path=self.sim.kubeconfig) as session:
+            return await session.get(api_version, kind, name, namespace or None)
+
+    async def validate(self, events: EventCollector, *, namespace: str = "") -> list[pb.Event]:
+        """Run `validate` and return its events once its summary arrived."""
+        assert self.client is not None
+        operation_id = self.next_id("validate")
+        done = await self.client.run("validate", operation_id=operation_id, namespace=namespace)
+        assert done.state == pb.OPERATION_STATE_SUCCEEDED
+        await events.wait_for(
+            lambda e: e.operation_id == operation_id and e.component == "summary", within=10
+        )
+        return events.of(operation_id)

@@ -1,0 +1,146 @@
+"""The Linkerd adapter end to end: a subprocess driven over gRPC against kubesim.
+
+The real upstream charts (`linkerd-crds`, `linkerd-control-plane`) and sample apps are served
+from ../shared/fixtures over loopback HTTP (skipped when absent); our own toy charts cover the
+same paths in tests/adapters/linkerd.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from kubesim.harness import RunningSim, running_kubesim
+from kubesim.server import SimConfig
+from meshplane.adapter.v1 import adapter_pb2 as pb
+from tests.adapters.istio.adapter_process import EventCollector, managed_objects
+from tests.e2e.mesh_harness import MeshHarness
+from tests.fixtures_paths import shared_fixtures
+from tests.plugins.static_http import StaticHttpServer
+
+ServerFactory = Callable[[Path], StaticHttpServer]
+OLDER, NEWER = "2026.7.2", "2026.8.3"
+DEPLOYMENTS = ["linkerd-destination", "linkerd-identity", "linkerd-proxy-injector"]
+
+
+@pytest.fixture
+def sim() -> Iterator[RunningSim]:
+    with running_kubesim(SimConfig(ready_delay=0.05, bookmark_seconds=0.2)) as running:
+        yield running
+
+
+@pytest.fixture
+async def harness(
+    sim: RunningSim, tmp_path: Path, static_http_server: ServerFactory
+) -> AsyncIterator[MeshHarness]:
+    fixtures = shared_fixtures()
+    running = MeshHarness(
+        "linkerd",
+        sim,
+        tmp_path,
+        charts=static_http_server(fixtures / "charts" / "linkerd"),
+        manifests=static_http_server(fixtures),
+    )
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+async def trust_anchor(harness: MeshHarness) -> str:
+    roots = await harness.get("v1", "ConfigMap", "linkerd-identity-trust-roots", "linkerd")
+    assert roots is not None
+    return str(roots["data"]["ca-bundle.crt"])
+
+
+async def stored_secret(harness: MeshHarness) -> dict[str, str]:
+    secret = await harness.get("v1", "Secret", "meshplane-linkerd-identity", "linkerd")
+    assert secret is not None
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
+@pytest.mark.timeout(90)
+async def test_install_upgrade_samples_validate_uninstall(harness: MeshHarness) -> None:
+    client = await harness.start()
+    events = EventCollector(client).start()
+    try:
+        versions = await client.stub.ListMeshVersions(pb.ListMeshVersionsRequest())
+        listed = {(v.version, v.app_version) for v in versions.versions}
+        assert listed == {(OLDER, "edge-26.7.2"), (NEWER, "edge-26.8.3")}
+
+        await client.run("install", operation_id=harness.next_id("install"), mesh_version=OLDER)
+        owned = await managed_objects(harness.sim.url)
+        crds = [n for kind, _, n in owned if kind == "CustomResourceDefinition"]
+        assert len(crds) == 10
+        assert sorted(n for kind, _, n in owned if kind == "Deployment") == DEPLOYMENTS
+        status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+        assert (status.installed, status.version) == (True, OLDER)
+        assert status.components and all(c.ready for c in status.components)
+
+        anchor = await trust_anchor(harness)
+        stored = await stored_secret(harness)
+        assert stored["ca.crt"].strip() == anchor.strip()
+        root = x509.load_pem_x509_certificate(anchor.encode())
+        assert root.subject.rfc4514_string() == "CN=root.linkerd.cluster.local"
+
+        await client.run(
+            "install", operation_id=harness.next_id("reinstall"), mesh_version=OLDER
+        )
+        await client.run("install", operation_id=harness.next_id("upgrade"), mesh_version=NEWER)
+        status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+        assert status.version == NEWER
+        assert await trust_anchor(harness) == anchor
+        assert await stored_secret(harness) == stored
+        issuer = await harness.get("v1", "Secret", "linkerd-identity-issuer", "linkerd")
+        assert issuer is not None
+        assert base64.b64decode(issuer["data"]["crt.pem"]).decode().strip() == (
+            stored["issuer.crt"].strip()
+        )
+
+        await client.run("emojivoto", operation_id=harness.next_id("emojivoto"))
+        assert await harness.get("apps/v1", "Deployment", "web", "emojivoto") is not None
+        await client.run(
+            "inject-namespace", operation_id=harness.next_id("inject"), namespace="emojivoto"
+        )
+        namespace = await harness.get("v1", "Namespace", "emojivoto")
+        assert namespace is not None
+        assert namespace["metadata"]["annotations"]["linkerd.io/inject"] == "enabled"
+        status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+        assert list(status.injection_namespaces) == ["emojivoto"]
+        await client.run("booksapp", operation_id=harness.next_id("booksapp"))
+        await client.run("httpbin", operation_id=harness.next_id("httpbin"))
+
+        findings = await harness.validate(events)
+        summaries = [e.summary for e in findings]
+        summary = next(e for e in findings if e.component == "summary")
+        assert "0 errors" in summary.summary, summaries
+        assert "10 Linkerd CRDs established" in summaries
+        assert "Deployment linkerd/linkerd-identity is ready" in summaries
+        assert "the issuer certificate chains to the trust anchor" in summaries
+        assert "injection enabled in 1 namespaces: emojivoto" in summaries
+        # kubesim runs no injector: the emojivoto pods are reported as outside the mesh.
+        assert any("run without the linkerd-proxy proxy" in s for s in summaries)
+
+        await client.run(
+            "inject-namespace",
+            operation_id=harness.next_id("rm-inject"),
+            namespace="emojivoto",
+            delete=True,
+        )
+        namespace = await harness.get("v1", "Namespace", "emojivoto")
+        assert namespace is not None
+        assert "linkerd.io/inject" not in (namespace["metadata"].get("annotations") or {})
+        for operation in ("httpbin", "booksapp", "emojivoto", "install"):
+            await client.run(
+                operation, operation_id=harness.next_id(f"rm-{operation}"), delete=True
+            )
+        assert await managed_objects(harness.sim.url) == []
+        assert await harness.get("v1", "Namespace", "emojivoto") is None
+        status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+        assert not status.installed
+    finally:
+        await events.stop()
