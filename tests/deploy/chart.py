@@ -36,7 +36,9 @@ def meshes_with_rbac() -> list[str]:
     return sorted(p.stem.removeprefix("rbac-") for p in (CHART / "files").glob("rbac-*.yaml"))
 
 
-async def render(values: Mapping[str, Any] | None = None, *, chart: Path = CHART) -> RenderedRelease:
+async def render(
+    values: Mapping[str, Any] | None = None, *, chart: Path = CHART
+) -> RenderedRelease:
     """Render the chart as release ``mp`` in namespace ``meshplane``."""
     return await render_chart(chart, release_name=RELEASE, namespace=NAMESPACE, values=values)
 

@@ -67,7 +67,12 @@ def _lint_findings(values: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(
     "values",
-    [None, NON_DEFAULT, {"adapters": {"istio": {"enabled": False}}}, {"networkPolicy": {"enabled": False}}],
+    [
+        None,
+        NON_DEFAULT,
+        {"adapters": {"istio": {"enabled": False}}},
+        {"networkPolicy": {"enabled": False}},
+    ],
     ids=["default", "non-default", "coordinator-only", "no-network-policy"],
 )
 def test_chart_lints_clean(values: dict[str, Any] | None) -> None:
@@ -215,8 +220,13 @@ async def test_coordinator_discovers_within_its_namespace_only() -> None:
     objects = (await render()).objects
     role = find(objects, "Role", f"{COORDINATOR}-discovery")
     assert role["metadata"]["namespace"] == NAMESPACE
-    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
-               for r in rule["resources"] for v in rule["verbs"]}
+    granted = {
+        (g, r, v)
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
     assert granted == {
         (group, resource, verb)
         for group, resource in (("", "services"), ("discovery.k8s.io", "endpointslices"))
@@ -288,5 +298,7 @@ async def test_mirror_without_a_volume_is_refused() -> None:
 
 async def test_an_adapter_without_its_generated_role_is_refused() -> None:
     values = {"adapters": {"toy": {"enabled": True, "port": 10009, "mirror": {"enabled": False}}}}
-    with pytest.raises(ChartRenderError, match=r"files/rbac-toy.yaml is missing.*meshplane rbac toy"):
+    with pytest.raises(
+        ChartRenderError, match=r"files/rbac-toy.yaml is missing.*meshplane rbac toy"
+    ):
         await render(values)
