@@ -87,9 +87,7 @@ async def test_install_upgrade_samples_validate_uninstall(harness: MeshHarness) 
         root = x509.load_pem_x509_certificate(anchor.encode())
         assert root.subject.rfc4514_string() == "CN=root.linkerd.cluster.local"
 
-        await client.run(
-            "install", operation_id=harness.next_id("reinstall"), mesh_version=OLDER
-        )
+        await client.run("install", operation_id=harness.next_id("reinstall"), mesh_version=OLDER)
         await client.run("install", operation_id=harness.next_id("upgrade"), mesh_version=NEWER)
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
         assert status.version == NEWER

@@ -1,0 +1,131 @@
+"""The Consul adapter end to end: a subprocess driven over gRPC against kubesim.
+
+The real upstream `consul` chart (1.8.16, 1.9.11) and sample apps are served from
+../shared/fixtures over loopback HTTP (skipped when absent); our own toy chart covers the same
+paths in tests/adapters/consul.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from kubesim.harness import RunningSim, running_kubesim
+from kubesim.server import SimConfig
+from meshplane.adapter.v1 import adapter_pb2 as pb
+from tests.adapters.istio.adapter_process import EventCollector, managed_objects
+from tests.e2e.mesh_harness import MeshHarness
+from tests.fixtures_paths import shared_fixtures
+from tests.plugins.static_http import StaticHttpServer
+
+ServerFactory = Callable[[Path], StaticHttpServer]
+OLDER, NEWER = "1.8.16", "1.9.11"
+INJECT_LABEL = "consul.hashicorp.com/connect-inject"
+
+
+@pytest.fixture
+def sim() -> Iterator[RunningSim]:
+    with running_kubesim(SimConfig(ready_delay=0.05, bookmark_seconds=0.2)) as running:
+        yield running
+
+
+@pytest.fixture
+async def harness(
+    sim: RunningSim, tmp_path: Path, static_http_server: ServerFactory
+) -> AsyncIterator[MeshHarness]:
+    fixtures = shared_fixtures()
+    running = MeshHarness(
+        "consul",
+        sim,
+        tmp_path,
+        charts=static_http_server(fixtures / "charts" / "hashicorp"),
+        manifests=static_http_server(fixtures),
+    )
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+def image_of(workload: dict[str, object] | None) -> str:
+    assert workload is not None
+    return str(workload["spec"]["template"]["spec"]["containers"][0]["image"])  # type: ignore[index]
+
+
+@pytest.mark.timeout(90)
+async def test_install_upgrade_samples_validate_uninstall(harness: MeshHarness) -> None:
+    client = await harness.start()
+    events = EventCollector(client).start()
+    try:
+        install = harness.next_id("install")
+        await client.run(
+            "install",
+            operation_id=install,
+            mesh_version=OLDER,
+            parameters={"server-replicas": "1"},
+        )
+        server = await harness.get("apps/v1", "StatefulSet", "consul-server", "consul")
+        assert image_of(server).endswith(":1.21.5")  # Consul 1.21 is chart 1.8's app version
+        assert server is not None and server["status"]["readyReplicas"] == 1
+        owned = await managed_objects(harness.sim.url)
+        kinds = {kind for kind, _, _ in owned}
+        assert "Pod" not in kinds  # the chart's `helm test` Pod is not installed
+        injector = await harness.get(
+            "admissionregistration.k8s.io/v1",
+            "MutatingWebhookConfiguration",
+            "consul-connect-injector",
+        )
+        assert injector is not None
+        pod_hook = next(w for w in injector["webhooks"] if w["name"].startswith("consul-connect"))
+        assert pod_hook["namespaceSelector"] == {"matchLabels": {INJECT_LABEL: "true"}}
+        hooks = [e.summary for e in events.of(install) if "hook" in e.summary]
+        assert any("gateway-resources" in s and "completed" in s for s in hooks), hooks
+        status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+        assert (status.installed, status.version) == (True, OLDER)
+
+        await client.run(
+            "install",
+            operation_id=harness.next_id("upgrade"),
+            mesh_version=NEWER,
+            parameters={"server-replicas": "3"},
+        )
+        server = await harness.get("apps/v1", "StatefulSet", "consul-server", "consul")
+        assert image_of(server).endswith(":1.22.7")
+        assert server is not None and server["spec"]["replicas"] == 3
+        status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+        assert status.version == NEWER
+
+        await client.run("inject-namespace", operation_id=harness.next_id("inject"))
+        status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+        assert list(status.injection_namespaces) == ["default"]
+        for sample in ("static-server", "static-client", "bookinfo", "httpbin"):
+            await client.run(sample, operation_id=harness.next_id(sample))
+        client_deployment = await harness.get("apps/v1", "Deployment", "static-client", "default")
+        assert client_deployment is not None
+        annotations = client_deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["consul.hashicorp.com/connect-service-upstreams"] == "static-server:1234"
+
+        findings = await harness.validate(events)
+        summaries = [e.summary for e in findings]
+        summary = next(e for e in findings if e.component == "summary")
+        assert "0 errors" in summary.summary, summaries
+        assert "StatefulSet consul/consul-server is ready" in summaries
+        assert "Deployment consul/consul-connect-injector is ready" in summaries
+        assert "injection enabled in 1 namespaces: default" in summaries
+
+        await client.run("inject-namespace", operation_id=harness.next_id("rm-inject"), delete=True)
+        namespace = await harness.get("v1", "Namespace", "default")
+        assert namespace is not None
+        assert INJECT_LABEL not in (namespace["metadata"].get("labels") or {})
+        for operation in ("httpbin", "bookinfo", "static-client", "static-server", "install"):
+            removal = harness.next_id(f"rm-{operation}")
+            await client.run(operation, operation_id=removal, delete=True)
+        hooks = [e.summary for e in events.of(removal) if "hook" in e.summary]
+        assert any("gateway-cleanup" in s and "completed" in s for s in hooks), hooks
+        assert await managed_objects(harness.sim.url) == []
+        status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+        assert not status.installed
+    finally:
+        await events.stop()
