@@ -1,0 +1,202 @@
+"""kubesim throughput through the Python client: creates/s, server-side applies/s, watch fan-out.
+
+The server runs as its own process pinned to one core (the client gets the other, when there
+is one). Run with `make bench`; the numbers are printed. The target is >= 500 applies/s.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config, watch
+
+pytestmark = pytest.mark.bench
+
+CREATES = 1000
+APPLIES = 1000
+WATCHERS = 20
+WATCH_EVENTS = 300
+APPLY = "application/apply-patch+yaml"
+THREADS = 4
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    kubeconfig = tmp_path_factory.mktemp("bench") / "kubeconfig"
+    cores = sorted(os.sched_getaffinity(0))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "meshplane_cli.main",
+            "kubesim",
+            "--port",
+            "0",
+            "--ready-delay",
+            "0",
+            "--kubeconfig-out",
+            str(kubeconfig),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    os.sched_setaffinity(proc.pid, {cores[0]})
+    if len(cores) > 1:
+        os.sched_setaffinity(0, set(cores[1:]))
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("kubesim serving at ")
+        proc.stdout.readline()
+        yield kubeconfig
+    finally:
+        os.sched_setaffinity(0, set(cores))
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def _rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds else float("inf")
+
+
+def _timed(count: int, threads: int, work: Callable[[int], None]) -> float:
+    """Run work(0..count-1) on `threads` client threads; return operations per second."""
+    start = time.perf_counter()
+    if threads == 1:
+        for i in range(count):
+            work(i)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work, range(count)))
+    return _rate(count, time.perf_counter() - start)
+
+
+def test_creates_and_applies_per_second(server: Path) -> None:
+    results: dict[str, float] = {}
+    with config.new_client_from_config(config_file=str(server)) as api:
+        core = client.CoreV1Api(api)
+        apps = client.AppsV1Api(api)
+        core.create_namespace({"metadata": {"name": "bench"}})
+
+        def create(prefix: str) -> Callable[[int], None]:
+            def work(i: int) -> None:
+                body = {
+                    "metadata": {"name": f"{prefix}-{i}", "labels": {"app": "bench"}},
+                    "data": {"k": "v" * 64},
+                }
+                core.create_namespaced_config_map("bench", body, _preload_content=False).read()
+
+            return work
+
+        def apply(prefix: str, value: str) -> Callable[[int], None]:
+            def work(i: int) -> None:
+                name = f"{prefix}-{i}"
+                core.patch_namespaced_config_map(
+                    name,
+                    "bench",
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "metadata": {"name": name, "labels": {"app": "bench", "v": value}},
+                        "data": {"k": value * 16, "other": "x"},
+                    },
+                    field_manager="bench",
+                    _content_type=APPLY,
+                    _preload_content=False,
+                ).read()
+
+            return work
+
+        def apply_deployment(i: int) -> None:
+            name = f"d-{i}"
+            apps.patch_namespaced_deployment(
+                name,
+                "bench",
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": name, "labels": {"app": name}},
+                    "spec": {
+                        "replicas": 0,
+                        "selector": {"matchLabels": {"app": name}},
+                        "template": {
+                            "metadata": {"labels": {"app": name}},
+                            "spec": {
+                                "containers": [
+                                    {"name": "c", "image": "i:1", "ports": [{"containerPort": 80}]}
+                                ]
+                            },
+                        },
+                    },
+                },
+                field_manager="bench",
+                _content_type=APPLY,
+                _preload_content=False,
+            ).read()
+
+        for threads in (1, THREADS):
+            tag = f"{threads}t"
+            results[f"creates/s {tag}"] = _timed(CREATES, threads, create(f"c{tag}"))
+            results[f"applies/s create {tag}"] = _timed(APPLIES, threads, apply(f"a{tag}", "one"))
+            results[f"applies/s update {tag}"] = _timed(APPLIES, threads, apply(f"a{tag}", "two"))
+            results[f"applies/s no-op {tag}"] = _timed(APPLIES, threads, apply(f"a{tag}", "two"))
+        results[f"deployment applies/s {THREADS}t"] = _timed(300, THREADS, apply_deployment)
+    print(f"\nkubesim bench (server pinned to one core; Python client, 1 and {THREADS} threads):")
+    for key, value in results.items():
+        print(f"  {key:<28} {value:8.0f}")
+    best = min(results[f"applies/s {k} {THREADS}t"] for k in ("create", "update", "no-op"))
+    assert best >= 500, f"target is >= 500 server-side applies/s, measured {best:.0f}"
+
+
+def test_watch_fan_out_to_20_watchers(server: Path) -> None:
+    with config.new_client_from_config(config_file=str(server)) as api:
+        core = client.CoreV1Api(api)
+        core.create_namespace({"metadata": {"name": "fanout"}})
+        rv = core.list_namespaced_config_map("fanout").metadata.resource_version
+        received = [0] * WATCHERS
+        done = threading.Barrier(WATCHERS + 1)
+
+        def consume(index: int) -> None:
+            with config.new_client_from_config(config_file=str(server)) as own:
+                own_core = client.CoreV1Api(own)
+                w = watch.Watch()
+                for _ in w.stream(
+                    own_core.list_namespaced_config_map,
+                    "fanout",
+                    resource_version=rv,
+                    timeout_seconds=60,
+                ):
+                    received[index] += 1
+                    if received[index] == WATCH_EVENTS:
+                        w.stop()
+            done.wait(timeout=120)
+
+        threads = [threading.Thread(target=consume, args=(i,)) for i in range(WATCHERS)]
+        for thread in threads:
+            thread.start()
+        start = time.perf_counter()
+        for i in range(WATCH_EVENTS):
+            core.create_namespaced_config_map(
+                "fanout", {"metadata": {"name": f"w-{i}"}}, _preload_content=False
+            )
+        done.wait(timeout=120)
+        elapsed = time.perf_counter() - start
+        for thread in threads:
+            thread.join(timeout=10)
+    delivered = WATCHERS * WATCH_EVENTS
+    print(
+        f"\nkubesim watch fan-out: {WATCHERS} watchers x {WATCH_EVENTS} events in "
+        f"{elapsed:.2f}s = {delivered / elapsed:.0f} events/s delivered"
+    )
+    assert received == [WATCH_EVENTS] * WATCHERS
