@@ -18,10 +18,9 @@ from typing import Any, TypeVar
 import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import structlog
-from tenacity import RetryCallState
 
 from coordinator.registry import Registry, Replica
-from serving.retry_policies import grpc_retry
+from serving.retry_policies import grpc_retry, is_retryable_grpc_error
 
 __all__ = ["Invoke", "RouteError", "Router"]
 
@@ -118,40 +117,55 @@ class Router:
         deadline = loop.time() + self.timeout(caller_remaining)
         tried: list[str] = []
 
-        def on_retry(state: RetryCallState) -> None:
-            outcome = state.outcome
-            error = outcome.exception() if outcome is not None else None
+        async def attempt() -> tuple[T, Replica]:
+            remaining = deadline - loop.time()
+            if remaining <= 0 and tried:
+                raise RouteError(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"{method} to the {mesh} adapter ran out of time after "
+                    f"{len(tried)} attempt(s) ({', '.join(tried)})",
+                )
+            replica = self.pick(mesh, exclude=tried)
+            tried.append(replica.address)
+            value = await self.call_replica(replica, invoke, seconds=max(remaining, 0.0))
+            return value, replica
+
+        def on_retry(number: int, error: BaseException | None) -> None:
             _log.info(
                 "routing.retry",
                 mesh=mesh,
                 method=method,
-                attempt=state.attempt_number,
+                attempt=number,
                 replica=tried[-1] if tried else None,
                 error=_describe(error),
             )
 
+        # The first attempt runs bare: the common case pays nothing for the retry machinery.
+        try:
+            return await attempt()
+        except grpc.aio.AioRpcError as error:
+            if (
+                not retry
+                or self._attempts < 2
+                or not is_retryable_grpc_error(error, idempotent=True)
+            ):
+                raise
+            on_retry(1, error)
         initial, maximum = self._delays
         policy = grpc_retry(
-            attempts=self._attempts if retry else 1,
+            attempts=self._attempts - 1,
             initial_delay=initial,
             max_delay=maximum,
             idempotent=True,
-            on_retry=on_retry,
+            on_retry=lambda state: on_retry(
+                state.attempt_number + 1,
+                state.outcome.exception() if state.outcome is not None else None,
+            ),
         )
         result: tuple[T, Replica] | None = None
-        async for attempt in policy:
-            with attempt:
-                remaining = deadline - loop.time()
-                if remaining <= 0 and tried:
-                    raise RouteError(
-                        grpc.StatusCode.DEADLINE_EXCEEDED,
-                        f"{method} to the {mesh} adapter ran out of time after "
-                        f"{len(tried)} attempt(s) ({', '.join(tried)})",
-                    )
-                replica = self.pick(mesh, exclude=tried)
-                tried.append(replica.address)
-                value = await self.call_replica(replica, invoke, seconds=max(remaining, 0.0))
-                result = (value, replica)
+        async for retrying in policy:
+            with retrying:
+                result = await attempt()
         assert result is not None  # the policy re-raises the last error when every attempt fails
         return result
 
