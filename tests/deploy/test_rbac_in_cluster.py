@@ -4,7 +4,6 @@ granted by its committed ClusterRole (recorded through a proxy in front of kubes
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,8 +21,7 @@ from adapters.kit.operations import (
 )
 from adapters.kit.planning import ManifestLibrary, Planner
 from adapters.kit.rbac import Permission, derive, rules_cover
-from kubesim.harness import RunningSim, running_kubesim
-from kubesim.server import SimConfig
+from kubesim.harness import RunningSim
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
 from tests.deploy.chart import committed_role
 from tests.deploy.recording_proxy import RecordingProxy, recording_proxy
@@ -60,12 +58,6 @@ def _record(operation: str, **changes: object) -> OperationRecord:
         timeout_seconds=30.0,
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def sim() -> AsyncIterator[RunningSim]:
-    with running_kubesim(SimConfig(ready_delay=0.05, bookmark_seconds=0.2)) as running:
-        yield running  # type: ignore[misc]
 
 
 @pytest.fixture
@@ -109,10 +101,10 @@ async def _run_catalogue(executor: KitExecutor) -> None:
 
 
 async def test_every_request_of_the_catalogue_is_granted(
-    sim: RunningSim, planner: Planner, tmp_path: Path
+    kubesim: RunningSim, planner: Planner, tmp_path: Path
 ) -> None:
-    async with recording_proxy(sim.url) as proxy:
-        kubeconfig = proxy.write_kubeconfig(sim.kubeconfig, tmp_path / "kubeconfig")
+    async with recording_proxy(kubesim.url) as proxy:
+        kubeconfig = proxy.write_kubeconfig(kubesim.kubeconfig, tmp_path / "kubeconfig")
         executor = KitExecutor(DECLARATION, planner, kubeconfig=kubeconfig)
         try:
             await _run_catalogue(executor)
