@@ -20,6 +20,7 @@ from coordinator.settings import (
     settings_from_args,
 )
 from serving.logging_setup import configure_logging
+from serving.tls import InsecureTransportError
 
 __all__ = ["register"]
 
@@ -57,6 +58,9 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(run_coordinator(settings, on_started=announce))
+    except InsecureTransportError as exc:
+        print(f"meshplane coordinator: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"meshplane coordinator: {exc}", file=sys.stderr)
         return 1

@@ -99,6 +99,7 @@ class KubeDiscovery:
         self._services: dict[str, str] = {}  # Service name → mesh
         self._slices: dict[str, Obj] = {}  # EndpointSlice name → object
         self._added: set[str] = set()
+        self._refused: set[str] = set()
         self._synced = asyncio.Event()
         self._listed: set[str] = set()
 
@@ -259,6 +260,12 @@ class KubeDiscovery:
                 existing = None
             if existing is not None:
                 continue  # known already (static, dynamic or found before)
-            self._registry.add(address, mesh=mesh, source=Source.KUBERNETES)
+            try:
+                self._registry.add(address, mesh=mesh, source=Source.KUBERNETES)
+            except ValueError as exc:  # plaintext to a pod IP without --allow-insecure-adapters
+                if address not in self._refused:
+                    self._refused.add(address)
+                    _log.error("discovery.replica_refused", address=address, error=str(exc))
+                continue
             self._added.add(address)
             _log.info("discovery.replica_found", address=address, mesh=mesh)

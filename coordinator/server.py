@@ -27,7 +27,7 @@ from coordinator.settings import CoordinatorSettings
 from coordinator.store import Store, open_store
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 from serving.grpc_server import GrpcServer, ServerConfig
-from serving.tls import dial
+from serving.tls import InsecureTransportError, dial
 
 __all__ = ["Coordinator", "build_coordinator", "run_coordinator"]
 
@@ -115,11 +115,18 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
     store = open_store(settings.store_location)
 
     def dial_adapter(address: str) -> Any:
-        return dial(
-            address,
-            tls=settings.adapter_tls,
-            allow_insecure=settings.allow_insecure_adapters,
-        )
+        try:
+            return dial(
+                address,
+                tls=settings.adapter_tls,
+                allow_insecure=settings.allow_insecure_adapters,
+            )
+        except InsecureTransportError as exc:
+            raise InsecureTransportError(
+                f"refusing plaintext gRPC to the adapter at {address} (not loopback): set "
+                "--adapter-tls-ca (and --adapter-tls-cert/--adapter-tls-key for mTLS), or "
+                "--allow-insecure-adapters to accept an unencrypted connection"
+            ) from exc
 
     registry = Registry(
         dial_adapter,

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +27,7 @@ from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
 from serving import GrpcServer, ServerConfig
 from serving.tls import dial
-from tests.coordinator.routing_harness import Client, code_of, coordinator, make_settings
+from tests.coordinator.routing_harness import Client, code_of, coordinator, fakes, make_settings
 from tests.kit.toy_adapter import TERMINAL, Harness, Script, ScriptedExecutor, toy_adapter
 
 SERVICE = "meshplane.coordinator.v1.CoordinatorService"
@@ -345,3 +349,38 @@ def test_records_round_trip_through_messages() -> None:
     }
     assert messages.operation_from_record(record) == operation
     assert messages.record_to_pb(record).adapter_address == "a:1"
+
+
+async def test_coordinator_command_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    async with fakes(("istio", "cli")) as (adapter,):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "import sys; from meshplane_cli.main import main; sys.exit(main())",
+            "coordinator",
+            "--port=0",
+            f"--data-dir={tmp_path}",
+            "--log-level=warning",
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "MESHPLANE_ADAPTERS": f"istio={adapter.address}"},
+        )
+        try:
+            assert process.stdout is not None
+            line = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
+            assert line["adapters"] == [f"istio={adapter.address}"]
+            assert (tmp_path / "coordinator.db").exists()
+            async with grpc.aio.insecure_channel(line["grpc"]) as channel:
+                stub = cpb_grpc.CoordinatorServiceStub(channel)
+                async with asyncio.timeout(20):
+                    while True:
+                        listed = await stub.ListAdapters(cpb.ListAdaptersRequest(), timeout=5)
+                        states = [r.state for a in listed.adapters for r in a.replicas]
+                        if states == [cpb.REPLICA_STATE_SERVING]:
+                            break
+                        await asyncio.sleep(0.05)
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 30) == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
