@@ -1,0 +1,157 @@
+"""The chart installs into kubesim with meshplane's own apply engine, the containers' commands
+and environment are what the `meshplane` parser accepts, and the coordinator discovers the
+chart's adapter Services."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from adapters.kit.applying import Applier
+from adapters.kit.cluster import ClusterSession
+from adapters.kit.plans import ApplyPlan, Progress, ProgressKind, WaitPolicy
+from adapters.kit.settings import settings_from_args as adapter_settings
+from coordinator.kube_discovery import ADAPTER_LABEL, SERVICE_NAME_LABEL
+from coordinator.settings import settings_from_args as coordinator_settings
+from kubesim.harness import RunningSim
+from meshplane.coordinator.v1 import coordinator_pb2 as cpb
+from meshplane_cli.main import build_parser
+from tests.coordinator.routing_harness import coordinator, fakes, make_settings
+from tests.deploy.chart import NAMESPACE, container, find, meshes_with_rbac, of_kind, render
+
+COORDINATOR = "mp-meshplane-coordinator"
+
+
+def _all_adapters() -> dict[str, Any]:
+    """Values enabling every adapter whose generated role is committed."""
+    return {"adapters": {mesh: {"enabled": True} for mesh in meshes_with_rbac()}}
+
+
+def _environment(deployment: dict[str, Any]) -> dict[str, str]:
+    """The container's environment as the pod would see it (fieldRefs resolved)."""
+    env: dict[str, str] = {}
+    for item in container(deployment)["env"]:
+        if "value" in item:
+            env[item["name"]] = str(item["value"])
+        elif item["valueFrom"].get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+            env[item["name"]] = deployment["metadata"]["namespace"]
+        else:
+            env[item["name"]] = "postgresql://meshplane@db/meshplane"  # a secretKeyRef
+    return env
+
+
+async def test_containers_run_meshplane_commands_the_parser_accepts() -> None:
+    values = {
+        **_all_adapters(),
+        "coordinator": {"store": {"postgres": {"existingSecret": "db", "key": "url"}}},
+    }
+    objects = (await render(values)).objects
+    parser = build_parser()
+    deployments = of_kind(objects, "Deployment")
+    assert len(deployments) == 1 + len(meshes_with_rbac())
+    for deployment in deployments:
+        args = parser.parse_args(container(deployment)["args"])
+        env = _environment(deployment)
+        if args.command == "adapter":
+            from adapters.kit.cli import MESH_DECLARATIONS, resolve
+
+            declaration = resolve(MESH_DECLARATIONS[args.mesh])
+            adapter = adapter_settings(args, declaration, env)
+            (port,) = (p for p in container(deployment)["ports"] if p["name"] == "grpc")
+            assert (adapter.host, adapter.port) == ("0.0.0.0", port["containerPort"])
+            assert adapter.state_dir == Path("/var/lib/meshplane/state")
+            assert adapter.cache_dir == Path("/var/cache/meshplane")
+        else:
+            assert args.command == "coordinator"
+            settings = coordinator_settings(args, env)
+            assert settings.discover_namespace == NAMESPACE
+            assert settings.store.startswith("postgresql://")
+            assert settings.allow_insecure_adapters is True
+            assert settings.port == 10100
+
+
+async def test_chart_installs_into_kubesim_with_the_apply_engine(kubesim: RunningSim) -> None:
+    rendered = await render(_all_adapters())
+    plan = ApplyPlan(
+        release="meshplane",
+        namespace=NAMESPACE,
+        mesh="meshplane",
+        objects=rendered.objects,
+        wait_policy=WaitPolicy(timeout_seconds=30, poll_interval_seconds=0.1),
+    )
+    progress: list[Progress] = []
+    async with await ClusterSession.connect(kubeconfig_path=kubesim.kubeconfig) as session:
+        outcome = await Applier(session).install_or_upgrade(plan, progress.append)
+        assert outcome.applied == len(rendered.objects)
+        ready = {str(p.ref) for p in progress if p.kind is ProgressKind.READY}
+        for deployment in of_kind(rendered.objects, "Deployment"):
+            name = deployment["metadata"]["name"]
+            assert any(name in ref and "Deployment" in ref for ref in ready), ready
+            live = await session.get("apps/v1", "Deployment", name, NAMESPACE)
+            assert live is not None and live["status"]["availableReplicas"] == 1
+
+        # What discovery sees: every adapter Service is labelled, and its EndpointSlice
+        # (written by kubesim's endpoint controller) has a ready pod on the port named grpc.
+        services = await session.list("v1", "Service", NAMESPACE, f"{ADAPTER_LABEL}")
+        assert sorted(s["metadata"]["labels"][ADAPTER_LABEL] for s in services) == sorted(
+            meshes_with_rbac()
+        )
+        for service in services:
+            name = service["metadata"]["name"]
+            (grpc_port,) = service["spec"]["ports"][:1]
+            slices = await session.list(
+                "discovery.k8s.io/v1", "EndpointSlice", NAMESPACE, f"{SERVICE_NAME_LABEL}={name}"
+            )
+            assert len(slices) == 1, name
+            assert slices[0]["ports"][0]["name"] == "grpc"
+            assert slices[0]["ports"][0]["port"] == grpc_port["port"]
+            assert [e["conditions"]["ready"] for e in slices[0]["endpoints"]] == [True]
+
+        # The same engine removes it again.
+        removed = await Applier(session).uninstall("meshplane", NAMESPACE, progress.append)
+        assert removed.deleted == len(rendered.objects)
+
+
+async def test_coordinator_discovers_the_charts_adapters(
+    kubesim: RunningSim, tmp_path: Path
+) -> None:
+    rendered = await render({"coordinator": {"enabled": False}})
+    service = find(rendered.objects, "Service", "mp-meshplane-adapter-istio")
+    plan = ApplyPlan(
+        release="meshplane",
+        namespace=NAMESPACE,
+        mesh="meshplane",
+        objects=rendered.objects,
+        wait_policy=WaitPolicy(timeout_seconds=30, poll_interval_seconds=0.1),
+    )
+    async with (
+        await ClusterSession.connect(kubeconfig_path=kubesim.kubeconfig) as session,
+        fakes(("istio", "in-test")) as (adapter,),
+    ):
+        await Applier(session).install_or_upgrade(plan, lambda _: None)
+        # Pod IPs in kubesim are not routable; one more slice of the chart's Service points
+        # at a real adapter on loopback, as an endpoint controller would for a reachable pod.
+        await session.apply(
+            {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {
+                    "name": "adapter-istio-loopback",
+                    "namespace": NAMESPACE,
+                    "labels": {SERVICE_NAME_LABEL: service["metadata"]["name"]},
+                },
+                "addressType": "IPv4",
+                "ports": [{"name": "grpc", "port": adapter.server.port, "protocol": "TCP"}],
+                "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
+            }
+        )
+        settings = make_settings(
+            tmp_path, discover_namespace=NAMESPACE, kubeconfig=kubesim.kubeconfig
+        )
+        async with coordinator(settings) as client:
+            await client.wait_serving(adapter.address)
+            replica = await client.replica(adapter.address)
+            assert replica is not None
+            assert replica.source == cpb.REGISTRATION_SOURCE_KUBERNETES
+            listed = await client.stub.ListAdapters(cpb.ListAdaptersRequest(), timeout=5)
+            assert [a.mesh for a in listed.adapters] == ["istio"]
