@@ -13,8 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
-from kubesim import discovery, openapi
+from kubesim import discovery, openapi, tables
 from kubesim.cluster import Cluster, WriteOptions
+from kubesim.crds import CRD_KEY
 from kubesim.errors import ApiError
 from kubesim.faults import Faults
 from kubesim.objects import Obj
@@ -149,7 +150,7 @@ class KubeApi:
         if verb == "list":
             return self._list(request, route)
         if verb == "get":
-            return self._get(route)
+            return self._get(request, route)
         if verb == "create":
             return await self._create(request, route)
         if verb == "update":
@@ -185,11 +186,13 @@ class KubeApi:
 
     # --- reads ----------------------------------------------------------------------------
 
-    def _get(self, route: Route) -> web.Response:
+    def _get(self, request: web.Request, route: Route) -> web.Response:
         assert route.name is not None
         obj = self.cluster.get(route.rt, route.namespace or "", route.name)
         if route.subresource == "scale":
             return json_response(_scale_of(route.rt, obj))
+        if tables.wants_table(request.headers.get("Accept", "")):
+            return json_response(self._table(request, route.rt, [obj], {}))
         return json_response(obj)
 
     def _list(self, request: web.Request, route: Route) -> web.Response:
@@ -215,6 +218,8 @@ class KubeApi:
             ).decode()
             metadata["remainingItemCount"] = len(items) - limit
             items = items[:limit]
+        if tables.wants_table(request.headers.get("Accept", "")):
+            return json_response(self._table(request, route.rt, items, metadata))
         body = {
             "kind": route.rt.list_kind,
             "apiVersion": route.rt.api_version,
@@ -222,6 +227,29 @@ class KubeApi:
             "items": items,
         }
         return json_response(body)
+
+    def _columns(self, rt: ResourceType) -> list[tables.Column]:
+        if rt.custom:
+            crd = self.cluster.store.get(CRD_KEY, "", f"{rt.plural}.{rt.group}")
+            return tables.crd_columns(crd or {}, rt.version)
+        return tables.columns_for(rt.storage_key)
+
+    def _table(
+        self,
+        request: web.Request,
+        rt: ResourceType,
+        items: list[Obj],
+        metadata: dict[str, Any],
+        *,
+        with_definitions: bool = True,
+    ) -> dict[str, Any]:
+        return tables.table(
+            self._columns(rt),
+            items,
+            metadata,
+            with_definitions=with_definitions,
+            include_object=request.query.get("includeObject", "Metadata"),
+        )
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -446,14 +474,16 @@ class KubeApi:
                 await resp.write_eof()
                 return resp
             last_rv = store.rv
+            encoder = _EventEncoder(self, request, rt)
             for event in initial:
-                await resp.write(self._event_line(rt, event.type, event.obj))
+                await resp.write(encoder.line(event.type, event.obj))
             if send_initial and bookmarks:
                 await resp.write(self._bookmark(rt, last_rv, initial_end=True))
             await self._follow(
                 resp,
                 watcher,
                 rt,
+                encoder,
                 seconds=timeout,
                 bookmarks=bookmarks,
                 drop_after=drop_after,
@@ -468,6 +498,7 @@ class KubeApi:
         resp: web.StreamResponse,
         watcher: Watcher,
         rt: ResourceType,
+        encoder: _EventEncoder,
         *,
         seconds: float,
         bookmarks: bool,
@@ -500,18 +531,15 @@ class KubeApi:
                 continue
             if event is None:
                 break
-            chunk = [self._event_line(rt, event.type, event.obj)]
+            chunk = [encoder.line(event.type, event.obj)]
             while not watcher.queue.empty():
                 more = watcher.queue.get_nowait()
                 if more is None:
                     break
-                chunk.append(self._event_line(rt, more.type, more.obj))
+                chunk.append(encoder.line(more.type, more.obj))
             await resp.write(b"".join(chunk))
         with contextlib.suppress(ConnectionResetError):
             await resp.write_eof()
-
-    def _event_line(self, rt: ResourceType, kind: str, obj: Obj) -> bytes:
-        return _dumps({"type": kind, "object": self.cluster.view(rt, obj)}) + b"\n"
 
     @staticmethod
     def _bookmark(rt: ResourceType, rv: int, *, initial_end: bool = False) -> bytes:
@@ -553,6 +581,30 @@ class KubeApi:
                 }
             )
         raise ApiError.not_found_path()
+
+
+class _EventEncoder:
+    """Watch event lines: objects as stored, or one-row Tables when the client asked for them."""
+
+    def __init__(self, api: KubeApi, request: web.Request, rt: ResourceType) -> None:
+        self.api = api
+        self.request = request
+        self.rt = rt
+        self.as_table = tables.wants_table(request.headers.get("Accept", ""))
+        self.first = True
+
+    def line(self, kind: str, obj: Obj) -> bytes:
+        body: Obj = self.api.cluster.view(self.rt, obj)
+        if self.as_table:
+            body = self.api._table(
+                self.request,
+                self.rt,
+                [body],
+                {"resourceVersion": body["metadata"]["resourceVersion"]},
+                with_definitions=self.first,
+            )
+            self.first = False
+        return _dumps({"type": kind, "object": body}) + b"\n"
 
 
 def _scale_of(rt: ResourceType, obj: Obj) -> Obj:

@@ -134,3 +134,23 @@ def test_dynamic_client_lists_everything(api_client: client.ApiClient) -> None:
         listing = resource.get()
         assert listing.kind == f"{kind}List"
         assert listing.metadata.resourceVersion
+
+
+def test_tables_for_kubectl_get(kubesim: RunningSim, api_client: client.ApiClient) -> None:
+    client.CoreV1Api(api_client).create_namespaced_service(
+        "default",
+        {"metadata": {"name": "svc"}, "spec": {"ports": [{"port": 80}], "selector": {"app": "x"}}},
+    )
+    request = urllib.request.Request(
+        kubesim.url + "/api/v1/namespaces/default/services",
+        headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        table = json.loads(resp.read())
+    assert table["kind"] == "Table" and table["apiVersion"] == "meta.k8s.io/v1"
+    names = [c["name"] for c in table["columnDefinitions"]]
+    assert names == ["Name", "Type", "Cluster-IP", "External-IP", "Port(s)", "Age"]
+    row = table["rows"][0]
+    assert row["cells"][:2] == ["svc", "ClusterIP"]
+    assert row["cells"][4] == "80/TCP"
+    assert row["object"]["kind"] == "PartialObjectMetadata"

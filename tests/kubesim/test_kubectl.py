@@ -119,6 +119,12 @@ def test_server_side_apply_rollout_and_delete(kubectl: Kubectl) -> None:
     assert kubectl.json("get", "deployment", "web")["metadata"]["resourceVersion"] == before
     pods = kubectl.json("get", "pods", "-l", "app=web")["items"]
     assert len(pods) == 2 and all(p["status"]["phase"] == "Running" for p in pods)
+    # server-side printing: the usual columns
+    table = kubectl.run("get", "pods", "-l", "app=web", "-o", "wide").stdout.splitlines()
+    assert table[0].split()[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert all(" 1/1 " in line and " Running " in line for line in table[1:])
+    deploy = kubectl.run("get", "deployment", "web").stdout.splitlines()
+    assert deploy[1].split()[:4] == ["web", "2/2", "2", "2"]
     # a change rolls out again
     kubectl.run(
         "apply", "--server-side", "-f", "-", stdin=MANIFEST.replace("nginx:1.27", "nginx:1.28")
