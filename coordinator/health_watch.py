@@ -37,12 +37,15 @@ _STATUS_NAMES = {
 
 @dataclass(frozen=True, kw_only=True)
 class HealthReport:
-    """What the stream says now. ``reconnected`` is True for the first message of a new stream,
-    so the receiver knows the replica may have restarted and its catalogue may have changed."""
+    """What the stream says now; ``error`` explains a replica that is not serving.
+
+    ``stream_lost`` marks reports about the stream itself breaking or ending (rather than a
+    status the replica sent): the replica may come back as a new process.
+    """
 
     serving: bool
     error: str
-    reconnected: bool
+    stream_lost: bool = False
 
 
 OnReport = Callable[[HealthReport], Awaitable[None]]
@@ -80,7 +83,7 @@ async def follow_health(
         if error is None:
             error = "health stream ended (replica draining or restarting)"
         failures += 1
-        await on_report(HealthReport(serving=False, error=error, reconnected=False))
+        await on_report(HealthReport(serving=False, error=error, stream_lost=True))
         ceiling = wait.step(failures)
         await asyncio.sleep(jitter.uniform(ceiling / 2, ceiling))
 
@@ -94,9 +97,7 @@ async def _one_stream(stub: Any, service: str, on_report: OnReport) -> tuple[str
             serving = response.status == health_pb2.HealthCheckResponse.SERVING
             name = _STATUS_NAMES.get(response.status, str(response.status))
             report = HealthReport(
-                serving=serving,
-                error="" if serving else f"health: {service} is {name}",
-                reconnected=first,
+                serving=serving, error="" if serving else f"health: {service} is {name}"
             )
             first = False
             try:

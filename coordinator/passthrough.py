@@ -18,7 +18,7 @@ import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import structlog
 from google.protobuf import descriptor_pool
 
-from coordinator.registry import Registry, Replica
+from coordinator.registry import Registry, RegistryChange, Replica
 from coordinator.routing import RouteError, Router
 from meshplane.adapter.v1 import adapter_pb2 as adapter_pb
 
@@ -50,7 +50,13 @@ class Passthrough:
         self._registry = registry
         self._router = router
         self._locate = locate
-        self._callables: dict[tuple[int, str], Any] = {}
+        # address -> (its channel, method -> multicallable); rebuilt when the channel changes.
+        self._callables: dict[str, tuple[Any, dict[str, Any]]] = {}
+        registry.add_listener(self._forget)
+
+    def _forget(self, change: RegistryChange) -> None:
+        if change.kind == "removed":
+            self._callables.pop(change.replica.address, None)
 
     def handler(self) -> Any:
         """A ``grpc.GenericRpcHandler`` for :data:`SERVICE_NAME` built from its descriptor."""
@@ -69,24 +75,26 @@ class Passthrough:
                 )
         return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
-    def _multicallable(self, channel: Any, method: str, *, streaming: bool) -> Any:
-        key = (id(channel), method)
-        found = self._callables.get(key)
-        if found is None or found[0] is not channel:
+    def _multicallable(self, replica: Replica, method: str, *, streaming: bool) -> Any:
+        """The raw-bytes callable for ``method`` on the replica's current channel (cached)."""
+        channel = self._registry.channel(replica.address)
+        cached = self._callables.get(replica.address)
+        if cached is None or cached[0] is not channel:
+            cached = (channel, {})
+            self._callables[replica.address] = cached
+        call = cached[1].get(method)
+        if call is None:
             path = f"/{SERVICE_NAME}/{method}"
             call = channel.unary_stream(path) if streaming else channel.unary_unary(path)
-            found = (channel, call)
-            if len(self._callables) > 4096:
-                self._callables.clear()
-            self._callables[key] = found
-        return found[1]
+            cached[1][method] = call
+        return call
 
     def _unary(self, method: str) -> Callable[[bytes, Any], Awaitable[bytes]]:
         async def forward(request: bytes, context: Any) -> bytes:
             mesh, metadata = await _mesh_and_metadata(context)
 
             async def invoke(replica: Replica, channel: Any, seconds: float) -> bytes:
-                call = self._multicallable(channel, method, streaming=False)
+                call = self._multicallable(replica, method, streaming=False)
                 response: bytes = await call(request, timeout=seconds, metadata=metadata)
                 return response
 
@@ -119,8 +127,7 @@ class Passthrough:
             except RouteError as exc:
                 await context.abort(exc.code, exc.message)
                 return
-            channel = self._registry.channel(replica.address)
-            call = self._multicallable(channel, method, streaming=True)(
+            call = self._multicallable(replica, method, streaming=True)(
                 request, timeout=context.time_remaining(), metadata=metadata
             )
             try:

@@ -310,8 +310,8 @@ class Registry:
         if self._channels.get(address) is not channel:
             return  # removed (or replaced) meanwhile
         if not report.serving:
-            if report.error and not report.error.startswith("health:"):
-                self._needs_refresh.add(address)  # the connection broke: it may come back new
+            if report.stream_lost:
+                self._needs_refresh.add(address)  # it may come back as a new process
             self._set_state(address, ReplicaState.NOT_SERVING, report.error)
             return
         if address in self._needs_refresh:
