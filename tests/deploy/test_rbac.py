@@ -23,6 +23,7 @@ from adapters.kit.catalogue import (
     PlanContext,
 )
 from adapters.kit.chart_repository import ChartRepository
+from adapters.kit.cli import MESH_DECLARATIONS, resolve
 from adapters.kit.execution import install_chart
 from adapters.kit.objects import KubeObject
 from adapters.kit.planning import ManifestLibrary
@@ -331,33 +332,53 @@ async def test_toy_istio_needs_nothing_the_committed_role_lacks(tmp_path: Path) 
     assert sorted(needed.versions) == sorted(TOY_VERSIONS)
 
 
-@pytest.fixture(scope="module")
-def shared_istio(tmp_path_factory: pytest.TempPathFactory) -> Requirements:
-    """What the istio adapter needs over every chart version in the shared fixtures."""
+_DERIVED: dict[str, Requirements] = {}
+
+
+def _shared(mesh: str, cache: Path) -> Requirements:
+    """What ``mesh``'s adapter needs over every chart version in the shared fixtures (once)."""
     mirror = shared_fixtures()
-    return asyncio.run(
-        derive_for_mesh(ISTIO, mirror=mirror, cache_dir=tmp_path_factory.mktemp("rbac-cache"))
-    )
+    if mesh not in _DERIVED:
+        declaration = resolve(MESH_DECLARATIONS[mesh])
+        _DERIVED[mesh] = asyncio.run(derive_for_mesh(declaration, mirror=mirror, cache_dir=cache))
+    return _DERIVED[mesh]
 
 
-def test_committed_role_is_what_meshplane_rbac_derives(shared_istio: Requirements) -> None:
-    """Drift check: regenerate with `meshplane rbac istio --mirror ../shared/fixtures`."""
-    assert committed_role("istio") == cluster_role(shared_istio)
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("rbac-cache")
 
 
+@pytest.mark.parametrize("mesh", meshes_with_rbac())
+def test_committed_role_is_what_meshplane_rbac_derives(mesh: str, shared_cache: Path) -> None:
+    """Drift check: regenerate with `meshplane rbac MESH --mirror ../shared/fixtures`."""
+    assert committed_role(mesh) == cluster_role(_shared(mesh, shared_cache))
+
+
+@pytest.mark.parametrize("mesh", meshes_with_rbac())
 def test_committed_role_misses_nothing_and_grants_nothing_unused(
-    shared_istio: Requirements,
+    mesh: str, shared_cache: Path
 ) -> None:
-    rules = committed_role("istio")["rules"]
-    assert _missing(rules, shared_istio) == []
-    assert unused_permissions(rules, shared_istio) == []
-    # Both shared chart versions count, and the roles istiod creates are held, not escalated.
-    assert sorted(shared_istio.versions) == ["1.29.6", "1.30.3"]
-    assert not rules_cover(rules, P("rbac.authorization.k8s.io", "clusterroles", "escalate"))
+    needed = _shared(mesh, shared_cache)
+    rules = committed_role(mesh)["rules"]
+    assert _missing(rules, needed) == []
+    assert unused_permissions(rules, needed) == []
+    # Every chart version in the shared repository was rendered.
+    assert len(needed.versions) == 2
+    # The roles the mesh's charts create are held, not escalated; nothing cluster-admin-like.
+    assert not rules_cover(rules, P("*", "*", "*"))
     assert not rules_cover(
         rules, P("rbac.authorization.k8s.io", "clusterroles", "bind", "cluster-admin")
     )
     assert not rules_cover(rules, P("", "nodes", "delete"))
+
+
+def test_shared_istio_versions(shared_cache: Path) -> None:
+    needed = _shared("istio", shared_cache)
+    assert sorted(needed.versions) == ["1.29.6", "1.30.3"]
+    assert not rules_cover(
+        committed_role("istio")["rules"], P("rbac.authorization.k8s.io", "clusterroles", "escalate")
+    )
 
 
 @pytest.mark.parametrize("mesh", meshes_with_rbac())
