@@ -190,9 +190,17 @@ class Registry:
         return replica
 
     async def register(
-        self, address: str, *, mesh: str = "", source: Source = Source.DYNAMIC
+        self,
+        address: str,
+        *,
+        mesh: str = "",
+        source: Source = Source.DYNAMIC,
+        seconds: float | None = None,
     ) -> Replica:
         """Contact the replica (GetInfo, ListOperations), check its mesh, then add it.
+
+        ``seconds`` bounds the contact (the caller's remaining deadline); default: the call
+        timeout.
 
         Raises `RegistrationError`: UNAVAILABLE when unreachable (naming the address and the
         dial error), FAILED_PRECONDITION when it manages another mesh than ``mesh``.
@@ -211,7 +219,7 @@ class Registry:
         except ValueError as exc:  # InsecureTransportError and malformed targets
             raise RegistrationError(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from exc
         try:
-            identity = await self._identify(channel)
+            identity = await self._identify(channel, seconds)
         except grpc.aio.AioRpcError as exc:
             await channel.close()
             raise RegistrationError(
@@ -368,11 +376,15 @@ class Registry:
             except Exception:
                 _log.exception("registry.listener_failed", change=change.kind)
 
-    async def _identify(self, channel: Any) -> _Identity:
+    async def _identify(self, channel: Any, seconds: float | None = None) -> _Identity:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self._call_timeout if seconds is None else seconds)
         stub = adapter_grpc.MeshAdapterServiceStub(channel)
-        info = await stub.GetInfo(adapter_pb.GetInfoRequest(), timeout=self._call_timeout)
+        info = await stub.GetInfo(
+            adapter_pb.GetInfoRequest(), timeout=max(0.0, deadline - loop.time())
+        )
         listed = await stub.ListOperations(
-            adapter_pb.ListOperationsRequest(), timeout=self._call_timeout
+            adapter_pb.ListOperationsRequest(), timeout=max(0.0, deadline - loop.time())
         )
         return _Identity(info=info, operations=tuple(listed.operations))
 

@@ -113,7 +113,11 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         if not address:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "address is required")
         try:
-            replica = await self._registry.register(address, mesh=request.mesh)
+            replica = await self._registry.register(
+                address,
+                mesh=request.mesh,
+                seconds=self._router.timeout(context.time_remaining()),
+            )
         except RegistrationError as exc:
             await _abort(context, exc.code, exc.message)
         return pb.RegisterAdapterResponse(adapter=await self._adapter(replica.mesh))
