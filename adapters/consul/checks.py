@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from adapters.consul.values import INJECTION
 from adapters.kit.catalogue import Check
-from adapters.kit.injection import injected_namespaces_have_proxies
+from adapters.kit.injection import injected_namespaces_have_sidecars
 from adapters.kit.validation_checks import (
     all_of,
     crds_established,
@@ -28,7 +28,7 @@ VALIDATE: Check = all_of(
         "app=consul,component=connect-injector",
         what="connect injection",
     ),
-    injected_namespaces_have_proxies(
+    injected_namespaces_have_sidecars(
         INJECTION, container=SIDECAR_CONTAINER, opt_out=(INJECTION.key, "false")
     ),
 )

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from adapters.kit.catalogue import Check, CheckContext, Finding
+from adapters.kit.injection import InjectionMarker, MarkerField, injected_namespaces_have_sidecars
 from adapters.kit.objects import KubeObject
 from adapters.kit.operations import Severity
 from adapters.kit.validation_checks import (
@@ -19,12 +20,11 @@ from adapters.kit.validation_checks import (
     all_of,
     crds_established,
     deployments_ready,
-    injected_namespaces_have_sidecars,
     webhooks_present,
 )
 
 NETWORKING = "networking.istio.io/v1"
-INJECTION_LABEL = ("istio-injection", "enabled")
+INJECTION = InjectionMarker(field=MarkerField.LABEL, key="istio-injection", value="enabled")
 SIDECAR_CONTAINER = "istio-proxy"
 
 
@@ -150,7 +150,7 @@ VALIDATE: Check = all_of(
     ),
     webhooks_present("ValidatingWebhookConfiguration", "app=istiod", what="config validation"),
     injected_namespaces_have_sidecars(
-        INJECTION_LABEL, container=SIDECAR_CONTAINER, opt_out=("sidecar.istio.io/inject", "false")
+        INJECTION, container=SIDECAR_CONTAINER, opt_out=("sidecar.istio.io/inject", "false")
     ),
     virtual_services_resolve,
 )

@@ -6,7 +6,7 @@ Everything here is data; the kit plans, applies, waits and reports.
 from __future__ import annotations
 
 from adapters.istio import checks, objects, values
-from adapters.kit.builders import integer_parameter, namespace_labels
+from adapters.kit.builders import integer_parameter
 from adapters.kit.catalogue import (
     Category,
     ChartSource,
@@ -14,9 +14,14 @@ from adapters.kit.catalogue import (
     MeshDeclaration,
     ObjectsSource,
     OperationSpec,
-    Ownership,
     Parameter,
     PlanContext,
+)
+from adapters.kit.injection import namespace_injection_operation
+from adapters.kit.standard_operations import (
+    custom_operation,
+    sample_application,
+    validate_operation,
 )
 
 CONTROL_PLANE_NAMESPACE = "istio-system"
@@ -26,10 +31,6 @@ SAMPLES_NAMESPACE = "default"
 async def istio_crds_installed(ctx: PlanContext) -> bool:
     """Istio's networking CRDs are served, so Gateways and VirtualServices can be applied."""
     return await ctx.cluster.has_kind(objects.NETWORKING, "Gateway")
-
-
-def _sample(file: str, upstream: str) -> ManifestSource:
-    return ManifestSource(file=f"apps/{file}", upstream=f"samples/{upstream}")
 
 
 def _addon(name: str) -> OperationSpec:
@@ -107,17 +108,17 @@ DECLARATION = MeshDeclaration(
     manifests_url="https://raw.githubusercontent.com/istio/istio/{version}/",
     default_namespace=CONTROL_PLANE_NAMESPACE,
     status_release=INSTALL.release_name,
-    injection_label=checks.INJECTION_LABEL,
+    injection_label=checks.INJECTION.as_label,
     capabilities=("custom-operation", "cancel", "mesh-status", "multi-cluster"),
     operations=(
         INSTALL,
-        OperationSpec(
-            id="bookinfo",
-            category=Category.SAMPLE_APPLICATION,
+        sample_application(
+            "bookinfo",
             description="Deploy Bookinfo (and its Gateway/VirtualService when Istio is installed)",
             default_namespace=SAMPLES_NAMESPACE,
+            file="bookinfo.yaml",
+            upstream="samples/bookinfo/platform/kube/bookinfo.yaml",
             sources=(
-                _sample("bookinfo.yaml", "bookinfo/platform/kube/bookinfo.yaml"),
                 ManifestSource(
                     file="apps/bookinfo-gateway.yaml",
                     upstream="samples/bookinfo/networking/bookinfo-gateway.yaml",
@@ -125,20 +126,15 @@ DECLARATION = MeshDeclaration(
                 ),
             ),
         ),
-        OperationSpec(
-            id="httpbin",
-            category=Category.SAMPLE_APPLICATION,
+        sample_application(
+            "httpbin",
             description="Deploy the httpbin sample",
             default_namespace=SAMPLES_NAMESPACE,
-            sources=(_sample("httpbin.yaml", "httpbin/httpbin.yaml"),),
+            file="httpbin.yaml",
+            upstream="samples/httpbin/httpbin.yaml",
         ),
-        OperationSpec(
-            id="label-namespace",
-            category=Category.CONFIGURE,
-            description="Enable sidecar injection in the namespace (istio-injection=enabled)",
-            default_namespace=SAMPLES_NAMESPACE,
-            sources=(ObjectsSource(build=namespace_labels(dict([checks.INJECTION_LABEL]))),),
-            ownership=Ownership.FIELDS,
+        namespace_injection_operation(
+            checks.INJECTION, default_namespace=SAMPLES_NAMESPACE, operation_id="label-namespace"
         ),
         _mtls("STRICT"),
         _mtls("PERMISSIVE"),
@@ -200,28 +196,11 @@ DECLARATION = MeshDeclaration(
         _addon("grafana"),
         _addon("kiali"),
         _addon("jaeger"),
-        OperationSpec(
-            id="validate",
-            category=Category.VALIDATE,
+        validate_operation(
+            checks.VALIDATE,
             description="Check CRDs, istiod, webhooks, sidecars and routing; findings as events",
             default_namespace=CONTROL_PLANE_NAMESPACE,
-            check=checks.VALIDATE,
-            supports_delete=False,
         ),
-        OperationSpec(
-            id="custom",
-            category=Category.CUSTOM,
-            description="Apply (or delete) the YAML in custom_body",
-            default_namespace=SAMPLES_NAMESPACE,
-            parameters=(
-                Parameter(
-                    name="allow_cluster_scoped",
-                    description="true lets the YAML create cluster-scoped objects",
-                    default="false",
-                    allowed=("true", "false"),
-                ),
-            ),
-            custom=True,
-        ),
+        custom_operation(default_namespace=SAMPLES_NAMESPACE),
     ),
 )

@@ -31,7 +31,7 @@ from adapters.kit.operations import Severity
 __all__ = [
     "InjectionMarker",
     "MarkerField",
-    "injected_namespaces_have_proxies",
+    "injected_namespaces_have_sidecars",
     "namespace_injection_operation",
 ]
 
@@ -53,8 +53,8 @@ class InjectionMarker:
 
     @property
     def text(self) -> str:
-        """How users write it, e.g. ``linkerd.io/inject: enabled`` (annotation)."""
-        return f"{self.key}={self.value} ({self.field.name.lower()})"
+        """How findings name it, e.g. ``annotation linkerd.io/inject=enabled``."""
+        return f"{self.field.name.lower()} {self.key}={self.value}"
 
     @property
     def as_label(self) -> tuple[str, str] | None:
@@ -125,12 +125,12 @@ def _opted_out(pod: KubeObject, opt_out: tuple[str, str] | None) -> bool:
     )
 
 
-def injected_namespaces_have_proxies(
+def injected_namespaces_have_sidecars(
     marker: InjectionMarker, *, container: str, opt_out: tuple[str, str] | None = None
 ) -> Check:
     """Lists the injected namespaces; pods there without ``container`` are a WARNING each.
 
-    A pod without the proxy was created before the marker (or the injector) was in place and runs
+    A pod without the sidecar was created before the marker (or the injector) was in place and runs
     outside the mesh until restarted. Pods that opted out with ``opt_out`` (label or annotation
     key, value) are skipped. No injected namespace at all is INFO: the mesh may be new.
     """
@@ -167,7 +167,7 @@ def injected_namespaces_have_proxies(
                     Finding(
                         severity=Severity.WARNING,
                         summary=f"{len(bare)} pods in {namespace} run without the {container} "
-                        "proxy",
+                        "sidecar",
                         component=component,
                         details="restart their workloads (kubectl rollout restart) so the "
                         "injector adds it:\n" + "\n".join(bare),
@@ -177,7 +177,7 @@ def injected_namespaces_have_proxies(
                 findings.append(
                     Finding(
                         severity=Severity.INFO,
-                        summary=f"all {len(pods)} pods in {namespace} have the {container} proxy",
+                        summary=f"all {len(pods)} pods in {namespace} have the {container} sidecar",
                         component=component,
                     )
                 )

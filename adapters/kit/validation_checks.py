@@ -1,6 +1,7 @@
 """Reusable building blocks for VALIDATE operations: each returns a `Check` over one cluster.
 
-A mesh declares its validate operation as a list of these (plus any mesh-specific checks);
+A mesh declares its validate operation as a list of these (plus any mesh-specific checks, and
+the injection check of `adapters.kit.injection`);
 `all_of` runs them in order and concatenates the findings. Every block reports what it found
 healthy as INFO, so an all-green run still says what was looked at.
 """
@@ -19,7 +20,6 @@ __all__ = [
     "all_of",
     "crds_established",
     "deployments_ready",
-    "injected_namespaces_have_sidecars",
     "webhooks_present",
     "workloads_ready",
 ]
@@ -212,73 +212,6 @@ async def _missing_services(cluster: ClusterReader, config: KubeObject) -> list[
         if await cluster.get("v1", "Service", key[1], key[0]) is None:
             missing.append(f"Service {key[0]}/{key[1]}")
     return missing
-
-
-def _has_container(pod: KubeObject, container: str) -> bool:
-    spec = pod.get("spec") or {}
-    names = {
-        str(c.get("name"))
-        for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
-        if isinstance(c, dict)
-    }
-    return container in names
-
-
-def _opted_out(pod: KubeObject, opt_out: tuple[str, str] | None) -> bool:
-    if opt_out is None:
-        return False
-    metadata = pod.get("metadata") or {}
-    key, value = opt_out
-    return any(
-        str((metadata.get(field) or {}).get(key, "")) == value
-        for field in ("labels", "annotations")
-    )
-
-
-def injected_namespaces_have_sidecars(
-    label: tuple[str, str], *, container: str, opt_out: tuple[str, str] | None = None
-) -> Check:
-    """Pods in namespaces labelled for injection carry the sidecar ``container``.
-
-    A pod without it was created before the label (or the webhook) was in place and runs outside
-    the mesh until restarted: a WARNING per namespace naming the pods. Pods that opted out with
-    ``opt_out`` (label or annotation key, value) are skipped.
-    """
-    key, value = label
-
-    async def run(ctx: CheckContext) -> Sequence[Finding]:
-        namespaces = await ctx.cluster.list("v1", "Namespace", label_selector=f"{key}={value}")
-        findings: list[Finding] = []
-        for namespace in sorted(_name(n) for n in namespaces):
-            pods = await ctx.cluster.list("v1", "Pod", namespace)
-            bare = sorted(
-                _name(p)
-                for p in pods
-                if not _has_container(p, container) and not _opted_out(p, opt_out)
-            )
-            component = f"Namespace {namespace}"
-            if bare:
-                findings.append(
-                    Finding(
-                        severity=Severity.WARNING,
-                        summary=f"{len(bare)} pods in {namespace} run without the {container} "
-                        "sidecar",
-                        component=component,
-                        details="restart their workloads (kubectl rollout restart) so the "
-                        "injector adds it:\n" + "\n".join(bare),
-                    )
-                )
-            else:
-                findings.append(
-                    Finding(
-                        severity=Severity.INFO,
-                        summary=f"all {len(pods)} pods in {namespace} have the {container} sidecar",
-                        component=component,
-                    )
-                )
-        return findings
-
-    return run
 
 
 @dataclass(frozen=True, kw_only=True)

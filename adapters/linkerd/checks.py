@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from adapters.kit.catalogue import Check
 from adapters.kit.certificate_checks import trust_chain_valid
-from adapters.kit.injection import InjectionMarker, MarkerField, injected_namespaces_have_proxies
+from adapters.kit.injection import InjectionMarker, MarkerField, injected_namespaces_have_sidecars
 from adapters.kit.validation_checks import (
     all_of,
     crds_established,
@@ -32,7 +32,7 @@ VALIDATE: Check = all_of(
         what="proxy injection",
     ),
     trust_chain_valid(anchor=TRUST_ROOTS, issuer=ISSUER),
-    injected_namespaces_have_proxies(
+    injected_namespaces_have_sidecars(
         INJECTION, container=PROXY_CONTAINER, opt_out=("linkerd.io/inject", "disabled")
     ),
 )

@@ -121,7 +121,7 @@ async def test_install_upgrade_samples_validate_uninstall(harness: MeshHarness) 
         assert "the issuer certificate chains to the trust anchor" in summaries
         assert "injection enabled in 1 namespaces: emojivoto" in summaries
         # kubesim runs no injector: the emojivoto pods are reported as outside the mesh.
-        assert any("run without the linkerd-proxy proxy" in s for s in summaries)
+        assert any("run without the linkerd-proxy sidecar" in s for s in summaries)
 
         await client.run(
             "inject-namespace",
