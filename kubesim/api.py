@@ -11,9 +11,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
 from aiohttp import web
 
-from kubesim import discovery, openapi, tables
+from kubesim import discovery, openapi, protobuf, tables
 from kubesim.cluster import Cluster, WriteOptions
 from kubesim.crds import CRD_KEY
 from kubesim.errors import ApiError
@@ -266,31 +267,29 @@ class KubeApi:
         )
 
     @staticmethod
-    async def _json_body(request: web.Request) -> Any:
+    async def _json_body(request: web.Request, kind: str) -> Any:
         raw = await request.read()
         ctype = request.content_type
-        if ctype not in (JSON, "", "application/octet-stream", "*/*") and ctype.endswith("yaml"):
-            import yaml
-
+        if ctype == protobuf.PROTOBUF:
+            return protobuf.decode(raw, kind)
+        if ctype.endswith("yaml"):
             try:
                 return yaml.safe_load(raw)
             except yaml.YAMLError as exc:
                 raise ApiError.bad_request(f"error decoding YAML: {exc}") from exc
-        if ctype.startswith("application/vnd.kubernetes.protobuf"):
-            raise ApiError.unsupported_media_type(JSON)
         try:
             return json.loads(raw or b"null")
         except ValueError as exc:
             raise ApiError.bad_request(f"error decoding JSON: {exc}") from exc
 
     async def _create(self, request: web.Request, route: Route) -> web.Response:
-        body = await self._json_body(request)
+        body = await self._json_body(request, route.rt.kind)
         obj = self.cluster.create(route.rt, route.namespace or "", body, self._options(request))
         return json_response(obj, 201)
 
     async def _update(self, request: web.Request, route: Route) -> web.Response:
         assert route.name is not None
-        body = await self._json_body(request)
+        body = await self._json_body(request, route.rt.kind)
         if route.subresource == "scale":
             return json_response(self._write_scale(route, body))
         obj = self.cluster.update(
@@ -358,7 +357,9 @@ class KubeApi:
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
         raw = await request.read()
         opts: dict[str, Any] = {}
-        if raw:
+        if raw and request.content_type == protobuf.PROTOBUF:
+            opts = protobuf.decode(raw, "DeleteOptions")
+        elif raw:
             try:
                 parsed = json.loads(raw)
             except ValueError as exc:

@@ -277,6 +277,8 @@ class Cluster:
         """Status the apiserver itself writes: CRD conditions, pending pods, namespace phase."""
         if rt.storage_key == crds.CRD_KEY:
             obj["status"] = crds.status_for(obj, (old or {}).get("status"))
+        elif rt.storage_key == NAMESPACES and old is None:
+            obj["status"] = {"phase": "Active"}
         elif rt.storage_key == ("", "pods") and old is None:
             obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
 

@@ -176,3 +176,17 @@ def test_failing_rollout_reports_deadline(kubectl: Kubectl) -> None:
     result = kubectl.run("rollout", "status", "deployment/web", "--timeout=20s", check=False)
     assert result.returncode != 0
     assert "exceeded its progress deadline" in result.stderr
+
+
+def test_create_generators_send_protobuf(kubectl: Kubectl) -> None:
+    kubectl.run("create", "namespace", "made")
+    kubectl.run("-n", "made", "create", "configmap", "c", "--from-literal=a=b")
+    kubectl.run("-n", "made", "create", "secret", "generic", "s", "--from-literal=p=q")
+    kubectl.run("-n", "made", "create", "serviceaccount", "robot")
+    assert kubectl.json("-n", "made", "get", "configmap", "c")["data"] == {"a": "b"}
+    assert kubectl.json("-n", "made", "get", "secret", "s")["data"] == {"p": "cQ=="}
+    assert kubectl.json("get", "namespace", "made")["status"]["phase"] == "Active"
+    kubectl.run("-n", "made", "delete", "secret", "s")
+    # kinds kubesim cannot decode from protobuf are refused plainly
+    refused = kubectl.run("create", "deployment", "d", "--image=nginx", check=False)
+    assert refused.returncode != 0 and "application/json" in refused.stderr
