@@ -237,6 +237,13 @@ async def test_watch_events_through_the_coordinator(tmp_path: Path) -> None:
         assert all(r.adapter_address == toy.adapter.address for r in received)
         assert all(r.event.operation_id == answer.operation_id for r in received)
         assert any("step 2" in r.event.summary for r in received)
+        # ListAdapters shows how far the coordinator has stored this replica's events.
+        highest = max(r.event.sequence for r in received)
+        replica = await client.wait_replica(
+            toy.adapter.address, lambda r: r is not None and r.last_event_sequence >= highest
+        )
+        assert replica is not None
+        assert replica.event_stream_id == received[0].event.event_stream_id
 
 
 class _Events:
