@@ -10,6 +10,8 @@ import helm_python
 import pytest
 
 from adapters.kit.rendering import ChartRenderError
+from coordinator import servicer as coordinator_servicer
+from meshplane.adapter.v1 import adapter_pb2
 from tests.deploy.chart import (
     CHART,
     NAMESPACE,
@@ -23,14 +25,16 @@ from tests.deploy.chart import (
 
 ADAPTER = "mp-meshplane-adapter-istio"
 COORDINATOR = "mp-meshplane-coordinator"
-ADAPTER_SERVICE = "meshplane.adapter.v1.MeshAdapterService"
-COORDINATOR_SERVICE = "meshplane.coordinator.v1.CoordinatorService"
+# The names the servers report health under (what the readiness probes must ask for).
+ADAPTER_SERVICE = adapter_pb2.DESCRIPTOR.services_by_name["MeshAdapterService"].full_name
+COORDINATOR_SERVICE = coordinator_servicer.SERVICE_NAME
 
 NON_DEFAULT: dict[str, Any] = {
     "image": {"repository": "registry.internal/meshplane", "tag": "9.9.9"},
     "commonLabels": {"team": "platform"},
     "coordinator": {
         "replicas": 2,
+        "persistence": {"existingClaim": "meshplane-coordinator"},
         "store": {"postgres": {"existingSecret": "meshplane-db", "key": "dsn"}},
         "allowedClients": [
             {"namespaceSelector": {"matchLabels": {"meshplane.io/clients": "true"}}},
@@ -251,6 +255,13 @@ async def test_non_default_values() -> None:
     }
     (client_rule,) = find(objects, "NetworkPolicy", COORDINATOR)["spec"]["ingress"]
     assert client_rule["from"] == NON_DEFAULT["coordinator"]["allowedClients"]
+    state = next(
+        v for v in coordinator["spec"]["template"]["spec"]["volumes"] if v["name"] == "state"
+    )
+    assert state == {
+        "name": "state",
+        "persistentVolumeClaim": {"claimName": "meshplane-coordinator"},
+    }
 
     adapter = find(objects, "Deployment", ADAPTER)
     env = env_of(adapter)

@@ -51,14 +51,20 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   mountPath: /tmp
 {{- end -}}
 
+{{/* Call with (dict "root" $ "stateClaim" "<PVC name or empty>"). */}}
 {{- define "meshplane.scratchVolumes" -}}
 - name: state
+{{- if .stateClaim }}
+  persistentVolumeClaim:
+    claimName: {{ .stateClaim }}
+{{- else }}
   emptyDir:
-    sizeLimit: {{ .Values.scratchSizeLimit }}
+    sizeLimit: {{ .root.Values.scratchSizeLimit }}
+{{- end }}
 - name: cache
   emptyDir:
-    sizeLimit: {{ .Values.scratchSizeLimit }}
+    sizeLimit: {{ .root.Values.scratchSizeLimit }}
 - name: tmp
   emptyDir:
-    sizeLimit: {{ .Values.scratchSizeLimit }}
+    sizeLimit: {{ .root.Values.scratchSizeLimit }}
 {{- end -}}
