@@ -12,6 +12,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "coordinator.cli",
     "adapters.kit.rbac",
     "coordinator.client_cli",
+    "adapters.conformance.cli",
 )
 
 
