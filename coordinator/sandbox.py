@@ -199,8 +199,17 @@ class Sandbox:
         try:
             if self.kubeconfig is None:
                 await self._start_kubesim()
-            for mesh in self.settings.meshes:
-                await self._start_adapter(mesh)
+            # Adapters are independent of each other: start them side by side.
+            results = await asyncio.gather(
+                *(self._start_adapter(mesh) for mesh in self.settings.meshes),
+                return_exceptions=True,
+            )
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                raise failures[0]
+            self.adapters = {
+                m: self.adapters[m] for m in self.settings.meshes if m in self.adapters
+            }
             if not self.adapters:
                 raise SandboxError("no adapter started; see the logs under " + str(self._logs))
             await self._start_coordinator()

@@ -1,0 +1,515 @@
+"""The coordinator end to end: kubesim, adapter subprocesses, the coordinator, clients.
+
+Installs go through the coordinator and events are watched through it; an adapter killed in
+the middle of an operation and a restarted coordinator lose and repeat nothing (the client's
+(stream, sequence) list equals the adapter's own replay); two coordinators sharing PostgreSQL
+store each event once; the CLI and `meshplane up` work as a user runs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coordinator.store import open_store
+from kubesim.harness import RunningSim, running_kubesim
+from kubesim.server import SimConfig
+from meshplane.adapter.v1 import adapter_pb2 as apb
+from meshplane.coordinator.v1 import coordinator_pb2 as cpb
+from meshplane_cli.main import main
+from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
+from tests.e2e.coordinator_harness import (
+    Adapter,
+    CoordinatorUnderTest,
+    Watcher,
+    coordinator_settings,
+    finished,
+    free_port_block,
+)
+from tests.fixtures_paths import shared_fixtures
+from tests.plugins.static_http import StaticHttpServer
+
+ServerFactory = Callable[[Path], StaticHttpServer]
+SUCCEEDED = apb.OPERATION_STATE_SUCCEEDED
+
+
+@pytest.fixture
+def slow_sim() -> Iterator[RunningSim]:
+    """Workloads take a second to become ready: an install lasts long enough to interrupt."""
+    with running_kubesim(SimConfig(ready_delay=1.0, bookmark_seconds=0.2)) as running:
+        yield running
+
+
+@pytest.fixture
+def fast_sim() -> Iterator[RunningSim]:
+    with running_kubesim(SimConfig(ready_delay=0.05, bookmark_seconds=0.2)) as running:
+        yield running
+
+
+def istio_adapter(
+    sim: RunningSim, tmp_path: Path, serve: ServerFactory, name: str = "istio"
+) -> Adapter:
+    """The Istio adapter on the toy charts and mirror, with a state dir."""
+    charts = serve(package_toy_repo(tmp_path / "charts"))
+    mirror = serve(TOY_MIRROR)
+    args = [
+        "--kubeconfig",
+        str(sim.kubeconfig),
+        "--chart-repo",
+        charts.url,
+        "--manifests-url",
+        mirror.url,
+        "--state-dir",
+        str(tmp_path / name / "state"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--operation-timeout",
+        "60",
+    ]
+    return Adapter("istio", args, tmp_path / f"{name}.log")
+
+
+@pytest.fixture
+async def adapter_slow(
+    slow_sim: RunningSim, tmp_path: Path, static_http_server: ServerFactory
+) -> AsyncIterator[Adapter]:
+    adapter = istio_adapter(slow_sim, tmp_path, static_http_server)
+    await adapter.start()
+    yield adapter
+    await adapter.stop()
+
+
+@pytest.fixture
+async def adapter_fast(
+    fast_sim: RunningSim, tmp_path: Path, static_http_server: ServerFactory
+) -> AsyncIterator[Adapter]:
+    adapter = istio_adapter(fast_sim, tmp_path, static_http_server)
+    await adapter.start()
+    yield adapter
+    await adapter.stop()
+
+
+def install(operation_id: str) -> apb.ApplyOperationRequest:
+    return apb.ApplyOperationRequest(
+        operation_id=operation_id,
+        operation="install",
+        mesh_version="1.1.0",
+        parameters={"profile": "demo"},
+        username="e2e",
+    )
+
+
+def pairs(replies: list[cpb.WatchEventsResponse]) -> list[tuple[str, int]]:
+    return [(r.event.event_stream_id, r.event.sequence) for r in replies]
+
+
+async def test_install_through_the_coordinator_and_watch_it(
+    adapter_fast: Adapter, tmp_path: Path
+) -> None:
+    coordinator = CoordinatorUnderTest(coordinator_settings(tmp_path / "coord", [adapter_fast]))
+    await coordinator.start()
+    try:
+        await coordinator.wait_serving("istio")
+        response = await coordinator.apply("istio", install(""))
+        operation_id = response.operation_id
+        assert operation_id  # assigned by the coordinator
+        watcher = Watcher(coordinator.stub, cpb.WatchEventsRequest(operation_id=operation_id))
+        watcher.start()
+        try:
+            await watcher.wait_for(finished(operation_id, SUCCEEDED), within=30)
+        finally:
+            await watcher.stop()
+        progress = [r.event.component for r in watcher.received if r.event.component]
+        assert "Deployment istio-system/istiod" in progress
+        assert {r.adapter_address for r in watcher.received} == {adapter_fast.address}
+        cursors = [r.cursor for r in watcher.received]
+        assert cursors == sorted(set(cursors))
+
+        record = await coordinator.stub.GetOperation(
+            cpb.GetOperationRequest(operation_id=operation_id), timeout=5
+        )
+        assert record.operation.operation.state == SUCCEEDED
+        history = await coordinator.stub.ListOperationHistory(
+            cpb.ListOperationHistoryRequest(mesh="istio"), timeout=5
+        )
+        assert [r.operation.operation_id for r in history.operations] == [operation_id]
+        assert history.operations[0].operation.state == SUCCEEDED
+        status = await coordinator.stub.GetMeshStatus(
+            cpb.GetMeshStatusRequest(mesh="istio", request=apb.GetMeshStatusRequest()), timeout=10
+        )
+        assert status.status.installed and status.status.version == "1.1.0"
+    finally:
+        await coordinator.stop()
+
+
+async def test_adapter_killed_mid_operation_loses_and_repeats_nothing(
+    adapter_slow: Adapter, tmp_path: Path
+) -> None:
+    coordinator = CoordinatorUnderTest(coordinator_settings(tmp_path / "coord", [adapter_slow]))
+    await coordinator.start()
+    watcher: Watcher | None = None
+    try:
+        await coordinator.wait_serving("istio")
+        watcher = Watcher(coordinator.stub, cpb.WatchEventsRequest(mesh="istio")).start()
+        operation_id = "e2e-killed"
+        await coordinator.apply("istio", install(operation_id))
+        await watcher.wait_for(
+            lambda r: r.event.operation_id == operation_id and r.event.summary.endswith("waiting"),
+            within=30,
+        )
+        await adapter_slow.kill()
+        await adapter_slow.start()  # same port, same state dir: the same event stream
+        await coordinator.wait_serving("istio")
+        await watcher.wait_for(finished(operation_id, apb.OPERATION_STATE_INTERRUPTED), within=30)
+        again = await coordinator.apply("istio", install(operation_id))
+        assert again.operation.operation.attempt == 2
+        await watcher.wait_for(finished(operation_id, SUCCEEDED), within=30)
+
+        replay = await adapter_slow.replay()
+        expected = [(e.event_stream_id, e.sequence) for e in replay]
+        received = pairs(watcher.received)
+        assert len(set(received)) == len(received)
+        assert received == expected[: len(received)]
+        assert len(received) >= len(expected) - 2  # at most the last events still in flight
+        history = await coordinator.stub.GetOperation(
+            cpb.GetOperationRequest(operation_id=operation_id), timeout=5
+        )
+        assert history.operation.operation.state == SUCCEEDED
+    finally:
+        if watcher is not None:
+            await watcher.stop()
+        await coordinator.stop()
+
+
+async def test_restarted_coordinator_keeps_history_and_resumes_by_cursor(
+    adapter_slow: Adapter, tmp_path: Path
+) -> None:
+    settings = coordinator_settings(tmp_path / "coord", [adapter_slow])
+    first = CoordinatorUnderTest(settings)
+    await first.start()
+    operation_id = "e2e-across-restart"
+    try:
+        await first.wait_serving("istio")
+        watcher = Watcher(first.stub, cpb.WatchEventsRequest(mesh="istio")).start()
+        await first.apply("istio", install(operation_id))
+        await watcher.wait_for(
+            lambda r: r.event.operation_id == operation_id and r.event.summary.endswith("waiting"),
+            within=30,
+        )
+        await watcher.stop()
+        before = list(watcher.received)
+    finally:
+        await first.stop()
+    await asyncio.sleep(0.5)  # the adapter goes on; the coordinator catches up after restart
+
+    second = CoordinatorUnderTest(settings)
+    await second.start()
+    try:
+        history = await second.stub.ListOperationHistory(
+            cpb.ListOperationHistoryRequest(), timeout=5
+        )
+        assert [r.operation.operation_id for r in history.operations] == [operation_id]
+        resumed = Watcher(
+            second.stub, cpb.WatchEventsRequest(mesh="istio", after_cursor=before[-1].cursor)
+        ).start()
+        try:
+            await resumed.wait_for(finished(operation_id, SUCCEEDED), within=30)
+        finally:
+            await resumed.stop()
+        received = before + resumed.received
+        cursors = [r.cursor for r in received]
+        assert cursors == sorted(set(cursors))
+        replay = await adapter_slow.replay()
+        assert pairs(received) == [(e.event_stream_id, e.sequence) for e in replay][: len(received)]
+        assert received[-1].event.operation_state == SUCCEEDED
+
+        async def final_state() -> int:
+            reply = await second.stub.ListOperationHistory(
+                cpb.ListOperationHistoryRequest(), timeout=5
+            )
+            return int(reply.operations[0].operation.state)
+
+        async with asyncio.timeout(10):
+            while await final_state() != SUCCEEDED:  # noqa: ASYNC110 - polling a server
+                await asyncio.sleep(0.05)
+    finally:
+        await second.stop()
+
+
+@pytest.mark.postgres
+async def test_two_coordinators_on_one_postgres_store_each_event_once(
+    adapter_fast: Adapter, tmp_path: Path, fresh_postgres_url: str
+) -> None:
+    coordinators = [
+        CoordinatorUnderTest(
+            coordinator_settings(tmp_path / name, [adapter_fast], store=fresh_postgres_url)
+        )
+        for name in ("one", "two")
+    ]
+    for coordinator in coordinators:
+        await coordinator.start()
+    watchers: list[Watcher] = []
+    try:
+        for coordinator in coordinators:
+            await coordinator.wait_serving("istio")
+        watchers = [
+            Watcher(c.stub, cpb.WatchEventsRequest(mesh="istio")).start() for c in coordinators
+        ]
+        operation_id = "e2e-shared-store"
+        await coordinators[0].apply("istio", install(operation_id))
+        for watcher in watchers:
+            await watcher.wait_for(finished(operation_id, SUCCEEDED), within=30)
+        replay = await adapter_fast.replay()
+        expected = [(e.event_stream_id, e.sequence) for e in replay]
+
+        store = open_store(fresh_postgres_url)
+        try:
+            stored = await store.events_after(0, None, 1000)
+        finally:
+            await store.close()
+        stored_pairs = [(s.event.payload["event_stream_id"], s.event.sequence) for s in stored]
+        assert sorted(stored_pairs) == sorted(expected)  # every event, none twice
+        for watcher in watchers:
+            received = pairs(watcher.received)
+            assert received == expected[: len(received)]
+            assert [r.cursor for r in watcher.received] == sorted({s.cursor for s in stored})[
+                : len(received)
+            ]
+    finally:
+        for watcher in watchers:
+            await watcher.stop()
+        for coordinator in coordinators:
+            await coordinator.stop()
+
+
+async def run_cli(
+    *args: str, within: float = 60.0, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """`meshplane ARGS` as a user runs it, in a subprocess; returns (exit code, out, err)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "meshplane_cli.main",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), within)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+class _PerThread(io.TextIOBase):
+    """A stream that sends one thread's writes to a buffer, everyone else's to the original:
+    the CLI's output is captured while the in-process coordinator keeps logging as before."""
+
+    def __init__(self, original: Any, owner: int, buffer: io.StringIO) -> None:
+        self._original = original
+        self._owner = owner
+        self._buffer = buffer
+
+    def write(self, text: str) -> int:
+        target = self._buffer if threading.get_ident() == self._owner else self._original
+        return int(target.write(text))
+
+    def flush(self) -> None:
+        self._original.flush()
+
+
+def _main_captured(args: tuple[str, ...]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    me = threading.get_ident()
+    with (
+        contextlib.redirect_stdout(_PerThread(sys.stdout, me, out)),
+        contextlib.redirect_stderr(_PerThread(sys.stderr, me, err)),
+    ):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+async def run_cli_here(*args: str, within: float = 60.0) -> tuple[int, str, str]:
+    """The same command through `meshplane_cli.main.main` in a thread (no interpreter start)."""
+    return await asyncio.wait_for(asyncio.to_thread(_main_captured, args), within)
+
+
+async def test_cli_against_the_coordinator(adapter_fast: Adapter, tmp_path: Path) -> None:
+    coordinator = CoordinatorUnderTest(coordinator_settings(tmp_path / "coord", [adapter_fast]))
+    await coordinator.start()
+    try:
+        await coordinator.wait_serving("istio")
+        at = ["--coordinator", coordinator.address]
+
+        code, out, err = await run_cli_here("apply", "istio", "validate", "--wait", *at)
+        assert code == 1, (out, err)
+        assert "VALIDATION_FAILED" in err and "remediation:" in err
+
+        code, out, err = await run_cli_here(
+            "apply", "istio", "install", "--version", "1.1.0", "-p", "profile=demo", "--wait",
+            "--operation-id", "cli-install", "--output", "json", *at,
+        )  # fmt: skip
+        assert code == 0, err
+        lines = [json.loads(line) for line in out.splitlines()]
+        assert lines[-1]["operation"]["operation"]["state"] == "OPERATION_STATE_SUCCEEDED"
+        progress = [line for line in lines if "cursor" in line]
+        assert progress and all(p["event"]["operation_id"] == "cli-install" for p in progress)
+
+        code, out, err = await run_cli_here("apply", "istio", "install", "--version", "9.9.9", *at)
+        assert code == 1 and "9.9.9" in err
+
+        code, out, _ = await run_cli_here("adapters", *at)
+        assert code == 0
+        header, row = out.splitlines()[:2]
+        assert header.split()[:3] == ["MESH", "ADDRESS", "STATE"]
+        assert row.split()[:3] == ["istio", adapter_fast.address, "SERVING"]
+
+        code, out, _ = await run_cli_here("history", "--state", "succeeded", "-o", "json", *at)
+        assert code == 0
+        ids = [op["operation"]["operation_id"] for op in json.loads(out)["operations"]]
+        assert ids == ["cli-install"]
+
+        code, out, _ = await run_cli_here("events", "--operation", "cli-install", "-o", "json", *at)
+        events = [json.loads(line) for line in out.splitlines()]
+        assert [e["cursor"] for e in events] == [p["cursor"] for p in progress]
+        code, out, _ = await run_cli_here(
+            "events", "--operation", "cli-install", "--after", events[-2]["cursor"], *at
+        )
+        assert code == 0 and len(out.splitlines()) == 1 and "install succeeded" in out
+
+        code, out, _ = await run_cli_here("versions", "istio", *at)
+        assert code == 0 and "1.1.0 (default)" in out
+        code, out, _ = await run_cli_here("status", "istio", *at)
+        assert code == 0 and "installed:  yes" in out and "istiod" in out
+        code, out, _ = await run_cli_here("ops", "istio", "-o", "json", *at)
+        catalogue = json.loads(out)["catalogues"][0]
+        assert "install" in [op["id"] for op in catalogue["operations"]]
+    finally:
+        await coordinator.stop()
+
+
+async def test_cli_explains_an_unreachable_coordinator() -> None:
+    port = free_port_block(1)
+    code, _, err = await run_cli("adapters", "--coordinator", f"127.0.0.1:{port}", within=30)
+    assert code == 1
+    assert "UNAVAILABLE" in err and "meshplane up" in err
+    assert f"127.0.0.1:{port}" in err
+    other = free_port_block(1)
+    code, _, err = await run_cli(
+        "ops", within=30, env={"MESHPLANE_COORDINATOR": f"127.0.0.1:{other}"}
+    )
+    assert code == 1 and f"127.0.0.1:{other}" in err
+
+
+def _refused(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+async def test_meshplane_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    package_toy_repo(mirror / "charts" / "istio")
+    for folder in ("apps", "addons"):
+        (mirror / folder).symlink_to(TOY_MIRROR / folder)
+    base = free_port_block(5)
+    up_log = tmp_path / "up.log"
+    with up_log.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "meshplane_cli.main", "up",
+            "--data-dir", str(tmp_path / "data"), "--mirror", str(mirror),
+            "--port-base", str(base), "--mesh", "istio", "--mesh", "nomesh",
+            stdout=asyncio.subprocess.PIPE, stderr=log_file,
+        )  # fmt: skip
+    assert process.stdout is not None
+    banner: list[str] = []
+    try:
+        async with asyncio.timeout(60):
+            while not banner or not banner[-1].startswith("Ctrl-C"):
+                line = await process.stdout.readline()
+                assert line, f"up exited: {up_log.read_text()}"
+                banner.append(line.decode().rstrip())
+        text = "\n".join(banner)
+        assert f"127.0.0.1:{base}" in text and f"127.0.0.1:{base + 2}" in text
+        assert "nomesh adapter" in text and "skipped" in text
+        assert "try:  meshplane ops istio" in text
+
+        code, out, err = await run_cli_here("ops", "istio", "--coordinator", f"127.0.0.1:{base}")
+        assert code == 0, err
+        assert "install" in out
+        code, out, err = await run_cli_here(
+            "apply", "istio", "install", "--wait", "--coordinator", f"127.0.0.1:{base}"
+        )
+        assert code == 0, err
+        assert "SUCCEEDED" in out
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(process.wait(), 30)
+    assert code == 0
+    for port in (base, base + 1, base + 2):
+        assert _refused(port), f"port {port} still served after up stopped"
+    assert (tmp_path / "data" / "kubesim" / "state.json").exists()
+    assert (tmp_path / "data" / "coordinator" / "coordinator.db").exists()
+
+
+def _declared_meshes() -> list[str]:
+    return [
+        mesh
+        for mesh in ("istio", "linkerd", "consul")
+        if importlib.util.find_spec(f"adapters.{mesh}.declaration") is not None
+    ]
+
+
+async def test_every_declared_adapter_behind_one_coordinator(
+    fast_sim: RunningSim, tmp_path: Path
+) -> None:
+    fixtures = shared_fixtures()
+    adapters = [
+        Adapter(
+            mesh,
+            [
+                "--kubeconfig",
+                str(fast_sim.kubeconfig),
+                "--mirror",
+                str(fixtures),
+                "--state-dir",
+                str(tmp_path / mesh),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ],
+            tmp_path / f"{mesh}.log",
+        )
+        for mesh in _declared_meshes()
+    ]
+    for adapter in adapters:
+        await adapter.start()
+    coordinator = CoordinatorUnderTest(coordinator_settings(tmp_path / "coord", adapters))
+    await coordinator.start()
+    try:
+        for adapter in adapters:
+            await coordinator.wait_serving(adapter.mesh)
+        listing = await coordinator.stub.ListAdapters(cpb.ListAdaptersRequest(), timeout=5)
+        assert [a.mesh for a in listing.adapters] == sorted(a.mesh for a in adapters)
+        catalogues = await coordinator.stub.ListOperations(cpb.ListOperationsRequest(), timeout=5)
+        assert all(c.operations for c in catalogues.catalogues)
+        for adapter in adapters:
+            versions = await coordinator.stub.ListMeshVersions(
+                cpb.ListMeshVersionsRequest(mesh=adapter.mesh), timeout=10
+            )
+            assert len(versions.versions) == 2, adapter.mesh  # two releases per mesh mirrored
+    finally:
+        await coordinator.stop()
+        for adapter in adapters:
+            await adapter.stop()
