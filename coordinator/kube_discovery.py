@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -88,10 +89,12 @@ class KubeDiscovery:
         kubeconfig: Path | None = None,
         backoff_initial: float = 0.2,
         backoff_max: float = 10.0,
+        watch_seconds: int = WATCH_SECONDS,
     ) -> None:
         self._registry = registry
         self._namespace = namespace
         self._kubeconfig = kubeconfig
+        self._watch_seconds = watch_seconds
         self._backoff = BackoffWait(initial=backoff_initial, maximum=backoff_max)
         self._rng = random.Random()
         self._tasks = BackgroundTasks(owner="kube-discovery")
@@ -104,14 +107,17 @@ class KubeDiscovery:
         self._listed: set[str] = set()
 
     async def start(self) -> None:
-        """Connect with the kubeconfig (or in-cluster config) and start both watches."""
-        if self._kubeconfig is not None:
+        """Connect (the kubeconfig; in a pod without one, the ServiceAccount) and start both
+        watches."""
+        if self._kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            configuration = kube_client.Configuration()
+            kube_config.load_incluster_config(client_configuration=configuration)
+            self._api = kube_client.ApiClient(configuration)
+        else:  # the given kubeconfig, else $KUBECONFIG or ~/.kube/config
             self._api = await kube_config.new_client_from_config(
-                config_file=str(self._kubeconfig), persist_config=False
+                config_file=None if self._kubeconfig is None else str(self._kubeconfig),
+                persist_config=False,
             )
-        else:
-            kube_config.load_incluster_config()
-            self._api = kube_client.ApiClient()
         core = kube_client.CoreV1Api(self._api)
         discovery = kube_client.DiscoveryV1Api(self._api)
         self._tasks.start(
@@ -159,6 +165,9 @@ class KubeDiscovery:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if getattr(exc, "status", None) == 410:  # our version expired: list again
+                    _log.info("discovery.relist", kind=kind, namespace=self._namespace)
+                    continue
                 failures += 1
                 ceiling = self._backoff.step(failures)
                 _log.warning(
@@ -209,7 +218,7 @@ class KubeDiscovery:
                 label_selector=selector,
                 resource_version=version,
                 allow_watch_bookmarks=True,
-                timeout_seconds=WATCH_SECONDS,
+                timeout_seconds=self._watch_seconds,
             ):
                 kind = str(event.get("type", ""))
                 if kind in ("ADDED", "MODIFIED", "DELETED"):

@@ -59,7 +59,7 @@ class CoordinatorSettings:
     discover_namespace: str = ""
     """Namespace watched for adapter Services/EndpointSlices; empty turns discovery off."""
     kubeconfig: Path | None = None
-    """Kubeconfig for discovery; None means in-cluster config, else ~/.kube/config."""
+    """Kubeconfig for discovery; None: in-cluster config in a pod, else $KUBECONFIG/~/.kube."""
     tls: TlsConfig | None = None
     adapter_tls: ClientTls | None = None
     allow_insecure_adapters: bool = False
@@ -166,7 +166,11 @@ _FLAGS: tuple[_Flag, ...] = (
         metavar="NS",
         help="discover adapters from Services labelled meshplane.io/adapter in NS",
     ),
-    _Flag(flag="--kubeconfig", parse=Path, help="kubeconfig for discovery (default in-cluster)"),
+    _Flag(
+        flag="--kubeconfig",
+        parse=Path,
+        help="kubeconfig for discovery (default: in-cluster, else ~/.kube/config)",
+    ),
     _Flag(flag="--tls-cert", parse=Path, help="PEM certificate chain served to clients"),
     _Flag(flag="--tls-key", parse=Path, help="PEM private key for --tls-cert"),
     _Flag(flag="--tls-client-ca", parse=Path, help="PEM CA; clients must present a cert it signed"),

@@ -8,10 +8,12 @@ from typing import Any
 
 from kubernetes import client as kube
 
-from coordinator.kube_discovery import replicas_from_slices
+from coordinator.kube_discovery import KubeDiscovery, replicas_from_slices
+from coordinator.registry import Registry, Source
 from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
+from serving.tls import dial
 from tests.coordinator.routing_harness import coordinator, fakes, make_settings
 
 NAMESPACE = "meshplane"
@@ -126,3 +128,41 @@ async def test_discovery_finds_routes_to_and_drops_adapters(
             await client.wait_replica(second.address, lambda r: r is None)
             listed = await client.stub.ListAdapters(cpb.ListAdaptersRequest())
             assert list(listed.adapters) == []
+
+
+async def test_watches_resume_after_the_server_ends_them(
+    kubesim: RunningSim, api_client: kube.ApiClient
+) -> None:
+    core: Any = kube.CoreV1Api(api_client)
+    slices: Any = kube.DiscoveryV1Api(api_client)
+    await asyncio.to_thread(
+        core.create_namespace,
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+    )
+    registry = Registry(lambda address: dial(address, tls=None), call_timeout=1.0)
+    discovery = KubeDiscovery(
+        registry, namespace=NAMESPACE, kubeconfig=kubesim.kubeconfig, watch_seconds=1
+    )
+    both_found = asyncio.Event()
+    registry.add_listener(
+        lambda _: both_found.set() if len(registry.replicas("linkerd")) >= 2 else None
+    )
+    await discovery.start()
+    try:
+        await asyncio.wait_for(discovery.wait_synced(), 10)
+        await asyncio.sleep(2.5)  # every watch request has ended at least twice by now
+        await asyncio.to_thread(
+            core.create_namespaced_service, NAMESPACE, _service("late-adapter", "linkerd")
+        )
+        await asyncio.to_thread(
+            slices.create_namespaced_endpoint_slice,
+            NAMESPACE,
+            _slice("late-adapter", 4143, [("127.0.0.1", True), ("127.0.0.2", True)]),
+        )
+        await asyncio.wait_for(both_found.wait(), 10)
+        found = registry.replicas("linkerd")
+        assert [r.address for r in found] == ["127.0.0.1:4143", "127.0.0.2:4143"]
+        assert {r.source for r in found} == {Source.KUBERNETES}
+    finally:
+        await discovery.stop()
+        await registry.close()
