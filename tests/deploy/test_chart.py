@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import helm_python
 import pytest
 
-from adapters.kit.rendering import ChartRenderError
+from adapters.kit.rendering import ChartRenderError, render_chart
 from coordinator import servicer as coordinator_servicer
 from meshplane.adapter.v1 import adapter_pb2
 from tests.deploy.chart import (
@@ -19,6 +20,7 @@ from tests.deploy.chart import (
     container,
     env_of,
     find,
+    meshes_with_rbac,
     of_kind,
     render,
 )
@@ -313,3 +315,20 @@ async def test_an_adapter_without_its_generated_role_is_refused() -> None:
         ChartRenderError, match=r"files/rbac-toy.yaml is missing.*meshplane rbac toy"
     ):
         await render(values)
+
+
+async def test_readme_commands_name_what_the_chart_creates() -> None:
+    """`deploy/README.md` installs release `meshplane` in namespace `meshplane`: the objects its
+    commands name exist under those names."""
+    readme = (CHART.parent.parent / "README.md").read_text(encoding="utf-8")
+    assert "helm install meshplane deploy/helm/meshplane" in readme
+    assert "--namespace meshplane" in readme
+    rendered = await render_chart(CHART, release_name="meshplane", namespace="meshplane")
+    names = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects}
+    kinds = {"deployment": "Deployment", "svc": "Service"}
+    for kind, name in re.findall(r"\b(deployment|svc)/([a-z0-9-]+)", readme):
+        assert (kinds[kind], name) in names, (kind, name)
+    for account in re.findall(r"system:serviceaccount:meshplane:([a-z0-9-]+)", readme):
+        assert ("ServiceAccount", account) in names
+    for path in re.findall(r"deploy/helm/meshplane/files/rbac-([a-z]+)\.yaml", readme):
+        assert path in meshes_with_rbac()
