@@ -180,7 +180,7 @@ async def test_install_upgrade_samples_validate_uninstall(harness: Harness) -> N
             parameters={"profile": "demo"},
         )
         assert done.cluster_results[0].objects_applied > 0
-        owned = managed_objects(harness.sim.url)
+        owned = await managed_objects(harness.sim.url)
         assert len(crds_of_istio(owned)) == sources.crds_first
         crd = await harness.object(
             "CustomResourceDefinition", "virtualservices.networking.istio.io"
@@ -195,7 +195,7 @@ async def test_install_upgrade_samples_validate_uninstall(harness: Harness) -> N
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
         assert (status.installed, status.version) == (True, sources.first)
         assert all(c.ready for c in status.components)
-        mine = events.of(install)
+        mine = await events.settled(install)
         assert mine[0].summary.startswith("install accepted")
         assert mine[-1].operation_state == pb.OPERATION_STATE_SUCCEEDED
         assert_consecutive(events.events)
@@ -208,7 +208,7 @@ async def test_install_upgrade_samples_validate_uninstall(harness: Harness) -> N
         )
         assert again.cluster_results[0].objects_applied == 0
         assert again.cluster_results[0].objects_unchanged > 0
-        assert managed_objects(harness.sim.url) == owned
+        assert await managed_objects(harness.sim.url) == owned
 
         await client.run(
             "install",
@@ -218,7 +218,7 @@ async def test_install_upgrade_samples_validate_uninstall(harness: Harness) -> N
         )
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
         assert status.version == sources.second
-        assert len(crds_of_istio(managed_objects(harness.sim.url))) == sources.crds_second
+        assert len(crds_of_istio(await managed_objects(harness.sim.url))) == sources.crds_second
 
         await client.run("bookinfo", operation_id=harness.next_id("bookinfo"))
         assert await harness.object("Gateway", "bookinfo-gateway", "default") is not None
@@ -234,7 +234,7 @@ async def test_install_upgrade_samples_validate_uninstall(harness: Harness) -> N
 
         validate = harness.next_id("validate")
         await client.run("validate", operation_id=validate)
-        findings = events.of(validate)
+        findings = await events.settled(validate)
         summary = next(e for e in findings if e.component == "summary")
         assert "0 errors" in summary.summary
         assert any("CRDs established" in e.summary for e in findings)
@@ -244,7 +244,7 @@ async def test_install_upgrade_samples_validate_uninstall(harness: Harness) -> N
             await client.run(
                 operation, operation_id=harness.next_id(f"rm-{operation}"), delete=True
             )
-        assert managed_objects(harness.sim.url) == []
+        assert await managed_objects(harness.sim.url) == []
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
         assert not status.installed
         assert_consecutive(events.events)
@@ -295,7 +295,7 @@ async def test_killed_mid_install_resumes_without_duplicates(harness: Harness) -
         assert done.state == pb.OPERATION_STATE_SUCCEEDED, done.error
         assert done.attempt == 2
 
-        owned = managed_objects(harness.sim.url)
+        owned = await managed_objects(harness.sim.url)
         keys = [(kind, namespace, name) for kind, namespace, name in owned]
         assert len(keys) == len(set(keys))
         names = [name for kind, _, name in owned if kind == "Deployment"]
@@ -303,7 +303,9 @@ async def test_killed_mid_install_resumes_without_duplicates(harness: Harness) -
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
         assert status.installed and status.version == version
         assert status.components and all(c.ready for c in status.components)
-        resumed = resumed_events.of(operation_id)
+        resumed = await resumed_events.settled(
+            operation_id, frozenset({pb.OPERATION_STATE_SUCCEEDED})
+        )
         summaries = [e.summary for e in resumed]
         assert "install interrupted" in summaries  # recorded by the restarted adapter
         assert any(text.startswith("install resumed, attempt 2") for text in summaries)

@@ -259,6 +259,18 @@ class EventCollector:
                 self._changed.clear()
                 await self._changed.wait()
 
+    async def settled(
+        self,
+        operation_id: str,
+        states: frozenset[int] = TERMINAL,
+        within: float = 30.0,
+    ) -> list[pb.Event]:
+        """The operation's events once an event reporting one of ``states`` has arrived."""
+        await self.wait_for(
+            lambda e: e.operation_id == operation_id and e.operation_state in states, within
+        )
+        return self.of(operation_id)
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -269,12 +281,16 @@ class EventCollector:
         return [e for e in self.events if e.operation_id == operation_id]
 
 
-def managed_objects(server: str) -> list[tuple[str, str, str]]:
+async def managed_objects(server: str) -> list[tuple[str, str, str]]:
     """(kind, namespace, name) of every object labelled managed-by=meshplane, any served kind.
 
     Reads kubesim's discovery and lists each listable resource across namespaces (plain HTTP,
-    kubesim's bearer token), so no kind can be forgotten.
+    kubesim's bearer token, in a worker thread), so no kind can be forgotten.
     """
+    return await asyncio.to_thread(_managed_objects, server)
+
+
+def _managed_objects(server: str) -> list[tuple[str, str, str]]:
     selector = urllib.parse.quote(f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")
     found: list[tuple[str, str, str]] = []
     for path, kind in _list_paths(server):

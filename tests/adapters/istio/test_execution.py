@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,11 +22,13 @@ from adapters.kit.operations import (
     Severity,
 )
 from adapters.kit.planning import Planner
-from adapters.kit.plans import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from adapters.kit.settings import AdapterSettings
 from kubesim.faults import Faults
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
+from tests.adapters.istio.adapter_process import managed_objects
+from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
+from tests.fixtures_paths import shared_fixtures
 from tests.plugins.static_http import StaticHttpServer
 
 TARGET = ClusterTarget(name="default")
@@ -96,34 +99,8 @@ async def run(
     return result, events
 
 
-async def managed_objects(session: ClusterSession) -> list[str]:
-    """Every object labelled as ours, across the kinds the catalogue creates."""
-    kinds = [
-        ("v1", "ConfigMap"),
-        ("v1", "Secret"),
-        ("v1", "Service"),
-        ("v1", "ServiceAccount"),
-        ("apps/v1", "Deployment"),
-        ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
-        ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"),
-        ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"),
-        ("networking.istio.io/v1", "VirtualService"),
-        ("networking.istio.io/v1", "DestinationRule"),
-        ("networking.istio.io/v1", "Gateway"),
-        ("security.istio.io/v1", "PeerAuthentication"),
-        ("v1", "Namespace"),
-    ]
-    found: list[str] = []
-    for api_version, kind in kinds:
-        for obj in await session.list(
-            api_version, kind, label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
-        ):
-            found.append(f"{kind} {obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}")
-    return found
-
-
 async def test_install_upgrade_samples_validate_uninstall(
-    executor: KitExecutor, session: ClusterSession
+    executor: KitExecutor, session: ClusterSession, sim: RunningSim
 ) -> None:
     result, events = await run(
         executor, "install", mesh_version="1.0.0", parameters={"profile": "demo"}
@@ -188,7 +165,7 @@ async def test_install_upgrade_samples_validate_uninstall(
     gone, events = await run(executor, "install", delete=True)
     assert gone.state is OperationState.SUCCEEDED, events.items
     assert gone.objects_deleted > 10
-    assert await managed_objects(session) == []
+    assert await managed_objects(sim.url) == []
     assert not (await executor.status(TARGET, "")).installed
 
 
@@ -292,3 +269,44 @@ async def test_a_flaky_api_server_is_retried_and_counted(
         result, events = await run(executor, "install", parameters={"profile": "demo"})
     assert result.state is OperationState.SUCCEEDED, events.of(Severity.ERROR)
     assert retries, "injected 500s were retried through the hook"
+
+
+def _catalogue_sources(kind: str, tmp_path: Path) -> tuple[Path, Path, str]:
+    if kind == "upstream":
+        fixtures = shared_fixtures()
+        return fixtures / "charts" / "istio", fixtures, "1.30.3"
+    return package_toy_repo(tmp_path / "charts"), TOY_MIRROR, "1.1.0"
+
+
+@pytest.mark.parametrize("kind", ["toy", "upstream"])
+async def test_every_operation_applies_and_deletes(
+    kind: str,
+    tmp_path: Path,
+    sim: RunningSim,
+    session: ClusterSession,
+    static_http_server: Callable[[Path], StaticHttpServer],
+) -> None:
+    charts, mirror, version = _catalogue_sources(kind, tmp_path)
+    settings = AdapterSettings(
+        kubeconfig=sim.kubeconfig,
+        chart_repo=static_http_server(charts).url,
+        manifests_url=static_http_server(mirror).url,
+        cache_dir=tmp_path / "cache",
+    )
+    executor, _ = build_executor(DECLARATION, settings)
+    installed, events = await run(
+        executor, "install", mesh_version=version, parameters={"profile": "minimal"}
+    )
+    assert installed.state is OperationState.SUCCEEDED, events.of(Severity.ERROR)
+    for spec in DECLARATION.operations:
+        if spec.id in ("install", "validate", "custom"):
+            continue
+        applied, events = await run(executor, spec.id, namespace="books")
+        assert applied.state is OperationState.SUCCEEDED, (spec.id, events.of(Severity.ERROR))
+        assert applied.objects_applied > 0, spec.id
+        removed, events = await run(executor, spec.id, namespace="books", delete=True)
+        assert removed.state is OperationState.SUCCEEDED, (spec.id, events.of(Severity.ERROR))
+        assert removed.objects_deleted == applied.objects_applied, spec.id
+    removed, _ = await run(executor, "install", delete=True)
+    assert removed.state is OperationState.SUCCEEDED
+    assert await managed_objects(sim.url) == []
