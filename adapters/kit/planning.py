@@ -242,9 +242,12 @@ class Planner:
         return plan
 
     async def _default_version(self, spec: OperationSpec) -> str:
+        """The newest stable version, when something of this spec depends on a version."""
         charts = [s for s in spec.sources if isinstance(s, ChartSource)]
-        needs_version = charts or any(isinstance(s, catalogue.ManifestSource) for s in spec.sources)
-        if not needs_version:
+        upstream_manifests = not self.manifests.mirror_url and any(
+            isinstance(s, catalogue.ManifestSource) for s in spec.sources
+        )
+        if not charts and not upstream_manifests:
             return ""
         first = charts[0].chart if charts else self._install_chart()
         if first is None:
@@ -255,12 +258,11 @@ class Planner:
             raise PlanError(_chart_error(exc, first, "")) from exc
 
     def _install_chart(self) -> str | None:
-        install = self.declaration.operation(self.declaration.status_release)
-        if install is None:
-            return None
-        for source in install.sources:
-            if isinstance(source, ChartSource):
-                return source.chart
+        for spec in self.declaration.operations:
+            if spec.release_name == self.declaration.status_release:
+                for source in spec.sources:
+                    if isinstance(source, ChartSource):
+                        return source.chart
         return None
 
     async def _render(self, source: ChartSource, ctx: PlanContext) -> RenderedChart:

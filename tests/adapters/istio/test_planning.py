@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 
 from adapters.istio.declaration import DECLARATION
 from adapters.kit.catalogue import ManifestSource, OperationSpec
+from adapters.kit.chart_repository import ChartRepository
 from adapters.kit.cluster import ClusterSession
 from adapters.kit.objects import KubeObject
 from adapters.kit.operations import OperationRecord, OperationState
@@ -21,6 +24,8 @@ from adapters.kit.planning import (
     custom_release_name,
 )
 from adapters.kit.plans import ApplyPlan
+from tests.adapters.istio.toy_istio import TOY_MIRROR
+from tests.plugins.static_http import StaticHttpServer
 
 
 def spec(operation: str) -> OperationSpec:
@@ -383,3 +388,48 @@ async def test_renders_are_cached_by_what_decides_them(
     assert len(list(cache.iterdir())) == 7  # other values: base, istiod, ingress rendered anew
     entries[0].write_text("{not json", encoding="utf-8")
     assert await plan_of(planner, session, "install", parameters={"profile": "demo"}) == first
+
+
+async def test_samples_come_from_upstream_at_the_mesh_version(
+    tmp_path: Path,
+    session: ClusterSession,
+    toy_chart_server: StaticHttpServer,
+    static_http_server: Callable[[Path], StaticHttpServer],
+) -> None:
+    upstream = tmp_path / "upstream"
+    for version in ("1.0.0", "1.1.0"):
+        target = upstream / version / "samples/bookinfo/platform/kube/bookinfo.yaml"
+        target.parent.mkdir(parents=True)
+        shutil.copy(TOY_MIRROR / "apps" / "bookinfo.yaml", target)
+    server = static_http_server(upstream)
+    planner = Planner(
+        DECLARATION,
+        charts=ChartRepository(toy_chart_server.url, tmp_path / "cache", timeout=5.0),
+        manifests=ManifestLibrary(
+            upstream_url=server.url + "{version}/", cache_dir=tmp_path / "cache"
+        ),
+    )
+    newest = await planner.plan(spec("bookinfo"), record("bookinfo"), session)
+    assert newest.metadata["mesh_version"] == "1.1.0"
+    assert server.requests("/1.1.0/samples/bookinfo/platform/kube/bookinfo.yaml") == 1
+    installed = await planner.plan(
+        spec("bookinfo"), record("bookinfo"), session, mesh_version="1.0.0"
+    )
+    assert installed.objects == newest.objects
+    assert server.requests("/1.0.0/samples/bookinfo/platform/kube/bookinfo.yaml") == 1
+
+
+async def test_mirrored_samples_need_no_chart_repository(
+    tmp_path: Path, session: ClusterSession, toy_mirror_server: StaticHttpServer
+) -> None:
+    planner = Planner(
+        DECLARATION,
+        charts=ChartRepository("http://127.0.0.1:9/", tmp_path / "cache", attempts=1),
+        manifests=ManifestLibrary(
+            upstream_url=DECLARATION.manifests_url,
+            mirror_url=toy_mirror_server.url,
+            cache_dir=tmp_path / "cache",
+        ),
+    )
+    plan = await planner.plan(spec("httpbin"), record("httpbin"), session)
+    assert [o["kind"] for o in plan.objects] == ["ServiceAccount", "Service", "Deployment"]
