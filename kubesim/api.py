@@ -7,7 +7,6 @@ import base64
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +61,6 @@ class KubeApi:
         self.faults = faults
         self.bookmark_seconds = bookmark_seconds
         self._closing = asyncio.Event()
-        self.on_reset: Callable[[], Awaitable[None]] | None = None
 
     def close_watches(self) -> None:
         self._closing.set()

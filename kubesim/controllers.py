@@ -21,7 +21,7 @@ from kubesim.cluster import NAMESPACES, Cluster, random_suffix
 from kubesim.errors import ApiError
 from kubesim.objects import Obj, copy_json, now_rfc3339
 from kubesim.resources import ResourceType
-from kubesim.selectors import Requirement, labels_match, requirements_from_label_selector
+from kubesim.selectors import Requirement, labels_match
 from kubesim.store import StoredEvent
 
 log = structlog.get_logger(__name__)
@@ -973,7 +973,3 @@ class Simulator:
         if not new["metadata"]["finalizers"]:
             del new["metadata"]["finalizers"]
         self.cluster.write(self._type(sk), obj, new)
-
-
-def selector_requirements(obj: Obj) -> list[Requirement]:
-    return requirements_from_label_selector(obj.get("spec", {}).get("selector") or {})

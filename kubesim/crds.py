@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from kubesim.objects import Obj, now_rfc3339
@@ -44,8 +45,6 @@ def served_types(crd: Obj) -> tuple[list[ResourceType], str]:
 
 def _version_rank(version: str) -> tuple[int, int, int]:
     """Kubernetes version priority: GA > beta > alpha, higher numbers first."""
-    import re
-
     m = re.fullmatch(r"v(\d+)(?:(alpha|beta)(\d+))?", version)
     if not m:
         return (0, 0, 0)

@@ -141,12 +141,3 @@ def parse_field_selector(text: str) -> list[FieldRequirement]:
         else:
             raise ApiError.bad_request(f"invalid field selector: {part!r}")
     return reqs
-
-
-def single_name(reqs: list[FieldRequirement], text: str) -> str | None:
-    """The name a `metadata.name=X` selector pins, so lookups skip the scan."""
-    for part in _split_top(text):
-        key, sep, value = part.partition("=")
-        if key.strip() == "metadata.name" and sep and not key.endswith("!"):
-            return value.lstrip("=").strip()
-    return None

@@ -14,7 +14,6 @@ from aiohttp import web
 from kubesim.api import KubeApi
 from kubesim.cluster import NAMESPACES, Cluster
 from kubesim.controllers import Simulator
-from kubesim.crds import CRD_KEY
 from kubesim.faults import Faults
 from kubesim.kubeconfig import generate_certificate, write_kubeconfig
 from kubesim.resources import ResourceRegistry
@@ -22,6 +21,19 @@ from kubesim.store import Store
 
 log = structlog.get_logger(__name__)
 
+# The `default/kubernetes` Service every cluster has (no selector: its endpoints are the
+# apiserver's own).
+KUBERNETES_SERVICE = {
+    "metadata": {
+        "name": "kubernetes",
+        "labels": {"component": "apiserver", "provider": "kubernetes"},
+    },
+    "spec": {
+        "type": "ClusterIP",
+        "clusterIP": "10.96.0.1",
+        "ports": [{"name": "https", "port": 443, "targetPort": 6443}],
+    },
+}
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 MAX_BODY = 64 * 1024 * 1024
 
@@ -108,7 +120,9 @@ class KubeSim:
         for name in SYSTEM_NAMESPACES:
             if self.store.get(NAMESPACES, "", name) is None:
                 self.cluster.create(ns_type, "", {"metadata": {"name": name}})
-        assert self.registry.find(CRD_KEY[0], "v1", CRD_KEY[1]) is not None
+        services = self.registry.lookup("", "v1", "services")
+        if self.store.get(services.storage_key, "default", "kubernetes") is None:
+            self.cluster.create(services, "default", KUBERNETES_SERVICE)
 
     async def _save_loop(self) -> None:
         assert self.config.state_file is not None
@@ -130,9 +144,6 @@ class KubeSim:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._tmp is not None and self.config.kubeconfig is None:
-            # the kubeconfig lives in the temporary directory: keep it until stop
-            pass
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

@@ -142,7 +142,7 @@ def test_tables_for_kubectl_get(kubesim: RunningSim, api_client: client.ApiClien
         {"metadata": {"name": "svc"}, "spec": {"ports": [{"port": 80}], "selector": {"app": "x"}}},
     )
     request = urllib.request.Request(
-        kubesim.url + "/api/v1/namespaces/default/services",
+        kubesim.url + "/api/v1/namespaces/default/services?fieldSelector=metadata.name%3Dsvc",
         headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as resp:
