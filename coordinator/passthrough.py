@@ -75,13 +75,12 @@ class Passthrough:
                 )
         return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
-    def _multicallable(self, replica: Replica, method: str, *, streaming: bool) -> Any:
-        """The raw-bytes callable for ``method`` on the replica's current channel (cached)."""
-        channel = self._registry.channel(replica.address)
-        cached = self._callables.get(replica.address)
+    def _multicallable(self, address: str, channel: Any, method: str, *, streaming: bool) -> Any:
+        """The raw-bytes callable for ``method`` on a replica's channel (cached per channel)."""
+        cached = self._callables.get(address)
         if cached is None or cached[0] is not channel:
             cached = (channel, {})
-            self._callables[replica.address] = cached
+            self._callables[address] = cached
         call = cached[1].get(method)
         if call is None:
             path = f"/{SERVICE_NAME}/{method}"
@@ -94,7 +93,7 @@ class Passthrough:
             mesh, metadata = await _mesh_and_metadata(context)
 
             async def invoke(replica: Replica, channel: Any, seconds: float) -> bytes:
-                call = self._multicallable(replica, method, streaming=False)
+                call = self._multicallable(replica.address, channel, method, streaming=False)
                 response: bytes = await call(request, timeout=seconds, metadata=metadata)
                 return response
 
@@ -127,7 +126,8 @@ class Passthrough:
             except RouteError as exc:
                 await context.abort(exc.code, exc.message)
                 return
-            call = self._multicallable(replica, method, streaming=True)(
+            channel = self._registry.channel(replica.address)
+            call = self._multicallable(replica.address, channel, method, streaming=True)(
                 request, timeout=context.time_remaining(), metadata=metadata
             )
             try:
