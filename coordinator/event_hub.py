@@ -149,6 +149,7 @@ class EventHub:
         self._tasks = BackgroundTasks(owner="event-hub")
         self._followers: dict[str, _Follower] = {}
         self._follower_tasks: dict[str, asyncio.Task[None]] = {}
+        self._generation = 0
         self._fanout = Fanout()
         self._publish_lock = asyncio.Lock()
         self._published_cursor = 0
@@ -166,6 +167,11 @@ class EventHub:
         self._registry.add_listener(self._on_change)
         for replica in self._registry.replicas():
             self._follow(replica)
+
+    def end_watches(self) -> None:
+        """End every watch now (they resume elsewhere by cursor); call before draining gRPC so
+        long-lived WatchEvents streams do not hold the shutdown for its whole grace period."""
+        self._fanout.close()
 
     async def stop(self) -> None:
         """End every watch and stop the followers (each finishes its current append)."""
@@ -252,14 +258,14 @@ class EventHub:
 
     # following ------------------------------------------------------------------------------
 
-    @staticmethod
-    def _task_name(address: str) -> str:
-        return f"follow:{address}"
-
     def _follow(self, replica: ReplicaView) -> None:
         follower = _Follower(replica.address, replica.mesh)
         self._followers[replica.address] = follower
-        task = self._tasks.start(self._task_name(replica.address), self._run_follower(follower))
+        # A generation in the name: a replica removed and added again gets a new task at once,
+        # while the cancelled one may still be unwinding under the old name.
+        self._generation += 1
+        name = f"follow:{replica.address}#{self._generation}"
+        task = self._tasks.start(name, self._run_follower(follower))
         self._follower_tasks[replica.address] = task
         task.add_done_callback(lambda done: self._forget_task(replica.address, done))
 
@@ -268,36 +274,38 @@ class EventHub:
             del self._follower_tasks[address]
 
     async def _run_follower(self, follower: _Follower) -> None:
-        """Connect, follow, and reconnect with backoff for as long as the replica is registered."""
+        """Connect, follow, and reconnect with backoff for as long as the replica is registered.
+
+        A stream ended with RESOURCE_EXHAUSTED after progress (we fell behind) resumes at once
+        from the store's position; every other end, or no progress, waits with backoff (woken
+        early when the registry reports the replica's health changed).
+        """
         attempt = 0
         while True:
-            delivered_before = follower.last_sequence
-            source_before = follower.source
+            delivered_before = (follower.source, follower.last_sequence)
+            exhausted = False
             try:
                 await self._follow_once(follower)
                 raise _StreamEnded("the adapter ended the event stream")
             except asyncio.CancelledError:
                 raise
             except grpc.RpcError as exc:
-                code = exc.code() if callable(getattr(exc, "code", None)) else None
-                follower.last_error = f"{code}: {exc.details() if hasattr(exc, 'details') else exc}"
-                if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                    # We fell behind; resume from the store's position at once.
-                    _log.info(
-                        "hub.follower_fell_behind",
-                        address=follower.address,
-                        source=follower.source,
-                        last_sequence=follower.last_sequence,
-                    )
-                    attempt = 0
-                    follower.connected = False
-                    continue
+                code = exc.code()
+                follower.last_error = f"{code.name}: {exc.details()}"
+                exhausted = code == grpc.StatusCode.RESOURCE_EXHAUSTED
             except Exception as exc:
                 follower.last_error = repr(exc)
             follower.connected = False
-            progressed = (
-                follower.last_sequence != delivered_before or follower.source != source_before
-            )
+            progressed = (follower.source, follower.last_sequence) != delivered_before
+            if exhausted and progressed:
+                _log.info(
+                    "hub.follower_fell_behind",
+                    address=follower.address,
+                    source=follower.source,
+                    last_sequence=follower.last_sequence,
+                )
+                attempt = 0
+                continue
             attempt = 1 if progressed else attempt + 1
             delay = self._backoff(attempt)
             _log.info(

@@ -267,6 +267,14 @@ async def test_removed_replica_is_no_longer_followed(
         await adapter.emit(3)
         await asyncio.sleep(0.3)
         assert len(await stored_pairs(store)) == 3
+
+        registry.add(server.address, "toy")  # back at once: followed again, from the store
+
+        async def six() -> bool:
+            return len(await stored_pairs(store)) == 6
+
+        await eventually(six)
+        assert adapter.requests[-1] == 3
     finally:
         await server.stop(grace_seconds=0)
 
@@ -336,3 +344,27 @@ async def test_two_hubs_on_one_postgres_store_each_event_once(fresh_postgres_url
             await server.stop(grace_seconds=0)
         for store in stores:
             await store.close()
+
+
+async def test_an_adapter_that_never_lets_us_progress_is_retried_with_backoff(
+    store: Store, registry: StaticRegistry, hub: EventHub
+) -> None:
+    adapter = ScriptedAdapter(mesh="toy", stream_id="s")
+    await adapter.emit(3)
+    adapter.exhaust_after = 0  # every stream ends before its first event
+    server = await serve(adapter)
+    try:
+        registry.add(server.address, "toy")
+        await asyncio.sleep(1.0)
+        # Backoff (0.02 s doubling to 0.2 s) allows about a dozen attempts; a hot loop, hundreds.
+        assert 2 <= len(adapter.requests) <= 40
+        status = hub.follower_status(server.address)
+        assert status is not None and status.last_error.startswith("RESOURCE_EXHAUSTED")
+        adapter.exhaust_after = None
+
+        async def three() -> bool:
+            return len(await stored_pairs(store)) == 3
+
+        await eventually(three)
+    finally:
+        await server.stop(grace_seconds=0)
