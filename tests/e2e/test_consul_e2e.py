@@ -1,13 +1,14 @@
 """The Consul adapter end to end: a subprocess driven over gRPC against kubesim.
 
-The real upstream `consul` chart (1.8.16, 1.9.11) and sample apps are served from
-../shared/fixtures over loopback HTTP (skipped when absent); our own toy chart covers the same
-paths in tests/adapters/consul.
+Charts and sample apps are served over loopback HTTP: the real upstream `consul` chart (1.8.16,
+1.9.11) and samples from ../shared/fixtures (skipped when absent), and our own toy chart and
+mirror from tests/fixtures/consul (always run).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,13 +17,49 @@ from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from tests.adapters.istio.adapter_process import EventCollector, managed_objects
+from tests.adapters.toy_repository import package_toy_repository, toy_mirror
 from tests.e2e.mesh_harness import MeshHarness
 from tests.fixtures_paths import shared_fixtures
 from tests.plugins.static_http import StaticHttpServer
 
 ServerFactory = Callable[[Path], StaticHttpServer]
-OLDER, NEWER = "1.8.16", "1.9.11"
 INJECT_LABEL = "consul.hashicorp.com/connect-inject"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sources:
+    """Where charts and manifests come from; the versions (chart → Consul) to install, upgrade."""
+
+    charts: Path
+    mirror: Path
+    older: tuple[str, str]
+    newer: tuple[str, str]
+
+
+def shared_sources(_: Path) -> Sources:
+    fixtures = shared_fixtures()
+    return Sources(
+        charts=fixtures / "charts" / "hashicorp",
+        mirror=fixtures,
+        older=("1.8.16", "1.21.5"),
+        newer=("1.9.11", "1.22.7"),
+    )
+
+
+def toy_sources(tmp_path: Path) -> Sources:
+    older, newer = ("1.0.0", "1.20.0"), ("1.1.0", "1.21.0")
+    return Sources(
+        charts=package_toy_repository("consul", tmp_path / "charts", dict([older, newer])),
+        mirror=toy_mirror("consul"),
+        older=older,
+        newer=newer,
+    )
+
+
+@pytest.fixture(params=[shared_sources, toy_sources], ids=["upstream-charts", "toy-charts"])
+def sources(request: pytest.FixtureRequest, tmp_path: Path) -> Sources:
+    make: Callable[[Path], Sources] = request.param
+    return make(tmp_path)
 
 
 @pytest.fixture
@@ -33,15 +70,14 @@ def sim() -> Iterator[RunningSim]:
 
 @pytest.fixture
 async def harness(
-    sim: RunningSim, tmp_path: Path, static_http_server: ServerFactory
+    sim: RunningSim, tmp_path: Path, sources: Sources, static_http_server: ServerFactory
 ) -> AsyncIterator[MeshHarness]:
-    fixtures = shared_fixtures()
     running = MeshHarness(
         "consul",
         sim,
         tmp_path,
-        charts=static_http_server(fixtures / "charts" / "hashicorp"),
-        manifests=static_http_server(fixtures),
+        charts=static_http_server(sources.charts),
+        manifests=static_http_server(sources.mirror),
     )
     try:
         yield running
@@ -55,7 +91,10 @@ def image_of(workload: dict[str, object] | None) -> str:
 
 
 @pytest.mark.timeout(90)
-async def test_install_upgrade_samples_validate_uninstall(harness: MeshHarness) -> None:
+async def test_install_upgrade_samples_validate_uninstall(
+    harness: MeshHarness, sources: Sources
+) -> None:
+    (older, consul_older), (newer, consul_newer) = sources.older, sources.newer
     client = await harness.start()
     events = EventCollector(client).start()
     try:
@@ -63,11 +102,11 @@ async def test_install_upgrade_samples_validate_uninstall(harness: MeshHarness) 
         await client.run(
             "install",
             operation_id=install,
-            mesh_version=OLDER,
+            mesh_version=older,
             parameters={"server-replicas": "1"},
         )
         server = await harness.get("apps/v1", "StatefulSet", "consul-server", "consul")
-        assert image_of(server).endswith(":1.21.5")  # Consul 1.21 is chart 1.8's app version
+        assert image_of(server).endswith(f":{consul_older}")  # the requested version, honoured
         assert server is not None and server["status"]["readyReplicas"] == 1
         owned = await managed_objects(harness.sim.url)
         kinds = {kind for kind, _, _ in owned}
@@ -83,19 +122,19 @@ async def test_install_upgrade_samples_validate_uninstall(harness: MeshHarness) 
         hooks = [e.summary for e in events.of(install) if "hook" in e.summary]
         assert any("gateway-resources" in s and "completed" in s for s in hooks), hooks
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
-        assert (status.installed, status.version) == (True, OLDER)
+        assert (status.installed, status.version) == (True, older)
 
         await client.run(
             "install",
             operation_id=harness.next_id("upgrade"),
-            mesh_version=NEWER,
+            mesh_version=newer,
             parameters={"server-replicas": "3"},
         )
         server = await harness.get("apps/v1", "StatefulSet", "consul-server", "consul")
-        assert image_of(server).endswith(":1.22.7")
+        assert image_of(server).endswith(f":{consul_newer}")
         assert server is not None and server["spec"]["replicas"] == 3
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
-        assert status.version == NEWER
+        assert status.version == newer
 
         await client.run("inject-namespace", operation_id=harness.next_id("inject"))
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())

@@ -1,14 +1,15 @@
 """The Linkerd adapter end to end: a subprocess driven over gRPC against kubesim.
 
-The real upstream charts (`linkerd-crds`, `linkerd-control-plane`) and sample apps are served
-from ../shared/fixtures over loopback HTTP (skipped when absent); our own toy charts cover the
-same paths in tests/adapters/linkerd.
+Charts and sample apps are served over loopback HTTP: the real upstream charts
+(`linkerd-crds`, `linkerd-control-plane`) and samples from ../shared/fixtures (skipped when
+absent), and our own toy charts and mirror from tests/fixtures/linkerd (always run).
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,13 +19,52 @@ from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from tests.adapters.istio.adapter_process import EventCollector, managed_objects
+from tests.adapters.toy_repository import package_toy_repository, toy_mirror
 from tests.e2e.mesh_harness import MeshHarness
 from tests.fixtures_paths import shared_fixtures
 from tests.plugins.static_http import StaticHttpServer
 
 ServerFactory = Callable[[Path], StaticHttpServer]
-OLDER, NEWER = "2026.7.2", "2026.8.3"
 DEPLOYMENTS = ["linkerd-destination", "linkerd-identity", "linkerd-proxy-injector"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sources:
+    """Where charts and manifests come from; the versions (chart → app) to install then upgrade."""
+
+    charts: Path
+    mirror: Path
+    older: tuple[str, str]
+    newer: tuple[str, str]
+    crds: int
+
+
+def shared_sources(_: Path) -> Sources:
+    fixtures = shared_fixtures()
+    return Sources(
+        charts=fixtures / "charts" / "linkerd",
+        mirror=fixtures,
+        older=("2026.7.2", "edge-26.7.2"),
+        newer=("2026.8.3", "edge-26.8.3"),
+        crds=10,
+    )
+
+
+def toy_sources(tmp_path: Path) -> Sources:
+    older, newer = ("1.0.0", "edge-1.0.0"), ("1.1.0", "edge-1.1.0")
+    return Sources(
+        charts=package_toy_repository("linkerd", tmp_path / "charts", dict([older, newer])),
+        mirror=toy_mirror("linkerd"),
+        older=older,
+        newer=newer,
+        crds=2,
+    )
+
+
+@pytest.fixture(params=[shared_sources, toy_sources], ids=["upstream-charts", "toy-charts"])
+def sources(request: pytest.FixtureRequest, tmp_path: Path) -> Sources:
+    make: Callable[[Path], Sources] = request.param
+    return make(tmp_path)
 
 
 @pytest.fixture
@@ -35,15 +75,14 @@ def sim() -> Iterator[RunningSim]:
 
 @pytest.fixture
 async def harness(
-    sim: RunningSim, tmp_path: Path, static_http_server: ServerFactory
+    sim: RunningSim, tmp_path: Path, sources: Sources, static_http_server: ServerFactory
 ) -> AsyncIterator[MeshHarness]:
-    fixtures = shared_fixtures()
     running = MeshHarness(
         "linkerd",
         sim,
         tmp_path,
-        charts=static_http_server(fixtures / "charts" / "linkerd"),
-        manifests=static_http_server(fixtures),
+        charts=static_http_server(sources.charts),
+        manifests=static_http_server(sources.mirror),
     )
     try:
         yield running
@@ -64,21 +103,24 @@ async def stored_secret(harness: MeshHarness) -> dict[str, str]:
 
 
 @pytest.mark.timeout(90)
-async def test_install_upgrade_samples_validate_uninstall(harness: MeshHarness) -> None:
+async def test_install_upgrade_samples_validate_uninstall(
+    harness: MeshHarness, sources: Sources
+) -> None:
+    (older, _), (newer, _) = sources.older, sources.newer
     client = await harness.start()
     events = EventCollector(client).start()
     try:
         versions = await client.stub.ListMeshVersions(pb.ListMeshVersionsRequest())
         listed = {(v.version, v.app_version) for v in versions.versions}
-        assert listed == {(OLDER, "edge-26.7.2"), (NEWER, "edge-26.8.3")}
+        assert listed == {sources.older, sources.newer}
 
-        await client.run("install", operation_id=harness.next_id("install"), mesh_version=OLDER)
+        await client.run("install", operation_id=harness.next_id("install"), mesh_version=older)
         owned = await managed_objects(harness.sim.url)
         crds = [n for kind, _, n in owned if kind == "CustomResourceDefinition"]
-        assert len(crds) == 10
+        assert len(crds) == sources.crds
         assert sorted(n for kind, _, n in owned if kind == "Deployment") == DEPLOYMENTS
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
-        assert (status.installed, status.version) == (True, OLDER)
+        assert (status.installed, status.version) == (True, older)
         assert status.components and all(c.ready for c in status.components)
 
         anchor = await trust_anchor(harness)
@@ -87,10 +129,10 @@ async def test_install_upgrade_samples_validate_uninstall(harness: MeshHarness) 
         root = x509.load_pem_x509_certificate(anchor.encode())
         assert root.subject.rfc4514_string() == "CN=root.linkerd.cluster.local"
 
-        await client.run("install", operation_id=harness.next_id("reinstall"), mesh_version=OLDER)
-        await client.run("install", operation_id=harness.next_id("upgrade"), mesh_version=NEWER)
+        await client.run("install", operation_id=harness.next_id("reinstall"), mesh_version=older)
+        await client.run("install", operation_id=harness.next_id("upgrade"), mesh_version=newer)
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
-        assert status.version == NEWER
+        assert status.version == newer
         assert await trust_anchor(harness) == anchor
         assert await stored_secret(harness) == stored
         issuer = await harness.get("v1", "Secret", "linkerd-identity-issuer", "linkerd")
@@ -116,7 +158,7 @@ async def test_install_upgrade_samples_validate_uninstall(harness: MeshHarness) 
         summaries = [e.summary for e in findings]
         summary = next(e for e in findings if e.component == "summary")
         assert "0 errors" in summary.summary, summaries
-        assert "10 Linkerd CRDs established" in summaries
+        assert f"{sources.crds} Linkerd CRDs established" in summaries
         assert "Deployment linkerd/linkerd-identity is ready" in summaries
         assert "the issuer certificate chains to the trust anchor" in summaries
         assert "injection enabled in 1 namespaces: emojivoto" in summaries
