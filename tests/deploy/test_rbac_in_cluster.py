@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from adapters.istio.declaration import DECLARATION
+from adapters.istio.declaration import DECLARATION as ISTIO
+from adapters.kit.catalogue import MeshDeclaration
 from adapters.kit.chart_repository import ChartRepository
+from adapters.kit.cli import MESH_DECLARATIONS, resolve
 from adapters.kit.execution import KitExecutor, install_chart
 from adapters.kit.operations import (
     ClusterTarget,
@@ -24,7 +26,8 @@ from adapters.kit.rbac import Permission, derive, rules_cover
 from kubesim.harness import RunningSim
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
 from tests.deploy.chart import committed_role
-from tests.deploy.recording_proxy import RecordingProxy, recording_proxy
+from tests.deploy.recording_proxy import recording_proxy
+from tests.fixtures_paths import shared_fixtures
 
 TARGET = ClusterTarget(name="default")
 
@@ -40,13 +43,13 @@ def _emit(
     del severity, summary, component, details, error
 
 
-def _record(operation: str, **changes: object) -> OperationRecord:
-    spec = DECLARATION.operation(operation)
+def _record(declaration: MeshDeclaration, operation: str, **changes: object) -> OperationRecord:
+    spec = declaration.operation(operation)
     assert spec is not None
     base = OperationRecord(
         operation_id=f"op-{operation}",
         operation=operation,
-        mesh="istio",
+        mesh=declaration.mesh,
         mesh_version="",
         namespace=spec.default_namespace,
         delete=False,
@@ -55,62 +58,78 @@ def _record(operation: str, **changes: object) -> OperationRecord:
         state=OperationState.RUNNING,
         clusters=("default",),
         create_time=datetime.now(UTC),
-        timeout_seconds=30.0,
+        timeout_seconds=60.0,
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def planner(tmp_path: Path) -> Planner:
-    repo = package_toy_repo(tmp_path / "charts")
+async def _run_catalogue(executor: KitExecutor, versions: list[str]) -> None:
+    """Install the older version, upgrade (which lists the release's objects), every sample and
+    configuration, validate, status, then remove everything again."""
+    declaration = executor.declaration
+
+    async def run(operation: str, **changes: object) -> OperationState:
+        spec = declaration.operation(operation)
+        assert spec is not None
+        result = await executor.execute(
+            spec, _record(declaration, operation, **changes), TARGET, _emit
+        )
+        if spec.check is None:
+            assert result.state is OperationState.SUCCEEDED, (operation, changes, result.error)
+        return result.state
+
+    newer, older = versions[0], versions[-1]  # the repository lists newest first
+    install = declaration.status_release
+    await run(install, mesh_version=older)
+    await run(install, mesh_version=newer)
+    await executor.status(TARGET, "")
+    applied = [
+        spec.id
+        for spec in declaration.operations
+        if spec.id != install and not spec.custom and spec.check is None
+    ]
+    for operation in applied:
+        await run(operation)
+    for spec in declaration.operations:
+        if spec.check is not None:
+            await run(spec.id)
+    for operation in reversed(applied):
+        await run(operation, delete=True)
+    await run(install, delete=True)
+
+
+async def _record_catalogue(sim: RunningSim, planner: Planner, tmp_path: Path) -> set[Permission]:
+    """Every permission the catalogue's API requests need, recorded through a proxy."""
+    versions = await planner.charts.versions(install_chart(planner.declaration))
+    async with recording_proxy(sim.url) as proxy:
+        kubeconfig = proxy.write_kubeconfig(sim.kubeconfig, tmp_path / "kubeconfig")
+        executor = KitExecutor(planner.declaration, planner, kubeconfig=kubeconfig)
+        try:
+            await _run_catalogue(executor, versions)
+        finally:
+            await executor.aclose()
+    assert proxy.requests, "the adapter made no API requests through the proxy"
+    return {permission for request in proxy.requests for permission in request.permissions()}
+
+
+def _planner(declaration: MeshDeclaration, charts: Path, manifests: Path, cache: Path) -> Planner:
     return Planner(
-        DECLARATION,
-        charts=ChartRepository(str(repo), tmp_path / "cache"),
+        declaration,
+        charts=ChartRepository(str(charts), cache / "charts"),
         manifests=ManifestLibrary(
-            upstream_url=DECLARATION.manifests_url,
-            mirror_url=str(TOY_MIRROR),
-            cache_dir=tmp_path / "cache",
+            upstream_url=declaration.manifests_url,
+            mirror_url=str(manifests),
+            cache_dir=cache / "manifests",
         ),
     )
 
 
-async def _run_catalogue(executor: KitExecutor) -> None:
-    """Install, upgrade, every sample and configuration, validate, status, then remove all."""
-
-    async def run(operation: str, **changes: object) -> None:
-        spec = DECLARATION.operation(operation)
-        assert spec is not None
-        result = await executor.execute(spec, _record(operation, **changes), TARGET, _emit)
-        assert result.state is OperationState.SUCCEEDED, (operation, changes, result.error)
-
-    await run("install", mesh_version="1.0.0", parameters={"profile": "demo"})
-    await run("install", mesh_version="1.1.0", parameters={"profile": "demo"})
-    await executor.status(TARGET, "")
-    applied = [
-        spec.id
-        for spec in DECLARATION.operations
-        if spec.id != "install" and not spec.custom and spec.check is None
-    ]
-    for operation in applied:
-        await run(operation)
-    await run("label-namespace")  # a second apply of a fields-only release
-    await run("validate")
-    for operation in reversed(applied):
-        await run(operation, delete=True)
-    await run("install", delete=True)
-
-
-async def test_every_request_of_the_catalogue_is_granted(
-    kubesim: RunningSim, planner: Planner, tmp_path: Path
+async def test_every_request_of_the_toy_istio_catalogue_is_granted(
+    kubesim: RunningSim, tmp_path: Path
 ) -> None:
-    async with recording_proxy(kubesim.url) as proxy:
-        kubeconfig = proxy.write_kubeconfig(kubesim.kubeconfig, tmp_path / "kubeconfig")
-        executor = KitExecutor(DECLARATION, planner, kubeconfig=kubeconfig)
-        try:
-            await _run_catalogue(executor)
-        finally:
-            await executor.aclose()
-    used = _used(proxy)
+    repo = package_toy_repo(tmp_path / "charts")
+    planner = _planner(ISTIO, repo, TOY_MIRROR, tmp_path / "cache")
+    used = await _record_catalogue(kubesim, planner, tmp_path)
     # The proxy saw the kit at work: applies that created objects, upgrades listing by label.
     assert Permission(group="", resource="secrets", verb="create") in used
     assert Permission(group="apps", resource="deployments", verb="list") in used
@@ -118,23 +137,32 @@ async def test_every_request_of_the_catalogue_is_granted(
     assert Permission(group="networking.istio.io", resource="virtualservices", verb="list") in used
 
     rules = committed_role("istio")["rules"]
-    missing = sorted(str(p) for p in used if not rules_cover(rules, p))
-    assert missing == []
+    assert sorted(str(p) for p in used if not rules_cover(rules, p)) == []
     # The check has teeth: a role without its Secret rules misses the inventory.
     no_secrets = [r for r in rules if "secrets" not in r.get("resources", [])]
     assert any(p.resource == "secrets" and not rules_cover(no_secrets, p) for p in used)
 
     # The derivation alone (no committed file) predicted every one of them.
     needed = await derive(
-        DECLARATION,
+        ISTIO,
         charts=planner.charts,
         manifests=planner.manifests,
-        install_chart=install_chart(DECLARATION),
+        install_chart=install_chart(ISTIO),
     )
     derived = needed.rules()
     assert sorted(str(p) for p in used if not rules_cover(derived, p)) == []
 
 
-def _used(proxy: RecordingProxy) -> set[Permission]:
-    assert proxy.requests, "the adapter made no API requests through the proxy"
-    return {permission for request in proxy.requests for permission in request.permissions()}
+@pytest.mark.timeout(110)
+@pytest.mark.parametrize(("mesh", "repo"), [("linkerd", "linkerd"), ("consul", "hashicorp")])
+async def test_every_request_of_the_real_catalogue_is_granted(
+    mesh: str, repo: str, kubesim: RunningSim, tmp_path: Path
+) -> None:
+    """The same with the upstream charts and manifests (../shared/fixtures)."""
+    fixtures = shared_fixtures()
+    declaration = resolve(MESH_DECLARATIONS[mesh])
+    planner = _planner(declaration, fixtures / "charts" / repo, fixtures, tmp_path / "cache")
+    used = await _record_catalogue(kubesim, planner, tmp_path)
+    assert Permission(group="", resource="secrets", verb="create") in used
+    rules = committed_role(mesh)["rules"]
+    assert sorted(str(p) for p in used if not rules_cover(rules, p)) == []
