@@ -75,62 +75,59 @@ HOOK_VERBS: tuple[str, ...] = ("create", "delete", "get", "patch")
 EXPLAINED_BY_PODS: frozenset[str] = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job"})
 """Kinds whose readiness wait lists their Pods to say why they are stuck."""
 
-# (group, kind) -> (plural, namespaced), as `kubectl api-resources` lists them.
-BUILTIN_RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
-    ("", "ConfigMap"): ("configmaps", True),
-    ("", "Endpoints"): ("endpoints", True),
-    ("", "Event"): ("events", True),
-    ("", "LimitRange"): ("limitranges", True),
-    ("", "Namespace"): ("namespaces", False),
-    ("", "Node"): ("nodes", False),
-    ("", "PersistentVolume"): ("persistentvolumes", False),
-    ("", "PersistentVolumeClaim"): ("persistentvolumeclaims", True),
-    ("", "Pod"): ("pods", True),
-    ("", "PodTemplate"): ("podtemplates", True),
-    ("", "ReplicationController"): ("replicationcontrollers", True),
-    ("", "ResourceQuota"): ("resourcequotas", True),
-    ("", "Secret"): ("secrets", True),
-    ("", "Service"): ("services", True),
-    ("", "ServiceAccount"): ("serviceaccounts", True),
-    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"): (
-        "mutatingwebhookconfigurations",
-        False,
-    ),
-    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"): (
-        "validatingadmissionpolicies",
-        False,
-    ),
-    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"): (
-        "validatingadmissionpolicybindings",
-        False,
-    ),
-    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"): (
-        "validatingwebhookconfigurations",
-        False,
-    ),
-    ("apiextensions.k8s.io", "CustomResourceDefinition"): ("customresourcedefinitions", False),
-    ("apiregistration.k8s.io", "APIService"): ("apiservices", False),
-    ("apps", "ControllerRevision"): ("controllerrevisions", True),
-    ("apps", "DaemonSet"): ("daemonsets", True),
-    ("apps", "Deployment"): ("deployments", True),
-    ("apps", "ReplicaSet"): ("replicasets", True),
-    ("apps", "StatefulSet"): ("statefulsets", True),
-    ("autoscaling", "HorizontalPodAutoscaler"): ("horizontalpodautoscalers", True),
-    ("batch", "CronJob"): ("cronjobs", True),
-    ("batch", "Job"): ("jobs", True),
-    ("coordination.k8s.io", "Lease"): ("leases", True),
-    ("discovery.k8s.io", "EndpointSlice"): ("endpointslices", True),
-    ("events.k8s.io", "Event"): ("events", True),
-    ("networking.k8s.io", "Ingress"): ("ingresses", True),
-    ("networking.k8s.io", "IngressClass"): ("ingressclasses", False),
-    ("networking.k8s.io", "NetworkPolicy"): ("networkpolicies", True),
-    ("policy", "PodDisruptionBudget"): ("poddisruptionbudgets", True),
-    (RBAC_GROUP, "ClusterRole"): ("clusterroles", False),
-    (RBAC_GROUP, "ClusterRoleBinding"): ("clusterrolebindings", False),
-    (RBAC_GROUP, "Role"): ("roles", True),
-    (RBAC_GROUP, "RoleBinding"): ("rolebindings", True),
-    ("scheduling.k8s.io", "PriorityClass"): ("priorityclasses", False),
-    ("storage.k8s.io", "StorageClass"): ("storageclasses", False),
+# (group, kind) -> resource name, as `kubectl api-resources` lists them.
+BUILTIN_RESOURCES: dict[tuple[str, str], str] = {
+    ("", "ConfigMap"): "configmaps",
+    ("", "Endpoints"): "endpoints",
+    ("", "Event"): "events",
+    ("", "LimitRange"): "limitranges",
+    ("", "Namespace"): "namespaces",
+    ("", "Node"): "nodes",
+    ("", "PersistentVolume"): "persistentvolumes",
+    ("", "PersistentVolumeClaim"): "persistentvolumeclaims",
+    ("", "Pod"): "pods",
+    ("", "PodTemplate"): "podtemplates",
+    ("", "ReplicationController"): "replicationcontrollers",
+    ("", "ResourceQuota"): "resourcequotas",
+    ("", "Secret"): "secrets",
+    ("", "Service"): "services",
+    ("", "ServiceAccount"): "serviceaccounts",
+    (
+        "admissionregistration.k8s.io",
+        "MutatingWebhookConfiguration",
+    ): "mutatingwebhookconfigurations",
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"): "validatingadmissionpolicies",
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingAdmissionPolicyBinding",
+    ): "validatingadmissionpolicybindings",
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingWebhookConfiguration",
+    ): "validatingwebhookconfigurations",
+    ("apiextensions.k8s.io", "CustomResourceDefinition"): "customresourcedefinitions",
+    ("apiregistration.k8s.io", "APIService"): "apiservices",
+    ("apps", "ControllerRevision"): "controllerrevisions",
+    ("apps", "DaemonSet"): "daemonsets",
+    ("apps", "Deployment"): "deployments",
+    ("apps", "ReplicaSet"): "replicasets",
+    ("apps", "StatefulSet"): "statefulsets",
+    ("autoscaling", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("batch", "CronJob"): "cronjobs",
+    ("batch", "Job"): "jobs",
+    ("coordination.k8s.io", "Lease"): "leases",
+    ("discovery.k8s.io", "EndpointSlice"): "endpointslices",
+    ("events.k8s.io", "Event"): "events",
+    ("networking.k8s.io", "Ingress"): "ingresses",
+    ("networking.k8s.io", "IngressClass"): "ingressclasses",
+    ("networking.k8s.io", "NetworkPolicy"): "networkpolicies",
+    ("policy", "PodDisruptionBudget"): "poddisruptionbudgets",
+    (RBAC_GROUP, "ClusterRole"): "clusterroles",
+    (RBAC_GROUP, "ClusterRoleBinding"): "clusterrolebindings",
+    (RBAC_GROUP, "Role"): "roles",
+    (RBAC_GROUP, "RoleBinding"): "rolebindings",
+    ("scheduling.k8s.io", "PriorityClass"): "priorityclasses",
+    ("storage.k8s.io", "StorageClass"): "storageclasses",
 }
 
 
@@ -373,8 +370,7 @@ class _Collector:
     def finish(self, mesh: str, versions: Sequence[str]) -> Requirements:
         unknown: list[str] = []
         for (group, kind, verb), why in self.kind_verbs.items():
-            builtin = BUILTIN_RESOURCES.get((group, kind))
-            plural = builtin[0] if builtin is not None else self.crds.get((group, kind))
+            plural = BUILTIN_RESOURCES.get((group, kind)) or self.crds.get((group, kind))
             if plural is None:
                 unknown.append(f"{kind}.{group or 'core'} ({why})")
                 continue

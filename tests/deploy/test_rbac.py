@@ -28,6 +28,7 @@ from adapters.kit.execution import install_chart
 from adapters.kit.objects import KubeObject
 from adapters.kit.planning import ManifestLibrary
 from adapters.kit.rbac import (
+    BUILTIN_RESOURCES,
     Permission,
     RbacError,
     Requirements,
@@ -39,6 +40,7 @@ from adapters.kit.rbac import (
     rules_cover,
     unused_permissions,
 )
+from kubesim.resources import ResourceRegistry
 from tests.adapters.istio.toy_istio import TOY_MIRROR, TOY_VERSIONS, package_toy_repo
 from tests.deploy.chart import committed_role, meshes_with_rbac, rbac_file
 from tests.fixtures_paths import PROJECT_ROOT, shared_fixtures
@@ -437,3 +439,12 @@ def test_meshplane_rbac_names_an_unknown_mesh() -> None:
     )
     assert done.returncode == 2
     assert "no-such-mesh" in done.stderr
+
+
+def test_builtin_resource_names_agree_with_kubesim() -> None:
+    """The table of built-in kinds against kubesim's own (an independent list of the same
+    API surface): every kind both know has the same resource name."""
+    served = {(rt.group, rt.kind): rt.plural for rt in ResourceRegistry()}
+    shared = set(served) & set(BUILTIN_RESOURCES)
+    assert len(shared) >= 30
+    assert {key: BUILTIN_RESOURCES[key] for key in shared} == {key: served[key] for key in shared}
