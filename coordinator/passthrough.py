@@ -3,9 +3,10 @@
 A client that speaks the adapter contract can point at the coordinator and add the metadata
 ``x-meshplane-mesh: istio``; the call goes to a healthy replica of that mesh. Messages travel as
 raw bytes (no decode and re-encode), the caller's deadline and metadata go along, and the
-adapter's status comes back unchanged. Read-only methods are retried on another replica;
-GetOperation and CancelOperation go to the replica that accepted the operation when the store
-knows it (the request is parsed for its id only; the bytes sent are the caller's).
+adapter's status comes back unchanged. Read-only methods, and ApplyOperation carrying an
+operation id, are retried on another replica; GetOperation and CancelOperation go to the replica
+that accepted the operation when the store knows it (requests are parsed only to decide this;
+the bytes sent are the caller's).
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ class Passthrough:
                     mesh,
                     invoke,
                     caller_remaining=context.time_remaining(),
-                    retry=method in _READ_ONLY,
+                    retry=_retryable(method, request),
                     method=method,
                 )
                 return response
@@ -154,6 +155,19 @@ class Passthrough:
         if replica is None or not replica.serving or replica.mesh != mesh:
             return None
         return replica
+
+
+def _retryable(method: str, request: bytes) -> bool:
+    """Read-only methods, and ApplyOperation when the caller chose the operation id (the same
+    id again returns the same operation); without an id a retry could start a second run."""
+    if method in _READ_ONLY:
+        return True
+    if method != "ApplyOperation":
+        return False
+    try:
+        return bool(adapter_pb.ApplyOperationRequest.FromString(request).operation_id)
+    except Exception:
+        return False
 
 
 async def _mesh_and_metadata(context: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:

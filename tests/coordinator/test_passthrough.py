@@ -139,3 +139,36 @@ async def test_operations_follow_the_replica_that_accepted_them(tmp_path: Path) 
                             break
                         await asyncio.sleep(0.02)
                 assert got.operation.state == apb.OPERATION_STATE_SUCCEEDED
+
+
+async def test_apply_with_an_id_is_retried_elsewhere_and_without_one_is_not(
+    tmp_path: Path,
+) -> None:
+    async with (
+        fakes(("istio", "flaky"), ("istio", "good")) as (flaky, good),
+        coordinator(make_settings(tmp_path, adapters=static(flaky, good))) as client,
+    ):
+        await client.wait_serving(flaky.address, good.address)
+        flaky.fake.unavailable_applies = 1000
+        for index in range(4):
+            answer = await client.adapter_stub.ApplyOperation(
+                apb.ApplyOperationRequest(operation="install", operation_id=f"pass-{index}"),
+                metadata=ISTIO,
+            )
+            assert answer.operation_id == f"pass-{index}"
+        assert [r.operation_id for r in good.fake.calls("ApplyOperation")] == [
+            f"pass-{i}" for i in range(4)
+        ]
+        refused = {r.operation_id for r in flaky.fake.calls("ApplyOperation")}
+        assert refused and refused <= {f"pass-{i}" for i in range(4)}
+
+        outcomes = []
+        for _ in range(2):  # round-robin: one of these goes to the flaky replica first
+            try:
+                await client.adapter_stub.ApplyOperation(
+                    apb.ApplyOperationRequest(operation="install"), metadata=ISTIO
+                )
+                outcomes.append("ok")
+            except grpc.aio.AioRpcError as exc:
+                outcomes.append(exc.code().name)
+        assert sorted(outcomes) == ["UNAVAILABLE", "ok"]
