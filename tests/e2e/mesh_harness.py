@@ -11,6 +11,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+from adapters.kit.catalogue import Category, MeshDeclaration, Ownership
 from adapters.kit.cluster import ClusterSession
 from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as pb
@@ -19,6 +20,7 @@ from tests.adapters.istio.adapter_process import (
     AdapterClient,
     AdapterProcess,
     EventCollector,
+    managed_objects,
 )
 from tests.plugins.static_http import StaticHttpServer
 
@@ -85,6 +87,18 @@ class MeshHarness:
         async with await ClusterSession.connect(kubeconfig_path=self.sim.kubeconfig) as session:
             return await session.get(api_version, kind, name, namespace or None)
 
+    async def namespace_metadata(self) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+        """Each namespace's (labels, annotations)."""
+        async with await ClusterSession.connect(kubeconfig_path=self.sim.kubeconfig) as session:
+            namespaces = await session.list("v1", "Namespace")
+        return {
+            n["metadata"]["name"]: (
+                dict(n["metadata"].get("labels") or {}),
+                dict(n["metadata"].get("annotations") or {}),
+            )
+            for n in namespaces
+        }
+
     async def validate(self, events: EventCollector, *, namespace: str = "") -> list[pb.Event]:
         """Run `validate` and return its events once its summary arrived."""
         assert self.client is not None
@@ -95,3 +109,39 @@ class MeshHarness:
             lambda e: e.operation_id == operation_id and e.component == "summary", within=10
         )
         return events.of(operation_id)
+
+
+async def round_trip_every_operation(
+    harness: MeshHarness,
+    declaration: MeshDeclaration,
+    *,
+    custom_body: str,
+) -> list[str]:
+    """Apply then delete every deletable operation but install, which must already be installed.
+
+    After each delete the meshplane-managed objects and every namespace's labels and annotations
+    are as before the apply (a FIELDS operation must change them while applied). Returns the ids
+    of the operations exercised.
+    """
+    assert harness.client is not None
+    client = harness.client
+    exercised: list[str] = []
+    for spec in declaration.operations:
+        if not spec.supports_delete or spec.category is Category.INSTALL:
+            continue
+        before = await managed_objects(harness.sim.url)
+        namespaces = await harness.namespace_metadata()
+        body = custom_body if spec.custom else ""
+        await client.run(spec.id, operation_id=harness.next_id(spec.id), custom_body=body)
+        if spec.ownership is Ownership.FIELDS:
+            assert await harness.namespace_metadata() != namespaces, spec.id
+        else:
+            assert await managed_objects(harness.sim.url) != before, spec.id
+        await client.run(
+            spec.id, operation_id=harness.next_id(f"rm-{spec.id}"), custom_body=body, delete=True
+        )
+        assert await managed_objects(harness.sim.url) == before, spec.id
+        after = await harness.namespace_metadata()
+        assert {n: after[n] for n in namespaces} == namespaces, spec.id
+        exercised.append(spec.id)
+    return exercised

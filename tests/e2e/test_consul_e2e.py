@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from adapters.consul.declaration import DECLARATION
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from tests.adapters.istio.adapter_process import EventCollector, managed_objects
 from tests.adapters.toy_repository import package_toy_repository, toy_mirror
-from tests.e2e.mesh_harness import MeshHarness
+from tests.e2e.mesh_harness import MeshHarness, round_trip_every_operation
 from tests.fixtures_paths import shared_fixtures
 from tests.plugins.static_http import StaticHttpServer
 
@@ -168,3 +169,25 @@ async def test_install_upgrade_samples_validate_uninstall(
         assert not status.installed
     finally:
         await events.stop()
+
+
+@pytest.mark.timeout(90)
+async def test_every_advertised_operation_applies_and_deletes_cleanly(
+    harness: MeshHarness, sources: Sources
+) -> None:
+    client = await harness.start()
+    await client.run(
+        "install", operation_id=harness.next_id("install"), mesh_version=sources.older[0]
+    )
+    body = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: custom-check\ndata:\n  a: b\n"
+    exercised = await round_trip_every_operation(harness, DECLARATION, custom_body=body)
+    assert exercised == [
+        "static-server",
+        "static-client",
+        "bookinfo",
+        "httpbin",
+        "inject-namespace",
+        "custom",
+    ]
+    await client.run("install", operation_id=harness.next_id("rm-install"), delete=True)
+    assert await managed_objects(harness.sim.url) == []
