@@ -24,71 +24,72 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from meshplane.adapter.v1 import adapter_pb2 as meshplane_dot_adapter_dot_v1_dot_adapter__pb2
+from meshplane.perf.v1 import perf_pb2 as meshplane_dot_perf_dot_v1_dot_perf__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*meshplane/coordinator/v1/coordinator.proto\x12\x18meshplane.coordinator.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"meshplane/adapter/v1/adapter.proto\"\xb0\x02\n\x0e\x41\x64\x61pterReplica\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x35\n\x05state\x18\x02 \x01(\x0e\x32&.meshplane.coordinator.v1.ReplicaState\x12\x17\n\x0f\x61\x64\x61pter_version\x18\x03 \x01(\t\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12<\n\x06source\x18\x05 \x01(\x0e\x32,.meshplane.coordinator.v1.RegistrationSource\x12\x35\n\x11state_change_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x65vent_stream_id\x18\x07 \x01(\t\x12\x1b\n\x13last_event_sequence\x18\x08 \x01(\x04\"m\n\x07\x41\x64\x61pter\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12:\n\x08replicas\x18\x02 \x03(\x0b\x32(.meshplane.coordinator.v1.AdapterReplica\x12\x18\n\x10\x63ontract_version\x18\x03 \x01(\t\"\x15\n\x13ListAdaptersRequest\"K\n\x14ListAdaptersResponse\x12\x33\n\x08\x61\x64\x61pters\x18\x01 \x03(\x0b\x32!.meshplane.coordinator.v1.Adapter\"7\n\x16RegisterAdapterRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04mesh\x18\x02 \x01(\t\"M\n\x17RegisterAdapterResponse\x12\x32\n\x07\x61\x64\x61pter\x18\x01 \x01(\x0b\x32!.meshplane.coordinator.v1.Adapter\"+\n\x18\x44\x65registerAdapterRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"\x1b\n\x19\x44\x65registerAdapterResponse\"%\n\x15ListOperationsRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\"\\\n\rMeshCatalogue\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12=\n\noperations\x18\x02 \x03(\x0b\x32).meshplane.adapter.v1.OperationDescriptor\"U\n\x16ListOperationsResponse\x12;\n\ncatalogues\x18\x01 \x03(\x0b\x32\'.meshplane.coordinator.v1.MeshCatalogue\"\'\n\x17ListMeshVersionsRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\"h\n\x18ListMeshVersionsResponse\x12\x33\n\x08versions\x18\x01 \x03(\x0b\x32!.meshplane.adapter.v1.MeshVersion\x12\x17\n\x0f\x64\x65\x66\x61ult_version\x18\x02 \x01(\t\"c\n\x15\x41pplyOperationRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12<\n\x07request\x18\x02 \x01(\x0b\x32+.meshplane.adapter.v1.ApplyOperationRequest\"l\n\x16\x41pplyOperationResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\x12<\n\toperation\x18\x02 \x01(\x0b\x32).meshplane.coordinator.v1.OperationRecord\"\x9d\x01\n\x0fOperationRecord\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x17\n\x0f\x61\x64\x61pter_address\x18\x02 \x01(\t\x12\x32\n\toperation\x18\x03 \x01(\x0b\x32\x1f.meshplane.adapter.v1.Operation\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"+\n\x13GetOperationRequest\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\"T\n\x14GetOperationResponse\x12<\n\toperation\x18\x01 \x01(\x0b\x32).meshplane.coordinator.v1.OperationRecord\".\n\x16\x43\x61ncelOperationRequest\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\"W\n\x17\x43\x61ncelOperationResponse\x12<\n\toperation\x18\x01 \x01(\x0b\x32).meshplane.coordinator.v1.OperationRecord\"\x8a\x02\n\x1bListOperationHistoryRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x33\n\x05state\x18\x02 \x01(\x0e\x32$.meshplane.adapter.v1.OperationState\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x11\n\toperation\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x07 \x01(\r\x12\x12\n\npage_token\x18\x08 \x01(\t\"v\n\x1cListOperationHistoryResponse\x12=\n\noperations\x18\x01 \x03(\x0b\x32).meshplane.coordinator.v1.OperationRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x89\x01\n\x12WatchEventsRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x66ter_cursor\x18\x03 \x01(\x04\x12\x39\n\x0cmin_severity\x18\x04 \x01(\x0e\x32#.meshplane.adapter.v1.EventSeverity\"x\n\x13WatchEventsResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04\x12\x0c\n\x04mesh\x18\x02 \x01(\t\x12\x17\n\x0f\x61\x64\x61pter_address\x18\x03 \x01(\t\x12*\n\x05\x65vent\x18\x04 \x01(\x0b\x32\x1b.meshplane.adapter.v1.Event\"a\n\x14GetMeshStatusRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12;\n\x07request\x18\x02 \x01(\x0b\x32*.meshplane.adapter.v1.GetMeshStatusRequest\"b\n\x15GetMeshStatusResponse\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12;\n\x06status\x18\x02 \x01(\x0b\x32+.meshplane.adapter.v1.GetMeshStatusResponse*\x85\x01\n\x0cReplicaState\x12\x1d\n\x19REPLICA_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15REPLICA_STATE_SERVING\x10\x01\x12\x1d\n\x19REPLICA_STATE_NOT_SERVING\x10\x02\x12\x1c\n\x18REPLICA_STATE_CONNECTING\x10\x03*\x9e\x01\n\x12RegistrationSource\x12#\n\x1fREGISTRATION_SOURCE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREGISTRATION_SOURCE_STATIC\x10\x01\x12\x1f\n\x1bREGISTRATION_SOURCE_DYNAMIC\x10\x02\x12\"\n\x1eREGISTRATION_SOURCE_KUBERNETES\x10\x03\x32\xad\n\n\x12\x43oordinatorService\x12m\n\x0cListAdapters\x12-.meshplane.coordinator.v1.ListAdaptersRequest\x1a..meshplane.coordinator.v1.ListAdaptersResponse\x12v\n\x0fRegisterAdapter\x12\x30.meshplane.coordinator.v1.RegisterAdapterRequest\x1a\x31.meshplane.coordinator.v1.RegisterAdapterResponse\x12|\n\x11\x44\x65registerAdapter\x12\x32.meshplane.coordinator.v1.DeregisterAdapterRequest\x1a\x33.meshplane.coordinator.v1.DeregisterAdapterResponse\x12s\n\x0eListOperations\x12/.meshplane.coordinator.v1.ListOperationsRequest\x1a\x30.meshplane.coordinator.v1.ListOperationsResponse\x12y\n\x10ListMeshVersions\x12\x31.meshplane.coordinator.v1.ListMeshVersionsRequest\x1a\x32.meshplane.coordinator.v1.ListMeshVersionsResponse\x12s\n\x0e\x41pplyOperation\x12/.meshplane.coordinator.v1.ApplyOperationRequest\x1a\x30.meshplane.coordinator.v1.ApplyOperationResponse\x12m\n\x0cGetOperation\x12-.meshplane.coordinator.v1.GetOperationRequest\x1a..meshplane.coordinator.v1.GetOperationResponse\x12v\n\x0f\x43\x61ncelOperation\x12\x30.meshplane.coordinator.v1.CancelOperationRequest\x1a\x31.meshplane.coordinator.v1.CancelOperationResponse\x12\x85\x01\n\x14ListOperationHistory\x12\x35.meshplane.coordinator.v1.ListOperationHistoryRequest\x1a\x36.meshplane.coordinator.v1.ListOperationHistoryResponse\x12l\n\x0bWatchEvents\x12,.meshplane.coordinator.v1.WatchEventsRequest\x1a-.meshplane.coordinator.v1.WatchEventsResponse0\x01\x12p\n\rGetMeshStatus\x12..meshplane.coordinator.v1.GetMeshStatusRequest\x1a/.meshplane.coordinator.v1.GetMeshStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*meshplane/coordinator/v1/coordinator.proto\x12\x18meshplane.coordinator.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"meshplane/adapter/v1/adapter.proto\x1a\x1cmeshplane/perf/v1/perf.proto\"\xb0\x02\n\x0e\x41\x64\x61pterReplica\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x35\n\x05state\x18\x02 \x01(\x0e\x32&.meshplane.coordinator.v1.ReplicaState\x12\x17\n\x0f\x61\x64\x61pter_version\x18\x03 \x01(\t\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12<\n\x06source\x18\x05 \x01(\x0e\x32,.meshplane.coordinator.v1.RegistrationSource\x12\x35\n\x11state_change_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x65vent_stream_id\x18\x07 \x01(\t\x12\x1b\n\x13last_event_sequence\x18\x08 \x01(\x04\"m\n\x07\x41\x64\x61pter\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12:\n\x08replicas\x18\x02 \x03(\x0b\x32(.meshplane.coordinator.v1.AdapterReplica\x12\x18\n\x10\x63ontract_version\x18\x03 \x01(\t\"\x15\n\x13ListAdaptersRequest\"K\n\x14ListAdaptersResponse\x12\x33\n\x08\x61\x64\x61pters\x18\x01 \x03(\x0b\x32!.meshplane.coordinator.v1.Adapter\"7\n\x16RegisterAdapterRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04mesh\x18\x02 \x01(\t\"M\n\x17RegisterAdapterResponse\x12\x32\n\x07\x61\x64\x61pter\x18\x01 \x01(\x0b\x32!.meshplane.coordinator.v1.Adapter\"+\n\x18\x44\x65registerAdapterRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"\x1b\n\x19\x44\x65registerAdapterResponse\"%\n\x15ListOperationsRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\"\\\n\rMeshCatalogue\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12=\n\noperations\x18\x02 \x03(\x0b\x32).meshplane.adapter.v1.OperationDescriptor\"U\n\x16ListOperationsResponse\x12;\n\ncatalogues\x18\x01 \x03(\x0b\x32\'.meshplane.coordinator.v1.MeshCatalogue\"\'\n\x17ListMeshVersionsRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\"h\n\x18ListMeshVersionsResponse\x12\x33\n\x08versions\x18\x01 \x03(\x0b\x32!.meshplane.adapter.v1.MeshVersion\x12\x17\n\x0f\x64\x65\x66\x61ult_version\x18\x02 \x01(\t\"c\n\x15\x41pplyOperationRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12<\n\x07request\x18\x02 \x01(\x0b\x32+.meshplane.adapter.v1.ApplyOperationRequest\"l\n\x16\x41pplyOperationResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\x12<\n\toperation\x18\x02 \x01(\x0b\x32).meshplane.coordinator.v1.OperationRecord\"\x9d\x01\n\x0fOperationRecord\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x17\n\x0f\x61\x64\x61pter_address\x18\x02 \x01(\t\x12\x32\n\toperation\x18\x03 \x01(\x0b\x32\x1f.meshplane.adapter.v1.Operation\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"+\n\x13GetOperationRequest\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\"T\n\x14GetOperationResponse\x12<\n\toperation\x18\x01 \x01(\x0b\x32).meshplane.coordinator.v1.OperationRecord\".\n\x16\x43\x61ncelOperationRequest\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\"W\n\x17\x43\x61ncelOperationResponse\x12<\n\toperation\x18\x01 \x01(\x0b\x32).meshplane.coordinator.v1.OperationRecord\"\x8a\x02\n\x1bListOperationHistoryRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x33\n\x05state\x18\x02 \x01(\x0e\x32$.meshplane.adapter.v1.OperationState\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x11\n\toperation\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x07 \x01(\r\x12\x12\n\npage_token\x18\x08 \x01(\t\"v\n\x1cListOperationHistoryResponse\x12=\n\noperations\x18\x01 \x03(\x0b\x32).meshplane.coordinator.v1.OperationRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x89\x01\n\x12WatchEventsRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x66ter_cursor\x18\x03 \x01(\x04\x12\x39\n\x0cmin_severity\x18\x04 \x01(\x0e\x32#.meshplane.adapter.v1.EventSeverity\"x\n\x13WatchEventsResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04\x12\x0c\n\x04mesh\x18\x02 \x01(\t\x12\x17\n\x0f\x61\x64\x61pter_address\x18\x03 \x01(\t\x12*\n\x05\x65vent\x18\x04 \x01(\x0b\x32\x1b.meshplane.adapter.v1.Event\"a\n\x14GetMeshStatusRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12;\n\x07request\x18\x02 \x01(\x0b\x32*.meshplane.adapter.v1.GetMeshStatusRequest\"b\n\x15GetMeshStatusResponse\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12;\n\x06status\x18\x02 \x01(\x0b\x32+.meshplane.adapter.v1.GetMeshStatusResponse*\x85\x01\n\x0cReplicaState\x12\x1d\n\x19REPLICA_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15REPLICA_STATE_SERVING\x10\x01\x12\x1d\n\x19REPLICA_STATE_NOT_SERVING\x10\x02\x12\x1c\n\x18REPLICA_STATE_CONNECTING\x10\x03*\x9e\x01\n\x12RegistrationSource\x12#\n\x1fREGISTRATION_SOURCE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREGISTRATION_SOURCE_STATIC\x10\x01\x12\x1f\n\x1bREGISTRATION_SOURCE_DYNAMIC\x10\x02\x12\"\n\x1eREGISTRATION_SOURCE_KUBERNETES\x10\x03\x32\xa3\x0e\n\x12\x43oordinatorService\x12m\n\x0cListAdapters\x12-.meshplane.coordinator.v1.ListAdaptersRequest\x1a..meshplane.coordinator.v1.ListAdaptersResponse\x12v\n\x0fRegisterAdapter\x12\x30.meshplane.coordinator.v1.RegisterAdapterRequest\x1a\x31.meshplane.coordinator.v1.RegisterAdapterResponse\x12|\n\x11\x44\x65registerAdapter\x12\x32.meshplane.coordinator.v1.DeregisterAdapterRequest\x1a\x33.meshplane.coordinator.v1.DeregisterAdapterResponse\x12s\n\x0eListOperations\x12/.meshplane.coordinator.v1.ListOperationsRequest\x1a\x30.meshplane.coordinator.v1.ListOperationsResponse\x12y\n\x10ListMeshVersions\x12\x31.meshplane.coordinator.v1.ListMeshVersionsRequest\x1a\x32.meshplane.coordinator.v1.ListMeshVersionsResponse\x12s\n\x0e\x41pplyOperation\x12/.meshplane.coordinator.v1.ApplyOperationRequest\x1a\x30.meshplane.coordinator.v1.ApplyOperationResponse\x12m\n\x0cGetOperation\x12-.meshplane.coordinator.v1.GetOperationRequest\x1a..meshplane.coordinator.v1.GetOperationResponse\x12v\n\x0f\x43\x61ncelOperation\x12\x30.meshplane.coordinator.v1.CancelOperationRequest\x1a\x31.meshplane.coordinator.v1.CancelOperationResponse\x12\x85\x01\n\x14ListOperationHistory\x12\x35.meshplane.coordinator.v1.ListOperationHistoryRequest\x1a\x36.meshplane.coordinator.v1.ListOperationHistoryResponse\x12l\n\x0bWatchEvents\x12,.meshplane.coordinator.v1.WatchEventsRequest\x1a-.meshplane.coordinator.v1.WatchEventsResponse0\x01\x12p\n\rGetMeshStatus\x12..meshplane.coordinator.v1.GetMeshStatusRequest\x1a/.meshplane.coordinator.v1.GetMeshStatusResponse\x12s\n\x12RunPerformanceTest\x12,.meshplane.perf.v1.RunPerformanceTestRequest\x1a-.meshplane.perf.v1.RunPerformanceTestResponse0\x01\x12}\n\x16ListPerformanceResults\x12\x30.meshplane.perf.v1.ListPerformanceResultsRequest\x1a\x31.meshplane.perf.v1.ListPerformanceResultsResponse\x12w\n\x14GetPerformanceResult\x12..meshplane.perf.v1.GetPerformanceResultRequest\x1a/.meshplane.perf.v1.GetPerformanceResultResponse\x12\x86\x01\n\x19\x43omparePerformanceResults\x12\x33.meshplane.perf.v1.ComparePerformanceResultsRequest\x1a\x34.meshplane.perf.v1.ComparePerformanceResultsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meshplane.coordinator.v1.coordinator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REPLICASTATE']._serialized_start=2726
-  _globals['_REPLICASTATE']._serialized_end=2859
-  _globals['_REGISTRATIONSOURCE']._serialized_start=2862
-  _globals['_REGISTRATIONSOURCE']._serialized_end=3020
-  _globals['_ADAPTERREPLICA']._serialized_start=142
-  _globals['_ADAPTERREPLICA']._serialized_end=446
-  _globals['_ADAPTER']._serialized_start=448
-  _globals['_ADAPTER']._serialized_end=557
-  _globals['_LISTADAPTERSREQUEST']._serialized_start=559
-  _globals['_LISTADAPTERSREQUEST']._serialized_end=580
-  _globals['_LISTADAPTERSRESPONSE']._serialized_start=582
-  _globals['_LISTADAPTERSRESPONSE']._serialized_end=657
-  _globals['_REGISTERADAPTERREQUEST']._serialized_start=659
-  _globals['_REGISTERADAPTERREQUEST']._serialized_end=714
-  _globals['_REGISTERADAPTERRESPONSE']._serialized_start=716
-  _globals['_REGISTERADAPTERRESPONSE']._serialized_end=793
-  _globals['_DEREGISTERADAPTERREQUEST']._serialized_start=795
-  _globals['_DEREGISTERADAPTERREQUEST']._serialized_end=838
-  _globals['_DEREGISTERADAPTERRESPONSE']._serialized_start=840
-  _globals['_DEREGISTERADAPTERRESPONSE']._serialized_end=867
-  _globals['_LISTOPERATIONSREQUEST']._serialized_start=869
-  _globals['_LISTOPERATIONSREQUEST']._serialized_end=906
-  _globals['_MESHCATALOGUE']._serialized_start=908
-  _globals['_MESHCATALOGUE']._serialized_end=1000
-  _globals['_LISTOPERATIONSRESPONSE']._serialized_start=1002
-  _globals['_LISTOPERATIONSRESPONSE']._serialized_end=1087
-  _globals['_LISTMESHVERSIONSREQUEST']._serialized_start=1089
-  _globals['_LISTMESHVERSIONSREQUEST']._serialized_end=1128
-  _globals['_LISTMESHVERSIONSRESPONSE']._serialized_start=1130
-  _globals['_LISTMESHVERSIONSRESPONSE']._serialized_end=1234
-  _globals['_APPLYOPERATIONREQUEST']._serialized_start=1236
-  _globals['_APPLYOPERATIONREQUEST']._serialized_end=1335
-  _globals['_APPLYOPERATIONRESPONSE']._serialized_start=1337
-  _globals['_APPLYOPERATIONRESPONSE']._serialized_end=1445
-  _globals['_OPERATIONRECORD']._serialized_start=1448
-  _globals['_OPERATIONRECORD']._serialized_end=1605
-  _globals['_GETOPERATIONREQUEST']._serialized_start=1607
-  _globals['_GETOPERATIONREQUEST']._serialized_end=1650
-  _globals['_GETOPERATIONRESPONSE']._serialized_start=1652
-  _globals['_GETOPERATIONRESPONSE']._serialized_end=1736
-  _globals['_CANCELOPERATIONREQUEST']._serialized_start=1738
-  _globals['_CANCELOPERATIONREQUEST']._serialized_end=1784
-  _globals['_CANCELOPERATIONRESPONSE']._serialized_start=1786
-  _globals['_CANCELOPERATIONRESPONSE']._serialized_end=1873
-  _globals['_LISTOPERATIONHISTORYREQUEST']._serialized_start=1876
-  _globals['_LISTOPERATIONHISTORYREQUEST']._serialized_end=2142
-  _globals['_LISTOPERATIONHISTORYRESPONSE']._serialized_start=2144
-  _globals['_LISTOPERATIONHISTORYRESPONSE']._serialized_end=2262
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=2265
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=2402
-  _globals['_WATCHEVENTSRESPONSE']._serialized_start=2404
-  _globals['_WATCHEVENTSRESPONSE']._serialized_end=2524
-  _globals['_GETMESHSTATUSREQUEST']._serialized_start=2526
-  _globals['_GETMESHSTATUSREQUEST']._serialized_end=2623
-  _globals['_GETMESHSTATUSRESPONSE']._serialized_start=2625
-  _globals['_GETMESHSTATUSRESPONSE']._serialized_end=2723
-  _globals['_COORDINATORSERVICE']._serialized_start=3023
-  _globals['_COORDINATORSERVICE']._serialized_end=4348
+  _globals['_REPLICASTATE']._serialized_start=2756
+  _globals['_REPLICASTATE']._serialized_end=2889
+  _globals['_REGISTRATIONSOURCE']._serialized_start=2892
+  _globals['_REGISTRATIONSOURCE']._serialized_end=3050
+  _globals['_ADAPTERREPLICA']._serialized_start=172
+  _globals['_ADAPTERREPLICA']._serialized_end=476
+  _globals['_ADAPTER']._serialized_start=478
+  _globals['_ADAPTER']._serialized_end=587
+  _globals['_LISTADAPTERSREQUEST']._serialized_start=589
+  _globals['_LISTADAPTERSREQUEST']._serialized_end=610
+  _globals['_LISTADAPTERSRESPONSE']._serialized_start=612
+  _globals['_LISTADAPTERSRESPONSE']._serialized_end=687
+  _globals['_REGISTERADAPTERREQUEST']._serialized_start=689
+  _globals['_REGISTERADAPTERREQUEST']._serialized_end=744
+  _globals['_REGISTERADAPTERRESPONSE']._serialized_start=746
+  _globals['_REGISTERADAPTERRESPONSE']._serialized_end=823
+  _globals['_DEREGISTERADAPTERREQUEST']._serialized_start=825
+  _globals['_DEREGISTERADAPTERREQUEST']._serialized_end=868
+  _globals['_DEREGISTERADAPTERRESPONSE']._serialized_start=870
+  _globals['_DEREGISTERADAPTERRESPONSE']._serialized_end=897
+  _globals['_LISTOPERATIONSREQUEST']._serialized_start=899
+  _globals['_LISTOPERATIONSREQUEST']._serialized_end=936
+  _globals['_MESHCATALOGUE']._serialized_start=938
+  _globals['_MESHCATALOGUE']._serialized_end=1030
+  _globals['_LISTOPERATIONSRESPONSE']._serialized_start=1032
+  _globals['_LISTOPERATIONSRESPONSE']._serialized_end=1117
+  _globals['_LISTMESHVERSIONSREQUEST']._serialized_start=1119
+  _globals['_LISTMESHVERSIONSREQUEST']._serialized_end=1158
+  _globals['_LISTMESHVERSIONSRESPONSE']._serialized_start=1160
+  _globals['_LISTMESHVERSIONSRESPONSE']._serialized_end=1264
+  _globals['_APPLYOPERATIONREQUEST']._serialized_start=1266
+  _globals['_APPLYOPERATIONREQUEST']._serialized_end=1365
+  _globals['_APPLYOPERATIONRESPONSE']._serialized_start=1367
+  _globals['_APPLYOPERATIONRESPONSE']._serialized_end=1475
+  _globals['_OPERATIONRECORD']._serialized_start=1478
+  _globals['_OPERATIONRECORD']._serialized_end=1635
+  _globals['_GETOPERATIONREQUEST']._serialized_start=1637
+  _globals['_GETOPERATIONREQUEST']._serialized_end=1680
+  _globals['_GETOPERATIONRESPONSE']._serialized_start=1682
+  _globals['_GETOPERATIONRESPONSE']._serialized_end=1766
+  _globals['_CANCELOPERATIONREQUEST']._serialized_start=1768
+  _globals['_CANCELOPERATIONREQUEST']._serialized_end=1814
+  _globals['_CANCELOPERATIONRESPONSE']._serialized_start=1816
+  _globals['_CANCELOPERATIONRESPONSE']._serialized_end=1903
+  _globals['_LISTOPERATIONHISTORYREQUEST']._serialized_start=1906
+  _globals['_LISTOPERATIONHISTORYREQUEST']._serialized_end=2172
+  _globals['_LISTOPERATIONHISTORYRESPONSE']._serialized_start=2174
+  _globals['_LISTOPERATIONHISTORYRESPONSE']._serialized_end=2292
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=2295
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=2432
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=2434
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=2554
+  _globals['_GETMESHSTATUSREQUEST']._serialized_start=2556
+  _globals['_GETMESHSTATUSREQUEST']._serialized_end=2653
+  _globals['_GETMESHSTATUSRESPONSE']._serialized_start=2655
+  _globals['_GETMESHSTATUSRESPONSE']._serialized_end=2753
+  _globals['_COORDINATORSERVICE']._serialized_start=3053
+  _globals['_COORDINATORSERVICE']._serialized_end=4880
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from meshplane.coordinator.v1 import coordinator_pb2 as meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2
+from meshplane.perf.v1 import perf_pb2 as meshplane_dot_perf_dot_v1_dot_perf__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -89,6 +90,26 @@ class CoordinatorServiceStub:
                 '/meshplane.coordinator.v1.CoordinatorService/GetMeshStatus',
                 request_serializer=meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.GetMeshStatusRequest.SerializeToString,
                 response_deserializer=meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.GetMeshStatusResponse.FromString,
+                _registered_method=True)
+        self.RunPerformanceTest = channel.unary_stream(
+                '/meshplane.coordinator.v1.CoordinatorService/RunPerformanceTest',
+                request_serializer=meshplane_dot_perf_dot_v1_dot_perf__pb2.RunPerformanceTestRequest.SerializeToString,
+                response_deserializer=meshplane_dot_perf_dot_v1_dot_perf__pb2.RunPerformanceTestResponse.FromString,
+                _registered_method=True)
+        self.ListPerformanceResults = channel.unary_unary(
+                '/meshplane.coordinator.v1.CoordinatorService/ListPerformanceResults',
+                request_serializer=meshplane_dot_perf_dot_v1_dot_perf__pb2.ListPerformanceResultsRequest.SerializeToString,
+                response_deserializer=meshplane_dot_perf_dot_v1_dot_perf__pb2.ListPerformanceResultsResponse.FromString,
+                _registered_method=True)
+        self.GetPerformanceResult = channel.unary_unary(
+                '/meshplane.coordinator.v1.CoordinatorService/GetPerformanceResult',
+                request_serializer=meshplane_dot_perf_dot_v1_dot_perf__pb2.GetPerformanceResultRequest.SerializeToString,
+                response_deserializer=meshplane_dot_perf_dot_v1_dot_perf__pb2.GetPerformanceResultResponse.FromString,
+                _registered_method=True)
+        self.ComparePerformanceResults = channel.unary_unary(
+                '/meshplane.coordinator.v1.CoordinatorService/ComparePerformanceResults',
+                request_serializer=meshplane_dot_perf_dot_v1_dot_perf__pb2.ComparePerformanceResultsRequest.SerializeToString,
+                response_deserializer=meshplane_dot_perf_dot_v1_dot_perf__pb2.ComparePerformanceResultsResponse.FromString,
                 _registered_method=True)
 
 
@@ -177,6 +198,38 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunPerformanceTest(self, request, context):
+        """RunPerformanceTest generates load from the coordinator and streams progress about once a
+        second, then exactly one result, which is stored before it is sent. Naming a mesh records
+        the type and version its adapter reports.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPerformanceResults(self, request, context):
+        """ListPerformanceResults pages through stored results, newest first, filtered by labels, test,
+        mesh and start time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPerformanceResult(self, request, context):
+        """GetPerformanceResult returns one stored result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ComparePerformanceResults(self, request, context):
+        """ComparePerformanceResults compares two or more stored results, the first as the baseline,
+        with the relative difference of every percentile and of the rate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -234,6 +287,26 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.GetMeshStatus,
                     request_deserializer=meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.GetMeshStatusRequest.FromString,
                     response_serializer=meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.GetMeshStatusResponse.SerializeToString,
+            ),
+            'RunPerformanceTest': grpc.unary_stream_rpc_method_handler(
+                    servicer.RunPerformanceTest,
+                    request_deserializer=meshplane_dot_perf_dot_v1_dot_perf__pb2.RunPerformanceTestRequest.FromString,
+                    response_serializer=meshplane_dot_perf_dot_v1_dot_perf__pb2.RunPerformanceTestResponse.SerializeToString,
+            ),
+            'ListPerformanceResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPerformanceResults,
+                    request_deserializer=meshplane_dot_perf_dot_v1_dot_perf__pb2.ListPerformanceResultsRequest.FromString,
+                    response_serializer=meshplane_dot_perf_dot_v1_dot_perf__pb2.ListPerformanceResultsResponse.SerializeToString,
+            ),
+            'GetPerformanceResult': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPerformanceResult,
+                    request_deserializer=meshplane_dot_perf_dot_v1_dot_perf__pb2.GetPerformanceResultRequest.FromString,
+                    response_serializer=meshplane_dot_perf_dot_v1_dot_perf__pb2.GetPerformanceResultResponse.SerializeToString,
+            ),
+            'ComparePerformanceResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.ComparePerformanceResults,
+                    request_deserializer=meshplane_dot_perf_dot_v1_dot_perf__pb2.ComparePerformanceResultsRequest.FromString,
+                    response_serializer=meshplane_dot_perf_dot_v1_dot_perf__pb2.ComparePerformanceResultsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -534,6 +607,114 @@ class CoordinatorService:
             '/meshplane.coordinator.v1.CoordinatorService/GetMeshStatus',
             meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.GetMeshStatusRequest.SerializeToString,
             meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.GetMeshStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunPerformanceTest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/meshplane.coordinator.v1.CoordinatorService/RunPerformanceTest',
+            meshplane_dot_perf_dot_v1_dot_perf__pb2.RunPerformanceTestRequest.SerializeToString,
+            meshplane_dot_perf_dot_v1_dot_perf__pb2.RunPerformanceTestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPerformanceResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshplane.coordinator.v1.CoordinatorService/ListPerformanceResults',
+            meshplane_dot_perf_dot_v1_dot_perf__pb2.ListPerformanceResultsRequest.SerializeToString,
+            meshplane_dot_perf_dot_v1_dot_perf__pb2.ListPerformanceResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPerformanceResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshplane.coordinator.v1.CoordinatorService/GetPerformanceResult',
+            meshplane_dot_perf_dot_v1_dot_perf__pb2.GetPerformanceResultRequest.SerializeToString,
+            meshplane_dot_perf_dot_v1_dot_perf__pb2.GetPerformanceResultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ComparePerformanceResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshplane.coordinator.v1.CoordinatorService/ComparePerformanceResults',
+            meshplane_dot_perf_dot_v1_dot_perf__pb2.ComparePerformanceResultsRequest.SerializeToString,
+            meshplane_dot_perf_dot_v1_dot_perf__pb2.ComparePerformanceResultsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -12,6 +12,7 @@ replica of that mesh's adapter.
 from collections import abc as _abc
 from grpc import aio as _aio
 from meshplane.coordinator.v1 import coordinator_pb2 as _coordinator_pb2
+from meshplane.perf.v1 import perf_pb2 as _perf_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -68,6 +69,21 @@ class CoordinatorServiceStub:
     """
     GetMeshStatus: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.GetMeshStatusRequest, _coordinator_pb2.GetMeshStatusResponse]
     """GetMeshStatus asks the mesh's adapter to inspect a cluster."""
+    RunPerformanceTest: _grpc.UnaryStreamMultiCallable[_perf_pb2.RunPerformanceTestRequest, _perf_pb2.RunPerformanceTestResponse]
+    """RunPerformanceTest generates load from the coordinator and streams progress about once a
+    second, then exactly one result, which is stored before it is sent. Naming a mesh records
+    the type and version its adapter reports.
+    """
+    ListPerformanceResults: _grpc.UnaryUnaryMultiCallable[_perf_pb2.ListPerformanceResultsRequest, _perf_pb2.ListPerformanceResultsResponse]
+    """ListPerformanceResults pages through stored results, newest first, filtered by labels, test,
+    mesh and start time.
+    """
+    GetPerformanceResult: _grpc.UnaryUnaryMultiCallable[_perf_pb2.GetPerformanceResultRequest, _perf_pb2.GetPerformanceResultResponse]
+    """GetPerformanceResult returns one stored result."""
+    ComparePerformanceResults: _grpc.UnaryUnaryMultiCallable[_perf_pb2.ComparePerformanceResultsRequest, _perf_pb2.ComparePerformanceResultsResponse]
+    """ComparePerformanceResults compares two or more stored results, the first as the baseline,
+    with the relative difference of every percentile and of the rate.
+    """
 
 @_typing.type_check_only
 class CoordinatorServiceAsyncStub(CoordinatorServiceStub):
@@ -103,6 +119,21 @@ class CoordinatorServiceAsyncStub(CoordinatorServiceStub):
     """
     GetMeshStatus: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.GetMeshStatusRequest, _coordinator_pb2.GetMeshStatusResponse]  # type: ignore[assignment]
     """GetMeshStatus asks the mesh's adapter to inspect a cluster."""
+    RunPerformanceTest: _aio.UnaryStreamMultiCallable[_perf_pb2.RunPerformanceTestRequest, _perf_pb2.RunPerformanceTestResponse]  # type: ignore[assignment]
+    """RunPerformanceTest generates load from the coordinator and streams progress about once a
+    second, then exactly one result, which is stored before it is sent. Naming a mesh records
+    the type and version its adapter reports.
+    """
+    ListPerformanceResults: _aio.UnaryUnaryMultiCallable[_perf_pb2.ListPerformanceResultsRequest, _perf_pb2.ListPerformanceResultsResponse]  # type: ignore[assignment]
+    """ListPerformanceResults pages through stored results, newest first, filtered by labels, test,
+    mesh and start time.
+    """
+    GetPerformanceResult: _aio.UnaryUnaryMultiCallable[_perf_pb2.GetPerformanceResultRequest, _perf_pb2.GetPerformanceResultResponse]  # type: ignore[assignment]
+    """GetPerformanceResult returns one stored result."""
+    ComparePerformanceResults: _aio.UnaryUnaryMultiCallable[_perf_pb2.ComparePerformanceResultsRequest, _perf_pb2.ComparePerformanceResultsResponse]  # type: ignore[assignment]
+    """ComparePerformanceResults compares two or more stored results, the first as the baseline,
+    with the relative difference of every percentile and of the rate.
+    """
 
 class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
     """CoordinatorService registers adapters and routes management requests to them."""
@@ -201,5 +232,44 @@ class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_coordinator_pb2.GetMeshStatusResponse, _abc.Awaitable[_coordinator_pb2.GetMeshStatusResponse]]:
         """GetMeshStatus asks the mesh's adapter to inspect a cluster."""
+
+    @_abc_1.abstractmethod
+    def RunPerformanceTest(
+        self,
+        request: _perf_pb2.RunPerformanceTestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_perf_pb2.RunPerformanceTestResponse], _abc.AsyncIterator[_perf_pb2.RunPerformanceTestResponse]]:
+        """RunPerformanceTest generates load from the coordinator and streams progress about once a
+        second, then exactly one result, which is stored before it is sent. Naming a mesh records
+        the type and version its adapter reports.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPerformanceResults(
+        self,
+        request: _perf_pb2.ListPerformanceResultsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_perf_pb2.ListPerformanceResultsResponse, _abc.Awaitable[_perf_pb2.ListPerformanceResultsResponse]]:
+        """ListPerformanceResults pages through stored results, newest first, filtered by labels, test,
+        mesh and start time.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPerformanceResult(
+        self,
+        request: _perf_pb2.GetPerformanceResultRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_perf_pb2.GetPerformanceResultResponse, _abc.Awaitable[_perf_pb2.GetPerformanceResultResponse]]:
+        """GetPerformanceResult returns one stored result."""
+
+    @_abc_1.abstractmethod
+    def ComparePerformanceResults(
+        self,
+        request: _perf_pb2.ComparePerformanceResultsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_perf_pb2.ComparePerformanceResultsResponse, _abc.Awaitable[_perf_pb2.ComparePerformanceResultsResponse]]:
+        """ComparePerformanceResults compares two or more stored results, the first as the baseline,
+        with the relative difference of every percentile and of the rate.
+        """
 
 def add_CoordinatorServiceServicer_to_server(servicer: CoordinatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
