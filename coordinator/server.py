@@ -20,8 +20,15 @@ import structlog
 from coordinator.kube_discovery import KubeDiscovery
 from coordinator.passthrough import SERVICE_NAME as PASSTHROUGH_SERVICE
 from coordinator.passthrough import Passthrough, add_passthrough_to_server
-from coordinator.registry import Registry, Source
-from coordinator.routing import Router
+from coordinator.perf_service import (
+    ChannelCall,
+    MeshLookupError,
+    PerformanceRpcs,
+    adapter_mesh_info,
+    kubeconfig_environment,
+)
+from coordinator.registry import Registry, Replica, Source
+from coordinator.routing import RouteError, Router
 from coordinator.servicer import SERVICE_NAME, CoordinatorServicer, EventSource
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import Store, open_store
@@ -146,7 +153,27 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
         if settings.discover_namespace
         else None
     )
-    servicer = CoordinatorServicer(registry=registry, router=router, store=store, events=events)
+
+    async def call_adapter(mesh: str, call: ChannelCall) -> tuple[Any, str]:
+        async def invoke(replica: Replica, channel: Any, seconds: float) -> Any:
+            return await call(channel, seconds)
+
+        try:
+            answer, replica = await router.call(
+                mesh, invoke, caller_remaining=None, retry=True, method="perf mesh info"
+            )
+        except RouteError as exc:
+            raise MeshLookupError(exc.code, exc.message) from exc
+        return answer, replica.address
+
+    perf = PerformanceRpcs(
+        store,
+        mesh_info_provider=adapter_mesh_info(call_adapter),
+        environment_provider=kubeconfig_environment(settings.kubeconfig),
+    )
+    servicer = CoordinatorServicer(
+        registry=registry, router=router, store=store, events=events, perf=perf
+    )
 
     async def locate(operation_id: str) -> str | None:
         record = await store.get_operation(operation_id)

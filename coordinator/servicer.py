@@ -17,6 +17,7 @@ import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import structlog
 
 from coordinator import messages
+from coordinator.perf_service import PerformanceRpcs
 from coordinator.registry import RegistrationError, Registry, Replica, Source
 from coordinator.routing import RouteError, Router
 from coordinator.store.base import Store
@@ -25,6 +26,7 @@ from meshplane.adapter.v1 import adapter_pb2 as adapter_pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as adapter_grpc
 from meshplane.coordinator.v1 import coordinator_pb2 as pb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from meshplane.perf.v1 import perf_pb2 as perf_pb
 
 __all__ = ["SERVICE_NAME", "CoordinatorServicer", "EventSource"]
 
@@ -73,11 +75,13 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         router: Router,
         store: Store,
         events: EventSource | None,
+        perf: PerformanceRpcs | None = None,
     ) -> None:
         self._registry = registry
         self._router = router
         self._store = store
         self._events = events
+        self._perf = perf or PerformanceRpcs(store)
 
     # -- adapters ----------------------------------------------------------------------------
 
@@ -386,6 +390,33 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
             yield messages.event_from_payload(
                 stored, adapter_address=self._address_of(stored, addresses)
             )
+
+    # -- performance tests (the work is in coordinator.perf_service) --------------------------
+
+    async def RunPerformanceTest(
+        self, request: perf_pb.RunPerformanceTestRequest, context: Any
+    ) -> AsyncIterator[perf_pb.RunPerformanceTestResponse]:
+        """Progress about once a second, then the stored result."""
+        async for response in self._perf.RunPerformanceTest(request, context):
+            yield response
+
+    async def ListPerformanceResults(
+        self, request: perf_pb.ListPerformanceResultsRequest, context: Any
+    ) -> perf_pb.ListPerformanceResultsResponse:
+        """Stored results, newest first, filtered and paged."""
+        return await self._perf.ListPerformanceResults(request, context)
+
+    async def GetPerformanceResult(
+        self, request: perf_pb.GetPerformanceResultRequest, context: Any
+    ) -> perf_pb.GetPerformanceResultResponse:
+        """One stored result."""
+        return await self._perf.GetPerformanceResult(request, context)
+
+    async def ComparePerformanceResults(
+        self, request: perf_pb.ComparePerformanceResultsRequest, context: Any
+    ) -> perf_pb.ComparePerformanceResultsResponse:
+        """Stored results side by side, the first as the baseline."""
+        return await self._perf.ComparePerformanceResults(request, context)
 
     def _address_of(self, stored: StoredEvent, cache: dict[str, str]) -> str:
         """The replica whose event stream a stored event came from (its ``source``)."""
