@@ -637,8 +637,6 @@ def _run(args: argparse.Namespace) -> int:
     from adapters.kit.planning import PlanError
     from serving.logging_setup import configure_logging
 
-    configure_logging(level=args.log_level, stream=sys.stderr)
-
     try:
         declaration = resolve(MESH_DECLARATIONS.get(args.mesh, args.mesh))
     except (ImportError, AttributeError, ValueError) as exc:
@@ -647,6 +645,8 @@ def _run(args: argparse.Namespace) -> int:
     if not isinstance(declaration, MeshDeclaration):
         print(f"meshplane rbac: {args.mesh!r} is not a MeshDeclaration", file=sys.stderr)
         return 2
+    # Logs go to stderr: stdout is the ClusterRole.
+    configure_logging(level=args.log_level, stream=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="meshplane-rbac-") as scratch:
         try:
             requirements = asyncio.run(

@@ -41,6 +41,7 @@ from adapters.kit.rbac import (
     unused_permissions,
 )
 from kubesim.resources import ResourceRegistry
+from meshplane_cli.main import main
 from tests.adapters.istio.toy_istio import TOY_MIRROR, TOY_VERSIONS, package_toy_repo
 from tests.deploy.chart import committed_role, meshes_with_rbac, rbac_file
 from tests.fixtures_paths import PROJECT_ROOT, shared_fixtures
@@ -428,17 +429,14 @@ def test_meshplane_rbac_prints_the_cluster_role(tmp_path: Path) -> None:
     } in role["rules"]
 
 
-def test_meshplane_rbac_names_an_unknown_mesh() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "meshplane_cli.main", "rbac", "no-such-mesh"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=PROJECT_ROOT,
-    )
-    assert done.returncode == 2
-    assert "no-such-mesh" in done.stderr
+@pytest.mark.parametrize("mesh", ["no-such-mesh", "adapters.kit.rbac:Permission"])
+def test_meshplane_rbac_refuses_what_is_not_a_mesh(
+    mesh: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["rbac", mesh]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert mesh in captured.err
 
 
 def test_builtin_resource_names_agree_with_kubesim() -> None:
