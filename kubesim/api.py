@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 import yaml
 from aiohttp import web
 
@@ -23,6 +24,8 @@ from kubesim.patching import APPLY_PATCH, PATCH_TYPES
 from kubesim.resources import ResourceType
 from kubesim.selectors import parse_field_selector, parse_label_selector
 from kubesim.store import StoredEvent, Watcher
+
+log = structlog.get_logger(__name__)
 
 JSON = "application/json"
 DEFAULT_WATCH_SECONDS = 1800.0
@@ -103,6 +106,9 @@ class KubeApi:
             return await self._dispatch(request, parts)
         except ApiError as err:
             return error_response(err)
+        except Exception as exc:  # a kubesim bug: answer as the apiserver does, and log it
+            log.exception("request_failed", method=request.method, path=request.path)
+            return error_response(ApiError(500, "InternalError", f"kubesim: {exc!r}"))
 
     async def _dispatch(self, request: web.Request, parts: list[str]) -> web.StreamResponse:
         registry = self.cluster.registry

@@ -8,7 +8,7 @@ forced. `record_update` does the bookkeeping for ordinary writes (POST, PUT, PAT
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kubesim.errors import ApiError
@@ -86,6 +86,11 @@ def _entries(obj: Obj | None) -> list[_Entry]:
             )
         )
     return out
+
+
+def _snapshot(entries: list[_Entry]) -> list[_Entry]:
+    """Copies to compare with after `entries` change (cheaper than parsing fieldsV1 again)."""
+    return [replace(e, paths=set(e.paths)) for e in entries]
 
 
 def _store_entries(obj: Obj, entries: list[_Entry]) -> None:
@@ -185,6 +190,7 @@ def apply(live: Obj | None, config: Obj, *, manager: str, force: bool, target: T
     else:
         applied = {p: v for p, v in applied.items() if p[0] == "f:status"}
     entries = _entries(live)
+    previous = _snapshot(entries)
     me = (manager, target.subresource)
     mine = next(
         (e for e in entries if (e.manager, e.subresource) == me and e.operation == "Apply"), None
@@ -226,7 +232,7 @@ def apply(live: Obj | None, config: Obj, *, manager: str, force: bool, target: T
         entries.append(mine)
     mine.paths = set(applied.keys())
     mine.api_version = target.api_version
-    _prune_and_store(merged, entries, target, touched=mine, previous=_entries(live))
+    _prune_and_store(merged, entries, target, touched=mine, previous=previous)
     return merged
 
 
@@ -242,6 +248,7 @@ def record_update(old: Obj | None, new: Obj, *, manager: str, target: Target) ->
         and (p not in old_values or (v is not PRESENT and old_values[p] != v))
     }
     entries = _entries(old) if old else []
+    previous = _snapshot(entries)
     if changed:
         for entry in entries:
             entry.paths -= changed
@@ -267,9 +274,9 @@ def record_update(old: Obj | None, new: Obj, *, manager: str, target: Target) ->
             entries.append(me)
         me.paths |= changed
         me.api_version = target.api_version
-        _prune_and_store(new, entries, target, touched=me, previous=_entries(old))
+        _prune_and_store(new, entries, target, touched=me, previous=previous)
     else:
-        _prune_and_store(new, entries, target, touched=None, previous=_entries(old))
+        _prune_and_store(new, entries, target, touched=None, previous=previous)
 
 
 def _prune_and_store(
