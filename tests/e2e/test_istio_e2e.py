@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters.kit.cluster import ClusterSession
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
 from meshplane.adapter.v1 import adapter_pb2 as pb
@@ -128,9 +129,15 @@ class Harness:
     def next_id(self, name: str) -> str:
         return f"e2e-{next(self._ids)}-{name}"
 
-    async def object(self, kind: str, name: str, namespace: str = "") -> dict[str, object] | None:
-        from adapters.kit.cluster import ClusterSession
+    async def replicas_and_pods(self, namespace: str) -> tuple[int, list[str]]:
+        """Replicas the namespace's Deployments ask for, and the names of its pods."""
+        async with await ClusterSession.connect(kubeconfig_path=self.sim.kubeconfig) as session:
+            deployments = await session.list("apps/v1", "Deployment", namespace)
+            pods = await session.list("v1", "Pod", namespace)
+        wanted = sum(int(d["spec"].get("replicas", 1)) for d in deployments)
+        return wanted, [str(p["metadata"]["name"]) for p in pods]
 
+    async def object(self, kind: str, name: str, namespace: str = "") -> dict[str, object] | None:
         api_version = {
             "Deployment": "apps/v1",
             "CustomResourceDefinition": "apiextensions.k8s.io/v1",
@@ -296,10 +303,14 @@ async def test_killed_mid_install_resumes_without_duplicates(harness: Harness) -
         assert done.attempt == 2
 
         owned = await managed_objects(harness.sim.url)
-        keys = [(kind, namespace, name) for kind, namespace, name in owned]
-        assert len(keys) == len(set(keys))
         names = [name for kind, _, name in owned if kind == "Deployment"]
         assert sorted(names) == ["istio-egressgateway", "istio-ingressgateway", "istiod"]
+        # One inventory, and the resumed run re-created nothing: one pod per replica.
+        assert [name for kind, _, name in owned if kind == "Secret"] == [
+            "meshplane-release-install"
+        ]
+        replicas, pods = await harness.replicas_and_pods("istio-system")
+        assert len(pods) == len(set(pods)) == replicas
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
         assert status.installed and status.version == version
         assert status.components and all(c.ready for c in status.components)
