@@ -63,12 +63,12 @@ NON_DEFAULT: dict[str, Any] = {
 }
 
 
-def _lint_findings(values: dict[str, Any] | None) -> list[dict[str, Any]]:
+def _lint(values: dict[str, Any] | None) -> tuple[list[str], list[dict[str, Any]]]:
+    """Helm's lint (strict): (errors, findings of warning severity or worse)."""
     report = helm_python.lint(str(CHART), values, strict=True, namespace=NAMESPACE)
     assert report["total_charts_linted"] == 1
-    assert report["errors"] == []
     # Severity 1 is informational (e.g. "icon is recommended"); 2+ are warnings and errors.
-    return [m for m in report["messages"] if m["severity"] >= 2]
+    return report["errors"], [m for m in report["messages"] if m["severity"] >= 2]
 
 
 @pytest.mark.parametrize(
@@ -82,7 +82,7 @@ def _lint_findings(values: dict[str, Any] | None) -> list[dict[str, Any]]:
     ids=["default", "non-default", "coordinator-only", "no-network-policy"],
 )
 def test_chart_lints_clean(values: dict[str, Any] | None) -> None:
-    assert _lint_findings(values) == []
+    assert _lint(values) == ([], [])
 
 
 def test_lint_reports_a_broken_template(tmp_path: Path) -> None:
@@ -332,3 +332,19 @@ async def test_readme_commands_name_what_the_chart_creates() -> None:
         assert ("ServiceAccount", account) in names
     for path in re.findall(r"deploy/helm/meshplane/files/rbac-([a-z]+)\.yaml", readme):
         assert path in meshes_with_rbac()
+
+
+def test_lint_reports_values_the_schema_does_not_know() -> None:
+    errors, findings = _lint({"adapters": {"istio": {"prot": 10000}}})
+    assert errors
+    assert any("additional properties 'prot' not allowed" in m["error"] for m in findings)
+
+
+async def test_render_refuses_misspelt_values() -> None:
+    with pytest.raises(ChartRenderError, match=r"'replica' not allowed"):
+        await render({"coordinator": {"replica": 2}})
+
+
+async def test_several_coordinators_need_postgres() -> None:
+    with pytest.raises(ChartRenderError, match=r"coordinator.replicas > 1 needs"):
+        await render({"coordinator": {"replicas": 2}})
