@@ -152,6 +152,7 @@ async def test_native_grpc_probes(name: str, service: str, port: int) -> None:
 async def test_pods_are_locked_down(name: str) -> None:
     deployment = find((await render()).objects, "Deployment", name)
     pod = deployment["spec"]["template"]["spec"]
+    assert pod["enableServiceLinks"] is False  # no MESHPLANE_COORDINATOR_PORT=tcp://…
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 10001
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
