@@ -1,9 +1,11 @@
-"""X.509 certificate authorities a mesh's identity system needs: a trust anchor and an issuer.
+"""X.509 certificates a mesh's control plane needs: a trust anchor, an issuer, webhook servers.
 
 Meshes that issue workload certificates themselves (Linkerd's identity controller) want a root CA
 (the trust anchor every proxy trusts) and an intermediate CA signed by it (the issuer the
 controller signs with). Both are ECDSA P-256, as the meshes' own tooling makes them. Checking is
 here too, so `validate` proves the issuer really chains to the anchor and is not about to expire.
+Admission webhooks want a serving certificate for their Service's DNS name, self-signed so the
+same PEM is the webhook's caBundle (what a chart's `genSelfSignedCert` makes at every render).
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 __all__ = [
-    "CertificateAuthority",
     "CertificateError",
+    "CertifiedKey",
     "TrustChain",
     "chain_problem",
     "generate_trust_chain",
+    "hosts_of",
     "issue_intermediate",
     "load_certificate",
+    "self_signed_server",
     "validity_left",
 ]
 
@@ -37,8 +41,8 @@ class CertificateError(ValueError):
 
 
 @dataclass(frozen=True, kw_only=True)
-class CertificateAuthority:
-    """One CA: its certificate and private key, both PEM text."""
+class CertifiedKey:
+    """A certificate and its private key, both PEM text (a CA, or a self-signed server)."""
 
     certificate_pem: str
     key_pem: str
@@ -63,8 +67,8 @@ class CertificateAuthority:
 class TrustChain:
     """A trust anchor (root CA) and the issuer (intermediate CA) it signed."""
 
-    anchor: CertificateAuthority
-    issuer: CertificateAuthority
+    anchor: CertifiedKey
+    issuer: CertifiedKey
 
 
 def load_certificate(pem: str) -> x509.Certificate:
@@ -132,12 +136,12 @@ def _ca_certificate(
 
 
 def issue_intermediate(
-    anchor: CertificateAuthority,
+    anchor: CertifiedKey,
     *,
     common_name: str,
     validity: dt.timedelta,
     now: dt.datetime | None = None,
-) -> CertificateAuthority:
+) -> CertifiedKey:
     """A new intermediate CA (path length 0) signed by ``anchor``: an issuer for workloads."""
     key = ec.generate_private_key(ec.SECP256R1())
     certificate = _ca_certificate(
@@ -149,7 +153,7 @@ def issue_intermediate(
         validity=validity,
         now=_now(now),
     )
-    return CertificateAuthority(
+    return CertifiedKey(
         certificate_pem=certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
         key_pem=_pem(key),
     )
@@ -175,12 +179,47 @@ def generate_trust_chain(
         validity=anchor_validity,
         now=when,
     )
-    anchor = CertificateAuthority(
+    anchor = CertifiedKey(
         certificate_pem=root.public_bytes(serialization.Encoding.PEM).decode("ascii"),
         key_pem=_pem(key),
     )
     issuer = issue_intermediate(anchor, common_name=issuer_name, validity=issuer_validity, now=when)
     return TrustChain(anchor=anchor, issuer=issuer)
+
+
+def self_signed_server(
+    host: str, *, validity: dt.timedelta = dt.timedelta(days=365), now: dt.datetime | None = None
+) -> CertifiedKey:
+    """A self-signed serving certificate for ``host`` (e.g. ``svc.namespace.svc``), ECDSA P-256."""
+    when = _now(now)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(when - CLOCK_SKEW)
+        .not_valid_after(when + validity)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.OID_SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return CertifiedKey(
+        certificate_pem=certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+        key_pem=_pem(key),
+    )
+
+
+def hosts_of(certificate: x509.Certificate) -> list[str]:
+    """The DNS names a certificate is for (its subjectAltName)."""
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return []
+    return list(names.value.get_values_for_type(x509.DNSName))
 
 
 def validity_left(certificate: x509.Certificate, *, now: dt.datetime | None = None) -> dt.timedelta:

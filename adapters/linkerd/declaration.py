@@ -2,7 +2,8 @@
 
 Everything here is data; the kit plans, applies, waits and reports. Install renders
 `linkerd-crds` then `linkerd-control-plane`, the latter with identity certificates the kit
-generates once and keeps in a Secret of the release (so upgrades keep the trust anchor).
+generates once and keeps in Secrets of the release (so upgrades keep the trust anchor, and a
+re-install of the same version changes nothing).
 """
 
 from __future__ import annotations
@@ -34,10 +35,15 @@ REPLICAS_PARAMETER = "controller-replicas"
 
 
 async def control_plane_values(ctx: PlanContext) -> Mapping[str, Any]:
-    """Identity certificates (stored, or generated on first install) and the replica count."""
+    """Identity and webhook certificates (stored, or generated on first install); replicas."""
     chain = await identity.TRUST_CHAIN.chain(ctx)
+    webhooks = await identity.WEBHOOK_CERTIFICATES.certificates(ctx)
     replicas = int(ctx.parameters.get(REPLICAS_PARAMETER) or "1")
-    return {**identity.chart_values(chain), "controllerReplicas": replicas}
+    return {
+        **identity.chart_values(chain),
+        **identity.webhook_values(webhooks),
+        "controllerReplicas": replicas,
+    }
 
 
 INSTALL = OperationSpec(
@@ -61,6 +67,7 @@ INSTALL = OperationSpec(
             values=control_plane_values,
         ),
         ObjectsSource(build=identity.TRUST_CHAIN.secret()),
+        ObjectsSource(build=identity.WEBHOOK_CERTIFICATES.secret()),
     ),
     uses_mesh_version=True,
 )

@@ -130,12 +130,20 @@ async def test_install_upgrade_samples_validate_uninstall(
         root = x509.load_pem_x509_certificate(anchor.encode())
         assert root.subject.rfc4514_string() == "CN=root.linkerd.cluster.local"
 
-        await client.run("install", operation_id=harness.next_id("reinstall"), mesh_version=older)
+        webhooks = await harness.get("v1", "Secret", "meshplane-linkerd-webhooks", "linkerd")
+        again = await client.run(
+            "install", operation_id=harness.next_id("reinstall"), mesh_version=older
+        )
+        assert again.cluster_results[0].objects_applied == 0
+        assert await managed_objects(harness.sim.url) == owned
         await client.run("install", operation_id=harness.next_id("upgrade"), mesh_version=newer)
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
         assert status.version == newer
         assert await trust_anchor(harness) == anchor
         assert await stored_secret(harness) == stored
+        upgraded = await harness.get("v1", "Secret", "meshplane-linkerd-webhooks", "linkerd")
+        assert webhooks is not None and upgraded is not None
+        assert upgraded["data"] == webhooks["data"]
         issuer = await harness.get("v1", "Secret", "linkerd-identity-issuer", "linkerd")
         assert issuer is not None
         assert base64.b64decode(issuer["data"]["crt.pem"]).decode().strip() == (

@@ -1,4 +1,4 @@
-"""The stored trust chain: generated once, reused from the cluster, issuer renewed near expiry."""
+"""Stored certificates: generated once, reused from the cluster, renewed near expiry."""
 
 from __future__ import annotations
 
@@ -11,9 +11,16 @@ from adapters.kit.certificate_store import (
     ANCHOR_KEY,
     ISSUER_CERT,
     ISSUER_KEY,
+    StoredServingCertificates,
     StoredTrustChain,
 )
-from adapters.kit.certificates import chain_problem, generate_trust_chain, validity_left
+from adapters.kit.certificates import (
+    chain_problem,
+    generate_trust_chain,
+    hosts_of,
+    self_signed_server,
+    validity_left,
+)
 from adapters.kit.objects import KubeObject
 from tests.kit.in_memory_cluster import InMemoryCluster
 
@@ -109,3 +116,50 @@ async def test_an_unreadable_secret_is_replaced_by_a_new_chain() -> None:
     )
     chain = await STORE.chain(context(cluster))
     assert chain_problem(chain.anchor.certificate_pem, chain.issuer.certificate_pem) is None
+
+
+WEBHOOKS = StoredServingCertificates(
+    secret_name="mesh-webhooks", services=("injector", "validator")
+)
+
+
+async def test_serving_certificates_are_for_each_service_and_reused_once_stored() -> None:
+    cluster = InMemoryCluster()
+    ctx = context(cluster)
+    made = await WEBHOOKS.certificates(ctx)
+    assert await WEBHOOKS.certificates(ctx) is made
+    assert hosts_of(made["injector"].certificate) == ["injector.mesh-system.svc"]
+    assert hosts_of(made["validator"].certificate) == ["validator.mesh-system.svc"]
+    [secret] = await WEBHOOKS.secret()(ctx)
+    assert sorted(secret["data"]) == [
+        "injector.crt",
+        "injector.key",
+        "validator.crt",
+        "validator.key",
+    ]
+    cluster.add(secret)
+    assert await WEBHOOKS.certificates(context(cluster)) == made
+
+
+async def test_serving_certificates_for_another_namespace_or_near_expiry_are_replaced() -> None:
+    elsewhere = self_signed_server("injector.other.svc")
+    expiring = self_signed_server("validator.mesh-system.svc", validity=dt.timedelta(days=3))
+    texts = {
+        "injector.crt": elsewhere.certificate_pem,
+        "injector.key": elsewhere.key_pem,
+        "validator.crt": expiring.certificate_pem,
+        "validator.key": expiring.key_pem,
+    }
+    cluster = InMemoryCluster(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "mesh-webhooks", "namespace": "mesh-system"},
+                "data": {k: base64.b64encode(v.encode()).decode() for k, v in texts.items()},
+            }
+        ]
+    )
+    made = await WEBHOOKS.certificates(context(cluster))
+    assert hosts_of(made["injector"].certificate) == ["injector.mesh-system.svc"]
+    assert validity_left(made["validator"].certificate) > dt.timedelta(days=300)

@@ -9,8 +9,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from adapters.kit.certificates import (
-    CertificateAuthority,
     CertificateError,
+    CertifiedKey,
     chain_problem,
     generate_trust_chain,
     issue_intermediate,
@@ -76,4 +76,4 @@ def test_garbage_is_a_certificate_error() -> None:
     with pytest.raises(CertificateError):
         load_certificate("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----")
     with pytest.raises(CertificateError):
-        CertificateAuthority(certificate_pem="", key_pem="nope").private_key()
+        CertifiedKey(certificate_pem="", key_pem="nope").private_key()

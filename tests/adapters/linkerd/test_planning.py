@@ -106,7 +106,7 @@ async def test_install_plans_crds_first_and_the_control_plane_with_certificates(
 async def test_a_later_plan_reuses_the_stored_certificates(toy_planner: Planner) -> None:
     first = await toy_planner.plan(INSTALL, record(TOY_VERSION), InMemoryCluster())
     stored = find(first, "Secret", "meshplane-linkerd-identity")
-    cluster = InMemoryCluster([stored])
+    cluster = InMemoryCluster([stored, find(first, "Secret", "meshplane-linkerd-webhooks")])
     again = await toy_planner.plan(INSTALL, record(TOY_VERSION), cluster)
     assert find(again, "Secret", "meshplane-linkerd-identity") == stored
     assert find(again, "ConfigMap", "linkerd-identity-trust-roots") == find(
@@ -138,5 +138,15 @@ async def test_upstream_control_plane_renders_with_the_generated_certificates(
         tmp_path,
     )
     plan = await planner.plan(INSTALL, record("2026.8.3"), InMemoryCluster())
-    assert len(plan.objects) == 10 + 40 + 1  # CRDs, control plane, stored identity Secret
+    assert len(plan.objects) == 10 + 40 + 2  # CRDs, control plane, the two stored Secrets
     assert_identity_wired(plan)
+    webhooks = find(plan, "Secret", "meshplane-linkerd-webhooks")
+    injector = find(plan, "MutatingWebhookConfiguration", "linkerd-proxy-injector-webhook-config")
+    ca_bundle = base64.b64decode(injector["webhooks"][0]["clientConfig"]["caBundle"]).decode()
+    assert ca_bundle.strip() == pem(webhooks, "linkerd-proxy-injector.crt")
+    serving = find(plan, "Secret", "linkerd-proxy-injector-k8s-tls")
+    assert pem(serving, "tls.crt") == pem(webhooks, "linkerd-proxy-injector.crt")
+    # With both Secrets stored, planning again renders exactly the same objects (a no-op).
+    stored = InMemoryCluster([find(plan, "Secret", "meshplane-linkerd-identity"), webhooks])
+    again = await planner.plan(INSTALL, record("2026.8.3"), stored)
+    assert again.objects == plan.objects
