@@ -1,0 +1,339 @@
+"""`meshplane perf`: run load tests through the coordinator, list, show and compare results.
+
+`run`, `results`, `get` and `compare` call the coordinator (``--coordinator``, else
+``$MESHPLANE_COORDINATOR``, else 127.0.0.1:10100). `import` reads a fortio JSON file and writes
+the normalised result straight into the coordinator's store (``--store``, else the coordinator's
+own default), because the coordinator service has no RPC that accepts a finished result.
+``--output json|yaml`` prints the SMP-shaped document; progress lines then go to stderr so stdout
+stays one document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc  # type: ignore[import-untyped, unused-ignore]
+import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+
+from coordinator.client_cli import COORDINATOR_ENV, DEFAULT_COORDINATOR
+from coordinator.perf import (
+    Comparison,
+    ComparisonCell,
+    ComparisonRow,
+    MeshInfo,
+    PerformanceResult,
+    Progress,
+    add_output_argument,
+    add_run_arguments,
+    comparison_document,
+    comparison_table,
+    config_from_arguments,
+    config_to_proto,
+    format_progress,
+    format_result,
+    load_fortio_file,
+    render,
+    result_document,
+    result_from_proto,
+)
+from coordinator.perf_service import save_result
+from coordinator.settings import ENV_PREFIX, STORE_FILE
+from coordinator.store import open_store
+from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
+from meshplane.perf.v1 import perf_pb2 as pb
+from serving.logging_setup import configure_logging
+from serving.tls import InsecureTransportError, add_client_tls_arguments, client_tls_from_args, dial
+
+__all__ = ["register"]
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+STORE_ENV = f"{ENV_PREFIX}STORE"
+DATA_DIR_ENV = f"{ENV_PREFIX}DATA_DIR"
+# Time a run may take beyond its configured duration (connecting, draining, storing).
+RUN_SLACK_S = 60.0
+
+Command = Callable[[Any, argparse.Namespace], Awaitable[int]]
+
+
+def _connection_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("coordinator connection")
+    group.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        default=None,
+        help=f"coordinator address [env {COORDINATOR_ENV}, default {DEFAULT_COORDINATOR}]",
+    )
+    group.add_argument(
+        "--call-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="deadline of each query (default 30; `run` waits for its duration plus 60 s)",
+    )
+    add_client_tls_arguments(parser)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `meshplane perf` with run, results, get, compare and import."""
+    perf = subparsers.add_parser(
+        "perf",
+        help="performance tests (SMP format): run, results, get, compare, import",
+        description="Generate HTTP/gRPC load through the coordinator and compare stored results.",
+    )
+    commands = perf.add_subparsers(dest="perf_command", metavar="SUBCOMMAND")
+    commands.required = True
+
+    def add(name: str, command: Command, help: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=help, description=help)
+        _connection_arguments(parser)
+        parser.set_defaults(run=lambda args: _run_remote(command, args))
+        return parser
+
+    run = add("run", _run_test, "run a load test from the coordinator and store its result")
+    add_run_arguments(run)
+
+    results = add("results", _results, "list stored results, newest first")
+    results.add_argument("--mesh", default="", help="only results against this mesh type")
+    results.add_argument("--test-id", default="", help="only results of this test")
+    results.add_argument(
+        "--label", action="append", default=[], metavar="KEY=VALUE", help="(repeatable)"
+    )
+    results.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    add_output_argument(results)
+
+    get = add("get", _get, "show one stored result")
+    get.add_argument("id", metavar="ID")
+    add_output_argument(get)
+
+    compare = add("compare", _compare, "compare stored results; the first is the baseline")
+    compare.add_argument("ids", nargs="+", metavar="ID", help="two or more result ids")
+    add_output_argument(compare)
+
+    imported = commands.add_parser(
+        "import",
+        help="store a fortio result file (written to the coordinator's store directly)",
+        description="Normalise a fortio JSON result (`fortio load -json FILE`) to milliseconds "
+        "and store it where the coordinator keeps results.",
+    )
+    imported.add_argument("file", type=Path, metavar="FILE")
+    imported.add_argument(
+        "--fortio", action="store_true", required=True, help="FILE is fortio's JSON output"
+    )
+    imported.add_argument(
+        "--store",
+        default=None,
+        metavar="PATH_OR_URL",
+        help=f"the coordinator's store [env {STORE_ENV}, default <data-dir>/{STORE_FILE}]",
+    )
+    imported.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"the coordinator's data directory [env {DATA_DIR_ENV}, default .data]",
+    )
+    imported.add_argument("--mesh", default="", help="mesh type the test ran against")
+    imported.add_argument("--mesh-version", default="", help="its version")
+    add_output_argument(imported)
+    imported.set_defaults(run=_import)
+
+
+# -- running a command ------------------------------------------------------------------------
+
+
+def _fail(args: argparse.Namespace, message: str, code: int = EXIT_FAILED) -> int:
+    print(f"meshplane perf {args.perf_command}: {message}", file=sys.stderr)
+    return code
+
+
+def _run_remote(command: Command, args: argparse.Namespace) -> int:
+    """Dial the coordinator, run the command, turn transport problems into one line."""
+    address = args.coordinator or os.environ.get(COORDINATOR_ENV) or DEFAULT_COORDINATOR
+    try:
+        tls = client_tls_from_args(args)
+    except ValueError as exc:
+        return _fail(args, str(exc), EXIT_USAGE)
+
+    async def main() -> int:
+        channel = dial(address, tls=tls, allow_insecure=args.allow_insecure)
+        async with channel:
+            return await command(cpb_grpc.CoordinatorServiceStub(channel), args)
+
+    try:
+        return asyncio.run(main())
+    except (InsecureTransportError, argparse.ArgumentTypeError) as exc:
+        return _fail(args, str(exc), EXIT_USAGE)
+    except grpc.RpcError as exc:
+        text = f"{exc.code().name}: {exc.details()}"
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            text += f" (is a coordinator listening at {address}? set --coordinator)"
+        return _fail(args, text)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _progress(message: pb.PerformanceProgress) -> Progress:
+    return Progress(
+        test_id=message.test_id,
+        elapsed_s=message.elapsed.ToNanoseconds() / 1e9,
+        requests=message.requests,
+        errors=message.errors,
+        current_qps=message.current_qps,
+    )
+
+
+async def _run_test(stub: Any, args: argparse.Namespace) -> int:
+    config = config_from_arguments(args)
+    request = pb.RunPerformanceTestRequest(config=config_to_proto(config), mesh=args.mesh)
+    timeout = None if config.request_count > 0 else config.duration_s + RUN_SLACK_S
+    progress_out = sys.stdout if args.output == "table" else sys.stderr
+    result: PerformanceResult | None = None
+    async for response in stub.RunPerformanceTest(request, timeout=timeout):
+        if response.HasField("progress"):
+            print(format_progress(_progress(response.progress)), file=progress_out, flush=True)
+        elif response.HasField("result"):
+            result = result_from_proto(response.result)
+    if result is None:
+        return _fail(args, "the coordinator ended the test without a result")
+    sys.stdout.write(format_result(result, args.output))
+    return 0
+
+
+def _labels(items: list[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"--label must look like KEY=VALUE: {item!r}")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def _results_table(results: list[PerformanceResult]) -> str:
+    header = ("ID", "STARTED (UTC)", "MESH", "GENERATOR", "REQUESTS", "REQ/S", "P50 MS", "P99 MS")
+    rows = [
+        (
+            r.id,
+            r.start_time.strftime("%Y-%m-%d %H:%M:%S"),
+            f"{r.mesh.type} {r.mesh.version}".strip() if r.mesh else "none",
+            r.load_generator.value,
+            str(r.request_count),
+            f"{r.actual_qps:.1f}",
+            f"{r.latencies.p50_ms:.3f}",
+            f"{r.latencies.p99_ms:.3f}",
+        )
+        for r in results
+    ]
+    widths = [max(len(line[i]) for line in (header, *rows)) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in (header, *rows)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+async def _results(stub: Any, args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise argparse.ArgumentTypeError(f"--limit must be at least 1, got {args.limit}")
+    request = pb.ListPerformanceResultsRequest(
+        labels=_labels(args.label),
+        test_id=args.test_id,
+        mesh_type=args.mesh,
+        page_size=args.limit,
+    )
+    response = await stub.ListPerformanceResults(request, timeout=args.call_timeout)
+    results = [result_from_proto(message) for message in response.results]
+    if args.output == "table":
+        sys.stdout.write(_results_table(results))
+    else:
+        sys.stdout.write(render([result_document(r) for r in results], args.output))
+    return 0
+
+
+async def _get(stub: Any, args: argparse.Namespace) -> int:
+    response = await stub.GetPerformanceResult(
+        pb.GetPerformanceResultRequest(id=args.id), timeout=args.call_timeout
+    )
+    sys.stdout.write(format_result(result_from_proto(response.result), args.output))
+    return 0
+
+
+def _comparison(message: pb.ComparePerformanceResultsResponse) -> Comparison:
+    return Comparison(
+        ids=tuple(message.ids),
+        rows=tuple(
+            ComparisonRow(
+                metric=row.metric,
+                unit=row.unit,
+                cells=tuple(
+                    ComparisonCell(
+                        result_id=cell.result_id,
+                        value=cell.value,
+                        relative_difference=(
+                            cell.relative_difference
+                            if cell.HasField("relative_difference")
+                            else None
+                        ),
+                    )
+                    for cell in row.cells
+                ),
+            )
+            for row in message.rows
+        ),
+    )
+
+
+async def _compare(stub: Any, args: argparse.Namespace) -> int:
+    if len(args.ids) < 2:
+        raise argparse.ArgumentTypeError("compare needs at least two result ids")
+    response = await stub.ComparePerformanceResults(
+        pb.ComparePerformanceResultsRequest(ids=args.ids), timeout=args.call_timeout
+    )
+    comparison = _comparison(response)
+    if args.output == "table":
+        sys.stdout.write(comparison_table(comparison))
+    else:
+        sys.stdout.write(render(comparison_document(comparison), args.output))
+    return 0
+
+
+def _store_location(args: argparse.Namespace) -> str:
+    """The coordinator's rule: --store, else its env, else <data dir>/coordinator.db."""
+    if args.store:
+        return str(args.store)
+    if os.environ.get(STORE_ENV):
+        return os.environ[STORE_ENV]
+    data_dir = args.data_dir or Path(os.environ.get(DATA_DIR_ENV) or ".data")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return str(data_dir / STORE_FILE)
+
+
+def _import(args: argparse.Namespace) -> int:
+    configure_logging(level="warning", json=False)  # stdout carries only the result
+    mesh = MeshInfo(type=args.mesh, version=args.mesh_version) if args.mesh else None
+    try:
+        result = load_fortio_file(args.file, mesh=mesh)
+    except (OSError, ValueError) as exc:
+        return _fail(args, f"{args.file}: {exc}")
+
+    async def store_it(location: str) -> None:
+        store = open_store(location)
+        try:
+            await store.migrate()
+            await save_result(store, result)
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(store_it(_store_location(args)))
+    except Exception as exc:  # the store's own errors name the location and the cause
+        return _fail(args, f"could not store the result: {exc}")
+    sys.stdout.write(format_result(result, args.output))
+    return 0
