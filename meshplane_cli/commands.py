@@ -13,6 +13,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "adapters.kit.rbac",
     "coordinator.client_cli",
     "adapters.conformance.cli",
+    "coordinator.perf_cli",
 )
 
 
