@@ -40,6 +40,11 @@ _BY_OPERATION_ID: dict[str, Callable[[bytes], str]] = {
 # Metadata the transport owns; everything else the caller sent is forwarded.
 _NOT_FORWARDED = frozenset({MESH_METADATA_KEY, "user-agent", "content-type", "te", "host"})
 
+_MISSING_MESH = (
+    f"calls to {SERVICE_NAME} on the coordinator need the metadata key {MESH_METADATA_KEY!r} "
+    f"naming the mesh (e.g. {MESH_METADATA_KEY}: istio)"
+)
+
 Locate = Callable[[str], Awaitable[str | None]]
 """Address of the replica that accepted an operation id, or None when unknown."""
 
@@ -90,8 +95,13 @@ class Passthrough:
         return call
 
     def _unary(self, method: str) -> Callable[[bytes, Any], Awaitable[bytes]]:
+        pinnable = method in _BY_OPERATION_ID
+        read_only = method in _READ_ONLY
+
         async def forward(request: bytes, context: Any) -> bytes:
-            mesh, metadata = await _mesh_and_metadata(context)
+            mesh, metadata = _mesh_and_metadata(context)
+            if not mesh:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _MISSING_MESH)
 
             async def invoke(replica: Replica, channel: Any, seconds: float) -> bytes:
                 call = self._multicallable(replica.address, channel, method, streaming=False)
@@ -99,7 +109,7 @@ class Passthrough:
                 return response
 
             try:
-                pinned = await self._pinned(method, request, mesh)
+                pinned = await self._pinned(method, request, mesh) if pinnable else None
                 if pinned is not None:
                     budget = self._router.timeout(context.time_remaining())
                     return await self._router.call_replica(pinned, invoke, seconds=budget)
@@ -107,7 +117,7 @@ class Passthrough:
                     mesh,
                     invoke,
                     caller_remaining=context.time_remaining(),
-                    retry=_retryable(method, request),
+                    retry=read_only or _carries_operation_id(method, request),
                     method=method,
                 )
                 return response
@@ -121,7 +131,9 @@ class Passthrough:
 
     def _streaming(self, method: str) -> Callable[[bytes, Any], AsyncIterator[bytes]]:
         async def forward(request: bytes, context: Any) -> AsyncIterator[bytes]:
-            mesh, metadata = await _mesh_and_metadata(context)
+            mesh, metadata = _mesh_and_metadata(context)
+            if not mesh:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _MISSING_MESH)
             try:
                 replica = self._router.pick(mesh)
             except RouteError as exc:
@@ -157,11 +169,9 @@ class Passthrough:
         return replica
 
 
-def _retryable(method: str, request: bytes) -> bool:
-    """Read-only methods, and ApplyOperation when the caller chose the operation id (the same
-    id again returns the same operation); without an id a retry could start a second run."""
-    if method in _READ_ONLY:
-        return True
+def _carries_operation_id(method: str, request: bytes) -> bool:
+    """True for an ApplyOperation whose caller chose the operation id: sending it again returns
+    the same operation, so it may be retried; without an id a retry could start a second run."""
     if method != "ApplyOperation":
         return False
     try:
@@ -170,7 +180,8 @@ def _retryable(method: str, request: bytes) -> bool:
         return False
 
 
-async def _mesh_and_metadata(context: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
+def _mesh_and_metadata(context: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """The mesh named by the caller ("" when missing) and the metadata to forward."""
     mesh = ""
     forwarded: list[tuple[str, Any]] = []
     for key, value in context.invocation_metadata() or ():
@@ -178,12 +189,6 @@ async def _mesh_and_metadata(context: Any) -> tuple[str, tuple[tuple[str, Any], 
             mesh = str(value).strip().lower()
         elif key not in _NOT_FORWARDED and not key.startswith((":", "grpc-")):
             forwarded.append((key, value))
-    if not mesh:
-        await context.abort(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"calls to {SERVICE_NAME} on the coordinator need the metadata key "
-            f"{MESH_METADATA_KEY!r} naming the mesh (e.g. {MESH_METADATA_KEY}: istio)",
-        )
     return mesh, tuple(forwarded)
 
 

@@ -123,6 +123,7 @@ class Registry:
         self._call_timeout = call_timeout
         self._backoff = (health_backoff_initial, health_backoff_max)
         self._replicas: dict[str, Replica] = {}
+        self._by_mesh: dict[str, tuple[Replica, ...]] = {}  # cache, emptied on every change
         self._channels: dict[str, Any] = {}
         self._needs_refresh: set[str] = set()
         self._listeners: list[Listener] = []
@@ -135,10 +136,22 @@ class Registry:
 
     def replicas(self, mesh: str | None = None) -> list[Replica]:
         """Known replicas (of one mesh when given), sorted by address."""
-        return sorted(
-            (r for r in self._replicas.values() if mesh is None or r.mesh == mesh),
-            key=lambda r: r.address,
-        )
+        if mesh is None:
+            return sorted(self._replicas.values(), key=lambda r: r.address)
+        return list(self.mesh_replicas(mesh))
+
+    def mesh_replicas(self, mesh: str) -> tuple[Replica, ...]:
+        """``replicas(mesh)`` without a copy: the routing hot path reads it on every call."""
+        found = self._by_mesh.get(mesh)
+        if found is None:
+            found = tuple(
+                sorted(
+                    (r for r in self._replicas.values() if r.mesh == mesh),
+                    key=lambda r: r.address,
+                )
+            )
+            self._by_mesh[mesh] = found
+        return found
 
     def healthy(self, mesh: str) -> list[Replica]:
         """Replicas of ``mesh`` that are in rotation, sorted by address."""
@@ -273,6 +286,7 @@ class Registry:
         replica = self._replicas.pop(address, None)
         if replica is None:
             return None
+        self._by_mesh.clear()
         self._needs_refresh.discard(address)
         follower = self._followers.pop(address, None)
         if follower is not None:
@@ -290,6 +304,7 @@ class Registry:
         channels = list(self._channels.values())
         self._channels.clear()
         self._replicas.clear()
+        self._by_mesh.clear()
         for channel in channels:
             await channel.close()
 
@@ -299,6 +314,7 @@ class Registry:
         if self._closed:
             raise RuntimeError("registry is closed")
         self._replicas[replica.address] = replica
+        self._by_mesh.clear()
         self._channels[replica.address] = channel
         if needs_refresh:
             self._needs_refresh.add(replica.address)
@@ -367,6 +383,7 @@ class Registry:
         ):
             return
         self._replicas[replica.address] = replica
+        self._by_mesh.clear()
         self._notify(RegistryChange(kind="state", replica=replica))
 
     def _notify(self, change: RegistryChange) -> None:

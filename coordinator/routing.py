@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import structlog
+from tenacity import RetryCallState
 
 from coordinator.registry import Registry, Replica
 from serving.retry_policies import grpc_retry, is_retryable_grpc_error
@@ -76,7 +77,7 @@ class Router:
         Raises `RouteError`: NOT_FOUND for an unknown mesh (listing the known ones),
         UNAVAILABLE when no replica is healthy (naming each replica's last error).
         """
-        replicas = self._registry.replicas(mesh)
+        replicas = self._registry.mesh_replicas(mesh)
         if not replicas:
             known = ", ".join(self._registry.meshes()) or "none registered"
             raise RouteError(
@@ -114,35 +115,12 @@ class Router:
         the deadline allows; without it, a single attempt is made.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout(caller_remaining)
-        tried: list[str] = []
-
-        async def attempt() -> tuple[T, Replica]:
-            remaining = deadline - loop.time()
-            if remaining <= 0 and tried:
-                raise RouteError(
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                    f"{method} to the {mesh} adapter ran out of time after "
-                    f"{len(tried)} attempt(s) ({', '.join(tried)})",
-                )
-            replica = self.pick(mesh, exclude=tried)
-            tried.append(replica.address)
-            value = await self.call_replica(replica, invoke, seconds=max(remaining, 0.0))
-            return value, replica
-
-        def on_retry(number: int, error: BaseException | None) -> None:
-            _log.info(
-                "routing.retry",
-                mesh=mesh,
-                method=method,
-                attempt=number,
-                replica=tried[-1] if tried else None,
-                error=_describe(error),
-            )
-
+        seconds = self.timeout(caller_remaining)
+        deadline = loop.time() + seconds
         # The first attempt runs bare: the common case pays nothing for the retry machinery.
+        replica = self.pick(mesh)
         try:
-            return await attempt()
+            return await self.call_replica(replica, invoke, seconds=seconds), replica
         except grpc.aio.AioRpcError as error:
             if (
                 not retry
@@ -150,17 +128,58 @@ class Router:
                 or not is_retryable_grpc_error(error, idempotent=True)
             ):
                 raise
-            on_retry(1, error)
+            _log.info(
+                "routing.retry",
+                mesh=mesh,
+                method=method,
+                attempt=1,
+                replica=replica.address,
+                error=_describe(error),
+            )
+        return await self._retry(mesh, invoke, method=method, deadline=deadline, tried=[replica])
+
+    async def _retry(
+        self,
+        mesh: str,
+        invoke: Invoke[T],
+        *,
+        method: str,
+        deadline: float,
+        tried: list[Replica],
+    ) -> tuple[T, Replica]:
+        """Attempts after the first, each on another healthy replica when there is one."""
+        loop = asyncio.get_running_loop()
+
+        async def attempt() -> tuple[T, Replica]:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise RouteError(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"{method} to the {mesh} adapter ran out of time after {len(tried)} "
+                    f"attempt(s) ({', '.join(r.address for r in tried)})",
+                )
+            replica = self.pick(mesh, exclude=[r.address for r in tried])
+            tried.append(replica)
+            return await self.call_replica(replica, invoke, seconds=remaining), replica
+
+        def on_retry(state: RetryCallState) -> None:
+            outcome = state.outcome
+            _log.info(
+                "routing.retry",
+                mesh=mesh,
+                method=method,
+                attempt=state.attempt_number + 1,
+                replica=tried[-1].address,
+                error=_describe(outcome.exception() if outcome is not None else None),
+            )
+
         initial, maximum = self._delays
         policy = grpc_retry(
             attempts=self._attempts - 1,
             initial_delay=initial,
             max_delay=maximum,
             idempotent=True,
-            on_retry=lambda state: on_retry(
-                state.attempt_number + 1,
-                state.outcome.exception() if state.outcome is not None else None,
-            ),
+            on_retry=on_retry,
         )
         result: tuple[T, Replica] | None = None
         async for retrying in policy:

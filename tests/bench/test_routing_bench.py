@@ -21,13 +21,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
 from coordinator.passthrough import MESH_METADATA_KEY
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
-from tests.coordinator.routing_harness import fakes
+from tests.coordinator.routing_harness import (
+    ADAPTER_SERVICE,
+    coordinator,
+    fakes,
+    make_settings,
+    static,
+)
 
 pytestmark = pytest.mark.bench
 
@@ -161,3 +168,73 @@ async def test_routed_vs_direct_getinfo(tmp_path: Path) -> None:
     print("\nrouted vs direct unary GetInfo (coordinator in its own process)")
     for row in rows:
         print("  " + row)
+
+
+async def _cpu_per_call(call: Call, calls: int = 3000) -> float:
+    """Process CPU microseconds per call (client, servers and gRPC threads of this process)."""
+    for _ in range(WARMUP_CALLS):
+        await call()
+    per_worker = calls // 8
+
+    async def worker() -> None:
+        for _ in range(per_worker):
+            await call()
+
+    started = time.process_time()
+    await asyncio.gather(*(worker() for _ in range(8)))
+    return (time.process_time() - started) / (per_worker * 8) * 1e6
+
+
+async def test_coordinator_hop_vs_a_bare_grpc_proxy(tmp_path: Path) -> None:
+    """What the coordinator's own logic costs on top of the gRPC hop itself.
+
+    In one process: direct calls, calls through a bare raw-bytes ``grpc.aio`` proxy (a generic
+    handler forwarding to one fixed channel, nothing else), and calls through the coordinator's
+    passthrough. CPU per call: (bare - direct) is the cost of any hop, (routed - bare) is the
+    coordinator's (metadata, replica choice, deadline, retry policy).
+    """
+    async with (
+        fakes(("istio", "bench")) as (adapter,),
+        coordinator(make_settings(tmp_path, adapters=static(adapter))) as client,
+        grpc.aio.insecure_channel(adapter.address) as upstream,
+    ):
+        await client.wait_serving(adapter.address)
+        forward_call = upstream.unary_unary(f"/{ADAPTER_SERVICE}/GetInfo")
+
+        async def forward(request: bytes, context: Any) -> Any:
+            return await forward_call(request, timeout=context.time_remaining())
+
+        bare = grpc.aio.server()
+        bare.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    ADAPTER_SERVICE, {"GetInfo": grpc.unary_unary_rpc_method_handler(forward)}
+                ),
+            )
+        )
+        port = bare.add_insecure_port("127.0.0.1:0")
+        await bare.start()
+        try:
+            async with (
+                grpc.aio.insecure_channel(adapter.address) as direct_channel,
+                grpc.aio.insecure_channel(f"127.0.0.1:{port}") as bare_channel,
+            ):
+                direct_stub = apb_grpc.MeshAdapterServiceStub(direct_channel)
+                bare_stub = apb_grpc.MeshAdapterServiceStub(bare_channel)
+                metadata = ((MESH_METADATA_KEY, "istio"),)
+                request = apb.GetInfoRequest()
+                direct_us = await _cpu_per_call(lambda: direct_stub.GetInfo(request, timeout=5))
+                bare_us = await _cpu_per_call(lambda: bare_stub.GetInfo(request, timeout=5))
+                routed_us = await _cpu_per_call(
+                    lambda: client.adapter_stub.GetInfo(request, metadata=metadata, timeout=5)
+                )
+        finally:
+            await bare.stop(0)
+    print("\nCPU per unary GetInfo, everything in one process")
+    print(
+        f"  direct {direct_us:.0f} us  bare proxy {bare_us:.0f} us  coordinator {routed_us:.0f} us"
+    )
+    print(
+        f"  any gRPC hop +{bare_us - direct_us:.0f} us; coordinator logic on top of it "
+        f"{routed_us - bare_us:+.0f} us ({(routed_us - bare_us) / (bare_us - direct_us):+.0%})"
+    )
