@@ -490,7 +490,8 @@ async def _operation(
             f"{spec.id}: scope of custom kinds",
         )
         return
-    for parameters, version in itertools.product(_parameter_sets(spec), versions):
+    applicable = [v for v in versions if not spec.mesh_versions or v in spec.mesh_versions]
+    for parameters, version in itertools.product(_parameter_sets(spec), applicable):
         why = f"{spec.id} {version} {json.dumps(parameters, sort_keys=True)}"
         reader = _RecordingReader(collector, why)
         if spec.check is not None:
