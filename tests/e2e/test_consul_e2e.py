@@ -124,6 +124,14 @@ async def test_install_upgrade_samples_validate_uninstall(
         assert any("gateway-resources" in s and "completed" in s for s in hooks), hooks
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
         assert (status.installed, status.version) == (True, older)
+        again = await client.run(
+            "install",
+            operation_id=harness.next_id("reinstall"),
+            mesh_version=older,
+            parameters={"server-replicas": "1"},
+        )
+        assert again.cluster_results[0].objects_applied == 0
+        assert await managed_objects(harness.sim.url) == owned
 
         await client.run(
             "install",

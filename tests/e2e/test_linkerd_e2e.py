@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from adapters.kit.certificates import generate_trust_chain
+from adapters.kit.cluster import ClusterSession
 from adapters.linkerd.declaration import DECLARATION
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
@@ -173,6 +175,22 @@ async def test_install_upgrade_samples_validate_uninstall(
         assert "injection enabled in 1 namespaces: emojivoto" in summaries
         # kubesim runs no injector: the emojivoto pods are reported as outside the mesh.
         assert any("run without the linkerd-proxy sidecar" in s for s in summaries)
+
+        # An issuer that does not chain to the published anchor fails validate, naming why.
+        foreign = generate_trust_chain(anchor_name="root.linkerd.cluster.local", issuer_name="x")
+        async with await ClusterSession.connect(kubeconfig_path=harness.sim.kubeconfig) as session:
+            roots = await session.get("v1", "ConfigMap", "linkerd-identity-trust-roots", "linkerd")
+            assert roots is not None
+            roots["data"]["ca-bundle.crt"] = foreign.anchor.certificate_pem
+            await session.apply(roots, field_manager="e2e-tamper")
+        tampered = harness.next_id("validate-tampered")
+        await client.apply("validate", operation_id=tampered)
+        failed = await client.wait(tampered)
+        assert failed.state == pb.OPERATION_STATE_FAILED
+        assert failed.error.code == "VALIDATION_FAILED"
+        await events.wait_for(lambda e: e.operation_id == tampered and e.component == "summary")
+        errors = [e.summary for e in events.of(tampered) if e.severity == pb.EVENT_SEVERITY_ERROR]
+        assert "the issuer certificate does not chain to the trust anchor" in errors
 
         await client.run(
             "inject-namespace",
