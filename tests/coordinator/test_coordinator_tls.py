@@ -4,11 +4,18 @@ test generates; clients and coordinators without a valid certificate are refused
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from coordinator.server import build_coordinator
 from meshplane.adapter.v1 import adapter_pb2 as apb
@@ -16,17 +23,88 @@ from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
 from serving.tls import ClientTls, TlsConfig, dial
 from tests.coordinator.routing_harness import make_settings, start_fake, static
-from tests.serving.certificates import CertificateAuthority
+from tests.serving.certificates import CertifiedKey
 
 
-def _mtls(ca: CertificateAuthority, name: str) -> TlsConfig:
+@dataclass(frozen=True, kw_only=True)
+class Issued:
+    cert_path: Path
+    key_path: Path
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+class CertificateAuthority:
+    """A throwaway CA (P-256) written under ``directory``; issues server and client leaves."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        self.directory = directory
+        self.name = name
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(name))
+            .issuer_name(_name(name))
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.cert_path = directory / f"{name}-ca.crt"
+        self.cert_path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(self, common_name: str, *, server: bool) -> Issued:
+        """A leaf signed by this CA; server leaves name localhost and 127.0.0.1."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(common_name))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        )
+        if server:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
+        cert = builder.sign(self.key, hashes.SHA256())
+        issued = Issued(
+            cert_path=self.directory / f"{self.name}-{common_name}.crt",
+            key_path=self.directory / f"{self.name}-{common_name}.key",
+        )
+        issued.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        issued.key_path.write_bytes(_pem_key(key))
+        return issued
+
+
+def _mtls(ca: CertifiedKey, name: str) -> TlsConfig:
     issued = ca.issue(name, server=True)
     return TlsConfig(
         cert_path=issued.cert_path, key_path=issued.key_path, client_ca_path=ca.cert_path
     )
 
 
-def _client(ca: CertificateAuthority, name: str | None, *, trust: Path | None = None) -> ClientTls:
+def _client(ca: CertifiedKey, name: str | None, *, trust: Path | None = None) -> ClientTls:
     if name is None:
         return ClientTls(ca_path=trust or ca.cert_path)
     issued = ca.issue(name, server=False)
@@ -47,8 +125,8 @@ async def _list(address: str, tls: ClientTls) -> cpb.ListAdaptersResponse:
 
 
 async def test_mutual_tls_on_both_hops_and_refusals(tmp_path: Path) -> None:
-    ca = CertificateAuthority(tmp_path, "meshplane")
-    stranger = CertificateAuthority(tmp_path, "stranger")
+    ca = CertifiedKey(tmp_path, "meshplane")
+    stranger = CertifiedKey(tmp_path, "stranger")
     adapter = await start_fake("istio", "secure", tls=_mtls(ca, "adapter"))
     settings = make_settings(
         tmp_path,
@@ -103,7 +181,7 @@ async def test_mutual_tls_on_both_hops_and_refusals(tmp_path: Path) -> None:
 async def test_coordinator_without_a_client_certificate_cannot_use_the_adapter(
     tmp_path: Path,
 ) -> None:
-    ca = CertificateAuthority(tmp_path, "meshplane")
+    ca = CertifiedKey(tmp_path, "meshplane")
     adapter = await start_fake("istio", "secure", tls=_mtls(ca, "adapter"))
     settings = make_settings(
         tmp_path, adapters=static(adapter), adapter_tls=ClientTls(ca_path=ca.cert_path)
