@@ -9,9 +9,10 @@ import tomllib
 from dataclasses import dataclass, field
 
 import pytest
+import yaml
 
 from meshplane_cli.main import build_parser
-from tests.deploy.chart import DOCKERFILE, container, meshes_with_rbac, of_kind, render
+from tests.deploy.chart import CHART, DOCKERFILE, container, meshes_with_rbac, of_kind, render
 from tests.fixtures_paths import PROJECT_ROOT
 
 BUILD_TOOLS = ("gcc", "g++", "cc", "clang", "make", "build-essential", "cmake", "rustc", "cargo")
@@ -125,3 +126,10 @@ async def test_every_command_the_chart_runs_exists() -> None:
         except SystemExit as exc:  # argparse's answer to an unknown command or bad arguments
             raise AssertionError(f"`meshplane {' '.join(args)}` does not parse") from exc
         assert parsed.command == args[0]
+
+
+def test_chart_app_version_is_the_project_version() -> None:
+    """The image tag defaults to the chart's appVersion: it must name this project's release."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert chart["appVersion"] == project
