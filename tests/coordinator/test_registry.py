@@ -233,3 +233,21 @@ async def test_listeners_hear_added_and_removed() -> None:
         assert all(address == "127.0.0.1:1" for _, address in heard)
     finally:
         await registry.close()
+
+
+async def test_static_replica_of_another_mesh_stays_out_of_rotation(tmp_path: Path) -> None:
+    async with fakes(("linkerd", "wrong")) as (wrong,):
+        settings = make_settings(
+            tmp_path, adapters=(StaticAdapter(mesh="istio", address=wrong.address),)
+        )
+        async with coordinator(settings) as client:
+            replica = await client.wait_replica(
+                wrong.address, lambda r: r is not None and "linkerd" in r.last_error
+            )
+            assert replica is not None
+            assert replica.state == cpb.REPLICA_STATE_NOT_SERVING
+            assert "'istio'" in replica.last_error
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await client.stub.ListMeshVersions(cpb.ListMeshVersionsRequest(mesh="istio"))
+            assert code_of(error.value) == grpc.StatusCode.UNAVAILABLE
+            assert wrong.fake.calls("ListMeshVersions") == []
