@@ -98,6 +98,8 @@ class HubSettings:
     shared_store: bool | None = None
     """True: other coordinators may write the store (publish from a store read). None: True for
     PostgreSQL, False otherwise."""
+    shared_poll_seconds: float = 1.0
+    """Shared store: how often to publish events stored by other coordinators on their own."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,6 +169,8 @@ class EventHub:
         self._registry.add_listener(self._on_change)
         for replica in self._registry.replicas():
             self._follow(replica)
+        if self._shared:
+            self._tasks.start("shared-store-tail", self._poll_shared_store())
 
     def end_watches(self) -> None:
         """End every watch now (they resume elsewhere by cursor); call before draining gRPC so
@@ -350,6 +354,10 @@ class EventHub:
             follower.source = source
             follower.mesh = mesh
         after = await self._store.last_sequence(source)
+        if self._shared and after > follower.last_sequence:
+            # Another coordinator stored what we would have: publish it to our watchers, since
+            # those events will not come through our stream (and our appends) any more.
+            await self._publish_tail()
         follower.last_sequence = after
         follower.connected = True
         follower.last_error = ""
@@ -452,6 +460,22 @@ class EventHub:
             if stored:
                 self._published_cursor = max(self._published_cursor, stored[-1].cursor)
                 self._fanout.publish(stored)
+
+    async def _publish_tail(self) -> None:
+        """Publish whatever the store holds past the last published cursor (shared stores)."""
+        async with self._publish_lock:
+            stored = await self._read_tail()
+            if stored:
+                self._published_cursor = stored[-1].cursor
+                self._fanout.publish(stored)
+
+    async def _poll_shared_store(self) -> None:
+        """Shared store: also publish, now and then, events other coordinators stored from
+        adapters this one does not follow (one read per interval for the hub, not per watcher)."""
+        while True:
+            await asyncio.sleep(self._settings.shared_poll_seconds)
+            if self._fanout.watcher_count:
+                await self._publish_tail()
 
     async def _read_tail(self) -> list[StoredEvent]:
         """Everything the store holds after the last published cursor, whoever stored it."""

@@ -368,3 +368,63 @@ async def test_an_adapter_that_never_lets_us_progress_is_retried_with_backoff(
         await eventually(three)
     finally:
         await server.stop(grace_seconds=0)
+
+
+@pytest.mark.postgres
+async def test_watchers_see_events_another_coordinator_stored(fresh_postgres_url: str) -> None:
+    stores = [open_store(fresh_postgres_url), open_store(fresh_postgres_url)]
+    for store in stores:
+        await store.migrate()
+    registries = [StaticRegistry(), StaticRegistry()]
+    quiet = HubSettings(backoff_initial_seconds=0.02, shared_poll_seconds=3600)
+    polling = HubSettings(backoff_initial_seconds=0.02, shared_poll_seconds=0.1)
+    ours = EventHub(stores[0], registries[0], settings=quiet)
+    theirs = EventHub(stores[1], registries[1], settings=quiet)
+    adapter = ScriptedAdapter(mesh="alpha", stream_id="a")
+    only_theirs = ScriptedAdapter(mesh="beta", stream_id="b")
+    servers = [await serve(adapter), await serve(only_theirs)]
+    await ours.start()
+    await theirs.start()
+    watch = ours.watch()
+    collector = asyncio.ensure_future(take(watch, 10))
+    try:
+        await eventually(lambda: _true(ours.watcher_count == 1))
+        registries[1].add(servers[0].address, "alpha")
+        await adapter.emit(10)
+        await eventually(lambda: _stored_count(stores[1], 10))
+        # Our hub starts following only now: the store is ahead, so nothing comes through our
+        # stream; the events still reach our watcher, in order.
+        registries[0].add(servers[0].address, "alpha")
+        got = await collector
+        assert [e.event.sequence for e in got] == list(range(1, 11))
+        await watch.aclose()  # type: ignore[attr-defined]
+
+        await ours.stop()
+        ours = EventHub(stores[0], registries[0], settings=polling)
+        await ours.start()
+        watch = ours.watch(mesh="beta")
+        collector = asyncio.ensure_future(take(watch, 5))
+        await eventually(lambda: _true(ours.watcher_count == 1))
+        registries[1].add(servers[1].address, "beta")  # an adapter only they follow
+        await only_theirs.emit(5)
+        got = await collector
+        assert [e.event.source for e in got] == ["beta/b"] * 5
+        await watch.aclose()  # type: ignore[attr-defined]
+    finally:
+        collector.cancel()
+        await ours.stop()
+        await theirs.stop()
+        for registry in registries:
+            await registry.close()
+        for server in servers:
+            await server.stop(grace_seconds=0)
+        for store in stores:
+            await store.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _stored_count(store: Store, count: int) -> bool:
+    return len(await stored_pairs(store)) == count
