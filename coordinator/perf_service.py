@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -159,11 +160,27 @@ def kubeconfig_environment(kubeconfig: Path | None) -> EnvironmentProvider:
     the test still runs, its ``env_id`` then says "unknown".
     """
 
+    async def read_json(response: Any, what: str) -> dict[str, Any]:
+        # raw JSON: typed models refuse nodes whose nodeInfo lacks fields they require
+        try:
+            text = await response.read()
+            if response.status >= 400:
+                raise RuntimeError(f"{what}: HTTP {response.status}: {text[:300]!r}")
+            body: dict[str, Any] = json.loads(text)
+            return body
+        finally:
+            response.release()
+
     async def read(api: Any) -> EnvironmentInfo:
-        version = await kube_client.VersionApi(api).get_code()
-        nodes = await kube_client.CoreV1Api(api).list_node()
+        version = await read_json(
+            await kube_client.VersionApi(api).get_code_without_preload_content(), "/version"
+        )
+        nodes = await read_json(
+            await kube_client.CoreV1Api(api).list_node_without_preload_content(), "list nodes"
+        )
         return EnvironmentInfo(
-            kubernetes_version=str(version.git_version or ""), node_count=len(nodes.items or [])
+            kubernetes_version=str(version.get("gitVersion") or ""),
+            node_count=len(nodes.get("items") or []),
         )
 
     async def provide() -> EnvironmentInfo:
