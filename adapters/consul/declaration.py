@@ -10,16 +10,16 @@ from __future__ import annotations
 from adapters.consul import checks, samples, values
 from adapters.kit.builders import integer_parameter
 from adapters.kit.catalogue import (
-    Category,
     ChartSource,
     MeshDeclaration,
     ObjectsSource,
-    OperationSpec,
     Parameter,
 )
 from adapters.kit.injection import namespace_injection_operation
 from adapters.kit.standard_operations import (
+    STANDARD_CAPABILITIES,
     custom_operation,
+    install_operation,
     sample_application,
     validate_operation,
 )
@@ -27,10 +27,8 @@ from adapters.kit.standard_operations import (
 CONTROL_PLANE_NAMESPACE = "consul"
 SAMPLES_NAMESPACE = "default"
 
-INSTALL = OperationSpec(
-    id="install",
-    category=Category.INSTALL,
-    description="Install, upgrade (a newer mesh_version) or uninstall (delete) Consul",
+INSTALL = install_operation(
+    "Consul",
     default_namespace=CONTROL_PLANE_NAMESPACE,
     parameters=(
         Parameter(
@@ -41,7 +39,6 @@ INSTALL = OperationSpec(
         ),
     ),
     sources=(ChartSource(chart="consul", release="consul", values=values.chart_values),),
-    uses_mesh_version=True,
 )
 
 DECLARATION = MeshDeclaration(
@@ -52,7 +49,7 @@ DECLARATION = MeshDeclaration(
     default_namespace=CONTROL_PLANE_NAMESPACE,
     status_release=INSTALL.release_name,
     injection_label=values.INJECTION.as_label,
-    capabilities=("custom-operation", "cancel", "mesh-status", "multi-cluster"),
+    capabilities=STANDARD_CAPABILITIES,
     operations=(
         INSTALL,
         sample_application(
@@ -68,9 +65,8 @@ DECLARATION = MeshDeclaration(
             ),
             sources=(ObjectsSource(build=samples.static_server),),
         ),
-        OperationSpec(
-            id="static-client",
-            category=Category.SAMPLE_APPLICATION,
+        sample_application(
+            "static-client",
             description="Deploy Consul's static-client with static-server as its upstream",
             default_namespace=SAMPLES_NAMESPACE,
             parameters=(

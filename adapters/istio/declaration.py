@@ -19,7 +19,9 @@ from adapters.kit.catalogue import (
 )
 from adapters.kit.injection import namespace_injection_operation
 from adapters.kit.standard_operations import (
+    STANDARD_CAPABILITIES,
     custom_operation,
+    install_operation,
     sample_application,
     validate_operation,
 )
@@ -64,10 +66,8 @@ def _weight(version: str) -> Parameter:
     )
 
 
-INSTALL = OperationSpec(
-    id="install",
-    category=Category.INSTALL,
-    description="Install, upgrade (a newer mesh_version) or uninstall (delete) Istio",
+INSTALL = install_operation(
+    "Istio",
     default_namespace=CONTROL_PLANE_NAMESPACE,
     parameters=(
         Parameter(
@@ -98,7 +98,6 @@ INSTALL = OperationSpec(
             when=values.has_egress_gateway,
         ),
     ),
-    uses_mesh_version=True,
 )
 
 DECLARATION = MeshDeclaration(
@@ -109,7 +108,7 @@ DECLARATION = MeshDeclaration(
     default_namespace=CONTROL_PLANE_NAMESPACE,
     status_release=INSTALL.release_name,
     injection_label=checks.INJECTION.as_label,
-    capabilities=("custom-operation", "cancel", "mesh-status", "multi-cluster"),
+    capabilities=STANDARD_CAPABILITIES,
     operations=(
         INSTALL,
         sample_application(

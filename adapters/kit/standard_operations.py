@@ -1,8 +1,8 @@
-"""Catalogue entries every mesh declares the same way: samples, validate, custom.
+"""Catalogue entries every mesh declares the same way: install, samples, validate, custom.
 
-A mesh folder says which sample files it offers and which checks its validate runs; the shape of
-those entries (category, ownership, the custom operation's parameter) is the kit's, so the three
-adapters cannot drift apart.
+A mesh folder says which charts its install renders, which sample files it offers and which
+checks its validate runs; the shape of those entries (category, ownership, versioning, the custom
+operation's parameter) is the kit's, so the adapters cannot drift apart.
 """
 
 from __future__ import annotations
@@ -18,7 +18,41 @@ from adapters.kit.catalogue import (
 )
 from adapters.kit.planning import ALLOW_CLUSTER_SCOPED
 
-__all__ = ["custom_operation", "sample_application", "validate_operation"]
+__all__ = [
+    "STANDARD_CAPABILITIES",
+    "custom_operation",
+    "install_operation",
+    "sample_application",
+    "validate_operation",
+]
+
+STANDARD_CAPABILITIES: tuple[str, ...] = (
+    "custom-operation",
+    "cancel",
+    "mesh-status",
+    "multi-cluster",
+)
+"""What every adapter on the kit offers (the kit implements each of them)."""
+
+
+def install_operation(
+    mesh_title: str,
+    *,
+    default_namespace: str,
+    sources: tuple[Source, ...],
+    parameters: tuple[Parameter, ...] = (),
+) -> OperationSpec:
+    """The INSTALL entry: ``sources`` at the requested mesh version; a newer version upgrades,
+    delete uninstalls."""
+    return OperationSpec(
+        id="install",
+        category=Category.INSTALL,
+        description=f"Install, upgrade (a newer mesh_version) or uninstall (delete) {mesh_title}",
+        default_namespace=default_namespace,
+        parameters=parameters,
+        sources=sources,
+        uses_mesh_version=True,
+    )
 
 
 def sample_application(

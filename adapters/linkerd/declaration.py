@@ -13,17 +13,17 @@ from typing import Any
 
 from adapters.kit.builders import integer_parameter
 from adapters.kit.catalogue import (
-    Category,
     ChartSource,
     MeshDeclaration,
     ObjectsSource,
-    OperationSpec,
     Parameter,
     PlanContext,
 )
 from adapters.kit.injection import namespace_injection_operation
 from adapters.kit.standard_operations import (
+    STANDARD_CAPABILITIES,
     custom_operation,
+    install_operation,
     sample_application,
     validate_operation,
 )
@@ -46,10 +46,8 @@ async def control_plane_values(ctx: PlanContext) -> Mapping[str, Any]:
     }
 
 
-INSTALL = OperationSpec(
-    id="install",
-    category=Category.INSTALL,
-    description="Install, upgrade (a newer mesh_version) or uninstall (delete) Linkerd",
+INSTALL = install_operation(
+    "Linkerd",
     default_namespace=CONTROL_PLANE_NAMESPACE,
     parameters=(
         Parameter(
@@ -69,7 +67,6 @@ INSTALL = OperationSpec(
         ObjectsSource(build=identity.TRUST_CHAIN.secret()),
         ObjectsSource(build=identity.WEBHOOK_CERTIFICATES.secret()),
     ),
-    uses_mesh_version=True,
 )
 
 DECLARATION = MeshDeclaration(
@@ -80,7 +77,7 @@ DECLARATION = MeshDeclaration(
     default_namespace=CONTROL_PLANE_NAMESPACE,
     status_release=INSTALL.release_name,
     injection_annotation=checks.INJECTION.as_annotation,
-    capabilities=("custom-operation", "cancel", "mesh-status", "multi-cluster"),
+    capabilities=STANDARD_CAPABILITIES,
     operations=(
         INSTALL,
         sample_application(
