@@ -402,7 +402,7 @@ async def test_cli_against_the_coordinator(adapter_fast: Adapter, tmp_path: Path
 
 async def test_cli_explains_an_unreachable_coordinator() -> None:
     port = free_port_block(1)
-    code, _, err = await run_cli("adapters", "--coordinator", f"127.0.0.1:{port}", within=30)
+    code, _, err = await run_cli_here("adapters", "--coordinator", f"127.0.0.1:{port}")
     assert code == 1
     assert "UNAVAILABLE" in err and "meshplane up" in err
     assert f"127.0.0.1:{port}" in err
@@ -493,8 +493,7 @@ async def test_every_declared_adapter_behind_one_coordinator(
         )
         for mesh in _declared_meshes()
     ]
-    for adapter in adapters:
-        await adapter.start()
+    await asyncio.gather(*(adapter.start() for adapter in adapters))
     coordinator = CoordinatorUnderTest(coordinator_settings(tmp_path / "coord", adapters))
     await coordinator.start()
     try:
@@ -509,7 +508,26 @@ async def test_every_declared_adapter_behind_one_coordinator(
                 cpb.ListMeshVersionsRequest(mesh=adapter.mesh), timeout=10
             )
             assert len(versions.versions) == 2, adapter.mesh  # two releases per mesh mirrored
+
+        # Every mesh installed at once through the one coordinator, watched through it.
+        watcher = Watcher(coordinator.stub, cpb.WatchEventsRequest()).start()
+        try:
+            for adapter in adapters:
+                await coordinator.apply(
+                    adapter.mesh,
+                    apb.ApplyOperationRequest(
+                        operation_id=f"all-{adapter.mesh}", operation="install"
+                    ),
+                )
+            for adapter in adapters:
+                await watcher.wait_for(finished(f"all-{adapter.mesh}", SUCCEEDED), within=60)
+        finally:
+            await watcher.stop()
+        for adapter in adapters:
+            replay = await adapter.replay()
+            mine = [r for r in watcher.received if r.mesh == adapter.mesh]
+            assert pairs(mine) == [(e.event_stream_id, e.sequence) for e in replay][: len(mine)]
+            assert {r.adapter_address for r in mine} == {adapter.address}
     finally:
         await coordinator.stop()
-        for adapter in adapters:
-            await adapter.stop()
+        await asyncio.gather(*(adapter.stop() for adapter in adapters))
