@@ -13,8 +13,8 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 from google.protobuf import duration_pb2
-from kubernetes.aio import client as kube_client
-from kubernetes.aio import config as kube_config
+from kubernetes.aio import client as _kube_client
+from kubernetes.aio import config as _kube_config
 
 from coordinator.perf import (
     ClientConfig,
@@ -43,6 +43,10 @@ from tests.coordinator.routing_harness import (
     make_settings,
     static,
 )
+
+# The client's modules carry no usable annotations.
+kube_client: Any = _kube_client
+kube_config: Any = _kube_config
 
 
 @pytest.fixture

@@ -1,0 +1,260 @@
+"""`meshplane perf` end to end: the coordinator and every CLI call are separate processes.
+
+A coordinator process (`meshplane coordinator`) on a SQLite file, the perf tests' loopback HTTP
+server, and the CLI: `run --output json` and `compare` as their own processes, the other calls
+through the same entry point in-process (run as YAML, results, get, compare as JSON, errors,
+import a fortio file), then a coordinator restart on the same data dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from meshplane_cli.main import main
+from serving.logging_setup import reset_logging
+from tests.coordinator.perf.conftest import LoopbackServer, start_server, stop_server
+from tests.fixtures_paths import OWN_FIXTURES, PROJECT_ROOT
+
+FORTIO_HTTP = OWN_FIXTURES / "perf" / "fortio-http.json"
+CLI = [sys.executable, "-c", "import sys; from meshplane_cli.main import main; sys.exit(main())"]
+SMP_RESULT_FIELDS = {
+    "id",
+    "labels",
+    "start_time",
+    "end_time",
+    "latencies_ms",
+    "actual_qps",
+    "test_id",
+    "mesh_config_id",
+    "env_id",
+}
+_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+
+@pytest.fixture
+def http_target() -> Iterator[LoopbackServer]:
+    """The perf tests' loopback HTTP/1.1 server, in its own process."""
+    process, server = start_server("http")
+    try:
+        yield server
+    finally:
+        stop_server(process)
+
+
+class CoordinatorProcess:
+    """`meshplane coordinator` on port 0 with a data dir; restartable on the same dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.process: subprocess.Popen[str] | None = None
+        self.address = ""
+
+    def start(self) -> str:
+        self.process = subprocess.Popen(
+            [*CLI, "coordinator", "--port=0", f"--data-dir={self.data_dir}", "--log-level=warning"],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        self.address = json.loads(line)["grpc"]
+        return self.address
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            assert self.process.wait(timeout=30) == 0
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+            self.process = None
+
+
+@pytest.fixture
+def coordinator_process(tmp_path: Path) -> Iterator[CoordinatorProcess]:
+    """A started coordinator process; stopped at the end whatever happened."""
+    running = CoordinatorProcess(tmp_path / "coordinator")
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def perf(coordinator: CoordinatorProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """`meshplane perf ARGS` in its own process, as a user's shell would run it."""
+    return subprocess.run(
+        [*CLI, "perf", *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "MESHPLANE_COORDINATOR": coordinator.address},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+def ok(completed: subprocess.CompletedProcess[str]) -> str:
+    """stdout of a command that must have succeeded."""
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout
+
+
+class InProcess:
+    """The same `meshplane perf` entry point called in this process (each CLI process costs
+    seconds of imports on a busy machine); stdout/stderr captured per call."""
+
+    def __init__(
+        self,
+        coordinator: CoordinatorProcess,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        self._coordinator = coordinator
+        self._capsys = capsys
+        self._monkeypatch = monkeypatch
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        self._monkeypatch.setenv("MESHPLANE_COORDINATOR", self._coordinator.address)
+        self._capsys.readouterr()
+        try:
+            code = main(["perf", *args])
+        finally:
+            reset_logging()  # `perf import` configures logging for its process
+        captured = self._capsys.readouterr()
+        return code, captured.out, captured.err
+
+    def ok(self, *args: str) -> str:
+        code, out, err = self(*args)
+        assert code == 0, err
+        return out
+
+
+def _is_uuid(text: Any) -> bool:
+    try:
+        uuid.UUID(str(text))
+    except ValueError:
+        return False
+    return True
+
+
+def test_perf_cli_against_a_coordinator_process(
+    coordinator_process: CoordinatorProcess,
+    http_target: LoopbackServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    co = coordinator_process
+    cli = InProcess(co, capsys, monkeypatch)
+    run = perf(
+        co,
+        "run",
+        f"--url={http_target.url('/delay/2')}",
+        "--rps=200",
+        "--connections=4",
+        "--duration=2s",
+        "--label=side=baseline",
+        "--output=json",
+    )
+    document = json.loads(ok(run))  # stdout is exactly one document
+    assert "requests" in run.stderr and "req/s" in run.stderr  # progress went to stderr
+
+    assert set(document) >= SMP_RESULT_FIELDS
+    assert document["smp_version"] == "v0.6.1"
+    assert all(_is_uuid(document[key]) for key in ("id", "test_id", "mesh_config_id", "env_id"))
+    assert _UTC.match(document["start_time"]) and _UTC.match(document["end_time"])
+    latencies = document["latencies_ms"]
+    assert {"min", "average", "p50", "p90", "p99", "max"} <= set(latencies)
+    assert 2.0 <= latencies["p50"] < 100.0  # /delay/2 holds each response 2 ms: milliseconds
+    assert latencies["min"] <= latencies["p50"] <= latencies["p99"] <= latencies["max"]
+    assert document["request_count"] == 400
+    assert document["requested_qps"] == 200
+    assert document["actual_qps"] == pytest.approx(200, rel=0.1)
+    assert document["http_status_counts"] == {"200": 400}
+    assert document["labels"] == {"side": "baseline"}
+    assert document["config"]["clients"][0]["protocol"] == "HTTP"
+    baseline = document["id"]
+
+    second = yaml.safe_load(
+        cli.ok("run", f"--url={http_target.url('/delay/6')}", "-n", "60", "-c", "2", "-o", "yaml")
+    )
+    assert set(second) >= SMP_RESULT_FIELDS
+    assert second["latencies_ms"]["p50"] >= 6.0
+    slower = second["id"]
+
+    # results: newest first, as documents and as a table
+    listed = json.loads(cli.ok("results", "--output=json"))
+    assert [d["id"] for d in listed] == [slower, baseline]
+    table = cli.ok("results").splitlines()
+    assert table[0].split()[0] == "ID"
+    assert [line.split()[0] for line in table[1:]] == [slower, baseline]
+    labelled = json.loads(cli.ok("results", "--label=side=baseline", "-o", "json"))
+    assert [d["id"] for d in labelled] == [baseline]
+
+    # get returns the stored document, identical to what run printed
+    assert json.loads(cli.ok("get", baseline, "-o", "json")) == document
+
+    # compare: the table has one row per metric, the other result relative to the baseline
+    compared = ok(perf(co, "compare", baseline, slower)).splitlines()
+    assert compared[0].split() == ["metric", "unit", baseline[:8], slower[:8]]
+    rows = {line.split()[0]: line for line in compared[1:]}
+    assert {"p50", "p90", "p99", "p99.9", "qps"} <= set(rows)
+    expected = (second["latencies_ms"]["p50"] - latencies["p50"]) / latencies["p50"]
+    assert f"({expected * 100:+.1f}%)" in rows["p50"]
+    as_json = json.loads(cli.ok("compare", baseline, slower, "-o", "json"))
+    p50 = next(row for row in as_json["rows"] if row["metric"] == "p50")
+    assert p50["cells"][0]["relative_difference"] is None
+    assert p50["cells"][1]["relative_difference"] == pytest.approx(expected)
+
+    # errors say what is wrong and exit non-zero
+    code, _, err = cli("get", "no-such-id")
+    assert code == 1 and "NOT_FOUND" in err and "no-such-id" in err
+    code, _, err = cli("run", f"--url={http_target.url()}", "--rps=-1", "--duration=1s")
+    assert code == 1 and "INVALID_ARGUMENT" in err and "rps" in err
+    code, _, err = cli("compare", baseline)
+    assert code == 2 and "two" in err
+
+    # a fortio file imported into the coordinator's store is listed by the coordinator
+    fortio = json.loads(
+        cli.ok(
+            "import",
+            str(FORTIO_HTTP),
+            "--fortio",
+            f"--data-dir={co.data_dir}",
+            "--mesh=istio",
+            "--mesh-version=1.30.3",
+            "-o",
+            "json",
+        )
+    )
+    assert fortio["load_generator"] == "fortio"
+    by_mesh = json.loads(cli.ok("results", "--mesh=istio", "-o", "json"))
+    assert [d["id"] for d in by_mesh] == [fortio["id"]]
+    assert by_mesh[0]["latencies_ms"] == fortio["latencies_ms"]
+
+    # a new coordinator process on the same data dir still has every result
+    co.stop()
+    co.start()
+    assert json.loads(cli.ok("get", slower, "-o", "json")) == second
+    after = json.loads(cli.ok("results", "-o", "json"))
+    assert {d["id"] for d in after} == {baseline, slower, fortio["id"]}
+    assert cli.ok("compare", baseline, slower).splitlines() == compared
