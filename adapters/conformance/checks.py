@@ -152,7 +152,8 @@ async def mesh_versions(ctx: SuiteContext) -> str:
         not default.prerelease or all(v.prerelease for v in reply.versions),
         f"default_version {default.version} is a pre-release although stable versions exist",
     )
-    return f"{len(versions)} versions ({_listed(versions)}); default {reply.default_version}"
+    noun = "version" if len(versions) == 1 else "versions"
+    return f"{len(versions)} {noun} ({_listed(versions)}); default {reply.default_version}"
 
 
 # -- request validation ---------------------------------------------------------------------

@@ -57,7 +57,8 @@ class SuiteConfig:
     only: frozenset[str] = frozenset()
     """Check names to run (empty: all)."""
     operation_timeout: float = 300.0
-    """Bound for each operation to reach a terminal state."""
+    """Deadline sent with each request (ApplyOperationRequest.timeout); the operation must be
+    terminal by then, plus a grace for the adapter to record it (`poll_bound`)."""
     prompt_seconds: float = 2.0
     """ApplyOperation must answer within this."""
     rpc_timeout: float = 15.0
@@ -69,6 +70,11 @@ class SuiteConfig:
     """True: name the cluster in each request (Cluster.kubeconfig); False: the adapter's own."""
     run_id: str = ""
     """Prefix of every operation_id and object name the suite creates (empty: random)."""
+
+    @property
+    def poll_bound(self) -> float:
+        """How long GetOperation is polled for a terminal state."""
+        return self.operation_timeout + min(30.0, self.operation_timeout / 2)
 
 
 @dataclass(kw_only=True)
@@ -189,6 +195,7 @@ class SuiteContext:
             parameters=parameters,
             username=USERNAME,
         )
+        request.timeout.FromNanoseconds(int(self.config.operation_timeout * 1e9))
         if op.category == pb.OPERATION_CATEGORY_INSTALL and self.config.mesh_version:
             request.mesh_version = self.config.mesh_version
         if self.config.send_kubeconfig:
@@ -230,7 +237,7 @@ class SuiteContext:
                     operation_id=response.operation_id or request.operation_id,
                     operation=request.operation,
                     delete=request.delete,
-                    bound=self.config.operation_timeout,
+                    bound=self.config.poll_bound,
                     apply_seconds=seconds,
                 )
             )

@@ -1,20 +1,25 @@
 """Start one of our adapters as `meshplane adapter MESH` against kubesim, charts over loopback.
 
-Each mesh names where its chart repository and manifests mirror come from: our own toy Istio
-charts (always), or the real upstream charts in ../shared/fixtures (skipped when absent).
+Each mesh names where its chart repository and manifests mirror come from: our own toy charts
+under tests/fixtures/<mesh> (always), or the real upstream charts in ../shared/fixtures (opt-in,
+skipped when absent).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from kubesim.harness import RunningSim
 from tests.adapters.istio.adapter_process import AdapterProcess
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
+from tests.adapters.toy_repository import package_toy_repository, toy_mirror
 from tests.fixtures_paths import shared_fixtures
 from tests.plugins.static_http import StaticHttpServer
 
@@ -35,10 +40,26 @@ def toy_istio(tmp_path: Path) -> Sources:
     return Sources(charts=package_toy_repo(tmp_path / "toy-charts"), mirror=TOY_MIRROR)
 
 
+def toy(mesh: str, versions: dict[str, str]) -> Callable[[Path], Sources]:
+    """A mesh's toy charts (tests/fixtures/<mesh>/charts) at ``versions`` (chart → app)."""
+
+    def sources(tmp_path: Path) -> Sources:
+        charts = package_toy_repository(mesh, tmp_path / f"{mesh}-charts", versions)
+        return Sources(charts=charts, mirror=toy_mirror(mesh))
+
+    return sources
+
+
+UPSTREAM_ENV = "MESHPLANE_CONFORMANCE_UPSTREAM"
+
+
 def upstream(chart_folder: str) -> Callable[[Path], Sources]:
-    """The real upstream charts of one mesh (skips the test when the fixtures are absent)."""
+    """The real upstream charts of one mesh: opt-in (``MESHPLANE_CONFORMANCE_UPSTREAM=1``; each
+    run takes 10-30 s, and tests/e2e already installs them), skipped without the fixtures."""
 
     def sources(_: Path) -> Sources:
+        if os.environ.get(UPSTREAM_ENV) != "1":
+            pytest.skip(f"set {UPSTREAM_ENV}=1 to run the suite over the upstream charts too")
         fixtures = shared_fixtures()
         return Sources(charts=fixtures / "charts" / chart_folder, mirror=fixtures)
 

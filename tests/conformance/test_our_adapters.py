@@ -13,15 +13,24 @@ from tests.conformance.adapters_under_test import (
     ServerFactory,
     Sources,
     running_adapter,
+    toy,
     toy_istio,
     upstream,
 )
 
 MESHES: list[tuple[str, Callable[[Path], Sources]]] = [
     ("istio", toy_istio),
+    ("linkerd", toy("linkerd", {"1.0.0": "edge-1.0.0", "1.1.0": "edge-1.1.0"})),
+    ("consul", toy("consul", {"1.0.0": "1.20.0", "1.1.0": "1.21.0"})),
     ("istio", upstream("istio")),
+    ("linkerd", upstream("linkerd")),
+    ("consul", upstream("hashicorp")),
 ]
-IDS = ["istio-toy-charts", "istio-upstream-charts"]
+IDS = [
+    f"{mesh}-{kind}-charts"
+    for kind in ("toy", "upstream")
+    for mesh in ("istio", "linkerd", "consul")
+]
 
 
 @pytest.mark.timeout(110)
