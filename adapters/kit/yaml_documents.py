@@ -10,7 +10,7 @@ the way kubectl's YAML library refuses excessive aliasing.
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, SequenceNode
@@ -40,17 +40,32 @@ class ManifestError(ValueError):
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader that tracks nesting depth and the size aliases expand to."""
+class _Limits(yaml.composer.Composer, yaml.constructor.SafeConstructor):
+    """Composer/constructor overrides that track nesting depth and the size aliases expand to.
+
+    Composition stays in Python (where the limits are enforced) whichever parser produces the
+    events: libyaml's C parser when PyYAML was built with it (an order of magnitude faster on
+    large charts), the pure-Python one otherwise.
+    """
 
     max_alias_expansions: int = DEFAULT_MAX_ALIAS_EXPANSIONS
     max_depth: int = DEFAULT_MAX_DEPTH
+    _depth: int
+    _expanded: int
+    _sizes: dict[int, int]
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
+    if TYPE_CHECKING:
+
+        def peek_event(self) -> Any:
+            """Provided by whichever parser the concrete loader mixes in."""
+
+        def check_event(self, *choices: Any) -> bool:
+            """Provided by whichever parser the concrete loader mixes in."""
+
+    def _reset_limits(self) -> None:
         self._depth = 0
         self._expanded = 0
-        self._sizes: dict[int, int] = {}
+        self._sizes = {}
 
     def compose_document(self) -> Node | None:
         # Limits are per document, like anchors themselves.
@@ -61,7 +76,7 @@ class _BoundedLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
+            event = self.peek_event()
             node: Node | None = super().compose_node(parent, index)
             size = self._sizes.get(id(node))
             if size is None:
@@ -81,7 +96,7 @@ class _BoundedLoader(yaml.SafeLoader):
         self._depth += 1
         try:
             if self._depth > self.max_depth:
-                event = self.peek_event()  # type: ignore[no-untyped-call]
+                event = self.peek_event()
                 mark = event.start_mark
                 raise ManifestError(
                     f"YAML nesting deeper than {self.max_depth} levels (max_depth) at line "
@@ -118,6 +133,30 @@ class _BoundedLoader(yaml.SafeLoader):
             mapping[key] = self.construct_object(value_node, deep=deep)
         return mapping
 
+
+class _PureLoader(_Limits, yaml.SafeLoader):
+    """Pure-Python scanner and parser (used when libyaml is not available)."""
+
+    def __init__(self, stream: str) -> None:
+        yaml.SafeLoader.__init__(self, stream)
+        self._reset_limits()
+
+
+_BoundedLoader: Any = _PureLoader
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser as _CParser
+
+    class _FastLoader(_Limits, _CParser, yaml.resolver.Resolver):
+        """libyaml parses events; Python composes them, so every limit still applies."""
+
+        def __init__(self, stream: str) -> None:
+            _CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            self._reset_limits()
+
+    _BoundedLoader = _FastLoader
 
 # Kubernetes reads YAML as JSON: unquoted dates stay strings rather than becoming datetimes.
 _BoundedLoader.yaml_implicit_resolvers = {
