@@ -18,8 +18,11 @@ __all__ = ["as_dict", "format_table", "local_time", "print_json", "print_table"]
 
 
 def as_dict(message: Any) -> dict[str, Any]:
-    """A protobuf message as the JSON object scripts see (field names as in the .proto)."""
-    result: dict[str, Any] = MessageToDict(message, preserving_proto_field_name=True)
+    """A protobuf message as the JSON object scripts see: field names as in the .proto, and
+    every field present (empty lists, zero values), so scripts need no defaults of their own."""
+    result: dict[str, Any] = MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
     return result
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
@@ -9,7 +10,11 @@ import pytest
 
 from coordinator.client_output import format_table
 from coordinator.sandbox import Sandbox, SandboxError, SandboxSettings
+from coordinator.server import build_coordinator
+from coordinator.settings import CoordinatorSettings
 from meshplane_cli.main import main
+from serving.tls import TlsConfig
+from tests.serving.certificates import CertifiedKey
 
 
 def test_tables_align_every_column_but_the_last() -> None:
@@ -65,3 +70,32 @@ async def test_up_reports_a_child_that_cannot_start_and_leaves_nothing_running(
             await sandbox.start()
     assert sandbox.children == []
     assert "cannot listen" in (tmp_path / "logs" / "kubesim.log").read_text()
+
+
+async def test_commands_speak_mutual_tls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca = CertifiedKey(tmp_path, "meshplane")
+    server = ca.issue("coordinator", server=True)
+    client = ca.issue("cli", server=False)
+    settings = CoordinatorSettings(
+        port=0,
+        data_dir=tmp_path / "data",
+        tls=TlsConfig(
+            cert_path=server.cert_path, key_path=server.key_path, client_ca_path=ca.cert_path
+        ),
+    )
+    coordinator = build_coordinator(settings)
+    address = await coordinator.start()
+    try:
+        trust = ["--coordinator", address, "--tls-ca", str(ca.cert_path)]
+        mine = ["--tls-cert", str(client.cert_path), "--tls-key", str(client.key_path)]
+        code = await asyncio.to_thread(main, ["adapters", "-o", "json", *trust, *mine])
+        assert code == 0
+        assert '{"adapters": []}' in capsys.readouterr().out
+        # Without a client certificate the handshake is refused.
+        code = await asyncio.to_thread(main, ["adapters", "--call-timeout", "5", *trust])
+        assert code == 1
+        assert "UNAVAILABLE" in capsys.readouterr().err
+    finally:
+        await coordinator.stop(0)
