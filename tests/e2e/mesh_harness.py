@@ -8,12 +8,17 @@ MESH` with a state dir, so a test can also restart it.
 from __future__ import annotations
 
 import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from adapters.kit.catalogue import Category, MeshDeclaration, Ownership
 from adapters.kit.cluster import ClusterSession
-from kubesim.harness import RunningSim
+from kubesim.harness import RunningSim, running_kubesim
+from kubesim.server import SimConfig
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from tests.adapters.istio.adapter_process import (
     MESHPLANE,
@@ -23,6 +28,20 @@ from tests.adapters.istio.adapter_process import (
     managed_objects,
 )
 from tests.plugins.static_http import StaticHttpServer
+
+ServerFactory = Callable[[Path], StaticHttpServer]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sources:
+    """Where charts and manifests come from; the versions (chart, app) to install then upgrade."""
+
+    charts: Path
+    mirror: Path
+    older: tuple[str, str]
+    newer: tuple[str, str]
+    crds: int = 0
+    """CRDs the install chart set creates (at either version)."""
 
 
 class MeshHarness:
@@ -145,3 +164,37 @@ async def round_trip_every_operation(
         assert {n: after[n] for n in namespaces} == namespaces, spec.id
         exercised.append(spec.id)
     return exercised
+
+
+def harness_fixtures(
+    mesh: str, shared: Callable[[], Sources], toy: Callable[[Path], Sources]
+) -> tuple[object, object, object]:
+    """The `sim`, `sources` (upstream and toy charts) and `harness` fixtures of a mesh's e2e
+    module: ``sim, sources, harness = harness_fixtures(...)``."""
+
+    @pytest.fixture
+    def sim() -> Iterator[RunningSim]:
+        with running_kubesim(SimConfig(ready_delay=0.05, bookmark_seconds=0.2)) as running:
+            yield running
+
+    @pytest.fixture(params=["upstream-charts", "toy-charts"])
+    def sources(request: pytest.FixtureRequest, tmp_path: Path) -> Sources:
+        return shared() if request.param == "upstream-charts" else toy(tmp_path)
+
+    @pytest.fixture
+    async def harness(
+        sim: RunningSim, tmp_path: Path, sources: Sources, static_http_server: ServerFactory
+    ) -> AsyncIterator[MeshHarness]:
+        running = MeshHarness(
+            mesh,
+            sim,
+            tmp_path,
+            charts=static_http_server(sources.charts),
+            manifests=static_http_server(sources.mirror),
+        )
+        try:
+            yield running
+        finally:
+            await running.close()
+
+    return sim, sources, harness

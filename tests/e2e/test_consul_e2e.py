@@ -7,37 +7,26 @@ mirror from tests/fixtures/consul (always run).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from adapters.consul.declaration import DECLARATION
-from kubesim.harness import RunningSim, running_kubesim
-from kubesim.server import SimConfig
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from tests.adapters.istio.adapter_process import EventCollector, managed_objects
 from tests.adapters.toy_repository import package_toy_repository, toy_mirror
-from tests.e2e.mesh_harness import MeshHarness, round_trip_every_operation
+from tests.e2e.mesh_harness import (
+    MeshHarness,
+    Sources,
+    harness_fixtures,
+    round_trip_every_operation,
+)
 from tests.fixtures_paths import shared_fixtures
-from tests.plugins.static_http import StaticHttpServer
 
-ServerFactory = Callable[[Path], StaticHttpServer]
 INJECT_LABEL = "consul.hashicorp.com/connect-inject"
 
 
-@dataclass(frozen=True, kw_only=True)
-class Sources:
-    """Where charts and manifests come from; the versions (chart → Consul) to install, upgrade."""
-
-    charts: Path
-    mirror: Path
-    older: tuple[str, str]
-    newer: tuple[str, str]
-
-
-def shared_sources(_: Path) -> Sources:
+def shared_sources() -> Sources:
     fixtures = shared_fixtures()
     return Sources(
         charts=fixtures / "charts" / "hashicorp",
@@ -57,33 +46,7 @@ def toy_sources(tmp_path: Path) -> Sources:
     )
 
 
-@pytest.fixture(params=[shared_sources, toy_sources], ids=["upstream-charts", "toy-charts"])
-def sources(request: pytest.FixtureRequest, tmp_path: Path) -> Sources:
-    make: Callable[[Path], Sources] = request.param
-    return make(tmp_path)
-
-
-@pytest.fixture
-def sim() -> Iterator[RunningSim]:
-    with running_kubesim(SimConfig(ready_delay=0.05, bookmark_seconds=0.2)) as running:
-        yield running
-
-
-@pytest.fixture
-async def harness(
-    sim: RunningSim, tmp_path: Path, sources: Sources, static_http_server: ServerFactory
-) -> AsyncIterator[MeshHarness]:
-    running = MeshHarness(
-        "consul",
-        sim,
-        tmp_path,
-        charts=static_http_server(sources.charts),
-        manifests=static_http_server(sources.mirror),
-    )
-    try:
-        yield running
-    finally:
-        await running.close()
+sim, sources, harness = harness_fixtures("consul", shared_sources, toy_sources)
 
 
 def image_of(workload: dict[str, object] | None) -> str:
