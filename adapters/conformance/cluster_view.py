@@ -37,7 +37,6 @@ MANAGED_BY_VALUE = "meshplane"
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
 RELEASE_LABEL = "meshplane.io/release"
 
-_PAGE = 500
 _PARALLEL_LISTS = 8
 # The client's config loaders carry no annotations.
 _kube_config: Any = _typed_kube_config
@@ -81,13 +80,19 @@ class _Resource:
 class ClusterView:
     """Lists meshplane-labelled objects of every served kind; ``async with`` closes it."""
 
-    def __init__(self, api: Any, *, request_timeout: float = 30.0) -> None:
+    def __init__(self, api: Any, *, request_timeout: float = 30.0, page_size: int = 500) -> None:
         self._api = api
         self._timeout = request_timeout
+        self._page = page_size
 
     @classmethod
     async def connect(
-        cls, kubeconfig: Path, *, context: str | None = None, request_timeout: float = 30.0
+        cls,
+        kubeconfig: Path,
+        *,
+        context: str | None = None,
+        request_timeout: float = 30.0,
+        page_size: int = 500,
     ) -> ClusterView:
         """A view on the cluster ``kubeconfig`` (and ``context``, default current) names."""
         try:
@@ -96,7 +101,7 @@ class ClusterView:
             )
         except (_kube_config.ConfigException, OSError, ValueError) as exc:
             raise ClusterViewError(f"cannot load kubeconfig {kubeconfig}: {exc}") from exc
-        return cls(api, request_timeout=request_timeout)
+        return cls(api, request_timeout=request_timeout, page_size=page_size)
 
     async def close(self) -> None:
         """Close the HTTP connection pool."""
@@ -171,7 +176,7 @@ class ClusterView:
         items: list[dict[str, Any]] = []
         token = ""
         while True:
-            query = [("labelSelector", selector), ("limit", str(_PAGE))]
+            query = [("labelSelector", selector), ("limit", str(self._page))]
             if token:
                 query.append(("continue", token))
             try:
