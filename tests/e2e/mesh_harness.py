@@ -130,27 +130,29 @@ class MeshHarness:
         return events.of(operation_id)
 
 
+CUSTOM_BODY = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: custom-check\ndata:\n  a: b\n"
+"""What the round trip applies through the `custom` operation."""
+
+
 async def round_trip_every_operation(
-    harness: MeshHarness,
-    declaration: MeshDeclaration,
-    *,
-    custom_body: str,
+    harness: MeshHarness, declaration: MeshDeclaration, *, mesh_version: str
 ) -> list[str]:
-    """Apply then delete every deletable operation but install, which must already be installed.
+    """Install, then apply and delete every other deletable operation, then uninstall.
 
     After each delete the meshplane-managed objects and every namespace's labels and annotations
-    are as before the apply (a FIELDS operation must change them while applied). Returns the ids
-    of the operations exercised.
+    are as before the apply (a FIELDS operation must change them while applied); after the
+    uninstall nothing managed is left. Returns the ids of the operations exercised in between.
     """
     assert harness.client is not None
     client = harness.client
+    await client.run("install", operation_id=harness.next_id("install"), mesh_version=mesh_version)
     exercised: list[str] = []
     for spec in declaration.operations:
         if not spec.supports_delete or spec.category is Category.INSTALL:
             continue
         before = await managed_objects(harness.sim.url)
         namespaces = await harness.namespace_metadata()
-        body = custom_body if spec.custom else ""
+        body = CUSTOM_BODY if spec.custom else ""
         await client.run(spec.id, operation_id=harness.next_id(spec.id), custom_body=body)
         if spec.ownership is Ownership.FIELDS:
             assert await harness.namespace_metadata() != namespaces, spec.id
@@ -163,6 +165,8 @@ async def round_trip_every_operation(
         after = await harness.namespace_metadata()
         assert {n: after[n] for n in namespaces} == namespaces, spec.id
         exercised.append(spec.id)
+    await client.run("install", operation_id=harness.next_id("rm-install"), delete=True)
+    assert await managed_objects(harness.sim.url) == []
     return exercised
 
 
