@@ -28,6 +28,7 @@ from coordinator.perf import (
     TestConfig,
     env_id,
     mesh_config_id,
+    wrk_path,
 )
 from coordinator.perf_service import record_from_result, result_from_record, save_result
 from coordinator.store import open_store
@@ -167,6 +168,27 @@ async def test_grpc_load_through_the_coordinator(
     assert result.http_status_counts == {}
     assert result.error_count == 0
     assert 0 < result.latencies.p50_ms < 1000
+
+
+@pytest.mark.skipif(
+    wrk_path() is None, reason="wrk is not installed (apt-get install wrk; CI installs it)"
+)
+async def test_wrk_through_the_coordinator(tmp_path: Path, http_target: LoopbackServer) -> None:
+    async with coordinator(make_settings(tmp_path)) as client:
+        request = _request(
+            http_target.url("/delay/1"), connections=2, duration_s=1.0, load_generator="wrk"
+        )
+        progress, result = await _run(client, request)
+        stored = await client.stub.GetPerformanceResult(
+            pb.GetPerformanceResultRequest(id=result.id)
+        )
+
+    assert progress == []  # wrk reports only when it ends
+    assert result.load_generator == "wrk"
+    assert result.request_count > 0
+    assert result.error_count == 0
+    assert result.latencies.min_ms >= 1.0  # /delay/1: milliseconds, as from the built-in one
+    assert stored.result == result
 
 
 async def _create_nodes(sim: RunningSim, names: list[str]) -> int:
