@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 import grpc
 import grpc.aio
+import structlog
 import yaml
 
-from adapters.conformance.cluster_view import RELEASE_LABEL, ManagedObject
+from adapters.conformance.cluster_view import RELEASE_LABEL, ClusterViewError, ManagedObject
 from adapters.conformance.suite_context import (
     TERMINAL_STATES,
     USERNAME,
@@ -37,6 +38,8 @@ from adapters.conformance.verdicts import (
 from meshplane.adapter.v1 import adapter_pb2 as pb
 
 __all__ = ["CHECKS", "CHECK_NAMES", "Check", "CheckFunction"]
+
+_log = structlog.get_logger(__name__)
 
 CheckFunction = Callable[[SuiteContext], Awaitable[str | list[CheckResult]]]
 
@@ -462,6 +465,11 @@ async def _row(check: str, subject: str, work: Callable[[], Awaitable[str]]) -> 
         message, outcome = str(exc), Outcome.FAIL
     except grpc.aio.AioRpcError as exc:
         message, outcome = _rpc_text(exc), Outcome.FAIL
+    except ClusterViewError as exc:
+        message, outcome = f"cannot read the cluster: {exc}", Outcome.FAIL
+    except Exception as exc:
+        _log.exception("conformance.check_crashed", check=check, subject=subject)
+        message, outcome = f"the check itself crashed ({type(exc).__name__}: {exc})", Outcome.FAIL
     return CheckResult(
         check=check,
         subject=subject,

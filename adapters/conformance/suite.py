@@ -13,7 +13,7 @@ import grpc.aio
 import structlog
 
 from adapters.conformance.checks import CHECK_NAMES, CHECKS, Check
-from adapters.conformance.cluster_view import ClusterView
+from adapters.conformance.cluster_view import ClusterView, ClusterViewError
 from adapters.conformance.suite_context import SuiteConfig, SuiteContext
 from adapters.conformance.verdicts import CheckFailed, CheckResult, CheckSkipped, Outcome
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
@@ -60,15 +60,33 @@ async def _run_check(ctx: SuiteContext, check: Check) -> list[CheckResult]:
         found, outcome = str(exc), Outcome.FAIL
     except grpc.aio.AioRpcError as exc:
         found, outcome = f"{exc.code().name}: {exc.details()}", Outcome.FAIL
+    except ClusterViewError as exc:
+        found, outcome = f"cannot read the cluster: {exc}", Outcome.FAIL
+    except Exception as exc:
+        _log.exception("conformance.check_crashed", check=check.name)
+        found, outcome = f"the check itself crashed ({type(exc).__name__}: {exc})", Outcome.FAIL
     else:
         outcome = Outcome.PASS
-    if isinstance(found, list):
-        return found
-    result = CheckResult(
-        check=check.name, outcome=outcome, message=found, seconds=time.monotonic() - started
+    results = (
+        found
+        if isinstance(found, list)
+        else [
+            CheckResult(
+                check=check.name,
+                outcome=outcome,
+                message=found,
+                seconds=time.monotonic() - started,
+            )
+        ]
     )
-    _log.info("conformance.check", check=check.name, outcome=outcome.value, message=found)
-    return [result]
+    for result in results:
+        _log.info(
+            "conformance.check",
+            check=result.name,
+            outcome=result.outcome.value,
+            message=result.message,
+        )
+    return results
 
 
 async def _reachable(channel: Any, address: str, within: float) -> None:

@@ -64,16 +64,16 @@ class Proxied:
     upstream: pb_grpc.MeshAdapterServiceStub
     sim: RunningSim
 
-    async def run(self, *checks: str, **config: float) -> SuiteReport:
-        return await run_suite(
-            self.address,
-            SuiteConfig(
-                kubeconfig=self.sim.kubeconfig,
-                only=frozenset(checks),
-                operation_timeout=config.pop("operation_timeout", 30.0),
-                **config,  # type: ignore[arg-type]
-            ),
+    async def run(
+        self, *checks: str, operation_timeout: float = 30.0, prompt_seconds: float = 2.0
+    ) -> SuiteReport:
+        config = SuiteConfig(
+            kubeconfig=self.sim.kubeconfig,
+            only=frozenset(checks),
+            operation_timeout=operation_timeout,
+            prompt_seconds=prompt_seconds,
         )
+        return await run_suite(self.address, config)
 
 
 @pytest.fixture
