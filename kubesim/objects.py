@@ -29,24 +29,3 @@ def drop_nulls(value: Any) -> Any:
 def now_rfc3339() -> str:
     """The current time as the apiserver writes timestamps (seconds, UTC, `Z`)."""
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def meta(obj: Obj) -> Obj:
-    """`metadata` of an object, created when absent."""
-    m = obj.get("metadata")
-    if not isinstance(m, dict):
-        m = {}
-        obj["metadata"] = m
-    return m
-
-
-def labels_of(obj: Obj) -> dict[str, str]:
-    labels = obj.get("metadata", {}).get("labels")
-    return labels if isinstance(labels, dict) else {}
-
-
-def conditions_true(obj: Obj, cond_type: str) -> bool:
-    for cond in obj.get("status", {}).get("conditions", []) or []:
-        if cond.get("type") == cond_type:
-            return bool(cond.get("status") == "True")
-    return False
