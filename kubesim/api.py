@@ -21,7 +21,7 @@ from kubesim.errors import ApiError
 from kubesim.faults import Faults
 from kubesim.objects import Obj
 from kubesim.patching import APPLY_PATCH, PATCH_TYPES
-from kubesim.resources import ResourceType
+from kubesim.resources import READ_ONLY_SUBRESOURCES, ResourceType
 from kubesim.selectors import parse_field_selector, parse_label_selector
 from kubesim.store import StoredEvent, Watcher
 
@@ -183,7 +183,11 @@ class KubeApi:
                 f"the server does not allow this method on the requested resource ({method})"
             )
         verbs = {"PUT": "update", "PATCH": "patch", "DELETE": "delete"}
-        if method not in verbs or (route.subresource and method == "DELETE"):
+        if (
+            method not in verbs
+            or (route.subresource and method == "DELETE")
+            or (route.subresource in READ_ONLY_SUBRESOURCES)
+        ):
             raise ApiError.method_not_allowed(
                 f"the server does not allow this method on the requested resource ({method})"
             )
@@ -196,6 +200,8 @@ class KubeApi:
         obj = self.cluster.get(route.rt, route.namespace or "", route.name)
         if route.subresource == "scale":
             return json_response(_scale_of(route.rt, obj))
+        if route.subresource == "log":
+            return web.Response(text=pod_log(obj, request.query.get("container")))
         if tables.wants_table(request.headers.get("Accept", "")):
             return json_response(self._table(request, route.rt, [obj], {}))
         return json_response(obj)
@@ -610,6 +616,30 @@ class _EventEncoder:
             )
             self.first = False
         return _dumps({"type": kind, "object": body}) + b"\n"
+
+
+def pod_log(pod: Obj, container: str | None) -> str:
+    """What `kubectl logs` shows for a simulated pod: no program runs, so a line per start."""
+    md = pod["metadata"]
+    containers = [c for c in pod.get("spec", {}).get("containers") or [] if isinstance(c, dict)]
+    if container is None:
+        if len(containers) != 1:
+            names = " ".join(c.get("name", "") for c in containers)
+            raise ApiError.bad_request(
+                f"a container name must be specified for pod {md['name']}, choose one of: [{names}]"
+            )
+        container = containers[0].get("name", "")
+    spec = next((c for c in containers if c.get("name") == container), None)
+    if spec is None:
+        raise ApiError.bad_request(f"container {container} is not valid for pod {md['name']}")
+    statuses = {s.get("name"): s for s in pod.get("status", {}).get("containerStatuses") or []}
+    state = (statuses.get(container) or {}).get("state") or {}
+    if "running" not in state and "terminated" not in state:
+        reason = (state.get("waiting") or {}).get("reason", "ContainerCreating")
+        raise ApiError.bad_request(
+            f'container "{container}" in pod "{md["name"]}" is waiting to start: {reason}'
+        )
+    return f"kubesim: container {container} started from image {spec.get('image')}\n"
 
 
 def _scale_of(rt: ResourceType, obj: Obj) -> Obj:

@@ -32,6 +32,7 @@ SERVICES = ("", "services")
 ENDPOINTS = ("", "endpoints")
 SLICES = ("discovery.k8s.io", "endpointslices")
 NODES = ("", "nodes")
+EVENTS = ("", "events")
 SERVICE_ACCOUNTS = ("", "serviceaccounts")
 
 Key = tuple[str, str, str]  # (what, namespace or uid, name)

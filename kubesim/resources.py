@@ -9,6 +9,7 @@ from kubesim.errors import ApiError
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 SUB_VERBS = ("get", "patch", "update")
+READ_ONLY_SUBRESOURCES = frozenset({"log"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,7 +74,7 @@ class ResourceType:
                 "singularName": "",
                 "namespaced": self.namespaced,
                 "kind": sub_kind,
-                "verbs": list(SUB_VERBS),
+                "verbs": ["get"] if sub in READ_ONLY_SUBRESOURCES else list(SUB_VERBS),
             }
             if sub == "scale":
                 sub_entry["group"] = "autoscaling"
@@ -140,7 +141,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         categories=_ALL,
     ),
     _t("v1", "serviceaccounts", "ServiceAccount", short=("sa",)),
-    _t("v1", "pods", "Pod", short=("po",), sub=("status",), gen=True, categories=_ALL),
+    _t("v1", "pods", "Pod", short=("po",), sub=("status", "log"), gen=True, categories=_ALL),
     _t("v1", "endpoints", "Endpoints", singular="endpoints", short=("ep",)),
     _t("v1", "events", "Event", short=("ev",)),
     _t("v1", "persistentvolumeclaims", "PersistentVolumeClaim", short=("pvc",), sub=("status",)),

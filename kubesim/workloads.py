@@ -11,6 +11,7 @@ from kubesim.objects import Obj, copy_json, now_rfc3339
 from kubesim.reconciling import (
     DAEMONSETS,
     DEPLOYMENTS,
+    EVENTS,
     FAIL_ANNOTATION,
     JOBS,
     NODE_IP,
@@ -29,6 +30,34 @@ from kubesim.reconciling import (
 
 
 class WorkloadControllers(ControllerBase):
+    def _warn(self, pod: Obj, reason: str, message: str) -> None:
+        """A Warning Event about a pod, as the kubelet records when a container cannot start."""
+        md = pod["metadata"]
+        now = now_rfc3339()
+        self._create(
+            EVENTS,
+            md["namespace"],
+            {
+                "metadata": {"generateName": f"{md['name']}."},
+                "involvedObject": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "namespace": md["namespace"],
+                    "name": md["name"],
+                    "uid": md["uid"],
+                },
+                "type": "Warning",
+                "reason": reason,
+                "message": message,
+                "count": 1,
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "source": {"component": "kubelet", "host": NODE_NAME},
+                "reportingComponent": "kubelet",
+                "reportingInstance": NODE_NAME,
+            },
+        )
+
     def _ensure_node(self) -> None:
         if self._get(NODES, "", NODE_NAME) is not None:
             return
@@ -125,6 +154,7 @@ class WorkloadControllers(ControllerBase):
                 ],
             }
             self._set_status(PODS, pod, new_status)
+            self._warn(pod, reason, f"kubesim: simulated {reason}")
             return
         ip = f"10.244.{(self._pod_ips // 250) % 250}.{self._pod_ips % 250 + 2}"
         self._pod_ips += 1

@@ -101,6 +101,38 @@ def test_fail_annotation_keeps_a_workload_unready(api_client: client.ApiClient) 
     assert progressing.reason == "ProgressDeadlineExceeded"
     status = apps.read_namespaced_deployment("broken", "default").status
     assert not status.available_replicas
+    pod = core.list_namespaced_pod("default", label_selector="app=broken").items[0]
+    events = core.list_namespaced_event(
+        "default", field_selector=f"involvedObject.name={pod.metadata.name}"
+    ).items
+    assert [(e.type, e.reason) for e in events] == [("Warning", "ImagePullBackOff")]
+    try:
+        core.read_namespaced_pod_log(pod.metadata.name, "default")
+    except client.ApiException as err:
+        assert err.status == 400 and "is waiting to start: ImagePullBackOff" in err.body
+    else:
+        raise AssertionError("a waiting container has no logs")
+
+
+def test_pod_logs(api_client: client.ApiClient) -> None:
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_pod(
+        "default",
+        {
+            "metadata": {"name": "two"},
+            "spec": {"containers": [{"name": "a", "image": "a:1"}, {"name": "b", "image": "b:1"}]},
+        },
+    )
+    eventually(lambda: core.read_namespaced_pod("two", "default").status.phase == "Running")
+    assert core.read_namespaced_pod_log("two", "default", container="b") == (
+        "kubesim: container b started from image b:1\n"
+    )
+    try:
+        core.read_namespaced_pod_log("two", "default")
+    except client.ApiException as err:
+        assert err.status == 400 and "choose one of: [a b]" in err.body
+    else:
+        raise AssertionError("two containers need a container name")
 
 
 def test_statefulset_daemonset_job(api_client: client.ApiClient) -> None:
