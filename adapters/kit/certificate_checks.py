@@ -4,6 +4,7 @@ A mesh whose control plane signs workload certificates keeps its trust anchor an
 Secrets or ConfigMaps. `trust_chain_valid` reads them where the mesh keeps them (`PemLocation`),
 verifies the issuer's signature against the anchor with `cryptography`, and grades expiry: an
 expired certificate is an ERROR (proxies stop getting identities), one expiring soon a WARNING.
+`trust_chain_stored` checks the published anchor is the one install keeps (`StoredTrustChain`).
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from adapters.kit.catalogue import Check, CheckContext, ClusterReader, Finding
+from adapters.kit.certificate_store import ANCHOR_CERT, StoredTrustChain
 from adapters.kit.certificates import (
     CertificateError,
     chain_problem,
+    load_bundle,
     load_certificate,
     validity_left,
 )
 from adapters.kit.operations import Severity
 
-__all__ = ["PemLocation", "trust_chain_valid"]
+__all__ = ["PemLocation", "trust_chain_stored", "trust_chain_valid"]
 
 DEFAULT_WARN_WITHIN = dt.timedelta(days=30)
 
@@ -153,5 +156,56 @@ def trust_chain_valid(
                 )
             )
         return findings
+
+    return run
+
+
+def trust_chain_stored(store: StoredTrustChain, *, anchor: PemLocation) -> Check:
+    """The anchor the mesh publishes is the one install keeps in ``store``.
+
+    Install reuses the stored chain, so a missing Secret means the next install generates a new
+    anchor, and an anchor rotated by hand would be put back by the next install: both break
+    meshed pods, so both are WARNINGs saying what to do first.
+    """
+
+    async def run(ctx: CheckContext) -> Sequence[Finding]:
+        component = f"Secret {ctx.namespace}/{store.secret_name}"
+        stored = await PemLocation(kind="Secret", name=store.secret_name, key=ANCHOR_CERT).read(
+            ctx.cluster, ctx.namespace
+        )
+        if stored is None:
+            return [
+                Finding(
+                    severity=Severity.WARNING,
+                    summary=f"no stored trust chain ({component})",
+                    component=component,
+                    details="the next install will generate a new trust anchor and every meshed "
+                    "pod will have to be restarted; install (or upgrade) through meshplane so it "
+                    "keeps the chain it uses",
+                )
+            ]
+        published = await anchor.read(ctx.cluster, ctx.namespace)
+        try:
+            bundle = load_bundle(published or "")
+            kept = load_certificate(stored) in bundle
+        except CertificateError:
+            kept = False
+        if not kept:
+            return [
+                Finding(
+                    severity=Severity.WARNING,
+                    summary=f"the published trust anchor is not the stored one ({component})",
+                    component=anchor.component(ctx.namespace),
+                    details="the anchor was rotated outside meshplane; the next install would put "
+                    f"the stored one back. Update {component} with the new chain first",
+                )
+            ]
+        return [
+            Finding(
+                severity=Severity.INFO,
+                summary="the published trust anchor is the stored one (installs keep it)",
+                component=component,
+            )
+        ]
 
     return run

@@ -27,6 +27,7 @@ __all__ = [
     "generate_trust_chain",
     "hosts_of",
     "issue_intermediate",
+    "load_bundle",
     "load_certificate",
     "self_signed_server",
     "validity_left",
@@ -237,7 +238,7 @@ def chain_problem(
     issuer is a CA, was issued by an anchor, carries a valid signature, and has started.
     """
     issuer = load_certificate(issuer_pem)
-    anchors = _bundle(anchor_pem)
+    anchors = load_bundle(anchor_pem)
     if not anchors:
         return "the trust anchor bundle holds no certificate"
     try:
@@ -259,7 +260,8 @@ def chain_problem(
     return "the issuer is not signed by the trust anchor (" + "; ".join(reasons) + ")"
 
 
-def _bundle(pem: str) -> list[x509.Certificate]:
+def load_bundle(pem: str) -> list[x509.Certificate]:
+    """Every certificate of a PEM bundle (e.g. trust anchors during a rotation)."""
     try:
         return x509.load_pem_x509_certificates(pem.strip().encode("ascii"))
     except (ValueError, UnicodeEncodeError) as exc:

@@ -2,14 +2,15 @@
 
 CRDs established, the control plane's Deployments ready, the proxy injector's webhook in place,
 the identity certificates present with the issuer chaining to the trust anchor and not near
-expiry, and the namespaces annotated for injection with their pods meshed. Every block is the
-kit's; this module only says what Linkerd calls things.
+expiry (and the anchor the one install keeps, so the next install does not rotate it), and the
+namespaces annotated for injection with their pods meshed. Every block is the kit's; this module
+only says what Linkerd calls things.
 """
 
 from __future__ import annotations
 
 from adapters.kit.catalogue import Check
-from adapters.kit.certificate_checks import trust_chain_valid
+from adapters.kit.certificate_checks import trust_chain_stored, trust_chain_valid
 from adapters.kit.injection import InjectionMarker, MarkerField, injected_namespaces_have_sidecars
 from adapters.kit.validation_checks import (
     all_of,
@@ -17,7 +18,7 @@ from adapters.kit.validation_checks import (
     deployments_ready,
     webhooks_present,
 )
-from adapters.linkerd.identity import ISSUER, TRUST_ROOTS
+from adapters.linkerd.identity import ISSUER, TRUST_CHAIN, TRUST_ROOTS
 
 INJECTION = InjectionMarker(field=MarkerField.ANNOTATION, key="linkerd.io/inject", value="enabled")
 PROXY_CONTAINER = "linkerd-proxy"
@@ -32,6 +33,7 @@ VALIDATE: Check = all_of(
         what="proxy injection",
     ),
     trust_chain_valid(anchor=TRUST_ROOTS, issuer=ISSUER),
+    trust_chain_stored(TRUST_CHAIN, anchor=TRUST_ROOTS),
     injected_namespaces_have_sidecars(
         INJECTION, container=PROXY_CONTAINER, opt_out=("linkerd.io/inject", "disabled")
     ),

@@ -134,6 +134,7 @@ async def test_install_upgrade_samples_validate_uninstall(
         assert f"{sources.crds} Linkerd CRDs established" in summaries
         assert "Deployment linkerd/linkerd-identity is ready" in summaries
         assert "the issuer certificate chains to the trust anchor" in summaries
+        assert "the published trust anchor is the stored one (installs keep it)" in summaries
         assert "injection enabled in 1 namespaces: emojivoto" in summaries
         # kubesim runs no injector: the emojivoto pods are reported as outside the mesh.
         assert any("run without the linkerd-proxy sidecar" in s for s in summaries)
@@ -153,6 +154,10 @@ async def test_install_upgrade_samples_validate_uninstall(
         await events.wait_for(lambda e: e.operation_id == tampered and e.component == "summary")
         errors = [e.summary for e in events.of(tampered) if e.severity == pb.EVENT_SEVERITY_ERROR]
         assert "the issuer certificate does not chain to the trust anchor" in errors
+        warnings = [
+            e.summary for e in events.of(tampered) if e.severity == pb.EVENT_SEVERITY_WARNING
+        ]
+        assert any("the published trust anchor is not the stored one" in w for w in warnings)
 
         await client.run(
             "inject-namespace",

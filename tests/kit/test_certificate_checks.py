@@ -1,4 +1,4 @@
-"""The trust chain validate check: present, chaining, and graded by expiry."""
+"""The trust chain validate checks: present, chaining, graded by expiry, and the stored one."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import base64
 import datetime as dt
 
 from adapters.kit.catalogue import CheckContext, Finding
-from adapters.kit.certificate_checks import PemLocation, trust_chain_valid
+from adapters.kit.certificate_checks import PemLocation, trust_chain_stored, trust_chain_valid
+from adapters.kit.certificate_store import ANCHOR_CERT, StoredTrustChain
 from adapters.kit.certificates import TrustChain, generate_trust_chain
 from adapters.kit.operations import Severity
 from tests.kit.in_memory_cluster import InMemoryCluster
@@ -88,3 +89,42 @@ async def test_missing_or_garbled_certificates_are_errors() -> None:
     findings = await run(cluster_with(good.anchor.certificate_pem, "not a certificate"))
     assert severities(findings) == [Severity.INFO, Severity.ERROR]
     assert findings[1].summary == "the issuer in Secret mesh/issuer is not a certificate"
+
+
+STORE = StoredTrustChain(secret_name="stored", anchor_name="root", issuer_name="issuer")
+STORED_CHECK = trust_chain_stored(STORE, anchor=ROOTS)
+
+
+async def stored_findings(cluster: InMemoryCluster) -> list[Finding]:
+    ctx = CheckContext(mesh="test", namespace="mesh", parameters={}, cluster=cluster)
+    return list(await STORED_CHECK(ctx))
+
+
+async def test_the_published_anchor_must_be_the_stored_one() -> None:
+    good = chain()
+    cluster = cluster_with(good.anchor.certificate_pem, good.issuer.certificate_pem)
+    [missing] = await stored_findings(cluster)
+    assert missing.severity is Severity.WARNING
+    assert "no stored trust chain" in missing.summary
+    stored = {ANCHOR_CERT: base64.b64encode(good.anchor.certificate_pem.encode()).decode()}
+    cluster.add(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "stored", "namespace": "mesh"},
+            "data": stored,
+        }
+    )
+    [kept] = await stored_findings(cluster)
+    assert kept.severity is Severity.INFO
+    rotated = chain()
+    bundle = rotated.anchor.certificate_pem
+    [changed] = await stored_findings(cluster_with(bundle, rotated.issuer.certificate_pem))
+    assert changed.severity is Severity.WARNING  # no stored Secret in that cluster either
+    cluster.objects[0]["data"]["ca-bundle.crt"] = bundle
+    [changed] = await stored_findings(cluster)
+    assert changed.severity is Severity.WARNING
+    assert "not the stored one" in changed.summary
+    cluster.objects[0]["data"]["ca-bundle.crt"] = bundle + good.anchor.certificate_pem
+    [during_rotation] = await stored_findings(cluster)
+    assert during_rotation.severity is Severity.INFO
