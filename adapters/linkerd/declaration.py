@@ -85,14 +85,14 @@ DECLARATION = MeshDeclaration(
             description="Deploy Emojivoto (in its own namespace, emojivoto)",
             default_namespace="emojivoto",
             file="emojivoto.yaml",
-            upstream="linkerd/website/main/run.linkerd.io/public/emojivoto.yml",
+            upstream="linkerd/website/HEAD/run.linkerd.io/public/emojivoto.yml",
         ),
         sample_application(
             "booksapp",
             description="Deploy the Books app (webapp, authors, books, traffic)",
             default_namespace="booksapp",
             file="booksapp.yaml",
-            upstream="BuoyantIO/booksapp/main/booksapp.yml",
+            upstream="BuoyantIO/booksapp/HEAD/booksapp.yml",
         ),
         sample_application(
             "httpbin",
