@@ -393,9 +393,9 @@ async def test_list_filters_and_pages_get_and_compare(
 
 
 async def test_results_survive_a_coordinator_restart(
-    tmp_path: Path, http_target: LoopbackServer
+    tmp_path: Path, http_target: LoopbackServer, store_location: str
 ) -> None:
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, store=store_location)  # SQLite file, then PostgreSQL
     async with coordinator(settings) as client:
         _, fast = await _run(client, _request(http_target.url(), requests=40))
         _, slow = await _run(client, _request(http_target.url("/delay/3"), requests=40))
@@ -495,14 +495,14 @@ def _full_result() -> PerformanceResult:
     )
 
 
-async def test_stored_documents_read_back_exactly(tmp_path: Path) -> None:
+async def test_stored_documents_read_back_exactly(store_location: str) -> None:
     result = _full_result()
     record = record_from_result(result)
     assert record.mesh == "istio"  # listed by lower-case mesh type
     assert record.created_at == result.start_time
     assert record.document["result"]["latencies"]["p99_ms"] == 5.5
 
-    store = open_store(str(tmp_path / "perf.db"))
+    store = open_store(store_location)
     await store.migrate()
     try:
         await save_result(store, result)
