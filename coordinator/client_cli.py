@@ -538,6 +538,17 @@ def _print_outcome(operation: apb.Operation) -> None:
         print(f"  {result.cluster}: {_state(result.state)} ({counts}){summary}")
 
 
+async def _poll_until_final(stub: Any, operation_id: str, call_timeout: float) -> None:
+    """GetOperation until the operation is terminal (when events cannot be watched)."""
+    while True:
+        reply = await stub.GetOperation(
+            cpb.GetOperationRequest(operation_id=operation_id), timeout=call_timeout
+        )
+        if reply.operation.operation.state in _TERMINAL:
+            return
+        await asyncio.sleep(0.5)
+
+
 async def _apply(stub: Any, args: argparse.Namespace) -> int:
     response = await stub.ApplyOperation(_apply_request(args), timeout=args.call_timeout)
     operation_id = response.operation_id
@@ -568,12 +579,23 @@ async def _apply(stub: Any, args: argparse.Namespace) -> int:
             print(f"  {mark} {where + ': ' if where else ''}{event.summary}", flush=True)
         return event.operation_state in _TERMINAL
 
-    watch = _watch(
-        stub, cpb.WatchEventsRequest(operation_id=operation_id), idle=None, on_event=progress
-    )
+    async def follow() -> None:
+        try:
+            await _watch(
+                stub,
+                cpb.WatchEventsRequest(operation_id=operation_id),
+                idle=None,
+                on_event=progress,
+            )
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            # A coordinator without an event hub: no progress to show, only the outcome.
+            await _poll_until_final(stub, operation_id, args.call_timeout)
+
     deadline = None if args.timeout is None else args.timeout + args.call_timeout
     try:
-        await asyncio.wait_for(watch, deadline)
+        await asyncio.wait_for(follow(), deadline)
     except TimeoutError:
         print(f"operation {operation_id}: no final state after {deadline:g}s", file=sys.stderr)
     final = await stub.GetOperation(
