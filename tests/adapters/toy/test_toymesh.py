@@ -9,6 +9,8 @@ from Python and as `meshplane conformance`.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import hashlib
 import json
 import socket
@@ -17,6 +19,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc.aio
 import helm_python
 import pytest
 import yaml
@@ -24,6 +27,8 @@ import yaml
 from adapters.conformance import CHECK_NAMES, Outcome, SuiteConfig, as_table, run_suite
 from adapters.conformance import cli as conformance_cli
 from kubesim.harness import RunningSim
+from meshplane.adapter.v1 import adapter_pb2 as pb
+from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
 from serving.logging_setup import reset_logging
 from tests.adapters.istio.adapter_process import AdapterProcess, managed_objects
 from tests.fixtures_paths import OWN_FIXTURES, PROJECT_ROOT
@@ -178,3 +183,34 @@ def test_the_command_refuses_what_it_cannot_run(
         )
     assert refused == 2
     assert f"no gRPC server answered at {address}" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(60)
+async def test_the_suite_can_name_the_cluster_in_each_request(
+    toymesh: AdapterProcess, kubesim_module: RunningSim
+) -> None:
+    """--send-kubeconfig: requests carry Cluster.kubeconfig instead of using the adapter's own."""
+    config = SuiteConfig(
+        kubeconfig=kubesim_module.kubeconfig,
+        send_kubeconfig=True,
+        run_id="named",
+        only=frozenset({"install-delete", "operation-terminal"}),
+        operation_timeout=30.0,
+    )
+    report = await run_suite(toymesh.address, config)
+    assert report.passed, as_table(report, width=200)
+    assert len(report.results) == 5  # install, greeter, validate, custom, operation-terminal
+    assert await managed_objects(kubesim_module.url) == []
+    async with grpc.aio.insecure_channel(toymesh.address) as channel:
+        stub = pb_grpc.MeshAdapterServiceStub(channel)
+        listed = await stub.ListOperations(pb.ListOperationsRequest())
+        assert {op.id for op in listed.operations} == {"install", "greeter", "validate", "custom"}
+        call = stub.StreamEvents(pb.StreamEventsRequest())
+        clusters: set[str] = set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                async for reply in call:
+                    if reply.event.operation_id.startswith("conformance-named-"):
+                        clusters.add(reply.event.cluster)
+        call.cancel()
+    assert "conformance" in clusters and "default" not in clusters, clusters
