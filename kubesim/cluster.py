@@ -118,17 +118,14 @@ class Cluster:
         if not isinstance(body, dict):
             raise ApiError.bad_request("the body of the request must be a JSON object")
         api_version, kind = body.get("apiVersion"), body.get("kind")
-        if kind and kind != rt.kind:
-            raise ApiError.bad_request(
-                f"the API version in the data ({api_version}) does not match the expected API "
-                f"version ({rt.api_version})"
-                if api_version and api_version != rt.api_version
-                else f"kind {kind} does not match the expected kind {rt.kind}"
-            )
         if api_version and api_version != rt.api_version:
             raise ApiError.bad_request(
                 f"the API version in the data ({api_version}) does not match the expected API "
                 f"version ({rt.api_version})"
+            )
+        if kind and kind != rt.kind:
+            raise ApiError.bad_request(
+                f"the kind of the object ({kind}) does not match the resource ({rt.kind})"
             )
         md = body.get("metadata")
         if md is not None and not isinstance(md, dict):
@@ -179,6 +176,8 @@ class Cluster:
         self, rt: ResourceType, namespace: str, body: Any, opts: WriteOptions = INTERNAL
     ) -> Obj:
         body = self._check_body(rt, body, namespace)
+        if (body.get("metadata") or {}).get("resourceVersion"):
+            raise ApiError.bad_request("resourceVersion should not be set on objects to be created")
         obj = drop_nulls(body)
         return self._create(rt, namespace, obj, opts, record=True)
 

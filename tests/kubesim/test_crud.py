@@ -53,6 +53,17 @@ def test_already_exists_not_found_and_missing_namespace(core: client.CoreV1Api) 
     assert status_of(exc.value)["message"] == 'namespaces "ghost" not found'
 
 
+def test_create_refuses_a_resource_version(core: client.CoreV1Api) -> None:
+    with pytest.raises(client.ApiException) as exc:
+        core.create_namespaced_config_map(
+            "default", {"metadata": {"name": "rv", "resourceVersion": "5"}}
+        )
+    assert exc.value.status == 400
+    assert status_of(exc.value)["message"] == (
+        "resourceVersion should not be set on objects to be created"
+    )
+
+
 def test_names_are_validated(core: client.CoreV1Api, apps: client.AppsV1Api) -> None:
     with pytest.raises(client.ApiException) as exc:
         core.create_namespaced_config_map("default", {"metadata": {"name": "Bad_Name"}})
