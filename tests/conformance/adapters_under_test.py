@@ -18,7 +18,6 @@ import pytest
 
 from kubesim.harness import RunningSim
 from tests.adapters.istio.adapter_process import AdapterProcess
-from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
 from tests.adapters.toy_repository import package_toy_repository, toy_mirror
 from tests.fixtures_paths import shared_fixtures
 from tests.plugins.static_http import StaticHttpServer
@@ -35,11 +34,6 @@ class Sources:
     mirror: Path
 
 
-def toy_istio(tmp_path: Path) -> Sources:
-    """Our toy Istio charts (packaged now) and mirror."""
-    return Sources(charts=package_toy_repo(tmp_path / "toy-charts"), mirror=TOY_MIRROR)
-
-
 def toy(mesh: str, versions: dict[str, str]) -> Callable[[Path], Sources]:
     """A mesh's toy charts (tests/fixtures/<mesh>/charts) at ``versions`` (chart → app)."""
 
@@ -49,6 +43,10 @@ def toy(mesh: str, versions: dict[str, str]) -> Callable[[Path], Sources]:
 
     return sources
 
+
+TOY_ISTIO = toy("istio", {"1.0.0": "1.0.0", "1.1.0": "1.1.0"})
+TOY_LINKERD = toy("linkerd", {"1.0.0": "edge-1.0.0", "1.1.0": "edge-1.1.0"})
+TOY_CONSUL = toy("consul", {"1.0.0": "1.20.0", "1.1.0": "1.21.0"})
 
 UPSTREAM_ENV = "MESHPLANE_CONFORMANCE_UPSTREAM"
 

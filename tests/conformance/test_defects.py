@@ -27,7 +27,7 @@ from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
 from tests.adapters.istio.adapter_process import AdapterProcess, managed_objects
-from tests.conformance.adapters_under_test import running_adapter, toy_istio
+from tests.conformance.adapters_under_test import TOY_ISTIO, running_adapter
 from tests.conformance.defective_proxy import Defect, DefectiveProxy, service
 from tests.plugins.grpc_servers import StartGrpcServer
 from tests.plugins.static_http import StaticHttpServer
@@ -47,7 +47,7 @@ def istio(
 
     try:
         with running_adapter(
-            "istio", toy_istio(tmp_path), sim=kubesim_module, tmp_path=tmp_path, serve=serve
+            "istio", TOY_ISTIO(tmp_path), sim=kubesim_module, tmp_path=tmp_path, serve=serve
         ) as process:
             yield process
     finally:

@@ -10,18 +10,19 @@ import pytest
 from adapters.conformance import CHECK_NAMES, Outcome, SuiteConfig, as_table, run_suite
 from kubesim.harness import RunningSim
 from tests.conformance.adapters_under_test import (
+    TOY_CONSUL,
+    TOY_ISTIO,
+    TOY_LINKERD,
     ServerFactory,
     Sources,
     running_adapter,
-    toy,
-    toy_istio,
     upstream,
 )
 
 MESHES: list[tuple[str, Callable[[Path], Sources]]] = [
-    ("istio", toy_istio),
-    ("linkerd", toy("linkerd", {"1.0.0": "edge-1.0.0", "1.1.0": "edge-1.1.0"})),
-    ("consul", toy("consul", {"1.0.0": "1.20.0", "1.1.0": "1.21.0"})),
+    ("istio", TOY_ISTIO),
+    ("linkerd", TOY_LINKERD),
+    ("consul", TOY_CONSUL),
     ("istio", upstream("istio")),
     ("linkerd", upstream("linkerd")),
     ("consul", upstream("hashicorp")),
