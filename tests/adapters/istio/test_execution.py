@@ -310,3 +310,21 @@ async def test_every_operation_applies_and_deletes(
     removed, _ = await run(executor, "install", delete=True)
     assert removed.state is OperationState.SUCCEEDED
     assert await managed_objects(sim.url) == []
+
+
+async def test_versions_come_from_the_install_chart_index(
+    tmp_path: Path, static_http_server: Callable[[Path], StaticHttpServer]
+) -> None:
+    repo = package_toy_repo(tmp_path / "charts", versions=("1.0.0", "1.2.0-rc.1", "1.1.0"))
+    server = static_http_server(repo)
+    _, catalog = build_executor(
+        DECLARATION, AdapterSettings(chart_repo=server.url, cache_dir=tmp_path / "cache")
+    )
+    versions = await catalog.versions()
+    assert [(v.version, v.prerelease) for v in versions] == [
+        ("1.1.0", False),
+        ("1.0.0", False),
+        ("1.2.0-rc.1", True),
+    ]
+    assert versions[0].created == datetime(2026, 1, 1, tzinfo=UTC)
+    assert await catalog.default_version() == "1.1.0"
