@@ -189,7 +189,8 @@ class Planner:
             if isinstance(source, ChartSource):
                 if source.when is not None and not await source.when(ctx):
                     continue
-                rendered = await self._render(source, ctx)
+                values = await _values(source, ctx)
+                rendered = await self._render(source, ctx, values)
                 objects.extend(rendered.objects)
                 hooks.extend(rendered.hooks)
                 if not source.purge_on_delete:
@@ -197,7 +198,7 @@ class Planner:
                 metadata[f"chart.{source.release}"] = (
                     f"{rendered.chart_name}-{rendered.chart_version}"
                 )
-                chart_values[source.release] = await _values(source, ctx)
+                chart_values[source.release] = values
                 say(
                     f"rendered chart {rendered.chart_name} {rendered.chart_version} as "
                     f"{source.release}: {len(rendered.objects)} objects"
@@ -265,13 +266,14 @@ class Planner:
                         return source.chart
         return None
 
-    async def _render(self, source: ChartSource, ctx: PlanContext) -> RenderedChart:
+    async def _render(
+        self, source: ChartSource, ctx: PlanContext, values: Mapping[str, Any]
+    ) -> RenderedChart:
         try:
             entry = await self.charts.resolve(source.chart, ctx.mesh_version or None)
             archive = await self.charts.fetch(entry)
         except ChartRepositoryError as exc:
             raise PlanError(_chart_error(exc, source.chart, ctx.mesh_version)) from exc
-        values = await _values(source, ctx)
         namespace = source.namespace or ctx.namespace
         key = self.render_cache.key(
             digest=entry.digest,
