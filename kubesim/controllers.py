@@ -22,14 +22,17 @@ from kubesim.reconciling import (
     DAEMONSETS,
     DEPLOYMENTS,
     FAIL_ANNOTATION,
+    HPAS,
     JOBS,
     PODS,
+    PVCS,
     REPLICASETS,
     SERVICES,
     STATEFULSETS,
     controller_uid,
 )
 from kubesim.store import StoredEvent
+from kubesim.volumes import VolumeControllers
 from kubesim.workloads import WorkloadControllers
 
 log = structlog.get_logger(__name__)
@@ -37,7 +40,7 @@ log = structlog.get_logger(__name__)
 __all__ = ["FAIL_ANNOTATION", "Simulator"]
 
 
-class Simulator(WorkloadControllers, ServiceControllers, LifecycleControllers):
+class Simulator(WorkloadControllers, ServiceControllers, LifecycleControllers, VolumeControllers):
     """Owns the reconcile task; `start`/`stop` belong to the server's lifecycle."""
 
     def __init__(self, cluster: Cluster, *, ready_delay: float) -> None:
@@ -54,6 +57,8 @@ class Simulator(WorkloadControllers, ServiceControllers, LifecycleControllers):
             "namespace": self._namespace,
             "gc": self._collect,
             "foreground": self._foreground,
+            "claim": self._claim,
+            "autoscaler": self._autoscaler,
         }
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -131,6 +136,10 @@ class Simulator(WorkloadControllers, ServiceControllers, LifecycleControllers):
             self.enqueue(("service", ns, name))
         elif sk == NAMESPACES:
             self.enqueue(("namespace", "", name))
+        elif sk == PVCS:
+            self.enqueue(("claim", ns, name))
+        elif sk == HPAS:
+            self.enqueue(("autoscaler", ns, name))
 
     def _enqueue_owner(self, uid: str | None, what: str) -> None:
         if uid is None:

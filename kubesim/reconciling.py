@@ -33,6 +33,8 @@ ENDPOINTS = ("", "endpoints")
 SLICES = ("discovery.k8s.io", "endpointslices")
 NODES = ("", "nodes")
 EVENTS = ("", "events")
+PVCS = ("", "persistentvolumeclaims")
+HPAS = ("autoscaling", "horizontalpodautoscalers")
 SERVICE_ACCOUNTS = ("", "serviceaccounts")
 
 Key = tuple[str, str, str]  # (what, namespace or uid, name)

@@ -13,11 +13,13 @@ from kubesim.reconciling import (
     DEPLOYMENTS,
     EVENTS,
     FAIL_ANNOTATION,
+    HPAS,
     JOBS,
     NODE_IP,
     NODE_NAME,
     NODES,
     PODS,
+    PVCS,
     REPLICASETS,
     STATEFULSETS,
     ControllerBase,
@@ -410,6 +412,7 @@ class WorkloadControllers(ControllerBase):
                     "apps.kubernetes.io/pod-index": str(i),
                 },
             )
+            self._claims_for(sts, i)
             pod["spec"].setdefault("hostname", pod_name)
             if sts["spec"].get("serviceName"):
                 pod["spec"].setdefault("subdomain", sts["spec"]["serviceName"])
@@ -429,6 +432,64 @@ class WorkloadControllers(ControllerBase):
         if ready:
             status["readyReplicas"] = ready
         self._set_status(STATEFULSETS, sts, status)
+
+    def _claims_for(self, sts: Obj, ordinal: int) -> None:
+        """The claims of one stateful pod, from `volumeClaimTemplates` (kept after the pod)."""
+        md = sts["metadata"]
+        selector = (sts["spec"].get("selector") or {}).get("matchLabels") or {}
+        for template in sts["spec"].get("volumeClaimTemplates") or []:
+            tmd = template.get("metadata") or {}
+            claim_name = f"{tmd.get('name', 'data')}-{md['name']}-{ordinal}"
+            if self._get(PVCS, md["namespace"], claim_name) is None:
+                self._create(
+                    PVCS,
+                    md["namespace"],
+                    {
+                        "metadata": {
+                            "name": claim_name,
+                            "labels": {**(tmd.get("labels") or {}), **selector},
+                        },
+                        "spec": copy_json(template.get("spec") or {}),
+                    },
+                )
+
+    def _autoscaler(self, ns: str, name: str) -> None:
+        """HorizontalPodAutoscaler status: the target's replicas, within min and max."""
+        hpa = self._get(HPAS, ns, name)
+        if hpa is None:
+            return
+        spec = hpa.get("spec") or {}
+        ref = spec.get("scaleTargetRef") or {}
+        kinds = {"Deployment": DEPLOYMENTS, "StatefulSet": STATEFULSETS, "ReplicaSet": REPLICASETS}
+        target = self._get(kinds.get(ref.get("kind", ""), DEPLOYMENTS), ns, ref.get("name", ""))
+        current = int(((target or {}).get("spec") or {}).get("replicas", 0))
+        low, high = int(spec.get("minReplicas", 1)), int(spec.get("maxReplicas", 1))
+        able = target is not None
+        previous = (hpa.get("status") or {}).get("conditions") or []
+        self._set_status(
+            HPAS,
+            hpa,
+            {
+                "currentReplicas": current,
+                "desiredReplicas": max(low, min(high, current)) if able else 0,
+                "conditions": [
+                    condition(
+                        "AbleToScale",
+                        able,
+                        "SucceededGetScale" if able else "FailedGetScale",
+                        "",
+                        previous,
+                    ),
+                    condition(
+                        "ScalingActive",
+                        False,
+                        "FailedGetResourceMetric",
+                        "kubesim: no metrics",
+                        previous,
+                    ),
+                ],
+            },
+        )
 
     def _daemonset(self, ns: str, name: str) -> None:
         ds = self._get(DAEMONSETS, ns, name)

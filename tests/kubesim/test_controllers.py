@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from kubernetes import client
@@ -265,3 +266,69 @@ def test_ready_delay_is_honoured(kubesim: RunningSim, api_client: client.ApiClie
     assert pod.status.phase == "Pending"
     assert pod.spec.containers[0].image_pull_policy == "Always"
     eventually(lambda: core.read_namespaced_pod("p", "default").status.phase == "Running")
+
+
+def test_claims_bind_and_autoscalers_report(api_client: client.ApiClient) -> None:
+    apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
+    autoscaling = client.AutoscalingV2Api(api_client)
+    apps.create_namespaced_stateful_set(
+        "default",
+        {
+            "metadata": {"name": "store"},
+            "spec": {
+                "replicas": 2,
+                "serviceName": "store",
+                "selector": {"matchLabels": {"app": "store"}},
+                "template": _template("store"),
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "data"},
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": "2Gi"}},
+                        },
+                    }
+                ],
+            },
+        },
+    )
+
+    def bound() -> Any:
+        claims = core.list_namespaced_persistent_volume_claim("default").items
+        return len(claims) == 2 and all(c.status.phase == "Bound" for c in claims) and claims
+
+    claims = eventually(bound)
+    assert sorted(c.metadata.name for c in claims) == ["data-store-0", "data-store-1"]
+    assert claims[0].status.capacity == {"storage": "2Gi"}
+    apps.create_namespaced_deployment("default", deployment("scaled", replicas=2))
+    autoscaling.create_namespaced_horizontal_pod_autoscaler(
+        "default",
+        {
+            "metadata": {"name": "scaled"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "scaled"},
+                "minReplicas": 3,
+                "maxReplicas": 5,
+            },
+        },
+    )
+    status = eventually(
+        lambda: (
+            autoscaling.read_namespaced_horizontal_pod_autoscaler(
+                "scaled", "default"
+            ).status.current_replicas
+            == 2
+            and autoscaling.read_namespaced_horizontal_pod_autoscaler("scaled", "default").status
+        )
+    )
+    assert status.desired_replicas == 3
+    rv = autoscaling.read_namespaced_horizontal_pod_autoscaler(
+        "scaled", "default"
+    ).metadata.resource_version
+    time.sleep(0.3)  # settled: no status rewrites in a loop
+    assert (
+        autoscaling.read_namespaced_horizontal_pod_autoscaler(
+            "scaled", "default"
+        ).metadata.resource_version
+        == rv
+    )
