@@ -108,6 +108,11 @@ class Simulator(WorkloadControllers, ServiceControllers, LifecycleControllers, V
         elif md.get("deletionTimestamp") and "foregroundDeletion" in (md.get("finalizers") or []):
             self.enqueue(("foreground", f"{sk[0]}/{sk[1]}", f"{ns}/{name}"))
         owner = controller_uid(obj)
+        if sk in (DEPLOYMENTS, STATEFULSETS, REPLICASETS):
+            # autoscalers follow their target's replicas
+            for hpa in self.cluster.store.objects(HPAS, ns):
+                if (hpa.get("spec") or {}).get("scaleTargetRef", {}).get("name") == name:
+                    self.enqueue(("autoscaler", ns, hpa["metadata"]["name"]))
         if sk == DEPLOYMENTS:
             self.enqueue(("deployment", ns, name))
         elif sk == REPLICASETS:

@@ -322,6 +322,15 @@ def test_claims_bind_and_autoscalers_report(api_client: client.ApiClient) -> Non
         )
     )
     assert status.desired_replicas == 3
+    apps.patch_namespaced_deployment_scale("scaled", "default", {"spec": {"replicas": 4}})
+    eventually(
+        lambda: (
+            autoscaling.read_namespaced_horizontal_pod_autoscaler(
+                "scaled", "default"
+            ).status.desired_replicas
+            == 4
+        )
+    )
     rv = autoscaling.read_namespaced_horizontal_pod_autoscaler(
         "scaled", "default"
     ).metadata.resource_version
