@@ -29,7 +29,7 @@ run: $(VENV)/.installed
 	$(VENV)/bin/meshplane up
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q tests --ignore=tests/bench
+	$(PY) -m pytest -q -n 4 tests --ignore=tests/bench
 
 bench: $(VENV)/.installed
 	$(PY) -m pytest -q -s tests/bench -p no:randomly --timeout=900
