@@ -11,6 +11,9 @@ from kubesim.selectors import labels_match, requirements_from_label_selector
 
 Cause = tuple[str, str, str]  # (reason, field, message)
 
+# All annotations of an object together (why client-side apply of a large CRD fails).
+MAX_ANNOTATIONS = 256 * 1024
+
 _WORKLOADS = {
     ("apps", "deployments"),
     ("apps", "replicasets"),
@@ -239,6 +242,14 @@ def object_problems(rt: ResourceType, obj: Obj, *, metadata_only: bool = False) 
                 "FieldValueInvalid",
                 "metadata.annotations",
                 "Invalid value: annotations must be a map of strings",
+            )
+        )
+    elif annotations and sum(len(k) + len(v) for k, v in annotations.items()) > MAX_ANNOTATIONS:
+        causes.append(
+            (
+                "FieldValueTooLong",
+                "metadata.annotations",
+                f"Too long: must have at most {MAX_ANNOTATIONS} bytes",
             )
         )
     if rt.custom or metadata_only:

@@ -81,6 +81,14 @@ def test_names_are_validated(core: client.CoreV1Api, apps: client.AppsV1Api) -> 
     assert "selector" in status_of(exc.value)["message"]
 
 
+def test_annotations_are_limited_to_256_kib(core: client.CoreV1Api) -> None:
+    big = {"metadata": {"name": "big", "annotations": {"a": "x" * (256 * 1024)}}}
+    with pytest.raises(client.ApiException) as exc:
+        core.create_namespaced_config_map("default", big)
+    assert exc.value.status == 422
+    assert "Too long: must have at most 262144 bytes" in status_of(exc.value)["message"]
+
+
 def test_put_with_stale_resource_version_conflicts(core: client.CoreV1Api) -> None:
     cm = core.create_namespaced_config_map("default", {"metadata": {"name": "c"}, "data": {}})
     cm.data = {"x": "1"}
