@@ -1,0 +1,51 @@
+"""The kit's public surface is pinned: mesh folders and integrators build on exactly these names."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from adapters import kit
+
+EXPECTED = {
+    "AdapterSettings", "Category", "ChartSource", "CheckContext", "ClusterReader", "ErrorDetail",
+    "Finding", "InjectionMarker", "KubeObject", "ManifestSource", "MarkerField", "MeshDeclaration",
+    "ObjectRef", "ObjectsSource", "OperationSpec", "Ownership", "Parameter", "PemLocation",
+    "PlanContext", "RunningAdapter", "STANDARD_CAPABILITIES", "Severity", "Source",
+    "StoredTrustChain", "TrustChain", "all_of", "crds_established", "custom_operation",
+    "deployments_ready", "generate_trust_chain", "injected_namespaces_have_sidecars",
+    "install_operation", "integer_parameter", "namespace_annotations",
+    "namespace_injection_operation", "namespace_labels", "namespaced_object", "run_adapter",
+    "sample_application", "start_adapter", "trust_chain_stored", "trust_chain_valid",
+    "validate_operation", "webhooks_present", "workloads_ready",
+}  # fmt: skip
+
+
+def test_all_is_exactly_the_pinned_surface() -> None:
+    assert set(kit.__all__) == EXPECTED
+    assert len(kit.__all__) == len(set(kit.__all__))
+
+
+def test_every_public_name_resolves() -> None:
+    for name in kit.__all__:
+        assert getattr(kit, name) is not None, name
+
+
+def test_unknown_names_raise_attribute_error() -> None:
+    try:
+        kit.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as exc:
+        assert "NoSuchThing" in str(exc)
+    else:
+        raise AssertionError("unknown kit attribute resolved")
+
+
+def test_importing_a_kit_module_does_not_load_helm_grpc_or_kubernetes() -> None:
+    code = (
+        "import sys, adapters.kit.catalogue; "
+        "print(sorted(m for m in ('helm_python', 'grpc', 'kubernetes') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
