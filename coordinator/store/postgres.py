@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -20,32 +20,22 @@ import structlog
 from psycopg import pq
 
 from coordinator.store import statements
-from coordinator.store.base import DEFAULT_EVENT_BATCH, DEFAULT_PAGE_SIZE, Store
 from coordinator.store.errors import StoreClosedError
-from coordinator.store.json_values import dump_json
 from coordinator.store.migrations import (
     MIGRATIONS,
     POSTGRES_MIGRATIONS_TABLE,
     Migration,
     pending_migrations,
 )
-from coordinator.store.paging import (
-    PageKey,
-    check_page_size,
-    decode_page_token,
-    encode_page_token,
-)
 from coordinator.store.records import (
-    AppliedMigration,
-    EventFilter,
     EventRecord,
-    OperationFilter,
     OperationRecord,
     PerfResultRecord,
     StoredEvent,
-    severity_rank,
     utc,
 )
+from coordinator.store.rows import RowCodec, event_params, operation_params, perf_params
+from coordinator.store.sql_store import Row, SQLStore, warn_if_newer
 
 _log = structlog.get_logger(__name__)
 
@@ -57,6 +47,8 @@ Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 
 
 DIALECT = statements.Dialect(placeholder="%s", json_placeholder="%s::jsonb", encode_time=utc)
+# TIMESTAMPTZ and JSONB come back as aware datetimes and decoded JSON already.
+CODEC = RowCodec(encode_time=utc, decode_time=utc, decode_json=lambda value: value)
 
 
 class ConnectionPool:
@@ -108,8 +100,11 @@ class ConnectionPool:
             await connection.close()
 
 
-class PostgresStore(Store):
+class PostgresStore(SQLStore):
     """A Store over a PostgreSQL database given by a libpq URL."""
+
+    _dialect = DIALECT
+    _codec = CODEC
 
     def __init__(
         self,
@@ -128,13 +123,9 @@ class PostgresStore(Store):
         async with self._pool.connection() as connection, connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATIONS_LOCK_KEY,))
             await connection.execute(POSTGRES_MIGRATIONS_TABLE)
-            cursor = await connection.execute("SELECT version FROM schema_migrations")
+            cursor = await connection.execute(statements.PRESENT_MIGRATIONS_SQL)
             present = {int(row[0]) for row in await cursor.fetchall()}
-            unknown = sorted(v for v in present if v > len(self._migrations))
-            if unknown:
-                _log.warning(
-                    "database schema is newer than this coordinator", unknown_versions=unknown
-                )
+            warn_if_newer(present, self._migrations)
             applied: list[int] = []
             for migration in pending_migrations(self._migrations, present):
                 for statement in migration.postgres:
@@ -148,15 +139,17 @@ class PostgresStore(Store):
         if applied:
             _log.info("store migrated", backend="postgres", versions=applied)
 
-    async def applied_migrations(self) -> list[AppliedMigration]:
+    # -- reads (SQLStore runs the shared queries through these) ----------------------------
+
+    async def _fetch_one(self, sql: str, params: Sequence[object] = ()) -> Row | None:
         async with self._pool.connection() as connection:
-            cursor = await connection.execute(
-                "SELECT version, description, applied_at FROM schema_migrations ORDER BY version"
-            )
-            rows = await cursor.fetchall()
-        return [
-            AppliedMigration(version=int(v), description=d, applied_at=utc(a)) for v, d, a in rows
-        ]
+            cursor = await connection.execute(sql, tuple(params))
+            return await cursor.fetchone()
+
+    async def _fetch_all(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        async with self._pool.connection() as connection:
+            cursor = await connection.execute(sql, tuple(params))
+            return await cursor.fetchall()
 
     async def close(self) -> None:
         await self._pool.close()
@@ -164,56 +157,12 @@ class PostgresStore(Store):
     # -- operations ------------------------------------------------------------------------
 
     async def save_operation(self, record: OperationRecord) -> OperationRecord:
-        params = (
-            record.operation_id,
-            record.mesh,
-            record.operation,
-            record.state,
-            record.username,
-            record.adapter,
-            dump_json(record.request),
-            dump_json(record.cluster_results),
-            None if record.error is None else dump_json(record.error),
-            utc(record.created_at),
-            utc(record.updated_at),
-            None if record.started_at is None else utc(record.started_at),
-            None if record.finished_at is None else utc(record.finished_at),
-        )
+        params = operation_params(record, CODEC)
         async with self._pool.connection() as connection:
             cursor = await connection.execute(statements.upsert_operation_sql(DIALECT), params)
             row = await cursor.fetchone()
         assert row is not None  # RETURNING always yields the upserted row
         return replace(record, created_at=utc(row[0]))
-
-    async def get_operation(self, operation_id: str) -> OperationRecord | None:
-        async with self._pool.connection() as connection:
-            cursor = await connection.execute(
-                statements.select_operation_sql(DIALECT), (operation_id,)
-            )
-            row = await cursor.fetchone()
-        return None if row is None else _operation_from_row(row)
-
-    async def list_operations(
-        self,
-        filter: OperationFilter | None = None,
-        *,
-        page_size: int = DEFAULT_PAGE_SIZE,
-        page_token: str = "",
-    ) -> tuple[list[OperationRecord], str]:
-        check_page_size(page_size)
-        query = statements.list_operations_query(
-            DIALECT, filter or OperationFilter(), decode_page_token(page_token), page_size + 1
-        )
-        async with self._pool.connection() as connection:
-            cursor = await connection.execute(query.sql, query.params)
-            rows = await cursor.fetchall()
-        records = [_operation_from_row(row) for row in rows[:page_size]]
-        if len(rows) <= page_size:
-            return records, ""
-        last = records[-1]
-        return records, encode_page_token(
-            PageKey(created_at=last.created_at, row_id=last.operation_id)
-        )
 
     # -- events ----------------------------------------------------------------------------
 
@@ -229,7 +178,7 @@ class PostgresStore(Store):
             cursor = connection.cursor()
             await cursor.executemany(
                 statements.insert_event_sql(DIALECT),
-                [_event_params(event) for event in batch],
+                [event_params(event, CODEC) for event in batch],
                 returning=True,
             )
             # One result set per event, in order; an empty one means it was skipped.
@@ -244,34 +193,6 @@ class PostgresStore(Store):
                     statements.record_sources_sql(DIALECT, "GREATEST"), list(highest.items())
                 )
         return stored
-
-    async def events_after(
-        self,
-        cursor: int,
-        filter: EventFilter | None = None,
-        limit: int = DEFAULT_EVENT_BATCH,
-    ) -> list[StoredEvent]:
-        check_page_size(limit, "limit")
-        query = statements.events_after_query(DIALECT, cursor, filter or EventFilter(), limit)
-        async with self._pool.connection() as connection:
-            result = await connection.execute(query.sql, query.params)
-            rows = await result.fetchall()
-        return [_event_from_row(row) for row in rows]
-
-    async def last_sequence(self, source: str) -> int:
-        async with self._pool.connection() as connection:
-            cursor = await connection.execute(
-                "SELECT last_sequence FROM event_sources WHERE source = %s", (source,)
-            )
-            row = await cursor.fetchone()
-        return 0 if row is None else int(row[0])
-
-    async def latest_cursor(self) -> int:
-        async with self._pool.connection() as connection:
-            cursor = await connection.execute("SELECT COALESCE(MAX(cursor), 0) FROM events")
-            row = await cursor.fetchone()
-        assert row is not None  # an aggregate always yields one row
-        return int(row[0])
 
     async def prune_events(self, older_than: datetime) -> int:
         cutoff = utc(older_than)
@@ -294,117 +215,6 @@ class PostgresStore(Store):
     # -- perf results ----------------------------------------------------------------------
 
     async def save_perf_result(self, record: PerfResultRecord) -> None:
-        params = (
-            record.result_id,
-            record.test_id,
-            record.name,
-            record.mesh,
-            utc(record.created_at),
-            dump_json(record.labels),
-            dump_json(record.document),
-        )
+        params = perf_params(record, CODEC)
         async with self._pool.connection() as connection:
             await connection.execute(statements.upsert_perf_result_sql(DIALECT), params)
-
-    async def get_perf_result(self, result_id: str) -> PerfResultRecord | None:
-        async with self._pool.connection() as connection:
-            cursor = await connection.execute(
-                statements.select_perf_result_sql(DIALECT), (result_id,)
-            )
-            row = await cursor.fetchone()
-        return None if row is None else _perf_from_row(row)
-
-    async def list_perf_results(
-        self,
-        mesh: str | None = None,
-        *,
-        test_id: str | None = None,
-        limit: int = DEFAULT_PAGE_SIZE,
-    ) -> list[PerfResultRecord]:
-        check_page_size(limit, "limit")
-        query = statements.list_perf_results_query(DIALECT, mesh, test_id, limit)
-        async with self._pool.connection() as connection:
-            cursor = await connection.execute(query.sql, query.params)
-            rows = await cursor.fetchall()
-        return [_perf_from_row(row) for row in rows]
-
-
-def _event_params(event: EventRecord) -> tuple[object, ...]:
-    return (
-        event.source,
-        event.sequence,
-        event.mesh,
-        event.operation_id,
-        event.severity,
-        severity_rank(event.severity),
-        utc(event.timestamp),
-        dump_json(event.payload),
-        event.source,
-        event.sequence,
-    )
-
-
-def _optional_utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
-
-
-def _operation_from_row(row: Sequence[Any]) -> OperationRecord:
-    (
-        operation_id,
-        mesh,
-        operation,
-        state,
-        username,
-        adapter,
-        request,
-        cluster_results,
-        error,
-        created_at,
-        updated_at,
-        started_at,
-        finished_at,
-    ) = row
-    return OperationRecord(
-        operation_id=operation_id,
-        mesh=mesh,
-        operation=operation,
-        state=state,
-        username=username,
-        adapter=adapter,
-        request=request,
-        cluster_results=cluster_results,
-        error=error,
-        created_at=utc(created_at),
-        updated_at=utc(updated_at),
-        started_at=_optional_utc(started_at),
-        finished_at=_optional_utc(finished_at),
-    )
-
-
-def _event_from_row(row: Sequence[Any]) -> StoredEvent:
-    cursor, source, sequence, mesh, operation_id, severity, occurred_at, payload = row
-    return StoredEvent(
-        cursor=int(cursor),
-        event=EventRecord(
-            source=source,
-            sequence=int(sequence),
-            mesh=mesh,
-            operation_id=operation_id,
-            severity=severity,
-            timestamp=utc(occurred_at),
-            payload=payload,
-        ),
-    )
-
-
-def _perf_from_row(row: Sequence[Any]) -> PerfResultRecord:
-    result_id, test_id, name, mesh, created_at, labels, document = row
-    return PerfResultRecord(
-        result_id=result_id,
-        test_id=test_id,
-        name=name,
-        mesh=mesh,
-        created_at=utc(created_at),
-        labels=labels,
-        document=document,
-    )

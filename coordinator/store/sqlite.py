@@ -17,37 +17,27 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 
 from coordinator.store import statements
-from coordinator.store.base import DEFAULT_EVENT_BATCH, DEFAULT_PAGE_SIZE, Store
 from coordinator.store.errors import StoreClosedError
-from coordinator.store.json_values import dump_json
 from coordinator.store.migrations import (
     MIGRATIONS,
     SQLITE_MIGRATIONS_TABLE,
     Migration,
     pending_migrations,
 )
-from coordinator.store.paging import (
-    PageKey,
-    check_page_size,
-    decode_page_token,
-    encode_page_token,
-)
 from coordinator.store.records import (
-    AppliedMigration,
-    EventFilter,
     EventRecord,
-    OperationFilter,
     OperationRecord,
     PerfResultRecord,
     StoredEvent,
-    severity_rank,
     utc,
 )
+from coordinator.store.rows import RowCodec, event_params, operation_params, perf_params
+from coordinator.store.sql_store import Row, SQLStore, warn_if_newer
 
 _log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
@@ -63,15 +53,15 @@ def decode_time(value: str) -> datetime:
     return datetime.fromisoformat(value).astimezone(UTC)
 
 
-def _decode_optional_time(value: str | None) -> datetime | None:
-    return None if value is None else decode_time(value)
-
-
 DIALECT = statements.Dialect(placeholder="?", json_placeholder="?", encode_time=encode_time)
+CODEC = RowCodec(encode_time=encode_time, decode_time=decode_time, decode_json=json.loads)
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLStore):
     """A Store over one SQLite file (WAL mode)."""
+
+    _dialect = DIALECT
+    _codec = CODEC
 
     def __init__(
         self,
@@ -139,10 +129,8 @@ class SQLiteStore(Store):
     def _migrate(self, connection: sqlite3.Connection) -> list[int]:
         with self._write(connection):
             connection.execute(SQLITE_MIGRATIONS_TABLE)
-            present = {
-                row[0] for row in connection.execute("SELECT version FROM schema_migrations")
-            }
-            _warn_if_newer(present, self._migrations)
+            present = {row[0] for row in connection.execute(statements.PRESENT_MIGRATIONS_SQL)}
+            warn_if_newer(present, self._migrations)
             applied: list[int] = []
             for migration in pending_migrations(self._migrations, present):
                 for statement in migration.sqlite:
@@ -155,15 +143,19 @@ class SQLiteStore(Store):
                 applied.append(migration.version)
             return applied
 
-    async def applied_migrations(self) -> list[AppliedMigration]:
-        def read(connection: sqlite3.Connection) -> list[AppliedMigration]:
-            rows = connection.execute(
-                "SELECT version, description, applied_at FROM schema_migrations ORDER BY version"
-            ).fetchall()
-            return [
-                AppliedMigration(version=v, description=d, applied_at=decode_time(a))
-                for v, d, a in rows
-            ]
+    # -- reads (SQLStore runs the shared queries through these) ----------------------------
+
+    async def _fetch_one(self, sql: str, params: Sequence[object] = ()) -> Row | None:
+        def read(connection: sqlite3.Connection) -> Row | None:
+            row: Row | None = connection.execute(sql, tuple(params)).fetchone()
+            return row
+
+        return await self._run(read)
+
+    async def _fetch_all(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        def read(connection: sqlite3.Connection) -> list[Row]:
+            rows: list[Row] = connection.execute(sql, tuple(params)).fetchall()
+            return rows
 
         return await self._run(read)
 
@@ -185,21 +177,7 @@ class SQLiteStore(Store):
     # -- operations ------------------------------------------------------------------------
 
     async def save_operation(self, record: OperationRecord) -> OperationRecord:
-        params = (
-            record.operation_id,
-            record.mesh,
-            record.operation,
-            record.state,
-            record.username,
-            record.adapter,
-            dump_json(record.request),
-            dump_json(record.cluster_results),
-            None if record.error is None else dump_json(record.error),
-            encode_time(record.created_at),
-            encode_time(record.updated_at),
-            None if record.started_at is None else encode_time(record.started_at),
-            None if record.finished_at is None else encode_time(record.finished_at),
-        )
+        params = operation_params(record, CODEC)
         sql = statements.upsert_operation_sql(DIALECT)
 
         def write(connection: sqlite3.Connection) -> str:
@@ -209,36 +187,6 @@ class SQLiteStore(Store):
 
         created_at = await self._run(write)
         return replace(record, created_at=decode_time(created_at))
-
-    async def get_operation(self, operation_id: str) -> OperationRecord | None:
-        sql = statements.select_operation_sql(DIALECT)
-
-        def read(connection: sqlite3.Connection) -> tuple[Any, ...] | None:
-            row: tuple[Any, ...] | None = connection.execute(sql, (operation_id,)).fetchone()
-            return row
-
-        row = await self._run(read)
-        return None if row is None else _operation_from_row(row)
-
-    async def list_operations(
-        self,
-        filter: OperationFilter | None = None,
-        *,
-        page_size: int = DEFAULT_PAGE_SIZE,
-        page_token: str = "",
-    ) -> tuple[list[OperationRecord], str]:
-        check_page_size(page_size)
-        query = statements.list_operations_query(
-            DIALECT, filter or OperationFilter(), decode_page_token(page_token), page_size + 1
-        )
-        rows = await self._run(lambda c: c.execute(query.sql, query.params).fetchall())
-        records = [_operation_from_row(row) for row in rows[:page_size]]
-        if len(rows) <= page_size:
-            return records, ""
-        last = records[-1]
-        return records, encode_page_token(
-            PageKey(created_at=last.created_at, row_id=last.operation_id)
-        )
 
     # -- events ----------------------------------------------------------------------------
 
@@ -254,7 +202,7 @@ class SQLiteStore(Store):
             highest: dict[str, int] = {}
             with self._write(connection):
                 for event in batch:
-                    row = connection.execute(insert, _event_params(event)).fetchone()
+                    row = connection.execute(insert, event_params(event, CODEC)).fetchone()
                     if row is None:
                         continue
                     stored.append(StoredEvent(cursor=int(row[0]), event=event))
@@ -264,33 +212,6 @@ class SQLiteStore(Store):
             return stored
 
         return await self._run(write)
-
-    async def events_after(
-        self,
-        cursor: int,
-        filter: EventFilter | None = None,
-        limit: int = DEFAULT_EVENT_BATCH,
-    ) -> list[StoredEvent]:
-        check_page_size(limit, "limit")
-        query = statements.events_after_query(DIALECT, cursor, filter or EventFilter(), limit)
-        rows = await self._run(lambda c: c.execute(query.sql, query.params).fetchall())
-        return [_event_from_row(row) for row in rows]
-
-    async def last_sequence(self, source: str) -> int:
-        def read(connection: sqlite3.Connection) -> int:
-            row = connection.execute(
-                "SELECT last_sequence FROM event_sources WHERE source = ?", (source,)
-            ).fetchone()
-            return 0 if row is None else int(row[0])
-
-        return await self._run(read)
-
-    async def latest_cursor(self) -> int:
-        def read(connection: sqlite3.Connection) -> int:
-            row = connection.execute("SELECT COALESCE(MAX(cursor), 0) FROM events").fetchone()
-            return int(row[0])
-
-        return await self._run(read)
 
     async def prune_events(self, older_than: datetime) -> int:
         cutoff = encode_time(older_than)
@@ -313,15 +234,7 @@ class SQLiteStore(Store):
     # -- perf results ----------------------------------------------------------------------
 
     async def save_perf_result(self, record: PerfResultRecord) -> None:
-        params = (
-            record.result_id,
-            record.test_id,
-            record.name,
-            record.mesh,
-            encode_time(record.created_at),
-            dump_json(record.labels),
-            dump_json(record.document),
-        )
+        params = perf_params(record, CODEC)
         sql = statements.upsert_perf_result_sql(DIALECT)
 
         def write(connection: sqlite3.Connection) -> None:
@@ -329,109 +242,3 @@ class SQLiteStore(Store):
                 connection.execute(sql, params)
 
         await self._run(write)
-
-    async def get_perf_result(self, result_id: str) -> PerfResultRecord | None:
-        sql = statements.select_perf_result_sql(DIALECT)
-
-        def read(connection: sqlite3.Connection) -> tuple[Any, ...] | None:
-            row: tuple[Any, ...] | None = connection.execute(sql, (result_id,)).fetchone()
-            return row
-
-        row = await self._run(read)
-        return None if row is None else _perf_from_row(row)
-
-    async def list_perf_results(
-        self,
-        mesh: str | None = None,
-        *,
-        test_id: str | None = None,
-        limit: int = DEFAULT_PAGE_SIZE,
-    ) -> list[PerfResultRecord]:
-        check_page_size(limit, "limit")
-        query = statements.list_perf_results_query(DIALECT, mesh, test_id, limit)
-        rows = await self._run(lambda c: c.execute(query.sql, query.params).fetchall())
-        return [_perf_from_row(row) for row in rows]
-
-
-def _warn_if_newer(present: set[int], known: Sequence[Migration]) -> None:
-    """A newer coordinator migrated this database: keep going (migrations are additive)."""
-    unknown = sorted(v for v in present if v > len(known))
-    if unknown:
-        _log.warning("database schema is newer than this coordinator", unknown_versions=unknown)
-
-
-def _event_params(event: EventRecord) -> tuple[object, ...]:
-    return (
-        event.source,
-        event.sequence,
-        event.mesh,
-        event.operation_id,
-        event.severity,
-        severity_rank(event.severity),
-        encode_time(event.timestamp),
-        dump_json(event.payload),
-        event.source,
-        event.sequence,
-    )
-
-
-def _operation_from_row(row: Sequence[Any]) -> OperationRecord:
-    (
-        operation_id,
-        mesh,
-        operation,
-        state,
-        username,
-        adapter,
-        request,
-        cluster_results,
-        error,
-        created_at,
-        updated_at,
-        started_at,
-        finished_at,
-    ) = row
-    return OperationRecord(
-        operation_id=operation_id,
-        mesh=mesh,
-        operation=operation,
-        state=state,
-        username=username,
-        adapter=adapter,
-        request=json.loads(request),
-        cluster_results=json.loads(cluster_results),
-        error=None if error is None else json.loads(error),
-        created_at=decode_time(created_at),
-        updated_at=decode_time(updated_at),
-        started_at=_decode_optional_time(started_at),
-        finished_at=_decode_optional_time(finished_at),
-    )
-
-
-def _event_from_row(row: Sequence[Any]) -> StoredEvent:
-    cursor, source, sequence, mesh, operation_id, severity, occurred_at, payload = row
-    return StoredEvent(
-        cursor=int(cursor),
-        event=EventRecord(
-            source=source,
-            sequence=int(sequence),
-            mesh=mesh,
-            operation_id=operation_id,
-            severity=severity,
-            timestamp=decode_time(occurred_at),
-            payload=json.loads(payload),
-        ),
-    )
-
-
-def _perf_from_row(row: Sequence[Any]) -> PerfResultRecord:
-    result_id, test_id, name, mesh, created_at, labels, document = row
-    return PerfResultRecord(
-        result_id=result_id,
-        test_id=test_id,
-        name=name,
-        mesh=mesh,
-        created_at=decode_time(created_at),
-        labels=json.loads(labels),
-        document=json.loads(document),
-    )

@@ -220,3 +220,15 @@ def list_perf_results_query(
         f"ORDER BY created_at DESC, result_id DESC LIMIT {p}"
     )
     return Query(sql=sql, params=(*params, limit))
+
+
+def last_sequence_sql(dialect: Dialect) -> str:
+    """A source's high-water mark (no row when the source never stored an event)."""
+    return f"SELECT last_sequence FROM event_sources WHERE source = {dialect.placeholder}"
+
+
+LATEST_CURSOR_SQL = "SELECT COALESCE(MAX(cursor), 0) FROM events"
+APPLIED_MIGRATIONS_SQL = (
+    "SELECT version, description, applied_at FROM schema_migrations ORDER BY version"
+)
+PRESENT_MIGRATIONS_SQL = "SELECT version FROM schema_migrations"
