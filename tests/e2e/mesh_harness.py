@@ -177,8 +177,10 @@ def harness_fixtures(
     module: ``sim, sources, harness = harness_fixtures(...)``."""
 
     @pytest.fixture
-    def sim() -> Iterator[RunningSim]:
-        with running_kubesim(SimConfig(ready_delay=0.05, bookmark_seconds=0.2)) as running:
+    def sim(request: pytest.FixtureRequest) -> Iterator[RunningSim]:
+        """Workloads become ready after 0.05 s, or after ``request.param`` s (indirect)."""
+        ready_delay = float(getattr(request, "param", 0.05))
+        with running_kubesim(SimConfig(ready_delay=ready_delay, bookmark_seconds=0.2)) as running:
             yield running
 
     @pytest.fixture(params=["upstream-charts", "toy-charts"])

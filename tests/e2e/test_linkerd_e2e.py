@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from adapters.kit.certificates import generate_trust_chain
+from adapters.kit.certificates import chain_problem, generate_trust_chain
 from adapters.kit.cluster import ClusterSession
 from adapters.linkerd.declaration import DECLARATION
 from meshplane.adapter.v1 import adapter_pb2 as pb
@@ -189,3 +189,40 @@ async def test_every_advertised_operation_applies_and_deletes_cleanly(
         harness, DECLARATION, mesh_version=sources.older[0]
     )
     assert exercised == ["emojivoto", "booksapp", "httpbin", "inject-namespace", "custom"]
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("sim", [1.0], indirect=True)
+async def test_killed_mid_install_resumes_with_one_consistent_trust_chain(
+    harness: MeshHarness, sources: Sources
+) -> None:
+    client = await harness.start()
+    events = EventCollector(client).start()
+    operation_id = "e2e-install-interrupted"
+    await client.apply("install", operation_id=operation_id, mesh_version=sources.newer[0])
+    await events.wait_for(
+        lambda e: (
+            e.operation_id == operation_id
+            and e.component == "Secret linkerd/meshplane-linkerd-identity"
+        )
+    )
+    assert harness.process is not None
+    harness.process.kill()
+    await events.stop()
+    await client.close()
+    harness.client = None
+
+    client = await harness.start()
+    interrupted = await client.stub.GetOperation(pb.GetOperationRequest(operation_id=operation_id))
+    assert interrupted.operation.state == pb.OPERATION_STATE_INTERRUPTED
+    await client.apply("install", operation_id=operation_id, mesh_version=sources.newer[0])
+    done = await client.wait(operation_id)
+    assert done.state == pb.OPERATION_STATE_SUCCEEDED, done.error
+    assert done.attempt == 2
+    stored = await stored_secret(harness)
+    assert stored["ca.crt"].strip() == (await trust_anchor(harness)).strip()
+    issuer = await harness.get("v1", "Secret", "linkerd-identity-issuer", "linkerd")
+    assert issuer is not None
+    issuer_pem = base64.b64decode(issuer["data"]["crt.pem"]).decode()
+    assert issuer_pem.strip() == stored["issuer.crt"].strip()
+    assert chain_problem(stored["ca.crt"], issuer_pem) is None
