@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -234,7 +234,7 @@ class EventHub:
         operation_id: str | None = None,
         min_severity: str | int | None = None,
         after_cursor: int = 0,
-    ) -> AsyncIterator[StoredEvent]:
+    ) -> AsyncGenerator[StoredEvent, None]:
         """Stored events after ``after_cursor`` matching the filter, then live ones, in order.
 
         ``min_severity`` is a store severity name ("warning") or an `EventSeverity` number

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 
 import structlog
 
@@ -118,7 +118,7 @@ async def watch_store(
     after_cursor: int = 0,
     buffer_limit: int = DEFAULT_WATCHER_BUFFER,
     page_size: int = REPLAY_PAGE,
-) -> AsyncIterator[StoredEvent]:
+) -> AsyncGenerator[StoredEvent, None]:
     """Matching events with a cursor above ``after_cursor``: stored ones, then live ones."""
     watcher = Watcher(filter, limit=buffer_limit)
     fanout.add(watcher)

@@ -9,7 +9,6 @@ closes every channel and health stream, and the store closes last.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from coordinator.event_hub import EventHub
 from coordinator.kube_discovery import KubeDiscovery
 from coordinator.passthrough import SERVICE_NAME as PASSTHROUGH_SERVICE
 from coordinator.passthrough import Passthrough, add_passthrough_to_server
@@ -40,8 +40,6 @@ __all__ = ["Coordinator", "build_coordinator", "run_coordinator"]
 
 _log = structlog.get_logger(__name__)
 
-EVENT_HUB_MODULE = "coordinator.event_hub"
-
 
 @dataclass(kw_only=True)
 class Coordinator:
@@ -51,7 +49,7 @@ class Coordinator:
     store: Store
     registry: Registry
     router: Router
-    hub: Any
+    hub: EventHub
     discovery: KubeDiscovery | None
     servicer: CoordinatorServicer
     server: GrpcServer
@@ -70,8 +68,7 @@ class Coordinator:
             await self.store.migrate()
             for adapter in self.settings.adapters:
                 self.registry.add(adapter.address, mesh=adapter.mesh, source=Source.STATIC)
-            if self.hub is not None:
-                await self.hub.start()
+            await self.hub.start()
             if self.discovery is not None:
                 await self.discovery.start()
             await self.server.start()
@@ -83,12 +80,16 @@ class Coordinator:
             address=self.address,
             adapters=[f"{a.mesh}={a.address}" for a in self.settings.adapters],
             discovery=self.settings.discover_namespace or None,
-            event_hub=self.hub is not None,
         )
         return self.address
 
     async def stop(self, grace_seconds: float | None = None) -> None:
-        """Drain gRPC, then stop discovery, the hub, the registry and the store."""
+        """End live watches, drain gRPC, then stop discovery, the hub, the registry, the store.
+
+        Watches end first: clients resume by cursor elsewhere, and an open WatchEvents stream
+        would otherwise hold the drain for its whole grace period.
+        """
+        self.hub.end_watches()
         await self.server.stop(grace_seconds)
 
     async def _close_parts(self) -> None:
@@ -97,24 +98,11 @@ class Coordinator:
             if self.discovery is not None:
                 await self.discovery.stop()
         with contextlib.suppress(Exception):
-            if self.hub is not None:
-                await self.hub.stop()
+            await self.hub.stop()
         with contextlib.suppress(Exception):
             await self.registry.close()
         with contextlib.suppress(Exception):
             await self.store.close()
-
-
-def _event_hub(store: Store, registry: Registry) -> Any:
-    """The event hub when its module is installed (it is built separately), else None."""
-    try:
-        module = importlib.import_module(EVENT_HUB_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != EVENT_HUB_MODULE:
-            raise
-        _log.warning("coordinator.no_event_hub", hint="WatchEvents answers UNIMPLEMENTED")
-        return None
-    return module.EventHub(store, registry)
 
 
 def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
@@ -144,8 +132,8 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
     router = Router(
         registry, call_timeout=settings.call_timeout_seconds, attempts=settings.retry_attempts
     )
-    hub = _event_hub(store, registry)
-    events: EventSource | None = hub
+    hub = EventHub(store, registry)
+    events: EventSource = hub
     discovery = (
         KubeDiscovery(
             registry, namespace=settings.discover_namespace, kubeconfig=settings.kubeconfig
@@ -203,8 +191,7 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
     # GrpcServer runs these after serving stops, last registered first.
     server.on_shutdown("store", store.close)
     server.on_shutdown("registry", registry.close)
-    if hub is not None:
-        server.on_shutdown("event-hub", hub.stop)
+    server.on_shutdown("event-hub", hub.stop)
     if discovery is not None:
         server.on_shutdown("discovery", discovery.stop)
     return coordinator

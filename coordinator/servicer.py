@@ -7,8 +7,9 @@ are unhealthy and why, which address could not be reached.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 from typing import Any, NoReturn, Protocol
 
@@ -17,6 +18,7 @@ import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import structlog
 
 from coordinator import messages
+from coordinator.event_records import TERMINAL_STATES
 from coordinator.perf_service import PerformanceRpcs
 from coordinator.registry import RegistrationError, Registry, Replica, Source
 from coordinator.routing import RouteError, Router
@@ -47,9 +49,14 @@ class EventSource(Protocol):
         operation_id: str | None,
         min_severity: str | None,
         after_cursor: int,
-    ) -> AsyncIterator[StoredEvent]:
+    ) -> AsyncGenerator[StoredEvent, None]:
         """Stored events after ``after_cursor``, then live ones, in cursor order."""
         ...
+
+
+def _attempt(record: OperationRecord) -> int:
+    value = record.request.get("attempt", 0)
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
 
 
 async def _abort(context: Any, code: Any, message: str) -> NoReturn:
@@ -245,7 +252,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         record = messages.record_from_operation(
             answer.operation, mesh=mesh, adapter_address=replica.address
         )
-        stored = await self._store.save_operation(record)
+        stored = await self._record_answer(record)
         _log.info(
             "coordinator.operation_routed",
             operation_id=outbound.operation_id,
@@ -258,6 +265,23 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
             operation_id=answer.operation_id or outbound.operation_id,
             operation=messages.record_to_pb(stored),
         )
+
+    async def _record_answer(self, record: OperationRecord) -> OperationRecord:
+        """Save ApplyOperation's snapshot unless the event hub already stored a later outcome.
+
+        A fast operation can finish (and the hub record it) before the answer to ApplyOperation
+        is handled here; that answer's PENDING snapshot must not overwrite the final state. A
+        resumed operation (a higher attempt) does replace an earlier terminal record.
+        """
+        existing = await self._store.get_operation(record.operation_id)
+        if (
+            existing is not None
+            and existing.state in TERMINAL_STATES
+            and record.state not in TERMINAL_STATES
+            and _attempt(record) <= _attempt(existing)
+        ):
+            return existing
+        return await self._store.save_operation(record)
 
     async def _routed(self, context: Any, mesh: str, invoke: Any) -> tuple[Any, Replica]:
         try:
@@ -386,10 +410,11 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
             min_severity=messages.severity_name(request.min_severity),
             after_cursor=request.after_cursor,
         )
-        async for stored in stream:
-            yield messages.event_from_payload(
-                stored, adapter_address=self._address_of(stored, addresses)
-            )
+        async with contextlib.aclosing(stream):  # unregister the watcher when the client leaves
+            async for stored in stream:
+                yield messages.event_from_payload(
+                    stored, adapter_address=self._address_of(stored, addresses)
+                )
 
     # -- performance tests (the work is in coordinator.perf_service) --------------------------
 

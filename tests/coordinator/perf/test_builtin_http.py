@@ -50,9 +50,10 @@ async def test_latencies_are_in_milliseconds(http_server: LoopbackServer) -> Non
 
     result = await run_builtin(config)
 
-    # every response is held 20 ms by the server: in ms that is ~20, not 0.02 (s) or 20000 (us)
+    # every response is held 20 ms by the server: in ms that is ~20, not 0.02 (s) or 20000 (us);
+    # the upper bound leaves room for a loaded machine without admitting another unit.
     assert result.latencies.min_ms >= 19.5
-    assert 19.5 <= result.latencies.p50_ms < 40
+    assert 19.5 <= result.latencies.p50_ms < 500
     assert result.latencies.p50_ms <= result.latencies.p90_ms <= result.latencies.p99_ms
     assert result.latencies.p99_ms <= result.latencies.p999_ms <= result.latencies.max_ms
     assert all(b.start_ms >= 15 for b in result.histogram)
