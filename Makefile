@@ -25,8 +25,10 @@ $(TOOLS):
 
 setup: $(VENV)/.installed $(BUF)
 
+# The sandbox: kubesim + every adapter + the coordinator. With ../shared/fixtures beside the
+# checkout it serves as the offline mirror (charts, sample apps, add-ons); otherwise upstream.
 run: $(VENV)/.installed
-	$(VENV)/bin/meshplane up
+	$(VENV)/bin/meshplane up $(if $(wildcard ../shared/fixtures/charts),--mirror ../shared/fixtures)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -n 4 tests --ignore=tests/bench
