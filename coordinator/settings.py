@@ -1,7 +1,8 @@
 """Coordinator settings: every flag of `meshplane coordinator`, with an environment fallback each.
 
 Precedence: command-line flag, then ``MESHPLANE_COORDINATOR_<FLAG>`` (upper case, '-' → '_'),
-then the default. Static adapters come from repeatable ``--adapter MESH=HOST:PORT`` flags plus
+then the default (the machinery is ``serving.command_settings``). Static adapters come from
+repeatable ``--adapter MESH=HOST:PORT`` flags plus
 ``MESHPLANE_ADAPTERS="istio=host:port,linkerd=host:port"``; both lists are used.
 """
 
@@ -9,10 +10,23 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from serving.command_settings import (
+    LOGGING_FLAGS,
+    SERVER_TLS_FLAGS,
+    Flag,
+    FlagTable,
+    SettingsError,
+    boolean,
+    optional_path,
+    port,
+    positive_float,
+    positive_int,
+    server_tls_setting,
+)
 from serving.tls import ClientTls, TlsConfig
 
 __all__ = [
@@ -32,10 +46,6 @@ ENV_PREFIX = "MESHPLANE_COORDINATOR_"
 ADAPTERS_ENV = "MESHPLANE_ADAPTERS"
 DEFAULT_PORT = 10100
 STORE_FILE = "coordinator.db"
-
-
-class SettingsError(ValueError):
-    """A flag or environment variable has a value the coordinator cannot use."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,118 +106,55 @@ def parse_adapter_list(text: str) -> tuple[StaticAdapter, ...]:
     return tuple(parse_static_adapter(item) for item in text.split(",") if item.strip())
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Flag:
-    flag: str
-    help: str
-    parse: Callable[[str], object] = str
-    metavar: str | None = None
-    switch: bool = False
-
-    @property
-    def dest(self) -> str:
-        return self.flag.removeprefix("--").replace("-", "_")
-
-    @property
-    def env(self) -> str:
-        return ENV_PREFIX + self.dest.upper()
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError(f"{value} is not a TCP port (0-65535)")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise ValueError(f"{value:g} is not a positive number")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"{value} is not a positive integer")
-    return value
-
-
-def _boolean(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"{text!r} is not a boolean (true/false)")
-
-
-def _choice(*allowed: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in allowed:
-            raise ValueError(f"{text!r} is not one of {', '.join(allowed)}")
-        return text
-
-    return parse
-
-
-_FLAGS: tuple[_Flag, ...] = (
-    _Flag(flag="--host", help="address to listen on (default 127.0.0.1)"),
-    _Flag(flag="--port", parse=_port, help=f"gRPC port (default {DEFAULT_PORT}; 0 picks one)"),
-    _Flag(flag="--data-dir", parse=Path, metavar="DIR", help="state directory (default .data)"),
-    _Flag(
-        flag="--store",
-        metavar="PATH_OR_URL",
-        help="SQLite path or postgresql:// URL (default <data-dir>/coordinator.db)",
-    ),
-    _Flag(
-        flag="--discover-namespace",
-        metavar="NS",
-        help="discover adapters from Services labelled meshplane.io/adapter in NS",
-    ),
-    _Flag(
-        flag="--kubeconfig",
-        parse=Path,
-        help="kubeconfig for discovery (default: in-cluster, else ~/.kube/config)",
-    ),
-    _Flag(flag="--tls-cert", parse=Path, help="PEM certificate chain served to clients"),
-    _Flag(flag="--tls-key", parse=Path, help="PEM private key for --tls-cert"),
-    _Flag(flag="--tls-client-ca", parse=Path, help="PEM CA; clients must present a cert it signed"),
-    _Flag(flag="--adapter-tls-ca", parse=Path, help="PEM CA that signs adapter certificates"),
-    _Flag(flag="--adapter-tls-cert", parse=Path, help="client certificate for adapters (mTLS)"),
-    _Flag(flag="--adapter-tls-key", parse=Path, help="PEM key for --adapter-tls-cert"),
-    _Flag(
-        flag="--adapter-tls-server-name", help="name to verify in adapter certificates (override)"
-    ),
-    _Flag(
-        flag="--allow-insecure-adapters",
-        parse=_boolean,
-        switch=True,
-        help="allow plaintext to adapters that are not on loopback",
-    ),
-    _Flag(
-        flag="--call-timeout",
-        parse=_positive_float,
-        metavar="SECONDS",
-        help="deadline of calls to adapters when the client sets none (10)",
-    ),
-    _Flag(flag="--retry-attempts", parse=_positive_int, help="attempts for retryable calls (3)"),
-    _Flag(
-        flag="--shutdown-grace",
-        parse=_positive_float,
-        metavar="SECONDS",
-        help="time in-flight calls get on SIGTERM (10)",
-    ),
-    _Flag(
-        flag="--log-level",
-        parse=_choice("debug", "info", "warning", "error"),
-        help="debug, info, warning or error (info)",
-    ),
-    _Flag(
-        flag="--log-format",
-        parse=_choice("auto", "json", "console"),
-        help="auto (JSON unless a terminal), json or console",
+_FLAGS = FlagTable(
+    env_prefix=ENV_PREFIX,
+    flags=(
+        Flag(flag="--host", help="address to listen on (default 127.0.0.1)"),
+        Flag(flag="--port", parse=port, help=f"gRPC port (default {DEFAULT_PORT}; 0 picks one)"),
+        Flag(flag="--data-dir", parse=Path, metavar="DIR", help="state directory (default .data)"),
+        Flag(
+            flag="--store",
+            metavar="PATH_OR_URL",
+            help="SQLite path or postgresql:// URL (default <data-dir>/coordinator.db)",
+        ),
+        Flag(
+            flag="--discover-namespace",
+            metavar="NS",
+            help="discover adapters from Services labelled meshplane.io/adapter in NS",
+        ),
+        Flag(
+            flag="--kubeconfig",
+            parse=Path,
+            help="kubeconfig for discovery (default: in-cluster, else ~/.kube/config)",
+        ),
+        *SERVER_TLS_FLAGS,
+        Flag(flag="--adapter-tls-ca", parse=Path, help="PEM CA that signs adapter certificates"),
+        Flag(flag="--adapter-tls-cert", parse=Path, help="client certificate for adapters (mTLS)"),
+        Flag(flag="--adapter-tls-key", parse=Path, help="PEM key for --adapter-tls-cert"),
+        Flag(
+            flag="--adapter-tls-server-name",
+            help="name to verify in adapter certificates (override)",
+        ),
+        Flag(
+            flag="--allow-insecure-adapters",
+            parse=boolean,
+            switch=True,
+            help="allow plaintext to adapters that are not on loopback",
+        ),
+        Flag(
+            flag="--call-timeout",
+            parse=positive_float,
+            metavar="SECONDS",
+            help="deadline of calls to adapters when the client sets none (10)",
+        ),
+        Flag(flag="--retry-attempts", parse=positive_int, help="attempts for retryable calls (3)"),
+        Flag(
+            flag="--shutdown-grace",
+            parse=positive_float,
+            metavar="SECONDS",
+            help="time in-flight calls get on SIGTERM (10)",
+        ),
+        *LOGGING_FLAGS,
     ),
 )
 
@@ -223,24 +170,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MESH=HOST:PORT",
         help=f"a static adapter replica (repeatable) [env {ADAPTERS_ENV}, comma-separated]",
     )
-    for spec in _FLAGS:
-        if spec.switch:
-            group.add_argument(
-                spec.flag,
-                dest=spec.dest,
-                action="store_const",
-                const="true",
-                default=None,
-                help=f"{spec.help} [env {spec.env}]",
-            )
-            continue
-        group.add_argument(
-            spec.flag,
-            dest=spec.dest,
-            default=None,
-            metavar=spec.metavar,
-            help=f"{spec.help} [env {spec.env}]",
-        )
+    _FLAGS.add_to(group)
 
 
 def settings_from_args(
@@ -248,19 +178,7 @@ def settings_from_args(
 ) -> CoordinatorSettings:
     """Resolve flags, then environment, then defaults; raises `SettingsError` naming the source."""
     env = os.environ if environ is None else environ
-    values: dict[str, object] = {}
-    for spec in _FLAGS:
-        raw: str | None = getattr(args, spec.dest, None)
-        source = spec.flag
-        if raw is None:
-            raw = env.get(spec.env) or None
-            source = spec.env
-        if raw is None:
-            continue
-        try:
-            values[spec.dest] = spec.parse(raw)
-        except ValueError as exc:
-            raise SettingsError(f"{source}={raw!r}: {exc}") from exc
+    values = _FLAGS.resolve(args, env)
     adapters: list[StaticAdapter] = []
     for text in getattr(args, "adapter", None) or ():
         try:
@@ -282,17 +200,15 @@ def settings_from_args(
     def get(name: str, default: object) -> object:
         return values.get(name, default)
 
-    data_dir = values.get("data_dir")
-    kubeconfig = values.get("kubeconfig")
     return CoordinatorSettings(
         host=str(get("host", "127.0.0.1")),
         port=int(str(get("port", DEFAULT_PORT))),
         adapters=tuple({a.address: a for a in adapters}.values()),
-        data_dir=data_dir if isinstance(data_dir, Path) else Path(".data"),
+        data_dir=optional_path(values, "data_dir") or Path(".data"),
         store=str(get("store", "")),
         discover_namespace=str(get("discover_namespace", "")),
-        kubeconfig=kubeconfig if isinstance(kubeconfig, Path) else None,
-        tls=_server_tls(values),
+        kubeconfig=optional_path(values, "kubeconfig"),
+        tls=server_tls_setting(values),
         adapter_tls=_adapter_tls(values),
         allow_insecure_adapters=bool(get("allow_insecure_adapters", False)),
         call_timeout_seconds=float(str(get("call_timeout", 10.0))),
@@ -303,26 +219,9 @@ def settings_from_args(
     )
 
 
-def _path(values: Mapping[str, object], name: str) -> Path | None:
-    value = values.get(name)
-    return value if isinstance(value, Path) else None
-
-
-def _server_tls(values: Mapping[str, object]) -> TlsConfig | None:
-    cert, key = _path(values, "tls_cert"), _path(values, "tls_key")
-    client_ca = _path(values, "tls_client_ca")
-    if cert is None and key is None:
-        if client_ca is not None:
-            raise SettingsError("--tls-client-ca needs --tls-cert and --tls-key")
-        return None
-    if cert is None or key is None:
-        raise SettingsError("--tls-cert and --tls-key go together")
-    return TlsConfig(cert_path=cert, key_path=key, client_ca_path=client_ca)
-
-
 def _adapter_tls(values: Mapping[str, object]) -> ClientTls | None:
-    ca = _path(values, "adapter_tls_ca")
-    cert, key = _path(values, "adapter_tls_cert"), _path(values, "adapter_tls_key")
+    ca = optional_path(values, "adapter_tls_ca")
+    cert, key = optional_path(values, "adapter_tls_cert"), optional_path(values, "adapter_tls_key")
     name = values.get("adapter_tls_server_name")
     if ca is None and cert is None and key is None and name is None:
         return None

@@ -171,9 +171,14 @@ def add_server_tls_arguments(parser: argparse.ArgumentParser) -> None:
 
 def server_tls_from_args(args: argparse.Namespace) -> TlsConfig | None:
     """Turn parsed ``--tls-*`` server flags into a :class:`TlsConfig` (None: plaintext)."""
-    cert: Path | None = args.tls_cert
-    key: Path | None = args.tls_key
-    client_ca: Path | None = args.tls_client_ca
+    return server_tls(cert=args.tls_cert, key=args.tls_key, client_ca=args.tls_client_ca)
+
+
+def server_tls(*, cert: Path | None, key: Path | None, client_ca: Path | None) -> TlsConfig | None:
+    """The server TLS rule however the paths were given: none is plaintext, a pair is TLS.
+
+    ValueError when the key or certificate stands alone, or a client CA comes without them.
+    """
     if cert is None and key is None:
         if client_ca is not None:
             raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
