@@ -2,14 +2,15 @@
 
 The suite judges "installs and deletes cleanly" by looking at the cluster itself, not by trusting
 the adapter's report, so it reads every served kind (discovery, then one labelled list per
-resource) with its own `kubernetes.aio` client built from the kubeconfig it was given. It shares
-no code with the adapter kit: a third-party adapter is judged by the same independent reader.
+resource) with its own `kubernetes.aio` client built from the kubeconfig it was given. Of the
+adapter kit it borrows only the raw request (`call_json`): its discovery (every listable kind,
+not one kind on demand) and listing (no retries, forbidden kinds skipped, its own page size) are
+not the apply engine's, so a third-party adapter is judged by an independent reader.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -18,6 +19,8 @@ from typing import Any, Self
 import structlog
 from kubernetes.aio import config as _typed_kube_config
 from kubernetes.aio.client.exceptions import ApiException
+
+from adapters.kit.cluster import call_json
 
 __all__ = [
     "MANAGED_BY_LABEL",
@@ -124,19 +127,10 @@ class ClusterView:
         return str(self._api.configuration.host)
 
     async def _get(self, path: str, query: list[tuple[str, str]] | None = None) -> Any:
-        serialized = await self._api.param_serialize(
-            "GET",
-            path,
-            query_params=query or [],
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
+        _status, body = await call_json(
+            self._api, "GET", path, query=list(query or []), request_timeout=self._timeout
         )
-        response = await self._api.call_api(*serialized, _request_timeout=self._timeout)
-        data = await response.read()
-        text = data.decode("utf-8", "replace") if data else ""
-        if not 200 <= response.status <= 299:
-            raise ApiException(http_resp=response, body=text)
-        return json.loads(text) if text else None
+        return body
 
     async def _get_or_fail(self, path: str) -> Any:
         try:

@@ -36,7 +36,7 @@ from adapters.kit.operations import ErrorDetail
 from adapters.kit.plans import FIELD_MANAGER
 from serving.retry_policies import kubernetes_retry
 
-__all__ = ["UNKNOWN", "ApiResource", "ClusterSession", "RetrySettings", "Unknown"]
+__all__ = ["UNKNOWN", "ApiResource", "ClusterSession", "RetrySettings", "Unknown", "call_json"]
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +47,40 @@ _LIST_PAGE = 500
 
 # The client's config loaders and response objects carry no annotations.
 kube_config: Any = _typed_kube_config
+
+
+async def call_json(
+    api: Any,
+    method: str,
+    path: str,
+    *,
+    query: list[tuple[str, Any]] | None = None,
+    body: Any = None,
+    content_type: str | None = None,
+    request_timeout: float,
+) -> tuple[int, Any]:
+    """One request through a `kubernetes.aio` client, once: (status, decoded JSON body or None).
+
+    The client's generated API classes know only built-in kinds; this speaks to any path, with
+    the client's authentication. A non-2xx answer raises the client's ``ApiException``.
+    """
+    headers = {"Accept": "application/json"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    serialized = await api.param_serialize(
+        method,
+        path,
+        query_params=query or [],
+        header_params=headers,
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    response = await api.call_api(*serialized, _request_timeout=request_timeout)
+    data = await response.read()
+    text = data.decode("utf-8", "replace") if data else ""
+    if not 200 <= response.status <= 299:
+        raise ApiException(http_resp=response, body=text)
+    return response.status, (json.loads(text) if text else None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,23 +216,15 @@ class ClusterSession:
         body: Any = None,
         content_type: str | None = None,
     ) -> tuple[int, Any]:
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        serialized = await self._api.param_serialize(
+        return await call_json(
+            self._api,
             method,
             path,
-            query_params=query or [],
-            header_params=headers,
+            query=query,
             body=body,
-            auth_settings=["BearerToken"],
+            content_type=content_type,
+            request_timeout=self._request_timeout,
         )
-        response = await self._api.call_api(*serialized, _request_timeout=self._request_timeout)
-        data = await response.read()
-        text = data.decode("utf-8", "replace") if data else ""
-        if not 200 <= response.status <= 299:
-            raise ApiException(http_resp=response, body=text)
-        return response.status, (json.loads(text) if text else None)
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         settings = self._retry
