@@ -38,7 +38,7 @@ def executor(planner: Planner, sim: RunningSim) -> KitExecutor:
 async def test_a_workload_that_cannot_start_fails_with_the_clusters_reason(
     executor: KitExecutor,
 ) -> None:
-    result, events = await run(executor, "custom", custom_body=BROKEN, timeout_seconds=5.0)
+    result, events = await run(executor, "custom", custom_body=BROKEN, timeout_seconds=2.0)
     assert result.state is OperationState.FAILED
     assert result.error is not None
     assert "ImagePullBackOff" in result.error.message
