@@ -14,14 +14,15 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import grpc  # type: ignore[import-untyped, unused-ignore]
-import grpc.aio  # type: ignore[import-untyped, unused-ignore]
-
-from coordinator.client_cli import COORDINATOR_ENV, DEFAULT_COORDINATOR
+from coordinator.client_channel import (
+    EXIT_FAILED,
+    Command,
+    add_connection_arguments,
+    run_on_coordinator,
+)
 from coordinator.perf import (
     Comparison,
     ComparisonCell,
@@ -45,39 +46,23 @@ from coordinator.perf import (
 from coordinator.perf_service import save_result
 from coordinator.settings import ENV_PREFIX, STORE_FILE
 from coordinator.store import open_store
-from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
 from meshplane.perf.v1 import perf_pb2 as pb
 from serving.logging_setup import configure_logging
-from serving.tls import InsecureTransportError, add_client_tls_arguments, client_tls_from_args, dial
 
 __all__ = ["register"]
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 STORE_ENV = f"{ENV_PREFIX}STORE"
 DATA_DIR_ENV = f"{ENV_PREFIX}DATA_DIR"
 # Time a run may take beyond its configured duration (connecting, draining, storing).
 RUN_SLACK_S = 60.0
 
-Command = Callable[[Any, argparse.Namespace], Awaitable[int]]
-
 
 def _connection_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("coordinator connection")
-    group.add_argument(
-        "--coordinator",
-        metavar="HOST:PORT",
-        default=None,
-        help=f"coordinator address [env {COORDINATOR_ENV}, default {DEFAULT_COORDINATOR}]",
+    add_connection_arguments(
+        parser,
+        call_timeout_help="deadline of each query (default 30; `run` waits for its duration "
+        "plus 60 s)",
     )
-    group.add_argument(
-        "--call-timeout",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="deadline of each query (default 30; `run` waits for its duration plus 60 s)",
-    )
-    add_client_tls_arguments(parser)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -155,28 +140,13 @@ def _fail(args: argparse.Namespace, message: str, code: int = EXIT_FAILED) -> in
 
 def _run_remote(command: Command, args: argparse.Namespace) -> int:
     """Dial the coordinator, run the command, turn transport problems into one line."""
-    address = args.coordinator or os.environ.get(COORDINATOR_ENV) or DEFAULT_COORDINATOR
-    try:
-        tls = client_tls_from_args(args)
-    except ValueError as exc:
-        return _fail(args, str(exc), EXIT_USAGE)
-
-    async def main() -> int:
-        channel = dial(address, tls=tls, allow_insecure=args.allow_insecure)
-        async with channel:
-            return await command(cpb_grpc.CoordinatorServiceStub(channel), args)
-
-    try:
-        return asyncio.run(main())
-    except (InsecureTransportError, argparse.ArgumentTypeError) as exc:
-        return _fail(args, str(exc), EXIT_USAGE)
-    except grpc.RpcError as exc:
-        text = f"{exc.code().name}: {exc.details()}"
-        if exc.code() == grpc.StatusCode.UNAVAILABLE:
-            text += f" (is a coordinator listening at {address}? set --coordinator)"
-        return _fail(args, text)
-    except KeyboardInterrupt:
-        return 130
+    return run_on_coordinator(
+        command,
+        args,
+        fail=lambda message, code: _fail(args, message, code),
+        unavailable_hint="set --coordinator",
+        usage_errors=(argparse.ArgumentTypeError,),
+    )
 
 
 def _progress(message: pb.PerformanceProgress) -> Progress:

@@ -1,0 +1,112 @@
+"""How a client command reaches the coordinator: address, TLS flags, dialing, failures as one line.
+
+Every client command dials ``--coordinator`` (else ``$MESHPLANE_COORDINATOR``, else
+127.0.0.1:10100), with TLS when ``--tls-ca``/``--tls-cert`` are given (plaintext is only allowed
+on loopback unless ``--allow-insecure``), and reports transport problems as one readable line
+with the usual exit codes, so `meshplane perf` and the other client commands behave alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc  # type: ignore[import-untyped, unused-ignore]
+import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+
+from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
+from serving.tls import InsecureTransportError, add_client_tls_arguments, client_tls_from_args, dial
+
+__all__ = [
+    "COORDINATOR_ENV",
+    "DEFAULT_COORDINATOR",
+    "EXIT_FAILED",
+    "EXIT_USAGE",
+    "Command",
+    "add_connection_arguments",
+    "coordinator_address",
+    "run_on_coordinator",
+]
+
+COORDINATOR_ENV = "MESHPLANE_COORDINATOR"
+DEFAULT_COORDINATOR = "127.0.0.1:10100"
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+Command = Callable[[Any, argparse.Namespace], Awaitable[int]]
+"""A client command: given a CoordinatorService stub and the parsed flags, an exit code."""
+
+
+def add_connection_arguments(
+    parser: argparse.ArgumentParser, *, call_timeout_help: str
+) -> argparse._ArgumentGroup:
+    """Add ``--coordinator``, ``--call-timeout`` and the client TLS flags.
+
+    Returns the "coordinator connection" group, so a command can add flags of its own there.
+    """
+    group = parser.add_argument_group("coordinator connection")
+    group.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        default=None,
+        help=f"coordinator address [env {COORDINATOR_ENV}, default {DEFAULT_COORDINATOR}]",
+    )
+    group.add_argument(
+        "--call-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help=call_timeout_help,
+    )
+    add_client_tls_arguments(parser)
+    return group
+
+
+def coordinator_address(args: argparse.Namespace) -> str:
+    """``--coordinator``, else ``$MESHPLANE_COORDINATOR``, else the local default."""
+    return str(args.coordinator or os.environ.get(COORDINATOR_ENV) or DEFAULT_COORDINATOR)
+
+
+def run_on_coordinator(
+    command: Command,
+    args: argparse.Namespace,
+    *,
+    fail: Callable[[str, int], int],
+    unavailable_hint: str,
+    usage_errors: tuple[type[Exception], ...] = (),
+) -> int:
+    """Dial, run ``command`` on a CoordinatorService stub, and turn failures into one line.
+
+    ``fail(message, exit_code)`` reports and returns the code: bad TLS flags, plaintext to a
+    remote address and ``usage_errors`` are usage errors; an RPC error is a failure, and when
+    the coordinator is unreachable the message adds ``unavailable_hint``.
+    """
+    address = coordinator_address(args)
+    try:
+        tls = client_tls_from_args(args)
+    except ValueError as exc:
+        return fail(str(exc), EXIT_USAGE)
+
+    async def main() -> int:
+        channel = dial(address, tls=tls, allow_insecure=args.allow_insecure)
+        async with channel:
+            return await command(cpb_grpc.CoordinatorServiceStub(channel), args)
+
+    usage: tuple[type[Exception], ...] = (InsecureTransportError, *usage_errors)
+    try:
+        return asyncio.run(main())
+    except usage as exc:
+        return fail(str(exc), EXIT_USAGE)
+    except grpc.RpcError as exc:
+        code = exc.code()
+        text = f"{code.name}: {exc.details()}"
+        if code == grpc.StatusCode.UNAVAILABLE:
+            text += f" (is a coordinator listening at {address}? {unavailable_hint})"
+        return fail(text, EXIT_FAILED)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
