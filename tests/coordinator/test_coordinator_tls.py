@@ -4,18 +4,11 @@ test generates; clients and coordinators without a valid certificate are refused
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from coordinator.server import build_coordinator
 from meshplane.adapter.v1 import adapter_pb2 as apb
@@ -24,77 +17,6 @@ from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
 from serving.tls import ClientTls, TlsConfig, dial
 from tests.coordinator.routing_harness import make_settings, start_fake, static
 from tests.serving.certificates import CertifiedKey
-
-
-@dataclass(frozen=True, kw_only=True)
-class Issued:
-    cert_path: Path
-    key_path: Path
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-class CertificateAuthority:
-    """A throwaway CA (P-256) written under ``directory``; issues server and client leaves."""
-
-    def __init__(self, directory: Path, name: str) -> None:
-        self.directory = directory
-        self.name = name
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(name))
-            .issuer_name(_name(name))
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
-        self.cert_path = directory / f"{name}-ca.crt"
-        self.cert_path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
-
-    def issue(self, common_name: str, *, server: bool) -> Issued:
-        """A leaf signed by this CA; server leaves name localhost and 127.0.0.1."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name(common_name))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        )
-        if server:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
-                critical=False,
-            )
-        cert = builder.sign(self.key, hashes.SHA256())
-        issued = Issued(
-            cert_path=self.directory / f"{self.name}-{common_name}.crt",
-            key_path=self.directory / f"{self.name}-{common_name}.key",
-        )
-        issued.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        issued.key_path.write_bytes(_pem_key(key))
-        return issued
 
 
 def _mtls(ca: CertifiedKey, name: str) -> TlsConfig:
