@@ -1,24 +1,50 @@
-"""The table of subcommands: each entry names the module that registers it."""
+"""The table of subcommands: which module registers each `meshplane` command.
+
+Only the module of the command being run is imported, so an adapter process does not load the
+coordinator's database drivers or the Helm engine for commands it never runs (that alone is
+~70 MB of resident memory). `meshplane --help` imports them all to list every command.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Sequence
 
-# module path -> function `register(subparsers)` adding one or more subcommands.
-COMMAND_MODULES: tuple[str, ...] = (
-    "kubesim.cli",
-    "adapters.kit.cli",
-    "coordinator.cli",
-    "adapters.kit.rbac",
-    "coordinator.client_cli",
-    "adapters.conformance.cli",
-    "coordinator.perf_cli",
-)
+# command name -> module whose `register(subparsers)` adds it (a module may add several).
+COMMANDS: dict[str, str] = {
+    "kubesim": "kubesim.cli",
+    "adapter": "adapters.kit.cli",
+    "rbac": "adapters.kit.rbac",
+    "conformance": "adapters.conformance.cli",
+    "coordinator": "coordinator.cli",
+    "up": "coordinator.client_cli",
+    "adapters": "coordinator.client_cli",
+    "ops": "coordinator.client_cli",
+    "versions": "coordinator.client_cli",
+    "apply": "coordinator.client_cli",
+    "status": "coordinator.client_cli",
+    "events": "coordinator.client_cli",
+    "history": "coordinator.client_cli",
+    "perf": "coordinator.perf_cli",
+}
+
+COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))
 
 
-def register_all(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Let every command module add its subcommands."""
-    for module_path in COMMAND_MODULES:
+def modules_for(argv: Sequence[str]) -> tuple[str, ...]:
+    """The modules to import for this command line: the invoked command's, else all of them."""
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command in COMMANDS:
+        return (COMMANDS[command],)
+    return COMMAND_MODULES
+
+
+def register_all(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    modules: Sequence[str] = COMMAND_MODULES,
+) -> None:
+    """Let each command module add its subcommands."""
+    for module_path in modules:
         module = importlib.import_module(module_path)
         module.register(sub)

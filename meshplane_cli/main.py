@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 Runner = Callable[[argparse.Namespace], int]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """Assemble the parser from every package's `register` function.
 
     Command modules are imported lazily so that `meshplane --help` stays fast.
@@ -22,13 +22,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     from meshplane_cli import commands
 
-    commands.register_all(sub)
+    chosen = commands.modules_for(sys.argv[1:] if argv is None else argv)
+    commands.register_all(sub, chosen)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run the chosen subcommand; its return value is the exit code."""
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     runner: Runner = args.run
     return runner(args)
