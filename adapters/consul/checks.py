@@ -8,11 +8,11 @@ injects the ``consul-dataplane`` sidecar). Every block is the kit's.
 from __future__ import annotations
 
 from adapters.consul.values import INJECTION
-from adapters.kit.catalogue import Check
-from adapters.kit.injection import injected_namespaces_have_sidecars
-from adapters.kit.validation_checks import (
+from adapters.kit import (
+    Check,
     all_of,
     crds_established,
+    injected_namespaces_have_sidecars,
     webhooks_present,
     workloads_ready,
 )

@@ -8,18 +8,16 @@ are waited on by the kit).
 from __future__ import annotations
 
 from adapters.consul import checks, samples, values
-from adapters.kit.builders import integer_parameter
-from adapters.kit.catalogue import (
+from adapters.kit import (
+    STANDARD_CAPABILITIES,
     ChartSource,
     MeshDeclaration,
     ObjectsSource,
     Parameter,
-)
-from adapters.kit.injection import namespace_injection_operation
-from adapters.kit.standard_operations import (
-    STANDARD_CAPABILITIES,
     custom_operation,
     install_operation,
+    integer_parameter,
+    namespace_injection_operation,
     sample_application,
     validate_operation,
 )

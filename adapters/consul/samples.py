@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from adapters.kit.catalogue import PlanContext
-from adapters.kit.objects import KubeObject
+from adapters.kit import (
+    KubeObject,
+    PlanContext,
+)
 
 SERVER = "static-server"
 CLIENT = "static-client"

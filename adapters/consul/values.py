@@ -12,8 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.kit.catalogue import PlanContext
-from adapters.kit.injection import InjectionMarker, MarkerField
+from adapters.kit import (
+    InjectionMarker,
+    MarkerField,
+    PlanContext,
+)
 
 INJECTION = InjectionMarker(
     field=MarkerField.LABEL, key="consul.hashicorp.com/connect-inject", value="true"

@@ -11,15 +11,19 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from adapters.kit.catalogue import Check, CheckContext, Finding
-from adapters.kit.injection import InjectionMarker, MarkerField, injected_namespaces_have_sidecars
-from adapters.kit.objects import KubeObject
-from adapters.kit.operations import Severity
-from adapters.kit.validation_checks import (
+from adapters.kit import (
+    Check,
+    CheckContext,
+    Finding,
+    InjectionMarker,
+    KubeObject,
+    MarkerField,
     ServiceIndex,
+    Severity,
     all_of,
     crds_established,
     deployments_ready,
+    injected_namespaces_have_sidecars,
     webhooks_present,
 )
 

@@ -6,8 +6,8 @@ Everything here is data; the kit plans, applies, waits and reports.
 from __future__ import annotations
 
 from adapters.istio import checks, objects, values
-from adapters.kit.builders import integer_parameter
-from adapters.kit.catalogue import (
+from adapters.kit import (
+    STANDARD_CAPABILITIES,
     Category,
     ChartSource,
     ManifestSource,
@@ -16,12 +16,10 @@ from adapters.kit.catalogue import (
     OperationSpec,
     Parameter,
     PlanContext,
-)
-from adapters.kit.injection import namespace_injection_operation
-from adapters.kit.standard_operations import (
-    STANDARD_CAPABILITIES,
     custom_operation,
     install_operation,
+    integer_parameter,
+    namespace_injection_operation,
     sample_application,
     validate_operation,
 )

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from adapters.kit.builders import namespaced_object
-from adapters.kit.catalogue import PlanContext
-from adapters.kit.objects import KubeObject
+from adapters.kit import (
+    KubeObject,
+    PlanContext,
+    namespaced_object,
+)
 
 NETWORKING = "networking.istio.io/v1"
 SECURITY = "security.istio.io/v1"

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.kit.catalogue import PlanContext
+from adapters.kit import (
+    PlanContext,
+)
 
 PROFILES: tuple[str, ...] = ("minimal", "default", "demo")
 DEFAULT_PROFILE = "default"

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from adapters.kit.catalogue import (
         Category,
         ChartSource,
+        Check,
         CheckContext,
         ClusterReader,
         Finding,
@@ -43,9 +44,11 @@ if TYPE_CHECKING:
         trust_chain_valid,
     )
     from adapters.kit.certificate_store import (
+        StoredServingCertificates,
         StoredTrustChain,
     )
     from adapters.kit.certificates import (
+        CertifiedKey,
         TrustChain,
         generate_trust_chain,
     )
@@ -74,6 +77,7 @@ if TYPE_CHECKING:
         validate_operation,
     )
     from adapters.kit.validation_checks import (
+        ServiceIndex,
         all_of,
         crds_established,
         deployments_ready,
@@ -82,6 +86,10 @@ if TYPE_CHECKING:
     )
 
 _HOMES: dict[str, str] = {
+    "StoredServingCertificates": "adapters.kit.certificate_store",
+    "CertifiedKey": "adapters.kit.certificates",
+    "ServiceIndex": "adapters.kit.validation_checks",
+    "Check": "adapters.kit.catalogue",
     "Category": "adapters.kit.catalogue",
     "ChartSource": "adapters.kit.catalogue",
     "CheckContext": "adapters.kit.catalogue",
@@ -133,7 +141,9 @@ __all__ = [
     "STANDARD_CAPABILITIES",
     "AdapterSettings",
     "Category",
+    "CertifiedKey",
     "ChartSource",
+    "Check",
     "CheckContext",
     "ClusterReader",
     "ErrorDetail",
@@ -151,8 +161,10 @@ __all__ = [
     "PemLocation",
     "PlanContext",
     "RunningAdapter",
+    "ServiceIndex",
     "Severity",
     "Source",
+    "StoredServingCertificates",
     "StoredTrustChain",
     "TrustChain",
     "all_of",

@@ -9,13 +9,16 @@ only says what Linkerd calls things.
 
 from __future__ import annotations
 
-from adapters.kit.catalogue import Check
-from adapters.kit.certificate_checks import trust_chain_stored, trust_chain_valid
-from adapters.kit.injection import InjectionMarker, MarkerField, injected_namespaces_have_sidecars
-from adapters.kit.validation_checks import (
+from adapters.kit import (
+    Check,
+    InjectionMarker,
+    MarkerField,
     all_of,
     crds_established,
     deployments_ready,
+    injected_namespaces_have_sidecars,
+    trust_chain_stored,
+    trust_chain_valid,
     webhooks_present,
 )
 from adapters.linkerd.identity import ISSUER, TRUST_CHAIN, TRUST_ROOTS

@@ -12,9 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.kit.certificate_checks import PemLocation
-from adapters.kit.certificate_store import StoredServingCertificates, StoredTrustChain
-from adapters.kit.certificates import CertifiedKey, TrustChain
+from adapters.kit import (
+    CertifiedKey,
+    PemLocation,
+    StoredServingCertificates,
+    StoredTrustChain,
+    TrustChain,
+)
 
 TRUST_CHAIN = StoredTrustChain(
     secret_name="meshplane-linkerd-identity",

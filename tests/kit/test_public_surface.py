@@ -8,7 +8,8 @@ import sys
 from adapters import kit
 
 EXPECTED = {
-    "AdapterSettings", "Category", "ChartSource", "CheckContext", "ClusterReader", "ErrorDetail",
+    "AdapterSettings", "Category", "Check", "ServiceIndex", "CertifiedKey",
+    "StoredServingCertificates", "ChartSource", "CheckContext", "ClusterReader", "ErrorDetail",
     "Finding", "InjectionMarker", "KubeObject", "ManifestSource", "MarkerField", "MeshDeclaration",
     "ObjectRef", "ObjectsSource", "OperationSpec", "Ownership", "Parameter", "PemLocation",
     "PlanContext", "RunningAdapter", "STANDARD_CAPABILITIES", "Severity", "Source",
@@ -49,3 +50,23 @@ def test_importing_a_kit_module_does_not_load_helm_grpc_or_kubernetes() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_mesh_folders_import_only_the_kits_public_names() -> None:
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    folders = [root / "adapters" / mesh for mesh in ("istio", "linkerd", "consul")]
+    offenders = []
+    for path in [p for folder in folders for p in folder.glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("adapters.kit."):
+                offenders.append(f"{path.relative_to(root)}:{node.lineno} {node.module}")
+            if isinstance(node, ast.ImportFrom) and node.module == "adapters.kit":
+                offenders += [
+                    f"{path.relative_to(root)}:{node.lineno} {alias.name}"
+                    for alias in node.names
+                    if alias.name not in kit.__all__
+                ]
+    assert offenders == []

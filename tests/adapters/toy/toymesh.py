@@ -11,19 +11,23 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from adapters.kit.builders import integer_parameter, namespaced_object
-from adapters.kit.catalogue import (
+from adapters.kit import (
     Category,
     ChartSource,
+    KubeObject,
     MeshDeclaration,
     ObjectsSource,
     OperationSpec,
     Parameter,
     PlanContext,
+    all_of,
+    crds_established,
+    custom_operation,
+    deployments_ready,
+    integer_parameter,
+    namespaced_object,
+    validate_operation,
 )
-from adapters.kit.objects import KubeObject
-from adapters.kit.standard_operations import custom_operation, validate_operation
-from adapters.kit.validation_checks import all_of, crds_established, deployments_ready
 
 CONTROL_PLANE_NAMESPACE = "toymesh-system"
 GREETINGS = "toymesh.example.io/v1alpha1"
