@@ -35,7 +35,7 @@ from coordinator.store import open_store
 from kubesim.harness import RunningSim
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.perf.v1 import perf_pb2 as pb
-from tests.coordinator.perf.conftest import LoopbackServer, start_server, stop_server
+from tests.coordinator.perf.conftest import LoopbackServer, running_server
 from tests.coordinator.routing_harness import (
     Client,
     code_of,
@@ -53,21 +53,15 @@ kube_config: Any = _kube_config
 @pytest.fixture
 def http_target() -> Iterator[LoopbackServer]:
     """The perf tests' loopback HTTP/1.1 server, in its own process."""
-    process, server = start_server("http")
-    try:
+    with running_server("http") as server:
         yield server
-    finally:
-        stop_server(process)
 
 
 @pytest.fixture
 def grpc_target() -> Iterator[LoopbackServer]:
     """The perf tests' loopback gRPC server (health + reflection), in its own process."""
-    process, server = start_server("grpc")
-    try:
+    with running_server("grpc") as server:
         yield server
-    finally:
-        stop_server(process)
 
 
 def _seconds(value: float) -> duration_pb2.Duration:

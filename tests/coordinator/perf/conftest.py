@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -52,31 +53,32 @@ def stop_server(process: subprocess.Popen[str]) -> None:
         process.stdout.close()
 
 
-@pytest.fixture
-def http_server() -> Iterator[LoopbackServer]:
-    """A fast HTTP/1.1 keep-alive server."""
-    process, server = start_server("http")
+@contextmanager
+def running_server(*args: str) -> Iterator[LoopbackServer]:
+    """A `start_server` process for the duration of a ``with`` block (a fixture's body)."""
+    process, server = start_server(*args)
     try:
         yield server
     finally:
         stop_server(process)
+
+
+@pytest.fixture
+def http_server() -> Iterator[LoopbackServer]:
+    """A fast HTTP/1.1 keep-alive server."""
+    with running_server("http") as server:
+        yield server
 
 
 @pytest.fixture
 def stalling_http_server() -> Iterator[LoopbackServer]:
     """An HTTP server whose whole process sleeps 200 ms once, at its 300th request."""
-    process, server = start_server("http", "--stall-after", "300", "--stall-ms", "200")
-    try:
+    with running_server("http", "--stall-after", "300", "--stall-ms", "200") as server:
         yield server
-    finally:
-        stop_server(process)
 
 
 @pytest.fixture
 def grpc_server() -> Iterator[LoopbackServer]:
     """A gRPC server with the health service ("" is SERVING) and reflection."""
-    process, server = start_server("grpc")
-    try:
+    with running_server("grpc") as server:
         yield server
-    finally:
-        stop_server(process)
