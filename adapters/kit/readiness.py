@@ -77,6 +77,19 @@ def _is_true(obj: KubeObject, kind: str) -> bool:
     return condition is not None and condition.get("status") == "True"
 
 
+def _failure(obj: KubeObject, kind: str, *, when: str, default_reason: str) -> Readiness | None:
+    """Failed for good, in the condition's own words, when condition ``kind`` is ``when``."""
+    condition = _condition(obj, kind)
+    if condition is None or condition.get("status") != when:
+        return None
+    return Readiness(
+        ready=False,
+        failed=True,
+        reason=str(condition.get("reason") or default_reason),
+        message=str(condition.get("message") or ""),
+    )
+
+
 def _int(value: Any, default: int = 0) -> int:
     return value if isinstance(value, int) else default
 
@@ -165,14 +178,9 @@ def _daemonset(obj: KubeObject) -> Readiness:
 
 
 def _job(obj: KubeObject) -> Readiness:
-    failed = _condition(obj, "Failed")
-    if failed is not None and failed.get("status") == "True":
-        return Readiness(
-            ready=False,
-            failed=True,
-            reason=str(failed.get("reason") or "JobFailed"),
-            message=str(failed.get("message") or ""),
-        )
+    failed = _failure(obj, "Failed", when="True", default_reason="JobFailed")
+    if failed is not None:
+        return failed
     if _is_true(obj, "Complete"):
         return READY
     active = _int(_status(obj).get("active"))
@@ -180,14 +188,9 @@ def _job(obj: KubeObject) -> Readiness:
 
 
 def _crd(obj: KubeObject) -> Readiness:
-    names = _condition(obj, "NamesAccepted")
-    if names is not None and names.get("status") == "False":
-        return Readiness(
-            ready=False,
-            failed=True,
-            reason=str(names.get("reason") or "NamesNotAccepted"),
-            message=str(names.get("message") or ""),
-        )
+    refused = _failure(obj, "NamesAccepted", when="False", default_reason="NamesNotAccepted")
+    if refused is not None:
+        return refused
     if _is_true(obj, "Established"):
         return READY
     return Readiness(ready=False, reason="NotEstablished", message="CRD not established yet")
