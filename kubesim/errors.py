@@ -48,7 +48,7 @@ class ApiError(Exception):
 
     @classmethod
     def not_found(cls, group: str, plural: str, name: str) -> ApiError:
-        qualified = f"{plural}.{group}" if group else plural
+        qualified = _qualified(group, plural)
         return cls(
             404,
             "NotFound",
@@ -62,7 +62,7 @@ class ApiError(Exception):
 
     @classmethod
     def already_exists(cls, group: str, plural: str, name: str) -> ApiError:
-        qualified = f"{plural}.{group}" if group else plural
+        qualified = _qualified(group, plural)
         return cls(
             409,
             "AlreadyExists",
@@ -72,7 +72,7 @@ class ApiError(Exception):
 
     @classmethod
     def conflict(cls, group: str, plural: str, name: str, why: str) -> ApiError:
-        qualified = f"{plural}.{group}" if group else plural
+        qualified = _qualified(group, plural)
         return cls(
             409,
             "Conflict",
@@ -85,7 +85,7 @@ class ApiError(Exception):
         cls, group: str, kind: str, name: str, causes: list[tuple[str, str, str]]
     ) -> ApiError:
         """causes: (reason type, field path, message), as in `details.causes`."""
-        qualified = f"{kind}.{group}" if group else kind
+        qualified = _qualified(group, kind)
         text = "; ".join(f"{fld}: {msg}" if fld else msg for _, fld, msg in causes)
         return cls(
             422,
@@ -101,7 +101,7 @@ class ApiError(Exception):
 
     @classmethod
     def forbidden(cls, group: str, plural: str, name: str, why: str) -> ApiError:
-        qualified = f"{plural}.{group}" if group else plural
+        qualified = _qualified(group, plural)
         return cls(
             403,
             "Forbidden",
@@ -129,3 +129,8 @@ class ApiError(Exception):
     @classmethod
     def method_not_allowed(cls, message: str) -> ApiError:
         return cls(405, "MethodNotAllowed", message)
+
+
+def _qualified(group: str, name: str) -> str:
+    """``name.group`` as the apiserver names a resource or kind in messages (core: bare name)."""
+    return f"{name}.{group}" if group else name
