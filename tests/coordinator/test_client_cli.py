@@ -14,7 +14,7 @@ from coordinator.server import build_coordinator
 from coordinator.settings import CoordinatorSettings
 from meshplane_cli.main import main
 from serving.tls import TlsConfig
-from tests.serving.certificates import CertifiedKey
+from tests.serving.certificates import CertificateAuthority
 
 
 def test_tables_align_every_column_but_the_last() -> None:
@@ -75,7 +75,7 @@ async def test_up_reports_a_child_that_cannot_start_and_leaves_nothing_running(
 async def test_commands_speak_mutual_tls(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ca = CertifiedKey(tmp_path, "meshplane")
+    ca = CertificateAuthority(tmp_path, "meshplane")
     server = ca.issue("coordinator", server=True)
     client = ca.issue("cli", server=False)
     settings = CoordinatorSettings(

@@ -16,17 +16,17 @@ from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
 from serving.tls import ClientTls, TlsConfig, dial
 from tests.coordinator.routing_harness import make_settings, start_fake, static
-from tests.serving.certificates import CertifiedKey
+from tests.serving.certificates import CertificateAuthority
 
 
-def _mtls(ca: CertifiedKey, name: str) -> TlsConfig:
+def _mtls(ca: CertificateAuthority, name: str) -> TlsConfig:
     issued = ca.issue(name, server=True)
     return TlsConfig(
         cert_path=issued.cert_path, key_path=issued.key_path, client_ca_path=ca.cert_path
     )
 
 
-def _client(ca: CertifiedKey, name: str | None, *, trust: Path | None = None) -> ClientTls:
+def _client(ca: CertificateAuthority, name: str | None, *, trust: Path | None = None) -> ClientTls:
     if name is None:
         return ClientTls(ca_path=trust or ca.cert_path)
     issued = ca.issue(name, server=False)
@@ -47,8 +47,8 @@ async def _list(address: str, tls: ClientTls) -> cpb.ListAdaptersResponse:
 
 
 async def test_mutual_tls_on_both_hops_and_refusals(tmp_path: Path) -> None:
-    ca = CertifiedKey(tmp_path, "meshplane")
-    stranger = CertifiedKey(tmp_path, "stranger")
+    ca = CertificateAuthority(tmp_path, "meshplane")
+    stranger = CertificateAuthority(tmp_path, "stranger")
     adapter = await start_fake("istio", "secure", tls=_mtls(ca, "adapter"))
     settings = make_settings(
         tmp_path,
@@ -103,7 +103,7 @@ async def test_mutual_tls_on_both_hops_and_refusals(tmp_path: Path) -> None:
 async def test_coordinator_without_a_client_certificate_cannot_use_the_adapter(
     tmp_path: Path,
 ) -> None:
-    ca = CertifiedKey(tmp_path, "meshplane")
+    ca = CertificateAuthority(tmp_path, "meshplane")
     adapter = await start_fake("istio", "secure", tls=_mtls(ca, "adapter"))
     settings = make_settings(
         tmp_path, adapters=static(adapter), adapter_tls=ClientTls(ca_path=ca.cert_path)
