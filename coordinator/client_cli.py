@@ -12,9 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +21,19 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 
 from coordinator import sandbox
+from coordinator.client_channel import (
+    COORDINATOR_ENV,
+    DEFAULT_COORDINATOR,
+    EXIT_FAILED,
+    Command,
+    add_connection_arguments,
+    run_on_coordinator,
+)
 from coordinator.client_output import as_dict, local_time, print_json, print_table
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
-from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
-from serving.tls import (
-    InsecureTransportError,
-    add_client_tls_arguments,
-    client_tls_from_args,
-    dial,
-)
 
 __all__ = ["COORDINATOR_ENV", "DEFAULT_COORDINATOR", "register"]
-
-COORDINATOR_ENV = "MESHPLANE_COORDINATOR"
-DEFAULT_COORDINATOR = "127.0.0.1:10100"
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 _TERMINAL = {
     apb.OPERATION_STATE_SUCCEEDED,
@@ -48,8 +42,6 @@ _TERMINAL = {
     apb.OPERATION_STATE_INTERRUPTED,
 }
 _STREAM_RETRIES = 5
-
-Command = Callable[[Any, argparse.Namespace], Awaitable[int]]
 
 
 class UsageError(ValueError):
@@ -80,19 +72,8 @@ def _replica_state(value: int) -> str:
 def _common() -> argparse.ArgumentParser:
     """Flags every client command shares."""
     common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("coordinator connection")
-    group.add_argument(
-        "--coordinator",
-        metavar="HOST:PORT",
-        default=None,
-        help=f"coordinator address [env {COORDINATOR_ENV}, default {DEFAULT_COORDINATOR}]",
-    )
-    group.add_argument(
-        "--call-timeout",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="deadline of each request (default 30)",
+    group = add_connection_arguments(
+        common, call_timeout_help="deadline of each request (default 30)"
     )
     group.add_argument(
         "--output",
@@ -101,7 +82,6 @@ def _common() -> argparse.ArgumentParser:
         default="table",
         help="table for people (default) or json for scripts",
     )
-    add_client_tls_arguments(common)
     return common
 
 
@@ -193,42 +173,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _run(command: Command, args: argparse.Namespace) -> int:
     """Dial, run the command, and turn transport problems into one readable line."""
-    address = args.coordinator or os.environ.get(COORDINATOR_ENV) or DEFAULT_COORDINATOR
-    try:
-        tls = client_tls_from_args(args)
-    except ValueError as exc:
-        print(f"meshplane {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
 
-    async def main() -> int:
-        channel = dial(address, tls=tls, allow_insecure=args.allow_insecure)
-        async with channel:
-            return await command(cpb_grpc.CoordinatorServiceStub(channel), args)
+    def fail(message: str, code: int) -> int:
+        print(f"meshplane {args.command}: {message}", file=sys.stderr)
+        return code
 
-    try:
-        return asyncio.run(main())
-    except InsecureTransportError as exc:
-        print(f"meshplane {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except UsageError as exc:
-        print(f"meshplane {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except grpc.RpcError as exc:
-        print(f"meshplane {args.command}: {_describe(exc, address)}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        return 130
-
-
-def _describe(exc: Any, address: str) -> str:
-    code = exc.code()
-    text = f"{code.name}: {exc.details()}"
-    if code == grpc.StatusCode.UNAVAILABLE:
-        text += (
-            f" (is a coordinator listening at {address}? start one with `meshplane up`, or set "
-            f"--coordinator / {COORDINATOR_ENV})"
-        )
-    return text
+    return run_on_coordinator(
+        command,
+        args,
+        fail=fail,
+        unavailable_hint=f"start one with `meshplane up`, or set --coordinator / {COORDINATOR_ENV}",
+        usage_errors=(UsageError,),
+    )
 
 
 # -- simple queries ---------------------------------------------------------------------------
