@@ -5,4 +5,5 @@ pytest_plugins: list[str] = [
     "tests.plugins.postgres",
     "tests.plugins.grpc_servers",
     "tests.plugins.kubesim",
+    "tests.plugins.task_guard",
 ]
