@@ -59,6 +59,37 @@ def _attempt(record: OperationRecord) -> int:
     return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
 
 
+def _reuse_difference(
+    existing: OperationRecord, mesh: str, request: adapter_pb.ApplyOperationRequest
+) -> str | None:
+    """How a re-sent request differs from the recorded one (None: the same request).
+
+    Mirrors the adapter's rule: namespace, version and parameters left empty mean "as
+    before", since the record holds their resolved values (defaults included).
+    """
+    recorded = existing.request
+    if mesh != existing.mesh:
+        return f"mesh was {existing.mesh!r}, this request has {mesh!r}"
+    if request.operation != existing.operation:
+        return f"operation was {existing.operation!r}, this request has {request.operation!r}"
+    if request.delete != bool(recorded.get("delete", False)):
+        return (
+            f"delete was {bool(recorded.get('delete', False))}, this request has {request.delete}"
+        )
+    for field in ("namespace", "mesh_version"):
+        sent = getattr(request, field)
+        if sent and sent != recorded.get(field, ""):
+            return f"{field} was {recorded.get(field, '')!r}, this request has {sent!r}"
+    parameters = recorded.get("parameters") or {}
+    for name in sorted(request.parameters):
+        if request.parameters[name] != parameters.get(name):
+            return (
+                f"parameters.{name} was {parameters.get(name)!r}, this request has "
+                f"{request.parameters[name]!r}"
+            )
+    return None
+
+
 async def _abort(context: Any, code: Any, message: str) -> NoReturn:
     await context.abort(code, message)
     raise AssertionError("unreachable: abort raises")
@@ -243,6 +274,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         outbound.CopyFrom(request.request)
         if not outbound.operation_id:
             outbound.operation_id = str(uuid.uuid4())  # before the first attempt: retries are safe
+        else:
+            await self._check_reused_id(context, mesh, outbound)
 
         async def invoke(replica: Replica, channel: Any, seconds: float) -> Any:
             stub = adapter_grpc.MeshAdapterServiceStub(channel)
@@ -265,6 +298,27 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
             operation_id=answer.operation_id or outbound.operation_id,
             operation=messages.record_to_pb(stored),
         )
+
+    async def _check_reused_id(
+        self, context: Any, mesh: str, request: adapter_pb.ApplyOperationRequest
+    ) -> None:
+        """Reject a client-chosen id that already names another mesh's (or another) operation.
+
+        Adapters only know their own ids, so without this the same id sent to a second mesh
+        would run there too and its record would overwrite the first. FAILED_PRECONDITION, as
+        an adapter answers a mismatched re-send; the same request again stays idempotent.
+        """
+        existing = await self._store.get_operation(request.operation_id)
+        if existing is None:
+            return
+        difference = _reuse_difference(existing, mesh, request)
+        if difference is not None:
+            await _abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"operation_id {request.operation_id!r} is already used by {existing.mesh} "
+                f"operation {existing.operation!r} ({difference}); choose another operation_id",
+            )
 
     async def _record_answer(self, record: OperationRecord) -> OperationRecord:
         """Save ApplyOperation's snapshot unless the event hub already stored a later outcome.
@@ -402,6 +456,14 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         if self._events is None:
             await _abort(
                 context, grpc.StatusCode.UNIMPLEMENTED, "this coordinator runs no event hub"
+            )
+        newest = await self._store.latest_cursor()
+        if request.after_cursor > newest:
+            await _abort(
+                context,
+                grpc.StatusCode.OUT_OF_RANGE,
+                f"cursor {request.after_cursor} is beyond the newest event {newest}; the store "
+                "was reset? resume with 0",
             )
         addresses: dict[str, str] = {}
         stream = self._events.watch(

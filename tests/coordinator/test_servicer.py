@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,7 +28,14 @@ from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
 from serving import GrpcServer, ServerConfig
 from serving.tls import dial
-from tests.coordinator.routing_harness import Client, code_of, coordinator, fakes, make_settings
+from tests.coordinator.routing_harness import (
+    Client,
+    code_of,
+    coordinator,
+    fakes,
+    make_settings,
+    static,
+)
 from tests.kit.toy_adapter import TERMINAL, Harness, Script, ScriptedExecutor, toy_adapter
 
 SERVICE = "meshplane.coordinator.v1.CoordinatorService"
@@ -296,6 +304,8 @@ async def test_watch_events_converts_stored_events(tmp_path: Path) -> None:
     events = _Events([stored])
     store = open_store(str(tmp_path / "c.db"))
     await store.migrate()
+    # WatchEvents refuses a cursor beyond the store's newest; give it cursors up to 3.
+    await store.append_events([replace(stored.event, sequence=n) for n in (1, 2, 3)])
     registry = Registry(lambda address: dial(address, tls=None))
     servicer = CoordinatorServicer(
         registry=registry, router=Router(registry), store=store, events=events
@@ -391,3 +401,76 @@ async def test_coordinator_command_serves_and_stops_on_sigterm(tmp_path: Path) -
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+async def test_a_client_chosen_id_is_not_reused_across_meshes_or_requests(tmp_path: Path) -> None:
+    async with (
+        fakes(("istio", "a"), ("linkerd", "b")) as (istio, linkerd),
+        coordinator(
+            make_settings(
+                tmp_path,
+                adapters=(
+                    StaticAdapter(mesh="istio", address=istio.address),
+                    StaticAdapter(mesh="linkerd", address=linkerd.address),
+                ),
+            )
+        ) as client,
+    ):
+        await client.wait_serving(istio.address, linkerd.address)
+        first = cpb.ApplyOperationRequest(
+            mesh="istio",
+            request=apb.ApplyOperationRequest(operation_id="shared-1", operation="install"),
+        )
+        answer = await client.stub.ApplyOperation(first)
+        again = await client.stub.ApplyOperation(first)  # the same request: idempotent
+        assert again.operation_id == answer.operation_id == "shared-1"
+
+        with pytest.raises(grpc.aio.AioRpcError) as other_mesh:
+            await client.stub.ApplyOperation(
+                cpb.ApplyOperationRequest(
+                    mesh="linkerd",
+                    request=apb.ApplyOperationRequest(operation_id="shared-1", operation="install"),
+                )
+            )
+        assert code_of(other_mesh.value) == grpc.StatusCode.FAILED_PRECONDITION
+        details = other_mesh.value.details()
+        assert "'shared-1'" in details and "istio" in details and "'install'" in details
+        assert "choose another operation_id" in details
+        assert linkerd.fake.calls("ApplyOperation") == []  # the second adapter never ran it
+
+        with pytest.raises(grpc.aio.AioRpcError) as other_request:
+            await client.stub.ApplyOperation(
+                cpb.ApplyOperationRequest(
+                    mesh="istio",
+                    request=apb.ApplyOperationRequest(
+                        operation_id="shared-1", operation="install", delete=True
+                    ),
+                )
+            )
+        assert code_of(other_request.value) == grpc.StatusCode.FAILED_PRECONDITION
+        assert "delete" in other_request.value.details()
+        assert len(istio.fake.calls("ApplyOperation")) == 2
+
+        stored = await client.coordinator.store.get_operation("shared-1")
+        assert stored is not None and stored.mesh == "istio"
+        assert stored.adapter == istio.address
+
+
+async def test_watch_from_a_cursor_beyond_the_store_is_out_of_range(tmp_path: Path) -> None:
+    async with (
+        fakes(("istio", "a")) as (istio,),
+        coordinator(make_settings(tmp_path, adapters=static(istio))) as client,
+    ):
+        if client.coordinator.hub is None:
+            pytest.skip("the event hub is not installed")
+        await client.wait_serving(istio.address)
+        newest = await client.coordinator.store.latest_cursor()
+        call = client.stub.WatchEvents(cpb.WatchEventsRequest(after_cursor=newest + 5))
+        with pytest.raises(grpc.aio.AioRpcError) as beyond:
+            async with asyncio.timeout(5):
+                async for _ in call:
+                    pass
+        assert code_of(beyond.value) == grpc.StatusCode.OUT_OF_RANGE
+        details = beyond.value.details()
+        assert f"cursor {newest + 5} is beyond the newest event {newest}" in details
+        assert "resume with 0" in details
