@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from serving.tls import InsecureTransportError, add_client_tls_arguments, client
 __all__ = [
     "COORDINATOR_ENV",
     "DEFAULT_COORDINATOR",
+    "EXIT_BROKEN_PIPE",
     "EXIT_FAILED",
     "EXIT_USAGE",
     "Command",
@@ -37,6 +39,8 @@ DEFAULT_COORDINATOR = "127.0.0.1:10100"
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE, what a shell reports for a writer whose reader (``head``) went away."""
 
 Command = Callable[[Any, argparse.Namespace], Awaitable[int]]
 """A client command: given a CoordinatorService stub and the parsed flags, an exit code."""
@@ -110,3 +114,19 @@ def run_on_coordinator(
         return fail(text, EXIT_FAILED)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """Stdout's reader closed early (``| head``): stop quietly, like other Unix tools.
+
+    Stdout is pointed at /dev/null so the interpreter's final flush cannot fail again and
+    print a traceback on the way out.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+    return EXIT_BROKEN_PIPE

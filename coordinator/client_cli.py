@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import re
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,9 @@ _TERMINAL = {
     apb.OPERATION_STATE_INTERRUPTED,
 }
 _STREAM_RETRIES = 5
+_STATES = ("pending", "running", "succeeded", "failed", "cancelled", "interrupted")
+_RELATIVE = re.compile(r"(\d+)([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 class UsageError(ValueError):
@@ -162,13 +167,34 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     history = add("history", _history, "list recorded operations, newest first")
     history.add_argument("--mesh", default="", help="only this mesh")
     history.add_argument(
-        "--state",
-        default="",
-        choices=("", "pending", "running", "succeeded", "failed", "cancelled", "interrupted"),
-        help="only operations in this state",
+        "--state", default=None, choices=_STATES, help="only operations in this state"
     )
     history.add_argument("--user", default="", help="only operations this user asked for")
     history.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    history.add_argument(
+        "--since",
+        type=_time_flag,
+        default=None,
+        metavar="TIME",
+        help="only operations recorded at or after TIME: ISO 8601 (UTC unless it has an "
+        "offset) or an age such as 30m, 1h, 2d",
+    )
+    history.add_argument(
+        "--until",
+        type=_time_flag,
+        default=None,
+        metavar="TIME",
+        help="only operations recorded before TIME (same forms as --since)",
+    )
+    history.add_argument(
+        "--page-token",
+        default="",
+        metavar="TOKEN",
+        help="continue from the token an earlier `history` printed",
+    )
+    history.add_argument(
+        "--all", action="store_true", help="every matching operation (ignores --limit)"
+    )
 
 
 def _run(command: Command, args: argparse.Namespace) -> int:
@@ -298,34 +324,57 @@ async def _status(stub: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _time_flag(text: str, *, now: datetime | None = None) -> datetime:
+    """``--since``/``--until``: an ISO 8601 time (naive means UTC) or an age like ``90m``."""
+    relative = _RELATIVE.fullmatch(text.strip())
+    if relative:
+        amount, unit = relative.groups()
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither an ISO 8601 time (2026-01-31T12:00:00Z) nor an age "
+            "(30s, 15m, 1h, 2d, 1w)"
+        ) from None
+    return when if when.utcoffset() is not None else when.replace(tzinfo=UTC)
+
+
+def _history_request(args: argparse.Namespace) -> cpb.ListOperationHistoryRequest:
+    request = cpb.ListOperationHistoryRequest(
+        mesh=args.mesh,
+        state=(
+            apb.OperationState.Value(f"OPERATION_STATE_{args.state.upper()}")
+            if args.state
+            else apb.OPERATION_STATE_UNSPECIFIED
+        ),
+        username=args.user,
+    )
+    if args.since is not None:
+        request.start_time.FromDatetime(args.since.astimezone(UTC))
+    if args.until is not None:
+        request.end_time.FromDatetime(args.until.astimezone(UTC))
+    return request
+
+
 async def _history(stub: Any, args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
-    state = (
-        apb.OperationState.Value(f"OPERATION_STATE_{args.state.upper()}")
-        if args.state
-        else apb.OPERATION_STATE_UNSPECIFIED
-    )
     records: list[cpb.OperationRecord] = []
-    token = ""
-    while len(records) < args.limit:
-        page = await stub.ListOperationHistory(
-            cpb.ListOperationHistoryRequest(
-                mesh=args.mesh,
-                state=state,
-                username=args.user,
-                page_size=min(500, args.limit - len(records)),
-                page_token=token,
-            ),
-            timeout=args.call_timeout,
-        )
+    token = args.page_token
+    while args.all or len(records) < args.limit:
+        request = _history_request(args)
+        request.page_size = 500 if args.all else min(500, args.limit - len(records))
+        request.page_token = token
+        page = await stub.ListOperationHistory(request, timeout=args.call_timeout)
         records.extend(page.operations)
         token = page.next_page_token
         if not token:
             break
-    records = records[: args.limit]
     if args.output == "json":
-        print_json({"operations": [as_dict(record) for record in records]})
+        print_json(
+            {"operations": [as_dict(record) for record in records], "next_page_token": token}
+        )
         return 0
     rows = [
         [
@@ -340,6 +389,8 @@ async def _history(stub: Any, args: argparse.Namespace) -> int:
         for r in records
     ]
     print_table(["CREATED", "ID", "MESH", "OPERATION", "STATE", "USER", "ERROR"], rows)
+    if token:  # on stderr, so the table stays clean for line tools
+        print(f"more: meshplane history --page-token {token} (or --all)", file=sys.stderr)
     return 0
 
 
@@ -413,6 +464,11 @@ async def _events(stub: Any, args: argparse.Namespace) -> int:
         if args.severity
         else apb.EVENT_SEVERITY_UNSPECIFIED
     )
+    if args.operation:
+        # An unknown id would otherwise match nothing and look like "no events yet".
+        await stub.GetOperation(
+            cpb.GetOperationRequest(operation_id=args.operation), timeout=args.call_timeout
+        )
     request = cpb.WatchEventsRequest(
         mesh=args.mesh, operation_id=args.operation, after_cursor=args.after, min_severity=severity
     )
@@ -450,13 +506,16 @@ def _read_body(path: Path | None) -> str:
 
 
 def _apply_request(args: argparse.Namespace) -> cpb.ApplyOperationRequest:
+    body = _read_body(args.file)
+    if args.operation == "custom" and not body.strip():
+        raise UsageError("custom_body is empty; pass -f FILE (YAML documents, '-' for stdin)")
     request = apb.ApplyOperationRequest(
         operation_id=args.operation_id,
         operation=args.operation,
         mesh_version=args.mesh_version,
         namespace=args.namespace,
         delete=args.delete,
-        custom_body=_read_body(args.file),
+        custom_body=body,
         parameters=_parse_params(args.param),
         username=args.user or getpass.getuser(),
     )

@@ -227,14 +227,25 @@ def record_to_pb(record: OperationRecord) -> pb.OperationRecord:
 
 
 def history_filter(request: pb.ListOperationHistoryRequest) -> OperationFilter:
-    """ListOperationHistory's filters as the store's ``OperationFilter``."""
+    """ListOperationHistory's filters as the store's ``OperationFilter``.
+
+    Raises ValueError (INVALID_ARGUMENT) for an end before the start: an empty answer would
+    hide the mistake.
+    """
+    since = _datetime(request, "start_time")
+    until = _datetime(request, "end_time")
+    if since is not None and until is not None and until < since:
+        raise ValueError(
+            f"end_time {until.isoformat()} is before start_time {since.isoformat()}; "
+            "swap them or widen the range"
+        )
     return OperationFilter(
         mesh=request.mesh or None,
         state=state_name(request.state) if request.state else None,
         username=request.username or None,
         operation=request.operation or None,
-        since=_datetime(request, "start_time"),
-        until=_datetime(request, "end_time"),
+        since=since,
+        until=until,
     )
 
 

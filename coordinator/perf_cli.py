@@ -223,7 +223,8 @@ async def _results(stub: Any, args: argparse.Namespace) -> int:
     if args.output == "table":
         sys.stdout.write(_results_table(results))
     else:
-        sys.stdout.write(render([result_document(r) for r in results], args.output))
+        # An object like every other command's output (room for more keys, e.g. paging).
+        sys.stdout.write(render({"results": [result_document(r) for r in results]}, args.output))
     return 0
 
 

@@ -32,6 +32,7 @@ def test_tables_align_every_column_but_the_last() -> None:
         (["apply", "istio", "install", "--param", "novalue"], "is not KEY=VALUE"),
         (["apply", "istio", "custom", "-f", "/nonexistent/body.yaml"], "cannot read -f"),
         (["apply", "istio", "install", "--timeout", "0"], "--timeout must be positive"),
+        (["apply", "istio", "custom"], "custom_body is empty; pass -f FILE"),
         (["history", "--limit", "0"], "--limit must be at least 1"),
         (["events", "--after", "-1"], "--after must not be negative"),
         (["adapters", "--coordinator", "10.1.2.3:10100"], "refusing plaintext"),

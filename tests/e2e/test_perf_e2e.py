@@ -202,12 +202,12 @@ def test_perf_cli_against_a_coordinator_process(
     slower = second["id"]
 
     # results: newest first, as documents and as a table
-    listed = json.loads(cli.ok("results", "--output=json"))
+    listed = json.loads(cli.ok("results", "--output=json"))["results"]
     assert [d["id"] for d in listed] == [slower, baseline]
     table = cli.ok("results").splitlines()
     assert table[0].split()[0] == "ID"
     assert [line.split()[0] for line in table[1:]] == [slower, baseline]
-    labelled = json.loads(cli.ok("results", "--label=side=baseline", "-o", "json"))
+    labelled = json.loads(cli.ok("results", "--label=side=baseline", "-o", "json"))["results"]
     assert [d["id"] for d in labelled] == [baseline]
 
     # get returns the stored document, identical to what run printed
@@ -247,7 +247,7 @@ def test_perf_cli_against_a_coordinator_process(
         )
     )
     assert fortio["load_generator"] == "fortio"
-    by_mesh = json.loads(cli.ok("results", "--mesh=istio", "-o", "json"))
+    by_mesh = json.loads(cli.ok("results", "--mesh=istio", "-o", "json"))["results"]
     assert [d["id"] for d in by_mesh] == [fortio["id"]]
     assert by_mesh[0]["latencies_ms"] == fortio["latencies_ms"]
 
@@ -255,6 +255,6 @@ def test_perf_cli_against_a_coordinator_process(
     co.stop()
     co.start()
     assert json.loads(cli.ok("get", slower, "-o", "json")) == second
-    after = json.loads(cli.ok("results", "-o", "json"))
+    after = json.loads(cli.ok("results", "-o", "json"))["results"]
     assert {d["id"] for d in after} == {baseline, slower, fortio["id"]}
     assert cli.ok("compare", baseline, slower).splitlines() == compared
