@@ -39,6 +39,13 @@ from adapters.kit.operations import (
     OperationState,
     Severity,
 )
+from adapters.kit.request_checks import (
+    ALLOW_CLUSTER_SCOPED,
+    CustomBodyPolicy,
+    FieldProblem,
+    check_custom_body,
+    check_kubeconfig,
+)
 from serving.background_tasks import BackgroundTasks
 
 __all__ = [
@@ -317,6 +324,13 @@ class OperationRunner:
                 "operation",
             )
         parameters = self._check_parameters(spec, request.parameters)
+        targets = self._targets(request)
+        # Parsing is CPU work bounded by the size limits; a thread keeps the loop serving.
+        problem = await asyncio.to_thread(
+            self._parsed_fields_problem, spec, request, namespace, parameters
+        )
+        if problem is not None:
+            raise InvalidArgument(problem.field, problem.message)
         mesh_version = await self._check_version(
             spec, request.mesh_version or (previous.mesh_version if previous else "")
         )
@@ -327,9 +341,37 @@ class OperationRunner:
             namespace=namespace,
             mesh_version=mesh_version,
             parameters=parameters,
-            targets=self._targets(request),
+            targets=targets,
             timeout_seconds=timeout if timeout is not None else self._default_timeout,
         )
+
+    @staticmethod
+    def _parsed_fields_problem(
+        spec: OperationSpec,
+        request: OperationRequest,
+        namespace: str,
+        parameters: Mapping[str, str],
+    ) -> FieldProblem | None:
+        """The first problem in the fields that must be parsed: custom_body, then kubeconfigs."""
+        if spec.custom:
+            problem = check_custom_body(
+                request.custom_body,
+                CustomBodyPolicy(
+                    namespace=namespace,
+                    namespace_sent=bool(request.namespace),
+                    cluster_scoped_parameter=any(
+                        p.name == ALLOW_CLUSTER_SCOPED for p in spec.parameters
+                    ),
+                    allow_cluster_scoped=parameters.get(ALLOW_CLUSTER_SCOPED, "").lower() == "true",
+                ),
+            )
+            if problem is not None:
+                return problem
+        for index, cluster in enumerate(request.clusters):
+            problem = check_kubeconfig(index, cluster.kubeconfig, cluster.context)
+            if problem is not None:
+                return problem
+        return None
 
     def _check_parameters(self, spec: OperationSpec, sent: Mapping[str, str]) -> dict[str, str]:
         accepted = {p.name: p for p in spec.parameters}

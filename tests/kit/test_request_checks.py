@@ -1,0 +1,300 @@
+"""request_checks: custom_body and kubeconfig verdicts, each naming the field and the fix."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from adapters.kit import planning
+from adapters.kit.request_checks import (
+    ALLOW_CLUSTER_SCOPED,
+    CUSTOM_MAX_ALIAS_EXPANSIONS,
+    CUSTOM_MAX_BYTES,
+    CustomBodyPolicy,
+    FieldProblem,
+    check_custom_body,
+    check_kubeconfig,
+)
+from kubesim.kubeconfig import write_kubeconfig
+
+POLICY = CustomBodyPolicy(
+    namespace="books",
+    namespace_sent=False,
+    cluster_scoped_parameter=True,
+    allow_cluster_scoped=False,
+)
+SENT_NAMESPACE = CustomBodyPolicy(
+    namespace="books",
+    namespace_sent=True,
+    cluster_scoped_parameter=True,
+    allow_cluster_scoped=False,
+)
+ALLOWED = CustomBodyPolicy(
+    namespace="books",
+    namespace_sent=True,
+    cluster_scoped_parameter=True,
+    allow_cluster_scoped=True,
+)
+NO_PARAMETER = CustomBodyPolicy(
+    namespace="books",
+    namespace_sent=False,
+    cluster_scoped_parameter=False,
+    allow_cluster_scoped=False,
+)
+
+CONFIG_MAP = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: b}\n"
+CLUSTER_ROLE = (
+    "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: reader}\n"
+)
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """Each level repeats the previous one ten times: 10**levels nodes once expanded."""
+    lines = ["apiVersion: v1", "kind: ConfigMap", "metadata: {name: lol}", "data:", "  l0: &l0 lol"]
+    for level in range(1, levels + 1):
+        lines.append(f"  l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * 10) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def body_problem(body: str, policy: CustomBodyPolicy = POLICY) -> str:
+    problem = check_custom_body(body, policy)
+    assert problem is not None, body
+    assert problem.field == "custom_body"
+    return problem.message
+
+
+def test_names_and_limits_match_what_the_planner_enforces() -> None:
+    # The runner may not import planning; these pin the copies to the planner's values.
+    assert ALLOW_CLUSTER_SCOPED == planning.ALLOW_CLUSTER_SCOPED
+    assert CUSTOM_MAX_BYTES == planning.CUSTOM_MAX_BYTES
+    assert CUSTOM_MAX_ALIAS_EXPANSIONS == planning.CUSTOM_MAX_ALIAS_EXPANSIONS
+
+
+def test_a_plain_namespaced_body_passes() -> None:
+    two = CONFIG_MAP + "---\n" + CONFIG_MAP.replace("settings", "more")
+    assert check_custom_body(two, POLICY) is None
+    assert (
+        check_custom_body(
+            CONFIG_MAP.replace("{name: settings}", "{name: s, namespace: books}"), SENT_NAMESPACE
+        )
+        is None
+    )
+
+
+def test_a_yaml_bomb_is_refused_quickly() -> None:
+    started = time.monotonic()
+    message = body_problem(billion_laughs())
+    assert time.monotonic() - started < 1.0
+    assert "billion laughs" in message and "max_alias_expansions" in message
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ("a: [unclosed\n", "is not valid YAML"),
+        ("- just\n- a list\n", "is a list, not a mapping"),
+        ("kind: ConfigMap\nmetadata: {name: x}\n", "(kind ConfigMap) has no apiVersion"),
+        ("apiVersion: v1\nmetadata: {name: x}\n", "has no kind"),
+        ("apiVersion: v1\nkind: ConfigMap\ndata: {a: b}\n", "object 1 (ConfigMap) has no metadata"),
+        (
+            CONFIG_MAP + "---\napiVersion: v1\nkind: Secret\nmetadata: {generateName: s-}\n",
+            "object 2 (Secret) has no metadata.name",
+        ),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: [a]}\n",
+            "must be a string",
+        ),
+        ("---\n---\n", "holds no Kubernetes objects"),
+        ("a: 1\na: 2\n", "duplicate key 'a'"),
+        ("x" * (CUSTOM_MAX_BYTES + 1), "more than the limit of 1048576 bytes"),
+        ("a:\n" + "".join("  " * d + "- \n" for d in range(1, 200)), "nesting deeper than"),
+    ],
+)
+def test_unusable_bodies_say_what_is_wrong(body: str, fragment: str) -> None:
+    assert fragment in body_problem(body)
+
+
+def test_cluster_scoped_objects_need_the_opt_in() -> None:
+    body = CONFIG_MAP + "---\n" + CLUSTER_ROLE
+    message = body_problem(body)
+    assert "ClusterRole reader" in message
+    assert "parameters.allow_cluster_scoped=true" in message
+    assert "ConfigMap" not in message
+    assert check_custom_body(body, ALLOWED) is None
+
+
+def test_without_the_parameter_cluster_scoped_objects_cannot_be_allowed() -> None:
+    message = body_problem(CLUSTER_ROLE, NO_PARAMETER)
+    assert "namespaced objects only" in message
+    assert ALLOW_CLUSTER_SCOPED not in message
+
+
+def test_cluster_scoped_objects_inside_a_list_are_found() -> None:
+    listed = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [yaml.safe_load(CONFIG_MAP), yaml.safe_load(CLUSTER_ROLE)],
+    }
+    assert "ClusterRole reader" in body_problem(yaml.safe_dump(listed))
+
+
+def _crd(scope: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": scope,
+            "names": {"kind": "Widget", "plural": "widgets"},
+            "versions": [{"name": "v1", "served": True, "storage": True}],
+        },
+    }
+
+
+WIDGET = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+
+
+def test_resources_of_a_cluster_scoped_crd_in_the_same_body_are_cluster_scoped() -> None:
+    body = yaml.safe_dump_all([_crd("Cluster"), WIDGET])
+    message = body_problem(body)
+    assert "CustomResourceDefinition widgets.example.com" in message
+    assert "Widget w" in message
+    namespaced = yaml.safe_dump_all([_crd("Namespaced"), WIDGET])
+    assert "Widget w" not in body_problem(namespaced)  # only the CRD itself needs the opt-in
+    assert check_custom_body(yaml.safe_dump(WIDGET), POLICY) is None
+
+
+def test_many_cluster_scoped_objects_are_summarised() -> None:
+    body = "---\n".join(CLUSTER_ROLE.replace("reader", f"r{n}") for n in range(8))
+    message = body_problem(body)
+    assert "ClusterRole r4" in message and "ClusterRole r5" not in message
+    assert "and 3 more" in message
+
+
+def test_a_namespace_that_contradicts_the_requests_is_refused() -> None:
+    body = CONFIG_MAP.replace("{name: settings}", "{name: settings, namespace: elsewhere}")
+    message = body_problem(body, SENT_NAMESPACE)
+    assert "ConfigMap elsewhere/settings" in message
+    assert "'elsewhere'" in message and "'books'" in message
+    # Like kubectl without -n: a request that names no namespace lets objects keep theirs.
+    assert check_custom_body(body, POLICY) is None
+
+
+def test_cluster_scoped_objects_are_not_held_to_the_requests_namespace() -> None:
+    body = CLUSTER_ROLE.replace("{name: reader}", "{name: reader, namespace: elsewhere}")
+    assert check_custom_body(body, ALLOWED) is None
+
+
+# kubeconfigs
+
+
+def kubeconfig(**changes: Any) -> dict[str, Any]:
+    """A well-formed kubeconfig as a dict; ``changes`` replace top-level keys."""
+    config: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "east", "cluster": {"server": "https://east.example:6443"}},
+            {"name": "west", "cluster": {"server": "https://west.example"}},
+        ],
+        "users": [{"name": "admin", "user": {"token": "t"}}],
+        "contexts": [
+            {"name": "e", "context": {"cluster": "east", "user": "admin"}},
+            {"name": "w", "context": {"cluster": "west", "user": "admin", "namespace": "x"}},
+        ],
+        "current-context": "e",
+    }
+    config.update(changes)
+    return config
+
+
+def kube_problem(config: str | dict[str, Any], context: str = "", index: int = 1) -> FieldProblem:
+    text = config if isinstance(config, str) else yaml.safe_dump(config)
+    problem = check_kubeconfig(index, text, context)
+    assert problem is not None, text
+    return problem
+
+
+def test_good_kubeconfigs_pass(tmp_path: Path) -> None:
+    assert check_kubeconfig(0, yaml.safe_dump(kubeconfig()), "") is None
+    assert check_kubeconfig(0, yaml.safe_dump(kubeconfig()), "w") is None
+    assert check_kubeconfig(0, yaml.safe_dump(kubeconfig(**{"current-context": ""})), "w") is None
+    assert check_kubeconfig(0, yaml.safe_dump(kubeconfig(users=None)), "") is not None
+    anonymous = kubeconfig(contexts=[{"name": "e", "context": {"cluster": "east"}}])
+    del anonymous["users"]
+    assert check_kubeconfig(0, yaml.safe_dump(anonymous), "") is None
+    written = write_kubeconfig(tmp_path / "config", "http://127.0.0.1:6443")
+    assert check_kubeconfig(0, written.read_text(), "") is None
+
+
+def test_no_kubeconfig_means_the_adapters_own() -> None:
+    assert check_kubeconfig(0, "", "") is None
+    assert check_kubeconfig(0, "", "some-context") is None
+
+
+@pytest.mark.parametrize(
+    ("config", "fragment"),
+    [
+        ("{{{ not yaml", "the kubeconfig is not valid YAML"),
+        ("- a\n- list\n", "must be exactly one YAML mapping"),
+        ("secret: yes\n", "`clusters` is missing, not a list"),
+        (kubeconfig(contexts={"e": "east"}), "`contexts` is a dict, not a list"),
+        (kubeconfig(users=[{"user": {}}]), "users[0] is not a mapping with a string `name`"),
+        (kubeconfig(**{"current-context": None}), "has no current-context"),
+        (kubeconfig(**{"current-context": "gone"}), "contexts has no entry named 'gone'"),
+        (
+            kubeconfig(contexts=[{"name": "e", "context": {"cluster": "north"}}]),
+            "context 'e': clusters has no entry named 'north' (it has 'east', 'west')",
+        ),
+        (
+            kubeconfig(contexts=[{"name": "e", "context": {"cluster": "east", "user": "root"}}]),
+            "context 'e': users has no entry named 'root'",
+        ),
+        (kubeconfig(contexts=[{"name": "e", "context": {"user": "admin"}}]), "names no cluster"),
+        (kubeconfig(contexts=[{"name": "e"}]), "has no `context` mapping"),
+        (
+            kubeconfig(clusters=[{"name": "east", "cluster": {"insecure-skip-tls-verify": True}}]),
+            "cluster 'east' (context 'e') has no server URL",
+        ),
+        (
+            kubeconfig(clusters=[{"name": "east", "cluster": {"server": "east.example:6443"}}]),
+            "is not an http(s) URL with a host",
+        ),
+        (
+            kubeconfig(clusters=[{"name": "east", "cluster": {"server": "https://e:99999"}}]),
+            "port is not a number",
+        ),
+        (
+            kubeconfig(
+                contexts=[
+                    {"name": "e", "context": {"cluster": "east"}},
+                    {"name": "e", "context": {"cluster": "west"}},
+                ]
+            ),
+            "contexts has 2 entries named 'e'",
+        ),
+    ],
+)
+def test_unusable_kubeconfigs_name_the_cluster_entry(
+    config: str | dict[str, Any], fragment: str
+) -> None:
+    problem = kube_problem(config)
+    assert problem.field == "clusters[1].kubeconfig"
+    assert fragment in problem.message, problem.message
+
+
+def test_a_requested_context_that_is_missing_names_the_context_field() -> None:
+    problem = kube_problem(kubeconfig(), context="south", index=2)
+    assert problem.field == "clusters[2].context"
+    assert "contexts has no entry named 'south' (it has 'e', 'w')" in problem.message
+
+
+def test_a_kubeconfig_bomb_is_refused() -> None:
+    problem = kube_problem(billion_laughs(6))
+    assert problem.field == "clusters[1].kubeconfig"
+    assert "billion laughs" in problem.message
