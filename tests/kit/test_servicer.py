@@ -12,11 +12,15 @@ import aiohttp
 import grpc
 import grpc.aio
 import pytest
+import yaml
 from google.protobuf.duration_pb2 import Duration
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from adapters.kit.adapter_server import start_adapter
+from adapters.kit.cluster import ClusterSession
 from adapters.kit.servicer import SERVICE_NAME
 from adapters.kit.state_files import StateDirInUse
+from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
 from tests.kit.toy_adapter import (
@@ -25,11 +29,45 @@ from tests.kit.toy_adapter import (
     ScriptedExecutor,
     ToyVersions,
     eventually,
+    settings,
     status_code,
     toy_adapter,
 )
 
 StatusCode = grpc.StatusCode
+
+
+def kubeconfig_text(server: str = "https://east.example:6443", context: str = "e") -> str:
+    """A small well-formed kubeconfig whose one context points at ``server``."""
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "c", "cluster": {"server": server}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": context, "context": {"cluster": "c", "user": "u"}}],
+            "current-context": context,
+        }
+    )
+
+
+def custom(body: str, **fields: Any) -> pb.ApplyOperationRequest:
+    return pb.ApplyOperationRequest(operation="custom", custom_body=body, **fields)
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """A ConfigMap whose aliases expand to 10**levels nodes."""
+    lines = ["apiVersion: v1", "kind: ConfigMap", "metadata: {name: lol}", "data:", "  l0: &l0 lol"]
+    for level in range(1, levels + 1):
+        lines.append(f"  l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * 10) + "]")
+    return "\n".join(lines) + "\n"
+
+
+CONFIG_MAP = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: b}\n"
+CLUSTER_ROLE = (
+    "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: reader}\n"
+    "rules: [{apiGroups: [''], resources: [pods], verbs: [get]}]\n"
+)
 
 
 def install(operation_id: str = "", **fields: Any) -> pb.ApplyOperationRequest:
@@ -169,6 +207,66 @@ INVALID = [
         StatusCode.INVALID_ARGUMENT,
         "timeout: -1s must be positive",
     ),
+    (
+        custom(billion_laughs()),
+        StatusCode.INVALID_ARGUMENT,
+        "custom_body: the YAML, document 1: YAML aliases expand to more than 10000 nodes",
+    ),
+    (
+        custom("a: [unclosed\n"),
+        StatusCode.INVALID_ARGUMENT,
+        "custom_body: the YAML is not valid YAML",
+    ),
+    (
+        custom("apiVersion: v1\nkind: ConfigMap\ndata: {}\n"),
+        StatusCode.INVALID_ARGUMENT,
+        "custom_body: object 1 (ConfigMap) has no metadata",
+    ),
+    (
+        custom(CLUSTER_ROLE),
+        StatusCode.INVALID_ARGUMENT,
+        "custom_body: holds cluster-scoped objects (ClusterRole reader)",
+    ),
+    (
+        custom(
+            CONFIG_MAP.replace("{name: settings}", "{name: settings, namespace: elsewhere}"),
+            namespace="books",
+        ),
+        StatusCode.INVALID_ARGUMENT,
+        "custom_body: ConfigMap elsewhere/settings names namespace 'elsewhere' but the "
+        "request's namespace is 'books'",
+    ),
+    (
+        install(clusters=[pb.Cluster(name="a"), pb.Cluster(name="b", kubeconfig="{{{ junk")]),
+        StatusCode.INVALID_ARGUMENT,
+        "clusters[1].kubeconfig: the kubeconfig is not valid YAML",
+    ),
+    (
+        install(clusters=[pb.Cluster(name="a", kubeconfig="secret: yes")]),
+        StatusCode.INVALID_ARGUMENT,
+        "clusters[0].kubeconfig: `clusters` is missing, not a list",
+    ),
+    (
+        install(clusters=[pb.Cluster(name="a", kubeconfig=kubeconfig_text(), context="x")]),
+        StatusCode.INVALID_ARGUMENT,
+        "clusters[0].context: contexts has no entry named 'x' (it has 'e')",
+    ),
+    (
+        install(clusters=[pb.Cluster(name="a", kubeconfig=kubeconfig_text("ftp://files"))]),
+        StatusCode.INVALID_ARGUMENT,
+        "clusters[0].kubeconfig: cluster 'c' (context 'e') has server 'ftp://files', which is "
+        "not an http(s) URL",
+    ),
+    (
+        install(clusters=[pb.Cluster(name="a"), pb.Cluster(name="")]),
+        StatusCode.INVALID_ARGUMENT,
+        "clusters[1].name: every cluster needs a name",
+    ),
+    (
+        install(clusters=[pb.Cluster(name="a"), pb.Cluster(name="a", kubeconfig="{{{ junk")]),
+        StatusCode.INVALID_ARGUMENT,
+        "clusters[1].name: 'a' appears twice",
+    ),
 ]
 
 
@@ -181,6 +279,45 @@ async def test_invalid_requests_name_the_field_and_run_nothing() -> None:
             assert raised.value.details().startswith(message), raised.value.details()
         assert h.executor.executions == []
         assert len(h.adapter.journal) == 0
+
+
+async def test_a_yaml_bomb_is_refused_at_once_and_the_adapter_keeps_serving() -> None:
+    async with toy_adapter() as h:
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await h.stub.ApplyOperation(custom(billion_laughs(12), operation_id="bomb"))
+        assert time.monotonic() - started < 1.0
+        assert status_code(raised.value) == StatusCode.INVALID_ARGUMENT
+        assert "billion laughs" in raised.value.details()
+        assert h.adapter.runner.get("bomb") is None
+        good = await h.stub.ApplyOperation(custom(CONFIG_MAP, operation_id="good"))
+        assert good.created
+        done = await h.wait_state("good", *TERMINAL)
+        assert done.state == pb.OPERATION_STATE_SUCCEEDED
+        assert [e.operation_id for e in h.executor.executions] == ["good"]
+
+
+async def test_good_custom_bodies_and_kubeconfigs_are_accepted() -> None:
+    async with toy_adapter() as h:
+        elsewhere = CONFIG_MAP.replace("{name: settings}", "{name: settings, namespace: shop}")
+        accepted = await h.stub.ApplyOperation(
+            custom(
+                CONFIG_MAP + "---\n" + elsewhere,
+                operation_id="mixed",
+                clusters=[
+                    pb.Cluster(name="east", kubeconfig=kubeconfig_text()),
+                    pb.Cluster(
+                        name="west", kubeconfig=kubeconfig_text("http://10.0.0.1:8080", "w")
+                    ),
+                ],
+            )
+        )
+        assert accepted.created
+        # No namespace in the request: like kubectl without -n, objects keep their own.
+        assert accepted.operation.namespace == "default"
+        done = await h.wait_state("mixed", *TERMINAL)
+        assert done.state == pb.OPERATION_STATE_SUCCEEDED
+        assert sorted(e.cluster for e in h.executor.executions) == ["east", "west"]
 
 
 async def test_apply_returns_at_once_and_the_work_runs_in_the_background() -> None:
@@ -258,7 +395,7 @@ async def test_clusters_run_in_parallel_and_one_failure_fails_the_operation() ->
     )
     async with toy_adapter(executor=executor) as h:
         clusters = [
-            pb.Cluster(name="east", kubeconfig="apiVersion: v1\nkind: Config\n", context="e"),
+            pb.Cluster(name="east", kubeconfig=kubeconfig_text(), context="e"),
             pb.Cluster(name="west"),
             pb.Cluster(name="north"),
         ]
@@ -597,3 +734,60 @@ async def test_shutdown_refuses_new_operations(tmp_path: Path) -> None:
         assert status_code(raised.value) == StatusCode.UNAVAILABLE
         record = await h.wait_state("running", *TERMINAL)
         assert record.state == pb.OPERATION_STATE_INTERRUPTED
+
+
+async def test_the_istio_adapter_refuses_bad_input_before_touching_the_cluster(
+    kubesim: RunningSim, tmp_path: Path
+) -> None:
+    from adapters.istio.declaration import DECLARATION as ISTIO
+    from adapters.kit.cli import real_executor_factory
+
+    adapter = await start_adapter(
+        ISTIO,
+        settings(kubeconfig=kubesim.kubeconfig, cache_dir=tmp_path / "cache"),
+        real_executor_factory,
+    )
+    sim_cluster = pb.Cluster(name="sim", kubeconfig=kubesim.kubeconfig.read_text())
+    try:
+        async with grpc.aio.insecure_channel(adapter.address) as channel:
+            stub = pb_grpc.MeshAdapterServiceStub(channel)
+            refused = [
+                (custom(billion_laughs(12)), "custom_body:", "billion laughs"),
+                (custom(CLUSTER_ROLE), "custom_body:", "parameters.allow_cluster_scoped=true"),
+                (
+                    custom(CONFIG_MAP, clusters=[pb.Cluster(name="x", kubeconfig=": : :\n- [")]),
+                    "clusters[0].kubeconfig:",
+                    "not valid YAML",
+                ),
+            ]
+            for request, prefix, fragment in refused:
+                started = time.monotonic()
+                with pytest.raises(grpc.aio.AioRpcError) as raised:
+                    await stub.ApplyOperation(request)
+                assert time.monotonic() - started < 1.0
+                assert status_code(raised.value) == StatusCode.INVALID_ARGUMENT
+                assert raised.value.details().startswith(prefix), raised.value.details()
+                assert fragment in raised.value.details()
+            assert len(adapter.journal) == 0
+
+            accepted = await stub.ApplyOperation(
+                custom(
+                    CONFIG_MAP + "---\n" + CLUSTER_ROLE,
+                    operation_id="good",
+                    parameters={"allow_cluster_scoped": "true"},
+                    clusters=[sim_cluster],
+                )
+            )
+            assert accepted.created
+            async with asyncio.timeout(30):
+                while accepted.operation.state not in TERMINAL:
+                    await asyncio.sleep(0.05)
+                    accepted = await stub.GetOperation(pb.GetOperationRequest(operation_id="good"))
+            done = accepted.operation
+            assert done.state == pb.OPERATION_STATE_SUCCEEDED, done.error
+        async with await ClusterSession.connect(kubeconfig_path=kubesim.kubeconfig) as session:
+            assert await session.get("v1", "ConfigMap", "settings", done.namespace) is not None
+            role = await session.get("rbac.authorization.k8s.io/v1", "ClusterRole", "reader")
+            assert role is not None
+    finally:
+        await adapter.stop()
