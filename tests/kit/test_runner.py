@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from adapters.kit.catalogue import OperationSpec
+from adapters.kit.catalogue import MeshDeclaration, OperationSpec
 from adapters.kit.events import EventLog
 from adapters.kit.executors import MeshStatus, OperationEmitter
 from adapters.kit.journal import OperationJournal
@@ -22,7 +23,17 @@ from adapters.kit.operations import (
     Severity,
 )
 from adapters.kit.runner import InvalidArgument, NotFound, OperationRunner, Unavailable
+from adapters.kit.standard_operations import custom_operation
 from tests.kit.toy_adapter import DECLARATION, Script, ScriptedExecutor, ToyVersions, eventually
+
+# The toy mesh with the kit's standard custom operation (which takes allow_cluster_scoped).
+STANDARD_CUSTOM = dataclasses.replace(
+    DECLARATION,
+    operations=(
+        *(o for o in DECLARATION.operations if o.id != "custom"),
+        custom_operation(default_namespace="default"),
+    ),
+)
 
 
 def _runner(
@@ -30,11 +41,12 @@ def _runner(
     *,
     state_dir: Path | None = None,
     max_concurrent: int = 4,
+    declaration: MeshDeclaration = DECLARATION,
 ) -> tuple[OperationRunner, OperationJournal, EventLog]:
     journal = OperationJournal(state_dir=state_dir)
     events = EventLog(mesh="toy", state_dir=None if state_dir is None else state_dir / "events")
     runner = OperationRunner(
-        DECLARATION,
+        declaration,
         executor,  # type: ignore[arg-type]
         ToyVersions(),
         journal,
@@ -183,3 +195,108 @@ async def test_shutdown_interrupts_running_and_never_started_work() -> None:
         e.operation_id for e in events.retained() if e.operation_state is OperationState.INTERRUPTED
     ]
     assert sorted(finals) == ["one", "two"]
+
+
+CLUSTER_ROLE = (
+    "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: reader}\n"
+)
+CONFIG_MAP = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n"
+
+
+def _custom(operation_id: str, body: str, **fields: object) -> OperationRequest:
+    return OperationRequest(
+        operation_id=operation_id,
+        operation="custom",
+        custom_body=body,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+async def test_cluster_scoped_objects_are_refused_until_the_request_opts_in() -> None:
+    executor = ScriptedExecutor()
+    runner, journal, _ = _runner(executor, declaration=STANDARD_CUSTOM)
+    body = CONFIG_MAP + "---\n" + CLUSTER_ROLE
+    for attempt in range(2):  # re-sending the refused request changes nothing
+        with pytest.raises(InvalidArgument) as raised:
+            await runner.submit(_custom("cr", body))
+        assert raised.value.field == "custom_body"
+        assert "ClusterRole reader" in str(raised.value)
+        assert "parameters.allow_cluster_scoped=true" in str(raised.value), attempt
+        assert journal.get("cr") is None
+    record, created = await runner.submit(
+        _custom("cr", body, parameters={"allow_cluster_scoped": "true"})
+    )
+    assert created and record.parameters["allow_cluster_scoped"] == "true"
+    await eventually(lambda: _state(journal, "cr") is OperationState.SUCCEEDED)
+    assert executor.count("cr") == 1
+    await runner.shutdown(1)
+
+
+async def test_the_toy_custom_operation_cannot_opt_in_to_cluster_scoped_objects() -> None:
+    runner, _, _ = _runner(ScriptedExecutor())
+    with pytest.raises(InvalidArgument, match="applies namespaced objects only") as raised:
+        await runner.submit(_custom("cr", CLUSTER_ROLE))
+    assert "allow_cluster_scoped" not in str(raised.value)
+    await runner.shutdown(1)
+
+
+async def test_an_explicit_namespace_must_agree_with_the_objects() -> None:
+    runner, journal, _ = _runner(ScriptedExecutor(), declaration=STANDARD_CUSTOM)
+    body = CONFIG_MAP.replace("{name: settings}", "{name: settings, namespace: shop}")
+    with pytest.raises(InvalidArgument) as raised:
+        await runner.submit(_custom("ns", body, namespace="books"))
+    assert raised.value.field == "custom_body"
+    assert "'shop'" in str(raised.value) and "'books'" in str(raised.value)
+    same, _ = await runner.submit(_custom("same", body, namespace="shop"))
+    defaulted, _ = await runner.submit(_custom("defaulted", body))
+    assert (same.namespace, defaulted.namespace) == ("shop", "default")
+    await eventually(lambda: _state(journal, "defaulted") is OperationState.SUCCEEDED)
+    await runner.shutdown(1)
+
+
+async def test_kubeconfigs_are_checked_after_the_cluster_names() -> None:
+    runner, journal, _ = _runner(ScriptedExecutor())
+    clusters = (
+        ClusterTarget(name="a", kubeconfig="apiVersion: v1\nkind: Config\n"),
+        ClusterTarget(name="a"),
+    )
+    with pytest.raises(InvalidArgument) as raised:
+        await runner.submit(
+            OperationRequest(operation_id="k", operation="install", clusters=clusters)
+        )
+    assert raised.value.field == "clusters[1].name"
+    with pytest.raises(InvalidArgument) as raised:
+        await runner.submit(
+            OperationRequest(operation_id="k", operation="install", clusters=clusters[:1])
+        )
+    assert raised.value.field == "clusters[0].kubeconfig"
+    assert "`clusters` is missing" in str(raised.value)
+    assert len(journal) == 0
+    await runner.shutdown(1)
+
+
+async def test_the_loop_keeps_running_while_a_large_body_is_parsed() -> None:
+    document = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c%d}\ndata: {a: b}\n---\n"
+    body = "".join(document % n for n in range(1500))  # about 110 kB: a fraction of a second
+    runner, _, _ = _runner(ScriptedExecutor(), declaration=STANDARD_CUSTOM)
+    loop = asyncio.get_running_loop()
+    gaps: list[float] = []
+    parsing = True
+
+    async def tick() -> None:
+        last = loop.time()
+        while parsing:
+            await asyncio.sleep(0.005)
+            now = loop.time()
+            gaps.append(now - last)
+            last = now
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(tick(), name="ticker")
+        try:
+            await runner.submit(_custom("big", body))
+        finally:
+            parsing = False
+    assert len(gaps) >= 5, gaps
+    assert max(gaps) < 0.2, f"the event loop stalled for {max(gaps):.2f}s"
+    await runner.shutdown(1)
