@@ -6,6 +6,11 @@ candidate mesh is tried; one whose declaration is not installed exits at once an
 then the coordinator with those adapters. Each child must report SERVING (gRPC health) before
 the next starts. Then it prints where everything listens and a first command to try, and waits.
 
+A child that exits while up runs is restarted with the same arguments after a growing delay;
+one that exits more than ``max_restarts`` times within ``restart_window_seconds`` stops
+everything instead (it is not going to get better by itself). A lock on the data directory
+keeps a second `up` from using the same one.
+
 Ctrl-C or SIGTERM stops the children in reverse order: SIGTERM, then SIGKILL after a grace
 period. Children run in their own session (a terminal's Ctrl-C reaches only this process, which
 stops them in order) and, on Linux, get SIGTERM if this process dies without cleaning up.
@@ -22,6 +27,7 @@ import ctypes
 import json
 import signal
 import sys
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +36,7 @@ from typing import Any
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped, unused-ignore]
 
+from coordinator.data_dir_lock import DataDirLock, DataDirLocked
 from serving.logging_setup import configure_logging
 from serving.tls import dial
 
@@ -73,6 +80,11 @@ class SandboxSettings:
     stop_grace_seconds: float = 10.0
     kubesim_ready_delay: float = 0.2
     python: str = sys.executable
+    max_restarts: int = 5
+    """Restarts of one child allowed within ``restart_window_seconds``; one more stops `up`."""
+    restart_window_seconds: float = 60.0
+    restart_backoff_seconds: float = 0.5
+    """Delay before the first restart; doubled for each recent restart, at most 10 s."""
 
     @property
     def coordinator_port(self) -> int:
@@ -95,11 +107,14 @@ class Child:
     """One started child process and where it writes."""
 
     name: str
+    args: tuple[str, ...]
     process: asyncio.subprocess.Process
     stdout_path: Path
     log_path: Path
     address: str = ""
     detail: str = ""
+    restarts: deque[float] = field(default_factory=deque)
+    """Loop times of this child's restarts (only those within the window are kept)."""
 
 
 def _die_with_parent() -> None:
@@ -120,16 +135,19 @@ class Sandbox:
         self.adapters: dict[str, str] = {}
         self.skipped: dict[str, str] = {}
         self.coordinator_address = ""
+        self._lock = DataDirLock(settings.data_dir)
 
     @property
     def _logs(self) -> Path:
         return self.settings.data_dir / "logs"
 
-    async def _spawn(self, name: str, args: Sequence[str]) -> Child:
+    async def _exec(self, name: str, args: Sequence[str]) -> asyncio.subprocess.Process:
+        """One child process; stdout starts empty (it is read for the address), the log grows."""
         self._logs.mkdir(parents=True, exist_ok=True)
-        stdout_path = self._logs / f"{name}.out"
-        log_path = self._logs / f"{name}.log"
-        with stdout_path.open("wb") as out, log_path.open("ab") as err:
+        with (
+            (self._logs / f"{name}.out").open("wb") as out,
+            (self._logs / f"{name}.log").open("ab") as err,
+        ):
             process = await asyncio.create_subprocess_exec(
                 self.settings.python,
                 "-m",
@@ -141,9 +159,19 @@ class Sandbox:
                 start_new_session=True,
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
-        child = Child(name=name, process=process, stdout_path=stdout_path, log_path=log_path)
-        self.children.append(child)
         _log.info("sandbox.started", child=name, pid=process.pid)
+        return process
+
+    async def _spawn(self, name: str, args: Sequence[str]) -> Child:
+        process = await self._exec(name, args)
+        child = Child(
+            name=name,
+            args=tuple(args),
+            process=process,
+            stdout_path=self._logs / f"{name}.out",
+            log_path=self._logs / f"{name}.log",
+        )
+        self.children.append(child)
         return child
 
     async def _await_line(self, child: Child, accept: Callable[[str], Any | None]) -> Any | None:
@@ -194,8 +222,14 @@ class Sandbox:
         )
 
     async def start(self) -> None:
-        """Start every child in order; on failure the ones already started are stopped."""
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        """Start every child in order; on failure the ones already started are stopped.
+
+        Raises SandboxError, before starting anything, when another `up` holds the data dir.
+        """
+        try:
+            self._lock.acquire()
+        except DataDirLocked as exc:
+            raise SandboxError(str(exc)) from None
         try:
             if self.kubeconfig is None:
                 await self._start_kubesim()
@@ -272,14 +306,7 @@ class Sandbox:
             args += ["--mirror", str(settings.mirror)]
         child = await self._spawn(f"adapter-{mesh}", args)
 
-        def announced(line: str) -> dict[str, Any] | None:
-            with contextlib.suppress(ValueError):
-                document = json.loads(line)
-                if isinstance(document, dict) and "grpc" in document:
-                    return document
-            return None
-
-        found = await self._await_line(child, announced)
+        found = await self._await_line(child, _announced)
         if found is None:
             await child.process.wait()
             self.children.remove(child)
@@ -304,14 +331,73 @@ class Sandbox:
         for mesh, address in self.adapters.items():
             args += ["--adapter", f"{mesh}={address}"]
         child = await self._spawn("coordinator", args)
-        found = await self._await_line(
-            child, lambda line: _json_with(line, "grpc") if line.startswith("{") else None
-        )
+        found = await self._await_line(child, _announced)
         if found is None:
             raise self._failed(child)
         child.address = str(found["grpc"])
         await self._await_serving(child)
         self.coordinator_address = child.address
+
+    async def _ready_again(self, child: Child) -> None:
+        """A restarted child announced itself and (for gRPC children) is SERVING again."""
+        if child.name == "kubesim":
+            ready = await self._await_line(
+                child, lambda line: line if line.startswith("kubeconfig:") else None
+            )
+            if ready is None:
+                raise self._failed(child)
+            return
+        if await self._await_line(child, _announced) is None:
+            raise self._failed(child)
+        await self._await_serving(child)
+
+    def _recent_restarts(self, child: Child, now: float) -> int:
+        while child.restarts and now - child.restarts[0] > self.settings.restart_window_seconds:
+            child.restarts.popleft()
+        return len(child.restarts)
+
+    async def _restart(self, child: Child) -> bool:
+        """Restart ``child`` until it is ready again; False once its restart budget is spent."""
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        while True:
+            recent = self._recent_restarts(child, loop.time())
+            if recent >= settings.max_restarts:
+                return False
+            delay = min(10.0, settings.restart_backoff_seconds * 2**recent)
+            _log.warning(
+                "sandbox.child_exited",
+                child=child.name,
+                exit_code=child.process.returncode,
+                restart_in_seconds=delay,
+                log=str(child.log_path),
+            )
+            await asyncio.sleep(delay)
+            child.restarts.append(loop.time())
+            child.process = await self._exec(child.name, child.args)
+            try:
+                await self._ready_again(child)
+            except SandboxError as exc:
+                _log.warning("sandbox.restart_failed", child=child.name, error=str(exc))
+                if child.process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        child.process.kill()
+                    await child.process.wait()
+                continue
+            _log.warning(
+                "sandbox.restarted",
+                child=child.name,
+                pid=child.process.pid,
+                restarts_in_window=len(child.restarts),
+            )
+            return True
+
+    async def supervise(self) -> Child:
+        """Restart children that exit; returns the first one whose restart budget ran out."""
+        while True:
+            child = await self.wait_for_exit()
+            if not await self._restart(child):
+                return child
 
     async def wait_for_exit(self) -> Child:
         """Until any child exits; returns it."""
@@ -341,6 +427,7 @@ class Sandbox:
                         process.kill()
                     await process.wait()
             _log.info("sandbox.stopped", child=child.name, exit_code=process.returncode)
+        self._lock.release()
 
     def summary(self) -> str:
         """Where everything listens, and a first command."""
@@ -369,6 +456,11 @@ class Sandbox:
         lines.append(f"try:  meshplane ops {first}{hint}")
         lines.append("Ctrl-C stops everything.")
         return "\n".join(lines)
+
+
+def _announced(line: str) -> dict[str, Any] | None:
+    """The JSON line a gRPC child prints once it listens (it has a "grpc" address)."""
+    return _json_with(line, "grpc") if line.startswith("{") else None
 
 
 def _json_with(line: str, key: str) -> dict[str, Any] | None:
@@ -478,21 +570,25 @@ async def _serve(sandbox: Sandbox) -> int:
             print(f"meshplane up: {exc}", file=sys.stderr)
             return 1
         print(sandbox.summary(), flush=True)
-        exited = asyncio.ensure_future(sandbox.wait_for_exit())
+        exited = asyncio.ensure_future(sandbox.supervise())
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
         code = 0
         if exited.done():
             child = exited.result()
+            settings = sandbox.settings
             print(
-                f"meshplane up: {child.name} exited with {child.process.returncode}; "
+                f"meshplane up: {child.name} exited with {child.process.returncode} after "
+                f"{settings.max_restarts} restarts within {settings.restart_window_seconds:g}s; "
                 f"stopping everything (see {child.log_path})",
                 file=sys.stderr,
             )
             code = 1
         else:
             exited.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await exited  # a restart in progress ends before the children are stopped
             print("stopping...", flush=True)
         await sandbox.stop()
         return code

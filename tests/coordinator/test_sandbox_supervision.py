@@ -1,0 +1,133 @@
+"""`meshplane up` keeps its children running: a crashed child comes back, a child that keeps
+crashing ends supervision, and a second `up` on the same data directory is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from coordinator.sandbox import Child, Sandbox, SandboxSettings
+from meshplane_cli.main import main
+
+
+def _free_port_block(size: int) -> int:
+    """A base port with ``size`` consecutive free loopback ports (coordinator, kubesim, ...)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = int(probe.getsockname()[1])
+        if base + size > 65535:
+            continue
+        with contextlib.ExitStack() as stack:
+            try:
+                for port in range(base, base + size):
+                    held = stack.enter_context(socket.socket())
+                    held.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return base
+    raise RuntimeError("no block of free ports")
+
+
+@contextlib.asynccontextmanager
+async def _running(tmp_path: Path, **changes: object) -> AsyncIterator[Sandbox]:
+    settings = SandboxSettings(
+        data_dir=tmp_path / "data",
+        port_base=_free_port_block(3),
+        meshes=("istio",),
+        stop_grace_seconds=5,
+        restart_backoff_seconds=0.05,
+        **changes,  # type: ignore[arg-type]
+    )
+    sandbox = Sandbox(settings)
+    await sandbox.start()
+    try:
+        yield sandbox
+    finally:
+        await sandbox.stop()
+
+
+def _adapter(sandbox: Sandbox) -> Child:
+    return next(child for child in sandbox.children if child.name == "adapter-istio")
+
+
+async def _replica_states(sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """What `meshplane adapters -o json` shows for the istio replicas."""
+    argv = ["adapters", "-o", "json", "--coordinator", sandbox.coordinator_address]
+    code = await asyncio.to_thread(main, argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    # The sandbox logs to the same stdout in this process: take the command's JSON line.
+    line = next(text for text in captured.out.splitlines() if text.startswith('{"adapters"'))
+    listed = json.loads(line)
+    return [r["state"] for a in listed["adapters"] if a["mesh"] == "istio" for r in a["replicas"]]
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], *, within: float = 60) -> None:
+    async with asyncio.timeout(within):
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(0.1)
+
+
+async def test_a_killed_adapter_comes_back_until_it_exits_too_often(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One sandbox for every check: starting one takes seconds."""
+    async with _running(tmp_path, max_restarts=1) as sandbox:
+        supervising = asyncio.ensure_future(sandbox.supervise())
+        try:
+            assert await _replica_states(sandbox, capsys) == ["REPLICA_STATE_SERVING"]
+            adapter = _adapter(sandbox)
+            killed = adapter.process.pid
+            adapter.process.kill()
+
+            async def restarted() -> bool:
+                return adapter.process.pid != killed and adapter.process.returncode is None
+
+            async def serving() -> bool:
+                return await _replica_states(sandbox, capsys) == ["REPLICA_STATE_SERVING"]
+
+            await _eventually(restarted)
+            await _eventually(serving)
+            assert not supervising.done() and len(adapter.restarts) == 1
+
+            # The data dir is taken: a second `up` on it refuses before starting anything.
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "meshplane_cli.main",
+                "up",
+                "--data-dir",
+                str(sandbox.settings.data_dir),
+                "--mesh",
+                "istio",
+                "--port-base",
+                str(_free_port_block(3)),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(process.communicate(), 60)
+            assert process.returncode == 1, out
+            message = err.decode()
+            assert str(sandbox.settings.data_dir) in message
+            assert f"pid {os.getpid()}" in message
+            assert adapter.process.returncode is None and not supervising.done()
+
+            # A second exit within the window (max_restarts=1): supervision gives up on it.
+            adapter.process.kill()
+            gave_up = await asyncio.wait_for(supervising, 60)
+            assert gave_up is adapter
+        finally:
+            supervising.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervising
