@@ -10,6 +10,10 @@ rejected with FAILED_PRECONDITION naming the differing field, because silently r
 old operation would hide that the new request never ran. Fields left empty in the re-sent
 request (namespace, mesh_version, parameters with defaults) match whatever was resolved the
 first time, so a resume keeps the version the first attempt installed.
+
+Fields that must be parsed to be judged (the custom YAML body, cluster kubeconfigs) are parsed
+here too, with the bounded loader of `request_checks`, so bad input is INVALID_ARGUMENT at once
+rather than a FAILED operation later.
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ OPERATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 OPERATION_TIMEOUT = "OPERATION_TIMEOUT"
 INTERNAL = "INTERNAL"
+PARSING_SLOTS = 2
+"""Requests whose YAML is parsed at once; more wait, so large bodies cannot take every thread."""
 
 
 class RequestError(Exception):
@@ -137,6 +143,7 @@ class OperationRunner:
         self._cancel_wait = cancel_wait_seconds
         self._metrics = metrics
         self._slots = asyncio.Semaphore(max_concurrent)
+        self._parsing = asyncio.Semaphore(PARSING_SLOTS)
         self._tasks = BackgroundTasks(owner=f"{declaration.mesh}-operations")
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stop_reasons: dict[str, OperationState] = {}
@@ -325,12 +332,14 @@ class OperationRunner:
             )
         parameters = self._check_parameters(spec, request.parameters)
         targets = self._targets(request)
-        # Parsing is CPU work bounded by the size limits; a thread keeps the loop serving.
-        problem = await asyncio.to_thread(
-            self._parsed_fields_problem, spec, request, namespace, parameters
-        )
-        if problem is not None:
-            raise InvalidArgument(problem.field, problem.message)
+        if spec.custom or any(c.kubeconfig for c in request.clusters):
+            # Parsing is CPU work bounded by the size limits; a thread keeps the loop serving.
+            async with self._parsing:
+                problem = await asyncio.to_thread(
+                    self._parsed_fields_problem, spec, request, namespace, parameters
+                )
+            if problem is not None:
+                raise InvalidArgument(problem.field, problem.message)
         mesh_version = await self._check_version(
             spec, request.mesh_version or (previous.mesh_version if previous else "")
         )
