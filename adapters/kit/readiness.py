@@ -401,6 +401,7 @@ async def wait_ready(
     *,
     within_seconds: float | None = None,
     rule: Callable[[KubeObject], Readiness] = readiness_of,
+    observed: Mapping[str, KubeObject] | None = None,
 ) -> WaitResult:
     """Poll every ref in parallel until ready, failed, or the policy's timeout.
 
@@ -408,7 +409,9 @@ async def wait_ready(
     ready (in the order they do) and FAILED, with the reason the cluster reports, for each that
     failed or was still not ready at the deadline.
     ``within_seconds`` overrides the policy's timeout (the operation's remaining budget);
-    ``rule`` replaces the readiness table (hooks wait with `hook_completion`).
+    ``rule`` replaces the readiness table (hooks wait with `hook_completion`). ``observed``
+    (by ref key) holds objects as the server just answered a write: the first look at those
+    reads them instead of asking again (a CRD is usually Established in its apply answer).
     """
     budget = policy.timeout_seconds if within_seconds is None else within_seconds
     if not refs:
@@ -423,8 +426,10 @@ async def wait_ready(
     async def watch_one(ref: ObjectRef) -> None:
         delay = _FIRST_POLL_DELAY
         announced = False
+        first = observed.get(ref.key) if observed is not None else None
         while True:
-            obj = await source.get_ref(ref)
+            obj = first if first is not None else await source.get_ref(ref)
+            first = None
             state = (
                 rule(obj)
                 if obj is not None

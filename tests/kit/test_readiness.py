@@ -314,3 +314,65 @@ def test_hooks_are_done_when_finished_not_when_running() -> None:
         "status": {"conditions": [{"type": "Complete", "status": "True"}]},
     }
     assert hook_completion(job).ready
+
+
+class CountingSource:
+    """The session, counting the reads waiting makes."""
+
+    def __init__(self, session: ClusterSession) -> None:
+        self.session = session
+        self.reads = 0
+
+    async def get_ref(self, ref: ObjectRef) -> KubeObject | None:
+        self.reads += 1
+        return await self.session.get_ref(ref)
+
+    async def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str = "",
+    ) -> list[KubeObject]:
+        return await self.session.list(api_version, kind, namespace, label_selector)
+
+
+def crd(plural: str) -> KubeObject:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"plural": plural, "singular": plural[:-1], "kind": plural[:-1].title()},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object"}},
+                }
+            ],
+        },
+    }
+
+
+async def test_wait_ready_takes_the_first_look_from_the_write_answer(
+    session: ClusterSession,
+) -> None:
+    widgets, web = crd("widgets"), workload("observed-web")
+    crd_answer, _ = await session.apply(widgets)
+    web_answer, _ = await session.apply(web)
+    refs = [ObjectRef.from_manifest(widgets), ObjectRef.from_manifest(web)]
+    observed = {refs[0].key: crd_answer, refs[1].key: web_answer}
+    source = CountingSource(session)
+    events: list[Progress] = []
+    policy = WaitPolicy(timeout_seconds=10, poll_interval_seconds=0.05)
+
+    established = await wait_ready(source, refs[:1], policy, events.append, observed=observed)
+    assert established.ready == (refs[0],) and source.reads == 0
+
+    # A workload's write answer is not ready yet: waiting goes on to read the cluster.
+    result = await wait_ready(source, refs[1:], policy, events.append, observed=observed)
+    assert result.ready == (refs[1],) and source.reads >= 1
