@@ -171,15 +171,17 @@ class Applier:
         sink: ProgressSink,
         counts: _Counts,
         versions: dict[str, str] | None,
+        seen: dict[str, KubeObject] | None = None,
     ) -> None:
         """Apply concurrently; ``versions`` (key → resourceVersion of what the release already
-        has) saves reading each object first; None means read each one."""
+        has) saves reading each object first; None means read each one. ``seen`` collects the
+        server's answers (key → object), the first look of the wait that follows."""
 
         async def apply_one(obj: KubeObject) -> None:
             ref = ObjectRef.from_manifest(obj)
             previous: str | Unknown | None = UNKNOWN if versions is None else versions.get(ref.key)
             try:
-                _, changed = await self._session.apply(
+                answer, changed = await self._session.apply(
                     obj,
                     field_manager=policy.field_manager,
                     force=policy.force_conflicts,
@@ -195,6 +197,8 @@ class Applier:
                     )
                 )
                 raise
+            if seen is not None:
+                seen[ref.key] = answer
             if changed:
                 counts.applied += 1
                 sink(Progress(kind=ProgressKind.APPLIED, ref=ref, message=f"{ref} applied"))
@@ -244,9 +248,15 @@ class Applier:
         counts: _Counts,
         *,
         within_seconds: float,
+        seen: dict[str, KubeObject] | None = None,
     ) -> None:
         result = await wait_ready(
-            self._session, refs, policy, sink, within_seconds=max(0.0, within_seconds)
+            self._session,
+            refs,
+            policy,
+            sink,
+            within_seconds=max(0.0, within_seconds),
+            observed=seen,
         )
         counts.ready += len(result.ready)
         result.raise_for_failure()
@@ -407,7 +417,8 @@ class Applier:
 
         await self._apply_objects(tiers.get(0, []), policy, sink, counts, versions)
         crds = tiers.get(1, [])
-        await self._apply_objects(crds, policy, sink, counts, versions)
+        established: dict[str, KubeObject] = {}
+        await self._apply_objects(crds, policy, sink, counts, versions, established)
         if crds:
             await self._wait(
                 [ObjectRef.from_manifest(obj) for obj in crds],
@@ -415,6 +426,7 @@ class Applier:
                 sink,
                 counts,
                 within_seconds=min(_CRD_WAIT_SECONDS, left()),
+                seen=established,
             )
 
         pre = HookPhase.PRE_UPGRADE if deployed_before else HookPhase.PRE_INSTALL
