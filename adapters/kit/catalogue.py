@@ -9,6 +9,7 @@ spec plus a request into an `ApplyPlan` (planning), applies it (applying) and re
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -203,7 +204,8 @@ class OperationSpec:
     supports_delete: bool = True
     ownership: Ownership = Ownership.OBJECTS
     release: str = ""
-    """Inventory name in the cluster; empty means the operation id."""
+    """Release name within the mesh; empty means the operation id. In the cluster it is prefixed
+    with the mesh (`MeshDeclaration.release_of`)."""
     uses_mesh_version: bool = False
     """True when mesh_version selects what is applied (install); validated against the index."""
     mesh_versions: tuple[str, ...] = ()
@@ -213,7 +215,7 @@ class OperationSpec:
 
     @property
     def release_name(self) -> str:
-        """Name of the release inventory this operation records in the cluster."""
+        """The operation's release within its mesh (what `status_release` names)."""
         return self.release or self.id
 
 
@@ -236,6 +238,23 @@ class MeshDeclaration:
     injection_annotation: tuple[str, str] | None = None
     """Namespace annotation (key, value) that enables injection, if the mesh uses one."""
     capabilities: tuple[str, ...] = ()
+
+    def release_of(self, spec: OperationSpec, custom_body: str = "") -> str:
+        """The release's name in the cluster (inventory Secret, release label).
+
+        Prefixed with the mesh, because two meshes share operation ids (`install`, `httpbin`):
+        without it one mesh's delete or prune would act on another mesh's objects. A custom body
+        is its own release, so the same YAML deletes what it applied.
+        """
+        if spec.custom:
+            digest = hashlib.sha256(custom_body.encode("utf-8")).hexdigest()[:12]
+            return f"{self.mesh}-{spec.release_name}-{digest}"
+        return f"{self.mesh}-{spec.release_name}"
+
+    @property
+    def status_release_name(self) -> str:
+        """The cluster name of the release GetMeshStatus reports (`status_release`)."""
+        return f"{self.mesh}-{self.status_release}"
 
     def operation(self, operation_id: str) -> OperationSpec | None:
         """Look up a catalogue entry by id."""

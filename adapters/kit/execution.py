@@ -45,7 +45,6 @@ from adapters.kit.planning import (
     PlanError,
     Planner,
     RenderCache,
-    custom_release_name,
 )
 from adapters.kit.plans import ApplyOutcome, Hook, Progress, ProgressKind, WaitPolicy
 from adapters.kit.settings import AdapterSettings
@@ -262,7 +261,10 @@ class KitExecutor:
         ):
             return ""
         status = await read_inventory(
-            session, self.declaration.default_namespace, self.declaration.status_release
+            session,
+            self.declaration.default_namespace,
+            self.declaration.status_release_name,
+            mesh=self.declaration.mesh,
         )
         return status.metadata.get("mesh_version", "") if status is not None else ""
 
@@ -277,12 +279,15 @@ class KitExecutor:
         emit: OperationEmitter,
     ) -> ClusterResult:
         namespace = record.namespace or spec.default_namespace
-        release = (
-            custom_release_name(spec, record.custom_body) if spec.custom else spec.release_name
-        )
+        release = self.declaration.release_of(spec, record.custom_body)
         hooks = await self._delete_hooks(spec, record, namespace, release, session, emit)
         outcome = await Applier(session, concurrency=self._concurrency).uninstall(
-            release, namespace, _sink(emit), hooks=hooks, wait_policy=_wait_policy(record)
+            release,
+            namespace,
+            _sink(emit),
+            mesh=self.declaration.mesh,
+            hooks=hooks,
+            wait_policy=_wait_policy(record),
         )
         if outcome.noop:
             summary = f"release {namespace}/{release} is not installed; nothing to delete"
@@ -304,7 +309,7 @@ class KitExecutor:
         """Charts may carry delete hooks: render the installed version to find them."""
         if not any(isinstance(s, ChartSource) for s in spec.sources):
             return ()
-        installed = await read_inventory(session, namespace, release)
+        installed = await read_inventory(session, namespace, release, mesh=self.declaration.mesh)
         if installed is None:
             return ()
         version = installed.metadata.get("mesh_version", "")

@@ -1,7 +1,8 @@
 """The release inventory: what a release put in the cluster, kept in the cluster itself.
 
 One Secret per release (`meshplane-release-<release>`, type `meshplane.io/release.v1`) in the
-release's namespace records the objects in install order, the chart/mesh metadata, a digest of
+release's namespace records the owning mesh (release names are mesh-scoped, and a record of
+another mesh is never adopted), the objects in install order, the chart/mesh metadata, a digest of
 the plan and a status. Like Helm's release records it is written *pending* before anything else
 is touched and *deployed* once the release is ready, so an adapter that restarts mid-way reads
 what it was doing from the cluster rather than from memory it lost.
@@ -23,7 +24,13 @@ from adapters.kit.cluster import ClusterSession
 from adapters.kit.kube_errors import ApplyError
 from adapters.kit.objects import KubeObject, ObjectRef
 from adapters.kit.operations import ErrorDetail
-from adapters.kit.plans import FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ApplyPlan
+from adapters.kit.plans import (
+    FIELD_MANAGER,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    MESH_LABEL,
+    ApplyPlan,
+)
 from adapters.kit.readiness import READINESS_RULES, readiness_of
 
 __all__ = [
@@ -190,9 +197,13 @@ def plan_digest(plan: ApplyPlan) -> str:
 
 
 async def read_inventory(
-    session: ClusterSession, namespace: str, release: str
+    session: ClusterSession, namespace: str, release: str, *, mesh: str
 ) -> ReleaseRecord | None:
-    """The release's record, or None when the release is not installed."""
+    """``mesh``'s record of the release, or None when the release is not installed.
+
+    A record another mesh wrote is refused (RELEASE_OWNED_BY_OTHER_MESH), never adopted:
+    upgrading, pruning or deleting from it would act on that mesh's objects.
+    """
     secret = await session.get_ref(_inventory_ref(namespace, release))
     if secret is None:
         return None
@@ -200,7 +211,7 @@ async def read_inventory(
     try:
         if not isinstance(encoded, str):
             raise ValueError(f"no {_DATA_KEY!r} key")
-        return ReleaseRecord.from_json(json.loads(base64.b64decode(encoded)))
+        record = ReleaseRecord.from_json(json.loads(base64.b64decode(encoded)))
     except ValueError as exc:
         raise ApplyError(
             ErrorDetail(
@@ -212,6 +223,19 @@ async def read_inventory(
                 suggested_remediation="restore the Secret, or delete it and re-install the release",
             )
         ) from exc
+    if record.mesh != mesh:
+        raise ApplyError(
+            ErrorDetail(
+                code="RELEASE_OWNED_BY_OTHER_MESH",
+                message=f"the release inventory {namespace}/{inventory_name(release)} belongs to "
+                f"mesh {record.mesh or '(none recorded)'!r}, not {mesh!r}",
+                probable_cause="another mesh's adapter (or an older meshplane) recorded a release "
+                "under this name in this namespace",
+                suggested_remediation=f"leave it to the {record.mesh or 'owning'} adapter; if that "
+                f"release is gone, delete Secret {namespace}/{inventory_name(release)} by hand",
+            )
+        )
+    return record
 
 
 async def write_inventory(session: ClusterSession, record: ReleaseRecord) -> None:
@@ -227,6 +251,7 @@ async def write_inventory(session: ClusterSession, record: ReleaseRecord) -> Non
             "labels": {
                 MANAGED_BY_LABEL: MANAGED_BY_VALUE,
                 INVENTORY_LABEL: record.release,
+                MESH_LABEL: record.mesh,
                 "meshplane.io/release-status": record.status.value,
             },
         },
@@ -272,10 +297,16 @@ _COMPONENT_KINDS = frozenset(READINESS_RULES) - {"CustomResourceDefinition", "Jo
 
 
 async def release_status(
-    session: ClusterSession, namespace: str, release: str
+    session: ClusterSession, namespace: str, release: str, *, mesh: str
 ) -> ReleaseStatus | None:
-    """The release's record and the readiness of its workloads; None when not installed."""
-    record = await read_inventory(session, namespace, release)
+    """The release's record and the readiness of its workloads; None when ``mesh`` has not
+    installed it (another mesh's record under the same name is not this mesh's status)."""
+    try:
+        record = await read_inventory(session, namespace, release, mesh=mesh)
+    except ApplyError as exc:
+        if exc.detail.code != "RELEASE_OWNED_BY_OTHER_MESH":
+            raise
+        return None
     if record is None:
         return None
     refs = [ref for ref in record.objects if ref.kind in _COMPONENT_KINDS]

@@ -1,8 +1,9 @@
 """GetMeshStatus for one cluster: the install release's inventory, its workloads, injection.
 
-"Installed" and "version" come from the release record the install operation keeps in the
-cluster (so they survive adapter restarts and reflect what is really there); component readiness
-is read live; injection namespaces are those carrying the declaration's label or annotation.
+"Installed" and "version" come from the release record this mesh's install operation keeps in
+the cluster (so they survive adapter restarts and reflect what is really there; release names
+are mesh-scoped, and another mesh's record is never read as ours); component readiness is read
+live; injection namespaces are those carrying the declaration's label or annotation.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ async def mesh_status(
 ) -> MeshStatus:
     """The mesh as installed in ``namespace`` (the install operation's default when empty)."""
     namespace = namespace or _install_namespace(declaration)
-    status = await release_status(session, namespace, declaration.status_release)
+    status = await release_status(
+        session, namespace, declaration.status_release_name, mesh=declaration.mesh
+    )
     injected = tuple(await injection_namespaces(session, declaration))
     if status is None:
         return MeshStatus(

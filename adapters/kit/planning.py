@@ -62,7 +62,6 @@ __all__ = [
     "Planner",
     "RenderCache",
     "RenderedChart",
-    "custom_release_name",
     "values_digest",
 ]
 
@@ -92,11 +91,6 @@ def values_digest(values: Mapping[str, Any]) -> str:
     """sha256 of the canonical JSON of chart values (keys sorted, no whitespace)."""
     text = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def custom_release_name(spec: OperationSpec, body: str) -> str:
-    """A custom body is its own release: the same YAML deletes what it applied."""
-    return f"{spec.release_name}-{hashlib.sha256(body.encode('utf-8')).hexdigest()[:12]}"
 
 
 class ManifestLibrary:
@@ -218,9 +212,7 @@ class Planner:
             objects.extend(await _custom_objects(ctx, cluster))
         if chart_values:
             metadata["values_digest"] = values_digest(chart_values)
-        release = (
-            custom_release_name(spec, record.custom_body) if spec.custom else spec.release_name
-        )
+        release = self.declaration.release_of(spec, record.custom_body)
         plan = ApplyPlan(
             release=release,
             namespace=namespace,

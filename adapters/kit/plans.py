@@ -16,6 +16,7 @@ __all__ = [
     "FIELD_MANAGER",
     "MANAGED_BY_LABEL",
     "MANAGED_BY_VALUE",
+    "MESH_LABEL",
     "RELEASE_LABEL",
     "ApplyOutcome",
     "ApplyPlan",
@@ -32,6 +33,8 @@ FIELD_MANAGER = "meshplane"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "meshplane"
 RELEASE_LABEL = "meshplane.io/release"
+MESH_LABEL = "meshplane.io/mesh"
+"""Which mesh's adapter owns the object: managed-by alone is shared by every mesh."""
 
 
 class HookPhase(enum.Enum):
@@ -83,7 +86,7 @@ class ApplyPlan:
     """
 
     release: str
-    """Inventory name, unique per mesh and namespace."""
+    """Inventory name, mesh-scoped (`MeshDeclaration.release_of`): unique per namespace."""
     namespace: str
     """Namespace holding the release inventory (created if missing)."""
     mesh: str

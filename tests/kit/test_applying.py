@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -22,6 +23,7 @@ from adapters.kit.objects import KubeObject, ObjectRef
 from adapters.kit.ordering import sort_for_install
 from adapters.kit.plans import (
     MANAGED_BY_LABEL,
+    MESH_LABEL,
     RELEASE_LABEL,
     ApplyPlan,
     Hook,
@@ -35,6 +37,7 @@ from tests.fixtures_paths import OWN_FIXTURES, shared_fixtures
 
 SMALL = OWN_FIXTURES / "kit" / "apply" / "small-release.yaml"
 RELEASE = "shop"
+MESH = "test"
 NAMESPACE = "shop"
 
 
@@ -85,7 +88,7 @@ def make_plan(
     return ApplyPlan(
         release=release,
         namespace=namespace,
-        mesh="test",
+        mesh=MESH,
         objects=tuple(sort_for_install(objects)),
         hooks=tuple(hooks),
         metadata={"chart_version": "1.0.0", "mesh_version": "1.0.0"},
@@ -164,13 +167,14 @@ async def test_install_applies_in_order_labels_waits_and_records(session: Cluste
         labels = obj["metadata"]["labels"]
         assert labels[MANAGED_BY_LABEL] == "meshplane"
         assert labels[RELEASE_LABEL] == RELEASE
+        assert labels[MESH_LABEL] == MESH
     deployment = await session.get("apps/v1", "Deployment", "web", NAMESPACE)
     assert deployment is not None
     assert RELEASE_LABEL not in deployment["spec"]["template"]["metadata"]["labels"]
     # hook-succeeded: the hook Job is gone once it completed.
     assert await session.get("batch/v1", "Job", "web-migrate", NAMESPACE) is None
 
-    record = await read_inventory(session, NAMESPACE, RELEASE)
+    record = await read_inventory(session, NAMESPACE, RELEASE, mesh=MESH)
     assert record is not None
     assert record.status is ReleaseState.DEPLOYED
     assert record.revision == 1
@@ -193,7 +197,7 @@ async def test_reinstall_is_a_noop_and_bumps_nothing(session: ClusterSession) ->
     assert outcome.applied == 0
     assert {e.kind for e in sink.events} == {ProgressKind.UNCHANGED}
     assert await resource_versions(session, plan.refs) == before
-    record = await read_inventory(session, NAMESPACE, RELEASE)
+    record = await read_inventory(session, NAMESPACE, RELEASE, mesh=MESH)
     assert record is not None and record.revision == 1
 
 
@@ -250,7 +254,7 @@ async def test_upgrade_prunes_removed_objects_and_applies_changed_ones(
     assert config is not None and config["data"]["GREETING"] == "bonjour"
     # post-upgrade hook ran again.
     assert sink.names(ProgressKind.HOOK_COMPLETED) == ["Job/web-migrate"]
-    record = await read_inventory(session, NAMESPACE, RELEASE)
+    record = await read_inventory(session, NAMESPACE, RELEASE, mesh=MESH)
     assert record is not None
     assert record.status is ReleaseState.DEPLOYED
     assert record.revision == 2
@@ -283,7 +287,7 @@ async def test_uninstall_removes_everything_of_the_release(session: ClusterSessi
     assert await labelled_with_release(session, RELEASE)
     sink = Recorder()
 
-    outcome = await applier.uninstall(RELEASE, NAMESPACE, sink)
+    outcome = await applier.uninstall(RELEASE, NAMESPACE, sink, mesh=MESH)
 
     assert outcome.deleted == len(plan.objects)
     deleted = sink.names(ProgressKind.DELETED)
@@ -291,17 +295,96 @@ async def test_uninstall_removes_everything_of_the_release(session: ClusterSessi
     assert deleted.index("Service/web") < deleted.index("Deployment/web")
     assert deleted[-1] == "Namespace/shop"
     assert await labelled_with_release(session, RELEASE) == []
-    assert await read_inventory(session, NAMESPACE, RELEASE) is None
+    assert await read_inventory(session, NAMESPACE, RELEASE, mesh=MESH) is None
 
-    again = await applier.uninstall(RELEASE, NAMESPACE, Recorder())
+    again = await applier.uninstall(RELEASE, NAMESPACE, Recorder(), mesh=MESH)
     assert again.deleted == 0
+
+
+async def test_an_object_another_mesh_applied_is_refused_not_taken_over(
+    session: ClusterSession,
+) -> None:
+    config: KubeObject = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "httpbin", "namespace": "default"},
+        "data": {"by": "first"},
+    }
+    applier = Applier(session)
+    first = dataclasses.replace(make_plan([config], release="istio-httpbin"), mesh="istio")
+    await applier.install_or_upgrade(first, Recorder())
+    theirs = copy.deepcopy(config)
+    theirs["data"] = {"by": "second"}
+    second = make_plan([theirs], release="linkerd-httpbin")
+
+    with pytest.raises(ApplyError) as caught:
+        await applier.install_or_upgrade(second, Recorder())
+
+    detail = caught.value.detail
+    assert detail.code == "OBJECT_OWNED_BY_OTHER_MESH"
+    assert "istio-httpbin (mesh istio)" in detail.message
+    assert "ConfigMap default/httpbin" in detail.message
+    assert "istio-httpbin" in detail.suggested_remediation
+    found = await session.get("v1", "ConfigMap", "httpbin", "default")
+    assert found is not None
+    assert found["data"] == {"by": "first"}
+    assert found["metadata"]["labels"][RELEASE_LABEL] == "istio-httpbin"
+    # Refused before anything was written: no inventory of the refused release.
+    assert await read_inventory(session, NAMESPACE, "linkerd-httpbin", mesh=MESH) is None
+
+
+async def test_a_later_release_of_the_same_mesh_takes_the_object_over(
+    session: ClusterSession,
+) -> None:
+    route: KubeObject = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "reviews", "namespace": "default"},
+        "data": {"to": "v1"},
+    }
+    applier = Applier(session)
+    await applier.install_or_upgrade(make_plan([route], release="test-route-v1"), Recorder())
+    replaced = copy.deepcopy(route)
+    replaced["data"] = {"to": "v2"}
+
+    await applier.install_or_upgrade(make_plan([replaced], release="test-route-v2"), Recorder())
+
+    found = await session.get("v1", "ConfigMap", "reviews", "default")
+    assert found is not None
+    assert found["data"] == {"to": "v2"}
+    assert found["metadata"]["labels"][RELEASE_LABEL] == "test-route-v2"
+
+
+async def test_an_inventory_of_another_mesh_is_not_adopted(session: ClusterSession) -> None:
+    config: KubeObject = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": NAMESPACE},
+    }
+    applier = Applier(session)
+    theirs = dataclasses.replace(make_plan([config], release="shared-name"), mesh="other")
+    await applier.install_or_upgrade(theirs, Recorder())
+    ours = make_plan([config], release="shared-name")
+
+    for attempt in (
+        applier.install_or_upgrade(ours, Recorder()),
+        applier.uninstall("shared-name", NAMESPACE, Recorder(), mesh=MESH),
+    ):
+        with pytest.raises(ApplyError) as caught:
+            await attempt
+        assert caught.value.detail.code == "RELEASE_OWNED_BY_OTHER_MESH"
+        assert f"{NAMESPACE}/meshplane-release-shared-name" in caught.value.detail.message
+        assert "'other'" in caught.value.detail.message
+    assert await session.get("v1", "ConfigMap", "settings", NAMESPACE) is not None
+    record = await read_inventory(session, NAMESPACE, "shared-name", mesh="other")
+    assert record is not None and record.status is ReleaseState.DEPLOYED
 
 
 async def test_uninstall_of_unknown_release_succeeds_with_nothing_deleted(
     session: ClusterSession,
 ) -> None:
     sink = Recorder()
-    outcome = await Applier(session).uninstall("never-installed", "default", sink)
+    outcome = await Applier(session).uninstall("never-installed", "default", sink, mesh=MESH)
     assert outcome.deleted == 0
     assert sink.events == []
 
@@ -323,7 +406,7 @@ async def test_failing_workload_reports_the_cluster_reason(session: ClusterSessi
     failed = sink.of(ProgressKind.FAILED)
     assert [f"{e.ref.kind}/{e.ref.name}" for e in failed] == ["Deployment/web"]
     assert failed[0].reason == "ImagePullBackOff"
-    record = await read_inventory(session, NAMESPACE, RELEASE)
+    record = await read_inventory(session, NAMESPACE, RELEASE, mesh=MESH)
     assert record is not None and record.status is ReleaseState.PENDING_INSTALL
 
 
@@ -368,7 +451,7 @@ async def test_field_ownership_is_given_back_without_deleting(session: ClusterSe
     assert namespace["metadata"]["labels"]["istio-injection"] == "enabled"
     sink = Recorder()
 
-    outcome = await applier.uninstall("inject-apps", "default", sink)
+    outcome = await applier.uninstall("inject-apps", "default", sink, mesh=MESH)
 
     assert outcome.deleted == 1
     assert sink.names(ProgressKind.DELETED) == ["Namespace/apps"]
@@ -378,7 +461,7 @@ async def test_field_ownership_is_given_back_without_deleting(session: ClusterSe
     labels = namespace["metadata"]["labels"]
     assert "istio-injection" not in labels
     assert labels["team"] == "payments"
-    assert await read_inventory(session, "default", "inject-apps") is None
+    assert await read_inventory(session, "default", "inject-apps", mesh=MESH) is None
 
 
 async def set_faults(sim: RunningSim, faults: dict[str, Any] | None) -> None:
@@ -405,7 +488,7 @@ async def test_throttling_and_unavailability_are_retried(kubesim: RunningSim, co
             plan = make_plan(load_documents(SMALL))
             outcome = await Applier(session).install_or_upgrade(plan, Recorder())
             await set_faults(kubesim, None)
-            record = await read_inventory(session, NAMESPACE, RELEASE)
+            record = await read_inventory(session, NAMESPACE, RELEASE, mesh=MESH)
     finally:
         await set_faults(kubesim, None)
     assert outcome.applied == len(plan.objects)
@@ -428,7 +511,7 @@ async def test_cancelled_install_stays_pending_and_resumes(session: ClusterSessi
     with pytest.raises(asyncio.CancelledError):
         await task
 
-    record = await read_inventory(session, NAMESPACE, RELEASE)
+    record = await read_inventory(session, NAMESPACE, RELEASE, mesh=MESH)
     assert record is not None
     assert record.status is ReleaseState.PENDING_INSTALL
     assert record.objects == plan.refs
@@ -439,7 +522,7 @@ async def test_cancelled_install_stays_pending_and_resumes(session: ClusterSessi
     assert not outcome.noop
     assert outcome.applied + outcome.unchanged == len(plan.objects)
     assert outcome.unchanged >= 1
-    record = await read_inventory(session, NAMESPACE, RELEASE)
+    record = await read_inventory(session, NAMESPACE, RELEASE, mesh=MESH)
     assert record is not None
     assert record.status is ReleaseState.DEPLOYED
     assert record.revision == 1
@@ -462,14 +545,14 @@ async def test_cancelled_upgrade_resumes_and_still_prunes(session: ClusterSessio
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    record = await read_inventory(session, NAMESPACE, RELEASE)
+    record = await read_inventory(session, NAMESPACE, RELEASE, mesh=MESH)
     assert record is not None and record.status is ReleaseState.PENDING_UPGRADE
 
     recorder = Recorder()
     await applier.install_or_upgrade(smaller, recorder)
 
     assert recorder.names(ProgressKind.PRUNED) == ["Role/web-reader"]
-    record = await read_inventory(session, NAMESPACE, RELEASE)
+    record = await read_inventory(session, NAMESPACE, RELEASE, mesh=MESH)
     assert record is not None
     assert record.status is ReleaseState.DEPLOYED
     assert record.revision == 2
@@ -530,7 +613,7 @@ async def test_istio_charts_install_upgrade_uninstall(session: ClusterSession) -
     sink = Recorder()
     outcome = await applier.install_or_upgrade(upgrade, sink)
     assert outcome.applied >= 1
-    record = await read_inventory(session, "istio-system", "istio")
+    record = await read_inventory(session, "istio-system", "istio", mesh="istio")
     assert record is not None
     assert record.revision == 2
     assert record.metadata["mesh_version"] == "1.30.3"
@@ -541,7 +624,7 @@ async def test_istio_charts_install_upgrade_uninstall(session: ClusterSession) -
     assert pruned_or_kept == dropped
 
     sink = Recorder()
-    await applier.uninstall("istio", "istio-system", sink)
+    await applier.uninstall("istio", "istio-system", sink, mesh="istio")
     leftovers = [
         obj["metadata"]["name"]
         for obj in await session.list(
@@ -549,7 +632,7 @@ async def test_istio_charts_install_upgrade_uninstall(session: ClusterSession) -
         )
     ]
     assert leftovers == []
-    assert await read_inventory(session, "istio-system", "istio") is None
+    assert await read_inventory(session, "istio-system", "istio", mesh="istio") is None
     kept = {e.ref.key for e in sink.of(ProgressKind.KEPT)}
     assert kept == {ref.key for ref in upgrade.refs if ref.key in upgrade.keep}
 

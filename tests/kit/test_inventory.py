@@ -117,17 +117,18 @@ async def test_written_record_is_a_typed_labelled_secret(session: ClusterSession
     assert secret is not None
     assert secret["type"] == INVENTORY_TYPE
     assert secret["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "meshplane"
+    assert secret["metadata"]["labels"]["meshplane.io/mesh"] == "toy"
     stored = json.loads(base64.b64decode(secret["data"]["release"]))
     assert stored["status"] == "pending-install"
     assert [item["kind"] for item in stored["objects"]] == ["Namespace", "ConfigMap", "Deployment"]
-    assert await read_inventory(session, "default", "install") == record
+    assert await read_inventory(session, "default", "install", mesh="toy") == record
 
     await write_inventory(session, record.with_status(ReleaseState.DEPLOYED))
-    read_back = await read_inventory(session, "default", "install")
+    read_back = await read_inventory(session, "default", "install", mesh="toy")
     assert read_back is not None and read_back.status is ReleaseState.DEPLOYED
 
     assert await delete_inventory(session, "default", "install")
-    assert await read_inventory(session, "default", "install") is None
+    assert await read_inventory(session, "default", "install", mesh="toy") is None
     assert not await delete_inventory(session, "default", "install")
 
 
@@ -142,16 +143,16 @@ async def test_a_corrupt_record_is_reported(session: ClusterSession) -> None:
         }
     )
     with pytest.raises(ApplyError) as caught:
-        await read_inventory(session, "default", "broken")
+        await read_inventory(session, "default", "broken", mesh="toy")
     assert caught.value.detail.code == "INVENTORY_CORRUPT"
 
 
 async def test_release_status_reports_components_and_version(session: ClusterSession) -> None:
-    assert await release_status(session, "mesh", "install") is None
+    assert await release_status(session, "mesh", "install", mesh="toy") is None
     events: list[Progress] = []
     await Applier(session).install_or_upgrade(plan(), events.append)
 
-    status = await release_status(session, "mesh", "install")
+    status = await release_status(session, "mesh", "install", mesh="toy")
 
     assert status is not None
     assert status.installed
@@ -165,6 +166,17 @@ async def test_release_status_reports_components_and_version(session: ClusterSes
     await session.delete(
         ObjectRef(api_version="apps/v1", kind="Deployment", namespace="mesh", name="control")
     )
-    status = await release_status(session, "mesh", "install")
+    status = await release_status(session, "mesh", "install", mesh="toy")
     assert status is not None
     assert [(c.ready, c.message) for c in status.components] == [(False, "missing")]
+
+
+async def test_status_of_a_release_another_mesh_recorded_is_not_installed(
+    session: ClusterSession,
+) -> None:
+    await Applier(session).install_or_upgrade(plan(), lambda _: None)
+
+    assert await release_status(session, "mesh", "install", mesh="other") is None
+    with pytest.raises(ApplyError) as caught:
+        await read_inventory(session, "mesh", "install", mesh="other")
+    assert caught.value.detail.code == "RELEASE_OWNED_BY_OTHER_MESH"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,7 +22,6 @@ from adapters.kit.planning import (
     ManifestLibrary,
     PlanError,
     Planner,
-    custom_release_name,
 )
 from adapters.kit.plans import ApplyPlan
 from tests.adapters.istio.toy_istio import TOY_MIRROR
@@ -89,7 +89,7 @@ async def test_install_profiles_choose_the_gateways(
         planner, session, "install", mesh_version="1.1.0", parameters={"profile": profile}
     )
     assert sorted(names(plan, "Deployment")) == sorted(["istiod", *gateways])
-    assert plan.release == "install"
+    assert plan.release == "istio-install"
     assert plan.namespace == "istio-system"
     assert plan.metadata["mesh_version"] == "1.1.0"
     assert plan.metadata["chart.istiod"] == "istiod-1.1.0"
@@ -138,7 +138,7 @@ async def test_install_in_another_namespace_is_another_release(
     planner: Planner, session: ClusterSession
 ) -> None:
     plan = await plan_of(planner, session, "install", namespace="istio-canary")
-    assert (plan.release, plan.namespace) == ("install", "istio-canary")
+    assert (plan.release, plan.namespace) == ("istio-install", "istio-canary")
     webhooks = [o for o in plan.objects if o["kind"] == "MutatingWebhookConfiguration"]
     assert webhooks[0]["webhooks"][0]["clientConfig"]["service"]["namespace"] == "istio-canary"
 
@@ -292,9 +292,11 @@ async def test_custom_body_is_namespaced_by_default(
         ("two", "elsewhere"),
     ]
     assert plan.objects[1]["metadata"]["annotations"] == {"app": "demo"}
-    assert plan.release == custom_release_name(spec("custom"), body)
+    assert re.fullmatch(r"istio-custom-[0-9a-f]{12}", plan.release), plan.release
     again = await plan_of(planner, session, "custom", namespace="books", custom_body=body)
     assert again.release == plan.release
+    other = await plan_of(planner, session, "custom", namespace="books", custom_body=body + "\n")
+    assert other.release != plan.release
 
 
 async def test_custom_cluster_scoped_needs_the_parameter(
