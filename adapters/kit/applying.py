@@ -39,6 +39,7 @@ from adapters.kit.ordering import INSTALL_ORDER, UNINSTALL_ORDER
 from adapters.kit.plans import (
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
+    MESH_LABEL,
     RELEASE_LABEL,
     ApplyOutcome,
     ApplyPlan,
@@ -67,8 +68,8 @@ _CRD_WAIT_SECONDS = 60.0
 _HOOK_GONE_SECONDS = 30.0
 
 
-def labelled(obj: KubeObject, release: str) -> KubeObject:
-    """A copy of ``obj`` carrying meshplane's managed-by and release labels.
+def labelled(obj: KubeObject, release: str, mesh: str) -> KubeObject:
+    """A copy of ``obj`` carrying meshplane's managed-by, release and mesh labels.
 
     Pod template labels are left alone: changing them would change selectors and restart pods.
     """
@@ -76,6 +77,7 @@ def labelled(obj: KubeObject, release: str) -> KubeObject:
     labels = dict(metadata.get("labels") or {})
     labels[MANAGED_BY_LABEL] = MANAGED_BY_VALUE
     labels[RELEASE_LABEL] = release
+    labels[MESH_LABEL] = mesh
     metadata["labels"] = labels
     return {**obj, "metadata": metadata}
 
@@ -211,21 +213,35 @@ class Applier:
     async def _release_versions(self, plan: ApplyPlan) -> dict[str, str]:
         """resourceVersions of the plan's objects that already carry the release label.
 
-        One labelled list per (kind, namespace) instead of one read per object. An object not
-        found here is new or not yet ours, and applying it adds our labels: it changes.
+        One list of release-labelled objects per (kind, namespace) instead of one read per
+        object. An object not found here is new or not yet ours, and applying it adds our labels:
+        it changes. A planned object another mesh's release already owns is refused: taking it
+        over would let that mesh's delete remove ours, and ours remove theirs. Within one mesh a
+        later release may take an object over (routing operations replace each other's routes).
         """
-        selector = f"{RELEASE_LABEL}={plan.release}"
+        wanted = {ref.key for ref in plan.refs}
         groups = sorted({(ref.api_version, ref.kind, ref.namespace or "") for ref in plan.refs})
 
         async def list_group(group: tuple[str, str, str]) -> list[KubeObject]:
             api_version, kind, namespace = group
-            return await self._session.list(api_version, kind, namespace or None, selector)
+            return await self._session.list(api_version, kind, namespace or None, RELEASE_LABEL)
 
         versions: dict[str, str] = {}
+        taken: list[tuple[ObjectRef, str, str]] = []
         for items in await self._each(groups, list_group):
             for item in items:
                 ref = ObjectRef.from_manifest(item)
-                versions[ref.key] = str(item["metadata"].get("resourceVersion", ""))
+                if ref.key not in wanted:
+                    continue
+                labels = item["metadata"].get("labels") or {}
+                owner = str(labels.get(RELEASE_LABEL, ""))
+                mesh = str(labels.get(MESH_LABEL, ""))
+                if mesh and mesh != plan.mesh:
+                    taken.append((ref, owner, mesh))
+                elif owner == plan.release:
+                    versions[ref.key] = str(item["metadata"].get("resourceVersion", ""))
+        if taken:
+            raise _owned_by_other_mesh(plan, taken)
         return versions
 
     async def _ensure_namespace(self, name: str, policy: ApplyPolicy) -> None:
@@ -268,6 +284,7 @@ class Applier:
         hooks: Sequence[Hook],
         phase: HookPhase,
         release: str,
+        mesh: str,
         policy: ApplyPolicy,
         wait_policy: WaitPolicy,
         sink: ProgressSink,
@@ -288,7 +305,7 @@ class Applier:
             if "before-hook-creation" in hook.delete_policies and await self._session.delete(ref):
                 await wait_gone(self._session, [ref], within_seconds=_HOOK_GONE_SECONDS)
             await self._session.apply(
-                labelled(hook.manifest, release),
+                labelled(hook.manifest, release, mesh),
                 field_manager=policy.field_manager,
                 force=policy.force_conflicts,
             )
@@ -348,7 +365,7 @@ class Applier:
         session = self._session
         policy = plan.apply_policy
         digest = plan_digest(plan)
-        record = await read_inventory(session, plan.namespace, plan.release)
+        record = await read_inventory(session, plan.namespace, plan.release, mesh=plan.mesh)
         refs = plan.refs
         if await self._is_noop(plan, record, digest):
             for ref in refs:
@@ -382,6 +399,10 @@ class Applier:
             created=record.created if record else now_text(),
             updated=now_text(),
         )
+        # A fields-only plan adds no release label, so only reading each object tells.
+        versions: dict[str, str] | None = None
+        if not plan.ownership_fields_only:
+            versions = await self._release_versions(plan)
         log.info(
             "release apply started",
             release=plan.release,
@@ -401,19 +422,12 @@ class Applier:
 
         counts = _Counts()
         objects = [
-            obj if plan.ownership_fields_only else labelled(obj, plan.release)
+            obj if plan.ownership_fields_only else labelled(obj, plan.release, plan.mesh)
             for obj in plan.objects
         ]
         tiers: dict[int, list[KubeObject]] = {}
         for obj in objects:
             tiers.setdefault(_tier(obj), []).append(obj)
-
-        # A fields-only plan adds no release label, so only reading each object tells.
-        versions: dict[str, str] | None = None
-        if record is None and not plan.ownership_fields_only:
-            versions = {}
-        elif not plan.ownership_fields_only:
-            versions = await self._release_versions(plan)
 
         await self._apply_objects(tiers.get(0, []), policy, sink, counts, versions)
         crds = tiers.get(1, [])
@@ -433,7 +447,7 @@ class Applier:
         post = HookPhase.POST_UPGRADE if deployed_before else HookPhase.POST_INSTALL
         hook_objects = list(pending.hook_objects)
         hook_objects += await self._run_hooks(
-            plan.hooks, pre, plan.release, policy, plan.wait_policy, sink, left
+            plan.hooks, pre, plan.release, plan.mesh, policy, plan.wait_policy, sink, left
         )
 
         for tier in (2, 3):
@@ -467,7 +481,7 @@ class Applier:
             raise _first_apply_error(failures) from None
 
         hook_objects += await self._run_hooks(
-            plan.hooks, post, plan.release, policy, plan.wait_policy, sink, left
+            plan.hooks, post, plan.release, plan.mesh, policy, plan.wait_policy, sink, left
         )
 
         if policy.prune and not plan.ownership_fields_only:
@@ -557,6 +571,7 @@ class Applier:
         namespace: str,
         sink: ProgressSink,
         *,
+        mesh: str,
         hooks: Sequence[Hook] = (),
         wait_policy: WaitPolicy | None = None,
         apply_policy: ApplyPolicy | None = None,
@@ -570,7 +585,7 @@ class Applier:
         wait_policy = wait_policy or WaitPolicy()
         policy = apply_policy or ApplyPolicy()
         session = self._session
-        record = await read_inventory(session, namespace, release)
+        record = await read_inventory(session, namespace, release, mesh=mesh)
         if record is None:
             log.info("release not installed; nothing to uninstall", release=release)
             return ApplyOutcome(noop=True)
@@ -586,7 +601,7 @@ class Applier:
         )
         counts = _Counts()
         leftovers = await self._run_hooks(
-            hooks, HookPhase.PRE_DELETE, release, policy, wait_policy, sink, left
+            hooks, HookPhase.PRE_DELETE, release, mesh, policy, wait_policy, sink, left
         )
 
         if record.ownership_fields_only:
@@ -631,7 +646,7 @@ class Applier:
                 )
 
         post_leftovers = await self._run_hooks(
-            hooks, HookPhase.POST_DELETE, release, policy, wait_policy, sink, left
+            hooks, HookPhase.POST_DELETE, release, mesh, policy, wait_policy, sink, left
         )
         for ref in post_leftovers:
             # Nothing will ever delete these later: the release record goes away now.
@@ -658,6 +673,27 @@ def _first_apply_error(failures: BaseExceptionGroup[BaseException]) -> BaseExcep
         else:
             flat.append(current)
     return next((exc for exc in flat if isinstance(exc, ApplyError)), flat[0])
+
+
+def _owned_by_other_mesh(
+    plan: ApplyPlan, taken: Sequence[tuple[ObjectRef, str, str]]
+) -> ApplyError:
+    """The refusal to take over objects another release applied, naming that release."""
+    owners = sorted({(mesh, owner) for _, owner, mesh in taken})
+    named = ", ".join(f"{owner} (mesh {mesh})" for mesh, owner in owners)
+    objects = ", ".join(str(ref) for ref, _, _ in taken[:5])
+    more = f" and {len(taken) - 5} more" if len(taken) > 5 else ""
+    return ApplyError(
+        ErrorDetail(
+            code="OBJECT_OWNED_BY_OTHER_MESH",
+            message=f"release {plan.release} (mesh {plan.mesh}) would take over {objects}{more}, "
+            f"which release {named} applied",
+            probable_cause="two meshes' operations (often the same sample) write objects of the "
+            "same name in the same namespace",
+            suggested_remediation=f"apply this operation in another namespace, or delete release "
+            f"{named} first with its adapter",
+        )
+    )
 
 
 def _previous_objects(record: ReleaseRecord | None) -> tuple[ObjectRef, ...]:
