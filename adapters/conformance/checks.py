@@ -21,7 +21,12 @@ import grpc.aio
 import structlog
 import yaml
 
-from adapters.conformance.cluster_view import RELEASE_LABEL, ClusterViewError, ManagedObject
+from adapters.conformance.cluster_view import (
+    MESH_LABEL,
+    RELEASE_LABEL,
+    ClusterViewError,
+    ManagedObject,
+)
 from adapters.conformance.suite_context import (
     TERMINAL_STATES,
     USERNAME,
@@ -377,11 +382,27 @@ def _custom_body(ctx: SuiteContext, namespace: str) -> tuple[str, str]:
 
 
 def _ours(
-    objects: dict[ManagedObject, dict[str, str]], added: set[ManagedObject], release: str
+    objects: dict[ManagedObject, dict[str, str]], added: set[ManagedObject], mesh: str
 ) -> list[ManagedObject]:
-    """Objects that the operation added, or that carry its release label."""
+    """Objects the operation added, or that carry a release label one of those carries.
+
+    Another mesh may be installed in the same cluster, with the same managed-by label and even
+    the same operation ids: an object labelled with another mesh (`meshplane.io/mesh`) is never
+    this adapter's. Release names are learned from what the operation added, not guessed.
+    """
+
+    def this_mesh(labels: dict[str, str]) -> bool:
+        return labels.get(MESH_LABEL, mesh) == mesh
+
+    releases = {
+        objects[k][RELEASE_LABEL]
+        for k in added
+        if k in objects and RELEASE_LABEL in objects[k] and this_mesh(objects[k])
+    }
     return sorted(
-        k for k, labels in objects.items() if k in added or labels.get(RELEASE_LABEL) == release
+        k
+        for k, labels in objects.items()
+        if this_mesh(labels) and (k in added or labels.get(RELEASE_LABEL) in releases)
     )
 
 
@@ -426,13 +447,14 @@ async def _custom_once(ctx: SuiteContext, op: pb.OperationDescriptor) -> str:
 
 
 async def _install_and_delete_once(ctx: SuiteContext, op: pb.OperationDescriptor) -> str:
+    mesh = (await ctx.info()).mesh
     before = await ctx.snapshot()
     await ctx.run_to_end(ctx.request(op, operation_id=ctx.new_id(op.id)))
     after = await ctx.snapshot()
-    added = _ours(after, set(after) - set(before), op.id)
+    added = _ours(after, set(after) - set(before), mesh)
     undo = ctx.request(op, operation_id=ctx.new_id(f"{op.id}-delete"), delete=True)
     await ctx.run_to_end(undo)
-    left = _ours(await ctx.snapshot(), set(added), op.id)
+    left = _ours(await ctx.snapshot(), set(added), mesh)
     require(not left, f"left behind after delete: {_listed(left)}")
     if not added:
         return "applied no labelled objects; delete SUCCEEDED"
@@ -484,12 +506,13 @@ async def install_delete(ctx: SuiteContext) -> list[CheckResult]:
     last; validate operations run; custom applies and deletes a body the suite writes."""
     name = "install-delete"
     install = await ctx.install_descriptor()
+    mesh = (await ctx.info()).mesh
     added: list[ManagedObject] = []
 
     async def install_mesh() -> str:
         await ctx.installed()
         after = await ctx.snapshot()
-        added.extend(_ours(after, set(after) - set(ctx.baseline()), install.id))
+        added.extend(_ours(after, set(after) - set(ctx.baseline()), mesh))
         require(
             bool(added),
             f"{install.id} SUCCEEDED but nothing labelled managed-by=meshplane appeared in "
@@ -518,7 +541,7 @@ async def install_delete(ctx: SuiteContext) -> list[CheckResult]:
 
     async def uninstall_mesh() -> str:
         await ctx.uninstall()
-        left = _ours(await ctx.snapshot(), set(added), install.id)
+        left = _ours(await ctx.snapshot(), set(added), mesh)
         require(not left, f"left behind after delete: {_listed(left)}")
         return f"{installed.message}; delete (run last) removed them all"
 

@@ -26,6 +26,7 @@ __all__ = [
     "MANAGED_BY_LABEL",
     "MANAGED_BY_VALUE",
     "MANAGED_SELECTOR",
+    "MESH_LABEL",
     "RELEASE_LABEL",
     "ClusterView",
     "ClusterViewError",
@@ -39,6 +40,8 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "meshplane"
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
 RELEASE_LABEL = "meshplane.io/release"
+MESH_LABEL = "meshplane.io/mesh"
+"""Which mesh's adapter applied the object: managed-by is shared by every mesh in the cluster."""
 
 _PARALLEL_LISTS = 8
 # The client's config loaders carry no annotations.

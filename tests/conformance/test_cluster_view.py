@@ -49,6 +49,7 @@ def test_the_labels_are_the_kits() -> None:
     assert view_module.MANAGED_BY_LABEL == plans.MANAGED_BY_LABEL
     assert view_module.MANAGED_BY_VALUE == plans.MANAGED_BY_VALUE
     assert view_module.RELEASE_LABEL == plans.RELEASE_LABEL
+    assert view_module.MESH_LABEL == plans.MESH_LABEL
 
 
 async def test_labelled_objects_of_every_kind_across_pages(kubesim: RunningSim) -> None:

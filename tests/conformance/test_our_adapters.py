@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 
 from adapters.conformance import CHECK_NAMES, Outcome, SuiteConfig, as_table, run_suite
+from adapters.kit.cluster import ClusterSession
+from adapters.kit.objects import KubeObject
 from kubesim.harness import RunningSim
+from meshplane.adapter.v1 import adapter_pb2 as pb
+from tests.adapters.istio.adapter_process import AdapterClient
 from tests.conformance.adapters_under_test import (
     TOY_CONSUL,
     TOY_ISTIO,
@@ -63,3 +67,54 @@ async def test_adapter_passes_the_suite(
     skipped = [r.subject for r in per_operation if r.outcome is Outcome.SKIP]
     assert skipped == [], table
     assert any(r.subject == "custom" for r in per_operation), table
+
+
+@pytest.mark.timeout(110)
+async def test_consul_passes_the_suite_beside_an_installed_linkerd(
+    kubesim: RunningSim, tmp_path: Path, static_http_server: ServerFactory
+) -> None:
+    """Linkerd's objects carry the same managed-by label and operation ids as Consul's: the
+    suite must not count them as what Consul's install or delete left behind. A third-party
+    adapter may name its release after the operation id alone: the mesh label still tells."""
+    third_party: KubeObject = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "other-adapter-settings",
+            "namespace": "default",
+            "labels": {
+                "app.kubernetes.io/managed-by": "meshplane",
+                "meshplane.io/release": "install",
+                "meshplane.io/mesh": "linkerd",
+            },
+        },
+    }
+    async with await ClusterSession.connect(kubeconfig_path=kubesim.kubeconfig) as session:
+        await session.apply(third_party, field_manager="other-adapter")
+    with running_adapter(
+        "linkerd", TOY_LINKERD(tmp_path), sim=kubesim, tmp_path=tmp_path, serve=static_http_server
+    ) as linkerd_process:
+        linkerd = AdapterClient(linkerd_process.address)
+        try:
+            await linkerd.wait_serving()
+            await linkerd.run("install", operation_id="linkerd-install")
+            with running_adapter(
+                "consul",
+                TOY_CONSUL(tmp_path),
+                sim=kubesim,
+                tmp_path=tmp_path,
+                serve=static_http_server,
+            ) as consul:
+                report = await run_suite(
+                    consul.address,
+                    SuiteConfig(kubeconfig=kubesim.kubeconfig, operation_timeout=60.0),
+                )
+            status = await linkerd.stub.GetMeshStatus(pb.GetMeshStatusRequest(), timeout=10)
+        finally:
+            await linkerd.close()
+    table = as_table(report, width=200)
+    assert report.passed, table
+    assert report.mesh == "consul"
+    assert {r.name: r.outcome for r in report.results}["install-delete[install]"] is Outcome.PASS
+    assert status.installed, "the suite's Consul deletes removed Linkerd's install"
+    assert status.components and all(c.ready for c in status.components)

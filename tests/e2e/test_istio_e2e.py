@@ -307,7 +307,7 @@ async def test_killed_mid_install_resumes_without_duplicates(harness: Harness) -
         assert sorted(names) == ["istio-egressgateway", "istio-ingressgateway", "istiod"]
         # One inventory, and the resumed run re-created nothing: one pod per replica.
         assert [name for kind, _, name in owned if kind == "Secret"] == [
-            "meshplane-release-install"
+            "meshplane-release-istio-install"
         ]
         replicas, pods = await harness.replicas_and_pods("istio-system")
         assert len(pods) == len(set(pods)) == replicas
