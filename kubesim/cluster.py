@@ -627,10 +627,10 @@ class Cluster:
             self.register_crd(obj)
 
     def register_crd(self, crd: Obj) -> None:
-        types, preferred = crds.served_types(crd)
+        types = crds.served_types(crd)
         name = crd["metadata"]["name"]
         old_keys = {t.storage_key for t in self.registry.crd_types(name)}
-        self.registry.set_crd_types(name, types, preferred)
+        self.registry.set_crd_types(name, types)
         for key in old_keys - {t.storage_key for t in types}:
             self._drop_objects(key)
 
@@ -639,7 +639,7 @@ class Cluster:
         keys = {t.storage_key for t in self.registry.crd_types(name)}
         for key in keys:
             self._drop_objects(key)
-        self.registry.set_crd_types(name, [], "")
+        self.registry.set_crd_types(name, [])
 
     def _drop_objects(self, key: tuple[str, str]) -> None:
         for obj in self.store.objects(key):

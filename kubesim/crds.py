@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from kubesim.objects import Obj, now_rfc3339
@@ -11,13 +10,12 @@ from kubesim.resources import ResourceType
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 
 
-def served_types(crd: Obj) -> tuple[list[ResourceType], str]:
-    """The types a CRD serves (one per served version) and its preferred (storage) version."""
+def served_types(crd: Obj) -> list[ResourceType]:
+    """The types a CRD serves, one per served version."""
     spec = crd.get("spec") or {}
     names = spec.get("names") or {}
     group = spec.get("group", "")
     versions = [v for v in spec.get("versions") or [] if isinstance(v, dict)]
-    storage = next((v["name"] for v in versions if v.get("storage")), "")
     types = []
     for version in versions:
         if not version.get("served", True):
@@ -39,25 +37,7 @@ def served_types(crd: Obj) -> tuple[list[ResourceType], str]:
                 custom=True,
             )
         )
-    preferred = _preferred_version([v["name"] for v in versions if v.get("served", True)], storage)
-    return types, preferred
-
-
-def _version_rank(version: str) -> tuple[int, int, int]:
-    """Kubernetes version priority: GA > beta > alpha, higher numbers first."""
-    m = re.fullmatch(r"v(\d+)(?:(alpha|beta)(\d+))?", version)
-    if not m:
-        return (0, 0, 0)
-    major = int(m.group(1))
-    stability = {"alpha": 1, "beta": 2}.get(m.group(2) or "", 3)
-    minor = int(m.group(3) or 0)
-    return (stability, major, minor)
-
-
-def _preferred_version(versions: list[str], storage: str) -> str:
-    if not versions:
-        return storage
-    return max(versions, key=_version_rank)
+    return types
 
 
 def status_for(crd: Obj, previous: dict[str, Any] | None) -> dict[str, Any]:

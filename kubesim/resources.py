@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -239,16 +240,6 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         sub=("status",),
         gen=True,
     ),
-    # served beside v1 (one storage) as a 1.21-1.24 apiserver did: charts rendered offline
-    # (no capabilities) still emit it.
-    _t(
-        "policy/v1beta1",
-        "poddisruptionbudgets",
-        "PodDisruptionBudget",
-        short=("pdb",),
-        sub=("status",),
-        gen=True,
-    ),
     _t(
         "autoscaling/v2",
         "horizontalpodautoscalers",
@@ -268,6 +259,22 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
 
 CRD_GROUP = "apiextensions.k8s.io"
 
+_KUBE_VERSION = re.compile(r"v(\d+)(?:(alpha|beta)(\d+))?")
+_STABILITY = {"alpha": 1, "beta": 2, None: 3}
+
+
+def version_priority(version: str) -> tuple[int, int, int, int, str]:
+    """Sort key of the apiserver's version priority: the most preferred version sorts first.
+
+    Names like ``v2``/``v1beta1``/``v1alpha2`` come first: GA before beta before alpha, then the
+    higher major version, then the higher beta/alpha number; other names follow alphabetically
+    (``v10, v2, v1, v11beta2, v10beta3, v3beta1, v12alpha1, v11alpha2, foo1, foo10``).
+    """
+    m = _KUBE_VERSION.fullmatch(version)
+    if m is None:
+        return (1, 0, 0, 0, version)
+    return (0, -_STABILITY[m.group(2)], -int(m.group(1)), -int(m.group(3) or 0), "")
+
 
 class ResourceRegistry:
     """Every served group/version/resource; CRDs add and remove entries at run time."""
@@ -275,7 +282,7 @@ class ResourceRegistry:
     def __init__(self, types: Iterable[ResourceType] = BUILTIN_TYPES) -> None:
         self._by_path: dict[tuple[str, str, str], ResourceType] = {}
         self._by_kind: dict[tuple[str, str], ResourceType] = {}
-        # group -> versions in preference order
+        # group -> versions served (discovery orders them by `version_priority`)
         self._group_versions: dict[str, list[str]] = {}
         self._crd_types: dict[str, list[ResourceType]] = {}
         # storage key -> the first type registered for it (what controllers write through)
@@ -307,18 +314,14 @@ class ResourceRegistry:
             if not versions:
                 self._group_versions.pop(rt.group, None)
 
-    def set_crd_types(self, crd_name: str, types: list[ResourceType], preferred: str) -> None:
-        """Replace what one CRD serves; `preferred` becomes its group's first version."""
+    def set_crd_types(self, crd_name: str, types: list[ResourceType]) -> None:
+        """Replace what one CRD serves."""
         for rt in self._crd_types.pop(crd_name, []):
             self.remove(rt)
         for rt in types:
             self.add(rt)
         if types:
             self._crd_types[crd_name] = types
-            versions = self._group_versions[types[0].group]
-            if preferred in versions:
-                versions.remove(preferred)
-                versions.insert(0, preferred)
 
     def crd_types(self, crd_name: str) -> list[ResourceType]:
         return list(self._crd_types.get(crd_name, []))
@@ -339,8 +342,12 @@ class ResourceRegistry:
         return self._by_kind.get((api_version, kind))
 
     def groups(self) -> list[tuple[str, list[str]]]:
-        """(group, versions preferred first) for every named group, core excluded."""
-        return [(g, list(v)) for g, v in self._group_versions.items() if g]
+        """(group, versions preferred first) for every named group, core excluded.
+
+        As the apiserver does (for CRD groups across every CRD of the group, whatever order
+        the CRDs list them in), versions are ordered by `version_priority`.
+        """
+        return [(g, sorted(v, key=version_priority)) for g, v in self._group_versions.items() if g]
 
     def has_group_version(self, group: str, version: str) -> bool:
         return version in self._group_versions.get(group, [])

@@ -45,6 +45,7 @@ T = TypeVar("T")
 APPLY_PATCH = "application/apply-patch+yaml"
 _APPLY_PATCH_ENCODED = f"{APPLY_PATCH}; charset=utf-8"
 _LIST_PAGE = 500
+_DISCOVERY_CONCURRENCY = 8
 
 # The client's config loaders and response objects carry no annotations.
 kube_config: Any = _typed_kube_config
@@ -305,11 +306,59 @@ class ClusterSession:
             )
         return kinds
 
+    async def server_version(self) -> str:
+        """The cluster's Kubernetes version (``/version`` gitVersion, e.g. ``v1.34.1``).
+
+        Charts are rendered for it (``.Capabilities.KubeVersion``).
+        """
+        _, body = await self._request("GET", "/version", verb="get", resource="version")
+        version = body.get("gitVersion") if isinstance(body, dict) else None
+        if not isinstance(version, str) or not version:
+            raise ApplyError(
+                ErrorDetail(
+                    code="KUBERNETES_VERSION_UNKNOWN",
+                    message=f"{self.server}/version gave no gitVersion",
+                    probable_cause="the server is not a Kubernetes API server",
+                    suggested_remediation="check the kubeconfig's server URL",
+                )
+            )
+        return version
+
+    async def api_versions(self) -> builtins.list[str]:
+        """Every served group/version and group/version/Kind, as Helm's capabilities list them.
+
+        Charts choose apiVersions with ``.Capabilities.APIVersions.Has`` (Consul's
+        PodDisruptionBudget asks for ``policy/v1/PodDisruptionBudget``). Each group/version's
+        discovery is read once and kept for resolving kinds.
+        """
+        _, core = await self._request("GET", "/api", verb="discover", resource="api")
+        _, groups = await self._request("GET", "/apis", verb="discover", resource="apis")
+        versions = [str(v) for v in (core or {}).get("versions") or []]
+        for group in (groups or {}).get("groups") or []:
+            versions.extend(str(v.get("groupVersion", "")) for v in group.get("versions") or [])
+        limit = asyncio.Semaphore(_DISCOVERY_CONCURRENCY)
+
+        async def kinds(api_version: str) -> builtins.list[str]:
+            found = self._discovery.get(api_version)
+            if found is None:
+                async with limit:
+                    found = await self._refresh(api_version)
+            return [f"{api_version}/{kind}" for kind in found or {}]
+
+        served = [v for v in dict.fromkeys(versions) if v]
+        per_version = await asyncio.gather(*(kinds(v) for v in served))
+        return sorted({*served, *(k for ks in per_version for k in ks)})
+
     async def resource_for(self, api_version: str, kind: str) -> ApiResource | None:
         """Resolve a kind, refreshing its group-version's discovery once on a miss."""
         cached = self._discovery.get(api_version)
         if cached is not None and kind in cached:
             return cached[kind]
+        found = await self._refresh(api_version)
+        return found.get(kind) if found is not None else None
+
+    async def _refresh(self, api_version: str) -> dict[str, ApiResource] | None:
+        """Read one group-version's discovery again (None: the cluster does not serve it)."""
         seen = self._discovery_generation.get(api_version, 0)
         lock = self._discovery_locks.setdefault(api_version, asyncio.Lock())
         async with lock:
@@ -317,8 +366,7 @@ class ClusterSession:
             if self._discovery_generation.get(api_version, 0) == seen:
                 self._discovery[api_version] = await self._fetch_group_version(api_version)
                 self._discovery_generation[api_version] = seen + 1
-        found = self._discovery.get(api_version)
-        return found.get(kind) if found is not None else None
+        return self._discovery.get(api_version)
 
     def _forget(self, api_version: str) -> None:
         self._discovery.pop(api_version, None)

@@ -9,6 +9,7 @@ layer wrote; nothing here knows which mesh it runs.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 from collections import Counter
@@ -235,12 +236,15 @@ class KitExecutor:
         session: ClusterSession,
         emit: OperationEmitter,
     ) -> ClusterResult:
+        kube_version, api_versions = await _render_capabilities(spec, session)
         plan = await self.planner.plan(
             spec,
             record,
             session,
             mesh_version=await self._installed_version(spec, record, session),
             note=lambda text: emit(Severity.INFO, text),
+            kube_version=kube_version,
+            api_versions=api_versions,
         )
         plan = dataclasses.replace(plan, wait_policy=_wait_policy(record))
         emit(
@@ -313,9 +317,14 @@ class KitExecutor:
         if installed is None:
             return ()
         version = installed.metadata.get("mesh_version", "")
+        kube_version, api_versions = await _render_capabilities(spec, session)
         try:
             plan = await self.planner.plan(
-                spec, dataclasses.replace(record, mesh_version=version), session
+                spec,
+                dataclasses.replace(record, mesh_version=version),
+                session,
+                kube_version=kube_version,
+                api_versions=api_versions,
             )
         except PlanError as exc:
             emit(
@@ -337,6 +346,26 @@ class KitExecutor:
 
     async def aclose(self) -> None:
         """Nothing is held between operations (a session per operation)."""
+
+
+async def _render_capabilities(
+    spec: OperationSpec, session: ClusterSession
+) -> tuple[str | None, list[str]]:
+    """What the spec's charts render for: the cluster's version and served API versions.
+
+    Charts pick apiVersions by them (a PodDisruptionBudget is ``policy/v1`` on clusters that
+    no longer serve ``policy/v1beta1``); specs without charts need neither.
+    """
+    if not any(isinstance(s, ChartSource) for s in spec.sources):
+        return None, []
+    version, api_versions = await asyncio.gather(session.server_version(), session.api_versions())
+    log.debug(
+        "rendering for the cluster",
+        cluster=session.name,
+        kube_version=version,
+        api_versions=len(api_versions),
+    )
+    return version, api_versions
 
 
 def _wait_policy(record: OperationRecord) -> WaitPolicy:

@@ -14,7 +14,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,8 +152,13 @@ class Planner:
         *,
         mesh_version: str = "",
         note: StepNote | None = None,
+        kube_version: str | None = None,
+        api_versions: Sequence[str] = (),
     ) -> ApplyPlan:
         """Render/fetch/build every source of ``spec`` for ``record`` into one ordered plan.
+
+        Charts render for the target cluster: ``kube_version`` (else the planner's) and the
+        ``api_versions`` it serves (see `rendering.render_chart`).
 
         ``mesh_version`` stands in when the record has none (e.g. the installed version, for a
         sample fetched from upstream at the matching tag); failing both, the newest stable
@@ -184,7 +189,13 @@ class Planner:
                 if source.when is not None and not await source.when(ctx):
                     continue
                 values = await _values(source, ctx)
-                rendered = await self._render(source, ctx, values)
+                rendered = await self._render(
+                    source,
+                    ctx,
+                    values,
+                    kube_version=kube_version or self.kube_version,
+                    api_versions=sorted(set(api_versions)),
+                )
                 objects.extend(rendered.objects)
                 hooks.extend(rendered.hooks)
                 if not source.purge_on_delete:
@@ -259,7 +270,13 @@ class Planner:
         return None
 
     async def _render(
-        self, source: ChartSource, ctx: PlanContext, values: Mapping[str, Any]
+        self,
+        source: ChartSource,
+        ctx: PlanContext,
+        values: Mapping[str, Any],
+        *,
+        kube_version: str | None,
+        api_versions: list[str],
     ) -> RenderedChart:
         try:
             entry = await self.charts.resolve(source.chart, ctx.mesh_version or None)
@@ -272,7 +289,8 @@ class Planner:
             release=source.release,
             namespace=namespace,
             values=values,
-            kube_version=self.kube_version,
+            kube_version=kube_version,
+            api_versions=api_versions,
         )
         cached = await self.render_cache.get(key)
         if cached is not None:
@@ -286,7 +304,8 @@ class Planner:
                 release_name=source.release,
                 namespace=namespace,
                 values=values,
-                kube_version=self.kube_version,
+                kube_version=kube_version,
+                api_versions=api_versions,
             )
         except ChartRenderError as exc:
             raise PlanError(
@@ -424,9 +443,10 @@ class RenderCache:
     """Rendered charts on disk, keyed by everything that decides the output.
 
     The key covers the archive digest (from the verified index), release, namespace, values,
-    Kubernetes version and the renderer itself, so an entry is reused only when rendering again
-    would give the same objects. Parsing a large rendered chart (Istio's CRDs are ~1 MiB of YAML)
-    costs far more than the rendering; the cache makes a repeated install cost a JSON load.
+    Kubernetes version, served API versions and the renderer itself, so an entry is reused only
+    when rendering again would give the same objects. Parsing a large rendered chart (Istio's
+    CRDs are ~1 MiB of YAML) costs far more than the rendering; the cache makes a repeated
+    install cost a JSON load.
     ``directory`` None disables it.
     """
 
@@ -442,12 +462,21 @@ class RenderCache:
         namespace: str,
         values: Mapping[str, Any],
         kube_version: str | None,
+        api_versions: Sequence[str] = (),
     ) -> str:
         """The cache key of one render."""
         if not self._renderer:
             self._renderer = _renderer_identity()
         text = json.dumps(
-            [self._renderer, digest, release, namespace, values, kube_version or ""],
+            [
+                self._renderer,
+                digest,
+                release,
+                namespace,
+                values,
+                kube_version or "",
+                sorted(set(api_versions)),
+            ],
             sort_keys=True,
             separators=(",", ":"),
         )

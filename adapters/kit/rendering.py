@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -131,11 +131,15 @@ async def render_chart(
     is_install: bool = True,
     is_upgrade: bool = False,
     kube_version: str | None = None,
+    api_versions: Sequence[str] = (),
 ) -> RenderedRelease:
     """Render ``chart_path`` (a directory or ``.tgz``) in a worker thread.
 
-    ``kube_version`` (e.g. ``"v1.33.0"``) sets ``.Capabilities.KubeVersion``; by default Helm's
-    built-in version is used.
+    Charts pick apiVersions by the target cluster, so render with its facts: ``kube_version``
+    (e.g. ``"v1.33.0"``) sets ``.Capabilities.KubeVersion`` (default: Helm's built-in version);
+    ``api_versions`` (``"policy/v1"``, ``"policy/v1/PodDisruptionBudget"``, as Helm reads them
+    from discovery) are added to ``.Capabilities.APIVersions``, which otherwise holds only Helm's
+    built-in group/versions, so ``APIVersions.Has "<group/version>/<Kind>"`` is false.
     """
     if is_install == is_upgrade:
         raise ValueError("exactly one of is_install and is_upgrade must be true")
@@ -148,6 +152,7 @@ async def render_chart(
         is_install=is_install,
         is_upgrade=is_upgrade,
         kube_version=kube_version,
+        api_versions=list(api_versions),
     )
 
 
@@ -160,12 +165,13 @@ def _render_sync(
     is_install: bool,
     is_upgrade: bool,
     kube_version: str | None,
+    api_versions: list[str],
 ) -> RenderedRelease:
     try:
         with helm_python.Chart.load(chart_path) as chart:
             metadata = chart.metadata
             chart_crds = chart.crds if is_install else []
-            if kube_version is None:
+            if kube_version is None and not api_versions:
                 manifests = chart.render(
                     values,
                     name=release_name,
@@ -174,15 +180,19 @@ def _render_sync(
                     is_upgrade=is_upgrade,
                 )
             else:
-                # The SDK's Python wrapper does not pass kube_version through yet, though its
-                # native render accepts it; call the native entry point with the same options.
-                options = {
+                # The SDK's Python wrapper does not pass kube_version/api_versions through yet,
+                # though its native render accepts them; call the native entry point with the
+                # same options.
+                options: dict[str, Any] = {
                     "name": release_name,
                     "namespace": namespace,
                     "is_install": is_install,
                     "is_upgrade": is_upgrade,
-                    "kube_version": kube_version,
                 }
+                if kube_version is not None:
+                    options["kube_version"] = kube_version
+                if api_versions:
+                    options["api_versions"] = api_versions
                 manifests = json.loads(
                     _native.call_string(
                         "helm_render", chart._raw(), json.dumps(values), json.dumps(options)

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from adapters.kit.objects import CLUSTER_SCOPED_KINDS, ObjectRef
+from adapters.kit.objects import CLUSTER_SCOPED_KINDS, KubeObject, ObjectRef
 from adapters.kit.rendering import ChartRenderError, RenderedRelease, render_chart
 from tests.fixtures_paths import OWN_FIXTURES, shared_fixtures
 
@@ -307,3 +307,46 @@ async def test_linkerd_control_plane_with_generated_identity() -> None:
     assert_namespaced_objects_have_the_namespace(release)
     with pytest.raises(ChartRenderError):
         await render_chart(chart, release_name="linkerd-control-plane", namespace="linkerd")
+
+
+def _capabilities_chart(root: Path) -> Path:
+    """A chart that picks its PodDisruptionBudget apiVersion the way Consul's does."""
+    chart = root / "caps"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: caps\nversion: 0.1.0\n")
+    (chart / "templates" / "pdb.yaml").write_text(
+        '{{- if .Capabilities.APIVersions.Has "policy/v1/PodDisruptionBudget" }}\n'
+        "apiVersion: policy/v1\n"
+        "{{- else }}\n"
+        "apiVersion: policy/v1beta1\n"
+        "{{- end }}\n"
+        "kind: PodDisruptionBudget\n"
+        "metadata:\n"
+        "  name: caps\n"
+        "  annotations:\n"
+        "    kube-minor: {{ .Capabilities.KubeVersion.Minor | quote }}\n"
+        "spec:\n"
+        "  maxUnavailable: 1\n"
+        "  selector: {matchLabels: {app: caps}}\n"
+    )
+    return chart
+
+
+async def test_api_versions_reach_the_templates(tmp_path: Path) -> None:
+    chart = _capabilities_chart(tmp_path)
+
+    async def pdb(**capabilities: Any) -> KubeObject:
+        release = await render_chart(chart, release_name="c", namespace="n", **capabilities)
+        (obj,) = release.objects
+        return obj
+
+    # Offline, Helm's built-in set has group/versions but no kinds: the old apiVersion.
+    offline = await pdb()
+    assert offline["apiVersion"] == "policy/v1beta1"
+    assert (await pdb(kube_version="v1.34.0"))["apiVersion"] == "policy/v1beta1"
+    served = ["policy/v1", "policy/v1/PodDisruptionBudget"]
+    current = await pdb(kube_version="v1.34.0", api_versions=served)
+    assert current["apiVersion"] == "policy/v1"
+    assert current["metadata"]["annotations"]["kube-minor"] == "34"
+    # api_versions alone also work (Helm's built-in Kubernetes version stays)
+    assert (await pdb(api_versions=served))["apiVersion"] == "policy/v1"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from kubernetes import client
 
@@ -332,8 +334,32 @@ def test_foreground_deletion_waits_for_dependents(
     apps: client.AppsV1Api, core: client.CoreV1Api
 ) -> None:
     apps.create_namespaced_deployment("default", deployment("fg", replicas=1))
-    eventually(lambda: core.list_namespaced_pod("default", label_selector="app=fg").items)
+    (pod,) = eventually(lambda: core.list_namespaced_pod("default", label_selector="app=fg").items)
+    # A finalizer of someone else's holds the pod, and so the whole foreground cascade.
+    hold = "example.com/hold"
+    core.patch_namespaced_pod(pod.metadata.name, "default", {"metadata": {"finalizers": [hold]}})
     apps.delete_namespaced_deployment("fg", "default", propagation_policy="Foreground")
+
+    def pod_terminating() -> client.V1Pod | None:
+        current = core.read_namespaced_pod(pod.metadata.name, "default")
+        return current if current.metadata.deletion_timestamp else None
+
+    held = eventually(pod_terminating)
+    assert held.metadata.finalizers == [hold]
+    # while its dependents exist, the owner stays, marked for deletion and waiting for them
+    for _ in range(5):
+        owner = apps.read_namespaced_deployment("fg", "default")
+        assert owner.metadata.deletion_timestamp is not None
+        assert "foregroundDeletion" in owner.metadata.finalizers
+        (rs,) = apps.list_namespaced_replica_set("default").items
+        assert rs.metadata.deletion_timestamp is not None
+        assert "foregroundDeletion" in rs.metadata.finalizers
+        time.sleep(0.1)
+    core.patch_namespaced_pod(
+        pod.metadata.name,
+        "default",
+        [{"op": "remove", "path": "/metadata/finalizers"}],
+    )
 
     def all_gone() -> bool:
         return not (

@@ -9,7 +9,8 @@ from typing import Any
 from kubernetes import client, dynamic, utils
 
 from kubesim.harness import RunningSim
-from tests.kubesim.support import crd
+from kubesim.resources import version_priority
+from tests.kubesim.support import crd, raw_request
 
 
 def get_json(sim: RunningSim, path: str) -> Any:
@@ -154,3 +155,57 @@ def test_tables_for_kubectl_get(kubesim: RunningSim, api_client: client.ApiClien
     assert row["cells"][:2] == ["svc", "ClusterIP"]
     assert row["cells"][4] == "80/TCP"
     assert row["object"]["kind"] == "PartialObjectMetadata"
+
+
+def test_crd_group_prefers_by_version_priority(
+    kubesim: RunningSim, api_client: client.ApiClient
+) -> None:
+    # Listed alpha first, and spread over two CRDs registered alpha-only first: the apiserver
+    # still orders the group by version priority, so v1 is preferred in /apis and /apis/G.
+    utils.create_from_dict(api_client, crd("gadgets", versions=("v1alpha2",)), apply=True)
+    utils.create_from_dict(api_client, crd(versions=("v1alpha2", "v1beta1", "v1")), apply=True)
+    expected = ["v1", "v1beta1", "v1alpha2"]
+    group = next(g for g in get_json(kubesim, "/apis")["groups"] if g["name"] == "example.com")
+    assert [v["version"] for v in group["versions"]] == expected
+    assert group["preferredVersion"] == {"groupVersion": "example.com/v1", "version": "v1"}
+    single = get_json(kubesim, "/apis/example.com")
+    assert [v["version"] for v in single["versions"]] == expected
+    assert single["preferredVersion"]["version"] == "v1"
+    # the client's discovery picks the same one
+    dyn = dynamic.DynamicClient(api_client)
+    assert dyn.resources.get(group="example.com", kind="Widget", preferred=True).api_version == "v1"
+
+
+def test_version_priority_order() -> None:
+    names = ["v10beta3", "v2", "foo10", "v1", "v3beta1", "v11alpha2", "v11beta2"]
+    names += ["v12alpha1", "foo1", "v10", "v1beta"]
+    assert sorted(names, key=version_priority) == [
+        "v10",
+        "v2",
+        "v1",
+        "v11beta2",
+        "v10beta3",
+        "v3beta1",
+        "v12alpha1",
+        "v11alpha2",
+        "foo1",
+        "foo10",
+        "v1beta",
+    ]
+
+
+def test_policy_v1beta1_is_gone_at_1_34(kubesim: RunningSim) -> None:
+    # PodDisruptionBudget policy/v1beta1 was removed in Kubernetes 1.25.
+    version = get_json(kubesim, "/version")
+    assert (version["major"], version["minor"]) == ("1", "34")
+    status, body = raw_request(kubesim, "GET", "/apis/policy/v1beta1")
+    assert status == 404, body
+    assert [v["version"] for v in get_json(kubesim, "/apis/policy")["versions"]] == ["v1"]
+    pdb = {
+        "apiVersion": "policy/v1beta1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "old"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "x"}}},
+    }
+    path = "/apis/policy/v1beta1/namespaces/default/poddisruptionbudgets"
+    assert raw_request(kubesim, "POST", path, pdb)[0] == 404

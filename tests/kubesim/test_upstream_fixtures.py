@@ -23,7 +23,9 @@ from cryptography.x509.oid import NameOID
 from kubernetes import client, config, dynamic
 from kubernetes.dynamic.exceptions import NotFoundError
 
+from kubesim.discovery import KUBE_VERSION
 from kubesim.harness import RunningSim, running_kubesim
+from kubesim.resources import BUILTIN_TYPES
 from kubesim.server import SimConfig
 from tests.fixtures_paths import SHARED_FIXTURES, shared_fixtures
 
@@ -98,6 +100,7 @@ def _documents(text: str) -> list[dict[str, Any]]:
 
 def render_chart(relative: str) -> tuple[str, list[dict[str, Any]]]:
     import helm_python as helm
+    from helm_python import _native
 
     path = shared_fixtures() / "charts" / relative
     chart = helm.Chart.load(str(path))
@@ -110,7 +113,22 @@ def render_chart(relative: str) -> tuple[str, list[dict[str, Any]]]:
     namespace = {"hashicorp": "consul", "istio": "istio-system", "linkerd": "linkerd"}[
         relative.split("/", maxsplit=1)[0]
     ]
-    rendered = chart.render(values, name=name, namespace=namespace, is_install=True)
+    # Rendered for the cluster it goes to, as Helm does against a live one: kubesim's version
+    # and what it serves (group/version and group/version/Kind). The SDK's Python wrapper does
+    # not pass these options through; its native render takes them.
+    options = {
+        "name": name,
+        "namespace": namespace,
+        "is_install": True,
+        "kube_version": KUBE_VERSION["gitVersion"],
+        "api_versions": sorted(
+            {t.api_version for t in BUILTIN_TYPES}
+            | {f"{t.api_version}/{t.kind}" for t in BUILTIN_TYPES}
+        ),
+    }
+    rendered = json.loads(
+        _native.call_string("helm_render", chart._raw(), json.dumps(values), json.dumps(options))
+    )
     docs = [
         d
         for template, text in sorted(rendered.items())
