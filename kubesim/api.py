@@ -7,6 +7,7 @@ import base64
 import contextlib
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,8 @@ class KubeApi:
         self.faults = faults
         self.bookmark_seconds = bookmark_seconds
         self._closing = asyncio.Event()
+        self.requests: Counter[str] = Counter()
+        """API requests answered so far, by verb (`discovery` for discovery and OpenAPI)."""
 
     def close_watches(self) -> None:
         self._closing.set()
@@ -117,6 +120,8 @@ class KubeApi:
         head = parts[0]
         if head in ("healthz", "livez", "readyz"):
             return web.Response(text="ok")
+        if head in ("version", "openapi") or len(parts) <= {"api": 2, "apis": 3}.get(head, 0):
+            self.requests["discovery"] += 1
         if head == "version":
             return json_response(discovery.version())
         if head == "kubesim":
@@ -146,6 +151,7 @@ class KubeApi:
             return json_response(discovery.resource_list(registry, group, parts[-1]))
         route = self.route(parts)
         verb = self._verb(request, route)
+        self.requests[verb] += 1
         if latency := self.faults.latency(verb):
             await asyncio.sleep(latency)
         if err := self.faults.error(verb):
@@ -586,6 +592,7 @@ class KubeApi:
                 {
                     "resourceVersion": store.rv,
                     "watchers": store.watcher_count,
+                    "requests": dict(self.requests),
                     "objects": {
                         f"{g}/{r}" if g else r: store.count((g, r)) for g, r in store.storage_keys()
                     },

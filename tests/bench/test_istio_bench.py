@@ -5,14 +5,17 @@ subprocess over gRPC (plan, apply, wait for readiness), once as `kubectl apply -
 the very objects the adapter's planner renders for that request (already rendered and labelled,
 so kubectl does strictly less work: no rendering, no waiting). Then both do it again (the
 adapter's re-install is a no-op; kubectl re-applies). Ratios adapter / kubectl are printed per
-round with their medians (target <= 0.5 for the install). The adapter's idle RSS (VmRSS, target
-<= 120 MB) and spawn-to-SERVING time (target <= 1.5 s) are printed too. Numbers only, no asserts
-on timing. Uses the upstream charts from ../shared/fixtures when present, else our toy charts.
+round with their medians (target <= 0.5 for the install), and what each install cost: API
+requests by verb, CPU seconds of the client (adapter process or kubectl) and of kubesim's thread
+(a loaded machine turns CPU into wall time). The adapter's idle RSS (VmRSS, target <= 120 MB)
+and spawn-to-SERVING time (target <= 1.5 s) are printed too. Numbers only, no asserts on timing.
+Uses the upstream charts from ../shared/fixtures when present, else our toy charts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import statistics
 import subprocess
@@ -32,7 +35,7 @@ from adapters.kit.cluster import ClusterSession
 from adapters.kit.objects import KubeObject
 from adapters.kit.operations import OperationRecord, OperationState
 from adapters.kit.planning import ManifestLibrary, Planner
-from kubesim.harness import running_kubesim
+from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from tests.adapters.istio.adapter_process import (
@@ -91,19 +94,82 @@ async def _rendered(kubeconfig: Path, chart_url: str, cache: Path, version: str)
         "kind": "Namespace",
         "metadata": {"name": plan.namespace},
     }
-    objects = [namespace, *(labelled(obj, plan.release) for obj in plan.objects)]
+    objects = [namespace, *(labelled(obj, plan.release, plan.mesh) for obj in plan.objects)]
     return yaml.safe_dump_all(objects, sort_keys=False)
 
 
-def _kubectl_apply(kubeconfig: Path, manifest: Path) -> float:
+@dataclass(frozen=True, kw_only=True)
+class Cost:
+    """What one install cost beside its wall time."""
+
+    client_cpu: float
+    """CPU seconds of the adapter process or of kubectl."""
+    server_cpu: float
+    """CPU seconds of kubesim's thread."""
+    requests: dict[str, int]
+    """API requests kubesim answered, by verb."""
+
+    @property
+    def cpu(self) -> float:
+        return self.client_cpu + self.server_cpu
+
+    def line(self) -> str:
+        verbs = " ".join(f"{verb} {n}" for verb, n in sorted(self.requests.items()))
+        return (
+            f"{sum(self.requests.values())} requests ({verbs}), CPU client {self.client_cpu:.3f}s"
+            f" + kubesim {self.server_cpu:.3f}s"
+        )
+
+
+class ServerMeter:
+    """kubesim's thread CPU and request counts between `start` and `stop`."""
+
+    def __init__(self, sim: RunningSim) -> None:
+        self._sim = sim
+        self._cpu = 0.0
+        self._requests: dict[str, int] = {}
+
+    def _read(self) -> tuple[float, dict[str, int]]:
+        usage: tuple[float, dict[str, int]] = self._sim.call(
+            lambda: (time.thread_time(), dict(self._sim.sim.api.requests))
+        )
+        return usage
+
+    def start(self) -> None:
+        self._cpu, self._requests = self._read()
+
+    def stop(self, client_cpu: float) -> Cost:
+        cpu, requests = self._read()
+        delta = {v: n - self._requests.get(v, 0) for v, n in requests.items()}
+        return Cost(
+            client_cpu=client_cpu,
+            server_cpu=cpu - self._cpu,
+            requests={v: n for v, n in delta.items() if n},
+        )
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _kubectl_apply(sim: RunningSim, manifest: Path) -> tuple[float, Cost]:
+    command = [KUBECTL, "--kubeconfig", str(sim.kubeconfig), "apply", "--server-side"]
+    meter = ServerMeter(sim)
+    meter.start()
     started = time.perf_counter()
-    subprocess.run(
-        [KUBECTL, "--kubeconfig", str(kubeconfig), "apply", "--server-side", "-f", str(manifest)],
-        check=True,
-        capture_output=True,
-        timeout=120,
+    child = subprocess.Popen(
+        [*command, "-f", str(manifest)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    return time.perf_counter() - started
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    assert child.stderr is not None
+    errors = child.stderr.read().decode()
+    child.stderr.close()
+    assert child.returncode == 0, errors
+    return seconds, meter.stop(usage.ru_utime + usage.ru_stime)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,6 +182,8 @@ class AdapterRun:
     """Idle VmRSS after SERVING, bytes."""
     install: float = 0.0
     """ApplyOperation install to SUCCEEDED, seconds."""
+    cost: Cost | None = None
+    """What the first install cost."""
     reinstall: float = 0.0
     """The same install again (a no-op), seconds."""
 
@@ -123,14 +191,14 @@ class AdapterRun:
 async def _adapter_install(
     args: list[str],
     log: Path,
-    kubeconfig: Path,
+    sim: RunningSim,
     version: str,
     *,
     command: tuple[str, ...] = (),
     install: bool = True,
 ) -> AdapterRun:
     """Start a fresh adapter, measure startup and idle RSS, then (optionally) install twice."""
-    process = AdapterProcess([*args, "--kubeconfig", str(kubeconfig)], log, command)
+    process = AdapterProcess([*args, "--kubeconfig", str(sim.kubeconfig)], log, command)
     spawned = time.perf_counter()
     process.start()
     client = AdapterClient(process.address)
@@ -142,7 +210,11 @@ async def _adapter_install(
         if not install:
             return AdapterRun(serving=serving, rss=rss)
         seconds: list[float] = []
+        meter = ServerMeter(sim)
+        costs: list[Cost] = []
         for attempt in ("first", "again"):
+            meter.start()
+            cpu = _process_cpu(process.pid)
             started = time.perf_counter()
             done = await client.run(
                 "install",
@@ -151,8 +223,11 @@ async def _adapter_install(
                 parameters={"profile": "demo"},
             )
             seconds.append(time.perf_counter() - started)
+            costs.append(meter.stop(_process_cpu(process.pid) - cpu))
             assert done.state == pb.OPERATION_STATE_SUCCEEDED
-        return AdapterRun(serving=serving, rss=rss, install=seconds[0], reinstall=seconds[1])
+        return AdapterRun(
+            serving=serving, rss=rss, install=seconds[0], reinstall=seconds[1], cost=costs[0]
+        )
     finally:
         await client.close()
         process.stop()
@@ -178,18 +253,18 @@ async def test_install_time_against_kubectl_rss_and_startup(
     ]
     manifest = tmp_path / "istio-demo.yaml"
     rows: list[tuple[AdapterRun, float, float]] = []
+    kubectl_costs: list[Cost] = []
     for number in range(1, ROUNDS + 1):
         with running_kubesim(SIM) as sim:
             if number == 1:
                 text = await _rendered(sim.kubeconfig, chart_url, tmp_path / "plan-cache", version)
                 manifest.write_text(text, encoding="utf-8")
-            run = await _adapter_install(
-                args, tmp_path / f"adapter-{number}.log", sim.kubeconfig, version
-            )
+            run = await _adapter_install(args, tmp_path / f"adapter-{number}.log", sim, version)
         with running_kubesim(SIM) as sim:
-            kubectl = await asyncio.to_thread(_kubectl_apply, sim.kubeconfig, manifest)
-            kubectl_again = await asyncio.to_thread(_kubectl_apply, sim.kubeconfig, manifest)
+            kubectl, kubectl_cost = await asyncio.to_thread(_kubectl_apply, sim, manifest)
+            kubectl_again, _ = await asyncio.to_thread(_kubectl_apply, sim, manifest)
         rows.append((run, kubectl, kubectl_again))
+        kubectl_costs.append(kubectl_cost)
 
     # The same adapter without the console script's other subcommand modules.
     alone: list[AdapterRun] = []
@@ -199,7 +274,7 @@ async def test_install_time_against_kubectl_rss_and_startup(
                 await _adapter_install(
                     args,
                     tmp_path / f"adapter-alone-{number}.log",
-                    sim.kubeconfig,
+                    sim,
                     version,
                     command=ADAPTER_COMMAND_ONLY,
                     install=False,
@@ -217,12 +292,23 @@ async def test_install_time_against_kubectl_rss_and_startup(
             f"{again:.3f}s = {run.reinstall / again:.2f}; start-to-SERVING {run.serving:.3f}s; "
             f"idle RSS {run.rss / 2**20:.1f} MB"
         )
+    for number, (run, _, _) in enumerate(rows, start=1):
+        assert run.cost is not None
+        print(f"round {number} install: adapter {run.cost.line()}")
+        print(f"round {number} install: kubectl {kubectl_costs[number - 1].line()}")
     install = [run.install / kubectl for run, kubectl, _ in rows]
     reinstall = [run.reinstall / again for run, _, again in rows]
     print(
         f"median install ratio {statistics.median(install):.2f} (warm rounds "
         f"{statistics.median(install[1:]):.2f}; target <= 0.5); median re-install ratio "
         f"{statistics.median(reinstall):.2f}"
+    )
+    adapter_cpu = [run.cost.cpu for run, _, _ in rows if run.cost is not None]
+    kubectl_cpu = [cost.cpu for cost in kubectl_costs]
+    print(
+        f"median install CPU (client + kubesim): adapter {statistics.median(adapter_cpu):.3f}s, "
+        f"kubectl {statistics.median(kubectl_cpu):.3f}s, ratio "
+        f"{statistics.median(a / k for a, k in zip(adapter_cpu, kubectl_cpu, strict=True)):.2f}"
     )
     print(
         f"`meshplane adapter istio`: median start-to-SERVING "
