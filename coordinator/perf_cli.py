@@ -4,8 +4,9 @@
 ``$MESHPLANE_COORDINATOR``, else 127.0.0.1:10100). `import` reads a fortio JSON file and writes
 the normalised result straight into the coordinator's store (``--store``, else the coordinator's
 own default), because the coordinator service has no RPC that accepts a finished result.
-``--output json|yaml`` prints the SMP-shaped document; progress lines then go to stderr so stdout
-stays one document.
+``--output json|yaml`` prints the SMP-shaped document (`results`: an object whose ``results``
+lists them, like the other commands' lists); progress lines then go to stderr so stdout stays
+one document.
 """
 
 from __future__ import annotations

@@ -52,6 +52,16 @@ def test_servicer_implements_exactly_the_service_methods() -> None:
     assert implemented == declared
 
 
+_KUBECONFIG = """
+apiVersion: v1
+kind: Config
+current-context: east
+clusters: [{name: east, cluster: {server: "https://127.0.0.1:6443"}}]
+contexts: [{name: east, context: {cluster: east, user: ada}}]
+users: [{name: ada, user: {token: secret-token-east}}]
+"""
+
+
 def _toy_settings(tmp_path: Path, toy: Harness) -> CoordinatorSettings:
     return make_settings(
         tmp_path, adapters=(StaticAdapter(mesh="toy", address=toy.adapter.address),)
@@ -78,7 +88,7 @@ async def test_apply_records_the_operation_and_get_refreshes_it(tmp_path: Path) 
                     operation="install",
                     username="ada",
                     parameters={"profile": "demo"},
-                    clusters=[apb.Cluster(name="east", kubeconfig="secret: yes")],
+                    clusters=[apb.Cluster(name="east", kubeconfig=_KUBECONFIG)],
                 ),
             )
         )
@@ -90,7 +100,7 @@ async def test_apply_records_the_operation_and_get_refreshes_it(tmp_path: Path) 
 
         stored = await client.coordinator.store.get_operation(operation_id)
         assert stored is not None and stored.username == "ada"
-        assert "secret" not in repr(stored.request)  # kubeconfigs never reach the store
+        assert "secret-token" not in repr(stored.request)  # kubeconfigs never reach the store
 
         final = await _wait_state(client, operation_id, *TERMINAL)
         assert final.operation.state == apb.OPERATION_STATE_SUCCEEDED
