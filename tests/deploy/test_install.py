@@ -108,7 +108,9 @@ async def test_chart_installs_into_kubesim_with_the_apply_engine(kubesim: Runnin
             assert [e["conditions"]["ready"] for e in slices[0]["endpoints"]] == [True]
 
         # The same engine removes it again.
-        removed = await Applier(session).uninstall("meshplane", NAMESPACE, progress.append)
+        removed = await Applier(session).uninstall(
+            "meshplane", NAMESPACE, progress.append, mesh="meshplane"
+        )
         assert removed.deleted == len(rendered.objects)
 
 
