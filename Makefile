@@ -30,8 +30,11 @@ setup: $(VENV)/.installed $(BUF)
 run: $(VENV)/.installed
 	$(VENV)/bin/meshplane up $(if $(wildcard ../shared/fixtures/charts),--mirror ../shared/fixtures)
 
+# Most tests wait on servers, so they run on 4 workers; the few that assert on rates or
+# latencies (marker `timing`) then run alone, so other tests' load cannot skew them.
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n 4 tests --ignore=tests/bench
+	$(PY) -m pytest -q -n 4 -m "not timing" tests --ignore=tests/bench
+	$(PY) -m pytest -q -p no:xdist -m timing tests --ignore=tests/bench
 
 bench: $(VENV)/.installed
 	$(PY) -m pytest -q -s tests/bench -p no:randomly --timeout=900

@@ -113,6 +113,7 @@ async def _run(
     return progress, results[0]
 
 
+@pytest.mark.timing
 async def test_run_streams_progress_then_the_stored_result_in_ms(
     tmp_path: Path, http_target: LoopbackServer
 ) -> None:

@@ -536,6 +536,7 @@ async def test_after_sequence_outside_retention_is_out_of_range() -> None:
         assert [e.sequence for e in replay] == list(range(newest - 4, newest + 1))
 
 
+@pytest.mark.timing
 async def test_slow_subscriber_is_cut_off_while_others_and_the_operation_proceed() -> None:
     big = "x" * 16_384
     executor = ScriptedExecutor(

@@ -22,6 +22,7 @@ def _config(address: str, body: str, *, method: str = CHECK, **kwargs: float) ->
     return TestConfig(id=new_id(), clients=(client,), duration_s=1.0)
 
 
+@pytest.mark.timing
 async def test_constant_rate_unary_calls_count_ok(grpc_server: LoopbackServer) -> None:
     result = await run_builtin(_config(f"grpc://{grpc_server.address}", '{"service": ""}', rps=200))
 

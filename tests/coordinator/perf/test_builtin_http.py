@@ -25,6 +25,7 @@ def _config(url: str, *, rps: float = 0.0, connections: int = 4, **kwargs: float
     return TestConfig(id=new_id(), clients=(client,), **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.timing
 async def test_constant_rate_achieves_requested_rate(http_server: LoopbackServer) -> None:
     progress: list[Progress] = []
     config = _config(http_server.url(), rps=500, duration_s=3.0)
@@ -45,6 +46,7 @@ async def test_constant_rate_achieves_requested_rate(http_server: LoopbackServer
     assert result.histogram[-1].cumulative_percent == pytest.approx(100.0)
 
 
+@pytest.mark.timing
 async def test_latencies_are_in_milliseconds(http_server: LoopbackServer) -> None:
     config = _config(http_server.url("/delay/20"), rps=100, connections=4, duration_s=1.0)
 
@@ -59,6 +61,7 @@ async def test_latencies_are_in_milliseconds(http_server: LoopbackServer) -> Non
     assert all(b.start_ms >= 15 for b in result.histogram)
 
 
+@pytest.mark.timing
 async def test_a_stall_shows_in_p99_without_coordinated_omission(
     stalling_http_server: LoopbackServer,
 ) -> None:
