@@ -21,7 +21,7 @@ import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import structlog
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from serving.background_tasks import BackgroundTasks
 from serving.health import HealthService
@@ -78,6 +78,48 @@ class ServerConfig:
         ]
 
 
+@dataclass(frozen=True)
+class _MethodQuery:
+    """A ``grpc.HandlerCallDetails`` for asking a generic handler whether it serves a method."""
+
+    method: str
+    invocation_metadata: tuple[tuple[str, str], ...] = ()
+
+
+class _GenericHandlersOnly:
+    """What servicer adders see instead of the ``grpc.aio`` server: every handler is generic.
+
+    The generated ``add_*_to_server`` functions register each method twice, as a generic handler
+    and as a pre-registered method. The ``grpc.aio`` server keeps one pending request per
+    pre-registered method (plus one for all generic ones) and waits on all of them
+    (``asyncio.wait``) around every incoming call, so each registered method adds to the cost of
+    every call (the coordinator has nearly twenty). Served generically only, one request is
+    pending whatever the number of methods.
+    """
+
+    def __init__(self, server: Any) -> None:
+        self._server = server
+        self._generic: list[Any] = []
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[Any]) -> None:
+        """Passed through to the server."""
+        self._generic.extend(handlers)
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        """Added as a generic handler, leaving out methods a generic handler already serves."""
+        missing = {
+            name: handler
+            for name, handler in handlers.items()
+            if not any(
+                generic.service(_MethodQuery(f"/{service}/{name}")) is not None
+                for generic in self._generic
+            )
+        }
+        if missing:
+            self.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, missing),))
+
+
 class GrpcServer:
     """A ``grpc.aio`` server with health, reflection and ordered shutdown.
 
@@ -91,8 +133,9 @@ class GrpcServer:
         self._server: Any = grpc.aio.server(
             options=config.channel_options(), interceptors=list(interceptors) or None
         )
+        self._handlers = _GenericHandlersOnly(self._server)
         self._health = HealthService()
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._handlers)
         self._services: list[str] = []
         self._shutdown_callbacks: list[tuple[str, ShutdownCallback]] = []
         self._port: int | None = None
@@ -137,7 +180,7 @@ class GrpcServer:
             raise ValueError(f"unknown gRPC service {service_full_name!r}") from exc
         if service_full_name in self._services:
             raise ValueError(f"service {service_full_name!r} already added")
-        servicer_adder(servicer, self._server)
+        servicer_adder(servicer, self._handlers)
         self._services.append(service_full_name)
 
     def on_shutdown(self, name: str, callback: ShutdownCallback) -> None:
@@ -152,8 +195,11 @@ class GrpcServer:
         """Enable reflection, mark every service SERVING, bind and start; return the port."""
         if self._port is not None:
             raise RuntimeError("server already started")
-        reflection.enable_server_reflection(
-            (*self._services, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer(
+                (*self._services, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME)
+            ),
+            self._handlers,
         )
         bind = f"{self._bind_host()}:{self.config.port}"
         if self.config.tls is not None:
