@@ -90,7 +90,9 @@ class Passthrough:
         call = cached[1].get(method)
         if call is None:
             path = f"/{SERVICE_NAME}/{method}"
-            call = channel.unary_stream(path) if streaming else channel.unary_unary(path)
+            # Registered with the channel once: no per-call method path for the C core to intern.
+            register = channel.unary_stream if streaming else channel.unary_unary
+            call = register(path, _registered_method=True)
             cached[1][method] = call
         return call
 

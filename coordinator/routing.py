@@ -9,8 +9,8 @@ id assigned before the first attempt); a retry goes to another healthy replica w
 
 from __future__ import annotations
 
-import asyncio
 import math
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
@@ -93,9 +93,11 @@ class Router:
                 grpc.StatusCode.UNAVAILABLE,
                 f"no healthy replica of the {mesh} adapter ({reasons})",
             )
-        fresh = [r for r in healthy if r.address not in exclude] or healthy
-        least = min(self._outstanding.get(r.address, 0) for r in fresh)
-        candidates = [r for r in fresh if self._outstanding.get(r.address, 0) == least]
+        if exclude:
+            healthy = [r for r in healthy if r.address not in exclude] or healthy
+        counts = [self._outstanding.get(r.address, 0) for r in healthy]
+        least = min(counts)
+        candidates = [r for r, count in zip(healthy, counts, strict=True) if count == least]
         turn = self._turn[mesh]
         self._turn[mesh] = turn + 1
         return candidates[turn % len(candidates)]
@@ -114,9 +116,8 @@ class Router:
         With ``retry``, UNAVAILABLE and DEADLINE_EXCEEDED are retried on another replica while
         the deadline allows; without it, a single attempt is made.
         """
-        loop = asyncio.get_running_loop()
         seconds = self.timeout(caller_remaining)
-        deadline = loop.time() + seconds
+        started = time.monotonic()  # not loop.time(): getting the loop costs a getpid() syscall
         # The first attempt runs bare: the common case pays nothing for the retry machinery.
         replica = self.pick(mesh)
         try:
@@ -136,7 +137,9 @@ class Router:
                 replica=replica.address,
                 error=_describe(error),
             )
-        return await self._retry(mesh, invoke, method=method, deadline=deadline, tried=[replica])
+        return await self._retry(
+            mesh, invoke, method=method, deadline=started + seconds, tried=[replica]
+        )
 
     async def _retry(
         self,
@@ -147,11 +150,13 @@ class Router:
         deadline: float,
         tried: list[Replica],
     ) -> tuple[T, Replica]:
-        """Attempts after the first, each on another healthy replica when there is one."""
-        loop = asyncio.get_running_loop()
+        """Attempts after the first, each on another healthy replica when there is one.
+
+        ``deadline`` is on the ``time.monotonic()`` clock.
+        """
 
         async def attempt() -> tuple[T, Replica]:
-            remaining = deadline - loop.time()
+            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RouteError(
                     grpc.StatusCode.DEADLINE_EXCEEDED,
