@@ -1,23 +1,35 @@
 """Routed (client → coordinator → adapter) vs direct (client → adapter) unary GetInfo.
 
-The coordinator runs as `meshplane coordinator` in its own process (one event loop: one core);
-the client and the adapter share this test's loop on both paths, so the difference between the
-paths is the coordinator's hop (passthrough of raw bytes). Latency is measured one call at a
-time (p50/p99); throughput with concurrent callers for a fixed time. Printed as values, ratios
-and differences; no timing asserts (targets: <= 0.5 ms added at p50, >= 2,000 routed req/s on
-one core).
+Every server has its own process and event loop: the fake adapter, the coordinator
+(`meshplane coordinator`) and a bare raw-bytes ``grpc.aio`` proxy (a generic handler forwarding to
+one fixed channel, nothing else: the floor any Python gRPC hop costs). The client is this test's
+loop. The arms are measured interleaved (one call to each in turn; throughput bursts in
+rotation), so load from other processes on a shared machine falls on all of them alike.
+
+Latency: one call at a time (p50/p99/mean, added vs direct). Throughput: 32 concurrent callers
+(wall clock, bounded by this client and by the machine's cores). Capacity: the proxy process's
+CPU per call, i.e. how many calls one core can route. Before/after in one run: set
+``MESHPLANE_BENCH_BASELINE`` to another checkout (e.g. ``git worktree add /tmp/base HEAD~3``) and
+its coordinator becomes one more arm. No timing asserts (the machine is shared); the targets are
+printed with the numbers: <= 0.5 ms added at p50, >= 2,000 routed req/s on one core.
+
+``python -m tests.bench.test_routing_bench adapter|proxy UPSTREAM`` runs the servers (first
+stdout line: the address).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,213 +40,301 @@ import pytest
 from coordinator.passthrough import MESH_METADATA_KEY
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
-from tests.coordinator.routing_harness import (
-    ADAPTER_SERVICE,
-    coordinator,
-    fakes,
-    make_settings,
-    static,
-)
+from serving.logging_setup import configure_logging
+from tests.coordinator.routing_harness import ADAPTER_SERVICE, fakes
+from tests.fixtures_paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.bench
 
+BASELINE_ENV = "MESHPLANE_BENCH_BASELINE"
 LATENCY_CALLS = 2000
-WARMUP_CALLS = 200
-THROUGHPUT_SECONDS = 2.0
+WARMUP_CALLS = 300
+THROUGHPUT_ROUNDS = 4
+BURST_SECONDS = 0.5
 CONCURRENCY = 32
+TARGET_ADDED_P50_MS = 0.5
+TARGET_ROUTED_PER_CORE = 2000.0
 
 Call = Callable[[], Awaitable[Any]]
 
 
-def _percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+@dataclass(kw_only=True)
+class Arm:
+    """One way to reach the adapter, and what was measured through it."""
+
+    name: str
+    call: Call
+    pid: int | None = None
+    """The proxy process in the path (its CPU is the hop's cost); None for direct."""
+    latencies_ms: list[float] = field(default_factory=list)
+    calls: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+    def p(self, q: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    @property
+    def rps(self) -> float:
+        return self.calls / self.seconds
+
+    @property
+    def per_core(self) -> float | None:
+        """Calls one core of the proxy process can route (None without a proxy or /proc)."""
+        return self.calls / self.cpu_seconds if self.cpu_seconds > 0 else None
 
 
-async def _latencies(call: Call) -> list[float]:
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process, all threads (Linux /proc; 0 elsewhere)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _latencies(arms: Sequence[Arm]) -> None:
+    """One call at a time, arms in turn (the starting arm rotates)."""
     for _ in range(WARMUP_CALLS):
-        await call()
-    samples = []
-    for _ in range(LATENCY_CALLS):
-        started = time.perf_counter()
-        await call()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
+        for arm in arms:
+            await arm.call()
+    for i in range(LATENCY_CALLS):
+        for k in range(len(arms)):
+            arm = arms[(i + k) % len(arms)]
+            started = time.perf_counter()
+            await arm.call()
+            arm.latencies_ms.append((time.perf_counter() - started) * 1000)
 
 
-async def _throughput(call: Call) -> tuple[float, int]:
+async def _burst(arm: Arm) -> None:
+    """CONCURRENCY callers for BURST_SECONDS; adds calls, wall time and proxy CPU to ``arm``."""
     done = 0
-    deadline = time.perf_counter() + THROUGHPUT_SECONDS
+    deadline = time.perf_counter() + BURST_SECONDS
 
     async def worker() -> None:
         nonlocal done
         while time.perf_counter() < deadline:
-            await call()
+            await arm.call()
             done += 1
 
+    cpu_before = _cpu_seconds(arm.pid)
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    return done / (time.perf_counter() - started), done
+    arm.seconds += time.perf_counter() - started
+    arm.cpu_seconds += _cpu_seconds(arm.pid) - cpu_before
+    arm.calls += done
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process (Linux /proc), None where unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+async def _throughput(arms: Sequence[Arm]) -> None:
+    for arm in arms:
+        await _burst(arm)  # warm-up at full concurrency, not counted
+        arm.calls, arm.seconds, arm.cpu_seconds = 0, 0.0, 0.0
+    for _ in range(THROUGHPUT_ROUNDS):
+        for arm in arms:
+            await _burst(arm)
 
 
 @contextlib.asynccontextmanager
-async def _coordinator_process(tmp_path: Path, adapter: str) -> AsyncIterator[tuple[str, int]]:
-    """`meshplane coordinator` on port 0; yields its address (first stdout line) and pid."""
+async def _server_process(
+    args: Sequence[str], *, cwd: Path = PROJECT_ROOT
+) -> AsyncIterator[tuple[str, int]]:
+    """A server process whose first stdout line is its address (or JSON with "grpc")."""
+    environment = {**os.environ, "PYTHONPATH": str(cwd)}
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "import sys; from meshplane_cli.main import main; sys.exit(main())",
-        "coordinator",
-        "--port=0",
-        f"--adapter=istio={adapter}",
-        f"--data-dir={tmp_path}",
-        "--log-level=warning",
-        stdout=asyncio.subprocess.PIPE,
+        sys.executable, *args, cwd=cwd, env=environment, stdout=asyncio.subprocess.PIPE
     )
     try:
         assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), 30)
-        yield str(json.loads(line)["grpc"]), process.pid
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode().strip()
+        assert line, f"{args[:3]} exited before announcing its address"
+        address = str(json.loads(line)["grpc"]) if line.startswith("{") else line
+        yield address, process.pid
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), 30)
 
 
-async def _wait_routable(stub: Any, metadata: Any) -> None:
+def _coordinator_process(
+    data_dir: Path, adapter: str, *, tree: Path = PROJECT_ROOT
+) -> contextlib.AbstractAsyncContextManager[tuple[str, int]]:
+    """`meshplane coordinator` (port 0) from checkout ``tree``; istio calls go to ``adapter``."""
+    return _server_process(
+        [
+            "-c",
+            "import sys; from meshplane_cli.main import main; sys.exit(main())",
+            "coordinator",
+            "--port=0",
+            f"--adapter=istio={adapter}",
+            f"--data-dir={data_dir}",
+            "--log-level=warning",
+        ],
+        cwd=tree,
+    )
+
+
+async def _wait_routable(call: Call) -> None:
     async with asyncio.timeout(20):
         while True:
             try:
-                await stub.GetInfo(apb.GetInfoRequest(), metadata=metadata, timeout=1)
+                await call()
                 return
             except grpc.aio.AioRpcError:
                 await asyncio.sleep(0.05)
 
 
+def _getinfo(channel: Any, metadata: tuple[tuple[str, str], ...] | None = None) -> Call:
+    stub = apb_grpc.MeshAdapterServiceStub(channel)
+    request = apb.GetInfoRequest()
+
+    def call() -> Awaitable[Any]:
+        return stub.GetInfo(request, metadata=metadata, timeout=5)  # type: ignore[no-any-return]
+
+    return call
+
+
+def _baseline_tree() -> Path | None:
+    value = os.environ.get(BASELINE_ENV, "")
+    if not value:
+        return None
+    tree = Path(value).resolve()
+    if not (tree / "meshplane_cli" / "main.py").is_file():
+        pytest.fail(f"{BASELINE_ENV}={value} is not a meshplane checkout")
+    return tree
+
+
+def _describe_tree(tree: Path) -> str:
+    found = subprocess.run(
+        ["git", "-C", str(tree), "log", "-1", "--format=%h"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return found.stdout.strip() or tree.name
+
+
+def _report(arms: Sequence[Arm]) -> list[str]:
+    direct = arms[0]
+    rows = [
+        f"  {'':24} {'p50 ms':>7} {'p99 ms':>7} {'mean ms':>7} {'+p50 ms':>8} {'x p50':>6} "
+        f"{'req/s':>7} {'x req/s':>7} {'CPU us/call':>11} {'req/s/core':>10}"
+    ]
+    for arm in arms:
+        cpu = (
+            f"{arm.cpu_seconds / arm.calls * 1e6:11.0f} {arm.per_core:10,.0f}"
+            if arm.per_core is not None
+            else f"{'':11} {'':10}"
+        )
+        rows.append(
+            f"  {arm.name:24} {arm.p(0.5):7.3f} {arm.p(0.99):7.3f} "
+            f"{statistics.fmean(arm.latencies_ms):7.3f} {arm.p(0.5) - direct.p(0.5):+8.3f} "
+            f"{arm.p(0.5) / direct.p(0.5):6.2f} {arm.rps:7,.0f} {arm.rps / direct.rps:7.2f} {cpu}"
+        )
+    routed = next(arm for arm in arms if arm.name == "coordinator")
+    added = routed.p(0.5) - direct.p(0.5)
+    per_core = routed.per_core
+    capacity = (
+        "unknown (no /proc)"
+        if per_core is None
+        else f"{'met' if per_core >= TARGET_ROUTED_PER_CORE else 'NOT met'} ({per_core:,.0f})"
+    )
+    rows.append(
+        f"  targets: +p50 <= {TARGET_ADDED_P50_MS} ms: "
+        f"{'met' if added <= TARGET_ADDED_P50_MS else 'NOT met'} ({added:+.3f} ms); "
+        f">= {TARGET_ROUTED_PER_CORE:,.0f} routed req/s on one core: {capacity}"
+    )
+    return rows
+
+
 async def test_routed_vs_direct_getinfo(tmp_path: Path) -> None:
-    async with (
-        fakes(("istio", "bench")) as (adapter,),
-        _coordinator_process(tmp_path, adapter.address) as (address, pid),
-        grpc.aio.insecure_channel(address) as routed_channel,
-        grpc.aio.insecure_channel(adapter.address) as direct_channel,
-    ):
-        direct_stub = apb_grpc.MeshAdapterServiceStub(direct_channel)
-        routed_stub = apb_grpc.MeshAdapterServiceStub(routed_channel)
-        metadata = ((MESH_METADATA_KEY, "istio"),)
-        await _wait_routable(routed_stub, metadata)
-
-        async def direct() -> Any:
-            return await direct_stub.GetInfo(apb.GetInfoRequest(), timeout=5)
-
-        async def routed() -> Any:
-            return await routed_stub.GetInfo(apb.GetInfoRequest(), metadata=metadata, timeout=5)
-
-        assert (await routed()).mesh == (await direct()).mesh == "istio"
-        direct_ms = await _latencies(direct)
-        routed_ms = await _latencies(routed)
-        direct_rps, _ = await _throughput(direct)
-        cpu_before = _cpu_seconds(pid)
-        routed_rps, routed_calls = await _throughput(routed)
-        cpu_after = _cpu_seconds(pid)
-
-    rows = []
-    for name, q in (("p50", 0.50), ("p99", 0.99)):
-        d, r = _percentile(direct_ms, q), _percentile(routed_ms, q)
-        rows.append(
-            f"{name}: direct {d:.3f} ms  routed {r:.3f} ms  added {r - d:+.3f} ms  x{r / d:.2f}"
+    baseline = _baseline_tree()
+    metadata = ((MESH_METADATA_KEY, "istio"),)
+    async with contextlib.AsyncExitStack() as stack:
+        adapter, _ = await stack.enter_async_context(
+            _server_process(["-m", "tests.bench.test_routing_bench", "adapter"])
         )
-    rows.append(
-        f"mean: direct {statistics.fmean(direct_ms):.3f} ms  "
-        f"routed {statistics.fmean(routed_ms):.3f} ms"
-    )
-    rows.append(
-        f"req/s ({CONCURRENCY} concurrent): direct {direct_rps:,.0f}  "
-        f"routed {routed_rps:,.0f}  routed/direct {routed_rps / direct_rps:.2f}"
-    )
-    if cpu_before is not None and cpu_after is not None and cpu_after > cpu_before:
-        per_call = (cpu_after - cpu_before) / routed_calls
-        rows.append(
-            f"coordinator CPU per routed call {per_call * 1e6:.0f} us "
-            f"=> {1 / per_call:,.0f} routed req/s per coordinator core"
+        proxy, proxy_pid = await stack.enter_async_context(
+            _server_process(["-m", "tests.bench.test_routing_bench", "proxy", adapter])
         )
-    print("\nrouted vs direct unary GetInfo (coordinator in its own process)")
-    for row in rows:
-        print("  " + row)
+        routed, routed_pid = await stack.enter_async_context(
+            _coordinator_process(tmp_path / "coordinator", adapter)
+        )
+        targets = [
+            ("direct", adapter, None, None),
+            ("bare grpc.aio proxy", proxy, proxy_pid, None),
+            ("coordinator", routed, routed_pid, metadata),
+        ]
+        if baseline is not None:
+            before, before_pid = await stack.enter_async_context(
+                _coordinator_process(tmp_path / "baseline", adapter, tree=baseline)
+            )
+            targets.append(
+                (f"coordinator @{_describe_tree(baseline)}", before, before_pid, metadata)
+            )
+        arms = []
+        for name, address, pid, md in targets:
+            channel = await stack.enter_async_context(grpc.aio.insecure_channel(address))
+            arms.append(Arm(name=name, call=_getinfo(channel, md), pid=pid))
+        for arm in arms:
+            await _wait_routable(arm.call)
+            assert (await arm.call()).mesh == "istio", arm.name
+        await _latencies(arms)
+        await _throughput(arms)
+
+    assert all(len(arm.latencies_ms) == LATENCY_CALLS and arm.calls > 0 for arm in arms)
+    print(
+        "\nunary GetInfo: direct vs through a proxy process (servers in their own processes, "
+        f"arms interleaved; {LATENCY_CALLS} sequential calls each, {CONCURRENCY} concurrent "
+        f"callers for {THROUGHPUT_ROUNDS}x{BURST_SECONDS} s each; CPU = the proxy process's)"
+    )
+    for row in _report(arms):
+        print(row)
 
 
-async def _cpu_per_call(call: Call, calls: int = 3000) -> float:
-    """Process CPU microseconds per call (client, servers and gRPC threads of this process)."""
-    for _ in range(WARMUP_CALLS):
-        await call()
-    per_worker = calls // 8
-
-    async def worker() -> None:
-        for _ in range(per_worker):
-            await call()
-
-    started = time.process_time()
-    await asyncio.gather(*(worker() for _ in range(8)))
-    return (time.process_time() - started) / (per_worker * 8) * 1e6
+# -- the benchmark's server processes ------------------------------------------------------------
 
 
-async def test_coordinator_hop_vs_a_bare_grpc_proxy(tmp_path: Path) -> None:
-    """What the coordinator's own logic costs on top of the gRPC hop itself.
+async def _serve_adapter() -> None:
+    async with fakes(("istio", "bench")) as (adapter,):
+        print(adapter.address, flush=True)
+        await asyncio.Event().wait()
 
-    In one process: direct calls, calls through a bare raw-bytes ``grpc.aio`` proxy (a generic
-    handler forwarding to one fixed channel, nothing else), and calls through the coordinator's
-    passthrough. CPU per call: (bare - direct) is the cost of any hop, (routed - bare) is the
-    coordinator's (metadata, replica choice, deadline, retry policy).
-    """
-    async with (
-        fakes(("istio", "bench")) as (adapter,),
-        coordinator(make_settings(tmp_path, adapters=static(adapter))) as client,
-        grpc.aio.insecure_channel(adapter.address) as upstream,
-    ):
-        await client.wait_serving(adapter.address)
-        forward_call = upstream.unary_unary(f"/{ADAPTER_SERVICE}/GetInfo")
+
+async def _serve_bare_proxy(upstream: str) -> None:
+    """A generic handler forwarding GetInfo's bytes to one channel with the caller's deadline."""
+    async with grpc.aio.insecure_channel(upstream) as channel:
+        forward_call = channel.unary_unary(f"/{ADAPTER_SERVICE}/GetInfo")
 
         async def forward(request: bytes, context: Any) -> Any:
             return await forward_call(request, timeout=context.time_remaining())
 
-        bare = grpc.aio.server()
-        bare.add_generic_rpc_handlers(
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers(
             (
                 grpc.method_handlers_generic_handler(
                     ADAPTER_SERVICE, {"GetInfo": grpc.unary_unary_rpc_method_handler(forward)}
                 ),
             )
         )
-        port = bare.add_insecure_port("127.0.0.1:0")
-        await bare.start()
-        try:
-            async with (
-                grpc.aio.insecure_channel(adapter.address) as direct_channel,
-                grpc.aio.insecure_channel(f"127.0.0.1:{port}") as bare_channel,
-            ):
-                direct_stub = apb_grpc.MeshAdapterServiceStub(direct_channel)
-                bare_stub = apb_grpc.MeshAdapterServiceStub(bare_channel)
-                metadata = ((MESH_METADATA_KEY, "istio"),)
-                request = apb.GetInfoRequest()
-                direct_us = await _cpu_per_call(lambda: direct_stub.GetInfo(request, timeout=5))
-                bare_us = await _cpu_per_call(lambda: bare_stub.GetInfo(request, timeout=5))
-                routed_us = await _cpu_per_call(
-                    lambda: client.adapter_stub.GetInfo(request, metadata=metadata, timeout=5)
-                )
-        finally:
-            await bare.stop(0)
-    print("\nCPU per unary GetInfo, everything in one process")
-    print(
-        f"  direct {direct_us:.0f} us  bare proxy {bare_us:.0f} us  coordinator {routed_us:.0f} us"
-    )
-    print(
-        f"  any gRPC hop +{bare_us - direct_us:.0f} us; coordinator logic on top of it "
-        f"{routed_us - bare_us:+.0f} us ({(routed_us - bare_us) / (bare_us - direct_us):+.0%})"
-    )
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        print(f"127.0.0.1:{port}", flush=True)
+        await server.wait_for_termination()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run one of the benchmark's servers until terminated."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("server", choices=("adapter", "proxy"))
+    parser.add_argument("upstream", nargs="?", default="")
+    args = parser.parse_args(argv)
+    configure_logging(level="warning", json=True)
+    serve = _serve_adapter() if args.server == "adapter" else _serve_bare_proxy(args.upstream)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve)
+
+
+if __name__ == "__main__":
+    main()
