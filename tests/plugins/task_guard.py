@@ -20,6 +20,9 @@ import structlog
 MARKER = "allow_task_leak"
 SETTLE_TURNS = 20
 """Loop turns given to tasks cancelled during teardown to run their ``finally`` blocks."""
+SETTLE_SECONDS = 1.0
+"""After that, time given to tasks waiting on I/O completions (grpc.aio's per-call status task
+finishes when the closed channel's completion queue reports it); a real leak outlives it."""
 
 _log = structlog.get_logger(__name__)
 
@@ -62,6 +65,9 @@ async def _task_guard_in_loop(request: pytest.FixtureRequest) -> AsyncIterator[N
         if not leaked_since(before):
             break
         await asyncio.sleep(0)
+    pending = leaked_since(before)
+    if pending:
+        await asyncio.wait(pending, timeout=SETTLE_SECONDS)
     leaked = leaked_since(before)
     if not leaked:
         return
