@@ -282,3 +282,26 @@ def test_channel_options_carry_limits_and_keepalive() -> None:
     assert options["grpc.keepalive_timeout_ms"] == 10_000
     assert options["grpc.http2.max_pings_without_data"] == 0
     assert "grpc.http2.min_ping_interval_without_data_ms" in options
+
+
+async def test_a_service_added_only_as_registered_method_handlers_is_still_served(
+    start_grpc_server: StartGrpcServer, channel_to: Any
+) -> None:
+    # Servicer adders see every handler as generic (one pending request per call instead of one
+    # per method); an adder that only uses the pre-registered route must not be dropped.
+    def add_registered_only(servicer: Any, server: Any) -> None:
+        handler = grpc.unary_unary_rpc_method_handler(
+            servicer.GetInfo,
+            request_deserializer=adapter_pb2.GetInfoRequest.FromString,
+            response_serializer=adapter_pb2.GetInfoResponse.SerializeToString,
+        )
+        server.add_registered_method_handlers(ADAPTER_SERVICE, {"GetInfo": handler})
+
+    class Info:
+        async def GetInfo(self, request: Any, context: Any) -> adapter_pb2.GetInfoResponse:
+            return adapter_pb2.GetInfoResponse(mesh="registered-only")
+
+    server = await start_grpc_server([(add_registered_only, Info(), ADAPTER_SERVICE)])
+    stub = adapter_pb2_grpc.MeshAdapterServiceStub(channel_to(server))
+    reply = await stub.GetInfo(adapter_pb2.GetInfoRequest(), timeout=5)
+    assert reply.mesh == "registered-only"
