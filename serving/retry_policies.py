@@ -20,9 +20,9 @@ import asyncio
 import email.utils
 import random
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import grpc  # type: ignore[import-untyped, unused-ignore]
@@ -40,6 +40,7 @@ from tenacity.wait import wait_base
 _log = structlog.get_logger(__name__)
 
 OnRetry = Callable[[RetryCallState], None]
+T = TypeVar("T")
 
 RETRYABLE_GRPC_CODES: frozenset[Any] = frozenset({grpc.StatusCode.UNAVAILABLE})
 """Codes retried for every call."""
@@ -276,6 +277,38 @@ def kubernetes_retry(
             rng=rng,
         )
     )
+
+
+async def call_retrying(
+    call: Callable[[], Awaitable[T]],
+    policy: Callable[[], AsyncRetrying],
+    retryable: Callable[[BaseException], bool],
+) -> T:
+    """``await call()`` under ``policy()``, building the policy only once the call has failed.
+
+    Almost every call succeeds at once, and a tenacity policy costs more to build and run than
+    a request to a nearby server takes. So the first attempt runs bare; a failure ``retryable``
+    refuses is raised as is; a retryable one starts the policy, whose first attempt re-raises
+    that same failure (no second request), so waits (Retry-After), ``on_retry`` hooks and the
+    attempt limit behave exactly as if the policy had run from the start.
+    """
+    try:
+        return await call()
+    except Exception as exc:
+        if not retryable(exc):
+            raise
+        first: Exception | None = exc
+
+    async def attempt() -> T:
+        nonlocal first
+        if first is not None:
+            failure, first = first, None
+            raise failure
+        return await call()
+
+    attempt.__qualname__ = getattr(call, "__qualname__", attempt.__qualname__)
+    result: T = await policy()(attempt)
+    return result
 
 
 def kubernetes_retry_blocking(

@@ -13,6 +13,8 @@ import asyncio
 import builtins
 import json
 import os
+import urllib.parse
+import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ import yaml
 from kubernetes.aio import config as _typed_kube_config
 from kubernetes.aio.client import ApiClient, Configuration
 from kubernetes.aio.client.exceptions import ApiException
+from tenacity import AsyncRetrying
 
 from adapters.kit.kube_errors import (
     ApplyError,
@@ -34,7 +37,7 @@ from adapters.kit.kube_errors import (
 from adapters.kit.objects import KubeObject, ObjectRef
 from adapters.kit.operations import ErrorDetail
 from adapters.kit.plans import FIELD_MANAGER
-from serving.retry_policies import kubernetes_retry
+from serving.retry_policies import call_retrying, is_retryable_kubernetes_error, kubernetes_retry
 
 __all__ = ["UNKNOWN", "ApiResource", "ClusterSession", "RetrySettings", "Unknown", "call_json"]
 
@@ -142,6 +145,7 @@ class ClusterSession:
         on_retry: Callable[[], None] | None = None,
     ) -> None:
         self._api: Any = api
+        _resolve_proxy_once(api)
         self.name = name
         self._retry = retry or RetrySettings()
         self._on_retry = on_retry
@@ -238,14 +242,17 @@ class ClusterSession:
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         settings = self._retry
         hook = self._on_retry
-        policy = kubernetes_retry(
-            attempts=settings.attempts,
-            initial_delay=settings.initial_delay,
-            max_delay=settings.max_delay,
-            retry_after_cap=settings.max_retry_after,
-            on_retry=(lambda _state: hook()) if hook is not None else None,
-        )
-        return await policy(call)
+
+        def policy() -> AsyncRetrying:
+            return kubernetes_retry(
+                attempts=settings.attempts,
+                initial_delay=settings.initial_delay,
+                max_delay=settings.max_delay,
+                retry_after_cap=settings.max_retry_after,
+                on_retry=(lambda _state: hook()) if hook is not None else None,
+            )
+
+        return await call_retrying(call, policy, is_retryable_kubernetes_error)
 
     async def _request(
         self,
@@ -507,6 +514,30 @@ class ClusterSession:
             missing_ok=True,
         )
         return status != 404
+
+
+def _resolve_proxy_once(api: Any) -> None:
+    """Read the environment's proxy settings for the API server now, not on every request.
+
+    The client's HTTP session trusts the environment, which makes aiohttp look up ``~/.netrc``
+    and the proxy variables in a worker thread for each request (two thread hops, about half
+    the cost of a request to a nearby API server). Kubernetes authenticates with tokens and
+    client certificates, never netrc, and the proxy for one server does not change while an
+    adapter runs: resolve it here and let the session skip both lookups.
+    """
+    configuration = api.configuration
+    extra = dict(getattr(configuration, "client_session_kwargs", None) or {})
+    extra.setdefault("trust_env", False)
+    configuration.client_session_kwargs = extra
+    rest = api.rest_client
+    if rest.proxy:  # the kubeconfig names one (proxy-url)
+        return
+    parts = urllib.parse.urlsplit(str(configuration.host))
+    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
+        return
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy:
+        rest.proxy = proxy
 
 
 def _default_kubeconfig_path() -> Path | None:

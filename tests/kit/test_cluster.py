@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import yaml
+from aiohttp import ClientSession, web
 from kubernetes.aio.client.exceptions import ApiException
 
 from adapters.kit.catalogue import ClusterReader
@@ -254,3 +255,59 @@ async def test_works_over_tls_with_the_kubeconfig_ca(tls_kubesim: RunningSim) ->
         _, changed = await session.apply(config_map("over-tls", "1"))
         assert changed
         assert await session.get("v1", "ConfigMap", "over-tls", "default") is not None
+
+
+async def _forwarding_proxy(seen: list[str]) -> AsyncIterator[str]:
+    """A loopback HTTP forward proxy: records each absolute request URL and relays it."""
+    relay = ClientSession()
+
+    async def forward(request: web.Request) -> web.Response:
+        seen.append(str(request.url))
+        async with relay.request(
+            request.method, request.url, headers=request.headers, data=await request.read()
+        ) as answer:
+            return web.Response(
+                status=answer.status,
+                body=await answer.read(),
+                content_type=answer.content_type,
+            )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+        await relay.close()
+
+
+@pytest.mark.parametrize("bypassed", [False, True], ids=["proxied", "no_proxy"])
+async def test_environment_proxy_is_honoured_without_per_request_lookups(
+    kubesim: RunningSim, monkeypatch: pytest.MonkeyPatch, bypassed: bool
+) -> None:
+    # The session reads HTTP_PROXY/NO_PROXY once (the client would look them up, and ~/.netrc,
+    # in a thread on every request); requests still go through the proxy unless bypassed.
+    seen: list[str] = []
+    proxies = _forwarding_proxy(seen)
+    proxy = await anext(proxies)
+    try:
+        for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        if bypassed:
+            monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        async with await ClusterSession.connect(kubeconfig_path=kubesim.kubeconfig) as cluster:
+            assert await cluster.server_version()
+            await cluster.apply(config_map("via-proxy", "1"))
+            assert await cluster.get("v1", "ConfigMap", "via-proxy", "default") is not None
+    finally:
+        await proxies.aclose()
+    if bypassed:
+        assert seen == []
+    else:
+        assert seen[0] == f"{kubesim.url}/version"
+        assert f"{kubesim.url}/api/v1/namespaces/default/configmaps/via-proxy" in seen

@@ -35,6 +35,7 @@ EXPECTED = {
     "is_retryable_grpc_error",
     "is_retryable_kubernetes_error",
     "kubernetes_retry",
+    "call_retrying",
     "kubernetes_retry_blocking",
     "retry_after_seconds",
     "server_credentials",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -15,12 +16,13 @@ import urllib3.exceptions
 from aiohttp import web
 from kubernetes.aio import client as k8s_aio
 from kubernetes.client.exceptions import ApiException
-from tenacity import RetryCallState, Retrying
+from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 from serving import (
     RETRYABLE_GRPC_CODES,
     BackoffWait,
     RetryAfterWait,
+    call_retrying,
     grpc_retry,
     is_retryable_grpc_error,
     is_retryable_kubernetes_error,
@@ -289,3 +291,79 @@ async def test_kubernetes_retry_waits_retry_after_from_a_real_server() -> None:
     assert sleeps == [1.0]
     assert len(hits) == 2
     assert hits[1] - hits[0] >= 0.95
+
+
+# --- first attempt without a policy ---------------------------------------------------------
+
+
+class Flaky:
+    """A call failing with ``failures`` in turn, then answering ``"ok"``; counts its calls."""
+
+    def __init__(self, *failures: Exception) -> None:
+        self.failures = list(failures)
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return "ok"
+
+
+def counting_policy(
+    built: list[int], sleeps: list[float], attempts: int = 4
+) -> Callable[[], AsyncRetrying]:
+    def policy() -> AsyncRetrying:
+        built.append(1)
+        return kubernetes_retry(
+            attempts=attempts,
+            initial_delay=0.001,
+            max_delay=0.002,
+            retry_after_cap=0.05,
+            on_retry=lambda s: sleeps.append(s.upcoming_sleep),
+        )
+
+    return policy
+
+
+async def test_call_retrying_builds_no_policy_when_the_first_attempt_succeeds() -> None:
+    built: list[int] = []
+    call = Flaky()
+    assert await call_retrying(call, counting_policy(built, []), is_retryable_kubernetes_error)
+    assert (call.calls, built) == (1, [])
+
+
+async def test_call_retrying_raises_a_final_error_at_once() -> None:
+    built: list[int] = []
+    call = Flaky(api_error(404), api_error(404))
+    with pytest.raises(ApiException) as raised:
+        await call_retrying(call, counting_policy(built, []), is_retryable_kubernetes_error)
+    assert raised.value.status == 404
+    assert (call.calls, built) == (1, [])
+
+
+async def test_call_retrying_counts_the_first_failure_and_honours_its_retry_after() -> None:
+    built: list[int] = []
+    sleeps: list[float] = []
+    call = Flaky(api_error(429, {"Retry-After": "0.03"}), api_error(503))
+    assert (
+        await call_retrying(call, counting_policy(built, sleeps), is_retryable_kubernetes_error)
+        == "ok"
+    )
+    # Two failures, two retries: the first failure's Retry-After set the first wait, and the
+    # failure was not requested a second time to get there.
+    assert call.calls == 3
+    assert built == [1]
+    assert len(sleeps) == 2
+    assert sleeps[0] == pytest.approx(0.03)
+
+
+async def test_call_retrying_keeps_the_attempt_limit() -> None:
+    sleeps: list[float] = []
+    call = Flaky(*(api_error(503) for _ in range(10)))
+    with pytest.raises(ApiException):
+        await call_retrying(
+            call, counting_policy([], sleeps, attempts=3), is_retryable_kubernetes_error
+        )
+    assert call.calls == 3
+    assert len(sleeps) == 2
