@@ -19,6 +19,7 @@ from coordinator.settings import (
     add_arguments,
     settings_from_args,
 )
+from serving.garbage_collection import tune_for_server
 from serving.logging_setup import configure_logging
 from serving.tls import InsecureTransportError
 
@@ -57,6 +58,7 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(line), flush=True)
 
     try:
+        tune_for_server()
         asyncio.run(run_coordinator(settings, on_started=announce))
     except InsecureTransportError as exc:
         print(f"meshplane coordinator: {exc}", file=sys.stderr)

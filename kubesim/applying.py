@@ -101,15 +101,22 @@ def _store_entries(obj: Obj, entries: list[_Entry]) -> None:
         obj.get("metadata", {}).pop("managedFields", None)
 
 
-def merge_applied(live: Any, config: Any, kind: str | None, names: tuple[str, ...] = ()) -> Any:
-    """Structural merge of applied configuration into live data (associative lists by key)."""
+def merge_applied(
+    live: Any, config: Any, kind: str | None, names: tuple[str, ...] = (), *, copy: bool = True
+) -> Any:
+    """Structural merge of applied configuration into live data (associative lists by key).
+
+    ``copy`` False moves parts of ``config`` the live data lacks into the result as they are:
+    for a request's own decoded body, used for nothing else afterwards (copying a large new
+    object, e.g. a CRD's schema, was most of an apply's cost).
+    """
     if isinstance(config, dict) and isinstance(live, dict):
         result = dict(live)
         for key, value in config.items():
             if value is None:
                 result.pop(key, None)
             else:
-                result[key] = merge_applied(live.get(key), value, kind, (*names, key))
+                result[key] = merge_applied(live.get(key), value, kind, (*names, key), copy=copy)
         return result
     if isinstance(config, list) and isinstance(live, list):
         keys = list_map_keys(kind, names)
@@ -121,13 +128,15 @@ def merge_applied(live: Any, config: Any, kind: str | None, names: tuple[str, ..
                     (i for i, o in enumerate(result_list) if map_key_of(o, keys) == key), None
                 )
                 if index is None:
-                    result_list.append(copy_json(item))
+                    result_list.append(copy_json(item) if copy else item)
                 else:
-                    result_list[index] = merge_applied(result_list[index], item, kind, names)
+                    result_list[index] = merge_applied(
+                        result_list[index], item, kind, names, copy=copy
+                    )
             return result_list
         if is_set_list(names):
             return list(live) + [v for v in config if v not in live]
-    return copy_json(config)
+    return copy_json(config) if copy else config
 
 
 def _conflicts(
@@ -181,6 +190,9 @@ def _conflict_error(target: Target, conflicts: dict[Path, list[_Entry]]) -> ApiE
 def apply(live: Obj | None, config: Obj, *, manager: str, force: bool, target: Target) -> Obj:
     """The object after `manager` applies `config`; `live` is None when it does not exist yet.
 
+    `config` is handed over: parts of it become parts of the result, so the caller must not
+    use it afterwards.
+
     The caller defaults and validates the result; managedFields are already set on it.
     """
     with_status = target.subresource == "status"
@@ -211,7 +223,8 @@ def apply(live: Obj | None, config: Obj, *, manager: str, force: bool, target: T
                 remove_path(base, path)
     cfg = {k: v for k, v in config.items() if k != "metadata"}
     cfg = {k: v for k, v in cfg.items() if (k == "status") == with_status}
-    merged: Obj = merge_applied(base, cfg, target.kind)
+    # `config` is the request's decoded body: its new parts become the object's without a copy.
+    merged: Obj = merge_applied(base, cfg, target.kind, copy=False)
     config_meta = {
         k: v
         for k, v in (config.get("metadata") or {}).items()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -75,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
         tls=args.tls,
         faults=faults,
     )
+    # The store keeps many long-lived objects and each large request (a CRD) allocates
+    # thousands more: with the default thresholds, collections over the stored objects took a
+    # third of an Istio install's server time. Freeze the start-up heap, collect less often.
+    gc.freeze()
+    gc.set_threshold(10_000, *gc.get_threshold()[1:])
     return asyncio.run(_serve(config))
 
 

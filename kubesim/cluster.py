@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -466,7 +467,7 @@ class Cluster:
             raise ApiError.bad_request(
                 "PATCH " + rt.plural + ": fieldManager is required for apply requests"
             )
-        config = drop_nulls(_parse_apply(raw))
+        config = _parse_apply(raw)
         if config.get("apiVersion") != rt.api_version or config.get("kind") != rt.kind:
             if not config.get("apiVersion") or not config.get("kind"):
                 raise ApiError.bad_request("apiVersion and kind must be set in apply requests")
@@ -651,15 +652,23 @@ class Cluster:
         self.store.drop_table(key)
 
 
+_JSON_NULL = re.compile(rb"[:\[,]\s*null\b")
+"""Where a JSON text can hold a null value (after a colon, bracket or comma); "nullable" and
+quoted text never match, so most bodies prove null-free with one scan."""
+
+
 def _parse_apply(raw: bytes) -> Obj:
+    """The apply configuration without null map values (as decoding into typed objects does)."""
     text = raw.decode("utf-8") if raw else ""
     try:
         config = json.loads(text)
+        has_nulls = _JSON_NULL.search(raw) is not None
     except ValueError:
         try:
             config = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ApiError.bad_request(f"error decoding YAML: {exc}") from exc
+        has_nulls = True
     if not isinstance(config, dict):
         raise ApiError.bad_request("apply configuration must be an object")
-    return config
+    return drop_nulls(config) if has_nulls else config

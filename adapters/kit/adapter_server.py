@@ -37,6 +37,7 @@ from adapters.kit.servicer import (
 )
 from adapters.kit.settings import AdapterSettings
 from adapters.kit.state_files import StateDirLock
+from serving.background_tasks import BackgroundTasks
 from serving.grpc_server import GrpcServer, ServerConfig
 
 __all__ = ["ExecutorFactory", "RunningAdapter", "git_sha", "run_adapter", "start_adapter"]
@@ -95,6 +96,7 @@ class RunningAdapter:
     metrics_server: MetricsServer | None
     closables: tuple[Any, ...] = ()
     state_lock: StateDirLock | None = None
+    background: BackgroundTasks | None = None
 
     @property
     def address(self) -> str:
@@ -112,6 +114,8 @@ class RunningAdapter:
         with contextlib.suppress(Exception):
             await self.server.set_serving(SERVICE_NAME, False)
             await self.server.set_serving("", False)
+        if self.background is not None:
+            await self.background.stop(grace_seconds=grace)
         await self.runner.shutdown(grace)
         self.events.close()
         await self.server.stop(grace)
@@ -219,6 +223,9 @@ async def start_adapter(
     except BaseException:
         await adapter.stop()
         raise
+    # Connect to the adapter's own cluster while nothing is asked yet.
+    adapter.background = BackgroundTasks(owner="adapter")
+    adapter.background.start("prepare-default-cluster", executor.prepare(default_cluster))
     _log.info(
         "adapter.started",
         mesh=declaration.mesh,

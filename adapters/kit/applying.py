@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -26,6 +26,7 @@ from adapters.kit.cluster import UNKNOWN, ClusterSession, Unknown
 from adapters.kit.inventory import (
     ReleaseRecord,
     ReleaseState,
+    canonical_json,
     delete_inventory,
     now_text,
     plan_digest,
@@ -174,10 +175,12 @@ class Applier:
         counts: _Counts,
         versions: dict[str, str] | None,
         seen: dict[str, KubeObject] | None = None,
+        bodies: Mapping[int, bytes] | None = None,
     ) -> None:
         """Apply concurrently; ``versions`` (key → resourceVersion of what the release already
         has) saves reading each object first; None means read each one. ``seen`` collects the
-        server's answers (key → object), the first look of the wait that follows."""
+        server's answers (key → object), the first look of the wait that follows. ``bodies``
+        (``id(obj)`` → its JSON) are encodings made earlier, sent instead of encoding again."""
 
         async def apply_one(obj: KubeObject) -> None:
             ref = ObjectRef.from_manifest(obj)
@@ -188,6 +191,7 @@ class Applier:
                     field_manager=policy.field_manager,
                     force=policy.force_conflicts,
                     previous_version=previous,
+                    encoded=bodies.get(id(obj)) if bodies is not None else None,
                 )
             except ApplyError as exc:
                 sink(
@@ -244,10 +248,11 @@ class Applier:
             raise _owned_by_other_mesh(plan, taken)
         return versions
 
-    async def _ensure_namespace(self, name: str, policy: ApplyPolicy) -> None:
-        """Create the release namespace (bare) when missing, so the inventory has a home."""
-        if await self._session.get("v1", "Namespace", name) is not None:
-            return
+    async def _namespace_exists(self, name: str) -> bool:
+        return await self._session.get("v1", "Namespace", name) is not None
+
+    async def _create_namespace(self, name: str, policy: ApplyPolicy) -> None:
+        """Create the release namespace (bare), so the inventory has a home."""
         await self._session.apply(
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
             field_manager=policy.field_manager,
@@ -350,12 +355,25 @@ class Applier:
 
     # -- install / upgrade ------------------------------------------------------------------
 
-    async def _is_noop(self, plan: ApplyPlan, record: ReleaseRecord | None, digest: str) -> bool:
+    async def _is_noop(
+        self,
+        plan: ApplyPlan,
+        record: ReleaseRecord | None,
+        digest: str,
+        versions: dict[str, str] | None,
+    ) -> bool:
+        """The release is deployed from this very plan and every object is still there.
+
+        ``versions`` (the release's objects found by listing) answers presence without reading
+        each object; fields-only plans, which label nothing, read each one.
+        """
         if record is None or record.status is not ReleaseState.DEPLOYED:
             return False
         if record.plan_digest != digest:
             return False
         refs = plan.refs
+        if versions is not None:
+            return all(ref.key in versions for ref in refs)
         present = await self._each(refs, self._session.get_ref)
         return all(obj is not None for obj in present)
 
@@ -364,10 +382,39 @@ class Applier:
         started = time.monotonic()
         session = self._session
         policy = plan.apply_policy
-        digest = plan_digest(plan)
-        record = await read_inventory(session, plan.namespace, plan.release, mesh=plan.mesh)
         refs = plan.refs
-        if await self._is_noop(plan, record, digest):
+
+        async def release_versions() -> dict[str, str] | None:
+            # A fields-only plan adds no release label, so only reading each object tells.
+            return None if plan.ownership_fields_only else await self._release_versions(plan)
+
+        objects = [
+            obj if plan.ownership_fields_only else labelled(obj, plan.release, plan.mesh)
+            for obj in plan.objects
+        ]
+
+        def encode() -> tuple[dict[int, bytes], str]:
+            # Each object is encoded once, for the plan's digest and as its request body.
+            encoded = [canonical_json(obj) for obj in objects]
+            bodies = {id(obj): body for obj, body in zip(objects, encoded, strict=True)}
+            return bodies, plan_digest(plan, encoded)
+
+        # What the cluster holds is read while the objects are encoded (a large plan's JSON
+        # takes milliseconds): the reads wait on the server, the encoding on CPU.
+        try:
+            async with asyncio.TaskGroup() as group:
+                digesting = group.create_task(asyncio.to_thread(encode))
+                reading = group.create_task(
+                    read_inventory(session, plan.namespace, plan.release, mesh=plan.mesh)
+                )
+                listing = group.create_task(release_versions())
+                looking = group.create_task(self._namespace_exists(plan.namespace))
+        except BaseExceptionGroup as failures:
+            raise _first_apply_error(failures) from None
+        (bodies, digest), record = digesting.result(), reading.result()
+        versions = listing.result()
+        namespace_exists = looking.result()
+        if await self._is_noop(plan, record, digest, versions):
             for ref in refs:
                 sink(Progress(kind=ProgressKind.UNCHANGED, ref=ref, message=f"{ref} unchanged"))
             log.info("release unchanged", release=plan.release, cluster=session.name)
@@ -399,10 +446,6 @@ class Applier:
             created=record.created if record else now_text(),
             updated=now_text(),
         )
-        # A fields-only plan adds no release label, so only reading each object tells.
-        versions: dict[str, str] | None = None
-        if not plan.ownership_fields_only:
-            versions = await self._release_versions(plan)
         log.info(
             "release apply started",
             release=plan.release,
@@ -412,7 +455,8 @@ class Applier:
             revision=revision,
             objects=len(refs),
         )
-        await self._ensure_namespace(plan.namespace, policy)
+        if not namespace_exists:
+            await self._create_namespace(plan.namespace, policy)
         await write_inventory(session, pending)
 
         deadline = started + plan.wait_policy.timeout_seconds
@@ -421,18 +465,14 @@ class Applier:
             return deadline - time.monotonic()
 
         counts = _Counts()
-        objects = [
-            obj if plan.ownership_fields_only else labelled(obj, plan.release, plan.mesh)
-            for obj in plan.objects
-        ]
         tiers: dict[int, list[KubeObject]] = {}
         for obj in objects:
             tiers.setdefault(_tier(obj), []).append(obj)
 
-        await self._apply_objects(tiers.get(0, []), policy, sink, counts, versions)
+        await self._apply_objects(tiers.get(0, []), policy, sink, counts, versions, bodies=bodies)
         crds = tiers.get(1, [])
         established: dict[str, KubeObject] = {}
-        await self._apply_objects(crds, policy, sink, counts, versions, established)
+        await self._apply_objects(crds, policy, sink, counts, versions, established, bodies=bodies)
         if crds:
             await self._wait(
                 [ObjectRef.from_manifest(obj) for obj in crds],
@@ -451,7 +491,9 @@ class Applier:
         )
 
         for tier in (2, 3):
-            await self._apply_objects(tiers.get(tier, []), policy, sink, counts, versions)
+            await self._apply_objects(
+                tiers.get(tier, []), policy, sink, counts, versions, bodies=bodies
+            )
 
         def waitable(*chosen: int) -> list[ObjectRef]:
             if not plan.wait_policy.wait_for_ready:
@@ -473,7 +515,9 @@ class Applier:
                     name=f"wait-ready {plan.release}",
                 )
                 for tier in (4, 5):
-                    await self._apply_objects(tiers.get(tier, []), policy, sink, counts, versions)
+                    await self._apply_objects(
+                        tiers.get(tier, []), policy, sink, counts, versions, bodies=bodies
+                    )
                 await self._wait(
                     waitable(4, 5), plan.wait_policy, sink, counts, within_seconds=left()
                 )

@@ -28,6 +28,7 @@ from adapters.kit.settings import (
     add_arguments,
     settings_from_args,
 )
+from serving.garbage_collection import tune_for_server
 from serving.logging_setup import configure_logging
 
 __all__ = ["DEFAULT_EXECUTOR_FACTORY", "MESH_DECLARATIONS", "register", "resolve"]
@@ -120,6 +121,7 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(line), flush=True)
 
     try:
+        tune_for_server()
         asyncio.run(run_adapter(declaration, settings, factory, on_started=announce))
     except OSError as exc:
         _log.error("adapter.start_failed", mesh=declaration.mesh, error=str(exc))

@@ -13,6 +13,7 @@ import asyncio
 import builtins
 import json
 import os
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -49,6 +50,9 @@ APPLY_PATCH = "application/apply-patch+yaml"
 _APPLY_PATCH_ENCODED = f"{APPLY_PATCH}; charset=utf-8"
 _LIST_PAGE = 500
 _DISCOVERY_CONCURRENCY = 8
+DISCOVERY_TTL_SECONDS = 300.0
+"""How long one group-version's kinds are trusted for render capabilities (kubectl and Helm
+trust their discovery cache for hours); kinds are also re-read on every miss."""
 
 # The client's config loaders and response objects carry no annotations.
 kube_config: Any = _typed_kube_config
@@ -69,7 +73,9 @@ async def call_json(
     The client's generated API classes know only built-in kinds; this speaks to any path, with
     the client's authentication. A non-2xx answer raises the client's ``ApiException``.
     """
-    if content_type == APPLY_PATCH and isinstance(body, dict):
+    if content_type == APPLY_PATCH and isinstance(body, bytes):
+        content_type = _APPLY_PATCH_ENCODED
+    elif content_type == APPLY_PATCH and isinstance(body, dict):
         # The client's serializer walks every value of a body in Python before encoding it
         # (an Istio CRD's schema: thousands of calls); an applied object is plain JSON already.
         # A ready `bytes` body passes through only under a media type the client does not
@@ -143,6 +149,7 @@ class ClusterSession:
         retry: RetrySettings | None = None,
         request_timeout: float = 30.0,
         on_retry: Callable[[], None] | None = None,
+        discovery_ttl: float = DISCOVERY_TTL_SECONDS,
     ) -> None:
         self._api: Any = api
         _resolve_proxy_once(api)
@@ -152,6 +159,8 @@ class ClusterSession:
         self._request_timeout = request_timeout
         self._discovery: dict[str, dict[str, ApiResource] | None] = {}
         self._discovery_generation: dict[str, int] = {}
+        self._discovery_read_at: dict[str, float] = {}
+        self._discovery_ttl = discovery_ttl
         self._discovery_locks: dict[str, asyncio.Lock] = {}
 
     # -- construction -----------------------------------------------------------------------
@@ -166,6 +175,7 @@ class ClusterSession:
         name: str = "default",
         retry: RetrySettings | None = None,
         on_retry: Callable[[], None] | None = None,
+        discovery_ttl: float = DISCOVERY_TTL_SECONDS,
     ) -> ClusterSession:
         """Build a session from kubeconfig text, a kubeconfig file, or (neither) the defaults.
 
@@ -196,7 +206,7 @@ class ClusterSession:
             raise
         except (kube_config.ConfigException, yaml.YAMLError, OSError, ValueError) as exc:
             raise ApplyError(_bad_kubeconfig(str(exc))) from exc
-        return cls(api, name=name, retry=retry, on_retry=on_retry)
+        return cls(api, name=name, retry=retry, on_retry=on_retry, discovery_ttl=discovery_ttl)
 
     async def close(self) -> None:
         """Close the HTTP connection pool."""
@@ -338,8 +348,10 @@ class ClusterSession:
         PodDisruptionBudget asks for ``policy/v1/PodDisruptionBudget``). Each group/version's
         discovery is read once and kept for resolving kinds.
         """
-        _, core = await self._request("GET", "/api", verb="discover", resource="api")
-        _, groups = await self._request("GET", "/apis", verb="discover", resource="apis")
+        (_, core), (_, groups) = await asyncio.gather(
+            self._request("GET", "/api", verb="discover", resource="api"),
+            self._request("GET", "/apis", verb="discover", resource="apis"),
+        )
         versions = [str(v) for v in (core or {}).get("versions") or []]
         for group in (groups or {}).get("groups") or []:
             versions.extend(str(v.get("groupVersion", "")) for v in group.get("versions") or [])
@@ -353,6 +365,12 @@ class ClusterSession:
             return [f"{api_version}/{kind}" for kind in found or {}]
 
         served = [v for v in dict.fromkeys(versions) if v]
+        # Group-versions no longer served (their CRDs were deleted) are forgotten; kinds read
+        # longer ago than the TTL are read again.
+        stale_before = time.monotonic() - self._discovery_ttl
+        for known in list(self._discovery):
+            if known not in served or self._discovery_read_at.get(known, 0.0) < stale_before:
+                self._forget(known)
         per_version = await asyncio.gather(*(kinds(v) for v in served))
         return sorted({*served, *(k for ks in per_version for k in ks)})
 
@@ -373,6 +391,7 @@ class ClusterSession:
             if self._discovery_generation.get(api_version, 0) == seen:
                 self._discovery[api_version] = await self._fetch_group_version(api_version)
                 self._discovery_generation[api_version] = seen + 1
+                self._discovery_read_at[api_version] = time.monotonic()
         return self._discovery.get(api_version)
 
     def _forget(self, api_version: str) -> None:
@@ -460,11 +479,13 @@ class ClusterSession:
         field_manager: str = FIELD_MANAGER,
         force: bool = True,
         previous_version: str | Unknown | None = UNKNOWN,
+        encoded: bytes | None = None,
     ) -> tuple[KubeObject, bool]:
         """Server-side apply ``obj``; True when it was created or its resourceVersion moved.
 
         ``previous_version`` is the object's resourceVersion before the apply when the caller
-        already knows it (None: it did not exist); by default it is read first.
+        already knows it (None: it did not exist); by default it is read first. ``encoded`` is
+        ``obj`` as JSON bytes when the caller has them already (sent as they are).
         """
         ref = ObjectRef.from_manifest(obj)
         resource = await self._resource(ref)
@@ -483,16 +504,26 @@ class ClusterSession:
             previous = (before.get("metadata") or {}).get("resourceVersion") if before else None
         else:
             previous = previous_version
-        status, body = await self._request(
-            "PATCH",
-            resource.path(namespace, ref.name),
-            verb="apply",
-            resource=resource.plural,
-            ref=ref,
-            query=[("fieldManager", field_manager), ("force", force)],
-            body=obj,
-            content_type=APPLY_PATCH,
-        )
+        try:
+            status, body = await self._request(
+                "PATCH",
+                resource.path(namespace, ref.name),
+                verb="apply",
+                resource=resource.plural,
+                ref=ref,
+                query=[("fieldManager", field_manager), ("force", force)],
+                body=obj if encoded is None else encoded,
+                content_type=APPLY_PATCH,
+            )
+        except ApplyError as exc:
+            # Applying creates missing objects, so a 404 means the kind (or the namespace) is
+            # not there: a CRD deleted since discovery was read says so by its kind.
+            cause = exc.__cause__
+            if isinstance(cause, ApiException) and cause.status == 404:
+                self._forget(ref.api_version)
+                if await self.resource_for(ref.api_version, ref.kind) is None:
+                    raise ApplyError(kind_not_installed_detail(ref)) from cause
+            raise
         applied: KubeObject = body if isinstance(body, dict) else {}
         if previous is None or status == 201:
             return applied, True

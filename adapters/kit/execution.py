@@ -29,6 +29,7 @@ from adapters.kit.catalogue import (
 )
 from adapters.kit.chart_repository import ChartRepository, SemVer
 from adapters.kit.cluster import ClusterSession
+from adapters.kit.cluster_sessions import ClusterSessions
 from adapters.kit.executors import MeshStatus, MeshVersionInfo, OperationEmitter
 from adapters.kit.inventory import read_inventory
 from adapters.kit.kube_errors import ApplyError
@@ -135,26 +136,14 @@ class KitExecutor:
     ) -> None:
         self.declaration = declaration
         self.planner = planner
-        self._kubeconfig = kubeconfig
-        self._kube_context = kube_context
-        self._concurrency = apply_concurrency
-        self._on_retry = on_kubernetes_retry
-
-    async def _session(self, target: ClusterTarget) -> ClusterSession:
-        """A fresh session per operation, so discovery reflects CRDs added or removed since."""
-        if target.kubeconfig:
-            return await ClusterSession.connect(
-                kubeconfig=target.kubeconfig,
-                context=target.context or None,
-                name=target.name,
-                on_retry=self._on_retry,
-            )
-        return await ClusterSession.connect(
-            kubeconfig_path=self._kubeconfig,
-            context=target.context or self._kube_context or None,
-            name=target.name,
-            on_retry=self._on_retry,
+        self._sessions = ClusterSessions(
+            kubeconfig=kubeconfig, kube_context=kube_context, on_retry=on_kubernetes_retry
         )
+        self._concurrency = apply_concurrency
+
+    async def prepare(self, target: ClusterTarget) -> None:
+        """Connect to the cluster and read discovery before the first operation needs them."""
+        await self._sessions.warm(target)
 
     async def execute(
         self,
@@ -165,7 +154,7 @@ class KitExecutor:
     ) -> ClusterResult:
         """Validate, uninstall or install/upgrade; every failure is a FAILED result."""
         try:
-            async with await self._session(target) as session:
+            async with self._sessions.lease(target) as session:
                 if spec.check is not None:
                     return await self._validate(spec, record, target, session, emit)
                 if record.delete:
@@ -339,13 +328,14 @@ class KitExecutor:
 
     async def status(self, target: ClusterTarget, namespace: str) -> MeshStatus:
         """The install release's state, component readiness and injection namespaces."""
-        async with await self._session(target) as session:
+        async with self._sessions.lease(target) as session:
             return await mesh_status(
                 session, self.declaration, cluster=target.name, namespace=namespace
             )
 
     async def aclose(self) -> None:
-        """Nothing is held between operations (a session per operation)."""
+        """Close the cluster sessions kept between operations."""
+        await self._sessions.aclose()
 
 
 async def _render_capabilities(

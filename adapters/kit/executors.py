@@ -100,6 +100,11 @@ class ClusterExecutor(Protocol):
         """Inspect the mesh in one cluster."""
         ...
 
+    async def prepare(self, target: ClusterTarget) -> None:
+        """Get ready to serve operations on ``target`` (connect, read discovery) once the
+        adapter is up, so the first operation does not pay for it; never raises."""
+        ...
+
 
 class VersionCatalog(Protocol):
     """The installable versions of the mesh (from the chart repository, never hard-coded)."""

@@ -15,7 +15,7 @@ import base64
 import enum
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +40,7 @@ __all__ = [
     "ReleaseRecord",
     "ReleaseState",
     "ReleaseStatus",
+    "canonical_json",
     "delete_inventory",
     "inventory_name",
     "plan_digest",
@@ -176,10 +177,24 @@ def _inventory_ref(namespace: str, release: str) -> ObjectRef:
     )
 
 
-def plan_digest(plan: ApplyPlan) -> str:
-    """sha256 over the canonical JSON of what the plan would write (objects, hooks, flags)."""
-    canonical = {
-        "objects": list(plan.objects),
+def canonical_json(obj: Any) -> bytes:
+    """``obj`` as UTF-8 JSON with sorted keys and no spaces: equal objects, equal bytes."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def plan_digest(plan: ApplyPlan, bodies: Sequence[bytes] | None = None) -> str:
+    """sha256 over the canonical JSON of what the plan would write (objects, hooks, flags).
+
+    ``bodies`` are the plan's objects already in `canonical_json` form, exactly as they are
+    sent (the apply engine encodes each object once, for the digest and for the request);
+    without them the plan's objects are encoded here.
+    """
+    digest = hashlib.sha256()
+    encoded = bodies if bodies is not None else [canonical_json(obj) for obj in plan.objects]
+    for body in encoded:
+        digest.update(len(body).to_bytes(8, "big"))
+        digest.update(body)
+    rest = {
         "hooks": [
             {
                 "manifest": hook.manifest,
@@ -192,8 +207,8 @@ def plan_digest(plan: ApplyPlan) -> str:
         "keep": sorted(plan.keep),
         "ownershipFieldsOnly": plan.ownership_fields_only,
     }
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+    digest.update(canonical_json(rest))
+    return "sha256:" + digest.hexdigest()
 
 
 async def read_inventory(

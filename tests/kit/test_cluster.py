@@ -311,3 +311,75 @@ async def test_environment_proxy_is_honoured_without_per_request_lookups(
     else:
         assert seen[0] == f"{kubesim.url}/version"
         assert f"{kubesim.url}/api/v1/namespaces/default/configmaps/via-proxy" in seen
+
+
+async def _established(session: ClusterSession, crd: dict[str, object]) -> None:
+    for _ in range(200):
+        found = await session.get_ref(ObjectRef.from_manifest(crd))
+        conditions = (found or {}).get("status", {}).get("conditions", [])
+        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the CRD never became Established")
+
+
+async def test_a_long_lived_session_sees_crds_come_and_go(session: ClusterSession) -> None:
+    # One session serves many operations: render capabilities follow group-versions added and
+    # removed since, and applying a kind whose CRD went away says the kind is not installed.
+    assert "example.meshplane.io/v1" not in await session.api_versions()
+    await session.apply(GADGET_CRD)
+    await _established(session, GADGET_CRD)
+    served = await session.api_versions()
+    assert {"example.meshplane.io/v1", "example.meshplane.io/v1/Gadget"} <= set(served)
+    gadget = {
+        "apiVersion": "example.meshplane.io/v1",
+        "kind": "Gadget",
+        "metadata": {"name": "g1", "namespace": "default"},
+    }
+    await session.apply(gadget)
+
+    assert await session.delete(ObjectRef.from_manifest(GADGET_CRD))
+    for _ in range(200):
+        if "example.meshplane.io/v1" not in await session.api_versions():
+            break
+        await asyncio.sleep(0.02)
+    assert "example.meshplane.io/v1/Gadget" not in await session.api_versions()
+
+
+async def test_applying_a_kind_whose_crd_was_deleted_names_the_kind(
+    session: ClusterSession, kubesim: RunningSim
+) -> None:
+    await session.apply(GADGET_CRD)
+    await _established(session, GADGET_CRD)
+    assert await session.has_kind("example.meshplane.io/v1", "Gadget")  # now cached
+    async with await ClusterSession.connect(kubeconfig_path=kubesim.kubeconfig) as other:
+        assert await other.delete(ObjectRef.from_manifest(GADGET_CRD))
+        for _ in range(200):
+            if not await other.has_kind("example.meshplane.io/v1", "Gadget"):
+                break
+            await asyncio.sleep(0.02)
+    gadget = {
+        "apiVersion": "example.meshplane.io/v1",
+        "kind": "Gadget",
+        "metadata": {"name": "g1", "namespace": "default"},
+    }
+    with pytest.raises(ApplyError) as caught:
+        await session.apply(gadget)
+    assert caught.value.detail.code == "KIND_NOT_INSTALLED"
+
+
+async def test_kinds_older_than_the_ttl_are_read_again(kubesim: RunningSim) -> None:
+    async with await ClusterSession.connect(
+        kubeconfig_path=kubesim.kubeconfig, discovery_ttl=0.0
+    ) as cluster:
+        await cluster.api_versions()
+        before = kubesim.call(lambda: kubesim.sim.api.requests["discovery"])
+        await cluster.api_versions()
+        again = kubesim.call(lambda: kubesim.sim.api.requests["discovery"]) - before
+    async with await ClusterSession.connect(kubeconfig_path=kubesim.kubeconfig) as cluster:
+        await cluster.api_versions()
+        before = kubesim.call(lambda: kubesim.sim.api.requests["discovery"])
+        await cluster.api_versions()
+        cached = kubesim.call(lambda: kubesim.sim.api.requests["discovery"]) - before
+    assert cached == 2  # /api and /apis only
+    assert again > 10

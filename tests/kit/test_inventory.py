@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.kit.applying import Applier
+from adapters.kit.applying import Applier, labelled
 from adapters.kit.cluster import ClusterSession
 from adapters.kit.inventory import (
     INVENTORY_TYPE,
     ReleaseRecord,
     ReleaseState,
+    canonical_json,
     delete_inventory,
     inventory_name,
     plan_digest,
@@ -94,6 +95,8 @@ def test_plan_digest_is_canonical_and_content_sensitive() -> None:
     changed[1] = {**changed[1], "data": {"mode": "permissive"}}
     assert plan_digest(first) != plan_digest(plan(tuple(changed)))
     assert plan_digest(first).startswith("sha256:")
+    # Bodies encoded once by the apply engine give the digest the objects give.
+    assert plan_digest(first, [canonical_json(o) for o in first.objects]) == plan_digest(first)
 
 
 @pytest.fixture
@@ -158,7 +161,10 @@ async def test_release_status_reports_components_and_version(session: ClusterSes
     assert status.installed
     assert status.version == "1.2.3"
     assert status.record.metadata["values_digest"] == "sha256:abc"
-    assert status.record.plan_digest == plan_digest(plan())
+    # The digest of the objects as applied: labelled as the release's.
+    applied = plan()
+    bodies = [canonical_json(labelled(o, applied.release, applied.mesh)) for o in applied.objects]
+    assert status.record.plan_digest == plan_digest(applied, bodies)
     assert [(c.ref.kind, c.ref.name, c.ready) for c in status.components] == [
         ("Deployment", "control", True)
     ]

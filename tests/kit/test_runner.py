@@ -121,6 +121,9 @@ class _BadExecutor:
     async def status(self, target: ClusterTarget, namespace: str) -> MeshStatus:
         return MeshStatus(cluster=target.name, installed=False)
 
+    async def prepare(self, target: ClusterTarget) -> None:
+        return None
+
 
 async def test_an_executor_reporting_a_non_final_state_fails_the_operation() -> None:
     runner, journal, events = _runner(_BadExecutor())

@@ -792,3 +792,10 @@ async def test_the_istio_adapter_refuses_bad_input_before_touching_the_cluster(
             assert role is not None
     finally:
         await adapter.stop()
+
+
+async def test_the_adapter_prepares_its_own_cluster_once_it_serves() -> None:
+    # Connecting and reading discovery happen while the adapter is idle, not in the first
+    # operation's time.
+    async with toy_adapter() as h:
+        await eventually(lambda: h.executor.prepared == ["default"])

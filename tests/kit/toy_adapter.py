@@ -145,6 +145,8 @@ class ScriptedExecutor:
     scripts: dict[str, Script] = field(default_factory=dict)
     executions: list[Execution] = field(default_factory=list)
     status_error: str = ""
+    prepared: list[str] = field(default_factory=list)
+    """Clusters `prepare` was called for."""
 
     def script(self, cluster: str) -> Script:
         return self.scripts.get(cluster) or self.scripts.get("*") or Script()
@@ -212,6 +214,9 @@ class ScriptedExecutor:
             if script.unwind_seconds:
                 await asyncio.sleep(script.unwind_seconds)
             raise
+
+    async def prepare(self, target: ClusterTarget) -> None:
+        self.prepared.append(target.name)
 
     async def status(self, target: ClusterTarget, namespace: str) -> MeshStatus:
         if self.status_error:

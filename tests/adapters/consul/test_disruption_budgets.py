@@ -131,7 +131,10 @@ async def test_the_install_applies_policy_v1_budgets(
     executor = KitExecutor(DECLARATION, planner, kubeconfig=sim.kubeconfig)
     emitted = Emitted()
     record = dataclasses.replace(install_record(), timeout_seconds=60.0)
-    result = await executor.execute(spec, record, ClusterTarget(name="default"), emitted)
+    try:
+        result = await executor.execute(spec, record, ClusterTarget(name="default"), emitted)
+    finally:
+        await executor.aclose()
     assert result.state is OperationState.SUCCEEDED, (result, emitted.errors)
     stored = await session.list("policy/v1", "PodDisruptionBudget", NAMESPACE)
     assert {o["metadata"]["name"] for o in stored} == BUDGETS

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,8 +65,10 @@ class Events:
 
 
 @pytest.fixture
-def executor(planner: Planner, sim: RunningSim) -> KitExecutor:
-    return KitExecutor(DECLARATION, planner, kubeconfig=sim.kubeconfig)
+async def executor(planner: Planner, sim: RunningSim) -> AsyncIterator[KitExecutor]:
+    kit = KitExecutor(DECLARATION, planner, kubeconfig=sim.kubeconfig)
+    yield kit
+    await kit.aclose()
 
 
 def record(operation: str, **changes: object) -> OperationRecord:
@@ -243,7 +245,10 @@ async def test_build_executor_from_settings(
     assert await catalog.default_version() == "1.1.0"
     spec = DECLARATION.operation("httpbin")
     assert spec is not None
-    result = await executor.execute(spec, record("httpbin"), TARGET, Events())
+    try:
+        result = await executor.execute(spec, record("httpbin"), TARGET, Events())
+    finally:
+        await executor.aclose()
     assert result.state is OperationState.SUCCEEDED
     assert toy_mirror_server.requests("/apps/httpbin.yaml") == 1
 
@@ -266,7 +271,10 @@ async def test_a_flaky_api_server_is_retried_and_counted(
         executor, _ = build_executor(
             DECLARATION, settings, on_kubernetes_retry=lambda: retries.append(None)
         )
-        result, events = await run(executor, "install", parameters={"profile": "demo"})
+        try:
+            result, events = await run(executor, "install", parameters={"profile": "demo"})
+        finally:
+            await executor.aclose()
     assert result.state is OperationState.SUCCEEDED, events.of(Severity.ERROR)
     assert retries, "injected 500s were retried through the hook"
 
@@ -294,6 +302,14 @@ async def test_every_operation_applies_and_deletes(
         cache_dir=tmp_path / "cache",
     )
     executor, _ = build_executor(DECLARATION, settings)
+    try:
+        await _every_operation(executor, version)
+    finally:
+        await executor.aclose()
+    assert await managed_objects(sim.url) == []
+
+
+async def _every_operation(executor: KitExecutor, version: str) -> None:
     installed, events = await run(
         executor, "install", mesh_version=version, parameters={"profile": "minimal"}
     )
@@ -309,7 +325,6 @@ async def test_every_operation_applies_and_deletes(
         assert removed.objects_deleted == applied.objects_applied, spec.id
     removed, _ = await run(executor, "install", delete=True)
     assert removed.state is OperationState.SUCCEEDED
-    assert await managed_objects(sim.url) == []
 
 
 async def test_versions_come_from_the_install_chart_index(

@@ -3,6 +3,8 @@ the fix."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 from adapters.istio.declaration import DECLARATION
@@ -31,8 +33,10 @@ spec:
 
 
 @pytest.fixture
-def executor(planner: Planner, sim: RunningSim) -> KitExecutor:
-    return KitExecutor(DECLARATION, planner, kubeconfig=sim.kubeconfig)
+async def executor(planner: Planner, sim: RunningSim) -> AsyncIterator[KitExecutor]:
+    kit = KitExecutor(DECLARATION, planner, kubeconfig=sim.kubeconfig)
+    yield kit
+    await kit.aclose()
 
 
 async def test_a_workload_that_cannot_start_fails_with_the_clusters_reason(
