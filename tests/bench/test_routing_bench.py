@@ -1,8 +1,9 @@
 """Routed (client → coordinator → adapter) vs direct (client → adapter) unary GetInfo.
 
 Every server has its own process and event loop: the fake adapter, the coordinator
-(`meshplane coordinator`) and a bare raw-bytes ``grpc.aio`` proxy (a generic handler forwarding to
-one fixed channel, nothing else: the floor any Python gRPC hop costs). The client is this test's
+(`meshplane coordinator`) and two bare raw-bytes proxies (a generic handler forwarding to one
+fixed channel, nothing else: the floor any Python gRPC hop costs), one on ``grpc.aio``, one on
+grpcio's blocking API with a thread pool. The client is this test's
 loop. The arms are measured interleaved (one call to each in turn; throughput bursts in
 rotation), so load from other processes on a shared machine falls on all of them alike.
 
@@ -13,8 +14,8 @@ CPU per call, i.e. how many calls one core can route. Before/after in one run: s
 its coordinator becomes one more arm. No timing asserts (the machine is shared); the targets are
 printed with the numbers: <= 0.5 ms added at p50, >= 2,000 routed req/s on one core.
 
-``python -m tests.bench.test_routing_bench adapter|proxy UPSTREAM`` runs the servers (first
-stdout line: the address).
+``python -m tests.bench.test_routing_bench adapter|proxy|blocking-proxy UPSTREAM`` runs the
+servers (first stdout line: the address).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,12 +260,16 @@ async def test_routed_vs_direct_getinfo(tmp_path: Path) -> None:
         proxy, proxy_pid = await stack.enter_async_context(
             _server_process(["-m", "tests.bench.test_routing_bench", "proxy", adapter])
         )
+        blocking, blocking_pid = await stack.enter_async_context(
+            _server_process(["-m", "tests.bench.test_routing_bench", "blocking-proxy", adapter])
+        )
         routed, routed_pid = await stack.enter_async_context(
             _coordinator_process(tmp_path / "coordinator", adapter)
         )
         targets = [
             ("direct", adapter, None, None),
             ("bare grpc.aio proxy", proxy, proxy_pid, None),
+            ("bare blocking proxy", blocking, blocking_pid, None),
             ("coordinator", routed, routed_pid, metadata),
         ]
         if baseline is not None:
@@ -324,15 +330,40 @@ async def _serve_bare_proxy(upstream: str) -> None:
         await server.wait_for_termination()
 
 
+def _serve_blocking_proxy(upstream: str) -> None:
+    """The same forwarding with grpcio's blocking API: a thread pool, a blocking channel."""
+    channel = grpc.insecure_channel(upstream)
+    forward_call = channel.unary_unary(f"/{ADAPTER_SERVICE}/GetInfo")
+
+    def forward(request: bytes, context: Any) -> Any:
+        return forward_call(request, timeout=context.time_remaining())
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                ADAPTER_SERVICE, {"GetInfo": grpc.unary_unary_rpc_method_handler(forward)}
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(f"127.0.0.1:{port}", flush=True)
+    server.wait_for_termination()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run one of the benchmark's servers until terminated."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("server", choices=("adapter", "proxy"))
+    parser.add_argument("server", choices=("adapter", "proxy", "blocking-proxy"))
     parser.add_argument("upstream", nargs="?", default="")
     args = parser.parse_args(argv)
     configure_logging(level="warning", json=True)
-    serve = _serve_adapter() if args.server == "adapter" else _serve_bare_proxy(args.upstream)
     with contextlib.suppress(KeyboardInterrupt):
+        if args.server == "blocking-proxy":
+            _serve_blocking_proxy(args.upstream)
+            return
+        serve = _serve_adapter() if args.server == "adapter" else _serve_bare_proxy(args.upstream)
         asyncio.run(serve)
 
 
