@@ -1,8 +1,14 @@
-"""Run kubesim in a background thread with its own event loop: for tests and tools."""
+"""Run kubesim for tests and tools: in a background thread with its own event loop
+(`running_kubesim`), or as its own `meshplane kubesim` process (`kubesim_process`), as an API
+server is, when a measurement must not share an interpreter with it."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,3 +87,60 @@ def running_kubesim(
             raise RuntimeError(f"kubesim failed: {failure[0]!r}")
         if leftovers:
             raise RuntimeError(f"kubesim left tasks running: {leftovers}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimProcess:
+    """A `meshplane kubesim` process: where it serves, its kubeconfig, its pid."""
+
+    url: str
+    kubeconfig: Path
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the process has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def kubesim_process(directory: Path, *args: str) -> Iterator[SimProcess]:
+    """Start `meshplane kubesim --port 0 --ready-delay 0 ARGS` writing its kubeconfig under
+    ``directory``; SIGTERM it on exit (killed if it does not stop within 20 s)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    kubeconfig = directory / "kubeconfig"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "meshplane_cli.main",
+            "kubesim",
+            "--port",
+            "0",
+            "--ready-delay",
+            "0",
+            "--kubeconfig-out",
+            str(kubeconfig),
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        if not line.startswith("kubesim serving at "):
+            raise RuntimeError(f"kubesim did not start: {line!r}")
+        child.stdout.readline()  # the kubeconfig line
+        yield SimProcess(url=line.split()[-1], kubeconfig=kubeconfig, pid=child.pid)
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=20)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+            if child.stdout is not None:
+                child.stdout.close()

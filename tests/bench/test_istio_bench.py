@@ -20,17 +20,14 @@ Uses the upstream charts from ../shared/fixtures when present, else our toy char
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
-import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +43,7 @@ from adapters.kit.cluster import ClusterSession
 from adapters.kit.objects import KubeObject
 from adapters.kit.operations import OperationRecord, OperationState
 from adapters.kit.planning import ManifestLibrary, Planner
+from kubesim.harness import SimProcess, kubesim_process
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from tests.adapters.istio.adapter_process import (
     ADAPTER_COMMAND_ONLY,
@@ -54,6 +52,7 @@ from tests.adapters.istio.adapter_process import (
     AdapterProcess,
 )
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
+from tests.bench.process_usage import cpu_seconds
 from tests.fixtures_paths import SHARED_FIXTURES
 from tests.plugins.static_http import StaticHttpServer
 
@@ -130,54 +129,6 @@ class Cost:
         )
 
 
-@dataclass(frozen=True, kw_only=True)
-class SimProcess:
-    """`meshplane kubesim` in its own process, as an API server is: neither the adapter's nor
-    kubectl's CPU (nor this process's garbage collector) shares its interpreter."""
-
-    url: str
-    kubeconfig: Path
-    pid: int
-
-
-@contextlib.contextmanager
-def kubesim_process(directory: Path) -> Iterator[SimProcess]:
-    directory.mkdir(parents=True, exist_ok=True)
-    kubeconfig = directory / "kubeconfig"
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "meshplane_cli.main",
-            "kubesim",
-            "--port",
-            "0",
-            "--ready-delay",
-            "0",
-            "--kubeconfig-out",
-            str(kubeconfig),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        line = child.stdout.readline()
-        assert line.startswith("kubesim serving at "), line
-        child.stdout.readline()  # the kubeconfig line
-        yield SimProcess(url=line.split()[-1], kubeconfig=kubeconfig, pid=child.pid)
-    finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout=20)
-        finally:
-            if child.poll() is None:
-                child.kill()
-            if child.stdout is not None:
-                child.stdout.close()
-
-
 class ServerMeter:
     """kubesim's CPU and request counts between `start` and `stop`."""
 
@@ -190,7 +141,7 @@ class ServerMeter:
         with urllib.request.urlopen(f"{self._sim.url}/kubesim/stats", timeout=10) as answer:
             stats = json.loads(answer.read())
         requests = {str(verb): int(n) for verb, n in stats["requests"].items()}
-        return _process_cpu(self._sim.pid), requests
+        return self._sim.cpu_seconds(), requests
 
     def start(self) -> None:
         self._cpu, self._requests = self._read()
@@ -203,12 +154,6 @@ class ServerMeter:
             server_cpu=cpu - self._cpu,
             requests={v: n for v, n in delta.items() if n},
         )
-
-
-def _process_cpu(pid: int) -> float:
-    """User + system CPU seconds of a running process (/proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _kubectl_warm_discovery(sim: SimProcess, cache: Path) -> None:
@@ -304,7 +249,7 @@ async def _adapter_install(
             # The end is the operation's final event, as `meshplane apply --wait` sees it.
             stream = client.stub.StreamEvents(pb.StreamEventsRequest(operation_id=operation_id))
             meter.start()
-            cpu = _process_cpu(process.pid)
+            cpu = cpu_seconds(process.pid)
             started = time.perf_counter()
             await client.apply(
                 "install",
@@ -314,7 +259,7 @@ async def _adapter_install(
             )
             final = await _final_event(stream)
             seconds.append(time.perf_counter() - started)
-            costs.append(meter.stop(_process_cpu(process.pid) - cpu))
+            costs.append(meter.stop(cpu_seconds(process.pid) - cpu))
             stream.cancel()
             assert final.operation_state == pb.OPERATION_STATE_SUCCEEDED, final.summary
         return AdapterRun(

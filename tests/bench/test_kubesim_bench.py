@@ -10,18 +10,16 @@ target, >= 500 server-side applies/s, is checked on the second. Run with `make b
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from kubernetes import client, config, watch
+
+from kubesim.harness import SimProcess, kubesim_process
 
 pytestmark = pytest.mark.bench
 
@@ -34,64 +32,29 @@ THREADS = 4
 
 
 @dataclass(frozen=True, kw_only=True)
-class Server:
-    kubeconfig: Path
-    pid: int
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time the server process has used so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass(frozen=True, kw_only=True)
 class Rates:
     wall: float
     server_cpu: float
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    kubeconfig = tmp_path_factory.mktemp("bench") / "kubeconfig"
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
     cores = sorted(os.sched_getaffinity(0))
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "meshplane_cli.main",
-            "kubesim",
-            "--port",
-            "0",
-            "--ready-delay",
-            "0",
-            "--kubeconfig-out",
-            str(kubeconfig),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    os.sched_setaffinity(proc.pid, {cores[0]})
-    if len(cores) > 1:
-        os.sched_setaffinity(0, set(cores[1:]))
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("kubesim serving at ")
-        proc.stdout.readline()
-        yield Server(kubeconfig=kubeconfig, pid=proc.pid)
-    finally:
-        os.sched_setaffinity(0, set(cores))
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        if proc.stdout:
-            proc.stdout.close()
+    with kubesim_process(tmp_path_factory.mktemp("bench")) as sim:
+        os.sched_setaffinity(sim.pid, {cores[0]})
+        if len(cores) > 1:
+            os.sched_setaffinity(0, set(cores[1:]))
+        try:
+            yield sim
+        finally:
+            os.sched_setaffinity(0, set(cores))
 
 
 def _rate(count: int, seconds: float) -> float:
     return count / seconds if seconds else float("inf")
 
 
-def _timed(server: Server, count: int, threads: int, work: Callable[[int], None]) -> Rates:
+def _timed(server: SimProcess, count: int, threads: int, work: Callable[[int], None]) -> Rates:
     """Run work(0..count-1) on `threads` client threads; operations per second of wall clock
     and per second of server CPU."""
     cpu = server.cpu_seconds()
@@ -106,7 +69,7 @@ def _timed(server: Server, count: int, threads: int, work: Callable[[int], None]
     return Rates(wall=_rate(count, wall), server_cpu=_rate(count, server.cpu_seconds() - cpu))
 
 
-def test_creates_and_applies_per_second(server: Server) -> None:
+def test_creates_and_applies_per_second(server: SimProcess) -> None:
     results: dict[str, Rates] = {}
     with config.new_client_from_config(config_file=str(server.kubeconfig)) as api:
         core = client.CoreV1Api(api)
@@ -194,7 +157,7 @@ def test_creates_and_applies_per_second(server: Server) -> None:
     assert capacity >= 500, f"target is >= 500 server-side applies/s, measured {capacity:.0f}"
 
 
-def test_watch_fan_out_to_20_watchers(server: Server) -> None:
+def test_watch_fan_out_to_20_watchers(server: SimProcess) -> None:
     with config.new_client_from_config(config_file=str(server.kubeconfig)) as api:
         core = client.CoreV1Api(api)
         core.create_namespace({"metadata": {"name": "fanout"}})

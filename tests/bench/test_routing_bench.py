@@ -43,6 +43,7 @@ from coordinator.passthrough import MESH_METADATA_KEY
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from serving.logging_setup import configure_logging
+from tests.bench.process_usage import cpu_seconds
 from tests.coordinator.routing_harness import ADAPTER_SERVICE, fakes
 from tests.fixtures_paths import PROJECT_ROOT
 
@@ -87,17 +88,6 @@ class Arm:
         return self.calls / self.cpu_seconds if self.cpu_seconds > 0 else None
 
 
-def _cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of a process, all threads (Linux /proc; 0 elsewhere)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _latencies(arms: Sequence[Arm]) -> None:
     """One call at a time, arms in turn (the starting arm rotates)."""
     for _ in range(WARMUP_CALLS):
@@ -122,11 +112,11 @@ async def _burst(arm: Arm) -> None:
             await arm.call()
             done += 1
 
-    cpu_before = _cpu_seconds(arm.pid)
+    cpu_before = cpu_seconds(arm.pid)
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     arm.seconds += time.perf_counter() - started
-    arm.cpu_seconds += _cpu_seconds(arm.pid) - cpu_before
+    arm.cpu_seconds += cpu_seconds(arm.pid) - cpu_before
     arm.calls += done
 
 
