@@ -174,6 +174,7 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
             port=settings.port,
             grace_seconds=settings.shutdown_grace_seconds,
             tls=settings.tls,
+            health_port=settings.health_port,
         )
     )
     server.add_service(pb_grpc.add_CoordinatorServiceServicer_to_server, servicer, SERVICE_NAME)

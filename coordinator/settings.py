@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from serving.command_settings import (
+    HEALTH_PORT_FLAG,
     LOGGING_FLAGS,
     SERVER_TLS_FLAGS,
     Flag,
     FlagTable,
     SettingsError,
     boolean,
+    health_port_setting,
     optional_path,
     port,
     positive_float,
@@ -71,6 +73,8 @@ class CoordinatorSettings:
     kubeconfig: Path | None = None
     """Kubeconfig for discovery; None: in-cluster config in a pod, else $KUBECONFIG/~/.kube."""
     tls: TlsConfig | None = None
+    health_port: int | None = None
+    """Plaintext port serving only gRPC health (probes of a TLS coordinator); None is off."""
     adapter_tls: ClientTls | None = None
     allow_insecure_adapters: bool = False
     call_timeout_seconds: float = 10.0
@@ -128,6 +132,7 @@ _FLAGS = FlagTable(
             help="kubeconfig for discovery (default: in-cluster, else ~/.kube/config)",
         ),
         *SERVER_TLS_FLAGS,
+        HEALTH_PORT_FLAG,
         Flag(flag="--adapter-tls-ca", parse=Path, help="PEM CA that signs adapter certificates"),
         Flag(flag="--adapter-tls-cert", parse=Path, help="client certificate for adapters (mTLS)"),
         Flag(flag="--adapter-tls-key", parse=Path, help="PEM key for --adapter-tls-cert"),
@@ -200,15 +205,17 @@ def settings_from_args(
     def get(name: str, default: object) -> object:
         return values.get(name, default)
 
+    grpc_port = int(str(get("port", DEFAULT_PORT)))
     return CoordinatorSettings(
         host=str(get("host", "127.0.0.1")),
-        port=int(str(get("port", DEFAULT_PORT))),
+        port=grpc_port,
         adapters=tuple({a.address: a for a in adapters}.values()),
         data_dir=optional_path(values, "data_dir") or Path(".data"),
         store=str(get("store", "")),
         discover_namespace=str(get("discover_namespace", "")),
         kubeconfig=optional_path(values, "kubeconfig"),
         tls=server_tls_setting(values),
+        health_port=health_port_setting(values, main_port=grpc_port),
         adapter_tls=_adapter_tls(values),
         allow_insecure_adapters=bool(get("allow_insecure_adapters", False)),
         call_timeout_seconds=float(str(get("call_timeout", 10.0))),

@@ -17,6 +17,7 @@ from pathlib import Path
 from serving.tls import TlsConfig, server_tls
 
 __all__ = [
+    "HEALTH_PORT_FLAG",
     "LOGGING_FLAGS",
     "SERVER_TLS_FLAGS",
     "Flag",
@@ -24,6 +25,7 @@ __all__ = [
     "SettingsError",
     "boolean",
     "choice",
+    "health_port_setting",
     "optional_path",
     "port",
     "positive_float",
@@ -163,6 +165,13 @@ SERVER_TLS_FLAGS: tuple[Flag, ...] = (
     Flag(flag="--tls-client-ca", parse=Path, help="PEM CA; clients must present a cert it signed"),
 )
 
+HEALTH_PORT_FLAG = Flag(
+    flag="--health-port",
+    parse=port,
+    help="plaintext port serving only grpc.health.v1.Health, for kubelet probes while the "
+    "main port serves TLS (default: off; 0 picks one)",
+)
+
 LOGGING_FLAGS: tuple[Flag, ...] = (
     Flag(
         flag="--log-level",
@@ -187,3 +196,14 @@ def server_tls_setting(values: Mapping[str, object]) -> TlsConfig | None:
         )
     except ValueError as exc:
         raise SettingsError(str(exc)) from exc
+
+
+def health_port_setting(values: Mapping[str, object], *, main_port: int) -> int | None:
+    """The resolved ``HEALTH_PORT_FLAG`` (None: off); it cannot share the main port."""
+    value = values.get("health_port")
+    if value is None:
+        return None
+    health_port = int(str(value))
+    if health_port != 0 and health_port == main_port:
+        raise SettingsError(f"--health-port {health_port} is the gRPC port; pick another one")
+    return health_port

@@ -4,7 +4,8 @@ reflection, keepalive, TLS and an orderly shutdown.
 Shutdown order (tested): health goes NOT_SERVING first so load balancers and the coordinator
 stop routing here (health Watch streams receive it and end), then the server stops with a grace
 period (in-flight calls finish, new ones are refused), then shutdown callbacks run (e.g. the
-adapter records running operations as interrupted), and finally owned background tasks are
+adapter records running operations as interrupted), then the plaintext health port closes (when
+configured; it reports NOT_SERVING until then), and finally owned background tasks are
 cancelled.
 """
 
@@ -25,6 +26,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from serving.background_tasks import BackgroundTasks
 from serving.health import HealthService
+from serving.health_listener import HealthListener
 from serving.tls import TlsConfig, is_loopback, server_credentials
 
 _log = structlog.get_logger(__name__)
@@ -59,6 +61,9 @@ class ServerConfig:
     keepalive: KeepaliveConfig = field(default_factory=KeepaliveConfig)
     grace_seconds: float = 10.0
     tls: TlsConfig | None = None
+    health_port: int | None = None
+    """A second, plaintext port serving only ``grpc.health.v1.Health`` (kubelet probes of a TLS
+    server); None is off, 0 lets the kernel pick. Binds ``host`` like the main port."""
 
     def channel_options(self) -> list[tuple[str, int]]:
         """The ``grpc.aio.server`` options these settings translate to."""
@@ -136,6 +141,16 @@ class GrpcServer:
         self._handlers = _GenericHandlersOnly(self._server)
         self._health = HealthService()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._handlers)
+        self._health_listener = (
+            None
+            if config.health_port is None
+            else HealthListener(
+                self._health,
+                host=self._bind_host(),
+                port=config.health_port,
+                options=config.channel_options(),
+            )
+        )
         self._services: list[str] = []
         self._shutdown_callbacks: list[tuple[str, ShutdownCallback]] = []
         self._port: int | None = None
@@ -158,6 +173,11 @@ class GrpcServer:
         elif ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"{host}:{self.port}"
+
+    @property
+    def health_port(self) -> int | None:
+        """The bound plaintext health port (after :meth:`start`); None when not configured."""
+        return None if self._health_listener is None else self._health_listener.port
 
     @property
     def service_names(self) -> tuple[str, ...]:
@@ -201,6 +221,29 @@ class GrpcServer:
             ),
             self._handlers,
         )
+        if self._health_listener is not None:
+            self._health_listener.bind()
+        try:
+            self._port = self._bind_main_port()
+        except BaseException:
+            if self._health_listener is not None:
+                await self._health_listener.stop(0)
+            raise
+        for name in (OVERALL_HEALTH, *self._services):
+            await self.set_serving(name, True)
+        await self._server.start()
+        if self._health_listener is not None:
+            await self._health_listener.start()
+        _log.info(
+            "grpc.server_started",
+            address=self.address,
+            health_port=self.health_port,
+            services=list(self._services),
+            tls="mtls" if self.config.tls and self.config.tls.mutual else bool(self.config.tls),
+        )
+        return self._port
+
+    def _bind_main_port(self) -> int:
         bind = f"{self._bind_host()}:{self.config.port}"
         if self.config.tls is not None:
             port = self._server.add_secure_port(bind, server_credentials(self.config.tls))
@@ -210,17 +253,7 @@ class GrpcServer:
             port = self._server.add_insecure_port(bind)
         if not port:
             raise OSError(f"could not bind gRPC server to {bind}")
-        self._port = int(port)
-        for name in (OVERALL_HEALTH, *self._services):
-            await self.set_serving(name, True)
-        await self._server.start()
-        _log.info(
-            "grpc.server_started",
-            address=self.address,
-            services=list(self._services),
-            tls="mtls" if self.config.tls and self.config.tls.mutual else bool(self.config.tls),
-        )
-        return self._port
+        return int(port)
 
     def _bind_host(self) -> str:
         host = self.config.host
@@ -229,7 +262,7 @@ class GrpcServer:
         return host
 
     async def stop(self, grace_seconds: float | None = None) -> None:
-        """Drain and stop: NOT_SERVING, then ``server.stop(grace)``, then callbacks, then tasks.
+        """Drain and stop: NOT_SERVING, ``server.stop(grace)``, callbacks, health port, tasks.
 
         Safe to call more than once; later calls return once the first has finished.
         """
@@ -246,6 +279,8 @@ class GrpcServer:
                     await callback()
                 except Exception:
                     _log.exception("grpc.shutdown_callback_failed", callback=name)
+            if self._health_listener is not None:
+                await self._health_listener.stop(grace)
             await self.tasks.stop(grace_seconds=grace)
             _log.info("grpc.server_stopped")
 

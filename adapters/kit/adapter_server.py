@@ -189,6 +189,7 @@ async def start_adapter(
                 port=settings.port,
                 grace_seconds=settings.shutdown_grace_seconds,
                 tls=settings.tls,
+                health_port=settings.health_port,
             )
         )
         serve_on(server, servicer)

@@ -13,11 +13,13 @@ from pathlib import Path
 
 from adapters.kit.catalogue import MeshDeclaration
 from serving.command_settings import (
+    HEALTH_PORT_FLAG,
     LOGGING_FLAGS,
     SERVER_TLS_FLAGS,
     Flag,
     FlagTable,
     SettingsError,
+    health_port_setting,
     optional_path,
     port,
     positive_float,
@@ -58,6 +60,8 @@ class AdapterSettings:
     journal_size: int = 1_000
     shutdown_grace_seconds: float = 10.0
     tls: TlsConfig | None = None
+    health_port: int | None = None
+    """Plaintext port serving only gRPC health (probes of a TLS adapter); None is off."""
     log_level: str = "info"
     log_format: str = "auto"
 
@@ -98,6 +102,7 @@ _FLAGS = FlagTable(
             help="time running work gets to stop on SIGTERM (10)",
         ),
         *SERVER_TLS_FLAGS,
+        HEALTH_PORT_FLAG,
         *LOGGING_FLAGS,
     ),
 )
@@ -120,9 +125,10 @@ def settings_from_args(
         return values.get(name, default)
 
     metrics_port = values.get("metrics_port", 0)
+    grpc_port = int(str(get("port", declaration.default_port)))
     return AdapterSettings(
         host=str(get("host", "127.0.0.1")),
-        port=int(str(get("port", declaration.default_port))),
+        port=grpc_port,
         kubeconfig=optional_path(values, "kubeconfig"),
         kube_context=str(get("kube_context", "")),
         chart_repo=str(get("chart_repo", declaration.chart_repository)),
@@ -138,6 +144,7 @@ def settings_from_args(
         journal_size=int(str(get("journal_size", 1_000))),
         shutdown_grace_seconds=float(str(get("shutdown_grace", 10.0))),
         tls=server_tls_setting(values),
+        health_port=health_port_setting(values, main_port=grpc_port),
         log_level=str(get("log_level", "info")),
         log_format=str(get("log_format", "auto")),
     )

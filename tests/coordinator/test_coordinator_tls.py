@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from coordinator.server import build_coordinator
 from meshplane.adapter.v1 import adapter_pb2 as apb
@@ -129,6 +130,74 @@ async def test_coordinator_without_a_client_certificate_cannot_use_the_adapter(
             )
         assert error.value.code() == grpc.StatusCode.UNAVAILABLE
         assert adapter.fake.calls("ApplyOperation") == []
+    finally:
+        await channel.close()
+        await built.stop(grace_seconds=0)
+        await adapter.server.stop(grace_seconds=0)
+
+
+async def _replica_state(stub: cpb_grpc.CoordinatorServiceStub, *, serving: bool) -> str:
+    """Wait until the only replica is SERVING (or NOT_SERVING with an error); its last error."""
+    async with asyncio.timeout(10):
+        while True:
+            listed = await stub.ListAdapters(cpb.ListAdaptersRequest(), timeout=5)
+            replica = listed.adapters[0].replicas[0]
+            if serving and replica.state == cpb.REPLICA_STATE_SERVING:
+                return str(replica.last_error)
+            failed = replica.state == cpb.REPLICA_STATE_NOT_SERVING and replica.last_error
+            if not serving and failed:
+                return str(replica.last_error)
+            await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("server_name", ["mp-meshplane-adapter.meshplane.svc", None])
+async def test_one_certificate_for_both_ends_and_the_adapters_name_as_the_chart_sets_them(
+    tmp_path: Path, server_name: str | None
+) -> None:
+    """The Helm chart's tls.enabled layout: every pod mounts one Secret (a certificate valid
+    for server and client authentication, and its CA); the coordinator dials adapters by pod IP
+    (here 127.0.0.1, which the certificate does not name) and verifies the name it is told; its
+    kubelet probes use a plaintext health port."""
+    ca = CertificateAuthority(tmp_path, "meshplane")
+    shared = ca.issue(
+        "shared", server=True, client=True, dns_names=("mp-meshplane-adapter.meshplane.svc",)
+    )
+    adapter = await start_fake(
+        "istio",
+        "secure",
+        tls=TlsConfig(
+            cert_path=shared.cert_path, key_path=shared.key_path, client_ca_path=ca.cert_path
+        ),
+    )
+    settings = make_settings(
+        tmp_path,
+        adapters=static(adapter),
+        adapter_tls=ClientTls(
+            ca_path=ca.cert_path,
+            cert_path=shared.cert_path,
+            key_path=shared.key_path,
+            server_name=server_name,
+        ),
+        health_port=0,
+    )
+    built = build_coordinator(settings)
+    await built.start()
+    health_port = built.server.health_port
+    assert health_port is not None
+    channel = grpc.aio.insecure_channel(built.address)
+    try:
+        stub = cpb_grpc.CoordinatorServiceStub(channel)
+        error = await _replica_state(stub, serving=server_name is not None)
+        if server_name is None:  # verified against the dialled IP, which it does not name
+            assert "UNAVAILABLE" in error
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{health_port}") as health:
+            reply = await health_pb2_grpc.HealthStub(health).Check(
+                health_pb2.HealthCheckRequest(
+                    service="meshplane.coordinator.v1.CoordinatorService"
+                ),
+                timeout=5,
+            )
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         await channel.close()
         await built.stop(grace_seconds=0)

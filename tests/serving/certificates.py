@@ -75,8 +75,19 @@ class CertificateAuthority:
         self.cert_path = directory / f"{name}-ca.crt"
         self.cert_path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, common_name: str, *, server: bool) -> Issued:
-        """Issue a leaf; server leaves name localhost and 127.0.0.1."""
+    def issue(
+        self,
+        common_name: str,
+        *,
+        server: bool,
+        client: bool = False,
+        dns_names: tuple[str, ...] | None = None,
+    ) -> Issued:
+        """Issue a leaf; server leaves name localhost and 127.0.0.1, or only ``dns_names``.
+
+        ``client`` adds client authentication to a server leaf (one certificate for both ends,
+        as a chart mounting a single Secret uses it); a leaf that is not a server is a client.
+        """
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         builder = (
@@ -90,7 +101,10 @@ class CertificateAuthority:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+                    [
+                        *([ExtendedKeyUsageOID.SERVER_AUTH] if server else []),
+                        *([ExtendedKeyUsageOID.CLIENT_AUTH] if client or not server else []),
+                    ]
                 ),
                 critical=False,
             )
@@ -98,7 +112,9 @@ class CertificateAuthority:
         if server:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName(
-                    [
+                    [x509.DNSName(name) for name in dns_names]
+                    if dns_names is not None
+                    else [
                         x509.DNSName("localhost"),
                         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                     ]
