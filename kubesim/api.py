@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import time
 from collections import Counter
@@ -43,6 +44,18 @@ def json_response(
     return web.Response(body=_dumps(body), status=status, content_type=JSON, headers=headers)
 
 
+def _aggregated_response(request: web.Request, document: Any, version: str) -> web.Response:
+    """An aggregated discovery document with its ETag (304 when the client has it already)."""
+    body = _dumps(document)
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Vary": "Accept"}
+    if etag in (t.strip() for t in request.headers.get("If-None-Match", "").split(",")):
+        return web.Response(status=304, headers=headers)
+    response = web.Response(body=body, headers=headers)
+    response.headers["Content-Type"] = discovery.aggregated_content_type(version)
+    return response
+
+
 def error_response(err: ApiError) -> web.Response:
     return json_response(err.status(), err.code, err.headers)
 
@@ -59,11 +72,17 @@ class KubeApi:
     """aiohttp handlers over one `Cluster`."""
 
     def __init__(
-        self, cluster: Cluster, faults: Faults, *, bookmark_seconds: float = BOOKMARK_SECONDS
+        self,
+        cluster: Cluster,
+        faults: Faults,
+        *,
+        bookmark_seconds: float = BOOKMARK_SECONDS,
+        aggregated_discovery: bool = True,
     ) -> None:
         self.cluster = cluster
         self.faults = faults
         self.bookmark_seconds = bookmark_seconds
+        self.aggregated_discovery = aggregated_discovery
         self._closing = asyncio.Event()
         self.requests: Counter[str] = Counter()
         """API requests answered so far, by verb (`discovery` for discovery and OpenAPI)."""
@@ -140,6 +159,14 @@ class KubeApi:
             "DELETE",
         ):
             raise ApiError.not_found_path()
+        if (
+            len(parts) == 1
+            and self.aggregated_discovery
+            and (wanted := discovery.aggregated_version(request.headers.get("Accept", "")))
+        ):
+            return _aggregated_response(
+                request, discovery.aggregated(registry, core=head == "api", version=wanted), wanted
+            )
         if head == "api" and len(parts) == 1:
             return json_response(discovery.api_versions())
         if head == "apis" and len(parts) == 1:

@@ -53,6 +53,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--faults", default=None, help=f"fault injection settings as JSON (also ${FAULTS_ENV})"
     )
+    parser.add_argument(
+        "--no-aggregated-discovery",
+        dest="aggregated_discovery",
+        action="store_false",
+        help="serve only the per-group-version discovery documents, as servers before 1.30",
+    )
     parser.set_defaults(run=run)
 
 
@@ -75,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         state_file=args.state_file,
         tls=args.tls,
         faults=faults,
+        aggregated_discovery=args.aggregated_discovery,
     )
     # The store keeps many long-lived objects and each large request (a CRD) allocates
     # thousands more: with the default thresholds, collections over the stored objects took a

@@ -1,7 +1,14 @@
-"""Discovery documents: /version, /api, /api/v1, /apis, /apis/G and /apis/G/V."""
+"""Discovery documents: /version, /api, /api/v1, /apis, /apis/G and /apis/G/V.
+
+`/api` and `/apis` also answer in aggregated form (apidiscovery.k8s.io v2 or v2beta1) when the
+client's Accept asks for it, as API servers do since 1.30 (beta since 1.26): one document with
+every group, version and resource instead of one request per group-version. kubectl and
+client-go ask for it first and fall back to the per-group-version documents.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from kubesim.errors import ApiError
@@ -63,4 +70,64 @@ def resource_list(registry: ResourceRegistry, group: str, version: str) -> dict[
         "apiVersion": "v1",
         "groupVersion": f"{group}/{version}" if group else version,
         "resources": resources,
+    }
+
+
+AGGREGATED_VERSIONS = ("v2", "v2beta1")
+_MEDIA_PARAMETER = re.compile(r";\s*([a-zA-Z]+)\s*=\s*([^;,\s]+)")
+
+
+def aggregated_version(accept: str) -> str | None:
+    """The apidiscovery version the Accept header asks for first, or None (legacy documents).
+
+    Media ranges are taken in the order given, as the apiserver's negotiation does for equal
+    quality: the first that names an aggregated list we serve wins; a plain JSON range before
+    any aggregated one means the legacy form.
+    """
+    for media_range in accept.split(","):
+        media_type = media_range.split(";", 1)[0].strip().lower()
+        if media_type not in ("application/json", "*/*", "application/*"):
+            continue
+        params = {k.lower(): v for k, v in _MEDIA_PARAMETER.findall(media_range)}
+        if params.get("as") != "APIGroupDiscoveryList":
+            if media_type == "application/json" and "as" not in params:
+                return None
+            continue
+        if params.get("g") == "apidiscovery.k8s.io" and params.get("v") in AGGREGATED_VERSIONS:
+            return str(params["v"])
+    return None
+
+
+def aggregated_content_type(version: str) -> str:
+    return f"application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
+
+
+def aggregated(registry: ResourceRegistry, *, core: bool, version: str) -> dict[str, Any]:
+    """APIGroupDiscoveryList for `/api` (core) or `/apis` (every named group)."""
+    groups = [("", ["v1"])] if core else registry.groups()
+    items = []
+    for name, versions in groups:
+        items.append(
+            {
+                "metadata": {"name": name},
+                "versions": [
+                    {
+                        "version": v,
+                        "resources": [
+                            rt.aggregated_entry()
+                            for rt in sorted(
+                                registry.in_group_version(name, v), key=lambda t: t.plural
+                            )
+                        ],
+                        "freshness": "Current",
+                    }
+                    for v in versions
+                ],
+            }
+        )
+    return {
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": f"apidiscovery.k8s.io/{version}",
+        "metadata": {},
+        "items": items,
     }

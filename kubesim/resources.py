@@ -54,6 +54,38 @@ class ResourceType:
     def has_status(self) -> bool:
         return "status" in self.subresources
 
+    def aggregated_entry(self) -> dict[str, object]:
+        """This type as an aggregated discovery APIResourceDiscovery (apidiscovery.k8s.io/v2)."""
+        kind = {"group": self.group, "version": self.version, "kind": self.kind}
+        entry: dict[str, object] = {
+            "resource": self.plural,
+            "responseKind": kind,
+            "scope": "Namespaced" if self.namespaced else "Cluster",
+            "singularResource": self.singular,
+            "verbs": list(ALL_VERBS),
+        }
+        if self.short_names:
+            entry["shortNames"] = list(self.short_names)
+        if self.categories:
+            entry["categories"] = list(self.categories)
+        subresources = []
+        for sub in self.subresources:
+            sub_kind = (
+                {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+                if sub == "scale"
+                else kind
+            )
+            subresources.append(
+                {
+                    "subresource": sub,
+                    "responseKind": sub_kind,
+                    "verbs": ["get"] if sub in READ_ONLY_SUBRESOURCES else list(SUB_VERBS),
+                }
+            )
+        if subresources:
+            entry["subresources"] = subresources
+        return entry
+
     def discovery_entries(self) -> list[dict[str, object]]:
         """The APIResource entries of this type and its subresources."""
         entry: dict[str, object] = {

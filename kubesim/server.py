@@ -51,6 +51,8 @@ class SimConfig:
     history: int = 20000
     save_interval: float = 1.0
     shutdown_timeout: float = 5.0
+    aggregated_discovery: bool = True
+    """Answer `/api` and `/apis` in aggregated form when asked (1.30+); False: as older servers."""
 
 
 class KubeSim:
@@ -61,7 +63,12 @@ class KubeSim:
         self.store = Store(history=config.history)
         self.registry = ResourceRegistry()
         self.cluster = Cluster(self.store, self.registry)
-        self.api = KubeApi(self.cluster, config.faults, bookmark_seconds=config.bookmark_seconds)
+        self.api = KubeApi(
+            self.cluster,
+            config.faults,
+            bookmark_seconds=config.bookmark_seconds,
+            aggregated_discovery=config.aggregated_discovery,
+        )
         self.simulator = Simulator(self.cluster, ready_delay=config.ready_delay)
         self._runner: web.AppRunner | None = None
         self._saver: asyncio.Task[None] | None = None

@@ -50,6 +50,12 @@ APPLY_PATCH = "application/apply-patch+yaml"
 _APPLY_PATCH_ENCODED = f"{APPLY_PATCH}; charset=utf-8"
 _LIST_PAGE = 500
 _DISCOVERY_CONCURRENCY = 8
+AGGREGATED_DISCOVERY = (
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,"
+    "application/json"
+)
+"""Accept for `/api` and `/apis`: the aggregated documents when served, else the legacy ones."""
 DISCOVERY_TTL_SECONDS = 300.0
 """How long one group-version's kinds are trusted for render capabilities (kubectl and Helm
 trust their discovery cache for hours); kinds are also re-read on every miss."""
@@ -67,6 +73,7 @@ async def call_json(
     body: Any = None,
     content_type: str | None = None,
     request_timeout: float,
+    accept: str = "application/json",
 ) -> tuple[int, Any]:
     """One request through a `kubernetes.aio` client, once: (status, decoded JSON body or None).
 
@@ -82,7 +89,7 @@ async def call_json(
         # re-encode, so the same type is named with its charset parameter.
         body = json.dumps(body, separators=(",", ":")).encode()
         content_type = _APPLY_PATCH_ENCODED
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": accept}
     if content_type:
         headers["Content-Type"] = content_type
     serialized = await api.param_serialize(
@@ -238,6 +245,7 @@ class ClusterSession:
         query: builtins.list[tuple[str, Any]] | None = None,
         body: Any = None,
         content_type: str | None = None,
+        accept: str = "application/json",
     ) -> tuple[int, Any]:
         return await call_json(
             self._api,
@@ -247,6 +255,7 @@ class ClusterSession:
             body=body,
             content_type=content_type,
             request_timeout=self._request_timeout,
+            accept=accept,
         )
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
@@ -276,12 +285,13 @@ class ClusterSession:
         body: Any = None,
         content_type: str | None = None,
         missing_ok: bool = False,
+        accept: str = "application/json",
     ) -> tuple[int, Any]:
         """One retried request; 404 gives (404, None) when ``missing_ok``, else ApplyError."""
 
         async def call() -> tuple[int, Any]:
             return await self._call_once(
-                method, path, query=query, body=body, content_type=content_type
+                method, path, query=query, body=body, content_type=content_type, accept=accept
             )
 
         try:
@@ -345,16 +355,47 @@ class ClusterSession:
         """Every served group/version and group/version/Kind, as Helm's capabilities list them.
 
         Charts choose apiVersions with ``.Capabilities.APIVersions.Has`` (Consul's
-        PodDisruptionBudget asks for ``policy/v1/PodDisruptionBudget``). Each group/version's
-        discovery is read once and kept for resolving kinds.
+        PodDisruptionBudget asks for ``policy/v1/PodDisruptionBudget``). Servers with aggregated
+        discovery (1.30+) answer everything in two requests, always current; from older servers
+        each group/version's document is read once and kept for resolving kinds (re-read after
+        the TTL or on a miss).
         """
         (_, core), (_, groups) = await asyncio.gather(
-            self._request("GET", "/api", verb="discover", resource="api"),
-            self._request("GET", "/apis", verb="discover", resource="apis"),
+            self._request(
+                "GET", "/api", verb="discover", resource="api", accept=AGGREGATED_DISCOVERY
+            ),
+            self._request(
+                "GET", "/apis", verb="discover", resource="apis", accept=AGGREGATED_DISCOVERY
+            ),
         )
-        versions = [str(v) for v in (core or {}).get("versions") or []]
-        for group in (groups or {}).get("groups") or []:
-            versions.extend(str(v.get("groupVersion", "")) for v in group.get("versions") or [])
+        current: dict[str, dict[str, ApiResource]] = {}
+        versions: builtins.list[str] = []
+        for document in (core, groups):
+            if _is_aggregated(document):
+                aggregated = _aggregated_kinds(document)
+                current.update(aggregated)
+                versions.extend(aggregated)
+            elif isinstance(document, dict) and document.get("kind") == "APIVersions":
+                versions.extend(str(v) for v in document.get("versions") or [])
+            else:
+                for group in (document or {}).get("groups") or []:
+                    versions.extend(
+                        str(v.get("groupVersion", "")) for v in group.get("versions") or []
+                    )
+        served = [v for v in dict.fromkeys(versions) if v]
+        # Group-versions no longer served (their CRDs were deleted) are forgotten; kinds read
+        # longer ago than the TTL are read again; aggregated answers replace what was known.
+        stale_before = time.monotonic() - self._discovery_ttl
+        for known in builtins.list(self._discovery):
+            if known not in served or self._discovery_read_at.get(known, 0.0) < stale_before:
+                self._forget(known)
+        now = time.monotonic()
+        for api_version, kinds_of in current.items():
+            self._discovery[api_version] = kinds_of
+            self._discovery_generation[api_version] = (
+                self._discovery_generation.get(api_version, 0) + 1
+            )
+            self._discovery_read_at[api_version] = now
         limit = asyncio.Semaphore(_DISCOVERY_CONCURRENCY)
 
         async def kinds(api_version: str) -> builtins.list[str]:
@@ -364,13 +405,6 @@ class ClusterSession:
                     found = await self._refresh(api_version)
             return [f"{api_version}/{kind}" for kind in found or {}]
 
-        served = [v for v in dict.fromkeys(versions) if v]
-        # Group-versions no longer served (their CRDs were deleted) are forgotten; kinds read
-        # longer ago than the TTL are read again.
-        stale_before = time.monotonic() - self._discovery_ttl
-        for known in list(self._discovery):
-            if known not in served or self._discovery_read_at.get(known, 0.0) < stale_before:
-                self._forget(known)
         per_version = await asyncio.gather(*(kinds(v) for v in served))
         return sorted({*served, *(k for ks in per_version for k in ks)})
 
@@ -545,6 +579,35 @@ class ClusterSession:
             missing_ok=True,
         )
         return status != 404
+
+
+def _is_aggregated(document: Any) -> bool:
+    return isinstance(document, dict) and document.get("kind") == "APIGroupDiscoveryList"
+
+
+def _aggregated_kinds(document: dict[str, Any]) -> dict[str, dict[str, ApiResource]]:
+    """group/version → kind → resource, from an APIGroupDiscoveryList (apidiscovery v2)."""
+    found: dict[str, dict[str, ApiResource]] = {}
+    for group in document.get("items") or []:
+        name = str((group.get("metadata") or {}).get("name") or "")
+        for version in group.get("versions") or []:
+            api_version = f"{name}/{version.get('version', '')}" if name else version.get("version")
+            kinds: dict[str, ApiResource] = {}
+            for entry in version.get("resources") or []:
+                kind = str((entry.get("responseKind") or {}).get("kind", ""))
+                plural = str(entry.get("resource", ""))
+                if kind and plural:
+                    kinds.setdefault(
+                        kind,
+                        ApiResource(
+                            api_version=str(api_version),
+                            kind=kind,
+                            plural=plural,
+                            namespaced=entry.get("scope") == "Namespaced",
+                        ),
+                    )
+            found[str(api_version)] = kinds
+    return found
 
 
 def _resolve_proxy_once(api: Any) -> None:

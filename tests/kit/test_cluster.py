@@ -368,18 +368,41 @@ async def test_applying_a_kind_whose_crd_was_deleted_names_the_kind(
     assert caught.value.detail.code == "KIND_NOT_INSTALLED"
 
 
-async def test_kinds_older_than_the_ttl_are_read_again(kubesim: RunningSim) -> None:
-    async with await ClusterSession.connect(
-        kubeconfig_path=kubesim.kubeconfig, discovery_ttl=0.0
-    ) as cluster:
-        await cluster.api_versions()
-        before = kubesim.call(lambda: kubesim.sim.api.requests["discovery"])
-        await cluster.api_versions()
-        again = kubesim.call(lambda: kubesim.sim.api.requests["discovery"]) - before
+def discovery_requests(sim: RunningSim) -> int:
+    count: int = sim.call(lambda: sim.sim.api.requests["discovery"])
+    return count
+
+
+async def test_aggregated_discovery_answers_everything_in_two_requests(
+    kubesim: RunningSim,
+) -> None:
     async with await ClusterSession.connect(kubeconfig_path=kubesim.kubeconfig) as cluster:
-        await cluster.api_versions()
-        before = kubesim.call(lambda: kubesim.sim.api.requests["discovery"])
-        await cluster.api_versions()
-        cached = kubesim.call(lambda: kubesim.sim.api.requests["discovery"]) - before
+        before = discovery_requests(kubesim)
+        served = await cluster.api_versions()
+        assert discovery_requests(kubesim) - before == 2
+        assert {"v1/ConfigMap", "apps/v1/Deployment", "policy/v1/PodDisruptionBudget"} <= set(
+            served
+        )
+        resource = await cluster.resource_for("apps/v1", "Deployment")
+        assert resource is not None and resource.plural == "deployments" and resource.namespaced
+        assert discovery_requests(kubesim) - before == 2  # resolved from the same answer
+
+
+async def test_an_older_server_is_read_per_group_version_and_kept_for_the_ttl() -> None:
+    # Servers before aggregated discovery: one document per group-version, kept until the TTL.
+    with running_kubesim(SimConfig(aggregated_discovery=False)) as legacy:
+        async with await ClusterSession.connect(
+            kubeconfig_path=legacy.kubeconfig, discovery_ttl=0.0
+        ) as cluster:
+            first = await cluster.api_versions()
+            before = discovery_requests(legacy)
+            again = await cluster.api_versions()
+            expired = discovery_requests(legacy) - before
+        async with await ClusterSession.connect(kubeconfig_path=legacy.kubeconfig) as cluster:
+            assert await cluster.api_versions() == first == again
+            before = discovery_requests(legacy)
+            await cluster.api_versions()
+            cached = discovery_requests(legacy) - before
+    assert "apps/v1/Deployment" in first
     assert cached == 2  # /api and /apis only
-    assert again > 10
+    assert expired > 10

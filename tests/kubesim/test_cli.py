@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -171,3 +172,14 @@ def test_bad_arguments_exit_non_zero() -> None:
     )
     assert proc.returncode == 2
     assert "invalid faults" in proc.stderr
+
+
+def test_legacy_discovery_flag(tmp_path: Path) -> None:
+    accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+    kinds = []
+    for args in ((), ("--no-aggregated-discovery",)):
+        with kubesim_process(tmp_path / str(len(args)), *args) as (url, _):
+            request = urllib.request.Request(f"{url}/apis", headers={"Accept": accept})
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                kinds.append(json.loads(answer.read())["kind"])
+    assert kinds == ["APIGroupDiscoveryList", "APIGroupList"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -209,3 +210,102 @@ def test_policy_v1beta1_is_gone_at_1_34(kubesim: RunningSim) -> None:
     }
     path = "/apis/policy/v1beta1/namespaces/default/poddisruptionbudgets"
     assert raw_request(kubesim, "POST", path, pdb)[0] == 404
+
+
+KUBECTL_ACCEPT = (
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,"
+    "application/json"
+)
+
+
+def get_aggregated(
+    sim: RunningSim, path: str, accept: str = KUBECTL_ACCEPT, etag: str = ""
+) -> tuple[int, dict[str, str], Any]:
+    """GET with an Accept header: (status, headers, JSON body or None for 304)."""
+    headers = {"Accept": accept}
+    if etag:
+        headers["If-None-Match"] = etag
+    request = urllib.request.Request(sim.url + path, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, dict(resp.headers), json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        if err.code == 304:
+            return 304, dict(err.headers), None
+        raise
+
+
+def _aggregated_kinds(document: Any) -> dict[str, set[tuple[str, str, bool]]]:
+    """group/version -> {(plural, kind, namespaced)} from an APIGroupDiscoveryList."""
+    found: dict[str, set[tuple[str, str, bool]]] = {}
+    for group in document["items"]:
+        name = group["metadata"]["name"]
+        for version in group["versions"]:
+            gv = f"{name}/{version['version']}" if name else version["version"]
+            found[gv] = {
+                (r["resource"], r["responseKind"]["kind"], r["scope"] == "Namespaced")
+                for r in version["resources"]
+            }
+    return found
+
+
+def _legacy_kinds(sim: RunningSim, gv: str) -> set[tuple[str, str, bool]]:
+    path = f"/apis/{gv}" if "/" in gv else f"/api/{gv}"
+    return {
+        (r["name"], r["kind"], r["namespaced"])
+        for r in get_json(sim, path)["resources"]
+        if "/" not in r["name"]
+    }
+
+
+def test_aggregated_discovery_matches_the_per_group_version_documents(
+    kubesim: RunningSim,
+) -> None:
+    status, headers, core = get_aggregated(kubesim, "/api")
+    assert status == 200
+    assert headers["Content-Type"] == (
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    )
+    assert core["kind"] == "APIGroupDiscoveryList"
+    assert core["apiVersion"] == "apidiscovery.k8s.io/v2"
+    _, _, named = get_aggregated(kubesim, "/apis")
+    kinds = {**_aggregated_kinds(core), **_aggregated_kinds(named)}
+    legacy_versions = ["v1"] + [
+        v["groupVersion"] for g in get_json(kubesim, "/apis")["groups"] for v in g["versions"]
+    ]
+    assert sorted(kinds) == sorted(legacy_versions)
+    for gv in legacy_versions:
+        assert kinds[gv] == _legacy_kinds(kubesim, gv), gv
+    # Preferred version first, as /apis lists it; subresources carry their own kind.
+    groups = {g["metadata"]["name"]: g for g in named["items"]}
+    legacy = {g["name"]: g for g in get_json(kubesim, "/apis")["groups"]}
+    for name, group in groups.items():
+        assert group["versions"][0]["version"] == legacy[name]["preferredVersion"]["version"]
+    apps = {r["resource"]: r for r in groups["apps"]["versions"][0]["resources"]}
+    scale = {s["subresource"]: s for s in apps["deployments"]["subresources"]}["scale"]
+    assert scale["responseKind"] == {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+
+
+def test_aggregated_discovery_negotiation_and_etag(
+    kubesim: RunningSim, api_client: client.ApiClient
+) -> None:
+    beta = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+    _, headers, document = get_aggregated(kubesim, "/apis", accept=beta)
+    assert document["apiVersion"] == "apidiscovery.k8s.io/v2beta1"
+    # Plain JSON first (or only) means the legacy documents.
+    _, _, legacy = get_aggregated(kubesim, "/apis", accept="application/json," + beta)
+    assert legacy["kind"] == "APIGroupList"
+    _, _, legacy = get_aggregated(kubesim, "/api", accept="application/json")
+    assert legacy["kind"] == "APIVersions"
+
+    status, headers, _ = get_aggregated(kubesim, "/apis")
+    etag = headers["ETag"]
+    assert headers["Vary"] == "Accept"
+    status, _, body = get_aggregated(kubesim, "/apis", etag=etag)
+    assert (status, body) == (304, None)
+    # A new CRD changes the document: a full answer with the new group.
+    utils.create_from_dict(api_client, crd(), apply=True)
+    status, headers, document = get_aggregated(kubesim, "/apis", etag=etag)
+    assert status == 200 and headers["ETag"] != etag
+    assert "example.com" in {g["metadata"]["name"] for g in document["items"]}

@@ -65,6 +65,7 @@ spec: {size: 3}
 
 class Kubectl:
     def __init__(self, sim: RunningSim, cache: Path) -> None:
+        self.cache = cache
         self.base = [kubectl_binary(), f"--kubeconfig={sim.kubeconfig}", f"--cache-dir={cache}"]
 
     def run(
@@ -181,3 +182,20 @@ def test_create_generators_send_protobuf(kubectl: Kubectl) -> None:
     # kinds kubesim cannot decode from protobuf are refused plainly
     refused = kubectl.run("create", "deployment", "d", "--image=nginx", check=False)
     assert refused.returncode != 0 and "application/json" in refused.stderr
+
+
+def test_kubectl_discovers_everything_in_two_aggregated_requests(
+    kubectl: Kubectl, kubesim: RunningSim
+) -> None:
+    crd_only = CRD.split("---", maxsplit=1)[0]
+    kubectl.run("apply", "--server-side", "-f", "-", stdin=crd_only)
+    kubectl.run("wait", "--for=condition=Established", "crd/gadgets.example.com", "--timeout=30s")
+    fresh = Kubectl(kubesim, kubectl.cache.parent / "fresh-cache")
+    before = kubesim.call(lambda: kubesim.sim.api.requests["discovery"])
+    listed = fresh.run("api-resources").stdout
+    asked = kubesim.call(lambda: kubesim.sim.api.requests["discovery"]) - before
+    # /api and /apis in aggregated form, not one request per group-version (about twenty).
+    assert asked <= 3, asked
+    rows = {line.split()[0]: line for line in listed.splitlines()[1:]}
+    assert "Gadget" in rows["gadgets"] and "gd" in rows["gadgets"]
+    assert "Deployment" in rows["deployments"]
