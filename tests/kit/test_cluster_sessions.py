@@ -13,8 +13,9 @@ from adapters.kit.cluster import RetrySettings
 from adapters.kit.cluster_sessions import ClusterSessions
 from adapters.kit.kube_errors import ApplyError
 from adapters.kit.operations import ClusterTarget
-from kubesim.harness import RunningSim
+from kubesim.harness import RunningSim, running_kubesim
 from kubesim.kubeconfig import write_kubeconfig
+from kubesim.server import SimConfig
 
 DEFAULT = ClusterTarget(name="default")
 
@@ -122,5 +123,33 @@ async def test_warming_an_unreachable_cluster_only_logs(tmp_path: Path) -> None:
             async with sessions.lease(DEFAULT) as session:
                 await session.server_version()
         assert caught.value.detail.code
+    finally:
+        await sessions.aclose()
+
+
+async def test_a_kept_session_survives_an_api_server_restart(tmp_path: Path) -> None:
+    # Pooled keep-alive connections die with the server; the next request reconnects.
+    state = tmp_path / "state.json"
+    with running_kubesim(SimConfig(ready_delay=0.0, state_file=state)) as first:
+        port = int(first.url.rsplit(":", 1)[1])
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", first.url)
+        sessions = ClusterSessions(
+            kubeconfig=kubeconfig, retry=RetrySettings(attempts=4, initial_delay=0.01)
+        )
+        async with sessions.lease(DEFAULT) as session:
+            await session.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "kept", "namespace": "default"},
+                    "data": {"a": "1"},
+                }
+            )
+    try:
+        with running_kubesim(SimConfig(ready_delay=0.0, state_file=state, port=port)):
+            async with sessions.lease(DEFAULT) as again:
+                assert again is session
+                found = await again.get("v1", "ConfigMap", "kept", "default")
+                assert found is not None and found["data"] == {"a": "1"}
     finally:
         await sessions.aclose()
