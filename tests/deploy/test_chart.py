@@ -63,6 +63,10 @@ NON_DEFAULT: dict[str, Any] = {
 }
 
 
+TLS: dict[str, Any] = {"tls": {"enabled": True, "secretName": "meshplane-tls"}}
+TLS_DIR = "/etc/meshplane/tls"
+
+
 def _lint(values: dict[str, Any] | None) -> tuple[list[str], list[dict[str, Any]]]:
     """Helm's lint (strict): (errors, findings of warning severity or worse)."""
     report = helm_python.lint(str(CHART), values, strict=True, namespace=NAMESPACE)
@@ -78,8 +82,9 @@ def _lint(values: dict[str, Any] | None) -> tuple[list[str], list[dict[str, Any]
         NON_DEFAULT,
         {"adapters": {"istio": {"enabled": False}}},
         {"networkPolicy": {"enabled": False}},
+        {"tls": {**TLS["tls"], "coordinator": {"enabled": True}}},
     ],
-    ids=["default", "non-default", "coordinator-only", "no-network-policy"],
+    ids=["default", "non-default", "coordinator-only", "no-network-policy", "tls"],
 )
 def test_chart_lints_clean(values: dict[str, Any] | None) -> None:
     assert _lint(values) == ([], [])
@@ -349,3 +354,119 @@ async def test_render_refuses_misspelt_values() -> None:
 async def test_several_coordinators_need_postgres() -> None:
     with pytest.raises(ChartRenderError, match=r"coordinator.replicas > 1 needs"):
         await render({"coordinator": {"replicas": 2}})
+
+
+def _tls_volume(deployment: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Secret volume named tls and the container's mount of it."""
+    pod = deployment["spec"]["template"]["spec"]
+    (volume,) = (v for v in pod["volumes"] if v["name"] == "tls")
+    (mount,) = (m for m in container(deployment)["volumeMounts"] if m["name"] == "tls")
+    return volume, mount
+
+
+async def test_tls_gives_adapters_mtls_from_the_mounted_secret_and_probes_the_health_port() -> None:
+    objects = (await render(TLS)).objects
+    adapter = find(objects, "Deployment", ADAPTER)
+    volume, mount = _tls_volume(adapter)
+    assert volume == {
+        "name": "tls",
+        "secret": {"secretName": "meshplane-tls", "defaultMode": 0o440},
+    }
+    assert mount == {"name": "tls", "mountPath": TLS_DIR, "readOnly": True}
+    env = env_of(adapter)
+    assert env["MESHPLANE_ADAPTER_TLS_CERT"] == f"{TLS_DIR}/tls.crt"
+    assert env["MESHPLANE_ADAPTER_TLS_KEY"] == f"{TLS_DIR}/tls.key"
+    assert env["MESHPLANE_ADAPTER_TLS_CLIENT_CA"] == f"{TLS_DIR}/ca.crt"
+    assert env["MESHPLANE_ADAPTER_HEALTH_PORT"] == "10900"
+    main = container(adapter)
+    assert {"name": "health", "containerPort": 10900, "protocol": "TCP"} in main["ports"]
+    assert main["readinessProbe"]["grpc"] == {"port": 10900, "service": ADAPTER_SERVICE}
+    assert main["livenessProbe"]["grpc"] == {"port": 10900, "service": ""}
+    # The Service (what discovery reads) still offers only the gRPC port.
+    assert [p["name"] for p in find(objects, "Service", ADAPTER)["spec"]["ports"]] == ["grpc"]
+
+
+async def test_tls_makes_the_coordinator_dial_adapters_with_mtls_only() -> None:
+    # allowInsecureAdapters stays true in the values: tls.enabled overrides it.
+    objects = (await render(TLS)).objects
+    coordinator = find(objects, "Deployment", COORDINATOR)
+    volume, mount = _tls_volume(coordinator)
+    assert volume["secret"]["secretName"] == "meshplane-tls"
+    assert mount["readOnly"] is True
+    env = env_of(coordinator)
+    assert env["MESHPLANE_COORDINATOR_ALLOW_INSECURE_ADAPTERS"] == "false"
+    assert env["MESHPLANE_COORDINATOR_ADAPTER_TLS_CA"] == f"{TLS_DIR}/ca.crt"
+    assert env["MESHPLANE_COORDINATOR_ADAPTER_TLS_CERT"] == f"{TLS_DIR}/tls.crt"
+    assert env["MESHPLANE_COORDINATOR_ADAPTER_TLS_KEY"] == f"{TLS_DIR}/tls.key"
+    # Adapters are dialled by pod IP: the name to verify is fixed by the chart.
+    assert env["MESHPLANE_COORDINATOR_ADAPTER_TLS_SERVER_NAME"] == (
+        f"mp-meshplane-adapter.{NAMESPACE}.svc"
+    )
+    assert env["MESHPLANE_COORDINATOR_HEALTH_PORT"] == "10901"
+    assert "MESHPLANE_COORDINATOR_TLS_CERT" not in env  # its clients still talk plaintext
+    main = container(coordinator)
+    assert main["readinessProbe"]["grpc"] == {"port": 10901, "service": COORDINATOR_SERVICE}
+    assert main["livenessProbe"]["grpc"] == {"port": 10901, "service": ""}
+
+    named = await render({"tls": {**TLS["tls"], "serverName": "adapters.meshplane.internal"}})
+    env = env_of(find(named.objects, "Deployment", COORDINATOR))
+    assert env["MESHPLANE_COORDINATOR_ADAPTER_TLS_SERVER_NAME"] == "adapters.meshplane.internal"
+
+
+async def test_tls_for_the_coordinators_clients() -> None:
+    values = {"tls": {**TLS["tls"], "coordinator": {"enabled": True}}}
+    env = env_of(find((await render(values)).objects, "Deployment", COORDINATOR))
+    assert env["MESHPLANE_COORDINATOR_TLS_CERT"] == f"{TLS_DIR}/tls.crt"
+    assert env["MESHPLANE_COORDINATOR_TLS_KEY"] == f"{TLS_DIR}/tls.key"
+    assert env["MESHPLANE_COORDINATOR_TLS_CLIENT_CA"] == f"{TLS_DIR}/ca.crt"
+
+
+async def test_tls_network_policies_admit_the_health_port_and_nothing_wider() -> None:
+    objects = (await render(TLS)).objects
+    plain = (await render()).objects
+    for name in (ADAPTER, COORDINATOR):
+        rules = find(objects, "NetworkPolicy", name)["spec"]["ingress"]
+        # The gRPC rules are those of a plaintext install; one rule more admits the health port.
+        assert rules[:-1] == find(plain, "NetworkPolicy", name)["spec"]["ingress"]
+        assert rules[-1] == {"ports": [{"port": "health", "protocol": "TCP"}]}
+    # A coordinator without allowed clients still admits the kubelet's probes and nobody else.
+    closed = await render({**TLS, "coordinator": {"allowedClients": []}})
+    assert find(closed.objects, "NetworkPolicy", COORDINATOR)["spec"]["ingress"] == [
+        {"ports": [{"port": "health", "protocol": "TCP"}]}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"tls": {"enabled": True}}, r"tls.enabled needs tls.secretName"),
+        ({"tls": {"coordinator": {"enabled": True}}}, r"tls.coordinator.enabled needs tls.enabled"),
+        (
+            {**TLS, "adapterDefaults": {"healthPort": 10000}},
+            r"adapters.istio.port and adapterDefaults.healthPort are both 10000",
+        ),
+        (
+            {**TLS, "coordinator": {"healthPort": 10100}},
+            r"coordinator.port and coordinator.healthPort are both 10100",
+        ),
+        ({"tls": {"enable": True}}, r"'enable' not allowed"),
+    ],
+    ids=[
+        "no-secret",
+        "coordinator-without-tls",
+        "adapter-port-clash",
+        "coordinator-port-clash",
+        "misspelt",
+    ],
+)
+async def test_inconsistent_tls_values_are_refused(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ChartRenderError, match=message):
+        await render(values)
+
+
+async def test_tls_off_renders_no_health_port() -> None:
+    for deployment in of_kind((await render()).objects, "Deployment"):
+        main = container(deployment)
+        assert [p["name"] for p in main["ports"]] == ["grpc"]
+        assert not any(e["name"].endswith("HEALTH_PORT") for e in main["env"])
+        assert "tls" not in {m["name"] for m in main["volumeMounts"]}

@@ -4,8 +4,11 @@ chart's adapter Services."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from adapters.kit.applying import Applier
 from adapters.kit.cluster import ClusterSession
@@ -16,10 +19,20 @@ from coordinator.settings import settings_from_args as coordinator_settings
 from kubesim.harness import RunningSim
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane_cli.main import build_parser
+from serving.tls import ClientTls, TlsConfig
 from tests.coordinator.routing_harness import coordinator, fakes, make_settings
 from tests.deploy.chart import NAMESPACE, container, find, meshes_with_rbac, of_kind, render
 
 COORDINATOR = "mp-meshplane-coordinator"
+TLS_DIR = Path("/etc/meshplane/tls")
+TLS_SECRET = "meshplane-tls"
+TLS_VALUES: dict[str, dict[str, Any]] = {
+    "plaintext": {},
+    "tls": {"tls": {"enabled": True, "secretName": TLS_SECRET}},
+    "tls-coordinator": {
+        "tls": {"enabled": True, "secretName": TLS_SECRET, "coordinator": {"enabled": True}}
+    },
+}
 
 
 def _all_adapters() -> dict[str, Any]:
@@ -40,11 +53,14 @@ def _environment(deployment: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-async def test_containers_run_meshplane_commands_the_parser_accepts() -> None:
+@pytest.mark.parametrize("transport", sorted(TLS_VALUES))
+async def test_containers_run_meshplane_commands_the_parser_accepts(transport: str) -> None:
     values = {
         **_all_adapters(),
+        **TLS_VALUES[transport],
         "coordinator": {"store": {"postgres": {"existingSecret": "db", "key": "url"}}},
     }
+    tls = transport != "plaintext"
     objects = (await render(values)).objects
     parser = build_parser()
     deployments = of_kind(objects, "Deployment")
@@ -61,17 +77,59 @@ async def test_containers_run_meshplane_commands_the_parser_accepts() -> None:
             assert (adapter.host, adapter.port) == ("0.0.0.0", port["containerPort"])
             assert adapter.state_dir == Path("/var/lib/meshplane/state")
             assert adapter.cache_dir == Path("/var/cache/meshplane")
+            if tls:
+                assert adapter.tls == TlsConfig(
+                    cert_path=TLS_DIR / "tls.crt",
+                    key_path=TLS_DIR / "tls.key",
+                    client_ca_path=TLS_DIR / "ca.crt",
+                )
+                assert adapter.health_port == 10900
+            else:
+                assert (adapter.tls, adapter.health_port) == (None, None)
+            _assert_probes_ask(deployment, adapter.health_port or adapter.port)
         else:
             assert args.command == "coordinator"
             settings = coordinator_settings(args, env)
             assert settings.discover_namespace == NAMESPACE
             assert settings.store.startswith("postgresql://")
-            assert settings.allow_insecure_adapters is True
             assert settings.port == 10100
+            assert settings.allow_insecure_adapters is not tls
+            if tls:
+                assert settings.adapter_tls == ClientTls(
+                    ca_path=TLS_DIR / "ca.crt",
+                    cert_path=TLS_DIR / "tls.crt",
+                    key_path=TLS_DIR / "tls.key",
+                    server_name=f"mp-meshplane-adapter.{NAMESPACE}.svc",
+                )
+                assert settings.health_port == 10901
+            else:
+                assert (settings.adapter_tls, settings.health_port) == (None, None)
+            if transport == "tls-coordinator":
+                assert settings.tls == TlsConfig(
+                    cert_path=TLS_DIR / "tls.crt",
+                    key_path=TLS_DIR / "tls.key",
+                    client_ca_path=TLS_DIR / "ca.crt",
+                )
+            else:
+                assert settings.tls is None
+            _assert_probes_ask(deployment, settings.health_port or settings.port)
+        if tls:  # the files the settings name are the mounted Secret's
+            (mount,) = (m for m in container(deployment)["volumeMounts"] if m["name"] == "tls")
+            assert Path(mount["mountPath"]) == TLS_DIR
 
 
-async def test_chart_installs_into_kubesim_with_the_apply_engine(kubesim: RunningSim) -> None:
-    rendered = await render(_all_adapters())
+def _assert_probes_ask(deployment: dict[str, Any], port: int) -> None:
+    """Both probes ask ``port`` (the plaintext health port when the main one serves TLS)."""
+    main = container(deployment)
+    assert main["readinessProbe"]["grpc"]["port"] == port
+    assert main["livenessProbe"]["grpc"]["port"] == port
+
+
+@pytest.mark.parametrize("transport", ["plaintext", "tls"])
+async def test_chart_installs_into_kubesim_with_the_apply_engine(
+    kubesim: RunningSim, transport: str
+) -> None:
+    rendered = await render({**_all_adapters(), **TLS_VALUES[transport]})
     plan = ApplyPlan(
         release="meshplane",
         namespace=NAMESPACE,
@@ -81,6 +139,11 @@ async def test_chart_installs_into_kubesim_with_the_apply_engine(kubesim: Runnin
     )
     progress: list[Progress] = []
     async with await ClusterSession.connect(kubeconfig_path=kubesim.kubeconfig) as session:
+        if transport == "tls":  # made beforehand (e.g. by cert-manager), as the pods mount it
+            await session.apply(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+            )
+            await session.apply(_tls_secret())
         outcome = await Applier(session).install_or_upgrade(plan, progress.append)
         assert outcome.applied == len(rendered.objects)
         ready = {str(p.ref) for p in progress if p.kind is ProgressKind.READY}
@@ -112,6 +175,8 @@ async def test_chart_installs_into_kubesim_with_the_apply_engine(kubesim: Runnin
             "meshplane", NAMESPACE, progress.append, mesh="meshplane"
         )
         assert removed.deleted == len(rendered.objects)
+        if transport == "tls":  # the Secret is not the chart's: it stays
+            assert await session.get("v1", "Secret", TLS_SECRET, NAMESPACE) is not None
 
 
 async def test_coordinator_discovers_the_charts_adapters(
@@ -157,3 +222,15 @@ async def test_coordinator_discovers_the_charts_adapters(
             assert replica.source == cpb.REGISTRATION_SOURCE_KUBERNETES
             listed = await client.stub.ListAdapters(cpb.ListAdaptersRequest(), timeout=5)
             assert [a.mesh for a in listed.adapters] == ["istio"]
+
+
+def _tls_secret() -> dict[str, Any]:
+    """A ``kubernetes.io/tls`` Secret with the keys the chart mounts (contents are not read)."""
+    placeholder = base64.b64encode(b"-----BEGIN PLACEHOLDER-----\n").decode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": TLS_SECRET, "namespace": NAMESPACE},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": placeholder, "tls.key": placeholder, "ca.crt": placeholder},
+    }

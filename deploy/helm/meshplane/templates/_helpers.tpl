@@ -68,3 +68,37 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   emptyDir:
     sizeLimit: {{ .root.Values.scratchSizeLimit }}
 {{- end -}}
+
+{{/* Refuses inconsistent tls values; renders nothing. */}}
+{{- define "meshplane.checkTls" -}}
+{{- if and .Values.tls.enabled (not .Values.tls.secretName) -}}
+{{- fail "tls.enabled needs tls.secretName: a Secret with tls.crt, tls.key and ca.crt (see deploy/README.md)" -}}
+{{- end -}}
+{{- if and .Values.tls.coordinator.enabled (not .Values.tls.enabled) -}}
+{{- fail "tls.coordinator.enabled needs tls.enabled (and tls.secretName)" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The name the coordinator verifies in adapter certificates: it dials pod IPs. */}}
+{{- define "meshplane.adapterTlsServerName" -}}
+{{- .Values.tls.serverName | default (printf "%s-adapter.%s.svc" (include "meshplane.fullname" .) .Release.Namespace) -}}
+{{- end -}}
+
+{{/* Where the tls.secretName Secret is mounted: tls.crt, tls.key, ca.crt. */}}
+{{- define "meshplane.tlsDir" -}}
+/etc/meshplane/tls
+{{- end -}}
+
+{{- define "meshplane.tlsMount" -}}
+- name: tls
+  mountPath: {{ include "meshplane.tlsDir" . }}
+  readOnly: true
+{{- end -}}
+
+{{- define "meshplane.tlsVolume" -}}
+- name: tls
+  secret:
+    secretName: {{ .Values.tls.secretName }}
+    # 0440: readable by the pod's group (fsGroup) only.
+    defaultMode: 288
+{{- end -}}
