@@ -139,6 +139,9 @@ class ClusterSessions:
             for key, candidate in list(self._entries.items()):
                 if candidate is stale:
                     del self._entries[key]
+                    lock = self._connecting.get(key)
+                    if lock is not None and not lock.locked():
+                        del self._connecting[key]
             await stale.session.close()
 
     @contextlib.asynccontextmanager

@@ -98,6 +98,7 @@ async def test_idle_sessions_beyond_the_bound_are_closed(kubesim: RunningSim) ->
             except RuntimeError:
                 pass
         assert alive == ["c2", "c3"]
+        assert len(sessions._connecting) == 2  # only the kept sessions keep a connect lock
     finally:
         await sessions.aclose()
 
