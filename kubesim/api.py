@@ -17,7 +17,7 @@ import yaml
 from aiohttp import web
 
 from kubesim import discovery, openapi, protobuf, tables
-from kubesim.cluster import Cluster, WriteOptions
+from kubesim.cluster import FIELD_VALIDATIONS, Cluster, WriteOptions
 from kubesim.crds import CRD_KEY
 from kubesim.errors import ApiError
 from kubesim.faults import Faults
@@ -303,11 +303,26 @@ class KubeApi:
         manager = q.get("fieldManager")
         if not manager and not apply:
             manager = request.headers.get("User-Agent", "unknown").split("/", 1)[0][:128]
+        validation = q.get("fieldValidation") or "Warn"
+        if validation not in FIELD_VALIDATIONS:
+            raise ApiError.bad_request(
+                f'fieldValidation: Unsupported value: "{validation}": supported values: '
+                '"Ignore", "Strict", "Warn"'
+            )
         return WriteOptions(
             manager=manager or None,
             dry_run="All" in q.getall("dryRun", []),
             force=q.get("force") in ("true", "1"),
+            field_validation=validation,
         )
+
+    @staticmethod
+    def _written(obj: Obj, opts: WriteOptions, status: int = 200) -> web.Response:
+        """A write's answer, with a `Warning` header for each pruned unknown field."""
+        response = json_response(obj, status)
+        for text in opts.warnings:
+            response.headers.add("Warning", "299 - " + json.dumps(text))
+        return response
 
     @staticmethod
     async def _json_body(request: web.Request, kind: str) -> Any:
@@ -327,23 +342,20 @@ class KubeApi:
 
     async def _create(self, request: web.Request, route: Route) -> web.Response:
         body = await self._json_body(request, route.rt.kind)
-        obj = self.cluster.create(route.rt, route.namespace or "", body, self._options(request))
-        return json_response(obj, 201)
+        opts = self._options(request)
+        obj = self.cluster.create(route.rt, route.namespace or "", body, opts)
+        return self._written(obj, opts, 201)
 
     async def _update(self, request: web.Request, route: Route) -> web.Response:
         assert route.name is not None
         body = await self._json_body(request, route.rt.kind)
         if route.subresource == "scale":
             return json_response(self._write_scale(route, body))
+        opts = self._options(request)
         obj = self.cluster.update(
-            route.rt,
-            route.namespace or "",
-            route.name,
-            body,
-            self._options(request),
-            route.subresource,
+            route.rt, route.namespace or "", route.name, body, opts, route.subresource
         )
-        return json_response(obj)
+        return self._written(obj, opts)
 
     async def _patch(self, request: web.Request, route: Route) -> web.Response:
         assert route.name is not None
@@ -369,16 +381,9 @@ class KubeApi:
             )
             is not None
         )
-        obj = self.cluster.patch(
-            route.rt,
-            ns,
-            route.name,
-            ctype,
-            raw,
-            self._options(request, apply=ctype == APPLY_PATCH),
-            route.subresource,
-        )
-        return json_response(obj, 200 if existed else 201)
+        opts = self._options(request, apply=ctype == APPLY_PATCH)
+        obj = self.cluster.patch(route.rt, ns, route.name, ctype, raw, opts, route.subresource)
+        return self._written(obj, opts, 200 if existed else 201)
 
     def _write_scale(self, route: Route, scale: Any) -> Obj:
         assert route.name is not None

@@ -12,13 +12,14 @@ import random
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
 
 from kubesim import crds
 from kubesim.applying import Target, apply, record_update
+from kubesim.cr_schemas import check_object, prune_object
 from kubesim.defaulting import apply_defaults
 from kubesim.errors import ApiError
 from kubesim.objects import Obj, copy_json, drop_nulls, now_rfc3339
@@ -38,7 +39,7 @@ from kubesim.selectors import (
     labels_match,
 )
 from kubesim.store import Store
-from kubesim.validation import object_problems
+from kubesim.validation import Cause, object_problems
 
 NAMESPACES = ("", "namespaces")
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -46,13 +47,23 @@ _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 _SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/12")
 
 
+FIELD_VALIDATIONS = ("Strict", "Warn", "Ignore")
+
+
 @dataclass(frozen=True, kw_only=True)
 class WriteOptions:
-    """Query parameters of a write: `fieldManager` (None for internal writes), dryRun, force."""
+    """Query parameters of a write: `fieldManager` (None for internal writes), dryRun, force.
+
+    `field_validation` is the request's `fieldValidation` (None for internal writes, which skip
+    custom resources' schemas); `warnings` collects the `Warning` headers of the answer.
+    """
 
     manager: str | None = None
     dry_run: bool = False
     force: bool = False
+    field_validation: str | None = None
+    applying: bool = False
+    warnings: list[str] = field(default_factory=list, compare=False)
 
 
 INTERNAL = WriteOptions()
@@ -166,10 +177,73 @@ class Cluster:
                 "terminated",
             )
 
-    def _validate(self, rt: ResourceType, obj: Obj, *, metadata_only: bool = False) -> None:
-        causes = object_problems(rt, obj, metadata_only=metadata_only)
+    def _validate(
+        self,
+        rt: ResourceType,
+        obj: Obj,
+        *,
+        metadata_only: bool = False,
+        extra: list[Cause] | None = None,
+    ) -> None:
+        causes = object_problems(rt, obj, metadata_only=metadata_only) + (extra or [])
         if causes:
             raise ApiError.invalid(rt.group, rt.kind, obj["metadata"].get("name", ""), causes)
+
+    def _prune(self, rt: ResourceType, obj: Obj, opts: WriteOptions, part: str = "") -> None:
+        """Prune a custom resource (or apply configuration) to its schema, defaults applied.
+
+        Unknown fields fail the request under `fieldValidation=Strict` (worded as decoding or,
+        for server-side apply, as building the typed patch fails), become `Warning` headers
+        under `Warn` and are dropped silently under `Ignore`.
+        """
+        if rt.schema is None or opts.field_validation is None:
+            return
+        unknown = prune_object(rt.schema, obj, part=part, defaults=not opts.applying)
+        if not unknown or opts.field_validation == "Ignore":
+            return
+        if opts.field_validation == "Warn":
+            opts.warnings.extend(f'unknown field "{path}"' for path in unknown)
+            return
+        if opts.applying:
+            message = (
+                f"failed to create typed patch object ({rt.api_version}, Kind={rt.kind}): "
+                + ", ".join(f".{path}: field not declared in schema" for path in unknown)
+            )
+        else:
+            message = (
+                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+                "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in unknown)
+            )
+        name = (obj.get("metadata") or {}).get("name", "")
+        raise ApiError(
+            400,
+            "BadRequest",
+            message,
+            details={
+                "name": name,
+                "group": rt.group,
+                "kind": rt.kind,
+                "causes": [
+                    {
+                        "reason": "FieldValueInvalid",
+                        "message": "field not declared in schema",
+                        "field": path,
+                    }
+                    for path in unknown
+                ],
+            },
+        )
+
+    @staticmethod
+    def _schema_problems(
+        rt: ResourceType, obj: Obj, opts: WriteOptions, subresource: str
+    ) -> list[Cause]:
+        """A custom resource's problems under its schema: `/status` writes check the status."""
+        if rt.schema is None or opts.field_validation is None:
+            return []
+        if subresource == "status":
+            return check_object(rt.schema, obj, part="status")
+        return check_object(rt.schema, obj, skip="status" if rt.has_status else "")
 
     # --- create ---------------------------------------------------------------------------
 
@@ -213,11 +287,12 @@ class Cluster:
             md.pop("generation", None)
         if rt.has_status and rt.storage_key != NAMESPACES:
             obj.pop("status", None)
+        self._prune(rt, obj, opts)
         self._validate(rt, obj, metadata_only=True)
         self._default(rt, obj)
         self._allocate(rt, obj)
         self._system_status(rt, obj, None)
-        self._validate(rt, obj)
+        self._validate(rt, obj, extra=self._schema_problems(rt, obj, opts, ""))
         if record and opts.manager:
             record_update(None, obj, manager=opts.manager, target=self._target(rt, obj, ""))
         if opts.dry_run:
@@ -361,6 +436,7 @@ class Cluster:
         md["resourceVersion"] = old_md["resourceVersion"]
         new["apiVersion"] = rt.api_version
         new["kind"] = rt.kind
+        self._prune(rt, new, opts, "status" if subresource == "status" else "")
         if subresource != "status":
             self._validate(rt, new, metadata_only=True)
         self._default(rt, new)
@@ -374,7 +450,7 @@ class Cluster:
         if rt.storage_key == ("", "services"):
             self._keep_allocations(old, new)
         self._system_status(rt, new, old)
-        self._validate(rt, new)
+        self._validate(rt, new, extra=self._schema_problems(rt, new, opts, subresource))
         if record and opts.manager:
             record_update(old, new, manager=opts.manager, target=self._target(rt, new, subresource))
         stored = self.store.get(rt.storage_key, old_md.get("namespace", ""), old_md["name"])
@@ -467,6 +543,7 @@ class Cluster:
             raise ApiError.bad_request(
                 "PATCH " + rt.plural + ": fieldManager is required for apply requests"
             )
+        manager = opts.manager
         config = _parse_apply(raw)
         if config.get("apiVersion") != rt.api_version or config.get("kind") != rt.kind:
             if not config.get("apiVersion") or not config.get("kind"):
@@ -483,6 +560,9 @@ class Cluster:
                 "the namespace of the provided object does not match the namespace sent on the "
                 "request"
             )
+        self._prune(
+            rt, config, replace(opts, applying=True), "status" if subresource == "status" else ""
+        )
         stored = self.store.get(rt.storage_key, namespace if rt.namespaced else "", name)
         target = Target(
             kind=None if rt.custom else rt.kind,
@@ -495,12 +575,12 @@ class Cluster:
         if stored is None:
             if subresource:
                 raise ApiError.not_found(rt.group, rt.plural, name)
-            obj = apply(None, config, manager=opts.manager, force=opts.force, target=target)
+            obj = apply(None, config, manager=manager, force=opts.force, target=target)
             obj["metadata"]["name"] = name
             return self._create(rt, namespace, obj, opts, record=False)
         old = self.view(rt, stored)
         self._check_rv(rt, old, md.get("resourceVersion"))
-        new = apply(old, config, manager=opts.manager, force=opts.force, target=target)
+        new = apply(old, config, manager=manager, force=opts.force, target=target)
         if subresource != "status" and rt.has_status:
             new = self._merge_subresource(rt, old, new, "")
         return self._finish_update(rt, old, new, opts, subresource, record=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubesim.cr_schemas import CrSchema
 from kubesim.objects import Obj, now_rfc3339
 from kubesim.resources import ResourceType
 
@@ -22,6 +23,8 @@ def served_types(crd: Obj) -> list[ResourceType]:
             continue
         subresources = version.get("subresources") or {}
         subs = tuple(s for s in ("status", "scale") if s in subresources)
+        holder = version.get("schema")
+        schema = holder.get("openAPIV3Schema") if isinstance(holder, dict) else None
         types.append(
             ResourceType(
                 group=group,
@@ -35,6 +38,7 @@ def served_types(crd: Obj) -> list[ResourceType]:
                 subresources=subs,
                 tracks_generation=True,
                 custom=True,
+                schema=CrSchema(schema) if isinstance(schema, dict) else None,
             )
         )
     return types

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from kubesim.cr_schemas import CrSchema
 from kubesim.errors import ApiError
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
@@ -36,6 +37,8 @@ class ResourceType:
     path_segment_names: bool = False
     # Versions that share this type's storage, the first one preferred.
     served_versions: tuple[str, ...] = field(default=())
+    # Custom resources: the served version's structural schema (compiled on first use).
+    schema: CrSchema | None = field(default=None, compare=False, repr=False)
 
     @property
     def api_version(self) -> str:
