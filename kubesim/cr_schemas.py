@@ -292,11 +292,11 @@ def prune(
         if not node.shapes:
             return
         props = node.properties
+        meta = root or node.embedded  # apiVersion, kind and metadata are the object's own
         if node.properties is not None or node.type == "object":
             keep_all = node.preserve_unknown or node.additional is not None
             if not keep_all:
                 allowed = props or {}
-                meta = root or node.embedded
                 for key in [k for k in value if k not in allowed]:
                     if meta and key in _TYPE_META:
                         continue
@@ -307,6 +307,8 @@ def prune(
                 value[key] = copy_json(default)
         if props:
             for key, child in props.items():
+                if meta and key in _TYPE_META:
+                    continue
                 if key in value and child.shapes:
                     where = f"{path}.{key}" if path else key
                     prune(child, value[key], where, unknown, defaults=defaults)

@@ -26,6 +26,7 @@ BASE = f"/apis/{GROUP}/v1/namespaces/default/widgets"
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
+        "metadata": {"type": "object"},  # as some generators write it: metadata is not pruned
         "spec": {
             "type": "object",
             "required": ["mode"],
@@ -205,6 +206,7 @@ def test_a_valid_widget_is_stored_with_defaults(sim: RunningSim) -> None:
     )
     assert status == 201, body
     assert warnings == []
+    assert body["metadata"]["uid"] and body["metadata"]["name"] == "ok"
     assert body["spec"]["timeout"] == "5s"  # default of a missing field
     assert body["spec"]["tls"] == {"credentialName": "cert", "mode": "SIMPLE"}
     assert "extra" not in body["spec"]  # no defaults for absent objects
@@ -223,7 +225,9 @@ def test_wrong_type(sim: RunningSim) -> None:
 
 
 def test_missing_required_enum_pattern_and_bounds_together(sim: RunningSim) -> None:
-    obj = widget("w-many", host="Not_A_Host", replicas=0, ratio=0, tags=["a", "a", ""])
+    obj = widget(
+        "w-many", host="Not_A_Host", replicas=0, ratio=0, tags=["a", "a", ""], labels={"app": 1}
+    )
     del obj["spec"]["mode"]
     status, body, _ = create(sim, obj)
     assert status == 422
@@ -234,6 +238,7 @@ def test_missing_required_enum_pattern_and_bounds_together(sim: RunningSim) -> N
     assert ("FieldValueInvalid", "spec.ratio") in found
     assert ("FieldValueDuplicate", "spec.tags[1]") in found
     assert ("FieldValueInvalid", "spec.tags[2]") in found
+    assert ("FieldValueTypeInvalid", "spec.labels.app") in found  # additionalProperties
     messages = {c["field"]: c["message"] for c in body["details"]["causes"]}
     assert messages["spec.host"] == (
         "Invalid value: \"Not_A_Host\": spec.host in body should match '^[a-z0-9.-]+$'"
