@@ -116,8 +116,10 @@ def raw_request(
     *,
     content_type: str = "application/json",
     query: dict[str, str] | None = None,
+    warnings: list[str] | None = None,
 ) -> tuple[int, Any]:
-    """One HTTP request with no client in between: (status, decoded JSON body)."""
+    """One HTTP request with no client in between: (status, decoded JSON body); the answer's
+    Warning headers are appended to ``warnings`` when given."""
     url = sim.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
     data = (
         body
@@ -129,9 +131,13 @@ def raw_request(
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:
+            if warnings is not None:
+                warnings.extend(resp.headers.get_all("Warning") or [])
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as err:
         with err:
+            if warnings is not None:
+                warnings.extend(err.headers.get_all("Warning") or [])
             return err.code, json.loads(err.read() or b"null")
 
 

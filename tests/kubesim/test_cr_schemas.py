@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +13,7 @@ import yaml
 from kubernetes import client, config, dynamic
 
 from kubesim.harness import RunningSim
-from tests.kubesim.support import kubectl_binary
+from tests.kubesim.support import kubectl_binary, raw_request
 
 GROUP = "schema.example.com"
 BASE = f"/apis/{GROUP}/v1/namespaces/default/widgets"
@@ -156,17 +153,11 @@ def call(
     query: dict[str, str] | None = None,
 ) -> tuple[int, Any, list[str]]:
     """One request: (status, decoded body, Warning headers)."""
-    url = sim.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": content_type}
+    warnings: list[str] = []
+    status, answer = raw_request(
+        sim, method, path, body, content_type=content_type, query=query, warnings=warnings
     )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return resp.status, json.loads(resp.read()), resp.headers.get_all("Warning") or []
-    except urllib.error.HTTPError as err:
-        with err:
-            return err.code, json.loads(err.read()), err.headers.get_all("Warning") or []
+    return status, answer, warnings
 
 
 def causes(body: dict[str, Any]) -> list[tuple[str, str]]:
