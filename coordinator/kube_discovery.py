@@ -25,6 +25,7 @@ from kubernetes.aio import watch as _kube_watch
 
 from coordinator.registry import Registry, Source
 from serving.background_tasks import BackgroundTasks
+from serving.kubernetes_transport import resolve_proxy_once
 from serving.retry_policies import BackoffWait
 
 __all__ = ["ADAPTER_LABEL", "SERVICE_NAME_LABEL", "KubeDiscovery", "replicas_from_slices"]
@@ -112,11 +113,13 @@ class KubeDiscovery:
         if self._kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
             configuration = kube_client.Configuration()
             kube_config.load_incluster_config(client_configuration=configuration)
-            self._api = kube_client.ApiClient(configuration)
+            self._api = resolve_proxy_once(kube_client.ApiClient(configuration))
         else:  # the given kubeconfig, else $KUBECONFIG or ~/.kube/config
-            self._api = await kube_config.new_client_from_config(
-                config_file=None if self._kubeconfig is None else str(self._kubeconfig),
-                persist_config=False,
+            self._api = resolve_proxy_once(
+                await kube_config.new_client_from_config(
+                    config_file=None if self._kubeconfig is None else str(self._kubeconfig),
+                    persist_config=False,
+                )
             )
         core = kube_client.CoreV1Api(self._api)
         discovery = kube_client.DiscoveryV1Api(self._api)

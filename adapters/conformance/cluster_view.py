@@ -21,6 +21,7 @@ from kubernetes.aio import config as _typed_kube_config
 from kubernetes.aio.client.exceptions import ApiException
 
 from adapters.kit.cluster import call_json
+from serving.kubernetes_transport import resolve_proxy_once
 
 __all__ = [
     "MANAGED_BY_LABEL",
@@ -107,7 +108,7 @@ class ClusterView:
             )
         except (_kube_config.ConfigException, OSError, ValueError) as exc:
             raise ClusterViewError(f"cannot load kubeconfig {kubeconfig}: {exc}") from exc
-        return cls(api, request_timeout=request_timeout, page_size=page_size)
+        return cls(resolve_proxy_once(api), request_timeout=request_timeout, page_size=page_size)
 
     async def close(self) -> None:
         """Close the HTTP connection pool."""

@@ -14,8 +14,6 @@ import builtins
 import json
 import os
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,7 @@ from adapters.kit.kube_errors import (
 from adapters.kit.objects import KubeObject, ObjectRef
 from adapters.kit.operations import ErrorDetail
 from adapters.kit.plans import FIELD_MANAGER
+from serving.kubernetes_transport import resolve_proxy_once
 from serving.retry_policies import call_retrying, is_retryable_kubernetes_error, kubernetes_retry
 
 __all__ = ["UNKNOWN", "ApiResource", "ClusterSession", "RetrySettings", "Unknown", "call_json"]
@@ -159,7 +158,7 @@ class ClusterSession:
         discovery_ttl: float = DISCOVERY_TTL_SECONDS,
     ) -> None:
         self._api: Any = api
-        _resolve_proxy_once(api)
+        resolve_proxy_once(api)
         self.name = name
         self._retry = retry or RetrySettings()
         self._on_retry = on_retry
@@ -608,30 +607,6 @@ def _aggregated_kinds(document: dict[str, Any]) -> dict[str, dict[str, ApiResour
                     )
             found[str(api_version)] = kinds
     return found
-
-
-def _resolve_proxy_once(api: Any) -> None:
-    """Read the environment's proxy settings for the API server now, not on every request.
-
-    The client's HTTP session trusts the environment, which makes aiohttp look up ``~/.netrc``
-    and the proxy variables in a worker thread for each request (two thread hops, about half
-    the cost of a request to a nearby API server). Kubernetes authenticates with tokens and
-    client certificates, never netrc, and the proxy for one server does not change while an
-    adapter runs: resolve it here and let the session skip both lookups.
-    """
-    configuration = api.configuration
-    extra = dict(getattr(configuration, "client_session_kwargs", None) or {})
-    extra.setdefault("trust_env", False)
-    configuration.client_session_kwargs = extra
-    rest = api.rest_client
-    if rest.proxy:  # the kubeconfig names one (proxy-url)
-        return
-    parts = urllib.parse.urlsplit(str(configuration.host))
-    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
-        return
-    proxy = urllib.request.getproxies().get(parts.scheme)
-    if proxy:
-        rest.proxy = proxy
 
 
 def _default_kubeconfig_path() -> Path | None:

@@ -31,7 +31,16 @@ __all__ = ["ClusterSessions"]
 
 log = structlog.get_logger(__name__)
 
-SessionKey = tuple[str, str]
+
+@dataclass(frozen=True)
+class SessionKey:
+    """Where a session's kubeconfig comes from: ``source`` (the request's text by digest, the
+    adapter's file by path, or the defaults), the file's ``version`` (size and mtime) and the
+    context."""
+
+    source: str
+    context: str
+    version: str = ""
 
 
 @dataclass(eq=False)
@@ -67,16 +76,16 @@ class ClusterSessions:
         context = target.context or ("" if target.kubeconfig else self._kube_context)
         if target.kubeconfig:
             digest = hashlib.sha256(target.kubeconfig.encode("utf-8")).hexdigest()
-            return f"text:{digest}", context
+            return SessionKey(source=f"text:{digest}", context=context)
         path = self._kubeconfig
         if path is None:
-            return "default", context
+            return SessionKey(source="default", context=context)
         try:
             stat = path.stat()
             version = f"{stat.st_size}:{stat.st_mtime_ns}"
         except OSError:
             version = "missing"  # connecting reports the problem
-        return f"file:{path}:{version}", context
+        return SessionKey(source=f"file:{path}", context=context, version=version)
 
     async def _connect(self, target: ClusterTarget) -> ClusterSession:
         if target.kubeconfig:
@@ -112,12 +121,8 @@ class ClusterSessions:
 
     async def _retire_superseded(self, key: SessionKey) -> None:
         """An adapter kubeconfig file that changed replaces the session built from it."""
-        source, context = key
-        if not source.startswith("file:"):
-            return
-        prefix = source.rsplit(":", 2)[0]
         for old_key, old in list(self._entries.items()):
-            if old_key[1] == context and old_key[0].rsplit(":", 2)[0] == prefix:
+            if (old_key.source, old_key.context) == (key.source, key.context) and old_key != key:
                 del self._entries[old_key]
                 old.retired = True
                 if old.leases == 0:
