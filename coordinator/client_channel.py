@@ -18,18 +18,27 @@ from typing import Any
 import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 
+from meshplane.adapter.v1 import adapter_pb2 as apb
+from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
+from serving.durations import duration_argument
 from serving.tls import InsecureTransportError, add_client_tls_arguments, client_tls_from_args, dial
 
 __all__ = [
     "COORDINATOR_ENV",
     "DEFAULT_COORDINATOR",
     "EXIT_BROKEN_PIPE",
+    "EXIT_DENIED",
     "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_FOUND",
+    "EXIT_UNAVAILABLE",
     "EXIT_USAGE",
     "Command",
     "add_connection_arguments",
     "coordinator_address",
+    "duration_flag",
+    "exit_code_for",
     "run_on_coordinator",
 ]
 
@@ -37,13 +46,26 @@ COORDINATOR_ENV = "MESHPLANE_COORDINATOR"
 DEFAULT_COORDINATOR = "127.0.0.1:10100"
 
 EXIT_FAILED = 1
+"""The operation failed (or was cancelled), or the coordinator refused the request."""
 EXIT_USAGE = 2
+"""A flag or argument the command cannot use, or a request the coordinator found invalid."""
+EXIT_NOT_FOUND = 3
+"""The operation, mesh or result named does not exist."""
+EXIT_UNAVAILABLE = 4
+"""No coordinator answered (or it answered too late)."""
+EXIT_DENIED = 5
+"""Not authenticated, or not allowed to do this."""
 EXIT_INTERRUPTED = 130
+"""128 + SIGINT: Ctrl-C."""
 EXIT_BROKEN_PIPE = 141
 """128 + SIGPIPE, what a shell reports for a writer whose reader (``head``) went away."""
 
 Command = Callable[[Any, argparse.Namespace], Awaitable[int]]
 """A client command: given a CoordinatorService stub and the parsed flags, an exit code."""
+
+
+duration_flag = duration_argument
+"""An argparse type: a Go-style duration (``90s``, ``5m``, ``1h30m``; bare numbers are seconds)."""
 
 
 def add_connection_arguments(
@@ -62,9 +84,9 @@ def add_connection_arguments(
     )
     group.add_argument(
         "--call-timeout",
-        type=float,
+        type=duration_flag,
         default=30.0,
-        metavar="SECONDS",
+        metavar="DURATION",
         help=call_timeout_help,
     )
     add_client_tls_arguments(parser)
@@ -111,11 +133,58 @@ def run_on_coordinator(
         text = f"{code.name}: {exc.details()}"
         if code == grpc.StatusCode.UNAVAILABLE:
             text += f" (is a coordinator listening at {address}? {unavailable_hint})"
-        return fail(text, EXIT_FAILED)
+        elif code == grpc.StatusCode.UNIMPLEMENTED:
+            text = _not_a_coordinator(address, tls, args.allow_insecure) or text
+        return fail(text, exit_code_for(code))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return _reader_gone()
+
+
+_EXIT_BY_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: EXIT_USAGE,
+    grpc.StatusCode.OUT_OF_RANGE: EXIT_USAGE,
+    grpc.StatusCode.NOT_FOUND: EXIT_NOT_FOUND,
+    grpc.StatusCode.UNAVAILABLE: EXIT_UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_UNAVAILABLE,
+    grpc.StatusCode.PERMISSION_DENIED: EXIT_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED: EXIT_DENIED,
+}
+
+
+def exit_code_for(code: Any) -> int:
+    """The documented exit code for a gRPC status a command ended with."""
+    return _EXIT_BY_STATUS.get(code, EXIT_FAILED)
+
+
+def _not_a_coordinator(address: str, tls: Any, allow_insecure: bool) -> str | None:
+    """When ``address`` answers as a meshplane adapter, the sentence that says so, else None.
+
+    An UNIMPLEMENTED answer to a coordinator call usually means the address is an adapter's
+    (they listen on 10000+); one GetInfo call tells, and names the mesh.
+    """
+
+    async def probe() -> str | None:
+        channel = dial(address, tls=tls, allow_insecure=allow_insecure)
+        async with channel:
+            try:
+                info = await apb_grpc.MeshAdapterServiceStub(channel).GetInfo(
+                    apb.GetInfoRequest(), timeout=5
+                )
+            except grpc.RpcError:
+                return None
+        mesh = str(info.mesh)[:40]
+        return (
+            f"{address} is a meshplane adapter (mesh {mesh!r}), not a coordinator: point "
+            f"--coordinator (or {COORDINATOR_ENV}) at the coordinator, {DEFAULT_COORDINATOR} "
+            "in the sandbox"
+        )
+
+    try:
+        return asyncio.run(probe())
+    except (grpc.RpcError, OSError, ValueError):
+        return None
 
 
 def _reader_gone() -> int:

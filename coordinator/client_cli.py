@@ -10,40 +10,29 @@ printing the error's code, message, probable cause and remediation.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import re
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import grpc  # type: ignore[import-untyped, unused-ignore]
-import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 
 from coordinator import sandbox
 from coordinator.client_channel import (
     COORDINATOR_ENV,
     DEFAULT_COORDINATOR,
-    EXIT_FAILED,
     Command,
     add_connection_arguments,
+    duration_flag,
     run_on_coordinator,
 )
 from coordinator.client_output import as_dict, local_time, print_json, print_table
+from coordinator.operation_follow import TERMINAL, state_name, wait_for_operation, watch_events
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 
 __all__ = ["COORDINATOR_ENV", "DEFAULT_COORDINATOR", "register"]
 
-_TERMINAL = {
-    apb.OPERATION_STATE_SUCCEEDED,
-    apb.OPERATION_STATE_FAILED,
-    apb.OPERATION_STATE_CANCELLED,
-    apb.OPERATION_STATE_INTERRUPTED,
-}
-_STREAM_RETRIES = 5
 _STATES = ("pending", "running", "succeeded", "failed", "cancelled", "interrupted")
 _RELATIVE = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -53,19 +42,13 @@ class UsageError(ValueError):
     """A flag value the command cannot use (exit code 2)."""
 
 
-def _state(value: int) -> str:
-    return str(apb.OperationState.Name(apb.OperationState.ValueType(value))).removeprefix(
-        "OPERATION_STATE_"
-    )
-
-
 def _severity(value: int) -> str:
     return str(apb.EventSeverity.Name(apb.EventSeverity.ValueType(value))).removeprefix(
         "EVENT_SEVERITY_"
     )
 
 
-def _replica_state(value: int) -> str:
+def _replicastate_name(value: int) -> str:
     return str(cpb.ReplicaState.Name(cpb.ReplicaState.ValueType(value))).removeprefix(
         "REPLICA_STATE_"
     )
@@ -135,10 +118,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     apply.add_argument("--operation-id", default="", help="idempotency key (default: assigned)")
     apply.add_argument(
         "--timeout",
-        type=float,
+        type=duration_flag,
         default=None,
-        metavar="SECONDS",
-        help="operation deadline, readiness waits included (default: the adapter's)",
+        metavar="DURATION",
+        help="operation deadline, readiness waits included, e.g. 90s, 5m (default: the adapter's)",
     )
     apply.add_argument("--user", default=None, help="who asks (default: the login name)")
 
@@ -147,7 +130,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status.add_argument("--namespace", "-n", default="", help="control plane namespace")
 
     events = add("events", _events, "show recorded events; --follow keeps watching")
-    events.add_argument("--follow", "-F", action="store_true", help="keep watching live events")
+    events.add_argument(
+        "--follow",
+        "-F",
+        action="store_true",
+        help="keep watching live events (with --operation: until the operation ends)",
+    )
     events.add_argument("--operation", default="", metavar="ID", help="only this operation")
     events.add_argument("--mesh", default="", help="only this mesh")
     events.add_argument(
@@ -158,10 +146,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     events.add_argument(
         "--idle",
-        type=float,
+        type=duration_flag,
         default=1.0,
-        metavar="SECONDS",
-        help="without --follow: stop once no event arrived for this long (default 1)",
+        metavar="DURATION",
+        help="without --follow: stop once no event arrived for this long (default 1s)",
     )
 
     history = add("history", _history, "list recorded operations, newest first")
@@ -225,7 +213,7 @@ async def _adapters(stub: Any, args: argparse.Namespace) -> int:
         [
             adapter.mesh,
             replica.address,
-            _replica_state(replica.state),
+            _replicastate_name(replica.state),
             replica.adapter_version,
             replica.event_stream_id,
             str(replica.last_event_sequence),
@@ -382,7 +370,7 @@ async def _history(stub: Any, args: argparse.Namespace) -> int:
             r.operation.operation_id,
             r.mesh,
             r.operation.operation + (" (delete)" if r.operation.delete else ""),
-            _state(r.operation.state),
+            state_name(r.operation.state),
             r.operation.username,
             r.operation.error.code,
         ]
@@ -412,50 +400,6 @@ def _print_event(response: cpb.WatchEventsResponse, output: str) -> None:
         print(_event_line(response), flush=True)
 
 
-async def _watch(
-    stub: Any,
-    request: cpb.WatchEventsRequest,
-    *,
-    idle: float | None,
-    on_event: Callable[[cpb.WatchEventsResponse], bool],
-) -> None:
-    """Follow WatchEvents, resuming from the last cursor after a dropped stream.
-
-    Stops when ``on_event`` returns True, or (with ``idle``) once the stream is quiet that long.
-    """
-    cursor = request.after_cursor
-    failures = 0
-    while True:
-        resumed = cpb.WatchEventsRequest()
-        resumed.CopyFrom(request)
-        resumed.after_cursor = cursor
-        call = stub.WatchEvents(resumed)
-        try:
-            while True:
-                if idle is None:
-                    response = await call.read()
-                else:
-                    try:
-                        response = await asyncio.wait_for(call.read(), idle)
-                    except TimeoutError:
-                        return
-                if response is grpc.aio.EOF:
-                    break
-                failures = 0
-                cursor = response.cursor
-                if on_event(response):
-                    return
-        except grpc.RpcError as exc:
-            if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
-                raise
-            failures += 1
-            if failures > _STREAM_RETRIES:
-                raise
-            await asyncio.sleep(min(5.0, 0.2 * 2**failures))
-        finally:
-            call.cancel()
-
-
 async def _events(stub: Any, args: argparse.Namespace) -> int:
     if args.after < 0:
         raise UsageError("--after must not be negative")
@@ -464,20 +408,30 @@ async def _events(stub: Any, args: argparse.Namespace) -> int:
         if args.severity
         else apb.EVENT_SEVERITY_UNSPECIFIED
     )
+    until_end = bool(args.operation and args.follow)
+    idle = None if args.follow else args.idle
     if args.operation:
         # An unknown id would otherwise match nothing and look like "no events yet".
-        await stub.GetOperation(
+        found = await stub.GetOperation(
             cpb.GetOperationRequest(operation_id=args.operation), timeout=args.call_timeout
         )
+        if until_end and found.operation.operation.state in TERMINAL:
+            idle = args.idle  # already over: its events are all recorded, replay and stop
+    # Following one operation ends at its final event, so every severity is asked for and
+    # the --severity filter applies here.
     request = cpb.WatchEventsRequest(
-        mesh=args.mesh, operation_id=args.operation, after_cursor=args.after, min_severity=severity
+        mesh=args.mesh,
+        operation_id=args.operation,
+        after_cursor=args.after,
+        min_severity=apb.EVENT_SEVERITY_UNSPECIFIED if until_end else severity,
     )
 
     def show(response: cpb.WatchEventsResponse) -> bool:
-        _print_event(response, args.output)
-        return False
+        if response.event.severity >= severity:
+            _print_event(response, args.output)
+        return until_end and response.event.operation_state in TERMINAL
 
-    await _watch(stub, request, idle=None if args.follow else args.idle, on_event=show)
+    await watch_events(stub, request, idle=idle, on_event=show)
     return 0
 
 
@@ -526,44 +480,6 @@ def _apply_request(args: argparse.Namespace) -> cpb.ApplyOperationRequest:
     return cpb.ApplyOperationRequest(mesh=args.mesh, request=request)
 
 
-def _print_failure(operation: apb.Operation) -> None:
-    """The error detail a user acts on, on stderr."""
-    error = operation.error
-    if not error.code:
-        failed = [r for r in operation.cluster_results if r.error.code]
-        if failed:
-            error = failed[0].error
-    print(f"operation {operation.operation_id} {_state(operation.state)}", file=sys.stderr)
-    if error.code:
-        print(f"  error:        {error.code}: {error.message}", file=sys.stderr)
-        if error.probable_cause:
-            print(f"  cause:        {error.probable_cause}", file=sys.stderr)
-        if error.suggested_remediation:
-            print(f"  remediation:  {error.suggested_remediation}", file=sys.stderr)
-
-
-def _print_outcome(operation: apb.Operation) -> None:
-    print(f"operation {operation.operation_id} {_state(operation.state)}")
-    for result in operation.cluster_results:
-        counts = (
-            f"{result.objects_applied} applied, {result.objects_deleted} deleted, "
-            f"{result.objects_unchanged} unchanged"
-        )
-        summary = f" - {result.summary}" if result.summary else ""
-        print(f"  {result.cluster}: {_state(result.state)} ({counts}){summary}")
-
-
-async def _poll_until_final(stub: Any, operation_id: str, call_timeout: float) -> None:
-    """GetOperation until the operation is terminal (when events cannot be watched)."""
-    while True:
-        reply = await stub.GetOperation(
-            cpb.GetOperationRequest(operation_id=operation_id), timeout=call_timeout
-        )
-        if reply.operation.operation.state in _TERMINAL:
-            return
-        await asyncio.sleep(0.5)
-
-
 async def _apply(stub: Any, args: argparse.Namespace) -> int:
     response = await stub.ApplyOperation(_apply_request(args), timeout=args.call_timeout)
     operation_id = response.operation_id
@@ -571,57 +487,19 @@ async def _apply(stub: Any, args: argparse.Namespace) -> int:
         if args.output == "json":
             print_json(as_dict(response))
         else:
-            state = _state(response.operation.operation.state)
+            state = state_name(response.operation.operation.state)
             print(f"operation {operation_id} {state} on {response.operation.adapter_address}")
-            print(f"follow it with: meshplane events --follow --operation {operation_id}")
+            print(f"wait for it with: meshplane wait {operation_id}")
         return 0
     if args.output == "json":
         print_json(as_dict(response))
     else:
         print(f"operation {operation_id} accepted by {response.operation.adapter_address}")
 
-    def progress(event_response: cpb.WatchEventsResponse) -> bool:
-        event = event_response.event
-        if args.output == "json":
-            print_json(as_dict(event_response))
-        else:
-            where = event.cluster
-            if event.component and event.component not in event.summary:
-                where = f"{where} {event.component}".strip()
-            mark = {apb.EVENT_SEVERITY_WARNING: "!", apb.EVENT_SEVERITY_ERROR: "x"}.get(
-                event.severity, "-"
-            )
-            print(f"  {mark} {where + ': ' if where else ''}{event.summary}", flush=True)
-        return event.operation_state in _TERMINAL
-
-    async def follow() -> None:
-        try:
-            await _watch(
-                stub,
-                cpb.WatchEventsRequest(operation_id=operation_id),
-                idle=None,
-                on_event=progress,
-            )
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
-                raise
-            # A coordinator without an event hub: no progress to show, only the outcome.
-            await _poll_until_final(stub, operation_id, args.call_timeout)
-
-    deadline = None if args.timeout is None else args.timeout + args.call_timeout
-    try:
-        await asyncio.wait_for(follow(), deadline)
-    except TimeoutError:
-        print(f"operation {operation_id}: no final state after {deadline:g}s", file=sys.stderr)
-    final = await stub.GetOperation(
-        cpb.GetOperationRequest(operation_id=operation_id), timeout=args.call_timeout
+    return await wait_for_operation(
+        stub,
+        operation_id,
+        call_timeout=args.call_timeout,
+        limit=None if args.timeout is None else args.timeout + args.call_timeout,
+        output=args.output,
     )
-    operation = final.operation.operation
-    if args.output == "json":
-        print_json(as_dict(final))
-    elif operation.state == apb.OPERATION_STATE_SUCCEEDED:
-        _print_outcome(operation)
-    if operation.state == apb.OPERATION_STATE_SUCCEEDED:
-        return 0
-    _print_failure(operation)
-    return EXIT_FAILED

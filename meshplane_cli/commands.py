@@ -26,7 +26,11 @@ COMMANDS: dict[str, str] = {
     "status": "coordinator.client_cli",
     "events": "coordinator.client_cli",
     "history": "coordinator.client_cli",
+    "get": "coordinator.operation_cli",
+    "wait": "coordinator.operation_cli",
+    "cancel": "coordinator.operation_cli",
     "perf": "coordinator.perf_cli",
+    "completion": "meshplane_cli.completion",
 }
 
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))

@@ -7,7 +7,6 @@ coordinator's RunPerformanceTest RPC); these helpers keep flag parsing and outpu
 from __future__ import annotations
 
 import argparse
-import re
 
 from coordinator.perf.documents import render, result_document
 from coordinator.perf.identities import new_id
@@ -19,18 +18,13 @@ from coordinator.perf.results import (
     Protocol,
     TestConfig,
 )
+from serving.durations import duration_argument
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 OUTPUTS = ("table", "json", "yaml")
 
 
-def parse_duration(text: str) -> float:
-    """ "30s", "500ms", "2m", "1h" or plain seconds -> seconds."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30s, 500ms, 2m)")
-    return float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
+parse_duration = duration_argument
+"""A Go-style duration flag ("30s", "500ms", "2m", "1h30m" or plain seconds) -> seconds."""
 
 
 def _pairs(values: list[str] | None, separator: str, what: str) -> dict[str, str]:

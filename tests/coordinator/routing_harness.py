@@ -50,7 +50,11 @@ class FakeAdapter(apb_grpc.MeshAdapterServiceServicer):
         self.delay = 0.0
         """Seconds ListMeshVersions and GetMeshStatus wait before answering."""
         self.events = 3
+        """How many numbered events the stream starts with."""
         self.operations: dict[str, apb.Operation] = {}
+        self.operation_events: list[apb.Event] = []
+        """Events about operations (a cancellation ends one), after the numbered ones."""
+        self._new_event = asyncio.Condition()
 
     def _record(self, method: str, request: Any, context: Any) -> None:
         metadata = {k: str(v) for k, v in context.invocation_metadata() or ()}
@@ -130,6 +134,18 @@ class FakeAdapter(apb_grpc.MeshAdapterServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown {request.operation_id}")
         assert found is not None
         found.state = apb.OPERATION_STATE_CANCELLED
+        async with self._new_event:
+            self.operation_events.append(
+                apb.Event(
+                    sequence=self.events + len(self.operation_events) + 1,
+                    mesh=self.mesh,
+                    operation_id=found.operation_id,
+                    operation_state=apb.OPERATION_STATE_CANCELLED,
+                    summary=f"operation {found.operation_id} cancelled",
+                    event_stream_id=f"stream-{self.name}",
+                )
+            )
+            self._new_event.notify_all()
         return apb.CancelOperationResponse(operation=found)
 
     async def StreamEvents(self, request: Any, context: Any) -> AsyncIterator[Any]:
@@ -143,7 +159,16 @@ class FakeAdapter(apb_grpc.MeshAdapterServiceServicer):
                     event_stream_id=f"stream-{self.name}",
                 )
             )
-        await asyncio.Event().wait()  # follow "live" until the client cancels
+        sent = 0
+        while True:  # follow "live" until the client cancels
+            async with self._new_event:
+                while len(self.operation_events) <= sent:
+                    await self._new_event.wait()
+                fresh = self.operation_events[sent:]
+            sent += len(fresh)
+            for event in fresh:
+                if event.sequence > request.after_sequence:
+                    yield apb.StreamEventsResponse(event=event)
 
     async def GetMeshStatus(self, request: Any, context: Any) -> apb.GetMeshStatusResponse:
         self._record("GetMeshStatus", request, context)

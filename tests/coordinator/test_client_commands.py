@@ -87,7 +87,7 @@ async def test_history_end_before_start_is_invalid_argument(
     client: Client, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = await _cli(client, capsys, "history", "--since", "1h", "--until", "3h")
-    assert code == 1
+    assert code == 2  # the coordinator found the input invalid: a usage error
     assert "INVALID_ARGUMENT" in err and "is before start_time" in err
 
 
@@ -122,7 +122,7 @@ async def test_events_for_an_unknown_operation_fail_naming_it(
     client: Client, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = await _cli(client, capsys, "events", "--operation", "nope")
-    assert code == 1 and out == ""
+    assert code == 3 and out == ""  # not found
     assert "NOT_FOUND" in err and "'nope'" in err
     code, _, _ = await _cli(client, capsys, "events", "--operation", "op-0", "--idle", "0.2")
     assert code == 0

@@ -364,7 +364,7 @@ async def test_cli_against_the_coordinator(adapter_fast: Adapter, tmp_path: Path
         assert progress and all(p["event"]["operation_id"] == "cli-install" for p in progress)
 
         code, out, err = await run_cli_here("apply", "istio", "install", "--version", "9.9.9", *at)
-        assert code == 1 and "9.9.9" in err
+        assert code == 2 and "9.9.9" in err  # INVALID_ARGUMENT: a usage error
 
         code, out, _ = await run_cli_here("adapters", *at)
         assert code == 0
@@ -399,14 +399,14 @@ async def test_cli_against_the_coordinator(adapter_fast: Adapter, tmp_path: Path
 async def test_cli_explains_an_unreachable_coordinator() -> None:
     port = free_port_block(1)
     code, _, err = await run_cli_here("adapters", "--coordinator", f"127.0.0.1:{port}")
-    assert code == 1
+    assert code == 4
     assert "UNAVAILABLE" in err and "meshplane up" in err
     assert f"127.0.0.1:{port}" in err
     other = free_port_block(1)
     code, _, err = await run_cli(
         "ops", within=30, env={"MESHPLANE_COORDINATOR": f"127.0.0.1:{other}"}
     )
-    assert code == 1 and f"127.0.0.1:{other}" in err
+    assert code == 4 and f"127.0.0.1:{other}" in err
 
 
 def _refused(port: int) -> bool:

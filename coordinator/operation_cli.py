@@ -1,0 +1,151 @@
+"""`meshplane get|wait|cancel OPERATION_ID`: one operation, by the id `apply` printed.
+
+``get`` shows the operation as recorded; ``wait`` follows it to its end like ``apply --wait``
+(exit 0 only when it succeeded); ``cancel`` asks its adapter to stop it, after a confirmation on
+a terminal (``-y`` skips it). Exit codes are the client's (see `coordinator.client_channel`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from coordinator.client_channel import (
+    EXIT_USAGE,
+    Command,
+    add_connection_arguments,
+    duration_flag,
+    run_on_coordinator,
+)
+from coordinator.client_output import as_dict, local_time, print_json
+from coordinator.operation_follow import print_failure, state_name, wait_for_operation
+from meshplane.adapter.v1 import adapter_pb2 as apb
+from meshplane.coordinator.v1 import coordinator_pb2 as cpb
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `get`, `wait` and `cancel` to `meshplane`."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = add_connection_arguments(common, call_timeout_help="deadline of each request")
+    group.add_argument(
+        "--output", "-o", choices=("table", "json"), default="table", help="table or json"
+    )
+
+    def add(name: str, command: Command, help: str) -> argparse.ArgumentParser:
+        parser = subparsers.add_parser(name, parents=[common], help=help, description=help)
+        parser.add_argument("operation_id", metavar="OPERATION_ID", help="as `apply` printed it")
+        parser.set_defaults(run=lambda args: _run(command, args))
+        return parser
+
+    add("get", _get, "show one operation: state, clusters, error, times")
+    wait = add("wait", _wait, "follow an operation to its end; exit 0 only if it succeeded")
+    wait.add_argument(
+        "--timeout",
+        type=duration_flag,
+        default=None,
+        metavar="DURATION",
+        help="give up waiting after this long, e.g. 10m (the operation goes on)",
+    )
+    cancel = add("cancel", _cancel, "stop a running operation")
+    cancel.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+
+def _run(command: Command, args: argparse.Namespace) -> int:
+    def fail(message: str, code: int) -> int:
+        print(f"meshplane {args.command}: {message}", file=sys.stderr)
+        return code
+
+    return run_on_coordinator(
+        command,
+        args,
+        fail=fail,
+        unavailable_hint="start one with `meshplane up`, or set --coordinator",
+    )
+
+
+async def _get(stub: Any, args: argparse.Namespace) -> int:
+    reply = await stub.GetOperation(
+        cpb.GetOperationRequest(operation_id=args.operation_id), timeout=args.call_timeout
+    )
+    if args.output == "json":
+        print_json(as_dict(reply))
+        return 0
+    record = reply.operation
+    operation = record.operation
+    rows = [
+        ("operation id", operation.operation_id),
+        ("mesh", record.mesh),
+        ("operation", operation.operation + (" (delete)" if operation.delete else "")),
+        ("state", state_name(operation.state)),
+        ("version", operation.mesh_version),
+        ("namespace", operation.namespace),
+        ("user", operation.username),
+        ("adapter", record.adapter_address),
+        ("created", local_time(operation.create_time)),
+        ("started", local_time(operation.start_time)),
+        ("ended", local_time(operation.end_time)),
+    ]
+    for label, value in rows:
+        if value:
+            print(f"{label + ':':<14}{value}")
+    for result in operation.cluster_results:
+        counts = (
+            f"{result.objects_applied} applied, {result.objects_deleted} deleted, "
+            f"{result.objects_unchanged} unchanged"
+        )
+        print(f"{'cluster:':<14}{result.cluster}: {state_name(result.state)} ({counts})")
+    if operation.error.code or any(r.error.code for r in operation.cluster_results):
+        print_failure(operation)
+    return 0
+
+
+async def _wait(stub: Any, args: argparse.Namespace) -> int:
+    if args.timeout is not None and args.timeout <= 0:
+        print("meshplane wait: --timeout must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    # Unknown ids fail here (NOT_FOUND, exit 3) rather than waiting for events that never come.
+    await stub.GetOperation(
+        cpb.GetOperationRequest(operation_id=args.operation_id), timeout=args.call_timeout
+    )
+    return await wait_for_operation(
+        stub,
+        args.operation_id,
+        call_timeout=args.call_timeout,
+        limit=args.timeout,
+        output=args.output,
+    )
+
+
+async def _cancel(stub: Any, args: argparse.Namespace) -> int:
+    found = await stub.GetOperation(
+        cpb.GetOperationRequest(operation_id=args.operation_id), timeout=args.call_timeout
+    )
+    operation = found.operation.operation
+    if operation.state not in (apb.OPERATION_STATE_PENDING, apb.OPERATION_STATE_RUNNING):
+        print(
+            f"meshplane cancel: operation {args.operation_id} already ended "
+            f"({state_name(operation.state)}); nothing to cancel",
+            file=sys.stderr,
+        )
+        return 0
+    if not args.yes and sys.stdin.isatty():
+        question = (
+            f"cancel {found.operation.mesh} {operation.operation} "
+            f"(operation {args.operation_id}, {state_name(operation.state)})? [y/N] "
+        )
+        print(question, end="", file=sys.stderr, flush=True)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            print("not cancelled", file=sys.stderr)
+            return 0
+    reply = await stub.CancelOperation(
+        cpb.CancelOperationRequest(operation_id=args.operation_id), timeout=args.call_timeout
+    )
+    if args.output == "json":
+        print_json(as_dict(reply))
+    else:
+        state = state_name(reply.operation.operation.state)
+        print(f"operation {args.operation_id} {state}")
+    return 0

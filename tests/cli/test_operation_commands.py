@@ -1,0 +1,257 @@
+"""`meshplane get|wait|cancel`, Ctrl-C during `apply --wait` (in a pseudo-terminal and without
+one), `events --follow --operation` ending with the operation, exit codes, and an adapter's
+address given where a coordinator's belongs. A coordinator in-process routes to a fake adapter
+whose operations stay PENDING until cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from meshplane.adapter.v1 import adapter_pb2 as apb
+from meshplane.coordinator.v1 import coordinator_pb2 as cpb
+from meshplane_cli.main import main
+from tests.coordinator.routing_harness import (
+    Client,
+    RunningFake,
+    coordinator,
+    fakes,
+    make_settings,
+    static,
+)
+
+_LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[")
+_PROGRAM = "import sys; from meshplane_cli.main import main; sys.exit(main())"
+
+
+class Setup:
+    def __init__(self, client: Client, fake: RunningFake) -> None:
+        self.client = client
+        self.fake = fake
+
+    @property
+    def address(self) -> str:
+        return self.client.coordinator.address
+
+    async def start_operation(self, operation_id: str) -> None:
+        await self.client.stub.ApplyOperation(
+            cpb.ApplyOperationRequest(
+                mesh="toy",
+                request=apb.ApplyOperationRequest(operation_id=operation_id, operation="install"),
+            ),
+            timeout=10,
+        )
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+    async with fakes(("toy", "a")) as (fake,):
+        settings = make_settings(tmp_path, adapters=static(fake))
+        async with coordinator(settings) as client:
+            await client.wait_serving(fake.address)
+            yield Setup(client, fake)
+
+
+async def _cli(
+    setup: Setup, capsys: pytest.CaptureFixture[str], *argv: str
+) -> tuple[int, str, str]:
+    code = await asyncio.to_thread(main, [*argv, "--coordinator", setup.address])
+    captured = capsys.readouterr()
+    # The in-process coordinator's own log lines land in the same captured stdout.
+    out = "".join(
+        line for line in captured.out.splitlines(keepends=True) if not _LOG_LINE.match(line)
+    )
+    return code, out, captured.err
+
+
+async def test_get_shows_the_operation_and_unknown_ids_exit_3(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await setup.start_operation("op-get")
+    code, out, _ = await _cli(setup, capsys, "get", "op-get", "-o", "json")
+    assert code == 0
+    record = json.loads(out)["operation"]
+    assert record["mesh"] == "toy"
+    assert record["operation"]["state"] == "OPERATION_STATE_PENDING"
+    code, out, _ = await _cli(setup, capsys, "get", "op-get")
+    assert code == 0
+    assert "state:        PENDING" in out and "mesh:         toy" in out
+
+    code, _, err = await _cli(setup, capsys, "get", "no-such-op")
+    assert code == 3
+    assert "NOT_FOUND" in err
+
+
+async def test_wait_gives_up_after_its_timeout_and_says_how_to_go_on(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await setup.start_operation("op-wait")
+    code, _, err = await _cli(setup, capsys, "wait", "op-wait", "--timeout", "300ms")
+    assert code == 4
+    assert "no final state after 0.3s" in err
+    assert "meshplane wait op-wait" in err
+    with pytest.raises(SystemExit) as exited:  # argparse's usage error
+        await _cli(setup, capsys, "wait", "op-wait", "--timeout", "soon")
+    assert exited.value.code == 2
+    assert "not a duration: 'soon'" in capsys.readouterr().err
+
+
+async def test_cancel_stops_it_and_wait_then_reports_it_cancelled(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await setup.start_operation("op-cancel")
+    code, out, _ = await _cli(setup, capsys, "cancel", "op-cancel", "-y")
+    assert code == 0
+    assert out.strip() == "operation op-cancel CANCELLED"
+    assert setup.fake.fake.operations["op-cancel"].state == apb.OPERATION_STATE_CANCELLED
+
+    code, _, err = await _cli(setup, capsys, "cancel", "op-cancel", "-y")
+    assert code == 0
+    assert "already ended (CANCELLED); nothing to cancel" in err
+
+    code, _, err = await _cli(setup, capsys, "wait", "op-cancel", "--timeout", "10s")
+    assert code == 1
+    assert "operation op-cancel CANCELLED" in err
+
+
+async def test_events_follow_for_one_operation_ends_when_it_ends(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await setup.start_operation("op-events")
+    command = asyncio.create_task(
+        _cli(setup, capsys, "events", "--follow", "--operation", "op-events"),
+        name="events --follow",
+    )
+    await asyncio.sleep(0.5)
+    assert not command.done()
+    await setup.client.stub.CancelOperation(
+        cpb.CancelOperationRequest(operation_id="op-events"), timeout=10
+    )
+    code, out, _ = await asyncio.wait_for(command, 30)
+    assert code == 0
+    assert "operation op-events cancelled" in out
+
+
+async def test_an_adapter_address_is_named_as_one(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = await asyncio.to_thread(main, ["adapters", "--coordinator", setup.fake.address])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"{setup.fake.address} is a meshplane adapter (mesh 'toy'), not a coordinator" in err
+    assert "Method not found" not in err
+
+
+async def test_invalid_input_the_coordinator_refuses_exits_2(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = await _cli(setup, capsys, "apply", "toy", "bad")
+    assert code == 2
+    assert "INVALID_ARGUMENT" in err
+
+
+async def test_apply_timeout_takes_go_durations(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, _ = await _cli(setup, capsys, "apply", "toy", "install", "--timeout", "1m30s")
+    assert code == 0
+    (request,) = setup.fake.fake.calls("ApplyOperation")
+    assert request.timeout.seconds == 90
+
+
+async def _read_until(master: int, wanted: str, seen: bytearray, within: float = 30.0) -> str:
+    """Read the pseudo-terminal until ``wanted`` appears; everything read so far."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(within):
+        while wanted not in seen.decode(errors="replace"):
+            readable = asyncio.Event()
+            loop.add_reader(master, readable.set)
+            try:
+                await readable.wait()
+            finally:
+                loop.remove_reader(master)
+            seen.extend(os.read(master, 4096))
+    return seen.decode(errors="replace")
+
+
+async def test_ctrl_c_on_a_terminal_explains_and_a_second_one_offers_to_cancel(
+    setup: Setup,
+) -> None:
+    master, slave = os.openpty()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _PROGRAM,
+            "apply",
+            "toy",
+            "install",
+            "--wait",
+            "--operation-id",
+            "op-tty",
+            "--coordinator",
+            setup.address,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+        )
+    finally:
+        os.close(slave)
+    seen = bytearray()
+    try:
+        await _read_until(master, "accepted by", seen)
+        await asyncio.sleep(0.3)  # the follower is watching events by now
+        process.send_signal(signal.SIGINT)
+        text = await _read_until(master, "within 3s to cancel it now", seen)
+        assert "interrupted: operation op-tty keeps running on its adapter" in text
+        assert "meshplane wait op-tty" in text and "meshplane cancel op-tty" in text
+        process.send_signal(signal.SIGINT)
+        await _read_until(master, "cancel operation op-tty? [y/N]", seen)
+        os.write(master, b"y\n")
+        text = await _read_until(master, "cancellation requested", seen)
+        assert await asyncio.wait_for(process.wait(), 30) == 130
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        os.close(master)
+    assert "Traceback" not in text
+    assert setup.fake.fake.operations["op-tty"].state == apb.OPERATION_STATE_CANCELLED
+
+
+async def test_ctrl_c_without_a_terminal_explains_and_leaves_it_running(setup: Setup) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _PROGRAM,
+        "apply",
+        "toy",
+        "install",
+        "--wait",
+        "--operation-id",
+        "op-pipe",
+        "--coordinator",
+        setup.address,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), 30)
+    assert b"accepted by" in line
+    await asyncio.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 130
+    text = err.decode()
+    assert "interrupted: operation op-pipe keeps running" in text
+    assert "[y/N]" not in text and "Traceback" not in text
+    assert setup.fake.fake.operations["op-pipe"].state == apb.OPERATION_STATE_PENDING
