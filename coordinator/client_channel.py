@@ -39,6 +39,7 @@ __all__ = [
     "coordinator_address",
     "duration_flag",
     "exit_code_for",
+    "run_client_command",
     "run_on_coordinator",
 ]
 
@@ -140,6 +141,25 @@ def run_on_coordinator(
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return _reader_gone()
+
+
+def run_client_command(
+    command: Command, args: argparse.Namespace, *, usage_errors: tuple[type[Exception], ...] = ()
+) -> int:
+    """`run_on_coordinator` for a `meshplane` client command: failures as one line on stderr,
+    prefixed with the command's name."""
+
+    def fail(message: str, code: int) -> int:
+        print(f"meshplane {args.command}: {message}", file=sys.stderr)
+        return code
+
+    return run_on_coordinator(
+        command,
+        args,
+        fail=fail,
+        unavailable_hint=f"start one with `meshplane up`, or set --coordinator / {COORDINATOR_ENV}",
+        usage_errors=usage_errors,
+    )
 
 
 _EXIT_BY_STATUS = {

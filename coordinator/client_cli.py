@@ -24,7 +24,7 @@ from coordinator.client_channel import (
     Command,
     add_connection_arguments,
     duration_flag,
-    run_on_coordinator,
+    run_client_command,
 )
 from coordinator.client_output import as_dict, local_time, print_json, print_table
 from coordinator.operation_follow import TERMINAL, state_name, wait_for_operation, watch_events
@@ -80,7 +80,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     def add(name: str, command: Command, help: str) -> argparse.ArgumentParser:
         parser = subparsers.add_parser(name, parents=[common], help=help, description=help)
-        parser.set_defaults(run=lambda args: _run(command, args))
+        parser.set_defaults(
+            run=lambda args: run_client_command(command, args, usage_errors=(UsageError,))
+        )
         return parser
 
     add("adapters", _adapters, "list adapters, their replicas, health and event positions")
@@ -182,22 +184,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     history.add_argument(
         "--all", action="store_true", help="every matching operation (ignores --limit)"
-    )
-
-
-def _run(command: Command, args: argparse.Namespace) -> int:
-    """Dial, run the command, and turn transport problems into one readable line."""
-
-    def fail(message: str, code: int) -> int:
-        print(f"meshplane {args.command}: {message}", file=sys.stderr)
-        return code
-
-    return run_on_coordinator(
-        command,
-        args,
-        fail=fail,
-        unavailable_hint=f"start one with `meshplane up`, or set --coordinator / {COORDINATOR_ENV}",
-        usage_errors=(UsageError,),
     )
 
 

@@ -16,7 +16,7 @@ from coordinator.client_channel import (
     Command,
     add_connection_arguments,
     duration_flag,
-    run_on_coordinator,
+    run_client_command,
 )
 from coordinator.client_output import as_dict, local_time, print_json
 from coordinator.operation_follow import print_failure, state_name, wait_for_operation
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     def add(name: str, command: Command, help: str) -> argparse.ArgumentParser:
         parser = subparsers.add_parser(name, parents=[common], help=help, description=help)
         parser.add_argument("operation_id", metavar="OPERATION_ID", help="as `apply` printed it")
-        parser.set_defaults(run=lambda args: _run(command, args))
+        parser.set_defaults(run=lambda args: run_client_command(command, args))
         return parser
 
     add("get", _get, "show one operation: state, clusters, error, times")
@@ -51,19 +51,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     cancel = add("cancel", _cancel, "stop a running operation")
     cancel.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-
-
-def _run(command: Command, args: argparse.Namespace) -> int:
-    def fail(message: str, code: int) -> int:
-        print(f"meshplane {args.command}: {message}", file=sys.stderr)
-        return code
-
-    return run_on_coordinator(
-        command,
-        args,
-        fail=fail,
-        unavailable_hint="start one with `meshplane up`, or set --coordinator",
-    )
 
 
 async def _get(stub: Any, args: argparse.Namespace) -> int:

@@ -11,8 +11,10 @@ import os
 import re
 import signal
 import sys
+from asyncio.subprocess import Process
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,6 +169,24 @@ async def test_apply_timeout_takes_go_durations(
     assert request.timeout.seconds == 90
 
 
+async def _apply_wait(setup: Setup, operation_id: str, **streams: Any) -> Process:
+    """`meshplane apply toy install --wait` as its own process, with the given std streams."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _PROGRAM,
+        "apply",
+        "toy",
+        "install",
+        "--wait",
+        "--operation-id",
+        operation_id,
+        "--coordinator",
+        setup.address,
+        **streams,
+    )
+
+
 async def _read_until(master: int, wanted: str, seen: bytearray, within: float = 30.0) -> str:
     """Read the pseudo-terminal until ``wanted`` appears; everything read so far."""
     loop = asyncio.get_running_loop()
@@ -187,22 +207,7 @@ async def test_ctrl_c_on_a_terminal_explains_and_a_second_one_offers_to_cancel(
 ) -> None:
     master, slave = os.openpty()
     try:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            _PROGRAM,
-            "apply",
-            "toy",
-            "install",
-            "--wait",
-            "--operation-id",
-            "op-tty",
-            "--coordinator",
-            setup.address,
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-        )
+        process = await _apply_wait(setup, "op-tty", stdin=slave, stdout=slave, stderr=slave)
     finally:
         os.close(slave)
     seen = bytearray()
@@ -228,18 +233,9 @@ async def test_ctrl_c_on_a_terminal_explains_and_a_second_one_offers_to_cancel(
 
 
 async def test_ctrl_c_without_a_terminal_explains_and_leaves_it_running(setup: Setup) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        _PROGRAM,
-        "apply",
-        "toy",
-        "install",
-        "--wait",
-        "--operation-id",
+    process = await _apply_wait(
+        setup,
         "op-pipe",
-        "--coordinator",
-        setup.address,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
