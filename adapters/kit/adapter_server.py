@@ -25,6 +25,7 @@ from adapters.kit.catalogue import MeshDeclaration
 from adapters.kit.events import EventLog
 from adapters.kit.executors import ClusterExecutor, VersionCatalog
 from adapters.kit.journal import OperationJournal
+from adapters.kit.meshery_servicer import MESHERY_SERVICE_NAME, MesheryServicer, serve_meshery_on
 from adapters.kit.metrics import AdapterMetrics, MetricsServer
 from adapters.kit.operations import ClusterTarget
 from adapters.kit.runner import DEFAULT_CLUSTER, OperationRunner
@@ -113,6 +114,7 @@ class RunningAdapter:
         grace = self.settings.shutdown_grace_seconds
         with contextlib.suppress(Exception):
             await self.server.set_serving(SERVICE_NAME, False)
+            await self.server.set_serving(MESHERY_SERVICE_NAME, False)
             await self.server.set_serving("", False)
         if self.background is not None:
             await self.background.stop(grace_seconds=grace)
@@ -193,6 +195,7 @@ async def start_adapter(
             )
         )
         serve_on(server, servicer)
+        serve_meshery_on(server, MesheryServicer(native=servicer, runner=runner, events=events))
         metrics_server = None
         if settings.metrics_port is not None:
             metrics_server = MetricsServer(metrics, host=settings.host, port=settings.metrics_port)
