@@ -23,7 +23,8 @@ from kubesim.errors import ApiError
 from kubesim.faults import Faults
 from kubesim.objects import Obj
 from kubesim.patching import APPLY_PATCH, PATCH_TYPES
-from kubesim.resources import READ_ONLY_SUBRESOURCES, ResourceType
+from kubesim.resources import CREATE_ONLY_SUBRESOURCES, READ_ONLY_SUBRESOURCES, ResourceType
+from kubesim.reviews import Reviews
 from kubesim.selectors import parse_field_selector, parse_label_selector
 from kubesim.store import StoredEvent, Watcher
 
@@ -75,12 +76,14 @@ class KubeApi:
         self,
         cluster: Cluster,
         faults: Faults,
+        reviews: Reviews,
         *,
         bookmark_seconds: float = BOOKMARK_SECONDS,
         aggregated_discovery: bool = True,
     ) -> None:
         self.cluster = cluster
         self.faults = faults
+        self.reviews = reviews
         self.bookmark_seconds = bookmark_seconds
         self.aggregated_discovery = aggregated_discovery
         self._closing = asyncio.Event()
@@ -183,6 +186,8 @@ class KubeApi:
             await asyncio.sleep(latency)
         if err := self.faults.error(verb):
             raise err
+        if route.rt.review or route.subresource in CREATE_ONLY_SUBRESOURCES:
+            return await self._review(request, route)
         if verb == "watch":
             return await self._watch(request, route)
         if verb == "list":
@@ -203,6 +208,12 @@ class KubeApi:
     def _verb(request: web.Request, route: Route) -> str:
         method = request.method
         collection = route.name is None
+        if route.rt.review or route.subresource in CREATE_ONLY_SUBRESOURCES:
+            if method != "POST" or (route.rt.review and not collection):
+                raise ApiError.method_not_allowed(
+                    f"the server does not allow this method on the requested resource ({method})"
+                )
+            return "create"
         if method == "GET":
             if request.query.get("watch") in ("true", "1"):
                 return "watch"
@@ -225,6 +236,32 @@ class KubeApi:
                 f"the server does not allow this method on the requested resource ({method})"
             )
         return verbs[method]
+
+    # --- reviews --------------------------------------------------------------------------
+
+    async def _review(self, request: web.Request, route: Route) -> web.Response:
+        """TokenRequest and the authentication/authorization reviews: answered, not stored."""
+        kind = "TokenRequest" if route.subresource == "token" else route.rt.kind
+        body = await self._json_body(request, kind)
+        reviews = self.reviews
+        if route.subresource == "token":
+            assert route.name is not None and route.namespace is not None
+            return json_response(reviews.token_request(route.namespace, route.name, body), 201)
+        plural = route.rt.plural
+        if plural == "tokenreviews":
+            answer = reviews.token_review(body)
+        elif plural == "subjectaccessreviews":
+            answer = reviews.subject_access_review(body)
+        elif plural == "localsubjectaccessreviews":
+            assert route.namespace is not None
+            answer = reviews.local_subject_access_review(route.namespace, body)
+        else:
+            requester = reviews.requester(request.headers.get("Authorization", ""))
+            if plural == "selfsubjectreviews":
+                answer = reviews.self_subject_review(body, requester)
+            else:
+                answer = reviews.self_subject_access_review(body, requester)
+        return json_response(answer, 201)
 
     # --- reads ----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import structlog
 
 from kubesim.faults import Faults
 from kubesim.server import KubeSim, SimConfig
+from kubesim.tokens import ISSUER, parse_token_file
 
 FAULTS_ENV = "KUBESIM_FAULTS"
 
@@ -59,6 +60,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_false",
         help="serve only the per-group-version discovery documents, as servers before 1.30",
     )
+    parser.add_argument(
+        "--token-auth-file",
+        type=Path,
+        default=None,
+        help='static tokens for TokenReview, one `token,user,uid,"group1,group2"` per line '
+        "(kube-apiserver's format; re-read when it changes)",
+    )
+    parser.add_argument(
+        "--api-audiences",
+        default=ISSUER,
+        help=f"comma-separated audiences of the API server itself (default: the issuer, {ISSUER})",
+    )
     parser.set_defaults(run=run)
 
 
@@ -73,6 +86,16 @@ def run(args: argparse.Namespace) -> int:
     if args.ready_delay < 0:
         print("kubesim: --ready-delay must be >= 0", file=sys.stderr)
         return 2
+    if args.token_auth_file is not None:
+        try:
+            parse_token_file(args.token_auth_file.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"kubesim: --token-auth-file {args.token_auth_file}: {exc}", file=sys.stderr)
+            return 2
+    audiences = tuple(a.strip() for a in args.api_audiences.split(",") if a.strip())
+    if not audiences:
+        print("kubesim: --api-audiences needs at least one audience", file=sys.stderr)
+        return 2
     config = SimConfig(
         host=args.host,
         port=args.port,
@@ -82,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         tls=args.tls,
         faults=faults,
         aggregated_discovery=args.aggregated_discovery,
+        token_auth_file=args.token_auth_file,
+        api_audiences=audiences,
     )
     # The store keeps many long-lived objects and each large request (a CRD) allocates
     # thousands more: with the default thresholds, collections over the stored objects took a

@@ -14,10 +14,12 @@ from collections.abc import Callable
 
 import structlog
 
+from kubesim import rbac
 from kubesim.cluster import NAMESPACES, Cluster
 from kubesim.collection import LifecycleControllers
 from kubesim.endpoints import ServiceControllers
 from kubesim.errors import ApiError
+from kubesim.objects import copy_json
 from kubesim.reconciling import (
     DAEMONSETS,
     DEPLOYMENTS,
@@ -59,6 +61,7 @@ class Simulator(WorkloadControllers, ServiceControllers, LifecycleControllers, V
             "foreground": self._foreground,
             "claim": self._claim,
             "autoscaler": self._autoscaler,
+            "aggregate": self._aggregate,
         }
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -145,6 +148,25 @@ class Simulator(WorkloadControllers, ServiceControllers, LifecycleControllers, V
             self.enqueue(("claim", ns, name))
         elif sk == HPAS:
             self.enqueue(("autoscaler", ns, name))
+        elif sk == rbac.CLUSTER_ROLES:
+            for role in self.cluster.store.objects(rbac.CLUSTER_ROLES):
+                if isinstance(role.get("aggregationRule"), dict):
+                    self.enqueue(("aggregate", "", role["metadata"]["name"]))
+
+    def _aggregate(self, _: str, name: str) -> None:
+        """The ClusterRole aggregation controller: an aggregated role's `rules` are those of
+        the ClusterRoles its `aggregationRule` selects."""
+        store = self.cluster.store
+        role = store.get(rbac.CLUSTER_ROLES, "", name)
+        rt = self.cluster.type_of(rbac.CLUSTER_ROLES)
+        if role is None or rt is None or not isinstance(role.get("aggregationRule"), dict):
+            return
+        rules = rbac.aggregated_rules(store, role)
+        if (role.get("rules") or []) == rules:
+            return
+        new = copy_json(role)
+        new["rules"] = rules
+        self.cluster.write(rt, role, new)
 
     def _enqueue_owner(self, uid: str | None, what: str) -> None:
         if uid is None:

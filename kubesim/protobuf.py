@@ -105,6 +105,53 @@ SCHEMAS: dict[str, Schema] = {
         5: ("dryRun", "list:string"),
     },
     "Preconditions": {1: ("uid", "string"), 2: ("resourceVersion", "string")},
+    # authentication.k8s.io/v1 and authorization.k8s.io/v1 (`kubectl create token`,
+    # `kubectl auth can-i`, `kubectl auth whoami`)
+    "TokenRequest": {1: ("metadata", "msg:ObjectMeta"), 2: ("spec", "msg:TokenRequestSpec")},
+    "TokenRequestSpec": {
+        1: ("audiences", "list:string"),
+        3: ("boundObjectRef", "msg:BoundObjectReference"),
+        4: ("expirationSeconds", "int"),
+    },
+    "BoundObjectReference": {
+        1: ("kind", "string"),
+        2: ("apiVersion", "string"),
+        3: ("name", "string"),
+        4: ("uid", "string"),
+    },
+    "TokenReview": {1: ("metadata", "msg:ObjectMeta"), 2: ("spec", "msg:TokenReviewSpec")},
+    "TokenReviewSpec": {1: ("token", "string"), 2: ("audiences", "list:string")},
+    "SelfSubjectReview": {1: ("metadata", "msg:ObjectMeta")},
+    "SelfSubjectAccessReview": {
+        1: ("metadata", "msg:ObjectMeta"),
+        2: ("spec", "msg:SubjectAccessReviewSpec"),
+    },
+    "SubjectAccessReview": {
+        1: ("metadata", "msg:ObjectMeta"),
+        2: ("spec", "msg:SubjectAccessReviewSpec"),
+    },
+    "LocalSubjectAccessReview": {
+        1: ("metadata", "msg:ObjectMeta"),
+        2: ("spec", "msg:SubjectAccessReviewSpec"),
+    },
+    # a SelfSubjectAccessReviewSpec is the first two fields of this one
+    "SubjectAccessReviewSpec": {
+        1: ("resourceAttributes", "msg:ResourceAttributes"),
+        2: ("nonResourceAttributes", "msg:NonResourceAttributes"),
+        3: ("user", "string"),
+        4: ("groups", "list:string"),
+        6: ("uid", "string"),
+    },
+    "ResourceAttributes": {
+        1: ("namespace", "string"),
+        2: ("verb", "string"),
+        3: ("group", "string"),
+        4: ("version", "string"),
+        5: ("resource", "string"),
+        6: ("subresource", "string"),
+        7: ("name", "string"),
+    },
+    "NonResourceAttributes": {1: ("path", "string"), 2: ("verb", "string")},
 }
 
 
@@ -213,4 +260,17 @@ def decode(body: bytes, expected: str | None = None) -> dict[str, Any]:
     return obj
 
 
-_OBJECT_KINDS = {"Secret", "ConfigMap", "Namespace", "ServiceAccount", "Lease", "DeleteOptions"}
+_OBJECT_KINDS = {
+    "Secret",
+    "ConfigMap",
+    "Namespace",
+    "ServiceAccount",
+    "Lease",
+    "DeleteOptions",
+    "TokenRequest",
+    "TokenReview",
+    "SelfSubjectReview",
+    "SelfSubjectAccessReview",
+    "SubjectAccessReview",
+    "LocalSubjectAccessReview",
+}

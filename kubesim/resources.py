@@ -12,6 +12,19 @@ from kubesim.errors import ApiError
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 SUB_VERBS = ("get", "patch", "update")
 READ_ONLY_SUBRESOURCES = frozenset({"log"})
+CREATE_ONLY_SUBRESOURCES = frozenset({"token"})
+_SUB_KINDS = {
+    "scale": ("autoscaling", "v1", "Scale"),
+    "token": ("authentication.k8s.io", "v1", "TokenRequest"),
+}
+
+
+def subresource_verbs(sub: str) -> list[str]:
+    if sub in READ_ONLY_SUBRESOURCES:
+        return ["get"]
+    if sub in CREATE_ONLY_SUBRESOURCES:
+        return ["create"]
+    return list(SUB_VERBS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +52,12 @@ class ResourceType:
     served_versions: tuple[str, ...] = field(default=())
     # Custom resources: the served version's structural schema (compiled on first use).
     schema: CrSchema | None = field(default=None, compare=False, repr=False)
+    # Reviews (TokenReview, SubjectAccessReview, ...): create only, answered and never stored.
+    review: bool = False
+
+    @property
+    def verbs(self) -> list[str]:
+        return ["create"] if self.review else list(ALL_VERBS)
 
     @property
     def api_version(self) -> str:
@@ -65,7 +84,7 @@ class ResourceType:
             "responseKind": kind,
             "scope": "Namespaced" if self.namespaced else "Cluster",
             "singularResource": self.singular,
-            "verbs": list(ALL_VERBS),
+            "verbs": self.verbs,
         }
         if self.short_names:
             entry["shortNames"] = list(self.short_names)
@@ -73,17 +92,10 @@ class ResourceType:
             entry["categories"] = list(self.categories)
         subresources = []
         for sub in self.subresources:
-            sub_kind = (
-                {"group": "autoscaling", "version": "v1", "kind": "Scale"}
-                if sub == "scale"
-                else kind
-            )
+            other = _SUB_KINDS.get(sub)
+            sub_kind = {"group": other[0], "version": other[1], "kind": other[2]} if other else kind
             subresources.append(
-                {
-                    "subresource": sub,
-                    "responseKind": sub_kind,
-                    "verbs": ["get"] if sub in READ_ONLY_SUBRESOURCES else list(SUB_VERBS),
-                }
+                {"subresource": sub, "responseKind": sub_kind, "verbs": subresource_verbs(sub)}
             )
         if subresources:
             entry["subresources"] = subresources
@@ -96,7 +108,7 @@ class ResourceType:
             "singularName": self.singular,
             "namespaced": self.namespaced,
             "kind": self.kind,
-            "verbs": list(ALL_VERBS),
+            "verbs": self.verbs,
         }
         if self.short_names:
             entry["shortNames"] = list(self.short_names)
@@ -104,17 +116,17 @@ class ResourceType:
             entry["categories"] = list(self.categories)
         entries = [entry]
         for sub in self.subresources:
-            sub_kind = "Scale" if sub == "scale" else self.kind
+            other = _SUB_KINDS.get(sub)
             sub_entry: dict[str, object] = {
                 "name": f"{self.plural}/{sub}",
                 "singularName": "",
                 "namespaced": self.namespaced,
-                "kind": sub_kind,
-                "verbs": ["get"] if sub in READ_ONLY_SUBRESOURCES else list(SUB_VERBS),
+                "kind": other[2] if other else self.kind,
+                "verbs": subresource_verbs(sub),
             }
-            if sub == "scale":
-                sub_entry["group"] = "autoscaling"
-                sub_entry["version"] = "v1"
+            if other:
+                sub_entry["group"] = other[0]
+                sub_entry["version"] = other[1]
             entries.append(sub_entry)
         return entries
 
@@ -132,6 +144,7 @@ def _t(
     label_names: bool = False,
     path_names: bool = False,
     categories: tuple[str, ...] = (),
+    review: bool = False,
 ) -> ResourceType:
     group, _, version = group_version.rpartition("/")
     return ResourceType(
@@ -147,11 +160,14 @@ def _t(
         label_names=label_names,
         path_segment_names=path_names,
         categories=categories,
+        review=review,
     )
 
 
 _ALL = ("all",)
 RBAC = "rbac.authorization.k8s.io/v1"
+AUTHN = "authentication.k8s.io/v1"
+AUTHZ = "authorization.k8s.io/v1"
 ADMISSION = "admissionregistration.k8s.io/v1"
 
 BUILTIN_TYPES: tuple[ResourceType, ...] = (
@@ -176,7 +192,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         label_names=True,
         categories=_ALL,
     ),
-    _t("v1", "serviceaccounts", "ServiceAccount", short=("sa",)),
+    _t("v1", "serviceaccounts", "ServiceAccount", short=("sa",), sub=("token",)),
     _t("v1", "pods", "Pod", short=("po",), sub=("status", "log"), gen=True, categories=_ALL),
     _t("v1", "endpoints", "Endpoints", singular="endpoints", short=("ep",)),
     _t("v1", "events", "Event", short=("ev",)),
@@ -224,6 +240,11 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _t(
         "batch/v1", "cronjobs", "CronJob", short=("cj",), sub=("status",), gen=True, categories=_ALL
     ),
+    _t(AUTHN, "tokenreviews", "TokenReview", namespaced=False, review=True),
+    _t(AUTHN, "selfsubjectreviews", "SelfSubjectReview", namespaced=False, review=True),
+    _t(AUTHZ, "subjectaccessreviews", "SubjectAccessReview", namespaced=False, review=True),
+    _t(AUTHZ, "selfsubjectaccessreviews", "SelfSubjectAccessReview", namespaced=False, review=True),
+    _t(AUTHZ, "localsubjectaccessreviews", "LocalSubjectAccessReview", review=True),
     _t(RBAC, "roles", "Role", path_names=True),
     _t(RBAC, "rolebindings", "RoleBinding", path_names=True),
     _t(RBAC, "clusterroles", "ClusterRole", namespaced=False, path_names=True),

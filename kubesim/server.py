@@ -15,9 +15,11 @@ from kubesim.api import KubeApi
 from kubesim.cluster import NAMESPACES, Cluster
 from kubesim.controllers import Simulator
 from kubesim.faults import Faults
-from kubesim.kubeconfig import generate_certificate, write_kubeconfig
+from kubesim.kubeconfig import TOKEN, generate_certificate, write_kubeconfig
 from kubesim.resources import ResourceRegistry
+from kubesim.reviews import Reviews
 from kubesim.store import Store
+from kubesim.tokens import ISSUER, Authenticator
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +55,11 @@ class SimConfig:
     shutdown_timeout: float = 5.0
     aggregated_discovery: bool = True
     """Answer `/api` and `/apis` in aggregated form when asked (1.30+); False: as older servers."""
+    token_auth_file: Path | None = None
+    """Static tokens for TokenReview, in kube-apiserver's `--token-auth-file` CSV format."""
+    api_audiences: tuple[str, ...] = (ISSUER,)
+    """The apiserver's own audiences (`--api-audiences`): the default of TokenRequest and
+    TokenReview, and the only ones static tokens are valid for."""
 
 
 class KubeSim:
@@ -63,9 +70,16 @@ class KubeSim:
         self.store = Store(history=config.history)
         self.registry = ResourceRegistry()
         self.cluster = Cluster(self.store, self.registry)
+        self.authenticator = Authenticator(
+            self.store,
+            token_file=config.token_auth_file,
+            admin_token=TOKEN,
+            api_audiences=config.api_audiences,
+        )
         self.api = KubeApi(
             self.cluster,
             config.faults,
+            Reviews(self.store, self.authenticator),
             bookmark_seconds=config.bookmark_seconds,
             aggregated_discovery=config.aggregated_discovery,
         )

@@ -117,6 +117,7 @@ def raw_request(
     content_type: str = "application/json",
     query: dict[str, str] | None = None,
     warnings: list[str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
     """One HTTP request with no client in between: (status, decoded JSON body); the answer's
     Warning headers are appended to ``warnings`` when given."""
@@ -127,7 +128,7 @@ def raw_request(
         else (body.encode() if isinstance(body, str) else json.dumps(body).encode())
     )
     request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": content_type}
+        url, data=data, method=method, headers={"Content-Type": content_type, **(headers or {})}
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from kubernetes import client, config
@@ -17,6 +18,13 @@ FAST = SimConfig(ready_delay=0.05, bookmark_seconds=0.2)
 def kubesim() -> Iterator[RunningSim]:
     """A fresh simulated cluster for one test (port 0, in a background thread)."""
     with running_kubesim(FAST) as sim:
+        yield sim
+
+
+@pytest.fixture
+def tls_kubesim() -> Iterator[RunningSim]:
+    """A fresh simulated cluster serving HTTPS (kubectl sends bearer tokens over HTTPS only)."""
+    with running_kubesim(replace(FAST, tls=True)) as sim:
         yield sim
 
 
