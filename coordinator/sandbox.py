@@ -3,8 +3,10 @@
 Starts, in order: a simulated cluster (kubesim, kept in ``<data-dir>/kubesim/state.json``) unless
 ``--kubeconfig`` names a real one; every adapter that `meshplane adapter MESH` accepts (each
 candidate mesh is tried; one whose declaration is not installed exits at once and is skipped);
-then the coordinator with those adapters. Each child must report SERVING (gRPC health) before
-the next starts. Then it prints where everything listens and a first command to try, and waits.
+then the coordinator with those adapters. Adapters accept kubeconfigs in requests only for the
+sandbox's own kubesim (``--allowed-cluster-servers``), and none with ``--kubeconfig``. Each
+child must report SERVING (gRPC health) before the next starts. Then it prints where everything
+listens and a first command to try, and waits.
 
 A child that exits while up runs is restarted with the same arguments after a growing delay;
 one that exits more than ``max_restarts`` times within ``restart_window_seconds`` stops
@@ -27,6 +29,7 @@ import ctypes
 import json
 import signal
 import sys
+import urllib.parse
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -304,6 +307,11 @@ class Sandbox:
             args += ["--chart-repo", settings.chart_repos[mesh]]
         if settings.mirror is not None:
             args += ["--mirror", str(settings.mirror)]
+        if self.kubernetes_url:
+            # Requests may name the sandbox's own kubesim in a kubeconfig (the conformance
+            # suite's --send-kubeconfig does), and no other server.
+            server = urllib.parse.urlsplit(self.kubernetes_url).netloc
+            args += ["--allow-request-kubeconfigs", "--allowed-cluster-servers", server]
         child = await self._spawn(f"adapter-{mesh}", args)
 
         found = await self._await_line(child, _announced)

@@ -169,6 +169,7 @@ async def start_adapter(
             default_timeout=settings.operation_timeout_seconds,
             max_concurrent=settings.max_concurrent_operations,
             metrics=metrics,
+            kubeconfig_policy=settings.kubeconfig_policy,
         )
         info = AdapterInfo(
             adapter_version=adapter_version(),

@@ -1,10 +1,11 @@
 """One authenticated connection to one Kubernetes cluster, speaking only what API servers offer.
 
-`ClusterSession` wraps the `kubernetes.aio` client built from a kubeconfig (TLS, tokens, exec
-plugins are the client's business) and adds what the apply engine needs: kind → resource
-resolution through discovery (cached per group-version, refreshed on a miss so kinds whose CRDs
-were just created are found), server-side apply that says whether anything changed, and the same
-retry policy around every call.
+`ClusterSession` wraps the `kubernetes.aio` client built from the operator's kubeconfig (TLS,
+tokens, exec plugins are the client's business) or from a judged request kubeconfig's values
+(`request_kubeconfigs`: inline credentials only), and adds what the apply engine needs: kind →
+resource resolution through discovery (cached per group-version, refreshed on a miss so kinds
+whose CRDs were just created are found), server-side apply that says whether anything changed,
+and the same retry policy around every call.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import builtins
 import json
 import os
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from adapters.kit.kube_errors import (
 from adapters.kit.objects import KubeObject, ObjectRef
 from adapters.kit.operations import ErrorDetail
 from adapters.kit.plans import FIELD_MANAGER
+from adapters.kit.request_kubeconfigs import JudgedKubeconfig
 from serving.kubernetes_transport import resolve_proxy_once
 from serving.retry_policies import call_retrying, is_retryable_kubernetes_error, kubernetes_retry
 
@@ -175,7 +178,7 @@ class ClusterSession:
     async def connect(
         cls,
         *,
-        kubeconfig: str = "",
+        kubeconfig: JudgedKubeconfig | None = None,
         kubeconfig_path: str | os.PathLike[str] | None = None,
         context: str | None = None,
         name: str = "default",
@@ -183,21 +186,20 @@ class ClusterSession:
         on_retry: Callable[[], None] | None = None,
         discovery_ttl: float = DISCOVERY_TTL_SECONDS,
     ) -> ClusterSession:
-        """Build a session from kubeconfig text, a kubeconfig file, or (neither) the defaults.
+        """Build a session from a judged request kubeconfig, the operator's kubeconfig file, or
+        (neither) the defaults.
 
-        The defaults are `$KUBECONFIG`/`~/.kube/config` when present, else the in-cluster
-        ServiceAccount (an adapter running in a pod). ``on_retry`` is called before each retry of
-        a failed request (e.g. to count retries in a metric).
+        A request's kubeconfig arrives only as a `JudgedKubeconfig` (inline credentials, an
+        allowed server) and never reaches the client's config loader: the client is configured
+        from its values alone. The operator's file and the defaults (`$KUBECONFIG`,
+        `~/.kube/config`, else the in-cluster ServiceAccount) are loaded by the client as
+        kubectl would. ``on_retry`` is called before each retry of a failed request (e.g. to
+        count retries in a metric).
         """
         context = context or None
         try:
-            if kubeconfig:
-                loaded = yaml.safe_load(kubeconfig)
-                if not isinstance(loaded, dict):
-                    raise ApplyError(_bad_kubeconfig("the kubeconfig is not a YAML mapping"))
-                api = await kube_config.new_client_from_config_dict(
-                    config_dict=loaded, context=context
-                )
+            if kubeconfig is not None:
+                api = _judged_client(kubeconfig)
             else:
                 path = kubeconfig_path or _default_kubeconfig_path()
                 if path is not None:
@@ -208,8 +210,6 @@ class ClusterSession:
                     configuration = Configuration()
                     kube_config.load_incluster_config(client_configuration=configuration)
                     api = ApiClient(configuration=configuration)
-        except ApplyError:
-            raise
         except (kube_config.ConfigException, yaml.YAMLError, OSError, ValueError) as exc:
             raise ApplyError(_bad_kubeconfig(str(exc))) from exc
         return cls(api, name=name, retry=retry, on_retry=on_retry, discovery_ttl=discovery_ttl)
@@ -607,6 +607,34 @@ def _aggregated_kinds(document: dict[str, Any]) -> dict[str, dict[str, ApiResour
                     )
             found[str(api_version)] = kinds
     return found
+
+
+def _judged_client(judged: JudgedKubeconfig) -> ApiClient:
+    """A client configured from a judged request kubeconfig's values, and nothing else.
+
+    Python's TLS loads a client certificate only from files: it is written to a private
+    temporary directory, loaded when the client is built, and removed at once.
+    """
+    configuration = Configuration(host=judged.server)
+    if judged.authorization:
+        configuration.api_key["BearerToken"] = judged.authorization
+    configuration.ca_cert_data = judged.certificate_authority or None
+    configuration.tls_server_name = judged.tls_server_name or None
+    if not judged.client_certificate:
+        return ApiClient(configuration=configuration)
+    with tempfile.TemporaryDirectory(prefix="meshplane-client-") as directory:
+        cert_file, key_file = Path(directory) / "tls.crt", Path(directory) / "tls.key"
+        for path, content in (
+            (cert_file, judged.client_certificate),
+            (key_file, judged.client_key),
+        ):
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(content)
+        configuration.cert_file, configuration.key_file = str(cert_file), str(key_file)
+        api = ApiClient(configuration=configuration)
+    configuration.cert_file = configuration.key_file = None
+    return api
 
 
 def _default_kubeconfig_path() -> Path | None:

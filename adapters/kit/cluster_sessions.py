@@ -7,16 +7,16 @@ adapter is a long-running server, so, like a controller's informers, it keeps on
 operation (the served group-versions, two requests) rather than re-read.
 
 A session is keyed by where its kubeconfig comes from: the adapter's file (with its size and
-modification time, so a rewritten kubeconfig, e.g. rotated credentials, gets a new session) or
-the request's kubeconfig text, plus the context. Sessions leased by running operations are
-never closed under them; idle ones beyond ``max_idle`` are closed least recently used first.
+modification time, so a rewritten kubeconfig, e.g. rotated credentials, gets a new session) plus
+the context, or a request's judged kubeconfig (`request_kubeconfigs`) by its identity. Sessions
+leased by running operations are never closed under them; idle ones beyond ``max_idle`` are
+closed least recently used first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -34,9 +34,9 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class SessionKey:
-    """Where a session's kubeconfig comes from: ``source`` (the request's text by digest, the
-    adapter's file by path, or the defaults), the file's ``version`` (size and mtime) and the
-    context."""
+    """Where a session's kubeconfig comes from: ``source`` (a judged request kubeconfig by its
+    identity, the adapter's file by path, or the defaults), the file's ``version`` (size and
+    mtime) and the context."""
 
     source: str
     context: str
@@ -73,10 +73,9 @@ class ClusterSessions:
         self._closed = False
 
     def _key(self, target: ClusterTarget) -> SessionKey:
-        context = target.context or ("" if target.kubeconfig else self._kube_context)
-        if target.kubeconfig:
-            digest = hashlib.sha256(target.kubeconfig.encode("utf-8")).hexdigest()
-            return SessionKey(source=f"text:{digest}", context=context)
+        if target.kubeconfig is not None:
+            return SessionKey(source=f"judged:{target.kubeconfig.identity}", context="")
+        context = target.context or self._kube_context
         path = self._kubeconfig
         if path is None:
             return SessionKey(source="default", context=context)
@@ -88,10 +87,9 @@ class ClusterSessions:
         return SessionKey(source=f"file:{path}", context=context, version=version)
 
     async def _connect(self, target: ClusterTarget) -> ClusterSession:
-        if target.kubeconfig:
+        if target.kubeconfig is not None:
             return await ClusterSession.connect(
                 kubeconfig=target.kubeconfig,
-                context=target.context or None,
                 name=target.name,
                 retry=self._retry,
                 on_retry=self._on_retry,

@@ -16,11 +16,11 @@ from adapters.kit.events import Event
 from adapters.kit.executors import MeshStatus, MeshVersionInfo
 from adapters.kit.operations import (
     ClusterResult,
-    ClusterTarget,
     ErrorDetail,
     OperationRecord,
     OperationRequest,
     OperationState,
+    RequestedCluster,
     Severity,
 )
 from meshplane.adapter.v1 import adapter_pb2 as pb
@@ -82,9 +82,11 @@ def _error(error: ErrorDetail | None) -> pb.ErrorDetail | None:
     )
 
 
-def cluster_from_pb(cluster: pb.Cluster) -> ClusterTarget:
-    """A request's cluster → `ClusterTarget`."""
-    return ClusterTarget(name=cluster.name, kubeconfig=cluster.kubeconfig, context=cluster.context)
+def cluster_from_pb(cluster: pb.Cluster) -> RequestedCluster:
+    """A request's cluster → `RequestedCluster` (its kubeconfig still to be judged)."""
+    return RequestedCluster(
+        name=cluster.name, kubeconfig=cluster.kubeconfig, context=cluster.context
+    )
 
 
 def request_from_pb(request: pb.ApplyOperationRequest) -> OperationRequest:

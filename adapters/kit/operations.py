@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from adapters.kit.request_kubeconfigs import JudgedKubeconfig
+
 __all__ = [
     "TERMINAL_STATES",
     "ClusterResult",
@@ -19,6 +21,7 @@ __all__ = [
     "OperationRecord",
     "OperationRequest",
     "OperationState",
+    "RequestedCluster",
     "Severity",
 ]
 
@@ -63,11 +66,21 @@ class ErrorDetail:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ClusterTarget:
-    """One cluster an operation runs against; empty kubeconfig means the adapter's own."""
+class RequestedCluster:
+    """A cluster as a request names it; its kubeconfig is text nobody has judged yet."""
 
     name: str
-    kubeconfig: str = ""
+    kubeconfig: str = field(default="", repr=False)
+    context: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterTarget:
+    """One cluster an operation runs against: a judged request kubeconfig, or (None) the
+    adapter's own kubeconfig and ``context`` within it."""
+
+    name: str
+    kubeconfig: JudgedKubeconfig | None = None
     context: str = ""
 
 
@@ -82,7 +95,7 @@ class OperationRequest:
     delete: bool = False
     custom_body: str = ""
     parameters: Mapping[str, str] = field(default_factory=dict)
-    clusters: tuple[ClusterTarget, ...] = ()
+    clusters: tuple[RequestedCluster, ...] = ()
     username: str = ""
     timeout_seconds: float | None = None
 

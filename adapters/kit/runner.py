@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import re
 import uuid
 from collections.abc import Mapping
@@ -41,6 +42,7 @@ from adapters.kit.operations import (
     OperationRecord,
     OperationRequest,
     OperationState,
+    RequestedCluster,
     Severity,
 )
 from adapters.kit.request_checks import (
@@ -48,7 +50,12 @@ from adapters.kit.request_checks import (
     CustomBodyPolicy,
     FieldProblem,
     check_custom_body,
-    check_kubeconfig,
+)
+from adapters.kit.request_kubeconfigs import (
+    KubeconfigRefused,
+    Refusal,
+    RequestKubeconfigPolicy,
+    judge_kubeconfig,
 )
 from serving.background_tasks import BackgroundTasks
 
@@ -58,6 +65,7 @@ __all__ = [
     "InvalidArgument",
     "NotFound",
     "OperationRunner",
+    "PermissionDenied",
     "RequestError",
     "Unavailable",
 ]
@@ -91,6 +99,10 @@ class NotFound(RequestError):
 
 class FailedPrecondition(RequestError):
     """The request conflicts with recorded state, e.g. a reused operation_id."""
+
+
+class PermissionDenied(RequestError):
+    """The adapter's operator does not allow what the request asks (PERMISSION_DENIED)."""
 
 
 class Unavailable(RequestError):
@@ -128,6 +140,7 @@ class OperationRunner:
         max_concurrent: int = 4,
         cancel_wait_seconds: float = 10.0,
         metrics: AdapterMetrics | None = None,
+        kubeconfig_policy: RequestKubeconfigPolicy | None = None,
     ) -> None:
         if default_timeout <= 0:
             raise ValueError("default_timeout must be positive")
@@ -142,6 +155,7 @@ class OperationRunner:
         self._default_timeout = default_timeout
         self._cancel_wait = cancel_wait_seconds
         self._metrics = metrics
+        self._kubeconfig_policy = kubeconfig_policy or RequestKubeconfigPolicy()
         self._slots = asyncio.Semaphore(max_concurrent)
         self._parsing = asyncio.Semaphore(PARSING_SLOTS)
         self._tasks = BackgroundTasks(owner=f"{declaration.mesh}-operations")
@@ -331,15 +345,16 @@ class OperationRunner:
                 "operation",
             )
         parameters = self._check_parameters(spec, request.parameters)
-        targets = self._targets(request)
-        if spec.custom or any(c.kubeconfig for c in request.clusters):
+        self._check_cluster_names(request)
+        if spec.custom:
             # Parsing is CPU work bounded by the size limits; a thread keeps the loop serving.
             async with self._parsing:
                 problem = await asyncio.to_thread(
-                    self._parsed_fields_problem, spec, request, namespace, parameters
+                    self._custom_body_problem, spec, request, namespace, parameters
                 )
             if problem is not None:
                 raise InvalidArgument(problem.field, problem.message)
+        targets = await self._targets(request)
         mesh_version = await self._check_version(
             spec, request.mesh_version or (previous.mesh_version if previous else "")
         )
@@ -355,32 +370,24 @@ class OperationRunner:
         )
 
     @staticmethod
-    def _parsed_fields_problem(
+    def _custom_body_problem(
         spec: OperationSpec,
         request: OperationRequest,
         namespace: str,
         parameters: Mapping[str, str],
     ) -> FieldProblem | None:
-        """The first problem in the fields that must be parsed: custom_body, then kubeconfigs."""
-        if spec.custom:
-            problem = check_custom_body(
-                request.custom_body,
-                CustomBodyPolicy(
-                    namespace=namespace,
-                    namespace_sent=bool(request.namespace),
-                    cluster_scoped_parameter=any(
-                        p.name == ALLOW_CLUSTER_SCOPED for p in spec.parameters
-                    ),
-                    allow_cluster_scoped=parameters.get(ALLOW_CLUSTER_SCOPED, "").lower() == "true",
+        """What is wrong with the custom operation's YAML, if anything."""
+        return check_custom_body(
+            request.custom_body,
+            CustomBodyPolicy(
+                namespace=namespace,
+                namespace_sent=bool(request.namespace),
+                cluster_scoped_parameter=any(
+                    p.name == ALLOW_CLUSTER_SCOPED for p in spec.parameters
                 ),
-            )
-            if problem is not None:
-                return problem
-        for index, cluster in enumerate(request.clusters):
-            problem = check_kubeconfig(index, cluster.kubeconfig, cluster.context)
-            if problem is not None:
-                return problem
-        return None
+                allow_cluster_scoped=parameters.get(ALLOW_CLUSTER_SCOPED, "").lower() == "true",
+            ),
+        )
 
     def _check_parameters(self, spec: OperationSpec, sent: Mapping[str, str]) -> dict[str, str]:
         accepted = {p.name: p for p in spec.parameters}
@@ -446,9 +453,8 @@ class OperationRunner:
             )
         return version
 
-    def _targets(self, request: OperationRequest) -> tuple[ClusterTarget, ...]:
-        if not request.clusters:
-            return (self._default_cluster,)
+    @staticmethod
+    def _check_cluster_names(request: OperationRequest) -> None:
         seen: set[str] = set()
         for index, cluster in enumerate(request.clusters):
             if not cluster.name:
@@ -459,7 +465,58 @@ class OperationRunner:
                     f"{cluster.name!r} appears twice; cluster names are unique within a request",
                 )
             seen.add(cluster.name)
-        return request.clusters
+
+    async def _targets(self, request: OperationRequest) -> tuple[ClusterTarget, ...]:
+        if not request.clusters:
+            return (self._default_cluster,)
+        return tuple(
+            [
+                await self.cluster_target(cluster, field=f"clusters[{index}]")
+                for index, cluster in enumerate(request.clusters)
+            ]
+        )
+
+    async def cluster_target(self, cluster: RequestedCluster, *, field: str) -> ClusterTarget:
+        """The target a request's cluster names: the adapter's own cluster (and context) when it
+        sends no kubeconfig, else its kubeconfig judged by `request_kubeconfigs` (``field`` is
+        the request's path of the cluster, e.g. ``clusters[0]``).
+
+        Raises `FailedPrecondition` when the adapter accepts no request kubeconfigs,
+        `InvalidArgument` for one that is not data-only or unusable, `PermissionDenied` for a
+        server the operator did not allow.
+        """
+        if not cluster.kubeconfig:
+            return ClusterTarget(name=cluster.name, context=cluster.context)
+        judge = functools.partial(
+            judge_kubeconfig,
+            cluster.kubeconfig,
+            context=cluster.context,
+            policy=self._kubeconfig_policy,
+            field=f"{field}.kubeconfig",
+            context_field=f"{field}.context",
+        )
+        try:
+            if not self._kubeconfig_policy.accept:
+                judged = judge()  # refuses before parsing anything
+            else:
+                # Parsing is CPU work bounded by the size limits; a thread keeps the loop
+                # serving.
+                async with self._parsing:
+                    judged = await asyncio.to_thread(judge)
+        except KubeconfigRefused as refused:
+            _log.info(
+                "request.kubeconfig_refused",
+                mesh=self.declaration.mesh,
+                cluster=cluster.name[:63],
+                field=refused.field,
+                reason=refused.reason.value,
+            )
+            if refused.reason is Refusal.NOT_ACCEPTED:
+                raise FailedPrecondition(str(refused)) from None
+            if refused.reason is Refusal.SERVER_NOT_ALLOWED:
+                raise PermissionDenied(str(refused)) from None
+            raise InvalidArgument(refused.field, refused.message) from None
+        return ClusterTarget(name=cluster.name, kubeconfig=judged, context=judged.context)
 
     # running
 

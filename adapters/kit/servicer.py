@@ -7,6 +7,7 @@ that name the field and the fix. Nothing below this module sees protobuf.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -25,6 +26,7 @@ from adapters.kit.runner import (
     InvalidArgument,
     NotFound,
     OperationRunner,
+    PermissionDenied,
     RequestError,
     Unavailable,
 )
@@ -50,6 +52,7 @@ _CODES: dict[type[RequestError], Any] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
@@ -222,17 +225,15 @@ class MeshAdapterServicer(pb_grpc.MeshAdapterServiceServicer):
         self, request: pb.GetMeshStatusRequest, context: Any
     ) -> pb.GetMeshStatusResponse:
         """Inspect the mesh in one cluster through the executor."""
-        target = (
-            messages.cluster_from_pb(request.cluster)
-            if request.HasField("cluster")
-            else self._default_cluster
-        )
-        if not target.name:
-            target = ClusterTarget(
-                name=self._default_cluster.name,
-                kubeconfig=target.kubeconfig,
-                context=target.context,
-            )
+        target = self._default_cluster
+        if request.HasField("cluster"):
+            requested = messages.cluster_from_pb(request.cluster)
+            if not requested.name:
+                requested = dataclasses.replace(requested, name=self._default_cluster.name)
+            try:
+                target = await self._runner.cluster_target(requested, field="cluster")
+            except RequestError as error:
+                await self._abort(context, error)
         namespace = request.namespace or self._status_namespace()
         if len(namespace) > 63 or not DNS1123_LABEL.fullmatch(namespace):
             await _fail(

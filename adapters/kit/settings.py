@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.kit.catalogue import MeshDeclaration
+from adapters.kit.request_kubeconfigs import ALLOW_FLAG, SERVERS_FLAG, RequestKubeconfigPolicy
+from adapters.kit.server_patterns import ServerPattern, parse_server_patterns
 from serving.command_settings import (
     HEALTH_PORT_FLAG,
     LOGGING_FLAGS,
@@ -19,6 +21,7 @@ from serving.command_settings import (
     Flag,
     FlagTable,
     SettingsError,
+    boolean,
     health_port_setting,
     optional_path,
     port,
@@ -64,6 +67,17 @@ class AdapterSettings:
     """Plaintext port serving only gRPC health (probes of a TLS adapter); None is off."""
     log_level: str = "info"
     log_format: str = "auto"
+    allow_request_kubeconfigs: bool = False
+    """Accept kubeconfigs in requests (data-only, allowed servers); off: the adapter's own only."""
+    allowed_cluster_servers: tuple[ServerPattern, ...] = ()
+    """API server host patterns request kubeconfigs may point at (`server_patterns`)."""
+
+    @property
+    def kubeconfig_policy(self) -> RequestKubeconfigPolicy:
+        """What request kubeconfigs the runner accepts."""
+        return RequestKubeconfigPolicy(
+            accept=self.allow_request_kubeconfigs, servers=self.allowed_cluster_servers
+        )
 
 
 _FLAGS = FlagTable(
@@ -101,6 +115,21 @@ _FLAGS = FlagTable(
             metavar="SECONDS",
             help="time running work gets to stop on SIGTERM (10)",
         ),
+        Flag(
+            flag=ALLOW_FLAG,
+            parse=boolean,
+            switch=True,
+            help="accept kubeconfigs in requests (inline credentials only, servers matching "
+            f"{SERVERS_FLAG}); default: off, every request uses the adapter's own cluster",
+        ),
+        Flag(
+            flag=SERVERS_FLAG,
+            parse=parse_server_patterns,
+            metavar="PATTERNS",
+            help="comma list of API server hosts request kubeconfigs may point at: "
+            "'api.corp.example', '*.corp.example' (one label), '10.0.0.7', '[fd00::7]', each "
+            "optionally ':PORT' (docs/security.md)",
+        ),
         *SERVER_TLS_FLAGS,
         HEALTH_PORT_FLAG,
         *LOGGING_FLAGS,
@@ -125,6 +154,14 @@ def settings_from_args(
         return values.get(name, default)
 
     metrics_port = values.get("metrics_port", 0)
+    allow_kubeconfigs = bool(values.get("allow_request_kubeconfigs", False))
+    listed = values.get("allowed_cluster_servers", ())
+    servers = listed if isinstance(listed, tuple) else ()
+    if allow_kubeconfigs and not servers:
+        raise SettingsError(
+            f"{ALLOW_FLAG} needs {SERVERS_FLAG} (the API server hosts request kubeconfigs may "
+            "point at, e.g. '*.corp.example,10.0.0.7:6443')"
+        )
     grpc_port = int(str(get("port", declaration.default_port)))
     return AdapterSettings(
         host=str(get("host", "127.0.0.1")),
@@ -147,4 +184,6 @@ def settings_from_args(
         health_port=health_port_setting(values, main_port=grpc_port),
         log_level=str(get("log_level", "info")),
         log_format=str(get("log_format", "auto")),
+        allow_request_kubeconfigs=allow_kubeconfigs,
+        allowed_cluster_servers=servers,
     )

@@ -50,8 +50,11 @@ class _Limits(yaml.composer.Composer, yaml.constructor.SafeConstructor):
 
     max_alias_expansions: int = DEFAULT_MAX_ALIAS_EXPANSIONS
     max_depth: int = DEFAULT_MAX_DEPTH
+    max_nodes: int | None = None
+    """Nodes a document may hold, aliases counted as what they expand to (None: no limit)."""
     _depth: int
     _expanded: int
+    _nodes: int
     _sizes: dict[int, int]
 
     if TYPE_CHECKING:
@@ -65,11 +68,13 @@ class _Limits(yaml.composer.Composer, yaml.constructor.SafeConstructor):
     def _reset_limits(self) -> None:
         self._depth = 0
         self._expanded = 0
+        self._nodes = 0
         self._sizes = {}
 
     def compose_document(self) -> Node | None:
         # Limits are per document, like anchors themselves.
         self._expanded = 0
+        self._nodes = 0
         self._sizes = {}
         node: Node | None = super().compose_document()
         return node
@@ -92,8 +97,13 @@ class _Limits(yaml.composer.Composer, yaml.constructor.SafeConstructor):
                     "like a YAML bomb (billion laughs). Write the repeated content out or use "
                     "fewer aliases"
                 )
+            if self.max_nodes is not None:
+                self._count_nodes(event.start_mark.line)
             return node
         self._depth += 1
+        self._nodes += 1
+        if self.max_nodes is not None:
+            self._count_nodes(self.peek_event().start_mark.line)
         try:
             if self._depth > self.max_depth:
                 event = self.peek_event()
@@ -108,6 +118,13 @@ class _Limits(yaml.composer.Composer, yaml.constructor.SafeConstructor):
         if node is not None:
             self._sizes[id(node)] = 1 + sum(self._sizes.get(id(c), 0) for c in _children(node))
         return node
+
+    def _count_nodes(self, line: int) -> None:
+        if self.max_nodes is not None and self._nodes + self._expanded > self.max_nodes:
+            raise ManifestError(
+                f"YAML holds more than {self.max_nodes} nodes (max_nodes) at line {line + 1}; "
+                "send a smaller document"
+            )
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         """Build a mapping with JSON string keys, refusing duplicates as kubectl does.
@@ -214,12 +231,23 @@ def _check_size(text: str, max_bytes: int, source: str) -> None:
         )
 
 
-def _compose_all(text: str, *, max_alias_expansions: int, max_depth: int, source: str) -> list[Any]:
+def _compose_all(
+    text: str,
+    *,
+    max_alias_expansions: int,
+    max_depth: int,
+    source: str,
+    max_nodes: int | None = None,
+) -> list[Any]:
     """Parse every document into plain Python data, with the limits applied."""
     loader_type = type(
         "_Loader",
         (_BoundedLoader,),
-        {"max_alias_expansions": max_alias_expansions, "max_depth": max_depth},
+        {
+            "max_alias_expansions": max_alias_expansions,
+            "max_depth": max_depth,
+            "max_nodes": max_nodes,
+        },
     )
     loader = loader_type(text)
     documents: list[Any] = []
@@ -242,6 +270,7 @@ def load_mapping(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_alias_expansions: int = DEFAULT_MAX_ALIAS_EXPANSIONS,
     max_depth: int = DEFAULT_MAX_DEPTH,
+    max_nodes: int | None = None,
     source: str = "the YAML input",
 ) -> dict[str, Any]:
     """Load a single YAML document that must be a mapping (an index.yaml, a values file)."""
@@ -249,7 +278,11 @@ def load_mapping(
     documents = [
         d
         for d in _compose_all(
-            text, max_alias_expansions=max_alias_expansions, max_depth=max_depth, source=source
+            text,
+            max_alias_expansions=max_alias_expansions,
+            max_depth=max_depth,
+            max_nodes=max_nodes,
+            source=source,
         )
         if d is not None
     ]

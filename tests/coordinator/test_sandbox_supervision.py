@@ -12,9 +12,13 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import grpc  # type: ignore[import-untyped, unused-ignore]
+import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
 from coordinator.sandbox import Child, Sandbox, SandboxSettings
+from meshplane.adapter.v1 import adapter_pb2 as apb
+from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from meshplane_cli.main import main
 
 
@@ -79,6 +83,26 @@ async def _eventually(check: Callable[[], Awaitable[bool]], *, within: float = 6
             await asyncio.sleep(0.1)
 
 
+async def _request_kubeconfigs_name_only_the_sandboxs_kubesim(sandbox: Sandbox) -> None:
+    assert sandbox.kubeconfig is not None
+    text = sandbox.kubeconfig.read_text()
+    port = sandbox.kubernetes_url.rsplit(":", 1)[1]
+    async with grpc.aio.insecure_channel(sandbox.adapters["istio"]) as channel:
+        stub = apb_grpc.MeshAdapterServiceStub(channel)
+        status = await stub.GetMeshStatus(
+            apb.GetMeshStatusRequest(cluster=apb.Cluster(name="sim", kubeconfig=text)), timeout=30
+        )
+        assert status.cluster == "sim" and not status.installed
+        elsewhere = text.replace(f"127.0.0.1:{port}", f"127.0.0.1:{int(port) + 1}")
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.GetMeshStatus(
+                apb.GetMeshStatusRequest(cluster=apb.Cluster(name="x", kubeconfig=elsewhere)),
+                timeout=30,
+            )
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert f"127.0.0.1:{int(port) + 1}" in (refused.value.details() or "")
+
+
 async def test_a_killed_adapter_comes_back_until_it_exits_too_often(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -87,6 +111,7 @@ async def test_a_killed_adapter_comes_back_until_it_exits_too_often(
         supervising = asyncio.ensure_future(sandbox.supervise())
         try:
             assert await _replica_states(sandbox, capsys) == ["REPLICA_STATE_SERVING"]
+            await _request_kubeconfigs_name_only_the_sandboxs_kubesim(sandbox)
             adapter = _adapter(sandbox)
             killed = adapter.process.pid
             adapter.process.kill()

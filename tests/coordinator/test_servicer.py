@@ -17,6 +17,7 @@ import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 from google.protobuf import json_format
 
+from adapters.kit.server_patterns import parse_server_patterns
 from coordinator import messages
 from coordinator.registry import Registry
 from coordinator.routing import Router
@@ -79,7 +80,11 @@ async def _wait_state(client: Client, operation_id: str, *states: int) -> cpb.Op
 
 
 async def test_apply_records_the_operation_and_get_refreshes_it(tmp_path: Path) -> None:
-    async with toy_adapter() as toy, coordinator(_toy_settings(tmp_path, toy)) as client:
+    accepting = toy_adapter(
+        allow_request_kubeconfigs=True,
+        allowed_cluster_servers=parse_server_patterns("127.0.0.1:6443"),
+    )
+    async with accepting as toy, coordinator(_toy_settings(tmp_path, toy)) as client:
         await client.wait_serving(toy.adapter.address)
         answer = await client.stub.ApplyOperation(
             cpb.ApplyOperationRequest(

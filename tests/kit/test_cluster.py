@@ -7,6 +7,7 @@ import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -19,6 +20,7 @@ from adapters.kit.kube_errors import ApplyError, describe_error
 from adapters.kit.objects import ObjectRef
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
+from tests.kit.judged_kubeconfigs import judged
 
 GADGET_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -63,7 +65,9 @@ async def session(kubesim: RunningSim) -> AsyncIterator[ClusterSession]:
 async def test_connects_from_kubeconfig_text_with_context(kubesim: RunningSim) -> None:
     text = kubesim.kubeconfig.read_text()
     context = yaml.safe_load(text)["current-context"]
-    async with await ClusterSession.connect(kubeconfig=text, context=context, name="sim") as s:
+    async with await ClusterSession.connect(
+        kubeconfig=judged(text, context=context), name="sim"
+    ) as s:
         assert s.name == "sim"
         assert s.server.startswith("http://127.0.0.1:")
         assert await s.has_kind("v1", "ConfigMap")
@@ -71,12 +75,15 @@ async def test_connects_from_kubeconfig_text_with_context(kubesim: RunningSim) -
         assert not await s.has_kind("v1", "Gadget")
 
 
-async def test_bad_kubeconfig_is_explained() -> None:
+async def test_bad_kubeconfig_is_explained(tmp_path: Path) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text("{{{ not yaml")
     with pytest.raises(ApplyError) as caught:
-        await ClusterSession.connect(kubeconfig="- just\n- a list\n")
+        await ClusterSession.connect(kubeconfig_path=path)
     assert caught.value.detail.code == "KUBECONFIG_INVALID"
+    path.write_text("apiVersion: v1\nkind: Config\n")
     with pytest.raises(ApplyError) as caught:
-        await ClusterSession.connect(kubeconfig="apiVersion: v1\nkind: Config\n", context="nope")
+        await ClusterSession.connect(kubeconfig_path=path, context="nope")
     assert caught.value.detail.code == "KUBECONFIG_INVALID"
 
 
@@ -88,7 +95,8 @@ async def test_unreachable_server_is_explained(kubesim: RunningSim) -> None:
     for cluster in config["clusters"]:
         cluster["cluster"]["server"] = f"http://127.0.0.1:{port}"
     session = await ClusterSession.connect(
-        kubeconfig=yaml.safe_dump(config), retry=RetrySettings(attempts=2, initial_delay=0.01)
+        kubeconfig=judged(yaml.safe_dump(config)),
+        retry=RetrySettings(attempts=2, initial_delay=0.01),
     )
     async with session:
         with pytest.raises(ApplyError) as caught:

@@ -16,6 +16,7 @@ from adapters.kit.operations import ClusterTarget
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.kubeconfig import write_kubeconfig
 from kubesim.server import SimConfig
+from tests.kit.judged_kubeconfigs import judged
 
 DEFAULT = ClusterTarget(name="default")
 
@@ -46,11 +47,12 @@ async def test_a_request_kubeconfig_gets_its_own_session(kubesim: RunningSim) ->
     sessions = ClusterSessions(kubeconfig=kubesim.kubeconfig)
     try:
         async with sessions.lease(DEFAULT) as own:
-            async with sessions.lease(ClusterTarget(name="b", kubeconfig=text)) as given:
+            async with sessions.lease(ClusterTarget(name="b", kubeconfig=judged(text))) as given:
                 assert given is not own
                 assert given.name == "b"
                 assert await given.server_version()
-            async with sessions.lease(ClusterTarget(name="b", kubeconfig=text)) as again:
+            # Judged again (the next request), the same document shares the session.
+            async with sessions.lease(ClusterTarget(name="b", kubeconfig=judged(text))) as again:
                 assert again is given
     finally:
         await sessions.aclose()
@@ -81,9 +83,10 @@ async def test_a_rewritten_kubeconfig_replaces_the_session(
 async def test_idle_sessions_beyond_the_bound_are_closed(kubesim: RunningSim) -> None:
     text = kubesim.kubeconfig.read_text()
     sessions = ClusterSessions(kubeconfig=kubesim.kubeconfig, max_idle=2)
-    targets = [ClusterTarget(name=f"c{n}", kubeconfig=text, context="") for n in range(4)]
     # Distinct texts make distinct sessions (a comment changes the digest).
-    targets = [ClusterTarget(name=t.name, kubeconfig=f"{text}\n# {t.name}\n") for t in targets]
+    targets = [
+        ClusterTarget(name=f"c{n}", kubeconfig=judged(f"{text}\n# c{n}\n")) for n in range(4)
+    ]
     try:
         leased = []
         for target in targets:

@@ -1,9 +1,8 @@
-"""request_checks: custom_body and kubeconfig verdicts, each naming the field and the fix."""
+"""request_checks: custom_body verdicts, each naming the field and the fix."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,11 +14,8 @@ from adapters.kit.request_checks import (
     CUSTOM_MAX_ALIAS_EXPANSIONS,
     CUSTOM_MAX_BYTES,
     CustomBodyPolicy,
-    FieldProblem,
     check_custom_body,
-    check_kubeconfig,
 )
-from kubesim.kubeconfig import write_kubeconfig
 
 POLICY = CustomBodyPolicy(
     namespace="books",
@@ -188,113 +184,3 @@ def test_a_namespace_that_contradicts_the_requests_is_refused() -> None:
 def test_cluster_scoped_objects_are_not_held_to_the_requests_namespace() -> None:
     body = CLUSTER_ROLE.replace("{name: reader}", "{name: reader, namespace: elsewhere}")
     assert check_custom_body(body, ALLOWED) is None
-
-
-# kubeconfigs
-
-
-def kubeconfig(**changes: Any) -> dict[str, Any]:
-    """A well-formed kubeconfig as a dict; ``changes`` replace top-level keys."""
-    config: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": "east", "cluster": {"server": "https://east.example:6443"}},
-            {"name": "west", "cluster": {"server": "https://west.example"}},
-        ],
-        "users": [{"name": "admin", "user": {"token": "t"}}],
-        "contexts": [
-            {"name": "e", "context": {"cluster": "east", "user": "admin"}},
-            {"name": "w", "context": {"cluster": "west", "user": "admin", "namespace": "x"}},
-        ],
-        "current-context": "e",
-    }
-    config.update(changes)
-    return config
-
-
-def kube_problem(config: str | dict[str, Any], context: str = "", index: int = 1) -> FieldProblem:
-    text = config if isinstance(config, str) else yaml.safe_dump(config)
-    problem = check_kubeconfig(index, text, context)
-    assert problem is not None, text
-    return problem
-
-
-def test_good_kubeconfigs_pass(tmp_path: Path) -> None:
-    assert check_kubeconfig(0, yaml.safe_dump(kubeconfig()), "") is None
-    assert check_kubeconfig(0, yaml.safe_dump(kubeconfig()), "w") is None
-    assert check_kubeconfig(0, yaml.safe_dump(kubeconfig(**{"current-context": ""})), "w") is None
-    assert check_kubeconfig(0, yaml.safe_dump(kubeconfig(users=None)), "") is not None
-    anonymous = kubeconfig(contexts=[{"name": "e", "context": {"cluster": "east"}}])
-    del anonymous["users"]
-    assert check_kubeconfig(0, yaml.safe_dump(anonymous), "") is None
-    written = write_kubeconfig(tmp_path / "config", "http://127.0.0.1:6443")
-    assert check_kubeconfig(0, written.read_text(), "") is None
-
-
-def test_no_kubeconfig_means_the_adapters_own() -> None:
-    assert check_kubeconfig(0, "", "") is None
-    assert check_kubeconfig(0, "", "some-context") is None
-
-
-@pytest.mark.parametrize(
-    ("config", "fragment"),
-    [
-        ("{{{ not yaml", "the kubeconfig is not valid YAML"),
-        ("- a\n- list\n", "must be exactly one YAML mapping"),
-        ("secret: yes\n", "`clusters` is missing, not a list"),
-        (kubeconfig(contexts={"e": "east"}), "`contexts` is a dict, not a list"),
-        (kubeconfig(users=[{"user": {}}]), "users[0] is not a mapping with a string `name`"),
-        (kubeconfig(**{"current-context": None}), "has no current-context"),
-        (kubeconfig(**{"current-context": "gone"}), "contexts has no entry named 'gone'"),
-        (
-            kubeconfig(contexts=[{"name": "e", "context": {"cluster": "north"}}]),
-            "context 'e': clusters has no entry named 'north' (it has 'east', 'west')",
-        ),
-        (
-            kubeconfig(contexts=[{"name": "e", "context": {"cluster": "east", "user": "root"}}]),
-            "context 'e': users has no entry named 'root'",
-        ),
-        (kubeconfig(contexts=[{"name": "e", "context": {"user": "admin"}}]), "names no cluster"),
-        (kubeconfig(contexts=[{"name": "e"}]), "has no `context` mapping"),
-        (
-            kubeconfig(clusters=[{"name": "east", "cluster": {"insecure-skip-tls-verify": True}}]),
-            "cluster 'east' (context 'e') has no server URL",
-        ),
-        (
-            kubeconfig(clusters=[{"name": "east", "cluster": {"server": "east.example:6443"}}]),
-            "is not an http(s) URL with a host",
-        ),
-        (
-            kubeconfig(clusters=[{"name": "east", "cluster": {"server": "https://e:99999"}}]),
-            "port is not a number",
-        ),
-        (
-            kubeconfig(
-                contexts=[
-                    {"name": "e", "context": {"cluster": "east"}},
-                    {"name": "e", "context": {"cluster": "west"}},
-                ]
-            ),
-            "contexts has 2 entries named 'e'",
-        ),
-    ],
-)
-def test_unusable_kubeconfigs_name_the_cluster_entry(
-    config: str | dict[str, Any], fragment: str
-) -> None:
-    problem = kube_problem(config)
-    assert problem.field == "clusters[1].kubeconfig"
-    assert fragment in problem.message, problem.message
-
-
-def test_a_requested_context_that_is_missing_names_the_context_field() -> None:
-    problem = kube_problem(kubeconfig(), context="south", index=2)
-    assert problem.field == "clusters[2].context"
-    assert "contexts has no entry named 'south' (it has 'e', 'w')" in problem.message
-
-
-def test_a_kubeconfig_bomb_is_refused() -> None:
-    problem = kube_problem(billion_laughs(6))
-    assert problem.field == "clusters[1].kubeconfig"
-    assert "billion laughs" in problem.message

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from adapters.kit.catalogue import MeshDeclaration, OperationSpec
 from adapters.kit.events import EventLog
@@ -20,10 +21,20 @@ from adapters.kit.operations import (
     OperationRecord,
     OperationRequest,
     OperationState,
+    RequestedCluster,
     Severity,
 )
-from adapters.kit.runner import InvalidArgument, NotFound, OperationRunner, Unavailable
+from adapters.kit.request_kubeconfigs import JudgedKubeconfig, RequestKubeconfigPolicy
+from adapters.kit.runner import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OperationRunner,
+    PermissionDenied,
+    Unavailable,
+)
 from adapters.kit.standard_operations import custom_operation
+from tests.kit.judged_kubeconfigs import loopback_policy
 from tests.kit.toy_adapter import DECLARATION, Script, ScriptedExecutor, ToyVersions, eventually
 
 # The toy mesh with the kit's standard custom operation (which takes allow_cluster_scoped).
@@ -42,6 +53,7 @@ def _runner(
     state_dir: Path | None = None,
     max_concurrent: int = 4,
     declaration: MeshDeclaration = DECLARATION,
+    kubeconfig_policy: RequestKubeconfigPolicy | None = None,
 ) -> tuple[OperationRunner, OperationJournal, EventLog]:
     journal = OperationJournal(state_dir=state_dir)
     events = EventLog(mesh="toy", state_dir=None if state_dir is None else state_dir / "events")
@@ -52,6 +64,7 @@ def _runner(
         journal,
         events,
         max_concurrent=max_concurrent,
+        kubeconfig_policy=kubeconfig_policy,
     )
     return runner, journal, events
 
@@ -258,10 +271,10 @@ async def test_an_explicit_namespace_must_agree_with_the_objects() -> None:
 
 
 async def test_kubeconfigs_are_checked_after_the_cluster_names() -> None:
-    runner, journal, _ = _runner(ScriptedExecutor())
+    runner, journal, _ = _runner(ScriptedExecutor(), kubeconfig_policy=loopback_policy())
     clusters = (
-        ClusterTarget(name="a", kubeconfig="apiVersion: v1\nkind: Config\n"),
-        ClusterTarget(name="a"),
+        RequestedCluster(name="a", kubeconfig="apiVersion: v1\nkind: Config\n"),
+        RequestedCluster(name="a"),
     )
     with pytest.raises(InvalidArgument) as raised:
         await runner.submit(
@@ -276,6 +289,44 @@ async def test_kubeconfigs_are_checked_after_the_cluster_names() -> None:
     assert "`clusters` is missing" in str(raised.value)
     assert len(journal) == 0
     await runner.shutdown(1)
+
+
+def _kubeconfig(server: str) -> str:
+    return yaml.safe_dump(
+        {
+            "clusters": [{"name": "c", "cluster": {"server": server}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "x",
+        }
+    )
+
+
+async def test_each_kubeconfig_verdict_has_its_own_error_and_nothing_runs() -> None:
+    executor = ScriptedExecutor()
+    good = _kubeconfig("http://127.0.0.1:6443")
+
+    def request(operation_id: str, kubeconfig: str) -> OperationRequest:
+        clusters = (RequestedCluster(name="a"), RequestedCluster(name="b", kubeconfig=kubeconfig))
+        return OperationRequest(operation_id=operation_id, operation="install", clusters=clusters)
+
+    off, journal, _ = _runner(executor)
+    with pytest.raises(FailedPrecondition, match="does not accept kubeconfigs in requests"):
+        await off.submit(request("off", good))
+    on, journal, _ = _runner(executor, kubeconfig_policy=loopback_policy())
+    with pytest.raises(PermissionDenied, match=r"clusters\[1\].kubeconfig: server 'https://"):
+        await on.submit(request("far", _kubeconfig("https://10.1.2.3:6443")))
+    with pytest.raises(InvalidArgument, match=r"users\[0\].user.tokenFile: names a file"):
+        await on.submit(request("file", good.replace("token: t", "tokenFile: /etc/hostname")))
+    assert len(journal) == 0 and executor.executions == []
+    await on.submit(request("ok", good))
+    await eventually(lambda: _state(journal, "ok") is OperationState.SUCCEEDED)
+    seen = {e.cluster: e.kubeconfig for e in executor.executions}
+    assert seen["a"] is None
+    assert isinstance(seen["b"], JudgedKubeconfig)
+    assert seen["b"].server == "http://127.0.0.1:6443"
+    await off.shutdown(1)
+    await on.shutdown(1)
 
 
 async def test_the_loop_keeps_running_while_a_large_body_is_parsed() -> None:

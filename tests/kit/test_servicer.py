@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.kit.adapter_server import start_adapter
 from adapters.kit.cluster import ClusterSession
+from adapters.kit.server_patterns import parse_server_patterns
 from adapters.kit.servicer import SERVICE_NAME
 from adapters.kit.state_files import StateDirInUse
 from kubesim.harness import RunningSim
@@ -35,6 +36,13 @@ from tests.kit.toy_adapter import (
 )
 
 StatusCode = grpc.StatusCode
+
+
+ACCEPTING: dict[str, Any] = {
+    "allow_request_kubeconfigs": True,
+    "allowed_cluster_servers": parse_server_patterns("east.example:6443,10.0.0.1:8443"),
+}
+"""Settings of an adapter that accepts request kubeconfigs for the servers these tests name."""
 
 
 def kubeconfig_text(server: str = "https://east.example:6443", context: str = "e") -> str:
@@ -244,7 +252,7 @@ INVALID = [
     (
         install(clusters=[pb.Cluster(name="a", kubeconfig="secret: yes")]),
         StatusCode.INVALID_ARGUMENT,
-        "clusters[0].kubeconfig: `clusters` is missing, not a list",
+        "clusters[0].kubeconfig: secret: is not a field meshplane accepts",
     ),
     (
         install(clusters=[pb.Cluster(name="a", kubeconfig=kubeconfig_text(), context="x")]),
@@ -254,8 +262,7 @@ INVALID = [
     (
         install(clusters=[pb.Cluster(name="a", kubeconfig=kubeconfig_text("ftp://files"))]),
         StatusCode.INVALID_ARGUMENT,
-        "clusters[0].kubeconfig: cluster 'c' (context 'e') has server 'ftp://files', which is "
-        "not an http(s) URL",
+        "clusters[0].kubeconfig: clusters[0].cluster.server: 'ftp://files' is not an http(s) URL",
     ),
     (
         install(clusters=[pb.Cluster(name="a"), pb.Cluster(name="")]),
@@ -271,7 +278,7 @@ INVALID = [
 
 
 async def test_invalid_requests_name_the_field_and_run_nothing() -> None:
-    async with toy_adapter() as h:
+    async with toy_adapter(**ACCEPTING) as h:
         for request, code, message in INVALID:
             with pytest.raises(grpc.aio.AioRpcError) as raised:
                 await h.stub.ApplyOperation(request)
@@ -298,7 +305,7 @@ async def test_a_yaml_bomb_is_refused_at_once_and_the_adapter_keeps_serving() ->
 
 
 async def test_good_custom_bodies_and_kubeconfigs_are_accepted() -> None:
-    async with toy_adapter() as h:
+    async with toy_adapter(**ACCEPTING) as h:
         elsewhere = CONFIG_MAP.replace("{name: settings}", "{name: settings, namespace: shop}")
         accepted = await h.stub.ApplyOperation(
             custom(
@@ -307,7 +314,7 @@ async def test_good_custom_bodies_and_kubeconfigs_are_accepted() -> None:
                 clusters=[
                     pb.Cluster(name="east", kubeconfig=kubeconfig_text()),
                     pb.Cluster(
-                        name="west", kubeconfig=kubeconfig_text("http://10.0.0.1:8080", "w")
+                        name="west", kubeconfig=kubeconfig_text("https://10.0.0.1:8443", "w")
                     ),
                 ],
             )
@@ -393,7 +400,7 @@ async def test_clusters_run_in_parallel_and_one_failure_fails_the_operation() ->
             "north": Script(delay=0.4),
         }
     )
-    async with toy_adapter(executor=executor) as h:
+    async with toy_adapter(executor=executor, **ACCEPTING) as h:
         clusters = [
             pb.Cluster(name="east", kubeconfig=kubeconfig_text(), context="e"),
             pb.Cluster(name="west"),
@@ -414,7 +421,10 @@ async def test_clusters_run_in_parallel_and_one_failure_fails_the_operation() ->
         ]
         assert done.cluster_results[1].error.probable_cause == "image pull back-off"
         east = next(e for e in executor.executions if e.cluster == "east")
-        assert east.kubeconfig.startswith("apiVersion: v1")
+        assert east.kubeconfig is not None
+        assert east.kubeconfig.server == "https://east.example:6443"
+        west = next(e for e in executor.executions if e.cluster == "west")
+        assert west.kubeconfig is None
 
 
 async def test_cancel_stops_the_work() -> None:
@@ -745,7 +755,12 @@ async def test_the_istio_adapter_refuses_bad_input_before_touching_the_cluster(
 
     adapter = await start_adapter(
         ISTIO,
-        settings(kubeconfig=kubesim.kubeconfig, cache_dir=tmp_path / "cache"),
+        settings(
+            kubeconfig=kubesim.kubeconfig,
+            cache_dir=tmp_path / "cache",
+            allow_request_kubeconfigs=True,
+            allowed_cluster_servers=parse_server_patterns(kubesim.url.removeprefix("http://")),
+        ),
         real_executor_factory,
     )
     sim_cluster = pb.Cluster(name="sim", kubeconfig=kubesim.kubeconfig.read_text())

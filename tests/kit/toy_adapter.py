@@ -34,6 +34,7 @@ from adapters.kit.operations import (
     OperationState,
     Severity,
 )
+from adapters.kit.request_kubeconfigs import JudgedKubeconfig
 from adapters.kit.settings import AdapterSettings
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
@@ -133,7 +134,7 @@ class Execution:
     operation: str
     cluster: str
     attempt: int
-    kubeconfig: str
+    kubeconfig: JudgedKubeconfig | None
     finished: bool = False
     cancelled: bool = False
 

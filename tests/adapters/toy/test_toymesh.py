@@ -32,6 +32,7 @@ from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
 from serving.logging_setup import reset_logging
 from tests.adapters.istio.adapter_process import AdapterProcess, managed_objects
 from tests.fixtures_paths import OWN_FIXTURES, PROJECT_ROOT
+from tests.kit.judged_kubeconfigs import accepting_flags
 from tests.plugins.static_http import StaticHttpServer
 
 TOY_CHART = OWN_FIXTURES / "toy" / "toymesh"
@@ -83,6 +84,7 @@ def toymesh(
         str(tmp_path / "state"),
         "--cache-dir",
         str(tmp_path / "cache"),
+        *accepting_flags(kubesim_module.url),  # --send-kubeconfig names kubesim in requests
     ]
     try:
         with pytest.MonkeyPatch.context() as env:
