@@ -62,12 +62,42 @@ def test_bad_values_name_their_source() -> None:
         settings_from_args(_parse("--tls-cert", "c.pem"), DECLARATION, {})
 
 
+def test_request_kubeconfigs_are_off_unless_the_operator_turns_them_on() -> None:
+    defaults = settings_from_args(_parse(), DECLARATION, {})
+    assert not defaults.kubeconfig_policy.accept
+    from_env = settings_from_args(
+        _parse(),
+        DECLARATION,
+        {
+            "MESHPLANE_ADAPTER_ALLOW_REQUEST_KUBECONFIGS": "true",
+            "MESHPLANE_ADAPTER_ALLOWED_CLUSTER_SERVERS": "*.corp.example, 10.0.0.7:6443",
+        },
+    )
+    assert from_env.kubeconfig_policy.accept
+    assert [p.text for p in from_env.allowed_cluster_servers] == [
+        "*.corp.example",
+        "10.0.0.7:6443",
+    ]
+    flags = _parse("--allow-request-kubeconfigs", "--allowed-cluster-servers", "[::1]:6443")
+    assert settings_from_args(flags, DECLARATION, {}).kubeconfig_policy.accept
+    with pytest.raises(SettingsError, match="--allow-request-kubeconfigs needs --allowed-cluster"):
+        settings_from_args(_parse("--allow-request-kubeconfigs"), DECLARATION, {})
+    with pytest.raises(SettingsError, match=r"--allowed-cluster-servers='\*'.*no pattern for"):
+        settings_from_args(_parse("--allowed-cluster-servers", "*"), DECLARATION, {})
+    with pytest.raises(SettingsError, match="MESHPLANE_ADAPTER_ALLOW_REQUEST_KUBECONFIGS='maybe'"):
+        settings_from_args(
+            _parse(), DECLARATION, {"MESHPLANE_ADAPTER_ALLOW_REQUEST_KUBECONFIGS": "maybe"}
+        )
+
+
 def test_help_lists_the_environment_variables(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["adapter", "--help"])
     assert exited.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for name in ("PORT", "KUBECONFIG", "CHART_REPO", "MANIFESTS_URL", "METRICS_PORT", "STATE_DIR"):
+        assert f"MESHPLANE_ADAPTER_{name}" in text
+    for name in ("ALLOW_REQUEST_KUBECONFIGS", "ALLOWED_CLUSTER_SERVERS"):
         assert f"MESHPLANE_ADAPTER_{name}" in text
 
 
