@@ -16,7 +16,7 @@ from adapters.kit.meshery_servicer import MESHERY_SERVICE_NAME
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.meshery import meshops_pb2 as meshes
 from meshplane.meshery import meshops_pb2_grpc as meshes_grpc
-from tests.kit.test_servicer import kubeconfig_text
+from tests.kit.test_servicer import ACCEPTING, kubeconfig_text
 from tests.kit.toy_adapter import (
     TERMINAL,
     Harness,
@@ -101,7 +101,7 @@ async def test_mesh_versions_come_from_the_chart_index() -> None:
 async def test_apply_runs_on_the_same_runner_with_the_same_ids_and_records() -> None:
     gate = asyncio.Event()
     executor = ScriptedExecutor(scripts={"*": Script(gate=gate)})
-    async with toy_adapter(executor=executor) as h:
+    async with toy_adapter(executor=executor, **ACCEPTING) as h:
         operation_id = str(uuid.uuid4())
         kube_configs = [
             kubeconfig_text(context="kind-east"),
@@ -130,7 +130,10 @@ async def test_apply_runs_on_the_same_runner_with_the_same_ids_and_records() -> 
         assert list(operation.clusters) == ["kind-east", "arn-aws-eks-west-c"]
         assert dict(operation.parameters) == {"profile": "default"}
         await executor.wait_started(operation_id, clusters=2)
-        assert sorted(e.kubeconfig for e in executor.executions) == sorted(kube_configs)
+        assert sorted(e.kubeconfig.server for e in executor.executions if e.kubeconfig) == [
+            "https://east.example:6443",
+            "https://west.example:6443",
+        ]
         gate.set()
         done = await h.wait_state(operation_id, *TERMINAL)
         assert done.state == pb.OPERATION_STATE_SUCCEEDED
@@ -149,7 +152,7 @@ async def test_apply_runs_on_the_same_runner_with_the_same_ids_and_records() -> 
 
 
 async def test_refusals_are_grpc_statuses_in_meshery_words_and_run_nothing() -> None:
-    async with toy_adapter() as h:
+    async with toy_adapter(**ACCEPTING) as h:
         stub = meshery(h)
         await stub.ApplyOperation(apply_rule("install", operation_id="taken"))
         cases = [
@@ -191,6 +194,28 @@ async def test_refusals_are_grpc_statuses_in_meshery_words_and_run_nothing() -> 
         await h.wait_state("taken", *TERMINAL)
         assert {e.operation_id for e in h.executor.executions} == {"taken"}
         assert (await stub.MeshName(meshes.MeshNameRequest())).name == "TOY"
+
+
+async def test_meshery_kubeconfigs_pass_the_same_judge() -> None:
+    exec_plugin = kubeconfig_text().replace(
+        "token: t", "exec: {apiVersion: client.authentication.k8s.io/v1, command: touch}"
+    )
+    async with toy_adapter() as off, toy_adapter(**ACCEPTING) as on:
+        error = await refusal(
+            meshery(off).ApplyOperation(apply_rule("install", kube_configs=[kubeconfig_text()]))
+        )
+        assert status_code(error) == StatusCode.FAILED_PRECONDITION
+        assert "--allow-request-kubeconfigs" in (error.details() or "")
+        error = await refusal(
+            meshery(on).ApplyOperation(apply_rule("install", kube_configs=[exec_plugin]))
+        )
+        assert status_code(error) == StatusCode.INVALID_ARGUMENT
+        assert (error.details() or "").startswith("kube_configs[0]: users[0].user.exec: ")
+        far = kubeconfig_text(server="https://far.example:6443")
+        error = await refusal(meshery(on).ApplyOperation(apply_rule("install", kube_configs=[far])))
+        assert status_code(error) == StatusCode.PERMISSION_DENIED
+        assert "'https://far.example:6443'" in (error.details() or "")
+        assert off.executor.executions == [] and on.executor.executions == []
 
 
 async def test_a_resent_id_of_a_failed_operation_says_what_happened_and_what_to_do() -> None:

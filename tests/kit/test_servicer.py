@@ -40,7 +40,9 @@ StatusCode = grpc.StatusCode
 
 ACCEPTING: dict[str, Any] = {
     "allow_request_kubeconfigs": True,
-    "allowed_cluster_servers": parse_server_patterns("east.example:6443,10.0.0.1:8443"),
+    "allowed_cluster_servers": parse_server_patterns(
+        "east.example:6443,west.example:6443,10.0.0.1:8443"
+    ),
 }
 """Settings of an adapter that accepts request kubeconfigs for the servers these tests name."""
 
