@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from coordinator.client_channel import (
     add_connection_arguments,
     run_on_coordinator,
 )
+from coordinator.client_output import format_table
 from coordinator.perf import (
     Comparison,
     ComparisonCell,
@@ -44,6 +47,8 @@ from coordinator.perf import (
     result_document,
     result_from_proto,
 )
+from coordinator.perf.arguments import error_verdict, histogram_text
+from coordinator.perf.plotting import PlotError, load_text, plot_comparison, plot_result
 from coordinator.perf_service import save_result
 from coordinator.settings import ENV_PREFIX, STORE_FILE
 from coordinator.store import open_store
@@ -51,6 +56,9 @@ from meshplane.perf.v1 import perf_pb2 as pb
 from serving.logging_setup import configure_logging
 
 __all__ = ["register"]
+
+_FULL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_RESOLVE_PAGE = 500
 
 STORE_ENV = f"{ENV_PREFIX}STORE"
 DATA_DIR_ENV = f"{ENV_PREFIX}DATA_DIR"
@@ -95,11 +103,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_output_argument(results)
 
     get = add("get", _get, "show one stored result")
-    get.add_argument("id", metavar="ID")
+    get.add_argument("id", metavar="ID", help="result id, a unique prefix of it, or the test name")
+    get.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also draw its histogram, percentiles and timeline (.svg, .png or .pdf)",
+    )
     add_output_argument(get)
 
     compare = add("compare", _compare, "compare stored results; the first is the baseline")
-    compare.add_argument("ids", nargs="+", metavar="ID", help="two or more result ids")
+    compare.add_argument(
+        "ids", nargs="+", metavar="ID", help="two or more result ids, unique prefixes or names"
+    )
+    compare.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also draw their percentile curves overlaid (.svg, .png or .pdf)",
+    )
     add_output_argument(compare)
 
     imported = commands.add_parser(
@@ -146,7 +170,7 @@ def _run_remote(command: Command, args: argparse.Namespace) -> int:
         args,
         fail=lambda message, code: _fail(args, message, code),
         unavailable_hint="set --coordinator",
-        usage_errors=(argparse.ArgumentTypeError,),
+        usage_errors=(argparse.ArgumentTypeError, PlotError),
     )
 
 
@@ -174,6 +198,9 @@ async def _run_test(stub: Any, args: argparse.Namespace) -> int:
     if result is None:
         return _fail(args, "the coordinator ended the test without a result")
     sys.stdout.write(format_result(result, args.output))
+    verdict = error_verdict(result, args.max_error_rate)
+    if verdict is not None:
+        return _fail(args, f"result {result.id}: {verdict}")
     return 0
 
 
@@ -188,26 +215,34 @@ def _labels(items: list[str]) -> dict[str, str]:
 
 
 def _results_table(results: list[PerformanceResult]) -> str:
-    header = ("ID", "STARTED (UTC)", "MESH", "GENERATOR", "REQUESTS", "REQ/S", "P50 MS", "P99 MS")
+    header = (
+        "ID",
+        "NAME",
+        "STARTED",
+        "MESH",
+        "LOAD",
+        "REQUESTS",
+        "ERRORS",
+        "REQ/S",
+        "P50 MS",
+        "P99 MS",
+    )
     rows = [
         (
-            r.id,
-            r.start_time.strftime("%Y-%m-%d %H:%M:%S"),
+            r.id[:8],
+            (r.config.name if r.config is not None else "") or "-",
+            r.start_time.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             f"{r.mesh.type} {r.mesh.version}".strip() if r.mesh else "none",
-            r.load_generator.value,
+            load_text(r),
             str(r.request_count),
+            str(r.error_count),
             f"{r.actual_qps:.1f}",
-            f"{r.latencies.p50_ms:.3f}",
-            f"{r.latencies.p99_ms:.3f}",
+            f"{r.latencies.p50_ms:.3f}" if r.request_count else "-",
+            f"{r.latencies.p99_ms:.3f}" if r.request_count else "-",
         )
         for r in results
     ]
-    widths = [max(len(line[i]) for line in (header, *rows)) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        for line in (header, *rows)
-    ]
-    return "\n".join(lines) + "\n"
+    return format_table(header, rows) + "\n"
 
 
 async def _results(stub: Any, args: argparse.Namespace) -> int:
@@ -230,11 +265,51 @@ async def _results(stub: Any, args: argparse.Namespace) -> int:
 
 
 async def _get(stub: Any, args: argparse.Namespace) -> int:
+    (result_id,) = await _resolve(stub, [args.id], args.call_timeout)
     response = await stub.GetPerformanceResult(
-        pb.GetPerformanceResultRequest(id=args.id), timeout=args.call_timeout
+        pb.GetPerformanceResultRequest(id=result_id), timeout=args.call_timeout
     )
-    sys.stdout.write(format_result(result_from_proto(response.result), args.output))
+    result = result_from_proto(response.result)
+    sys.stdout.write(format_result(result, args.output))
+    if args.output == "table":
+        sys.stdout.write(histogram_text(result))
+    if args.plot is not None:
+        plot_result(result, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
+
+
+async def _resolve(stub: Any, references: list[str], call_timeout: float) -> list[str]:
+    """Full result ids for ids, unique id prefixes (as tables show them) or test names."""
+    listed: list[PerformanceResult] | None = None
+    resolved = []
+    for reference in references:
+        if _FULL_ID.fullmatch(reference):
+            resolved.append(reference)
+            continue
+        if listed is None:
+            response = await stub.ListPerformanceResults(
+                pb.ListPerformanceResultsRequest(page_size=_RESOLVE_PAGE), timeout=call_timeout
+            )
+            listed = [result_from_proto(message) for message in response.results]
+        matches = [
+            r
+            for r in listed
+            if r.id.startswith(reference) or (r.config is not None and r.config.name == reference)
+        ]
+        shown = reference[:60]
+        if not matches:
+            raise argparse.ArgumentTypeError(
+                f"no stored result has the id, id prefix or name {shown!r} "
+                "(see `meshplane perf results`)"
+            )
+        if len({r.id for r in matches}) > 1:
+            candidates = ", ".join(r.id[:12] for r in matches[:5])
+            raise argparse.ArgumentTypeError(
+                f"{shown!r} matches {len(matches)} results ({candidates}); give more of the id"
+            )
+        resolved.append(matches[0].id)
+    return resolved
 
 
 def _comparison(message: pb.ComparePerformanceResultsResponse) -> Comparison:
@@ -265,14 +340,34 @@ def _comparison(message: pb.ComparePerformanceResultsResponse) -> Comparison:
 async def _compare(stub: Any, args: argparse.Namespace) -> int:
     if len(args.ids) < 2:
         raise argparse.ArgumentTypeError("compare needs at least two result ids")
+    ids = await _resolve(stub, args.ids, args.call_timeout)
     response = await stub.ComparePerformanceResults(
-        pb.ComparePerformanceResultsRequest(ids=args.ids), timeout=args.call_timeout
+        pb.ComparePerformanceResultsRequest(ids=ids), timeout=args.call_timeout
     )
     comparison = _comparison(response)
+    results = [
+        result_from_proto(
+            (
+                await stub.GetPerformanceResult(
+                    pb.GetPerformanceResultRequest(id=result_id), timeout=args.call_timeout
+                )
+            ).result
+        )
+        for result_id in comparison.ids
+    ]
     if args.output == "table":
         sys.stdout.write(comparison_table(comparison))
+        for result in results:
+            print(f"{result.id[:8]}  load: {load_text(result)}")
+        if len({load_text(r) for r in results}) > 1:
+            print("note: the runs had different loads; compare like with like", file=sys.stderr)
     else:
-        sys.stdout.write(render(comparison_document(comparison), args.output))
+        document = comparison_document(comparison)
+        document["loads"] = {r.id: load_text(r) for r in results}
+        sys.stdout.write(render(document, args.output))
+    if args.plot is not None:
+        plot_comparison(results, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
 
 

@@ -72,7 +72,67 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="", help="test name")
     parser.add_argument("--label", action="append", help="key=value (repeatable)")
     parser.add_argument("--mesh", default="", help="adapter to ask for the mesh type and version")
+    parser.add_argument(
+        "--max-error-rate",
+        type=parse_rate,
+        default=None,
+        metavar="RATE",
+        help="exit 1 when more requests than this failed, e.g. 1%% or 0.01 (default: exit 1 "
+        "when any request could not connect, or none was answered)",
+    )
     add_output_argument(parser)
+
+
+def parse_rate(text: str) -> float:
+    """``"1%"`` or ``"0.01"`` -> 0.01, between 0 and 1."""
+    value = text.strip()
+    try:
+        rate = float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a rate: {value[:40]!r} (e.g. 1%, 0.01)") from None
+    if not 0.0 <= rate <= 1.0:
+        raise argparse.ArgumentTypeError(f"a rate is between 0 and 100%, got {value[:40]!r}")
+    return rate
+
+
+CONNECT_FAILURES = ("connection refused", "connect")
+"""Transport error kinds meaning the target was never reached."""
+
+
+def error_verdict(result: PerformanceResult, max_error_rate: float | None) -> str | None:
+    """Why the run counts as failed for `perf run`'s exit code, or None when it passed."""
+    attempts = result.request_count + sum(result.transport_error_counts.values())
+    failed = result.error_count
+    if max_error_rate is None:
+        unreached = sum(result.transport_error_counts.get(kind, 0) for kind in CONNECT_FAILURES)
+        if unreached:
+            return f"{unreached} of {attempts} requests could not connect ({_errors(result)})"
+        if result.request_count == 0:
+            return f"no request was answered ({_errors(result)})"
+        return None
+    rate = failed / attempts if attempts else 1.0
+    if rate > max_error_rate:
+        return (
+            f"{failed} of {attempts} requests failed ({rate:.2%}), more than --max-error-rate "
+            f"{max_error_rate:.2%} ({_errors(result)})"
+        )
+    return None
+
+
+def _errors(result: PerformanceResult) -> str:
+    """What went wrong, named: ``connection refused: 200, http 503: 4``."""
+    parts = [f"{kind}: {count}" for kind, count in sorted(result.transport_error_counts.items())]
+    parts += [
+        f"http {code}: {count}"
+        for code, count in sorted(result.http_status_counts.items())
+        if code.isdigit() and int(code) >= 400
+    ]
+    parts += [
+        f"grpc {code}: {count}"
+        for code, count in sorted(result.grpc_code_counts.items())
+        if code != "OK"
+    ]
+    return ", ".join(parts) or "no errors"
 
 
 def config_from_arguments(args: argparse.Namespace) -> TestConfig:
@@ -114,24 +174,33 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{code}: {count}" for code, count in sorted(counts.items())) or "-"
 
 
+def _ms(value: float, answered: bool) -> str:
+    return f"{value:.3f}" if answered else "-"
+
+
 def format_result(result: PerformanceResult, output: str = "table") -> str:
     """A result as a short human table, or as the SMP document in JSON or YAML."""
     if output != "table":
         return render(result_document(result), output)
     lat = result.latencies
+    ok = result.request_count > 0  # latencies exist only for answered requests
     mesh = f"{result.mesh.type} {result.mesh.version}".strip() if result.mesh else "-"
+    name = result.config.name if result.config is not None and result.config.name else "-"
     lines = [
         f"result      {result.id}",
+        f"name        {name}",
         f"test        {result.test_id}",
         f"generator   {result.load_generator.value}, {result.connections} connections",
         f"mesh        {mesh}",
-        f"started     {result.start_time.isoformat()}",
-        f"requests    {result.request_count} ({result.error_count} errors)",
+        f"started     {result.start_time.isoformat(timespec='seconds')}",
+        f"requests    {result.request_count} answered, {result.error_count} errors",
         f"rate        {result.actual_qps:.1f} req/s actual, "
         + (f"{result.requested_qps:g} requested" if result.requested_qps else "max requested"),
-        f"latency ms  min {lat.min_ms:.3f}  avg {lat.average_ms:.3f}  p50 {lat.p50_ms:.3f}",
-        f"            p75 {lat.p75_ms:.3f}  p90 {lat.p90_ms:.3f}",
-        f"            p99 {lat.p99_ms:.3f}  p99.9 {lat.p999_ms:.3f}  max {lat.max_ms:.3f}",
+        f"latency ms  min {_ms(lat.min_ms, ok)}  avg {_ms(lat.average_ms, ok)}  "
+        f"p50 {_ms(lat.p50_ms, ok)}",
+        f"            p75 {_ms(lat.p75_ms, ok)}  p90 {_ms(lat.p90_ms, ok)}",
+        f"            p99 {_ms(lat.p99_ms, ok)}  p99.9 {_ms(lat.p999_ms, ok)}  "
+        f"max {_ms(lat.max_ms, ok)}",
     ]
     if result.http_status_counts:
         lines.append(f"http codes  {_counts(dict(result.http_status_counts))}")
@@ -139,4 +208,20 @@ def format_result(result: PerformanceResult, output: str = "table") -> str:
         lines.append(f"grpc codes  {_counts(dict(result.grpc_code_counts))}")
     if result.transport_error_counts:
         lines.append(f"no answer   {_counts(dict(result.transport_error_counts))}")
+    return "\n".join(lines) + "\n"
+
+
+def histogram_text(result: PerformanceResult, width: int = 40) -> str:
+    """The latency histogram as terminal bars, one line per non-empty bucket."""
+    filled = [b for b in result.histogram if b.count]
+    if not filled:
+        return ""
+    most = max(b.count for b in filled)
+    lines = ["latency histogram (ms)"]
+    for bucket in filled:
+        bar = "#" * max(1, round(bucket.count / most * width))
+        span = f"{bucket.start_ms:g}-{bucket.end_ms:g}"
+        lines.append(
+            f"  {span:>15}  {bar:<{width}}  {bucket.count} ({bucket.cumulative_percent:.1f}%)"
+        )
     return "\n".join(lines) + "\n"

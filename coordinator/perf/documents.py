@@ -89,6 +89,17 @@ def result_document(result: PerformanceResult) -> dict[str, Any]:
             }
             for b in result.histogram
         ],
+        "timeline": [
+            {
+                "elapsed_seconds": point.elapsed_s,
+                "requests": point.requests,
+                "errors": point.errors,
+                "qps": point.qps,
+                "mean_latency_ms": point.mean_latency_ms,
+                "max_latency_ms": point.max_latency_ms,
+            }
+            for point in result.timeline
+        ],
     }
     if result.mesh is not None:
         document["mesh"] = {

@@ -154,6 +154,8 @@ class HttpConnection:
             transport, _ = await self._loop.create_connection(
                 lambda: _Socket(self), self._target.host, self._target.port
             )
+        except ConnectionRefusedError as exc:
+            raise TransportError("connection refused") from exc
         except OSError as exc:
             raise TransportError("connect") from exc
         assert isinstance(transport, asyncio.Transport)

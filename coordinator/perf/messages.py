@@ -22,6 +22,7 @@ from coordinator.perf.results import (
     Progress,
     Protocol,
     TestConfig,
+    TimelinePoint,
 )
 from meshplane.perf.v1 import perf_pb2
 
@@ -191,6 +192,17 @@ def result_to_proto(result: PerformanceResult) -> perf_pb2.PerformanceResult:
         ],
         load_generator=result.load_generator.value,
         connections=result.connections,
+        timeline=[
+            perf_pb2.TimelinePoint(
+                elapsed_seconds=point.elapsed_s,
+                requests=point.requests,
+                errors=point.errors,
+                qps=point.qps,
+                mean_latency_ms=point.mean_latency_ms,
+                max_latency_ms=point.max_latency_ms,
+            )
+            for point in result.timeline
+        ],
     )
     if result.mesh is not None:
         message.mesh.CopyFrom(
@@ -238,6 +250,17 @@ def result_from_proto(message: perf_pb2.PerformanceResult) -> PerformanceResult:
                 cumulative_percent=b.cumulative_percent,
             )
             for b in message.histogram
+        ),
+        timeline=tuple(
+            TimelinePoint(
+                elapsed_s=point.elapsed_seconds,
+                requests=point.requests,
+                errors=point.errors,
+                qps=point.qps,
+                mean_latency_ms=point.mean_latency_ms,
+                max_latency_ms=point.max_latency_ms,
+            )
+            for point in message.timeline
         ),
         mesh=(
             MeshInfo(

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from hdrh.histogram import HdrHistogram
 
-from coordinator.perf.results import HistogramBucket, LatencySummary
+from coordinator.perf.results import HistogramBucket, LatencySummary, TimelinePoint
 
 _HIGHEST_US = 3_600_000_000
 _PERCENTILES = (50.0, 75.0, 90.0, 99.0, 99.9)
@@ -26,6 +26,18 @@ _EDGES_US: tuple[float, ...] = tuple(
 def new_histogram() -> HdrHistogram:
     """An empty latency histogram in microseconds."""
     return HdrHistogram(1, _HIGHEST_US, 3)
+
+
+class _Interval:
+    """Counters since the timeline's last point."""
+
+    __slots__ = ("errors", "latency_max_s", "latency_sum_s", "responses")
+
+    def __init__(self) -> None:
+        self.responses = 0
+        self.errors = 0
+        self.latency_sum_s = 0.0
+        self.latency_max_s = 0.0
 
 
 class Tally:
@@ -45,6 +57,7 @@ class Tally:
         self.codes: dict[str, int] = {}
         self.transport_errors: dict[str, int] = {}
         self.last_done = 0.0
+        self._interval = _Interval()
 
     def response(self, code: str, latency_s: float, failed: bool, done: float) -> None:
         """Count one answered request (any status) and its latency."""
@@ -54,17 +67,36 @@ class Tally:
         if len(pending) >= self._FOLD_AT:
             self._fold()
         self.responses += 1
+        interval = self._interval
+        interval.responses += 1
+        interval.latency_sum_s += latency_s
+        interval.latency_max_s = max(interval.latency_max_s, latency_s)
         codes = self.codes
         codes[code] = codes.get(code, 0) + 1
         if failed:
             self.errors += 1
+            interval.errors += 1
         self.last_done = done
 
     def transport_error(self, kind: str, done: float) -> None:
         """Count one request that got no answer (connect refused, reset, timeout)."""
         self.errors += 1
+        self._interval.errors += 1
         self.transport_errors[kind] = self.transport_errors.get(kind, 0) + 1
         self.last_done = done
+
+    def close_interval(self, elapsed_s: float, length_s: float) -> TimelinePoint:
+        """The interval that ends now (``elapsed_s`` into the run), and start the next."""
+        interval, self._interval = self._interval, _Interval()
+        answered = interval.responses
+        return TimelinePoint(
+            elapsed_s=elapsed_s,
+            requests=answered,
+            errors=interval.errors,
+            qps=answered / length_s if length_s > 0 else 0.0,
+            mean_latency_ms=interval.latency_sum_s * 1000.0 / answered if answered else 0.0,
+            max_latency_ms=interval.latency_max_s * 1000.0,
+        )
 
     @property
     def attempts(self) -> int:

@@ -88,6 +88,18 @@ class HistogramBucket:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TimelinePoint:
+    """One interval (about a second) of a run: what was answered, failed, and how fast."""
+
+    elapsed_s: float
+    requests: int
+    errors: int
+    qps: float
+    mean_latency_ms: float
+    max_latency_ms: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class MeshInfo:
     """The mesh under test as its adapter reported it ("none" for a no-mesh baseline)."""
 
@@ -137,6 +149,7 @@ class PerformanceResult:
     grpc_code_counts: Mapping[str, int] = field(default_factory=dict)
     transport_error_counts: Mapping[str, int] = field(default_factory=dict)
     histogram: tuple[HistogramBucket, ...] = ()
+    timeline: tuple[TimelinePoint, ...] = ()
     mesh: MeshInfo | None = None
     environment: EnvironmentInfo | None = None
     config: TestConfig | None = None

@@ -29,6 +29,7 @@ from coordinator.perf.results import (
     Progress,
     Protocol,
     TestConfig,
+    TimelinePoint,
 )
 from coordinator.perf.scheduling import Schedule
 from coordinator.perf.transports import Transport, TransportError
@@ -107,24 +108,31 @@ async def _paced_worker(transport: Transport, schedule: Schedule, tally: Tally) 
         tally.response(code, done - intended, failed(code), done)
 
 
-async def _report_progress(
-    test_id: str, start: float, tally: Tally, on_progress: ProgressCallback
+async def _sample(
+    test_id: str,
+    start: float,
+    tally: Tally,
+    timeline: list[TimelinePoint],
+    on_progress: ProgressCallback | None,
 ) -> None:
+    """Every interval: one timeline point, and a progress report when someone listens."""
     previous = 0
     previous_at = start
     while True:
         await asyncio.sleep(PROGRESS_INTERVAL_S)
         now = time.monotonic()
+        timeline.append(tally.close_interval(now - start, now - previous_at))
         answered = tally.attempts
-        on_progress(
-            Progress(
-                test_id=test_id,
-                elapsed_s=now - start,
-                requests=tally.responses,
-                errors=tally.errors,
-                current_qps=(answered - previous) / (now - previous_at),
+        if on_progress is not None:
+            on_progress(
+                Progress(
+                    test_id=test_id,
+                    elapsed_s=now - start,
+                    requests=tally.responses,
+                    errors=tally.errors,
+                    current_qps=(answered - previous) / (now - previous_at),
+                )
             )
-        )
         previous, previous_at = answered, now
 
 
@@ -139,6 +147,7 @@ async def run_builtin(
     client = validate(config)
     transports = await _open_transports(client)
     tally = Tally()
+    timeline: list[TimelinePoint] = []
     wall_start = datetime.now(UTC)
     start = time.monotonic()
     schedule = Schedule(
@@ -157,12 +166,10 @@ async def run_builtin(
     )
     try:
         async with asyncio.TaskGroup() as workers:
-            progress = None
-            if on_progress is not None:
-                progress = workers.create_task(
-                    _report_progress(config.id, start, tally, on_progress),
-                    name=f"perf-progress-{config.id}",
-                )
+            sampler = workers.create_task(
+                _sample(config.id, start, tally, timeline, on_progress),
+                name=f"perf-progress-{config.id}",
+            )
             async with asyncio.TaskGroup() as load:
                 for number, transport in enumerate(transports):
                     work = (
@@ -171,13 +178,15 @@ async def run_builtin(
                         else transport.run_closed_loop(schedule, tally)
                     )
                     load.create_task(work, name=f"perf-conn-{config.id}-{number}")
-            if progress is not None:
-                progress.cancel()
+            sampler.cancel()
     finally:
         for transport in transports:
             await transport.close()
     end = tally.last_done or time.monotonic()
     elapsed = max(end - start, 1e-9)
+    last = timeline[-1].elapsed_s if timeline else 0.0
+    if not timeline or elapsed - last > 0.05:  # the partial interval the run ended in
+        timeline.append(tally.close_interval(elapsed, max(elapsed - last, 1e-9)))
     result = PerformanceResult(
         id=identities.new_id(),
         test_id=config.id,
@@ -197,6 +206,7 @@ async def run_builtin(
         grpc_code_counts=dict(tally.codes) if client.protocol is Protocol.GRPC else {},
         transport_error_counts=dict(tally.transport_errors),
         histogram=buckets(tally.histogram()),
+        timeline=tuple(timeline),
         mesh=mesh,
         environment=environment,
         config=config,

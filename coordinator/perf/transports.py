@@ -9,7 +9,8 @@ from coordinator.perf.scheduling import Schedule
 
 
 class TransportError(Exception):
-    """A request that got no answer at all; `kind` is "connect", "read", "timeout" or "protocol"."""
+    """A request that got no answer at all; `kind` is "connection refused",
+    "connect" (any other failure to connect), "read", "timeout" or "protocol"."""
 
     def __init__(self, kind: str) -> None:
         super().__init__(kind)

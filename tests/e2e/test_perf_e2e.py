@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -206,7 +207,10 @@ def test_perf_cli_against_a_coordinator_process(
     assert [d["id"] for d in listed] == [slower, baseline]
     table = cli.ok("results").splitlines()
     assert table[0].split()[0] == "ID"
-    assert [line.split()[0] for line in table[1:]] == [slower, baseline]
+    assert table[0].split()[:5] == ["ID", "NAME", "STARTED", "MESH", "LOAD"]
+    assert "ERRORS" in table[0].split()
+    assert [line.split()[0] for line in table[1:]] == [slower[:8], baseline[:8]]
+    assert "200 req/s, 2s, 4 conn" in table[2]
     labelled = json.loads(cli.ok("results", "--label=side=baseline", "-o", "json"))["results"]
     assert [d["id"] for d in labelled] == [baseline]
 
@@ -227,9 +231,11 @@ def test_perf_cli_against_a_coordinator_process(
 
     # errors say what is wrong and exit non-zero
     code, _, err = cli("get", "no-such-id")
-    assert code == 1 and "NOT_FOUND" in err and "no-such-id" in err
+    assert code == 2 and "no stored result has the id, id prefix or name 'no-such-id'" in err
+    code, _, err = cli("get", str(uuid.uuid4()))
+    assert code == 3 and "NOT_FOUND" in err
     code, _, err = cli("run", f"--url={http_target.url()}", "--rps=-1", "--duration=1s")
-    assert code == 1 and "INVALID_ARGUMENT" in err and "rps" in err
+    assert code == 2 and "INVALID_ARGUMENT" in err and "rps" in err
     code, _, err = cli("compare", baseline)
     assert code == 2 and "two" in err
 
@@ -258,3 +264,107 @@ def test_perf_cli_against_a_coordinator_process(
     after = json.loads(cli.ok("results", "-o", "json"))["results"]
     assert {d["id"] for d in after} == {baseline, slower, fortio["id"]}
     assert cli.ok("compare", baseline, slower).splitlines() == compared
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_perf_cli_fails_runs_that_could_not_connect_and_names_why(
+    coordinator_process: CoordinatorProcess,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cli = InProcess(coordinator_process, capsys, monkeypatch)
+    url = f"http://127.0.0.1:{_closed_port()}/"
+    code, out, err = cli("run", f"--url={url}", "--rps=50", "--duration=1s")
+    assert code == 1
+    assert "could not connect" in err and "connection refused: " in err
+    assert "p50 -" in out and "0.000" not in out
+    assert "no answer   connection refused: " in out
+    # the operator may accept failures explicitly
+    code, _, err = cli("run", f"--url={url}", "-n", "5", "--max-error-rate=100%")
+    assert code == 0, err
+    with pytest.raises(SystemExit) as usage:
+        cli("run", f"--url={url}", "-n", "5", "--max-error-rate=150%")
+    assert usage.value.code == 2 and "between 0 and 100%" in capsys.readouterr().err
+
+
+def test_perf_cli_plots_shows_histograms_and_takes_short_ids_and_names(
+    coordinator_process: CoordinatorProcess,
+    http_target: LoopbackServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    cli = InProcess(coordinator_process, capsys, monkeypatch)
+    fast = json.loads(
+        cli.ok(
+            "run",
+            f"--url={http_target.url('/delay/1')}",
+            "--rps=100",
+            "--duration=2500ms",
+            "--name=fast",
+            "-c",
+            "2",
+            "-o",
+            "json",
+        )
+    )
+    slow = json.loads(
+        cli.ok(
+            "run", f"--url={http_target.url('/delay/5')}", "-n", "40", "--name=slow", "-o", "json"
+        )
+    )
+    # the timeline is stored with the result: second by second, adding up to the whole
+    timeline = fast["timeline"]
+    assert len(timeline) >= 2
+    assert sum(point["requests"] for point in timeline) == fast["request_count"]
+    assert all(point["mean_latency_ms"] >= 1.0 for point in timeline if point["requests"])
+
+    shown = cli.ok("get", "fast", "--plot", str(tmp_path / "fast.svg"))
+    assert f"result      {fast['id']}" in shown and "name        fast" in shown
+    assert "latency histogram (ms)" in shown and "#" in shown
+    svg = (tmp_path / "fast.svg").read_text()
+    for text in (
+        "latency histogram",
+        "latency by percentile",
+        "latency over time",
+        "throughput over time",
+        "latency (ms)",
+        "percentile",
+        "time (s)",
+        "requests per second",
+        "answered req/s",
+        "mean",
+        "max",
+    ):
+        assert f">{text}<" in svg, text
+    assert svg.count('<g id="line2d_') >= 4 and svg.count('<g id="patch_') >= 5
+
+    cli.ok("get", fast["id"][:8], "--plot", str(tmp_path / "fast.png"))
+    png = (tmp_path / "fast.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    from matplotlib import image
+
+    pixels = image.imread(tmp_path / "fast.png")
+    assert pixels.shape[0] > 400 and pixels.shape[1] > 600
+    assert len({tuple(row) for row in pixels.reshape(-1, pixels.shape[2])[::97]}) > 3
+
+    code, out, err = cli("compare", fast["id"][:8], "slow", "--plot", str(tmp_path / "cmp.svg"))
+    assert code == 0, err
+    assert out.splitlines()[0].split() == ["metric", "unit", fast["id"][:8], slow["id"][:8]]
+    assert f"{fast['id'][:8]}  load: 100 req/s, 2s, 2 conn" in out
+    assert f"{slow['id'][:8]}  load: max rate, 40 requests, 1 conn" in out
+    assert "different loads" in err
+    compared = (tmp_path / "cmp.svg").read_text()
+    assert f">{fast['id'][:8]} fast (100 req/s, 2s, 2 conn)<" in compared
+    assert f">{slow['id'][:8]} slow (max rate, 40 requests, 1 conn)<" in compared
+
+    code, _, err = cli("compare", "", "slow")
+    assert code == 2 and "matches 2 results" in err
+    code, _, err = cli("get", "fast", "--plot", str(tmp_path / "fast.gif"))
+    assert code == 2 and "end it in .svg, .png, .pdf" in err

@@ -491,6 +491,7 @@ class PerformanceResult(_message.Message):
     CONFIG_FIELD_NUMBER: _builtins.int
     LOAD_GENERATOR_FIELD_NUMBER: _builtins.int
     CONNECTIONS_FIELD_NUMBER: _builtins.int
+    TIMELINE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Result id: a UUID."""
     actual_qps: _builtins.float
@@ -557,6 +558,10 @@ class PerformanceResult(_message.Message):
     def config(self) -> Global___PerformanceTestConfig:
         """The config the test ran with."""
 
+    @_builtins.property
+    def timeline(self) -> _containers.RepeatedCompositeFieldContainer[Global___TimelinePoint]:
+        """Throughput and latency second by second (the built-in generator records it)."""
+
     def __init__(
         self,
         *,
@@ -581,14 +586,57 @@ class PerformanceResult(_message.Message):
         config: Global___PerformanceTestConfig | None = ...,
         load_generator: _builtins.str = ...,
         connections: _builtins.int = ...,
+        timeline: _abc.Iterable[Global___TimelinePoint] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "end_time", b"end_time", "environment", b"environment", "latencies", b"latencies", "mesh", b"mesh", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actual_qps", b"actual_qps", "config", b"config", "connections", b"connections", "end_time", b"end_time", "env_id", b"env_id", "environment", b"environment", "error_count", b"error_count", "grpc_code_counts", b"grpc_code_counts", "histogram", b"histogram", "http_status_counts", b"http_status_counts", "id", b"id", "labels", b"labels", "latencies", b"latencies", "load_generator", b"load_generator", "mesh", b"mesh", "mesh_config_id", b"mesh_config_id", "request_count", b"request_count", "requested_qps", b"requested_qps", "start_time", b"start_time", "test_id", b"test_id", "transport_error_counts", b"transport_error_counts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actual_qps", b"actual_qps", "config", b"config", "connections", b"connections", "end_time", b"end_time", "env_id", b"env_id", "environment", b"environment", "error_count", b"error_count", "grpc_code_counts", b"grpc_code_counts", "histogram", b"histogram", "http_status_counts", b"http_status_counts", "id", b"id", "labels", b"labels", "latencies", b"latencies", "load_generator", b"load_generator", "mesh", b"mesh", "mesh_config_id", b"mesh_config_id", "request_count", b"request_count", "requested_qps", b"requested_qps", "start_time", b"start_time", "test_id", b"test_id", "timeline", b"timeline", "transport_error_counts", b"transport_error_counts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PerformanceResult: _TypeAlias = PerformanceResult  # noqa: Y015
+
+@_typing.final
+class TimelinePoint(_message.Message):
+    """One interval of a test's timeline (about a second)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ELAPSED_SECONDS_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    QPS_FIELD_NUMBER: _builtins.int
+    MEAN_LATENCY_MS_FIELD_NUMBER: _builtins.int
+    MAX_LATENCY_MS_FIELD_NUMBER: _builtins.int
+    elapsed_seconds: _builtins.float
+    """End of the interval, from the start of the load."""
+    requests: _builtins.int
+    """Requests answered in the interval."""
+    errors: _builtins.int
+    """Requests that failed in the interval (answered with an error or not at all)."""
+    qps: _builtins.float
+    """Requests answered per second in the interval."""
+    mean_latency_ms: _builtins.float
+    """Mean latency of the requests answered in the interval."""
+    max_latency_ms: _builtins.float
+    """Highest latency in the interval."""
+    def __init__(
+        self,
+        *,
+        elapsed_seconds: _builtins.float = ...,
+        requests: _builtins.int = ...,
+        errors: _builtins.int = ...,
+        qps: _builtins.float = ...,
+        mean_latency_ms: _builtins.float = ...,
+        max_latency_ms: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["elapsed_seconds", b"elapsed_seconds", "errors", b"errors", "max_latency_ms", b"max_latency_ms", "mean_latency_ms", b"mean_latency_ms", "qps", b"qps", "requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TimelinePoint: _TypeAlias = TimelinePoint  # noqa: Y015
 
 @_typing.final
 class PerformanceProgress(_message.Message):

@@ -109,7 +109,9 @@ async def test_refused_connections_are_transport_errors() -> None:
 
     assert result.request_count == 0
     assert result.error_count == 50
-    assert result.transport_error_counts == {"connect": 50}
+    assert result.transport_error_counts == {"connection refused": 50}
+    # one interval: every failure is on the timeline, none answered
+    assert [(p.requests, p.errors) for p in result.timeline] == [(0, 50)]
 
 
 @pytest.mark.parametrize(
