@@ -8,7 +8,7 @@ BUF_VERSION := 1.75.0
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 OUR_CODE := serving adapters coordinator kubesim meshplane_cli tests
 
-.PHONY: setup run test lint proto proto-check breaking bench clean
+.PHONY: setup run test lint proto proto-check breaking bench clean grpcurl
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -61,6 +61,19 @@ breaking: setup
 	@if git rev-parse --verify -q main >/dev/null && git ls-tree -d main protos >/dev/null 2>&1 && [ -n "$$(git ls-tree main protos)" ]; then \
 	  $(BUF) breaking protos --against '.git#branch=main,subdir=protos'; \
 	else echo "breaking: no main branch with protos/ to compare against; skipped"; fi
+
+# grpcurl, an independent gRPC client (tests/adapters/test_meshery_grpcurl.py drives the Meshery
+# contract with it from our .proto file): built from its pinned Go module in tools/grpcurl with the
+# Go module and build caches. The test skips, saying so, when this was not built.
+GRPCURL := $(TOOLS)/bin/grpcurl
+
+$(GRPCURL): tools/grpcurl/go.mod tools/grpcurl/go.sum
+	mkdir -p $(TOOLS)/bin
+	cd tools/grpcurl && version=$$(GOFLAGS=-mod=readonly go list -m -f '{{.Version}}' github.com/fullstorydev/grpcurl) && \
+	  GOFLAGS=-mod=readonly go build -trimpath -ldflags "-X main.version=$$version" \
+	    -o $(abspath $(GRPCURL)) github.com/fullstorydev/grpcurl/cmd/grpcurl
+
+grpcurl: $(GRPCURL)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) build *.egg-info

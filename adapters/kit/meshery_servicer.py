@@ -175,6 +175,9 @@ class MesheryServicer(meshes_grpc.MeshServiceServicer):
     ) -> AsyncIterator[meshes.EventsResponse]:
         """Events already recorded for operations still running, then every new event.
 
+        Response headers are sent at once: a client that waits for them (`wait_for_connection`)
+        and then starts an operation receives all of that operation's events.
+
         Meshery cannot resume by sequence, so the door does it for it: a stream that falls too
         far behind continues from where it was (from the oldest retained event when retention
         dropped some, after a WARN event saying how many were lost) instead of ending.
@@ -184,6 +187,9 @@ class MesheryServicer(meshes_grpc.MeshServiceServicer):
         after = next(
             (e.sequence - 1 for e in self._events.retained() if e.operation_id in running), now
         )
+        # Headers now: whatever happens after the caller sees them is delivered (the native
+        # subscription replays from `after`), so a client can wait for them, then act.
+        await context.send_initial_metadata(())
         while True:
             call = _NativeCall(context)
             native = cast(
