@@ -20,7 +20,12 @@ import pytest
 from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
-from tests.conformance.adapters_under_test import TOY_ISTIO, ServerFactory, running_adapter
+from tests.conformance.adapters_under_test import (
+    ACCEPT_LOOPBACK_KUBECONFIGS,
+    TOY_ISTIO,
+    ServerFactory,
+    running_adapter,
+)
 from tests.fixtures_paths import PROJECT_ROOT
 
 GRPCURL = PROJECT_ROOT / ".tools" / "bin" / "grpcurl"
@@ -65,7 +70,12 @@ async def test_grpcurl_registers_installs_and_is_refused_over_the_meshery_contra
     if not GRPCURL.is_file():
         pytest.skip(f"{GRPCURL} is not built: `make grpcurl` needs Go and the Go module proxy")
     with running_adapter(
-        "istio", TOY_ISTIO(tmp_path), sim=kubesim, tmp_path=tmp_path, serve=static_http_server
+        "istio",
+        TOY_ISTIO(tmp_path),
+        sim=kubesim,
+        tmp_path=tmp_path,
+        serve=static_http_server,
+        extra_args=ACCEPT_LOOPBACK_KUBECONFIGS,
     ) as adapter:
         assert await call(adapter.address, "MeshName") == {"name": "ISTIO"}
 

@@ -28,6 +28,7 @@ from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
 from meshplane.meshery import meshops_pb2 as meshes
 from meshplane.meshery import meshops_pb2_grpc as meshes_grpc
 from tests.conformance.adapters_under_test import (
+    ACCEPT_LOOPBACK_KUBECONFIGS,
     TOY_CONSUL,
     TOY_ISTIO,
     TOY_LINKERD,
@@ -115,7 +116,12 @@ async def test_meshery_installs_a_sample_and_deletes_both(
     sources = (real if UPSTREAM else toy)(tmp_path)
     kubeconfig = kubesim.kubeconfig.read_text(encoding="utf-8")
     with running_adapter(
-        mesh, sources, sim=kubesim, tmp_path=tmp_path, serve=static_http_server
+        mesh,
+        sources,
+        sim=kubesim,
+        tmp_path=tmp_path,
+        serve=static_http_server,
+        extra_args=ACCEPT_LOOPBACK_KUBECONFIGS,
     ) as adapter:
         async with grpc.aio.insecure_channel(adapter.address) as channel:
             stub = meshes_grpc.MeshServiceStub(channel)

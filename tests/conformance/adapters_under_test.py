@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +49,12 @@ TOY_LINKERD = toy("linkerd", {"1.0.0": "edge-1.0.0", "1.1.0": "edge-1.1.0"})
 TOY_CONSUL = toy("consul", {"1.0.0": "1.20.0", "1.1.0": "1.21.0"})
 
 UPSTREAM_ENV = "MESHPLANE_CONFORMANCE_UPSTREAM"
+ACCEPT_LOOPBACK_KUBECONFIGS = (
+    "--allow-request-kubeconfigs",
+    "--allowed-cluster-servers",
+    "127.0.0.1",
+)
+"""Adapter flags admitting request kubeconfigs for kubesim on loopback (what Meshery sends)."""
 
 
 def upstream(chart_folder: str) -> Callable[[Path], Sources]:
@@ -72,6 +78,7 @@ def running_adapter(
     sim: RunningSim,
     tmp_path: Path,
     serve: ServerFactory,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[AdapterProcess]:
     """`meshplane adapter MESH` on 127.0.0.1:0, managing ``sim``; stopped (SIGTERM) after."""
     args = [
@@ -89,6 +96,7 @@ def running_adapter(
         str(tmp_path / f"{mesh}-cache"),
         "--operation-timeout",
         "60",
+        *extra_args,
     ]
     process = AdapterProcess(
         args, tmp_path / f"{mesh}-adapter.log", command=[str(MESHPLANE), "adapter", mesh]
