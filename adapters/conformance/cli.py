@@ -78,7 +78,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--send-kubeconfig",
         action="store_true",
         help="name the cluster in every request (Cluster.kubeconfig) instead of relying on the "
-        "adapter's own configured cluster",
+        "adapter's own configured cluster (the adapter must run with --allow-request-kubeconfigs "
+        "and --allowed-cluster-servers naming the cluster's API server)",
     )
     parser.add_argument(
         "--connect-timeout", type=float, default=10.0, metavar="SECONDS", help="default 10"

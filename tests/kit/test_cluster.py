@@ -4,8 +4,11 @@ change detection, reads, deletes, and how failures are described."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import socket
+import ssl
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from adapters.kit.objects import ObjectRef
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
 from tests.kit.judged_kubeconfigs import judged
+from tests.serving.certificates import CertificateAuthority
 
 GADGET_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -73,6 +77,74 @@ async def test_connects_from_kubeconfig_text_with_context(kubesim: RunningSim) -
         assert await s.has_kind("v1", "ConfigMap")
         assert await s.has_kind("apps/v1", "Deployment")
         assert not await s.has_kind("v1", "Gadget")
+
+
+def _client_certificate_dirs() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("meshplane-client-*"))
+
+
+async def test_inline_ca_and_client_certificate_reach_tls_and_leave_no_file(
+    tmp_path: Path,
+) -> None:
+    """A judged kubeconfig's CA and client certificate are used for TLS (the server demands a
+    client certificate) and the certificate's temporary files are gone once connected."""
+    authority = CertificateAuthority(tmp_path, "kube")
+    serving, client = authority.issue("api", server=True), authority.issue("ada", server=False)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=authority.cert_path)
+    tls.load_cert_chain(serving.cert_path, serving.key_path)
+    tls.verify_mode = ssl.CERT_REQUIRED
+
+    users: list[str] = []
+
+    async def version(request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        subject = dict(part[0] for part in (peer or {}).get("subject", ()))
+        users.append(str(subject.get("commonName")))
+        return web.json_response({"gitVersion": "v1.30.0"})
+
+    app = web.Application()
+    app.router.add_get("/version", version)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
+    await site.start()
+    port = runner.addresses[0][1]
+
+    def data(path: Path) -> str:
+        return base64.b64encode(path.read_bytes()).decode()
+
+    text = yaml.safe_dump(
+        {
+            "clusters": [
+                {
+                    "name": "c",
+                    "cluster": {
+                        "server": f"https://127.0.0.1:{port}",
+                        "certificate-authority-data": data(authority.cert_path),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": "ada",
+                    "user": {
+                        "client-certificate-data": data(client.cert_path),
+                        "client-key-data": data(client.key_path),
+                    },
+                }
+            ],
+            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "ada"}}],
+            "current-context": "x",
+        }
+    )
+    before = _client_certificate_dirs()
+    try:
+        async with await ClusterSession.connect(kubeconfig=judged(text)) as session:
+            assert _client_certificate_dirs() == before
+            assert await session.server_version() == "v1.30.0"
+        assert users == ["ada"]
+    finally:
+        await runner.cleanup()
 
 
 async def test_bad_kubeconfig_is_explained(tmp_path: Path) -> None:
