@@ -117,6 +117,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     apply.add_argument(
         "--wait", action="store_true", help="follow progress; exit non-zero unless it succeeds"
     )
+    apply.add_argument(
+        "--verbose", "-v", action="store_true", help="with --wait: every object's step too"
+    )
     apply.add_argument("--operation-id", default="", help="idempotency key (default: assigned)")
     apply.add_argument(
         "--timeout",
@@ -488,4 +491,5 @@ async def _apply(stub: Any, args: argparse.Namespace) -> int:
         call_timeout=args.call_timeout,
         limit=None if args.timeout is None else args.timeout + args.call_timeout,
         output=args.output,
+        verbose=args.verbose,
     )

@@ -49,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="DURATION",
         help="give up waiting after this long, e.g. 10m (the operation goes on)",
     )
+    wait.add_argument("--verbose", "-v", action="store_true", help="every object's step too")
     cancel = add("cancel", _cancel, "stop a running operation")
     cancel.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
 
@@ -103,6 +104,7 @@ async def _wait(stub: Any, args: argparse.Namespace) -> int:
         call_timeout=args.call_timeout,
         limit=args.timeout,
         output=args.output,
+        verbose=args.verbose,
     )
 
 

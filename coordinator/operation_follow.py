@@ -24,6 +24,7 @@ import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 
 from coordinator.client_channel import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_UNAVAILABLE
 from coordinator.client_output import as_dict, print_json
+from coordinator.operation_progress import ProgressView, colour_enabled
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 
@@ -136,15 +137,7 @@ class _Follow:
     operation_id: str
     call_timeout: float
     output: str
-
-
-def _progress_line(response: cpb.WatchEventsResponse) -> str:
-    event = response.event
-    where = f"cluster {event.cluster}" if event.cluster else ""
-    if event.component and event.component not in event.summary:
-        where = f"{where} {event.component}".strip()
-    mark = {apb.EVENT_SEVERITY_WARNING: "!", apb.EVENT_SEVERITY_ERROR: "x"}.get(event.severity, "-")
-    return f"  {mark} {where + ': ' if where else ''}{event.summary}"
+    view: ProgressView
 
 
 async def _follow_to_end(follow: _Follow) -> None:
@@ -154,7 +147,7 @@ async def _follow_to_end(follow: _Follow) -> None:
         if follow.output == "json":
             print_json(as_dict(response))
         else:
-            print(_progress_line(response), flush=True)
+            follow.view.event(response)
         return response.event.operation_state in TERMINAL
 
     try:
@@ -196,25 +189,52 @@ async def _ctrl_c_presses() -> AsyncIterator[asyncio.Queue[None]]:
         loop.remove_signal_handler(signal.SIGINT)
 
 
+async def _tick(view: ProgressView) -> None:
+    """Keep the live line's elapsed time moving."""
+    while True:
+        await asyncio.sleep(0.25)
+        view.tick()
+
+
 async def wait_for_operation(
-    stub: Any, operation_id: str, *, call_timeout: float, limit: float | None, output: str
+    stub: Any,
+    operation_id: str,
+    *,
+    call_timeout: float,
+    limit: float | None,
+    output: str,
+    verbose: bool = False,
 ) -> int:
     """Follow ``operation_id`` to its end and print the outcome; the command's exit code.
 
     0 when it succeeded, 1 when it failed or was cancelled, 4 when no final state came within
-    ``limit`` seconds, 130 after Ctrl-C (see the module docstring).
+    ``limit`` seconds, 130 after Ctrl-C (see the module docstring). Progress is shown as phase
+    lines (`ProgressView`; every event with ``verbose``), or as JSON lines with ``output`` json.
     """
-    follow = _Follow(stub=stub, operation_id=operation_id, call_timeout=call_timeout, output=output)
+    view = ProgressView(
+        out=sys.stdout,
+        live=sys.stdout.isatty(),
+        verbose=verbose,
+        colour=colour_enabled(sys.stdout),
+    )
+    follow = _Follow(
+        stub=stub, operation_id=operation_id, call_timeout=call_timeout, output=output, view=view
+    )
     async with _ctrl_c_presses() as presses, asyncio.TaskGroup() as tasks:
         follower = tasks.create_task(_follow_to_end(follow), name=f"follow {operation_id}")
         pressed = tasks.create_task(presses.get(), name="first ctrl-c")
+        ticker = tasks.create_task(_tick(view), name="progress ticker") if view.live else None
         done, _ = await asyncio.wait(
             {follower, pressed}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
         )
+        if ticker is not None:
+            ticker.cancel()
         if follower not in done:
             follower.cancel()
         if pressed not in done:
             pressed.cancel()
+        if output != "json":
+            view.close()
         if pressed in done:
             return await _interrupted(follow, presses)
     if follower not in done:

@@ -527,3 +527,85 @@ async def test_every_declared_adapter_behind_one_coordinator(
     finally:
         await coordinator.stop()
         await asyncio.gather(*(adapter.stop() for adapter in adapters))
+
+
+async def _in_a_terminal(*args: str, env: dict[str, str], within: float = 120.0) -> tuple[int, str]:
+    """`meshplane ARGS` with a pseudo-terminal as stdout/stderr; (exit code, all it wrote)."""
+    master, slave = os.openpty()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "meshplane_cli.main",
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=slave,
+            stderr=slave,
+            env={key: value for key, value in {**os.environ, **env}.items() if value},
+        )
+    finally:
+        os.close(slave)
+    loop = asyncio.get_running_loop()
+    written = bytearray()
+    closed = asyncio.Event()
+
+    def readable() -> None:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: every writer closed the terminal
+            chunk = b""
+        if chunk:
+            written.extend(chunk)
+        else:
+            closed.set()
+
+    loop.add_reader(master, readable)
+    try:
+        await asyncio.wait_for(closed.wait(), within)
+        code = await asyncio.wait_for(process.wait(), within)
+    finally:
+        loop.remove_reader(master)
+        os.close(master)
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    return code, written.decode(errors="replace")
+
+
+async def test_cli_shows_one_line_per_phase(adapter_fast: Adapter, tmp_path: Path) -> None:
+    coordinator = CoordinatorUnderTest(coordinator_settings(tmp_path / "coord", [adapter_fast]))
+    await coordinator.start()
+    try:
+        await coordinator.wait_serving("istio")
+        at = ["--coordinator", coordinator.address]
+        install = ["apply", "istio", "install", "--version", "1.1.0", "-p", "profile=demo"]
+
+        # On a terminal: a live line rewritten in place, one line left per phase, in colour.
+        code, text = await _in_a_terminal(*install, "--wait", *at, env={"NO_COLOR": ""})
+        assert code == 0, text
+        assert "\r\x1b[2K" in text and "\x1b[32mdone\x1b[0m apply " in text
+        # what stays on the screen: each line after its last in-place rewrite
+        finished = [line.split("\x1b[2K")[-1] for line in text.replace("\r\n", "\n").split("\n")]
+        phases = [line for line in finished if "done" in line]
+        assert [p.split()[1] for p in phases][:3] == ["render", "apply", "ready"], finished
+        # tiers may return to a phase; its counts carry on, so the last apply line is complete
+        last_apply = [p.split()[2] for p in phases if p.split()[1] == "apply"][-1]
+        total = int(last_apply.split("/")[1])
+        assert last_apply == f"{total}/{total}" and total > 10
+        assert len([line for line in finished if line.strip()]) < 12  # not one per object
+        assert any(line.startswith("operation ") and "SUCCEEDED" in line for line in finished)
+
+        # NO_COLOR: the same lines without colour
+        code, text = await _in_a_terminal(*install, "--wait", *at, env={"NO_COLOR": "1"})
+        assert code == 0, text
+        assert "\x1b[3" not in text and "done apply" in text
+
+        # In a pipe: plain lines, no rewriting; -v adds every object's step
+        code, out, err = await run_cli(*install, "--wait", *at)
+        assert code == 0, err
+        assert "\r" not in out and out.splitlines()[2].startswith("done apply "), out
+        code, out, err = await run_cli(*install, "--wait", "-v", *at)
+        assert code == 0, err
+        assert "  - cluster default: Deployment istio-system/istiod unchanged" in out
+    finally:
+        await coordinator.stop()
