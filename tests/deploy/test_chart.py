@@ -83,8 +83,15 @@ def _lint(values: dict[str, Any] | None) -> tuple[list[str], list[dict[str, Any]
         {"adapters": {"istio": {"enabled": False}}},
         {"networkPolicy": {"enabled": False}},
         {"tls": {**TLS["tls"], "coordinator": {"enabled": True}}},
+        {
+            "meshery": {
+                "enabled": True,
+                "clients": [{"podSelector": {"matchLabels": {"app": "meshery"}}}],
+                "allowedClusterServers": "kubernetes.default.svc",
+            }
+        },
     ],
-    ids=["default", "non-default", "coordinator-only", "no-network-policy", "tls"],
+    ids=["default", "non-default", "coordinator-only", "no-network-policy", "tls", "meshery"],
 )
 def test_chart_lints_clean(values: dict[str, Any] | None) -> None:
     assert _lint(values) == ([], [])
@@ -470,3 +477,57 @@ async def test_tls_off_renders_no_health_port() -> None:
         assert [p["name"] for p in main["ports"]] == ["grpc"]
         assert not any(e["name"].endswith("HEALTH_PORT") for e in main["env"])
         assert "tls" not in {m["name"] for m in main["volumeMounts"]}
+
+
+MESHERY: dict[str, Any] = {
+    "meshery": {
+        "enabled": True,
+        "clients": [{"namespaceSelector": {"matchLabels": {"name": "meshery"}}}],
+        "allowedClusterServers": "kubernetes.default.svc,api.corp.example:6443",
+    },
+    "adapters": {"linkerd": {"enabled": True}},
+}
+
+
+async def test_meshery_clients_reach_every_adapter_which_accepts_their_kubeconfigs() -> None:
+    objects = (await render(MESHERY)).objects
+    plain = (await render()).objects
+    for mesh in ("istio", "linkerd"):
+        name = f"mp-meshplane-adapter-{mesh}"
+        env = env_of(find(objects, "Deployment", name))
+        assert env["MESHPLANE_ADAPTER_ALLOW_REQUEST_KUBECONFIGS"] == "true"
+        assert env["MESHPLANE_ADAPTER_ALLOWED_CLUSTER_SERVERS"] == (
+            "kubernetes.default.svc,api.corp.example:6443"
+        )
+        _coordinator_rule, meshery_rule = find(objects, "NetworkPolicy", name)["spec"]["ingress"]
+        assert meshery_rule == {
+            "from": MESHERY["meshery"]["clients"],
+            "ports": [{"port": "grpc", "protocol": "TCP"}],
+        }
+    assert "MESHPLANE_ADAPTER_ALLOW_REQUEST_KUBECONFIGS" not in env_of(
+        find(plain, "Deployment", ADAPTER)
+    )
+    assert len(find(plain, "NetworkPolicy", ADAPTER)["spec"]["ingress"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({**MESHERY, **TLS}, r"meshery.enabled needs tls.enabled=false"),
+        (
+            {"meshery": {**MESHERY["meshery"], "allowedClusterServers": ""}},
+            r"meshery.enabled needs meshery.allowedClusterServers",
+        ),
+        (
+            {"meshery": {**MESHERY["meshery"], "clients": []}},
+            r"meshery.enabled needs meshery.clients",
+        ),
+        ({"meshery": {"enable": True}}, r"'enable' not allowed"),
+    ],
+    ids=["with-tls", "no-servers", "no-clients", "misspelt"],
+)
+async def test_inconsistent_meshery_values_are_refused(
+    values: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ChartRenderError, match=message):
+        await render(values)

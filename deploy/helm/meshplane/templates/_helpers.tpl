@@ -77,6 +77,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if and .Values.tls.coordinator.enabled (not .Values.tls.enabled) -}}
 {{- fail "tls.coordinator.enabled needs tls.enabled (and tls.secretName)" -}}
 {{- end -}}
+{{- if .Values.meshery.enabled -}}
+{{- if .Values.tls.enabled -}}
+{{- fail "meshery.enabled needs tls.enabled=false: a Meshery server connects to adapters in plaintext" -}}
+{{- end -}}
+{{- if not .Values.meshery.allowedClusterServers -}}
+{{- fail "meshery.enabled needs meshery.allowedClusterServers: the API servers Meshery's kubeconfigs point at" -}}
+{{- end -}}
+{{- if and .Values.networkPolicy.enabled (not .Values.meshery.clients) -}}
+{{- fail "meshery.enabled needs meshery.clients (the Meshery server's pods) while networkPolicy.enabled" -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The name the coordinator verifies in adapter certificates: it dials pod IPs. */}}
