@@ -6,8 +6,14 @@ what we missed, then follows live. Events are appended in small batches; the sto
 (source, sequence) pairs it already has, so several coordinators sharing one PostgreSQL may follow
 the same adapter. A dropped stream, a RESOURCE_EXHAUSTED end (we fell behind) or an adapter
 restart reconnects with backoff and jitter and re-reads GetInfo: a new stream id is a new source
-starting at 0. Nothing is skipped or delivered twice, because the resume point always comes from
-the store.
+starting at 0. Nothing is delivered twice, because the resume point always comes from the store.
+
+An event the follower cannot read (larger than the coordinator accepts from an adapter,
+undecodable, or a stream that fails at the same position again and again with an error that is
+not the adapter being away) is not retried forever: the follower stores a WARNING event in its
+place (same stream, same sequence, naming the replica and the skipped range), counts it, shows it
+in ListAdapters and the metrics, and resumes after it. Events the adapter no longer retains
+(OUT_OF_RANGE on resume) are recorded as a gap the same way.
 
 Fan-out: after each append the hub publishes newly stored events, in cursor order, to the
 watchers (see `event_watch`). Appends and publishing are serialised, so cursor order is publish
@@ -34,6 +40,7 @@ from coordinator.event_records import (
     TERMINAL_STATES,
     event_record,
     event_source,
+    gap_record,
     severity_name,
 )
 from coordinator.event_watch import DEFAULT_WATCHER_BUFFER, Fanout, watch_store
@@ -50,6 +57,18 @@ __all__ = ["EventHub", "FollowerStatus", "HubSettings"]
 _log = structlog.get_logger(__name__)
 
 _TAIL_PAGE = 1000
+_REASON_CHARS = 300
+
+_TRANSIENT_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.OUT_OF_RANGE,
+    }
+)
+"""Stream endings that say nothing about the next event (the adapter is away, we fell behind)."""
 
 
 class ReplicaView(Protocol):
@@ -100,6 +119,9 @@ class HubSettings:
     PostgreSQL, False otherwise."""
     shared_poll_seconds: float = 1.0
     """Shared store: how often to publish events stored by other coordinators on their own."""
+    skip_after_failures: int = 3
+    """A stream failing this many times in a row at one position with an error that is not a
+    transient one (UNKNOWN, INTERNAL, DATA_LOSS...) skips the event there."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,14 +129,54 @@ class FollowerStatus:
     """How far the hub got with one replica's event stream."""
 
     address: str
+    mesh: str
     source: str
     last_sequence: int
     connected: bool
     last_error: str
+    last_gap: str
+    """The most recent gap: which events were skipped and why ("" when none since start)."""
+    skipped_events: int
+    errors: int
+    buffered_events: int
+    """Read from the stream, not stored yet."""
+    delay_seconds: float
+    """How old the newest stored event was when it was stored (the adapter's clock)."""
+
+    @property
+    def feed_error(self) -> str:
+        """What ListAdapters shows: the current stream error, else the last gap."""
+        return self.last_error or self.last_gap
 
 
 class _StreamEnded(Exception):
     """The adapter ended the stream without an error status; reconnect."""
+
+
+class _ReadFailed(Exception):
+    """Reading the event stream failed (as opposed to GetInfo or the store)."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, grpc.RpcError):
+        text = f"{error.code().name}: {error.details()}"
+    else:
+        text = repr(error)
+    return text if len(text) <= _REASON_CHARS else text[:_REASON_CHARS] + "…"
+
+
+def _unreadable(error: Exception) -> bool:
+    """The stream failed on one event that no retry can read (too large, undecodable)."""
+    if not isinstance(error, grpc.RpcError):
+        return False
+    code, details = error.code(), (error.details() or "").lower()
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return "larger than max" in details
+    return code == grpc.StatusCode.INTERNAL and "serializ" in details
 
 
 class _Follower:
@@ -127,6 +189,16 @@ class _Follower:
         self.last_sequence = 0
         self.connected = False
         self.last_error = ""
+        self.last_gap = ""
+        self.skipped_events = 0
+        self.errors = 0
+        self.buffered = 0
+        self.delay_seconds = 0.0
+        self.stream_id = ""
+        self.failures_here = 0
+        """Consecutive non-transient stream failures at ``last_sequence``."""
+        self.gap_after: int | None = None
+        """Set when resuming from 0 after OUT_OF_RANGE: the position the gap starts after."""
         self.wakeup = asyncio.Event()
         self.operation_states: dict[str, str] = {}
 
@@ -212,13 +284,11 @@ class EventHub:
         follower = self._followers.get(address)
         if follower is None:
             return None
-        return FollowerStatus(
-            address=follower.address,
-            source=follower.source,
-            last_sequence=follower.last_sequence,
-            connected=follower.connected,
-            last_error=follower.last_error,
-        )
+        return _status(follower)
+
+    def follower_statuses(self) -> list[FollowerStatus]:
+        """Every follower, by address."""
+        return [_status(self._followers[address]) for address in sorted(self._followers)]
 
     def address_of(self, source: str) -> str:
         """Address of the replica whose stream is ``source`` ("" when none is followed)."""
@@ -281,26 +351,36 @@ class EventHub:
         """Connect, follow, and reconnect with backoff for as long as the replica is registered.
 
         A stream ended with RESOURCE_EXHAUSTED after progress (we fell behind) resumes at once
-        from the store's position; every other end, or no progress, waits with backoff (woken
-        early when the registry reports the replica's health changed).
+        from the store's position; an event that cannot be read is skipped (a gap event takes
+        its place) and the stream resumes at once after it; every other end, or no progress,
+        waits with backoff (woken early when the registry reports the replica's health changed).
         """
         attempt = 0
         while True:
             delivered_before = (follower.source, follower.last_sequence)
             exhausted = False
+            read_failed = False
+            failure: Exception
             try:
                 await self._follow_once(follower)
                 raise _StreamEnded("the adapter ended the event stream")
             except asyncio.CancelledError:
                 raise
-            except grpc.RpcError as exc:
-                code = exc.code()
-                follower.last_error = f"{code.name}: {exc.details()}"
-                exhausted = code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            except _ReadFailed as exc:
+                failure, read_failed = exc.cause, True
             except Exception as exc:
-                follower.last_error = repr(exc)
+                failure = exc
             follower.connected = False
+            follower.errors += 1
+            follower.last_error = _describe(failure)
+            if isinstance(failure, grpc.RpcError):
+                exhausted = failure.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             progressed = (follower.source, follower.last_sequence) != delivered_before
+            if await self._skip_unreadable(
+                follower, failure, read_failed=read_failed, progressed=progressed
+            ):
+                attempt = 0
+                continue
             if exhausted and progressed:
                 _log.info(
                     "hub.follower_fell_behind",
@@ -323,6 +403,55 @@ class EventHub:
             follower.wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(follower.wakeup.wait(), timeout=delay)
+
+    async def _skip_unreadable(
+        self, follower: _Follower, failure: Exception, *, read_failed: bool, progressed: bool
+    ) -> bool:
+        """Record a gap for the event after ``last_sequence`` when it cannot be read.
+
+        Only failures of reading the stream count. Unreadable at once: larger than the
+        coordinator accepts, or undecodable. Unreadable after `HubSettings.skip_after_failures`
+        failures in a row at one position: any status but the transient ones (the adapter
+        away, the follower behind). True when the follower skipped and should resume now.
+        """
+        if progressed:
+            follower.failures_here = 0
+        if not read_failed or not follower.source or not isinstance(failure, grpc.RpcError):
+            return False
+        if not _unreadable(failure):
+            if failure.code() in _TRANSIENT_CODES:
+                return False
+            follower.failures_here += 1
+            if follower.failures_here < self._settings.skip_after_failures:
+                return False
+        follower.failures_here = 0
+        sequence = follower.last_sequence + 1
+        await self._record_gap(follower, first=sequence, last=sequence, reason=_describe(failure))
+        return True
+
+    async def _record_gap(self, follower: _Follower, *, first: int, last: int, reason: str) -> None:
+        """Store a gap event in place of ``first``..``last`` and move the follower past it."""
+        record = gap_record(
+            source=follower.source,
+            mesh=follower.mesh,
+            stream_id=follower.stream_id,
+            address=follower.address,
+            first=first,
+            last=last,
+            reason=reason,
+        )
+        await self._append_and_publish([record])
+        follower.last_sequence = max(follower.last_sequence, first)
+        follower.skipped_events += last - first + 1
+        follower.last_gap = str(record.payload.get("summary", "")) + f" ({reason})"
+        _log.warning(
+            "hub.event_gap_recorded",
+            address=follower.address,
+            source=follower.source,
+            first_sequence=first,
+            last_sequence=last,
+            reason=reason,
+        )
 
     def _backoff(self, attempt: int) -> float:
         """Equal-jitter exponential backoff: uniform in [step/2, step]."""
@@ -353,6 +482,8 @@ class EventHub:
                 )
             follower.source = source
             follower.mesh = mesh
+            follower.stream_id = info.event_stream_id
+            follower.failures_here = 0
         after = await self._store.last_sequence(source)
         if self._shared and after > follower.last_sequence:
             # Another coordinator stored what we would have: publish it to our watchers, since
@@ -367,8 +498,9 @@ class EventHub:
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.OUT_OF_RANGE or after == 0:
                 raise
-            # Retention dropped events we never stored: take what is left (a logged gap)
-            # rather than stall forever. The store drops anything at or below `after`.
+            # Retention dropped events we never stored: take what is left rather than stall
+            # forever, recording the gap (before the first event we get) as an event. The
+            # store drops anything at or below `after`.
             _log.error(
                 "hub.event_gap",
                 address=follower.address,
@@ -376,6 +508,8 @@ class EventHub:
                 after_sequence=after,
                 details=exc.details(),
             )
+            follower.gap_after = after
+            call.cancel()
             call = stub.StreamEvents(pb.StreamEventsRequest(after_sequence=0))
             await self._pump(follower, stub, call, source, mesh)
         finally:
@@ -397,8 +531,14 @@ class EventHub:
             try:
                 async for response in call:
                     await buffer.put(response.event)
+                    follower.buffered = buffer.qsize()
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.OUT_OF_RANGE:
+                    failure.append(exc)  # _follow_once decides: resume from 0, with a gap
+                else:
+                    failure.append(_ReadFailed(exc))
             except Exception as exc:
-                failure.append(exc)
+                failure.append(_ReadFailed(exc))
             await buffer.put(None)
 
         async def write() -> None:
@@ -413,7 +553,10 @@ class EventHub:
                             break
                         item = buffer.get_nowait()
                     ended = item is None
+                    follower.buffered = buffer.qsize()
                     fresh = [event for event in batch if event.sequence > follower.last_sequence]
+                    if fresh and follower.gap_after is not None:
+                        await self._record_retention_gap(follower, fresh[0].sequence)
                     if fresh:
                         await self._store_batch(follower, stub, fresh, source, mesh)
             except Exception as exc:
@@ -448,8 +591,39 @@ class EventHub:
         if len(follower.operation_states) > 10_000:
             follower.operation_states.clear()
         records = [event_record(event, source=source, mesh=mesh) for event in batch]
-        await self._append_and_publish(records)
+        try:
+            await self._append_and_publish(records)
+        except ValueError:
+            # One event the store cannot hold (a value JSON columns refuse) must not stop the
+            # feed: store one by one, a gap event in place of each refused one.
+            for record in records:
+                try:
+                    await self._append_and_publish([record])
+                except ValueError as exc:
+                    await self._record_gap(
+                        follower,
+                        first=record.sequence,
+                        last=record.sequence,
+                        reason=f"the store refused it: {_describe(exc)}",
+                    )
         follower.last_sequence = batch[-1].sequence
+        follower.delay_seconds = max(
+            0.0, (datetime.now(UTC) - records[-1].timestamp).total_seconds()
+        )
+
+    async def _record_retention_gap(self, follower: _Follower, first_received: int) -> None:
+        """After resuming from 0 (OUT_OF_RANGE): the events between our position and the first
+        one the adapter still had are recorded as a gap."""
+        after = follower.gap_after
+        follower.gap_after = None
+        if after is None or first_received <= after + 1:
+            return
+        await self._record_gap(
+            follower,
+            first=after + 1,
+            last=first_received - 1,
+            reason="the adapter no longer retained them (OUT_OF_RANGE on resume)",
+        )
 
     async def _append_and_publish(self, records: list[EventRecord]) -> None:
         """Store, then publish in cursor order (serialised so publish order is cursor order)."""
@@ -493,6 +667,17 @@ class EventHub:
     ) -> None:
         """Record the operation's current state from its adapter, so history shows the outcome."""
         previous = await self._store.get_operation(operation_id)
+        if previous is not None and previous.mesh != follower.mesh:
+            # The id names another mesh's operation here (an adapter reached directly reused
+            # it): never let this adapter's record replace that history row.
+            _log.warning(
+                "hub.operation_id_of_another_mesh",
+                address=follower.address,
+                operation_id=operation_id,
+                mesh=follower.mesh,
+                recorded_mesh=previous.mesh,
+            )
+            return
         try:
             response = await stub.GetOperation(
                 pb.GetOperationRequest(operation_id=operation_id),
@@ -520,3 +705,19 @@ class EventHub:
             # Keep what the client asked through the coordinator; take the outcome from here.
             record = replace(record, request=previous.request or record.request)
         await self._store.save_operation(record)
+
+
+def _status(follower: _Follower) -> FollowerStatus:
+    return FollowerStatus(
+        address=follower.address,
+        mesh=follower.mesh,
+        source=follower.source,
+        last_sequence=follower.last_sequence,
+        connected=follower.connected,
+        last_error=follower.last_error,
+        last_gap=follower.last_gap,
+        skipped_events=follower.skipped_events,
+        errors=follower.errors,
+        buffered_events=follower.buffered,
+        delay_seconds=follower.delay_seconds,
+    )

@@ -13,11 +13,15 @@ from google.protobuf.json_format import MessageToDict
 
 from coordinator.store.records import EventFilter, EventRecord, severity_rank
 from meshplane.adapter.v1 import adapter_pb2 as pb
+from serving.event_text import EVENT_FIELD_BYTES, cap_event_field
+from serving.message_limits import MAX_EVENT_BYTES
 
 __all__ = [
     "TERMINAL_STATES",
+    "bounded_event",
     "event_record",
     "event_source",
+    "gap_record",
     "matches",
     "severity_name",
 ]
@@ -52,8 +56,94 @@ def _time(value: Any) -> datetime | None:
     return converted
 
 
+_NUL = "\x00"
+_REPLACEMENT = "\ufffd"
+_TEXT_FIELDS = tuple(name for name in EVENT_FIELD_BYTES if not name.startswith("error."))
+_ERROR_FIELDS = tuple(
+    name.removeprefix("error.") for name in EVENT_FIELD_BYTES if name.startswith("error.")
+)
+
+
+def _bounded(message: Any, fields: tuple[str, ...], prefix: str) -> None:
+    for name in fields:
+        text = getattr(message, name)
+        if _NUL in text:
+            text = text.replace(_NUL, _REPLACEMENT)
+        setattr(message, name, cap_event_field(prefix + name, text))
+
+
+def _has_nul(event: pb.Event) -> bool:
+    return any(_NUL in getattr(event, name) for name in _TEXT_FIELDS) or any(
+        _NUL in getattr(event.error, name) for name in _ERROR_FIELDS
+    )
+
+
+def bounded_event(event: pb.Event) -> pb.Event:
+    """The event as the coordinator stores it: text within the kit's budgets and without NUL.
+
+    Adapters built on the kit already keep to the budgets; this holds whatever sent the event
+    (the store's JSON cannot hold NUL, and one oversized event would be re-sent to every
+    watcher). Returns the same message when nothing needs changing.
+    """
+    if event.ByteSize() <= MAX_EVENT_BYTES and not _has_nul(event):
+        return event
+    bounded = pb.Event()
+    bounded.CopyFrom(event)
+    _bounded(bounded, _TEXT_FIELDS, "")
+    if bounded.HasField("error"):
+        _bounded(bounded.error, _ERROR_FIELDS, "error.")
+    return bounded
+
+
+def gap_record(
+    *,
+    source: str,
+    mesh: str,
+    stream_id: str,
+    address: str,
+    first: int,
+    last: int,
+    reason: str,
+) -> EventRecord:
+    """A WARNING the coordinator stores in place of events it could not read.
+
+    It takes the first skipped sequence of the stream, so the stream's position moves past the
+    gap (a restarted coordinator resumes after it) and coordinators sharing a store record one
+    gap once.
+    """
+    skipped = f"event {first}" if first == last else f"events {first}..{last}"
+    event = pb.Event(
+        sequence=first,
+        severity=pb.EVENT_SEVERITY_WARNING,
+        summary=cap_event_field(
+            "summary",
+            f"coordinator skipped {skipped} of the {mesh} adapter at {address}: could not read",
+        ),
+        details=cap_event_field(
+            "details",
+            f"{reason}. The coordinator went on with the next event; the adapter still has the "
+            f"event (StreamEvents after_sequence={first - 1} on {address}) while it retains it.",
+        ),
+        component="coordinator/event-hub",
+        mesh=mesh,
+        event_stream_id=stream_id,
+    )
+    now = datetime.now(UTC)
+    event.timestamp.FromDatetime(now)
+    return EventRecord(
+        source=source,
+        sequence=first,
+        mesh=mesh,
+        operation_id="",
+        severity="warning",
+        timestamp=now,
+        payload=MessageToDict(event, preserving_proto_field_name=True),
+    )
+
+
 def event_record(event: pb.Event, *, source: str, mesh: str) -> EventRecord:
     """The stored form of one adapter event; the payload round-trips to the message."""
+    event = bounded_event(event)
     return EventRecord(
         source=source,
         sequence=event.sequence,

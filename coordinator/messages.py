@@ -9,6 +9,7 @@ a record can be turned back into an adapter ``Operation`` when the adapter is go
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from meshplane.coordinator.v1 import coordinator_pb2 as pb
 
 __all__ = [
     "OPERATION_STATES",
+    "FeedView",
     "adapters_to_pb",
     "event_from_payload",
     "history_filter",
@@ -117,26 +119,39 @@ def _dict(message: Any) -> dict[str, Any]:
 # -- replicas -----------------------------------------------------------------------------------
 
 
-def replica_to_pb(replica: Replica, *, last_event_sequence: int = 0) -> pb.AdapterReplica:
-    """One replica as ListAdapters shows it."""
+@dataclass(frozen=True, kw_only=True)
+class FeedView:
+    """How the coordinator's follower of one replica's event stream is doing."""
+
+    last_sequence: int = 0
+    error: str = ""
+    skipped_events: int = 0
+
+
+def replica_to_pb(replica: Replica, *, feed: FeedView | None = None) -> pb.AdapterReplica:
+    """One replica as ListAdapters shows it (``last_error``: its own, else the feed's)."""
+    feed = feed or FeedView()
+    feed_error = f"event feed: {feed.error}" if feed.error else ""
     message = pb.AdapterReplica(
         address=replica.address,
         state=_REPLICA_STATES[replica.state],
         adapter_version=replica.adapter_version,
-        last_error=replica.last_error,
+        last_error=replica.last_error or feed_error,
         source=_SOURCES[replica.source],
         event_stream_id=replica.event_stream_id,
-        last_event_sequence=last_event_sequence,
+        last_event_sequence=feed.last_sequence,
+        event_feed_error=feed.error,
+        skipped_events=feed.skipped_events,
     )
     message.state_change_time.FromDatetime(replica.state_change_time.astimezone(UTC))
     return message
 
 
 def adapters_to_pb(
-    replicas: Iterable[Replica], *, last_sequences: Mapping[str, int] | None = None
+    replicas: Iterable[Replica], *, feeds: Mapping[str, FeedView] | None = None
 ) -> list[pb.Adapter]:
-    """Group replicas by mesh (sorted), replicas by address; ``last_sequences`` by address."""
-    sequences = last_sequences or {}
+    """Group replicas by mesh (sorted), replicas by address; ``feeds`` by address."""
+    views = feeds or {}
     by_mesh: dict[str, list[Replica]] = {}
     for replica in replicas:
         by_mesh.setdefault(replica.mesh, []).append(replica)
@@ -148,10 +163,7 @@ def adapters_to_pb(
             pb.Adapter(
                 mesh=mesh,
                 contract_version=contract,
-                replicas=[
-                    replica_to_pb(r, last_event_sequence=sequences.get(r.address, 0))
-                    for r in members
-                ],
+                replicas=[replica_to_pb(r, feed=views.get(r.address)) for r in members],
             )
         )
     return adapters

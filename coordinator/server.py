@@ -34,6 +34,7 @@ from coordinator.settings import CoordinatorSettings
 from coordinator.store import Store, open_store
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 from serving.grpc_server import GrpcServer, ServerConfig
+from serving.message_limits import adapter_channel_options
 from serving.tls import InsecureTransportError, dial
 
 __all__ = ["Coordinator", "build_coordinator", "run_coordinator"]
@@ -115,6 +116,7 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
                 address,
                 tls=settings.adapter_tls,
                 allow_insecure=settings.allow_insecure_adapters,
+                options=adapter_channel_options(),
             )
         except InsecureTransportError as exc:
             raise InsecureTransportError(
@@ -160,7 +162,12 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
         environment_provider=kubeconfig_environment(settings.kubeconfig),
     )
     servicer = CoordinatorServicer(
-        registry=registry, router=router, store=store, events=events, perf=perf
+        registry=registry,
+        router=router,
+        store=store,
+        events=events,
+        perf=perf,
+        feed_status=hub.follower_status,
     )
 
     async def locate(operation_id: str) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any, NoReturn, Protocol
 
@@ -18,6 +18,7 @@ import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import structlog
 
 from coordinator import messages
+from coordinator.event_hub import FollowerStatus
 from coordinator.event_records import TERMINAL_STATES
 from coordinator.perf_service import PerformanceRpcs
 from coordinator.registry import RegistrationError, Registry, Replica, Source
@@ -114,37 +115,45 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         store: Store,
         events: EventSource | None,
         perf: PerformanceRpcs | None = None,
+        feed_status: Callable[[str], FollowerStatus | None] | None = None,
     ) -> None:
         self._registry = registry
         self._router = router
         self._store = store
         self._events = events
+        self._feed_status = feed_status
         self._perf = perf or PerformanceRpcs(store)
 
     # -- adapters ----------------------------------------------------------------------------
 
-    async def _last_sequences(self, replicas: list[Replica]) -> dict[str, int]:
-        sequences: dict[str, int] = {}
+    async def _feeds(self, replicas: list[Replica]) -> dict[str, messages.FeedView]:
+        """Per replica: the stored position of its event stream and the follower's problems."""
+        views: dict[str, messages.FeedView] = {}
         for replica in replicas:
+            sequence = 0
             if replica.event_stream_id:
                 source = f"{replica.mesh}/{replica.event_stream_id}"
-                sequences[replica.address] = await self._store.last_sequence(source)
-        return sequences
+                sequence = await self._store.last_sequence(source)
+            status = self._feed_status(replica.address) if self._feed_status else None
+            views[replica.address] = messages.FeedView(
+                last_sequence=sequence,
+                error=status.feed_error if status else "",
+                skipped_events=status.skipped_events if status else 0,
+            )
+        return views
 
     async def ListAdapters(
         self, request: pb.ListAdaptersRequest, context: Any
     ) -> pb.ListAdaptersResponse:
         """Every replica by mesh, with health, version, last error and event progress."""
         replicas = self._registry.replicas()
-        sequences = await self._last_sequences(replicas)
-        return pb.ListAdaptersResponse(
-            adapters=messages.adapters_to_pb(replicas, last_sequences=sequences)
-        )
+        feeds = await self._feeds(replicas)
+        return pb.ListAdaptersResponse(adapters=messages.adapters_to_pb(replicas, feeds=feeds))
 
     async def _adapter(self, mesh: str) -> pb.Adapter:
         replicas = self._registry.replicas(mesh)
-        sequences = await self._last_sequences(replicas)
-        adapters = messages.adapters_to_pb(replicas, last_sequences=sequences)
+        feeds = await self._feeds(replicas)
+        adapters = messages.adapters_to_pb(replicas, feeds=feeds)
         return adapters[0] if adapters else pb.Adapter(mesh=mesh)
 
     async def RegisterAdapter(

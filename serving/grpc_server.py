@@ -27,11 +27,12 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from serving.background_tasks import BackgroundTasks
 from serving.health import HealthService
 from serving.health_listener import HealthListener
+from serving.message_limits import MAX_MESSAGE_BYTES
 from serving.tls import TlsConfig, is_loopback, server_credentials
 
 _log = structlog.get_logger(__name__)
 
-DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES
 HEALTH_SERVICE_NAME = "grpc.health.v1.Health"
 OVERALL_HEALTH = ""  # the health entry for the server as a whole
 

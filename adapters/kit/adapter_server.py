@@ -149,10 +149,12 @@ async def start_adapter(
         journal = OperationJournal(
             state_dir=state_dir,
             max_records=settings.journal_size,
+            max_bytes=settings.journal_bytes,
         )
         events = EventLog(
             mesh=declaration.mesh,
             retention=settings.event_retention,
+            retention_bytes=settings.event_retention_bytes,
             queue_size=settings.event_queue_size,
             state_dir=None if state_dir is None else state_dir / "events",
             on_append=metrics.event_appended,

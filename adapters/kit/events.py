@@ -34,6 +34,7 @@ from adapters.kit.state_files import (
     time_from_json,
     time_to_json,
 )
+from serving.event_text import cap_event_field
 
 __all__ = [
     "Event",
@@ -48,6 +49,21 @@ _log = structlog.get_logger(__name__)
 
 EVENTS_FILE = "events.jsonl"
 META_FILE = "events-meta.json"
+DEFAULT_RETENTION_BYTES = 64 * 1024 * 1024
+"""Retained events' encoded size at most, by default (the oldest go first)."""
+
+
+def _capped_error(error: ErrorDetail | None) -> ErrorDetail | None:
+    if error is None:
+        return None
+    return ErrorDetail(
+        code=cap_event_field("error.code", error.code),
+        message=cap_event_field("error.message", error.message),
+        probable_cause=cap_event_field("error.probable_cause", error.probable_cause),
+        suggested_remediation=cap_event_field(
+            "error.suggested_remediation", error.suggested_remediation
+        ),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,19 +204,26 @@ class EventLog:
         *,
         mesh: str,
         retention: int = 10_000,
+        retention_bytes: int = DEFAULT_RETENTION_BYTES,
         queue_size: int = 1_000,
         state_dir: Path | None = None,
         on_append: Callable[[Event], None] | None = None,
     ) -> None:
         if retention < 1:
             raise ValueError("event retention must be at least 1")
+        if retention_bytes < 1:
+            raise ValueError("event retention bytes must be at least 1")
         if queue_size < 1:
             raise ValueError("subscriber queue size must be at least 1")
         self.mesh = mesh
         self.retention = retention
+        self.retention_bytes = retention_bytes
         self.queue_size = queue_size
         self._on_append = on_append
-        self._retained: deque[Event] = deque(maxlen=retention)
+        self._retained: deque[Event] = deque()
+        self._sizes: deque[int] = deque()
+        self._retained_bytes = 0
+        self._file_bytes = 0
         self._subscribers: set[Subscription] = set()
         self._closed = False
         self._dir = state_dir
@@ -220,6 +243,11 @@ class EventLog:
     def oldest_sequence(self) -> int:
         """Sequence of the oldest retained event (0 when none is retained)."""
         return self._retained[0].sequence if self._retained else 0
+
+    @property
+    def retained_bytes(self) -> int:
+        """Encoded size of the retained events (what the persisted file holds once compacted)."""
+        return self._retained_bytes
 
     @property
     def subscriber_count(self) -> int:
@@ -243,33 +271,49 @@ class EventLog:
         cluster: str = "",
         operation_state: OperationState | None = None,
     ) -> Event:
-        """Record an event under the next sequence, persist it, then hand it to subscribers."""
+        """Record an event under the next sequence, persist it, then hand it to subscribers.
+
+        Free text longer than its budget (`serving.event_text`) is cut with a visible marker,
+        whatever produced it, so one event always fits what the coordinator reads.
+        """
         if self._closed:
             raise RuntimeError("event log is closed")
         event = Event(
             sequence=self._last_sequence + 1,
-            operation_id=operation_id,
-            operation=operation,
+            operation_id=cap_event_field("operation_id", operation_id),
+            operation=cap_event_field("operation", operation),
             severity=severity,
-            summary=summary,
-            details=details,
-            error=error,
-            component=component,
-            cluster=cluster,
+            summary=cap_event_field("summary", summary),
+            details=cap_event_field("details", details),
+            error=_capped_error(error),
+            component=cap_event_field("component", component),
+            cluster=cap_event_field("cluster", cluster),
             timestamp=datetime.now(UTC),
             operation_state=operation_state,
             mesh=self.mesh,
             stream_id=self.stream_id,
         )
-        self._persist(event)
+        line = self._event_to_line(event)
+        self._persist(event, line)
         self._last_sequence = event.sequence
-        self._retained.append(event)
+        self._retain(event, len(line) + 1)
         for subscriber in list(self._subscribers):
             if subscriber.wants(event):
                 subscriber.offer(event)
         if self._on_append is not None:
             self._on_append(event)
         return event
+
+    def _retain(self, event: Event, size: int) -> None:
+        """Keep ``event`` for replay; drop the oldest beyond the count or the byte bound."""
+        self._retained.append(event)
+        self._sizes.append(size)
+        self._retained_bytes += size
+        while len(self._retained) > 1 and (
+            len(self._retained) > self.retention or self._retained_bytes > self.retention_bytes
+        ):
+            self._retained.popleft()
+            self._retained_bytes -= self._sizes.popleft()
 
     def subscribe(self, after_sequence: int = 0, operation_id: str = "") -> Subscription:
         """Start a subscription; raises `SequenceOutOfRange` when it would have a gap."""
@@ -288,7 +332,8 @@ class EventLog:
         if after_sequence > 0 and oldest and after_sequence < oldest - 1:
             raise SequenceOutOfRange(
                 f"events {after_sequence + 1}..{oldest - 1} are no longer retained (retention "
-                f"{self.retention}); the oldest retained event is {oldest}: resume with "
+                f"{self.retention} events, {self.retention_bytes} bytes); the oldest retained "
+                f"event is {oldest}: resume with "
                 f"after_sequence={oldest - 1} and reconcile state with GetOperation"
             )
         subscription = Subscription(
@@ -345,7 +390,7 @@ class EventLog:
             self.stream_id = str(meta["stream_id"])
             self._last_sequence = int(meta.get("last_sequence", 0))
             for event in self._read_events(events_path):
-                self._retained.append(event)
+                self._retain(event, len(self._event_to_line(event)) + 1)
                 self._last_sequence = max(self._last_sequence, event.sequence)
             _log.info(
                 "events.restored",
@@ -378,16 +423,17 @@ class EventLog:
         if timestamp is None:
             raise ValueError("event without timestamp")
         state = data.get("operation_state")
+        # Capped again: a file written by an older adapter may hold longer text.
         return Event(
             sequence=int(data["sequence"]),
-            operation_id=str(data.get("operation_id", "")),
-            operation=str(data.get("operation", "")),
+            operation_id=cap_event_field("operation_id", str(data.get("operation_id", ""))),
+            operation=cap_event_field("operation", str(data.get("operation", ""))),
             severity=Severity(data["severity"]),
-            summary=str(data.get("summary", "")),
-            details=str(data.get("details", "")),
-            error=error_from_json(data.get("error")),
-            component=str(data.get("component", "")),
-            cluster=str(data.get("cluster", "")),
+            summary=cap_event_field("summary", str(data.get("summary", ""))),
+            details=cap_event_field("details", str(data.get("details", ""))),
+            error=_capped_error(error_from_json(data.get("error"))),
+            component=cap_event_field("component", str(data.get("component", ""))),
+            cluster=cap_event_field("cluster", str(data.get("cluster", ""))),
             timestamp=timestamp,
             operation_state=None if state is None else OperationState(state),
             mesh=self.mesh,
@@ -415,17 +461,21 @@ class EventLog:
             separators=(",", ":"),
         )
 
-    def _persist(self, event: Event) -> None:
+    def _persist(self, event: Event, line: str) -> None:
         if self._dir is None:
             return
-        if self._file_lines >= 2 * self.retention + 100:
+        if (
+            self._file_lines >= 2 * self.retention + 100
+            or self._file_bytes >= 2 * self.retention_bytes
+        ):
             self._compact()
         if self._file is None:
             return
         try:
-            self._file.write(self._event_to_line(event) + "\n")
+            self._file.write(line + "\n")
             self._file.flush()
             self._file_lines += 1
+            self._file_bytes += len(line) + 1
         except OSError:
             _log.exception("events.persist_failed", sequence=event.sequence)
 
@@ -446,5 +496,6 @@ class EventLog:
             )
             self._file = events_path.open("a", encoding="utf-8")
             self._file_lines = len(self._retained)
+            self._file_bytes = self._retained_bytes
         except OSError:
             _log.exception("events.compact_failed", state_dir=str(self._dir))

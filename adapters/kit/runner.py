@@ -32,7 +32,7 @@ import structlog
 from adapters.kit.catalogue import MeshDeclaration, OperationSpec
 from adapters.kit.events import EventLog
 from adapters.kit.executors import ClusterExecutor, OperationEmitter, VersionCatalog
-from adapters.kit.journal import OperationJournal, interrupted
+from adapters.kit.journal import OperationJournal, RecordTooLarge, interrupted
 from adapters.kit.metrics import AdapterMetrics
 from adapters.kit.operations import (
     TERMINAL_STATES,
@@ -205,6 +205,10 @@ class OperationRunner:
                 continue  # another request for this id was recorded meanwhile: decide again
             self._check_accepting()
             record = self._record(operation_id, spec, request, resolved, existing)
+            try:
+                self._journal.check_size(record)
+            except RecordTooLarge as exc:
+                raise InvalidArgument("request", str(exc)) from exc
             self._journal.put(record)
             verb = "resumed" if existing is not None else "accepted"
             self._emit_state(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.kit.catalogue import MeshDeclaration
+from adapters.kit.journal import MAX_RECORD_BYTES
 from adapters.kit.request_kubeconfigs import ALLOW_FLAG, SERVERS_FLAG, RequestKubeconfigPolicy
 from adapters.kit.server_patterns import ServerPattern, parse_server_patterns
 from serving.command_settings import (
@@ -57,10 +58,14 @@ class AdapterSettings:
     """Journal and event log directory; None keeps them in memory (lost on restart)."""
     cache_dir: Path | None = None
     event_retention: int = 10_000
+    event_retention_bytes: int = 64 * 1024 * 1024
+    """Encoded size of the events kept for replay, at most (the oldest go first)."""
     event_queue_size: int = 1_000
     operation_timeout_seconds: float = 900.0
     max_concurrent_operations: int = 4
     journal_size: int = 1_000
+    journal_bytes: int = 256 * 1024 * 1024
+    """Encoded size of the kept operation records, at most (the oldest finished go first)."""
     shutdown_grace_seconds: float = 10.0
     tls: TlsConfig | None = None
     health_port: int | None = None
@@ -96,6 +101,12 @@ _FLAGS = FlagTable(
         Flag(flag="--state-dir", parse=Path, help="keep the journal and event log here"),
         Flag(flag="--cache-dir", parse=Path, help="cache downloaded charts and manifests here"),
         Flag(flag="--event-retention", parse=positive_int, help="events kept for replay (10000)"),
+        Flag(
+            flag="--event-retention-bytes",
+            parse=positive_int,
+            metavar="BYTES",
+            help="encoded size of the events kept for replay, at most (67108864)",
+        ),
         Flag(flag="--event-queue", parse=positive_int, help="per-subscriber backlog (1000)"),
         Flag(
             flag="--operation-timeout",
@@ -109,6 +120,13 @@ _FLAGS = FlagTable(
             help="operations running at once; more wait PENDING (4)",
         ),
         Flag(flag="--journal-size", parse=positive_int, help="operation records kept (1000)"),
+        Flag(
+            flag="--journal-bytes",
+            parse=positive_int,
+            metavar="BYTES",
+            help="encoded size of the operation records kept, at most (268435456; at least "
+            "4194304)",
+        ),
         Flag(
             flag="--shutdown-grace",
             parse=positive_float,
@@ -175,10 +193,12 @@ def settings_from_args(
         state_dir=optional_path(values, "state_dir"),
         cache_dir=optional_path(values, "cache_dir"),
         event_retention=int(str(get("event_retention", 10_000))),
+        event_retention_bytes=int(str(get("event_retention_bytes", 64 * 1024 * 1024))),
         event_queue_size=int(str(get("event_queue", 1_000))),
         operation_timeout_seconds=float(str(get("operation_timeout", 900.0))),
         max_concurrent_operations=int(str(get("max_concurrent_operations", 4))),
         journal_size=int(str(get("journal_size", 1_000))),
+        journal_bytes=_journal_bytes(values),
         shutdown_grace_seconds=float(str(get("shutdown_grace", 10.0))),
         tls=server_tls_setting(values),
         health_port=health_port_setting(values, main_port=grpc_port),
@@ -187,3 +207,12 @@ def settings_from_args(
         allow_request_kubeconfigs=allow_kubeconfigs,
         allowed_cluster_servers=servers,
     )
+
+
+def _journal_bytes(values: Mapping[str, object]) -> int:
+    value = int(str(values.get("journal_bytes", 256 * 1024 * 1024)))
+    if value < MAX_RECORD_BYTES:
+        raise SettingsError(
+            f"--journal-bytes {value} is below one record's maximum ({MAX_RECORD_BYTES})"
+        )
+    return value

@@ -5,11 +5,19 @@ GetOperation) over an in-memory event log the test appends to; it can end stream
 RESOURCE_EXHAUSTED after a number of events (as a real adapter does with a slow follower),
 change its event stream id (a lost event log), and it records every StreamEvents request.
 `StaticRegistry` is the registry surface the hub reads, with real channels.
+
+ApplyOperation behaves as the adapter kit did before events were capped: it records the
+operation and emits "accepted" (details "requested by <username>", however long) and
+"succeeded". ``python -m tests.coordinator.scripted_adapter`` serves one as a process (it prints
+``{"grpc": "host:port"}`` and stops on SIGTERM), for end-to-end tests of a hostile adapter.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -21,6 +29,7 @@ import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
 from serving import GrpcServer, ServerConfig, dial
+from serving.message_limits import adapter_channel_options
 
 SERVICE = "meshplane.adapter.v1.MeshAdapterService"
 
@@ -36,6 +45,10 @@ class ScriptedAdapter(pb_grpc.MeshAdapterServiceServicer):  # type: ignore[misc,
         self.requests: list[int] = []
         self.exhaust_after: int | None = None
         """End each stream with RESOURCE_EXHAUSTED after sending this many events."""
+        self.fail_before: dict[int, tuple[Any, str]] = {}
+        """Sequence -> (status, details): streams fail with it instead of sending that event."""
+        self.oldest_retained = 1
+        """Events before it are gone (retention): an earlier resume point is OUT_OF_RANGE."""
         self._changed = asyncio.Condition()
 
     async def emit(
@@ -45,6 +58,8 @@ class ScriptedAdapter(pb_grpc.MeshAdapterServiceServicer):  # type: ignore[misc,
         operation_id: str = "",
         state: int = pb.OPERATION_STATE_UNSPECIFIED,
         severity: int = pb.EVENT_SEVERITY_INFO,
+        details: str = "",
+        summary: str = "",
     ) -> list[pb.Event]:
         """Append events to the log and wake the streams."""
         added = []
@@ -53,7 +68,8 @@ class ScriptedAdapter(pb_grpc.MeshAdapterServiceServicer):  # type: ignore[misc,
                 sequence=len(self.events) + 1,
                 operation_id=operation_id,
                 severity=severity,  # type: ignore[arg-type]
-                summary=f"event {len(self.events) + 1}",
+                summary=summary or f"event {len(self.events) + 1}",
+                details=details,
                 operation_state=state,  # type: ignore[arg-type]
                 mesh=self.mesh,
                 event_stream_id=self.stream_id,
@@ -76,11 +92,55 @@ class ScriptedAdapter(pb_grpc.MeshAdapterServiceServicer):  # type: ignore[misc,
     async def _unimplemented(self, request: Any, context: Any) -> Any:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not scripted")
 
-    ListOperations = _unimplemented
     ListMeshVersions = _unimplemented
-    ApplyOperation = _unimplemented
     CancelOperation = _unimplemented
     GetMeshStatus = _unimplemented
+
+    async def ListOperations(
+        self, request: pb.ListOperationsRequest, context: Any
+    ) -> pb.ListOperationsResponse:
+        return pb.ListOperationsResponse(
+            operations=[pb.OperationDescriptor(id="install", supports_delete=True)]
+        )
+
+    async def ApplyOperation(
+        self, request: pb.ApplyOperationRequest, context: Any
+    ) -> pb.ApplyOperationResponse:
+        """Record and finish at once, with the uncapped "requested by" details of old."""
+        operation_id = request.operation_id or f"op-{len(self.operations) + 1}"
+        existing = self.operations.get(operation_id)
+        if existing is not None:
+            return pb.ApplyOperationResponse(
+                operation_id=operation_id, operation=existing, created=False
+            )
+        operation = pb.Operation(
+            operation_id=operation_id,
+            operation=request.operation,
+            mesh=self.mesh,
+            namespace=request.namespace or "toy-system",
+            delete=request.delete,
+            parameters=dict(request.parameters),
+            username=request.username,
+            state=pb.OPERATION_STATE_SUCCEEDED,
+            clusters=[c.name for c in request.clusters] or ["default"],
+            attempt=1,
+        )
+        operation.create_time.GetCurrentTime()
+        self.operations[operation_id] = operation
+        await self.emit(
+            operation_id=operation_id,
+            state=pb.OPERATION_STATE_PENDING,
+            summary=f"{request.operation} accepted, attempt 1",
+            details=f"requested by {request.username}" if request.username else "",
+        )
+        await self.emit(
+            operation_id=operation_id,
+            state=pb.OPERATION_STATE_SUCCEEDED,
+            summary=f"{request.operation} succeeded",
+        )
+        return pb.ApplyOperationResponse(
+            operation_id=operation_id, operation=operation, created=True
+        )
 
     async def GetInfo(self, request: pb.GetInfoRequest, context: Any) -> pb.GetInfoResponse:
         return pb.GetInfoResponse(
@@ -105,12 +165,17 @@ class ScriptedAdapter(pb_grpc.MeshAdapterServiceServicer):  # type: ignore[misc,
         stream_id = self.stream_id
         if request.after_sequence > len(self.events):
             await context.abort(grpc.StatusCode.OUT_OF_RANGE, "beyond the newest event")
-        position = request.after_sequence
+        if 0 < request.after_sequence < self.oldest_retained - 1:
+            await context.abort(grpc.StatusCode.OUT_OF_RANGE, "no longer retained")
+        position = max(request.after_sequence, self.oldest_retained - 1)
         sent = 0
         while True:
             if self.stream_id != stream_id:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "event log reset")
             while position < len(self.events):
+                failure = self.fail_before.get(position + 1)
+                if failure is not None:
+                    await context.abort(*failure)
                 if self.exhaust_after is not None and sent >= self.exhaust_after:
                     await context.abort(
                         grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -167,7 +232,7 @@ class StaticRegistry:
     def add(self, address: str, mesh: str) -> None:
         replica = Replica(address=address, mesh=mesh)
         self._replicas[address] = replica
-        self._channels[address] = dial(address, tls=None)
+        self._channels[address] = dial(address, tls=None, options=adapter_channel_options())
         for listener in self._listeners:
             listener(Change(kind="added", replica=replica))
 
@@ -181,3 +246,15 @@ class StaticRegistry:
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+
+
+async def _serve_forever(port: int) -> None:
+    server = await serve(ScriptedAdapter(mesh="toy", stream_id=str(uuid.uuid4())), port)
+    print(json.dumps({"grpc": server.address}), flush=True)
+    await server.serve_until_signalled()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="a scripted (uncapped) toy adapter")
+    parser.add_argument("--port", type=int, default=0)
+    asyncio.run(_serve_forever(parser.parse_args().port))

@@ -25,13 +25,6 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def registry() -> AsyncIterator[StaticRegistry]:
-    made = StaticRegistry()
-    yield made
-    await made.close()
-
-
-@pytest.fixture
 async def hub(store: Store, registry: StaticRegistry) -> AsyncIterator[EventHub]:
     started = EventHub(store, registry, settings=FAST)
     await started.start()

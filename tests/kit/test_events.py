@@ -17,7 +17,10 @@ from adapters.kit.events import (
     SequenceOutOfRange,
     SubscriberOverflow,
 )
+from adapters.kit.messages import event_to_pb
 from adapters.kit.operations import ErrorDetail, OperationState, Severity
+from serving.event_text import EVENT_FIELD_BYTES
+from serving.message_limits import MAX_EVENT_BYTES
 
 
 def _append(log: EventLog, count: int, operation_id: str = "op-1") -> list[Event]:
@@ -198,3 +201,52 @@ def test_append_hook_sees_every_event() -> None:
     log = EventLog(mesh="toy", on_append=lambda event: seen.append(event.sequence))
     _append(log, 3)
     assert seen == [1, 2, 3]
+
+
+def test_a_5_mb_detail_is_cut_with_a_marker_and_fits_the_coordinator(tmp_path: Path) -> None:
+    log = EventLog(mesh="toy", state_dir=tmp_path)
+    username = "u" * (5 * 1024 * 1024)
+    event = log.append(
+        severity=Severity.ERROR,
+        summary=f"install accepted for {username}",
+        details=f"requested by {username}",
+        error=ErrorDetail(code="X", message=username, probable_cause=username),
+        component=username,
+        cluster=username,
+        operation_id=username,
+        operation=username,
+    )
+    assert event.details.startswith("requested by uuu")
+    assert event.details.endswith(" bytes]") and "… [truncated " in event.details
+    assert len(event.details.encode()) <= EVENT_FIELD_BYTES["details"]
+    assert event.error is not None and "truncated" in event.error.probable_cause
+    encoded = event_to_pb(event)
+    assert encoded.ByteSize() <= MAX_EVENT_BYTES
+    log.close()
+    # What the file holds is capped too, and an older, uncapped line is capped when read back.
+    line = json.loads((tmp_path / EVENTS_FILE).read_text().splitlines()[-1])
+    line["details"] = "d" * (3 * 1024 * 1024)
+    line["sequence"] = 2
+    with (tmp_path / EVENTS_FILE).open("a") as file:
+        file.write(json.dumps(line) + "\n")
+    reopened = EventLog(mesh="toy", state_dir=tmp_path)
+    assert [e.sequence for e in reopened.retained()] == [1, 2]
+    assert all(event_to_pb(e).ByteSize() <= MAX_EVENT_BYTES for e in reopened.retained())
+    reopened.close()
+
+
+def test_retention_is_bounded_in_bytes_as_well_as_in_count(tmp_path: Path) -> None:
+    log = EventLog(mesh="toy", retention=1000, retention_bytes=200_000, state_dir=tmp_path)
+    for index in range(40):
+        log.append(severity=Severity.INFO, summary=f"event {index}", details="z" * 20_000)
+    assert log.retained_bytes <= 200_000
+    kept = [e.sequence for e in log.retained()]
+    assert 5 <= len(kept) <= 10 and kept[-1] == 40
+    with pytest.raises(SequenceOutOfRange, match="200000 bytes"):
+        log.subscribe(after_sequence=1)
+    # The file is compacted by bytes too: never more than about twice the bound.
+    assert (tmp_path / EVENTS_FILE).stat().st_size <= 2 * 200_000 + 25_000
+    log.close()
+    reopened = EventLog(mesh="toy", retention=1000, retention_bytes=200_000, state_dir=tmp_path)
+    assert [e.sequence for e in reopened.retained()] == kept
+    reopened.close()

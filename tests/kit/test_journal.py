@@ -6,7 +6,9 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from adapters.kit.journal import ADAPTER_STOPPED, OperationJournal
+import pytest
+
+from adapters.kit.journal import ADAPTER_STOPPED, MAX_RECORD_BYTES, OperationJournal, RecordTooLarge
 from adapters.kit.operations import (
     ClusterResult,
     ErrorDetail,
@@ -106,3 +108,28 @@ def test_in_memory_journal_writes_nothing(tmp_path: Path) -> None:
     journal.put(_record("a", OperationState.RUNNING))
     assert journal.get("a") is not None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_journal_is_bounded_in_bytes(tmp_path: Path) -> None:
+    journal = OperationJournal(state_dir=tmp_path, max_records=1000, max_bytes=MAX_RECORD_BYTES)
+    big = {"blob": "b" * (1024 * 1024)}
+    journal.put(dataclasses.replace(_record("running", OperationState.RUNNING), parameters=big))
+    for minute in range(1, 6):
+        record = _record(f"done-{minute}", OperationState.SUCCEEDED, minute=minute)
+        journal.put(dataclasses.replace(record, parameters=big))
+    assert journal.size_bytes <= MAX_RECORD_BYTES
+    kept = {r.operation_id for r in journal}
+    assert "running" in kept and "done-5" in kept and "done-1" not in kept
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "operations").glob("*.json"))
+    assert on_disk == journal.size_bytes
+    reopened = OperationJournal(state_dir=tmp_path)  # marks "running" interrupted (rewritten)
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "operations").glob("*.json"))
+    assert reopened.size_bytes == on_disk
+
+
+def test_a_record_larger_than_the_per_record_bound_is_refused() -> None:
+    record = dataclasses.replace(
+        _record("huge", OperationState.PENDING), username="u" * (MAX_RECORD_BYTES + 1)
+    )
+    with pytest.raises(RecordTooLarge, match="shorten username"):
+        OperationJournal.check_size(record)

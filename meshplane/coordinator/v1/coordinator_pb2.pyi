@@ -97,6 +97,8 @@ class AdapterReplica(_message.Message):
     STATE_CHANGE_TIME_FIELD_NUMBER: _builtins.int
     EVENT_STREAM_ID_FIELD_NUMBER: _builtins.int
     LAST_EVENT_SEQUENCE_FIELD_NUMBER: _builtins.int
+    EVENT_FEED_ERROR_FIELD_NUMBER: _builtins.int
+    SKIPPED_EVENTS_FIELD_NUMBER: _builtins.int
     address: _builtins.str
     """host:port the coordinator dials."""
     state: Global___ReplicaState.ValueType
@@ -111,6 +113,16 @@ class AdapterReplica(_message.Message):
     """The replica's event stream id (GetInfo)."""
     last_event_sequence: _builtins.int
     """Sequence of the last event the coordinator stored from this replica."""
+    event_feed_error: _builtins.str
+    """The coordinator's problem following this replica's event stream (empty when none): the
+    current stream error, else the most recent gap (events it could not read and skipped, each
+    recorded as a WARNING event in their place). last_error shows it too when the replica has
+    no error of its own.
+    """
+    skipped_events: _builtins.int
+    """Events of this replica the coordinator skipped because it could not read them, since the
+    coordinator started.
+    """
     @_builtins.property
     def state_change_time(self) -> _timestamp_pb2.Timestamp:
         """When the replica's state last changed."""
@@ -126,10 +138,12 @@ class AdapterReplica(_message.Message):
         state_change_time: _timestamp_pb2.Timestamp | None = ...,
         event_stream_id: _builtins.str = ...,
         last_event_sequence: _builtins.int = ...,
+        event_feed_error: _builtins.str = ...,
+        skipped_events: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["state_change_time", b"state_change_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter_version", b"adapter_version", "address", b"address", "event_stream_id", b"event_stream_id", "last_error", b"last_error", "last_event_sequence", b"last_event_sequence", "source", b"source", "state", b"state", "state_change_time", b"state_change_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter_version", b"adapter_version", "address", b"address", "event_feed_error", b"event_feed_error", "event_stream_id", b"event_stream_id", "last_error", b"last_error", "last_event_sequence", b"last_event_sequence", "skipped_events", b"skipped_events", "source", b"source", "state", b"state", "state_change_time", b"state_change_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
