@@ -54,6 +54,7 @@ def _run(args: argparse.Namespace) -> int:
             "grpc": coordinator.address,
             "store": settings.store_location if "://" not in settings.store_location else "url",
             "adapters": [f"{a.mesh}={a.address}" for a in settings.adapters],
+            "metrics": coordinator.metrics_url,
         }
         print(json.dumps(line), flush=True)
 

@@ -318,6 +318,12 @@ class PerformanceRpcs:
         self._store = store
         self._mesh_info = mesh_info_provider
         self._environment = environment_provider
+        self._runs: set[asyncio.Task[PerformanceResult]] = set()
+
+    @property
+    def running_tests(self) -> int:
+        """Tests generating load right now."""
+        return len(self._runs)
 
     async def _test_config(self, request: pb.RunPerformanceTestRequest, context: Any) -> TestConfig:
         unspecified = [
@@ -359,6 +365,8 @@ class PerformanceRpcs:
             run_test(config, mesh=mesh, environment=environment, on_progress=events.put_nowait),
             name=f"perf-run-{config.id}",
         )
+        self._runs.add(run)
+        run.add_done_callback(self._runs.discard)
         run.add_done_callback(lambda _: events.put_nowait(None))
         try:
             while (progress := await events.get()) is not None:

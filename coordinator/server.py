@@ -1,9 +1,10 @@
 """Assembling one coordinator process: store, registry, discovery, event hub, servicer, gRPC.
 
 Start order: store (migrated), registry with the static adapters, event hub, Kubernetes
-discovery, then gRPC. Stop order is the reverse, driven by ``GrpcServer.stop``: health goes
-NOT_SERVING and in-flight calls drain, then discovery stops, the event hub stops, the registry
-closes every channel and health stream, and the store closes last.
+discovery, retention, gRPC, then ``/metrics`` (when configured). Stop order is the reverse,
+driven by ``GrpcServer.stop``: health goes NOT_SERVING and in-flight calls drain, then
+``/metrics`` closes, discovery stops, retention stops, the event hub stops, the registry closes
+every channel and health stream, and the store closes last.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import structlog
 
 from coordinator.event_hub import EventHub
 from coordinator.kube_discovery import KubeDiscovery
+from coordinator.metrics import CoordinatorMetrics
 from coordinator.passthrough import SERVICE_NAME as PASSTHROUGH_SERVICE
 from coordinator.passthrough import Passthrough, add_passthrough_to_server
 from coordinator.perf_service import (
@@ -28,6 +30,7 @@ from coordinator.perf_service import (
     kubeconfig_environment,
 )
 from coordinator.registry import Registry, Replica, Source
+from coordinator.retention import Pruner
 from coordinator.routing import RouteError, Router
 from coordinator.servicer import SERVICE_NAME, CoordinatorServicer, EventSource
 from coordinator.settings import CoordinatorSettings
@@ -35,6 +38,7 @@ from coordinator.store import Store, open_store
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 from serving.grpc_server import GrpcServer, ServerConfig
 from serving.message_limits import adapter_channel_options
+from serving.metrics_server import MetricsServer
 from serving.tls import InsecureTransportError, dial
 
 __all__ = ["Coordinator", "build_coordinator", "run_coordinator"]
@@ -54,6 +58,14 @@ class Coordinator:
     discovery: KubeDiscovery | None
     servicer: CoordinatorServicer
     server: GrpcServer
+    pruner: Pruner
+    metrics: CoordinatorMetrics
+    metrics_server: MetricsServer | None = None
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Scrape URL (after :meth:`start`), or None when metrics are off."""
+        return None if self.metrics_server is None else self.metrics_server.url
 
     @property
     def address(self) -> str:
@@ -72,7 +84,10 @@ class Coordinator:
             await self.hub.start()
             if self.discovery is not None:
                 await self.discovery.start()
+            self.pruner.start()
             await self.server.start()
+            if self.metrics_server is not None:
+                await self.metrics_server.start()
         except BaseException:
             await self._close_parts()
             raise
@@ -81,6 +96,7 @@ class Coordinator:
             address=self.address,
             adapters=[f"{a.mesh}={a.address}" for a in self.settings.adapters],
             discovery=self.settings.discover_namespace or None,
+            metrics=self.metrics_url,
         )
         return self.address
 
@@ -96,8 +112,13 @@ class Coordinator:
     async def _close_parts(self) -> None:
         """The shutdown callbacks' work, for a start that failed half-way."""
         with contextlib.suppress(Exception):
+            if self.metrics_server is not None:
+                await self.metrics_server.stop()
+        with contextlib.suppress(Exception):
             if self.discovery is not None:
                 await self.discovery.stop()
+        with contextlib.suppress(Exception):
+            await self.pruner.stop()
         with contextlib.suppress(Exception):
             await self.hub.stop()
         with contextlib.suppress(Exception):
@@ -175,6 +196,12 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
         return None if record is None else record.adapter
 
     passthrough = Passthrough(registry, router, locate=locate)
+    metrics = CoordinatorMetrics(
+        store=store,
+        followers=hub.follower_statuses,
+        running_perf_tests=lambda: perf.running_tests,
+    )
+    pruner = Pruner(store, settings.retention, on_pruned=metrics.pruned)
     server = GrpcServer(
         ServerConfig(
             host=settings.host,
@@ -182,7 +209,13 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
             grace_seconds=settings.shutdown_grace_seconds,
             tls=settings.tls,
             health_port=settings.health_port,
-        )
+        ),
+        interceptors=(metrics.requests,),
+    )
+    metrics_server = (
+        None
+        if settings.metrics_port is None
+        else MetricsServer(metrics.render, host=settings.metrics_host, port=settings.metrics_port)
     )
     server.add_service(pb_grpc.add_CoordinatorServiceServicer_to_server, servicer, SERVICE_NAME)
     server.add_service(add_passthrough_to_server, passthrough, PASSTHROUGH_SERVICE)
@@ -195,13 +228,19 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
         discovery=discovery,
         servicer=servicer,
         server=server,
+        pruner=pruner,
+        metrics=metrics,
+        metrics_server=metrics_server,
     )
     # GrpcServer runs these after serving stops, last registered first.
     server.on_shutdown("store", store.close)
     server.on_shutdown("registry", registry.close)
     server.on_shutdown("event-hub", hub.stop)
+    server.on_shutdown("retention", pruner.stop)
     if discovery is not None:
         server.on_shutdown("discovery", discovery.stop)
+    if metrics_server is not None:
+        server.on_shutdown("metrics", metrics_server.stop)
     return coordinator
 
 

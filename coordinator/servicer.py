@@ -466,13 +466,22 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
             await _abort(
                 context, grpc.StatusCode.UNIMPLEMENTED, "this coordinator runs no event hub"
             )
-        newest = await self._store.latest_cursor()
+        pruned = await self._store.pruned_through_cursor()
+        newest = max(await self._store.latest_cursor(), pruned)
         if request.after_cursor > newest:
             await _abort(
                 context,
                 grpc.StatusCode.OUT_OF_RANGE,
                 f"cursor {request.after_cursor} is beyond the newest event {newest}; the store "
                 "was reset? resume with 0",
+            )
+        if 0 < request.after_cursor < pruned:
+            await _abort(
+                context,
+                grpc.StatusCode.OUT_OF_RANGE,
+                f"events after cursor {request.after_cursor} up to {pruned} were deleted by "
+                f"retention; resume with after_cursor={pruned} (the oldest events kept "
+                "follow), or 0 for every event kept",
             )
         addresses: dict[str, str] = {}
         stream = self._events.watch(

@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
+from coordinator.retention import RetentionPolicy
 from serving.command_settings import (
     HEALTH_PORT_FLAG,
     LOGGING_FLAGS,
@@ -22,7 +24,9 @@ from serving.command_settings import (
     FlagTable,
     SettingsError,
     boolean,
+    duration,
     health_port_setting,
+    non_negative_int,
     optional_path,
     port,
     positive_float,
@@ -83,6 +87,10 @@ class CoordinatorSettings:
     health_backoff_initial_seconds: float = 0.1
     health_backoff_max_seconds: float = 5.0
     shutdown_grace_seconds: float = 10.0
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+    """Port of ``/metrics`` (Prometheus text); None is off, 0 lets the kernel pick."""
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     log_level: str = "info"
     log_format: str = "auto"
 
@@ -159,6 +167,45 @@ _FLAGS = FlagTable(
             metavar="SECONDS",
             help="time in-flight calls get on SIGTERM (10)",
         ),
+        Flag(
+            flag="--metrics-port",
+            parse=port,
+            help="Prometheus /metrics port (default: off; 0 picks one)",
+        ),
+        Flag(
+            flag="--metrics-host",
+            help="address /metrics listens on (default 127.0.0.1: loopback only)",
+        ),
+        Flag(
+            flag="--event-retention",
+            parse=duration,
+            metavar="DURATION",
+            help="delete stored events older than this (168h; 0 keeps them by age)",
+        ),
+        Flag(
+            flag="--event-retention-count",
+            parse=non_negative_int,
+            metavar="N",
+            help="keep at most this many stored events, the newest (1000000; 0: no bound)",
+        ),
+        Flag(
+            flag="--history-retention",
+            parse=duration,
+            metavar="DURATION",
+            help="delete operations not updated for this long (2160h; 0 keeps them by age)",
+        ),
+        Flag(
+            flag="--history-retention-count",
+            parse=non_negative_int,
+            metavar="N",
+            help="keep at most this many operations, the newest (100000; 0: no bound)",
+        ),
+        Flag(
+            flag="--retention-interval",
+            parse=duration,
+            metavar="DURATION",
+            help="how often retention runs (5m)",
+        ),
         *LOGGING_FLAGS,
     ),
 )
@@ -221,6 +268,11 @@ def settings_from_args(
         call_timeout_seconds=float(str(get("call_timeout", 10.0))),
         retry_attempts=int(str(get("retry_attempts", 3))),
         shutdown_grace_seconds=float(str(get("shutdown_grace", 10.0))),
+        metrics_host=str(get("metrics_host", "127.0.0.1")),
+        metrics_port=None
+        if values.get("metrics_port") is None
+        else int(str(values["metrics_port"])),
+        retention=_retention(values),
         log_level=str(get("log_level", "info")),
         log_format=str(get("log_format", "auto")),
     )
@@ -237,3 +289,33 @@ def _adapter_tls(values: Mapping[str, object]) -> ClientTls | None:
     return ClientTls(
         ca_path=ca, cert_path=cert, key_path=key, server_name=str(name) if name else None
     )
+
+
+def _bound(values: Mapping[str, object], name: str, default: object) -> object | None:
+    """A retention bound: the given value (0 turns it off) or the default."""
+    value = values.get(name, default)
+    return None if value in (0, timedelta(0)) else value
+
+
+def _retention(values: Mapping[str, object]) -> RetentionPolicy:
+    defaults = RetentionPolicy()
+    interval = values.get("retention_interval", timedelta(seconds=defaults.interval_seconds))
+    assert isinstance(interval, timedelta)
+    if interval <= timedelta(0):
+        raise SettingsError("--retention-interval must be longer than 0")
+    event_age = _bound(values, "event_retention", defaults.event_age)
+    history_age = _bound(values, "history_retention", defaults.history_age)
+    event_count = _bound(values, "event_retention_count", defaults.event_count)
+    history_count = _bound(values, "history_retention_count", defaults.history_count)
+    return RetentionPolicy(
+        event_age=event_age if isinstance(event_age, timedelta) else None,
+        event_count=event_count if isinstance(event_count, int) else None,
+        history_age=history_age if isinstance(history_age, timedelta) else None,
+        history_count=history_count if isinstance(history_count, int) else None,
+        interval_seconds=interval.total_seconds(),
+    )
+
+
+def _optional_int(values: Mapping[str, object], name: str) -> int | None:
+    value = values.get(name)
+    return None if value is None else int(str(value))

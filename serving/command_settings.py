@@ -12,6 +12,7 @@ import argparse
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from serving.tls import TlsConfig, server_tls
@@ -25,7 +26,9 @@ __all__ = [
     "SettingsError",
     "boolean",
     "choice",
+    "duration",
     "health_port_setting",
+    "non_negative_int",
     "optional_path",
     "port",
     "positive_float",
@@ -114,6 +117,31 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise ValueError(f"{value} is not a positive integer")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer of at least 0 (0 usually turns a bound off)."""
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise ValueError(f"{text[:40]!r} is not a non-negative integer")
+    return int(text)
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> timedelta:
+    """``90s``, ``30m``, ``168h``, ``7d`` (one number, one unit); ``0`` is zero."""
+    if text == "0":
+        return timedelta(0)
+    number, unit = text[:-1], text[-1:]
+    if (
+        unit not in _DURATION_UNITS
+        or not number.isascii()
+        or not number.isdigit()
+        or len(number) > 9
+    ):
+        raise ValueError(f"{text[:40]!r} is not a duration like 90s, 30m, 168h or 7d")
+    return timedelta(seconds=int(number) * _DURATION_UNITS[unit])
 
 
 def port(text: str) -> int:

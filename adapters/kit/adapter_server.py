@@ -26,7 +26,7 @@ from adapters.kit.events import EventLog
 from adapters.kit.executors import ClusterExecutor, VersionCatalog
 from adapters.kit.journal import OperationJournal
 from adapters.kit.meshery_servicer import MESHERY_SERVICE_NAME, MesheryServicer, serve_meshery_on
-from adapters.kit.metrics import AdapterMetrics, MetricsServer
+from adapters.kit.metrics import AdapterMetrics
 from adapters.kit.operations import ClusterTarget
 from adapters.kit.runner import DEFAULT_CLUSTER, OperationRunner
 from adapters.kit.servicer import (
@@ -40,6 +40,7 @@ from adapters.kit.settings import AdapterSettings
 from adapters.kit.state_files import StateDirLock
 from serving.background_tasks import BackgroundTasks
 from serving.grpc_server import GrpcServer, ServerConfig
+from serving.metrics_server import MetricsServer
 
 __all__ = ["ExecutorFactory", "RunningAdapter", "git_sha", "run_adapter", "start_adapter"]
 
@@ -201,7 +202,9 @@ async def start_adapter(
         serve_meshery_on(server, MesheryServicer(native=servicer, runner=runner, events=events))
         metrics_server = None
         if settings.metrics_port is not None:
-            metrics_server = MetricsServer(metrics, host=settings.host, port=settings.metrics_port)
+            metrics_server = MetricsServer(
+                metrics.render, host=settings.host, port=settings.metrics_port
+            )
         adapter = RunningAdapter(
             declaration=declaration,
             settings=settings,

@@ -2,22 +2,18 @@
 
 A dedicated `CollectorRegistry` (not the process-global one) lets several adapters live in one
 process (tests, an all-in-one dev run) without duplicate-metric errors. `MetricsServer` serves it
-on ``/metrics`` from the adapter's event loop.
+on ``/metrics`` from the adapter's event loop (``serving.metrics_server``).
 """
 
 from __future__ import annotations
 
-import structlog
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
 from adapters.kit.events import Event
 from adapters.kit.operations import OperationState
 
-__all__ = ["AdapterMetrics", "MetricsServer"]
-
-_log = structlog.get_logger(__name__)
+__all__ = ["AdapterMetrics"]
 
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 
@@ -74,45 +70,6 @@ class AdapterMetrics:
         """The registry in Prometheus text format."""
         return generate_latest(self.registry)
 
-
-class MetricsServer:
-    """``GET /metrics`` over HTTP on the adapter's loop (aiohttp, port 0 picks a free port)."""
-
-    def __init__(self, metrics: AdapterMetrics, *, host: str, port: int) -> None:
-        self._metrics = metrics
-        self._host = host
-        self._port = port
-        self._runner: web.AppRunner | None = None
-        self.bound_port = 0
-
-    @property
-    def url(self) -> str:
-        """Scrape URL (after start)."""
-        host = "127.0.0.1" if self._host in ("0.0.0.0", "", "::") else self._host
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.bound_port}/metrics"
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=self._metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
-
-    async def start(self) -> None:
-        """Bind and serve."""
-        app = web.Application()
-        app.router.add_get("/metrics", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or ()
-        self.bound_port = int(sockets[0].getsockname()[1]) if sockets else self._port
-        _log.info("metrics.server_started", url=self.url)
-
-    async def stop(self) -> None:
-        """Close the listener."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+    async def render(self) -> bytes:
+        """`exposition` for `MetricsServer`."""
+        return self.exposition()

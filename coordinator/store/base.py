@@ -13,6 +13,7 @@ from coordinator.store.records import (
     OperationFilter,
     OperationRecord,
     PerfResultRecord,
+    RowCounts,
     StoredEvent,
 )
 
@@ -90,8 +91,28 @@ class Store(abc.ABC):
         """Highest committed cursor still stored (0 when none): "live from now" starts here."""
 
     @abc.abstractmethod
-    async def prune_events(self, older_than: datetime) -> int:
-        """Delete events whose timestamp is before ``older_than``; returns how many."""
+    async def prune_events(
+        self, older_than: datetime | None = None, *, keep: int | None = None
+    ) -> int:
+        """Delete events whose timestamp is before ``older_than`` and every event but the
+        ``keep`` newest (by cursor); returns how many. Pruned (source, sequence) pairs are
+        never stored again, and the highest pruned cursor is remembered."""
+
+    @abc.abstractmethod
+    async def pruned_through_cursor(self) -> int:
+        """The highest cursor retention deleted (0 when none): a watch resuming below it missed
+        events."""
+
+    @abc.abstractmethod
+    async def prune_operations(
+        self, older_than: datetime | None = None, *, keep: int | None = None
+    ) -> int:
+        """Delete operations not updated since ``older_than`` and every one but the ``keep``
+        newest (by created_at); returns how many."""
+
+    @abc.abstractmethod
+    async def row_counts(self) -> RowCounts:
+        """How many rows each table holds (for metrics)."""
 
     @abc.abstractmethod
     async def save_perf_result(self, record: PerfResultRecord) -> None:

@@ -176,6 +176,28 @@ MIGRATIONS: tuple[Migration, ...] = (
             *_PERF_INDEXES,
         ),
     ),
+    Migration(
+        version=3,
+        description="event retention: the highest cursor pruned; history pruned by updated_at",
+        sqlite=(
+            """
+            CREATE TABLE event_retention (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                pruned_through_cursor INTEGER NOT NULL
+            )
+            """,
+            "CREATE INDEX operations_by_updated ON operations (updated_at)",
+        ),
+        postgres=(
+            """
+            CREATE TABLE event_retention (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                pruned_through_cursor BIGINT NOT NULL
+            )
+            """,
+            "CREATE INDEX operations_by_updated ON operations (updated_at)",
+        ),
+    ),
 )
 
 

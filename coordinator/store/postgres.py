@@ -35,7 +35,7 @@ from coordinator.store.records import (
     utc,
 )
 from coordinator.store.rows import RowCodec, event_params, operation_params, perf_params
-from coordinator.store.sql_store import Row, SQLStore, warn_if_newer
+from coordinator.store.sql_store import Row, SQLStore, highest_sequences, warn_if_newer
 
 _log = structlog.get_logger(__name__)
 
@@ -194,23 +194,37 @@ class PostgresStore(SQLStore):
                 )
         return stored
 
-    async def prune_events(self, older_than: datetime) -> int:
-        cutoff = utc(older_than)
+    async def _prune_event_batch(
+        self, through_cursor: int | None, older_than: datetime | None, limit: int
+    ) -> int:
+        candidates = statements.prune_candidates_query(DIALECT, through_cursor, older_than, limit)
         async with self._pool.connection() as connection, connection.transaction():
             # Same lock as appends: a concurrent re-append of an event being pruned must see
             # either the row or the raised pruned_through mark, never neither.
             await connection.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK_KEY,))
-            cursor = await connection.execute(statements.prune_summary_sql(DIALECT), (cutoff,))
-            groups = await cursor.fetchall()
-            await connection.execute(statements.prune_events_sql(DIALECT), (cutoff,))
-            if groups:
-                await connection.cursor().executemany(
-                    statements.record_pruned_sql(DIALECT, "GREATEST"),
-                    [(source, sequence, sequence) for source, sequence, _count in groups],
-                )
-        deleted = sum(int(count) for _source, _sequence, count in groups)
-        _log.info("events pruned", backend="postgres", older_than=cutoff, deleted=deleted)
-        return deleted
+            cursor = await connection.execute(candidates.sql, candidates.params)
+            rows = await cursor.fetchall()
+            if not rows:
+                return 0
+            top = int(rows[-1][0])
+            delete = statements.prune_events_query(DIALECT, top, through_cursor, older_than)
+            await connection.execute(delete.sql, delete.params)
+            await connection.cursor().executemany(
+                statements.record_pruned_sql(DIALECT, "GREATEST"),
+                [
+                    (source, sequence, sequence)
+                    for source, sequence in highest_sequences(rows).items()
+                ],
+            )
+            await connection.execute(
+                statements.record_pruned_cursor_sql(DIALECT, "GREATEST"), (top,)
+            )
+        return len(rows)
+
+    async def _write_statement(self, sql: str, params: Sequence[object] = ()) -> int:
+        async with self._pool.connection() as connection:
+            cursor = await connection.execute(sql, tuple(params))
+            return int(cursor.rowcount)
 
     # -- perf results ----------------------------------------------------------------------
 

@@ -154,3 +154,12 @@ class AppliedMigration:
     version: int
     description: str
     applied_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class RowCounts:
+    """Rows per table."""
+
+    events: int
+    operations: int
+    perf_results: int

@@ -8,7 +8,8 @@ and transactions differ.
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -23,6 +24,7 @@ from coordinator.store.records import (
     OperationFilter,
     OperationRecord,
     PerfResultRecord,
+    RowCounts,
     StoredEvent,
 )
 from coordinator.store.rows import (
@@ -36,6 +38,27 @@ from coordinator.store.rows import (
 _log = structlog.get_logger(__name__)
 
 Row = tuple[Any, ...]
+
+PRUNE_BATCH = 5000
+"""Rows deleted per transaction, so pruning never holds the write lock for long."""
+
+
+async def _in_batches(batch: Callable[[], Awaitable[int]]) -> int:
+    """Run ``batch`` (deleting at most `PRUNE_BATCH` rows) until one deletes fewer; the total."""
+    total = 0
+    while True:
+        deleted = await batch()
+        total += deleted
+        if deleted < PRUNE_BATCH:
+            return total
+
+
+def highest_sequences(candidates: Sequence[Row]) -> dict[str, int]:
+    """Per source, the highest sequence among (cursor, source, sequence) prune candidates."""
+    highest: dict[str, int] = {}
+    for _cursor, source, sequence in candidates:
+        highest[source] = max(highest.get(source, 0), int(sequence))
+    return highest
 
 
 def warn_if_newer(present: Collection[int], known: Sequence[Migration]) -> None:
@@ -58,6 +81,57 @@ class SQLStore(Store):
     @abc.abstractmethod
     async def _fetch_all(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
         """Every row of one query run outside any write transaction."""
+
+    @abc.abstractmethod
+    async def _prune_event_batch(
+        self, through_cursor: int | None, older_than: datetime | None, limit: int
+    ) -> int:
+        """One transaction: delete the oldest ``limit`` events past retention, raise their
+        sources' pruned_through and the pruned cursor mark; returns how many."""
+
+    @abc.abstractmethod
+    async def _write_statement(self, sql: str, params: Sequence[object] = ()) -> int:
+        """Run one write statement in its own transaction; returns the rows it changed."""
+
+    async def prune_events(
+        self, older_than: datetime | None = None, *, keep: int | None = None
+    ) -> int:
+        through: int | None = None
+        if keep is not None:
+            row = await self._fetch_one(statements.event_keep_cutoff_sql(self._dialect), (keep,))
+            through = None if row is None else int(row[0])
+        if through is None and older_than is None:
+            return 0
+        total = await _in_batches(lambda: self._prune_event_batch(through, older_than, PRUNE_BATCH))
+        if total:
+            _log.info("events pruned", older_than=older_than, keep=keep, deleted=total)
+        return total
+
+    async def pruned_through_cursor(self) -> int:
+        row = await self._fetch_one(statements.PRUNED_THROUGH_CURSOR_SQL)
+        return 0 if row is None else int(row[0])
+
+    async def prune_operations(
+        self, older_than: datetime | None = None, *, keep: int | None = None
+    ) -> int:
+        through: tuple[object, str] | None = None
+        if keep is not None:
+            row = await self._fetch_one(
+                statements.operation_keep_cutoff_sql(self._dialect), (keep,)
+            )
+            through = None if row is None else (row[0], str(row[1]))
+        if through is None and older_than is None:
+            return 0
+        query = statements.prune_operations_query(self._dialect, through, older_than, PRUNE_BATCH)
+        total = await _in_batches(lambda: self._write_statement(query.sql, query.params))
+        if total:
+            _log.info("operations pruned", older_than=older_than, keep=keep, deleted=total)
+        return total
+
+    async def row_counts(self) -> RowCounts:
+        row = await self._fetch_one(statements.ROW_COUNTS_SQL)
+        assert row is not None  # scalar subqueries always yield one row
+        return RowCounts(events=int(row[0]), operations=int(row[1]), perf_results=int(row[2]))
 
     async def applied_migrations(self) -> list[AppliedMigration]:
         rows = await self._fetch_all(statements.APPLIED_MIGRATIONS_SQL)

@@ -37,7 +37,7 @@ from coordinator.store.records import (
     utc,
 )
 from coordinator.store.rows import RowCodec, event_params, operation_params, perf_params
-from coordinator.store.sql_store import Row, SQLStore, warn_if_newer
+from coordinator.store.sql_store import Row, SQLStore, highest_sequences, warn_if_newer
 
 _log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
@@ -213,23 +213,35 @@ class SQLiteStore(SQLStore):
 
         return await self._run(write)
 
-    async def prune_events(self, older_than: datetime) -> int:
-        cutoff = encode_time(older_than)
-        summary = statements.prune_summary_sql(DIALECT)
-        delete = statements.prune_events_sql(DIALECT)
+    async def _prune_event_batch(
+        self, through_cursor: int | None, older_than: datetime | None, limit: int
+    ) -> int:
+        candidates = statements.prune_candidates_query(DIALECT, through_cursor, older_than, limit)
         record_pruned = statements.record_pruned_sql(DIALECT, "MAX")
+        record_cursor = statements.record_pruned_cursor_sql(DIALECT, "MAX")
 
         def write(connection: sqlite3.Connection) -> int:
             with self._write(connection):
-                groups = connection.execute(summary, (cutoff,)).fetchall()
-                connection.execute(delete, (cutoff,))
-                for source, sequence, _count in groups:
+                rows = connection.execute(candidates.sql, candidates.params).fetchall()
+                if not rows:
+                    return 0
+                top = int(rows[-1][0])
+                delete = statements.prune_events_query(DIALECT, top, through_cursor, older_than)
+                connection.execute(delete.sql, delete.params)
+                for source, sequence in highest_sequences(rows).items():
                     connection.execute(record_pruned, (source, sequence, sequence))
-            return sum(int(count) for _source, _sequence, count in groups)
+                connection.execute(record_cursor, (top,))
+            return len(rows)
 
-        deleted = await self._run(write)
-        _log.info("events pruned", backend="sqlite", older_than=cutoff, deleted=deleted)
-        return deleted
+        return await self._run(write)
+
+    async def _write_statement(self, sql: str, params: Sequence[object] = ()) -> int:
+        def write(connection: sqlite3.Connection) -> int:
+            with self._write(connection):
+                changed = connection.execute(sql, tuple(params)).rowcount
+            return int(changed)
+
+        return await self._run(write)
 
     # -- perf results ----------------------------------------------------------------------
 

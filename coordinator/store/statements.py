@@ -158,17 +158,107 @@ def record_sources_sql(dialect: Dialect, greatest: str) -> str:
     )
 
 
-def prune_summary_sql(dialect: Dialect) -> str:
-    """Per source, the highest sequence and the count of events a prune will delete."""
-    return (
-        "SELECT source, MAX(sequence), COUNT(*) FROM events "
-        f"WHERE occurred_at < {dialect.placeholder} GROUP BY source"
+def event_keep_cutoff_sql(dialect: Dialect) -> str:
+    """The cursor of the newest event beyond the ``keep`` newest (no row: nothing to prune)."""
+    return f"SELECT cursor FROM events ORDER BY cursor DESC LIMIT 1 OFFSET {dialect.placeholder}"
+
+
+def _any_of(parts: list[tuple[str, tuple[object, ...]] | None]) -> tuple[str, list[object]]:
+    """The given (condition, params) joined with OR; no condition matches nothing."""
+    given = [part for part in parts if part is not None]
+    if not given:
+        return "1 = 0", []
+    params = [param for _condition, values in given for param in values]
+    return f"({' OR '.join(condition for condition, _ in given)})", params
+
+
+def _prune_condition(
+    dialect: Dialect, through_cursor: int | None, older_than: datetime | None
+) -> tuple[str, list[object]]:
+    """Events past retention: at or below a cursor (count) or older than a time (age)."""
+    p = dialect.placeholder
+    return _any_of(
+        [
+            None if through_cursor is None else (f"cursor <= {p}", (through_cursor,)),
+            None
+            if older_than is None
+            else (f"occurred_at < {p}", (dialect.encode_time(older_than),)),
+        ]
     )
 
 
-def prune_events_sql(dialect: Dialect) -> str:
-    """Delete events older than a time (run after the summary, in the same transaction)."""
-    return f"DELETE FROM events WHERE occurred_at < {dialect.placeholder}"
+def prune_candidates_query(
+    dialect: Dialect, through_cursor: int | None, older_than: datetime | None, limit: int
+) -> Query:
+    """The oldest ``limit`` events past retention: (cursor, source, sequence), by cursor."""
+    condition, params = _prune_condition(dialect, through_cursor, older_than)
+    return Query(
+        sql=f"SELECT cursor, source, sequence FROM events WHERE {condition} "
+        f"ORDER BY cursor LIMIT {dialect.placeholder}",
+        params=(*params, limit),
+    )
+
+
+def prune_events_query(
+    dialect: Dialect, top: int, through_cursor: int | None, older_than: datetime | None
+) -> Query:
+    """Delete the candidates a `prune_candidates_query` returned (its highest cursor: ``top``)."""
+    condition, params = _prune_condition(dialect, through_cursor, older_than)
+    return Query(
+        sql=f"DELETE FROM events WHERE cursor <= {dialect.placeholder} AND {condition}",
+        params=(top, *params),
+    )
+
+
+def record_pruned_cursor_sql(dialect: Dialect, greatest: str) -> str:
+    """Remember the highest cursor retention deleted (WatchEvents refuses to resume below it)."""
+    p = dialect.placeholder
+    return (
+        f"INSERT INTO event_retention (id, pruned_through_cursor) VALUES (1, {p}) "
+        "ON CONFLICT (id) DO UPDATE SET pruned_through_cursor = "
+        f"{greatest}(event_retention.pruned_through_cursor, excluded.pruned_through_cursor)"
+    )
+
+
+PRUNED_THROUGH_CURSOR_SQL = "SELECT COALESCE(MAX(pruned_through_cursor), 0) FROM event_retention"
+
+
+def operation_keep_cutoff_sql(dialect: Dialect) -> str:
+    """(created_at, operation_id) of the newest operation beyond the ``keep`` newest."""
+    return (
+        "SELECT created_at, operation_id FROM operations "
+        f"ORDER BY created_at DESC, operation_id DESC LIMIT 1 OFFSET {dialect.placeholder}"
+    )
+
+
+def prune_operations_query(
+    dialect: Dialect,
+    through: tuple[object, str] | None,
+    older_than: datetime | None,
+    limit: int,
+) -> Query:
+    """Delete up to ``limit`` operations past retention: at or before ``through`` in history
+    order (count), or not updated since ``older_than`` (age)."""
+    p = dialect.placeholder
+    condition, params = _any_of(
+        [
+            None if through is None else (f"(created_at, operation_id) <= ({p}, {p})", through),
+            None
+            if older_than is None
+            else (f"updated_at < {p}", (dialect.encode_time(older_than),)),
+        ]
+    )
+    return Query(
+        sql="DELETE FROM operations WHERE operation_id IN (SELECT operation_id FROM operations "
+        f"WHERE {condition} ORDER BY created_at, operation_id LIMIT {p})",
+        params=(*params, limit),
+    )
+
+
+ROW_COUNTS_SQL = (
+    "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM operations), "
+    "(SELECT COUNT(*) FROM perf_results)"
+)
 
 
 def record_pruned_sql(dialect: Dialect, greatest: str) -> str:

@@ -6,7 +6,19 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from coordinator.store import Store, open_store
 from tests.coordinator.scripted_adapter import StaticRegistry
+
+
+@pytest.fixture
+async def store(store_location: str) -> AsyncIterator[Store]:
+    """A migrated store, once on SQLite and once on PostgreSQL (``store_location``)."""
+    opened = open_store(store_location)
+    await opened.migrate()
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -79,16 +79,6 @@ def open_with(location: str, migrations: Sequence[Migration]) -> Store:
     if location.startswith("postgresql://"):
         return PostgresStore(location, migrations=migrations)
     return SQLiteStore(location, migrations=migrations)
-
-
-@pytest.fixture
-async def store(store_location: str) -> AsyncIterator[Store]:
-    opened = open_store(store_location)
-    await opened.migrate()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def keys(stored: Sequence[StoredEvent]) -> list[tuple[str, int]]:

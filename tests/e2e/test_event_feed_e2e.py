@@ -1,0 +1,198 @@
+"""Issue 12's poisoned feed, over real processes: `meshplane coordinator` and an adapter process.
+
+The adapter is the scripted one run as a process: it emits "requested by <username>" uncapped,
+as the kit did before events were capped, so a 5 MB username sent to it directly (an attacker on
+loopback) makes an event larger than the coordinator reads from an adapter. Before: the
+coordinator's feed for that adapter stopped for good, also across a restart, and ListAdapters
+showed no error. Now: the gap is a WARNING event in its place, ListAdapters and /metrics show it,
+and every later event reaches WatchEvents, before and after a coordinator restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc  # type: ignore[import-untyped, unused-ignore]
+import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from meshplane.adapter.v1 import adapter_pb2 as apb
+from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
+from meshplane.coordinator.v1 import coordinator_pb2 as cpb
+from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
+from tests.adapters.istio.adapter_process import MESHPLANE, AdapterProcess
+from tests.e2e.coordinator_harness import Watcher, free_port_block
+
+FIVE_MB = "u" * (5 * 1024 * 1024)
+SUCCEEDED = apb.OPERATION_STATE_SUCCEEDED
+
+
+@pytest.fixture
+def hostile_adapter(tmp_path: Path) -> Iterator[AdapterProcess]:
+    command = [sys.executable, "-m", "tests.coordinator.scripted_adapter"]
+    process = AdapterProcess([], tmp_path / "adapter.log", command=command).start()
+    yield process
+    process.stop()
+
+
+class CoordinatorProcess:
+    """`meshplane coordinator` on a data dir, restartable, with /metrics on a fixed port."""
+
+    def __init__(self, tmp_path: Path, adapter: str) -> None:
+        self.metrics_port = free_port_block(1)
+        self.args = [
+            "--port",
+            "0",
+            "--data-dir",
+            str(tmp_path / "coordinator"),
+            "--adapter",
+            f"toy={adapter}",
+            "--metrics-port",
+            str(self.metrics_port),
+        ]
+        self.log = tmp_path / "coordinator.log"
+        self.process: AdapterProcess | None = None
+        self.channel: Any = None
+        self.stub: Any = None
+
+    async def start(self) -> None:
+        process = AdapterProcess(self.args, self.log, command=[str(MESHPLANE), "coordinator"])
+        self.process = await asyncio.to_thread(process.start)
+        self.channel = grpc.aio.insecure_channel(self.process.address)
+        self.stub = cpb_grpc.CoordinatorServiceStub(self.channel)
+
+    async def stop(self) -> None:
+        if self.channel is not None:
+            await self.channel.close()
+        if self.process is not None:
+            assert await asyncio.to_thread(self.process.stop) == 0
+            self.process = None
+
+    async def replica(self) -> cpb.AdapterReplica:
+        listing = await self.stub.ListAdapters(cpb.ListAdaptersRequest(), timeout=5)
+        [adapter] = listing.adapters
+        [replica] = adapter.replicas
+        return replica
+
+    async def serving(self) -> None:
+        async with asyncio.timeout(20):
+            while (await self.replica()).state != cpb.REPLICA_STATE_SERVING:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+
+    async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+        def scrape() -> str:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return str(response.read().decode())
+
+        samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for family in text_string_to_metric_families(await asyncio.to_thread(scrape)):
+            for sample in family.samples:
+                samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return samples
+
+
+@pytest.fixture
+async def coordinator(
+    tmp_path: Path, hostile_adapter: AdapterProcess
+) -> AsyncIterator[CoordinatorProcess]:
+    running = CoordinatorProcess(tmp_path, hostile_adapter.address)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+def install(operation_id: str) -> cpb.ApplyOperationRequest:
+    return cpb.ApplyOperationRequest(
+        mesh="toy",
+        request=apb.ApplyOperationRequest(
+            operation_id=operation_id, operation="install", username="e2e"
+        ),
+    )
+
+
+def done(operation_id: str) -> Any:
+    return lambda r: r.event.operation_id == operation_id and r.event.operation_state == SUCCEEDED
+
+
+def sample(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_a_5_mb_username_leaves_a_visible_gap_and_the_feed_goes_on(
+    coordinator: CoordinatorProcess, hostile_adapter: AdapterProcess
+) -> None:
+    await coordinator.serving()
+    address = hostile_adapter.address
+    watcher = Watcher(coordinator.stub, cpb.WatchEventsRequest(mesh="toy")).start()
+    try:
+        await coordinator.stub.ApplyOperation(install("before"), timeout=10)
+        await watcher.wait_for(done("before"), within=20)
+
+        # The attack, straight to the adapter (its answer repeats the username: read it whole).
+        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        async with grpc.aio.insecure_channel(address, options=options) as channel:
+            attack = apb.ApplyOperationRequest(
+                operation_id="attack", operation="install", username=FIVE_MB
+            )
+            await apb_grpc.MeshAdapterServiceStub(channel).ApplyOperation(attack, timeout=30)
+
+        await coordinator.stub.ApplyOperation(install("after"), timeout=10)
+        await watcher.wait_for(done("after"), within=30)
+        gap = await watcher.wait_for(lambda r: r.event.component == "coordinator/event-hub")
+        assert gap.event.severity == apb.EVENT_SEVERITY_WARNING
+        assert gap.event.sequence == 3  # the attack's "accepted" event
+        assert f"skipped event 3 of the toy adapter at {address}" in gap.event.summary
+        assert "RESOURCE_EXHAUSTED" in gap.event.details
+        assert gap.adapter_address == address
+        assert [r.event.sequence for r in watcher.received] == [1, 2, 3, 4, 5, 6]
+        assert watcher.received[3].event.operation_id == "attack"  # its outcome still arrives
+
+        replica = await coordinator.replica()
+        assert replica.skipped_events == 1
+        assert "skipped event 3" in replica.event_feed_error
+        assert replica.last_error.startswith("event feed: ")
+        assert replica.last_event_sequence == 6
+
+        samples = await coordinator.metrics()
+        labels = {"mesh": "toy", "replica": address}
+        prefix = "meshplane_coordinator"
+        assert sample(samples, f"{prefix}_follower_skipped_events_total", **labels) == 1
+        assert sample(samples, f"{prefix}_follower_errors_total", **labels) >= 1
+        assert sample(samples, f"{prefix}_follower_last_sequence", **labels) == 6
+        assert sample(samples, f"{prefix}_follower_connected", **labels) == 1
+        assert sample(samples, f"{prefix}_store_rows", table="events") == 6
+        assert sample(samples, f"{prefix}_store_rows", table="operations") >= 2
+        service = "meshplane.coordinator.v1.CoordinatorService"
+        applied = {"service": service, "method": "ApplyOperation", "code": "OK"}
+        assert sample(samples, f"{prefix}_grpc_requests_total", **applied) == 2
+        assert sample(samples, f"{prefix}_asyncio_tasks") > 0
+    finally:
+        await watcher.stop()
+
+    # Restarted on the same store: no re-read of the poisoned event, the gap still in place.
+    await coordinator.stop()
+    await coordinator.start()
+    await coordinator.serving()
+    await coordinator.stub.ApplyOperation(install("after-restart"), timeout=10)
+    replay = Watcher(coordinator.stub, cpb.WatchEventsRequest(mesh="toy")).start()
+    try:
+        await replay.wait_for(done("after-restart"), within=30)
+        assert [r.event.sequence for r in replay.received] == list(range(1, 9))
+        assert replay.received[2].event.component == "coordinator/event-hub"
+        replica = await coordinator.replica()
+        assert (replica.skipped_events, replica.event_feed_error) == (0, "")
+        samples = await coordinator.metrics()
+        labels = {"mesh": "toy", "replica": hostile_adapter.address}
+        assert sample(samples, "meshplane_coordinator_follower_last_sequence", **labels) == 8
+    finally:
+        await replay.stop()
