@@ -401,8 +401,11 @@ class EventHub:
                 delay_seconds=round(delay, 3),
             )
             follower.wakeup.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the wakeup is set, leaving the follower running after stop()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(follower.wakeup.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await follower.wakeup.wait()
 
     async def _skip_unreadable(
         self, follower: _Follower, failure: Exception, *, read_failed: bool, progressed: bool

@@ -21,6 +21,7 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import structlog
 
+from coordinator.adapter_link import AdapterLink, LinkRefused
 from coordinator.health_watch import HealthReport, describe_rpc_error, follow_health
 from meshplane.adapter.v1 import adapter_pb2 as adapter_pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as adapter_grpc
@@ -118,8 +119,12 @@ class Registry:
         call_timeout: float = 10.0,
         health_backoff_initial: float = 0.1,
         health_backoff_max: float = 5.0,
+        link: AdapterLink | None = None,
     ) -> None:
         self._dial = dial
+        self._link = link
+        """With a link token: each replica proves it holds it before anything else is asked of
+        it (at registration and whenever its health stream reconnects)."""
         self._call_timeout = call_timeout
         self._backoff = (health_backoff_initial, health_backoff_max)
         self._replicas: dict[str, Replica] = {}
@@ -216,7 +221,8 @@ class Registry:
         timeout.
 
         Raises `RegistrationError`: UNAVAILABLE when unreachable (naming the address and the
-        dial error), FAILED_PRECONDITION when it manages another mesh than ``mesh``.
+        dial error), FAILED_PRECONDITION when it manages another mesh than ``mesh`` or does not
+        prove it is one of ours (the link token).
         """
         mesh = mesh.strip().lower()
         existing = self._replicas.get(address)
@@ -232,7 +238,10 @@ class Registry:
         except ValueError as exc:  # InsecureTransportError and malformed targets
             raise RegistrationError(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from exc
         try:
-            identity = await self._identify(channel, seconds)
+            identity = await self._identify(channel, address, seconds)
+        except LinkRefused as exc:
+            await channel.close()
+            raise RegistrationError(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from exc
         except grpc.aio.AioRpcError as exc:
             await channel.close()
             raise RegistrationError(
@@ -336,10 +345,18 @@ class Registry:
         if not report.serving:
             if report.stream_lost:
                 self._needs_refresh.add(address)  # it may come back as a new process
+                if self._link is not None:
+                    self._link.forget(address)  # which must prove itself again
             self._set_state(address, ReplicaState.NOT_SERVING, report.error)
             return
         if address in self._needs_refresh:
-            identity = await self._identify(channel)  # raising here makes the follower retry
+            try:
+                identity = await self._identify(channel, address)
+            except LinkRefused as exc:
+                # out of rotation until it reconnects (as another process) and proves itself
+                self._set_state(address, ReplicaState.NOT_SERVING, str(exc))
+                return
+            # any other error makes the follower retry
             current = self._replicas.get(address)
             if current is None or self._channels.get(address) is not channel:
                 return
@@ -393,9 +410,13 @@ class Registry:
             except Exception:
                 _log.exception("registry.listener_failed", change=change.kind)
 
-    async def _identify(self, channel: Any, seconds: float | None = None) -> _Identity:
+    async def _identify(
+        self, channel: Any, address: str, seconds: float | None = None
+    ) -> _Identity:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self._call_timeout if seconds is None else seconds)
+        if self._link is not None:
+            await self._link.verify(channel, address, max(0.0, deadline - loop.time()))
         stub = adapter_grpc.MeshAdapterServiceStub(channel)
         info = await stub.GetInfo(
             adapter_pb.GetInfoRequest(), timeout=max(0.0, deadline - loop.time())

@@ -18,6 +18,10 @@ period. Children run in their own session (a terminal's Ctrl-C reaches only this
 stops them in order) and, on Linux, get SIGTERM if this process dies without cleaning up.
 
 Every child writes stdout to ``<data-dir>/logs/<name>.out`` and its log to ``<name>.log``.
+
+The adapters serve only the coordinator: each `up` writes a fresh link token to
+``<data-dir>/link-token`` (mode 0600), given to the adapters as ``--coordinator-token-file`` and
+to the coordinator as ``--adapter-token-file``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped, unused-ignore]
 
 from coordinator.data_dir_lock import DataDirLock, DataDirLocked
+from serving.link_tokens import write_link_token
 from serving.logging_setup import configure_logging
 from serving.tls import dial
 
@@ -144,6 +149,11 @@ class Sandbox:
     def _logs(self) -> Path:
         return self.settings.data_dir / "logs"
 
+    @property
+    def link_token_file(self) -> Path:
+        """The coordinator-adapter link token of this `up` (written when it starts)."""
+        return self.settings.data_dir / "link-token"
+
     async def _exec(self, name: str, args: Sequence[str]) -> asyncio.subprocess.Process:
         """One child process; stdout starts empty (it is read for the address), the log grows."""
         self._logs.mkdir(parents=True, exist_ok=True)
@@ -234,6 +244,7 @@ class Sandbox:
         except DataDirLocked as exc:
             raise SandboxError(str(exc)) from None
         try:
+            write_link_token(self.link_token_file)
             if self.kubeconfig is None:
                 await self._start_kubesim()
             # Adapters are independent of each other: start them side by side.
@@ -302,6 +313,8 @@ class Sandbox:
             str(settings.data_dir / "adapters" / mesh),
             "--cache-dir",
             str(settings.data_dir / "cache"),
+            "--coordinator-token-file",
+            str(self.link_token_file),
         ]
         if mesh in settings.chart_repos:
             args += ["--chart-repo", settings.chart_repos[mesh]]
@@ -335,6 +348,8 @@ class Sandbox:
             str(self.settings.coordinator_port),
             "--data-dir",
             str(self.settings.data_dir / "coordinator"),
+            "--adapter-token-file",
+            str(self.link_token_file),
         ]
         for mesh, address in self.adapters.items():
             args += ["--adapter", f"{mesh}={address}"]

@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from coordinator.adapter_link import AdapterLink
 from coordinator.event_hub import EventHub
 from coordinator.kube_discovery import KubeDiscovery
 from coordinator.metrics import CoordinatorMetrics
@@ -130,6 +131,7 @@ class Coordinator:
 def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
     """Create every part (nothing is opened or started until :meth:`Coordinator.start`)."""
     store = open_store(settings.store_location)
+    link = None if settings.adapter_token is None else AdapterLink(settings.adapter_token)
 
     def dial_adapter(address: str) -> Any:
         try:
@@ -138,6 +140,7 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
                 tls=settings.adapter_tls,
                 allow_insecure=settings.allow_insecure_adapters,
                 options=adapter_channel_options(),
+                interceptors=None if link is None else link.interceptors(address),
             )
         except InsecureTransportError as exc:
             raise InsecureTransportError(
@@ -151,6 +154,7 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
         call_timeout=settings.call_timeout_seconds,
         health_backoff_initial=settings.health_backoff_initial_seconds,
         health_backoff_max=settings.health_backoff_max_seconds,
+        link=link,
     )
     router = Router(
         registry, call_timeout=settings.call_timeout_seconds, attempts=settings.retry_attempts

@@ -33,6 +33,7 @@ from serving.command_settings import (
     positive_int,
     server_tls_setting,
 )
+from serving.link_tokens import LinkTokenError, read_link_token
 from serving.tls import ClientTls, TlsConfig
 
 __all__ = [
@@ -81,6 +82,9 @@ class CoordinatorSettings:
     """Plaintext port serving only gRPC health (probes of a TLS coordinator); None is off."""
     adapter_tls: ClientTls | None = None
     allow_insecure_adapters: bool = False
+    adapter_token: str | None = field(default=None, repr=False)
+    """The link token presented to adapters that proved they hold it (``--adapter-token-file``);
+    None: adapters are called without one."""
     call_timeout_seconds: float = 10.0
     """Deadline of an outbound call when the caller set none (or a longer one)."""
     retry_attempts: int = 3
@@ -153,6 +157,13 @@ _FLAGS = FlagTable(
             parse=boolean,
             switch=True,
             help="allow plaintext to adapters that are not on loopback",
+        ),
+        Flag(
+            flag="--adapter-token-file",
+            parse=Path,
+            metavar="PATH",
+            help="link token presented to adapters (their --coordinator-token-file), only "
+            "after each proves it holds the same token",
         ),
         Flag(
             flag="--call-timeout",
@@ -252,6 +263,11 @@ def settings_from_args(
     def get(name: str, default: object) -> object:
         return values.get(name, default)
 
+    token_file = optional_path(values, "adapter_token_file")
+    try:
+        adapter_token = None if token_file is None else read_link_token(token_file)
+    except LinkTokenError as exc:
+        raise SettingsError(f"--adapter-token-file: {exc}") from exc
     grpc_port = int(str(get("port", DEFAULT_PORT)))
     return CoordinatorSettings(
         host=str(get("host", "127.0.0.1")),
@@ -265,6 +281,7 @@ def settings_from_args(
         health_port=health_port_setting(values, main_port=grpc_port),
         adapter_tls=_adapter_tls(values),
         allow_insecure_adapters=bool(get("allow_insecure_adapters", False)),
+        adapter_token=adapter_token,
         call_timeout_seconds=float(str(get("call_timeout", 10.0))),
         retry_attempts=int(str(get("retry_attempts", 3))),
         shutdown_grace_seconds=float(str(get("shutdown_grace", 10.0))),

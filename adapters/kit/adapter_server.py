@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 
 from adapters.kit.catalogue import MeshDeclaration
+from adapters.kit.coordinator_guard import CoordinatorGuard
 from adapters.kit.events import EventLog
 from adapters.kit.executors import ClusterExecutor, VersionCatalog
 from adapters.kit.journal import OperationJournal
@@ -188,7 +189,9 @@ async def start_adapter(
             executor=executor,
             info=info,
             default_cluster=default_cluster,
+            trust_forwarded_identity=settings.trusts_forwarded_identity,
         )
+        token = settings.coordinator_token
         server = GrpcServer(
             ServerConfig(
                 host=settings.host,
@@ -196,7 +199,8 @@ async def start_adapter(
                 grace_seconds=settings.shutdown_grace_seconds,
                 tls=settings.tls,
                 health_port=settings.health_port,
-            )
+            ),
+            interceptors=() if token is None else (CoordinatorGuard(token),),
         )
         serve_on(server, servicer)
         serve_meshery_on(server, MesheryServicer(native=servicer, runner=runner, events=events))
@@ -243,6 +247,8 @@ async def start_adapter(
         metrics=adapter.metrics_url,
         event_stream_id=events.stream_id,
         state_dir=None if state_dir is None else str(state_dir),
+        coordinator_link="token" if token is not None else None,
+        forwarded_identity=settings.trusts_forwarded_identity,
     )
     return adapter
 

@@ -98,6 +98,9 @@ class OperationRequest:
     clusters: tuple[RequestedCluster, ...] = ()
     username: str = ""
     timeout_seconds: float | None = None
+    admin: bool = False
+    """The coordinator vouches that the caller is in ``meshplane:admins`` (never set from the
+    request itself)."""
 
 
 @dataclass(frozen=True, kw_only=True)

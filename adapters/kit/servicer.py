@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 import grpc
 import structlog
 
 from adapters.kit import messages
+from adapters.kit.callers import forwarded_caller
 from adapters.kit.catalogue import Category, MeshDeclaration
 from adapters.kit.events import EventLog, EventLogClosed, SequenceOutOfRange, SubscriberOverflow
 from adapters.kit.executors import ClusterExecutor, VersionCatalog
@@ -95,6 +96,7 @@ class MeshAdapterServicer(pb_grpc.MeshAdapterServiceServicer):
         executor: ClusterExecutor,
         info: AdapterInfo,
         default_cluster: ClusterTarget | None = None,
+        trust_forwarded_identity: bool = False,
     ) -> None:
         self._declaration = declaration
         self._runner = runner
@@ -103,6 +105,9 @@ class MeshAdapterServicer(pb_grpc.MeshAdapterServiceServicer):
         self._executor = executor
         self._info = info
         self._default_cluster = default_cluster or ClusterTarget(name="default")
+        self._trust_forwarded_identity = trust_forwarded_identity
+        """True when every caller is the coordinator (link token or client certificate), so its
+        identity headers name the end user; otherwise they are ignored."""
 
     async def _abort(self, context: Any, error: RequestError) -> NoReturn:
         await _fail(context, _CODES.get(type(error), grpc.StatusCode.INTERNAL), str(error))
@@ -150,9 +155,21 @@ class MeshAdapterServicer(pb_grpc.MeshAdapterServiceServicer):
     async def ApplyOperation(
         self, request: pb.ApplyOperationRequest, context: Any
     ) -> pb.ApplyOperationResponse:
-        """Validate and record; the work runs in the background."""
+        """Validate and record; the work runs in the background.
+
+        From a trusted coordinator, the end user it names replaces the request's ``username``
+        and a member of ``meshplane:admins`` is marked as such for the object policy.
+        """
+        submitted = messages.request_from_pb(request)
+        caller = (
+            forwarded_caller(context.invocation_metadata())
+            if self._trust_forwarded_identity
+            else None
+        )
+        if caller is not None:
+            submitted = replace(submitted, username=caller.subject, admin=caller.admin)
         try:
-            record, created = await self._runner.submit(messages.request_from_pb(request))
+            record, created = await self._runner.submit(submitted)
         except RequestError as error:
             await self._abort(context, error)
         return pb.ApplyOperationResponse(

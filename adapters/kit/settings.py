@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters.kit.catalogue import MeshDeclaration
@@ -30,6 +30,7 @@ from serving.command_settings import (
     positive_int,
     server_tls_setting,
 )
+from serving.link_tokens import LinkTokenError, read_link_token
 from serving.tls import TlsConfig
 
 __all__ = ["ENV_PREFIX", "AdapterSettings", "SettingsError", "add_arguments", "settings_from_args"]
@@ -76,6 +77,9 @@ class AdapterSettings:
     """Accept kubeconfigs in requests (data-only, allowed servers); off: the adapter's own only."""
     allowed_cluster_servers: tuple[ServerPattern, ...] = ()
     """API server host patterns request kubeconfigs may point at (`server_patterns`)."""
+    coordinator_token: str | None = field(default=None, repr=False)
+    """The link token only the coordinator presents (``--coordinator-token-file``); None: any
+    caller is served, as without it."""
 
     @property
     def kubeconfig_policy(self) -> RequestKubeconfigPolicy:
@@ -83,6 +87,12 @@ class AdapterSettings:
         return RequestKubeconfigPolicy(
             accept=self.allow_request_kubeconfigs, servers=self.allowed_cluster_servers
         )
+
+    @property
+    def trusts_forwarded_identity(self) -> bool:
+        """True when every caller is a coordinator (link token, or a client certificate from
+        ``--tls-client-ca``), so the end-user identity it forwards is believed."""
+        return self.coordinator_token is not None or (self.tls is not None and self.tls.mutual)
 
 
 _FLAGS = FlagTable(
@@ -149,6 +159,13 @@ _FLAGS = FlagTable(
             "optionally ':PORT' (docs/security.md)",
         ),
         *SERVER_TLS_FLAGS,
+        Flag(
+            flag="--coordinator-token-file",
+            parse=Path,
+            metavar="PATH",
+            help="accept calls only from a coordinator presenting this token (its "
+            "--adapter-token-file); health stays open",
+        ),
         HEALTH_PORT_FLAG,
         *LOGGING_FLAGS,
     ),
@@ -171,6 +188,11 @@ def settings_from_args(
     def get(name: str, default: object) -> object:
         return values.get(name, default)
 
+    token_file = optional_path(values, "coordinator_token_file")
+    try:
+        token = None if token_file is None else read_link_token(token_file)
+    except LinkTokenError as exc:
+        raise SettingsError(f"--coordinator-token-file: {exc}") from exc
     metrics_port = values.get("metrics_port", 0)
     allow_kubeconfigs = bool(values.get("allow_request_kubeconfigs", False))
     listed = values.get("allowed_cluster_servers", ())
@@ -206,6 +228,7 @@ def settings_from_args(
         log_format=str(get("log_format", "auto")),
         allow_request_kubeconfigs=allow_kubeconfigs,
         allowed_cluster_servers=servers,
+        coordinator_token=token,
     )
 
 

@@ -193,11 +193,19 @@ class RunningFake:
 
 
 async def start_fake(
-    mesh: str = "toy", name: str = "a", *, tls: TlsConfig | None = None, port: int = 0
+    mesh: str = "toy",
+    name: str = "a",
+    *,
+    tls: TlsConfig | None = None,
+    port: int = 0,
+    interceptors: tuple[Any, ...] = (),
 ) -> RunningFake:
     """Serve a `FakeAdapter` on 127.0.0.1 (``port`` 0: any free port)."""
     fake = FakeAdapter(mesh, name)
-    server = GrpcServer(ServerConfig(host="127.0.0.1", port=port, grace_seconds=0, tls=tls))
+    server = GrpcServer(
+        ServerConfig(host="127.0.0.1", port=port, grace_seconds=0, tls=tls),
+        interceptors=interceptors,
+    )
     server.add_service(apb_grpc.add_MeshAdapterServiceServicer_to_server, fake, ADAPTER_SERVICE)
     await server.start()
     return RunningFake(fake=fake, server=server)

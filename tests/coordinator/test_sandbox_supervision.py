@@ -87,17 +87,22 @@ async def _request_kubeconfigs_name_only_the_sandboxs_kubesim(sandbox: Sandbox) 
     assert sandbox.kubeconfig is not None
     text = sandbox.kubeconfig.read_text()
     port = sandbox.kubernetes_url.rsplit(":", 1)[1]
+    # the sandbox's adapters serve only a caller with its link token
+    link = (("authorization", f"Bearer {sandbox.link_token_file.read_text().strip()}"),)
     async with grpc.aio.insecure_channel(sandbox.adapters["istio"]) as channel:
         stub = apb_grpc.MeshAdapterServiceStub(channel)
-        status = await stub.GetMeshStatus(
-            apb.GetMeshStatusRequest(cluster=apb.Cluster(name="sim", kubeconfig=text)), timeout=30
-        )
+        ask = apb.GetMeshStatusRequest(cluster=apb.Cluster(name="sim", kubeconfig=text))
+        with pytest.raises(grpc.aio.AioRpcError) as anonymous:
+            await stub.GetMeshStatus(ask, timeout=30)
+        assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        status = await stub.GetMeshStatus(ask, timeout=30, metadata=link)
         assert status.cluster == "sim" and not status.installed
         elsewhere = text.replace(f"127.0.0.1:{port}", f"127.0.0.1:{int(port) + 1}")
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.GetMeshStatus(
                 apb.GetMeshStatusRequest(cluster=apb.Cluster(name="x", kubeconfig=elsewhere)),
                 timeout=30,
+                metadata=link,
             )
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert f"127.0.0.1:{int(port) + 1}" in (refused.value.details() or "")
@@ -110,7 +115,12 @@ async def test_a_killed_adapter_comes_back_until_it_exits_too_often(
     async with _running(tmp_path, max_restarts=1) as sandbox:
         supervising = asyncio.ensure_future(sandbox.supervise())
         try:
-            assert await _replica_states(sandbox, capsys) == ["REPLICA_STATE_SERVING"]
+
+            async def serving() -> bool:
+                return await _replica_states(sandbox, capsys) == ["REPLICA_STATE_SERVING"]
+
+            # the coordinator serves as soon as it listens; the adapter proves its link first
+            await _eventually(serving)
             await _request_kubeconfigs_name_only_the_sandboxs_kubesim(sandbox)
             adapter = _adapter(sandbox)
             killed = adapter.process.pid
@@ -118,9 +128,6 @@ async def test_a_killed_adapter_comes_back_until_it_exits_too_often(
 
             async def restarted() -> bool:
                 return adapter.process.pid != killed and adapter.process.returncode is None
-
-            async def serving() -> bool:
-                return await _replica_states(sandbox, capsys) == ["REPLICA_STATE_SERVING"]
 
             await _eventually(restarted)
             await _eventually(serving)

@@ -22,12 +22,15 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc  # type: ignore[import-untyped, unused-ignore]
+import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
 from coordinator.store import open_store
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
 from meshplane.adapter.v1 import adapter_pb2 as apb
+from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane_cli.main import main
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
@@ -449,6 +452,15 @@ async def test_meshplane_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
         )
         assert code == 0, err
         assert "SUCCEEDED" in out
+        # the adapter serves only its coordinator (the link token `up` wrote, 0600)
+        link_token = tmp_path / "data" / "link-token"
+        assert link_token.stat().st_mode & 0o777 == 0o600
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{base + 2}") as direct:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await apb_grpc.MeshAdapterServiceStub(direct).ListOperations(
+                    apb.ListOperationsRequest(), timeout=10
+                )
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGINT)
