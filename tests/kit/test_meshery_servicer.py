@@ -321,3 +321,27 @@ async def test_a_stream_behind_more_than_retention_says_how_many_events_it_lost(
         assert gap.summary.endswith("events were not delivered to this stream")
         assert events[-1].summary == "install succeeded"
         call.cancel()
+
+
+async def test_identity_rules_hold_for_meshery_callers_as_for_any_other() -> None:
+    """With a coordinator link: a Meshery server without the token is refused (no operation is
+    recorded); a trusted caller's forwarded end user replaces Meshery's `username`."""
+    token = "link-token-0123456789abcdef"
+    async with toy_adapter(coordinator_token=token) as h:
+        stub = meshery(h)
+        error = await refusal(
+            stub.ApplyOperation(apply_rule("install", operation_id="rogue", username="admin"))
+        )
+        assert status_code(error) == StatusCode.UNAUTHENTICATED
+        assert h.adapter.runner.get("rogue") is None
+        assert status_code(await refusal(stub.MeshName(meshes.MeshNameRequest()))) == (
+            StatusCode.UNAUTHENTICATED
+        )
+
+        trusted = (("authorization", f"Bearer {token}"), ("x-meshplane-subject", "alice"))
+        await stub.ApplyOperation(
+            apply_rule("install", operation_id="forwarded", username="typed-in-meshery"),
+            metadata=trusted,
+        )
+        record = h.adapter.runner.get("forwarded")
+        assert record is not None and record.username == "alice"
