@@ -6,7 +6,9 @@ raw bytes (no decode and re-encode), the caller's deadline and metadata go along
 adapter's status comes back unchanged. Read-only methods, and ApplyOperation carrying an
 operation id, are retried on another replica; GetOperation and CancelOperation go to the replica
 that accepted the operation when the store knows it (requests are parsed only to decide this;
-the bytes sent are the caller's).
+the bytes sent are the caller's). ApplyOperation is admitted as through the coordinator service
+(`coordinator.operation_admission`: the coordinator's refusals and the operation_id's reuse
+rule before forwarding, the answer recorded after).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import structlog
 from google.protobuf import descriptor_pool
 
+from coordinator.messages import operation_from_record
+from coordinator.operation_admission import Admission, AdmissionRefused, OperationAdmission
 from coordinator.registry import Registry, RegistryChange, Replica
 from coordinator.routing import RouteError, Router
 from meshplane.adapter.v1 import adapter_pb2 as adapter_pb
@@ -52,9 +56,17 @@ Locate = Callable[[str], Awaitable[str | None]]
 class Passthrough:
     """Generic handlers for every method of the adapter service, unary and server-streaming."""
 
-    def __init__(self, registry: Registry, router: Router, *, locate: Locate | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        router: Router,
+        *,
+        admission: OperationAdmission,
+        locate: Locate | None = None,
+    ) -> None:
         self._registry = registry
         self._router = router
+        self._admission = admission
         self._locate = locate
         # address -> (its channel, method -> multicallable); rebuilt when the channel changes.
         self._callables: dict[str, tuple[Any, dict[str, Any]]] = {}
@@ -110,22 +122,34 @@ class Passthrough:
                 response: bytes = await call(request, timeout=seconds, metadata=metadata)
                 return response
 
+            admission = await self._admit(method, request, mesh, context)
             try:
                 pinned = await self._pinned(method, request, mesh) if pinnable else None
                 if pinned is not None:
                     budget = self._router.timeout(context.time_remaining())
                     return await self._router.call_replica(pinned, invoke, seconds=budget)
-                response, _ = await self._router.call(
+                response, replica = await self._router.call(
                     mesh,
                     invoke,
                     caller_remaining=context.time_remaining(),
                     retry=read_only or _carries_operation_id(method, request),
                     method=method,
                 )
+                if admission is not None:
+                    await self._record(admission, response, replica)
                 return response
-            except RouteError as exc:
-                await context.abort(exc.code, exc.message)
-            except grpc.aio.AioRpcError as exc:
+            except (RouteError, grpc.aio.AioRpcError) as exc:
+                created = (
+                    None if admission is None else await self._admission.failed(admission, exc)
+                )
+                if created is not None:
+                    return adapter_pb.ApplyOperationResponse(
+                        operation_id=created.operation_id,
+                        operation=operation_from_record(created),
+                        created=True,
+                    ).SerializeToString()
+                if isinstance(exc, RouteError):
+                    await context.abort(exc.code, exc.message)
                 await _relay_error(context, exc)
             raise AssertionError("unreachable: abort raises")
 
@@ -154,6 +178,33 @@ class Passthrough:
                 call.cancel()
 
         return forward
+
+    async def _admit(
+        self, method: str, request: bytes, mesh: str, context: Any
+    ) -> Admission | None:
+        """ApplyOperation only: the coordinator's own checks and the id's claim (None: other
+        methods, or a request too malformed to parse, which the adapter rejects itself)."""
+        if method != "ApplyOperation":
+            return None
+        try:
+            parsed = adapter_pb.ApplyOperationRequest.FromString(request)
+        except Exception:
+            return None
+        try:
+            return await self._admission.admit(mesh, parsed)
+        except AdmissionRefused as exc:
+            await context.abort(exc.code, exc.message)
+            raise AssertionError("unreachable: abort raises") from exc
+
+    async def _record(self, admission: Admission, response: bytes, replica: Replica) -> None:
+        """Record the adapter's answer to an admitted ApplyOperation (as the service does)."""
+        try:
+            answer = adapter_pb.ApplyOperationResponse.FromString(response)
+        except Exception:
+            _log.warning("passthrough.unreadable_answer", replica=replica.address)
+            return
+        if answer.operation.operation_id:
+            await self._admission.answered(admission, answer.operation, replica.address)
 
     async def _pinned(self, method: str, request: bytes, mesh: str) -> Replica | None:
         """The serving replica that owns the operation a request names, if known."""

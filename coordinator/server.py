@@ -21,6 +21,7 @@ from coordinator.adapter_link import AdapterLink
 from coordinator.event_hub import EventHub
 from coordinator.kube_discovery import KubeDiscovery
 from coordinator.metrics import CoordinatorMetrics
+from coordinator.operation_admission import OperationAdmission
 from coordinator.passthrough import SERVICE_NAME as PASSTHROUGH_SERVICE
 from coordinator.passthrough import Passthrough, add_passthrough_to_server
 from coordinator.perf_service import (
@@ -186,7 +187,9 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
         mesh_info_provider=adapter_mesh_info(call_adapter),
         environment_provider=kubeconfig_environment(settings.kubeconfig),
     )
+    admission = OperationAdmission(store, registry)
     servicer = CoordinatorServicer(
+        admission=admission,
         registry=registry,
         router=router,
         store=store,
@@ -199,7 +202,7 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
         record = await store.get_operation(operation_id)
         return None if record is None else record.adapter
 
-    passthrough = Passthrough(registry, router, locate=locate)
+    passthrough = Passthrough(registry, router, admission=admission, locate=locate)
     metrics = CoordinatorMetrics(
         store=store,
         followers=hub.follower_statuses,

@@ -19,7 +19,7 @@ import structlog
 
 from coordinator import messages
 from coordinator.event_hub import FollowerStatus
-from coordinator.event_records import TERMINAL_STATES
+from coordinator.operation_admission import AdmissionRefused, OperationAdmission
 from coordinator.perf_service import PerformanceRpcs
 from coordinator.registry import RegistrationError, Registry, Replica, Source
 from coordinator.routing import RouteError, Router
@@ -55,42 +55,6 @@ class EventSource(Protocol):
         ...
 
 
-def _attempt(record: OperationRecord) -> int:
-    value = record.request.get("attempt", 0)
-    return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
-
-
-def _reuse_difference(
-    existing: OperationRecord, mesh: str, request: adapter_pb.ApplyOperationRequest
-) -> str | None:
-    """How a re-sent request differs from the recorded one (None: the same request).
-
-    Mirrors the adapter's rule: namespace, version and parameters left empty mean "as
-    before", since the record holds their resolved values (defaults included).
-    """
-    recorded = existing.request
-    if mesh != existing.mesh:
-        return f"mesh was {existing.mesh!r}, this request has {mesh!r}"
-    if request.operation != existing.operation:
-        return f"operation was {existing.operation!r}, this request has {request.operation!r}"
-    if request.delete != bool(recorded.get("delete", False)):
-        return (
-            f"delete was {bool(recorded.get('delete', False))}, this request has {request.delete}"
-        )
-    for field in ("namespace", "mesh_version"):
-        sent = getattr(request, field)
-        if sent and sent != recorded.get(field, ""):
-            return f"{field} was {recorded.get(field, '')!r}, this request has {sent!r}"
-    parameters = recorded.get("parameters") or {}
-    for name in sorted(request.parameters):
-        if request.parameters[name] != parameters.get(name):
-            return (
-                f"parameters.{name} was {parameters.get(name)!r}, this request has "
-                f"{request.parameters[name]!r}"
-            )
-    return None
-
-
 async def _abort(context: Any, code: Any, message: str) -> NoReturn:
     await context.abort(code, message)
     raise AssertionError("unreachable: abort raises")
@@ -116,10 +80,12 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         events: EventSource | None,
         perf: PerformanceRpcs | None = None,
         feed_status: Callable[[str], FollowerStatus | None] | None = None,
+        admission: OperationAdmission | None = None,
     ) -> None:
         self._registry = registry
         self._router = router
         self._store = store
+        self._admission = admission or OperationAdmission(store, registry)
         self._events = events
         self._feed_status = feed_status
         self._perf = perf or PerformanceRpcs(store)
@@ -277,24 +243,40 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
     async def ApplyOperation(
         self, request: pb.ApplyOperationRequest, context: Any
     ) -> pb.ApplyOperationResponse:
-        """Assign the id, route (retrying on another replica), record, answer."""
+        """Assign the id, admit (the coordinator's own refusals and the id's claim come before
+        forwarding), route (retrying on another replica), record, answer."""
         mesh = await self._known_mesh(context, request.mesh)
         outbound = adapter_pb.ApplyOperationRequest()
         outbound.CopyFrom(request.request)
         if not outbound.operation_id:
             outbound.operation_id = str(uuid.uuid4())  # before the first attempt: retries are safe
-        else:
-            await self._check_reused_id(context, mesh, outbound)
+        try:
+            admission = await self._admission.admit(mesh, outbound)
+        except AdmissionRefused as exc:
+            await _abort(context, exc.code, exc.message)
 
         async def invoke(replica: Replica, channel: Any, seconds: float) -> Any:
             stub = adapter_grpc.MeshAdapterServiceStub(channel)
             return await stub.ApplyOperation(outbound, timeout=seconds)
 
-        answer, replica = await self._routed(context, mesh, invoke)
-        record = messages.record_from_operation(
-            answer.operation, mesh=mesh, adapter_address=replica.address
-        )
-        stored = await self._record_answer(record)
+        try:
+            answer, replica = await self._router.call(
+                mesh,
+                invoke,
+                caller_remaining=context.time_remaining(),
+                retry=True,
+                method="ApplyOperation",
+            )
+        except (RouteError, grpc.aio.AioRpcError) as exc:
+            created = await self._admission.failed(admission, exc)
+            if created is None:
+                if isinstance(exc, RouteError):
+                    await _abort(context, exc.code, exc.message)
+                await _abort(context, exc.code(), f"{mesh} adapter: {exc.details() or ''}")
+            return pb.ApplyOperationResponse(
+                operation_id=created.operation_id, operation=messages.record_to_pb(created)
+            )
+        stored = await self._admission.answered(admission, answer.operation, replica.address)
         _log.info(
             "coordinator.operation_routed",
             operation_id=outbound.operation_id,
@@ -307,59 +289,6 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
             operation_id=answer.operation_id or outbound.operation_id,
             operation=messages.record_to_pb(stored),
         )
-
-    async def _check_reused_id(
-        self, context: Any, mesh: str, request: adapter_pb.ApplyOperationRequest
-    ) -> None:
-        """Reject a client-chosen id that already names another mesh's (or another) operation.
-
-        Adapters only know their own ids, so without this the same id sent to a second mesh
-        would run there too and its record would overwrite the first. FAILED_PRECONDITION, as
-        an adapter answers a mismatched re-send; the same request again stays idempotent.
-        """
-        existing = await self._store.get_operation(request.operation_id)
-        if existing is None:
-            return
-        difference = _reuse_difference(existing, mesh, request)
-        if difference is not None:
-            await _abort(
-                context,
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"operation_id {request.operation_id!r} is already used by {existing.mesh} "
-                f"operation {existing.operation!r} ({difference}); choose another operation_id",
-            )
-
-    async def _record_answer(self, record: OperationRecord) -> OperationRecord:
-        """Save ApplyOperation's snapshot unless the event hub already stored a later outcome.
-
-        A fast operation can finish (and the hub record it) before the answer to ApplyOperation
-        is handled here; that answer's PENDING snapshot must not overwrite the final state. A
-        resumed operation (a higher attempt) does replace an earlier terminal record.
-        """
-        existing = await self._store.get_operation(record.operation_id)
-        if (
-            existing is not None
-            and existing.state in TERMINAL_STATES
-            and record.state not in TERMINAL_STATES
-            and _attempt(record) <= _attempt(existing)
-        ):
-            return existing
-        return await self._store.save_operation(record)
-
-    async def _routed(self, context: Any, mesh: str, invoke: Any) -> tuple[Any, Replica]:
-        try:
-            result: tuple[Any, Replica] = await self._router.call(
-                mesh,
-                invoke,
-                caller_remaining=context.time_remaining(),
-                retry=True,
-                method="ApplyOperation",
-            )
-        except RouteError as exc:
-            await _abort(context, exc.code, exc.message)
-        except grpc.aio.AioRpcError as exc:
-            await _abort(context, exc.code(), f"{mesh} adapter: {exc.details() or ''}")
-        return result
 
     async def _stored(self, context: Any, operation_id: str) -> OperationRecord:
         if not operation_id:

@@ -58,6 +58,7 @@ from adapters.kit.request_kubeconfigs import (
     judge_kubeconfig,
 )
 from serving.background_tasks import BackgroundTasks
+from serving.operation_reuse import custom_body_digest, identity_of, reuse_difference
 
 __all__ = [
     "DEFAULT_CLUSTER",
@@ -283,41 +284,31 @@ class OperationRunner:
         effective.update(parameters)
         return effective
 
-    def _cluster_names(self, request: OperationRequest) -> tuple[str, ...]:
-        return tuple(c.name for c in request.clusters) or (self._default_cluster.name,)
-
     def _check_same_request(self, existing: OperationRecord, request: OperationRequest) -> None:
         """Reject a re-used operation_id whose request differs from the recorded one."""
-        differences: list[tuple[str, object, object]] = []
-        if request.operation != existing.operation:
-            differences.append(("operation", existing.operation, request.operation))
-        if request.delete != existing.delete:
-            differences.append(("delete", existing.delete, request.delete))
-        if request.namespace and request.namespace != existing.namespace:
-            differences.append(("namespace", existing.namespace, request.namespace))
-        if request.mesh_version and request.mesh_version != existing.mesh_version:
-            differences.append(("mesh_version", existing.mesh_version, request.mesh_version))
         spec = self.declaration.operation(existing.operation)
-        if not differences and spec is not None:
-            sent = self._effective_parameters(spec, request.parameters)
-            for name in sorted(set(sent) | set(existing.parameters)):
-                if sent.get(name) != existing.parameters.get(name):
-                    differences.append(
-                        (f"parameters.{name}", existing.parameters.get(name), sent.get(name))
-                    )
-                    break
-        if request.custom_body != existing.custom_body:
-            differences.append(("custom_body", "<recorded YAML>", "<different YAML>"))
-        if self._cluster_names(request) != existing.clusters:
-            differences.append(
-                ("clusters", list(existing.clusters), list(self._cluster_names(request)))
-            )
-        if differences:
-            field, recorded, sent_value = differences[0]
+        defaults = {} if spec is None else self._effective_parameters(spec, {})
+        difference = reuse_difference(
+            identity_of(
+                existing.mesh,
+                existing,
+                custom_body_sha256=custom_body_digest(existing.custom_body),
+                clusters=existing.clusters,
+            ),
+            identity_of(
+                self.declaration.mesh,
+                request,
+                custom_body_sha256=custom_body_digest(request.custom_body),
+                clusters=tuple(c.name for c in request.clusters),
+            ),
+            parameter_defaults=defaults,
+            default_clusters=(self._default_cluster.name,),
+        )
+        if difference is not None:
             raise FailedPrecondition(
                 f"operation_id {existing.operation_id!r} already names a different request: "
-                f"{field} was {recorded!r}, this request has {sent_value!r}; re-send the "
-                "original request to get (or resume) that operation, or use a new operation_id"
+                f"{difference.describe()}; re-send the original request to get (or resume) that "
+                "operation, or use a new operation_id"
             )
 
     async def _resolve(

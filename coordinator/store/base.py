@@ -44,6 +44,17 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def claim_operation(self, record: OperationRecord) -> OperationRecord | None:
+        """Insert ``record`` unless its operation_id is taken, atomically.
+
+        Returns None when ``record`` now holds the id, else the record that already held it.
+        """
+
+    @abc.abstractmethod
+    async def release_operation(self, operation_id: str) -> bool:
+        """Delete a claim no adapter answered for (its ``adapter`` is empty); True if deleted."""
+
+    @abc.abstractmethod
     async def get_operation(self, operation_id: str) -> OperationRecord | None:
         """The operation, or None when unknown."""
 

@@ -31,6 +31,7 @@ from coordinator.store.rows import (
     RowCodec,
     event_from_row,
     operation_from_row,
+    operation_params,
     operations_page,
     perf_from_row,
 )
@@ -139,6 +140,19 @@ class SQLStore(Store):
             AppliedMigration(version=int(v), description=d, applied_at=self._codec.decode_time(a))
             for v, d, a in rows
         ]
+
+    async def claim_operation(self, record: OperationRecord) -> OperationRecord | None:
+        params = operation_params(record, self._codec)
+        if await self._write_statement(statements.claim_operation_sql(self._dialect), params):
+            return None
+        existing = await self.get_operation(record.operation_id)
+        if existing is None:  # released between the insert and the read: try once more
+            return await self.claim_operation(record)
+        return existing
+
+    async def release_operation(self, operation_id: str) -> bool:
+        sql = statements.release_operation_sql(self._dialect)
+        return bool(await self._write_statement(sql, (operation_id,)))
 
     async def get_operation(self, operation_id: str) -> OperationRecord | None:
         row = await self._fetch_one(statements.select_operation_sql(self._dialect), (operation_id,))

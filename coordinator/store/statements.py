@@ -64,13 +64,30 @@ class Query:
     params: tuple[object, ...]
 
 
-def upsert_operation_sql(dialect: Dialect) -> str:
-    """Insert-or-update of one operation returning the created_at that was kept."""
+def _operation_values(dialect: Dialect) -> str:
     json_columns = {"request", "cluster_results", "error"}
-    values = ", ".join(
+    return ", ".join(
         dialect.json_placeholder if c in json_columns else dialect.placeholder
         for c in OPERATION_COLUMNS
     )
+
+
+def claim_operation_sql(dialect: Dialect) -> str:
+    """Insert one operation unless its id is taken (then nothing changes)."""
+    return (
+        f"INSERT INTO operations ({', '.join(OPERATION_COLUMNS)}) "
+        f"VALUES ({_operation_values(dialect)}) ON CONFLICT (operation_id) DO NOTHING"
+    )
+
+
+def release_operation_sql(dialect: Dialect) -> str:
+    """Delete a claimed operation that no adapter answered for (``adapter`` still empty)."""
+    return f"DELETE FROM operations WHERE operation_id = {dialect.placeholder} AND adapter = ''"
+
+
+def upsert_operation_sql(dialect: Dialect) -> str:
+    """Insert-or-update of one operation returning the created_at that was kept."""
+    values = _operation_values(dialect)
     updates = ", ".join(f"{c} = excluded.{c}" for c in _OPERATION_UPDATED)
     return (
         f"INSERT INTO operations ({', '.join(OPERATION_COLUMNS)}) VALUES ({values}) "

@@ -49,6 +49,9 @@ class FakeAdapter(apb_grpc.MeshAdapterServiceServicer):
         """ApplyOperation calls still to refuse with UNAVAILABLE (after recording them)."""
         self.delay = 0.0
         """Seconds ListMeshVersions and GetMeshStatus wait before answering."""
+        self.oversized_answers = False
+        """ApplyOperation records the operation, then answers with more than a coordinator
+        reads from an adapter (its error detail padded to 5 MB): the answer is lost."""
         self.events = 3
         """How many numbered events the stream starts with."""
         self.operations: dict[str, apb.Operation] = {}
@@ -114,11 +117,14 @@ class FakeAdapter(apb_grpc.MeshAdapterServiceServicer):
                 clusters=["default"],
                 attempt=1,
             )
-        return apb.ApplyOperationResponse(
+        answer = apb.ApplyOperationResponse(
             operation_id=request.operation_id,
             operation=self.operations[request.operation_id],
             created=created,
         )
+        if self.oversized_answers:
+            answer.operation.error.message = "x" * (5 * 1024 * 1024)
+        return answer
 
     async def GetOperation(self, request: Any, context: Any) -> apb.GetOperationResponse:
         self._record("GetOperation", request, context)
