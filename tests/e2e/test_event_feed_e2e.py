@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,13 @@ from typing import Any
 import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
 from tests.adapters.istio.adapter_process import MESHPLANE, AdapterProcess
+from tests.coordinator.metrics_scrape import Samples, scrape, value
 from tests.e2e.coordinator_harness import Watcher, free_port_block
 
 FIVE_MB = "u" * (5 * 1024 * 1024)
@@ -85,18 +84,8 @@ class CoordinatorProcess:
             while (await self.replica()).state != cpb.REPLICA_STATE_SERVING:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
 
-    async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-
-        def scrape() -> str:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return str(response.read().decode())
-
-        samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        for family in text_string_to_metric_families(await asyncio.to_thread(scrape)):
-            for sample in family.samples:
-                samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-        return samples
+    async def metrics(self) -> Samples:
+        return await scrape(f"http://127.0.0.1:{self.metrics_port}/metrics")
 
 
 @pytest.fixture
@@ -120,12 +109,6 @@ def install(operation_id: str) -> cpb.ApplyOperationRequest:
 
 def done(operation_id: str) -> Any:
     return lambda r: r.event.operation_id == operation_id and r.event.operation_state == SUCCEEDED
-
-
-def sample(
-    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
-) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 async def test_a_5_mb_username_leaves_a_visible_gap_and_the_feed_goes_on(
@@ -166,16 +149,16 @@ async def test_a_5_mb_username_leaves_a_visible_gap_and_the_feed_goes_on(
         samples = await coordinator.metrics()
         labels = {"mesh": "toy", "replica": address}
         prefix = "meshplane_coordinator"
-        assert sample(samples, f"{prefix}_follower_skipped_events_total", **labels) == 1
-        assert sample(samples, f"{prefix}_follower_errors_total", **labels) >= 1
-        assert sample(samples, f"{prefix}_follower_last_sequence", **labels) == 6
-        assert sample(samples, f"{prefix}_follower_connected", **labels) == 1
-        assert sample(samples, f"{prefix}_store_rows", table="events") == 6
-        assert sample(samples, f"{prefix}_store_rows", table="operations") >= 2
+        assert value(samples, f"{prefix}_follower_skipped_events_total", **labels) == 1
+        assert value(samples, f"{prefix}_follower_errors_total", **labels) >= 1
+        assert value(samples, f"{prefix}_follower_last_sequence", **labels) == 6
+        assert value(samples, f"{prefix}_follower_connected", **labels) == 1
+        assert value(samples, f"{prefix}_store_rows", table="events") == 6
+        assert value(samples, f"{prefix}_store_rows", table="operations") >= 2
         service = "meshplane.coordinator.v1.CoordinatorService"
         applied = {"service": service, "method": "ApplyOperation", "code": "OK"}
-        assert sample(samples, f"{prefix}_grpc_requests_total", **applied) == 2
-        assert sample(samples, f"{prefix}_asyncio_tasks") > 0
+        assert value(samples, f"{prefix}_grpc_requests_total", **applied) == 2
+        assert value(samples, f"{prefix}_asyncio_tasks") > 0
     finally:
         await watcher.stop()
 
@@ -193,6 +176,6 @@ async def test_a_5_mb_username_leaves_a_visible_gap_and_the_feed_goes_on(
         assert (replica.skipped_events, replica.event_feed_error) == (0, "")
         samples = await coordinator.metrics()
         labels = {"mesh": "toy", "replica": hostile_adapter.address}
-        assert sample(samples, "meshplane_coordinator_follower_last_sequence", **labels) == 8
+        assert value(samples, "meshplane_coordinator_follower_last_sequence", **labels) == 8
     finally:
         await replay.stop()
