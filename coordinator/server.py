@@ -41,7 +41,7 @@ from meshplane.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 from serving.grpc_server import GrpcServer, ServerConfig
 from serving.message_limits import adapter_channel_options
 from serving.metrics_server import MetricsServer
-from serving.tls import InsecureTransportError, dial
+from serving.tls import InsecureTransportError, dial, is_loopback
 
 __all__ = ["Coordinator", "build_coordinator", "run_coordinator"]
 
@@ -90,6 +90,13 @@ class Coordinator:
             await self.server.start()
             if self.metrics_server is not None:
                 await self.metrics_server.start()
+                host = self.settings.metrics_host
+                if not is_loopback(f"[{host}]:0" if ":" in host else f"{host}:0"):
+                    _log.warning(
+                        "coordinator.metrics_not_loopback",
+                        url=self.metrics_url,
+                        hint="/metrics has no authentication; restrict who can reach it",
+                    )
         except BaseException:
             await self._close_parts()
             raise
