@@ -88,7 +88,8 @@ def _lint(values: dict[str, Any] | None) -> tuple[list[str], list[dict[str, Any]
                 "enabled": True,
                 "clients": [{"podSelector": {"matchLabels": {"app": "meshery"}}}],
                 "allowedClusterServers": "kubernetes.default.svc",
-            }
+            },
+            "link": {"enabled": False},
         },
     ],
     ids=["default", "non-default", "coordinator-only", "no-network-policy", "tls", "meshery"],
@@ -112,6 +113,12 @@ async def test_default_render_has_coordinator_and_istio_adapter() -> None:
         [
             f"ClusterRole/{NAMESPACE}-{ADAPTER}",
             f"ClusterRoleBinding/{NAMESPACE}-{ADAPTER}",
+            f"ClusterRole/{NAMESPACE}-{COORDINATOR}",
+            f"ClusterRoleBinding/{NAMESPACE}-{COORDINATOR}",
+            "ClusterRole/meshplane-viewer",
+            "ClusterRole/meshplane-operator",
+            "ClusterRole/meshplane-admin",
+            "Secret/mp-meshplane-link",
             f"Deployment/{ADAPTER}",
             f"Deployment/{COORDINATOR}",
             f"NetworkPolicy/{ADAPTER}",
@@ -304,8 +311,16 @@ async def test_non_default_values() -> None:
 
 async def test_coordinator_only() -> None:
     objects = (await render({"adapters": {"istio": {"enabled": False}}})).objects
-    assert {o["metadata"]["name"] for o in objects} == {COORDINATOR, f"{COORDINATOR}-discovery"}
-    assert of_kind(objects, "ClusterRole") == []
+    assert {o["metadata"]["name"] for o in objects} == {
+        COORDINATOR,
+        f"{COORDINATOR}-discovery",
+        f"{NAMESPACE}-{COORDINATOR}",  # TokenReview and SubjectAccessReview
+        "mp-meshplane-link",
+        "meshplane-viewer",
+        "meshplane-operator",
+        "meshplane-admin",
+    }
+    assert not any("adapter" in o["metadata"]["name"] for o in of_kind(objects, "ClusterRole"))
 
 
 async def test_adapters_only_without_network_policies() -> None:
@@ -486,6 +501,8 @@ MESHERY: dict[str, Any] = {
         "allowedClusterServers": "kubernetes.default.svc,api.corp.example:6443",
     },
     "adapters": {"linkerd": {"enabled": True}},
+    # Meshery calls adapters directly: it cannot present the coordinator link token
+    "link": {"enabled": False},
 }
 
 
@@ -523,8 +540,9 @@ async def test_meshery_clients_reach_every_adapter_which_accepts_their_kubeconfi
             r"meshery.enabled needs meshery.clients",
         ),
         ({"meshery": {"enable": True}}, r"'enable' not allowed"),
+        ({**MESHERY, "link": {"enabled": True}}, r"meshery.enabled needs link.enabled=false"),
     ],
-    ids=["with-tls", "no-servers", "no-clients", "misspelt"],
+    ids=["with-tls", "no-servers", "no-clients", "misspelt", "with-link-token"],
 )
 async def test_inconsistent_meshery_values_are_refused(
     values: dict[str, Any], message: str

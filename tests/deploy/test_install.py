@@ -26,6 +26,8 @@ from tests.deploy.chart import NAMESPACE, container, find, meshes_with_rbac, of_
 COORDINATOR = "mp-meshplane-coordinator"
 TLS_DIR = Path("/etc/meshplane/tls")
 TLS_SECRET = "meshplane-tls"
+LINK_DIR = Path("/etc/meshplane/link")
+LINK_TOKEN = "a-link-token-of-64-random-characters-0123456789abcdefghijklmnopq"
 TLS_VALUES: dict[str, dict[str, Any]] = {
     "plaintext": {},
     "tls": {"tls": {"enabled": True, "secretName": TLS_SECRET}},
@@ -40,8 +42,9 @@ def _all_adapters() -> dict[str, Any]:
     return {"adapters": {mesh: {"enabled": True} for mesh in meshes_with_rbac()}}
 
 
-def _environment(deployment: dict[str, Any]) -> dict[str, str]:
-    """The container's environment as the pod would see it (fieldRefs resolved)."""
+def _environment(deployment: dict[str, Any], token_file: Path) -> dict[str, str]:
+    """The container's environment as the pod would see it (fieldRefs resolved, the link
+    token file it names stood in for by ``token_file``)."""
     env: dict[str, str] = {}
     for item in container(deployment)["env"]:
         if "value" in item:
@@ -50,11 +53,20 @@ def _environment(deployment: dict[str, Any]) -> dict[str, str]:
             env[item["name"]] = deployment["metadata"]["namespace"]
         else:
             env[item["name"]] = "postgresql://meshplane@db/meshplane"  # a secretKeyRef
+    for name in (
+        "MESHPLANE_ADAPTER_COORDINATOR_TOKEN_FILE",
+        "MESHPLANE_COORDINATOR_ADAPTER_TOKEN_FILE",
+    ):
+        if name in env:
+            assert env[name] == str(LINK_DIR / "token")
+            env[name] = str(token_file)
     return env
 
 
 @pytest.mark.parametrize("transport", sorted(TLS_VALUES))
-async def test_containers_run_meshplane_commands_the_parser_accepts(transport: str) -> None:
+async def test_containers_run_meshplane_commands_the_parser_accepts(
+    transport: str, tmp_path: Path
+) -> None:
     values = {
         **_all_adapters(),
         **TLS_VALUES[transport],
@@ -63,11 +75,14 @@ async def test_containers_run_meshplane_commands_the_parser_accepts(transport: s
     tls = transport != "plaintext"
     objects = (await render(values)).objects
     parser = build_parser()
+    token_file = tmp_path / "token"
+    token_file.write_text(LINK_TOKEN)
+    token_file.chmod(0o440)
     deployments = of_kind(objects, "Deployment")
     assert len(deployments) == 1 + len(meshes_with_rbac())
     for deployment in deployments:
         args = parser.parse_args(container(deployment)["args"])
-        env = _environment(deployment)
+        env = _environment(deployment, token_file)
         if args.command == "adapter":
             from adapters.kit.cli import MESH_DECLARATIONS, resolve
 
@@ -77,6 +92,7 @@ async def test_containers_run_meshplane_commands_the_parser_accepts(transport: s
             assert (adapter.host, adapter.port) == ("0.0.0.0", port["containerPort"])
             assert adapter.state_dir == Path("/var/lib/meshplane/state")
             assert adapter.cache_dir == Path("/var/cache/meshplane")
+            assert adapter.coordinator_token == LINK_TOKEN
             if tls:
                 assert adapter.tls == TlsConfig(
                     cert_path=TLS_DIR / "tls.crt",
@@ -94,6 +110,7 @@ async def test_containers_run_meshplane_commands_the_parser_accepts(transport: s
             assert settings.store.startswith("postgresql://")
             assert settings.port == 10100
             assert settings.allow_insecure_adapters is not tls
+            assert settings.adapter_token == LINK_TOKEN
             if tls:
                 assert settings.adapter_tls == ClientTls(
                     ca_path=TLS_DIR / "ca.crt",
@@ -116,6 +133,8 @@ async def test_containers_run_meshplane_commands_the_parser_accepts(transport: s
         if tls:  # the files the settings name are the mounted Secret's
             (mount,) = (m for m in container(deployment)["volumeMounts"] if m["name"] == "tls")
             assert Path(mount["mountPath"]) == TLS_DIR
+        (link,) = (m for m in container(deployment)["volumeMounts"] if m["name"] == "link")
+        assert Path(link["mountPath"]) == LINK_DIR
 
 
 def _assert_probes_ask(deployment: dict[str, Any], port: int) -> None:

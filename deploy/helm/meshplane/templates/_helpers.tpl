@@ -21,6 +21,10 @@
 {{- printf "%s-%s-adapter-%s" .root.Release.Namespace (include "meshplane.fullname" .root) .mesh -}}
 {{- end -}}
 
+{{- define "meshplane.coordinatorClusterName" -}}
+{{- printf "%s-%s-coordinator" .Release.Namespace (include "meshplane.fullname" .) -}}
+{{- end -}}
+
 {{- define "meshplane.selectorLabels" -}}
 app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
@@ -87,7 +91,45 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if and .Values.networkPolicy.enabled (not .Values.meshery.clients) -}}
 {{- fail "meshery.enabled needs meshery.clients (the Meshery server's pods) while networkPolicy.enabled" -}}
 {{- end -}}
+{{- if .Values.link.enabled -}}
+{{- fail "meshery.enabled needs link.enabled=false: a Meshery server calls adapters directly and cannot present the coordinator link token" -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Refuses a coordinator nobody could authenticate to; renders nothing. */}}
+{{- define "meshplane.checkAuth" -}}
+{{- $auth := .Values.auth -}}
+{{- if not (or $auth.kubernetes.enabled $auth.tokenFile.existingSecret .Values.tls.coordinator.enabled $auth.allowAnonymous) -}}
+{{- fail "the coordinator needs a way to authenticate callers: auth.kubernetes.enabled, auth.tokenFile.existingSecret or tls.coordinator.enabled (client certificates); auth.allowAnonymous=true lets anyone who reaches it do anything" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the coordinator-adapter link token. */}}
+{{- define "meshplane.linkSecretName" -}}
+{{- .Values.link.existingSecret | default (printf "%s-link" (include "meshplane.fullname" .)) -}}
+{{- end -}}
+
+{{/* Where the link token is mounted (the file both flags name). */}}
+{{- define "meshplane.linkDir" -}}
+/etc/meshplane/link
+{{- end -}}
+
+{{- define "meshplane.linkMount" -}}
+- name: link
+  mountPath: {{ include "meshplane.linkDir" . }}
+  readOnly: true
+{{- end -}}
+
+{{- define "meshplane.linkVolume" -}}
+- name: link
+  secret:
+    secretName: {{ include "meshplane.linkSecretName" . }}
+    items:
+      - key: {{ .Values.link.key }}
+        path: token
+    # 0440: readable by the pod's group (fsGroup) only.
+    defaultMode: 288
 {{- end -}}
 
 {{/* The name the coordinator verifies in adapter certificates: it dials pod IPs. */}}
