@@ -26,7 +26,17 @@ from coordinator.client_channel import (
     duration_flag,
     run_client_command,
 )
-from coordinator.client_output import as_dict, local_time, print_json, print_table
+from coordinator.client_output import (
+    Column,
+    Listing,
+    add_listing_arguments,
+    as_dict,
+    local_time,
+    print_document,
+    print_listing,
+    print_stream_document,
+    print_table,
+)
 from coordinator.operation_follow import TERMINAL, state_name, wait_for_operation, watch_events
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
@@ -60,16 +70,7 @@ def _replicastate_name(value: int) -> str:
 def _common() -> argparse.ArgumentParser:
     """Flags every client command shares."""
     common = argparse.ArgumentParser(add_help=False)
-    group = add_connection_arguments(
-        common, call_timeout_help="deadline of each request (default 30)"
-    )
-    group.add_argument(
-        "--output",
-        "-o",
-        choices=("table", "json"),
-        default="table",
-        help="table for people (default) or json for scripts",
-    )
+    add_connection_arguments(common, call_timeout_help="deadline of each request (default 30)")
     return common
 
 
@@ -78,19 +79,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sandbox.register(subparsers)
     common = _common()
 
-    def add(name: str, command: Command, help: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, command: Command, help: str, *, listing: bool = False
+    ) -> argparse.ArgumentParser:
         parser = subparsers.add_parser(name, parents=[common], help=help, description=help)
         parser.set_defaults(
             run=lambda args: run_client_command(command, args, usage_errors=(UsageError,))
         )
+        output = parser.add_argument_group("output")
+        if listing:
+            add_listing_arguments(output)
+        else:
+            output.add_argument(
+                "--output",
+                "-o",
+                choices=("table", "json", "yaml"),
+                default="table",
+                help="table for people (default), json or yaml for scripts",
+            )
         return parser
 
-    add("adapters", _adapters, "list adapters, their replicas, health and event positions")
+    add(
+        "adapters",
+        _adapters,
+        "list adapters, their replicas, health and event positions",
+        listing=True,
+    )
 
-    ops = add("ops", _ops, "list the operations each mesh's adapter offers")
+    ops = add("ops", _ops, "list the operations each mesh's adapter offers", listing=True)
     ops.add_argument("mesh", nargs="?", default="", metavar="MESH", help="only this mesh")
 
-    versions = add("versions", _versions, "list the installable versions of a mesh")
+    versions = add("versions", _versions, "list the installable versions of a mesh", listing=True)
     versions.add_argument("mesh", metavar="MESH")
 
     apply = add("apply", _apply, "run an operation through the coordinator")
@@ -134,7 +153,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status.add_argument("mesh", metavar="MESH")
     status.add_argument("--namespace", "-n", default="", help="control plane namespace")
 
-    events = add("events", _events, "show recorded events; --follow keeps watching")
+    events = add("events", _events, "show recorded events; --follow keeps watching", listing=True)
     events.add_argument(
         "--follow",
         "-F",
@@ -157,7 +176,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="without --follow: stop once no event arrived for this long (default 1s)",
     )
 
-    history = add("history", _history, "list recorded operations, newest first")
+    history = add("history", _history, "list recorded operations, newest first", listing=True)
     history.add_argument("--mesh", default="", help="only this mesh")
     history.add_argument(
         "--state", default=None, choices=_STATES, help="only operations in this state"
@@ -195,25 +214,33 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 async def _adapters(stub: Any, args: argparse.Namespace) -> int:
     response = await stub.ListAdapters(cpb.ListAdaptersRequest(), timeout=args.call_timeout)
-    if args.output == "json":
-        print_json(as_dict(response))
-        return 0
-    rows = [
-        [
-            adapter.mesh,
-            replica.address,
-            _replicastate_name(replica.state),
-            replica.adapter_version,
-            replica.event_stream_id,
-            str(replica.last_event_sequence),
-            replica.last_error,
-        ]
-        for adapter in response.adapters
-        for replica in adapter.replicas
-    ]
-    print_table(
-        ["MESH", "ADDRESS", "STATE", "VERSION", "EVENT STREAM", "LAST EVENT", "LAST ERROR"], rows
+    replicas = [(adapter, replica) for adapter in response.adapters for replica in adapter.replicas]
+    listing = Listing(
+        columns=[
+            Column(header="MESH"),
+            Column(header="ADDRESS"),
+            Column(header="STATE"),
+            Column(header="VERSION"),
+            Column(header="EVENT STREAM", wide=True),
+            Column(header="LAST EVENT", wide=True),
+            Column(header="LAST ERROR"),
+        ],
+        rows=[
+            [
+                adapter.mesh,
+                replica.address,
+                _replicastate_name(replica.state),
+                replica.adapter_version,
+                replica.event_stream_id,
+                str(replica.last_event_sequence),
+                replica.last_error,
+            ]
+            for adapter, replica in replicas
+        ],
+        names=[f"adapter/{adapter.mesh}/{replica.address}" for adapter, replica in replicas],
+        document=as_dict(response),
     )
+    print_listing(listing, args)
     return 0
 
 
@@ -231,22 +258,31 @@ async def _ops(stub: Any, args: argparse.Namespace) -> int:
     response = await stub.ListOperations(
         cpb.ListOperationsRequest(mesh=args.mesh), timeout=args.call_timeout
     )
-    if args.output == "json":
-        print_json(as_dict(response))
-        return 0
-    rows = [
-        [
-            catalogue.mesh,
-            op.id,
-            str(apb.OperationCategory.Name(op.category)).removeprefix("OPERATION_CATEGORY_"),
-            "yes" if op.supports_delete else "no",
-            _parameters(op),
-            op.description,
-        ]
-        for catalogue in response.catalogues
-        for op in catalogue.operations
-    ]
-    print_table(["MESH", "OPERATION", "CATEGORY", "DELETE", "PARAMETERS", "DESCRIPTION"], rows)
+    entries = [(catalogue, op) for catalogue in response.catalogues for op in catalogue.operations]
+    listing = Listing(
+        columns=[
+            Column(header="MESH"),
+            Column(header="OPERATION"),
+            Column(header="CATEGORY"),
+            Column(header="DELETE", wide=True),
+            Column(header="PARAMETERS", wide=True),
+            Column(header="DESCRIPTION"),
+        ],
+        rows=[
+            [
+                catalogue.mesh,
+                op.id,
+                str(apb.OperationCategory.Name(op.category)).removeprefix("OPERATION_CATEGORY_"),
+                "yes" if op.supports_delete else "no",
+                _parameters(op),
+                op.description,
+            ]
+            for catalogue, op in entries
+        ],
+        names=[f"operation/{catalogue.mesh}/{op.id}" for catalogue, op in entries],
+        document=as_dict(response),
+    )
+    print_listing(listing, args)
     return 0
 
 
@@ -254,19 +290,27 @@ async def _versions(stub: Any, args: argparse.Namespace) -> int:
     response = await stub.ListMeshVersions(
         cpb.ListMeshVersionsRequest(mesh=args.mesh), timeout=args.call_timeout
     )
-    if args.output == "json":
-        print_json(as_dict(response))
-        return 0
-    rows = [
-        [
-            version.version + (" (default)" if version.version == response.default_version else ""),
-            version.app_version,
-            "yes" if version.prerelease else "",
-            local_time(version.create_time),
-        ]
-        for version in response.versions
-    ]
-    print_table(["VERSION", "APP VERSION", "PRERELEASE", "PUBLISHED"], rows)
+    listing = Listing(
+        columns=[
+            Column(header="VERSION"),
+            Column(header="APP VERSION"),
+            Column(header="PRERELEASE"),
+            Column(header="PUBLISHED", wide=True),
+        ],
+        rows=[
+            [
+                version.version
+                + (" (default)" if version.version == response.default_version else ""),
+                version.app_version,
+                "yes" if version.prerelease else "",
+                local_time(version.create_time),
+            ]
+            for version in response.versions
+        ],
+        names=[f"version/{args.mesh}/{version.version}" for version in response.versions],
+        document=as_dict(response),
+    )
+    print_listing(listing, args)
     return 0
 
 
@@ -277,8 +321,8 @@ async def _status(stub: Any, args: argparse.Namespace) -> int:
         ),
         timeout=args.call_timeout,
     )
-    if args.output == "json":
-        print_json(as_dict(response))
+    if args.output != "table":
+        print_document(as_dict(response), args.output)
         return 0
     status = response.status
     print(f"mesh:       {response.mesh}")
@@ -348,24 +392,37 @@ async def _history(stub: Any, args: argparse.Namespace) -> int:
         token = page.next_page_token
         if not token:
             break
-    if args.output == "json":
-        print_json(
-            {"operations": [as_dict(record) for record in records], "next_page_token": token}
-        )
-        return 0
-    rows = [
-        [
-            local_time(r.operation.create_time),
-            r.operation.operation_id,
-            r.mesh,
-            r.operation.operation + (" (delete)" if r.operation.delete else ""),
-            state_name(r.operation.state),
-            r.operation.username,
-            r.operation.error.code,
-        ]
-        for r in records
-    ]
-    print_table(["CREATED", "ID", "MESH", "OPERATION", "STATE", "USER", "ERROR"], rows)
+    listing = Listing(
+        columns=[
+            Column(header="CREATED"),
+            Column(header="ID"),
+            Column(header="MESH"),
+            Column(header="OPERATION"),
+            Column(header="STATE"),
+            Column(header="USER"),
+            Column(header="ENDED", wide=True),
+            Column(header="ERROR"),
+        ],
+        rows=[
+            [
+                local_time(r.operation.create_time),
+                r.operation.operation_id,
+                r.mesh,
+                r.operation.operation + (" (delete)" if r.operation.delete else ""),
+                state_name(r.operation.state),
+                r.operation.username,
+                local_time(r.operation.end_time),
+                r.operation.error.code,
+            ]
+            for r in records
+        ],
+        names=[f"operation/{r.operation.operation_id}" for r in records],
+        document={
+            "operations": [as_dict(record) for record in records],
+            "next_page_token": token,
+        },
+    )
+    print_listing(listing, args)
     if token:  # on stderr, so the table stays clean for line tools
         print(f"more: meshplane history --page-token {token} (or --all)", file=sys.stderr)
     return 0
@@ -374,17 +431,27 @@ async def _history(stub: Any, args: argparse.Namespace) -> int:
 # -- events -----------------------------------------------------------------------------------
 
 
+_EVENT_HEADER = ("CURSOR", "TIME", "MESH", "SEVERITY", "OPERATION", "MESSAGE")
+
+
 def _event_line(response: cpb.WatchEventsResponse) -> str:
     event = response.event
     where = " ".join(part for part in (event.cluster, event.component) if part)
-    prefix = f"{response.cursor:>6}  {local_time(event.timestamp)}  {response.mesh:<8} "
-    prefix += f"{_severity(event.severity):<7} {event.operation_id or '-':<12}"
+    prefix = f"{response.cursor:>6}  {local_time(event.timestamp):<20}  {response.mesh:<8} "
+    prefix += f"{_severity(event.severity):<8} {event.operation_id or '-':<12}"
     return f"{prefix}  {where + ': ' if where else ''}{event.summary}"
 
 
+def _header_line() -> str:
+    cursor, at, mesh, severity, operation, message = _EVENT_HEADER
+    return f"{cursor:>6}  {at:<20}  {mesh:<8} {severity:<8} {operation:<12}  {message}"
+
+
 def _print_event(response: cpb.WatchEventsResponse, output: str) -> None:
-    if output == "json":
-        print_json(as_dict(response))
+    if output in ("json", "yaml"):
+        print_stream_document(as_dict(response), output)
+    elif output == "name":
+        print(f"event/{response.cursor}", flush=True)
     else:
         print(_event_line(response), flush=True)
 
@@ -415,8 +482,14 @@ async def _events(stub: Any, args: argparse.Namespace) -> int:
         min_severity=apb.EVENT_SEVERITY_UNSPECIFIED if until_end else severity,
     )
 
+    header = args.output in ("table", "wide") and not args.no_headers
+
     def show(response: cpb.WatchEventsResponse) -> bool:
+        nonlocal header
         if response.event.severity >= severity:
+            if header:
+                print(_header_line())
+                header = False
             _print_event(response, args.output)
         return until_end and response.event.operation_state in TERMINAL
 
@@ -473,15 +546,15 @@ async def _apply(stub: Any, args: argparse.Namespace) -> int:
     response = await stub.ApplyOperation(_apply_request(args), timeout=args.call_timeout)
     operation_id = response.operation_id
     if not args.wait:
-        if args.output == "json":
-            print_json(as_dict(response))
+        if args.output != "table":
+            print_document(as_dict(response), args.output)
         else:
             state = state_name(response.operation.operation.state)
             print(f"operation {operation_id} {state} on {response.operation.adapter_address}")
             print(f"wait for it with: meshplane wait {operation_id}")
         return 0
-    if args.output == "json":
-        print_json(as_dict(response))
+    if args.output != "table":
+        print_stream_document(as_dict(response), args.output)
     else:
         print(f"operation {operation_id} accepted by {response.operation.adapter_address}")
 

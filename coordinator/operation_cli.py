@@ -18,7 +18,7 @@ from coordinator.client_channel import (
     duration_flag,
     run_client_command,
 )
-from coordinator.client_output import as_dict, local_time, print_json
+from coordinator.client_output import as_dict, local_time, print_document
 from coordinator.operation_follow import print_failure, state_name, wait_for_operation
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
@@ -31,7 +31,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     common = argparse.ArgumentParser(add_help=False)
     group = add_connection_arguments(common, call_timeout_help="deadline of each request")
     group.add_argument(
-        "--output", "-o", choices=("table", "json"), default="table", help="table or json"
+        "--output",
+        "-o",
+        choices=("table", "json", "yaml"),
+        default="table",
+        help="table, json or yaml",
     )
 
     def add(name: str, command: Command, help: str) -> argparse.ArgumentParser:
@@ -58,8 +62,8 @@ async def _get(stub: Any, args: argparse.Namespace) -> int:
     reply = await stub.GetOperation(
         cpb.GetOperationRequest(operation_id=args.operation_id), timeout=args.call_timeout
     )
-    if args.output == "json":
-        print_json(as_dict(reply))
+    if args.output != "table":
+        print_document(as_dict(reply), args.output)
         return 0
     record = reply.operation
     operation = record.operation
@@ -132,8 +136,8 @@ async def _cancel(stub: Any, args: argparse.Namespace) -> int:
     reply = await stub.CancelOperation(
         cpb.CancelOperationRequest(operation_id=args.operation_id), timeout=args.call_timeout
     )
-    if args.output == "json":
-        print_json(as_dict(reply))
+    if args.output != "table":
+        print_document(as_dict(reply), args.output)
     else:
         state = state_name(reply.operation.operation.state)
         print(f"operation {args.operation_id} {state}")

@@ -23,7 +23,7 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 
 from coordinator.client_channel import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_UNAVAILABLE
-from coordinator.client_output import as_dict, print_json
+from coordinator.client_output import as_dict, print_stream_document
 from coordinator.operation_progress import ProgressView, colour_enabled
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
@@ -49,6 +49,7 @@ TERMINAL = frozenset(
 SECOND_PRESS_SECONDS = 3.0
 """How long after the first Ctrl-C a second one offers to cancel the operation."""
 _PROMPT_SECONDS = 30.0
+_DOCUMENTS = ("json", "yaml")
 _STREAM_RETRIES = 5
 
 
@@ -144,8 +145,8 @@ async def _follow_to_end(follow: _Follow) -> None:
     """Print the operation's events until one says it ended (or poll when events are off)."""
 
     def progress(response: cpb.WatchEventsResponse) -> bool:
-        if follow.output == "json":
-            print_json(as_dict(response))
+        if follow.output in _DOCUMENTS:
+            print_stream_document(as_dict(response), follow.output)
         else:
             follow.view.event(response)
         return response.event.operation_state in TERMINAL
@@ -233,7 +234,7 @@ async def wait_for_operation(
             follower.cancel()
         if pressed not in done:
             pressed.cancel()
-        if output != "json":
+        if output not in _DOCUMENTS:
             view.close()
         if pressed in done:
             return await _interrupted(follow, presses)
@@ -245,8 +246,8 @@ async def wait_for_operation(
         cpb.GetOperationRequest(operation_id=operation_id), timeout=call_timeout
     )
     operation = final.operation.operation
-    if output == "json":
-        print_json(as_dict(final))
+    if output in _DOCUMENTS:
+        print_stream_document(as_dict(final), output)
     elif operation.state == apb.OPERATION_STATE_SUCCEEDED:
         print_outcome(operation)
     if operation.state == apb.OPERATION_STATE_SUCCEEDED:

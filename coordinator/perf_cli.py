@@ -26,7 +26,7 @@ from coordinator.client_channel import (
     add_connection_arguments,
     run_on_coordinator,
 )
-from coordinator.client_output import format_table
+from coordinator.client_output import Column, Listing, add_listing_arguments, print_listing
 from coordinator.perf import (
     Comparison,
     ComparisonCell,
@@ -100,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--label", action="append", default=[], metavar="KEY=VALUE", help="(repeatable)"
     )
     results.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
-    add_output_argument(results)
+    add_listing_arguments(results)
 
     get = add("get", _get, "show one stored result")
     get.add_argument("id", metavar="ID", help="result id, a unique prefix of it, or the test name")
@@ -214,35 +214,34 @@ def _labels(items: list[str]) -> dict[str, str]:
     return labels
 
 
-def _results_table(results: list[PerformanceResult]) -> str:
-    header = (
-        "ID",
-        "NAME",
-        "STARTED",
-        "MESH",
-        "LOAD",
-        "REQUESTS",
-        "ERRORS",
-        "REQ/S",
-        "P50 MS",
-        "P99 MS",
+def _results_listing(results: list[PerformanceResult]) -> Listing:
+    headers = ("ID", "NAME", "STARTED", "MESH", "LOAD", "REQUESTS", "ERRORS", "REQ/S", "P50 MS")
+    return Listing(
+        columns=[
+            *(Column(header=header) for header in headers),
+            Column(header="P99 MS"),
+            Column(header="FULL ID", wide=True),
+        ],
+        rows=[
+            [
+                r.id[:8],
+                (r.config.name if r.config is not None else "") or "-",
+                r.start_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                f"{r.mesh.type} {r.mesh.version}".strip() if r.mesh else "none",
+                load_text(r),
+                str(r.request_count),
+                str(r.error_count),
+                f"{r.actual_qps:.1f}",
+                f"{r.latencies.p50_ms:.3f}" if r.request_count else "-",
+                f"{r.latencies.p99_ms:.3f}" if r.request_count else "-",
+                r.id,
+            ]
+            for r in results
+        ],
+        names=[f"result/{r.id}" for r in results],
+        # An object like every other command's output (room for more keys, e.g. paging).
+        document={"results": [result_document(r) for r in results]},
     )
-    rows = [
-        (
-            r.id[:8],
-            (r.config.name if r.config is not None else "") or "-",
-            r.start_time.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            f"{r.mesh.type} {r.mesh.version}".strip() if r.mesh else "none",
-            load_text(r),
-            str(r.request_count),
-            str(r.error_count),
-            f"{r.actual_qps:.1f}",
-            f"{r.latencies.p50_ms:.3f}" if r.request_count else "-",
-            f"{r.latencies.p99_ms:.3f}" if r.request_count else "-",
-        )
-        for r in results
-    ]
-    return format_table(header, rows) + "\n"
 
 
 async def _results(stub: Any, args: argparse.Namespace) -> int:
@@ -256,11 +255,7 @@ async def _results(stub: Any, args: argparse.Namespace) -> int:
     )
     response = await stub.ListPerformanceResults(request, timeout=args.call_timeout)
     results = [result_from_proto(message) for message in response.results]
-    if args.output == "table":
-        sys.stdout.write(_results_table(results))
-    else:
-        # An object like every other command's output (room for more keys, e.g. paging).
-        sys.stdout.write(render({"results": [result_document(r) for r in results]}, args.output))
+    print_listing(_results_listing(results), args)
     return 0
 
 
