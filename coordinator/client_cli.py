@@ -26,6 +26,7 @@ from coordinator.client_channel import (
     duration_flag,
     run_client_command,
 )
+from coordinator.client_hints import with_hints
 from coordinator.client_output import (
     Column,
     Listing,
@@ -84,7 +85,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ) -> argparse.ArgumentParser:
         parser = subparsers.add_parser(name, parents=[common], help=help, description=help)
         parser.set_defaults(
-            run=lambda args: run_client_command(command, args, usage_errors=(UsageError,))
+            run=lambda args: run_client_command(
+                with_hints(command), args, usage_errors=(UsageError,)
+            )
         )
         output = parser.add_argument_group("output")
         if listing:

@@ -1,8 +1,11 @@
-"""`meshplane get|wait|cancel OPERATION_ID`: one operation, by the id `apply` printed.
+"""`meshplane get|wait|cancel OPERATION_ID`, and `meshplane version`.
+
+``get|wait|cancel`` take one operation by the id `apply` printed.
 
 ``get`` shows the operation as recorded; ``wait`` follows it to its end like ``apply --wait``
 (exit 0 only when it succeeded); ``cancel`` asks its adapter to stop it, after a confirmation on
-a terminal (``-y`` skips it). Exit codes are the client's (see `coordinator.client_channel`).
+a terminal (``-y`` skips it). ``version`` prints the client's version, the coordinator's and
+every adapter replica's. Exit codes are the client's (see `coordinator.client_channel`).
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from coordinator.client_channel import (
     duration_flag,
     run_client_command,
 )
+from coordinator.client_hints import with_hints
 from coordinator.client_output import as_dict, local_time, print_document
 from coordinator.operation_follow import print_failure, state_name, wait_for_operation
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
+from serving.build_info import package_version
 
 __all__ = ["register"]
 
@@ -41,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     def add(name: str, command: Command, help: str) -> argparse.ArgumentParser:
         parser = subparsers.add_parser(name, parents=[common], help=help, description=help)
         parser.add_argument("operation_id", metavar="OPERATION_ID", help="as `apply` printed it")
-        parser.set_defaults(run=lambda args: run_client_command(command, args))
+        parser.set_defaults(run=lambda args: run_client_command(with_hints(command), args))
         return parser
 
     add("get", _get, "show one operation: state, clusters, error, times")
@@ -56,6 +61,53 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     wait.add_argument("--verbose", "-v", action="store_true", help="every object's step too")
     cancel = add("cancel", _cancel, "stop a running operation")
     cancel.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+    version = subparsers.add_parser(
+        "version",
+        parents=[common],
+        help="print the versions of this client, the coordinator and each adapter",
+        description="print the versions of this client, the coordinator and each adapter",
+    )
+    version.add_argument(
+        "--client", action="store_true", help="only this client's version (no coordinator call)"
+    )
+    version.set_defaults(run=_version)
+
+
+def _version(args: argparse.Namespace) -> int:
+    client = package_version()
+    if args.client:
+        if args.output == "table":
+            print(f"client: {client}")
+        else:
+            print_document({"client": client}, args.output)
+        return 0
+    if args.output == "table":
+        print(f"client:       {client}", flush=True)
+    return run_client_command(with_hints(lambda stub, a: _server_versions(stub, a, client)), args)
+
+
+async def _server_versions(stub: Any, args: argparse.Namespace, client: str) -> int:
+    listed = await stub.ListAdapters(cpb.ListAdaptersRequest(), timeout=args.call_timeout)
+    if args.output != "table":
+        adapters = [
+            {"mesh": adapter.mesh, "address": replica.address, "version": replica.adapter_version}
+            for adapter in listed.adapters
+            for replica in adapter.replicas
+        ]
+        document = {
+            "client": client,
+            "coordinator": listed.coordinator_version,
+            "adapters": adapters,
+        }
+        print_document(document, args.output)
+        return 0
+    print(f"coordinator:  {listed.coordinator_version or 'unknown (older than 0.1.0)'}")
+    for adapter in listed.adapters:
+        for replica in adapter.replicas:
+            version = replica.adapter_version or "unknown (not reached yet)"
+            print(f"adapter:      {adapter.mesh} {replica.address} {version}")
+    return 0
 
 
 async def _get(stub: Any, args: argparse.Namespace) -> int:

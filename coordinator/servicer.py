@@ -30,6 +30,7 @@ from meshplane.adapter.v1 import adapter_pb2_grpc as adapter_grpc
 from meshplane.coordinator.v1 import coordinator_pb2 as pb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 from meshplane.perf.v1 import perf_pb2 as perf_pb
+from serving.build_info import package_version
 
 __all__ = ["SERVICE_NAME", "CoordinatorServicer", "EventSource"]
 
@@ -114,7 +115,10 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         """Every replica by mesh, with health, version, last error and event progress."""
         replicas = self._registry.replicas()
         feeds = await self._feeds(replicas)
-        return pb.ListAdaptersResponse(adapters=messages.adapters_to_pb(replicas, feeds=feeds))
+        return pb.ListAdaptersResponse(
+            adapters=messages.adapters_to_pb(replicas, feeds=feeds),
+            coordinator_version=package_version(),
+        )
 
     async def _adapter(self, mesh: str) -> pb.Adapter:
         replicas = self._registry.replicas(mesh)

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "get": "coordinator.operation_cli",
     "wait": "coordinator.operation_cli",
     "cancel": "coordinator.operation_cli",
+    "version": "coordinator.operation_cli",
     "perf": "coordinator.perf_cli",
     "completion": "meshplane_cli.completion",
 }

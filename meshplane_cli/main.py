@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -29,10 +30,26 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run the chosen subcommand; its return value is the exit code."""
+    unknown = _unknown_command(sys.argv[1:] if argv is None else argv)
+    if unknown:
+        print(unknown, file=sys.stderr)
+        return 2
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     runner: Runner = args.run
     return runner(args)
+
+
+def _unknown_command(argv: Sequence[str]) -> str:
+    """A usage line for a mistyped command, with the closest real ones; "" when it is known."""
+    from meshplane_cli import commands
+
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command is None or command in commands.COMMANDS:
+        return ""
+    close = difflib.get_close_matches(command, list(commands.COMMANDS), n=3, cutoff=0.6)
+    hint = ("; did you mean " + " or ".join(repr(c) for c in close) + "?") if close else ""
+    return f"meshplane: unknown command {command[:60]!r}{hint} (see `meshplane --help`)"
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import os
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from adapters.kit.servicer import (
 from adapters.kit.settings import AdapterSettings
 from adapters.kit.state_files import StateDirLock
 from serving.background_tasks import BackgroundTasks
+from serving.build_info import package_version
 from serving.grpc_server import GrpcServer, ServerConfig
 from serving.metrics_server import MetricsServer
 
@@ -55,12 +55,8 @@ ExecutorFactory = Callable[
 retry hook the apply engine should call."""
 
 
-def adapter_version() -> str:
-    """The installed meshplane package version."""
-    try:
-        return metadata.version("meshplane")
-    except metadata.PackageNotFoundError:
-        return "0.0.0+unknown"
+adapter_version = package_version
+"""The installed meshplane package version."""
 
 
 async def git_sha() -> str:

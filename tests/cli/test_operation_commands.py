@@ -251,3 +251,29 @@ async def test_ctrl_c_without_a_terminal_explains_and_leaves_it_running(setup: S
     assert "interrupted: operation op-pipe keeps running" in text
     assert "[y/N]" not in text and "Traceback" not in text
     assert setup.fake.fake.operations["op-pipe"].state == apb.OPERATION_STATE_PENDING
+
+
+async def test_version_names_client_coordinator_and_each_adapter(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = await _cli(setup, capsys, "version")
+    assert code == 0
+    assert out.splitlines() == [
+        "client:       0.1.0",
+        "coordinator:  0.1.0",
+        f"adapter:      toy {setup.fake.address} 1.0.0+a",
+    ]
+    code, out, _ = await _cli(setup, capsys, "version", "-o", "json")
+    assert json.loads(out)["adapters"] == [
+        {"mesh": "toy", "address": setup.fake.address, "version": "1.0.0+a"}
+    ]
+
+
+async def test_near_misses_get_a_suggestion(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = await _cli(setup, capsys, "apply", "tyo", "install")
+    assert code == 3
+    assert "unknown mesh 'tyo'" in err and "did you mean 'toy'?" in err
+    assert main(["aply", "toy", "install"]) == 2
+    assert "unknown command 'aply'; did you mean 'apply'?" in capsys.readouterr().err

@@ -607,6 +607,12 @@ async def test_cli_shows_one_line_per_phase(adapter_fast: Adapter, tmp_path: Pat
         assert len([line for line in finished if line.strip()]) < 12  # not one per object
         assert any(line.startswith("operation ") and "SUCCEEDED" in line for line in finished)
 
+        # errors speak the CLI's words, with a suggestion for a near miss
+        code, _, err = await run_cli_here("apply", "istio", "instal", *at)
+        assert code == 3 and "did you mean 'install'?" in err, err
+        code, _, err = await run_cli_here(*install[:3], "-p", "profile=nope", *at)
+        assert code == 2 and "--param profile" in err and "parameters." not in err, err
+
         # NO_COLOR: the same lines without colour
         code, text = await _in_a_terminal(*install, "--wait", *at, env={"NO_COLOR": "1"})
         assert code == 0, text

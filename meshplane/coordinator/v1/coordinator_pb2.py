@@ -27,17 +27,17 @@ from meshplane.adapter.v1 import adapter_pb2 as meshplane_dot_adapter_dot_v1_dot
 from meshplane.perf.v1 import perf_pb2 as meshplane_dot_perf_dot_v1_dot_perf__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*meshplane/coordinator/v1/coordinator.proto\x12\x18meshplane.coordinator.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"meshplane/adapter/v1/adapter.proto\x1a\x1cmeshplane/perf/v1/perf.proto\"\xe2\x02\n\x0e\x41\x64\x61pterReplica\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x35\n\x05state\x18\x02 \x01(\x0e\x32&.meshplane.coordinator.v1.ReplicaState\x12\x17\n\x0f\x61\x64\x61pter_version\x18\x03 \x01(\t\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12<\n\x06source\x18\x05 \x01(\x0e\x32,.meshplane.coordinator.v1.RegistrationSource\x12\x35\n\x11state_change_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x65vent_stream_id\x18\x07 \x01(\t\x12\x1b\n\x13last_event_sequence\x18\x08 \x01(\x04\x12\x18\n\x10\x65vent_feed_error\x18\t \x01(\t\x12\x16\n\x0eskipped_events\x18\n \x01(\x04\"m\n\x07\x41\x64\x61pter\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12:\n\x08replicas\x18\x02 \x03(\x0b\x32(.meshplane.coordinator.v1.AdapterReplica\x12\x18\n\x10\x63ontract_version\x18\x03 \x01(\t\"\x15\n\x13ListAdaptersRequest\"K\n\x14ListAdaptersResponse\x12\x33\n\x08\x61\x64\x61pters\x18\x01 \x03(\x0b\x32!.meshplane.coordinator.v1.Adapter\"7\n\x16RegisterAdapterRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04mesh\x18\x02 \x01(\t\"M\n\x17RegisterAdapterResponse\x12\x32\n\x07\x61\x64\x61pter\x18\x01 \x01(\x0b\x32!.meshplane.coordinator.v1.Adapter\"+\n\x18\x44\x65registerAdapterRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"\x1b\n\x19\x44\x65registerAdapterResponse\"%\n\x15ListOperationsRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\"\\\n\rMeshCatalogue\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12=\n\noperations\x18\x02 \x03(\x0b\x32).meshplane.adapter.v1.OperationDescriptor\"U\n\x16ListOperationsResponse\x12;\n\ncatalogues\x18\x01 \x03(\x0b\x32\'.meshplane.coordinator.v1.MeshCatalogue\"\'\n\x17ListMeshVersionsRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\"h\n\x18ListMeshVersionsResponse\x12\x33\n\x08versions\x18\x01 \x03(\x0b\x32!.meshplane.adapter.v1.MeshVersion\x12\x17\n\x0f\x64\x65\x66\x61ult_version\x18\x02 \x01(\t\"c\n\x15\x41pplyOperationRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12<\n\x07request\x18\x02 \x01(\x0b\x32+.meshplane.adapter.v1.ApplyOperationRequest\"l\n\x16\x41pplyOperationResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\x12<\n\toperation\x18\x02 \x01(\x0b\x32).meshplane.coordinator.v1.OperationRecord\"\x9d\x01\n\x0fOperationRecord\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x17\n\x0f\x61\x64\x61pter_address\x18\x02 \x01(\t\x12\x32\n\toperation\x18\x03 \x01(\x0b\x32\x1f.meshplane.adapter.v1.Operation\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"+\n\x13GetOperationRequest\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\"T\n\x14GetOperationResponse\x12<\n\toperation\x18\x01 \x01(\x0b\x32).meshplane.coordinator.v1.OperationRecord\".\n\x16\x43\x61ncelOperationRequest\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\"W\n\x17\x43\x61ncelOperationResponse\x12<\n\toperation\x18\x01 \x01(\x0b\x32).meshplane.coordinator.v1.OperationRecord\"\x8a\x02\n\x1bListOperationHistoryRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x33\n\x05state\x18\x02 \x01(\x0e\x32$.meshplane.adapter.v1.OperationState\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x11\n\toperation\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x07 \x01(\r\x12\x12\n\npage_token\x18\x08 \x01(\t\"v\n\x1cListOperationHistoryResponse\x12=\n\noperations\x18\x01 \x03(\x0b\x32).meshplane.coordinator.v1.OperationRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x89\x01\n\x12WatchEventsRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x66ter_cursor\x18\x03 \x01(\x04\x12\x39\n\x0cmin_severity\x18\x04 \x01(\x0e\x32#.meshplane.adapter.v1.EventSeverity\"x\n\x13WatchEventsResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04\x12\x0c\n\x04mesh\x18\x02 \x01(\t\x12\x17\n\x0f\x61\x64\x61pter_address\x18\x03 \x01(\t\x12*\n\x05\x65vent\x18\x04 \x01(\x0b\x32\x1b.meshplane.adapter.v1.Event\"a\n\x14GetMeshStatusRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12;\n\x07request\x18\x02 \x01(\x0b\x32*.meshplane.adapter.v1.GetMeshStatusRequest\"b\n\x15GetMeshStatusResponse\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12;\n\x06status\x18\x02 \x01(\x0b\x32+.meshplane.adapter.v1.GetMeshStatusResponse*\x85\x01\n\x0cReplicaState\x12\x1d\n\x19REPLICA_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15REPLICA_STATE_SERVING\x10\x01\x12\x1d\n\x19REPLICA_STATE_NOT_SERVING\x10\x02\x12\x1c\n\x18REPLICA_STATE_CONNECTING\x10\x03*\x9e\x01\n\x12RegistrationSource\x12#\n\x1fREGISTRATION_SOURCE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREGISTRATION_SOURCE_STATIC\x10\x01\x12\x1f\n\x1bREGISTRATION_SOURCE_DYNAMIC\x10\x02\x12\"\n\x1eREGISTRATION_SOURCE_KUBERNETES\x10\x03\x32\xa3\x0e\n\x12\x43oordinatorService\x12m\n\x0cListAdapters\x12-.meshplane.coordinator.v1.ListAdaptersRequest\x1a..meshplane.coordinator.v1.ListAdaptersResponse\x12v\n\x0fRegisterAdapter\x12\x30.meshplane.coordinator.v1.RegisterAdapterRequest\x1a\x31.meshplane.coordinator.v1.RegisterAdapterResponse\x12|\n\x11\x44\x65registerAdapter\x12\x32.meshplane.coordinator.v1.DeregisterAdapterRequest\x1a\x33.meshplane.coordinator.v1.DeregisterAdapterResponse\x12s\n\x0eListOperations\x12/.meshplane.coordinator.v1.ListOperationsRequest\x1a\x30.meshplane.coordinator.v1.ListOperationsResponse\x12y\n\x10ListMeshVersions\x12\x31.meshplane.coordinator.v1.ListMeshVersionsRequest\x1a\x32.meshplane.coordinator.v1.ListMeshVersionsResponse\x12s\n\x0e\x41pplyOperation\x12/.meshplane.coordinator.v1.ApplyOperationRequest\x1a\x30.meshplane.coordinator.v1.ApplyOperationResponse\x12m\n\x0cGetOperation\x12-.meshplane.coordinator.v1.GetOperationRequest\x1a..meshplane.coordinator.v1.GetOperationResponse\x12v\n\x0f\x43\x61ncelOperation\x12\x30.meshplane.coordinator.v1.CancelOperationRequest\x1a\x31.meshplane.coordinator.v1.CancelOperationResponse\x12\x85\x01\n\x14ListOperationHistory\x12\x35.meshplane.coordinator.v1.ListOperationHistoryRequest\x1a\x36.meshplane.coordinator.v1.ListOperationHistoryResponse\x12l\n\x0bWatchEvents\x12,.meshplane.coordinator.v1.WatchEventsRequest\x1a-.meshplane.coordinator.v1.WatchEventsResponse0\x01\x12p\n\rGetMeshStatus\x12..meshplane.coordinator.v1.GetMeshStatusRequest\x1a/.meshplane.coordinator.v1.GetMeshStatusResponse\x12s\n\x12RunPerformanceTest\x12,.meshplane.perf.v1.RunPerformanceTestRequest\x1a-.meshplane.perf.v1.RunPerformanceTestResponse0\x01\x12}\n\x16ListPerformanceResults\x12\x30.meshplane.perf.v1.ListPerformanceResultsRequest\x1a\x31.meshplane.perf.v1.ListPerformanceResultsResponse\x12w\n\x14GetPerformanceResult\x12..meshplane.perf.v1.GetPerformanceResultRequest\x1a/.meshplane.perf.v1.GetPerformanceResultResponse\x12\x86\x01\n\x19\x43omparePerformanceResults\x12\x33.meshplane.perf.v1.ComparePerformanceResultsRequest\x1a\x34.meshplane.perf.v1.ComparePerformanceResultsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*meshplane/coordinator/v1/coordinator.proto\x12\x18meshplane.coordinator.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"meshplane/adapter/v1/adapter.proto\x1a\x1cmeshplane/perf/v1/perf.proto\"\xe2\x02\n\x0e\x41\x64\x61pterReplica\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x35\n\x05state\x18\x02 \x01(\x0e\x32&.meshplane.coordinator.v1.ReplicaState\x12\x17\n\x0f\x61\x64\x61pter_version\x18\x03 \x01(\t\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12<\n\x06source\x18\x05 \x01(\x0e\x32,.meshplane.coordinator.v1.RegistrationSource\x12\x35\n\x11state_change_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x65vent_stream_id\x18\x07 \x01(\t\x12\x1b\n\x13last_event_sequence\x18\x08 \x01(\x04\x12\x18\n\x10\x65vent_feed_error\x18\t \x01(\t\x12\x16\n\x0eskipped_events\x18\n \x01(\x04\"m\n\x07\x41\x64\x61pter\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12:\n\x08replicas\x18\x02 \x03(\x0b\x32(.meshplane.coordinator.v1.AdapterReplica\x12\x18\n\x10\x63ontract_version\x18\x03 \x01(\t\"\x15\n\x13ListAdaptersRequest\"h\n\x14ListAdaptersResponse\x12\x33\n\x08\x61\x64\x61pters\x18\x01 \x03(\x0b\x32!.meshplane.coordinator.v1.Adapter\x12\x1b\n\x13\x63oordinator_version\x18\x02 \x01(\t\"7\n\x16RegisterAdapterRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04mesh\x18\x02 \x01(\t\"M\n\x17RegisterAdapterResponse\x12\x32\n\x07\x61\x64\x61pter\x18\x01 \x01(\x0b\x32!.meshplane.coordinator.v1.Adapter\"+\n\x18\x44\x65registerAdapterRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"\x1b\n\x19\x44\x65registerAdapterResponse\"%\n\x15ListOperationsRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\"\\\n\rMeshCatalogue\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12=\n\noperations\x18\x02 \x03(\x0b\x32).meshplane.adapter.v1.OperationDescriptor\"U\n\x16ListOperationsResponse\x12;\n\ncatalogues\x18\x01 \x03(\x0b\x32\'.meshplane.coordinator.v1.MeshCatalogue\"\'\n\x17ListMeshVersionsRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\"h\n\x18ListMeshVersionsResponse\x12\x33\n\x08versions\x18\x01 \x03(\x0b\x32!.meshplane.adapter.v1.MeshVersion\x12\x17\n\x0f\x64\x65\x66\x61ult_version\x18\x02 \x01(\t\"c\n\x15\x41pplyOperationRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12<\n\x07request\x18\x02 \x01(\x0b\x32+.meshplane.adapter.v1.ApplyOperationRequest\"l\n\x16\x41pplyOperationResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\x12<\n\toperation\x18\x02 \x01(\x0b\x32).meshplane.coordinator.v1.OperationRecord\"\x9d\x01\n\x0fOperationRecord\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x17\n\x0f\x61\x64\x61pter_address\x18\x02 \x01(\t\x12\x32\n\toperation\x18\x03 \x01(\x0b\x32\x1f.meshplane.adapter.v1.Operation\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"+\n\x13GetOperationRequest\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\"T\n\x14GetOperationResponse\x12<\n\toperation\x18\x01 \x01(\x0b\x32).meshplane.coordinator.v1.OperationRecord\".\n\x16\x43\x61ncelOperationRequest\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\"W\n\x17\x43\x61ncelOperationResponse\x12<\n\toperation\x18\x01 \x01(\x0b\x32).meshplane.coordinator.v1.OperationRecord\"\x8a\x02\n\x1bListOperationHistoryRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x33\n\x05state\x18\x02 \x01(\x0e\x32$.meshplane.adapter.v1.OperationState\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x11\n\toperation\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x07 \x01(\r\x12\x12\n\npage_token\x18\x08 \x01(\t\"v\n\x1cListOperationHistoryResponse\x12=\n\noperations\x18\x01 \x03(\x0b\x32).meshplane.coordinator.v1.OperationRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x89\x01\n\x12WatchEventsRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x66ter_cursor\x18\x03 \x01(\x04\x12\x39\n\x0cmin_severity\x18\x04 \x01(\x0e\x32#.meshplane.adapter.v1.EventSeverity\"x\n\x13WatchEventsResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04\x12\x0c\n\x04mesh\x18\x02 \x01(\t\x12\x17\n\x0f\x61\x64\x61pter_address\x18\x03 \x01(\t\x12*\n\x05\x65vent\x18\x04 \x01(\x0b\x32\x1b.meshplane.adapter.v1.Event\"a\n\x14GetMeshStatusRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12;\n\x07request\x18\x02 \x01(\x0b\x32*.meshplane.adapter.v1.GetMeshStatusRequest\"b\n\x15GetMeshStatusResponse\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12;\n\x06status\x18\x02 \x01(\x0b\x32+.meshplane.adapter.v1.GetMeshStatusResponse*\x85\x01\n\x0cReplicaState\x12\x1d\n\x19REPLICA_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15REPLICA_STATE_SERVING\x10\x01\x12\x1d\n\x19REPLICA_STATE_NOT_SERVING\x10\x02\x12\x1c\n\x18REPLICA_STATE_CONNECTING\x10\x03*\x9e\x01\n\x12RegistrationSource\x12#\n\x1fREGISTRATION_SOURCE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREGISTRATION_SOURCE_STATIC\x10\x01\x12\x1f\n\x1bREGISTRATION_SOURCE_DYNAMIC\x10\x02\x12\"\n\x1eREGISTRATION_SOURCE_KUBERNETES\x10\x03\x32\xa3\x0e\n\x12\x43oordinatorService\x12m\n\x0cListAdapters\x12-.meshplane.coordinator.v1.ListAdaptersRequest\x1a..meshplane.coordinator.v1.ListAdaptersResponse\x12v\n\x0fRegisterAdapter\x12\x30.meshplane.coordinator.v1.RegisterAdapterRequest\x1a\x31.meshplane.coordinator.v1.RegisterAdapterResponse\x12|\n\x11\x44\x65registerAdapter\x12\x32.meshplane.coordinator.v1.DeregisterAdapterRequest\x1a\x33.meshplane.coordinator.v1.DeregisterAdapterResponse\x12s\n\x0eListOperations\x12/.meshplane.coordinator.v1.ListOperationsRequest\x1a\x30.meshplane.coordinator.v1.ListOperationsResponse\x12y\n\x10ListMeshVersions\x12\x31.meshplane.coordinator.v1.ListMeshVersionsRequest\x1a\x32.meshplane.coordinator.v1.ListMeshVersionsResponse\x12s\n\x0e\x41pplyOperation\x12/.meshplane.coordinator.v1.ApplyOperationRequest\x1a\x30.meshplane.coordinator.v1.ApplyOperationResponse\x12m\n\x0cGetOperation\x12-.meshplane.coordinator.v1.GetOperationRequest\x1a..meshplane.coordinator.v1.GetOperationResponse\x12v\n\x0f\x43\x61ncelOperation\x12\x30.meshplane.coordinator.v1.CancelOperationRequest\x1a\x31.meshplane.coordinator.v1.CancelOperationResponse\x12\x85\x01\n\x14ListOperationHistory\x12\x35.meshplane.coordinator.v1.ListOperationHistoryRequest\x1a\x36.meshplane.coordinator.v1.ListOperationHistoryResponse\x12l\n\x0bWatchEvents\x12,.meshplane.coordinator.v1.WatchEventsRequest\x1a-.meshplane.coordinator.v1.WatchEventsResponse0\x01\x12p\n\rGetMeshStatus\x12..meshplane.coordinator.v1.GetMeshStatusRequest\x1a/.meshplane.coordinator.v1.GetMeshStatusResponse\x12s\n\x12RunPerformanceTest\x12,.meshplane.perf.v1.RunPerformanceTestRequest\x1a-.meshplane.perf.v1.RunPerformanceTestResponse0\x01\x12}\n\x16ListPerformanceResults\x12\x30.meshplane.perf.v1.ListPerformanceResultsRequest\x1a\x31.meshplane.perf.v1.ListPerformanceResultsResponse\x12w\n\x14GetPerformanceResult\x12..meshplane.perf.v1.GetPerformanceResultRequest\x1a/.meshplane.perf.v1.GetPerformanceResultResponse\x12\x86\x01\n\x19\x43omparePerformanceResults\x12\x33.meshplane.perf.v1.ComparePerformanceResultsRequest\x1a\x34.meshplane.perf.v1.ComparePerformanceResultsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meshplane.coordinator.v1.coordinator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REPLICASTATE']._serialized_start=2806
-  _globals['_REPLICASTATE']._serialized_end=2939
-  _globals['_REGISTRATIONSOURCE']._serialized_start=2942
-  _globals['_REGISTRATIONSOURCE']._serialized_end=3100
+  _globals['_REPLICASTATE']._serialized_start=2835
+  _globals['_REPLICASTATE']._serialized_end=2968
+  _globals['_REGISTRATIONSOURCE']._serialized_start=2971
+  _globals['_REGISTRATIONSOURCE']._serialized_end=3129
   _globals['_ADAPTERREPLICA']._serialized_start=172
   _globals['_ADAPTERREPLICA']._serialized_end=526
   _globals['_ADAPTER']._serialized_start=528
@@ -45,51 +45,51 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTADAPTERSREQUEST']._serialized_start=639
   _globals['_LISTADAPTERSREQUEST']._serialized_end=660
   _globals['_LISTADAPTERSRESPONSE']._serialized_start=662
-  _globals['_LISTADAPTERSRESPONSE']._serialized_end=737
-  _globals['_REGISTERADAPTERREQUEST']._serialized_start=739
-  _globals['_REGISTERADAPTERREQUEST']._serialized_end=794
-  _globals['_REGISTERADAPTERRESPONSE']._serialized_start=796
-  _globals['_REGISTERADAPTERRESPONSE']._serialized_end=873
-  _globals['_DEREGISTERADAPTERREQUEST']._serialized_start=875
-  _globals['_DEREGISTERADAPTERREQUEST']._serialized_end=918
-  _globals['_DEREGISTERADAPTERRESPONSE']._serialized_start=920
-  _globals['_DEREGISTERADAPTERRESPONSE']._serialized_end=947
-  _globals['_LISTOPERATIONSREQUEST']._serialized_start=949
-  _globals['_LISTOPERATIONSREQUEST']._serialized_end=986
-  _globals['_MESHCATALOGUE']._serialized_start=988
-  _globals['_MESHCATALOGUE']._serialized_end=1080
-  _globals['_LISTOPERATIONSRESPONSE']._serialized_start=1082
-  _globals['_LISTOPERATIONSRESPONSE']._serialized_end=1167
-  _globals['_LISTMESHVERSIONSREQUEST']._serialized_start=1169
-  _globals['_LISTMESHVERSIONSREQUEST']._serialized_end=1208
-  _globals['_LISTMESHVERSIONSRESPONSE']._serialized_start=1210
-  _globals['_LISTMESHVERSIONSRESPONSE']._serialized_end=1314
-  _globals['_APPLYOPERATIONREQUEST']._serialized_start=1316
-  _globals['_APPLYOPERATIONREQUEST']._serialized_end=1415
-  _globals['_APPLYOPERATIONRESPONSE']._serialized_start=1417
-  _globals['_APPLYOPERATIONRESPONSE']._serialized_end=1525
-  _globals['_OPERATIONRECORD']._serialized_start=1528
-  _globals['_OPERATIONRECORD']._serialized_end=1685
-  _globals['_GETOPERATIONREQUEST']._serialized_start=1687
-  _globals['_GETOPERATIONREQUEST']._serialized_end=1730
-  _globals['_GETOPERATIONRESPONSE']._serialized_start=1732
-  _globals['_GETOPERATIONRESPONSE']._serialized_end=1816
-  _globals['_CANCELOPERATIONREQUEST']._serialized_start=1818
-  _globals['_CANCELOPERATIONREQUEST']._serialized_end=1864
-  _globals['_CANCELOPERATIONRESPONSE']._serialized_start=1866
-  _globals['_CANCELOPERATIONRESPONSE']._serialized_end=1953
-  _globals['_LISTOPERATIONHISTORYREQUEST']._serialized_start=1956
-  _globals['_LISTOPERATIONHISTORYREQUEST']._serialized_end=2222
-  _globals['_LISTOPERATIONHISTORYRESPONSE']._serialized_start=2224
-  _globals['_LISTOPERATIONHISTORYRESPONSE']._serialized_end=2342
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=2345
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=2482
-  _globals['_WATCHEVENTSRESPONSE']._serialized_start=2484
-  _globals['_WATCHEVENTSRESPONSE']._serialized_end=2604
-  _globals['_GETMESHSTATUSREQUEST']._serialized_start=2606
-  _globals['_GETMESHSTATUSREQUEST']._serialized_end=2703
-  _globals['_GETMESHSTATUSRESPONSE']._serialized_start=2705
-  _globals['_GETMESHSTATUSRESPONSE']._serialized_end=2803
-  _globals['_COORDINATORSERVICE']._serialized_start=3103
-  _globals['_COORDINATORSERVICE']._serialized_end=4930
+  _globals['_LISTADAPTERSRESPONSE']._serialized_end=766
+  _globals['_REGISTERADAPTERREQUEST']._serialized_start=768
+  _globals['_REGISTERADAPTERREQUEST']._serialized_end=823
+  _globals['_REGISTERADAPTERRESPONSE']._serialized_start=825
+  _globals['_REGISTERADAPTERRESPONSE']._serialized_end=902
+  _globals['_DEREGISTERADAPTERREQUEST']._serialized_start=904
+  _globals['_DEREGISTERADAPTERREQUEST']._serialized_end=947
+  _globals['_DEREGISTERADAPTERRESPONSE']._serialized_start=949
+  _globals['_DEREGISTERADAPTERRESPONSE']._serialized_end=976
+  _globals['_LISTOPERATIONSREQUEST']._serialized_start=978
+  _globals['_LISTOPERATIONSREQUEST']._serialized_end=1015
+  _globals['_MESHCATALOGUE']._serialized_start=1017
+  _globals['_MESHCATALOGUE']._serialized_end=1109
+  _globals['_LISTOPERATIONSRESPONSE']._serialized_start=1111
+  _globals['_LISTOPERATIONSRESPONSE']._serialized_end=1196
+  _globals['_LISTMESHVERSIONSREQUEST']._serialized_start=1198
+  _globals['_LISTMESHVERSIONSREQUEST']._serialized_end=1237
+  _globals['_LISTMESHVERSIONSRESPONSE']._serialized_start=1239
+  _globals['_LISTMESHVERSIONSRESPONSE']._serialized_end=1343
+  _globals['_APPLYOPERATIONREQUEST']._serialized_start=1345
+  _globals['_APPLYOPERATIONREQUEST']._serialized_end=1444
+  _globals['_APPLYOPERATIONRESPONSE']._serialized_start=1446
+  _globals['_APPLYOPERATIONRESPONSE']._serialized_end=1554
+  _globals['_OPERATIONRECORD']._serialized_start=1557
+  _globals['_OPERATIONRECORD']._serialized_end=1714
+  _globals['_GETOPERATIONREQUEST']._serialized_start=1716
+  _globals['_GETOPERATIONREQUEST']._serialized_end=1759
+  _globals['_GETOPERATIONRESPONSE']._serialized_start=1761
+  _globals['_GETOPERATIONRESPONSE']._serialized_end=1845
+  _globals['_CANCELOPERATIONREQUEST']._serialized_start=1847
+  _globals['_CANCELOPERATIONREQUEST']._serialized_end=1893
+  _globals['_CANCELOPERATIONRESPONSE']._serialized_start=1895
+  _globals['_CANCELOPERATIONRESPONSE']._serialized_end=1982
+  _globals['_LISTOPERATIONHISTORYREQUEST']._serialized_start=1985
+  _globals['_LISTOPERATIONHISTORYREQUEST']._serialized_end=2251
+  _globals['_LISTOPERATIONHISTORYRESPONSE']._serialized_start=2253
+  _globals['_LISTOPERATIONHISTORYRESPONSE']._serialized_end=2371
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=2374
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=2511
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=2513
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=2633
+  _globals['_GETMESHSTATUSREQUEST']._serialized_start=2635
+  _globals['_GETMESHSTATUSREQUEST']._serialized_end=2732
+  _globals['_GETMESHSTATUSRESPONSE']._serialized_start=2734
+  _globals['_GETMESHSTATUSRESPONSE']._serialized_end=2832
+  _globals['_COORDINATORSERVICE']._serialized_start=3132
+  _globals['_COORDINATORSERVICE']._serialized_end=4959
 # @@protoc_insertion_point(module_scope)
