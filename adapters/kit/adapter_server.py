@@ -170,6 +170,7 @@ async def start_adapter(
             max_concurrent=settings.max_concurrent_operations,
             metrics=metrics,
             kubeconfig_policy=settings.kubeconfig_policy,
+            object_policy=settings.object_policy,
         )
         info = AdapterInfo(
             adapter_version=adapter_version(),

@@ -34,6 +34,7 @@ from adapters.kit.inventory import (
     write_inventory,
 )
 from adapters.kit.kube_errors import ApplyError
+from adapters.kit.object_policy import not_owned_detail
 from adapters.kit.objects import KubeObject, ObjectRef
 from adapters.kit.operations import ErrorDetail
 from adapters.kit.ordering import INSTALL_ORDER, UNINSTALL_ORDER
@@ -41,7 +42,9 @@ from adapters.kit.plans import (
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     MESH_LABEL,
+    NO_ADOPTION,
     RELEASE_LABEL,
+    Adoption,
     ApplyOutcome,
     ApplyPlan,
     ApplyPolicy,
@@ -54,7 +57,7 @@ from adapters.kit.plans import (
 )
 from adapters.kit.readiness import hook_completion, wait_gone, wait_ready, waits_for
 
-__all__ = ["Applier", "labelled", "ownership_only"]
+__all__ = ["Applier", "labelled", "owned_by", "ownership_only"]
 
 log = structlog.get_logger(__name__)
 
@@ -81,6 +84,21 @@ def labelled(obj: KubeObject, release: str, mesh: str) -> KubeObject:
     labels[MESH_LABEL] = mesh
     metadata["labels"] = labels
     return {**obj, "metadata": metadata}
+
+
+def owned_by(obj: KubeObject, mesh: str, release: str | None = None) -> bool:
+    """Whether ``obj`` carries meshplane's labels for ``mesh`` (and ``release``, when given).
+
+    An object without a mesh label but with a release label predates mesh labels; release
+    names start with their mesh, so the release label alone still names the owner.
+    """
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    owner = str(labels.get(RELEASE_LABEL, ""))
+    if labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE or not owner:
+        return False
+    if labels.get(MESH_LABEL, mesh) != mesh:
+        return False
+    return release is None or owner == release
 
 
 def ownership_only(ref: ObjectRef) -> KubeObject:
@@ -232,6 +250,7 @@ class Applier:
 
         versions: dict[str, str] = {}
         taken: list[tuple[ObjectRef, str, str]] = []
+        seen: set[str] = set()
         for items in await self._each(groups, list_group):
             for item in items:
                 ref = ObjectRef.from_manifest(item)
@@ -242,11 +261,44 @@ class Applier:
                 mesh = str(labels.get(MESH_LABEL, ""))
                 if mesh and mesh != plan.mesh:
                     taken.append((ref, owner, mesh))
-                elif owner == plan.release:
-                    versions[ref.key] = str(item["metadata"].get("resourceVersion", ""))
+                    seen.add(ref.key)
+                elif owned_by(item, plan.mesh):
+                    seen.add(ref.key)
+                    if owner == plan.release:
+                        versions[ref.key] = str(item["metadata"].get("resourceVersion", ""))
         if taken:
             raise _owned_by_other_mesh(plan, taken)
+        versions.update(
+            await self._unowned_versions(plan, [r for r in plan.refs if r.key not in seen])
+        )
         return versions
+
+    async def _unowned_versions(self, plan: ApplyPlan, refs: Sequence[ObjectRef]) -> dict[str, str]:
+        """resourceVersions of ``refs`` (planned objects the release listing did not find) that
+        exist and the plan may adopt; an existing one it may not adopt is refused.
+
+        Applying with force would otherwise take over an object someone else created, and the
+        release's delete would then remove it: meshplane never adopts unless asked
+        (`object_policy` decides what the request may adopt).
+        """
+        found = await self._each(list(refs), self._session.get_ref)
+        refused: list[ObjectRef] = []
+        adopted: dict[str, str] = {}
+        for ref, current in zip(refs, found, strict=True):
+            if current is None:
+                continue
+            if owned_by(current, plan.mesh):  # labelled meanwhile by another of our releases
+                continue
+            if ref.key not in plan.adoption.keys:
+                refused.append(ref)
+                continue
+            adopted[ref.key] = str((current.get("metadata") or {}).get("resourceVersion", ""))
+            log.info(
+                "object adopted", ref=str(ref), release=plan.release, cluster=self._session.name
+            )
+        if refused:
+            raise ApplyError(not_owned_detail(refused, plan.adoption))
+        return adopted
 
     async def _namespace_exists(self, name: str) -> bool:
         return await self._session.get("v1", "Namespace", name) is not None
@@ -294,8 +346,13 @@ class Applier:
         wait_policy: WaitPolicy,
         sink: ProgressSink,
         left: Callable[[], float],
+        adoption: Adoption = NO_ADOPTION,
     ) -> list[ObjectRef]:
-        """Run one phase's hooks in Helm's order; return hook objects left in the cluster."""
+        """Run one phase's hooks in Helm's order; return hook objects left in the cluster.
+
+        A hook object that exists already is replaced only when it is ours (or adoptable):
+        its name may be someone else's object.
+        """
         chosen = sorted(
             (hook for hook in hooks if phase in hook.phases),
             key=lambda h: (
@@ -307,7 +364,15 @@ class Applier:
         remaining: list[ObjectRef] = []
         for hook in chosen:
             ref = ObjectRef.from_manifest(hook.manifest)
-            if "before-hook-creation" in hook.delete_policies and await self._session.delete(ref):
+            existing = await self._session.get_ref(ref)
+            unowned = existing is not None and not owned_by(existing, mesh)
+            if unowned and ref.key not in adoption.keys:
+                raise ApplyError(not_owned_detail([ref], adoption))
+            if (
+                existing is not None
+                and "before-hook-creation" in hook.delete_policies
+                and await self._session.delete(ref)
+            ):
                 await wait_gone(self._session, [ref], within_seconds=_HOOK_GONE_SECONDS)
             await self._session.apply(
                 labelled(hook.manifest, release, mesh),
@@ -486,9 +551,21 @@ class Applier:
         pre = HookPhase.PRE_UPGRADE if deployed_before else HookPhase.PRE_INSTALL
         post = HookPhase.POST_UPGRADE if deployed_before else HookPhase.POST_INSTALL
         hook_objects = list(pending.hook_objects)
-        hook_objects += await self._run_hooks(
-            plan.hooks, pre, plan.release, plan.mesh, policy, plan.wait_policy, sink, left
-        )
+
+        async def run_hooks(phase: HookPhase) -> list[ObjectRef]:
+            return await self._run_hooks(
+                plan.hooks,
+                phase,
+                plan.release,
+                plan.mesh,
+                policy,
+                plan.wait_policy,
+                sink,
+                left,
+                plan.adoption,
+            )
+
+        hook_objects += await run_hooks(pre)
 
         for tier in (2, 3):
             await self._apply_objects(
@@ -524,12 +601,10 @@ class Applier:
         except BaseExceptionGroup as failures:
             raise _first_apply_error(failures) from None
 
-        hook_objects += await self._run_hooks(
-            plan.hooks, post, plan.release, plan.mesh, policy, plan.wait_policy, sink, left
-        )
+        hook_objects += await run_hooks(post)
 
         if policy.prune and not plan.ownership_fields_only:
-            counts.deleted += await self._prune(previous, refs, pending.keep, sink)
+            counts.deleted += await self._prune(plan, previous, refs, pending.keep, sink)
         elif plan.ownership_fields_only:
             counts.deleted += await self._release_fields(
                 [ref for ref in previous if ref.key not in {r.key for r in refs}],
@@ -562,16 +637,53 @@ class Applier:
             ready=counts.ready,
         )
 
+    async def _owned(self, refs: Sequence[ObjectRef], release: str, mesh: str) -> set[str]:
+        """Keys of ``refs`` that exist and still carry ``release``'s labels (one list per kind
+        and namespace): only these may be deleted; another release may have taken one over."""
+        groups = sorted({(ref.api_version, ref.kind, ref.namespace or "") for ref in refs})
+        selector = f"{RELEASE_LABEL}={release}"
+
+        async def list_group(group: tuple[str, str, str]) -> list[KubeObject]:
+            api_version, kind, namespace = group
+            return await self._session.list(api_version, kind, namespace or None, selector)
+
+        wanted = {ref.key for ref in refs}
+        owned: set[str] = set()
+        for items in await self._each(groups, list_group):
+            for item in items:
+                key = ObjectRef.from_manifest(item).key
+                if key in wanted and owned_by(item, mesh, release):
+                    owned.add(key)
+        return owned
+
+    def _left_alone(self, refs: Iterable[ObjectRef], release: str, sink: ProgressSink) -> None:
+        for ref in refs:
+            sink(
+                Progress(
+                    kind=ProgressKind.KEPT,
+                    ref=ref,
+                    message=f"{ref} left in place: it no longer carries release {release}'s "
+                    "labels (gone, or taken over)",
+                )
+            )
+
     async def _prune(
         self,
+        plan: ApplyPlan,
         previous: Sequence[ObjectRef],
         current: Sequence[ObjectRef],
         keep: frozenset[str],
         sink: ProgressSink,
     ) -> int:
-        """Delete objects the previous revision had and this plan does not (never `keep`)."""
+        """Delete objects the previous revision had and this plan does not (never `keep`, and
+        only those still labelled as this release's)."""
         wanted = {ref.key for ref in current}
-        gone = [ref for ref in previous if ref.key not in wanted]
+        candidates = [ref for ref in previous if ref.key not in wanted]
+        owned = await self._owned(candidates, plan.release, plan.mesh) if candidates else set()
+        gone = [ref for ref in candidates if ref.key in owned or ref.key in keep]
+        self._left_alone(
+            [r for r in candidates if r.key not in owned and r.key not in keep], plan.release, sink
+        )
         deleted = 0
         for group in _uninstall_groups(gone):
             kept = [ref for ref in group if ref.key in keep]
@@ -654,7 +766,18 @@ class Applier:
             )
         else:
             deleted: list[ObjectRef] = []
-            for group in _uninstall_groups([*targets, *record.hook_objects, *leftovers]):
+            everything = list(
+                {r.key: r for r in (*targets, *record.hook_objects, *leftovers)}.values()
+            )
+            owned = await self._owned(everything, release, mesh)
+            self._left_alone(
+                [r for r in everything if r.key not in owned and r.key not in record.keep],
+                release,
+                sink,
+            )
+            for group in _uninstall_groups(
+                [r for r in everything if r.key in owned or r.key in record.keep]
+            ):
                 for ref in group:
                     if ref.key in record.keep:
                         sink(

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from adapters.kit.object_policy import ADOPT_EXISTING
 from adapters.kit.objects import KubeObject
 
 if TYPE_CHECKING:
@@ -74,6 +75,16 @@ class Parameter:
     default: str = ""
     allowed: tuple[str, ...] = ()
     check: ParameterCheck | None = None
+
+
+ADOPT_EXISTING_PARAMETER = Parameter(
+    name=ADOPT_EXISTING,
+    description="true lets the operation take over objects that exist but meshplane does not "
+    "manage (they are then deleted with the release); cluster-scoped ones and protected "
+    "namespaces still need the adapter operator's switches",
+    allowed=("true", "false"),
+)
+"""The kit's parameter on every operation applying objects (`OperationSpec.request_parameters`)."""
 
 
 class ClusterReader(Protocol):
@@ -217,6 +228,16 @@ class OperationSpec:
     def release_name(self) -> str:
         """The operation's release within its mesh (what `status_release` names)."""
         return self.release or self.id
+
+    @property
+    def request_parameters(self) -> tuple[Parameter, ...]:
+        """Every parameter a request may send: the declared ones, plus the kit's
+        ``adopt-existing`` for operations that apply objects of their own."""
+        if self.check is not None or self.ownership is not Ownership.OBJECTS:
+            return self.parameters
+        if any(p.name == ADOPT_EXISTING for p in self.parameters):
+            return self.parameters
+        return (*self.parameters, ADOPT_EXISTING_PARAMETER)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -34,6 +34,7 @@ from adapters.kit.executors import MeshStatus, MeshVersionInfo, OperationEmitter
 from adapters.kit.inventory import read_inventory
 from adapters.kit.kube_errors import ApplyError
 from adapters.kit.mesh_status import mesh_status
+from adapters.kit.object_policy import ObjectPolicy
 from adapters.kit.operations import (
     ClusterResult,
     ClusterTarget,
@@ -133,9 +134,11 @@ class KitExecutor:
         kube_context: str = "",
         apply_concurrency: int = 12,
         on_kubernetes_retry: Callable[[], None] | None = None,
+        object_policy: ObjectPolicy | None = None,
     ) -> None:
         self.declaration = declaration
         self.planner = planner
+        self.object_policy = object_policy or ObjectPolicy()
         self._sessions = ClusterSessions(
             kubeconfig=kubeconfig, kube_context=kube_context, on_retry=on_kubernetes_retry
         )
@@ -235,7 +238,12 @@ class KitExecutor:
             kube_version=kube_version,
             api_versions=api_versions,
         )
-        plan = dataclasses.replace(plan, wait_policy=_wait_policy(record))
+        verdict = await self.object_policy.judge(plan, session, record.grant)
+        if verdict.refusal is not None:
+            raise PlanError(verdict.refusal.detail())
+        plan = dataclasses.replace(
+            plan, wait_policy=_wait_policy(record), adoption=verdict.adoption
+        )
         emit(
             Severity.INFO,
             f"applying {len(plan.objects)} objects as release {plan.namespace}/{plan.release}",
@@ -272,6 +280,9 @@ class KitExecutor:
         emit: OperationEmitter,
     ) -> ClusterResult:
         namespace = record.namespace or spec.default_namespace
+        refusal = self.object_policy.namespace_refusal(namespace, record.grant)
+        if refusal is not None:
+            raise PlanError(refusal.detail())
         release = self.declaration.release_of(spec, record.custom_body)
         hooks = await self._delete_hooks(spec, record, namespace, release, session, emit)
         outcome = await Applier(session, concurrency=self._concurrency).uninstall(
@@ -466,6 +477,7 @@ def build_executor(
         kubeconfig=settings.kubeconfig,
         kube_context=settings.kube_context,
         on_kubernetes_retry=on_kubernetes_retry,
+        object_policy=settings.object_policy,
     )
     log.info(
         "executor configured",

@@ -176,7 +176,7 @@ def spec_to_pb(spec: OperationSpec) -> pb.OperationDescriptor:
                 default_value=p.default,
                 allowed_values=list(p.allowed),
             )
-            for p in spec.parameters
+            for p in spec.request_parameters
         ],
         mesh_versions=list(spec.mesh_versions),
         default_namespace=spec.default_namespace,

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from adapters.kit.grants import NO_GRANT, PolicyGrant
 from adapters.kit.request_kubeconfigs import JudgedKubeconfig
 
 __all__ = [
@@ -138,3 +139,6 @@ class OperationRecord:
     attempt: int = 0
     custom_body: str = ""
     timeout_seconds: float | None = None
+    grant: PolicyGrant = NO_GRANT
+    """What the object policy lets this run do beyond its defaults (set at admission from the
+    operator's switches and the request; never persisted: a resumed operation is admitted again)."""

@@ -44,7 +44,7 @@ from adapters.kit.manifest_sources import (
     ManifestSourceError,
     ManifestSourceUnavailable,
 )
-from adapters.kit.objects import KubeObject, crd_scopes, is_cluster_scoped, with_default_namespace
+from adapters.kit.objects import KubeObject, ObjectRef, crd_scopes, with_default_namespace
 from adapters.kit.operations import ErrorDetail, OperationRecord
 from adapters.kit.ordering import sort_for_install
 from adapters.kit.plans import ApplyPlan, Hook, HookPhase
@@ -54,7 +54,6 @@ if TYPE_CHECKING:
     from adapters.kit.rendering import RenderedRelease
 
 __all__ = [
-    "ALLOW_CLUSTER_SCOPED",
     "CUSTOM_MAX_ALIAS_EXPANSIONS",
     "CUSTOM_MAX_BYTES",
     "ManifestLibrary",
@@ -67,7 +66,6 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-ALLOW_CLUSTER_SCOPED = "allow_cluster_scoped"
 CUSTOM_MAX_BYTES = 1024 * 1024
 """Largest `custom_body` accepted (the gRPC message limit is larger; this is about sanity)."""
 CUSTOM_MAX_ALIAS_EXPANSIONS = 10_000
@@ -219,8 +217,9 @@ class Planner:
                 if source.when is not None and not await source.when(ctx):
                     continue
                 objects.extend(await source.build(ctx))
-        if spec.custom:
-            objects.extend(await _custom_objects(ctx, cluster))
+        # Request YAML comes namespaced already (by the cluster's CRD scopes, which the
+        # declaration's objects do not need).
+        requested = await _custom_objects(ctx, cluster) if spec.custom else []
         if chart_values:
             metadata["values_digest"] = values_digest(chart_values)
         release = self.declaration.release_of(spec, record.custom_body)
@@ -228,11 +227,14 @@ class Planner:
             release=release,
             namespace=namespace,
             mesh=self.declaration.mesh,
-            objects=tuple(sort_for_install(with_default_namespace(objects, namespace))),
+            objects=tuple(
+                sort_for_install([*with_default_namespace(objects, namespace), *requested])
+            ),
             hooks=tuple(hooks),
             keep=frozenset(keep),
             metadata=metadata,
             ownership_fields_only=spec.ownership is Ownership.FIELDS,
+            requested=frozenset(ObjectRef.from_manifest(obj).key for obj in requested),
         )
         log.debug(
             "plan built",
@@ -562,7 +564,7 @@ def _invalid_custom(message: str, remediation: str) -> PlanError:
 
 
 async def _custom_objects(ctx: PlanContext, cluster: ClusterReader) -> list[KubeObject]:
-    """The custom body's objects, namespaced by default; cluster-scoped ones only when allowed."""
+    """The custom body's objects, namespaced by default (judged later by `object_policy`)."""
     if not ctx.custom_body.strip():
         raise _invalid_custom(
             "custom_body is empty", "put the YAML documents to apply in custom_body"
@@ -583,16 +585,6 @@ async def _custom_objects(ctx: PlanContext, cluster: ClusterReader) -> list[Kube
     scopes = crd_scopes(objects)
     if any(_custom_kind(o) and (_group(o), o["kind"]) not in scopes for o in objects):
         scopes = {**await _cluster_crd_scopes(cluster), **scopes}
-    cluster_scoped = [o for o in objects if is_cluster_scoped(o, scopes)]
-    allowed = ctx.parameters.get(ALLOW_CLUSTER_SCOPED, "false").lower() == "true"
-    if cluster_scoped and not allowed:
-        names = ", ".join(
-            f"{o['kind']} {(o.get('metadata') or {}).get('name', '?')}" for o in cluster_scoped
-        )
-        raise _invalid_custom(
-            f"custom_body holds cluster-scoped objects ({names}); they affect every namespace",
-            f"set parameters.{ALLOW_CLUSTER_SCOPED}=true to apply them, or remove them",
-        )
     for obj in objects:
         try:
             name = (obj.get("metadata") or {}).get("name")

@@ -17,7 +17,9 @@ __all__ = [
     "MANAGED_BY_LABEL",
     "MANAGED_BY_VALUE",
     "MESH_LABEL",
+    "NO_ADOPTION",
     "RELEASE_LABEL",
+    "Adoption",
     "ApplyOutcome",
     "ApplyPlan",
     "ApplyPolicy",
@@ -78,6 +80,22 @@ class ApplyPolicy:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Adoption:
+    """Which existing objects meshplane does not own a plan may take over (`object_policy`).
+
+    An object exists unowned when it lacks meshplane's managed-by label and a release label of
+    the plan's mesh. The apply engine refuses to touch such an object unless its key is here.
+    """
+
+    keys: frozenset[str] = frozenset()
+    requested: bool = False
+    """The request asked to adopt (``adopt-existing=true``), whether or not every object may be."""
+
+
+NO_ADOPTION = Adoption()
+
+
+@dataclass(frozen=True, kw_only=True)
 class ApplyPlan:
     """Everything to apply (or remove) for one release in one cluster.
 
@@ -98,6 +116,10 @@ class ApplyPlan:
     """Recorded in the inventory: chart versions, mesh version, values digest."""
     ownership_fields_only: bool = False
     """True: the release owns fields, not objects (see `catalogue.Ownership.FIELDS`)."""
+    requested: frozenset[str] = frozenset()
+    """Keys of objects the request supplied (custom YAML): `object_policy` holds them to every
+    rule; the others come from the mesh's declaration."""
+    adoption: Adoption = NO_ADOPTION
     apply_policy: ApplyPolicy = ApplyPolicy()
     wait_policy: WaitPolicy = WaitPolicy()
 

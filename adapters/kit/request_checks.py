@@ -1,25 +1,27 @@
 """Request fields that must be parsed to be judged: the custom YAML body (cluster kubeconfigs
 have their own judge, `request_kubeconfigs`).
 
-The runner calls these before it records an operation, so a YAML bomb or a cluster-scoped object
-nobody opted into comes back to the client at once as INVALID_ARGUMENT naming the field, instead
-of failing later in the background. The planner and
-the cluster session keep their own checks; these only move the verdict to the door. Parsing
-uses the kit's bounded YAML loader, so a hostile body costs at most its size limit.
+The runner calls these before it records an operation, so a YAML bomb comes back to the client
+at once as INVALID_ARGUMENT naming the field, and objects
+the namespace and kind policy refuses come back as its `object_policy.ObjectRefusal`, instead of
+failing later in the background. The planner, the policy's plan-time judgement and the cluster
+session keep their own checks; these only move the verdict to the door. Parsing uses the kit's
+bounded YAML loader, so a hostile body costs at most its size limit.
 
-This module imports only `objects` and `yaml_documents`: the runner may use it without
-depending on planning or applying.
+This module imports only `objects`, `object_policy` and `yaml_documents`: the runner may use it
+without depending on planning or applying.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from adapters.kit.grants import NO_GRANT, PolicyGrant
+from adapters.kit.object_policy import ObjectPolicy, ObjectRefusal
 from adapters.kit.objects import KubeObject, crd_scopes, is_cluster_scoped
 from adapters.kit.yaml_documents import ManifestError, load_documents
 
 __all__ = [
-    "ALLOW_CLUSTER_SCOPED",
     "CUSTOM_MAX_ALIAS_EXPANSIONS",
     "CUSTOM_MAX_BYTES",
     "CustomBodyPolicy",
@@ -27,8 +29,6 @@ __all__ = [
     "check_custom_body",
 ]
 
-ALLOW_CLUSTER_SCOPED = "allow_cluster_scoped"
-"""The custom operation's opt-in parameter (the same name the planner reads)."""
 CUSTOM_MAX_BYTES = 1024 * 1024
 """Largest custom_body accepted: real manifests are kilobytes; the gRPC limit is larger."""
 CUSTOM_MAX_ALIAS_EXPANSIONS = 10_000
@@ -51,16 +51,17 @@ class CustomBodyPolicy:
     """The namespace objects without one go to."""
     namespace_sent: bool
     """True when the request named the namespace (kubectl -n): objects must then agree with it."""
-    cluster_scoped_parameter: bool
-    """True when the operation accepts `allow_cluster_scoped` at all."""
-    allow_cluster_scoped: bool
+    objects: ObjectPolicy | None
+    """The policy the objects are judged by; None skips it (a delete removes only what the
+    release's inventory holds, whatever the YAML says)."""
+    grant: PolicyGrant = NO_GRANT
 
 
-def check_custom_body(body: str, policy: CustomBodyPolicy) -> FieldProblem | None:
+def check_custom_body(body: str, policy: CustomBodyPolicy) -> FieldProblem | ObjectRefusal | None:
     """Parse ``body`` with the bounded loader and judge its objects; None when it is usable.
 
-    Cluster-scoped objects are recognised from the built-in table and from CRDs in the same
-    body; resources of CRDs already in the cluster are left to the planner, which can ask it.
+    A malformed body is a `FieldProblem`; objects the policy refuses from the request alone are
+    its `ObjectRefusal` (what needs the cluster's discovery is judged at plan time).
     """
     try:
         objects = load_documents(
@@ -82,18 +83,6 @@ def check_custom_body(body: str, policy: CustomBodyPolicy) -> FieldProblem | Non
             return problem
     scopes = crd_scopes(objects)
     cluster_scoped = [o for o in objects if is_cluster_scoped(o, scopes)]
-    if cluster_scoped and not policy.allow_cluster_scoped:
-        shown = ", ".join(_describe(o) for o in cluster_scoped[:5])
-        if len(cluster_scoped) > 5:
-            shown += f" and {len(cluster_scoped) - 5} more"
-        remedy = (
-            f"send parameters.{ALLOW_CLUSTER_SCOPED}=true to apply them, or remove them"
-            if policy.cluster_scoped_parameter
-            else "this operation applies namespaced objects only; remove them"
-        )
-        return _body_problem(
-            f"holds cluster-scoped objects ({shown}); they affect every namespace: {remedy}"
-        )
     if policy.namespace_sent:
         scoped_ids = {id(o) for o in cluster_scoped}
         for obj in objects:
@@ -107,6 +96,8 @@ def check_custom_body(body: str, policy: CustomBodyPolicy) -> FieldProblem | Non
                     f"namespace={own!r}, or leave the request's namespace empty so each object "
                     "keeps its own"
                 )
+    if policy.objects is not None:
+        return policy.objects.admit_request(objects, policy.grant)
     return None
 
 

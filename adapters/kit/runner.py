@@ -13,7 +13,9 @@ first time, so a resume keeps the version the first attempt installed.
 
 Fields that must be parsed to be judged (the custom YAML body, cluster kubeconfigs) are parsed
 here too, with the bounded loader of `request_checks`, so bad input is INVALID_ARGUMENT at once
-rather than a FAILED operation later.
+rather than a FAILED operation later. The namespace and kind policy (`object_policy`) judges what
+it can from the request alone here too (PERMISSION_DENIED), and the grant it admitted the
+operation with is recorded with it for the plan-time judgement.
 """
 
 from __future__ import annotations
@@ -32,8 +34,15 @@ import structlog
 from adapters.kit.catalogue import MeshDeclaration, OperationSpec
 from adapters.kit.events import EventLog
 from adapters.kit.executors import ClusterExecutor, OperationEmitter, VersionCatalog
+from adapters.kit.grants import PolicyGrant
 from adapters.kit.journal import OperationJournal, RecordTooLarge, interrupted
 from adapters.kit.metrics import AdapterMetrics
+from adapters.kit.object_policy import (
+    RETIRED_CLUSTER_SCOPED_PARAMETER,
+    ObjectPolicy,
+    ObjectRefusal,
+    retired_parameter_message,
+)
 from adapters.kit.operations import (
     TERMINAL_STATES,
     ClusterResult,
@@ -46,7 +55,6 @@ from adapters.kit.operations import (
     Severity,
 )
 from adapters.kit.request_checks import (
-    ALLOW_CLUSTER_SCOPED,
     CustomBodyPolicy,
     FieldProblem,
     check_custom_body,
@@ -103,7 +111,9 @@ class FailedPrecondition(RequestError):
 
 
 class PermissionDenied(RequestError):
-    """The adapter's operator does not allow what the request asks (PERMISSION_DENIED)."""
+    """The adapter's operator does not allow what the request asks (PERMISSION_DENIED): a
+    request kubeconfig, or an object the namespace and kind policy refuses (the message names
+    the object, the rule, and the operator switch that allows it)."""
 
 
 class Unavailable(RequestError):
@@ -119,6 +129,7 @@ class _Resolved:
     parameters: Mapping[str, str]
     targets: tuple[ClusterTarget, ...]
     timeout_seconds: float
+    grant: PolicyGrant
 
 
 def _now() -> datetime:
@@ -142,6 +153,7 @@ class OperationRunner:
         cancel_wait_seconds: float = 10.0,
         metrics: AdapterMetrics | None = None,
         kubeconfig_policy: RequestKubeconfigPolicy | None = None,
+        object_policy: ObjectPolicy | None = None,
     ) -> None:
         if default_timeout <= 0:
             raise ValueError("default_timeout must be positive")
@@ -157,6 +169,7 @@ class OperationRunner:
         self._cancel_wait = cancel_wait_seconds
         self._metrics = metrics
         self._kubeconfig_policy = kubeconfig_policy or RequestKubeconfigPolicy()
+        self._policy = object_policy or ObjectPolicy()
         self._slots = asyncio.Semaphore(max_concurrent)
         self._parsing = asyncio.Semaphore(PARSING_SLOTS)
         self._tasks = BackgroundTasks(owner=f"{declaration.mesh}-operations")
@@ -273,6 +286,7 @@ class OperationRunner:
             attempt=(previous.attempt if previous else 0) + 1,
             custom_body=request.custom_body,
             timeout_seconds=resolved.timeout_seconds,
+            grant=resolved.grant,
         )
 
     # validation
@@ -280,7 +294,7 @@ class OperationRunner:
     def _effective_parameters(
         self, spec: OperationSpec, parameters: Mapping[str, str]
     ) -> dict[str, str]:
-        effective = {p.name: p.default for p in spec.parameters if p.default}
+        effective = {p.name: p.default for p in spec.request_parameters if p.default}
         effective.update(parameters)
         return effective
 
@@ -340,13 +354,20 @@ class OperationRunner:
                 "operation",
             )
         parameters = self._check_parameters(spec, request.parameters)
+        grant = self._policy.grant_for(parameters)
+        if spec.check is None:
+            refusal = self._policy.namespace_refusal(namespace, grant)
+            if refusal is not None:
+                raise PermissionDenied(f"namespace: {refusal.message}")
         self._check_cluster_names(request)
         if spec.custom:
             # Parsing is CPU work bounded by the size limits; a thread keeps the loop serving.
             async with self._parsing:
                 problem = await asyncio.to_thread(
-                    self._custom_body_problem, spec, request, namespace, parameters
+                    self._custom_body_problem, spec, request, namespace, grant
                 )
+            if isinstance(problem, ObjectRefusal):
+                raise PermissionDenied(f"custom_body: {problem.message}")
             if problem is not None:
                 raise InvalidArgument(problem.field, problem.message)
         targets = await self._targets(request)
@@ -362,30 +383,35 @@ class OperationRunner:
             parameters=parameters,
             targets=targets,
             timeout_seconds=timeout if timeout is not None else self._default_timeout,
+            grant=grant,
         )
 
-    @staticmethod
     def _custom_body_problem(
+        self,
         spec: OperationSpec,
         request: OperationRequest,
         namespace: str,
-        parameters: Mapping[str, str],
-    ) -> FieldProblem | None:
+        grant: PolicyGrant,
+    ) -> FieldProblem | ObjectRefusal | None:
         """What is wrong with the custom operation's YAML, if anything."""
         return check_custom_body(
             request.custom_body,
             CustomBodyPolicy(
                 namespace=namespace,
                 namespace_sent=bool(request.namespace),
-                cluster_scoped_parameter=any(
-                    p.name == ALLOW_CLUSTER_SCOPED for p in spec.parameters
-                ),
-                allow_cluster_scoped=parameters.get(ALLOW_CLUSTER_SCOPED, "").lower() == "true",
+                objects=None if request.delete else self._policy,
+                grant=grant,
             ),
         )
 
     def _check_parameters(self, spec: OperationSpec, sent: Mapping[str, str]) -> dict[str, str]:
-        accepted = {p.name: p for p in spec.parameters}
+        accepted = {p.name: p for p in spec.request_parameters}
+        if RETIRED_CLUSTER_SCOPED_PARAMETER in sent and RETIRED_CLUSTER_SCOPED_PARAMETER not in (
+            accepted
+        ):
+            raise InvalidArgument(
+                f"parameters.{RETIRED_CLUSTER_SCOPED_PARAMETER}", retired_parameter_message()
+            )
         for name in sorted(sent):
             if name not in accepted:
                 names = ", ".join(sorted(accepted)) or "none"
@@ -394,7 +420,7 @@ class OperationRunner:
                     f"operation {spec.id!r} has no parameter {name!r}; it accepts: {names}",
                 )
         effective = self._effective_parameters(spec, sent)
-        for parameter in spec.parameters:
+        for parameter in spec.request_parameters:
             value = effective.get(parameter.name)
             if value is None or value == "":
                 if parameter.required:

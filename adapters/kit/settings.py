@@ -7,12 +7,22 @@ the declaration's or the kit's default (the machinery is ``serving.command_setti
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters.kit.catalogue import MeshDeclaration
+from adapters.kit.grants import PolicyGrant
 from adapters.kit.journal import MAX_RECORD_BYTES
+from adapters.kit.object_policy import (
+    ALLOW_ELEVATED_FLAG,
+    ALLOW_PROTECTED_FLAG,
+    DEFAULT_PROTECTED_NAMESPACES,
+    PROTECTED_NAMESPACES_FLAG,
+    ObjectPolicy,
+    protected_namespaces_from,
+)
 from adapters.kit.request_kubeconfigs import ALLOW_FLAG, SERVERS_FLAG, RequestKubeconfigPolicy
 from adapters.kit.server_patterns import ServerPattern, parse_server_patterns
 from serving.command_settings import (
@@ -93,6 +103,34 @@ class AdapterSettings:
         """True when every caller is a coordinator (link token, or a client certificate from
         ``--tls-client-ca``), so the end-user identity it forwards is believed."""
         return self.coordinator_token is not None or (self.tls is not None and self.tls.mutual)
+    protected_namespaces: frozenset[str] = DEFAULT_PROTECTED_NAMESPACES
+    """Namespaces no operation may write in (the defaults plus --protected-namespaces)."""
+    allow_protected_namespaces: bool = False
+    allow_elevated_objects: bool = False
+    """Request YAML may hold cluster-scoped, escalating RBAC, admission, CRD, PriorityClass and
+    privileged objects (`object_policy`); off by default."""
+
+    @property
+    def object_policy(self) -> ObjectPolicy:
+        """The namespace and kind policy these settings give every operation."""
+        return ObjectPolicy(
+            protected_namespaces=self.protected_namespaces,
+            operator=PolicyGrant(
+                elevated=self.allow_elevated_objects,
+                protected_namespaces=self.allow_protected_namespaces,
+            ),
+        )
+
+
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _namespace_list(text: str) -> frozenset[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        if not _DNS1123_LABEL.fullmatch(name) or len(name) > 63:
+            raise ValueError(f"{name[:80]!r} is not a namespace name (DNS-1123 label)")
+    return protected_namespaces_from(names)
 
 
 _FLAGS = FlagTable(
@@ -158,6 +196,26 @@ _FLAGS = FlagTable(
             "'api.corp.example', '*.corp.example' (one label), '10.0.0.7', '[fd00::7]', each "
             "optionally ':PORT' (docs/security.md)",
         ),
+        Flag(
+            flag=PROTECTED_NAMESPACES_FLAG,
+            parse=_namespace_list,
+            metavar="NS,NS",
+            help="namespaces no operation may write in, added to kube-system, kube-public and "
+            "kube-node-lease",
+        ),
+        Flag(
+            flag=ALLOW_PROTECTED_FLAG,
+            parse=boolean,
+            switch=True,
+            help="let operations write in protected namespaces (off)",
+        ),
+        Flag(
+            flag=ALLOW_ELEVATED_FLAG,
+            parse=boolean,
+            switch=True,
+            help="let request YAML create cluster-scoped objects, cluster RBAC, RBAC that "
+            "escalates, webhooks, CRDs, PriorityClasses and privileged pods (off)",
+        ),
         *SERVER_TLS_FLAGS,
         Flag(
             flag="--coordinator-token-file",
@@ -202,6 +260,7 @@ def settings_from_args(
             f"{ALLOW_FLAG} needs {SERVERS_FLAG} (the API server hosts request kubeconfigs may "
             "point at, e.g. '*.corp.example,10.0.0.7:6443')"
         )
+    protected = values.get("protected_namespaces")
     grpc_port = int(str(get("port", declaration.default_port)))
     return AdapterSettings(
         host=str(get("host", "127.0.0.1")),
@@ -229,6 +288,11 @@ def settings_from_args(
         allow_request_kubeconfigs=allow_kubeconfigs,
         allowed_cluster_servers=servers,
         coordinator_token=token,
+        protected_namespaces=protected
+        if isinstance(protected, frozenset)
+        else DEFAULT_PROTECTED_NAMESPACES,
+        allow_protected_namespaces=values.get("allow_protected_namespaces") is True,
+        allow_elevated_objects=values.get("allow_elevated_objects") is True,
     )
 
 

@@ -16,7 +16,6 @@ from adapters.kit.catalogue import (
     Parameter,
     Source,
 )
-from adapters.kit.planning import ALLOW_CLUSTER_SCOPED
 
 __all__ = [
     "STANDARD_CAPABILITIES",
@@ -96,19 +95,11 @@ def validate_operation(check: Check, *, description: str, default_namespace: str
 
 
 def custom_operation(*, default_namespace: str) -> OperationSpec:
-    """The CUSTOM entry: apply (or delete) the request's YAML; cluster-scoped objects opt-in."""
+    """The CUSTOM entry: apply (or delete) the request's YAML, as `object_policy` allows."""
     return OperationSpec(
         id="custom",
         category=Category.CUSTOM,
         description="Apply (or delete) the YAML in custom_body",
         default_namespace=default_namespace,
-        parameters=(
-            Parameter(
-                name=ALLOW_CLUSTER_SCOPED,
-                description="true lets the YAML create cluster-scoped objects",
-                default="false",
-                allowed=("true", "false"),
-            ),
-        ),
         custom=True,
     )

@@ -9,38 +9,25 @@ import pytest
 import yaml
 
 from adapters.kit import planning
+from adapters.kit.grants import PolicyGrant
+from adapters.kit.object_policy import ObjectPolicy, ObjectRefusal, Rule
 from adapters.kit.request_checks import (
-    ALLOW_CLUSTER_SCOPED,
     CUSTOM_MAX_ALIAS_EXPANSIONS,
     CUSTOM_MAX_BYTES,
     CustomBodyPolicy,
+    FieldProblem,
     check_custom_body,
 )
 
-POLICY = CustomBodyPolicy(
-    namespace="books",
-    namespace_sent=False,
-    cluster_scoped_parameter=True,
-    allow_cluster_scoped=False,
-)
-SENT_NAMESPACE = CustomBodyPolicy(
-    namespace="books",
-    namespace_sent=True,
-    cluster_scoped_parameter=True,
-    allow_cluster_scoped=False,
-)
+POLICY = CustomBodyPolicy(namespace="books", namespace_sent=False, objects=ObjectPolicy())
+SENT_NAMESPACE = CustomBodyPolicy(namespace="books", namespace_sent=True, objects=ObjectPolicy())
 ALLOWED = CustomBodyPolicy(
     namespace="books",
     namespace_sent=True,
-    cluster_scoped_parameter=True,
-    allow_cluster_scoped=True,
+    objects=ObjectPolicy(),
+    grant=PolicyGrant(elevated=True),
 )
-NO_PARAMETER = CustomBodyPolicy(
-    namespace="books",
-    namespace_sent=False,
-    cluster_scoped_parameter=False,
-    allow_cluster_scoped=False,
-)
+DELETE = CustomBodyPolicy(namespace="books", namespace_sent=False, objects=None)
 
 CONFIG_MAP = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: b}\n"
 CLUSTER_ROLE = (
@@ -58,14 +45,19 @@ def billion_laughs(levels: int = 9) -> str:
 
 def body_problem(body: str, policy: CustomBodyPolicy = POLICY) -> str:
     problem = check_custom_body(body, policy)
-    assert problem is not None, body
+    assert isinstance(problem, FieldProblem), (body, problem)
     assert problem.field == "custom_body"
     return problem.message
 
 
-def test_names_and_limits_match_what_the_planner_enforces() -> None:
+def refusal(body: str, policy: CustomBodyPolicy = POLICY) -> ObjectRefusal:
+    found = check_custom_body(body, policy)
+    assert isinstance(found, ObjectRefusal), (body, found)
+    return found
+
+
+def test_limits_match_what_the_planner_enforces() -> None:
     # The runner may not import planning; these pin the copies to the planner's values.
-    assert ALLOW_CLUSTER_SCOPED == planning.ALLOW_CLUSTER_SCOPED
     assert CUSTOM_MAX_BYTES == planning.CUSTOM_MAX_BYTES
     assert CUSTOM_MAX_ALIAS_EXPANSIONS == planning.CUSTOM_MAX_ALIAS_EXPANSIONS
 
@@ -114,19 +106,19 @@ def test_unusable_bodies_say_what_is_wrong(body: str, fragment: str) -> None:
     assert fragment in body_problem(body)
 
 
-def test_cluster_scoped_objects_need_the_opt_in() -> None:
+def test_cluster_scoped_objects_need_the_operator_switch() -> None:
     body = CONFIG_MAP + "---\n" + CLUSTER_ROLE
-    message = body_problem(body)
-    assert "ClusterRole reader" in message
-    assert "parameters.allow_cluster_scoped=true" in message
-    assert "ConfigMap" not in message
+    refused = refusal(body)
+    assert refused.rule is Rule.CLUSTER_RBAC
+    assert refused.message.startswith("ClusterRole reader: ")
+    assert "--allow-elevated-objects" in refused.message
+    assert "allow_cluster_scoped" not in refused.message
     assert check_custom_body(body, ALLOWED) is None
 
 
-def test_without_the_parameter_cluster_scoped_objects_cannot_be_allowed() -> None:
-    message = body_problem(CLUSTER_ROLE, NO_PARAMETER)
-    assert "namespaced objects only" in message
-    assert ALLOW_CLUSTER_SCOPED not in message
+def test_a_delete_is_not_judged_by_kind() -> None:
+    # A delete removes only what the release's inventory holds: the YAML only names the release.
+    assert check_custom_body(CLUSTER_ROLE, DELETE) is None
 
 
 def test_cluster_scoped_objects_inside_a_list_are_found() -> None:
@@ -135,7 +127,7 @@ def test_cluster_scoped_objects_inside_a_list_are_found() -> None:
         "kind": "List",
         "items": [yaml.safe_load(CONFIG_MAP), yaml.safe_load(CLUSTER_ROLE)],
     }
-    assert "ClusterRole reader" in body_problem(yaml.safe_dump(listed))
+    assert refusal(yaml.safe_dump(listed)).subject == "ClusterRole reader"
 
 
 def _crd(scope: str) -> dict[str, Any]:
@@ -156,20 +148,23 @@ WIDGET = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name":
 
 
 def test_resources_of_a_cluster_scoped_crd_in_the_same_body_are_cluster_scoped() -> None:
-    body = yaml.safe_dump_all([_crd("Cluster"), WIDGET])
-    message = body_problem(body)
-    assert "CustomResourceDefinition widgets.example.com" in message
-    assert "Widget w" in message
-    namespaced = yaml.safe_dump_all([_crd("Namespaced"), WIDGET])
-    assert "Widget w" not in body_problem(namespaced)  # only the CRD itself needs the opt-in
+    refused = refusal(yaml.safe_dump_all([_crd("Cluster"), WIDGET]))
+    assert refused.subject == "CustomResourceDefinition widgets.example.com"
+    assert refused.rule is Rule.CUSTOM_RESOURCE_DEFINITION
+    assert refused.others == 1  # the Widget
+    only_widget = refusal(yaml.safe_dump_all([WIDGET, _crd("Cluster")]))
+    assert only_widget.subject == "Widget w" and only_widget.rule is Rule.CLUSTER_SCOPED
+    namespaced = refusal(yaml.safe_dump_all([_crd("Namespaced"), WIDGET]))
+    assert namespaced.others == 0  # only the CRD itself needs the switch
+    # A kind the request alone cannot place is left to the plan-time judgement (discovery).
     assert check_custom_body(yaml.safe_dump(WIDGET), POLICY) is None
 
 
-def test_many_cluster_scoped_objects_are_summarised() -> None:
+def test_many_refused_objects_are_counted() -> None:
     body = "---\n".join(CLUSTER_ROLE.replace("reader", f"r{n}") for n in range(8))
-    message = body_problem(body)
-    assert "ClusterRole r4" in message and "ClusterRole r5" not in message
-    assert "and 3 more" in message
+    refused = refusal(body)
+    assert refused.subject == "ClusterRole r0"
+    assert "(7 more objects refused)" in refused.message
 
 
 def test_a_namespace_that_contradicts_the_requests_is_refused() -> None:

@@ -14,7 +14,9 @@ import yaml
 from adapters.kit.catalogue import MeshDeclaration, OperationSpec
 from adapters.kit.events import EventLog
 from adapters.kit.executors import MeshStatus, OperationEmitter
+from adapters.kit.grants import PolicyGrant
 from adapters.kit.journal import OperationJournal
+from adapters.kit.object_policy import ObjectPolicy
 from adapters.kit.operations import (
     ClusterResult,
     ClusterTarget,
@@ -37,7 +39,7 @@ from adapters.kit.standard_operations import custom_operation
 from tests.kit.judged_kubeconfigs import loopback_policy
 from tests.kit.toy_adapter import DECLARATION, Script, ScriptedExecutor, ToyVersions, eventually
 
-# The toy mesh with the kit's standard custom operation (which takes allow_cluster_scoped).
+# The toy mesh with the kit's standard custom operation.
 STANDARD_CUSTOM = dataclasses.replace(
     DECLARATION,
     operations=(
@@ -54,6 +56,7 @@ def _runner(
     max_concurrent: int = 4,
     declaration: MeshDeclaration = DECLARATION,
     kubeconfig_policy: RequestKubeconfigPolicy | None = None,
+    object_policy: ObjectPolicy | None = None,
 ) -> tuple[OperationRunner, OperationJournal, EventLog]:
     journal = OperationJournal(state_dir=state_dir)
     events = EventLog(mesh="toy", state_dir=None if state_dir is None else state_dir / "events")
@@ -65,6 +68,7 @@ def _runner(
         events,
         max_concurrent=max_concurrent,
         kubeconfig_policy=kubeconfig_policy,
+        object_policy=object_policy,
     )
     return runner, journal, events
 
@@ -228,31 +232,44 @@ def _custom(operation_id: str, body: str, **fields: object) -> OperationRequest:
     )
 
 
-async def test_cluster_scoped_objects_are_refused_until_the_request_opts_in() -> None:
+async def test_cluster_scoped_objects_are_refused_unless_the_operator_allows_them() -> None:
     executor = ScriptedExecutor()
     runner, journal, _ = _runner(executor, declaration=STANDARD_CUSTOM)
     body = CONFIG_MAP + "---\n" + CLUSTER_ROLE
     for attempt in range(2):  # re-sending the refused request changes nothing
-        with pytest.raises(InvalidArgument) as raised:
+        with pytest.raises(PermissionDenied) as denied:
             await runner.submit(_custom("cr", body))
-        assert raised.value.field == "custom_body"
-        assert "ClusterRole reader" in str(raised.value)
-        assert "parameters.allow_cluster_scoped=true" in str(raised.value), attempt
+        assert str(denied.value).startswith("custom_body: ClusterRole reader:")
+        assert "--allow-elevated-objects" in str(denied.value), attempt
         assert journal.get("cr") is None
-    record, created = await runner.submit(
-        _custom("cr", body, parameters={"allow_cluster_scoped": "true"})
-    )
-    assert created and record.parameters["allow_cluster_scoped"] == "true"
+    # The request's old opt-in no longer elevates anything: it is refused by name.
+    with pytest.raises(InvalidArgument) as raised:
+        await runner.submit(_custom("cr", body, parameters={"allow_cluster_scoped": "true"}))
+    assert raised.value.field == "parameters.allow_cluster_scoped"
+    assert "--allow-elevated-objects" in str(raised.value)
+    assert journal.get("cr") is None
+    await runner.shutdown(1)
+
+    allowed = ObjectPolicy(operator=PolicyGrant(elevated=True))
+    runner, journal, _ = _runner(executor, declaration=STANDARD_CUSTOM, object_policy=allowed)
+    record, created = await runner.submit(_custom("cr", body))
+    assert created and record.grant.elevated and not record.grant.adopt
     await eventually(lambda: _state(journal, "cr") is OperationState.SUCCEEDED)
     assert executor.count("cr") == 1
     await runner.shutdown(1)
 
 
-async def test_the_toy_custom_operation_cannot_opt_in_to_cluster_scoped_objects() -> None:
-    runner, _, _ = _runner(ScriptedExecutor())
-    with pytest.raises(InvalidArgument, match="applies namespaced objects only") as raised:
-        await runner.submit(_custom("cr", CLUSTER_ROLE))
-    assert "allow_cluster_scoped" not in str(raised.value)
+async def test_protected_namespaces_are_refused_at_the_door() -> None:
+    runner, journal, _ = _runner(
+        ScriptedExecutor(), object_policy=ObjectPolicy(protected_namespaces=frozenset({"vault"}))
+    )
+    with pytest.raises(PermissionDenied) as denied:
+        await runner.submit(
+            OperationRequest(operation_id="v", operation="sample", namespace="vault")
+        )
+    assert str(denied.value).startswith("namespace: namespace vault is protected")
+    assert "--allow-protected-namespaces" in str(denied.value)
+    assert journal.get("v") is None
     await runner.shutdown(1)
 
 

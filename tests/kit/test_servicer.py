@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from pathlib import Path
@@ -170,7 +171,8 @@ INVALID = [
     (
         install(parameters={"size": "xl"}),
         StatusCode.INVALID_ARGUMENT,
-        "parameters.size: operation 'install' has no parameter 'size'; it accepts: profile",
+        "parameters.size: operation 'install' has no parameter 'size'; it accepts: "
+        "adopt-existing, profile",
     ),
     (
         pb.ApplyOperationRequest(operation="policy"),
@@ -234,8 +236,20 @@ INVALID = [
     ),
     (
         custom(CLUSTER_ROLE),
+        StatusCode.PERMISSION_DENIED,
+        "custom_body: ClusterRole reader: grants or binds permissions across the cluster "
+        "(rule cluster-rbac); request YAML may not do this unless the adapter's operator starts "
+        "it with --allow-elevated-objects",
+    ),
+    (
+        custom(CONFIG_MAP, parameters={"allow_cluster_scoped": "true"}),
         StatusCode.INVALID_ARGUMENT,
-        "custom_body: holds cluster-scoped objects (ClusterRole reader)",
+        "parameters.allow_cluster_scoped: is no longer accepted",
+    ),
+    (
+        install(namespace="kube-system"),
+        StatusCode.PERMISSION_DENIED,
+        "namespace: namespace kube-system is protected (rule protected-namespace); choose another",
     ),
     (
         custom(
@@ -771,7 +785,16 @@ async def test_the_istio_adapter_refuses_bad_input_before_touching_the_cluster(
             stub = pb_grpc.MeshAdapterServiceStub(channel)
             refused = [
                 (custom(billion_laughs(12)), "custom_body:", "billion laughs"),
-                (custom(CLUSTER_ROLE), "custom_body:", "parameters.allow_cluster_scoped=true"),
+                (
+                    custom(CLUSTER_ROLE),
+                    "custom_body: ClusterRole reader:",
+                    "--allow-elevated-objects",
+                ),
+                (
+                    custom(CLUSTER_ROLE, parameters={"allow_cluster_scoped": "true"}),
+                    "parameters.allow_cluster_scoped:",
+                    "--allow-elevated-objects",
+                ),
                 (
                     custom(CONFIG_MAP, clusters=[pb.Cluster(name="x", kubeconfig=": : :\n- [")]),
                     "clusters[0].kubeconfig:",
@@ -783,16 +806,29 @@ async def test_the_istio_adapter_refuses_bad_input_before_touching_the_cluster(
                 with pytest.raises(grpc.aio.AioRpcError) as raised:
                     await stub.ApplyOperation(request)
                 assert time.monotonic() - started < 1.0
-                assert status_code(raised.value) == StatusCode.INVALID_ARGUMENT
+                assert status_code(raised.value) in (
+                    StatusCode.INVALID_ARGUMENT,
+                    StatusCode.PERMISSION_DENIED,
+                )
                 assert raised.value.details().startswith(prefix), raised.value.details()
                 assert fragment in raised.value.details()
             assert len(adapter.journal) == 0
-
+        await adapter.stop()
+        # The operator's switch, not the request, lets the YAML hold cluster-scoped objects.
+        adapter = await start_adapter(
+            ISTIO,
+            dataclasses.replace(
+                settings(kubeconfig=kubesim.kubeconfig, cache_dir=tmp_path / "cache"),
+                allow_elevated_objects=True,
+            ),
+            real_executor_factory,
+        )
+        async with grpc.aio.insecure_channel(adapter.address) as channel:
+            stub = pb_grpc.MeshAdapterServiceStub(channel)
             accepted = await stub.ApplyOperation(
                 custom(
                     CONFIG_MAP + "---\n" + CLUSTER_ROLE,
                     operation_id="good",
-                    parameters={"allow_cluster_scoped": "true"},
                     clusters=[sim_cluster],
                 )
             )

@@ -218,7 +218,7 @@ async def test_failures_come_back_as_failed_results(
         executor, "custom", custom_body="apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n"
     )
     assert refused.state is OperationState.FAILED
-    assert refused.error is not None and refused.error.code == "INVALID_ARGUMENT"
+    assert refused.error is not None and refused.error.code == "PERMISSION_DENIED"
     assert events.of(Severity.ERROR)[0].error == refused.error
     missing, _ = await run(executor, "install", mesh_version="7.0.0")
     assert missing.error is not None and missing.error.code == "MESH_VERSION_NOT_FOUND"

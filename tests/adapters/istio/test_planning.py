@@ -14,7 +14,9 @@ from adapters.istio.declaration import DECLARATION
 from adapters.kit.catalogue import ManifestSource, OperationSpec
 from adapters.kit.chart_repository import ChartRepository
 from adapters.kit.cluster import ClusterSession
-from adapters.kit.objects import KubeObject
+from adapters.kit.grants import PolicyGrant
+from adapters.kit.object_policy import ObjectPolicy
+from adapters.kit.objects import KubeObject, ObjectRef
 from adapters.kit.operations import OperationRecord, OperationState
 from adapters.kit.ordering import INSTALL_ORDER
 from adapters.kit.planning import (
@@ -299,18 +301,20 @@ async def test_custom_body_is_namespaced_by_default(
     assert other.release != plan.release
 
 
-async def test_custom_cluster_scoped_needs_the_parameter(
+async def test_custom_cluster_scoped_needs_the_operator_switch(
     planner: Planner, session: ClusterSession
 ) -> None:
     body = "apiVersion: v1\nkind: Namespace\nmetadata: {name: made-by-custom}\n"
-    with pytest.raises(PlanError) as caught:
-        await plan_of(planner, session, "custom", custom_body=body)
-    assert caught.value.detail.code == "INVALID_ARGUMENT"
-    assert "parameters.allow_cluster_scoped=true" in caught.value.detail.suggested_remediation
-    plan = await plan_of(
-        planner, session, "custom", custom_body=body, parameters={"allow_cluster_scoped": "true"}
-    )
+    plan = await plan_of(planner, session, "custom", custom_body=body)
     assert "namespace" not in plan.objects[0]["metadata"]
+    assert plan.requested == {ObjectRef.from_manifest(plan.objects[0]).key}
+    verdict = await ObjectPolicy().judge(plan, session, PolicyGrant())
+    assert verdict.refusal is not None
+    assert verdict.refusal.detail().code == "PERMISSION_DENIED"
+    assert verdict.refusal.subject == "Namespace made-by-custom"
+    assert "--allow-elevated-objects" in verdict.refusal.detail().suggested_remediation
+    allowed = await ObjectPolicy().judge(plan, session, PolicyGrant(elevated=True))
+    assert allowed.refusal is None
 
 
 async def test_custom_resources_of_cluster_scoped_crds_are_recognised(
@@ -341,9 +345,10 @@ async def test_custom_resources_of_cluster_scoped_crds_are_recognised(
     }
     await session.apply(crd)
     body = "apiVersion: example.com/v1\nkind: Global\nmetadata: {name: g}\n"
-    with pytest.raises(PlanError) as caught:
-        await plan_of(planner, session, "custom", custom_body=body)
-    assert "Global g" in caught.value.detail.message
+    plan = await plan_of(planner, session, "custom", custom_body=body)
+    assert "namespace" not in plan.objects[0]["metadata"]
+    verdict = await ObjectPolicy().judge(plan, session, PolicyGrant())
+    assert verdict.refusal is not None and verdict.refusal.subject == "Global g"
 
 
 def _bomb(levels: int) -> str:
