@@ -54,6 +54,7 @@ from adapters.kit.plans import (
     ProgressKind,
     ProgressSink,
     WaitPolicy,
+    fields_manager,
 )
 from adapters.kit.readiness import hook_completion, wait_gone, wait_ready, waits_for
 
@@ -447,6 +448,8 @@ class Applier:
         started = time.monotonic()
         session = self._session
         policy = plan.apply_policy
+        if plan.ownership_fields_only:
+            policy = replace(policy, field_manager=fields_manager(plan.release))
         refs = plan.refs
 
         async def release_versions() -> dict[str, str] | None:
@@ -762,7 +765,10 @@ class Applier:
 
         if record.ownership_fields_only:
             counts.deleted += await self._release_fields(
-                targets, policy, sink, ProgressKind.DELETED
+                targets,
+                replace(policy, field_manager=fields_manager(release)),
+                sink,
+                ProgressKind.DELETED,
             )
         else:
             deleted: list[ObjectRef] = []

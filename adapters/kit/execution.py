@@ -59,6 +59,8 @@ log = structlog.get_logger(__name__)
 _SEVERITY: dict[ProgressKind, Severity] = {kind: Severity.INFO for kind in ProgressKind}
 _SEVERITY[ProgressKind.FAILED] = Severity.ERROR
 
+_DETAILED = frozenset({ProgressKind.FAILED, ProgressKind.KEPT})
+"""Steps whose message is worth an event's details: why it failed, why it stays."""
 _VERB: dict[ProgressKind, str] = {
     ProgressKind.APPLIED: "applied",
     ProgressKind.UNCHANGED: "unchanged",
@@ -388,7 +390,7 @@ def _sink(emit: OperationEmitter) -> Callable[[Progress], None]:
             _SEVERITY[progress.kind],
             f"{progress.ref} {_VERB[progress.kind]}",
             component=str(progress.ref),
-            details=details if progress.kind is ProgressKind.FAILED else "",
+            details=details if progress.kind in _DETAILED else "",
         )
 
     return sink

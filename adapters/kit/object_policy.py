@@ -373,7 +373,7 @@ def _elevation(obj: KubeObject, namespaced: bool | None) -> ObjectRefusal | None
             Rule.CLUSTER_RBAC: "grants or binds permissions across the cluster",
             Rule.PRIORITY_CLASS: "changes scheduling priority for the whole cluster",
         }.get(rule or Rule.CLUSTER_SCOPED, "is cluster-scoped: it affects every namespace")
-        return _elevated(obj, rule or Rule.CLUSTER_SCOPED, reason)
+        return _elevated(obj, rule or Rule.CLUSTER_SCOPED, reason, cluster_scoped=True)
     if group_kind == (_RBAC, "Role"):
         found = _escalating_rules(obj.get("rules"))
         if found:
@@ -388,9 +388,11 @@ def _elevation(obj: KubeObject, namespaced: bool | None) -> ObjectRefusal | None
     return None
 
 
-def _elevated(obj: KubeObject, rule: Rule, reason: str) -> ObjectRefusal:
+def _elevated(
+    obj: KubeObject, rule: Rule, reason: str, *, cluster_scoped: bool = False
+) -> ObjectRefusal:
     return ObjectRefusal(
-        subject=_describe(obj),
+        subject=_describe(obj, with_namespace=not cluster_scoped),
         rule=rule,
         reason=reason,
         remedy=f"request YAML may not do this unless the adapter's operator starts it with "
@@ -578,9 +580,11 @@ def _key(obj: KubeObject) -> str:
         return ""
 
 
-def _describe(obj: KubeObject) -> str:
+def _describe(obj: KubeObject, *, with_namespace: bool = True) -> str:
+    """``Kind namespace/name`` (a cluster-scoped object's stray namespace is left out)."""
     metadata = obj.get("metadata") or {}
     namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+    namespace = namespace if with_namespace else None
     name = metadata.get("name") if isinstance(metadata, dict) else None
     where = f"{str(namespace)[:_SHOWN]}/" if namespace else ""
     return f"{str(obj.get('kind', '?'))[:_SHOWN]} {where}{str(name)[:_SHOWN]}"

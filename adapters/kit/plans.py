@@ -29,6 +29,7 @@ __all__ = [
     "ProgressKind",
     "ProgressSink",
     "WaitPolicy",
+    "fields_manager",
 ]
 
 FIELD_MANAGER = "meshplane"
@@ -37,6 +38,16 @@ MANAGED_BY_VALUE = "meshplane"
 RELEASE_LABEL = "meshplane.io/release"
 MESH_LABEL = "meshplane.io/mesh"
 """Which mesh's adapter owns the object: managed-by alone is shared by every mesh."""
+
+
+def fields_manager(release: str) -> str:
+    """The field manager of a release that owns fields, not objects (`ownership_fields_only`).
+
+    Its own, not meshplane's shared one: server-side apply gives a manager exactly the fields of
+    its last apply, so under the shared manager setting a namespace's label would drop the labels
+    another release put on the same Namespace, and releasing the label would drop them all.
+    """
+    return f"{FIELD_MANAGER}-{release}"[:128]
 
 
 class HookPhase(enum.Enum):
