@@ -133,29 +133,30 @@ DEFAULT_PRIORITY_CLASS = doc(
     value=1_000_000_000,
     globalDefault=True,
 )
-GATEWAY_CLASS_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "gatewayclasses.gateway.networking.k8s.io"},
-    "spec": {
-        "group": "gateway.networking.k8s.io",
-        "scope": "Cluster",
-        "names": {"kind": "GatewayClass", "plural": "gatewayclasses", "singular": "gatewayclass"},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
+
+
+def cluster_scoped_crd(group: str, kind: str, plural: str) -> dict[str, Any]:
+    """A CRD for ``kind`` in ``group`` whose objects have no namespace and any fields."""
+    version = {"name": "v1", "served": True, "storage": True}
+    version["schema"] = {
+        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Cluster",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+            "versions": [version],
+        },
+    }
+
+
+GATEWAY_CLASS_CRD = cluster_scoped_crd(
+    "gateway.networking.k8s.io", "GatewayClass", "gatewayclasses"
+)
 GATEWAY_CLASS = doc(
     apiVersion="gateway.networking.k8s.io/v1",
     kind="GatewayClass",
