@@ -769,16 +769,13 @@ async def test_the_istio_adapter_refuses_bad_input_before_touching_the_cluster(
     from adapters.istio.declaration import DECLARATION as ISTIO
     from adapters.kit.cli import real_executor_factory
 
-    adapter = await start_adapter(
-        ISTIO,
-        settings(
-            kubeconfig=kubesim.kubeconfig,
-            cache_dir=tmp_path / "cache",
-            allow_request_kubeconfigs=True,
-            allowed_cluster_servers=parse_server_patterns(kubesim.url.removeprefix("http://")),
-        ),
-        real_executor_factory,
+    base = settings(
+        kubeconfig=kubesim.kubeconfig,
+        cache_dir=tmp_path / "cache",
+        allow_request_kubeconfigs=True,
+        allowed_cluster_servers=parse_server_patterns(kubesim.url.removeprefix("http://")),
     )
+    adapter = await start_adapter(ISTIO, base, real_executor_factory)
     sim_cluster = pb.Cluster(name="sim", kubeconfig=kubesim.kubeconfig.read_text())
     try:
         async with grpc.aio.insecure_channel(adapter.address) as channel:
@@ -816,12 +813,7 @@ async def test_the_istio_adapter_refuses_bad_input_before_touching_the_cluster(
         await adapter.stop()
         # The operator's switch, not the request, lets the YAML hold cluster-scoped objects.
         adapter = await start_adapter(
-            ISTIO,
-            dataclasses.replace(
-                settings(kubeconfig=kubesim.kubeconfig, cache_dir=tmp_path / "cache"),
-                allow_elevated_objects=True,
-            ),
-            real_executor_factory,
+            ISTIO, dataclasses.replace(base, allow_elevated_objects=True), real_executor_factory
         )
         async with grpc.aio.insecure_channel(adapter.address) as channel:
             stub = pb_grpc.MeshAdapterServiceStub(channel)
