@@ -40,6 +40,7 @@ from adapters.kit.grants import NO_GRANT, PolicyGrant
 from adapters.kit.objects import CLUSTER_SCOPED_KINDS, KubeObject, ObjectRef, crd_scopes
 from adapters.kit.operations import ErrorDetail
 from adapters.kit.plans import Adoption, ApplyPlan
+from adapters.kit.yaml_documents import DEFAULT_MAX_DEPTH
 
 __all__ = [
     "ADOPT_EXISTING",
@@ -99,7 +100,8 @@ _BASELINE_CAPABILITIES = frozenset(
     }
 )
 """Capabilities the Pod Security baseline profile lets a container add."""
-_MAX_DEPTH = 16
+_MAX_DEPTH = DEFAULT_MAX_DEPTH
+"""How deep pod templates are looked for: as deep as the YAML loader lets a document nest."""
 
 
 class Origin(enum.Enum):
@@ -402,14 +404,14 @@ def _elevated(
 
 def _binding_problem(binding: KubeObject) -> str:
     """Why a namespaced RoleBinding reaches beyond its namespace ('' when it does not)."""
-    role_ref = binding.get("roleRef") or {}
+    role_ref = _mapping(binding.get("roleRef"))
     role_kind, role_name = role_ref.get("kind"), str(role_ref.get("name", ""))
     if role_kind == "ClusterRole" and (
         role_name in _ESCALATING_CLUSTER_ROLES or role_name.startswith("system:")
     ):
         return f"binds ClusterRole {role_name[:_SHOWN]}, which escalates privileges"
-    own = (binding.get("metadata") or {}).get("namespace")
-    for subject in binding.get("subjects") or []:
+    own = _mapping(binding.get("metadata")).get("namespace")
+    for subject in _items(binding.get("subjects")):
         if not isinstance(subject, dict):
             return "has a subject that is not a mapping"
         kind, name = subject.get("kind"), str(subject.get("name", ""))[:_SHOWN]
@@ -425,7 +427,7 @@ async def _cluster_role_escalation(obj: KubeObject, cluster: PolicyCluster) -> O
     """A RoleBinding of a ClusterRole: judge the ClusterRole's rules as the cluster has them."""
     if _group_kind(obj) != (_RBAC, "RoleBinding"):
         return None
-    role_ref = obj.get("roleRef") or {}
+    role_ref = _mapping(obj.get("roleRef"))
     if role_ref.get("kind") != "ClusterRole":
         return None
     name = str(role_ref.get("name", ""))
@@ -454,11 +456,11 @@ def _escalating_rules(rules: object) -> str:
     for rule in rules:
         if not isinstance(rule, dict):
             return "a rule that is not a mapping"
-        verbs = {str(v) for v in rule.get("verbs") or []}
+        verbs = {str(v) for v in _items(rule.get("verbs"))}
         risky = sorted(verbs & _ESCALATING_VERBS)
         if risky:
             return f"verb {risky[0]!r}"
-        if "*" in (rule.get("resources") or []):
+        if "*" in {str(r) for r in _items(rule.get("resources"))}:
             return "every resource ('*')"
     return ""
 
@@ -471,11 +473,11 @@ def _privileged(obj: KubeObject) -> str:
                 return f"its pod template sets {field}"
         if _host_process(pod.get("securityContext")):
             return "its pod template runs Windows host processes"
-        for volume in pod.get("volumes") or []:
+        for volume in _items(pod.get("volumes")):
             if isinstance(volume, dict) and "hostPath" in volume:
                 return f"its pod template mounts hostPath volume {str(volume.get('name'))[:40]}"
         for section in ("initContainers", "containers", "ephemeralContainers"):
-            for container in pod.get(section) or []:
+            for container in _items(pod.get(section)):
                 reason = _container_problem(container)
                 if reason:
                     return f"its pod template's container {reason}"
@@ -492,13 +494,13 @@ def _container_problem(container: object) -> str:
             return f"{name} is privileged"
         if _host_process(context):
             return f"{name} runs as a Windows host process"
-        added = (context.get("capabilities") or {}).get("add") or []
+        added = _items(_mapping(context.get("capabilities")).get("add"))
         beyond = sorted(
             {str(c).upper().removeprefix("CAP_") for c in added} - _BASELINE_CAPABILITIES
         )
         if beyond:
             return f"{name} adds capability {beyond[0][:40]}"
-    for port in container.get("ports") or []:
+    for port in _items(container.get("ports")):
         if isinstance(port, dict) and port.get("hostPort"):
             return f"{name} binds hostPort {str(port.get('hostPort'))[:10]}"
     return ""
@@ -527,6 +529,16 @@ def _pod_specs(node: object, depth: int) -> Iterator[dict[str, Any]]:
 
 
 # -- small pieces ---------------------------------------------------------------------------
+
+
+def _items(value: object) -> list[Any]:
+    """A list field of request YAML as a list (anything else, as the API would reject it, as
+    nothing to judge here): hostile shapes never raise."""
+    return value if isinstance(value, list) else []
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _unknown_kind(obj: KubeObject) -> ObjectRefusal:

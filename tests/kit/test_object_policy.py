@@ -264,29 +264,22 @@ ATTACKS = {
 @dataclass
 class Harness:
     adapter: RunningAdapter
-    stub: pb_grpc.MeshAdapterServiceStub
+    client: AdapterClient
     sim: RunningSim
 
+    @property
+    def stub(self) -> pb_grpc.MeshAdapterServiceStub:
+        return self.client.stub
+
     async def apply(self, operation_id: str, body: str, **fields: Any) -> pb.ApplyOperationResponse:
-        response: pb.ApplyOperationResponse = await self.stub.ApplyOperation(
-            pb.ApplyOperationRequest(
-                operation_id=operation_id, operation="custom", custom_body=body, **fields
-            )
+        return await self.client.apply(
+            "custom", operation_id=operation_id, custom_body=body, **fields
         )
-        return response
 
     async def run(self, operation_id: str, body: str, **fields: Any) -> pb.Operation:
         """Apply and wait for the operation to end (whatever its outcome)."""
         await self.apply(operation_id, body, **fields)
-        async with asyncio.timeout(30):
-            while True:
-                reply = await self.stub.GetOperation(
-                    pb.GetOperationRequest(operation_id=operation_id)
-                )
-                if reply.operation.state in TERMINAL:
-                    operation: pb.Operation = reply.operation
-                    return operation
-                await asyncio.sleep(0.02)
+        return await self.client.wait(operation_id, within=30)
 
     async def events(self, operation_id: str) -> list[pb.Event]:
         """The operation's events so far (read from the start of the log)."""
@@ -312,10 +305,11 @@ async def adapter(
         settings(kubeconfig=sim.kubeconfig, cache_dir=tmp_path / f"cache-{mesh}", **changes),
         real_executor_factory,
     )
+    client_ = AdapterClient(running.address)
     try:
-        async with grpc.aio.insecure_channel(running.address) as channel:
-            yield Harness(adapter=running, stub=pb_grpc.MeshAdapterServiceStub(channel), sim=sim)
+        yield Harness(adapter=running, client=client_, sim=sim)
     finally:
+        await client_.close()
         await running.stop()
 
 

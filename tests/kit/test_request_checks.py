@@ -167,6 +167,33 @@ def test_many_refused_objects_are_counted() -> None:
     assert "(7 more objects refused)" in refused.message
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: b}\n"
+        "roleRef: cluster-admin\nsubjects: 5\n",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: r}\n"
+        "rules: [{verbs: 5, resources: {a: b}}, 7]\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  volumes: 7\n"
+        "  containers: [{name: c, securityContext: {capabilities: x}, ports: 3}, 9]\n",
+    ],
+)
+def test_hostile_shapes_are_judged_without_raising(body: str) -> None:
+    found = check_custom_body(body, POLICY)
+    assert found is None or isinstance(found, ObjectRefusal)
+
+
+def test_privileged_pod_templates_are_found_at_any_depth() -> None:
+    pod = {"containers": [{"name": "c", "securityContext": {"privileged": True}}]}
+    nested: dict[str, Any] = {"template": {"spec": pod}}
+    for level in range(40):
+        nested = {f"level{level}": nested}
+    widget = {**WIDGET, "spec": nested}
+    refused = refusal(yaml.safe_dump(widget))
+    assert refused.reason == "its pod template's container c is privileged"
+    assert check_custom_body(yaml.safe_dump(widget), ALLOWED) is None
+
+
 def test_a_namespace_that_contradicts_the_requests_is_refused() -> None:
     body = CONFIG_MAP.replace("{name: settings}", "{name: settings, namespace: elsewhere}")
     message = body_problem(body, SENT_NAMESPACE)
