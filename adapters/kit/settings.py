@@ -90,6 +90,12 @@ class AdapterSettings:
     coordinator_token: str | None = field(default=None, repr=False)
     """The link token only the coordinator presents (``--coordinator-token-file``); None: any
     caller is served, as without it."""
+    protected_namespaces: frozenset[str] = DEFAULT_PROTECTED_NAMESPACES
+    """Namespaces no operation may write in (the defaults plus --protected-namespaces)."""
+    allow_protected_namespaces: bool = False
+    allow_elevated_objects: bool = False
+    """Request YAML may hold cluster-scoped, escalating RBAC, admission, CRD, PriorityClass and
+    privileged objects (`object_policy`); off by default."""
 
     @property
     def kubeconfig_policy(self) -> RequestKubeconfigPolicy:
@@ -103,12 +109,6 @@ class AdapterSettings:
         """True when every caller is a coordinator (link token, or a client certificate from
         ``--tls-client-ca``), so the end-user identity it forwards is believed."""
         return self.coordinator_token is not None or (self.tls is not None and self.tls.mutual)
-    protected_namespaces: frozenset[str] = DEFAULT_PROTECTED_NAMESPACES
-    """Namespaces no operation may write in (the defaults plus --protected-namespaces)."""
-    allow_protected_namespaces: bool = False
-    allow_elevated_objects: bool = False
-    """Request YAML may hold cluster-scoped, escalating RBAC, admission, CRD, PriorityClass and
-    privileged objects (`object_policy`); off by default."""
 
     @property
     def object_policy(self) -> ObjectPolicy:
