@@ -21,6 +21,7 @@ from coordinator import sandbox
 from coordinator.client_channel import (
     COORDINATOR_ENV,
     DEFAULT_COORDINATOR,
+    EXIT_INTERRUPTED,
     Command,
     add_connection_arguments,
     duration_flag,
@@ -136,6 +137,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="YAML body for the custom operation ('-' reads stdin)",
     )
     apply.add_argument("--delete", action="store_true", help="undo the operation")
+    apply.add_argument(
+        "--yes", "-y", action="store_true", help="with --delete: do not ask for confirmation"
+    )
     apply.add_argument(
         "--wait", action="store_true", help="follow progress; exit non-zero unless it succeeds"
     )
@@ -545,7 +549,23 @@ def _apply_request(args: argparse.Namespace) -> cpb.ApplyOperationRequest:
     return cpb.ApplyOperationRequest(mesh=args.mesh, request=request)
 
 
+def _confirmed(args: argparse.Namespace) -> bool:
+    """A destructive apply on a terminal asks first (``-y`` skips it; scripts are not asked)."""
+    if not args.delete or args.yes or not sys.stdin.isatty():
+        return True
+    where = f" in namespace {args.namespace}" if args.namespace else ""
+    question = (
+        f"delete what {args.mesh} {args.operation} created{where}? "
+        "its objects are removed from the cluster [y/N] "
+    )
+    print(question, end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
 async def _apply(stub: Any, args: argparse.Namespace) -> int:
+    if not _confirmed(args):
+        print("not deleted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     response = await stub.ApplyOperation(_apply_request(args), timeout=args.call_timeout)
     operation_id = response.operation_id
     if not args.wait:

@@ -6,6 +6,7 @@ whose operations stay PENDING until cancelled."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -277,3 +278,43 @@ async def test_near_misses_get_a_suggestion(
     assert "unknown mesh 'tyo'" in err and "did you mean 'toy'?" in err
     assert main(["aply", "toy", "install"]) == 2
     assert "unknown command 'aply'; did you mean 'apply'?" in capsys.readouterr().err
+
+
+async def _delete_in_a_terminal(setup: Setup, answer: bytes) -> tuple[int, str]:
+    master, slave = os.openpty()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _PROGRAM, "apply", "toy", "install", "--delete",
+            "--coordinator", setup.address, stdin=slave, stdout=slave, stderr=slave,
+        )  # fmt: skip
+    finally:
+        os.close(slave)
+    seen = bytearray()
+    try:
+        await _read_until(master, "[y/N]", seen)
+        os.write(master, answer)
+        code = await asyncio.wait_for(process.wait(), 30)
+        await asyncio.sleep(0.1)
+        with contextlib.suppress(OSError):
+            seen.extend(os.read(master, 65536))
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        os.close(master)
+    return code, seen.decode(errors="replace")
+
+
+async def test_delete_asks_on_a_terminal_and_not_in_scripts(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, text = await _delete_in_a_terminal(setup, b"n\n")
+    assert code == 130 and "delete what toy install created?" in text and "not deleted" in text
+    assert setup.fake.fake.calls("ApplyOperation") == []
+    code, text = await _delete_in_a_terminal(setup, b"y\n")
+    assert code == 0, text
+    (request,) = setup.fake.fake.calls("ApplyOperation")
+    assert request.delete
+    # not a terminal (this test's captured stdin): no question
+    code, _, err = await _cli(setup, capsys, "apply", "toy", "install", "--delete")
+    assert code == 0 and "[y/N]" not in err
