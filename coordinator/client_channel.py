@@ -2,7 +2,8 @@
 
 Every client command dials ``--coordinator`` (else ``$MESHPLANE_COORDINATOR``, else
 127.0.0.1:10100), with TLS when ``--tls-ca``/``--tls-cert`` are given (plaintext is only allowed
-on loopback unless ``--allow-insecure``), and reports transport problems as one readable line
+on loopback unless ``--allow-insecure``) and a bearer token when one is configured
+(``client_credentials``), and reports transport problems as one readable line
 with the usual exit codes, so `meshplane perf` and the other client commands behave alike.
 """
 
@@ -13,11 +14,19 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 
+from coordinator.client_credentials import (
+    TOKEN_ENV,
+    TOKEN_FILE_ENV,
+    CredentialsError,
+    bearer_token_interceptors,
+    resolve_token,
+)
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
@@ -90,6 +99,20 @@ def add_connection_arguments(
         metavar="DURATION",
         help=call_timeout_help,
     )
+    group.add_argument(
+        "--token",
+        default=None,
+        metavar="TOKEN",
+        help=f"bearer token to authenticate with [env {TOKEN_ENV}; default: the token of the "
+        "`meshplane up` sandbox at that address, if any]",
+    )
+    group.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"read the bearer token from PATH [env {TOKEN_FILE_ENV}]",
+    )
     add_client_tls_arguments(parser)
     return group
 
@@ -116,15 +139,19 @@ def run_on_coordinator(
     address = coordinator_address(args)
     try:
         tls = client_tls_from_args(args)
-    except ValueError as exc:
+        token = resolve_token(token=args.token, token_file=args.token_file, address=address)
+    except ValueError as exc:  # CredentialsError included
         return fail(str(exc), EXIT_USAGE)
+    interceptors = None if token is None else bearer_token_interceptors(token)
 
     async def main() -> int:
-        channel = dial(address, tls=tls, allow_insecure=args.allow_insecure)
+        channel = dial(
+            address, tls=tls, allow_insecure=args.allow_insecure, interceptors=interceptors
+        )
         async with channel:
             return await command(cpb_grpc.CoordinatorServiceStub(channel), args)
 
-    usage: tuple[type[Exception], ...] = (InsecureTransportError, *usage_errors)
+    usage: tuple[type[Exception], ...] = (InsecureTransportError, CredentialsError, *usage_errors)
     try:
         return asyncio.run(main())
     except usage as exc:

@@ -10,7 +10,6 @@ printing the error's code, message, probable cause and remediation.
 from __future__ import annotations
 
 import argparse
-import getpass
 import re
 import sys
 from datetime import UTC, datetime, timedelta
@@ -154,7 +153,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="DURATION",
         help="operation deadline, readiness waits included, e.g. 90s, 5m (default: the adapter's)",
     )
-    apply.add_argument("--user", default=None, help="who asks (default: the login name)")
+    apply.add_argument(
+        "--user",
+        default="",
+        help="who asks; the coordinator refuses a name other than the authenticated caller's "
+        "(default: left to the coordinator, which records the authenticated caller)",
+    )
 
     status = add("status", _status, "show whether and how a mesh is installed")
     status.add_argument("mesh", metavar="MESH")
@@ -540,7 +544,7 @@ def _apply_request(args: argparse.Namespace) -> cpb.ApplyOperationRequest:
         delete=args.delete,
         custom_body=body,
         parameters=_parse_params(args.param),
-        username=args.user or getpass.getuser(),
+        username=args.user,
     )
     if args.timeout is not None:
         if args.timeout <= 0:

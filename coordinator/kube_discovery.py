@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import structlog
-from kubernetes.aio import client as _kube_client
-from kubernetes.aio import config as _kube_config
 from kubernetes.aio import watch as _kube_watch
 
+from coordinator.kube_api import kube_client, open_api_client
 from coordinator.registry import Registry, Source
 from serving.background_tasks import BackgroundTasks
-from serving.kubernetes_transport import resolve_proxy_once
 from serving.retry_policies import BackoffWait
 
 __all__ = ["ADAPTER_LABEL", "SERVICE_NAME_LABEL", "KubeDiscovery", "replicas_from_slices"]
@@ -38,8 +35,6 @@ GRPC_PORT_NAME = "grpc"
 WATCH_SECONDS = 300
 
 # The client's modules carry no usable annotations.
-kube_client: Any = _kube_client
-kube_config: Any = _kube_config
 kube_watch: Any = _kube_watch
 
 Obj = dict[str, Any]
@@ -110,17 +105,7 @@ class KubeDiscovery:
     async def start(self) -> None:
         """Connect (the kubeconfig; in a pod without one, the ServiceAccount) and start both
         watches."""
-        if self._kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            configuration = kube_client.Configuration()
-            kube_config.load_incluster_config(client_configuration=configuration)
-            self._api = resolve_proxy_once(kube_client.ApiClient(configuration))
-        else:  # the given kubeconfig, else $KUBECONFIG or ~/.kube/config
-            self._api = resolve_proxy_once(
-                await kube_config.new_client_from_config(
-                    config_file=None if self._kubeconfig is None else str(self._kubeconfig),
-                    persist_config=False,
-                )
-            )
+        self._api = await open_api_client(self._kubeconfig)
         core = kube_client.CoreV1Api(self._api)
         discovery = kube_client.DiscoveryV1Api(self._api)
         self._tasks.start(

@@ -21,6 +21,7 @@ import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import structlog
 from google.protobuf import descriptor_pool
 
+from coordinator.identity.subjects import IDENTITY_HEADERS, forwarded_identity
 from coordinator.messages import operation_from_record
 from coordinator.operation_admission import Admission, AdmissionRefused, OperationAdmission
 from coordinator.registry import Registry, RegistryChange, Replica
@@ -41,8 +42,12 @@ _BY_OPERATION_ID: dict[str, Callable[[bytes], str]] = {
     "GetOperation": lambda raw: adapter_pb.GetOperationRequest.FromString(raw).operation_id,
     "CancelOperation": lambda raw: adapter_pb.CancelOperationRequest.FromString(raw).operation_id,
 }
-# Metadata the transport owns; everything else the caller sent is forwarded.
-_NOT_FORWARDED = frozenset({MESH_METADATA_KEY, "user-agent", "content-type", "te", "host"})
+# Metadata the transport owns, the caller's credentials (never passed to an adapter) and the
+# identity headers only the coordinator sets; everything else the caller sent is forwarded.
+_NOT_FORWARDED = frozenset(
+    {MESH_METADATA_KEY, "user-agent", "content-type", "te", "host", "authorization"}
+    | IDENTITY_HEADERS
+)
 
 _MISSING_MESH = (
     f"calls to {SERVICE_NAME} on the coordinator need the metadata key {MESH_METADATA_KEY!r} "
@@ -234,7 +239,8 @@ def _carries_operation_id(method: str, request: bytes) -> bool:
 
 
 def _mesh_and_metadata(context: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
-    """The mesh named by the caller ("" when missing) and the metadata to forward."""
+    """The mesh named by the caller ("" when missing) and the metadata to forward: the caller's
+    own (credentials and identity headers left out) plus the authenticated caller's identity."""
     mesh = ""
     forwarded: list[tuple[str, Any]] = []
     for key, value in context.invocation_metadata() or ():
@@ -242,6 +248,7 @@ def _mesh_and_metadata(context: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
             mesh = str(value).strip().lower()
         elif key not in _NOT_FORWARDED and not key.startswith((":", "grpc-")):
             forwarded.append((key, value))
+    forwarded.extend(forwarded_identity())
     return mesh, tuple(forwarded)
 
 

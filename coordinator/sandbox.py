@@ -8,6 +8,11 @@ sandbox's own kubesim (``--allowed-cluster-servers``), and none with ``--kubecon
 child must report SERVING (gRPC health) before the next starts. Then it prints where everything
 listens and a first command to try, and waits.
 
+The coordinator requires a bearer token: `up` keeps an admin token in ``<data-dir>/auth/``
+(``admin.token`` and the coordinator's ``tokens.csv``, both mode 0600, made on first use and kept
+across runs) and registers it for the coordinator's address with the client configuration
+(``coordinator.client_credentials``), so `meshplane` commands on this machine use it unasked.
+
 A child that exits while up runs is restarted with the same arguments after a growing delay;
 one that exits more than ``max_restarts`` times within ``restart_window_seconds`` stops
 everything instead (it is not going to get better by itself). A lock on the data directory
@@ -31,6 +36,8 @@ import asyncio
 import contextlib
 import ctypes
 import json
+import os
+import secrets
 import signal
 import sys
 import urllib.parse
@@ -43,6 +50,7 @@ from typing import Any
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped, unused-ignore]
 
+from coordinator.client_credentials import register_sandbox
 from coordinator.data_dir_lock import DataDirLock, DataDirLocked
 from serving.link_tokens import write_link_token
 from serving.logging_setup import configure_logging
@@ -66,6 +74,7 @@ CANDIDATE_MESHES: tuple[str, ...] = ("istio", "linkerd", "consul")
 DEFAULT_PORT_BASE = 10100
 """Coordinator on the base (the client's default), kubesim on base+1, adapters from base+2."""
 
+SANDBOX_ADMIN_GROUP = "meshplane:admins"
 _PR_SET_PDEATHSIG = 1
 _UNAVAILABLE_MESH_EXIT = 2
 
@@ -341,6 +350,22 @@ class Sandbox:
         await self._await_serving(child)
         self.adapters[mesh] = child.address
 
+    @property
+    def admin_token_file(self) -> Path:
+        """The sandbox admin's bearer token (one line, mode 0600)."""
+        return self.settings.data_dir / "auth" / "admin.token"
+
+    def _token_file(self) -> Path:
+        """The coordinator's token file, with the sandbox admin's token (made once, then kept)."""
+        directory = self.settings.data_dir / "auth"
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tokens = directory / "tokens.csv"
+        if not self.admin_token_file.exists() or not tokens.exists():
+            token = secrets.token_urlsafe(32)
+            _write_private(self.admin_token_file, token + "\n")
+            _write_private(tokens, f'{token},sandbox-admin,sandbox-admin,"{SANDBOX_ADMIN_GROUP}"\n')
+        return tokens
+
     async def _start_coordinator(self) -> None:
         args = [
             "coordinator",
@@ -350,6 +375,8 @@ class Sandbox:
             str(self.settings.data_dir / "coordinator"),
             "--adapter-token-file",
             str(self.link_token_file),
+            "--token-auth-file",
+            str(self._token_file()),
         ]
         for mesh, address in self.adapters.items():
             args += ["--adapter", f"{mesh}={address}"]
@@ -360,6 +387,7 @@ class Sandbox:
         child.address = str(found["grpc"])
         await self._await_serving(child)
         self.coordinator_address = child.address
+        register_sandbox(child.address, self.admin_token_file)
 
     async def _ready_again(self, child: Child) -> None:
         """A restarted child announced itself and (for gRPC children) is SERVING again."""
@@ -465,6 +493,7 @@ class Sandbox:
         for mesh, reason in self.skipped.items():
             rows.append((f"{mesh} adapter", "-", f"skipped: {reason}"))
         rows.append(("coordinator", self.coordinator_address, str(self.settings.data_dir)))
+        rows.append(("admin token", str(self.admin_token_file), "(meshplane commands use it)"))
         width = max(len(row[0]) for row in rows)
         address_width = max(len(row[1]) for row in rows)
         for name, address, note in rows:
@@ -479,6 +508,14 @@ class Sandbox:
         lines.append(f"try:  meshplane ops {first}{hint}")
         lines.append("Ctrl-C stops everything.")
         return "\n".join(lines)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (never briefly by others)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    path.chmod(0o600)
 
 
 def _announced(line: str) -> dict[str, Any] | None:

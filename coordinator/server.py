@@ -19,6 +19,7 @@ import structlog
 
 from coordinator.adapter_link import AdapterLink
 from coordinator.event_hub import EventHub
+from coordinator.identity.assembly import Identity, build_identity
 from coordinator.kube_discovery import KubeDiscovery
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.operation_admission import OperationAdmission
@@ -58,6 +59,7 @@ class Coordinator:
     router: Router
     hub: EventHub
     discovery: KubeDiscovery | None
+    identity: Identity
     servicer: CoordinatorServicer
     server: GrpcServer
     pruner: Pruner
@@ -81,6 +83,7 @@ class Coordinator:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             await self.store.migrate()
+            await self.identity.start()
             for adapter in self.settings.adapters:
                 self.registry.add(adapter.address, mesh=adapter.mesh, source=Source.STATIC)
             await self.hub.start()
@@ -133,11 +136,17 @@ class Coordinator:
         with contextlib.suppress(Exception):
             await self.registry.close()
         with contextlib.suppress(Exception):
+            await self.identity.stop()
+        with contextlib.suppress(Exception):
             await self.store.close()
 
 
 def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
-    """Create every part (nothing is opened or started until :meth:`Coordinator.start`)."""
+    """Create every part (nothing is opened or started until :meth:`Coordinator.start`).
+
+    Raises SettingsError when no authentication is configured and anonymous calls are not
+    allowed, or the token file cannot be used.
+    """
     store = open_store(settings.store_location)
     link = None if settings.adapter_token is None else AdapterLink(settings.adapter_token)
 
@@ -195,6 +204,7 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
         environment_provider=kubeconfig_environment(settings.kubeconfig),
     )
     admission = OperationAdmission(store, registry)
+    identity = build_identity(settings, store=store, registry=registry)
     servicer = CoordinatorServicer(
         admission=admission,
         registry=registry,
@@ -224,7 +234,8 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
             tls=settings.tls,
             health_port=settings.health_port,
         ),
-        interceptors=(metrics.requests,),
+        # Requests are counted with the status the gate or the servicer ended them with.
+        interceptors=(metrics.requests, identity.gate),
     )
     metrics_server = (
         None
@@ -240,6 +251,7 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
         router=router,
         hub=hub,
         discovery=discovery,
+        identity=identity,
         servicer=servicer,
         server=server,
         pruner=pruner,
@@ -248,6 +260,7 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
     )
     # GrpcServer runs these after serving stops, last registered first.
     server.on_shutdown("store", store.close)
+    server.on_shutdown("identity", identity.stop)
     server.on_shutdown("registry", registry.close)
     server.on_shutdown("event-hub", hub.stop)
     server.on_shutdown("retention", pruner.stop)

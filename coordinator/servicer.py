@@ -19,6 +19,8 @@ import structlog
 
 from coordinator import messages
 from coordinator.event_hub import FollowerStatus
+from coordinator.identity.audit_messages import audit_filter, audit_record_to_pb
+from coordinator.identity.subjects import forwarded_identity
 from coordinator.operation_admission import AdmissionRefused, OperationAdmission
 from coordinator.perf_service import PerformanceRpcs
 from coordinator.registry import RegistrationError, Registry, Replica, Source
@@ -204,7 +206,9 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         async def invoke(replica: Replica, channel: Any, seconds: float) -> Any:
             stub = adapter_grpc.MeshAdapterServiceStub(channel)
             return await stub.ListMeshVersions(
-                adapter_pb.ListMeshVersionsRequest(), timeout=seconds
+                adapter_pb.ListMeshVersionsRequest(),
+                timeout=seconds,
+                metadata=forwarded_identity(),
             )
 
         answer = await self._route(context, mesh, invoke, retry=True, method="ListMeshVersions")
@@ -220,7 +224,9 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
 
         async def invoke(replica: Replica, channel: Any, seconds: float) -> Any:
             stub = adapter_grpc.MeshAdapterServiceStub(channel)
-            return await stub.GetMeshStatus(request.request, timeout=seconds)
+            return await stub.GetMeshStatus(
+                request.request, timeout=seconds, metadata=forwarded_identity()
+            )
 
         answer = await self._route(context, mesh, invoke, retry=True, method="GetMeshStatus")
         return pb.GetMeshStatusResponse(mesh=mesh, status=answer)
@@ -261,7 +267,9 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
 
         async def invoke(replica: Replica, channel: Any, seconds: float) -> Any:
             stub = adapter_grpc.MeshAdapterServiceStub(channel)
-            return await stub.ApplyOperation(outbound, timeout=seconds)
+            return await stub.ApplyOperation(
+                outbound, timeout=seconds, metadata=forwarded_identity()
+            )
 
         try:
             answer, replica = await self._router.call(
@@ -316,7 +324,9 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         async def invoke(replica: Replica, channel: Any, seconds: float) -> Any:
             stub = adapter_grpc.MeshAdapterServiceStub(channel)
             return await stub.GetOperation(
-                adapter_pb.GetOperationRequest(operation_id=record.operation_id), timeout=seconds
+                adapter_pb.GetOperationRequest(operation_id=record.operation_id),
+                timeout=seconds,
+                metadata=forwarded_identity(),
             )
 
         try:
@@ -362,6 +372,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
             return await stub.CancelOperation(
                 adapter_pb.CancelOperationRequest(operation_id=record.operation_id),
                 timeout=seconds,
+                metadata=forwarded_identity(),
             )
 
         try:
@@ -387,6 +398,21 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return pb.ListOperationHistoryResponse(
             operations=[messages.record_to_pb(r) for r in records], next_page_token=token
+        )
+
+    async def ListAuditRecords(
+        self, request: pb.ListAuditRecordsRequest, context: Any
+    ) -> pb.ListAuditRecordsResponse:
+        """One page of the audit trail, newest first."""
+        page_size = min(request.page_size or DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE)
+        try:
+            records, token = await self._store.list_audit_records(
+                audit_filter(request), page_size=page_size, page_token=request.page_token
+            )
+        except ValueError as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return pb.ListAuditRecordsResponse(
+            records=[audit_record_to_pb(r) for r in records], next_page_token=token
         )
 
     # -- events ------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
+from coordinator.identity.permissions import DEFAULT_PROTECTED_NAMESPACES
 from coordinator.retention import RetentionPolicy
 from serving.command_settings import (
     HEALTH_PORT_FLAG,
@@ -97,6 +99,44 @@ class CoordinatorSettings:
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     log_level: str = "info"
     log_format: str = "auto"
+    token_auth_file: Path | None = None
+    """kube-apiserver style static token CSV (``token,user,uid,"g1,g2"``); None is off."""
+    authn_kubernetes: bool = False
+    """Check bearer tokens with the cluster's TokenReview (through ``kubeconfig``)."""
+    authn_kubernetes_audiences: tuple[str, ...] = ()
+    authz_kubernetes: bool = False
+    """Authorize each call with a SubjectAccessReview instead of the built-in role groups."""
+    auth_cache_seconds: float = 10.0
+    """How long TokenReview and SubjectAccessReview answers are reused."""
+    allow_anonymous: bool = False
+    """Accept calls without credentials (with no authentication configured: everything)."""
+    protected_namespaces: tuple[str, ...] = DEFAULT_PROTECTED_NAMESPACES
+    """Operations in these namespaces need the admin role (privilegedoperations)."""
+    audit_retention: timedelta | None = timedelta(hours=720)
+    """Audit records older than this are deleted (None keeps them by age)."""
+    audit_retention_count: int | None = 100_000
+    """At most this many audit records are kept, the newest (None: no bound). Both are applied
+    every ``retention.interval_seconds``."""
+
+    @property
+    def client_certificates(self) -> bool:
+        """True when client certificates are identities (``--tls-client-ca``)."""
+        return self.tls is not None and self.tls.client_ca_path is not None
+
+    def identity_problem(self) -> str | None:
+        """Why this configuration may not start (no way to authenticate, no --allow-anonymous)."""
+        if (
+            self.token_auth_file is None
+            and not self.authn_kubernetes
+            and not self.client_certificates
+            and not self.allow_anonymous
+        ):
+            return (
+                "no authentication configured: set --token-auth-file PATH, --authn-kubernetes "
+                "or --tls-client-ca (client certificates), or pass --allow-anonymous to let "
+                "anyone who reaches the port do anything"
+            )
+        return None
 
     @property
     def store_location(self) -> str:
@@ -217,6 +257,62 @@ _FLAGS = FlagTable(
             metavar="DURATION",
             help="how often retention runs (5m)",
         ),
+        Flag(
+            flag="--token-auth-file",
+            parse=Path,
+            metavar="PATH",
+            help='bearer tokens in kube-apiserver CSV form: token,user,uid,"group1,group2" '
+            "(re-read when it changes; must not be world-readable)",
+        ),
+        Flag(
+            flag="--authn-kubernetes",
+            parse=boolean,
+            switch=True,
+            help="check bearer tokens with the cluster's TokenReview (through --kubeconfig)",
+        ),
+        Flag(
+            flag="--authn-kubernetes-audiences",
+            metavar="A,B",
+            help="audiences TokenReview checks tokens for (default: the API server's)",
+        ),
+        Flag(
+            flag="--authz-kubernetes",
+            parse=boolean,
+            switch=True,
+            help="authorize every call with a SubjectAccessReview (API group meshplane.io) "
+            "instead of the groups meshplane:viewers|operators|admins",
+        ),
+        Flag(
+            flag="--auth-cache",
+            parse=duration,
+            metavar="DURATION",
+            help="how long TokenReview and SubjectAccessReview answers are reused (10s)",
+        ),
+        Flag(
+            flag="--allow-anonymous",
+            parse=boolean,
+            switch=True,
+            help="accept calls without credentials; with no authentication configured this "
+            "lets anyone who reaches the port do anything",
+        ),
+        Flag(
+            flag="--protected-namespaces",
+            metavar="NS,NS",
+            help="operations here need the admin role "
+            f"(default {','.join(DEFAULT_PROTECTED_NAMESPACES)})",
+        ),
+        Flag(
+            flag="--audit-retention",
+            parse=duration,
+            metavar="DURATION",
+            help="delete audit records older than this (720h; 0 keeps them by age)",
+        ),
+        Flag(
+            flag="--audit-retention-count",
+            parse=non_negative_int,
+            metavar="N",
+            help="keep at most this many audit records, the newest (100000; 0: no bound)",
+        ),
         *LOGGING_FLAGS,
     ),
 )
@@ -269,7 +365,7 @@ def settings_from_args(
     except LinkTokenError as exc:
         raise SettingsError(f"--adapter-token-file: {exc}") from exc
     grpc_port = int(str(get("port", DEFAULT_PORT)))
-    return CoordinatorSettings(
+    settings = CoordinatorSettings(
         host=str(get("host", "127.0.0.1")),
         port=grpc_port,
         adapters=tuple({a.address: a for a in adapters}.values()),
@@ -292,7 +388,42 @@ def settings_from_args(
         retention=_retention(values),
         log_level=str(get("log_level", "info")),
         log_format=str(get("log_format", "auto")),
+        token_auth_file=optional_path(values, "token_auth_file"),
+        authn_kubernetes=bool(get("authn_kubernetes", False)),
+        authn_kubernetes_audiences=_names(str(get("authn_kubernetes_audiences", ""))),
+        authz_kubernetes=bool(get("authz_kubernetes", False)),
+        auth_cache_seconds=_auth_cache(values),
+        allow_anonymous=bool(get("allow_anonymous", False)),
+        protected_namespaces=_names(
+            str(get("protected_namespaces", ",".join(DEFAULT_PROTECTED_NAMESPACES)))
+        ),
+        audit_retention=_audit_bound(values, "audit_retention", timedelta(hours=720)),
+        audit_retention_count=_audit_bound(values, "audit_retention_count", 100_000),
     )
+    problem = settings.identity_problem()
+    if problem is not None:
+        raise SettingsError(problem)
+    return settings
+
+
+def _auth_cache(values: Mapping[str, object]) -> float:
+    value = values.get("auth_cache", timedelta(seconds=10))
+    assert isinstance(value, timedelta)
+    if value <= timedelta(0):
+        raise SettingsError("--auth-cache must be longer than 0")
+    return value.total_seconds()
+
+
+_Bound = TypeVar("_Bound", timedelta, int)
+
+
+def _audit_bound(values: Mapping[str, object], name: str, default: _Bound) -> _Bound | None:
+    value = _bound(values, name, default)
+    return value if isinstance(value, type(default)) else None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def _adapter_tls(values: Mapping[str, object]) -> ClientTls | None:

@@ -6,4 +6,5 @@ pytest_plugins: list[str] = [
     "tests.plugins.grpc_servers",
     "tests.plugins.kubesim",
     "tests.plugins.task_guard",
+    "tests.plugins.client_config",
 ]

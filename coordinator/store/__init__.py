@@ -6,6 +6,7 @@ both speak the same ``Store`` contract and schema.
 
 from __future__ import annotations
 
+from coordinator.store.audit_trail import AuditFilter, AuditRecord
 from coordinator.store.base import Store
 from coordinator.store.errors import StoreClosedError, StoreError
 from coordinator.store.migrations import MIGRATIONS, Migration
@@ -27,6 +28,8 @@ __all__ = [
     "MIGRATIONS",
     "SEVERITIES",
     "AppliedMigration",
+    "AuditFilter",
+    "AuditRecord",
     "EventFilter",
     "EventRecord",
     "Migration",

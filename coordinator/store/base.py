@@ -6,6 +6,7 @@ import abc
 from collections.abc import Sequence
 from datetime import datetime
 
+from coordinator.store.audit_trail import AuditFilter, AuditRecord
 from coordinator.store.records import (
     AppliedMigration,
     EventFilter,
@@ -142,3 +143,23 @@ class Store(abc.ABC):
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> list[PerfResultRecord]:
         """Newest first, optionally only one mesh's or one test's results."""
+
+    @abc.abstractmethod
+    async def append_audit_record(self, record: AuditRecord) -> AuditRecord:
+        """Store one audit record; returns it with its id."""
+
+    @abc.abstractmethod
+    async def list_audit_records(
+        self,
+        filter: AuditFilter | None = None,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        page_token: str = "",
+    ) -> tuple[list[AuditRecord], str]:
+        """Newest first; returns the page and the next token (empty on the last page)."""
+
+    @abc.abstractmethod
+    async def prune_audit_records(
+        self, *, older_than: datetime | None = None, keep_newest: int | None = None
+    ) -> int:
+        """Delete records older than a time and/or all but the newest N; returns how many."""

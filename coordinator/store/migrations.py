@@ -53,6 +53,11 @@ _PERF_INDEXES = (
     "CREATE INDEX perf_results_by_test ON perf_results (test_id, created_at, result_id)",
 )
 
+_AUDIT_INDEXES = (
+    "CREATE INDEX audit_records_by_time ON audit_records (recorded_at)",
+    "CREATE INDEX audit_records_by_subject ON audit_records (subject, record_id)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -196,6 +201,52 @@ MIGRATIONS: tuple[Migration, ...] = (
             )
             """,
             "CREATE INDEX operations_by_updated ON operations (updated_at)",
+        ),
+    ),
+    Migration(
+        version=4,
+        description="audit records",
+        sqlite=(
+            """
+            CREATE TABLE audit_records (
+                record_id INTEGER PRIMARY KEY AUTOINCREMENT,
+                recorded_at TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                uid TEXT NOT NULL,
+                groups TEXT NOT NULL,
+                authenticated_by TEXT NOT NULL,
+                source TEXT NOT NULL,
+                method TEXT NOT NULL,
+                mesh TEXT NOT NULL,
+                operation_id TEXT NOT NULL,
+                namespace TEXT NOT NULL,
+                decision TEXT NOT NULL,
+                outcome TEXT NOT NULL,
+                reason TEXT NOT NULL
+            )
+            """,
+            *_AUDIT_INDEXES,
+        ),
+        postgres=(
+            """
+            CREATE TABLE audit_records (
+                record_id BIGSERIAL PRIMARY KEY,
+                recorded_at TIMESTAMPTZ NOT NULL,
+                subject TEXT NOT NULL,
+                uid TEXT NOT NULL,
+                groups JSONB NOT NULL,
+                authenticated_by TEXT NOT NULL,
+                source TEXT NOT NULL,
+                method TEXT NOT NULL,
+                mesh TEXT NOT NULL,
+                operation_id TEXT NOT NULL,
+                namespace TEXT NOT NULL,
+                decision TEXT NOT NULL,
+                outcome TEXT NOT NULL,
+                reason TEXT NOT NULL
+            )
+            """,
+            *_AUDIT_INDEXES,
         ),
     ),
 )

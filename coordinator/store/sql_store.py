@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import structlog
 
-from coordinator.store import statements
+from coordinator.store import audit_trail, statements
+from coordinator.store.audit_trail import AuditFilter, AuditRecord
 from coordinator.store.base import DEFAULT_EVENT_BATCH, DEFAULT_PAGE_SIZE, Store
 from coordinator.store.migrations import Migration
 from coordinator.store.paging import check_page_size, decode_page_token
@@ -210,3 +212,52 @@ class SQLStore(Store):
         query = statements.list_perf_results_query(self._dialect, mesh, test_id, limit)
         rows = await self._fetch_all(query.sql, query.params)
         return [perf_from_row(row, self._codec) for row in rows]
+
+    # -- audit records (single statements, each its own transaction) -----------------------
+
+    async def append_audit_record(self, record: AuditRecord) -> AuditRecord:
+        # Every row fetched: the statement (and SQLite's implicit transaction) ends here.
+        rows = await self._fetch_all(
+            audit_trail.insert_sql(self._dialect), audit_trail.insert_params(record, self._codec)
+        )
+        return replace(record, record_id=int(rows[0][0]))
+
+    async def list_audit_records(
+        self,
+        filter: AuditFilter | None = None,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        page_token: str = "",
+    ) -> tuple[list[AuditRecord], str]:
+        check_page_size(page_size)
+        query = audit_trail.list_query(
+            self._dialect,
+            filter or AuditFilter(),
+            audit_trail.decode_page_token(page_token),
+            page_size + 1,
+        )
+        rows = await self._fetch_all(query.sql, query.params)
+        records = [audit_trail.record_from_row(row, self._codec) for row in rows[:page_size]]
+        more = len(rows) > page_size
+        return records, str(records[-1].record_id) if more and records else ""
+
+    async def prune_audit_records(
+        self, *, older_than: datetime | None = None, keep_newest: int | None = None
+    ) -> int:
+        deleted = 0
+        if older_than is not None:
+            rows = await self._fetch_all(
+                audit_trail.prune_by_age_sql(self._dialect),
+                (self._dialect.encode_time(older_than),),
+            )
+            deleted += len(rows)
+        if keep_newest is not None:
+            if keep_newest < 0:
+                raise ValueError(f"keep_newest must not be negative, got {keep_newest}")
+            rows = await self._fetch_all(
+                audit_trail.prune_by_count_sql(self._dialect), (keep_newest,)
+            )
+            deleted += len(rows)
+        if deleted:
+            _log.info("audit records pruned", deleted=deleted)
+        return deleted

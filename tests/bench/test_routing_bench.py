@@ -44,6 +44,7 @@ from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from serving.logging_setup import configure_logging
 from tests.bench.process_usage import cpu_seconds
+from tests.coordinator.identities import ADMIN, write_token_file
 from tests.coordinator.routing_harness import ADAPTER_SERVICE, fakes
 from tests.fixtures_paths import PROJECT_ROOT
 
@@ -150,9 +151,14 @@ async def _server_process(
 
 
 def _coordinator_process(
-    data_dir: Path, adapter: str, *, tree: Path = PROJECT_ROOT
+    data_dir: Path, adapter: str, *, tree: Path = PROJECT_ROOT, tokens: bool = True
 ) -> contextlib.AbstractAsyncContextManager[tuple[str, int]]:
-    """`meshplane coordinator` (port 0) from checkout ``tree``; istio calls go to ``adapter``."""
+    """`meshplane coordinator` (port 0) from checkout ``tree``; istio calls go to ``adapter``.
+
+    With ``tokens`` it authenticates callers with the test token file (a baseline checkout
+    from before authentication existed is started without; it ignores the token clients send).
+    """
+    auth = [f"--token-auth-file={write_token_file(data_dir / 'auth')}"] if tokens else []
     return _server_process(
         [
             "-c",
@@ -161,6 +167,7 @@ def _coordinator_process(
             "--port=0",
             f"--adapter=istio={adapter}",
             f"--data-dir={data_dir}",
+            *auth,
             "--log-level=warning",
         ],
         cwd=tree,
@@ -242,7 +249,7 @@ def _report(arms: Sequence[Arm]) -> list[str]:
 
 async def test_routed_vs_direct_getinfo(tmp_path: Path) -> None:
     baseline = _baseline_tree()
-    metadata = ((MESH_METADATA_KEY, "istio"),)
+    metadata = ((MESH_METADATA_KEY, "istio"), ("authorization", f"Bearer {ADMIN.token}"))
     async with contextlib.AsyncExitStack() as stack:
         adapter, _ = await stack.enter_async_context(
             _server_process(["-m", "tests.bench.test_routing_bench", "adapter"])
@@ -264,7 +271,12 @@ async def test_routed_vs_direct_getinfo(tmp_path: Path) -> None:
         ]
         if baseline is not None:
             before, before_pid = await stack.enter_async_context(
-                _coordinator_process(tmp_path / "baseline", adapter, tree=baseline)
+                _coordinator_process(
+                    tmp_path / "baseline",
+                    adapter,
+                    tree=baseline,
+                    tokens=(baseline / "coordinator" / "identity").is_dir(),
+                )
             )
             targets.append(
                 (f"coordinator @{_describe_tree(baseline)}", before, before_pid, metadata)

@@ -25,6 +25,7 @@ from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
 from serving import GrpcServer, ServerConfig, TlsConfig
+from tests.coordinator.identities import ADMIN, Caller, channel_as, write_token_file
 
 ADAPTER_SERVICE = "meshplane.adapter.v1.MeshAdapterService"
 
@@ -231,12 +232,14 @@ async def fakes(*specs: tuple[str, str]) -> AsyncIterator[list[RunningFake]]:
 
 
 def make_settings(tmp_path: Path, **changes: Any) -> CoordinatorSettings:
-    """Loopback, port 0, fast health backoff, a store in ``tmp_path``."""
+    """Loopback, port 0, fast health backoff, a store and a token file (``identities``) in
+    ``tmp_path``."""
     base = CoordinatorSettings(
         host="127.0.0.1",
         port=0,
         data_dir=tmp_path,
         store=str(tmp_path / "coordinator.db"),
+        token_auth_file=write_token_file(tmp_path / "auth"),
         call_timeout_seconds=5.0,
         health_backoff_initial_seconds=0.05,
         health_backoff_max_seconds=0.3,
@@ -294,11 +297,14 @@ class Client:
 
 
 @contextlib.asynccontextmanager
-async def coordinator(settings: CoordinatorSettings) -> AsyncIterator[Client]:
-    """Build and start a coordinator in-process; connect a plaintext client; stop both."""
+async def coordinator(
+    settings: CoordinatorSettings, caller: Caller | None = ADMIN
+) -> AsyncIterator[Client]:
+    """Build and start a coordinator in-process; connect a plaintext client calling as
+    ``caller`` (the admin of ``identities``; None sends no credentials); stop both."""
     built = build_coordinator(settings)
     await built.start()
-    channel = grpc.aio.insecure_channel(built.address)
+    channel = channel_as(built.address, caller)
     try:
         yield Client(
             coordinator=built,

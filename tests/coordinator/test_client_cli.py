@@ -78,7 +78,7 @@ async def test_commands_speak_mutual_tls(
 ) -> None:
     ca = CertificateAuthority(tmp_path, "meshplane")
     server = ca.issue("coordinator", server=True)
-    client = ca.issue("cli", server=False)
+    client = ca.issue("cli", server=False, organizations=("meshplane:viewers",))
     settings = CoordinatorSettings(
         port=0,
         data_dir=tmp_path / "data",

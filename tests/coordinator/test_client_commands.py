@@ -17,6 +17,7 @@ from coordinator.perf_service import DOCUMENT_FORMAT
 from coordinator.store import OperationRecord
 from coordinator.store.records import PerfResultRecord
 from meshplane_cli.main import main
+from tests.coordinator.identities import ADMIN
 from tests.coordinator.routing_harness import Client, coordinator, make_settings
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -51,7 +52,8 @@ async def client(tmp_path: Path) -> AsyncIterator[Client]:
 async def _cli(
     client: Client, capsys: pytest.CaptureFixture[str], *argv: str
 ) -> tuple[int, str, str]:
-    code = await asyncio.to_thread(main, [*argv, "--coordinator", client.coordinator.address])
+    address = client.coordinator.address
+    code = await asyncio.to_thread(main, [*argv, "--coordinator", address, "--token", ADMIN.token])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -165,6 +167,8 @@ async def test_a_reader_that_goes_away_ends_the_command_quietly(client: Client) 
             "json",
             "--coordinator",
             client.coordinator.address,
+            "--token",
+            ADMIN.token,
             stdout=write_end,
             stderr=asyncio.subprocess.PIPE,
         )

@@ -16,6 +16,7 @@ from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
 from serving.tls import ClientTls, TlsConfig, dial
+from tests.coordinator.identities import channel_as
 from tests.coordinator.routing_harness import make_settings, start_fake, static
 from tests.serving.certificates import CertificateAuthority
 
@@ -27,10 +28,16 @@ def _mtls(ca: CertificateAuthority, name: str) -> TlsConfig:
     )
 
 
-def _client(ca: CertificateAuthority, name: str | None, *, trust: Path | None = None) -> ClientTls:
+def _client(
+    ca: CertificateAuthority,
+    name: str | None,
+    *,
+    trust: Path | None = None,
+    groups: tuple[str, ...] = (),
+) -> ClientTls:
     if name is None:
         return ClientTls(ca_path=trust or ca.cert_path)
-    issued = ca.issue(name, server=False)
+    issued = ca.issue(name, server=False, organizations=groups)
     return ClientTls(
         ca_path=trust or ca.cert_path, cert_path=issued.cert_path, key_path=issued.key_path
     )
@@ -60,7 +67,8 @@ async def test_mutual_tls_on_both_hops_and_refusals(tmp_path: Path) -> None:
     built = build_coordinator(settings)
     await built.start()
     try:
-        channel = dial(built.address, tls=_client(ca, "cli"))
+        # The client certificate is the caller's identity: CN user, O groups (here the admins).
+        channel = dial(built.address, tls=_client(ca, "cli", groups=("meshplane:admins",)))
         try:
             stub = cpb_grpc.CoordinatorServiceStub(channel)
             async with asyncio.timeout(10):
@@ -78,6 +86,10 @@ async def test_mutual_tls_on_both_hops_and_refusals(tmp_path: Path) -> None:
             )
             assert answer.operation.adapter_address == adapter.address
             assert len(adapter.fake.calls("ApplyOperation")) == 1
+            received = adapter.fake.received[-1]
+            assert received.request.username == "cli"
+            assert received.metadata["x-meshplane-subject"] == "cli"
+            assert received.metadata["x-meshplane-groups"] == "meshplane:admins"
         finally:
             await channel.close()
 
@@ -111,7 +123,7 @@ async def test_coordinator_without_a_client_certificate_cannot_use_the_adapter(
     )
     built = build_coordinator(settings)
     await built.start()
-    channel = grpc.aio.insecure_channel(built.address)
+    channel = channel_as(built.address)
     try:
         stub = cpb_grpc.CoordinatorServiceStub(channel)
         async with asyncio.timeout(10):
@@ -184,7 +196,7 @@ async def test_one_certificate_for_both_ends_and_the_adapters_name_as_the_chart_
     await built.start()
     health_port = built.server.health_port
     assert health_port is not None
-    channel = grpc.aio.insecure_channel(built.address)
+    channel = channel_as(built.address)
     try:
         stub = cpb_grpc.CoordinatorServiceStub(channel)
         error = await _replica_state(stub, serving=server_name is not None)

@@ -41,6 +41,7 @@ def test_static_adapters_come_from_flags_and_environment() -> None:
         {
             ADAPTERS_ENV: "consul=127.0.0.1:10002, istio=127.0.0.1:10003",
             "MESHPLANE_COORDINATOR_PORT": "0",
+            "MESHPLANE_COORDINATOR_ALLOW_ANONYMOUS": "true",
         },
     )
     assert settings.adapters == (  # type: ignore[attr-defined]

@@ -29,6 +29,7 @@ from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
 from serving import GrpcServer, ServerConfig
 from serving.tls import dial
+from tests.coordinator.identities import CALLERS, channel_as, write_token_file
 from tests.coordinator.routing_harness import (
     Client,
     code_of,
@@ -191,17 +192,21 @@ async def test_versions_and_status_are_forwarded(tmp_path: Path) -> None:
 async def test_history_pages_and_filters(tmp_path: Path) -> None:
     async with toy_adapter() as toy, coordinator(_toy_settings(tmp_path, toy)) as client:
         await client.wait_serving(toy.adapter.address)
+        operator = channel_as(client.coordinator.address, CALLERS["operator"])
         for index in range(5):
-            await client.stub.ApplyOperation(
+            # ada (admin) installs and deploys samples; otto (operator) deploys samples.
+            as_otto = index >= 3
+            stub = cpb_grpc.CoordinatorServiceStub(operator) if as_otto else client.stub
+            await stub.ApplyOperation(
                 cpb.ApplyOperationRequest(
                     mesh="toy",
                     request=apb.ApplyOperationRequest(
-                        operation="install" if index % 2 else "sample",
+                        operation="install" if index == 1 else "sample",
                         operation_id=f"op-{index}",
-                        username="ada" if index < 3 else "bob",
                     ),
                 )
             )
+        await operator.close()
         seen: list[str] = []
         token = ""
         while True:
@@ -216,13 +221,13 @@ async def test_history_pages_and_filters(tmp_path: Path) -> None:
         assert sorted(seen) == [f"op-{i}" for i in range(5)]
         assert len(seen) == 5
         by_user = await client.stub.ListOperationHistory(
-            cpb.ListOperationHistoryRequest(username="bob")
+            cpb.ListOperationHistoryRequest(username="otto")
         )
         assert {r.operation.operation_id for r in by_user.operations} == {"op-3", "op-4"}
         installs = await client.stub.ListOperationHistory(
             cpb.ListOperationHistoryRequest(operation="install", mesh="toy")
         )
-        assert {r.operation.operation_id for r in installs.operations} == {"op-1", "op-3"}
+        assert {r.operation.operation_id for r in installs.operations} == {"op-1"}
         with pytest.raises(grpc.aio.AioRpcError) as bad:
             await client.stub.ListOperationHistory(
                 cpb.ListOperationHistoryRequest(page_token="not a token")
@@ -392,6 +397,7 @@ async def test_coordinator_command_serves_and_stops_on_sigterm(tmp_path: Path) -
             "coordinator",
             "--port=0",
             f"--data-dir={tmp_path}",
+            f"--token-auth-file={write_token_file(tmp_path / 'auth')}",
             "--log-level=warning",
             stdout=asyncio.subprocess.PIPE,
             env={**os.environ, "MESHPLANE_ADAPTERS": f"istio={adapter.address}"},
@@ -401,7 +407,7 @@ async def test_coordinator_command_serves_and_stops_on_sigterm(tmp_path: Path) -
             line = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
             assert line["adapters"] == [f"istio={adapter.address}"]
             assert (tmp_path / "coordinator.db").exists()
-            async with grpc.aio.insecure_channel(line["grpc"]) as channel:
+            async with channel_as(line["grpc"]) as channel:
                 stub = cpb_grpc.CoordinatorServiceStub(channel)
                 async with asyncio.timeout(20):
                     while True:

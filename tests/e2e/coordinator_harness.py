@@ -25,6 +25,7 @@ from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
 from tests.adapters.istio.adapter_process import MESHPLANE, AdapterProcess
+from tests.coordinator.identities import channel_as, write_token_file
 
 TERMINAL = frozenset(
     {
@@ -124,7 +125,7 @@ class CoordinatorUnderTest:
     async def start(self) -> str:
         self.coordinator = build_coordinator(self.settings)
         address = await self.coordinator.start()
-        self.channel = grpc.aio.insecure_channel(address)
+        self.channel = channel_as(address)
         self.stub = cpb_grpc.CoordinatorServiceStub(self.channel)
         return address
 
@@ -171,8 +172,10 @@ class CoordinatorUnderTest:
 def coordinator_settings(
     data_dir: Path, adapters: list[Adapter], *, store: str = ""
 ) -> CoordinatorSettings:
-    """Port 0, the given adapters as static replicas, quick health backoff."""
+    """Port 0, the given adapters as static replicas, quick health backoff, the test callers'
+    token file (``tests.coordinator.identities``; the stub calls as the admin)."""
     return CoordinatorSettings(
+        token_auth_file=write_token_file(data_dir / "auth"),
         host="127.0.0.1",
         port=0,
         adapters=tuple(StaticAdapter(mesh=a.mesh, address=a.address) for a in adapters),

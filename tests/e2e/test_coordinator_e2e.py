@@ -34,6 +34,7 @@ from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane_cli.main import main
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
+from tests.coordinator.identities import ADMIN
 from tests.e2e.coordinator_harness import (
     Adapter,
     CoordinatorUnderTest,
@@ -350,7 +351,7 @@ async def test_cli_against_the_coordinator(adapter_fast: Adapter, tmp_path: Path
     await coordinator.start()
     try:
         await coordinator.wait_serving("istio")
-        at = ["--coordinator", coordinator.address]
+        at = ["--coordinator", coordinator.address, "--token", ADMIN.token]
 
         code, out, err = await run_cli_here("apply", "istio", "validate", "--wait", *at)
         assert code == 1, (out, err)

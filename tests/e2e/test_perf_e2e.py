@@ -25,6 +25,7 @@ import yaml
 
 from meshplane_cli.main import main
 from serving.logging_setup import reset_logging
+from tests.coordinator.identities import ADMIN, write_token_file
 from tests.coordinator.perf.conftest import LoopbackServer, start_server, stop_server
 from tests.fixtures_paths import OWN_FIXTURES, PROJECT_ROOT
 
@@ -64,7 +65,14 @@ class CoordinatorProcess:
 
     def start(self) -> str:
         self.process = subprocess.Popen(
-            [*CLI, "coordinator", "--port=0", f"--data-dir={self.data_dir}", "--log-level=warning"],
+            [
+                *CLI,
+                "coordinator",
+                "--port=0",
+                f"--data-dir={self.data_dir}",
+                f"--token-auth-file={write_token_file(self.data_dir / 'auth')}",
+                "--log-level=warning",
+            ],
             cwd=PROJECT_ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -106,7 +114,11 @@ def perf(coordinator: CoordinatorProcess, *args: str) -> subprocess.CompletedPro
     return subprocess.run(
         [*CLI, "perf", *args],
         cwd=PROJECT_ROOT,
-        env={**os.environ, "MESHPLANE_COORDINATOR": coordinator.address},
+        env={
+            **os.environ,
+            "MESHPLANE_COORDINATOR": coordinator.address,
+            "MESHPLANE_TOKEN": ADMIN.token,
+        },
         capture_output=True,
         text=True,
         timeout=90,
@@ -136,6 +148,7 @@ class InProcess:
 
     def __call__(self, *args: str) -> tuple[int, str, str]:
         self._monkeypatch.setenv("MESHPLANE_COORDINATOR", self._coordinator.address)
+        self._monkeypatch.setenv("MESHPLANE_TOKEN", ADMIN.token)
         self._capsys.readouterr()
         try:
             code = main(["perf", *args])

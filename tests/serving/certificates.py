@@ -19,8 +19,13 @@ class Issued:
     key_path: Path
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+def _name(common_name: str, organizations: tuple[str, ...] = ()) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            *(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations),
+        ]
+    )
 
 
 def _write(
@@ -82,17 +87,19 @@ class CertificateAuthority:
         server: bool,
         client: bool = False,
         dns_names: tuple[str, ...] | None = None,
+        organizations: tuple[str, ...] = (),
     ) -> Issued:
         """Issue a leaf; server leaves name localhost and 127.0.0.1, or only ``dns_names``.
 
         ``client`` adds client authentication to a server leaf (one certificate for both ends,
         as a chart mounting a single Secret uses it); a leaf that is not a server is a client.
+        ``organizations`` become O attributes of the subject (groups, to the coordinator).
         """
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         builder = (
             x509.CertificateBuilder()
-            .subject_name(_name(common_name))
+            .subject_name(_name(common_name, organizations))
             .issuer_name(self.cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())

@@ -83,6 +83,34 @@ REGISTRATION_SOURCE_KUBERNETES: RegistrationSource.ValueType  # 3
 """From Kubernetes Services/EndpointSlices labelled meshplane.io/adapter=<mesh>."""
 Global___RegistrationSource: _TypeAlias = RegistrationSource  # noqa: Y015
 
+class _AuditDecision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AuditDecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditDecision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AUDIT_DECISION_UNSPECIFIED: _AuditDecision.ValueType  # 0
+    """Not set (in a request: any decision)."""
+    AUDIT_DECISION_ALLOWED: _AuditDecision.ValueType  # 1
+    """Authenticated and authorized; the outcome is the call's own status."""
+    AUDIT_DECISION_DENIED: _AuditDecision.ValueType  # 2
+    """Authenticated but not authorized (PERMISSION_DENIED)."""
+    AUDIT_DECISION_UNAUTHENTICATED: _AuditDecision.ValueType  # 3
+    """Not authenticated (UNAUTHENTICATED)."""
+
+class AuditDecision(_AuditDecision, metaclass=_AuditDecisionEnumTypeWrapper):
+    """AuditDecision is what authentication and authorization decided about a call."""
+
+AUDIT_DECISION_UNSPECIFIED: AuditDecision.ValueType  # 0
+"""Not set (in a request: any decision)."""
+AUDIT_DECISION_ALLOWED: AuditDecision.ValueType  # 1
+"""Authenticated and authorized; the outcome is the call's own status."""
+AUDIT_DECISION_DENIED: AuditDecision.ValueType  # 2
+"""Authenticated but not authorized (PERMISSION_DENIED)."""
+AUDIT_DECISION_UNAUTHENTICATED: AuditDecision.ValueType  # 3
+"""Not authenticated (UNAUTHENTICATED)."""
+Global___AuditDecision: _TypeAlias = AuditDecision  # noqa: Y015
+
 @_typing.final
 class AdapterReplica(_message.Message):
     """AdapterReplica is one running adapter process."""
@@ -834,3 +862,157 @@ class GetMeshStatusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetMeshStatusResponse: _TypeAlias = GetMeshStatusResponse  # noqa: Y015
+
+@_typing.final
+class AuditRecord(_message.Message):
+    """AuditRecord is one audited call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORD_ID_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    GROUPS_FIELD_NUMBER: _builtins.int
+    UID_FIELD_NUMBER: _builtins.int
+    AUTHENTICATED_BY_FIELD_NUMBER: _builtins.int
+    SOURCE_ADDRESS_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    MESH_FIELD_NUMBER: _builtins.int
+    OPERATION_ID_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    record_id: _builtins.int
+    """Store-assigned id, increasing in the order records were written."""
+    subject: _builtins.str
+    """Authenticated user name ("system:anonymous" for anonymous callers; empty when
+    authentication failed).
+    """
+    uid: _builtins.str
+    """The user's uid, when the authenticator gives one."""
+    authenticated_by: _builtins.str
+    """How the caller authenticated: "token-file", "kubernetes", "certificate" or empty."""
+    source_address: _builtins.str
+    """The caller's address as gRPC reports it, e.g. "ipv4:127.0.0.1:53211"."""
+    method: _builtins.str
+    """Full gRPC method, e.g. "/meshplane.coordinator.v1.CoordinatorService/ApplyOperation"."""
+    mesh: _builtins.str
+    """Mesh the call was about (empty when none)."""
+    operation_id: _builtins.str
+    """Operation the call created or named (empty when none)."""
+    namespace: _builtins.str
+    """Namespace the call was about (empty when cluster-wide)."""
+    decision: Global___AuditDecision.ValueType
+    """What was decided."""
+    outcome: _builtins.str
+    """The status code the call ended with, e.g. "OK", "PERMISSION_DENIED", "NOT_FOUND"."""
+    reason: _builtins.str
+    """Why a call was refused or failed (the status details, shortened)."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When the call was decided."""
+
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The user's groups."""
+
+    def __init__(
+        self,
+        *,
+        record_id: _builtins.int = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        subject: _builtins.str = ...,
+        groups: _abc.Iterable[_builtins.str] | None = ...,
+        uid: _builtins.str = ...,
+        authenticated_by: _builtins.str = ...,
+        source_address: _builtins.str = ...,
+        method: _builtins.str = ...,
+        mesh: _builtins.str = ...,
+        operation_id: _builtins.str = ...,
+        namespace: _builtins.str = ...,
+        decision: Global___AuditDecision.ValueType = ...,
+        outcome: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authenticated_by", b"authenticated_by", "decision", b"decision", "groups", b"groups", "mesh", b"mesh", "method", b"method", "namespace", b"namespace", "operation_id", b"operation_id", "outcome", b"outcome", "reason", b"reason", "record_id", b"record_id", "source_address", b"source_address", "subject", b"subject", "time", b"time", "uid", b"uid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditRecord: _TypeAlias = AuditRecord  # noqa: Y015
+
+@_typing.final
+class ListAuditRecordsRequest(_message.Message):
+    """ListAuditRecordsRequest filters and pages the audit trail."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    subject: _builtins.str
+    """Only calls by this user (empty: all)."""
+    decision: Global___AuditDecision.ValueType
+    """Only calls with this decision (UNSPECIFIED: all)."""
+    page_size: _builtins.int
+    """Maximum records per page (default 50, at most 500)."""
+    page_token: _builtins.str
+    """Token from a previous response's next_page_token; empty for the first page."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Only records at or after this time."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Only records before this time."""
+
+    def __init__(
+        self,
+        *,
+        subject: _builtins.str = ...,
+        decision: Global___AuditDecision.ValueType = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "end_time", b"end_time", "page_size", b"page_size", "page_token", b"page_token", "start_time", b"start_time", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAuditRecordsRequest: _TypeAlias = ListAuditRecordsRequest  # noqa: Y015
+
+@_typing.final
+class ListAuditRecordsResponse(_message.Message):
+    """ListAuditRecordsResponse is one page of the audit trail."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditRecord]:
+        """Records, newest first."""
+
+    def __init__(
+        self,
+        *,
+        records: _abc.Iterable[Global___AuditRecord] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "records", b"records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAuditRecordsResponse: _TypeAlias = ListAuditRecordsResponse  # noqa: Y015

@@ -111,6 +111,11 @@ class CoordinatorServiceStub:
                 request_serializer=meshplane_dot_perf_dot_v1_dot_perf__pb2.ComparePerformanceResultsRequest.SerializeToString,
                 response_deserializer=meshplane_dot_perf_dot_v1_dot_perf__pb2.ComparePerformanceResultsResponse.FromString,
                 _registered_method=True)
+        self.ListAuditRecords = channel.unary_unary(
+                '/meshplane.coordinator.v1.CoordinatorService/ListAuditRecords',
+                request_serializer=meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.ListAuditRecordsRequest.SerializeToString,
+                response_deserializer=meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.ListAuditRecordsResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -230,6 +235,14 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditRecords(self, request, context):
+        """ListAuditRecords pages through the audit trail, newest first: every mutating call and every
+        refused call, with who made it and how it ended. Admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -307,6 +320,11 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.ComparePerformanceResults,
                     request_deserializer=meshplane_dot_perf_dot_v1_dot_perf__pb2.ComparePerformanceResultsRequest.FromString,
                     response_serializer=meshplane_dot_perf_dot_v1_dot_perf__pb2.ComparePerformanceResultsResponse.SerializeToString,
+            ),
+            'ListAuditRecords': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditRecords,
+                    request_deserializer=meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.ListAuditRecordsRequest.FromString,
+                    response_serializer=meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.ListAuditRecordsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -715,6 +733,33 @@ class CoordinatorService:
             '/meshplane.coordinator.v1.CoordinatorService/ComparePerformanceResults',
             meshplane_dot_perf_dot_v1_dot_perf__pb2.ComparePerformanceResultsRequest.SerializeToString,
             meshplane_dot_perf_dot_v1_dot_perf__pb2.ComparePerformanceResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshplane.coordinator.v1.CoordinatorService/ListAuditRecords',
+            meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.ListAuditRecordsRequest.SerializeToString,
+            meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.ListAuditRecordsResponse.FromString,
             options,
             channel_credentials,
             insecure,

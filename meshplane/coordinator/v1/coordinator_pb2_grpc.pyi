@@ -84,6 +84,10 @@ class CoordinatorServiceStub:
     """ComparePerformanceResults compares two or more stored results, the first as the baseline,
     with the relative difference of every percentile and of the rate.
     """
+    ListAuditRecords: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListAuditRecordsRequest, _coordinator_pb2.ListAuditRecordsResponse]
+    """ListAuditRecords pages through the audit trail, newest first: every mutating call and every
+    refused call, with who made it and how it ended. Admins only.
+    """
 
 @_typing.type_check_only
 class CoordinatorServiceAsyncStub(CoordinatorServiceStub):
@@ -133,6 +137,10 @@ class CoordinatorServiceAsyncStub(CoordinatorServiceStub):
     ComparePerformanceResults: _aio.UnaryUnaryMultiCallable[_perf_pb2.ComparePerformanceResultsRequest, _perf_pb2.ComparePerformanceResultsResponse]  # type: ignore[assignment]
     """ComparePerformanceResults compares two or more stored results, the first as the baseline,
     with the relative difference of every percentile and of the rate.
+    """
+    ListAuditRecords: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListAuditRecordsRequest, _coordinator_pb2.ListAuditRecordsResponse]  # type: ignore[assignment]
+    """ListAuditRecords pages through the audit trail, newest first: every mutating call and every
+    refused call, with who made it and how it ended. Admins only.
     """
 
 class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -270,6 +278,16 @@ class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_perf_pb2.ComparePerformanceResultsResponse, _abc.Awaitable[_perf_pb2.ComparePerformanceResultsResponse]]:
         """ComparePerformanceResults compares two or more stored results, the first as the baseline,
         with the relative difference of every percentile and of the rate.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditRecords(
+        self,
+        request: _coordinator_pb2.ListAuditRecordsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.ListAuditRecordsResponse, _abc.Awaitable[_coordinator_pb2.ListAuditRecordsResponse]]:
+        """ListAuditRecords pages through the audit trail, newest first: every mutating call and every
+        refused call, with who made it and how it ended. Admins only.
         """
 
 def add_CoordinatorServiceServicer_to_server(servicer: CoordinatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
