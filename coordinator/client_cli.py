@@ -45,6 +45,11 @@ from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 __all__ = ["COORDINATOR_ENV", "DEFAULT_COORDINATOR", "register"]
 
 _STATES = ("pending", "running", "succeeded", "failed", "cancelled", "interrupted")
+_AUDIT_DECISIONS = {
+    "allowed": cpb.AUDIT_DECISION_ALLOWED,
+    "denied": cpb.AUDIT_DECISION_DENIED,
+    "unauthenticated": cpb.AUDIT_DECISION_UNAUTHENTICATED,
+}
 _RELATIVE = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -218,6 +223,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     history.add_argument(
         "--all", action="store_true", help="every matching operation (ignores --limit)"
     )
+
+    audit = add(
+        "audit", _audit, "list the audit trail: every mutating and every refused call (admins)"
+    )
+    audit.add_argument("--user", default="", help="only calls by this user")
+    audit.add_argument(
+        "--decision", choices=tuple(_AUDIT_DECISIONS), default=None, help="only this decision"
+    )
+    audit.add_argument(
+        "--since",
+        type=_time_flag,
+        default=None,
+        metavar="TIME",
+        help="only calls at or after TIME: ISO 8601 or an age such as 30m, 1h, 2d",
+    )
+    audit.add_argument(
+        "--until", type=_time_flag, default=None, metavar="TIME", help="only calls before TIME"
+    )
+    audit.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    audit.add_argument("--all", action="store_true", help="every matching record")
 
 
 # -- simple queries ---------------------------------------------------------------------------
@@ -436,6 +461,68 @@ async def _history(stub: Any, args: argparse.Namespace) -> int:
     print_listing(listing, args)
     if token:  # on stderr, so the table stays clean for line tools
         print(f"more: meshplane history --page-token {token} (or --all)", file=sys.stderr)
+    return 0
+
+
+# -- audit ------------------------------------------------------------------------------------
+
+
+def _audit_request(args: argparse.Namespace) -> cpb.ListAuditRecordsRequest:
+    request = cpb.ListAuditRecordsRequest(
+        subject=args.user,
+        decision=_AUDIT_DECISIONS.get(args.decision or "", cpb.AUDIT_DECISION_UNSPECIFIED),
+    )
+    if args.since is not None:
+        request.start_time.FromDatetime(args.since.astimezone(UTC))
+    if args.until is not None:
+        request.end_time.FromDatetime(args.until.astimezone(UTC))
+    return request
+
+
+def _decision(value: int) -> str:
+    return str(cpb.AuditDecision.Name(cpb.AuditDecision.ValueType(value))).removeprefix(
+        "AUDIT_DECISION_"
+    )
+
+
+async def _audit(stub: Any, args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    records: list[cpb.AuditRecord] = []
+    token = ""
+    while args.all or len(records) < args.limit:
+        request = _audit_request(args)
+        request.page_size = 500 if args.all else min(500, args.limit - len(records))
+        request.page_token = token
+        page = await stub.ListAuditRecords(request, timeout=args.call_timeout)
+        records.extend(page.records)
+        token = page.next_page_token
+        if not token:
+            break
+    if args.output == "json":
+        print_json({"records": [as_dict(r) for r in records], "next_page_token": token})
+        return 0
+    rows = [
+        [
+            local_time(r.time),
+            r.subject or "-",
+            r.method.rsplit("/", 1)[-1],
+            r.mesh or "-",
+            r.namespace or "-",
+            r.operation_id or "-",
+            _decision(r.decision),
+            r.outcome,
+            r.source_address,
+        ]
+        for r in records
+    ]
+    print_table(
+        ["TIME", "USER", "METHOD", "MESH", "NAMESPACE", "OPERATION", "DECISION", "OUTCOME",
+         "SOURCE"],
+        rows,
+    )  # fmt: skip
+    if token:
+        print("more: meshplane audit --all", file=sys.stderr)
     return 0
 
 

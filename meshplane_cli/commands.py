@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "status": "coordinator.client_cli",
     "events": "coordinator.client_cli",
     "history": "coordinator.client_cli",
+    "audit": "coordinator.client_cli",
     "get": "coordinator.operation_cli",
     "wait": "coordinator.operation_cli",
     "cancel": "coordinator.operation_cli",
