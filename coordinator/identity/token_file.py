@@ -2,11 +2,11 @@
 
 One line per token: ``token,user,uid,"group1,group2"`` (the groups column is optional; lines
 starting with ``#`` and blank lines are skipped). The file is read again whenever its size,
-modification time or inode changes; a file that no longer parses, or that became readable by
-other users, is refused and the previous tokens stay in force (logged at ERROR). A presented
-token's SHA-256 digest is compared with every entry's digest by ``hmac.compare_digest``, so the
-time taken does not depend on how much of a guessed token is right (it grows with the number
-of tokens in the file, which is small).
+modification or change time, mode or inode changes; a file that no longer parses, or that
+became readable by other users, is refused and the previous tokens stay in force (logged at
+ERROR). A presented token's SHA-256 digest is compared with every entry's digest by
+``hmac.compare_digest``, so the time taken does not depend on how much of a guessed token is
+right (it grows with the number of tokens in the file, which is small).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class TokenFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._entries: dict[bytes, Subject] = {}
-        self._signature: tuple[int, int, int] | None = None
+        self._signature: tuple[int, ...] | None = None
         self._reload(initial=True)
 
     def _stat(self) -> os.stat_result:
@@ -88,7 +88,7 @@ class TokenFile:
                 raise TokenFileError(f"cannot read --token-auth-file {self.path}: {exc}") from exc
             _log.error("auth.token_file_unreadable", path=str(self.path), error=str(exc))
             return
-        signature = (info.st_mtime_ns, info.st_size, info.st_ino)
+        signature = (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino, info.st_mode)
         if signature == self._signature:
             return
         self._signature = signature

@@ -59,6 +59,14 @@ class FakeAdapter(apb_grpc.MeshAdapterServiceServicer):
         self.operation_events: list[apb.Event] = []
         """Events about operations (a cancellation ends one), after the numbered ones."""
         self._new_event = asyncio.Condition()
+        self.catalogue = [
+            apb.OperationDescriptor(
+                id="install",
+                category=apb.OPERATION_CATEGORY_INSTALL,
+                description=f"install {mesh}",
+            )
+        ]
+        """What ListOperations answers (read by the coordinator when it registers the fake)."""
 
     def _record(self, method: str, request: Any, context: Any) -> None:
         metadata = {k: str(v) for k, v in context.invocation_metadata() or ()}
@@ -80,15 +88,7 @@ class FakeAdapter(apb_grpc.MeshAdapterServiceServicer):
 
     async def ListOperations(self, request: Any, context: Any) -> apb.ListOperationsResponse:
         self._record("ListOperations", request, context)
-        return apb.ListOperationsResponse(
-            operations=[
-                apb.OperationDescriptor(
-                    id="install",
-                    category=apb.OPERATION_CATEGORY_INSTALL,
-                    description=f"install {self.mesh}",
-                )
-            ]
-        )
+        return apb.ListOperationsResponse(operations=self.catalogue)
 
     async def ListMeshVersions(self, request: Any, context: Any) -> apb.ListMeshVersionsResponse:
         self._record("ListMeshVersions", request, context)
