@@ -19,9 +19,11 @@ from typing import Any
 
 import pytest
 
+from coordinator.client_credentials import TOKEN_ENV
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane_cli.main import main
+from tests.coordinator.identities import ADMIN
 from tests.coordinator.routing_harness import (
     Client,
     RunningFake,
@@ -55,7 +57,9 @@ class Setup:
 
 
 @pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+async def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Setup]:
+    # Commands, in this process and in child processes, authenticate as the test admin.
+    monkeypatch.setenv(TOKEN_ENV, ADMIN.token)
     async with fakes(("toy", "a")) as (fake,):
         settings = make_settings(tmp_path, adapters=static(fake))
         async with coordinator(settings) as client:

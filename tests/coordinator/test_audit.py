@@ -14,6 +14,7 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
+from coordinator.client_channel import EXIT_DENIED
 from coordinator.store import AuditFilter, AuditRecord, open_store
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
@@ -62,7 +63,7 @@ async def _session(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert code == 0, err
     code, _, err = await _cli(client, capsys, viewer, "apply", "istio", "install")
-    assert code == 1 and "PERMISSION_DENIED" in err and "create meshes" in err
+    assert code == EXIT_DENIED and "PERMISSION_DENIED" in err and "create meshes" in err
     code, _, err = await _cli(client, capsys, operator, "history")
     assert code == 0
     async with await _as(client, operator) as channel:
@@ -119,7 +120,7 @@ async def _session(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
 
     # Only admins read the trail; the refusal is itself recorded.
     code, _, err = await _cli(client, capsys, operator, "audit")
-    assert code == 1 and "PERMISSION_DENIED" in err and "list auditrecords" in err
+    assert code == EXIT_DENIED and "PERMISSION_DENIED" in err and "list auditrecords" in err
     code, out, _ = await _cli(client, capsys, ADMIN, "audit", "--limit", "1", "-o", "json")
     assert json.loads(out)["records"][0]["subject"] == "otto"
 
