@@ -112,7 +112,7 @@ def install(operation_id: str) -> apb.ApplyOperationRequest:
         operation="install",
         mesh_version="1.1.0",
         parameters={"profile": "demo"},
-        username="e2e",
+        username=ADMIN.user,  # the caller (the harness calls as the admin)
     )
 
 

@@ -27,6 +27,7 @@ from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
+from tests.coordinator.identities import ADMIN, write_token_file
 from tests.e2e.coordinator_harness import TERMINAL, Adapter, CoordinatorUnderTest
 from tests.plugins.static_http import StaticHttpServer
 
@@ -42,7 +43,9 @@ def coordinator_from_flags(data_dir: Path, *flags: str) -> CoordinatorSettings:
     only the health backoff ceiling is shortened, which has no flag, so a restart is seen soon."""
     parser = argparse.ArgumentParser(prog="meshplane coordinator")
     add_arguments(parser)
+    tokens = write_token_file(data_dir / "auth")
     argv = ["--host", "127.0.0.1", "--port", "0", "--data-dir", str(data_dir), *flags]
+    argv += ["--token-auth-file", str(tokens)]
     settings = settings_from_args(parser.parse_args(argv), environ={})
     return dataclasses.replace(
         settings, health_backoff_initial_seconds=0.05, health_backoff_max_seconds=0.5
@@ -122,7 +125,7 @@ async def run_install(coordinator: CoordinatorUnderTest, operation_id: str) -> A
         operation="install",
         mesh_version="1.1.0",
         parameters={"profile": "demo"},
-        username="e2e",
+        username=ADMIN.user,  # the caller (the harness calls as the admin)
     )
     accepted = await coordinator.apply("istio", request)
     async with asyncio.timeout(30):
