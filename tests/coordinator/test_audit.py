@@ -126,8 +126,11 @@ async def _session(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 async def test_audit_records_are_pruned_by_count(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
     settings = replace(
-        make_settings(tmp_path), audit_max_records=3, audit_prune_interval_seconds=0.05
+        settings,
+        audit_retention_count=3,
+        retention=replace(settings.retention, interval_seconds=0.05),
     )
     async with coordinator(settings, caller=CALLERS["viewer"]) as client:
         for _ in range(6):  # each one a denial, so each one a record
