@@ -25,6 +25,7 @@ from coordinator.store.sql_store import PRUNE_BATCH
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
 from serving.command_settings import SettingsError
+from tests.coordinator.identities import channel_as, write_token_file
 from tests.coordinator.test_store import T0, keys, make_event, make_operation
 
 
@@ -101,7 +102,7 @@ def test_retention_flags() -> None:
     add_arguments(parser)
 
     def parsed(*argv: str) -> CoordinatorSettings:
-        return settings_from_args(parser.parse_args(list(argv)), environ={})
+        return settings_from_args(parser.parse_args([*argv, "--allow-anonymous"]), environ={})
 
     defaults = parsed().retention
     assert defaults == RetentionPolicy()
@@ -126,7 +127,8 @@ def test_retention_flags() -> None:
         interval_seconds=90,
     )
     env = settings_from_args(
-        parser.parse_args([]), environ={"MESHPLANE_COORDINATOR_EVENT_RETENTION": "0"}
+        parser.parse_args(["--allow-anonymous"]),
+        environ={"MESHPLANE_COORDINATOR_EVENT_RETENTION": "0"},
     )
     assert env.retention.event_age is None
     for bad in ("168", "1w", "-5h", "h", "1e3s"):
@@ -144,6 +146,7 @@ async def test_watch_from_a_pruned_cursor_is_out_of_range_with_how_to_resume(
     settings = CoordinatorSettings(
         port=0,
         data_dir=tmp_path,
+        token_auth_file=write_token_file(tmp_path / "auth"),
         shutdown_grace_seconds=0.5,
         retention=RetentionPolicy(event_age=None, history_age=None),  # T0 is months ago
     )
@@ -159,7 +162,7 @@ async def test_watch_from_a_pruned_cursor_is_out_of_range_with_how_to_resume(
         )
         await store.prune_events(keep=2)
         pruned = stored[3].cursor
-        async with grpc.aio.insecure_channel(coordinator.address) as channel:
+        async with channel_as(coordinator.address) as channel:
             stub = cpb_grpc.CoordinatorServiceStub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as raised:
                 async for _ in stub.WatchEvents(
