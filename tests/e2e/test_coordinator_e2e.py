@@ -590,7 +590,7 @@ async def test_cli_shows_one_line_per_phase(adapter_fast: Adapter, tmp_path: Pat
     await coordinator.start()
     try:
         await coordinator.wait_serving("istio")
-        at = ["--coordinator", coordinator.address]
+        at = ["--coordinator", coordinator.address, "--token", ADMIN.token]
         install = ["apply", "istio", "install", "--version", "1.1.0", "-p", "profile=demo"]
 
         # On a terminal: a live line rewritten in place, one line left per phase, in colour.
