@@ -225,7 +225,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
 
     audit = add(
-        "audit", _audit, "list the audit trail: every mutating and every refused call (admins)"
+        "audit",
+        _audit,
+        "list the audit trail: every mutating and every refused call (admins)",
+        listing=True,
     )
     audit.add_argument("--user", default="", help="only calls by this user")
     audit.add_argument(
@@ -499,28 +502,38 @@ async def _audit(stub: Any, args: argparse.Namespace) -> int:
         token = page.next_page_token
         if not token:
             break
-    if args.output == "json":
-        print_json({"records": [as_dict(r) for r in records], "next_page_token": token})
-        return 0
-    rows = [
-        [
-            local_time(r.time),
-            r.subject or "-",
-            r.method.rsplit("/", 1)[-1],
-            r.mesh or "-",
-            r.namespace or "-",
-            r.operation_id or "-",
-            _decision(r.decision),
-            r.outcome,
-            r.source_address,
-        ]
-        for r in records
-    ]
-    print_table(
-        ["TIME", "USER", "METHOD", "MESH", "NAMESPACE", "OPERATION", "DECISION", "OUTCOME",
-         "SOURCE"],
-        rows,
-    )  # fmt: skip
+    listing = Listing(
+        columns=[
+            Column(header="TIME"),
+            Column(header="USER"),
+            Column(header="METHOD"),
+            Column(header="MESH"),
+            Column(header="NAMESPACE"),
+            Column(header="OPERATION"),
+            Column(header="DECISION"),
+            Column(header="OUTCOME"),
+            Column(header="SOURCE", wide=True),
+            Column(header="REASON", wide=True),
+        ],
+        rows=[
+            [
+                local_time(r.time),
+                r.subject or "-",
+                r.method.rsplit("/", 1)[-1],
+                r.mesh or "-",
+                r.namespace or "-",
+                r.operation_id or "-",
+                _decision(r.decision),
+                r.outcome,
+                r.source_address,
+                r.reason,
+            ]
+            for r in records
+        ],
+        names=[f"auditrecord/{r.record_id}" for r in records],
+        document={"records": [as_dict(r) for r in records], "next_page_token": token},
+    )
+    print_listing(listing, args)
     if token:
         print("more: meshplane audit --all", file=sys.stderr)
     return 0

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from coordinator.client_credentials import TOKEN_ENV
 from coordinator.client_output import fit_to_width
 from meshplane_cli.main import main
+from tests.coordinator.identities import ADMIN
 from tests.coordinator.routing_harness import (
     Client,
     RunningFake,
@@ -36,7 +38,9 @@ class Setup:
 
 
 @pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+async def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Setup]:
+    # Commands, in this process and in child processes, authenticate as the test admin.
+    monkeypatch.setenv(TOKEN_ENV, ADMIN.token)
     async with (
         fakes(("toy", "a")) as (fake,),
         coordinator(make_settings(tmp_path, adapters=static(fake))) as client,

@@ -104,7 +104,7 @@ async def test_history_pages_with_a_token_or_all(
 
     code, out, err = await _cli(client, capsys, "history", "--limit", "2", "--page-token", token)
     assert code == 0
-    assert [line.split()[2] for line in out.splitlines()[1:]] == ["op-2", "op-3"]
+    assert [line.split()[1] for line in out.splitlines()[1:]] == ["op-2", "op-3"]
     assert "more: meshplane history --page-token " in err
 
     code, out, _ = await _cli(client, capsys, "history", "--limit", "1", "--all", "-o", "json")
