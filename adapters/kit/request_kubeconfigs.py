@@ -205,7 +205,7 @@ def judge_kubeconfig(
             source="the kubeconfig",
         )
     except ManifestError as exc:
-        raise _invalid(field, f"{str(exc)[:300]}; {_HINT}") from None
+        raise _invalid(field, f"{str(exc)[:200]}; {_HINT}") from None
     _only(config, _TOP_ACCEPTED, "", field)
     clusters = _section(config, "clusters", field)
     contexts = _section(config, "contexts", field)
@@ -215,7 +215,8 @@ def judge_kubeconfig(
     for index, entry in enumerate(clusters):
         _judge_cluster(entry, f"clusters[{index}].cluster", field)
     for index, entry in enumerate(contexts):
-        _only(_body(entry, "context", f"contexts[{index}]", field), _CONTEXT_ACCEPTED, "", field)
+        where = f"contexts[{index}]"
+        _only(_body(entry, "context", where, field), _CONTEXT_ACCEPTED, f"{where}.context", field)
     chosen = context or config.get("current-context") or ""
     if not isinstance(chosen, str) or not chosen:
         raise _invalid(

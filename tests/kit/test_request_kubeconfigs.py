@@ -225,7 +225,7 @@ def test_a_long_server_url_is_quoted_short() -> None:
         (kubeconfig(plugins={"x": 1}), "plugins", "accepted here"),
         (
             kubeconfig(contexts=[{"name": "e", "context": {"cluster": "east", "as": "x"}}]),
-            "as",
+            "contexts[0].context.as",
             "accepted here",
         ),
         (kubeconfig(user={"token": "a b"}), "users[0].user.token", "printable ASCII"),
