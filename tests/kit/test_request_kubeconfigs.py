@@ -7,6 +7,8 @@ Every refusal names the request field, the part of the document and the fix; hos
 from __future__ import annotations
 
 import base64
+import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,12 @@ from adapters.kit.request_kubeconfigs import (
     RequestKubeconfigPolicy,
     judge_kubeconfig,
 )
-from adapters.kit.server_patterns import parse_server_patterns
+from adapters.kit.server_patterns import (
+    ServerUrl,
+    parse_server_patterns,
+    parse_server_url,
+    server_allowed,
+)
 from kubesim.kubeconfig import generate_certificate, write_kubeconfig
 
 POLICY = RequestKubeconfigPolicy(
@@ -380,3 +387,83 @@ def test_a_requested_context_that_is_missing_names_the_context_field() -> None:
     problem = refused(kubeconfig(), context="south")
     assert problem.field == "clusters[1].context"
     assert "contexts has no entry named 'south' (it has 'e', 'w')" in problem.message
+
+
+_ODD_VALUES: list[Any] = [
+    None,
+    0,
+    -1,
+    1.5,
+    True,
+    "",
+    "x" * 5000,
+    "tab\there",
+    "nul\x00",
+    "ünïcödé",
+    "https://evil.test",
+    "http://127.0.0.1:1",
+    "/etc/passwd",
+    [],
+    [None],
+    {},
+    {"name": 1},
+    {"exec": {"command": "sh"}},
+    "-----BEGIN CERTIFICATE-----",
+]
+
+
+_SERVERS = [
+    "https://evil.test",
+    "https://east.example:6444",
+    "https://a.east.example:6443",
+    "http://127.0.0.1:1",
+    "https://[::1]:1/p",
+    "https://127.0.0.2",
+]
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix]
+    if isinstance(value, dict):
+        for key, child in value.items():
+            found += _paths(child, (*prefix, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            found += _paths(child, (*prefix, index))
+    return found
+
+
+def _mutated(rng: random.Random) -> dict[str, Any]:
+    config = kubeconfig(cluster={"certificate-authority-data": CA_DATA})
+    if rng.random() < 0.3:
+        config["clusters"][0]["cluster"]["server"] = rng.choice(_SERVERS)
+    for _ in range(rng.randint(0, 3)):
+        path = rng.choice(_paths(config)[1:])
+        parent: Any = config
+        for step in path[:-1]:
+            parent = parent[step]
+        if rng.random() < 0.2 and isinstance(parent, dict):
+            parent[rng.choice(["extra", "exec", "tokenFile", "proxy-url", "as"])] = "x"
+        else:
+            parent[path[-1]] = rng.choice(_ODD_VALUES)
+    return config
+
+
+def test_a_thousand_mutated_kubeconfigs_get_a_verdict_never_an_exception() -> None:
+    rng = random.Random(12)
+    verdicts: dict[str, int] = {}
+    for _ in range(1000):
+        config = _mutated(rng)
+        try:
+            judged = judge(json.dumps(config))  # JSON is YAML, and quick to write
+        except KubeconfigRefused as refusal:
+            assert refusal.field == FIELD
+            assert len(refusal.message) < 700, refusal.message
+            verdicts[refusal.reason.value] = verdicts.get(refusal.reason.value, 0) + 1
+            continue
+        verdicts["judged"] = verdicts.get("judged", 0) + 1
+        url = parse_server_url(judged.server)
+        assert isinstance(url, ServerUrl) and server_allowed(url, POLICY.servers), judged.server
+        assert judged.authorization.isprintable()
+    # The corpus exercises every verdict, so the loop above is not vacuous.
+    assert set(verdicts) == {"judged", "invalid", "server-not-allowed"}, verdicts
