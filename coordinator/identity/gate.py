@@ -12,6 +12,7 @@ with how they ended.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -147,7 +148,8 @@ class Gate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 outcome = _code_name(context)
                 raise
             finally:
-                CURRENT_SUBJECT.reset(token)
+                with contextlib.suppress(ValueError):  # a stream closed from another context
+                    CURRENT_SUBJECT.reset(token)
                 if admitted.scope.mutating:
                     await self._write(method, context, admitted, "allow", outcome)
 

@@ -16,7 +16,7 @@ from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
 from serving.tls import ClientTls, TlsConfig, dial
-from tests.coordinator.identities import channel_as
+from tests.coordinator.identities import CALLERS, channel_as
 from tests.coordinator.routing_harness import make_settings, start_fake, static
 from tests.serving.certificates import CertificateAuthority
 
@@ -214,3 +214,41 @@ async def test_one_certificate_for_both_ends_and_the_adapters_name_as_the_chart_
         await channel.close()
         await built.stop(grace_seconds=0)
         await adapter.server.stop(grace_seconds=0)
+
+
+async def test_a_client_certificate_is_an_identity_and_a_token_takes_precedence(
+    tmp_path: Path,
+) -> None:
+    ca = CertificateAuthority(tmp_path, "meshplane")
+    settings = make_settings(tmp_path, tls=_mtls(ca, "coordinator"))
+    built = build_coordinator(settings)
+    await built.start()
+    try:
+        # CN=carl with no meshplane group: authenticated, allowed nothing.
+        channel = dial(built.address, tls=_client(ca, "carl", groups=("team-c",)))
+        try:
+            stub = cpb_grpc.CoordinatorServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as denied:
+                await stub.ListAdapters(cpb.ListAdaptersRequest(), timeout=5)
+            assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "'carl' may not list adapters" in denied.value.details()
+            assert "no meshplane role" in denied.value.details()
+            # With a bearer token the token decides who calls (the viewer here).
+            metadata = (("authorization", f"Bearer {CALLERS['viewer'].token}"),)
+            await stub.ListAdapters(cpb.ListAdaptersRequest(), metadata=metadata, timeout=5)
+            # A bad token is refused, never quietly the certificate's identity.
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.ListAdapters(
+                    cpb.ListAdaptersRequest(),
+                    metadata=(("authorization", "Bearer wrong"),),
+                    timeout=5,
+                )
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        finally:
+            await channel.close()
+        records, _ = await built.store.list_audit_records()
+        assert [(r.subject, r.authenticated_by, r.groups) for r in records[-1:]] == [
+            ("carl", "certificate", ("team-c",))
+        ]
+    finally:
+        await built.stop(grace_seconds=0)
