@@ -426,7 +426,12 @@ class Cluster(_message.Message):
     name: _builtins.str
     """Name used in results and events; unique within one request."""
     kubeconfig: _builtins.str
-    """Kubeconfig file content (YAML). Empty means the adapter's own configured cluster."""
+    """Kubeconfig file content (YAML). Empty means the adapter's own configured cluster. A
+    kubeconfig here is data only (inline token, basic auth or client-certificate-data; no exec,
+    auth-provider or file paths) and is refused unless the adapter's operator allows request
+    kubeconfigs and its API server (--allow-request-kubeconfigs, --allowed-cluster-servers;
+    docs/security.md).
+    """
     context: _builtins.str
     """Context within the kubeconfig; empty means its current-context."""
     def __init__(
