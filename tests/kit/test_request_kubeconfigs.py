@@ -33,6 +33,7 @@ from adapters.kit.server_patterns import (
     server_allowed,
 )
 from kubesim.kubeconfig import generate_certificate, write_kubeconfig
+from tests.fixtures_paths import PROJECT_ROOT
 
 POLICY = RequestKubeconfigPolicy(
     accept=True,
@@ -467,3 +468,17 @@ def test_a_thousand_mutated_kubeconfigs_get_a_verdict_never_an_exception() -> No
         assert judged.authorization.isprintable()
     # The corpus exercises every verdict, so the loop above is not vacuous.
     assert set(verdicts) == {"judged", "invalid", "server-not-allowed"}, verdicts
+
+
+def test_no_code_hands_kubeconfig_text_to_the_clients_loader() -> None:
+    """The client's loaders taking a kubeconfig document (rather than the operator's file) are
+    never called: request kubeconfigs reach a client only as a JudgedKubeconfig's values."""
+    loaders = ("new_client_from_config_dict", "load_kube_config_from_dict", "KubeConfigLoader")
+    offenders = [
+        f"{path.relative_to(PROJECT_ROOT)}: {name}"
+        for package in ("adapters", "coordinator", "serving", "meshplane_cli")
+        for path in sorted((PROJECT_ROOT / package).rglob("*.py"))
+        for name in loaders
+        if name in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == []
