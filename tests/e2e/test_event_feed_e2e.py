@@ -1,11 +1,12 @@
 """Issue 12's poisoned feed, over real processes: `meshplane coordinator` and an adapter process.
 
-The adapter is the scripted one run as a process: it emits "requested by <username>" uncapped,
-as the kit did before events were capped, so a 5 MB username sent to it directly (an attacker on
-loopback) makes an event larger than the coordinator reads from an adapter. Before: the
+The hostile adapter is the scripted one run as a process: it emits "requested by <username>"
+uncapped, as the kit did before events were capped, so a 5 MB username sent to it directly (an
+attacker on loopback) makes an event larger than the coordinator reads from an adapter. Before: the
 coordinator's feed for that adapter stopped for good, also across a restart, and ListAdapters
 showed no error. Now: the gap is a WARNING event in its place, ListAdapters and /metrics show it,
-and every later event reaches WatchEvents, before and after a coordinator restart.
+and every later event reaches WatchEvents, before and after a coordinator restart. The real
+Istio adapter process cuts the same event to its budget, so there is no gap at all.
 """
 
 from __future__ import annotations
@@ -20,13 +21,24 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
+from kubesim.harness import running_kubesim
+from kubesim.server import SimConfig
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
+from serving.message_limits import MAX_EVENT_BYTES
 from tests.adapters.istio.adapter_process import MESHPLANE, AdapterProcess
 from tests.coordinator.metrics_scrape import Samples, scrape, value
-from tests.e2e.coordinator_harness import Watcher, free_port_block
+from tests.e2e.coordinator_harness import (
+    Adapter,
+    CoordinatorUnderTest,
+    Watcher,
+    coordinator_settings,
+    free_port_block,
+)
+from tests.e2e.test_coordinator_e2e import ServerFactory, istio_adapter
+from tests.e2e.test_coordinator_e2e import install as install_request
 
 FIVE_MB = "u" * (5 * 1024 * 1024)
 SUCCEEDED = apb.OPERATION_STATE_SUCCEEDED
@@ -179,3 +191,57 @@ async def test_a_5_mb_username_leaves_a_visible_gap_and_the_feed_goes_on(
         assert value(samples, "meshplane_coordinator_follower_last_sequence", **labels) == 8
     finally:
         await replay.stop()
+
+
+@pytest.fixture
+async def istio(tmp_path: Path, static_http_server: ServerFactory) -> AsyncIterator[Adapter]:
+    with running_kubesim(SimConfig(ready_delay=0.05, bookmark_seconds=0.2)) as sim:
+        adapter = istio_adapter(sim, tmp_path, static_http_server)
+        await adapter.start()
+        try:
+            yield adapter
+        finally:
+            await adapter.stop()
+
+
+async def test_the_istio_adapter_caps_the_attack_event_and_the_feed_goes_on(
+    istio: Adapter, tmp_path: Path
+) -> None:
+    coordinator = CoordinatorUnderTest(coordinator_settings(tmp_path / "coordinator", [istio]))
+    await coordinator.start()
+    try:
+        await coordinator.wait_serving("istio")
+        watcher = Watcher(coordinator.stub, cpb.WatchEventsRequest(mesh="istio")).start()
+        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        async with grpc.aio.insecure_channel(istio.address, options=options) as channel:
+            attack = install_request("attack")
+            attack.username = FIVE_MB
+            stub = apb_grpc.MeshAdapterServiceStub(channel)
+            try:
+                await stub.ApplyOperation(attack, timeout=30)
+                accepted = True
+            except grpc.aio.AioRpcError as exc:  # request bounds at the adapter's door
+                assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+                accepted = False
+        await coordinator.apply("istio", install_request("after-attack"))
+        try:
+            await watcher.wait_for(done("after-attack"), within=60)
+            if accepted:
+                [event] = [
+                    r.event
+                    for r in watcher.received
+                    if r.event.operation_id == "attack" and "accepted" in r.event.summary
+                ]
+                assert event.details.startswith("requested by uuuu")
+                assert "… [truncated " in event.details
+                assert event.ByteSize() <= MAX_EVENT_BYTES
+        finally:
+            await watcher.stop()
+        listing = await coordinator.stub.ListAdapters(cpb.ListAdaptersRequest(), timeout=5)
+        [replica] = listing.adapters[0].replicas
+        assert (replica.event_feed_error, replica.skipped_events) == ("", 0)
+        replay = await istio.replay()
+        received = [(r.event.event_stream_id, r.event.sequence) for r in watcher.received]
+        assert received == [(e.event_stream_id, e.sequence) for e in replay][: len(received)]
+    finally:
+        await coordinator.stop()
