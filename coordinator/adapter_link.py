@@ -50,9 +50,12 @@ class _Proven:
     proven: bool = False
 
 
-def _metadata_with(details: Any, extra: tuple[str, str]) -> Any:
-    metadata = grpc.aio.Metadata(*tuple(details.metadata or ()))
-    metadata.add(*extra)
+def _with_token(details: Any, token: str) -> Any:
+    """The call's metadata with our token as its only ``authorization`` (a caller's own,
+    passed through, never reaches an adapter)."""
+    kept = [item for item in details.metadata or () if item[0] != AUTHORIZATION_HEADER]
+    metadata = grpc.aio.Metadata(*kept)
+    metadata.add(AUTHORIZATION_HEADER, bearer(token))
     return details._replace(metadata=metadata)
 
 
@@ -71,7 +74,7 @@ class _Presenter:
         """The call's details with the token, or AioRpcError(UNAVAILABLE) when unproven."""
         method = details.method.decode() if isinstance(details.method, bytes) else details.method
         if self._state.proven:
-            return _metadata_with(details, (AUTHORIZATION_HEADER, bearer(self._token)))
+            return _with_token(details, self._token)
         if method.startswith(_HEALTH_PREFIX) or _carries_challenge(details):
             return details
         raise grpc.aio.AioRpcError(

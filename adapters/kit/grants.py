@@ -2,9 +2,9 @@
 
 `PolicyGrant` is the whole seam between *who may do more* and *what doing more means*: the runner
 builds one per admitted operation and records it with the operation; `object_policy` and the
-apply engine only read it. Today it is the operator's switches (adapter flags) OR'ed with the
-request's own ``adopt-existing`` parameter; a later source (a caller the coordinator vouches
-for as an admin) ORs in the same way, with ``|``, and nothing downstream changes.
+apply engine only read it. It is the operator's switches (adapter flags) OR'ed with the
+request's own ``adopt-existing`` parameter and, for a caller a trusted coordinator vouches for as
+a member of ``meshplane:admins``, `ADMIN_GRANT`.
 
 A grant is never persisted: an operation resumed after a restart is admitted again and gets the
 grant the adapter's settings give at that time.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["NO_GRANT", "PolicyGrant"]
+__all__ = ["ADMIN_GRANT", "NO_GRANT", "PolicyGrant"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,3 +41,7 @@ class PolicyGrant:
 
 NO_GRANT = PolicyGrant()
 """The default: nothing beyond the policy's defaults."""
+
+ADMIN_GRANT = PolicyGrant(elevated=True, protected_namespaces=True)
+"""What an admin (``meshplane:admins``, forwarded by a trusted coordinator) may do beyond the
+defaults: elevated objects and protected namespaces. Adoption stays the request's choice."""

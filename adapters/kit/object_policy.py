@@ -36,7 +36,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from adapters.kit.grants import NO_GRANT, PolicyGrant
+from adapters.kit.grants import ADMIN_GRANT, NO_GRANT, PolicyGrant
 from adapters.kit.objects import CLUSTER_SCOPED_KINDS, KubeObject, ObjectRef, crd_scopes
 from adapters.kit.operations import ErrorDetail
 from adapters.kit.plans import Adoption, ApplyPlan
@@ -210,10 +210,13 @@ class ObjectPolicy:
     operator: PolicyGrant = NO_GRANT
     """What the adapter's flags allow every request (``--allow-elevated-objects``, ...)."""
 
-    def grant_for(self, parameters: Mapping[str, str]) -> PolicyGrant:
-        """The grant of one admitted request: the operator's, plus adoption when asked for."""
-        return self.operator | PolicyGrant(
-            adopt=parameters.get(ADOPT_EXISTING, "").lower() == "true"
+    def grant_for(self, parameters: Mapping[str, str], *, admin: bool = False) -> PolicyGrant:
+        """The grant of one admitted request: the operator's, plus adoption when asked for,
+        plus `ADMIN_GRANT` for a caller a trusted coordinator vouches for as an admin."""
+        return (
+            self.operator
+            | (ADMIN_GRANT if admin else NO_GRANT)
+            | PolicyGrant(adopt=parameters.get(ADOPT_EXISTING, "").lower() == "true")
         )
 
     def namespace_refusal(

@@ -100,8 +100,8 @@ class OperationRequest:
     username: str = ""
     timeout_seconds: float | None = None
     admin: bool = False
-    """The coordinator vouches that the caller is in ``meshplane:admins`` (never set from the
-    request itself)."""
+    """A trusted coordinator vouches that the caller is in ``meshplane:admins``: the object
+    policy grants `grants.ADMIN_GRANT` (never set from the request itself)."""
 
 
 @dataclass(frozen=True, kw_only=True)

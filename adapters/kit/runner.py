@@ -354,7 +354,7 @@ class OperationRunner:
                 "operation",
             )
         parameters = self._check_parameters(spec, request.parameters)
-        grant = self._policy.grant_for(parameters)
+        grant = self._policy.grant_for(parameters, admin=request.admin)
         if spec.check is None:
             refusal = self._policy.namespace_refusal(namespace, grant)
             if refusal is not None:

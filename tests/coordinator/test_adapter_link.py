@@ -167,3 +167,25 @@ async def test_an_unproven_channel_sends_nothing_but_health_and_the_challenge() 
     finally:
         await channel.close()
         await rogue.server.stop(grace_seconds=0)
+
+
+async def test_a_proven_channel_carries_only_the_link_token() -> None:
+    genuine = await start_fake("istio", "g", interceptors=(CoordinatorGuard(TOKEN),))
+    link = AdapterLink(TOKEN)
+    channel = dial(genuine.address, tls=None, interceptors=link.interceptors(genuine.address))
+    try:
+        await link.verify(channel, genuine.address, 5)
+        assert link.proven(genuine.address)
+        stub = apb_grpc.MeshAdapterServiceStub(channel)
+        await stub.GetInfo(
+            apb.GetInfoRequest(), timeout=5, metadata=(("authorization", "Bearer a-caller"),)
+        )
+        (received,) = genuine.fake.received
+        assert received.metadata["authorization"] == f"Bearer {TOKEN}"
+        link.forget(genuine.address)
+        with pytest.raises(grpc.aio.AioRpcError) as unproven:
+            await stub.GetInfo(apb.GetInfoRequest(), timeout=5)
+        assert code_of(unproven.value) == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await channel.close()
+        await genuine.server.stop(grace_seconds=0)

@@ -86,12 +86,41 @@ async def test_the_coordinator_names_the_end_user() -> None:
         assert answer.operation.username == "coordinator-user"
 
 
+async def test_an_admin_the_coordinator_vouches_for_may_use_protected_namespaces() -> None:
+    protected = pb.ApplyOperationRequest(
+        operation_id="op-kube-system", operation="install", namespace="kube-system"
+    )
+    developer = (("x-meshplane-subject", "dev"), ("x-meshplane-groups", "meshplane:operators"))
+    async with toy_adapter(coordinator_token=TOKEN) as harness:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await harness.stub.ApplyOperation(
+                protected, timeout=5, metadata=AS_COORDINATOR + developer
+            )
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "kube-system is protected" in str(refused.value.details())
+        answer = await harness.stub.ApplyOperation(
+            protected, timeout=5, metadata=AS_COORDINATOR + ALICE_THE_ADMIN
+        )
+        assert answer.operation.namespace == "kube-system"
+        assert answer.operation.username == "alice é"
+
+
 async def test_identity_headers_mean_nothing_without_a_trusted_coordinator() -> None:
     async with toy_adapter() as harness:
         answer = await harness.stub.ApplyOperation(
             _install("op-1", username="bob"), timeout=5, metadata=ALICE_THE_ADMIN
         )
         assert answer.operation.username == "bob"
+        # claiming meshplane:admins elevates nothing either
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await harness.stub.ApplyOperation(
+                pb.ApplyOperationRequest(
+                    operation_id="op-2", operation="install", namespace="kube-system"
+                ),
+                timeout=5,
+                metadata=ALICE_THE_ADMIN,
+            )
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 async def test_a_client_certificate_from_the_pinned_ca_is_a_trusted_coordinator(
