@@ -111,6 +111,8 @@ async def test_containers_run_meshplane_commands_the_parser_accepts(
             assert settings.port == 10100
             assert settings.allow_insecure_adapters is not tls
             assert settings.adapter_token == LINK_TOKEN
+            assert settings.authn_kubernetes and settings.authz_kubernetes
+            assert not settings.allow_anonymous
             if tls:
                 assert settings.adapter_tls == ClientTls(
                     ca_path=TLS_DIR / "ca.crt",
