@@ -29,6 +29,7 @@ from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
 from serving.message_limits import MAX_EVENT_BYTES
 from tests.adapters.istio.adapter_process import MESHPLANE, AdapterProcess
+from tests.coordinator.identities import channel_as, write_token_file
 from tests.coordinator.metrics_scrape import Samples, scrape, value
 from tests.e2e.coordinator_harness import (
     Adapter,
@@ -66,6 +67,8 @@ class CoordinatorProcess:
             f"toy={adapter}",
             "--metrics-port",
             str(self.metrics_port),
+            "--token-auth-file",
+            str(write_token_file(tmp_path / "auth")),
         ]
         self.log = tmp_path / "coordinator.log"
         self.process: AdapterProcess | None = None
@@ -75,7 +78,7 @@ class CoordinatorProcess:
     async def start(self) -> None:
         process = AdapterProcess(self.args, self.log, command=[str(MESHPLANE), "coordinator"])
         self.process = await asyncio.to_thread(process.start)
-        self.channel = grpc.aio.insecure_channel(self.process.address)
+        self.channel = channel_as(self.process.address)
         self.stub = cpb_grpc.CoordinatorServiceStub(self.channel)
 
     async def stop(self) -> None:
@@ -113,9 +116,7 @@ async def coordinator(
 def install(operation_id: str) -> cpb.ApplyOperationRequest:
     return cpb.ApplyOperationRequest(
         mesh="toy",
-        request=apb.ApplyOperationRequest(
-            operation_id=operation_id, operation="install", username="e2e"
-        ),
+        request=apb.ApplyOperationRequest(operation_id=operation_id, operation="install"),
     )
 
 
