@@ -20,6 +20,7 @@ from typing import Any
 import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 
+from coordinator.client_contexts import ContextError, apply_context
 from coordinator.client_credentials import (
     TOKEN_ENV,
     TOKEN_FILE_ENV,
@@ -100,6 +101,13 @@ def add_connection_arguments(
         help=call_timeout_help,
     )
     group.add_argument(
+        "--context",
+        default=None,
+        metavar="NAME",
+        help="coordinator context from the client config (see `meshplane config`) "
+        "[env MESHPLANE_CONTEXT, default: its current-context]",
+    )
+    group.add_argument(
         "--token",
         default=None,
         metavar="TOKEN",
@@ -136,6 +144,10 @@ def run_on_coordinator(
     remote address and ``usage_errors`` are usage errors; an RPC error is a failure, and when
     the coordinator is unreachable the message adds ``unavailable_hint``.
     """
+    try:
+        apply_context(args)
+    except ContextError as exc:
+        return fail(str(exc), EXIT_USAGE)
     address = coordinator_address(args)
     try:
         tls = client_tls_from_args(args)

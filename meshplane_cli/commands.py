@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "wait": "coordinator.operation_cli",
     "cancel": "coordinator.operation_cli",
     "version": "coordinator.operation_cli",
+    "config": "coordinator.client_contexts",
     "perf": "coordinator.perf_cli",
     "completion": "meshplane_cli.completion",
 }

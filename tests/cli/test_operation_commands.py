@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 from asyncio.subprocess import Process
 from collections.abc import AsyncIterator
@@ -322,3 +323,39 @@ async def test_delete_asks_on_a_terminal_and_not_in_scripts(
     # not a terminal (this test's captured stdin): no question
     code, _, err = await _cli(setup, capsys, "apply", "toy", "install", "--delete")
     assert code == 0 and "[y/N]" not in err
+
+
+async def test_contexts_name_a_coordinator_and_flags_and_variables_win(
+    setup: Setup,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    isolated_client_config: Path,
+) -> None:
+    token_file = tmp_path / "admin-token"
+    token_file.write_text(ADMIN.token)
+    monkeypatch.delenv(TOKEN_ENV)
+    assert main(["config", "set-context", "lab", "--coordinator", setup.address,
+                 "--token-file", str(token_file)]) == 0  # fmt: skip
+    config = isolated_client_config / "config.yaml"
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert ADMIN.token not in config.read_text()  # paths only, never tokens
+    capsys.readouterr()
+    assert main(["config", "get-contexts"]) == 0
+    assert f"*        lab  {setup.address}" in capsys.readouterr().out
+
+    # no --coordinator, no token flag: the current context supplies both
+    code = await asyncio.to_thread(main, ["adapters", "-o", "name"])
+    assert code == 0
+    assert f"adapter/toy/{setup.fake.address}" in capsys.readouterr().out
+
+    # a variable outranks the context (nothing listens there: unavailable)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    monkeypatch.setenv("MESHPLANE_COORDINATOR", f"127.0.0.1:{closed}")
+    assert await asyncio.to_thread(main, ["adapters", "--call-timeout", "2s"]) == 4
+    monkeypatch.delenv("MESHPLANE_COORDINATOR")
+
+    assert await asyncio.to_thread(main, ["adapters", "--context", "nope"]) == 2
+    assert "no context 'nope'" in capsys.readouterr().err

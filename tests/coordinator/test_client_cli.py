@@ -93,7 +93,7 @@ async def test_commands_speak_mutual_tls(
         mine = ["--tls-cert", str(client.cert_path), "--tls-key", str(client.key_path)]
         code = await asyncio.to_thread(main, ["adapters", "-o", "json", *trust, *mine])
         assert code == 0
-        assert '{"adapters": []}' in capsys.readouterr().out
+        assert '"adapters": [], "coordinator_version": "0.1.0"}' in capsys.readouterr().out
         # Without a client certificate the handshake is refused.
         code = await asyncio.to_thread(main, ["adapters", "--call-timeout", "5", *trust])
         assert code == 4  # unavailable

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from coordinator.client_contexts import CONTEXT_ENV
 from coordinator.client_credentials import CONFIG_DIR_ENV, TOKEN_ENV, TOKEN_FILE_ENV
 
 
@@ -19,4 +20,5 @@ def isolated_client_config(
     monkeypatch.setenv(CONFIG_DIR_ENV, str(directory))
     monkeypatch.delenv(TOKEN_ENV, raising=False)
     monkeypatch.delenv(TOKEN_FILE_ENV, raising=False)
+    monkeypatch.delenv(CONTEXT_ENV, raising=False)
     return directory
