@@ -215,13 +215,24 @@ async def test_the_istio_adapter_caps_the_attack_event_and_the_feed_goes_on(
         watcher = Watcher(coordinator.stub, cpb.WatchEventsRequest(mesh="istio")).start()
         options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
         async with grpc.aio.insecure_channel(istio.address, options=options) as channel:
-            attack = install_request("attack")
-            attack.username = FIVE_MB
             stub = apb_grpc.MeshAdapterServiceStub(channel)
+            # 5 MB: more than one operation record may hold, refused before anything runs.
+            attack = install_request("attack-5mb")
+            attack.username = FIVE_MB
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.ApplyOperation(attack, timeout=30)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert len(refused.value.details()) < 400
+            with pytest.raises(grpc.aio.AioRpcError) as missing:
+                await stub.GetOperation(apb.GetOperationRequest(operation_id="attack-5mb"))
+            assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+            # 1 MB: recorded, unless request bounds refuse it at the door; its event is cut.
+            attack = install_request("attack")
+            attack.username = "u" * (1024 * 1024)
             try:
                 await stub.ApplyOperation(attack, timeout=30)
                 accepted = True
-            except grpc.aio.AioRpcError as exc:  # request bounds at the adapter's door
+            except grpc.aio.AioRpcError as exc:
                 assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
                 accepted = False
         await coordinator.apply("istio", install_request("after-attack"))
