@@ -62,6 +62,19 @@ def test_bad_values_name_their_source() -> None:
         settings_from_args(_parse("--tls-cert", "c.pem"), DECLARATION, {})
 
 
+def test_journal_and_event_log_byte_bounds() -> None:
+    defaults = settings_from_args(_parse(), DECLARATION, {})
+    assert (defaults.journal_bytes, defaults.event_retention_bytes) == (256 << 20, 64 << 20)
+    chosen = settings_from_args(
+        _parse("--journal-bytes", "8388608"),
+        DECLARATION,
+        {"MESHPLANE_ADAPTER_EVENT_RETENTION_BYTES": "1048576"},
+    )
+    assert (chosen.journal_bytes, chosen.event_retention_bytes) == (8 << 20, 1 << 20)
+    with pytest.raises(SettingsError, match="below one record's maximum"):
+        settings_from_args(_parse("--journal-bytes", "1000"), DECLARATION, {})
+
+
 def test_request_kubeconfigs_are_off_unless_the_operator_turns_them_on() -> None:
     defaults = settings_from_args(_parse(), DECLARATION, {})
     assert not defaults.kubeconfig_policy.accept

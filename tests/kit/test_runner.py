@@ -371,3 +371,20 @@ async def test_the_loop_keeps_running_while_a_large_body_is_parsed() -> None:
     assert len(gaps) >= 5, gaps
     assert max(gaps) < 0.2, f"the event loop stalled for {max(gaps):.2f}s"
     await runner.shutdown(1)
+
+
+async def test_a_request_too_large_to_record_is_refused_before_it_runs() -> None:
+    runner, journal, events = _runner(ScriptedExecutor())
+    huge = OperationRequest(operation_id="huge", operation="install", username="u" * 5_000_000)
+    with pytest.raises(InvalidArgument, match="shorten username") as refused:
+        await runner.submit(huge)
+    assert refused.value.field == "request"
+    assert journal.get("huge") is None and events.last_sequence == 0
+    # A large but recordable username is kept in the record; its event is cut to its budget.
+    record, created = await runner.submit(
+        OperationRequest(operation_id="big", operation="install", username="u" * 1_000_000)
+    )
+    assert created and len(record.username) == 1_000_000
+    [accepted] = events.retained()
+    assert "… [truncated " in accepted.details
+    await runner.shutdown(1)
