@@ -6,9 +6,11 @@ TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
-OUR_CODE := serving adapters coordinator kubesim meshplane_cli tests
+OUR_CODE := serving adapters coordinator kubesim realkube meshplane_cli tests
+KUBE_BIN := $(TOOLS)/kube/bin
+KUBE_SOURCES := tools/kube/go.mod tools/kube/go.sum $(wildcard tools/kube/cmd/*/main.go) scripts/build-kube.sh
 
-.PHONY: setup run test lint proto proto-check breaking bench clean grpcurl
+.PHONY: setup run test lint proto proto-check breaking bench clean grpcurl kube kube-test
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -33,8 +35,22 @@ run: $(VENV)/.installed
 # Most tests wait on servers, so they run on 4 workers; the few that assert on rates or
 # latencies (marker `timing`) then run alone, so other tests' load cannot skew them.
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n 4 -m "not timing" tests --ignore=tests/bench
-	$(PY) -m pytest -q -p no:xdist -m timing tests --ignore=tests/bench
+	$(PY) -m pytest -q -n 4 -m "not timing and not realkube" tests --ignore=tests/bench
+	$(PY) -m pytest -q -p no:xdist -m "timing and not realkube" tests --ignore=tests/bench
+	bash scripts/kube-test.sh $(PY)
+
+# The real Kubernetes control plane (docs/realkube.md): etcd, kube-apiserver, controller manager,
+# scheduler, kwok and kubectl built from tools/kube (needs Go; rebuilt only when its sources
+# change). `make kube-test` runs the `realkube` tests inside a loopback-only network namespace.
+$(KUBE_BIN)/.built: $(KUBE_SOURCES)
+	@mkdir -p $(TOOLS)/kube && rm -f $@
+	set -o pipefail; bash scripts/build-kube.sh $(KUBE_BIN) 2>&1 | tee $(TOOLS)/kube/build.log
+	touch $@
+
+kube: $(KUBE_BIN)/.built
+
+kube-test: $(VENV)/.installed
+	bash scripts/kube-test.sh $(PY)
 
 bench: $(VENV)/.installed
 	$(PY) -m pytest -q -s tests/bench -p no:randomly --timeout=900
@@ -42,7 +58,7 @@ bench: $(VENV)/.installed
 lint: setup proto-check
 	$(VENV)/bin/ruff check $(OUR_CODE)
 	$(VENV)/bin/ruff format --check $(OUR_CODE)
-	$(VENV)/bin/mypy serving adapters coordinator kubesim meshplane_cli
+	$(VENV)/bin/mypy serving adapters coordinator kubesim realkube meshplane_cli
 	$(VENV)/bin/lint-imports
 	$(BUF) lint
 	$(BUF) format --diff --exit-code

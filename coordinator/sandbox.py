@@ -1,12 +1,13 @@
 """`meshplane up`: a whole meshplane on one machine, as child processes of one command.
 
 Starts, in order: a simulated cluster (kubesim, kept in ``<data-dir>/kubesim/state.json``) unless
-``--kubeconfig`` names a real one; every adapter that `meshplane adapter MESH` accepts (each
-candidate mesh is tried; one whose declaration is not installed exits at once and is skipped);
-then the coordinator with those adapters. Adapters accept kubeconfigs in requests only for the
-sandbox's own kubesim (``--allowed-cluster-servers``), and none with ``--kubeconfig``. Each
-child must report SERVING (gRPC health) before the next starts. Then it prints where everything
-listens and a first command to try, and waits.
+``--kubeconfig`` names a real one, or with ``--kube real`` a real control plane (`meshplane kube
+up`, built by `make kube`, kept in ``<data-dir>/kube``; see docs/realkube.md); every adapter
+that `meshplane adapter MESH` accepts (each candidate mesh is tried; one whose declaration is
+not installed exits at once and is skipped); then the coordinator with those adapters. Adapters
+accept kubeconfigs in requests only for the sandbox's own cluster (``--allowed-cluster-servers``),
+and none with ``--kubeconfig``. Each child must report SERVING (gRPC health) before the next
+starts. Then it prints where everything listens and a first command to try, and waits.
 
 The coordinator requires a bearer token: `up` keeps an admin token in ``<data-dir>/auth/``
 (``admin.token`` and the coordinator's ``tokens.csv``, both mode 0600, made on first use and kept
@@ -75,6 +76,12 @@ DEFAULT_PORT_BASE = 10100
 """Coordinator on the base (the client's default), kubesim on base+1, adapters from base+2."""
 
 SANDBOX_ADMIN_GROUP = "meshplane:admins"
+
+KUBE_KINDS: tuple[str, ...] = ("sim", "real")
+"""``--kube``: kubesim (the default; needs nothing but Python) or the real control plane."""
+_REAL_KUBE_READY = "kube-apiserver serving at "
+"""The line `meshplane kube up` prints once its control plane is usable."""
+
 _PR_SET_PDEATHSIG = 1
 _UNAVAILABLE_MESH_EXIT = 2
 
@@ -96,6 +103,12 @@ class SandboxSettings:
     start_timeout_seconds: float = 60.0
     stop_grace_seconds: float = 10.0
     kubesim_ready_delay: float = 0.2
+    kube: str = "sim"
+    """Which cluster to start when ``kubeconfig`` is None: "sim" (kubesim) or "real"."""
+    real_kube_start_timeout_seconds: float = 300.0
+    """How long `meshplane kube up` may take (etcd, API server, controllers, Nodes Ready)."""
+    allow_host_network: bool = False
+    """Passed to `meshplane kube up`: start outside a loopback-only network namespace."""
     python: str = sys.executable
     max_restarts: int = 5
     """Restarts of one child allowed within ``restart_window_seconds``; one more stops `up`."""
@@ -196,10 +209,13 @@ class Sandbox:
         self.children.append(child)
         return child
 
-    async def _await_line(self, child: Child, accept: Callable[[str], Any | None]) -> Any | None:
+    async def _await_line(
+        self, child: Child, accept: Callable[[str], Any | None], *, within: float | None = None
+    ) -> Any | None:
         """The first stdout line ``accept`` maps to a value; None when the child exited first."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.start_timeout_seconds
+        within = self.settings.start_timeout_seconds if within is None else within
+        deadline = loop.time() + within
         while True:
             for line in child.stdout_path.read_text(errors="replace").splitlines():
                 found = accept(line)
@@ -210,7 +226,7 @@ class Sandbox:
             if loop.time() > deadline:
                 raise SandboxError(
                     f"{child.name} did not report its address within "
-                    f"{self.settings.start_timeout_seconds:g}s; see {child.log_path}"
+                    f"{within:g}s; see {child.log_path}"
                 )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(child.process.wait(), 0.05)
@@ -254,7 +270,9 @@ class Sandbox:
             raise SandboxError(str(exc)) from None
         try:
             write_link_token(self.link_token_file)
-            if self.kubeconfig is None:
+            if self.kubeconfig is None and self.settings.kube == "real":
+                await self._start_real_kube()
+            elif self.kubeconfig is None:
                 await self._start_kubesim()
             # Adapters are independent of each other: start them side by side.
             results = await asyncio.gather(
@@ -278,34 +296,55 @@ class Sandbox:
         state = self.settings.data_dir / "kubesim"
         state.mkdir(parents=True, exist_ok=True)
         kubeconfig = state / "kubeconfig"
-        child = await self._spawn(
-            "kubesim",
-            [
-                "kubesim",
-                "--port",
-                str(self.settings.kubesim_port),
-                "--kubeconfig-out",
-                str(kubeconfig),
-                "--state-file",
-                str(state / "state.json"),
-                "--ready-delay",
-                str(self.settings.kubesim_ready_delay),
-            ],
+        args = ["kubesim", "--port", str(self.settings.kubesim_port)]
+        args += ["--kubeconfig-out", str(kubeconfig), "--state-file", str(state / "state.json")]
+        args += ["--ready-delay", str(self.settings.kubesim_ready_delay)]
+        await self._start_cluster("kubesim", args, "kubesim serving at ", kubeconfig, "")
+
+    async def _start_real_kube(self) -> None:
+        state = self.settings.data_dir / "kube"
+        kubeconfig = state / "kubeconfig"
+        args = ["kube", "up", "--kubeconfig-out", str(kubeconfig), "--data-dir", str(state)]
+        args += ["--port", str(self.settings.kubesim_port)]
+        if self.settings.allow_host_network:
+            args.append("--allow-host-network")
+        await self._start_cluster(
+            "kube",
+            args,
+            _REAL_KUBE_READY,
+            kubeconfig,
+            "real control plane, ",
+            within=self.settings.real_kube_start_timeout_seconds,
         )
-        prefix = "kubesim serving at "
+
+    async def _start_cluster(
+        self,
+        name: str,
+        args: list[str],
+        prefix: str,
+        kubeconfig: Path,
+        detail: str,
+        *,
+        within: float | None = None,
+    ) -> None:
+        """Start the cluster child; it is ready once it printed ``prefix URL``, then its
+        kubeconfig line."""
+        child = await self._spawn(name, args)
         url = await self._await_line(
-            child, lambda line: line.removeprefix(prefix) if line.startswith(prefix) else None
+            child,
+            lambda line: line.removeprefix(prefix) if line.startswith(prefix) else None,
+            within=within,
         )
         if url is None:
             raise self._failed(child)
         ready = await self._await_line(
-            child, lambda line: line if line.startswith("kubeconfig:") else None
+            child, lambda line: line if line.startswith("kubeconfig:") else None, within=within
         )
         if ready is None:
             raise self._failed(child)
         self.kubernetes_url = str(url)
         child.address = self.kubernetes_url
-        child.detail = f"kubeconfig {kubeconfig}"
+        child.detail = f"{detail}kubeconfig {kubeconfig}"
         self.kubeconfig = kubeconfig
 
     async def _start_adapter(self, mesh: str) -> None:
@@ -391,9 +430,13 @@ class Sandbox:
 
     async def _ready_again(self, child: Child) -> None:
         """A restarted child announced itself and (for gRPC children) is SERVING again."""
-        if child.name == "kubesim":
+        if child.name in ("kubesim", "kube"):
             ready = await self._await_line(
-                child, lambda line: line if line.startswith("kubeconfig:") else None
+                child,
+                lambda line: line if line.startswith("kubeconfig:") else None,
+                within=self.settings.real_kube_start_timeout_seconds
+                if child.name == "kube"
+                else None,
             )
             if ready is None:
                 raise self._failed(child)
@@ -470,8 +513,10 @@ class Sandbox:
             if process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     process.send_signal(signal.SIGTERM)
+                # `kube up` stops five processes in order, each with its own grace period.
+                grace = self.settings.stop_grace_seconds * (6 if child.name == "kube" else 1)
                 try:
-                    await asyncio.wait_for(process.wait(), self.settings.stop_grace_seconds)
+                    await asyncio.wait_for(process.wait(), grace)
                 except TimeoutError:
                     _log.warning("sandbox.kill", child=child.name, pid=process.pid)
                     with contextlib.suppress(ProcessLookupError):
@@ -485,7 +530,8 @@ class Sandbox:
         lines = ["meshplane is up"]
         rows: list[tuple[str, str, str]] = []
         if self.kubernetes_url:
-            rows.append(("kubernetes", self.kubernetes_url, f"kubesim, {self.kubeconfig}"))
+            what = "real control plane" if self.settings.kube == "real" else "kubesim"
+            rows.append(("kubernetes", self.kubernetes_url, f"{what}, {self.kubeconfig}"))
         else:
             rows.append(("kubernetes", "", f"kubeconfig {self.kubeconfig}"))
         for mesh, address in self.adapters.items():
@@ -553,6 +599,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--kubeconfig", type=Path, default=None, help="use this cluster instead of kubesim"
     )
     parser.add_argument(
+        "--kube",
+        choices=KUBE_KINDS,
+        default="sim",
+        help="the cluster to start without --kubeconfig: sim (kubesim, the default) or real "
+        "(`meshplane kube up`: the real control plane `make kube` builds; docs/realkube.md)",
+    )
+    parser.add_argument(
+        "--allow-host-network",
+        action="store_true",
+        help="with --kube real: start outside a loopback-only network namespace",
+    )
+    parser.add_argument(
         "--data-dir", type=Path, default=Path(".data"), help="state and logs (default ./.data)"
     )
     parser.add_argument(
@@ -596,6 +654,11 @@ def _run(args: argparse.Namespace) -> int:
     if not 1 <= args.port_base <= 65535 - 2 - len(CANDIDATE_MESHES):
         print(f"meshplane up: --port-base {args.port_base} leaves no room", file=sys.stderr)
         return 2
+    if args.kube == "real" and args.kubeconfig is not None:
+        print(
+            "meshplane up: --kube real starts its own cluster; drop --kubeconfig", file=sys.stderr
+        )
+        return 2
     meshes = tuple(m.lower() for m in args.mesh) if args.mesh else CANDIDATE_MESHES
     settings = SandboxSettings(
         data_dir=args.data_dir.absolute(),
@@ -604,6 +667,8 @@ def _run(args: argparse.Namespace) -> int:
         mirror=args.mirror.absolute() if args.mirror is not None else None,
         port_base=args.port_base,
         meshes=meshes,
+        kube=args.kube,
+        allow_host_network=args.allow_host_network,
     )
     return asyncio.run(_serve(Sandbox(settings)))
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 # command name -> module whose `register(subparsers)` adds it (a module may add several).
 COMMANDS: dict[str, str] = {
     "kubesim": "kubesim.cli",
+    "kube": "realkube.cli",
     "adapter": "adapters.kit.cli",
     "rbac": "adapters.kit.rbac",
     "conformance": "adapters.conformance.cli",

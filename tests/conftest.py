@@ -5,6 +5,7 @@ pytest_plugins: list[str] = [
     "tests.plugins.postgres",
     "tests.plugins.grpc_servers",
     "tests.plugins.kubesim",
+    "tests.plugins.realkube",
     "tests.plugins.task_guard",
     "tests.plugins.client_config",
 ]

@@ -190,6 +190,17 @@ def _describe_api_error(
             probable_cause="API priority and fairness is rejecting our requests under load",
             suggested_remediation="retry later, or raise the adapter's FlowSchema priority",
         )
+    webhook = _failed_webhook(server_message)
+    if webhook is not None:
+        return ErrorDetail(
+            code="WEBHOOK_UNAVAILABLE",
+            message=f"the API server could not call admission webhook {webhook} to {subject}: "
+            f"{server_message}",
+            probable_cause=f"webhook {webhook} (failurePolicy Fail) has no serving backend: its "
+            "Service's pods are not running, not ready, or not reachable from the API server",
+            suggested_remediation="start or repair the webhook's backend (for a mesh: its "
+            "control plane, e.g. istiod), or remove the stale webhook configuration",
+        )
     if code is not None and 500 <= code <= 599:
         return ErrorDetail(
             code="KUBE_SERVER_ERROR",
@@ -203,6 +214,18 @@ def _describe_api_error(
         probable_cause=str(status.get("reason") or exc.reason or "unknown"),
         suggested_remediation="see the message from the API server",
     )
+
+
+_WEBHOOK_CALL_FAILED = "failed calling webhook "
+
+
+def _failed_webhook(server_message: str) -> str | None:
+    """The quoted webhook name in an API server's 'failed calling webhook "NAME"' message."""
+    _, found, rest = server_message.partition(_WEBHOOK_CALL_FAILED)
+    if not found:
+        return None
+    name = rest.split(":", 1)[0].strip()
+    return name[:120] or '""'
 
 
 def kind_not_installed_detail(ref: ObjectRef) -> ErrorDetail:
@@ -230,6 +253,9 @@ def not_ready_detail(
         "BackoffLimitExceeded": "read the Job's pod logs and fix what makes it fail",
         "Unschedulable": "add capacity or relax the pod's resource requests and node selectors",
         "ProgressDeadlineExceeded": "describe the pods to see why they do not start",
+        "FailedCreate": "pods cannot be created: an admission webhook refused them or is not "
+        "reachable (check the webhook configurations and their services' pods), or a "
+        "ResourceQuota is exhausted",
     }
     waited = "" if timeout is None else f" after {timeout:g}s"
     return ErrorDetail(

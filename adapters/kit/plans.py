@@ -78,6 +78,9 @@ class WaitPolicy:
     timeout_seconds: float = 300.0
     wait_for_ready: bool = True
     poll_interval_seconds: float = 0.5
+    stuck_seconds: float = 20.0
+    """How long a workload may keep failing to create its Pods (ReplicaFailure, e.g. an
+    admission webhook refusing or unreachable) before the wait fails with that cause."""
 
 
 @dataclass(frozen=True, kw_only=True)

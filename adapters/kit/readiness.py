@@ -4,11 +4,18 @@ The rules read only `status` fields every API server reports (the same ones `kub
 status` and Helm's wait read). An object that is not ready yet says why: its own conditions, or
 the state of its pods (`ImagePullBackOff` lives in a pod's container status, not in the
 Deployment). Kinds without a rule are ready once applied.
+
+A workload that cannot create its Pods at all (a Deployment or ReplicaSet with condition
+`ReplicaFailure`, reason `FailedCreate`: an admission webhook refused or could not be called, a
+quota is exhausted) is *stuck*: the wait reports the cause at once, and fails with it when it
+persists for `WaitPolicy.stuck_seconds` instead of running out the whole timeout. (A webhook
+whose backend is still starting clears by itself within that time.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +57,8 @@ class Readiness:
     message: str = ""
     failed: bool = False
     """A failure that waiting cannot fix (a Job out of retries): stop waiting for it."""
+    stuck: bool = False
+    """A failure that may clear by itself (Pods cannot be created): fail if it persists."""
 
 
 READY = Readiness(ready=True)
@@ -116,12 +125,25 @@ def _false_condition(obj: KubeObject, default_reason: str, message: str) -> Read
     return Readiness(ready=False, reason=default_reason, message=message)
 
 
+def _replica_failure(obj: KubeObject) -> Readiness | None:
+    """Stuck when the controller cannot create Pods (condition ReplicaFailure), in its words."""
+    condition = _condition(obj, "ReplicaFailure")
+    if condition is None or condition.get("status") != "True":
+        return None
+    return Readiness(
+        ready=False,
+        stuck=True,
+        reason=str(condition.get("reason") or "FailedCreate"),
+        message=str(condition.get("message") or "pods cannot be created"),
+    )
+
+
 def _deployment(obj: KubeObject) -> Readiness:
     if _spec(obj).get("paused"):
         return READY
-    pending = _not_observed(obj)
-    if pending:
-        return pending
+    blocked = _not_observed(obj) or _replica_failure(obj)
+    if blocked:
+        return blocked
     status = _status(obj)
     want = _int(_spec(obj).get("replicas"), 1)
     updated = _int(status.get("updatedReplicas"))
@@ -140,6 +162,20 @@ def _deployment(obj: KubeObject) -> Readiness:
     )
 
 
+def _replicaset(obj: KubeObject) -> Readiness:
+    blocked = _not_observed(obj) or _replica_failure(obj)
+    if blocked:
+        return blocked
+    want, ready = _int(_spec(obj).get("replicas"), 1), _int(_status(obj).get("readyReplicas"))
+    return READY if ready >= want else _replicas_not_ready(ready, want)
+
+
+def _replicas_not_ready(ready: int, want: int) -> Readiness:
+    return Readiness(
+        ready=False, reason="ReplicasNotReady", message=f"{ready}/{want} replicas ready"
+    )
+
+
 def _statefulset(obj: KubeObject) -> Readiness:
     pending = _not_observed(obj)
     if pending:
@@ -148,9 +184,7 @@ def _statefulset(obj: KubeObject) -> Readiness:
     want = _int(_spec(obj).get("replicas"), 1)
     ready = _int(status.get("readyReplicas"))
     if ready != want:
-        return Readiness(
-            ready=False, reason="ReplicasNotReady", message=f"{ready}/{want} replicas ready"
-        )
+        return _replicas_not_ready(ready, want)
     strategy = (_spec(obj).get("updateStrategy") or {}).get("type", "RollingUpdate")
     update, current = status.get("updateRevision"), status.get("currentRevision")
     if strategy == "RollingUpdate" and update and current != update:
@@ -222,6 +256,7 @@ def _service(obj: KubeObject) -> Readiness:
 
 READINESS_RULES: dict[str, Callable[[KubeObject], Readiness]] = {
     "Deployment": _deployment,
+    "ReplicaSet": _replicaset,
     "StatefulSet": _statefulset,
     "DaemonSet": _daemonset,
     "Job": _job,
@@ -231,7 +266,7 @@ READINESS_RULES: dict[str, Callable[[KubeObject], Readiness]] = {
 }
 """Readiness by kind; kinds not listed are ready once applied."""
 
-_POD_OWNING_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job"})
+_POD_OWNING_KINDS = frozenset({"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job"})
 
 
 def readiness_of(obj: KubeObject) -> Readiness:
@@ -378,8 +413,8 @@ class WaitResult:
 
 async def _explain(source: ObjectSource, ref: ObjectRef, last: Readiness) -> Readiness:
     """For a workload that did not become ready, look at its pods for the real reason."""
-    if ref.kind not in _POD_OWNING_KINDS:
-        return last
+    if ref.kind not in _POD_OWNING_KINDS or last.stuck:
+        return last  # a workload that cannot create Pods: its own condition is the cause
     obj = await source.get_ref(ref)
     if obj is None:
         return Readiness(ready=False, reason="NotFound", message=f"{ref} was deleted")
@@ -425,7 +460,8 @@ async def wait_ready(
 
     async def watch_one(ref: ObjectRef) -> None:
         delay = _FIRST_POLL_DELAY
-        announced = False
+        announced = ""
+        stuck_since: float | None = None
         first = observed.get(ref.key) if observed is not None else None
         while True:
             obj = first if first is not None else await source.get_ref(ref)
@@ -440,11 +476,18 @@ async def wait_ready(
                 ready.append(ref)
                 sink(Progress(kind=ProgressKind.READY, ref=ref, message=f"{ref} is ready"))
                 return
-            if state.failed:
-                hard.append(ref)
-                return
-            if not announced:
-                announced = True
+            if state.stuck:
+                now = time.monotonic()
+                stuck_since = now if stuck_since is None else stuck_since
+                if now - stuck_since >= policy.stuck_seconds:
+                    last[ref] = dataclasses.replace(state, failed=True)
+                    hard.append(ref)
+                    return
+            else:
+                stuck_since = None
+            # Announce the first wait, and again when the workload turns out to be stuck.
+            if not announced or (state.stuck and announced != state.reason):
+                announced = state.reason or "waiting"
                 sink(
                     Progress(
                         kind=ProgressKind.WAITING,

@@ -1,4 +1,5 @@
-"""An adapter subprocess for any mesh, driven over gRPC against kubesim, for e2e tests.
+"""An adapter subprocess for any mesh, driven over gRPC against kubesim, for e2e tests (and,
+with the `realkube` parameter, against the real API server: see tests/plugins/realkube.py).
 
 Charts and manifests are served over loopback HTTP (the real upstream repositories from
 ../shared/fixtures, or a toy repository a test packages); the adapter runs as `meshplane adapter
@@ -11,13 +12,13 @@ import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
 from adapters.kit.catalogue import Category, MeshDeclaration, Ownership
 from adapters.kit.cluster import ClusterSession
-from kubesim.harness import RunningSim, running_kubesim
+from kubesim.harness import running_kubesim
 from kubesim.server import SimConfig
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from tests.adapters.istio.adapter_process import (
@@ -30,6 +31,16 @@ from tests.adapters.istio.adapter_process import (
 from tests.plugins.static_http import StaticHttpServer
 
 ServerFactory = Callable[[Path], StaticHttpServer]
+
+
+class Cluster(Protocol):
+    """The cluster under test: kubesim's ``RunningSim`` or the real one (``RealCluster``)."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def kubeconfig(self) -> Path: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,12 +56,12 @@ class Sources:
 
 
 class MeshHarness:
-    """kubesim + chart/manifest servers + one mesh's adapter subprocess."""
+    """A cluster + chart/manifest servers + one mesh's adapter subprocess."""
 
     def __init__(
         self,
         mesh: str,
-        sim: RunningSim,
+        sim: Cluster,
         tmp_path: Path,
         *,
         charts: StaticHttpServer,
@@ -150,23 +161,23 @@ async def round_trip_every_operation(
     for spec in declaration.operations:
         if not spec.supports_delete or spec.category is Category.INSTALL:
             continue
-        before = await managed_objects(harness.sim.url)
+        before = await managed_objects(harness.sim.kubeconfig)
         namespaces = await harness.namespace_metadata()
         body = CUSTOM_BODY if spec.custom else ""
         await client.run(spec.id, operation_id=harness.next_id(spec.id), custom_body=body)
         if spec.ownership is Ownership.FIELDS:
             assert await harness.namespace_metadata() != namespaces, spec.id
         else:
-            assert await managed_objects(harness.sim.url) != before, spec.id
+            assert await managed_objects(harness.sim.kubeconfig) != before, spec.id
         await client.run(
             spec.id, operation_id=harness.next_id(f"rm-{spec.id}"), custom_body=body, delete=True
         )
-        assert await managed_objects(harness.sim.url) == before, spec.id
+        assert await managed_objects(harness.sim.kubeconfig) == before, spec.id
         after = await harness.namespace_metadata()
         assert {n: after[n] for n in namespaces} == namespaces, spec.id
         exercised.append(spec.id)
     await client.run("install", operation_id=harness.next_id("rm-install"), delete=True)
-    assert await managed_objects(harness.sim.url) == []
+    assert await managed_objects(harness.sim.kubeconfig) == []
     return exercised
 
 
@@ -176,10 +187,15 @@ def harness_fixtures(
     """The `sim`, `sources` (upstream and toy charts) and `harness` fixtures of a mesh's e2e
     module: ``sim, sources, harness = harness_fixtures(...)``."""
 
-    @pytest.fixture
-    def sim(request: pytest.FixtureRequest) -> Iterator[RunningSim]:
-        """Workloads become ready after 0.05 s, or after ``request.param`` s (indirect)."""
-        ready_delay = float(getattr(request, "param", 0.05))
+    @pytest.fixture(params=["kubesim", pytest.param("realkube", marks=pytest.mark.realkube)])
+    def sim(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+        """kubesim, whose workloads become ready after 0.05 s or after ``request.param`` s
+        (indirect); or (param ``realkube``) the session's real control plane."""
+        param = getattr(request, "param", 0.05)
+        if param == "realkube":
+            yield request.getfixturevalue("real_cluster")
+            return
+        ready_delay = 0.05 if param == "kubesim" else float(param)
         with running_kubesim(SimConfig(ready_delay=ready_delay, bookmark_seconds=0.2)) as running:
             yield running
 
@@ -189,7 +205,7 @@ def harness_fixtures(
 
     @pytest.fixture
     async def harness(
-        sim: RunningSim, tmp_path: Path, sources: Sources, static_http_server: ServerFactory
+        sim: Cluster, tmp_path: Path, sources: Sources, static_http_server: ServerFactory
     ) -> AsyncIterator[MeshHarness]:
         running = MeshHarness(
             mesh,

@@ -72,7 +72,7 @@ async def test_install_upgrade_samples_validate_uninstall(
         server = await harness.get("apps/v1", "StatefulSet", "consul-server", "consul")
         assert image_of(server).endswith(f":{consul_older}")  # the requested version, honoured
         assert server is not None and server["status"]["readyReplicas"] == 1
-        owned = await managed_objects(harness.sim.url)
+        owned = await managed_objects(harness.sim.kubeconfig)
         kinds = {kind for kind, _, _ in owned}
         assert "Pod" not in kinds  # the chart's `helm test` Pod is not installed
         injector = await harness.get(
@@ -94,7 +94,7 @@ async def test_install_upgrade_samples_validate_uninstall(
             parameters={"server-replicas": "1"},
         )
         assert again.cluster_results[0].objects_applied == 0
-        assert await managed_objects(harness.sim.url) == owned
+        assert await managed_objects(harness.sim.kubeconfig) == owned
 
         await client.run(
             "install",
@@ -135,7 +135,7 @@ async def test_install_upgrade_samples_validate_uninstall(
             await client.run(operation, operation_id=removal, delete=True)
         hooks = [e.summary for e in events.of(removal) if "hook" in e.summary]
         assert any("gateway-cleanup" in s and "completed" in s for s in hooks), hooks
-        assert await managed_objects(harness.sim.url) == []
+        assert await managed_objects(harness.sim.kubeconfig) == []
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
         assert not status.installed
     finally:

@@ -1,4 +1,5 @@
-"""The Istio adapter end to end: a subprocess driven over gRPC against kubesim.
+"""The Istio adapter end to end: a subprocess driven over gRPC against kubesim (and the real
+API server: the `realkube` parameter).
 
 Charts and manifests are served over loopback HTTP: the real upstream Istio charts and samples
 from ../shared/fixtures (skipped when absent), and our own toy charts and mirror (always run).
@@ -24,6 +25,7 @@ from tests.adapters.istio.adapter_process import (
     managed_objects,
 )
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
+from tests.e2e.mesh_harness import Cluster
 from tests.fixtures_paths import shared_fixtures
 from tests.plugins.static_http import StaticHttpServer
 
@@ -85,10 +87,10 @@ def fast_sim() -> Iterator[RunningSim]:
 
 
 class Harness:
-    """kubesim + chart/manifest servers + the adapter subprocess, restartable on one state dir."""
+    """A cluster + chart/manifest servers + the adapter subprocess, restartable on one state dir."""
 
     def __init__(
-        self, sim: RunningSim, tmp_path: Path, sources: Sources, serve: ServerFactory
+        self, sim: Cluster, tmp_path: Path, sources: Sources, serve: ServerFactory
     ) -> None:
         self.sim = sim
         self.sources = sources
@@ -156,7 +158,7 @@ async def harness(
     sources: Sources,
     static_http_server: ServerFactory,
 ) -> AsyncIterator[Harness]:
-    sim: RunningSim = request.getfixturevalue(getattr(request, "param", "fast_sim"))
+    sim: Cluster = request.getfixturevalue(getattr(request, "param", "fast_sim"))
     running = Harness(sim, tmp_path, sources, static_http_server)
     try:
         yield running
@@ -174,6 +176,11 @@ def crds_of_istio(names: list[tuple[str, str, str]]) -> list[str]:
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    "harness",
+    ["fast_sim", pytest.param("real_cluster", id="realkube", marks=pytest.mark.realkube)],
+    indirect=True,
+)
 async def test_install_upgrade_samples_validate_uninstall(harness: Harness) -> None:
     client = await harness.start()
     events = EventCollector(client).start()
@@ -187,7 +194,7 @@ async def test_install_upgrade_samples_validate_uninstall(harness: Harness) -> N
             parameters={"profile": "demo"},
         )
         assert done.cluster_results[0].objects_applied > 0
-        owned = await managed_objects(harness.sim.url)
+        owned = await managed_objects(harness.sim.kubeconfig)
         assert len(crds_of_istio(owned)) == sources.crds_first
         crd = await harness.object(
             "CustomResourceDefinition", "virtualservices.networking.istio.io"
@@ -215,7 +222,7 @@ async def test_install_upgrade_samples_validate_uninstall(harness: Harness) -> N
         )
         assert again.cluster_results[0].objects_applied == 0
         assert again.cluster_results[0].objects_unchanged > 0
-        assert await managed_objects(harness.sim.url) == owned
+        assert await managed_objects(harness.sim.kubeconfig) == owned
 
         await client.run(
             "install",
@@ -225,7 +232,9 @@ async def test_install_upgrade_samples_validate_uninstall(harness: Harness) -> N
         )
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
         assert status.version == sources.second
-        assert len(crds_of_istio(await managed_objects(harness.sim.url))) == sources.crds_second
+        assert (
+            len(crds_of_istio(await managed_objects(harness.sim.kubeconfig))) == sources.crds_second
+        )
 
         await client.run("bookinfo", operation_id=harness.next_id("bookinfo"))
         assert await harness.object("Gateway", "bookinfo-gateway", "default") is not None
@@ -251,7 +260,7 @@ async def test_install_upgrade_samples_validate_uninstall(harness: Harness) -> N
             await client.run(
                 operation, operation_id=harness.next_id(f"rm-{operation}"), delete=True
             )
-        assert await managed_objects(harness.sim.url) == []
+        assert await managed_objects(harness.sim.kubeconfig) == []
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
         assert not status.installed
         assert_consecutive(events.events)
@@ -302,7 +311,7 @@ async def test_killed_mid_install_resumes_without_duplicates(harness: Harness) -
         assert done.state == pb.OPERATION_STATE_SUCCEEDED, done.error
         assert done.attempt == 2
 
-        owned = await managed_objects(harness.sim.url)
+        owned = await managed_objects(harness.sim.kubeconfig)
         names = [name for kind, _, name in owned if kind == "Deployment"]
         assert sorted(names) == ["istio-egressgateway", "istio-ingressgateway", "istiod"]
         # One inventory, and the resumed run re-created nothing: one pod per replica.

@@ -80,7 +80,7 @@ async def test_install_upgrade_samples_validate_uninstall(
         assert listed == {sources.older, sources.newer}
 
         await client.run("install", operation_id=harness.next_id("install"), mesh_version=older)
-        owned = await managed_objects(harness.sim.url)
+        owned = await managed_objects(harness.sim.kubeconfig)
         crds = [n for kind, _, n in owned if kind == "CustomResourceDefinition"]
         assert len(crds) == sources.crds
         assert sorted(n for kind, _, n in owned if kind == "Deployment") == DEPLOYMENTS
@@ -99,7 +99,7 @@ async def test_install_upgrade_samples_validate_uninstall(
             "install", operation_id=harness.next_id("reinstall"), mesh_version=older
         )
         assert again.cluster_results[0].objects_applied == 0
-        assert await managed_objects(harness.sim.url) == owned
+        assert await managed_objects(harness.sim.kubeconfig) == owned
         await client.run("install", operation_id=harness.next_id("upgrade"), mesh_version=newer)
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
         assert status.version == newer
@@ -172,7 +172,7 @@ async def test_install_upgrade_samples_validate_uninstall(
             await client.run(
                 operation, operation_id=harness.next_id(f"rm-{operation}"), delete=True
             )
-        assert await managed_objects(harness.sim.url) == []
+        assert await managed_objects(harness.sim.kubeconfig) == []
         assert await harness.get("v1", "Namespace", "emojivoto") is None
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
         assert not status.installed

@@ -322,6 +322,26 @@ def test_unauthorized_and_server_errors_are_told_apart() -> None:
     assert conflict.code == "KUBE_CONFLICT"
 
 
+def test_an_unreachable_admission_webhook_is_named() -> None:
+    """What a real API server answers when a failurePolicy Fail webhook has no backend."""
+    ref = ObjectRef(
+        api_version="networking.istio.io/v1", kind="Gateway", namespace="default", name="gw"
+    )
+    message = (
+        'Internal error occurred: failed calling webhook "validation.istio.io": failed to call '
+        'webhook: Post "https://istiod.istio-system.svc:443/validate?timeout=10s": dial tcp '
+        "10.96.0.20:443: connect: network is unreachable"
+    )
+    error = _api_error(500, {"kind": "Status", "reason": "InternalError", "message": message})
+    detail = describe_error(error, verb="apply", resource="gateways", ref=ref)
+    assert detail.code == "WEBHOOK_UNAVAILABLE"
+    assert (
+        'webhook "validation.istio.io"' in detail.message and "Gateway default/gw" in detail.message
+    )
+    assert "network is unreachable" in detail.message
+    assert "istiod" in detail.suggested_remediation
+
+
 @pytest.fixture
 def tls_kubesim() -> Iterator[RunningSim]:
     with running_kubesim(SimConfig(tls=True, ready_delay=0.05)) as sim:

@@ -376,3 +376,104 @@ async def test_wait_ready_takes_the_first_look_from_the_write_answer(
     # A workload's write answer is not ready yet: waiting goes on to read the cluster.
     result = await wait_ready(source, refs[1:], policy, events.append, observed=observed)
     assert result.ready == (refs[1],) and source.reads >= 1
+
+
+WEBHOOK_REFUSAL = (
+    'Internal error occurred: failed calling webhook "namespace.sidecar-injector.istio.io": '
+    'failed to call webhook: Post "https://istiod.istio-system.svc:443/inject": dial tcp '
+    "10.96.0.20:443: connect: network is unreachable"
+)
+REPLICA_FAILURE = {
+    "type": "ReplicaFailure",
+    "status": "True",
+    "reason": "FailedCreate",
+    "message": WEBHOOK_REFUSAL,
+}
+
+
+class ScriptedSource:
+    """An ObjectSource whose one object goes through the given states, one per read."""
+
+    def __init__(self, *states: KubeObject) -> None:
+        self.states = list(states)
+        self.reads = 0
+
+    async def get_ref(self, ref: ObjectRef) -> KubeObject | None:
+        self.reads += 1
+        return self.states[min(self.reads, len(self.states)) - 1]
+
+    async def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str = "",
+    ) -> list[KubeObject]:
+        return []  # no pods were ever created
+
+
+def test_a_workload_that_cannot_create_pods_is_stuck_with_the_controllers_words() -> None:
+    stuck = deployment(
+        generation=1,
+        status={
+            "observedGeneration": 1,
+            "conditions": [AVAILABLE | {"status": "False"}, REPLICA_FAILURE],
+        },
+    )
+    state = readiness_of(stuck)
+    assert (state.ready, state.stuck, state.failed) == (False, True, False)
+    assert state.reason == "FailedCreate" and "sidecar-injector" in state.message
+    replicaset = stuck | {"kind": "ReplicaSet"}
+    assert readiness_of(replicaset).stuck
+
+
+async def test_wait_fails_a_stuck_workload_with_its_cause_not_a_timeout() -> None:
+    stuck = deployment(
+        generation=1, status={"observedGeneration": 1, "conditions": [REPLICA_FAILURE]}
+    )
+    source = ScriptedSource(stuck)
+    events: list[Progress] = []
+
+    result = await wait_ready(
+        source,
+        [ObjectRef.from_manifest(stuck)],
+        WaitPolicy(timeout_seconds=60, poll_interval_seconds=0.05, stuck_seconds=0.3),
+        events.append,
+    )
+
+    assert not result.timed_out
+    detail = result.error()
+    assert detail is not None and detail.code == "WORKLOAD_FAILED"
+    assert "FailedCreate" in detail.message and "sidecar-injector" in detail.message
+    assert "webhook" in detail.suggested_remediation
+    waiting = [e for e in events if e.kind is ProgressKind.WAITING]
+    assert [e.reason for e in waiting] == ["FailedCreate"]
+    assert [e.reason for e in events if e.kind is ProgressKind.FAILED] == ["FailedCreate"]
+
+
+async def test_a_stuck_workload_that_recovers_is_ready() -> None:
+    stuck = deployment(
+        replicas=1, generation=1, status={"observedGeneration": 1, "conditions": [REPLICA_FAILURE]}
+    )
+    ready = deployment(
+        replicas=1,
+        generation=1,
+        status={
+            "observedGeneration": 1,
+            "updatedReplicas": 1,
+            "availableReplicas": 1,
+            "conditions": [AVAILABLE],
+        },
+    )
+    source = ScriptedSource(stuck, stuck, ready)
+    events: list[Progress] = []
+
+    result = await wait_ready(
+        source,
+        [ObjectRef.from_manifest(stuck)],
+        WaitPolicy(timeout_seconds=60, poll_interval_seconds=0.05, stuck_seconds=30),
+        events.append,
+    )
+
+    assert result.error() is None and len(result.ready) == 1
+    assert [e.kind for e in events] == [ProgressKind.WAITING, ProgressKind.READY]

@@ -9,12 +9,15 @@ follows StreamEvents in the background so tests can wait for an event and check 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import grpc
+import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.kit.plans import MANAGED_BY_LABEL, MANAGED_BY_VALUE
@@ -281,40 +285,76 @@ class EventCollector:
         return [e for e in self.events if e.operation_id == operation_id]
 
 
-async def managed_objects(server: str) -> list[tuple[str, str, str]]:
+async def managed_objects(cluster: str | Path) -> list[tuple[str, str, str]]:
     """(kind, namespace, name) of every object labelled managed-by=meshplane, any served kind.
 
-    Reads kubesim's discovery and lists each listable resource across namespaces (plain HTTP,
-    kubesim's bearer token, in a worker thread), so no kind can be forgotten.
+    ``cluster`` is kubesim's URL (plain HTTP, kubesim's bearer token) or a kubeconfig file (any
+    server: kubesim or the real API server, token or client certificate). Reads discovery and
+    lists each listable resource across namespaces in a worker thread, so no kind can be
+    forgotten.
     """
-    return await asyncio.to_thread(_managed_objects, server)
+    access = _Access.of_url(cluster) if isinstance(cluster, str) else _Access.of_kubeconfig(cluster)
+    return await asyncio.to_thread(_managed_objects, access)
 
 
-def _managed_objects(server: str) -> list[tuple[str, str, str]]:
+class _Access:
+    """Where a cluster is and how to authenticate to it, for plain urllib requests."""
+
+    def __init__(
+        self, server: str, headers: dict[str, str], context: ssl.SSLContext | None
+    ) -> None:
+        self.server = server.rstrip("/")
+        self.headers = headers
+        self.context = context
+
+    @classmethod
+    def of_url(cls, server: str) -> _Access:
+        return cls(server, {"Authorization": f"Bearer {TOKEN}"}, None)
+
+    @classmethod
+    def of_kubeconfig(cls, path: Path) -> _Access:
+        config = yaml.safe_load(path.read_text())
+        context_name = config["current-context"]
+        context = next(c["context"] for c in config["contexts"] if c["name"] == context_name)
+        cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
+        user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
+        headers = {"Authorization": f"Bearer {user['token']}"} if user.get("token") else {}
+        if not str(cluster["server"]).startswith("https:"):
+            return cls(cluster["server"], headers, None)
+        tls = ssl.create_default_context(
+            cadata=base64.b64decode(cluster["certificate-authority-data"]).decode()
+        )
+        if user.get("client-certificate-data"):
+            with tempfile.TemporaryDirectory() as scratch:
+                cert, key = Path(scratch) / "client.crt", Path(scratch) / "client.key"
+                cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
+                key.write_bytes(base64.b64decode(user["client-key-data"]))
+                tls.load_cert_chain(cert, key)
+        return cls(cluster["server"], headers, tls)
+
+    def get(self, path: str) -> Any:
+        request = urllib.request.Request(self.server + path, headers=self.headers)
+        with urllib.request.urlopen(request, timeout=10, context=self.context) as response:
+            return json.loads(response.read())
+
+
+def _managed_objects(access: _Access) -> list[tuple[str, str, str]]:
     selector = urllib.parse.quote(f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")
     found: list[tuple[str, str, str]] = []
-    for path, kind in _list_paths(server):
-        for item in _get(server, f"{path}?labelSelector={selector}").get("items") or []:
+    for path, kind in _list_paths(access):
+        for item in access.get(f"{path}?labelSelector={selector}").get("items") or []:
             metadata = item.get("metadata") or {}
             found.append((kind, str(metadata.get("namespace", "")), str(metadata.get("name", ""))))
     return sorted(found)
 
 
-def _get(server: str, path: str) -> Any:
-    request = urllib.request.Request(
-        server.rstrip("/") + path, headers={"Authorization": f"Bearer {TOKEN}"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def _list_paths(server: str) -> list[tuple[str, str]]:
+def _list_paths(access: _Access) -> list[tuple[str, str]]:
     versions = ["/api/v1"]
-    for group in _get(server, "/apis").get("groups") or []:
+    for group in access.get("/apis").get("groups") or []:
         versions.append(f"/apis/{group['preferredVersion']['groupVersion']}")
     paths: list[tuple[str, str]] = []
     for version in versions:
-        for resource in _get(server, version).get("resources") or []:
+        for resource in access.get(version).get("resources") or []:
             if "/" in resource["name"] or "list" not in (resource.get("verbs") or []):
                 continue
             paths.append((f"{version}/{resource['name']}", str(resource["kind"])))
