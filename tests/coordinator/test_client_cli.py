@@ -52,6 +52,22 @@ def test_up_refuses_a_missing_mirror(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "is not a directory" in capsys.readouterr().err
 
 
+def test_up_refuses_real_kube_with_a_kubeconfig(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "up",
+        "--kube",
+        "real",
+        "--kubeconfig",
+        str(tmp_path / "k"),
+        "--data-dir",
+        str(tmp_path),
+    ]
+    assert main(argv) == 2
+    assert "drop --kubeconfig" in capsys.readouterr().err
+
+
 async def test_up_reports_a_child_that_cannot_start_and_leaves_nothing_running(
     tmp_path: Path,
 ) -> None:

@@ -1,5 +1,5 @@
-"""The Istio adapter end to end: a subprocess driven over gRPC against kubesim (and the real
-API server: the `realkube` parameter).
+"""The Istio adapter end to end: a subprocess driven over gRPC against kubesim (against the real
+API server, where admission webhooks are real: tests/realkube/test_istio_admission.py).
 
 Charts and manifests are served over loopback HTTP: the real upstream Istio charts and samples
 from ../shared/fixtures (skipped when absent), and our own toy charts and mirror (always run).
@@ -176,11 +176,6 @@ def crds_of_istio(names: list[tuple[str, str, str]]) -> list[str]:
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize(
-    "harness",
-    ["fast_sim", pytest.param("real_cluster", id="realkube", marks=pytest.mark.realkube)],
-    indirect=True,
-)
 async def test_install_upgrade_samples_validate_uninstall(harness: Harness) -> None:
     client = await harness.start()
     events = EventCollector(client).start()
