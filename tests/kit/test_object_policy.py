@@ -555,3 +555,62 @@ async def test_a_delete_leaves_objects_that_no_longer_carry_the_releases_labels(
         assert [e.summary for e in kept] == ["ConfigMap default/handed-over kept"]
         assert "left in place: it no longer carries release" in kept[0].details
     assert await cluster_object(kubesim, "v1", "ConfigMap", "handed-over", "default") is not None
+
+
+async def test_a_role_binding_is_judged_by_the_cluster_role_the_cluster_has(
+    kubesim: RunningSim, tmp_path: Path
+) -> None:
+    for name, verbs in (("pod-reader", ["get", "list"]), ("pod-impersonator", ["impersonate"])):
+        await create_unmanaged(
+            kubesim,
+            {
+                "apiVersion": RBAC,
+                "kind": "ClusterRole",
+                "metadata": {"name": name},
+                "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": verbs}],
+            },
+        )
+
+    def binding(role: str) -> str:
+        return doc(
+            apiVersion=RBAC,
+            kind="RoleBinding",
+            metadata={"name": f"bind-{role}"},
+            roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            subjects=[{"kind": "ServiceAccount", "name": "app"}],
+        )
+
+    async with adapter(kubesim, tmp_path) as h:
+        reader = await h.run("reader", binding("pod-reader"))
+        assert reader.state == pb.OPERATION_STATE_SUCCEEDED, reader.error
+        impersonator = await h.run("impersonator", binding("pod-impersonator"))
+        assert impersonator.error.code == "PERMISSION_DENIED"
+        assert impersonator.error.message == (
+            "RoleBinding default/bind-pod-impersonator: binds ClusterRole pod-impersonator, which "
+            "grants verb 'impersonate' (rule rbac-escalation)"
+        )
+        missing = await h.run("missing", binding("nobody-made-this"))
+        assert missing.error.code == "PERMISSION_DENIED"
+        assert "which does not exist" in missing.error.message
+        role = doc(
+            apiVersion=RBAC,
+            kind="Role",
+            metadata={"name": "escalator"},
+            rules=[
+                {
+                    "apiGroups": ["rbac.authorization.k8s.io"],
+                    "resources": ["roles"],
+                    "verbs": ["escalate"],
+                }
+            ],
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await h.apply("escalator", role)
+        assert status_code(raised.value) == StatusCode.PERMISSION_DENIED
+        assert (raised.value.details() or "").startswith(
+            "custom_body: Role escalator: grants verb 'escalate' (rule rbac-escalation)"
+        )
+    assert await cluster_object(kubesim, RBAC, "RoleBinding", "bind-pod-reader", "default")
+    assert not await cluster_object(
+        kubesim, RBAC, "RoleBinding", "bind-pod-impersonator", "default"
+    )
