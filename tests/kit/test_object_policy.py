@@ -31,6 +31,7 @@ from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
 from tests.adapters.istio.adapter_process import AdapterClient, AdapterProcess
 from tests.kit.toy_adapter import TERMINAL, settings, status_code
+from tests.kubesim.support import crd
 
 StatusCode = grpc.StatusCode
 RBAC = "rbac.authorization.k8s.io/v1"
@@ -137,21 +138,9 @@ DEFAULT_PRIORITY_CLASS = doc(
 
 def cluster_scoped_crd(group: str, kind: str, plural: str) -> dict[str, Any]:
     """A CRD for ``kind`` in ``group`` whose objects have no namespace and any fields."""
-    version = {"name": "v1", "served": True, "storage": True}
-    version["schema"] = {
-        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    }
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}"},
-        "spec": {
-            "group": group,
-            "scope": "Cluster",
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
-            "versions": [version],
-        },
-    }
+    definition = crd(plural, group, kind)
+    definition["spec"]["scope"] = "Cluster"
+    return definition
 
 
 GATEWAY_CLASS_CRD = cluster_scoped_crd(
