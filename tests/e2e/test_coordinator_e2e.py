@@ -387,7 +387,9 @@ async def test_cli_against_the_coordinator(adapter_fast: Adapter, tmp_path: Path
         code, out, _ = await run_cli_here(
             "events", "--operation", "cli-install", "--after", events[-2]["cursor"], *at
         )
-        assert code == 0 and len(out.splitlines()) == 1 and "install succeeded" in out
+        lines = out.splitlines()  # the header, then the one event after that cursor
+        assert code == 0 and len(lines) == 2 and lines[0].split()[0] == "CURSOR"
+        assert "install succeeded" in lines[1]
 
         code, out, _ = await run_cli_here("versions", "istio", *at)
         assert code == 0 and "1.1.0 (default)" in out
