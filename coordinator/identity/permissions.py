@@ -45,7 +45,8 @@ API_GROUP = "meshplane.io"
 COORDINATOR = "meshplane.coordinator.v1.CoordinatorService"
 ADAPTER = "meshplane.adapter.v1.MeshAdapterService"
 DEFAULT_PROTECTED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
-CLUSTER_SCOPED_PARAMETER = "allow_cluster_scoped"
+ADOPT_PARAMETER = "adopt-existing"
+"""The request parameter that lets an operation take over objects meshplane does not own."""
 _MUTATING_VERBS = frozenset({"create", "update", "delete"})
 _MAX_BODY_DOCUMENTS = 1000
 
@@ -85,7 +86,7 @@ GRANTS: Mapping[tuple[str, str], Role] = {
     # mesh install/upgrade (create) and uninstall (delete)
     ("meshes", "create"): Role.ADMIN,
     ("meshes", "delete"): Role.ADMIN,
-    # operations in protected namespaces, or allowed to write cluster-scoped objects
+    # operations in protected namespaces, or taking over objects meshplane does not own
     ("privilegedoperations", "create"): Role.ADMIN,
     # cancelling another user's operation
     ("operations/others", "update"): Role.ADMIN,
@@ -228,13 +229,13 @@ def _apply_accesses(
     namespaces = {namespace}
     if descriptor.category == apb.OPERATION_CATEGORY_CUSTOM:
         namespaces |= custom_body_namespaces(request.custom_body)
-    cluster_scoped = request.parameters.get(CLUSTER_SCOPED_PARAMETER, "").lower() == "true"
+    adopts = request.parameters.get(ADOPT_PARAMETER, "").lower() == "true"
     accesses = [
         Access(
             verb="create",
             resource=(
                 "privilegedoperations"
-                if name in facts.protected_namespaces or cluster_scoped
+                if name in facts.protected_namespaces or adopts
                 else "operations"
             ),
             namespace=name,
@@ -242,8 +243,6 @@ def _apply_accesses(
         )
         for name in sorted(namespaces)
     ]
-    if cluster_scoped:
-        accesses.append(Access(verb="create", resource="privilegedoperations", name=mesh))
     return tuple(accesses), namespace
 
 

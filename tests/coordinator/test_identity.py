@@ -219,8 +219,8 @@ _APPLY_CASES = [
         ("privilegedoperations", "create"),
     ),
     (
-        "cluster-scoped objects",
-        _apply("custom", parameters={"allow_cluster_scoped": "true"}),
+        "adopting objects meshplane does not own",
+        _apply("bookinfo", namespace="team-a", parameters={"adopt-existing": "true"}),
         ("privilegedoperations", "create"),
     ),
     ("not in the catalogue", _apply("mystery"), ("meshes", "create")),
