@@ -41,21 +41,22 @@ SECRET = "s3cret-from-the-adapters-disk"
 CONFIG_MAP = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: judged}\ndata: {a: b}\n"
 
 _AUDITED_ADAPTER = """\
-import os, sys
+import argparse, os, sys
+from adapters.kit import cli
 log_path = os.environ["MESHPLANE_TEST_AUDIT_LOG"]
-watched = set(filter(None, os.environ["MESHPLANE_TEST_WATCHED_PATHS"].split(os.pathsep)))
-STARTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
-          "os.forkpty", "pty.spawn"}
+watched = frozenset(filter(None, os.environ["MESHPLANE_TEST_WATCHED_PATHS"].split(os.pathsep)))
+STARTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
+                    "os.fork", "os.forkpty", "pty.spawn"})
 def audit(event, args):
-    if event in STARTS or (event == "open" and args and str(args[0]) in watched):
+    if event in STARTS or (event == "open" and str(args[0]) in watched):
         with open(log_path, "a", encoding="utf-8") as log:
             log.write(f"{event} {args!r}\\n")
-sys.addaudithook(audit)
-import argparse
-from adapters.kit import cli
 parser = argparse.ArgumentParser(prog="meshplane")
 cli.register(parser.add_subparsers())
 args = parser.parse_args()
+# Imported and parsed: from here on (serving, every request) each process start and each open
+# of a watched file is logged.
+sys.addaudithook(audit)
 sys.exit(args.run(args))
 """
 
@@ -167,13 +168,14 @@ def adapters(
         env.setenv("MESHPLANE_GIT_SHA", "test")  # no `git rev-parse` at start-up
         env.setenv("MESHPLANE_TEST_AUDIT_LOG", str(files.audit_log))
         env.setenv("MESHPLANE_TEST_WATCHED_PATHS", os.pathsep.join(map(str, files.watched())))
-        off = AdapterProcess(args("off"), tmp_path / "off.log", command=command).start()
+        # Start-up is slower on a loaded machine; 60 s is a bound, not an expectation.
+        off = AdapterProcess(args("off"), tmp_path / "off.log", command=command).start(60)
         try:
             on = AdapterProcess(
                 args("on", *accepting_flags(kubesim_module.url)),
                 tmp_path / "on.log",
                 command=command,
-            ).start()
+            ).start(60)
         except BaseException:
             off.stop()
             raise
@@ -274,7 +276,7 @@ async def refused(call: Any) -> grpc.aio.AioRpcError:
     return raised.value
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 async def test_code_and_paths_in_a_request_kubeconfig_are_refused_by_a_real_adapter(
     adapters: Adapters, recorder: Recorder, files: Files
 ) -> None:
@@ -303,7 +305,7 @@ async def test_code_and_paths_in_a_request_kubeconfig_are_refused_by_a_real_adap
         await client.close()
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 async def test_an_adapter_takes_no_request_kubeconfigs_unless_its_operator_says_so(
     adapters: Adapters, recorder: Recorder, files: Files
 ) -> None:
@@ -325,7 +327,7 @@ async def test_an_adapter_takes_no_request_kubeconfigs_unless_its_operator_says_
         await client.close()
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 async def test_only_servers_the_operator_allows_and_those_work(
     adapters: Adapters, recorder: Recorder, files: Files, kubesim_module: RunningSim
 ) -> None:
@@ -356,7 +358,7 @@ async def test_only_servers_the_operator_allows_and_those_work(
         await client.close()
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 async def test_the_coordinator_forwards_and_relays_without_loading_anything(
     adapters: Adapters, recorder: Recorder, files: Files, tmp_path: Path
 ) -> None:
