@@ -19,6 +19,7 @@ from coordinator.settings import (
     add_arguments,
     settings_from_args,
 )
+from serving import audit_log
 from serving.garbage_collection import tune_for_server
 from serving.logging_setup import configure_logging
 from serving.tls import InsecureTransportError
@@ -41,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run(args: argparse.Namespace) -> int:
+    audit_log.install_from_environment()
     try:
         settings = settings_from_args(args)
     except SettingsError as exc:

@@ -44,6 +44,7 @@ from coordinator.perf import (
     result_to_proto,
     run_test,
 )
+from coordinator.perf.limits import PerfLimits, limit_problems
 from coordinator.store.base import Store
 from coordinator.store.paging import (
     MAX_PAGE_SIZE,
@@ -55,6 +56,7 @@ from coordinator.store.records import PerfResultRecord
 from meshplane.adapter.v1 import adapter_pb2 as adapter_pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as adapter_grpc
 from meshplane.perf.v1 import perf_pb2 as pb
+from serving.input_quoting import quoted
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -304,6 +306,9 @@ def _time(stamp: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
     return stamp.ToDatetime(tzinfo=UTC) if present else None
 
 
+_SHUTTING_DOWN = "the coordinator is shutting down; run the test again once it is back"
+
+
 class PerformanceRpcs:
     """RunPerformanceTest, ListPerformanceResults, GetPerformanceResult and
     ComparePerformanceResults over one store."""
@@ -314,16 +319,30 @@ class PerformanceRpcs:
         *,
         mesh_info_provider: MeshInfoProvider = no_mesh_info,
         environment_provider: EnvironmentProvider = no_environment,
+        limits: PerfLimits | None = None,
     ) -> None:
         self._store = store
         self._mesh_info = mesh_info_provider
         self._environment = environment_provider
-        self._runs: set[asyncio.Task[PerformanceResult]] = set()
+        self._limits = limits or PerfLimits()
+        self._running: dict[str, asyncio.Task[PerformanceResult] | None] = {}
+        self._stopping = False
 
     @property
     def running_tests(self) -> int:
         """Tests generating load right now."""
-        return len(self._runs)
+        return sum(1 for run in self._running.values() if run is not None and not run.done())
+
+    def stop_all(self) -> None:
+        """Refuse new tests and stop the running ones now (the server is shutting down).
+
+        Called before the server drains: a test streams for as long as it runs, so waiting for
+        it would hold SIGTERM for the whole grace period. Each stopped caller gets UNAVAILABLE.
+        """
+        self._stopping = True
+        for run in self._running.values():
+            if run is not None and not run.done():
+                run.cancel()
 
     async def _test_config(self, request: pb.RunPerformanceTestRequest, context: Any) -> TestConfig:
         unspecified = [
@@ -339,10 +358,27 @@ class PerformanceRpcs:
             await _abort(
                 context, grpc.StatusCode.INVALID_ARGUMENT, f"config.clients[].load_generator: {exc}"
             )
-        problems = _config_problems(config)
+        problems = _config_problems(config) or limit_problems(config, self._limits)
         if problems:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
         return config
+
+    async def _claim_slot(self, config: TestConfig, context: Any) -> str:
+        """Count this test against --perf-max-concurrent-tests, or refuse it."""
+        if self._stopping:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN)
+        limit = self._limits.max_concurrent_tests
+        if len(self._running) >= limit:
+            await _abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{len(self._running)} performance tests are running, the most this "
+                f"coordinator runs at once (--perf-max-concurrent-tests={limit}); run this one "
+                "when another has finished",
+            )
+        slot = f"{config.id}#{new_id()}"
+        self._running[slot] = None
+        return slot
 
     async def _mesh(self, mesh: str, context: Any) -> MeshInfo | None:
         mesh = mesh.strip().lower()
@@ -358,25 +394,36 @@ class PerformanceRpcs:
     ) -> AsyncIterator[pb.RunPerformanceTestResponse]:
         """Progress about once a second, then the result, stored before it is sent."""
         config = await self._test_config(request, context)
-        mesh = await self._mesh(request.mesh, context)
-        environment = await self._environment()
-        events: asyncio.Queue[Progress | None] = asyncio.Queue()
-        run = asyncio.get_running_loop().create_task(
-            run_test(config, mesh=mesh, environment=environment, on_progress=events.put_nowait),
-            name=f"perf-run-{config.id}",
-        )
-        self._runs.add(run)
-        run.add_done_callback(self._runs.discard)
-        run.add_done_callback(lambda _: events.put_nowait(None))
+        slot = await self._claim_slot(config, context)
         try:
-            while (progress := await events.get()) is not None:
-                yield pb.RunPerformanceTestResponse(progress=progress_to_proto(progress))
-            result = await self._outcome(run, config, context)
-        finally:  # the caller went away or the server is stopping: stop generating load
-            if not run.done():
-                run.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await run
+            mesh = await self._mesh(request.mesh, context)
+            environment = await self._environment()
+            if self._stopping:
+                await _abort(context, grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN)
+            events: asyncio.Queue[Progress | None] = asyncio.Queue()
+            run = asyncio.get_running_loop().create_task(
+                run_test(
+                    config,
+                    mesh=mesh,
+                    environment=environment,
+                    on_progress=events.put_nowait,
+                    time_limit_s=self._limits.max_duration_seconds,
+                ),
+                name=f"perf-run-{config.id}",
+            )
+            self._running[slot] = run
+            run.add_done_callback(lambda _: events.put_nowait(None))
+            try:
+                while (progress := await events.get()) is not None:
+                    yield pb.RunPerformanceTestResponse(progress=progress_to_proto(progress))
+                result = await self._outcome(run, config, context)
+            finally:  # the caller went away or the server is stopping: stop generating load
+                if not run.done():
+                    run.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await run
+        finally:
+            del self._running[slot]
         await save_result(self._store, result)
         _log.info(
             "perf.result_stored",
@@ -393,6 +440,12 @@ class PerformanceRpcs:
         self, run: asyncio.Task[PerformanceResult], config: TestConfig, context: Any
     ) -> PerformanceResult:
         """The finished run's result, or its failure as a status naming what to fix."""
+        if run.cancelled():
+            await _abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                f"test {config.id} was stopped: {_SHUTTING_DOWN}",
+            )
         try:
             return run.result()
         except ValueError as exc:  # the target refused the config (e.g. unknown gRPC method)
@@ -407,7 +460,9 @@ class PerformanceRpcs:
         record = await self._store.get_perf_result(result_id)
         if record is None:
             await _abort(
-                context, grpc.StatusCode.NOT_FOUND, f"no performance result with id {result_id!r}"
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"no performance result with id {quoted(result_id)}",
             )
         return await self._decoded(record, context)
 

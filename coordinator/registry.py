@@ -26,6 +26,7 @@ from coordinator.health_watch import HealthReport, describe_rpc_error, follow_he
 from meshplane.adapter.v1 import adapter_pb2 as adapter_pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as adapter_grpc
 from serving.background_tasks import BackgroundTasks
+from serving.input_quoting import quoted
 
 __all__ = [
     "Dialer",
@@ -230,7 +231,8 @@ class Registry:
             if mesh and existing.mesh != mesh:
                 raise RegistrationError(
                     grpc.StatusCode.FAILED_PRECONDITION,
-                    f"{address} is already registered for mesh {existing.mesh!r}, not {mesh!r}",
+                    f"{address} is already registered for mesh {existing.mesh!r}, not "
+                    f"{quoted(mesh)}",
                 )
             return existing
         try:
@@ -256,7 +258,8 @@ class Registry:
             await channel.close()
             raise RegistrationError(
                 grpc.StatusCode.FAILED_PRECONDITION,
-                f"adapter at {address} manages mesh {reported!r}, not the expected {mesh!r}",
+                f"adapter at {address} manages mesh {quoted(reported)}, not the expected "
+                f"{quoted(mesh)}",
             )
         existing = self._replicas.get(address)
         if existing is not None:  # registered concurrently while we waited

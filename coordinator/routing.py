@@ -21,6 +21,7 @@ import structlog
 from tenacity import RetryCallState
 
 from coordinator.registry import Registry, Replica
+from serving.input_quoting import quoted
 from serving.retry_policies import grpc_retry, is_retryable_grpc_error
 
 __all__ = ["Invoke", "RouteError", "Router"]
@@ -81,7 +82,7 @@ class Router:
         if not replicas:
             known = ", ".join(self._registry.meshes()) or "none registered"
             raise RouteError(
-                grpc.StatusCode.NOT_FOUND, f"unknown mesh {mesh!r}; known meshes: {known}"
+                grpc.StatusCode.NOT_FOUND, f"unknown mesh {quoted(mesh)}; known meshes: {known}"
             )
         healthy = [r for r in replicas if r.serving]
         if not healthy:

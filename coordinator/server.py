@@ -202,6 +202,7 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
         store,
         mesh_info_provider=adapter_mesh_info(call_adapter),
         environment_provider=kubeconfig_environment(settings.kubeconfig),
+        limits=settings.perf,
     )
     admission = OperationAdmission(store, registry)
     identity = build_identity(settings, store=store, registry=registry)
@@ -259,6 +260,7 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
         metrics_server=metrics_server,
     )
     # GrpcServer runs these after serving stops, last registered first.
+    server.on_stopping("perf-tests", perf.stop_all)
     server.on_shutdown("store", store.close)
     server.on_shutdown("identity", identity.stop)
     server.on_shutdown("registry", registry.close)

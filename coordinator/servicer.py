@@ -33,6 +33,7 @@ from meshplane.coordinator.v1 import coordinator_pb2 as pb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 from meshplane.perf.v1 import perf_pb2 as perf_pb
 from serving.build_info import package_version
+from serving.input_quoting import quoted
 
 __all__ = ["SERVICE_NAME", "CoordinatorServicer", "EventSource"]
 
@@ -156,7 +157,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
             await _abort(
                 context,
                 grpc.StatusCode.NOT_FOUND,
-                f"no adapter replica registered at {address!r}; known: {known}",
+                f"no adapter replica registered at {quoted(address)}; known: {known}",
             )
         if replica.source is not Source.DYNAMIC:
             await _abort(
@@ -177,7 +178,9 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         if mesh not in self._registry.meshes():
             known = ", ".join(self._registry.meshes()) or "none registered"
             await _abort(
-                context, grpc.StatusCode.NOT_FOUND, f"unknown mesh {mesh!r}; known meshes: {known}"
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"unknown mesh {quoted(mesh)}; known meshes: {known}",
             )
         return mesh
 
@@ -308,7 +311,9 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         record = await self._store.get_operation(operation_id)
         if record is None:
             await _abort(
-                context, grpc.StatusCode.NOT_FOUND, f"no operation {operation_id!r} is recorded"
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"no operation {quoted(operation_id)} is recorded",
             )
         return record
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from coordinator.identity.permissions import DEFAULT_PROTECTED_NAMESPACES
+from coordinator.perf.limits import PerfLimits
+from coordinator.perf.target_policy import DEFAULT_ALLOWED_TARGETS, TargetAllowList
 from coordinator.retention import RetentionPolicy
 from serving.command_settings import (
     HEALTH_PORT_FLAG,
@@ -35,6 +37,7 @@ from serving.command_settings import (
     positive_int,
     server_tls_setting,
 )
+from serving.durations import parse_duration
 from serving.link_tokens import LinkTokenError, read_link_token
 from serving.tls import ClientTls, TlsConfig
 
@@ -97,6 +100,8 @@ class CoordinatorSettings:
     metrics_port: int | None = None
     """Port of ``/metrics`` (Prometheus text); None is off, 0 lets the kernel pick."""
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    perf: PerfLimits = field(default_factory=PerfLimits)
+    """What performance tests may do (``--perf-*``)."""
     log_level: str = "info"
     log_format: str = "auto"
     token_auth_file: Path | None = None
@@ -160,6 +165,13 @@ def parse_static_adapter(text: str) -> StaticAdapter:
 def parse_adapter_list(text: str) -> tuple[StaticAdapter, ...]:
     """The ``MESHPLANE_ADAPTERS`` form: comma-separated ``MESH=HOST:PORT`` entries."""
     return tuple(parse_static_adapter(item) for item in text.split(",") if item.strip())
+
+
+def _test_duration(text: str) -> float:
+    seconds = parse_duration(text)
+    if seconds < 1:
+        raise ValueError("give at least 1s")
+    return seconds
 
 
 _FLAGS = FlagTable(
@@ -313,6 +325,40 @@ _FLAGS = FlagTable(
             metavar="N",
             help="keep at most this many audit records, the newest (100000; 0: no bound)",
         ),
+        Flag(
+            flag="--perf-max-connections",
+            parse=positive_int,
+            help="most connections one performance test may open (1000)",
+        ),
+        Flag(
+            flag="--perf-max-duration",
+            parse=_test_duration,
+            metavar="DURATION",
+            help="longest performance test, e.g. 10m (10m; also caps tests run by request count)",
+        ),
+        Flag(
+            flag="--perf-max-rps",
+            parse=positive_float,
+            help="highest request rate a performance test may ask for (50000)",
+        ),
+        Flag(
+            flag="--perf-max-concurrent-tests",
+            parse=positive_int,
+            help="performance tests run at once; more are refused (2)",
+        ),
+        Flag(
+            flag="--perf-allowed-targets",
+            parse=TargetAllowList.parse,
+            metavar="LIST",
+            help="networks and host patterns performance tests may target, comma-separated "
+            f"({DEFAULT_ALLOWED_TARGETS})",
+        ),
+        Flag(
+            flag="--perf-allow-wrk",
+            parse=boolean,
+            switch=True,
+            help="let performance tests run the external wrk program",
+        ),
         *LOGGING_FLAGS,
     ),
 )
@@ -386,6 +432,7 @@ def settings_from_args(
         if values.get("metrics_port") is None
         else int(str(values["metrics_port"])),
         retention=_retention(values),
+        perf=_perf_limits(values),
         log_level=str(get("log_level", "info")),
         log_format=str(get("log_format", "auto")),
         token_auth_file=optional_path(values, "token_auth_file"),
@@ -424,6 +471,25 @@ def _audit_bound(values: Mapping[str, object], name: str, default: _Bound) -> _B
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _perf_limits(values: Mapping[str, object]) -> PerfLimits:
+    defaults = PerfLimits()
+    targets = values.get("perf_allowed_targets")
+    return PerfLimits(
+        max_connections=int(str(values.get("perf_max_connections", defaults.max_connections))),
+        max_duration_seconds=float(
+            str(values.get("perf_max_duration", defaults.max_duration_seconds))
+        ),
+        max_rps=float(str(values.get("perf_max_rps", defaults.max_rps))),
+        max_concurrent_tests=int(
+            str(values.get("perf_max_concurrent_tests", defaults.max_concurrent_tests))
+        ),
+        allowed_targets=targets
+        if isinstance(targets, TargetAllowList)
+        else defaults.allowed_targets,
+        allow_wrk=bool(values.get("perf_allow_wrk", False)),
+    )
 
 
 def _adapter_tls(values: Mapping[str, object]) -> ClientTls | None:

@@ -1,5 +1,7 @@
 """The ``grpc.aio`` bootstrap every meshplane server uses: one place for limits, health,
-reflection, keepalive, TLS and an orderly shutdown.
+reflection, keepalive, TLS and an orderly shutdown. Every handler registered through it sits
+behind `serving.guarded_handlers.RequestGuard` (request bounds, capped status details, no
+UNKNOWN), the server's outermost interceptor.
 
 Shutdown order (tested): health goes NOT_SERVING first so load balancers and the coordinator
 stop routing here (health Watch streams receive it and end), then the server stops with a grace
@@ -24,7 +26,9 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
+from serving import audit_log
 from serving.background_tasks import BackgroundTasks
+from serving.guarded_handlers import RequestGuard
 from serving.health import HealthService
 from serving.health_listener import HealthListener
 from serving.message_limits import MAX_MESSAGE_BYTES
@@ -130,14 +134,15 @@ class GrpcServer:
     """A ``grpc.aio`` server with health, reflection and ordered shutdown.
 
     Register services with :meth:`add_service` before :meth:`start`; each is reported SERVING by
-    the health service under its full name and listed by reflection.
+    the health service under its full name and listed by reflection. ``interceptors`` run
+    inside the request guard (`serving.guarded_handlers.RequestGuard`), which is always first.
     """
 
     def __init__(self, config: ServerConfig, *, interceptors: Sequence[Any] = ()) -> None:
         self.config = config
         self.tasks = BackgroundTasks(owner="grpc-server")
         self._server: Any = grpc.aio.server(
-            options=config.channel_options(), interceptors=list(interceptors) or None
+            options=config.channel_options(), interceptors=[RequestGuard(), *interceptors]
         )
         self._handlers = _GenericHandlersOnly(self._server)
         self._health = HealthService()
@@ -154,6 +159,7 @@ class GrpcServer:
         )
         self._services: list[str] = []
         self._shutdown_callbacks: list[tuple[str, ShutdownCallback]] = []
+        self._stopping_callbacks: list[tuple[str, Callable[[], None]]] = []
         self._port: int | None = None
         self._stop_lock = asyncio.Lock()
         self._stopped = False
@@ -204,6 +210,11 @@ class GrpcServer:
         servicer_adder(servicer, self._handlers)
         self._services.append(service_full_name)
 
+    def on_stopping(self, name: str, callback: Callable[[], None]) -> None:
+        """Run ``callback`` as soon as stopping begins, before in-flight calls drain: for work
+        that must end at once rather than hold the grace period (a running load test)."""
+        self._stopping_callbacks.append((name, callback))
+
     def on_shutdown(self, name: str, callback: ShutdownCallback) -> None:
         """Run ``callback`` after the server has stopped serving (reverse registration order)."""
         self._shutdown_callbacks.append((name, callback))
@@ -235,6 +246,7 @@ class GrpcServer:
         await self._server.start()
         if self._health_listener is not None:
             await self._health_listener.start()
+        audit_log.mark_serving()
         _log.info(
             "grpc.server_started",
             address=self.address,
@@ -273,6 +285,11 @@ class GrpcServer:
                 return
             self._stopped = True
             _log.info("grpc.server_stopping", grace_seconds=grace)
+            for name, stopping in self._stopping_callbacks:
+                try:
+                    stopping()
+                except Exception:
+                    _log.exception("grpc.stopping_callback_failed", callback=name)
             await self._health.drain()
             await self._server.stop(grace)
             for name, callback in reversed(self._shutdown_callbacks):

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from serving.input_quoting import quoted
+
 __all__ = [
     "RequestFields",
     "RequestIdentity",
@@ -29,6 +31,7 @@ __all__ = [
 ]
 
 _SHOWN = 80
+"""Characters of a differing value a refusal shows."""
 """Characters of a differing value quoted in a message."""
 
 
@@ -103,12 +106,10 @@ class ReuseDifference:
 
     def describe(self) -> str:
         """``namespace was 'a', this request has 'b'`` (values cut to a readable length)."""
-        return f"{self.field} was {_shown(self.recorded)}, this request has {_shown(self.sent)}"
-
-
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= _SHOWN else text[:_SHOWN] + "…"
+        return (
+            f"{self.field} was {quoted(self.recorded, _SHOWN)}, this request has "
+            f"{quoted(self.sent, _SHOWN)}"
+        )
 
 
 def reuse_difference(

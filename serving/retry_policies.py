@@ -34,7 +34,9 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
+    stop_after_delay,
 )
+from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 _log = structlog.get_logger(__name__)
@@ -244,12 +246,16 @@ def _kubernetes_kwargs(
     retry_after_cap: float,
     on_retry: OnRetry | None,
     rng: random.Random | None,
+    max_elapsed: float | None = None,
 ) -> dict[str, Any]:
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
     backoff = BackoffWait(initial=initial_delay, maximum=max_delay, rng=rng)
+    stop: stop_base = stop_after_attempt(attempts)
+    if max_elapsed is not None:
+        stop = stop | stop_after_delay(max_elapsed)
     return {
-        "stop": stop_after_attempt(attempts),
+        "stop": stop,
         "wait": RetryAfterWait(fallback=backoff, cap=retry_after_cap),
         "retry": retry_if_exception(is_retryable_kubernetes_error),
         "before_sleep": _before_sleep("kubernetes", on_retry),
@@ -265,8 +271,13 @@ def kubernetes_retry(
     retry_after_cap: float = 30.0,
     on_retry: OnRetry | None = None,
     rng: random.Random | None = None,
+    max_elapsed: float | None = None,
 ) -> AsyncRetrying:
-    """A fresh policy for Kubernetes API calls from asyncio code (``kubernetes.aio``)."""
+    """A fresh policy for Kubernetes API calls from asyncio code (``kubernetes.aio``).
+
+    ``max_elapsed`` also stops retrying once that many seconds have passed since the policy
+    started (no new attempt begins after it), whatever attempts are left.
+    """
     return AsyncRetrying(
         **_kubernetes_kwargs(
             attempts=attempts,
@@ -275,6 +286,7 @@ def kubernetes_retry(
             retry_after_cap=retry_after_cap,
             on_retry=on_retry,
             rng=rng,
+            max_elapsed=max_elapsed,
         )
     )
 

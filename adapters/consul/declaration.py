@@ -33,7 +33,7 @@ INSTALL = install_operation(
             name=values.SERVER_REPLICAS_PARAMETER,
             description="Consul servers (1 for trying it out; 3 or 5 to tolerate failures)",
             default=values.DEFAULT_SERVER_REPLICAS,
-            check=integer_parameter(minimum=1, maximum=7),
+            check=integer_parameter(minimum=1, maximum=values.MAX_SERVER_REPLICAS),
         ),
     ),
     sources=(ChartSource(chart="consul", release="consul", values=values.chart_values),),

@@ -16,6 +16,7 @@ from adapters.kit import (
     InjectionMarker,
     MarkerField,
     PlanContext,
+    parse_integer,
 )
 
 INJECTION = InjectionMarker(
@@ -23,11 +24,16 @@ INJECTION = InjectionMarker(
 )
 SERVER_REPLICAS_PARAMETER = "server-replicas"
 DEFAULT_SERVER_REPLICAS = "1"
+MAX_SERVER_REPLICAS = 7
 
 
 async def chart_values(ctx: PlanContext) -> Mapping[str, Any]:
     """Service mesh on, injection by namespace label, ``server-replicas`` servers."""
-    replicas = int(ctx.parameters.get(SERVER_REPLICAS_PARAMETER) or DEFAULT_SERVER_REPLICAS)
+    replicas = parse_integer(
+        ctx.parameters.get(SERVER_REPLICAS_PARAMETER) or DEFAULT_SERVER_REPLICAS,
+        minimum=1,
+        maximum=MAX_SERVER_REPLICAS,
+    )
     selector = f'matchLabels:\n  {INJECTION.key}: "{INJECTION.value}"\n'
     return {
         "global": {"name": "consul", "datacenter": "dc1"},

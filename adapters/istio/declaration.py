@@ -60,7 +60,7 @@ def _weight(version: str) -> Parameter:
         name=objects.WEIGHT_PARAMETERS[version],
         description=f"Percent of reviews traffic to {version} (the three weights sum to 100)",
         default=objects.DEFAULT_WEIGHTS[version],
-        check=integer_parameter(minimum=0, maximum=100),
+        check=integer_parameter(minimum=0, maximum=objects.PERCENT_MAX),
     )
 
 
@@ -178,13 +178,13 @@ DECLARATION = MeshDeclaration(
                     name="delay-ms",
                     description="Fixed delay added to every ratings request, in ms (0: none)",
                     default="7000",
-                    check=integer_parameter(minimum=0, maximum=600_000),
+                    check=integer_parameter(minimum=0, maximum=objects.DELAY_MS_MAX),
                 ),
                 Parameter(
                     name="abort-percent",
                     description="Percent of ratings requests answered with HTTP 500 (0: none)",
                     default="0",
-                    check=integer_parameter(minimum=0, maximum=100),
+                    check=integer_parameter(minimum=0, maximum=objects.PERCENT_MAX),
                 ),
             ),
             sources=(ObjectsSource(build=objects.ratings_fault),),

@@ -13,6 +13,7 @@ from adapters.kit import (
     KubeObject,
     PlanContext,
     namespaced_object,
+    parse_integer,
 )
 
 NETWORKING = "networking.istio.io/v1"
@@ -21,6 +22,9 @@ SECURITY = "security.istio.io/v1"
 REVIEWS_VERSIONS: tuple[str, ...] = ("v1", "v2", "v3")
 WEIGHT_PARAMETERS: dict[str, str] = {v: f"reviews-{v}-weight" for v in REVIEWS_VERSIONS}
 DEFAULT_WEIGHTS: dict[str, str] = {"v1": "50", "v2": "0", "v3": "50"}
+PERCENT_MAX = 100
+DELAY_MS_MAX = 600_000
+"""Longest injected delay (10 minutes): longer is an outage, not a fault test."""
 
 
 def peer_authentication(mode: str) -> Callable[[PlanContext], Awaitable[Sequence[KubeObject]]]:
@@ -57,10 +61,12 @@ def canary_weights_problems(parameters: Mapping[str, str]) -> Sequence[tuple[str
     """The three reviews weights must be integers 0..100 that sum to 100."""
     weights: dict[str, int] = {}
     for version, name in WEIGHT_PARAMETERS.items():
-        text = parameters.get(name, DEFAULT_WEIGHTS[version]).strip()
-        if not text.isdigit() or int(text) > 100:
-            return [(f"parameters.{name}", f"{text!r} is not a whole number from 0 to 100")]
-        weights[version] = int(text)
+        try:
+            weights[version] = parse_integer(
+                parameters.get(name, DEFAULT_WEIGHTS[version]), minimum=0, maximum=PERCENT_MAX
+            )
+        except ValueError as exc:
+            return [(f"parameters.{name}", str(exc))]
     total = sum(weights.values())
     if total != 100:
         listed = ", ".join(f"{WEIGHT_PARAMETERS[v]}={w}" for v, w in weights.items())
@@ -77,7 +83,11 @@ def canary_weights_problems(parameters: Mapping[str, str]) -> Sequence[tuple[str
 async def reviews_canary(ctx: PlanContext) -> Sequence[KubeObject]:
     """The reviews DestinationRule (one subset per version) and the weighted VirtualService."""
     weights = {
-        v: int(ctx.parameters.get(WEIGHT_PARAMETERS[v], DEFAULT_WEIGHTS[v]))
+        v: parse_integer(
+            ctx.parameters.get(WEIGHT_PARAMETERS[v], DEFAULT_WEIGHTS[v]),
+            minimum=0,
+            maximum=PERCENT_MAX,
+        )
         for v in REVIEWS_VERSIONS
     }
     routes = [
@@ -106,8 +116,10 @@ async def reviews_canary(ctx: PlanContext) -> Sequence[KubeObject]:
 
 async def ratings_fault(ctx: PlanContext) -> Sequence[KubeObject]:
     """The ratings VirtualService with a fixed delay and/or an HTTP 500 abort on some requests."""
-    delay_ms = int(ctx.parameters.get("delay-ms") or "0")
-    abort_percent = int(ctx.parameters.get("abort-percent") or "0")
+    delay_ms = parse_integer(ctx.parameters.get("delay-ms") or "0", minimum=0, maximum=DELAY_MS_MAX)
+    abort_percent = parse_integer(
+        ctx.parameters.get("abort-percent") or "0", minimum=0, maximum=PERCENT_MAX
+    )
     fault: dict[str, Any] = {}
     if delay_ms > 0:
         fault["delay"] = {"fixedDelay": f"{delay_ms}ms", "percentage": {"value": 100.0}}

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         start_adapter,
     )
     from adapters.kit.builders import (
+        duration_parameter,
         integer_parameter,
         namespace_annotations,
         namespace_labels,
@@ -84,6 +85,7 @@ if TYPE_CHECKING:
         webhooks_present,
         workloads_ready,
     )
+    from serving.strict_numbers import parse_integer
 
 _HOMES: dict[str, str] = {
     "StoredServingCertificates": "adapters.kit.certificate_store",
@@ -107,7 +109,9 @@ _HOMES: dict[str, str] = {
     "ObjectRef": "adapters.kit.objects",
     "ErrorDetail": "adapters.kit.operations",
     "Severity": "adapters.kit.operations",
+    "duration_parameter": "adapters.kit.builders",
     "integer_parameter": "adapters.kit.builders",
+    "parse_integer": "serving.strict_numbers",
     "namespace_annotations": "adapters.kit.builders",
     "namespace_labels": "adapters.kit.builders",
     "namespaced_object": "adapters.kit.builders",
@@ -171,6 +175,7 @@ __all__ = [
     "crds_established",
     "custom_operation",
     "deployments_ready",
+    "duration_parameter",
     "generate_trust_chain",
     "injected_namespaces_have_sidecars",
     "install_operation",
@@ -179,6 +184,7 @@ __all__ = [
     "namespace_injection_operation",
     "namespace_labels",
     "namespaced_object",
+    "parse_integer",
     "run_adapter",
     "sample_application",
     "start_adapter",

@@ -11,8 +11,11 @@ from typing import Any
 
 from adapters.kit.catalogue import PlanContext
 from adapters.kit.objects import KubeObject
+from serving.durations import DurationError, format_duration, parse_duration
+from serving.strict_numbers import NumberError, parse_integer
 
 __all__ = [
+    "duration_parameter",
     "integer_parameter",
     "namespace_annotations",
     "namespace_labels",
@@ -67,15 +70,30 @@ def namespace_annotations(
 
 
 def integer_parameter(*, minimum: int, maximum: int) -> Callable[[str], str | None]:
-    """A `Parameter.check` accepting decimal integers in [minimum, maximum]."""
+    """A `Parameter.check` accepting whole numbers in [minimum, maximum] (`parse_integer`)."""
 
     def check(value: str) -> str | None:
-        text = value.strip()
-        if not text.lstrip("-").isdigit():
-            return f"{value!r} is not an integer; give a whole number from {minimum} to {maximum}"
-        number = int(text)
-        if not minimum <= number <= maximum:
-            return f"{number} is out of range; give a whole number from {minimum} to {maximum}"
+        try:
+            parse_integer(value, minimum=minimum, maximum=maximum)
+        except NumberError as exc:
+            return str(exc)
+        return None
+
+    return check
+
+
+def duration_parameter(*, minimum: float, maximum: float) -> Callable[[str], str | None]:
+    """A `Parameter.check` accepting durations (``30s``, ``5m``, ``1h30m``) in [minimum, maximum]
+    seconds (`serving.durations.parse_duration`)."""
+    accepted = f"give a duration from {format_duration(minimum)} to {format_duration(maximum)}"
+
+    def check(value: str) -> str | None:
+        try:
+            seconds = parse_duration(value)
+        except DurationError as exc:
+            return f"{exc}; {accepted}"
+        if not minimum <= seconds <= maximum:
+            return f"{format_duration(seconds)} is out of range; {accepted}"
         return None
 
     return check

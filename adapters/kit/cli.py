@@ -28,6 +28,7 @@ from adapters.kit.settings import (
     add_arguments,
     settings_from_args,
 )
+from serving import audit_log
 from serving.garbage_collection import tune_for_server
 from serving.logging_setup import configure_logging
 
@@ -86,6 +87,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run(args: argparse.Namespace) -> int:
+    audit_log.install_from_environment()
     try:
         declaration = resolve(MESH_DECLARATIONS.get(args.mesh, args.mesh))
     except (ImportError, AttributeError, ValueError) as exc:

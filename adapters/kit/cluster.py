@@ -145,6 +145,11 @@ class RetrySettings:
     max_delay: float = 5.0
     max_retry_after: float = 10.0
     """Longest Retry-After we honour; a server asking for longer is capped (we still retry)."""
+    max_elapsed: float = 60.0
+    """Longest a failing call keeps retrying. An API server that accepts connections but never
+    answers used to cost 8 attempts x the 30 s request timeout per call (4 minutes), per cluster
+    and per call, queued behind the session's connection pool: a many-cluster request held an
+    operation slot for over an hour."""
 
 
 class ClusterSession:
@@ -268,6 +273,7 @@ class ClusterSession:
                 max_delay=settings.max_delay,
                 retry_after_cap=settings.max_retry_after,
                 on_retry=(lambda _state: hook()) if hook is not None else None,
+                max_elapsed=settings.max_elapsed,
             )
 
         return await call_retrying(call, policy, is_retryable_kubernetes_error)

@@ -49,6 +49,7 @@ from adapters.kit.operations import ErrorDetail, OperationRecord
 from adapters.kit.ordering import sort_for_install
 from adapters.kit.plans import ApplyPlan, Hook, HookPhase
 from adapters.kit.yaml_documents import ManifestError, load_documents
+from serving.request_bounds import CUSTOM_BODY_MAX_BYTES
 
 if TYPE_CHECKING:
     from adapters.kit.rendering import RenderedRelease
@@ -66,8 +67,8 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-CUSTOM_MAX_BYTES = 1024 * 1024
-"""Largest `custom_body` accepted (the gRPC message limit is larger; this is about sanity)."""
+CUSTOM_MAX_BYTES = CUSTOM_BODY_MAX_BYTES
+"""Largest `custom_body` accepted (the request bounds' limit)."""
 CUSTOM_MAX_ALIAS_EXPANSIONS = 10_000
 """Nodes YAML aliases may add to a custom body: real manifests use a handful, bombs millions."""
 

@@ -20,6 +20,8 @@ from adapters.kit.grants import NO_GRANT, PolicyGrant
 from adapters.kit.object_policy import ObjectPolicy, ObjectRefusal
 from adapters.kit.objects import KubeObject, crd_scopes, is_cluster_scoped
 from adapters.kit.yaml_documents import ManifestError, load_documents
+from serving.input_quoting import quoted
+from serving.request_bounds import CUSTOM_BODY_MAX_BYTES
 
 __all__ = [
     "CUSTOM_MAX_ALIAS_EXPANSIONS",
@@ -29,8 +31,8 @@ __all__ = [
     "check_custom_body",
 ]
 
-CUSTOM_MAX_BYTES = 1024 * 1024
-"""Largest custom_body accepted: real manifests are kilobytes; the gRPC limit is larger."""
+CUSTOM_MAX_BYTES = CUSTOM_BODY_MAX_BYTES
+"""Largest custom_body accepted (the request bounds' limit, also enforced by the loader)."""
 CUSTOM_MAX_ALIAS_EXPANSIONS = 10_000
 """Nodes YAML aliases may add to a custom body: real manifests use a handful, bombs millions."""
 
@@ -91,9 +93,10 @@ def check_custom_body(body: str, policy: CustomBodyPolicy) -> FieldProblem | Obj
             own = obj["metadata"].get("namespace")
             if own and own != policy.namespace:
                 return _body_problem(
-                    f"{_describe(obj)} names namespace {own!r} but the request's namespace is "
-                    f"{policy.namespace!r}; remove metadata.namespace from the object, send "
-                    f"namespace={own!r}, or leave the request's namespace empty so each object "
+                    f"{_describe(obj)} names namespace {quoted(own)} but the request's namespace "
+                    f"is {quoted(policy.namespace)}; remove metadata.namespace from the object, "
+                    f"send namespace={quoted(own)}, or leave the request's namespace empty so "
+                    "each object "
                     "keeps its own"
                 )
     if policy.objects is not None:

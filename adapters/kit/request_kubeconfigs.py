@@ -52,7 +52,9 @@ __all__ = [
 ALLOW_FLAG = "--allow-request-kubeconfigs"
 SERVERS_FLAG = "--allowed-cluster-servers"
 KUBECONFIG_MAX_BYTES = 256 * 1024
-"""Largest request kubeconfig: one with embedded certificates is a few kilobytes."""
+"""Largest request kubeconfig: one with embedded certificates is a few kilobytes (the request
+bounds hold the same number; a test keeps them equal, since this module stays free of
+`serving`, which loads gRPC)."""
 KUBECONFIG_MAX_NODES = 10_000
 """YAML nodes (aliases counted expanded) a request kubeconfig may hold: a context is ~30."""
 _MAX_ALIAS_EXPANSIONS = 1_000

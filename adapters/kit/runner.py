@@ -66,6 +66,7 @@ from adapters.kit.request_kubeconfigs import (
     judge_kubeconfig,
 )
 from serving.background_tasks import BackgroundTasks
+from serving.input_quoting import quoted
 from serving.operation_reuse import custom_body_digest, identity_of, reuse_difference
 
 __all__ = [
@@ -202,7 +203,7 @@ class OperationRunner:
         if not OPERATION_ID.fullmatch(operation_id):
             raise InvalidArgument(
                 "operation_id",
-                f"{operation_id[:140]!r} is not a valid id (1-128 characters of "
+                f"{quoted(operation_id)} is not a valid id (1-128 characters of "
                 "A-Z a-z 0-9 . _ : -); leave it empty to get a generated one",
             )
         while True:
@@ -258,7 +259,7 @@ class OperationRunner:
         if spec is None:
             known = ", ".join(s.id for s in self.declaration.operations)
             raise NotFound(
-                f"operation: {operation!r} is not in the {self.declaration.mesh} catalogue; "
+                f"operation: {quoted(operation)} is not in the {self.declaration.mesh} catalogue; "
                 f"available: {known} (see ListOperations)"
             )
         return spec
@@ -340,7 +341,8 @@ class OperationRunner:
         if len(namespace) > 63 or not DNS1123_LABEL.fullmatch(namespace):
             raise InvalidArgument(
                 "namespace",
-                f"{namespace!r} is not a valid DNS-1123 label (lower-case letters, digits, '-', "
+                f"{quoted(namespace)} is not a valid DNS-1123 label (lower-case letters, "
+                "digits, '-', "
                 "starting and ending with a letter or digit, at most 63 characters)",
             )
         if spec.custom and not request.custom_body.strip():
@@ -417,7 +419,7 @@ class OperationRunner:
                 names = ", ".join(sorted(accepted)) or "none"
                 raise InvalidArgument(
                     f"parameters.{name}",
-                    f"operation {spec.id!r} has no parameter {name!r}; it accepts: {names}",
+                    f"operation {spec.id!r} has no parameter {quoted(name)}; it accepts: {names}",
                 )
         effective = self._effective_parameters(spec, sent)
         for parameter in spec.request_parameters:
@@ -432,7 +434,7 @@ class OperationRunner:
             if parameter.allowed and value not in parameter.allowed:
                 raise InvalidArgument(
                     f"parameters.{parameter.name}",
-                    f"{value!r} is not one of {', '.join(parameter.allowed)}",
+                    f"{quoted(value)} is not one of {', '.join(parameter.allowed)}",
                 )
             if parameter.check is not None:
                 problem = parameter.check(value)
@@ -448,7 +450,7 @@ class OperationRunner:
             if requested and spec.mesh_versions and requested not in spec.mesh_versions:
                 raise InvalidArgument(
                     "mesh_version",
-                    f"{requested!r}: operation {spec.id!r} applies to "
+                    f"{quoted(requested)}: operation {spec.id!r} applies to "
                     f"{', '.join(spec.mesh_versions)}",
                 )
             return requested
@@ -465,12 +467,13 @@ class OperationRunner:
             shown = ", ".join(available[:10]) + (", ..." if len(available) > 10 else "")
             raise InvalidArgument(
                 "mesh_version",
-                f"{version!r} is not in the chart repository; available: {shown or 'none'}",
+                f"{quoted(version)} is not in the chart repository; available: {shown or 'none'}",
             )
         if spec.mesh_versions and version not in spec.mesh_versions:
             raise InvalidArgument(
                 "mesh_version",
-                f"{version!r}: operation {spec.id!r} applies to {', '.join(spec.mesh_versions)}",
+                f"{quoted(version)}: operation {spec.id!r} applies to "
+                f"{', '.join(spec.mesh_versions)}",
             )
         return version
 
@@ -483,7 +486,8 @@ class OperationRunner:
             if cluster.name in seen:
                 raise InvalidArgument(
                     f"clusters[{index}].name",
-                    f"{cluster.name!r} appears twice; cluster names are unique within a request",
+                    f"{quoted(cluster.name)} appears twice; cluster names are unique within a "
+                    "request",
                 )
             seen.add(cluster.name)
 
@@ -599,7 +603,7 @@ class OperationRunner:
                 OperationState.FAILED,
                 ErrorDetail(
                     code=INTERNAL,
-                    message=f"the adapter failed while running {spec.id}: {exc!r}",
+                    message=f"the adapter failed while running {spec.id}: {quoted(exc)}",
                     probable_cause="a bug in the adapter",
                     suggested_remediation="re-send the same operation_id to retry; if it "
                     "fails again, report it with the adapter logs",
@@ -632,7 +636,7 @@ class OperationRunner:
                 state=OperationState.FAILED,
                 error=ErrorDetail(
                     code=INTERNAL,
-                    message=f"the executor failed on cluster {target.name!r}: {exc!r}",
+                    message=f"the executor failed on cluster {quoted(target.name)}: {quoted(exc)}",
                     probable_cause="a bug in the adapter",
                     suggested_remediation="re-send the same operation_id to retry; if it "
                     "fails again, report it with the adapter logs",
@@ -792,7 +796,7 @@ class OperationRunner:
         """Stop a pending or running operation and return its record (CANCELLED once stopped)."""
         record = self._journal.get(operation_id)
         if record is None:
-            raise NotFound(f"operation_id: no operation {operation_id!r} is recorded")
+            raise NotFound(f"operation_id: no operation {quoted(operation_id)} is recorded")
         task = self._running.get(operation_id)
         if task is None or record.state in TERMINAL_STATES:
             return record

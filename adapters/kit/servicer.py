@@ -34,6 +34,7 @@ from adapters.kit.runner import (
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
 from serving.grpc_server import GrpcServer
+from serving.input_quoting import quoted
 
 __all__ = [
     "CONTRACT_VERSION",
@@ -146,7 +147,7 @@ class MeshAdapterServicer(pb_grpc.MeshAdapterServiceServicer):
                 context,
                 grpc.StatusCode.UNAVAILABLE,
                 f"cannot read the chart repository index ({self._info.chart_repository_url}): "
-                f"{exc}; check --chart-repo, or use --mirror for offline installs",
+                f"{quoted(str(exc))}; check --chart-repo, or use --mirror for offline installs",
             )
         return pb.ListMeshVersionsResponse(
             versions=[messages.version_to_pb(v) for v in versions], default_version=default
@@ -187,7 +188,8 @@ class MeshAdapterServicer(pb_grpc.MeshAdapterServiceServicer):
             await _fail(
                 context,
                 grpc.StatusCode.NOT_FOUND,
-                f"operation_id: no operation {request.operation_id!r} is recorded (ids are kept "
+                f"operation_id: no operation {quoted(request.operation_id)} is recorded (ids "
+                "are kept "
                 "for the newest operations only)",
             )
         return pb.GetOperationResponse(operation=messages.record_to_pb(record))
@@ -256,7 +258,8 @@ class MeshAdapterServicer(pb_grpc.MeshAdapterServiceServicer):
             await _fail(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"namespace: {namespace!r} is not a valid DNS-1123 label (lower-case letters, "
+                f"namespace: {quoted(namespace)} is not a valid DNS-1123 label (lower-case "
+                "letters, "
                 "digits, '-', at most 63 characters)",
             )
         try:
@@ -266,7 +269,8 @@ class MeshAdapterServicer(pb_grpc.MeshAdapterServiceServicer):
             await _fail(
                 context,
                 grpc.StatusCode.UNAVAILABLE,
-                f"cannot inspect cluster {target.name!r}: {exc}; check the kubeconfig and that "
+                f"cannot inspect cluster {quoted(target.name)}: {quoted(str(exc))}; check the "
+                "kubeconfig and that "
                 "the Kubernetes API is reachable",
             )
         return messages.status_to_pb(status)

@@ -22,6 +22,7 @@ from adapters.kit import (
     install_operation,
     integer_parameter,
     namespace_injection_operation,
+    parse_integer,
     sample_application,
     validate_operation,
 )
@@ -30,13 +31,16 @@ from adapters.linkerd import checks, identity
 CONTROL_PLANE_NAMESPACE = "linkerd"
 SAMPLES_NAMESPACE = "default"
 REPLICAS_PARAMETER = "controller-replicas"
+MAX_REPLICAS = 5
 
 
 async def control_plane_values(ctx: PlanContext) -> Mapping[str, Any]:
     """Identity and webhook certificates (stored, or generated on first install); replicas."""
     chain = await identity.TRUST_CHAIN.chain(ctx)
     webhooks = await identity.WEBHOOK_CERTIFICATES.certificates(ctx)
-    replicas = int(ctx.parameters.get(REPLICAS_PARAMETER) or "1")
+    replicas = parse_integer(
+        ctx.parameters.get(REPLICAS_PARAMETER) or "1", minimum=1, maximum=MAX_REPLICAS
+    )
     return {
         **identity.chart_values(chain),
         **identity.webhook_values(webhooks),
@@ -52,7 +56,7 @@ INSTALL = install_operation(
             name=REPLICAS_PARAMETER,
             description="Replicas of each control plane Deployment (3 for high availability)",
             default="1",
-            check=integer_parameter(minimum=1, maximum=5),
+            check=integer_parameter(minimum=1, maximum=MAX_REPLICAS),
         ),
     ),
     sources=(

@@ -19,17 +19,23 @@ async def run_test(
     mesh: MeshInfo | None = None,
     environment: EnvironmentInfo | None = None,
     on_progress: ProgressCallback | None = None,
+    time_limit_s: float = float("inf"),
 ) -> PerformanceResult:
     """Generate the load of `config` and return the normalised result.
 
     wrk reports nothing until it ends, so `on_progress` is only called by the built-in generator.
+    A test stopped by request count also stops after `time_limit_s` (wrk runs by duration only).
     """
     if not config.clients:
         raise ValueError("the test config has no clients")
     generator = config.clients[0].load_generator
     if generator is LoadGenerator.BUILTIN:
         return await run_builtin(
-            config, mesh=mesh, environment=environment, on_progress=on_progress
+            config,
+            mesh=mesh,
+            environment=environment,
+            on_progress=on_progress,
+            time_limit_s=time_limit_s,
         )
     if generator is LoadGenerator.WRK:
         return await run_wrk(config, mesh=mesh, environment=environment)

@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from coordinator.perf.recording import Tally
 from coordinator.perf.scheduling import Schedule
 from coordinator.perf.transports import TransportError
+from serving.input_quoting import quoted
 
 _OWN_SUBCHANNELS = ("grpc.use_local_subchannel_pool", 1)
 
@@ -47,7 +48,7 @@ def grpc_address(url: str) -> str:
 def _split_method(method: str) -> tuple[str, str]:
     service, sep, name = method.strip("/").rpartition("/")
     if not sep or not service or not name:
-        raise ValueError(f"gRPC method must be 'package.Service/Method', got {method!r}")
+        raise ValueError(f"gRPC method must be 'package.Service/Method', got {quoted(method)}")
     return service, name
 
 
@@ -59,11 +60,11 @@ def _resolve_blocking(address: str, method: str, body_json: str) -> bytes:
             service = pool.FindServiceByName(service_name)
         except KeyError as exc:
             raise ValueError(
-                f"service {service_name!r} not found by reflection at {address}"
+                f"service {quoted(service_name)} not found by reflection at {address}"
             ) from exc
         found = service.methods_by_name.get(method_name)
         if found is None:
-            raise ValueError(f"method {method_name!r} not found in {service_name}")
+            raise ValueError(f"method {quoted(method_name)} not found in {quoted(service_name)}")
         if found.client_streaming or found.server_streaming:
             raise ValueError(f"{method} is a streaming method; only unary methods are supported")
         request_class = message_factory.GetMessageClass(found.input_type)

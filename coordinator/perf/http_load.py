@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from coordinator.perf.recording import Tally
 from coordinator.perf.scheduling import Schedule
 from coordinator.perf.transports import TransportError
+from serving.input_quoting import quoted
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _monotonic = time.monotonic
@@ -56,16 +57,18 @@ def build_target(
     """Parse an http:// URL and render the request once (it is the same for every send)."""
     parts = urlsplit(url)
     if parts.scheme != "http":
-        raise ValueError(f"the built-in HTTP generator speaks plain http:// only, got {url!r}")
+        raise ValueError(
+            f"the built-in HTTP generator speaks plain http:// only, got {quoted(url)}"
+        )
     if not parts.hostname:
-        raise ValueError(f"no host in {url!r}")
+        raise ValueError(f"no host in {quoted(url)}")
     port = parts.port or 80
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"
     for name, value in [*(headers or {}).items(), *(cookies or {}).items()]:
         if any(char in name + value for char in "\r\n\0"):
-            raise ValueError(f"header or cookie {name!r} contains a line break or NUL")
+            raise ValueError(f"header or cookie {quoted(name)} contains a line break or NUL")
     verb = (method or ("POST" if body else "GET")).upper()
     host_header = parts.netloc.rsplit("@", 1)[-1]
     lines = [f"{verb} {path} HTTP/1.1", f"Host: {host_header}"]

@@ -25,6 +25,7 @@ from coordinator.perf.results import (
     TimelinePoint,
 )
 from meshplane.perf.v1 import perf_pb2
+from serving.input_quoting import quoted
 
 _PROTOCOL_TO_PB = {
     Protocol.HTTP: perf_pb2.PROTOCOL_HTTP,
@@ -70,7 +71,7 @@ def load_generator_from_name(name: str) -> LoadGenerator:
         return LoadGenerator(name.strip().lower() or LoadGenerator.BUILTIN.value)
     except ValueError:
         choices = ", ".join(g.value for g in LoadGenerator)
-        raise ValueError(f"unknown load generator {name!r} (choose {choices})") from None
+        raise ValueError(f"unknown load generator {quoted(name)} (choose {choices})") from None
 
 
 def config_to_proto(config: TestConfig) -> perf_pb2.PerformanceTestConfig:

@@ -142,8 +142,12 @@ async def run_builtin(
     mesh: MeshInfo | None = None,
     environment: EnvironmentInfo | None = None,
     on_progress: ProgressCallback | None = None,
+    time_limit_s: float = float("inf"),
 ) -> PerformanceResult:
-    """Generate the configured load with the built-in generator and return the result."""
+    """Generate the configured load with the built-in generator and return the result.
+
+    The run ends after its duration, or its request count, and in any case after `time_limit_s`.
+    """
     client = validate(config)
     transports = await _open_transports(client)
     tally = Tally()
@@ -153,7 +157,8 @@ async def run_builtin(
     schedule = Schedule(
         start=start,
         interval=1.0 / client.rps if client.rps else 0.0,
-        deadline=float("inf") if config.request_count > 0 else start + config.duration_s,
+        deadline=start
+        + min(float("inf") if config.request_count > 0 else config.duration_s, time_limit_s),
         limit=max(config.request_count, 0),
     )
     log.info(

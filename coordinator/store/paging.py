@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from coordinator.store.records import utc
+from serving.input_quoting import quoted
 
 MAX_PAGE_SIZE = 1000
 
@@ -40,7 +41,7 @@ def decode_page_token(token: str) -> PageKey | None:
         created_at, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
         return PageKey(created_at=utc(datetime.fromisoformat(created_at)), row_id=str(row_id))
     except (ValueError, TypeError, binascii.Error) as error:
-        raise ValueError(f"invalid page token {token!r}") from error
+        raise ValueError(f"invalid page token {quoted(token)}") from error
 
 
 def check_page_size(page_size: int, name: str = "page_size") -> None:

@@ -30,6 +30,7 @@ from coordinator.perf import (
     mesh_config_id,
     wrk_path,
 )
+from coordinator.perf.limits import PerfLimits
 from coordinator.perf_service import record_from_result, result_from_record, save_result
 from coordinator.store import open_store
 from kubesim.harness import RunningSim
@@ -169,7 +170,7 @@ async def test_grpc_load_through_the_coordinator(
     wrk_path() is None, reason="wrk is not installed (apt-get install wrk; CI installs it)"
 )
 async def test_wrk_through_the_coordinator(tmp_path: Path, http_target: LoopbackServer) -> None:
-    async with coordinator(make_settings(tmp_path)) as client:
+    async with coordinator(make_settings(tmp_path, perf=PerfLimits(allow_wrk=True))) as client:
         request = _request(
             http_target.url("/delay/1"), connections=2, duration_s=1.0, load_generator="wrk"
         )

@@ -130,7 +130,7 @@ async def test_oversized_request_is_rejected_and_server_keeps_serving(
     assert reply.created
 
 
-async def test_default_limit_rejects_20_mib_and_accepts_15_mib(
+async def test_default_limit_rejects_20_mib_and_passes_15_mib_to_the_bounds(
     start_grpc_server: StartGrpcServer, channel_to: Any
 ) -> None:
     server = await start_grpc_server(both_services())
@@ -141,10 +141,13 @@ async def test_default_limit_rejects_20_mib_and_accepts_15_mib(
             adapter_pb2.ApplyOperationRequest(custom_body="y" * (20 * 1024 * 1024)), timeout=10
         )
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    reply = await adapter.ApplyOperation(
-        adapter_pb2.ApplyOperationRequest(custom_body="y" * (15 * 1024 * 1024)), timeout=10
-    )
-    assert reply.created
+    # 15 MiB passes the transport; the request bounds then refuse the field, naming it.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await adapter.ApplyOperation(
+            adapter_pb2.ApplyOperationRequest(custom_body="y" * (15 * 1024 * 1024)), timeout=10
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details() == "custom_body: 15728640 bytes; at most 1048576 are accepted"
 
 
 async def test_stop_drains_health_then_in_flight_then_callbacks_then_tasks(

@@ -22,7 +22,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -63,8 +63,15 @@ TERMINAL = frozenset(
 class AdapterProcess:
     """One adapter subprocess; `start` blocks until it printed its address."""
 
-    def __init__(self, args: Sequence[str], log_path: Path, command: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        log_path: Path,
+        command: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.command = list(command) or [str(MESHPLANE), "adapter", "istio"]
+        self.env = dict(env or {})
         self.args = list(args)
         self.log_path = log_path
         self.process: subprocess.Popen[str] | None = None
@@ -82,7 +89,7 @@ class AdapterProcess:
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
-            env={**os.environ, "MESHPLANE_ADAPTER_LOG_FORMAT": "json"},
+            env={**os.environ, "MESHPLANE_ADAPTER_LOG_FORMAT": "json", **self.env},
         )
         found: list[str] = []
         stdout = self.process.stdout
