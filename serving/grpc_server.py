@@ -32,6 +32,7 @@ from serving.guarded_handlers import RequestGuard
 from serving.health import HealthService
 from serving.health_listener import HealthListener
 from serving.message_limits import MAX_MESSAGE_BYTES
+from serving.request_bounds import RequestBounds, request_bounds
 from serving.tls import TlsConfig, is_loopback, server_credentials
 
 _log = structlog.get_logger(__name__)
@@ -135,14 +136,22 @@ class GrpcServer:
 
     Register services with :meth:`add_service` before :meth:`start`; each is reported SERVING by
     the health service under its full name and listed by reflection. ``interceptors`` run
-    inside the request guard (`serving.guarded_handlers.RequestGuard`), which is always first.
+    inside the request guard (`serving.guarded_handlers.RequestGuard`), which is always first
+    and applies ``bounds`` (meshplane's table unless a test double stands in for an adapter
+    with other limits).
     """
 
-    def __init__(self, config: ServerConfig, *, interceptors: Sequence[Any] = ()) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        interceptors: Sequence[Any] = (),
+        bounds: RequestBounds = request_bounds,
+    ) -> None:
         self.config = config
         self.tasks = BackgroundTasks(owner="grpc-server")
         self._server: Any = grpc.aio.server(
-            options=config.channel_options(), interceptors=[RequestGuard(), *interceptors]
+            options=config.channel_options(), interceptors=[RequestGuard(bounds), *interceptors]
         )
         self._handlers = _GenericHandlersOnly(self._server)
         self._health = HealthService()

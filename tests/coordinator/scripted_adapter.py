@@ -30,6 +30,7 @@ from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
 from serving import GrpcServer, ServerConfig, dial
 from serving.message_limits import adapter_channel_options
+from serving.request_bounds import BOUNDS, FieldBound, RequestBounds
 
 SERVICE = "meshplane.adapter.v1.MeshAdapterService"
 
@@ -191,9 +192,18 @@ class ScriptedAdapter(pb_grpc.MeshAdapterServiceServicer):  # type: ignore[misc,
         return position < len(self.events) or self.stream_id != stream_id
 
 
+LAX_BOUNDS = RequestBounds(
+    {**BOUNDS, "meshplane.adapter.v1.ApplyOperationRequest.username": FieldBound(max_bytes=8 << 20)}
+)
+"""A scripted adapter stands in for one whose limits are not meshplane's: it takes usernames of
+megabytes, so its events can be larger than a coordinator may read."""
+
+
 async def serve(adapter: ScriptedAdapter, port: int = 0) -> GrpcServer:
     """Start a gRPC server for ``adapter`` on 127.0.0.1 (``port`` 0: any)."""
-    server = GrpcServer(ServerConfig(host="127.0.0.1", port=port, grace_seconds=0))
+    server = GrpcServer(
+        ServerConfig(host="127.0.0.1", port=port, grace_seconds=0), bounds=LAX_BOUNDS
+    )
     server.add_service(pb_grpc.add_MeshAdapterServiceServicer_to_server, adapter, SERVICE)
     await server.start()
     return server
