@@ -345,3 +345,17 @@ async def test_identity_rules_hold_for_meshery_callers_as_for_any_other() -> Non
         )
         record = h.adapter.runner.get("forwarded")
         assert record is not None and record.username == "alice"
+
+
+async def test_request_bounds_hold_at_the_meshery_door() -> None:
+    async with toy_adapter(**ACCEPTING) as h:
+        stub = meshery(h)
+        too_many = apply_rule("install", kube_configs=[kubeconfig_text()] * 21)
+        error = await refusal(stub.ApplyOperation(too_many))
+        assert status_code(error) == StatusCode.INVALID_ARGUMENT
+        assert (error.details() or "").startswith("kube_configs: 21 items; at most 20")
+        error = await refusal(stub.ApplyOperation(apply_rule("x" * 5000)))
+        assert status_code(error) == StatusCode.INVALID_ARGUMENT
+        assert "opName" in (error.details() or "")
+        assert len(error.details() or "") < 400
+        assert h.executor.executions == []
