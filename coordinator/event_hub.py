@@ -376,9 +376,14 @@ class EventHub:
             if isinstance(failure, grpc.RpcError):
                 exhausted = failure.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             progressed = (follower.source, follower.last_sequence) != delivered_before
-            if await self._skip_unreadable(
-                follower, failure, read_failed=read_failed, progressed=progressed
-            ):
+            try:
+                skipped = await self._skip_unreadable(
+                    follower, failure, read_failed=read_failed, progressed=progressed
+                )
+            except Exception as exc:  # the store is away: retry the whole thing later
+                follower.last_error = f"recording a gap failed: {_describe(exc)}"
+                skipped = False
+            if skipped:
                 attempt = 0
                 continue
             if exhausted and progressed:
