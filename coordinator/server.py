@@ -236,7 +236,8 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
             health_port=settings.health_port,
         ),
         # Requests are counted with the status the gate or the servicer ended them with.
-        interceptors=(metrics.requests, identity.gate),
+        observers=(metrics.requests,),
+        interceptors=(identity.gate,),
     )
     metrics_server = (
         None

@@ -136,9 +136,10 @@ class GrpcServer:
 
     Register services with :meth:`add_service` before :meth:`start`; each is reported SERVING by
     the health service under its full name and listed by reflection. ``interceptors`` run
-    inside the request guard (`serving.guarded_handlers.RequestGuard`), which is always first
-    and applies ``bounds`` (meshplane's table unless a test double stands in for an adapter
-    with other limits).
+    inside the request guard (`serving.guarded_handlers.RequestGuard`), which applies ``bounds``
+    (meshplane's table unless a test double stands in for an adapter with other limits);
+    ``observers`` (call metrics) run outside it and see every call, refused ones included.
+    Observers must not read requests: they get them undecoded.
     """
 
     def __init__(
@@ -146,12 +147,14 @@ class GrpcServer:
         config: ServerConfig,
         *,
         interceptors: Sequence[Any] = (),
+        observers: Sequence[Any] = (),
         bounds: RequestBounds = request_bounds,
     ) -> None:
         self.config = config
         self.tasks = BackgroundTasks(owner="grpc-server")
         self._server: Any = grpc.aio.server(
-            options=config.channel_options(), interceptors=[RequestGuard(bounds), *interceptors]
+            options=config.channel_options(),
+            interceptors=[*observers, RequestGuard(bounds), *interceptors],
         )
         self._handlers = _GenericHandlersOnly(self._server)
         self._health = HealthService()

@@ -57,6 +57,8 @@ async def test_metrics_move_with_calls_followers_store_and_perf_tests(
             await client.stub.ApplyOperation(
                 cpb.ApplyOperationRequest(mesh="nope", request=apb.ApplyOperationRequest())
             )
+        with pytest.raises(grpc.aio.AioRpcError):  # refused by the request bounds: counted too
+            await client.stub.GetOperation(cpb.GetOperationRequest(operation_id="o" * 1000))
         await client.stub.ApplyOperation(
             cpb.ApplyOperationRequest(
                 mesh="istio", request=apb.ApplyOperationRequest(operation="install")
@@ -90,7 +92,11 @@ async def test_metrics_move_with_calls_followers_store_and_perf_tests(
             assert reply.HasField("progress") or reply.HasField("result")
         after = await scrape(url)
 
-        for method, code in (("ListAdapters", "OK"), ("ApplyOperation", "NOT_FOUND")):
+        for method, code in (
+            ("ListAdapters", "OK"),
+            ("ApplyOperation", "NOT_FOUND"),
+            ("GetOperation", "INVALID_ARGUMENT"),
+        ):
             assert requests(after, method, code) == requests(before, method, code) + 1
         assert (
             requests(after, "ApplyOperation", "OK") == requests(before, "ApplyOperation", "OK") + 1
