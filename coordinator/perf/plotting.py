@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.perf.results import HistogramBucket, PerformanceResult
+from serving.durations import format_duration
 
 __all__ = ["PLOT_FORMATS", "PlotError", "load_text", "plot_comparison", "plot_result"]
 
@@ -26,14 +27,19 @@ class PlotError(ValueError):
 
 
 def load_text(result: PerformanceResult) -> str:
-    """The load a run was asked for: ``200 req/s, 10s, 8 connections`` (``max`` without a rate)."""
+    """The load a run was asked for: ``200 req/s, 10s, 8 conn`` (``max rate`` without a rate).
+
+    The span is the configured duration or request count; a result without its config (an
+    import) shows how long it ran.
+    """
     rate = f"{result.requested_qps:g} req/s" if result.requested_qps else "max rate"
-    seconds = (result.end_time - result.start_time).total_seconds()
     config = result.config
     if config is not None and config.request_count > 0:
         span = f"{config.request_count} requests"
+    elif config is not None:
+        span = format_duration(config.duration_s)
     else:
-        span = f"{seconds:.0f}s"
+        span = format_duration(round((result.end_time - result.start_time).total_seconds()))
     return f"{rate}, {span}, {result.connections} conn"
 
 

@@ -370,11 +370,11 @@ def test_perf_cli_plots_shows_histograms_and_takes_short_ids_and_names(
     code, out, err = cli("compare", fast["id"][:8], "slow", "--plot", str(tmp_path / "cmp.svg"))
     assert code == 0, err
     assert out.splitlines()[0].split() == ["metric", "unit", fast["id"][:8], slow["id"][:8]]
-    assert f"{fast['id'][:8]}  load: 100 req/s, 2s, 2 conn" in out
+    assert f"{fast['id'][:8]}  load: 100 req/s, 2.5s, 2 conn" in out
     assert f"{slow['id'][:8]}  load: max rate, 40 requests, 1 conn" in out
     assert "different loads" in err
     compared = (tmp_path / "cmp.svg").read_text()
-    assert f">{fast['id'][:8]} fast (100 req/s, 2s, 2 conn)<" in compared
+    assert f">{fast['id'][:8]} fast (100 req/s, 2.5s, 2 conn)<" in compared
     assert f">{slow['id'][:8]} slow (max rate, 40 requests, 1 conn)<" in compared
 
     code, _, err = cli("compare", "", "slow")
