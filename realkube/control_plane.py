@@ -313,6 +313,9 @@ class ControlPlane:
             f"--etcd-keyfile={pki.client_key(ETCD_CLIENT)}",
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
+            # The endpoint reconciler refuses a loopback address for the `kubernetes` Service's
+            # endpoints; nothing here runs in a Pod that would use them.
+            "--endpoint-reconciler-type=none",
             f"--secure-port={ports.apiserver}",
             f"--cert-dir={self.settings.data_dir / 'apiserver'}",
             f"--tls-cert-file={pki.apiserver_cert}",

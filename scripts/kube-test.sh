@@ -4,9 +4,10 @@
 # machine. Where a namespace cannot be made (not root, no unshare/ip), pytest runs as is and the
 # realkube tests skip, saying why.
 set -euo pipefail
-py=${1:?usage: kube-test.sh PYTHON [PYTEST ARGS...]}
+py=${1:?usage: kube-test.sh PYTHON [PYTEST ARGS OR PATHS...] (default: tests)}
 shift
-args=(-q -p no:xdist -m realkube tests --ignore=tests/bench "$@")
+[ $# -gt 0 ] || set -- tests
+args=(-q -p no:xdist -m realkube --ignore=tests/bench "$@")
 if command -v unshare >/dev/null && command -v ip >/dev/null && unshare --net true 2>/dev/null; then
   exec unshare --net --fork -- bash -c 'ip link set lo up && exec "$0" -m pytest "$@"' "$py" "${args[@]}"
 fi
