@@ -33,14 +33,26 @@ def _common(ctx: PlanContext) -> dict[str, Any]:
     return values
 
 
+VALIDATION_FAILURE_POLICY = "Fail"
+"""The config validators' failurePolicy, set explicitly. Left unset, the charts render `Ignore`
+on install and nothing on upgrade, and istiod's webhook controller patches it to `Fail` once its
+endpoint answers: a server-side apply of the rendered objects would then flip it back and forth
+(Istio's values recommend `Fail` for server-side apply tools). With `Fail`, while istiod cannot
+be reached Istio config is refused, and the adapter names the webhook (WEBHOOK_UNAVAILABLE)."""
+
+
+def _validation() -> dict[str, Any]:
+    return {"base": {"validationFailurePolicy": VALIDATION_FAILURE_POLICY}}
+
+
 async def base_values(ctx: PlanContext) -> Mapping[str, Any]:
     """CRDs and the default-revision validator, pointed at the control plane namespace."""
-    return _common(ctx)
+    return {**_common(ctx), **_validation()}
 
 
 async def istiod_values(ctx: PlanContext) -> Mapping[str, Any]:
-    """The control plane under the requested profile."""
-    return _common(ctx)
+    """The control plane under the requested profile (and its revision's validator)."""
+    return {**_common(ctx), **_validation()}
 
 
 async def ingress_gateway_values(ctx: PlanContext) -> Mapping[str, Any]:

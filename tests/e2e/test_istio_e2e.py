@@ -42,6 +42,8 @@ class Sources:
     second: str
     crds_first: int
     crds_second: int
+    validators_fail_closed: bool = False
+    """Upstream charts take the adapter's validationFailurePolicy (the toy ones hard-code it)."""
 
 
 def shared_sources(_: Path) -> Sources:
@@ -53,6 +55,7 @@ def shared_sources(_: Path) -> Sources:
         second="1.30.3",
         crds_first=14,
         crds_second=15,
+        validators_fail_closed=True,
     )
 
 
@@ -139,6 +142,17 @@ class Harness:
         wanted = sum(int(d["spec"].get("replicas", 1)) for d in deployments)
         return wanted, [str(p["metadata"]["name"]) for p in pods]
 
+    async def validator_policies(self) -> dict[str, list[str]]:
+        """Each ValidatingWebhookConfiguration's webhooks' failurePolicy, by its name."""
+        async with await ClusterSession.connect(kubeconfig_path=self.sim.kubeconfig) as session:
+            configs = await session.list(
+                "admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"
+            )
+        return {
+            c["metadata"]["name"]: [w.get("failurePolicy", "") for w in c.get("webhooks") or []]
+            for c in configs
+        }
+
     async def object(self, kind: str, name: str, namespace: str = "") -> dict[str, object] | None:
         api_version = {
             "Deployment": "apps/v1",
@@ -201,6 +215,11 @@ async def test_install_upgrade_samples_validate_uninstall(harness: Harness) -> N
         assert istiod is not None and istiod["status"]["readyReplicas"] >= 1  # type: ignore[index]
         for gateway in ("istio-ingressgateway", "istio-egressgateway"):
             assert await harness.object("Deployment", gateway, "istio-system") is not None
+        if sources.validators_fail_closed:
+            assert await harness.validator_policies() == {
+                "istio-validator-istio-system": ["Fail"],
+                "istiod-default-validator": ["Fail"],
+            }
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
         assert (status.installed, status.version) == (True, sources.first)
         assert all(c.ready for c in status.components)
@@ -227,6 +246,11 @@ async def test_install_upgrade_samples_validate_uninstall(harness: Harness) -> N
         )
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
         assert status.version == sources.second
+        if sources.validators_fail_closed:  # the same policy after an upgrade: no flip-flop
+            assert await harness.validator_policies() == {
+                "istio-validator-istio-system": ["Fail"],
+                "istiod-default-validator": ["Fail"],
+            }
         assert (
             len(crds_of_istio(await managed_objects(harness.sim.kubeconfig))) == sources.crds_second
         )

@@ -3,10 +3,11 @@
 In the loopback-only namespace every call the API server makes to istiod's webhooks fails
 ("network is unreachable"). The adapter must then say so: a sample app whose Pods the sidecar
 injector (failurePolicy Fail) blocks fails with the ReplicaSet's FailedCreate message within the
-stuck grace, not after the whole timeout and never as a success; after an upgrade the config
-validator's failurePolicy is Fail (the chart omits it on upgrade, so the API server's default
-applies) and a config operation fails naming that webhook. Install, re-install, upgrade and
-uninstall still work, and the uninstall leaves nothing.
+stuck grace, not after the whole timeout and never as a success. The config validators fail
+closed (the adapter sets `validationFailurePolicy: Fail`, before and after an upgrade, so it
+never fights istiod's webhook controller over the field), so Istio config is refused naming the
+webhook (WEBHOOK_UNAVAILABLE). Install, re-install, upgrade and uninstall still work, and the
+uninstall leaves nothing.
 """
 
 from __future__ import annotations
@@ -90,9 +91,12 @@ async def test_istio_with_real_admission_fails_with_the_webhook_as_the_cause(
         assert again.cluster_results[0].objects_applied == 0
         assert await managed_objects(kubeconfig) == owned
 
-        # Before an upgrade the validator fails open: Bookinfo (no injection) deploys.
-        await client.run("bookinfo", operation_id=istio.next_id("bookinfo"), namespace="default")
-        assert await istio.get("networking.istio.io/v1", "Gateway", "bookinfo-gateway", "default")
+        # The validator fails closed (the adapter sets it so; the charts would flip-flop) and
+        # istiod cannot be reached: Bookinfo's Gateway is refused, naming the webhook.
+        refused = await failed(istio, "bookinfo", namespace="default")
+        assert refused.error.code == "WEBHOOK_UNAVAILABLE", refused.error
+        assert '"validation.istio.io"' in refused.error.message
+        assert "default/bookinfo" in refused.error.message  # its Gateway or VirtualService
 
         # The injector (failurePolicy Fail) cannot be called: httpbin's Pods cannot be created.
         await client.run("label-namespace", operation_id=istio.next_id("label"), namespace=INJECTED)
@@ -104,6 +108,7 @@ async def test_istio_with_real_admission_fails_with_the_webhook_as_the_cause(
         stuck = [e for e in events.of(blocked.operation_id) if "FailedCreate" in e.summary]
         assert stuck, [e.summary for e in events.of(blocked.operation_id)]
 
+        # An upgrade succeeds and keeps the policy; config operations fail with the same cause.
         await client.run(
             "install", operation_id=istio.next_id("upgrade"), mesh_version=NEWER, parameters=MINIMAL
         )
@@ -122,6 +127,7 @@ async def test_istio_with_real_admission_fails_with_the_webhook_as_the_cause(
         await client.run("validate", operation_id=validate)
 
         for operation, namespace in (
+            ("bookinfo-route-v1", "default"),  # refused, but its release record is kept
             ("httpbin", INJECTED),
             ("label-namespace", INJECTED),
             ("bookinfo", "default"),

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -339,8 +340,18 @@ class _Access:
                 tls.load_cert_chain(cert, key)
         return cls(cluster["server"], headers, tls)
 
-    def get(self, path: str) -> Any:
+    def get(self, path: str, *, attempts: int = 30) -> Any:
+        """GET ``path`` as JSON. A 429 is retried after its Retry-After: the real API server
+        answers so while the watch cache of a just-created CRD's resource is not ready yet."""
         request = urllib.request.Request(self.server + path, headers=self.headers)
+        for _ in range(attempts - 1):
+            try:
+                with urllib.request.urlopen(request, timeout=10, context=self.context) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as exc:
+                if exc.code != 429:
+                    raise
+                time.sleep(min(float(exc.headers.get("Retry-After") or 1), 5.0))
         with urllib.request.urlopen(request, timeout=10, context=self.context) as response:
             return json.loads(response.read())
 
