@@ -50,6 +50,32 @@ FIRST_SERVICE_IP = "10.96.0.1"
 POD_CIDR = "10.244.0.0/16"
 FAKE_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+SERVICE_LOAD_BALANCER_STAGE = """\
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: meshplane-service-load-balancer
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Service
+  selector:
+    matchExpressions:
+    - key: .spec.type
+      operator: In
+      values: [LoadBalancer]
+    - key: .status.loadBalancer.ingress
+      operator: DoesNotExist
+  next:
+    statusTemplate: |
+      loadBalancer:
+        ingress:
+        - ip: {{ .spec.clusterIP | Quote }}
+          ipMode: VIP
+"""
+"""A kwok stage that plays the cloud load balancer: a LoadBalancer Service gets its ClusterIP as
+its ingress address (unique, and inside the loopback-only namespace unreachable like every
+other Service address). Without it such Services stay pending forever, as on a bare cluster."""
 _PR_SET_PDEATHSIG = 1
 _POLL_SECONDS = 0.2
 
@@ -189,14 +215,13 @@ class ControlPlane:
         )
         self._spawn("kube-scheduler", self._scheduler_args(kubeconfigs / "kube-scheduler"))
         stages = data / "kwok-stages.yaml"
-        stages.write_bytes(
-            subprocess.run(
-                [str(settings.binaries.path("kwok")), "default-stages"],
-                check=True,
-                capture_output=True,
-                timeout=30,
-            ).stdout
-        )
+        kwok_stages = subprocess.run(
+            [str(settings.binaries.path("kwok")), "default-stages"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        ).stdout.decode()
+        stages.write_text(f"{kwok_stages.rstrip()}\n---\n{SERVICE_LOAD_BALANCER_STAGE}")
         self._spawn("kwok", self._kwok_args(kubeconfigs / "kwok", stages))
 
         for index in range(settings.nodes):

@@ -7,7 +7,10 @@ set -euo pipefail
 py=${1:?usage: kube-test.sh PYTHON [PYTEST ARGS OR PATHS...] (default: tests)}
 shift
 [ $# -gt 0 ] || set -- tests
-args=(-q -p no:xdist -m realkube --ignore=tests/bench "$@")
+# Its own base temp dir (kept until the next run): the control plane's and adapters' logs of a
+# failed test survive other pytest runs on the machine.
+basetemp="$(pwd)/.tools/kube/test-tmp"
+args=(-q -p no:xdist -m realkube --ignore=tests/bench --basetemp="$basetemp" "$@")
 if command -v unshare >/dev/null && command -v ip >/dev/null && unshare --net true 2>/dev/null; then
   exec unshare --net --fork -- bash -c 'ip link set lo up && exec "$0" -m pytest "$@"' "$py" "${args[@]}"
 fi
