@@ -550,6 +550,10 @@ class Cluster:
                 raise ApiError.bad_request("apiVersion and kind must be set in apply requests")
             self._check_body(rt, config, namespace)
         md = config.get("metadata") or {}
+        if md.get("managedFields") is not None:
+            # As the real server: an applied configuration never carries field ownership (an
+            # object read back from the server must lose it before it is applied again).
+            raise ApiError.bad_request("metadata.managedFields must be nil")
         if md.get("name", name) != name:
             raise ApiError.bad_request(
                 f"the name of the object ({md.get('name')}) does not match the name on the URL "

@@ -145,6 +145,7 @@ async def test_install_upgrade_samples_validate_uninstall(
             roots = await session.get("v1", "ConfigMap", "linkerd-identity-trust-roots", "linkerd")
             assert roots is not None
             roots["data"]["ca-bundle.crt"] = foreign.anchor.certificate_pem
+            del roots["metadata"]["managedFields"]  # an applied configuration carries none
             await session.apply(roots, field_manager="e2e-tamper")
         tampered = harness.next_id("validate-tampered")
         await client.apply("validate", operation_id=tampered)

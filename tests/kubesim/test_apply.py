@@ -143,6 +143,25 @@ def test_apply_needs_field_manager(kubesim: RunningSim) -> None:
     assert code == 400
 
 
+def test_an_applied_configuration_with_managed_fields_is_refused(kubesim: RunningSim) -> None:
+    """As the real API server: an object read back must lose managedFields before an apply."""
+    path = "/api/v1/namespaces/default/configmaps/read-back"
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "read-back"},
+        "data": {"a": "b"},
+    }
+    query = {"fieldManager": "m"}
+    code, _ = raw_request(kubesim, "PATCH", path, body, content_type=APPLY, query=query)
+    assert code == 201
+    code, read = raw_request(kubesim, "GET", path)
+    assert code == 200 and read["metadata"]["managedFields"]
+    code, status = raw_request(kubesim, "PATCH", path, read, content_type=APPLY, query=query)
+    assert (code, status["reason"]) == (400, "BadRequest")
+    assert status["message"] == "metadata.managedFields must be nil"
+
+
 def test_apply_yaml_body_and_dry_run(kubesim: RunningSim, api_client: client.ApiClient) -> None:
     yaml_body = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata:\n  a: '1'\n"
     path = "/api/v1/namespaces/default/configmaps/y"

@@ -9,6 +9,7 @@ the tests that use it skip, saying which. ``realkube_unavailable`` gives that re
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,10 +76,30 @@ class RealCluster:
     kubeconfig: Path
 
 
+MANAGED = "app.kubernetes.io/managed-by=meshplane"
+
+
+def _kubectl(plane: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [str(plane.settings.binaries.kubectl), "--kubeconfig", str(plane.kubeconfig), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+
+def remove_managed_objects(plane: ControlPlane) -> None:
+    """Delete whatever meshplane-managed objects a test left (a failed one stops before its
+    uninstall), so the next test starts from a clean cluster."""
+    kinds = _kubectl(plane, "api-resources", "--verbs=list,delete", "-o", "name").stdout.split()
+    if kinds:
+        _kubectl(plane, "delete", ",".join(kinds), "-A", "-l", MANAGED, "--wait", "--timeout=240s")
+
+
 @pytest.fixture
-def real_cluster(real_kube: ControlPlane) -> RealCluster:
-    """The session's real control plane, for one test (which must leave it as it found it)."""
-    return RealCluster(url=real_kube.url, kubeconfig=real_kube.kubeconfig)
+def real_cluster(real_kube: ControlPlane) -> Iterator[RealCluster]:
+    """The session's real control plane, for one test; meshplane-managed objects the test
+    leaves behind are deleted afterwards."""
+    try:
+        yield RealCluster(url=real_kube.url, kubeconfig=real_kube.kubeconfig)
+    finally:
+        remove_managed_objects(real_kube)
 
 
 REALKUBE_TIMEOUT_SECONDS = 600

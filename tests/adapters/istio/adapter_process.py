@@ -360,7 +360,13 @@ def _managed_objects(access: _Access) -> list[tuple[str, str, str]]:
     selector = urllib.parse.quote(f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")
     found: list[tuple[str, str, str]] = []
     for path, kind in _list_paths(access):
-        for item in access.get(f"{path}?labelSelector={selector}").get("items") or []:
+        try:
+            listed = access.get(f"{path}?labelSelector={selector}")
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                raise
+            continue  # the kind went away since discovery (its CRD was just deleted)
+        for item in listed.get("items") or []:
             metadata = item.get("metadata") or {}
             found.append((kind, str(metadata.get("namespace", "")), str(metadata.get("name", ""))))
     return sorted(found)
@@ -372,7 +378,13 @@ def _list_paths(access: _Access) -> list[tuple[str, str]]:
         versions.append(f"/apis/{group['preferredVersion']['groupVersion']}")
     paths: list[tuple[str, str]] = []
     for version in versions:
-        for resource in access.get(version).get("resources") or []:
+        try:
+            served = access.get(version)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                raise
+            continue  # the group went away since /apis was read
+        for resource in served.get("resources") or []:
             if "/" in resource["name"] or "list" not in (resource.get("verbs") or []):
                 continue
             paths.append((f"{version}/{resource['name']}", str(resource["kind"])))
