@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,6 +96,8 @@ class ControlPlaneSettings:
     """The API server's secure port (0: any free port)."""
     start_timeout_seconds: float = 180.0
     stop_grace_seconds: float = 15.0
+    volumes: int = 32
+    """PersistentVolumes pre-created for claims (there is no dynamic provisioner)."""
     allow_host_network: bool = False
     """Start even in a network namespace with interfaces besides loopback (see
     docs/realkube.md for why that is refused by default)."""
@@ -226,6 +228,7 @@ class ControlPlane:
 
         for index in range(settings.nodes):
             _create_node(admin, f"realkube-node-{index}")
+        _create_volume_pool(admin, settings.volumes)
         self._wait_all("Nodes Ready", lambda: _nodes_ready(admin, settings.nodes))
         self._wait_all(
             "the default ServiceAccount",
@@ -455,10 +458,52 @@ def _create_node(client: AdminClient, name: str) -> None:
             },
         },
     }
-    reply = client.post("/api/v1/nodes", node)
+    _create(client, "/api/v1/nodes", node)
+
+
+STORAGE_CLASS = "standard"
+
+
+def _create_volume_pool(client: AdminClient, count: int) -> None:
+    """The default StorageClass and ``count`` PersistentVolumes of it for claims to bind to.
+
+    Nothing provisions volumes here and no container mounts one, so a pool of large
+    PersistentVolumes (hostPath, never used) stands in: the PV controller binds each claim of
+    the default class to a free one, as with static provisioning. A released volume is not
+    reused (reclaim policy Retain)."""
+    storage_class = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": STORAGE_CLASS,
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": "kubernetes.io/no-provisioner",
+        "volumeBindingMode": "Immediate",
+        "reclaimPolicy": "Retain",
+    }
+    _create(client, "/apis/storage.k8s.io/v1/storageclasses", storage_class)
+    for index in range(count):
+        volume = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": f"realkube-pv-{index}"},
+            "spec": {
+                "capacity": {"storage": "1Ti"},
+                "accessModes": ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": STORAGE_CLASS,
+                "hostPath": {"path": f"/realkube/volumes/{index}"},
+            },
+        }
+        _create(client, "/api/v1/persistentvolumes", volume)
+
+
+def _create(client: AdminClient, path: str, obj: Mapping[str, object]) -> None:
+    reply = client.post(path, obj)
     if reply.status not in (201, 409):
         raise ControlPlaneError(
-            f"creating Node {name} failed: HTTP {reply.status} {reply.body[:200]!r}"
+            f"creating {obj['kind']} failed: HTTP {reply.status} {reply.body[:200]!r}"
         )
 
 
