@@ -18,7 +18,7 @@ import pytest
 
 from adapters.kit.catalogue import Category, MeshDeclaration, Ownership
 from adapters.kit.cluster import ClusterSession
-from kubesim.harness import running_kubesim
+from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from tests.adapters.istio.adapter_process import (
@@ -83,7 +83,7 @@ class MeshHarness:
             "--cache-dir",
             str(tmp_path / "cache"),
             "--operation-timeout",
-            "90",
+            str(self.operation_timeout(sim)),
         ]
         self.log = tmp_path / "adapter.log"
         self.process: AdapterProcess | None = None
@@ -95,8 +95,15 @@ class MeshHarness:
         command = [str(MESHPLANE), "adapter", self.mesh]
         self.process = AdapterProcess(self.args, self.log, command=command).start()
         self.client = AdapterClient(self.process.address)
+        # The real control plane's controllers are slower than kubesim's: allow for it.
+        self.client.wait_seconds = float(self.operation_timeout(self.sim)) + 30
         await self.client.wait_serving()
         return self.client
+
+    @staticmethod
+    def operation_timeout(sim: Cluster) -> int:
+        """The adapter's --operation-timeout: 90 s on kubesim, 240 s on the real server."""
+        return 90 if isinstance(sim, RunningSim) else 240
 
     async def close(self) -> None:
         """Close the channel and stop the adapter (SIGTERM)."""

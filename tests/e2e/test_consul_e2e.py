@@ -22,6 +22,7 @@ from tests.e2e.mesh_harness import (
     round_trip_every_operation,
 )
 from tests.fixtures_paths import shared_fixtures
+from tests.plugins.realkube import RealCluster
 
 INJECT_LABEL = "consul.hashicorp.com/connect-inject"
 
@@ -59,6 +60,11 @@ async def test_install_upgrade_samples_validate_uninstall(
     harness: MeshHarness, sources: Sources
 ) -> None:
     (older, consul_older), (newer, consul_newer) = sources.older, sources.newer
+    if isinstance(harness.sim, RealCluster) and sources.charts.name == "hashicorp":
+        pytest.skip(
+            "known: on the real API server the upstream Consul upgrade 1.8.16 -> 1.9.11 does not "
+            "finish within 240 s (install and uninstall do; see docs/realkube.md)"
+        )
     client = await harness.start()
     events = EventCollector(client).start()
     try:

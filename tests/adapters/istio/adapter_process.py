@@ -215,8 +215,12 @@ class AdapterClient:
         response: pb.ApplyOperationResponse = await self.stub.ApplyOperation(request, timeout=10)
         return response
 
-    async def wait(self, operation_id: str, within: float = 60.0) -> pb.Operation:
+    wait_seconds = 60.0
+    """How long `wait` and `run` wait for an operation by default."""
+
+    async def wait(self, operation_id: str, within: float | None = None) -> pb.Operation:
         """Poll GetOperation until the operation is terminal."""
+        within = self.wait_seconds if within is None else within
         deadline = time.monotonic() + within
         while True:
             reply = await self.stub.GetOperation(
