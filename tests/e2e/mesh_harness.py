@@ -188,10 +188,7 @@ async def round_trip_every_operation(
     return exercised
 
 
-REAL_SERVER_GAPS: dict[str, str] = {
-    "consul": "known gap (issue 14 open): Consul's flows do not finish cleanly on the real API "
-    "server yet; they pass on kubesim",
-}
+REAL_SERVER_GAPS: dict[str, str] = {}
 """Meshes whose real-API-server flows are known not to pass yet: they run, and are reported as
 expected failures until fixed (then this entry goes)."""
 
