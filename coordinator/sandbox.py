@@ -55,10 +55,10 @@ from coordinator.client_credentials import register_sandbox
 from coordinator.data_dir_lock import DataDirLock, DataDirLocked
 from serving.link_tokens import write_link_token
 from serving.logging_setup import configure_logging
+from serving.mesh_entry_points import mesh_names
 from serving.tls import dial
 
 __all__ = [
-    "CANDIDATE_MESHES",
     "DEFAULT_PORT_BASE",
     "Child",
     "Sandbox",
@@ -69,8 +69,12 @@ __all__ = [
 
 _log = structlog.get_logger(__name__)
 
-CANDIDATE_MESHES: tuple[str, ...] = ("istio", "linkerd", "consul")
-"""Meshes `up` tries, in port order; those `meshplane adapter` does not accept are skipped."""
+
+def candidate_meshes() -> tuple[str, ...]:
+    """Meshes `up` tries, in port order: every registered one (serving/mesh_entry_points.py);
+    those `meshplane adapter` cannot start are skipped."""
+    return mesh_names()
+
 
 DEFAULT_PORT_BASE = 10100
 """Coordinator on the base (the client's default), kubesim on base+1, adapters from base+2."""
@@ -99,7 +103,7 @@ class SandboxSettings:
     chart_repos: dict[str, str] = field(default_factory=dict)
     mirror: Path | None = None
     port_base: int = DEFAULT_PORT_BASE
-    meshes: tuple[str, ...] = CANDIDATE_MESHES
+    meshes: tuple[str, ...] = field(default_factory=candidate_meshes)
     start_timeout_seconds: float = 60.0
     stop_grace_seconds: float = 10.0
     kubesim_ready_delay: float = 0.2
@@ -128,7 +132,8 @@ class SandboxSettings:
 
     def adapter_port(self, mesh: str) -> int:
         """A fixed port per candidate mesh, so addresses survive restarts."""
-        known = list(CANDIDATE_MESHES) + [m for m in self.meshes if m not in CANDIDATE_MESHES]
+        registered = candidate_meshes()
+        known = list(registered) + [m for m in self.meshes if m not in registered]
         return self.port_base + 2 + known.index(mesh)
 
 
@@ -638,7 +643,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--mesh",
         action="append",
         default=None,
-        help=f"only this mesh's adapter (repeatable; default: try {', '.join(CANDIDATE_MESHES)})",
+        help=f"only this mesh's adapter (repeatable; default: try {', '.join(candidate_meshes())})",
     )
     parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="warning"
@@ -651,7 +656,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.mirror is not None and not args.mirror.is_dir():
         print(f"meshplane up: --mirror {args.mirror} is not a directory", file=sys.stderr)
         return 2
-    if not 1 <= args.port_base <= 65535 - 2 - len(CANDIDATE_MESHES):
+    if not 1 <= args.port_base <= 65535 - 2 - len(candidate_meshes()):
         print(f"meshplane up: --port-base {args.port_base} leaves no room", file=sys.stderr)
         return 2
     if args.kube == "real" and args.kubeconfig is not None:
@@ -659,7 +664,7 @@ def _run(args: argparse.Namespace) -> int:
             "meshplane up: --kube real starts its own cluster; drop --kubeconfig", file=sys.stderr
         )
         return 2
-    meshes = tuple(m.lower() for m in args.mesh) if args.mesh else CANDIDATE_MESHES
+    meshes = tuple(m.lower() for m in args.mesh) if args.mesh else candidate_meshes()
     settings = SandboxSettings(
         data_dir=args.data_dir.absolute(),
         kubeconfig=args.kubeconfig,

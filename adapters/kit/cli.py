@@ -1,25 +1,24 @@
 """`meshplane adapter MESH`: run one mesh adapter.
 
-MESH is a name from `MESH_DECLARATIONS` (resolved lazily, so only the requested mesh is imported)
-or an import string ``package.module:NAME`` naming a `MeshDeclaration` (third-party meshes built
-on the kit). On start one JSON line on stdout gives the gRPC and metrics addresses.
+MESH is a registered mesh (the `meshplane.meshes` entry points; only the requested mesh is
+imported) or an import string ``package.module:NAME`` naming a `MeshDeclaration`. On start one
+JSON line on stdout gives the gRPC and metrics addresses.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import os
 import sys
-from typing import Any
 
 import structlog
 
 from adapters.kit.adapter_server import ExecutorFactory, RunningAdapter, run_adapter
 from adapters.kit.catalogue import MeshDeclaration
 from adapters.kit.executors import ClusterExecutor, VersionCatalog
+from adapters.kit.mesh_registry import UnknownMesh, known_meshes, load_declaration, resolve
 from adapters.kit.metrics import AdapterMetrics
 from adapters.kit.settings import (
     ENV_PREFIX,
@@ -32,25 +31,12 @@ from serving import audit_log
 from serving.garbage_collection import tune_for_server
 from serving.logging_setup import configure_logging
 
-__all__ = ["DEFAULT_EXECUTOR_FACTORY", "MESH_DECLARATIONS", "register", "resolve"]
+__all__ = ["DEFAULT_EXECUTOR_FACTORY", "register"]
 
 _log = structlog.get_logger(__name__)
 
-MESH_DECLARATIONS: dict[str, str] = {
-    "istio": "adapters.istio.declaration:DECLARATION",
-    "linkerd": "adapters.linkerd.declaration:DECLARATION",
-    "consul": "adapters.consul.declaration:DECLARATION",
-}
 DEFAULT_EXECUTOR_FACTORY = "adapters.kit.cli:real_executor_factory"
 EXECUTOR_FACTORY_ENV = ENV_PREFIX + "EXECUTOR_FACTORY"
-
-
-def resolve(import_string: str) -> Any:
-    """Import ``package.module:ATTR`` and return the attribute."""
-    module_name, _, attribute = import_string.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"{import_string!r} is not of the form package.module:NAME")
-    return getattr(importlib.import_module(module_name), attribute)
 
 
 def real_executor_factory(
@@ -66,7 +52,7 @@ def real_executor_factory(
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `meshplane adapter`."""
-    meshes = ", ".join(MESH_DECLARATIONS)
+    meshes = ", ".join(known_meshes())
     parser = subparsers.add_parser(
         "adapter",
         help="run a mesh adapter (gRPC MeshAdapterService)",
@@ -89,17 +75,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _run(args: argparse.Namespace) -> int:
     audit_log.install_from_environment()
     try:
-        declaration = resolve(MESH_DECLARATIONS.get(args.mesh, args.mesh))
-    except (ImportError, AttributeError, ValueError) as exc:
-        known = ", ".join(MESH_DECLARATIONS)
-        print(
-            f"meshplane adapter: unknown or unavailable mesh {args.mesh!r} ({exc}); "
-            f"known meshes: {known}",
-            file=sys.stderr,
-        )
-        return 2
-    if not isinstance(declaration, MeshDeclaration):
-        print(f"meshplane adapter: {args.mesh!r} is not a MeshDeclaration", file=sys.stderr)
+        declaration = load_declaration(args.mesh)
+    except UnknownMesh as exc:
+        print(f"meshplane adapter: {exc}", file=sys.stderr)
         return 2
     try:
         settings = settings_from_args(args, declaration)

@@ -634,17 +634,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _run(args: argparse.Namespace) -> int:
     import tempfile
 
-    from adapters.kit.cli import MESH_DECLARATIONS, resolve
+    from adapters.kit.mesh_registry import UnknownMesh, load_declaration
     from adapters.kit.planning import PlanError
     from serving.logging_setup import configure_logging
 
     try:
-        declaration = resolve(MESH_DECLARATIONS.get(args.mesh, args.mesh))
-    except (ImportError, AttributeError, ValueError) as exc:
-        print(f"meshplane rbac: unknown or unavailable mesh {args.mesh!r} ({exc})", file=sys.stderr)
-        return 2
-    if not isinstance(declaration, MeshDeclaration):
-        print(f"meshplane rbac: {args.mesh!r} is not a MeshDeclaration", file=sys.stderr)
+        declaration = load_declaration(args.mesh)
+    except UnknownMesh as exc:
+        print(f"meshplane rbac: {exc}", file=sys.stderr)
         return 2
     # Logs go to stderr: stdout is the ClusterRole.
     configure_logging(level=args.log_level, stream=sys.stderr)

@@ -8,7 +8,7 @@ import pytest
 
 from adapters.consul.declaration import DECLARATION as CONSUL
 from adapters.kit.catalogue import Category, ManifestSource, MeshDeclaration
-from adapters.kit.cli import MESH_DECLARATIONS, resolve
+from adapters.kit.mesh_registry import load_declaration
 from adapters.kit.planning import ManifestLibrary
 from adapters.linkerd.declaration import DECLARATION as LINKERD
 
@@ -17,7 +17,7 @@ MESHES = [pytest.param(LINKERD, id="linkerd"), pytest.param(CONSUL, id="consul")
 
 @pytest.mark.parametrize("declaration", MESHES)
 def test_the_adapter_cli_resolves_the_declaration(declaration: MeshDeclaration) -> None:
-    assert resolve(MESH_DECLARATIONS[declaration.mesh]) is declaration
+    assert load_declaration(declaration.mesh) is declaration
 
 
 def test_ports_and_injection_fields() -> None:

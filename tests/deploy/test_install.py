@@ -84,9 +84,9 @@ async def test_containers_run_meshplane_commands_the_parser_accepts(
         args = parser.parse_args(container(deployment)["args"])
         env = _environment(deployment, token_file)
         if args.command == "adapter":
-            from adapters.kit.cli import MESH_DECLARATIONS, resolve
+            from adapters.kit.mesh_registry import load_declaration
 
-            declaration = resolve(MESH_DECLARATIONS[args.mesh])
+            declaration = load_declaration(args.mesh)
             adapter = adapter_settings(args, declaration, env)
             (port,) = (p for p in container(deployment)["ports"] if p["name"] == "grpc")
             assert (adapter.host, adapter.port) == ("0.0.0.0", port["containerPort"])

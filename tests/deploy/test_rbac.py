@@ -23,8 +23,8 @@ from adapters.kit.catalogue import (
     PlanContext,
 )
 from adapters.kit.chart_repository import ChartRepository
-from adapters.kit.cli import MESH_DECLARATIONS, resolve
 from adapters.kit.execution import install_chart
+from adapters.kit.mesh_registry import load_declaration
 from adapters.kit.objects import KubeObject
 from adapters.kit.planning import ManifestLibrary
 from adapters.kit.rbac import (
@@ -342,7 +342,7 @@ def _shared(mesh: str, cache: Path) -> Requirements:
     """What ``mesh``'s adapter needs over every chart version in the shared fixtures (once)."""
     mirror = shared_fixtures()
     if mesh not in _DERIVED:
-        declaration = resolve(MESH_DECLARATIONS[mesh])
+        declaration = load_declaration(mesh)
         _DERIVED[mesh] = asyncio.run(derive_for_mesh(declaration, mirror=mirror, cache_dir=cache))
     return _DERIVED[mesh]
 

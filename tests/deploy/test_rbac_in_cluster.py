@@ -12,8 +12,8 @@ import pytest
 from adapters.istio.declaration import DECLARATION as ISTIO
 from adapters.kit.catalogue import MeshDeclaration
 from adapters.kit.chart_repository import ChartRepository
-from adapters.kit.cli import MESH_DECLARATIONS, resolve
 from adapters.kit.execution import KitExecutor, install_chart
+from adapters.kit.mesh_registry import load_declaration
 from adapters.kit.operations import (
     ClusterTarget,
     ErrorDetail,
@@ -160,7 +160,7 @@ async def test_every_request_of_the_real_catalogue_is_granted(
 ) -> None:
     """The same with the upstream charts and manifests (../shared/fixtures)."""
     fixtures = shared_fixtures()
-    declaration = resolve(MESH_DECLARATIONS[mesh])
+    declaration = load_declaration(mesh)
     planner = _planner(declaration, fixtures / "charts" / repo, fixtures, tmp_path / "cache")
     used = await _record_catalogue(kubesim, planner, tmp_path)
     assert Permission(group="", resource="secrets", verb="create") in used

@@ -33,6 +33,7 @@ from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane_cli.main import main
+from serving.mesh_entry_points import mesh_names
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
 from tests.coordinator.identities import ADMIN
 from tests.e2e.coordinator_harness import (
@@ -425,7 +426,7 @@ async def test_meshplane_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
     package_toy_repo(mirror / "charts" / "istio")
     for folder in ("apps", "addons"):
         (mirror / folder).symlink_to(TOY_MIRROR / folder)
-    base = free_port_block(5)
+    base = free_port_block(3 + len(mesh_names()))
     up_log = tmp_path / "up.log"
     with up_log.open("wb") as log_file:
         process = await asyncio.create_subprocess_exec(
@@ -443,7 +444,8 @@ async def test_meshplane_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
                 assert line, f"up exited: {up_log.read_text()}"
                 banner.append(line.decode().rstrip())
         text = "\n".join(banner)
-        assert f"127.0.0.1:{base}" in text and f"127.0.0.1:{base + 2}" in text
+        istio_port = base + 2 + mesh_names().index("istio")  # a fixed port per registered mesh
+        assert f"127.0.0.1:{base}" in text and f"127.0.0.1:{istio_port}" in text
         assert "nomesh adapter" in text and "skipped" in text
         assert "try:  meshplane ops istio" in text
 
@@ -458,7 +460,7 @@ async def test_meshplane_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
         # the adapter serves only its coordinator (the link token `up` wrote, 0600)
         link_token = tmp_path / "data" / "link-token"
         assert link_token.stat().st_mode & 0o777 == 0o600
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{base + 2}") as direct:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{istio_port}") as direct:
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await apb_grpc.MeshAdapterServiceStub(direct).ListOperations(
                     apb.ListOperationsRequest(), timeout=10
@@ -478,7 +480,7 @@ async def test_meshplane_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
 def _declared_meshes() -> list[str]:
     return [
         mesh
-        for mesh in ("istio", "linkerd", "consul")
+        for mesh in mesh_names()
         if importlib.util.find_spec(f"adapters.{mesh}.declaration") is not None
     ]
 

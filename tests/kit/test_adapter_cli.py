@@ -116,7 +116,7 @@ def test_help_lists_the_environment_variables(capsys: pytest.CaptureFixture[str]
 
 def test_unknown_mesh_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["adapter", "nosuchmesh"]) == 2
-    assert "known meshes: istio, linkerd, consul" in capsys.readouterr().err
+    assert "known meshes: consul, istio, linkerd" in capsys.readouterr().err
 
 
 class AdapterProcess:

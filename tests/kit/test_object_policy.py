@@ -23,8 +23,9 @@ import yaml
 from kubernetes import client, config
 
 from adapters.kit.adapter_server import RunningAdapter, start_adapter
-from adapters.kit.cli import MESH_DECLARATIONS, real_executor_factory, resolve
+from adapters.kit.cli import real_executor_factory
 from adapters.kit.cluster import ClusterSession
+from adapters.kit.mesh_registry import known_meshes, load_declaration
 from adapters.kit.plans import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as pb
@@ -290,7 +291,7 @@ async def adapter(
 ) -> AsyncIterator[Harness]:
     """A real adapter of ``mesh`` (the kit's executor) on 127.0.0.1:0, its cluster ``sim``."""
     running = await start_adapter(
-        resolve(MESH_DECLARATIONS[mesh]),
+        load_declaration(mesh),
         settings(kubeconfig=sim.kubeconfig, cache_dir=tmp_path / f"cache-{mesh}", **changes),
         real_executor_factory,
     )
@@ -451,7 +452,7 @@ TAKEOVER = (
 )
 
 
-@pytest.mark.parametrize("mesh", ["istio", "linkerd", "consul"])
+@pytest.mark.parametrize("mesh", known_meshes())
 async def test_an_unmanaged_object_is_never_taken_over_nor_deleted(
     kubesim: RunningSim, tmp_path: Path, mesh: str
 ) -> None:

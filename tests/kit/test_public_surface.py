@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from adapters import kit
+from adapters.kit.mesh_registry import known_meshes
 
 EXPECTED = {
     "AdapterSettings", "Category", "Check", "ServiceIndex", "CertifiedKey",
@@ -58,7 +59,7 @@ def test_mesh_folders_import_only_the_kits_public_names() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    folders = [root / "adapters" / mesh for mesh in ("istio", "linkerd", "consul")]
+    folders = [root / "adapters" / mesh for mesh in known_meshes()]
     offenders = []
     for path in [p for folder in folders for p in folder.glob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
