@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from adapters.conformance import ClusterView, ManagedObject
+from adapters.kit.testing import AdapterClient
 from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as pb
-from tests.adapters.istio.adapter_process import AdapterClient
 from tests.conformance.adapters_under_test import (
     TOY_CONSUL,
     TOY_ISTIO,

@@ -25,6 +25,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -43,20 +44,34 @@ from adapters.kit.cluster import ClusterSession
 from adapters.kit.objects import KubeObject
 from adapters.kit.operations import OperationRecord, OperationState
 from adapters.kit.planning import ManifestLibrary, Planner
-from kubesim.harness import SimProcess, kubesim_process
-from meshplane.adapter.v1 import adapter_pb2 as pb
-from tests.adapters.istio.adapter_process import (
-    ADAPTER_COMMAND_ONLY,
+from adapters.kit.testing import (
     TERMINAL,
     AdapterClient,
     AdapterProcess,
 )
+from kubesim.harness import SimProcess, kubesim_process
+from meshplane.adapter.v1 import adapter_pb2 as pb
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
 from tests.bench.process_usage import cpu_seconds
 from tests.fixtures_paths import SHARED_FIXTURES
 from tests.plugins.static_http import StaticHttpServer
 
 pytestmark = pytest.mark.bench
+
+ADAPTER_COMMAND_ONLY = (
+    sys.executable,
+    "-c",
+    "import argparse, sys\n"
+    "from adapters.kit import cli\n"
+    "parser = argparse.ArgumentParser(prog='meshplane')\n"
+    "cli.register(parser.add_subparsers())\n"
+    "args = parser.parse_args()\n"
+    "sys.exit(args.run(args))\n",
+    "adapter",
+    "istio",
+)
+"""`meshplane adapter istio` without the other subcommands' modules (what the adapter itself
+costs, when the console script imports every command module up front)."""
 
 ROUNDS = 5
 KUBECTL = shutil.which("kubectl") or "kubectl"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from adapters.kit.testing import AdapterProcess
 from kubesim.harness import RunningSim
-from tests.adapters.istio.adapter_process import AdapterProcess
 from tests.adapters.toy_repository import package_toy_repository, toy_mirror
 from tests.fixtures_paths import shared_fixtures
 from tests.plugins.static_http import StaticHttpServer

@@ -23,10 +23,10 @@ from adapters.conformance import (
     as_table,
     run_suite,
 )
+from adapters.kit.testing import AdapterProcess, managed_objects
 from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
-from tests.adapters.istio.adapter_process import AdapterProcess, managed_objects
 from tests.conformance.adapters_under_test import TOY_ISTIO, running_adapter
 from tests.conformance.defective_proxy import Defect, DefectiveProxy, service
 from tests.plugins.grpc_servers import StartGrpcServer

@@ -10,9 +10,9 @@ import pytest
 from adapters.conformance import CHECK_NAMES, Outcome, SuiteConfig, as_table, run_suite
 from adapters.kit.cluster import ClusterSession
 from adapters.kit.objects import KubeObject
+from adapters.kit.testing import AdapterClient
 from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as pb
-from tests.adapters.istio.adapter_process import AdapterClient
 from tests.conformance.adapters_under_test import (
     TOY_CONSUL,
     TOY_ISTIO,

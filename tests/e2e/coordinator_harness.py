@@ -18,13 +18,13 @@ from typing import Any
 import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 
+from adapters.kit.testing import MESHPLANE, AdapterProcess
 from coordinator.server import Coordinator, build_coordinator
 from coordinator.settings import CoordinatorSettings, StaticAdapter
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
-from tests.adapters.istio.adapter_process import MESHPLANE, AdapterProcess
 from tests.coordinator.identities import channel_as, write_token_file
 
 TERMINAL = frozenset(

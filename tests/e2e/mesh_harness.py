@@ -18,16 +18,16 @@ import pytest
 
 from adapters.kit.catalogue import Category, MeshDeclaration, Ownership
 from adapters.kit.cluster import ClusterSession
-from kubesim.harness import RunningSim, running_kubesim
-from kubesim.server import SimConfig
-from meshplane.adapter.v1 import adapter_pb2 as pb
-from tests.adapters.istio.adapter_process import (
+from adapters.kit.testing import (
     MESHPLANE,
     AdapterClient,
     AdapterProcess,
     EventCollector,
     managed_objects,
 )
+from kubesim.harness import RunningSim, running_kubesim
+from kubesim.server import SimConfig
+from meshplane.adapter.v1 import adapter_pb2 as pb
 from tests.plugins.static_http import StaticHttpServer
 
 ServerFactory = Callable[[Path], StaticHttpServer]

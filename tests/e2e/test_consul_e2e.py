@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from adapters.consul.declaration import DECLARATION
+from adapters.kit.testing import EventCollector, managed_objects
 from meshplane.adapter.v1 import adapter_pb2 as pb
-from tests.adapters.istio.adapter_process import EventCollector, managed_objects
 from tests.adapters.toy_repository import package_toy_repository, toy_mirror
 from tests.e2e.mesh_harness import (
     MeshHarness,

@@ -21,6 +21,7 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
+from adapters.kit.testing import MESHPLANE, AdapterProcess
 from kubesim.harness import running_kubesim
 from kubesim.server import SimConfig
 from meshplane.adapter.v1 import adapter_pb2 as apb
@@ -28,7 +29,6 @@ from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
 from serving.message_limits import MAX_EVENT_BYTES
-from tests.adapters.istio.adapter_process import MESHPLANE, AdapterProcess
 from tests.coordinator.identities import channel_as, write_token_file
 from tests.coordinator.metrics_scrape import Samples, scrape, value
 from tests.e2e.coordinator_harness import (

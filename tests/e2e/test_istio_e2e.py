@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 
 from adapters.kit.cluster import ClusterSession
-from kubesim.harness import RunningSim, running_kubesim
-from kubesim.server import SimConfig
-from meshplane.adapter.v1 import adapter_pb2 as pb
-from tests.adapters.istio.adapter_process import (
+from adapters.kit.testing import (
     AdapterClient,
     AdapterProcess,
     EventCollector,
     managed_objects,
 )
+from kubesim.harness import RunningSim, running_kubesim
+from kubesim.server import SimConfig
+from meshplane.adapter.v1 import adapter_pb2 as pb
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
 from tests.e2e.mesh_harness import Cluster
 from tests.fixtures_paths import shared_fixtures

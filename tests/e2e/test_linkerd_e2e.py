@@ -15,9 +15,9 @@ from cryptography import x509
 
 from adapters.kit.certificates import chain_problem, generate_trust_chain
 from adapters.kit.cluster import ClusterSession
+from adapters.kit.testing import EventCollector, managed_objects
 from adapters.linkerd.declaration import DECLARATION
 from meshplane.adapter.v1 import adapter_pb2 as pb
-from tests.adapters.istio.adapter_process import EventCollector, managed_objects
 from tests.adapters.toy_repository import package_toy_repository, toy_mirror
 from tests.e2e.mesh_harness import (
     MeshHarness,

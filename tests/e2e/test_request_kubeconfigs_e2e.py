@@ -26,13 +26,13 @@ import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 import yaml
 
+from adapters.kit.testing import AdapterClient, AdapterProcess
 from coordinator.passthrough import MESH_METADATA_KEY
 from coordinator.settings import StaticAdapter
 from kubesim.harness import RunningSim
 from kubesim.kubeconfig import TOKEN
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
-from tests.adapters.istio.adapter_process import AdapterClient, AdapterProcess
 from tests.coordinator.routing_harness import coordinator, make_settings
 from tests.kit.judged_kubeconfigs import accepting_flags
 

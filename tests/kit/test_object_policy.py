@@ -27,10 +27,10 @@ from adapters.kit.cli import real_executor_factory
 from adapters.kit.cluster import ClusterSession
 from adapters.kit.mesh_registry import known_meshes, load_declaration
 from adapters.kit.plans import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from adapters.kit.testing import AdapterClient, AdapterProcess
 from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
-from tests.adapters.istio.adapter_process import AdapterClient, AdapterProcess
 from tests.kit.toy_adapter import TERMINAL, settings, status_code
 from tests.kubesim.support import crd
 

@@ -19,8 +19,8 @@ import pytest
 
 from adapters.kit.cluster import ClusterSession
 from adapters.kit.objects import ObjectRef
+from adapters.kit.testing import EventCollector, managed_objects
 from meshplane.adapter.v1 import adapter_pb2 as pb
-from tests.adapters.istio.adapter_process import EventCollector, managed_objects
 from tests.e2e.mesh_harness import MeshHarness
 from tests.fixtures_paths import shared_fixtures
 from tests.plugins.realkube import RealCluster

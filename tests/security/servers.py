@@ -20,9 +20,9 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from adapters.kit.testing import MESHPLANE, AdapterProcess
 from kubesim.harness import kubesim_process
 from serving.audit_log import AUDIT_LOG_ENV
-from tests.adapters.istio.adapter_process import MESHPLANE, AdapterProcess
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
 from tests.coordinator.perf.conftest import LoopbackServer, running_server
 from tests.plugins.static_http import StaticHttpServer

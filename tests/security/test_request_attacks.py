@@ -14,12 +14,12 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2
 
+from adapters.kit.testing import MESHPLANE, AdapterProcess
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
 from meshplane.perf.v1 import perf_pb2 as ppb
-from tests.adapters.istio.adapter_process import MESHPLANE, AdapterProcess
 from tests.security.servers import Servers, running_servers
 
 MB5 = "u" * (5 * 1024 * 1024)

@@ -23,10 +23,10 @@ from adapters.kit.operations import (
 )
 from adapters.kit.planning import Planner
 from adapters.kit.settings import AdapterSettings
+from adapters.kit.testing import managed_objects
 from kubesim.faults import Faults
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
-from tests.adapters.istio.adapter_process import managed_objects
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
 from tests.fixtures_paths import shared_fixtures
 from tests.plugins.static_http import StaticHttpServer

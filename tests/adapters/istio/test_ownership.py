@@ -22,9 +22,9 @@ from adapters.kit.adapter_server import start_adapter
 from adapters.kit.cli import real_executor_factory
 from adapters.kit.cluster import ClusterSession
 from adapters.kit.plans import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from adapters.kit.testing import AdapterClient
 from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as pb
-from tests.adapters.istio.adapter_process import AdapterClient
 from tests.kit.toy_adapter import settings, status_code
 from tests.plugins.static_http import StaticHttpServer
 

@@ -26,11 +26,11 @@ import yaml
 
 from adapters.conformance import CHECK_NAMES, Outcome, SuiteConfig, as_table, run_suite
 from adapters.conformance import cli as conformance_cli
+from adapters.kit.testing import AdapterProcess, managed_objects
 from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
 from serving.logging_setup import reset_logging
-from tests.adapters.istio.adapter_process import AdapterProcess, managed_objects
 from tests.fixtures_paths import OWN_FIXTURES, PROJECT_ROOT
 from tests.kit.judged_kubeconfigs import accepting_flags
 from tests.plugins.static_http import StaticHttpServer
