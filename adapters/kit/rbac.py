@@ -8,9 +8,13 @@ apply is a PATCH, and when it creates the object the API server also authorizes 
 
 Kubernetes refuses to let anyone create a Role or ClusterRole granting permissions the creator
 does not hold, or bind a role whose permissions it does not hold (RBAC escalation prevention).
-So the rules of every rendered Role/ClusterRole are part of the adapter's role too; a binding to
-a role the charts do not render (e.g. ``system:auth-delegator``) gets ``bind`` on that one name,
-and an aggregated ClusterRole (whose rules the cluster fills in) needs ``escalate``.
+So the rules of every rendered Role/ClusterRole are part of the adapter's role too; every
+binding gets ``bind`` on the one role name it refers to, and an aggregated ClusterRole (whose
+rules the cluster fills in) needs ``escalate``. ``bind`` is needed even for a role the charts
+render: without it the API server reads the role to compare its rules with the applier's, and
+the apply engine applies roles and their bindings in one tier, concurrently, so the role may not
+exist yet (the real API server then answers 404 for the binding). It grants nothing the adapter
+does not already hold through the rendered role's rules.
 
 `derive` renders every chart version the repository offers, for every combination of the
 operations' enumerated parameters, and ignores `when` conditions (the union is what the adapter
@@ -253,16 +257,23 @@ class Requirements:
         resources_of: dict[tuple[str, tuple[str, ...], str], list[str]] = {}
         for (group, resource, name), verb_set in verbs_of.items():
             resources_of.setdefault((group, tuple(sorted(verb_set)), name), []).append(resource)
+        # Named grants with the same resources and verbs share one rule (its resourceNames).
+        names_of: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[str]] = {}
+        for (group, verbs, name), resources in resources_of.items():
+            names_of.setdefault((group, verbs, tuple(sorted(resources))), []).append(name)
         rules: list[dict[str, Any]] = []
-        for (group, verbs, name), resources in sorted(resources_of.items()):
-            rule: dict[str, Any] = {
-                "apiGroups": [group],
-                "resources": sorted(resources),
-                "verbs": list(verbs),
-            }
-            if name:
-                rule["resourceNames"] = [name]
-            rules.append(rule)
+        for (group, verbs, resources), names in sorted(names_of.items()):
+            for named in ([n for n in names if not n], [n for n in names if n]):
+                if not named:
+                    continue
+                rule: dict[str, Any] = {
+                    "apiGroups": [group],
+                    "resources": list(resources),
+                    "verbs": list(verbs),
+                }
+                if named[0]:
+                    rule["resourceNames"] = sorted(named)
+                rules.append(rule)
         url_verbs: dict[str, set[str]] = {}
         for u in urls:
             url_verbs.setdefault(u.url, set()).add(u.verb)
@@ -382,12 +393,17 @@ class _Collector:
                 + ": add the built-in kind to BUILTIN_RESOURCES, or render its CRD"
             )
         for role_kind, role_name, why in self.bindings:
-            if (role_kind, role_name) in self.rendered_roles:
-                continue  # held through the rendered role's own rules
             resource = "clusterroles" if role_kind == "ClusterRole" else "roles"
+            rendered = (role_kind, role_name) in self.rendered_roles
             self.grant(
                 Permission(group=RBAC_GROUP, resource=resource, verb="bind", name=role_name),
-                f"{why} binds {role_kind} {role_name}, which the charts do not render",
+                f"{why} binds {role_kind} {role_name}"
+                + (
+                    " (applied beside it: without bind the API server must read the role, "
+                    "which may not exist yet)"
+                    if rendered
+                    else ", which the charts do not render"
+                ),
             )
         return Requirements(
             mesh=mesh,

@@ -164,6 +164,17 @@ async def round_trip_every_operation(
     assert harness.client is not None
     client = harness.client
     await client.run("install", operation_id=harness.next_id("install"), mesh_version=mesh_version)
+    exercised = await exercise_every_operation(harness, declaration)
+    await client.run("install", operation_id=harness.next_id("rm-install"), delete=True)
+    assert await managed_objects(harness.sim.kubeconfig) == []
+    return exercised
+
+
+async def exercise_every_operation(harness: MeshHarness, declaration: MeshDeclaration) -> list[str]:
+    """With the mesh installed, apply and delete every other deletable operation (the middle of
+    `round_trip_every_operation`); returns their ids."""
+    assert harness.client is not None
+    client = harness.client
     exercised: list[str] = []
     for spec in declaration.operations:
         if not spec.supports_delete or spec.category is Category.INSTALL:
@@ -183,8 +194,6 @@ async def round_trip_every_operation(
         after = await harness.namespace_metadata()
         assert {n: after[n] for n in namespaces} == namespaces, spec.id
         exercised.append(spec.id)
-    await client.run("install", operation_id=harness.next_id("rm-install"), delete=True)
-    assert await managed_objects(harness.sim.kubeconfig) == []
     return exercised
 
 
