@@ -262,13 +262,13 @@ class Requirements:
         for (group, verbs, name), resources in resources_of.items():
             names_of.setdefault((group, verbs, tuple(sorted(resources))), []).append(name)
         rules: list[dict[str, Any]] = []
-        for (group, verbs, resources), names in sorted(names_of.items()):
+        for (group, verbs, plurals), names in sorted(names_of.items()):
             for named in ([n for n in names if not n], [n for n in names if n]):
                 if not named:
                     continue
                 rule: dict[str, Any] = {
                     "apiGroups": [group],
-                    "resources": list(resources),
+                    "resources": list(plurals),
                     "verbs": list(verbs),
                 }
                 if named[0]:
