@@ -26,10 +26,10 @@ import yaml
 from adapters.consul.declaration import DECLARATION as CONSUL
 from adapters.istio.declaration import DECLARATION as ISTIO
 from adapters.kit.catalogue import MeshDeclaration
+from adapters.kit.testing import MESHPLANE, managed_objects
 from adapters.linkerd.declaration import DECLARATION as LINKERD
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from realkube.control_plane import ControlPlane
-from tests.adapters.istio.adapter_process import MESHPLANE, managed_objects
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
 from tests.adapters.toy_repository import package_toy_repository, toy_mirror
 from tests.e2e.mesh_harness import MeshHarness, Sources, exercise_every_operation
