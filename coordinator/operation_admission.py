@@ -164,8 +164,9 @@ class OperationAdmission:
         admission = Admission(
             mesh=mesh, operation_id=request.operation_id, digest=digest, claimed=False
         )
-        if not request.operation_id:
-            return admission  # the adapter assigns one: nothing can be reused
+        if not request.operation_id or request.dry_run:
+            # The adapter assigns one, or (a dry run) records nothing: nothing can be reused.
+            return admission
         existing = await self._store.claim_operation(self._claim(mesh, request, digest))
         if existing is None:
             return replace(admission, claimed=True)

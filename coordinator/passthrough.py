@@ -229,11 +229,13 @@ class Passthrough:
 
 def _carries_operation_id(method: str, request: bytes) -> bool:
     """True for an ApplyOperation whose caller chose the operation id: sending it again returns
-    the same operation, so it may be retried; without an id a retry could start a second run."""
+    the same operation, so it may be retried; without an id a retry could start a second run.
+    A dry run changes nothing, so it may be retried too."""
     if method != "ApplyOperation":
         return False
     try:
-        return bool(adapter_pb.ApplyOperationRequest.FromString(request).operation_id)
+        parsed = adapter_pb.ApplyOperationRequest.FromString(request)
+        return bool(parsed.operation_id) or parsed.dry_run
     except Exception:
         return False
 

@@ -42,6 +42,8 @@ _log = structlog.get_logger(__name__)
 SERVICE_NAME = "meshplane.coordinator.v1.CoordinatorService"
 DEFAULT_HISTORY_PAGE = 50
 MAX_HISTORY_PAGE = 500
+DRY_RUN_SECONDS = 300.0
+"""Longest a routed dry run may take when the caller sets no shorter deadline."""
 
 
 class EventSource(Protocol):
@@ -261,6 +263,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         mesh = await self._known_mesh(context, request.mesh)
         outbound = adapter_pb.ApplyOperationRequest()
         outbound.CopyFrom(request.request)
+        if outbound.dry_run:
+            return await self._dry_run(context, mesh, outbound)
         if not outbound.operation_id:
             outbound.operation_id = str(uuid.uuid4())  # before the first attempt: retries are safe
         try:
@@ -303,6 +307,38 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         return pb.ApplyOperationResponse(
             operation_id=answer.operation_id or outbound.operation_id,
             operation=messages.record_to_pb(stored),
+        )
+
+    async def _dry_run(
+        self, context: Any, mesh: str, outbound: adapter_pb.ApplyOperationRequest
+    ) -> pb.ApplyOperationResponse:
+        """Route a dry run and relay its answer; nothing is claimed or recorded (the adapter
+        records nothing either). It does the operation's reads and dry-run writes before
+        answering, so it has the caller's deadline (at most `DRY_RUN_SECONDS`), not the
+        per-call timeout; it changes nothing, so it is retried like a read."""
+        try:
+            await self._admission.admit(mesh, outbound)
+        except AdmissionRefused as exc:
+            await _abort(context, exc.code, exc.message)
+        remaining = context.time_remaining()
+        seconds = DRY_RUN_SECONDS if remaining is None else min(DRY_RUN_SECONDS, remaining)
+
+        async def invoke(replica: Replica, channel: Any, _: float) -> Any:
+            stub = adapter_grpc.MeshAdapterServiceStub(channel)
+            return await stub.ApplyOperation(
+                outbound, timeout=seconds, metadata=forwarded_identity()
+            )
+
+        answer = await self._route(context, mesh, invoke, retry=True, method="ApplyOperation")
+        _log.info(
+            "coordinator.dry_run_routed",
+            mesh=mesh,
+            operation=outbound.operation,
+            state=adapter_pb.OperationState.Name(answer.operation.state),
+        )
+        return pb.ApplyOperationResponse(
+            operation=pb.OperationRecord(mesh=mesh, operation=answer.operation),
+            dry_run_result=answer.dry_run_result,
         )
 
     async def _stored(self, context: Any, operation_id: str) -> OperationRecord:

@@ -6,12 +6,13 @@ same validation, defaulting, generation, managedFields and watch events.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import random
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -290,7 +291,8 @@ class Cluster:
         self._prune(rt, obj, opts)
         self._validate(rt, obj, metadata_only=True)
         self._default(rt, obj)
-        self._allocate(rt, obj)
+        with self._allocating(opts):
+            self._allocate(rt, obj)
         self._system_status(rt, obj, None)
         self._validate(rt, obj, extra=self._schema_problems(rt, obj, opts, ""))
         if record and opts.manager:
@@ -311,6 +313,22 @@ class Cluster:
             plural=rt.plural,
             name=obj.get("metadata", {}).get("name", ""),
         )
+
+    @contextlib.contextmanager
+    def _allocating(self, opts: WriteOptions) -> Iterator[None]:
+        """Around allocating cluster IPs and node ports: a dry run's are handed out but not
+        reserved (the apiserver's allocators run in dry-run mode), so the next write can get
+        the same ones."""
+        if not opts.dry_run:
+            yield
+            return
+        ips, next_ip = set(self._used_ips), self._next_ip
+        ports, next_port = set(self._used_node_ports), self._next_node_port
+        try:
+            yield
+        finally:
+            self._used_ips, self._next_ip = ips, next_ip
+            self._used_node_ports, self._next_node_port = ports, next_port
 
     def _allocate(self, rt: ResourceType, obj: Obj) -> None:
         """Service cluster IPs and node ports, as the apiserver's allocators hand them out."""
@@ -448,7 +466,8 @@ class Cluster:
         else:
             md.pop("generation", None)
         if rt.storage_key == ("", "services"):
-            self._keep_allocations(old, new)
+            with self._allocating(opts):
+                self._keep_allocations(old, new)
         self._system_status(rt, new, old)
         self._validate(rt, new, extra=self._schema_problems(rt, new, opts, subresource))
         if record and opts.manager:

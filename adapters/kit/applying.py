@@ -163,6 +163,15 @@ class Applier:
         self._session = session
         self._concurrency = concurrency
 
+    async def writable_versions(self, plan: ApplyPlan) -> dict[str, str]:
+        """resourceVersions of the plan's existing objects it may write; raises the refusals
+        applying would (objects of another mesh, objects it may not adopt). For dry runs."""
+        return await self._release_versions(plan)
+
+    async def owned_keys(self, refs: Sequence[ObjectRef], release: str, mesh: str) -> set[str]:
+        """Keys of ``refs`` that exist and still carry ``release``'s labels. For dry runs."""
+        return await self._owned(refs, release, mesh)
+
     # -- helpers ----------------------------------------------------------------------------
 
     async def _each(self, items: Sequence[Item], run: Callable[[Item], Awaitable[T]]) -> list[T]:

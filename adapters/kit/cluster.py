@@ -519,12 +519,15 @@ class ClusterSession:
         force: bool = True,
         previous_version: str | Unknown | None = UNKNOWN,
         encoded: bytes | None = None,
+        dry_run: bool = False,
     ) -> tuple[KubeObject, bool]:
         """Server-side apply ``obj``; True when it was created or its resourceVersion moved.
 
         ``previous_version`` is the object's resourceVersion before the apply when the caller
         already knows it (None: it did not exist); by default it is read first. ``encoded`` is
-        ``obj`` as JSON bytes when the caller has them already (sent as they are).
+        ``obj`` as JSON bytes when the caller has them already (sent as they are). ``dry_run``
+        sends ``dryRun=All``: the server answers with the object it would store, and stores
+        nothing (the returned flag then means nothing: compare the answer yourself).
         """
         ref = ObjectRef.from_manifest(obj)
         resource = await self._resource(ref)
@@ -550,7 +553,8 @@ class ClusterSession:
                 verb="apply",
                 resource=resource.plural,
                 ref=ref,
-                query=[("fieldManager", field_manager), ("force", force)],
+                query=[("fieldManager", field_manager), ("force", force)]
+                + ([("dryRun", "All")] if dry_run else []),
                 body=obj if encoded is None else encoded,
                 content_type=APPLY_PATCH,
             )
@@ -569,8 +573,11 @@ class ClusterSession:
         current = (applied.get("metadata") or {}).get("resourceVersion")
         return applied, previous != current
 
-    async def delete(self, ref: ObjectRef, propagation: str = "Background") -> bool:
-        """Delete ``ref``; False when it (or its kind) was already gone."""
+    async def delete(
+        self, ref: ObjectRef, propagation: str = "Background", *, dry_run: bool = False
+    ) -> bool:
+        """Delete ``ref``; False when it (or its kind) was already gone. ``dry_run`` sends
+        ``dryRun=All``: the server checks the delete and deletes nothing."""
         resource = await self.resource_for(ref.api_version, ref.kind)
         if resource is None:
             return False
@@ -580,7 +587,7 @@ class ClusterSession:
             verb="delete",
             resource=resource.plural,
             ref=ref,
-            query=[("propagationPolicy", propagation)],
+            query=[("propagationPolicy", propagation)] + ([("dryRun", "All")] if dry_run else []),
             missing_ok=True,
         )
         return status != 404

@@ -34,6 +34,7 @@ from adapters.kit.executors import MeshStatus, MeshVersionInfo, OperationEmitter
 from adapters.kit.inventory import read_inventory
 from adapters.kit.kube_errors import ApplyError
 from adapters.kit.mesh_status import mesh_status
+from adapters.kit.object_changes import ClusterDryRun
 from adapters.kit.object_policy import ObjectPolicy
 from adapters.kit.operations import (
     ClusterResult,
@@ -49,7 +50,8 @@ from adapters.kit.planning import (
     Planner,
     RenderCache,
 )
-from adapters.kit.plans import ApplyOutcome, Hook, Progress, ProgressKind, WaitPolicy
+from adapters.kit.plans import ApplyOutcome, ApplyPlan, Hook, Progress, ProgressKind, WaitPolicy
+from adapters.kit.previewing import Previewer
 from adapters.kit.settings import AdapterSettings
 
 __all__ = ["ChartVersionCatalog", "KitExecutor", "build_executor", "install_chart"]
@@ -230,22 +232,7 @@ class KitExecutor:
         session: ClusterSession,
         emit: OperationEmitter,
     ) -> ClusterResult:
-        kube_version, api_versions = await _render_capabilities(spec, session)
-        plan = await self.planner.plan(
-            spec,
-            record,
-            session,
-            mesh_version=await self._installed_version(spec, record, session),
-            note=lambda text: emit(Severity.INFO, text),
-            kube_version=kube_version,
-            api_versions=api_versions,
-        )
-        verdict = await self.object_policy.judge(plan, session, record.grant)
-        if verdict.refusal is not None:
-            raise PlanError(verdict.refusal.detail())
-        plan = dataclasses.replace(
-            plan, wait_policy=_wait_policy(record), adoption=verdict.adoption
-        )
+        plan = await self._judged_plan(spec, record, session, emit)
         emit(
             Severity.INFO,
             f"applying {len(plan.objects)} objects as release {plan.namespace}/{plan.release}",
@@ -254,6 +241,64 @@ class KitExecutor:
             plan, _sink(emit)
         )
         return _result(target, outcome, "applied", len(plan.objects))
+
+    async def _judged_plan(
+        self,
+        spec: OperationSpec,
+        record: OperationRecord,
+        session: ClusterSession,
+        emit: OperationEmitter | None,
+    ) -> ApplyPlan:
+        """The operation's plan for this cluster, passed by the object policy (PlanError if not)."""
+        kube_version, api_versions = await _render_capabilities(spec, session)
+        plan = await self.planner.plan(
+            spec,
+            record,
+            session,
+            mesh_version=await self._installed_version(spec, record, session),
+            note=(lambda text: emit(Severity.INFO, text)) if emit is not None else None,
+            kube_version=kube_version,
+            api_versions=api_versions,
+        )
+        verdict = await self.object_policy.judge(plan, session, record.grant)
+        if verdict.refusal is not None:
+            raise PlanError(verdict.refusal.detail())
+        return dataclasses.replace(
+            plan, wait_policy=_wait_policy(record), adoption=verdict.adoption
+        )
+
+    # -- dry run ----------------------------------------------------------------------------
+
+    async def dry_run(
+        self, spec: OperationSpec, record: OperationRecord, target: ClusterTarget
+    ) -> ClusterDryRun:
+        """What `execute` would change on ``target``, changing nothing (`previewing`).
+
+        Checks (VALIDATE) change nothing. Refusals and failures come back as the result's
+        error, the one the real operation would meet.
+        """
+        if spec.check is not None:
+            return ClusterDryRun(cluster=target.name)
+        try:
+            async with self._sessions.lease(target) as session:
+                previewer = Previewer(session, concurrency=self._concurrency)
+                if record.delete:
+                    namespace = record.namespace or spec.default_namespace
+                    refusal = self.object_policy.namespace_refusal(namespace, record.grant)
+                    if refusal is not None:
+                        raise PlanError(refusal.detail())
+                    release = self.declaration.release_of(spec, record.custom_body)
+                    preview = await previewer.uninstall(
+                        release, namespace, mesh=self.declaration.mesh
+                    )
+                else:
+                    plan = await self._judged_plan(spec, record, session, None)
+                    preview = await previewer.install_or_upgrade(plan)
+        except (ApplyError, PlanError) as exc:
+            return ClusterDryRun(cluster=target.name, error=exc.detail)
+        return ClusterDryRun(
+            cluster=target.name, changes=preview.changes, unchanged=preview.unchanged
+        )
 
     async def _installed_version(
         self, spec: OperationSpec, record: OperationRecord, session: ClusterSession

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from adapters.kit.catalogue import OperationSpec
+from adapters.kit.object_changes import ClusterDryRun
 from adapters.kit.operations import (
     ClusterResult,
     ClusterTarget,
@@ -94,6 +95,13 @@ class ClusterExecutor(Protocol):
         May be cancelled at any await (CancelOperation, timeout, shutdown); it must leave the
         cluster in a state the next run of the same operation converges from.
         """
+        ...
+
+    async def dry_run(
+        self, spec: OperationSpec, record: OperationRecord, target: ClusterTarget
+    ) -> ClusterDryRun:
+        """What `execute` would change on ``target``, with every write sent as a server-side
+        dry run (nothing changes); failures are returned as the result's error."""
         ...
 
     async def status(self, target: ClusterTarget, namespace: str) -> MeshStatus:

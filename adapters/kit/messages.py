@@ -14,6 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from adapters.kit.catalogue import Category, OperationSpec
 from adapters.kit.events import Event
 from adapters.kit.executors import MeshStatus, MeshVersionInfo
+from adapters.kit.object_changes import ClusterDryRun, DryRun, ObjectChange
 from adapters.kit.operations import (
     ClusterResult,
     ErrorDetail,
@@ -28,6 +29,7 @@ from meshplane.adapter.v1 import adapter_pb2 as pb
 __all__ = [
     "category_to_pb",
     "cluster_from_pb",
+    "dry_run_to_pb",
     "event_to_pb",
     "record_to_pb",
     "request_from_pb",
@@ -207,4 +209,39 @@ def status_to_pb(status: MeshStatus) -> pb.GetMeshStatusResponse:
         ],
         injection_namespaces=list(status.injection_namespaces),
         cluster=status.cluster,
+    )
+
+
+def _change_to_pb(change: ObjectChange) -> pb.ObjectChange:
+    return pb.ObjectChange(
+        action=pb.ObjectChangeAction.Value(f"OBJECT_CHANGE_ACTION_{change.action.value}"),
+        api_version=change.ref.api_version,
+        kind=change.ref.kind,
+        namespace=change.ref.namespace or "",
+        name=change.ref.name,
+        changed_fields=list(change.changed_fields),
+        message=change.message,
+    )
+
+
+def _cluster_dry_run_to_pb(outcome: ClusterDryRun) -> pb.ClusterDryRun:
+    return pb.ClusterDryRun(
+        cluster=outcome.cluster,
+        changes=[_change_to_pb(change) for change in outcome.changes],
+        objects_unchanged=outcome.unchanged,
+        changes_omitted=outcome.omitted,
+        error=_error(outcome.error),
+    )
+
+
+def dry_run_to_pb(dry_run: DryRun) -> pb.ApplyOperationResponse:
+    """A dry run → ApplyOperationResponse (no operation_id: nothing was recorded)."""
+    operation = record_to_pb(dry_run.record)
+    operation.dry_run = True
+    return pb.ApplyOperationResponse(
+        operation=operation,
+        created=False,
+        dry_run_result=pb.DryRunResult(
+            clusters=[_cluster_dry_run_to_pb(outcome) for outcome in dry_run.clusters]
+        ),
     )

@@ -37,6 +37,13 @@ from adapters.kit.executors import ClusterExecutor, OperationEmitter, VersionCat
 from adapters.kit.grants import PolicyGrant
 from adapters.kit.journal import OperationJournal, RecordTooLarge, interrupted
 from adapters.kit.metrics import AdapterMetrics
+from adapters.kit.object_changes import (
+    DRY_RUN_ANSWER_BYTES,
+    ClusterDryRun,
+    DryRun,
+    bounded_changes,
+    dry_run_result,
+)
 from adapters.kit.object_policy import (
     RETIRED_CLUSTER_SCOPED_PARAMETER,
     ObjectPolicy,
@@ -246,6 +253,80 @@ class OperationRunner:
                 clusters=list(record.clusters),
             )
             return record, True
+
+    async def dry_run(self, request: OperationRequest) -> DryRun:
+        """Validate ``request`` as `submit` does, then find what it would change on each target
+        cluster with server-side dry runs, before returning. Nothing is recorded: no journal
+        entry, no events, no operation_id (the request's is ignored).
+
+        Raises `RequestError` subclasses for requests `submit` would refuse; a cluster's dry run
+        that fails (a refused write, the deadline) is that cluster's error, and FAILED.
+        """
+        self._check_accepting()
+        spec = self._spec(request.operation)
+        resolved = await self._resolve(spec, request, None)
+        record = dataclasses.replace(
+            self._record("", spec, request, resolved, None),
+            state=OperationState.RUNNING,
+            start_time=_now(),
+            attempt=0,
+        )
+        found: dict[str, ClusterDryRun] = {}
+
+        async def one(target: ClusterTarget) -> None:
+            try:
+                found[target.name] = await self._executor.dry_run(spec, record, target)
+            except Exception as exc:
+                _log.exception("dry_run.cluster_crashed", operation=spec.id, cluster=target.name)
+                found[target.name] = ClusterDryRun(
+                    cluster=target.name,
+                    error=ErrorDetail(
+                        code=INTERNAL,
+                        message=f"the dry run failed on cluster {quoted(target.name)}: "
+                        f"{quoted(exc)}",
+                        probable_cause="a bug in the adapter",
+                        suggested_remediation="report it with the adapter logs",
+                    ),
+                )
+
+        async with self._slots:
+            try:
+                async with asyncio.timeout(resolved.timeout_seconds):
+                    async with asyncio.TaskGroup() as group:
+                        for target in resolved.targets:
+                            group.create_task(one(target), name=f"dry-run@{target.name}")
+            except TimeoutError:
+                pass
+        timed_out = ErrorDetail(
+            code=OPERATION_TIMEOUT,
+            message=f"the dry run of {spec.id} did not finish within {resolved.timeout_seconds:g}s",
+            probable_cause="the Kubernetes API was slow or unreachable",
+            suggested_remediation="re-send with a longer timeout (ApplyOperationRequest.timeout)",
+        )
+        outcomes = [
+            found.get(t.name) or ClusterDryRun(cluster=t.name, error=timed_out)
+            for t in resolved.targets
+        ]
+        results = tuple(dry_run_result(outcome) for outcome in outcomes)
+        budget = DRY_RUN_ANSWER_BYTES // max(1, len(outcomes))
+        clusters = tuple(bounded_changes(outcome, budget) for outcome in outcomes)
+        failed = next((r.error for r in results if r.error is not None), None)
+        record = dataclasses.replace(
+            record,
+            state=OperationState.FAILED if failed else OperationState.SUCCEEDED,
+            cluster_results=results,
+            error=failed,
+            end_time=_now(),
+        )
+        _log.info(
+            "dry_run.finished",
+            mesh=self.declaration.mesh,
+            operation=spec.id,
+            state=record.state.value,
+            clusters=list(record.clusters),
+            changes=sum(len(c.changes) + c.omitted for c in clusters),
+        )
+        return DryRun(record=record, clusters=clusters)
 
     def _check_accepting(self) -> None:
         if not self._accepting:

@@ -156,7 +156,8 @@ class MeshAdapterServicer(pb_grpc.MeshAdapterServiceServicer):
     async def ApplyOperation(
         self, request: pb.ApplyOperationRequest, context: Any
     ) -> pb.ApplyOperationResponse:
-        """Validate and record; the work runs in the background.
+        """Validate and record; the work runs in the background. A dry run is validated the
+        same way, then done before the answer and never recorded (`OperationRunner.dry_run`).
 
         From a trusted coordinator, the end user it names replaces the request's ``username``
         and a member of ``meshplane:admins`` is marked as such for the object policy.
@@ -169,6 +170,12 @@ class MeshAdapterServicer(pb_grpc.MeshAdapterServiceServicer):
         )
         if caller is not None:
             submitted = replace(submitted, username=caller.subject, admin=caller.admin)
+        if request.dry_run:
+            try:
+                dry_run = await self._runner.dry_run(submitted)
+            except RequestError as error:
+                await self._abort(context, error)
+            return messages.dry_run_to_pb(dry_run)
         try:
             record, created = await self._runner.submit(submitted)
         except RequestError as error:

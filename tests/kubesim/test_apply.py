@@ -229,3 +229,58 @@ data: {mode: fast}
     after = widgets.server_side_apply(body=body, field_manager="alice")
     assert after.to_dict()["spec"] == {"sizes": [3]}
     assert after.metadata.generation == 2
+
+
+def test_dry_run_writes_of_every_verb_change_nothing(
+    kubesim: RunningSim, api_client: client.ApiClient
+) -> None:
+    """Apply (create and update), merge and strategic patches, create and delete with
+    dryRun=All answer with what would be stored and store nothing; a dry-run Service's cluster
+    IP is not reserved, so the next real Service gets it."""
+    core = client.CoreV1Api(api_client)
+    dry = {"dryRun": "All"}
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "s1"},
+        "spec": {"ports": [{"port": 80}], "type": "NodePort"},
+    }
+    path = "/api/v1/namespaces/default/services/s1"
+    code, planned = raw_request(
+        kubesim, "PATCH", path, service, content_type=APPLY, query={"fieldManager": "m", **dry}
+    )
+    assert code == 201
+    code, made = raw_request(
+        kubesim, "PATCH", path, service, content_type=APPLY, query={"fieldManager": "m"}
+    )
+    assert made["spec"]["clusterIP"] == planned["spec"]["clusterIP"]
+    assert made["spec"]["ports"][0]["nodePort"] == planned["spec"]["ports"][0]["nodePort"]
+
+    core.create_namespaced_config_map("default", {"metadata": {"name": "c"}, "data": {"a": "1"}})
+    before = core.read_namespaced_config_map("c", "default")
+    cm_path = "/api/v1/namespaces/default/configmaps/c"
+    changed = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c"},
+        "data": {"a": "2"},
+    }
+    code, answer = raw_request(
+        kubesim,
+        "PATCH",
+        cm_path,
+        changed,
+        content_type=APPLY,
+        query={"fieldManager": "m", "force": "true", **dry},
+    )
+    assert (code, answer["data"]) == (200, {"a": "2"})
+    for content_type in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+        code, answer = raw_request(
+            kubesim, "PATCH", cm_path, {"data": {"a": "3"}}, content_type=content_type, query=dry
+        )
+        assert (code, answer["data"]) == (200, {"a": "3"})
+    code, _ = raw_request(kubesim, "DELETE", cm_path, query=dry)
+    assert code == 200
+    after = core.read_namespaced_config_map("c", "default")
+    assert after.data == {"a": "1"}
+    assert after.metadata.resource_version == before.metadata.resource_version

@@ -62,6 +62,38 @@ OPERATION_CATEGORY_CUSTOM: OperationCategory.ValueType  # 5
 """Applies user-supplied YAML."""
 Global___OperationCategory: _TypeAlias = OperationCategory  # noqa: Y015
 
+class _ObjectChangeAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ObjectChangeActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ObjectChangeAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OBJECT_CHANGE_ACTION_UNSPECIFIED: _ObjectChangeAction.ValueType  # 0
+    """Not set."""
+    OBJECT_CHANGE_ACTION_CREATE: _ObjectChangeAction.ValueType  # 1
+    """The object does not exist and would be created."""
+    OBJECT_CHANGE_ACTION_UPDATE: _ObjectChangeAction.ValueType  # 2
+    """The object exists and fields meshplane manages would change."""
+    OBJECT_CHANGE_ACTION_DELETE: _ObjectChangeAction.ValueType  # 3
+    """The object would be deleted (the operation is undone with delete=true)."""
+    OBJECT_CHANGE_ACTION_PRUNE: _ObjectChangeAction.ValueType  # 4
+    """The object belongs to the release but is no longer planned, and would be deleted (pruned)."""
+
+class ObjectChangeAction(_ObjectChangeAction, metaclass=_ObjectChangeActionEnumTypeWrapper):
+    """ObjectChangeAction is what an operation would do to one object."""
+
+OBJECT_CHANGE_ACTION_UNSPECIFIED: ObjectChangeAction.ValueType  # 0
+"""Not set."""
+OBJECT_CHANGE_ACTION_CREATE: ObjectChangeAction.ValueType  # 1
+"""The object does not exist and would be created."""
+OBJECT_CHANGE_ACTION_UPDATE: ObjectChangeAction.ValueType  # 2
+"""The object exists and fields meshplane manages would change."""
+OBJECT_CHANGE_ACTION_DELETE: ObjectChangeAction.ValueType  # 3
+"""The object would be deleted (the operation is undone with delete=true)."""
+OBJECT_CHANGE_ACTION_PRUNE: ObjectChangeAction.ValueType  # 4
+"""The object belongs to the release but is no longer planned, and would be deleted (pruned)."""
+Global___ObjectChangeAction: _TypeAlias = ObjectChangeAction  # noqa: Y015
+
 class _OperationState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -485,6 +517,7 @@ class ApplyOperationRequest(_message.Message):
     CLUSTERS_FIELD_NUMBER: _builtins.int
     USERNAME_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
     operation_id: _builtins.str
     """Client-chosen idempotency key (any string up to 128 characters of [A-Za-z0-9._:-]). Empty:
     the adapter assigns a UUID. The same id again returns the existing operation.
@@ -501,6 +534,14 @@ class ApplyOperationRequest(_message.Message):
     """YAML documents for the "custom" operation (size-limited; aliases bounded)."""
     username: _builtins.str
     """Who asked, recorded with the operation and its events."""
+    dry_run: _builtins.bool
+    """True asks for a server-side dry run: the request is validated as usual, then every write the
+    operation would make (create, apply, delete, prune) is sent with dryRun=All and the answer's
+    dry_run_result says, per cluster and object, what would be created, changed or deleted.
+    Nothing changes in any cluster and nothing is recorded: no operation (operation_id is
+    ignored and GetOperation does not know it), no events, no journal entry. The work is done
+    before the answer, bounded by the call's deadline and by timeout.
+    """
     @_builtins.property
     def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Operation parameters, as described by OperationDescriptor.parameters."""
@@ -526,10 +567,11 @@ class ApplyOperationRequest(_message.Message):
         clusters: _abc.Iterable[Global___Cluster] | None = ...,
         username: _builtins.str = ...,
         timeout: _duration_pb2.Duration | None = ...,
+        dry_run: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clusters", b"clusters", "custom_body", b"custom_body", "delete", b"delete", "mesh_version", b"mesh_version", "namespace", b"namespace", "operation", b"operation", "operation_id", b"operation_id", "parameters", b"parameters", "timeout", b"timeout", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clusters", b"clusters", "custom_body", b"custom_body", "delete", b"delete", "dry_run", b"dry_run", "mesh_version", b"mesh_version", "namespace", b"namespace", "operation", b"operation", "operation_id", b"operation_id", "parameters", b"parameters", "timeout", b"timeout", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -544,6 +586,7 @@ class ApplyOperationResponse(_message.Message):
     OPERATION_ID_FIELD_NUMBER: _builtins.int
     OPERATION_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_NUMBER: _builtins.int
+    DRY_RUN_RESULT_FIELD_NUMBER: _builtins.int
     operation_id: _builtins.str
     """Id of the operation (the request's, or the one the adapter assigned)."""
     created: _builtins.bool
@@ -552,20 +595,148 @@ class ApplyOperationResponse(_message.Message):
     def operation(self) -> Global___Operation:
         """Snapshot of the operation at the time of the response."""
 
+    @_builtins.property
+    def dry_run_result(self) -> Global___DryRunResult:
+        """Set for a dry run only (ApplyOperationRequest.dry_run): what the operation would change.
+        operation then describes the resolved request (version, namespace, parameters) and the dry
+        run's outcome per cluster; operation_id is empty and created is false.
+        """
+
     def __init__(
         self,
         *,
         operation_id: _builtins.str = ...,
         operation: Global___Operation | None = ...,
         created: _builtins.bool = ...,
+        dry_run_result: Global___DryRunResult | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["operation", b"operation"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dry_run_result", b"dry_run_result", "operation", b"operation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "operation", b"operation", "operation_id", b"operation_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "dry_run_result", b"dry_run_result", "operation", b"operation", "operation_id", b"operation_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ApplyOperationResponse: _TypeAlias = ApplyOperationResponse  # noqa: Y015
+
+@_typing.final
+class ObjectChange(_message.Message):
+    """ObjectChange is one object a dry run found would change."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    API_VERSION_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELDS_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    action: Global___ObjectChangeAction.ValueType
+    """What would happen to the object."""
+    api_version: _builtins.str
+    """apiVersion of the object, e.g. "apps/v1"."""
+    kind: _builtins.str
+    """Kind, e.g. "Deployment"."""
+    namespace: _builtins.str
+    """Namespace (empty for cluster-scoped objects)."""
+    name: _builtins.str
+    """Name."""
+    message: _builtins.str
+    """A note, e.g. why the API server could not check the write (its namespace or its
+    CustomResourceDefinition is created by the same operation).
+    """
+    @_builtins.property
+    def changed_fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """For UPDATE: paths of the fields that would change, e.g. "spec.replicas",
+        "spec.template.spec.containers[name=istiod].image" (at most 20).
+        """
+
+    def __init__(
+        self,
+        *,
+        action: Global___ObjectChangeAction.ValueType = ...,
+        api_version: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        namespace: _builtins.str = ...,
+        name: _builtins.str = ...,
+        changed_fields: _abc.Iterable[_builtins.str] | None = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "api_version", b"api_version", "changed_fields", b"changed_fields", "kind", b"kind", "message", b"message", "name", b"name", "namespace", b"namespace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ObjectChange: _TypeAlias = ObjectChange  # noqa: Y015
+
+@_typing.final
+class ClusterDryRun(_message.Message):
+    """ClusterDryRun is a dry run's outcome on one cluster."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLUSTER_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
+    OBJECTS_UNCHANGED_FIELD_NUMBER: _builtins.int
+    CHANGES_OMITTED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    cluster: _builtins.str
+    """Cluster name from the request ("default" for the adapter's configured cluster)."""
+    objects_unchanged: _builtins.int
+    """Objects the operation would write that would stay as they are."""
+    changes_omitted: _builtins.int
+    """Changes left out of changes to bound the answer's size (counted, not listed)."""
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ObjectChange]:
+        """Objects that would be created, changed or deleted, in the order they would be written."""
+
+    @_builtins.property
+    def error(self) -> Global___ErrorDetail:
+        """Set when the dry run failed on this cluster (the error the real operation would meet, e.g.
+        a refused write or an object another release owns); changes are then what was found before.
+        """
+
+    def __init__(
+        self,
+        *,
+        cluster: _builtins.str = ...,
+        changes: _abc.Iterable[Global___ObjectChange] | None = ...,
+        objects_unchanged: _builtins.int = ...,
+        changes_omitted: _builtins.int = ...,
+        error: Global___ErrorDetail | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "changes_omitted", b"changes_omitted", "cluster", b"cluster", "error", b"error", "objects_unchanged", b"objects_unchanged"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClusterDryRun: _TypeAlias = ClusterDryRun  # noqa: Y015
+
+@_typing.final
+class DryRunResult(_message.Message):
+    """DryRunResult is what a dry run found, per target cluster."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLUSTERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def clusters(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClusterDryRun]:
+        """One entry per target cluster, in request order."""
+
+    def __init__(
+        self,
+        *,
+        clusters: _abc.Iterable[Global___ClusterDryRun] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clusters", b"clusters"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DryRunResult: _TypeAlias = DryRunResult  # noqa: Y015
 
 @_typing.final
 class ErrorDetail(_message.Message):
@@ -691,6 +862,7 @@ class Operation(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     CLUSTERS_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
     operation_id: _builtins.str
     """Idempotency key."""
     operation: _builtins.str
@@ -709,6 +881,8 @@ class Operation(_message.Message):
     """Overall state (the worst of the per-cluster states once all are terminal)."""
     attempt: _builtins.int
     """How many times the operation was started (more than 1 after resuming an interrupted run)."""
+    dry_run: _builtins.bool
+    """True for the outcome of a dry run (never recorded; see ApplyOperationRequest.dry_run)."""
     @_builtins.property
     def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Parameters after defaults were applied."""
@@ -756,10 +930,11 @@ class Operation(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         clusters: _abc.Iterable[_builtins.str] | None = ...,
         attempt: _builtins.int = ...,
+        dry_run: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cluster_results", b"cluster_results", "clusters", b"clusters", "create_time", b"create_time", "delete", b"delete", "end_time", b"end_time", "error", b"error", "mesh", b"mesh", "mesh_version", b"mesh_version", "namespace", b"namespace", "operation", b"operation", "operation_id", b"operation_id", "parameters", b"parameters", "start_time", b"start_time", "state", b"state", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cluster_results", b"cluster_results", "clusters", b"clusters", "create_time", b"create_time", "delete", b"delete", "dry_run", b"dry_run", "end_time", b"end_time", "error", b"error", "mesh", b"mesh", "mesh_version", b"mesh_version", "namespace", b"namespace", "operation", b"operation", "operation_id", b"operation_id", "parameters", b"parameters", "start_time", b"start_time", "state", b"state", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -505,21 +505,29 @@ class ApplyOperationResponse(_message.Message):
 
     OPERATION_ID_FIELD_NUMBER: _builtins.int
     OPERATION_FIELD_NUMBER: _builtins.int
+    DRY_RUN_RESULT_FIELD_NUMBER: _builtins.int
     operation_id: _builtins.str
     """Operation id (the client's or the one the coordinator assigned)."""
     @_builtins.property
     def operation(self) -> Global___OperationRecord:
-        """The operation as recorded."""
+        """The operation as recorded. For a dry run: the adapter's answer, not recorded (no history, no
+        events; the operation_id is empty).
+        """
+
+    @_builtins.property
+    def dry_run_result(self) -> _adapter_pb2.DryRunResult:
+        """Set for a dry run only (request.dry_run): what the operation would change, per cluster."""
 
     def __init__(
         self,
         *,
         operation_id: _builtins.str = ...,
         operation: Global___OperationRecord | None = ...,
+        dry_run_result: _adapter_pb2.DryRunResult | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["operation", b"operation"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dry_run_result", b"dry_run_result", "operation", b"operation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["operation", b"operation", "operation_id", b"operation_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run_result", b"dry_run_result", "operation", b"operation", "operation_id", b"operation_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
