@@ -14,7 +14,7 @@ import dataclasses
 import os
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -416,12 +416,25 @@ async def _render_capabilities(
     return version, api_versions
 
 
+_FINISH_SHARE = 0.05
+_FINISH_MIN_SECONDS = 1.0
+_FINISH_MAX_SECONDS = 10.0
+
+
 def _wait_policy(record: OperationRecord) -> WaitPolicy:
+    """Waiting gets what is left of the operation's timeout since it started, less a margin
+    (5%, 1 to 10 s) to explain and report a failure: a workload that never becomes ready then
+    fails the operation with its cause (e.g. its Pods' `Unschedulable` message) before the
+    runner's deadline cuts it off as a bare OPERATION_TIMEOUT."""
     default = WaitPolicy()
     timeout = record.timeout_seconds
     if timeout is None or timeout <= 0:
         return default
-    return dataclasses.replace(default, timeout_seconds=timeout)
+    elapsed = 0.0
+    if record.start_time is not None:
+        elapsed = max(0.0, (datetime.now(UTC) - record.start_time).total_seconds())
+    margin = min(max(timeout * _FINISH_SHARE, _FINISH_MIN_SECONDS), _FINISH_MAX_SECONDS)
+    return dataclasses.replace(default, timeout_seconds=max(0.0, timeout - elapsed - margin))
 
 
 def _sink(emit: OperationEmitter) -> Callable[[Progress], None]:
