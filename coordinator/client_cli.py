@@ -38,6 +38,7 @@ from coordinator.client_output import (
     print_stream_document,
     print_table,
 )
+from coordinator.dry_run_output import DRY_RUN_SECONDS, print_dry_run
 from coordinator.operation_follow import TERMINAL, state_name, wait_for_operation, watch_events
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
@@ -141,6 +142,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="YAML body for the custom operation ('-' reads stdin)",
     )
     apply.add_argument("--delete", action="store_true", help="undo the operation")
+    apply.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="server-side dry run: list what would be created, changed or deleted; change "
+        "nothing and record nothing",
+    )
     apply.add_argument(
         "--yes", "-y", action="store_true", help="with --delete: do not ask for confirmation"
     )
@@ -645,6 +652,7 @@ def _apply_request(args: argparse.Namespace) -> cpb.ApplyOperationRequest:
         custom_body=body,
         parameters=_parse_params(args.param),
         username=args.user,
+        dry_run=args.dry_run,
     )
     if args.timeout is not None:
         if args.timeout <= 0:
@@ -667,6 +675,11 @@ def _confirmed(args: argparse.Namespace) -> bool:
 
 
 async def _apply(stub: Any, args: argparse.Namespace) -> int:
+    if args.dry_run:
+        # Answered once every write was tried with dryRun=All: give it the operation's time.
+        seconds = DRY_RUN_SECONDS if args.timeout is None else args.timeout + args.call_timeout
+        answer = await stub.ApplyOperation(_apply_request(args), timeout=seconds)
+        return print_dry_run(answer, args.output)
     if not _confirmed(args):
         print("not deleted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -5,29 +5,24 @@ nothing: no object, no namespace, no recorded operation, no event."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
-from adapters.kit.testing import AdapterClient, EventCollector, managed_objects
+from adapters.kit.testing import AdapterClient, EventCollector
 from coordinator.settings import StaticAdapter
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
-from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
 from tests.e2e.coordinator_harness import CoordinatorUnderTest, coordinator_settings
 from tests.e2e.mesh_harness import MeshHarness
-from tests.plugins.static_http import StaticHttpServer
+from tests.e2e.toy_istio_stack import ServerFactory, applied_objects, toy_istio_adapter
 
-ServerFactory = Callable[[Path], StaticHttpServer]
-INVENTORY_PREFIX = "meshplane-release-"
 TEMPLATE_ANNOTATIONS = "spec.template.metadata.annotations"
-CONTROLLER_MADE = frozenset({"Endpoints", "EndpointSlice"})
-"""Kinds the cluster's controllers make, copying a Service's labels."""
 
 Change = tuple[str, str, str, str]
 """(action, kind, namespace, name)"""
@@ -43,13 +38,7 @@ def sim() -> Iterator[RunningSim]:
 async def harness(
     sim: RunningSim, tmp_path: Path, static_http_server: ServerFactory
 ) -> AsyncIterator[MeshHarness]:
-    running = MeshHarness(
-        "istio",
-        sim,
-        tmp_path,
-        charts=static_http_server(package_toy_repo(tmp_path / "charts")),
-        manifests=static_http_server(TOY_MIRROR),
-    )
+    running = toy_istio_adapter(sim, tmp_path, static_http_server)
     try:
         yield running
     finally:
@@ -79,17 +68,6 @@ def changes(answer: pb.ApplyOperationResponse) -> set[Change]:
     }
 
 
-async def release_objects(sim: RunningSim) -> set[tuple[str, str, str]]:
-    """Objects meshplane applied: labelled as its own, without the release inventory Secrets
-    and what controllers copy the labels to."""
-    return {
-        (kind, namespace, name)
-        for kind, namespace, name in await managed_objects(sim.url)
-        if kind not in CONTROLLER_MADE
-        and not (kind == "Secret" and name.startswith(INVENTORY_PREFIX))
-    }
-
-
 async def test_dry_runs_of_install_upgrade_and_uninstall_change_nothing(
     harness: MeshHarness, sim: RunningSim
 ) -> None:
@@ -103,7 +81,7 @@ async def test_dry_runs_of_install_upgrade_and_uninstall_change_nothing(
     assert {action for action, *_ in planned} == {"CREATE"}
     assert ("CREATE", "Namespace", "", "istio-system") in planned
     assert ("CREATE", "CustomResourceDefinition", "", "gateways.networking.istio.io") in planned
-    assert await release_objects(sim) == set()
+    assert await applied_objects(sim) == set()
     assert await harness.get("v1", "Namespace", "istio-system") is None
     (result,) = first.operation.cluster_results
     assert result.objects_applied == len(planned) and result.objects_unchanged == 0
@@ -114,13 +92,13 @@ async def test_dry_runs_of_install_upgrade_and_uninstall_change_nothing(
     )
     assert installed.state == pb.OPERATION_STATE_SUCCEEDED
     # Every object the dry run listed is what the install made (its namespace came bare).
-    assert {(kind, ns, name) for _, kind, ns, name in planned} == await release_objects(sim) | {
+    assert {(kind, ns, name) for _, kind, ns, name in planned} == await applied_objects(sim) | {
         ("Namespace", "", "istio-system")
     }
 
     assert changes(await dry_run(client, "install", parameters={"profile": "default"})) == set()
 
-    before = await release_objects(sim)
+    before = await applied_objects(sim)
     upgrade = await dry_run(client, "install", parameters={"profile": "demo"})
     found = changes(upgrade)
     assert {
@@ -132,9 +110,9 @@ async def test_dry_runs_of_install_upgrade_and_uninstall_change_nothing(
         # the toy gateway chart stamps its profile on the pod template
         ("Deployment", "istio-ingressgateway", (f"{TEMPLATE_ANNOTATIONS}.meshplane.test/profile",)),
     }
-    assert await release_objects(sim) == before
+    assert await applied_objects(sim) == before
     await client.run("install", operation_id="real-demo", parameters={"profile": "demo"})
-    created = await release_objects(sim) - before
+    created = await applied_objects(sim) - before
     assert created, "the demo profile adds the egress gateway"
     assert found == {
         ("UPDATE", "ConfigMap", "istio-system", "istio"),
@@ -142,11 +120,11 @@ async def test_dry_runs_of_install_upgrade_and_uninstall_change_nothing(
     } | {("CREATE", kind, ns, name) for kind, ns, name in created}
     assert changes(await dry_run(client, "install", parameters={"profile": "demo"})) == set()
 
-    everything = await release_objects(sim)
+    everything = await applied_objects(sim)
     uninstall = await dry_run(client, "install", delete=True)
     assert {(kind, ns, name) for action, kind, ns, name in changes(uninstall)} == everything
     assert {action for action, *_ in changes(uninstall)} == {"DELETE"}
-    assert await release_objects(sim) == everything
+    assert await applied_objects(sim) == everything
 
     events = EventCollector(client).start()
     try:
@@ -210,7 +188,7 @@ async def test_dry_runs_through_the_coordinator_are_never_recorded(
             cpb.ListOperationHistoryRequest(), timeout=5
         )
         assert list(history.operations) == []
-        assert await release_objects(harness.sim) == set()  # type: ignore[arg-type]
+        assert await applied_objects(harness.sim) == set()  # type: ignore[arg-type]
     finally:
         await coordinator.stop()
         await client.close()
