@@ -253,7 +253,9 @@ class Cluster:
     ) -> Obj:
         body = self._check_body(rt, body, namespace)
         if (body.get("metadata") or {}).get("resourceVersion"):
-            raise ApiError.bad_request("resourceVersion should not be set on objects to be created")
+            raise ApiError.internal_plain(
+                "resourceVersion should not be set on objects to be created"
+            )
         obj = drop_nulls(body)
         return self._create(rt, namespace, obj, opts, record=True)
 
@@ -559,14 +561,26 @@ class Cluster:
         subresource: str,
     ) -> Obj:
         if not opts.manager:
-            raise ApiError.bad_request(
-                "PATCH " + rt.plural + ": fieldManager is required for apply requests"
+            raise ApiError.invalid(
+                "meta.k8s.io",
+                "PatchOptions",
+                "",
+                [
+                    (
+                        "FieldValueRequired",
+                        "fieldManager",
+                        "Required value: is required for apply patch",
+                    )
+                ],
             )
         manager = opts.manager
         config = _parse_apply(raw)
         if config.get("apiVersion") != rt.api_version or config.get("kind") != rt.kind:
             if not config.get("apiVersion") or not config.get("kind"):
-                raise ApiError.bad_request("apiVersion and kind must be set in apply requests")
+                group, _, version = str(config.get("apiVersion") or "").rpartition("/")
+                raise ApiError.bad_request(
+                    f"invalid object type: {group}/{version}, Kind={config.get('kind') or ''}"
+                )
             self._check_body(rt, config, namespace)
         md = config.get("metadata") or {}
         if md.get("managedFields") is not None:

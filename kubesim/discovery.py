@@ -1,6 +1,6 @@
 """Discovery documents: /version, /api, /api/v1, /apis, /apis/G and /apis/G/V.
 
-`/api` and `/apis` also answer in aggregated form (apidiscovery.k8s.io v2 or v2beta1) when the
+`/api` and `/apis` also answer in aggregated form (apidiscovery.k8s.io v2) when the
 client's Accept asks for it, as API servers do since 1.30 (beta since 1.26): one document with
 every group, version and resource instead of one request per group-version. kubectl and
 client-go ask for it first and fall back to the per-group-version documents.
@@ -73,7 +73,7 @@ def resource_list(registry: ResourceRegistry, group: str, version: str) -> dict[
     }
 
 
-AGGREGATED_VERSIONS = ("v2", "v2beta1")
+AGGREGATED_VERSIONS = ("v2",)  # v2beta1 was removed in Kubernetes 1.33
 _MEDIA_PARAMETER = re.compile(r";\s*([a-zA-Z]+)\s*=\s*([^;,\s]+)")
 
 
@@ -82,20 +82,40 @@ def aggregated_version(accept: str) -> str | None:
 
     Media ranges are taken in the order given, as the apiserver's negotiation does for equal
     quality: the first that names an aggregated list we serve wins; a plain JSON range before
-    any aggregated one means the legacy form.
+    any aggregated one means the legacy form. A header naming only what is not served (say,
+    the removed v2beta1) is refused with 406, as the apiserver does.
     """
+    if not accept.strip():
+        return None
     for media_range in accept.split(","):
         media_type = media_range.split(";", 1)[0].strip().lower()
-        if media_type not in ("application/json", "*/*", "application/*"):
+        if media_type not in _LEGACY_MEDIA_TYPES:
             continue
         params = {k.lower(): v for k, v in _MEDIA_PARAMETER.findall(media_range)}
-        if params.get("as") != "APIGroupDiscoveryList":
-            if media_type == "application/json" and "as" not in params:
-                return None
-            continue
-        if params.get("g") == "apidiscovery.k8s.io" and params.get("v") in AGGREGATED_VERSIONS:
+        if "as" not in params:
+            return None
+        if (
+            media_type in ("application/json", "*/*", "application/*")
+            and params["as"] == "APIGroupDiscoveryList"
+            and params.get("g") == "apidiscovery.k8s.io"
+            and params.get("v") in AGGREGATED_VERSIONS
+        ):
             return str(params["v"])
-    return None
+    raise ApiError(
+        406,
+        "NotAcceptable",
+        "only the following media types are accepted: application/json, application/yaml, "
+        "application/vnd.kubernetes.protobuf",
+    )
+
+
+_LEGACY_MEDIA_TYPES = (
+    "application/json",
+    "application/yaml",
+    "application/vnd.kubernetes.protobuf",
+    "*/*",
+    "application/*",
+)
 
 
 def aggregated_content_type(version: str) -> str:

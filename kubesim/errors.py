@@ -34,6 +34,8 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
+        if not self.reason:
+            del body["reason"]  # as the apiserver's plain internal errors
         if self.details is not None:
             body["details"] = self.details
         return body
@@ -112,6 +114,12 @@ class ApiError(Exception):
     @classmethod
     def bad_request(cls, message: str) -> ApiError:
         return cls(400, "BadRequest", message)
+
+    @classmethod
+    def internal_plain(cls, message: str) -> ApiError:
+        """A 500 with no reason: what the apiserver answers for some refusals its storage
+        layer makes (a create carrying a resourceVersion)."""
+        return cls(500, "", message)
 
     @classmethod
     def unsupported_media_type(cls, content_type: str) -> ApiError:

@@ -164,6 +164,7 @@ def _smp_map(
         return strip_directives(patch)  # type: ignore[no-any-return]
     result = dict(orig)
     orders: dict[str, list[Any]] = {}
+    merged_lists: dict[str, list[Any]] = {}  # merged list fields -> the patch's own items
     for key, value in patch.items():
         if key.startswith(_ORDER):
             orders[key[len(_ORDER) :]] = value if isinstance(value, list) else []
@@ -192,10 +193,14 @@ def _smp_map(
                 result[key] = _smp_list(
                     current if isinstance(current, list) else [], value, merge_key, kind, child
                 )
+                merged_lists[key] = [
+                    v for v in value if not (isinstance(v, dict) and "$patch" in v)
+                ]
             elif is_set_list(child):
                 merged = list(current) if isinstance(current, list) else []
                 merged.extend(v for v in value if v not in merged)
                 result[key] = merged
+                merged_lists[key] = value
             else:
                 result[key] = strip_directives(value)
         else:
@@ -203,10 +208,18 @@ def _smp_map(
     retain = patch.get("$retainKeys")
     if isinstance(retain, list):
         result = {k: v for k, v in result.items() if k in retain}
-    for field_name, order in orders.items():
+    # As the apiserver: the patch's items (or `$setElementOrder`'s) in that order, the items
+    # only the server had in theirs, the two interleaved by the server's order.
+    for field_name in {*orders, *merged_lists}:
         current = result.get(field_name)
+        live = orig.get(field_name)
         if isinstance(current, list):
-            result[field_name] = _reorder(current, order, list_merge_key(kind, (*path, field_name)))
+            result[field_name] = _reorder(
+                current,
+                orders.get(field_name, merged_lists.get(field_name, [])),
+                live if isinstance(live, list) else [],
+                list_merge_key(kind, (*path, field_name)),
+            )
     return result
 
 
@@ -233,17 +246,36 @@ def _smp_list(
     return result
 
 
-def _reorder(items: list[Any], order: list[Any], merge_key: str | None) -> list[Any]:
-    """Items named by `$setElementOrder` first, in its order; the rest keep theirs after."""
+def _reorder(
+    items: list[Any], order: list[Any], live: list[Any], merge_key: str | None
+) -> list[Any]:
+    """The merged `items` ordered as the apiserver's strategic merge does: those named by
+    `order` (`$setElementOrder`, else the patch list) in its order, the server-only ones in
+    the live order, interleaved: a server-only item goes first while the live list has it
+    before the next ordered one (apimachinery's `normalizeElementOrder`)."""
 
     def identity(v: Any) -> Any:
-        return item_key(v, merge_key) if merge_key else v
+        return item_key(v, merge_key) if merge_key and isinstance(v, dict) else v
 
     wanted = [identity(o) for o in order]
     placed = [
         next(i for i in items if identity(i) == w)
-        for w in wanted
+        for w in dict.fromkeys(wanted)
         if any(identity(i) == w for i in items)
     ]
     rest = [i for i in items if identity(i) not in wanted]
-    return placed + rest
+    live_keys = [identity(v) for v in live]
+
+    def live_index(v: Any) -> int:
+        key = identity(v)
+        return live_keys.index(key) if key in live_keys else -1
+
+    merged: list[Any] = []
+    while placed or rest:
+        if placed and rest:
+            left, right = live_index(rest[0]), live_index(placed[0])
+            take_rest = left >= 0 and right >= 0 and left < right
+        else:
+            take_rest = bool(rest)
+        merged.append(rest.pop(0) if take_rest else placed.pop(0))
+    return merged

@@ -74,6 +74,11 @@ def _ports(obj: Obj) -> str:
     return ",".join(out) or "<none>"
 
 
+def _selector(obj: Obj) -> str:
+    selector = _spec(obj).get("selector") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(selector.items())) or "<none>"
+
+
 def _external_ip(obj: Obj) -> str:
     ingress = (_status(obj).get("loadBalancer") or {}).get("ingress") or []
     ips = [i.get("ip") or i.get("hostname") for i in ingress]
@@ -178,6 +183,7 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         ("External-IP", "string", 0, _external_ip),
         ("Port(s)", "string", 0, _ports),
         AGE,
+        ("Selector", "string", 1, _selector),
     ],
     ("", "namespaces"): [NAME, ("Status", "string", 0, lambda o: _status(o).get("phase", "")), AGE],
     ("", "configmaps"): [

@@ -78,6 +78,31 @@ def name_problems(rt: ResourceType, name: str) -> list[Cause]:
     return []
 
 
+def _key_problems(key: str, field: str) -> list[Cause]:
+    """A label's or annotation's key: a qualified name with an optional DNS subdomain prefix."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and not _SUBDOMAIN.match(prefix):
+        return [
+            (
+                "FieldValueInvalid",
+                field,
+                f'Invalid value: "{key}": prefix part a lowercase RFC 1123 subdomain must '
+                "consist of lower case alphanumeric characters, '-' or '.', and must start "
+                "and end with an alphanumeric character",
+            )
+        ]
+    if len(name) > 63 or not _QUALIFIED.match(name):
+        return [
+            (
+                "FieldValueInvalid",
+                field,
+                f'Invalid value: "{key}": name part must '
+                "consist of alphanumeric characters, '-', '_' or '.'",
+            )
+        ]
+    return []
+
+
 def _label_problems(labels: Any, field: str) -> list[Cause]:
     if labels is None:
         return []
@@ -85,20 +110,7 @@ def _label_problems(labels: Any, field: str) -> list[Cause]:
         return [("FieldValueInvalid", field, "Invalid value: must be a map of strings")]
     causes: list[Cause] = []
     for key, value in labels.items():
-        prefix, _, name = key.rpartition("/")
-        if (
-            (prefix and not _SUBDOMAIN.match(prefix))
-            or len(name) > 63
-            or not _QUALIFIED.match(name)
-        ):
-            causes.append(
-                (
-                    "FieldValueInvalid",
-                    field,
-                    f'Invalid value: "{key}": name part must '
-                    "consist of alphanumeric characters, '-', '_' or '.'",
-                )
-            )
+        causes += _key_problems(key, field)
         if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
             causes.append(
                 (
@@ -244,14 +256,17 @@ def object_problems(rt: ResourceType, obj: Obj, *, metadata_only: bool = False) 
                 "Invalid value: annotations must be a map of strings",
             )
         )
-    elif annotations and sum(len(k) + len(v) for k, v in annotations.items()) > MAX_ANNOTATIONS:
-        causes.append(
-            (
-                "FieldValueTooLong",
-                "metadata.annotations",
-                f"Too long: must have at most {MAX_ANNOTATIONS} bytes",
+    elif annotations:
+        for key in annotations:
+            causes += _key_problems(key, "metadata.annotations")
+        if sum(len(k) + len(v) for k, v in annotations.items()) > MAX_ANNOTATIONS:
+            causes.append(
+                (
+                    "FieldValueTooLong",
+                    "metadata.annotations",
+                    f"Too long: may not be more than {MAX_ANNOTATIONS} bytes",
+                )
             )
-        )
     if rt.custom or metadata_only:
         return causes
     key = rt.storage_key

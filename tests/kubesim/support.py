@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import ssl
 import sys
 import time
 import urllib.error
@@ -17,6 +18,7 @@ import pytest
 from kubernetes import client
 
 from kubesim.harness import RunningSim
+from tests.kubesim.servers import ApiServer
 
 
 def status_of(exc: client.ApiException) -> dict[str, Any]:
@@ -108,8 +110,44 @@ def crd(
     }
 
 
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+
+
+def create_crd(sim: ApiServer | RunningSim, body: dict[str, Any]) -> dict[str, Any]:
+    """Apply a CustomResourceDefinition and wait until it is Established and each served
+    version is discoverable (the real server gets there a moment after kubesim)."""
+    name = body["metadata"]["name"]
+    code, made = raw_request(
+        sim,
+        "PATCH",
+        f"{CRDS}/{name}",
+        body,
+        content_type="application/apply-patch+yaml",
+        query={"fieldManager": "tests", "force": "true"},
+    )
+    assert code in (200, 201), made
+
+    def established() -> bool:
+        conditions = raw_request(sim, "GET", f"{CRDS}/{name}")[1]["status"].get("conditions")
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions or [])
+
+    eventually(established, timeout=30)
+    group, plural = body["spec"]["group"], body["spec"]["names"]["plural"]
+    for version in body["spec"]["versions"]:
+        if version.get("served"):
+            path = f"/apis/{group}/{version['name']}"
+
+            def served(path: str = path) -> bool:
+                code, listing = raw_request(sim, "GET", path)
+                return code == 200 and plural in {r["name"] for r in listing["resources"]}
+
+            eventually(served, timeout=30)
+    result: dict[str, Any] = made
+    return result
+
+
 def raw_request(
-    sim: RunningSim,
+    sim: ApiServer | RunningSim,
     method: str,
     path: str,
     body: Any = None,
@@ -118,9 +156,12 @@ def raw_request(
     query: dict[str, str] | None = None,
     warnings: list[str] | None = None,
     headers: dict[str, str] | None = None,
+    anonymous: bool = False,
 ) -> tuple[int, Any]:
     """One HTTP request with no client in between: (status, decoded JSON body); the answer's
-    Warning headers are appended to ``warnings`` when given."""
+    Warning headers are appended to ``warnings`` when given. On the real server it carries the
+    admin's client certificate unless ``anonymous`` (then only a bearer token in ``headers``
+    can identify the caller)."""
     url = sim.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
     data = (
         body
@@ -131,7 +172,9 @@ def raw_request(
         url, data=data, method=method, headers={"Content-Type": content_type, **(headers or {})}
     )
     try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
+        with urllib.request.urlopen(
+            request, timeout=10, context=ssl_context(sim, anonymous)
+        ) as resp:
             if warnings is not None:
                 warnings.extend(resp.headers.get_all("Warning") or [])
             return resp.status, json.loads(resp.read() or b"null")
@@ -140,6 +183,20 @@ def raw_request(
             if warnings is not None:
                 warnings.extend(err.headers.get_all("Warning") or [])
             return err.code, json.loads(err.read() or b"null")
+
+
+def ssl_context(sim: ApiServer | RunningSim, anonymous: bool = False) -> ssl.SSLContext | None:
+    """How to reach `sim` over TLS (None: plain HTTP, kubesim)."""
+    if not isinstance(sim, ApiServer):
+        return None
+    return sim.anonymous_ssl_context if anonymous else sim.ssl_context
+
+
+def get_json(sim: ApiServer | RunningSim, path: str, headers: dict[str, str] | None = None) -> Any:
+    """GET `path` and decode the JSON answer (failing on an error status)."""
+    request = urllib.request.Request(sim.url + path, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=10, context=ssl_context(sim)) as resp:
+        return json.loads(resp.read())
 
 
 def kubectl_binary() -> str:

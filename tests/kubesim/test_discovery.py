@@ -7,22 +7,25 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from kubernetes import client, dynamic, utils
+from kubernetes import client, dynamic
 
-from kubesim.harness import RunningSim
 from kubesim.resources import version_priority
-from tests.kubesim.support import crd, raw_request
+from tests.kubesim.servers import ApiServer
+from tests.kubesim.support import (
+    CRDS,
+    crd,
+    create_crd,
+    eventually,
+    get_json,
+    raw_request,
+    ssl_context,
+)
 
 
-def get_json(sim: RunningSim, path: str) -> Any:
-    with urllib.request.urlopen(sim.url + path, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
-def test_version_and_core_discovery(kubesim: RunningSim) -> None:
-    assert get_json(kubesim, "/version")["major"] == "1"
-    assert get_json(kubesim, "/api")["versions"] == ["v1"]
-    core = get_json(kubesim, "/api/v1")
+def test_version_and_core_discovery(server: ApiServer) -> None:
+    assert get_json(server, "/version")["major"] == "1"
+    assert get_json(server, "/api")["versions"] == ["v1"]
+    core = get_json(server, "/api/v1")
     assert core["kind"] == "APIResourceList"
     assert core["groupVersion"] == "v1"
     by_name = {r["name"]: r for r in core["resources"]}
@@ -48,8 +51,8 @@ def test_version_and_core_discovery(kubesim: RunningSim) -> None:
     assert by_name["namespaces"]["namespaced"] is False
 
 
-def test_group_discovery(kubesim: RunningSim) -> None:
-    groups = get_json(kubesim, "/apis")
+def test_group_discovery(server: ApiServer) -> None:
+    groups = get_json(server, "/apis")
     assert groups["kind"] == "APIGroupList"
     by_name = {g["name"]: g for g in groups["groups"]}
     expected = {
@@ -66,7 +69,7 @@ def test_group_discovery(kubesim: RunningSim) -> None:
     }
     for name, gv in expected.items():
         assert by_name[name]["preferredVersion"]["groupVersion"] == gv
-    apps = get_json(kubesim, "/apis/apps/v1")
+    apps = get_json(server, "/apis/apps/v1")
     assert apps["groupVersion"] == "apps/v1"
     kinds = {r["name"]: r["kind"] for r in apps["resources"]}
     assert kinds["deployments"] == "Deployment"
@@ -74,7 +77,7 @@ def test_group_discovery(kubesim: RunningSim) -> None:
     assert kinds["deployments/scale"] == "Scale"
     assert {"statefulsets", "daemonsets", "replicasets"} <= set(kinds)
     admission = {
-        r["kind"] for r in get_json(kubesim, "/apis/admissionregistration.k8s.io/v1")["resources"]
+        r["kind"] for r in get_json(server, "/apis/admissionregistration.k8s.io/v1")["resources"]
     }
     assert {
         "ValidatingWebhookConfiguration",
@@ -84,46 +87,53 @@ def test_group_discovery(kubesim: RunningSim) -> None:
     } <= admission
 
 
-def test_crd_kind_appears_and_disappears(kubesim: RunningSim, api_client: client.ApiClient) -> None:
-    dyn = dynamic.DynamicClient(api_client)
-    utils.create_from_dict(api_client, crd(versions=("v1", "v1beta1")), apply=True)
-    ext = client.ApiextensionsV1Api(api_client)
-    created = ext.read_custom_resource_definition("widgets.example.com")
+def test_crd_kind_appears_and_disappears(server: ApiServer, api: client.ApiClient, ns: str) -> None:
+    group = server.group
+    dyn = dynamic.DynamicClient(api)
+    create_crd(server, crd(group=group, versions=("v1", "v1beta1")))
+    ext = client.ApiextensionsV1Api(api)
+    created = ext.read_custom_resource_definition(f"widgets.{group}")
     conditions = {c.type: c.status for c in created.status.conditions}
     assert conditions == {"Established": "True", "NamesAccepted": "True"}
     assert created.status.stored_versions == ["v1"]
     # at once, each served version
     for version in ("v1", "v1beta1"):
-        listing = get_json(kubesim, f"/apis/example.com/{version}")
-        assert listing["groupVersion"] == f"example.com/{version}"
+        listing = get_json(server, f"/apis/{group}/{version}")
+        assert listing["groupVersion"] == f"{group}/{version}"
         assert {r["name"] for r in listing["resources"]} == {"widgets", "widgets/status"}
-    group = next(g for g in get_json(kubesim, "/apis")["groups"] if g["name"] == "example.com")
-    assert group["preferredVersion"]["version"] == "v1"
-    widgets = dyn.resources.get(api_version="example.com/v1", kind="Widget")
+    found = next(g for g in get_json(server, "/apis")["groups"] if g["name"] == group)
+    assert found["preferredVersion"]["version"] == "v1"
+    widgets = dyn.resources.get(api_version=f"{group}/v1", kind="Widget")
     widgets.create(
         body={
-            "apiVersion": "example.com/v1",
+            "apiVersion": f"{group}/v1",
             "kind": "Widget",
             "metadata": {"name": "w1"},
             "spec": {"size": 1},
         },
-        namespace="default",
+        namespace=ns,
     )
-    beta = dyn.resources.get(api_version="example.com/v1beta1", kind="Widget")
-    assert beta.get(name="w1", namespace="default").apiVersion == "example.com/v1beta1"
-    ext.delete_custom_resource_definition("widgets.example.com")
-    groups = {g["name"] for g in get_json(kubesim, "/apis")["groups"]}
-    assert "example.com" not in groups
+    beta = dyn.resources.get(api_version=f"{group}/v1beta1", kind="Widget")
+    assert beta.get(name="w1", namespace=ns).apiVersion == f"{group}/v1beta1"
+    ext.delete_custom_resource_definition(f"widgets.{group}")
+
+    def group_gone() -> bool:  # (the real server removes it once the CRD's cleanup is over)
+        groups = {g["name"] for g in get_json(server, "/apis")["groups"]}
+        return (
+            group not in groups and raw_request(server, "GET", f"{CRDS}/widgets.{group}")[0] == 404
+        )
+
+    eventually(group_gone, timeout=60)
     # the objects went with it: re-creating the CRD finds none
-    utils.create_from_dict(api_client, crd(), apply=True)
-    assert widgets.get(namespace="default").items == []
+    create_crd(server, crd(group=group))
+    assert widgets.get(namespace=ns).items == []
 
 
-def test_dynamic_client_lists_everything(api_client: client.ApiClient) -> None:
-    dyn = dynamic.DynamicClient(api_client)
+def test_dynamic_client_lists_everything(api: client.ApiClient, ns: str) -> None:
+    dyn = dynamic.DynamicClient(api)
     namespaces = dyn.resources.get(api_version="v1", kind="Namespace")
     names = {n.metadata.name for n in namespaces.get().items}
-    assert {"default", "kube-system", "kube-public"} <= names
+    assert {ns, "default", "kube-system", "kube-public"} <= names
     for api_version, kind in (
         ("apps/v1", "Deployment"),
         ("batch/v1", "CronJob"),
@@ -138,43 +148,43 @@ def test_dynamic_client_lists_everything(api_client: client.ApiClient) -> None:
         assert listing.metadata.resourceVersion
 
 
-def test_tables_for_kubectl_get(kubesim: RunningSim, api_client: client.ApiClient) -> None:
-    client.CoreV1Api(api_client).create_namespaced_service(
-        "default",
+def test_tables_for_kubectl_get(server: ApiServer, api: client.ApiClient, ns: str) -> None:
+    client.CoreV1Api(api).create_namespaced_service(
+        ns,
         {"metadata": {"name": "svc"}, "spec": {"ports": [{"port": 80}], "selector": {"app": "x"}}},
     )
     request = urllib.request.Request(
-        kubesim.url + "/api/v1/namespaces/default/services?fieldSelector=metadata.name%3Dsvc",
+        server.url + f"/api/v1/namespaces/{ns}/services?fieldSelector=metadata.name%3Dsvc",
         headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"},
     )
-    with urllib.request.urlopen(request, timeout=10) as resp:
+    with urllib.request.urlopen(request, timeout=10, context=ssl_context(server)) as resp:
         table = json.loads(resp.read())
     assert table["kind"] == "Table" and table["apiVersion"] == "meta.k8s.io/v1"
     names = [c["name"] for c in table["columnDefinitions"]]
-    assert names == ["Name", "Type", "Cluster-IP", "External-IP", "Port(s)", "Age"]
+    assert names == ["Name", "Type", "Cluster-IP", "External-IP", "Port(s)", "Age", "Selector"]
+    assert [c["priority"] for c in table["columnDefinitions"]] == [0, 0, 0, 0, 0, 0, 1]
     row = table["rows"][0]
     assert row["cells"][:2] == ["svc", "ClusterIP"]
-    assert row["cells"][4] == "80/TCP"
+    assert row["cells"][4] == "80/TCP" and row["cells"][6] == "app=x"
     assert row["object"]["kind"] == "PartialObjectMetadata"
 
 
-def test_crd_group_prefers_by_version_priority(
-    kubesim: RunningSim, api_client: client.ApiClient
-) -> None:
+def test_crd_group_prefers_by_version_priority(server: ApiServer, api: client.ApiClient) -> None:
+    group = server.group
     # Listed alpha first, and spread over two CRDs registered alpha-only first: the apiserver
     # still orders the group by version priority, so v1 is preferred in /apis and /apis/G.
-    utils.create_from_dict(api_client, crd("gadgets", versions=("v1alpha2",)), apply=True)
-    utils.create_from_dict(api_client, crd(versions=("v1alpha2", "v1beta1", "v1")), apply=True)
+    create_crd(server, crd("gadgets", group=group, kind="Gadget", versions=("v1alpha2",)))
+    create_crd(server, crd(group=group, versions=("v1alpha2", "v1beta1", "v1")))
     expected = ["v1", "v1beta1", "v1alpha2"]
-    group = next(g for g in get_json(kubesim, "/apis")["groups"] if g["name"] == "example.com")
-    assert [v["version"] for v in group["versions"]] == expected
-    assert group["preferredVersion"] == {"groupVersion": "example.com/v1", "version": "v1"}
-    single = get_json(kubesim, "/apis/example.com")
+    found = next(g for g in get_json(server, "/apis")["groups"] if g["name"] == group)
+    assert [v["version"] for v in found["versions"]] == expected
+    assert found["preferredVersion"] == {"groupVersion": f"{group}/v1", "version": "v1"}
+    single = get_json(server, f"/apis/{group}")
     assert [v["version"] for v in single["versions"]] == expected
     assert single["preferredVersion"]["version"] == "v1"
     # the client's discovery picks the same one
-    dyn = dynamic.DynamicClient(api_client)
-    assert dyn.resources.get(group="example.com", kind="Widget", preferred=True).api_version == "v1"
+    dyn = dynamic.DynamicClient(api)
+    assert dyn.resources.get(group=group, kind="Widget", preferred=True).api_version == "v1"
 
 
 def test_version_priority_order() -> None:
@@ -195,21 +205,25 @@ def test_version_priority_order() -> None:
     ]
 
 
-def test_policy_v1beta1_is_gone_at_1_34(kubesim: RunningSim) -> None:
+# kubesim says it is Kubernetes 1.34 (what it models); the real control plane is 1.37.
+VERSIONS = {"kubesim": ("1", "34"), "realkube": ("1", "37")}
+
+
+def test_policy_v1beta1_is_gone(server: ApiServer, ns: str) -> None:
     # PodDisruptionBudget policy/v1beta1 was removed in Kubernetes 1.25.
-    version = get_json(kubesim, "/version")
-    assert (version["major"], version["minor"]) == ("1", "34")
-    status, body = raw_request(kubesim, "GET", "/apis/policy/v1beta1")
+    version = get_json(server, "/version")
+    assert (version["major"], version["minor"]) == VERSIONS[server.kind]
+    status, body = raw_request(server, "GET", "/apis/policy/v1beta1")
     assert status == 404, body
-    assert [v["version"] for v in get_json(kubesim, "/apis/policy")["versions"]] == ["v1"]
+    assert [v["version"] for v in get_json(server, "/apis/policy")["versions"]] == ["v1"]
     pdb = {
         "apiVersion": "policy/v1beta1",
         "kind": "PodDisruptionBudget",
         "metadata": {"name": "old"},
         "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "x"}}},
     }
-    path = "/apis/policy/v1beta1/namespaces/default/poddisruptionbudgets"
-    assert raw_request(kubesim, "POST", path, pdb)[0] == 404
+    path = f"/apis/policy/v1beta1/namespaces/{ns}/poddisruptionbudgets"
+    assert raw_request(server, "POST", path, pdb)[0] == 404
 
 
 KUBECTL_ACCEPT = (
@@ -220,27 +234,32 @@ KUBECTL_ACCEPT = (
 
 
 def get_aggregated(
-    sim: RunningSim, path: str, accept: str = KUBECTL_ACCEPT, etag: str = ""
+    sim: ApiServer, path: str, accept: str = KUBECTL_ACCEPT, etag: str = ""
 ) -> tuple[int, dict[str, str], Any]:
-    """GET with an Accept header: (status, headers, JSON body or None for 304)."""
+    """GET with an Accept header: (status, headers named in lower case, JSON body or None for
+    304)."""
     headers = {"Accept": accept}
     if etag:
         headers["If-None-Match"] = etag
     request = urllib.request.Request(sim.url + path, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return resp.status, dict(resp.headers), json.loads(resp.read())
+        with urllib.request.urlopen(request, timeout=10, context=ssl_context(sim)) as resp:
+            return resp.status, _lower(resp.headers), json.loads(resp.read())
     except urllib.error.HTTPError as err:
         if err.code == 304:
-            return 304, dict(err.headers), None
+            return 304, _lower(err.headers), None
         raise
+
+
+def _lower(headers: Any) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
 
 
 def _aggregated_kinds(document: Any) -> dict[str, set[tuple[str, str, bool]]]:
     """group/version -> {(plural, kind, namespaced)} from an APIGroupDiscoveryList."""
     found: dict[str, set[tuple[str, str, bool]]] = {}
     for group in document["items"]:
-        name = group["metadata"]["name"]
+        name = group["metadata"].get("name", "")  # the core group has none
         for version in group["versions"]:
             gv = f"{name}/{version['version']}" if name else version["version"]
             found[gv] = {
@@ -250,7 +269,7 @@ def _aggregated_kinds(document: Any) -> dict[str, set[tuple[str, str, bool]]]:
     return found
 
 
-def _legacy_kinds(sim: RunningSim, gv: str) -> set[tuple[str, str, bool]]:
+def _legacy_kinds(sim: ApiServer, gv: str) -> set[tuple[str, str, bool]]:
     path = f"/apis/{gv}" if "/" in gv else f"/api/{gv}"
     return {
         (r["name"], r["kind"], r["namespaced"])
@@ -260,26 +279,26 @@ def _legacy_kinds(sim: RunningSim, gv: str) -> set[tuple[str, str, bool]]:
 
 
 def test_aggregated_discovery_matches_the_per_group_version_documents(
-    kubesim: RunningSim,
+    server: ApiServer,
 ) -> None:
-    status, headers, core = get_aggregated(kubesim, "/api")
+    status, headers, core = get_aggregated(server, "/api")
     assert status == 200
-    assert headers["Content-Type"] == (
+    assert headers["content-type"] == (
         "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
     )
     assert core["kind"] == "APIGroupDiscoveryList"
     assert core["apiVersion"] == "apidiscovery.k8s.io/v2"
-    _, _, named = get_aggregated(kubesim, "/apis")
+    _, _, named = get_aggregated(server, "/apis")
     kinds = {**_aggregated_kinds(core), **_aggregated_kinds(named)}
     legacy_versions = ["v1"] + [
-        v["groupVersion"] for g in get_json(kubesim, "/apis")["groups"] for v in g["versions"]
+        v["groupVersion"] for g in get_json(server, "/apis")["groups"] for v in g["versions"]
     ]
     assert sorted(kinds) == sorted(legacy_versions)
     for gv in legacy_versions:
-        assert kinds[gv] == _legacy_kinds(kubesim, gv), gv
+        assert kinds[gv] == _legacy_kinds(server, gv), gv
     # Preferred version first, as /apis lists it; subresources carry their own kind.
     groups = {g["metadata"]["name"]: g for g in named["items"]}
-    legacy = {g["name"]: g for g in get_json(kubesim, "/apis")["groups"]}
+    legacy = {g["name"]: g for g in get_json(server, "/apis")["groups"]}
     for name, group in groups.items():
         assert group["versions"][0]["version"] == legacy[name]["preferredVersion"]["version"]
     apps = {r["resource"]: r for r in groups["apps"]["versions"][0]["resources"]}
@@ -288,24 +307,26 @@ def test_aggregated_discovery_matches_the_per_group_version_documents(
 
 
 def test_aggregated_discovery_negotiation_and_etag(
-    kubesim: RunningSim, api_client: client.ApiClient
+    server: ApiServer, api: client.ApiClient
 ) -> None:
+    group = server.group
     beta = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
-    _, headers, document = get_aggregated(kubesim, "/apis", accept=beta)
-    assert document["apiVersion"] == "apidiscovery.k8s.io/v2beta1"
+    # v2beta1 is gone (Kubernetes 1.33): asked for alone, it is not acceptable
+    status, refused = raw_request(server, "GET", "/apis", headers={"Accept": beta})
+    assert (status, refused["reason"]) == (406, "NotAcceptable")
     # Plain JSON first (or only) means the legacy documents.
-    _, _, legacy = get_aggregated(kubesim, "/apis", accept="application/json," + beta)
+    _, _, legacy = get_aggregated(server, "/apis", accept="application/json," + beta)
     assert legacy["kind"] == "APIGroupList"
-    _, _, legacy = get_aggregated(kubesim, "/api", accept="application/json")
+    _, _, legacy = get_aggregated(server, "/api", accept="application/json")
     assert legacy["kind"] == "APIVersions"
 
-    status, headers, _ = get_aggregated(kubesim, "/apis")
-    etag = headers["ETag"]
-    assert headers["Vary"] == "Accept"
-    status, _, body = get_aggregated(kubesim, "/apis", etag=etag)
+    status, headers, _ = get_aggregated(server, "/apis")
+    etag = headers["etag"]
+    assert headers["vary"] == "Accept"
+    status, _, body = get_aggregated(server, "/apis", etag=etag)
     assert (status, body) == (304, None)
     # A new CRD changes the document: a full answer with the new group.
-    utils.create_from_dict(api_client, crd(), apply=True)
-    status, headers, document = get_aggregated(kubesim, "/apis", etag=etag)
-    assert status == 200 and headers["ETag"] != etag
-    assert "example.com" in {g["metadata"]["name"] for g in document["items"]}
+    create_crd(server, crd(group=group))
+    status, headers, document = get_aggregated(server, "/apis", etag=etag)
+    assert status == 200 and headers["etag"] != etag
+    assert group in {g["metadata"]["name"] for g in document["items"]}

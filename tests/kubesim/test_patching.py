@@ -45,7 +45,8 @@ def test_strategic_merge_patch_directives() -> None:
     a = out["spec"]["containers"][1]
     assert [e["name"] for e in a["env"]] == ["Y", "X"]
     assert a["image"] == "a:1"
-    assert out["metadata"]["finalizers"] == ["one", "two"]
+    # the patch's items first, then the server-only ones (as the real apiserver orders them)
+    assert out["metadata"]["finalizers"] == ["two", "one"]
     assert "$setElementOrder/containers" not in out["spec"]
     replaced = apply_strategic_merge_patch(
         POD_SPEC,

@@ -15,12 +15,13 @@ from kubernetes.aio import watch as aio_watch
 
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
-from tests.kubesim.support import eventually
+from tests.kubesim.servers import ApiServer
+from tests.kubesim.support import eventually, ssl_context
 
 
-def test_watch_streams_changes_live(api_client: client.ApiClient) -> None:
-    core = client.CoreV1Api(api_client)
-    rv = core.list_namespaced_config_map("default").metadata.resource_version
+def test_watch_streams_changes_live(api: client.ApiClient, ns: str) -> None:
+    core = client.CoreV1Api(api)
+    rv = core.list_namespaced_config_map(ns).metadata.resource_version
     seen: list[tuple[str, str]] = []
     ready = threading.Event()
 
@@ -28,7 +29,7 @@ def test_watch_streams_changes_live(api_client: client.ApiClient) -> None:
         w = watch.Watch()
         ready.set()
         for event in w.stream(
-            core.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=5
+            core.list_namespaced_config_map, ns, resource_version=rv, timeout_seconds=5
         ):
             seen.append((event["type"], event["object"].metadata.name))
             if event["type"] == "DELETED":
@@ -37,26 +38,30 @@ def test_watch_streams_changes_live(api_client: client.ApiClient) -> None:
     thread = threading.Thread(target=consume)
     thread.start()
     ready.wait()
-    core.create_namespaced_config_map("default", {"metadata": {"name": "live"}})
-    core.patch_namespaced_config_map("live", "default", {"data": {"a": "1"}})
-    core.delete_namespaced_config_map("live", "default")
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "live"}})
+    core.patch_namespaced_config_map("live", ns, {"data": {"a": "1"}})
+    core.delete_namespaced_config_map("live", ns)
     thread.join(timeout=10)
     assert seen == [("ADDED", "live"), ("MODIFIED", "live"), ("DELETED", "live")]
 
 
-def test_watch_resumes_from_resource_version(api_client: client.ApiClient) -> None:
-    core = client.CoreV1Api(api_client)
-    core.create_namespaced_config_map("default", {"metadata": {"name": "one"}})
+ROOT_CA = "kube-root-ca.crt"  # the real server publishes it in every namespace; kubesim does not
+
+
+def test_watch_resumes_from_resource_version(api: client.ApiClient, ns: str) -> None:
+    core = client.CoreV1Api(api)
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "one"}})
     w = watch.Watch()
-    events = list(w.stream(core.list_namespaced_config_map, "default", timeout_seconds=1))
+    events = list(w.stream(core.list_namespaced_config_map, ns, timeout_seconds=1))
     # no resourceVersion: the current state first, as ADDED events
-    assert [e["object"].metadata.name for e in events if e["type"] == "ADDED"] == ["one"]
+    added = [e["object"].metadata.name for e in events if e["type"] == "ADDED"]
+    assert [name for name in added if name != ROOT_CA] == ["one"]
     last = w.resource_version
-    core.create_namespaced_config_map("default", {"metadata": {"name": "two"}})
-    core.create_namespaced_config_map("default", {"metadata": {"name": "three"}})
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "two"}})
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "three"}})
     replay = list(
         watch.Watch().stream(
-            core.list_namespaced_config_map, "default", resource_version=last, timeout_seconds=1
+            core.list_namespaced_config_map, ns, resource_version=last, timeout_seconds=1
         )
     )
     assert [(e["type"], e["object"].metadata.name) for e in replay] == [
@@ -65,18 +70,20 @@ def test_watch_resumes_from_resource_version(api_client: client.ApiClient) -> No
     ]
 
 
-def test_watch_filters_by_selectors_and_name(api_client: client.ApiClient) -> None:
-    core = client.CoreV1Api(api_client)
-    rv = core.list_namespaced_config_map("default").metadata.resource_version
-    core.create_namespaced_config_map("default", {"metadata": {"name": "a", "labels": {"x": "1"}}})
-    core.create_namespaced_config_map("default", {"metadata": {"name": "b"}})
-    core.create_namespaced_config_map(
-        "kube-system", {"metadata": {"name": "a", "labels": {"x": "1"}}}
-    )
+def test_watch_filters_by_selectors_and_name(
+    api: client.ApiClient, server: ApiServer, ns: str
+) -> None:
+    core = client.CoreV1Api(api)
+    other = server.unique("other")
+    core.create_namespace({"metadata": {"name": other}})
+    rv = core.list_namespaced_config_map(ns).metadata.resource_version
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "a", "labels": {"x": "1"}}})
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "b"}})
+    core.create_namespaced_config_map(other, {"metadata": {"name": "a", "labels": {"x": "1"}}})
     by_label = list(
         watch.Watch().stream(
             core.list_namespaced_config_map,
-            "default",
+            ns,
             label_selector="x=1",
             resource_version=rv,
             timeout_seconds=1,
@@ -91,28 +98,30 @@ def test_watch_filters_by_selectors_and_name(api_client: client.ApiClient) -> No
             timeout_seconds=1,
         )
     )
-    assert [e["object"].metadata.namespace for e in by_field] == ["default", "kube-system"]
+    assert [e["object"].metadata.namespace for e in by_field] == [ns, other]
 
 
-def _raw_watch(sim: RunningSim, path: str) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(sim.url + path, timeout=10) as resp:
+def _raw_watch(sim: ApiServer | RunningSim, path: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(sim.url + path, timeout=10, context=ssl_context(sim)) as resp:
         return [json.loads(line) for line in resp.read().splitlines() if line]
 
 
 def test_too_old_resource_version_is_an_expired_error_event() -> None:
+    """kubesim only: it needs a short event history (kubesim's `history`); the real server's
+    window is etcd's compaction interval (minutes)."""
+    ns = "default"
     with (
         running_kubesim(SimConfig(ready_delay=0, history=5)) as sim,
         config.new_client_from_config(config_file=str(sim.kubeconfig)) as api,
     ):
         core = client.CoreV1Api(api)
-        first = core.create_namespaced_config_map("default", {"metadata": {"name": "c0"}})
+        first = core.create_namespaced_config_map(ns, {"metadata": {"name": "c0"}})
         for i in range(1, 10):
-            core.create_namespaced_config_map("default", {"metadata": {"name": f"c{i}"}})
+            core.create_namespaced_config_map(ns, {"metadata": {"name": f"c{i}"}})
         old = first.metadata.resource_version
         events = _raw_watch(
             sim,
-            f"/api/v1/namespaces/default/configmaps?watch=true"
-            f"&resourceVersion={old}&timeoutSeconds=1",
+            f"/api/v1/namespaces/{ns}/configmaps?watch=true&resourceVersion={old}&timeoutSeconds=1",
         )
         assert len(events) == 1 and events[0]["type"] == "ERROR"
         status = events[0]["object"]
@@ -122,7 +131,7 @@ def test_too_old_resource_version_is_an_expired_error_event() -> None:
             list(
                 watch.Watch().stream(
                     core.list_namespaced_config_map,
-                    "default",
+                    ns,
                     resource_version=old,
                     timeout_seconds=1,
                 )
@@ -130,57 +139,58 @@ def test_too_old_resource_version_is_an_expired_error_event() -> None:
         assert exc.value.status == 410
 
 
-def test_bookmarks_and_timeout(kubesim: RunningSim) -> None:
+def test_bookmarks_and_timeout(server: ApiServer, ns: str) -> None:
     events = _raw_watch(
-        kubesim,
-        "/api/v1/namespaces/default/configmaps?watch=1"
-        "&allowWatchBookmarks=true&timeoutSeconds=1&resourceVersion=1",
+        server,
+        f"/api/v1/namespaces/{ns}/configmaps?watch=1"
+        "&allowWatchBookmarks=true&timeoutSeconds=3&resourceVersion=1",
     )
-    assert events, "expected at least one bookmark within a second"
+    # the real server sends one a second or two before the watch times out; kubesim more often
+    assert events, "expected at least one bookmark within three seconds"
     bookmark = events[-1]
     assert bookmark["type"] == "BOOKMARK"
     assert bookmark["object"]["kind"] == "ConfigMap"
     assert int(bookmark["object"]["metadata"]["resourceVersion"]) >= 1
     initial = _raw_watch(
-        kubesim,
+        server,
         "/api/v1/namespaces?watch=1&sendInitialEvents=true"
         "&allowWatchBookmarks=true&timeoutSeconds=1"
         "&resourceVersionMatch=NotOlderThan",
     )
     names = [e["object"]["metadata"]["name"] for e in initial if e["type"] == "ADDED"]
-    assert {"default", "kube-system", "kube-public"} <= set(names)
+    assert {ns, "default", "kube-system", "kube-public"} <= set(names)
     end = next(e for e in initial if e["type"] == "BOOKMARK")
     assert end["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
 
 
-async def test_asyncio_client_watch_and_crud(kubesim: RunningSim) -> None:
-    async with await aio_config.new_client_from_config(config_file=str(kubesim.kubeconfig)) as api:
+async def test_asyncio_client_watch_and_crud(server: ApiServer, ns: str) -> None:
+    async with await aio_config.new_client_from_config(config_file=str(server.kubeconfig)) as api:
         core = aio_client.CoreV1Api(api)
         listing = await core.list_namespace()
-        assert "default" in {n.metadata.name for n in listing.items}
-        rv = (await core.list_namespaced_config_map("default")).metadata.resource_version
-        await core.create_namespaced_config_map("default", {"metadata": {"name": "aio"}})
+        assert {ns, "default"} <= {n.metadata.name for n in listing.items}
+        rv = (await core.list_namespaced_config_map(ns)).metadata.resource_version
+        await core.create_namespaced_config_map(ns, {"metadata": {"name": "aio"}})
         w = aio_watch.Watch()
         seen = []
         async for event in w.stream(
-            core.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=1
+            core.list_namespaced_config_map, ns, resource_version=rv, timeout_seconds=1
         ):
             seen.append((event["type"], event["object"].metadata.name))
         assert seen == [("ADDED", "aio")]
         w.stop()
 
 
-def test_watch_of_a_single_object_with_field_selector(api_client: client.ApiClient) -> None:
-    apps = client.AppsV1Api(api_client)
+def test_watch_of_a_single_object_with_field_selector(api: client.ApiClient, ns: str) -> None:
+    apps = client.AppsV1Api(api)
     from tests.kubesim.support import deployment
 
-    apps.create_namespaced_deployment("default", deployment("solo", replicas=1))
-    apps.create_namespaced_deployment("default", deployment("other", replicas=1))
+    apps.create_namespaced_deployment(ns, deployment("solo", replicas=1))
+    apps.create_namespaced_deployment(ns, deployment("other", replicas=1))
 
     def ready() -> bool:
         for event in watch.Watch().stream(
             apps.list_namespaced_deployment,
-            "default",
+            ns,
             field_selector="metadata.name=solo",
             timeout_seconds=1,
         ):
