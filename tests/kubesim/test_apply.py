@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from kubernetes import client, dynamic, utils
 
+from kubesim.harness import RunningSim
 from tests.kubesim.servers import ApiServer
 from tests.kubesim.support import crd, create_crd, deployment, eventually, raw_request, status_of
 
@@ -236,12 +237,11 @@ data: {{mode: fast}}
 
 
 def test_dry_run_writes_of_every_verb_change_nothing(
-    kubesim: RunningSim, api_client: client.ApiClient
+    server: ApiServer, api: client.ApiClient, ns: str
 ) -> None:
     """Apply (create and update), merge and strategic patches, create and delete with
-    dryRun=All answer with what would be stored and store nothing; a dry-run Service's cluster
-    IP is not reserved, so the next real Service gets it."""
-    core = client.CoreV1Api(api_client)
+    dryRun=All answer with what would be stored and store nothing."""
+    core = client.CoreV1Api(api)
     dry = {"dryRun": "All"}
     service = {
         "apiVersion": "v1",
@@ -249,20 +249,16 @@ def test_dry_run_writes_of_every_verb_change_nothing(
         "metadata": {"name": "s1"},
         "spec": {"ports": [{"port": 80}], "type": "NodePort"},
     }
-    path = "/api/v1/namespaces/default/services/s1"
+    path = f"/api/v1/namespaces/{ns}/services/s1"
     code, planned = raw_request(
-        kubesim, "PATCH", path, service, content_type=APPLY, query={"fieldManager": "m", **dry}
+        server, "PATCH", path, service, content_type=APPLY, query={"fieldManager": "m", **dry}
     )
-    assert code == 201
-    code, made = raw_request(
-        kubesim, "PATCH", path, service, content_type=APPLY, query={"fieldManager": "m"}
-    )
-    assert made["spec"]["clusterIP"] == planned["spec"]["clusterIP"]
-    assert made["spec"]["ports"][0]["nodePort"] == planned["spec"]["ports"][0]["nodePort"]
+    assert code == 201 and planned["spec"]["clusterIP"] and planned["spec"]["ports"][0]["nodePort"]
+    assert raw_request(server, "GET", path)[0] == 404
 
-    core.create_namespaced_config_map("default", {"metadata": {"name": "c"}, "data": {"a": "1"}})
-    before = core.read_namespaced_config_map("c", "default")
-    cm_path = "/api/v1/namespaces/default/configmaps/c"
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "c"}, "data": {"a": "1"}})
+    before = core.read_namespaced_config_map("c", ns)
+    cm_path = f"/api/v1/namespaces/{ns}/configmaps/c"
     changed = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -270,7 +266,7 @@ def test_dry_run_writes_of_every_verb_change_nothing(
         "data": {"a": "2"},
     }
     code, answer = raw_request(
-        kubesim,
+        server,
         "PATCH",
         cm_path,
         changed,
@@ -280,11 +276,37 @@ def test_dry_run_writes_of_every_verb_change_nothing(
     assert (code, answer["data"]) == (200, {"a": "2"})
     for content_type in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
         code, answer = raw_request(
-            kubesim, "PATCH", cm_path, {"data": {"a": "3"}}, content_type=content_type, query=dry
+            server, "PATCH", cm_path, {"data": {"a": "3"}}, content_type=content_type, query=dry
         )
         assert (code, answer["data"]) == (200, {"a": "3"})
-    code, _ = raw_request(kubesim, "DELETE", cm_path, query=dry)
+    code, _ = raw_request(server, "DELETE", cm_path, query=dry)
     assert code == 200
-    after = core.read_namespaced_config_map("c", "default")
+    after = core.read_namespaced_config_map("c", ns)
     assert after.data == {"a": "1"}
     assert after.metadata.resource_version == before.metadata.resource_version
+
+
+def test_a_dry_run_cluster_ip_is_not_reserved(kubesim: RunningSim) -> None:
+    """kubesim only: it allocates cluster IPs and node ports in order, so the real Service
+    after a dry run gets the same ones (the real server allocates at random)."""
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "s1"},
+        "spec": {"ports": [{"port": 80}], "type": "NodePort"},
+    }
+    path = "/api/v1/namespaces/default/services/s1"
+    code, planned = raw_request(
+        kubesim,
+        "PATCH",
+        path,
+        service,
+        content_type=APPLY,
+        query={"fieldManager": "m", "dryRun": "All"},
+    )
+    assert code == 201
+    code, made = raw_request(
+        kubesim, "PATCH", path, service, content_type=APPLY, query={"fieldManager": "m"}
+    )
+    assert made["spec"]["clusterIP"] == planned["spec"]["clusterIP"]
+    assert made["spec"]["ports"][0]["nodePort"] == planned["spec"]["ports"][0]["nodePort"]
