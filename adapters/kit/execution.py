@@ -32,7 +32,7 @@ from adapters.kit.cluster import ClusterSession
 from adapters.kit.cluster_sessions import ClusterSessions
 from adapters.kit.executors import MeshStatus, MeshVersionInfo, OperationEmitter
 from adapters.kit.inventory import read_inventory
-from adapters.kit.kube_errors import ApplyError
+from adapters.kit.kube_errors import ApplyError, for_mesh
 from adapters.kit.mesh_status import mesh_status
 from adapters.kit.object_changes import ClusterDryRun
 from adapters.kit.object_policy import ObjectPolicy
@@ -168,12 +168,13 @@ class KitExecutor:
                     return await self._delete(spec, record, target, session, emit)
                 return await self._apply(spec, record, target, session, emit)
         except (ApplyError, PlanError) as exc:
-            emit(Severity.ERROR, exc.detail.message, error=exc.detail)
+            detail = for_mesh(exc.detail, self.declaration.mesh)
+            emit(Severity.ERROR, detail.message, error=detail)
             return ClusterResult(
                 cluster=target.name,
                 state=OperationState.FAILED,
-                error=exc.detail,
-                summary=exc.detail.message,
+                error=detail,
+                summary=detail.message,
             )
 
     # -- validate ---------------------------------------------------------------------------

@@ -8,7 +8,9 @@ step, not an HTTP dump. (What is worth retrying is `serving.retry_policies`' dec
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import re
 import ssl
 from typing import Any
 
@@ -21,6 +23,7 @@ from adapters.kit.operations import ErrorDetail
 __all__ = [
     "ApplyError",
     "describe_error",
+    "for_mesh",
     "kind_not_installed_detail",
     "not_ready_detail",
     "status_body",
@@ -130,12 +133,7 @@ def _describe_api_error(
             suggested_remediation="refresh the kubeconfig credentials (new token or certificate)",
         )
     if code == 403:
-        return ErrorDetail(
-            code="KUBE_FORBIDDEN",
-            message=f"forbidden to {subject}: {server_message}",
-            probable_cause=f"the adapter's ServiceAccount lacks RBAC for {verb} {resource}",
-            suggested_remediation=f"grant {verb} on {resource} in the adapter's ClusterRole",
-        )
+        return _forbidden_detail(subject, server_message)
     if code == 404:
         kind = ref.kind if ref is not None else resource
         details = status.get("details") or {}
@@ -214,6 +212,72 @@ def _describe_api_error(
         probable_cause=str(status.get("reason") or exc.reason or "unknown"),
         suggested_remediation="see the message from the API server",
     )
+
+
+ROLE_COMMAND = "`meshplane rbac MESH`"
+"""How a remediation names the command printing the adapter's ClusterRole (`for_mesh` puts
+the mesh in)."""
+_ROLE_REMEDY = (
+    f"{ROLE_COMMAND} prints the ClusterRole this adapter needs (for the chart versions it "
+    "serves): apply it and bind it to the adapter's ServiceAccount"
+)
+# kube-apiserver's words (k8s.io/apiserver endpoints/handlers/responsewriters forbiddenMessage).
+_RBAC_DENIAL = re.compile(
+    r'User "(?P<user>[^"]{0,200})" cannot (?P<verb>[a-z]+) resource "(?P<resource>[^"]{1,200})" '
+    r'in API group "(?P<group>[^"]{0,200})"'
+    r'(?: in the namespace "(?P<namespace>[^"]{1,100})"| at the cluster scope)'
+)
+# ... and RBAC's escalation check (k8s.io/kubernetes pkg/registry/rbac/validation).
+_ESCALATION = "is attempting to grant RBAC permissions not currently held:"
+
+
+def _forbidden_detail(subject: str, server_message: str) -> ErrorDetail:
+    """A 403: RBAC's refusal (naming the permission), its escalation check, or admission."""
+    denial = _RBAC_DENIAL.search(server_message)
+    if denial is not None:
+        verb, resource, group = denial["verb"], denial["resource"], denial["group"]
+        where = (
+            f'in namespace "{denial["namespace"]}"'
+            if denial["namespace"]
+            else "at the cluster scope"
+        )
+        missing = f'{verb} on {resource} in API group "{group}" {where}'
+        return ErrorDetail(
+            code="KUBE_FORBIDDEN",
+            message=f"forbidden to {subject}: {denial['user']} lacks the permission {missing} "
+            f"(the API server: {server_message})",
+            probable_cause=f"the adapter's ClusterRole does not grant {verb} on {resource} "
+            f'(apiGroups ["{group}"]), or is not bound to the identity of its kubeconfig',
+            suggested_remediation=f'grant verbs ["{verb}"] on resources ["{resource}"] in '
+            f'apiGroups ["{group}"]: {_ROLE_REMEDY}',
+        )
+    _, escalation, held = server_message.partition(_ESCALATION)
+    if escalation:
+        return ErrorDetail(
+            code="KUBE_FORBIDDEN",
+            message=f"forbidden to {subject}: a role may grant only permissions its creator "
+            f"holds, and the adapter lacks: {' '.join(held.split())[:600]}",
+            probable_cause="Kubernetes refuses to let anyone create or update a Role or "
+            "ClusterRole granting permissions they do not hold (RBAC escalation prevention); "
+            "the adapter's ClusterRole lacks what the mesh's own roles grant",
+            suggested_remediation=f"grant the permissions listed: {_ROLE_REMEDY}",
+        )
+    return ErrorDetail(
+        code="KUBE_FORBIDDEN",
+        message=f"forbidden to {subject}: {server_message}",
+        probable_cause="an admission check refused it (a namespace being deleted, an exhausted "
+        "ResourceQuota, a policy), or the adapter lacks a permission",
+        suggested_remediation=f"read the API server's message above; for a missing permission, "
+        f"{_ROLE_REMEDY}",
+    )
+
+
+def for_mesh(detail: ErrorDetail, mesh: str) -> ErrorDetail:
+    """``detail`` with the mesh named in the command that prints the adapter's role."""
+    if ROLE_COMMAND not in detail.suggested_remediation:
+        return detail
+    named = detail.suggested_remediation.replace(ROLE_COMMAND, f"`meshplane rbac {mesh}`")
+    return dataclasses.replace(detail, suggested_remediation=named)
 
 
 _WEBHOOK_CALL_FAILED = "failed calling webhook "

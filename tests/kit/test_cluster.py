@@ -19,7 +19,7 @@ from kubernetes.aio.client.exceptions import ApiException
 
 from adapters.kit.catalogue import ClusterReader
 from adapters.kit.cluster import ClusterSession, RetrySettings
-from adapters.kit.kube_errors import ApplyError, describe_error
+from adapters.kit.kube_errors import ApplyError, describe_error, for_mesh
 from adapters.kit.objects import ObjectRef
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
@@ -300,12 +300,63 @@ def _api_error(status: int, body: dict[str, object]) -> ApiException:
 
 
 def test_forbidden_names_the_missing_permission() -> None:
+    """The real API server's words (tests/realkube/test_least_privilege.py sees them live)."""
     ref = ObjectRef(api_version="apps/v1", kind="Deployment", namespace="mesh", name="istiod")
-    error = _api_error(403, {"kind": "Status", "reason": "Forbidden", "message": "no"})
-    detail = describe_error(error, verb="apply", resource="deployments", ref=ref)
+    message = (
+        'deployments.apps "istiod" is forbidden: User "system:serviceaccount:mp:adapter" '
+        'cannot patch resource "deployments" in API group "apps" in the namespace "mesh"'
+    )
+    error = _api_error(403, {"kind": "Status", "reason": "Forbidden", "message": message})
+    detail = for_mesh(describe_error(error, verb="apply", resource="deployments", ref=ref), "x")
     assert detail.code == "KUBE_FORBIDDEN"
-    assert "lacks RBAC for apply deployments" in detail.probable_cause
-    assert "ClusterRole" in detail.suggested_remediation
+    assert 'lacks the permission patch on deployments in API group "apps" in namespace "mesh"' in (
+        detail.message
+    )
+    assert message in detail.message and "system:serviceaccount:mp:adapter" in detail.message
+    assert 'verbs ["patch"] on resources ["deployments"] in apiGroups ["apps"]' in (
+        detail.suggested_remediation
+    )
+    assert "`meshplane rbac x` prints the ClusterRole" in detail.suggested_remediation
+
+    cluster_scope = message.replace(' in the namespace "mesh"', " at the cluster scope")
+    error = _api_error(403, {"message": cluster_scope.replace("patch", "delete")})
+    detail = describe_error(error, verb="delete", resource="deployments", ref=ref)
+    assert 'delete on deployments in API group "apps" at the cluster scope' in detail.message
+
+
+def test_forbidden_tells_escalation_and_admission_apart() -> None:
+    ref = ObjectRef(
+        api_version="rbac.authorization.k8s.io/v1",
+        kind="ClusterRole",
+        namespace="",
+        name="mesh-policy",
+    )
+    escalation = (
+        'clusterroles.rbac.authorization.k8s.io "mesh-policy" is forbidden: user '
+        '"system:serviceaccount:mp:adapter" (groups=["system:serviceaccounts"]) is attempting '
+        "to grant RBAC permissions not currently held:\n"
+        '{APIGroups:["policy.example.io"], Resources:["servers"], Verbs:["watch"]}'
+    )
+    detail = describe_error(
+        _api_error(403, {"message": escalation}), verb="apply", resource="clusterroles", ref=ref
+    )
+    assert detail.code == "KUBE_FORBIDDEN"
+    assert 'lacks: {APIGroups:["policy.example.io"], Resources:["servers"], Verbs:["watch"]}' in (
+        detail.message
+    )
+    assert "escalation" in detail.probable_cause
+    assert "`meshplane rbac MESH`" in detail.suggested_remediation
+
+    terminating = (
+        'configmaps "c" is forbidden: unable to create new content in namespace gone because '
+        "it is being terminated"
+    )
+    detail = describe_error(
+        _api_error(403, {"message": terminating}), verb="apply", resource="configmaps"
+    )
+    assert detail.code == "KUBE_FORBIDDEN"
+    assert terminating in detail.message
+    assert "admission" in detail.probable_cause
 
 
 def test_unauthorized_and_server_errors_are_told_apart() -> None:

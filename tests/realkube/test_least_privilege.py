@@ -14,6 +14,8 @@ The checks themselves (what objects exist) use the admin kubeconfig.
 
 from __future__ import annotations
 
+import asyncio
+import re
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ import yaml
 from adapters.consul.declaration import DECLARATION as CONSUL
 from adapters.istio.declaration import DECLARATION as ISTIO
 from adapters.kit.catalogue import MeshDeclaration
-from adapters.kit.testing import MESHPLANE, managed_objects
+from adapters.kit.testing import MESHPLANE, EventCollector, managed_objects
 from adapters.linkerd.declaration import DECLARATION as LINKERD
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from realkube.control_plane import ControlPlane
@@ -39,6 +41,7 @@ from tests.plugins.static_http import StaticHttpServer
 from tests.realkube.service_accounts import (
     apply_objects,
     bind_cluster_role,
+    can_i,
     kubectl,
     service_account,
     token_for,
@@ -144,6 +147,7 @@ class Bench:
     harness: LeastPrivilegeAdapter
     role: dict[str, Any]
     plane: ControlPlane
+    adapter_kubeconfig: Path
 
     def set_rules(self, rules: list[dict[str, Any]]) -> None:
         """Replace the ClusterRole's rules (the admin's `kubectl apply`)."""
@@ -198,16 +202,24 @@ async def bench(
         real_kube, role["metadata"]["name"], subject=(ADAPTERS_NAMESPACE, account)
     )
     token = token_for(real_kube, ADAPTERS_NAMESPACE, account)
+    adapter_kubeconfig = token_kubeconfig(real_kube, token, tmp_path / "adapter.kubeconfig")
     harness = LeastPrivilegeAdapter(
         case.mesh,
         real_cluster,
         tmp_path,
         charts=charts,
         manifests=manifests,
-        adapter_kubeconfig=token_kubeconfig(real_kube, token, tmp_path / "adapter.kubeconfig"),
+        adapter_kubeconfig=adapter_kubeconfig,
     )
     try:
-        yield Bench(case=case, sources=sources, harness=harness, role=role, plane=real_kube)
+        yield Bench(
+            case=case,
+            sources=sources,
+            harness=harness,
+            role=role,
+            plane=real_kube,
+            adapter_kubeconfig=adapter_kubeconfig,
+        )
     finally:
         await harness.close()
         kubectl(real_kube, "delete", "clusterrolebinding", binding, "--ignore-not-found")
@@ -271,3 +283,112 @@ async def test_the_generated_role_is_enough_for_the_whole_catalogue(bench: Bench
     assert await managed_objects(harness.sim.kubeconfig) == []
     status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
     assert not status.installed
+
+
+def without(
+    rules: list[dict[str, Any]], *, group: str, resource: str = "", verb: str = ""
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``rules`` with one grant taken out of the first rule holding it: ``resource`` of API
+    ``group`` (every verb), or ``verb`` on that rule's resources. Returns (rules, the rule as
+    it was)."""
+    for index, rule in enumerate(rules):
+        if rule.get("resourceNames") or group not in rule.get("apiGroups", []):
+            continue
+        changed = dict(rule)
+        if resource and resource in rule.get("resources", []):
+            changed["resources"] = [r for r in rule["resources"] if r != resource]
+        elif verb and not resource and verb in rule.get("verbs", []) and len(rule["verbs"]) > 1:
+            changed["verbs"] = [v for v in rule["verbs"] if v != verb]
+        else:
+            continue
+        kept = [
+            *rules[:index],
+            *([changed] if changed.get("resources") else []),
+            *rules[index + 1 :],
+        ]
+        return kept, rule
+    raise AssertionError(f"no rule grants {verb or resource} in API group {group!r}")
+
+
+async def refused(bench: Bench, operation: str, **kwargs: Any) -> pb.Operation:
+    """Run ``operation`` expecting it to fail; the failed operation."""
+    client = bench.harness.client
+    assert client is not None
+    operation_id = bench.harness.next_id(operation)
+    await client.apply(operation, operation_id=operation_id, **kwargs)
+    done = await client.wait(operation_id)
+    assert done.state == pb.OPERATION_STATE_FAILED, (operation, done.state)
+    return done
+
+
+async def eventually_denied(bench: Bench, verb: str, resource: str, namespace: str) -> None:
+    """Until the adapter's identity may no longer ``verb`` ``resource`` (RBAC's informers see
+    a role's change within moments; `kubectl auth can-i`, a SelfSubjectAccessReview, asks)."""
+    async with asyncio.timeout(60):
+        while True:
+            if not await asyncio.to_thread(
+                can_i, bench.plane, bench.adapter_kubeconfig, verb, resource, namespace
+            ):
+                return
+            await asyncio.sleep(0.2)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("bench", ["linkerd"], indirect=True)
+async def test_a_missing_permission_is_named_as_the_api_server_reports_it(bench: Bench) -> None:
+    harness, mesh = bench.harness, bench.case.mesh
+    client = await harness.start()
+    complete = list(bench.role["rules"])
+    account = f"system:serviceaccount:{ADAPTERS_NAMESPACE}:adapter-{mesh}"
+    remedy = f"`meshplane rbac {mesh}` prints the ClusterRole this adapter needs"
+    events = EventCollector(client).start()
+    try:
+        # A permission only the mesh's own roles grant (the adapter never uses it): creating
+        # such a role is refused by RBAC's escalation check, which lists what is missing.
+        rules, rule = without(complete, group="", verb="watch")
+        bench.set_rules(rules)
+        await eventually_denied(bench, "watch", rule["resources"][0], "linkerd")
+        failed = await refused(bench, "install", mesh_version=bench.sources.older[0])
+        assert failed.error.code == "KUBE_FORBIDDEN", failed.error
+        assert "a role may grant only permissions its creator holds" in failed.error.message
+        assert 'APIGroups:[""]' in failed.error.message
+        assert 'Verbs:["watch"]' in failed.error.message
+        assert "escalation" in failed.error.probable_cause
+        assert remedy in failed.error.suggested_remediation
+
+        # Deployments taken away: the install's first Deployment is refused, naming the verb,
+        # resource, group and namespace as the API server does, and the command to fix it.
+        rules, _ = without(complete, group="apps", resource="deployments")
+        bench.set_rules(rules)
+        await eventually_denied(bench, "patch", "deployments.apps", "linkerd")
+        failed = await refused(bench, "install", mesh_version=bench.sources.older[0])
+        assert failed.error.code == "KUBE_FORBIDDEN", failed.error
+        # (the kit lists the release's Deployments first when an earlier attempt left some
+        # of the release in place, else it applies: either verb is the one refused)
+        said = re.search(
+            f'User "{account}" cannot (list|patch) resource "deployments" in API group "apps" '
+            'in the namespace "linkerd"',
+            failed.error.message,
+        )
+        assert said is not None, failed.error.message
+        verb = said[1]
+        assert f'lacks the permission {verb} on deployments in API group "apps"' in (
+            failed.error.message
+        )
+        assert f'verbs ["{verb}"] on resources ["deployments"] in apiGroups ["apps"]' in (
+            failed.error.suggested_remediation
+        )
+        assert remedy in failed.error.suggested_remediation
+        await events.wait_for(
+            lambda e: e.operation_id == failed.operation_id and said[0] in e.error.message
+        )
+
+        # The whole role again: the install completes and the uninstall leaves nothing.
+        bench.set_rules(complete)
+        await client.run(
+            "install", operation_id=harness.next_id("install"), mesh_version=bench.sources.older[0]
+        )
+        await client.run("install", operation_id=harness.next_id("uninstall"), delete=True)
+        assert await managed_objects(harness.sim.kubeconfig) == []
+    finally:
+        await events.stop()
