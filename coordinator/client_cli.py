@@ -141,6 +141,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="YAML body for the custom operation ('-' reads stdin)",
     )
+    apply.add_argument(
+        "--create-namespace",
+        action="store_true",
+        help="create the namespace when it does not exist (install creates its own)",
+    )
     apply.add_argument("--delete", action="store_true", help="undo the operation")
     apply.add_argument(
         "--dry-run",
@@ -628,6 +633,11 @@ def _parse_params(items: list[str]) -> dict[str, str]:
     return params
 
 
+def _switch_params(args: argparse.Namespace) -> dict[str, str]:
+    """The parameters flags stand for (``--create-namespace``: ``create-namespace=true``)."""
+    return {"create-namespace": "true"} if args.create_namespace else {}
+
+
 def _read_body(path: Path | None) -> str:
     if path is None:
         return ""
@@ -650,7 +660,7 @@ def _apply_request(args: argparse.Namespace) -> cpb.ApplyOperationRequest:
         namespace=args.namespace,
         delete=args.delete,
         custom_body=body,
-        parameters=_parse_params(args.param),
+        parameters=_parse_params(args.param) | _switch_params(args),
         username=args.user,
         dry_run=args.dry_run,
     )

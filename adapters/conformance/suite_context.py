@@ -39,6 +39,10 @@ TERMINAL_STATES = frozenset(
     }
 )
 USERNAME = "meshplane-conformance"
+CREATE_NAMESPACE = "create-namespace"
+"""The parameter letting an operation create a namespace that does not exist (when offered)."""
+PURGE_CRDS = "purge-crds"
+"""The parameter making a delete remove the release's CRDs too (when offered)."""
 _POLL_SECONDS = 0.05
 
 
@@ -180,12 +184,22 @@ class SuiteContext:
         custom_body: str = "",
         namespace: str = "",
     ) -> pb.ApplyOperationRequest:
-        """A request for ``op`` with its defaults (required parameters: first allowed value)."""
+        """A request for ``op`` with its defaults (required parameters: first allowed value).
+
+        Where the operation offers them, it may create the namespace it applies to (the suite
+        runs each operation where it lands by default, which may not exist yet), and a delete
+        removes CRDs too (so the delete leaves nothing of the operation behind).
+        """
         parameters = {
             p.name: p.allowed_values[0]
             for p in op.parameters
             if p.required and not p.default_value and p.allowed_values
         }
+        offered = {p.name for p in op.parameters}
+        if CREATE_NAMESPACE in offered and not delete:
+            parameters[CREATE_NAMESPACE] = "true"
+        if PURGE_CRDS in offered and delete:
+            parameters[PURGE_CRDS] = "true"
         request = pb.ApplyOperationRequest(
             operation_id=operation_id,
             operation=op.id,

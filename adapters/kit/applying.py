@@ -34,11 +34,12 @@ from adapters.kit.inventory import (
     write_inventory,
 )
 from adapters.kit.kube_errors import ApplyError
-from adapters.kit.object_policy import not_owned_detail
+from adapters.kit.object_policy import FAILED_PRECONDITION, not_owned_detail
 from adapters.kit.objects import KubeObject, ObjectRef
 from adapters.kit.operations import ErrorDetail
 from adapters.kit.ordering import INSTALL_ORDER, UNINSTALL_ORDER
 from adapters.kit.plans import (
+    CREATE_NAMESPACE,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     MESH_LABEL,
@@ -57,8 +58,9 @@ from adapters.kit.plans import (
     fields_manager,
 )
 from adapters.kit.readiness import hook_completion, wait_gone, wait_ready, waits_for
+from serving.input_quoting import quoted
 
-__all__ = ["Applier", "labelled", "owned_by", "ownership_only"]
+__all__ = ["Applier", "labelled", "missing_namespaces_detail", "owned_by", "ownership_only"]
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +73,7 @@ _CONFIG_LAST = _RANK["Service"]
 _WORKLOADS_LAST = _RANK["CronJob"]
 _CRD_WAIT_SECONDS = 60.0
 _HOOK_GONE_SECONDS = 30.0
+_NAME_SHOWN = 63
 
 
 def labelled(obj: KubeObject, release: str, mesh: str) -> KubeObject:
@@ -313,8 +316,14 @@ class Applier:
     async def _namespace_exists(self, name: str) -> bool:
         return await self._session.get("v1", "Namespace", name) is not None
 
+    async def _missing_namespaces(self, plan: ApplyPlan) -> list[str]:
+        """Namespaces the plan writes into (its release's and its objects') that do not exist."""
+        wanted = sorted({plan.namespace, *_object_namespaces(plan.objects)})
+        found = await self._each(wanted, self._namespace_exists)
+        return [name for name, exists in zip(wanted, found, strict=True) if not exists]
+
     async def _create_namespace(self, name: str, policy: ApplyPolicy) -> None:
-        """Create the release namespace (bare), so the inventory has a home."""
+        """Create a namespace (bare), e.g. so the inventory has a home."""
         await self._session.apply(
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
             field_manager=policy.field_manager,
@@ -485,12 +494,17 @@ class Applier:
                     read_inventory(session, plan.namespace, plan.release, mesh=plan.mesh)
                 )
                 listing = group.create_task(release_versions())
-                looking = group.create_task(self._namespace_exists(plan.namespace))
+                looking = group.create_task(self._missing_namespaces(plan))
         except BaseExceptionGroup as failures:
             raise _first_apply_error(failures) from None
         (bodies, digest), record = digesting.result(), reading.result()
         versions = listing.result()
-        namespace_exists = looking.result()
+        # Namespaces the plan's own Namespace objects create are asked for; a fields-only plan
+        # only sets fields on objects that exist.
+        declared = set() if plan.ownership_fields_only else _declared_namespaces(plan.objects)
+        missing = looking.result()
+        if not plan.create_namespaces and any(name not in declared for name in missing):
+            raise ApplyError(missing_namespaces_detail([n for n in missing if n not in declared]))
         if await self._is_noop(plan, record, digest, versions):
             for ref in refs:
                 sink(Progress(kind=ProgressKind.UNCHANGED, ref=ref, message=f"{ref} unchanged"))
@@ -532,8 +546,10 @@ class Applier:
             revision=revision,
             objects=len(refs),
         )
-        if not namespace_exists:
-            await self._create_namespace(plan.namespace, policy)
+        for name in missing:
+            # The release namespace first holds the inventory; declared ones are applied whole.
+            if name == plan.namespace or name not in declared:
+                await self._create_namespace(name, policy)
         await write_inventory(session, pending)
 
         deadline = started + plan.wait_policy.timeout_seconds
@@ -842,6 +858,41 @@ class Applier:
             seconds=round(time.monotonic() - started, 3),
         )
         return ApplyOutcome(deleted=counts.deleted)
+
+
+def _object_namespaces(objects: Iterable[KubeObject]) -> set[str]:
+    names: set[str] = set()
+    for obj in objects:
+        namespace = (obj.get("metadata") or {}).get("namespace")
+        if isinstance(namespace, str) and namespace:
+            names.add(namespace)
+    return names
+
+
+def _declared_namespaces(objects: Iterable[KubeObject]) -> set[str]:
+    return {
+        str((obj.get("metadata") or {}).get("name", ""))
+        for obj in objects
+        if obj.get("kind") == "Namespace" and obj.get("apiVersion") == "v1"
+    }
+
+
+def missing_namespaces_detail(names: Sequence[str]) -> ErrorDetail:
+    """The refusal to write into namespaces that do not exist (FAILED_PRECONDITION)."""
+    shown = ", ".join(quoted(name, _NAME_SHOWN) for name in names[:3])
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    subject = (
+        f"namespace {shown} does not" if len(names) == 1 else f"namespaces {shown}{more} do not"
+    )
+    return ErrorDetail(
+        code=FAILED_PRECONDITION,
+        message=f"{subject} exist; pass --create-namespace (parameters.{CREATE_NAMESPACE}=true) "
+        "to create it",
+        probable_cause="a typo in the namespace, or it was never created; only install creates "
+        "its own namespace",
+        suggested_remediation=f"create the namespace first (kubectl create namespace), or send "
+        f"parameters.{CREATE_NAMESPACE}=true",
+    )
 
 
 def _first_apply_error(failures: BaseExceptionGroup[BaseException]) -> BaseException:

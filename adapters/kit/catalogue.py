@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from adapters.kit.object_policy import ADOPT_EXISTING
 from adapters.kit.objects import KubeObject
+from adapters.kit.plans import CREATE_NAMESPACE
 
 if TYPE_CHECKING:
     from adapters.kit.operations import ErrorDetail, Severity
 
 __all__ = [
+    "CREATE_NAMESPACE",
     "Category",
     "ChartSource",
     "CheckContext",
@@ -85,6 +87,14 @@ ADOPT_EXISTING_PARAMETER = Parameter(
     allowed=("true", "false"),
 )
 """The kit's parameter on every operation applying objects (`OperationSpec.request_parameters`)."""
+
+CREATE_NAMESPACE_PARAMETER = Parameter(
+    name=CREATE_NAMESPACE,
+    description="true creates the namespaces the operation applies to when they do not exist "
+    "(CLI: --create-namespace); without it a missing namespace fails the operation",
+    allowed=("true", "false"),
+)
+"""The kit's parameter on every operation applying objects or fields."""
 
 
 class ClusterReader(Protocol):
@@ -232,12 +242,15 @@ class OperationSpec:
     @property
     def request_parameters(self) -> tuple[Parameter, ...]:
         """Every parameter a request may send: the declared ones, plus the kit's
-        ``adopt-existing`` for operations that apply objects of their own."""
-        if self.check is not None or self.ownership is not Ownership.OBJECTS:
+        ``create-namespace`` for operations that apply anything, and ``adopt-existing`` for
+        those that apply objects of their own."""
+        if self.check is not None:
             return self.parameters
-        if any(p.name == ADOPT_EXISTING for p in self.parameters):
-            return self.parameters
-        return (*self.parameters, ADOPT_EXISTING_PARAMETER)
+        kit = [CREATE_NAMESPACE_PARAMETER]
+        if self.ownership is Ownership.OBJECTS:
+            kit.append(ADOPT_EXISTING_PARAMETER)
+        declared = {p.name for p in self.parameters}
+        return (*self.parameters, *(p for p in kit if p.name not in declared))
 
 
 @dataclass(frozen=True, kw_only=True)

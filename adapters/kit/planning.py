@@ -23,6 +23,7 @@ import structlog
 
 from adapters.kit import catalogue
 from adapters.kit.catalogue import (
+    Category,
     ChartSource,
     ClusterReader,
     MeshDeclaration,
@@ -47,7 +48,7 @@ from adapters.kit.manifest_sources import (
 from adapters.kit.objects import KubeObject, ObjectRef, crd_scopes, with_default_namespace
 from adapters.kit.operations import ErrorDetail, OperationRecord
 from adapters.kit.ordering import sort_for_install
-from adapters.kit.plans import ApplyPlan, Hook, HookPhase
+from adapters.kit.plans import CREATE_NAMESPACE, ApplyPlan, Hook, HookPhase
 from adapters.kit.yaml_documents import ManifestError, load_documents
 from serving.request_bounds import CUSTOM_BODY_MAX_BYTES
 
@@ -236,6 +237,8 @@ class Planner:
             metadata=metadata,
             ownership_fields_only=spec.ownership is Ownership.FIELDS,
             requested=frozenset(ObjectRef.from_manifest(obj).key for obj in requested),
+            create_namespaces=spec.category is Category.INSTALL
+            or record.parameters.get(CREATE_NAMESPACE, "").lower() == "true",
         )
         log.debug(
             "plan built",

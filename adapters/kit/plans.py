@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from adapters.kit.objects import KubeObject, ObjectRef
 
 __all__ = [
+    "CREATE_NAMESPACE",
     "FIELD_MANAGER",
     "MANAGED_BY_LABEL",
     "MANAGED_BY_VALUE",
@@ -38,6 +39,10 @@ MANAGED_BY_VALUE = "meshplane"
 RELEASE_LABEL = "meshplane.io/release"
 MESH_LABEL = "meshplane.io/mesh"
 """Which mesh's adapter owns the object: managed-by alone is shared by every mesh."""
+
+CREATE_NAMESPACE = "create-namespace"
+"""The request parameter that lets an operation create the namespaces it writes into when they
+do not exist (`ApplyPlan.create_namespaces`; an install always creates its own)."""
 
 
 def fields_manager(release: str) -> str:
@@ -120,7 +125,7 @@ class ApplyPlan:
     release: str
     """Inventory name, mesh-scoped (`MeshDeclaration.release_of`): unique per namespace."""
     namespace: str
-    """Namespace holding the release inventory (created if missing)."""
+    """Namespace holding the release inventory."""
     mesh: str
     objects: tuple[KubeObject, ...]
     hooks: tuple[Hook, ...] = ()
@@ -136,6 +141,10 @@ class ApplyPlan:
     adoption: Adoption = NO_ADOPTION
     apply_policy: ApplyPolicy = ApplyPolicy()
     wait_policy: WaitPolicy = WaitPolicy()
+    create_namespaces: bool = False
+    """True: the release namespace and the namespaces of the objects are created when missing
+    (an install, or a request with ``create-namespace=true``); False: a missing one fails the
+    apply (FAILED_PRECONDITION) before anything is written."""
 
     @property
     def refs(self) -> tuple[ObjectRef, ...]:

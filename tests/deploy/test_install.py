@@ -157,6 +157,7 @@ async def test_chart_installs_into_kubesim_with_the_apply_engine(
         mesh="meshplane",
         objects=rendered.objects,
         wait_policy=WaitPolicy(timeout_seconds=30, poll_interval_seconds=0.1),
+        create_namespaces=True,  # as `helm install --create-namespace`
     )
     progress: list[Progress] = []
     async with await ClusterSession.connect(kubeconfig_path=kubesim.kubeconfig) as session:
@@ -211,6 +212,7 @@ async def test_coordinator_discovers_the_charts_adapters(
         mesh="meshplane",
         objects=rendered.objects,
         wait_policy=WaitPolicy(timeout_seconds=30, poll_interval_seconds=0.1),
+        create_namespaces=True,  # as `helm install --create-namespace`
     )
     async with (
         await ClusterSession.connect(kubeconfig_path=kubesim.kubeconfig) as session,

@@ -89,7 +89,11 @@ async def _run_catalogue(executor: KitExecutor, versions: list[str]) -> None:
         if spec.id != install and not spec.custom and spec.check is None
     ]
     for operation in applied:
-        await run(operation)
+        # Samples land in namespaces of their own, which the request asks to create.
+        spec = declaration.operation(operation)
+        assert spec is not None
+        defaults = {p.name: p.default for p in spec.parameters if p.default}
+        await run(operation, parameters=defaults | {"create-namespace": "true"})
     for spec in declaration.operations:
         if spec.check is not None:
             await run(spec.id)

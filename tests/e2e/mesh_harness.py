@@ -182,7 +182,13 @@ async def exercise_every_operation(harness: MeshHarness, declaration: MeshDeclar
         before = await managed_objects(harness.sim.kubeconfig)
         namespaces = await harness.namespace_metadata()
         body = CUSTOM_BODY if spec.custom else ""
-        await client.run(spec.id, operation_id=harness.next_id(spec.id), custom_body=body)
+        # Samples may land in a namespace of their own: the request asks to create it.
+        await client.run(
+            spec.id,
+            operation_id=harness.next_id(spec.id),
+            custom_body=body,
+            parameters={"create-namespace": "true"},
+        )
         if spec.ownership is Ownership.FIELDS:
             assert await harness.namespace_metadata() != namespaces, spec.id
         else:

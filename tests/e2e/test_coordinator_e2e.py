@@ -26,6 +26,7 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
+from adapters.kit.cluster import ClusterSession
 from coordinator.store import open_store
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
@@ -399,6 +400,33 @@ async def test_cli_against_the_coordinator(adapter_fast: Adapter, tmp_path: Path
         code, out, _ = await run_cli_here("ops", "istio", "-o", "json", *at)
         catalogue = json.loads(out)["catalogues"][0]
         assert "install" in [op["id"] for op in catalogue["operations"]]
+    finally:
+        await coordinator.stop()
+
+
+async def test_cli_label_namespace_creates_no_namespace_unless_asked(
+    adapter_fast: Adapter, fast_sim: RunningSim, tmp_path: Path
+) -> None:
+    """Issue 15: `label-namespace --namespace nope` created nope; `--create-namespace` asks."""
+    coordinator = CoordinatorUnderTest(coordinator_settings(tmp_path / "coord", [adapter_fast]))
+    await coordinator.start()
+    try:
+        await coordinator.wait_serving("istio")
+        at = ["--coordinator", coordinator.address, "--token", ADMIN.token]
+        label = ["apply", "istio", "label-namespace", "--namespace", "nope", "--wait"]
+
+        code, out, err = await run_cli_here(*label, *at)
+        assert code == 1, (out, err)
+        assert "namespace 'nope' does not exist; pass --create-namespace" in err, err
+        async with await ClusterSession.connect(kubeconfig_path=fast_sim.kubeconfig) as session:
+            assert await session.get("v1", "Namespace", "nope") is None
+
+        code, out, err = await run_cli_here(*label, "--create-namespace", *at)
+        assert code == 0, (out, err)
+        async with await ClusterSession.connect(kubeconfig_path=fast_sim.kubeconfig) as session:
+            created = await session.get("v1", "Namespace", "nope")
+        assert created is not None
+        assert created["metadata"]["labels"]["istio-injection"] == "enabled"
     finally:
         await coordinator.stop()
 

@@ -352,3 +352,29 @@ async def test_killed_mid_install_resumes_without_duplicates(harness: Harness) -
         assert_consecutive(resumed_events.events)
     finally:
         await resumed_events.stop()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("sources", [toy_sources], ids=["toy-charts"], indirect=True)
+async def test_label_namespace_never_creates_the_namespace_unless_asked(harness: Harness) -> None:
+    """Issue 15: `label-namespace --namespace nope` created nope; now it fails naming the flag."""
+    client = await harness.start()
+    refused = harness.next_id("label-nope")
+    await client.apply("label-namespace", operation_id=refused, namespace="nope")
+    done = await client.wait(refused)
+    assert done.state == pb.OPERATION_STATE_FAILED
+    assert done.error.code == "FAILED_PRECONDITION"
+    assert done.error.message.startswith(
+        "namespace 'nope' does not exist; pass --create-namespace"
+    ), done.error.message
+    assert await harness.object("Namespace", "nope") is None
+
+    await client.run(
+        "label-namespace",
+        operation_id=harness.next_id("label-nope-asked"),
+        namespace="nope",
+        parameters={"create-namespace": "true"},
+    )
+    created = await harness.object("Namespace", "nope")
+    assert created is not None
+    assert created["metadata"]["labels"]["istio-injection"] == "enabled"  # type: ignore[index]

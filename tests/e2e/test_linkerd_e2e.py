@@ -124,7 +124,11 @@ async def test_install_upgrade_samples_validate_uninstall(
         assert namespace["metadata"]["annotations"]["linkerd.io/inject"] == "enabled"
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
         assert list(status.injection_namespaces) == ["emojivoto"]
-        await client.run("booksapp", operation_id=harness.next_id("booksapp"))
+        await client.run(
+            "booksapp",
+            operation_id=harness.next_id("booksapp"),
+            parameters={"create-namespace": "true"},  # booksapp's manifest has no Namespace
+        )
         await client.run("httpbin", operation_id=harness.next_id("httpbin"))
 
         findings = await harness.validate(events)

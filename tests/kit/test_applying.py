@@ -69,7 +69,9 @@ def make_plan(
     timeout: float = 20.0,
     **extra: Any,
 ) -> ApplyPlan:
-    """Split hooks from objects and order objects, as planning does for a rendered chart."""
+    """Split hooks from objects and order objects, as planning does for a rendered chart
+    (for an install, which creates missing namespaces, unless ``create_namespaces`` says)."""
+    extra.setdefault("create_namespaces", True)
     objects: list[KubeObject] = []
     hooks: list[Hook] = []
     for doc in documents:
@@ -592,6 +594,7 @@ async def _istio_plan(chart_dir: Path, version: str, *, upgrade: bool = False) -
         keep=frozenset(keep),
         metadata={"mesh_version": version},
         wait_policy=WaitPolicy(timeout_seconds=30, poll_interval_seconds=0.1),
+        create_namespaces=True,
     )
 
 

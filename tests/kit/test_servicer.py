@@ -172,7 +172,7 @@ INVALID = [
         install(parameters={"size": "xl"}),
         StatusCode.INVALID_ARGUMENT,
         "parameters.size: operation 'install' has no parameter 'size'; it accepts: "
-        "adopt-existing, profile",
+        "adopt-existing, create-namespace, profile",
     ),
     (
         pb.ApplyOperationRequest(operation="policy"),

@@ -303,21 +303,34 @@ async def test_every_operation_applies_and_deletes(
     )
     executor, _ = build_executor(DECLARATION, settings)
     try:
-        await _every_operation(executor, version)
+        await _every_operation(executor, session, version)
     finally:
         await executor.aclose()
     assert await managed_objects(sim.url) == []
 
 
-async def _every_operation(executor: KitExecutor, version: str) -> None:
+async def _every_operation(executor: KitExecutor, session: ClusterSession, version: str) -> None:
     installed, events = await run(
         executor, "install", mesh_version=version, parameters={"profile": "minimal"}
     )
     assert installed.state is OperationState.SUCCEEDED, events.of(Severity.ERROR)
+    # No operation but install creates a namespace unless asked (issue 15: `label-namespace
+    # --namespace nope` created nope).
+    for operation in ("label-namespace", "bookinfo", "deny-all", "prometheus"):
+        refused, _ = await run(executor, operation, namespace="books")
+        assert refused.state is OperationState.FAILED, operation
+        assert refused.error is not None and refused.error.code == "FAILED_PRECONDITION"
+        assert refused.error.message.startswith("namespace 'books' does not exist; pass "), (
+            operation
+        )
+    assert await session.get("v1", "Namespace", "books") is None
     for spec in DECLARATION.operations:
         if spec.id in ("install", "validate", "custom"):
             continue
-        applied, events = await run(executor, spec.id, namespace="books")
+        defaults = {p.name: p.default for p in spec.parameters if p.default}
+        applied, events = await run(
+            executor, spec.id, namespace="books", parameters=defaults | {"create-namespace": "true"}
+        )
         assert applied.state is OperationState.SUCCEEDED, (spec.id, events.of(Severity.ERROR))
         assert applied.objects_applied > 0, spec.id
         removed, events = await run(executor, spec.id, namespace="books", delete=True)
