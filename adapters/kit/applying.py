@@ -60,7 +60,14 @@ from adapters.kit.plans import (
 from adapters.kit.readiness import hook_completion, wait_gone, wait_ready, waits_for
 from serving.input_quoting import quoted
 
-__all__ = ["Applier", "labelled", "missing_namespaces_detail", "owned_by", "ownership_only"]
+__all__ = [
+    "Applier",
+    "check_missing_namespaces",
+    "labelled",
+    "missing_namespaces_detail",
+    "owned_by",
+    "ownership_only",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -499,12 +506,8 @@ class Applier:
             raise _first_apply_error(failures) from None
         (bodies, digest), record = digesting.result(), reading.result()
         versions = listing.result()
-        # Namespaces the plan's own Namespace objects create are asked for; a fields-only plan
-        # only sets fields on objects that exist.
-        declared = set() if plan.ownership_fields_only else _declared_namespaces(plan.objects)
         missing = looking.result()
-        if not plan.create_namespaces and any(name not in declared for name in missing):
-            raise ApplyError(missing_namespaces_detail([n for n in missing if n not in declared]))
+        declared = check_missing_namespaces(plan, missing)
         if await self._is_noop(plan, record, digest, versions):
             for ref in refs:
                 sink(Progress(kind=ProgressKind.UNCHANGED, ref=ref, message=f"{ref} unchanged"))
@@ -875,6 +878,18 @@ def _declared_namespaces(objects: Iterable[KubeObject]) -> set[str]:
         for obj in objects
         if obj.get("kind") == "Namespace" and obj.get("apiVersion") == "v1"
     }
+
+
+def check_missing_namespaces(plan: ApplyPlan, missing: Iterable[str]) -> set[str]:
+    """Raise FAILED_PRECONDITION when the plan writes into ``missing`` namespaces it was not
+    asked to create (`ApplyPlan.create_namespaces`); returns the namespaces the plan's own
+    Namespace objects create, which count as asked for (a fields-only plan creates none: it
+    only sets fields on objects that exist)."""
+    declared = set() if plan.ownership_fields_only else _declared_namespaces(plan.objects)
+    refused = sorted(name for name in missing if name not in declared)
+    if refused and not plan.create_namespaces:
+        raise ApplyError(missing_namespaces_detail(refused))
+    return declared
 
 
 def missing_namespaces_detail(names: Sequence[str]) -> ErrorDetail:

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from adapters.kit.applying import Applier, labelled
+from adapters.kit.applying import Applier, check_missing_namespaces, labelled
 from adapters.kit.cluster import ClusterSession
 from adapters.kit.inventory import ReleaseState, read_inventory
 from adapters.kit.kube_errors import ApplyError, kind_not_installed_detail
@@ -125,6 +125,7 @@ class Previewer:
             if writes
             else [plan.namespace]
         )
+        check_missing_namespaces(plan, missing)
         planned_kinds = {
             (str(spec.get("group", "")), str((spec.get("names") or {}).get("kind", "")))
             for obj in plan.objects

@@ -145,6 +145,16 @@ async def test_a_dry_run_is_refused_as_the_real_request_would_be(harness: MeshHa
     with pytest.raises(grpc.aio.AioRpcError) as unknown:
         await dry_run(client, "nope")
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    # A namespace the operation may not create: the dry run says so, as the apply would.
+    answer = await dry_run(client, "label-namespace", namespace="nope")
+    (cluster,) = answer.dry_run_result.clusters
+    assert cluster.error.code == "FAILED_PRECONDITION"
+    assert cluster.error.message.startswith("namespace 'nope' does not exist; pass ")
+    asked = await dry_run(
+        client, "label-namespace", namespace="nope", parameters={"create-namespace": "true"}
+    )
+    assert ("CREATE", "Namespace", "", "nope") in changes(asked)
+    assert await harness.get("v1", "Namespace", "nope") is None
 
 
 async def test_a_dry_run_never_records_its_operation_id(harness: MeshHarness) -> None:
