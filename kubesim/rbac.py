@@ -102,7 +102,8 @@ def aggregated_rules(store: Store, role: Obj, seen: frozenset[str] = frozenset()
         if isinstance(s, dict)
     ]
     rules: list[Any] = []
-    for other in store.objects(CLUSTER_ROLES):
+    # in the order of the selected roles' names, as the aggregation controller writes them
+    for other in sorted(store.objects(CLUSTER_ROLES), key=lambda r: str(r["metadata"]["name"])):
         other_name = other["metadata"]["name"]
         if other_name in seen:
             continue
@@ -128,9 +129,11 @@ def _applies(subject: Any, attrs: Attributes, binding_namespace: str) -> bool:
     return False
 
 
-def _describe(subject: dict[str, Any]) -> str:
-    if subject.get("kind") == "ServiceAccount" and subject.get("namespace"):
-        return f'ServiceAccount "{subject["namespace"]}/{subject["name"]}"'
+def _describe(subject: dict[str, Any], binding_namespace: str) -> str:
+    """As the apiserver's RBAC names a subject: a ServiceAccount as "NAME/NAMESPACE"."""
+    if subject.get("kind") == "ServiceAccount":
+        namespace = subject.get("namespace") or binding_namespace
+        return f'ServiceAccount "{subject.get("name")}/{namespace}"'
     return f'{subject.get("kind")} "{subject.get("name")}"'
 
 
@@ -179,6 +182,6 @@ def authorize(store: Store, attrs: Attributes) -> Decision:
             return Decision(
                 allowed=True,
                 reason=f"RBAC: allowed by {described} of {role_described} to "
-                f"{_describe(subjects[0])}",
+                f"{_describe(subjects[0], binding_namespace)}",
             )
     return Decision(allowed=False)

@@ -18,6 +18,7 @@ from kubesim.store import Store
 from kubesim.tokens import (
     ANONYMOUS_USER,
     BOUND_KINDS,
+    CLUSTER_SCOPED_BOUND_KINDS,
     DEFAULT_EXPIRATION,
     MAX_EXPIRATION,
     MIN_EXPIRATION,
@@ -66,9 +67,20 @@ def _answer(group: str, kind: str, metadata: dict[str, Any], spec: Any, status: 
         "metadata": {**kept, "creationTimestamp": now_rfc3339()},
     }
     if spec is not None:
-        body["spec"] = spec
+        body["spec"] = _without_empty(spec)
     body["status"] = status
     return body
+
+
+def _without_empty(value: Any) -> Any:
+    """`value` as the apiserver echoes a decoded request: empty strings, lists and maps
+    (omitempty fields) left out."""
+    if isinstance(value, dict):
+        kept = {k: _without_empty(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v not in ("", [], {}, None)}
+    if isinstance(value, list):
+        return [_without_empty(v) for v in value]
+    return value
 
 
 class Reviews:
@@ -126,14 +138,8 @@ class Reviews:
             expiration_seconds=seconds,
             bound=bound,
         )
+        # the reference is echoed as sent (the bound object's uid is in the token's claims)
         answered_spec = {**spec, "audiences": list(audiences), "expirationSeconds": seconds}
-        if bound is not None:
-            answered_spec["boundObjectRef"] = {
-                "kind": bound.kind,
-                "apiVersion": "v1",
-                "name": bound.name,
-                "uid": bound.uid,
-            }
         stamp = datetime.datetime.fromtimestamp(expires, datetime.UTC)
         return _answer(
             AUTHENTICATION,
@@ -148,22 +154,21 @@ class Reviews:
             return None
         if not isinstance(ref, dict) or ref.get("kind") not in BOUND_KINDS:
             kind = ref.get("kind") if isinstance(ref, dict) else ref
-            raise ApiError.invalid(
-                AUTHENTICATION,
-                "TokenRequest",
-                name,
-                [
-                    (
-                        "FieldValueNotSupported",
-                        "spec.boundObjectRef.kind",
-                        f'Unsupported value: "{str(kind)[:64]}": supported values: "Pod", "Secret"',
-                    )
-                ],
+            api_version = ref.get("apiVersion") if isinstance(ref, dict) else ""
+            group, _, version = str(api_version or "").rpartition("/")
+            raise ApiError.bad_request(
+                f"cannot bind token to object of type {group}/{version}, Kind={str(kind)[:64]}"
             )
         kind, bound_name = ref["kind"], str(ref.get("name", ""))
-        obj = self.store.get(BOUND_KINDS[kind], namespace, bound_name)
+        where = "" if kind in CLUSTER_SCOPED_BOUND_KINDS else namespace
+        obj = self.store.get(BOUND_KINDS[kind], where, bound_name)
         if obj is None:
             raise ApiError.not_found("", BOUND_KINDS[kind][1], bound_name)
+        if kind == "Pod" and (obj.get("spec") or {}).get("serviceAccountName", "default") != name:
+            raise ApiError.bad_request(
+                f'cannot bind token for serviceaccount "{name}" to pod running with different '
+                "serviceaccount name."
+            )
         uid = str(obj["metadata"]["uid"])
         if ref.get("uid") and ref["uid"] != uid:
             raise ApiError.conflict(
@@ -179,17 +184,13 @@ class Reviews:
         metadata, spec = _object(body, AUTHENTICATION, "TokenReview")
         token = spec.get("token")
         if not isinstance(token, str) or not token:
-            raise ApiError.invalid(
-                AUTHENTICATION,
-                "TokenReview",
-                "",
-                [("FieldValueRequired", "spec.token", "Required value: a token to review")],
-            )
+            raise ApiError.bad_request("token is required for TokenReview in authentication")
         audiences = _strings(spec.get("audiences"), "spec.audiences", AUTHENTICATION, "TokenReview")
         try:
             found = self.authenticator.authenticate(token, audiences)
         except TokenInvalid as exc:
-            status: dict[str, Any] = {"authenticated": False, "user": {}, "error": str(exc)}
+            # (as the apiserver: `authenticated: false` is left out, `user` stays)
+            status: dict[str, Any] = {"user": {}, "error": str(exc)}
         else:
             status = {
                 "authenticated": True,
@@ -243,7 +244,8 @@ class Reviews:
                 "",
                 [("FieldValueInvalid", "spec.nonResourceAttributes", "Invalid value: disallowed")],
             )
-        if isinstance(resource, dict) and resource.get("namespace", namespace) != namespace:
+        # As the apiserver: the namespace is not defaulted from the path, it must be named.
+        if isinstance(resource, dict) and resource.get("namespace", "") != namespace:
             raise ApiError.invalid(
                 AUTHORIZATION,
                 kind,
@@ -252,12 +254,11 @@ class Reviews:
                     (
                         "FieldValueInvalid",
                         "spec.resourceAttributes.namespace",
-                        "Invalid value: must match metadata.namespace",
+                        f'Invalid value: "{resource.get("namespace", "")}": '
+                        "must match metadata.namespace",
                     )
                 ],
             )
-        if isinstance(resource, dict):
-            spec = {**spec, "resourceAttributes": {**resource, "namespace": namespace}}
         groups = _strings(spec.get("groups"), "spec.groups", AUTHORIZATION, kind)
         user = spec.get("user") if isinstance(spec.get("user"), str) else ""
         attrs = self._attributes(spec, kind, str(user), groups)

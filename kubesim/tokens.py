@@ -41,7 +41,8 @@ ADMIN_USER = "kubesim-admin"
 DEFAULT_EXPIRATION = 3600
 MIN_EXPIRATION = 600
 MAX_EXPIRATION = 2**32
-BOUND_KINDS = {"Pod": ("", "pods"), "Secret": ("", "secrets")}
+BOUND_KINDS = {"Pod": ("", "pods"), "Secret": ("", "secrets"), "Node": ("", "nodes")}
+CLUSTER_SCOPED_BOUND_KINDS = ("Node",)
 SA_KEY = ("", "serviceaccounts")
 
 
@@ -255,13 +256,12 @@ class Authenticator:
         name, uid = str(sa_claim.get("name", "")), str(sa_claim.get("uid", ""))
         account = self.store.get(SA_KEY, namespace, name)
         if account is None or account["metadata"].get("deletionTimestamp"):
-            raise TokenInvalid(
-                f"invalid bearer token, service account {namespace}/{name} has been deleted"
-            )
+            # (bracketed: the apiserver's authenticators' errors, aggregated)
+            raise TokenInvalid(f'[invalid bearer token, serviceaccounts "{name}" not found]')
         if account["metadata"].get("uid") != uid:
             raise TokenInvalid(
-                f"invalid bearer token, service account UID ({account['metadata'].get('uid')}) "
-                f"does not match claim ({uid})"
+                f"[invalid bearer token, service account UID ({account['metadata'].get('uid')}) "
+                f"does not match claim ({uid})]"
             )
         extra: dict[str, tuple[str, ...]] = {
             "authentication.kubernetes.io/credential-id": (f"JTI={claims.get('jti', '')}",)
@@ -270,11 +270,12 @@ class Authenticator:
             ref = k8s.get(kind.lower())
             if not ref:
                 continue
-            obj = self.store.get(key, namespace, str(ref.get("name", "")))
+            where = "" if kind in CLUSTER_SCOPED_BOUND_KINDS else namespace
+            obj = self.store.get(key, where, str(ref.get("name", "")))
             if obj is None or obj["metadata"].get("uid") != ref.get("uid"):
+                # (the apiserver's words once the bound object is deleted or being deleted)
                 raise TokenInvalid(
-                    f'invalid bearer token, {kind.lower()} "{ref.get("name")}" bound to the '
-                    "token no longer exists"
+                    "[invalid bearer token, service account token has been invalidated]"
                 )
             if kind == "Pod":
                 extra["authentication.kubernetes.io/pod-name"] = (str(ref.get("name")),)

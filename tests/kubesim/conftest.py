@@ -9,13 +9,20 @@ its stats endpoint, its CLI, its internals) take the plain `kubesim` fixture ins
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client, config
 
 from kubesim.harness import running_kubesim
+from kubesim.kubeconfig import TOKEN
 from realkube.certificates import ADMIN
 from realkube.control_plane import ControlPlane
 from tests.kubesim.servers import ApiServer, client_context
@@ -64,23 +71,30 @@ def _real_server(plane: ControlPlane, namespace: str, suffix: str) -> ApiServer:
         suffix=suffix,
         ssl_context=client_context(pki.ca_cert, pki.client_cert(ADMIN), pki.client_key(ADMIN)),
         anonymous_ssl_context=client_context(pki.ca_cert),
-        kubectl=plane.settings.binaries.kubectl,
+        ca_file=pki.ca_cert,
+        admin_user=ADMIN.user,
     )
 
 
-@pytest.fixture(params=SERVERS)
-def server(request: pytest.FixtureRequest) -> Iterator[ApiServer]:
-    """The API server for one test, with a fresh namespace of its own."""
+@contextmanager
+def _serving(request: pytest.FixtureRequest, *, tls: bool) -> Iterator[ApiServer]:
     suffix = "t" + secrets.token_hex(3)
     namespace = f"ns-{suffix}"
     if request.param == "kubesim":
-        with running_kubesim(FAST) as sim:
+        with running_kubesim(replace(FAST, tls=tls)) as sim:
+            ca_file = _kubesim_ca(sim.kubeconfig) if tls else None
+            context = client_context(ca_file) if ca_file is not None else None
             made = ApiServer(
                 kind="kubesim",
                 url=sim.url,
                 kubeconfig=sim.kubeconfig,
                 namespace=namespace,
                 suffix=suffix,
+                ssl_context=context,
+                anonymous_ssl_context=context,
+                ca_file=ca_file,
+                admin_headers={"Authorization": f"Bearer {TOKEN}"},
+                admin_user="kubesim-admin",
                 sim=sim,
             )
             _prepare_namespace(made)
@@ -93,6 +107,29 @@ def server(request: pytest.FixtureRequest) -> Iterator[ApiServer]:
         yield made
     finally:
         _remove_leftovers(made)
+
+
+def _kubesim_ca(kubeconfig: Path) -> Path:
+    """The CA of a TLS kubesim, from its kubeconfig, as a file beside it."""
+    config_doc: dict[str, Any] = yaml.safe_load(kubeconfig.read_text())
+    data = config_doc["clusters"][0]["cluster"]["certificate-authority-data"]
+    path = kubeconfig.parent / "ca.crt"
+    path.write_bytes(base64.b64decode(data))
+    return path
+
+
+@pytest.fixture(params=SERVERS)
+def server(request: pytest.FixtureRequest) -> Iterator[ApiServer]:
+    """The API server for one test, with a fresh namespace of its own."""
+    with _serving(request, tls=False) as made:
+        yield made
+
+
+@pytest.fixture(params=SERVERS)
+def tls_server(request: pytest.FixtureRequest) -> Iterator[ApiServer]:
+    """As `server`, kubesim serving HTTPS (kubectl sends bearer tokens over HTTPS only)."""
+    with _serving(request, tls=True) as made:
+        yield made
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ scoped names carry a per-test suffix (``unique``, ``group``).
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubesim.harness import RunningSim
@@ -26,8 +26,10 @@ class ApiServer:
     suffix: str  # unique to this test, for cluster-scoped names
     ssl_context: ssl.SSLContext | None = None  # the admin's client certificate (realkube)
     anonymous_ssl_context: ssl.SSLContext | None = None  # trusts the server, no certificate
+    ca_file: Path | None = None  # what signs the serving certificate (HTTPS only)
+    admin_headers: dict[str, str] = field(default_factory=dict)  # the admin, beyond TLS
+    admin_user: str = ""  # who the admin kubeconfig is
     sim: RunningSim | None = None  # kubesim only
-    kubectl: Path | None = None  # the real server's own kubectl (realkube)
 
     @property
     def real(self) -> bool:
@@ -41,6 +43,16 @@ class ApiServer:
     def unique(self, name: str) -> str:
         """A cluster-scoped object's name for this test."""
         return f"{name}-{self.suffix}"
+
+    def token_args(self, token: str, scratch: Path) -> list[str]:
+        """kubectl arguments that reach this server as the bearer of `token` alone (the
+        admin kubeconfig's client certificate would win over a token on the real server)."""
+        empty = scratch / "no-kubeconfig"
+        empty.write_text("")
+        args = [f"--kubeconfig={empty}", f"--server={self.url}", f"--token={token}"]
+        if self.ca_file is not None:
+            args.append(f"--certificate-authority={self.ca_file}")
+        return args
 
     def kubesim(self) -> RunningSim:
         """The simulator behind a kubesim parameter (a test of kubesim's own internals)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import ssl
+import subprocess
 import sys
 import time
 import urllib.error
@@ -197,6 +198,20 @@ def get_json(sim: ApiServer | RunningSim, path: str, headers: dict[str, str] | N
     request = urllib.request.Request(sim.url + path, headers=headers or {})
     with urllib.request.urlopen(request, timeout=10, context=ssl_context(sim)) as resp:
         return json.loads(resp.read())
+
+
+def run_kubectl(
+    *args: str, cache: Path, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """kubectl with its discovery cache under `cache`; its exit status is the caller's to check."""
+    return subprocess.run(
+        [kubectl_binary(), f"--cache-dir={cache}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def kubectl_binary() -> str:
