@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 
 from coordinator.client_credentials import bearer_token_interceptors
+from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,3 +58,17 @@ def channel_as(address: str, caller: Caller | None = ADMIN, **options: Any) -> A
     """A plaintext channel whose calls carry ``caller``'s token (None: no credentials)."""
     interceptors = None if caller is None else bearer_token_interceptors(caller.token)
     return grpc.aio.insecure_channel(address, interceptors=interceptors, **options)
+
+
+async def status_with_token(address: str, method: str, message: Any, token: str) -> Any:
+    """(status code, details) of the coordinator's ``method`` (a stub method name) called with
+    bearer ``token`` (OK, "" when it succeeds)."""
+    async with grpc.aio.insecure_channel(
+        address, interceptors=bearer_token_interceptors(token)
+    ) as channel:
+        stub = cpb_grpc.CoordinatorServiceStub(channel)
+        try:
+            await getattr(stub, method)(message, timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            return exc.code(), exc.details()
+    return grpc.StatusCode.OK, ""

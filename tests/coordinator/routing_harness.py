@@ -321,3 +321,35 @@ def code_of(error: BaseException) -> Any:
     """The gRPC status code of an AioRpcError."""
     assert isinstance(error, grpc.aio.AioRpcError), error
     return error.code()
+
+
+@contextlib.asynccontextmanager
+async def kubernetes_mode(
+    tmp_path: Path, *, kubeconfig: Path, audience: str, cache_seconds: float
+) -> AsyncIterator[tuple[Client, RunningFake]]:
+    """A coordinator in Kubernetes mode only (TokenReview for ``audience``, SubjectAccessReview
+    per call, no token file) through ``kubeconfig``, in front of a fake istio adapter offering
+    the sample app ``bookinfo``; the client sends no credentials. Yields once the adapter is in
+    rotation."""
+    settings = replace(
+        make_settings(tmp_path),
+        token_auth_file=None,
+        kubeconfig=kubeconfig,
+        authn_kubernetes=True,
+        authn_kubernetes_audiences=(audience,),
+        authz_kubernetes=True,
+        auth_cache_seconds=cache_seconds,
+    )
+    async with fakes(("istio", "a")) as (adapter,):
+        adapter.fake.catalogue = [
+            apb.OperationDescriptor(
+                id="bookinfo", category=apb.OPERATION_CATEGORY_SAMPLE_APPLICATION
+            )
+        ]
+        async with coordinator(replace(settings, adapters=static(adapter)), caller=None) as client:
+            async with asyncio.timeout(30):  # in rotation (no caller here may list adapters)
+                while True:
+                    if client.coordinator.registry.healthy("istio"):
+                        break
+                    await asyncio.sleep(0.02)
+            yield client, adapter

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +14,12 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from coordinator.client_credentials import bearer_token_interceptors
 from coordinator.identity.permissions import Role, cluster_role_rules
 from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
-from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
-from tests.coordinator.routing_harness import (
-    Client,
-    RunningFake,
-    coordinator,
-    fakes,
-    make_settings,
-    static,
-)
+from tests.coordinator.identities import status_with_token
+from tests.coordinator.routing_harness import Client, RunningFake, kubernetes_mode
 from tests.kubesim.support import raw_request
 
 RBAC = "/apis/rbac.authorization.k8s.io/v1"
@@ -78,16 +70,9 @@ class Cluster:
 
     async def code(self, call: Any, *, token: str | None = None, **request: Any) -> Any:
         """The status of ``call`` (a stub method name) made with the robot's token."""
-        interceptors = bearer_token_interceptors(token or self.token)
-        async with grpc.aio.insecure_channel(
-            self.client.coordinator.address, interceptors=interceptors
-        ) as channel:
-            stub = cpb_grpc.CoordinatorServiceStub(channel)
-            try:
-                await getattr(stub, call)(request.pop("message"), timeout=10)
-            except grpc.aio.AioRpcError as exc:
-                return exc.code(), exc.details()
-        return grpc.StatusCode.OK, ""
+        return await status_with_token(
+            self.client.coordinator.address, call, request.pop("message"), token or self.token
+        )
 
     async def until(self, expected: Any, call: str, message: Any) -> str:
         """Ask again (answers are cached briefly) until the call ends with ``expected``."""
@@ -122,30 +107,10 @@ async def cluster(kubesim: RunningSim, tmp_path: Path) -> AsyncIterator[Cluster]
                 },
             )
     token = await _token(kubesim, ["meshplane"])
-    settings = replace(
-        make_settings(tmp_path),
-        token_auth_file=None,
-        adapters=(),
-        kubeconfig=kubesim.kubeconfig,
-        authn_kubernetes=True,
-        authn_kubernetes_audiences=("meshplane",),
-        authz_kubernetes=True,
-        auth_cache_seconds=CACHE_SECONDS,
-    )
-    async with fakes(("istio", "a")) as (adapter,):
-        adapter.fake.catalogue = [
-            apb.OperationDescriptor(
-                id="bookinfo", category=apb.OPERATION_CATEGORY_SAMPLE_APPLICATION
-            )
-        ]
-        settings = replace(settings, adapters=static(adapter))
-        async with coordinator(settings, caller=None) as client:
-            async with asyncio.timeout(10):  # in rotation (no caller here may list adapters)
-                while True:
-                    if client.coordinator.registry.healthy("istio"):
-                        break
-                    await asyncio.sleep(0.02)
-            yield Cluster(sim=kubesim, adapter=adapter, client=client, token=token)
+    async with kubernetes_mode(
+        tmp_path, kubeconfig=kubesim.kubeconfig, audience="meshplane", cache_seconds=CACHE_SECONDS
+    ) as (client, adapter):
+        yield Cluster(sim=kubesim, adapter=adapter, client=client, token=token)
 
 
 async def test_role_bindings_decide_and_editing_them_changes_the_answer(
