@@ -13,7 +13,6 @@ import argparse
 import re
 import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from coordinator import sandbox
@@ -39,6 +38,7 @@ from coordinator.client_output import (
     print_table,
 )
 from coordinator.dry_run_output import DRY_RUN_SECONDS, print_dry_run
+from coordinator.operation_flags import UsageError, add_request_flags, custom_body, parameters
 from coordinator.operation_follow import TERMINAL, state_name, wait_for_operation, watch_events
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
@@ -53,10 +53,6 @@ _AUDIT_DECISIONS = {
 }
 _RELATIVE = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-class UsageError(ValueError):
-    """A flag value the command cannot use (exit code 2)."""
 
 
 def _severity(value: int) -> str:
@@ -124,23 +120,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     apply = add("apply", _apply, "run an operation through the coordinator")
     apply.add_argument("mesh", metavar="MESH")
     apply.add_argument("operation", metavar="OP", help="catalogue id (see `meshplane ops MESH`)")
-    apply.add_argument("--version", dest="mesh_version", default="", help="mesh version")
-    apply.add_argument("--namespace", "-n", default="", help="target namespace")
-    apply.add_argument(
-        "--param",
-        "-p",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="operation parameter (repeatable)",
-    )
-    apply.add_argument(
-        "-f",
-        "--file",
-        type=Path,
-        default=None,
-        help="YAML body for the custom operation ('-' reads stdin)",
-    )
+    add_request_flags(apply)
     apply.add_argument(
         "--create-namespace",
         action="store_true",
@@ -623,36 +603,13 @@ async def _events(stub: Any, args: argparse.Namespace) -> int:
 # -- apply ------------------------------------------------------------------------------------
 
 
-def _parse_params(items: list[str]) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--param {item!r} is not KEY=VALUE")
-        params[key.strip()] = value
-    return params
-
-
 def _switch_params(args: argparse.Namespace) -> dict[str, str]:
     """The parameters flags stand for (``--create-namespace``: ``create-namespace=true``)."""
     return {"create-namespace": "true"} if args.create_namespace else {}
 
 
-def _read_body(path: Path | None) -> str:
-    if path is None:
-        return ""
-    if str(path) == "-":
-        return sys.stdin.read()
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read -f {path}: {exc.strerror}") from exc
-
-
 def _apply_request(args: argparse.Namespace) -> cpb.ApplyOperationRequest:
-    body = _read_body(args.file)
-    if args.operation == "custom" and not body.strip():
-        raise UsageError("custom_body is empty; pass -f FILE (YAML documents, '-' for stdin)")
+    body = custom_body(args)
     request = apb.ApplyOperationRequest(
         operation_id=args.operation_id,
         operation=args.operation,
@@ -660,7 +617,7 @@ def _apply_request(args: argparse.Namespace) -> cpb.ApplyOperationRequest:
         namespace=args.namespace,
         delete=args.delete,
         custom_body=body,
-        parameters=_parse_params(args.param) | _switch_params(args),
+        parameters=parameters(args.param) | _switch_params(args),
         username=args.user,
         dry_run=args.dry_run,
     )

@@ -36,7 +36,14 @@ MESH_METADATA_KEY = "x-meshplane-mesh"
 SERVICE_NAME = "meshplane.adapter.v1.MeshAdapterService"
 
 _READ_ONLY = frozenset(
-    {"GetInfo", "ListOperations", "ListMeshVersions", "GetOperation", "GetMeshStatus"}
+    {
+        "GetInfo",
+        "ListOperations",
+        "ListMeshVersions",
+        "GetOperation",
+        "GetMeshStatus",
+        "RenderOperation",
+    }
 )
 _BY_OPERATION_ID: dict[str, Callable[[bytes], str]] = {
     "GetOperation": lambda raw: adapter_pb.GetOperationRequest.FromString(raw).operation_id,

@@ -43,7 +43,7 @@ SERVICE_NAME = "meshplane.coordinator.v1.CoordinatorService"
 DEFAULT_HISTORY_PAGE = 50
 MAX_HISTORY_PAGE = 500
 DRY_RUN_SECONDS = 300.0
-"""Longest a routed dry run may take when the caller sets no shorter deadline."""
+"""Longest a routed dry run or rendering may take when the caller sets no shorter deadline."""
 
 
 class EventSource(Protocol):
@@ -320,8 +320,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
             await self._admission.admit(mesh, outbound)
         except AdmissionRefused as exc:
             await _abort(context, exc.code, exc.message)
-        remaining = context.time_remaining()
-        seconds = DRY_RUN_SECONDS if remaining is None else min(DRY_RUN_SECONDS, remaining)
+        seconds = self._long_call_seconds(context)
 
         async def invoke(replica: Replica, channel: Any, _: float) -> Any:
             stub = adapter_grpc.MeshAdapterServiceStub(channel)
@@ -340,6 +339,30 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
             operation=pb.OperationRecord(mesh=mesh, operation=answer.operation),
             dry_run_result=answer.dry_run_result,
         )
+
+    async def RenderOperation(
+        self, request: pb.RenderOperationRequest, context: Any
+    ) -> pb.RenderOperationResponse:
+        """Forwarded to a healthy replica (read-only, so retried on another). Rendering charts
+        takes time, so it has the caller's deadline (at most `DRY_RUN_SECONDS`)."""
+        mesh = await self._known_mesh(context, request.mesh)
+        seconds = self._long_call_seconds(context)
+
+        async def invoke(replica: Replica, channel: Any, _: float) -> Any:
+            stub = adapter_grpc.MeshAdapterServiceStub(channel)
+            return await stub.RenderOperation(
+                request.request, timeout=seconds, metadata=forwarded_identity()
+            )
+
+        answer = await self._route(context, mesh, invoke, retry=True, method="RenderOperation")
+        return pb.RenderOperationResponse(mesh=mesh, rendered=answer)
+
+    @staticmethod
+    def _long_call_seconds(context: Any) -> float:
+        """The deadline of a call that does an operation's work before answering (a dry run, a
+        rendering): the caller's remaining time, at most `DRY_RUN_SECONDS`."""
+        remaining = context.time_remaining()
+        return DRY_RUN_SECONDS if remaining is None else min(DRY_RUN_SECONDS, remaining)
 
     async def _stored(self, context: Any, operation_id: str) -> OperationRecord:
         if not operation_id:

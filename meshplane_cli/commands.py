@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "ops": "coordinator.client_cli",
     "versions": "coordinator.client_cli",
     "apply": "coordinator.client_cli",
+    "template": "coordinator.template_cli",
     "status": "coordinator.client_cli",
     "events": "coordinator.client_cli",
     "history": "coordinator.client_cli",

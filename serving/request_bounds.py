@@ -136,6 +136,11 @@ BOUNDS: Mapping[str, FieldBound] = {
     f"{_ADAPTER}StreamEventsRequest.after_sequence": _count(UINT64_MAX),
     f"{_ADAPTER}StreamEventsRequest.operation_id": _text(OPERATION_ID_BYTES),
     f"{_ADAPTER}GetMeshStatusRequest.namespace": _text(63),
+    f"{_ADAPTER}RenderOperationRequest.operation": _text(NAME_BYTES),
+    f"{_ADAPTER}RenderOperationRequest.mesh_version": _text(NAME_BYTES),
+    f"{_ADAPTER}RenderOperationRequest.namespace": _text(63),
+    f"{_ADAPTER}RenderOperationRequest.parameters": _map(64, 63, 4096),
+    f"{_ADAPTER}RenderOperationRequest.custom_body": _text(CUSTOM_BODY_MAX_BYTES),
     # meshplane.coordinator.v1
     f"{_COORDINATOR}RegisterAdapterRequest.address": _text(ADDRESS_BYTES),
     f"{_COORDINATOR}RegisterAdapterRequest.mesh": _text(63),
@@ -154,6 +159,7 @@ BOUNDS: Mapping[str, FieldBound] = {
     f"{_COORDINATOR}WatchEventsRequest.operation_id": _text(OPERATION_ID_BYTES),
     f"{_COORDINATOR}WatchEventsRequest.after_cursor": _count(UINT64_MAX),
     f"{_COORDINATOR}GetMeshStatusRequest.mesh": _text(63),
+    f"{_COORDINATOR}RenderOperationRequest.mesh": _text(63),
     # meshplane.perf.v1 (operators lower connections, duration and rate with coordinator flags)
     f"{_PERF}RunPerformanceTestRequest.mesh": _text(63),
     f"{_PERF}PerformanceTestConfig.id": _text(OPERATION_ID_BYTES),

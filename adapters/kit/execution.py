@@ -20,7 +20,7 @@ from pathlib import Path
 import structlog
 
 from adapters.kit import catalogue
-from adapters.kit.applying import Applier
+from adapters.kit.applying import Applier, labelled
 from adapters.kit.catalogue import (
     ChartSource,
     CheckContext,
@@ -30,12 +30,13 @@ from adapters.kit.catalogue import (
 from adapters.kit.chart_repository import ChartRepository, SemVer
 from adapters.kit.cluster import ClusterSession
 from adapters.kit.cluster_sessions import ClusterSessions
-from adapters.kit.executors import MeshStatus, MeshVersionInfo, OperationEmitter
+from adapters.kit.executors import MeshStatus, MeshVersionInfo, OperationEmitter, RenderFailed
 from adapters.kit.inventory import read_inventory
 from adapters.kit.kube_errors import ApplyError, for_mesh
 from adapters.kit.mesh_status import mesh_status
 from adapters.kit.object_changes import ClusterDryRun
 from adapters.kit.object_policy import ObjectPolicy
+from adapters.kit.objects import KubeObject
 from adapters.kit.operations import (
     ClusterResult,
     ClusterTarget,
@@ -52,6 +53,7 @@ from adapters.kit.planning import (
 )
 from adapters.kit.plans import ApplyOutcome, ApplyPlan, Hook, Progress, ProgressKind, WaitPolicy
 from adapters.kit.previewing import Previewer
+from adapters.kit.renderings import RenderedHook, Rendering
 from adapters.kit.settings import AdapterSettings
 
 __all__ = ["ChartVersionCatalog", "KitExecutor", "build_executor", "install_chart"]
@@ -299,6 +301,48 @@ class KitExecutor:
             return ClusterDryRun(cluster=target.name, error=exc.detail)
         return ClusterDryRun(
             cluster=target.name, changes=preview.changes, unchanged=preview.unchanged
+        )
+
+    # -- render -----------------------------------------------------------------------------
+
+    async def render(
+        self, spec: OperationSpec, record: OperationRecord, target: ClusterTarget
+    ) -> Rendering:
+        """The objects (labelled as applying labels them) and hooks ``record`` would apply on
+        ``target``: planned exactly as `execute` plans, for the cluster's Kubernetes version and
+        served APIs. Raises `RenderFailed` (a chart that cannot be fetched or rendered, a
+        cluster that cannot be read)."""
+        try:
+            async with self._sessions.lease(target) as session:
+                kube_version, api_versions = await _render_capabilities(spec, session)
+                plan = await self.planner.plan(
+                    spec,
+                    record,
+                    session,
+                    mesh_version=await self._installed_version(spec, record, session),
+                    kube_version=kube_version,
+                    api_versions=api_versions,
+                )
+        except PlanError as exc:
+            raise RenderFailed(exc.detail) from exc
+        except ApplyError as exc:
+            raise RenderFailed(exc.detail, cluster_unreachable=True) from exc
+
+        def mine(obj: KubeObject) -> KubeObject:
+            return obj if plan.ownership_fields_only else labelled(obj, plan.release, plan.mesh)
+
+        return Rendering(
+            release=plan.release,
+            namespace=plan.namespace,
+            mesh_version=plan.metadata.get("mesh_version", ""),
+            objects=tuple(mine(obj) for obj in plan.objects),
+            hooks=tuple(
+                RenderedHook(
+                    phases=tuple(phase.value for phase in hook.phases),
+                    manifest=mine(hook.manifest),
+                )
+                for hook in plan.hooks
+            ),
         )
 
     async def _installed_version(

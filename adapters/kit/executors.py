@@ -20,6 +20,7 @@ from adapters.kit.operations import (
     OperationRecord,
     Severity,
 )
+from adapters.kit.renderings import Rendering
 
 __all__ = [
     "ClusterExecutor",
@@ -27,8 +28,19 @@ __all__ = [
     "MeshStatus",
     "MeshVersionInfo",
     "OperationEmitter",
+    "RenderFailed",
     "VersionCatalog",
 ]
+
+
+class RenderFailed(Exception):
+    """An operation's manifests cannot be rendered: ``detail`` says why and what to do;
+    ``cluster_unreachable`` when the target cluster could not be read."""
+
+    def __init__(self, detail: ErrorDetail, *, cluster_unreachable: bool = False) -> None:
+        super().__init__(f"{detail.code}: {detail.message}")
+        self.detail = detail
+        self.cluster_unreachable = cluster_unreachable
 
 
 class OperationEmitter(Protocol):
@@ -102,6 +114,13 @@ class ClusterExecutor(Protocol):
     ) -> ClusterDryRun:
         """What `execute` would change on ``target``, with every write sent as a server-side
         dry run (nothing changes); failures are returned as the result's error."""
+        ...
+
+    async def render(
+        self, spec: OperationSpec, record: OperationRecord, target: ClusterTarget
+    ) -> Rendering:
+        """The manifests `execute` would apply on ``target``, planned the same way; raises
+        `RenderFailed` when they cannot be rendered."""
         ...
 
     async def status(self, target: ClusterTarget, namespace: str) -> MeshStatus:

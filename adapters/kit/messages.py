@@ -24,6 +24,7 @@ from adapters.kit.operations import (
     RequestedCluster,
     Severity,
 )
+from adapters.kit.renderings import Rendering
 from meshplane.adapter.v1 import adapter_pb2 as pb
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "dry_run_to_pb",
     "event_to_pb",
     "record_to_pb",
+    "render_request_from_pb",
+    "rendering_to_pb",
     "request_from_pb",
     "severity_to_pb",
     "spec_to_pb",
@@ -244,4 +247,28 @@ def dry_run_to_pb(dry_run: DryRun) -> pb.ApplyOperationResponse:
         dry_run_result=pb.DryRunResult(
             clusters=[_cluster_dry_run_to_pb(outcome) for outcome in dry_run.clusters]
         ),
+    )
+
+
+def render_request_from_pb(request: pb.RenderOperationRequest) -> OperationRequest:
+    """RenderOperationRequest → the `OperationRequest` it renders (never recorded)."""
+    return OperationRequest(
+        operation_id="",
+        operation=request.operation,
+        mesh_version=request.mesh_version,
+        namespace=request.namespace,
+        custom_body=request.custom_body,
+        parameters=dict(request.parameters),
+        clusters=(cluster_from_pb(request.cluster),) if request.HasField("cluster") else (),
+    )
+
+
+def rendering_to_pb(rendering: Rendering, manifests: str) -> pb.RenderOperationResponse:
+    """A `Rendering` and its YAML text → RenderOperationResponse."""
+    return pb.RenderOperationResponse(
+        manifests=manifests,
+        objects=rendering.count,
+        mesh_version=rendering.mesh_version,
+        namespace=rendering.namespace,
+        release=rendering.release,
     )

@@ -33,7 +33,12 @@ import structlog
 
 from adapters.kit.catalogue import MeshDeclaration, OperationSpec
 from adapters.kit.events import EventLog
-from adapters.kit.executors import ClusterExecutor, OperationEmitter, VersionCatalog
+from adapters.kit.executors import (
+    ClusterExecutor,
+    OperationEmitter,
+    RenderFailed,
+    VersionCatalog,
+)
 from adapters.kit.grants import PolicyGrant
 from adapters.kit.journal import OperationJournal, RecordTooLarge, interrupted
 from adapters.kit.metrics import AdapterMetrics
@@ -61,6 +66,7 @@ from adapters.kit.operations import (
     RequestedCluster,
     Severity,
 )
+from adapters.kit.renderings import Rendering
 from adapters.kit.request_checks import (
     CustomBodyPolicy,
     FieldProblem,
@@ -96,6 +102,8 @@ OPERATION_TIMEOUT = "OPERATION_TIMEOUT"
 INTERNAL = "INTERNAL"
 PARSING_SLOTS = 2
 """Requests whose YAML is parsed at once; more wait, so large bodies cannot take every thread."""
+RENDERING_SLOTS = 2
+"""RenderOperation calls rendered at once (chart rendering is CPU work); more wait."""
 
 
 class RequestError(Exception):
@@ -180,6 +188,7 @@ class OperationRunner:
         self._policy = object_policy or ObjectPolicy()
         self._slots = asyncio.Semaphore(max_concurrent)
         self._parsing = asyncio.Semaphore(PARSING_SLOTS)
+        self._rendering = asyncio.Semaphore(RENDERING_SLOTS)
         self._tasks = BackgroundTasks(owner=f"{declaration.mesh}-operations")
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stop_reasons: dict[str, OperationState] = {}
@@ -327,6 +336,34 @@ class OperationRunner:
             changes=sum(len(c.changes) + c.omitted for c in clusters),
         )
         return DryRun(record=record, clusters=clusters)
+
+    async def render(self, request: OperationRequest) -> Rendering:
+        """The manifests ``request`` would apply (validated as `submit` validates it; its first
+        cluster, else the adapter's, is the one rendered for). Nothing is recorded.
+
+        Raises `RequestError` subclasses: those `submit` raises, FAILED_PRECONDITION when the
+        charts cannot be rendered, UNAVAILABLE when the cluster cannot be read.
+        """
+        self._check_accepting()
+        spec = self._spec(request.operation)
+        resolved = await self._resolve(spec, request, None)
+        record = self._record("", spec, request, resolved, None)
+        try:
+            async with self._rendering, asyncio.timeout(resolved.timeout_seconds):
+                return await self._executor.render(spec, record, resolved.targets[0])
+        except RenderFailed as failed:
+            detail = failed.detail
+            text = "; ".join(
+                part for part in (detail.message, detail.suggested_remediation) if part
+            )
+            if failed.cluster_unreachable:
+                raise Unavailable(f"cannot read the cluster to render {spec.id}: {text}") from None
+            raise FailedPrecondition(f"cannot render {spec.id}: {text}") from None
+        except TimeoutError:
+            raise Unavailable(
+                f"rendering {spec.id} did not finish within {resolved.timeout_seconds:g}s; "
+                "check the chart repository and the cluster are reachable"
+            ) from None
 
     def _check_accepting(self) -> None:
         if not self._accepting:

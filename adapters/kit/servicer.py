@@ -35,6 +35,7 @@ from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
 from serving.grpc_server import GrpcServer
 from serving.input_quoting import quoted
+from serving.message_limits import ADAPTER_RESPONSE_BYTES
 
 __all__ = [
     "CONTRACT_VERSION",
@@ -48,6 +49,8 @@ __all__ = [
 _log = structlog.get_logger(__name__)
 
 CONTRACT_VERSION = "v1"
+MAX_RENDERED_BYTES = ADAPTER_RESPONSE_BYTES - 64 * 1024
+"""Largest RenderOperation manifests: what an adapter answer may carry, less room for the rest."""
 SERVICE_NAME = "meshplane.adapter.v1.MeshAdapterService"
 
 _CODES: dict[type[RequestError], Any] = {
@@ -281,6 +284,33 @@ class MeshAdapterServicer(pb_grpc.MeshAdapterServiceServicer):
                 "the Kubernetes API is reachable",
             )
         return messages.status_to_pb(status)
+
+    async def RenderOperation(
+        self, request: pb.RenderOperationRequest, context: Any
+    ) -> pb.RenderOperationResponse:
+        """The manifests an operation would apply, validated and planned as ApplyOperation
+        would; an answer too large to send is refused with its size."""
+        submitted = messages.render_request_from_pb(request)
+        if submitted.clusters and not submitted.clusters[0].name:
+            submitted = replace(
+                submitted,
+                clusters=(replace(submitted.clusters[0], name=self._default_cluster.name),),
+            )
+        try:
+            rendering = await self._runner.render(submitted)
+        except RequestError as error:
+            await self._abort(context, error)
+        text = rendering.text()
+        size = len(text.encode())
+        if size > MAX_RENDERED_BYTES:
+            await _fail(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"the {rendering.count} rendered manifests take {size} bytes, more than the "
+                f"{MAX_RENDERED_BYTES} an answer may carry; render with parameters that select "
+                "less, or use a dry run (ApplyOperationRequest.dry_run)",
+            )
+        return messages.rendering_to_pb(rendering, text)
 
     def _status_namespace(self) -> str:
         spec = self._declaration.operation(self._declaration.status_release)

@@ -83,6 +83,8 @@ GRANTS: Mapping[tuple[str, str], Role] = {
     # cancelling an operation the caller started
     ("operations", "update"): Role.OPERATOR,
     ("performancetests", "create"): Role.OPERATOR,
+    # rendering an operation's manifests (`meshplane template`; Secret values redacted)
+    ("manifests", "get"): Role.OPERATOR,
     # mesh install/upgrade (create) and uninstall (delete)
     ("meshes", "create"): Role.ADMIN,
     ("meshes", "delete"): Role.ADMIN,
@@ -385,6 +387,9 @@ RULES: Mapping[str, MethodRule] = {
         verb="list", resource="performancetests"
     ),
     f"/{COORDINATOR}/ListAuditRecords": MethodRule(verb="list", resource="auditrecords"),
+    f"/{COORDINATOR}/RenderOperation": MethodRule(
+        verb="get", resource="manifests", scope=_mesh_field("get", "manifests")
+    ),
     f"/{ADAPTER}/GetInfo": MethodRule(verb="get", resource="adapters"),
     f"/{ADAPTER}/ListOperations": MethodRule(verb="list", resource="catalogues"),
     f"/{ADAPTER}/ListMeshVersions": MethodRule(verb="get", resource="meshes/versions"),
@@ -407,6 +412,7 @@ RULES: Mapping[str, MethodRule] = {
     ),
     f"/{ADAPTER}/StreamEvents": MethodRule(verb="watch", resource="events"),
     f"/{ADAPTER}/GetMeshStatus": MethodRule(verb="get", resource="meshes/status"),
+    f"/{ADAPTER}/RenderOperation": MethodRule(verb="get", resource="manifests"),
 }
 
 

@@ -287,6 +287,11 @@ def _cases() -> list[Case]:
             needs=(("performancetests", "list"),),
         ),
         Case(method="ListAuditRecords", request=b"", needs=(("auditrecords", "list"),)),
+        Case(
+            method="RenderOperation",
+            request=cpb.RenderOperationRequest(mesh="istio").SerializeToString(),
+            needs=(("manifests", "get"),),
+        ),
         *(
             Case(
                 method="ApplyOperation",
@@ -303,6 +308,7 @@ def _cases() -> list[Case]:
         Case(method="ListMeshVersions", request=b"", needs=(("meshes/versions", "get"),)),
         Case(method="GetMeshStatus", request=b"", needs=(("meshes/status", "get"),)),
         Case(method="StreamEvents", request=b"", needs=(("events", "watch"),)),
+        Case(method="RenderOperation", request=b"", needs=(("manifests", "get"),)),
         Case(
             method="GetOperation",
             request=apb.GetOperationRequest(operation_id="op-otto").SerializeToString(),

@@ -1267,3 +1267,116 @@ class GetMeshStatusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetMeshStatusResponse: _TypeAlias = GetMeshStatusResponse  # noqa: Y015
+
+@_typing.final
+class RenderOperationRequest(_message.Message):
+    """RenderOperationRequest names an operation to render, with the fields ApplyOperationRequest
+    would carry; it is validated the same way (unknown ids are NOT_FOUND, bad fields
+    INVALID_ARGUMENT).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ParametersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    OPERATION_FIELD_NUMBER: _builtins.int
+    MESH_VERSION_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    CUSTOM_BODY_FIELD_NUMBER: _builtins.int
+    CLUSTER_FIELD_NUMBER: _builtins.int
+    operation: _builtins.str
+    """Catalogue id from ListOperations."""
+    mesh_version: _builtins.str
+    """Mesh version; empty means the newest stable one."""
+    namespace: _builtins.str
+    """Target namespace; empty means the operation's default namespace."""
+    custom_body: _builtins.str
+    """YAML documents for the "custom" operation."""
+    @_builtins.property
+    def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Operation parameters, as described by OperationDescriptor.parameters."""
+
+    @_builtins.property
+    def cluster(self) -> Global___Cluster:
+        """Cluster the rendering is for (its Kubernetes version, served APIs, and what operations
+        look up in it, e.g. whether a mesh's CRDs are installed); unset means the adapter's
+        configured cluster.
+        """
+
+    def __init__(
+        self,
+        *,
+        operation: _builtins.str = ...,
+        mesh_version: _builtins.str = ...,
+        namespace: _builtins.str = ...,
+        parameters: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        custom_body: _builtins.str = ...,
+        cluster: Global___Cluster | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "custom_body", b"custom_body", "mesh_version", b"mesh_version", "namespace", b"namespace", "operation", b"operation", "parameters", b"parameters"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenderOperationRequest: _TypeAlias = RenderOperationRequest  # noqa: Y015
+
+@_typing.final
+class RenderOperationResponse(_message.Message):
+    """RenderOperationResponse carries the rendered manifests."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MANIFESTS_FIELD_NUMBER: _builtins.int
+    OBJECTS_FIELD_NUMBER: _builtins.int
+    MESH_VERSION_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    RELEASE_FIELD_NUMBER: _builtins.int
+    manifests: _builtins.str
+    """Multi-document YAML: every object the operation would apply, in install order, with the
+    labels meshplane adds; then the hooks it would run, each after a "# hook:" comment. The
+    values of Secrets' data and stringData are replaced by "<redacted: N bytes>".
+    """
+    objects: _builtins.int
+    """Number of documents in manifests."""
+    mesh_version: _builtins.str
+    """Resolved mesh version (empty for operations that do not depend on one)."""
+    namespace: _builtins.str
+    """Resolved namespace."""
+    release: _builtins.str
+    """Release the objects would belong to (the inventory Secret's name without its prefix)."""
+    def __init__(
+        self,
+        *,
+        manifests: _builtins.str = ...,
+        objects: _builtins.int = ...,
+        mesh_version: _builtins.str = ...,
+        namespace: _builtins.str = ...,
+        release: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["manifests", b"manifests", "mesh_version", b"mesh_version", "namespace", b"namespace", "objects", b"objects", "release", b"release"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenderOperationResponse: _TypeAlias = RenderOperationResponse  # noqa: Y015

@@ -77,6 +77,11 @@ class MeshAdapterServiceStub:
                 request_serializer=meshplane_dot_adapter_dot_v1_dot_adapter__pb2.GetMeshStatusRequest.SerializeToString,
                 response_deserializer=meshplane_dot_adapter_dot_v1_dot_adapter__pb2.GetMeshStatusResponse.FromString,
                 _registered_method=True)
+        self.RenderOperation = channel.unary_unary(
+                '/meshplane.adapter.v1.MeshAdapterService/RenderOperation',
+                request_serializer=meshplane_dot_adapter_dot_v1_dot_adapter__pb2.RenderOperationRequest.SerializeToString,
+                response_deserializer=meshplane_dot_adapter_dot_v1_dot_adapter__pb2.RenderOperationResponse.FromString,
+                _registered_method=True)
 
 
 class MeshAdapterServiceServicer:
@@ -147,6 +152,15 @@ class MeshAdapterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenderOperation(self, request, context):
+        """RenderOperation returns the manifests an operation would apply, as `helm template` does:
+        charts rendered and manifests fetched exactly as ApplyOperation would, for the target
+        cluster's Kubernetes version and served APIs. Nothing is applied or recorded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeshAdapterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -189,6 +203,11 @@ def add_MeshAdapterServiceServicer_to_server(servicer, server):
                     servicer.GetMeshStatus,
                     request_deserializer=meshplane_dot_adapter_dot_v1_dot_adapter__pb2.GetMeshStatusRequest.FromString,
                     response_serializer=meshplane_dot_adapter_dot_v1_dot_adapter__pb2.GetMeshStatusResponse.SerializeToString,
+            ),
+            'RenderOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenderOperation,
+                    request_deserializer=meshplane_dot_adapter_dot_v1_dot_adapter__pb2.RenderOperationRequest.FromString,
+                    response_serializer=meshplane_dot_adapter_dot_v1_dot_adapter__pb2.RenderOperationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -410,6 +429,33 @@ class MeshAdapterService:
             '/meshplane.adapter.v1.MeshAdapterService/GetMeshStatus',
             meshplane_dot_adapter_dot_v1_dot_adapter__pb2.GetMeshStatusRequest.SerializeToString,
             meshplane_dot_adapter_dot_v1_dot_adapter__pb2.GetMeshStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenderOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshplane.adapter.v1.MeshAdapterService/RenderOperation',
+            meshplane_dot_adapter_dot_v1_dot_adapter__pb2.RenderOperationRequest.SerializeToString,
+            meshplane_dot_adapter_dot_v1_dot_adapter__pb2.RenderOperationResponse.FromString,
             options,
             channel_credentials,
             insecure,

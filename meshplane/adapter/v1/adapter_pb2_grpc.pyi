@@ -67,6 +67,11 @@ class MeshAdapterServiceStub:
     """GetMeshStatus inspects a cluster: is the mesh installed, which version, which components are
     ready, which namespaces are enabled for sidecar injection.
     """
+    RenderOperation: _grpc.UnaryUnaryMultiCallable[_adapter_pb2.RenderOperationRequest, _adapter_pb2.RenderOperationResponse]
+    """RenderOperation returns the manifests an operation would apply, as `helm template` does:
+    charts rendered and manifests fetched exactly as ApplyOperation would, for the target
+    cluster's Kubernetes version and served APIs. Nothing is applied or recorded.
+    """
 
 @_typing.type_check_only
 class MeshAdapterServiceAsyncStub(MeshAdapterServiceStub):
@@ -101,6 +106,11 @@ class MeshAdapterServiceAsyncStub(MeshAdapterServiceStub):
     GetMeshStatus: _aio.UnaryUnaryMultiCallable[_adapter_pb2.GetMeshStatusRequest, _adapter_pb2.GetMeshStatusResponse]  # type: ignore[assignment]
     """GetMeshStatus inspects a cluster: is the mesh installed, which version, which components are
     ready, which namespaces are enabled for sidecar injection.
+    """
+    RenderOperation: _aio.UnaryUnaryMultiCallable[_adapter_pb2.RenderOperationRequest, _adapter_pb2.RenderOperationResponse]  # type: ignore[assignment]
+    """RenderOperation returns the manifests an operation would apply, as `helm template` does:
+    charts rendered and manifests fetched exactly as ApplyOperation would, for the target
+    cluster's Kubernetes version and served APIs. Nothing is applied or recorded.
     """
 
 class MeshAdapterServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -181,6 +191,17 @@ class MeshAdapterServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_adapter_pb2.GetMeshStatusResponse, _abc.Awaitable[_adapter_pb2.GetMeshStatusResponse]]:
         """GetMeshStatus inspects a cluster: is the mesh installed, which version, which components are
         ready, which namespaces are enabled for sidecar injection.
+        """
+
+    @_abc_1.abstractmethod
+    def RenderOperation(
+        self,
+        request: _adapter_pb2.RenderOperationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_adapter_pb2.RenderOperationResponse, _abc.Awaitable[_adapter_pb2.RenderOperationResponse]]:
+        """RenderOperation returns the manifests an operation would apply, as `helm template` does:
+        charts rendered and manifests fetched exactly as ApplyOperation would, for the target
+        cluster's Kubernetes version and served APIs. Nothing is applied or recorded.
         """
 
 def add_MeshAdapterServiceServicer_to_server(servicer: MeshAdapterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1024,3 +1024,59 @@ class ListAuditRecordsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListAuditRecordsResponse: _TypeAlias = ListAuditRecordsResponse  # noqa: Y015
+
+@_typing.final
+class RenderOperationRequest(_message.Message):
+    """RenderOperationRequest is an adapter render request plus the mesh that routes it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESH_FIELD_NUMBER: _builtins.int
+    REQUEST_FIELD_NUMBER: _builtins.int
+    mesh: _builtins.str
+    """Mesh whose adapter renders the operation."""
+    @_builtins.property
+    def request(self) -> _adapter_pb2.RenderOperationRequest:
+        """The request passed to the adapter."""
+
+    def __init__(
+        self,
+        *,
+        mesh: _builtins.str = ...,
+        request: _adapter_pb2.RenderOperationRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mesh", b"mesh", "request", b"request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenderOperationRequest: _TypeAlias = RenderOperationRequest  # noqa: Y015
+
+@_typing.final
+class RenderOperationResponse(_message.Message):
+    """RenderOperationResponse wraps the adapter's answer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESH_FIELD_NUMBER: _builtins.int
+    RENDERED_FIELD_NUMBER: _builtins.int
+    mesh: _builtins.str
+    """Mesh name."""
+    @_builtins.property
+    def rendered(self) -> _adapter_pb2.RenderOperationResponse:
+        """The adapter's rendering."""
+
+    def __init__(
+        self,
+        *,
+        mesh: _builtins.str = ...,
+        rendered: _adapter_pb2.RenderOperationResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rendered", b"rendered"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mesh", b"mesh", "rendered", b"rendered"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenderOperationResponse: _TypeAlias = RenderOperationResponse  # noqa: Y015

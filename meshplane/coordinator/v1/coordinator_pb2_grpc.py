@@ -116,6 +116,11 @@ class CoordinatorServiceStub:
                 request_serializer=meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.ListAuditRecordsRequest.SerializeToString,
                 response_deserializer=meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.ListAuditRecordsResponse.FromString,
                 _registered_method=True)
+        self.RenderOperation = channel.unary_unary(
+                '/meshplane.coordinator.v1.CoordinatorService/RenderOperation',
+                request_serializer=meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.RenderOperationRequest.SerializeToString,
+                response_deserializer=meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.RenderOperationResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -243,6 +248,14 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenderOperation(self, request, context):
+        """RenderOperation asks the mesh's adapter for the manifests an operation would apply, like
+        `helm template`; nothing is applied or recorded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -325,6 +338,11 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.ListAuditRecords,
                     request_deserializer=meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.ListAuditRecordsRequest.FromString,
                     response_serializer=meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.ListAuditRecordsResponse.SerializeToString,
+            ),
+            'RenderOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenderOperation,
+                    request_deserializer=meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.RenderOperationRequest.FromString,
+                    response_serializer=meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.RenderOperationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -760,6 +778,33 @@ class CoordinatorService:
             '/meshplane.coordinator.v1.CoordinatorService/ListAuditRecords',
             meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.ListAuditRecordsRequest.SerializeToString,
             meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.ListAuditRecordsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenderOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshplane.coordinator.v1.CoordinatorService/RenderOperation',
+            meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.RenderOperationRequest.SerializeToString,
+            meshplane_dot_coordinator_dot_v1_dot_coordinator__pb2.RenderOperationResponse.FromString,
             options,
             channel_credentials,
             insecure,

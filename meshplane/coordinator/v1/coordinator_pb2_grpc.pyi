@@ -88,6 +88,10 @@ class CoordinatorServiceStub:
     """ListAuditRecords pages through the audit trail, newest first: every mutating call and every
     refused call, with who made it and how it ended. Admins only.
     """
+    RenderOperation: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.RenderOperationRequest, _coordinator_pb2.RenderOperationResponse]
+    """RenderOperation asks the mesh's adapter for the manifests an operation would apply, like
+    `helm template`; nothing is applied or recorded.
+    """
 
 @_typing.type_check_only
 class CoordinatorServiceAsyncStub(CoordinatorServiceStub):
@@ -141,6 +145,10 @@ class CoordinatorServiceAsyncStub(CoordinatorServiceStub):
     ListAuditRecords: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListAuditRecordsRequest, _coordinator_pb2.ListAuditRecordsResponse]  # type: ignore[assignment]
     """ListAuditRecords pages through the audit trail, newest first: every mutating call and every
     refused call, with who made it and how it ended. Admins only.
+    """
+    RenderOperation: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.RenderOperationRequest, _coordinator_pb2.RenderOperationResponse]  # type: ignore[assignment]
+    """RenderOperation asks the mesh's adapter for the manifests an operation would apply, like
+    `helm template`; nothing is applied or recorded.
     """
 
 class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -288,6 +296,16 @@ class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_coordinator_pb2.ListAuditRecordsResponse, _abc.Awaitable[_coordinator_pb2.ListAuditRecordsResponse]]:
         """ListAuditRecords pages through the audit trail, newest first: every mutating call and every
         refused call, with who made it and how it ended. Admins only.
+        """
+
+    @_abc_1.abstractmethod
+    def RenderOperation(
+        self,
+        request: _coordinator_pb2.RenderOperationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.RenderOperationResponse, _abc.Awaitable[_coordinator_pb2.RenderOperationResponse]]:
+        """RenderOperation asks the mesh's adapter for the manifests an operation would apply, like
+        `helm template`; nothing is applied or recorded.
         """
 
 def add_CoordinatorServiceServicer_to_server(servicer: CoordinatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
