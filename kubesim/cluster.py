@@ -200,40 +200,26 @@ class Cluster:
         if rt.schema is None or opts.field_validation is None:
             return
         unknown = prune_object(rt.schema, obj, part=part, defaults=not opts.applying)
+        if unknown and opts.applying:
+            # As the apiserver: an applied configuration is typed against the schema whatever
+            # the field validation, so an undeclared field fails building the typed patch.
+            name = (obj.get("metadata") or {}).get("name", "")
+            raise ApiError.internal_plain(
+                f"failed to create typed patch object (/{name}; {rt.api_version}, "
+                f"Kind={rt.kind}): "
+                + ", ".join(f".{path}: field not declared in schema" for path in unknown)
+            )
+        unknown = sorted(unknown)  # the apiserver names them in order
         if not unknown or opts.field_validation == "Ignore":
             return
         if opts.field_validation == "Warn":
             opts.warnings.extend(f'unknown field "{path}"' for path in unknown)
             return
-        if opts.applying:
-            message = (
-                f"failed to create typed patch object ({rt.api_version}, Kind={rt.kind}): "
-                + ", ".join(f".{path}: field not declared in schema" for path in unknown)
-            )
-        else:
-            message = (
-                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
-                "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in unknown)
-            )
-        name = (obj.get("metadata") or {}).get("name", "")
-        raise ApiError(
-            400,
-            "BadRequest",
-            message,
-            details={
-                "name": name,
-                "group": rt.group,
-                "kind": rt.kind,
-                "causes": [
-                    {
-                        "reason": "FieldValueInvalid",
-                        "message": "field not declared in schema",
-                        "field": path,
-                    }
-                    for path in unknown
-                ],
-            },
+        message = (
+            f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+            "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in unknown)
         )
+        raise ApiError.bad_request(message)  # (no details, as the apiserver)
 
     @staticmethod
     def _schema_problems(
@@ -516,6 +502,19 @@ class Cluster:
     ) -> Obj:
         if content_type == APPLY_PATCH:
             return self._apply(rt, namespace, name, raw, opts, subresource)
+        if opts.force:
+            raise ApiError.invalid(
+                "meta.k8s.io",
+                "PatchOptions",
+                "",
+                [
+                    (
+                        "FieldValueForbidden",
+                        "force",
+                        "Forbidden: may not be specified for non-apply patch",
+                    )
+                ],
+            )
         try:
             patch = json.loads(raw or b"null")
         except ValueError as exc:

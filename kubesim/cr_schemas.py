@@ -217,7 +217,8 @@ def compile_schema(schema: Any) -> _Node:
             node.pattern = None  # an ECMA pattern Python cannot read: not checked
     node.min_items = _count(schema.get("minItems"))
     node.max_items = _count(schema.get("maxItems"))
-    node.unique_items = schema.get("uniqueItems") is True
+    # a set's items are unique (CRDs may not say uniqueItems: the apiserver refuses it)
+    node.unique_items = schema.get("x-kubernetes-list-type") == "set"
     node.min_properties = _count(schema.get("minProperties"))
     node.max_properties = _count(schema.get("maxProperties"))
     fmt = schema.get("format")
@@ -544,12 +545,13 @@ def _check_combinators(node: _Node, value: Any, path: str, causes: list[Cause]) 
         valid = sum(1 for b in node.one_of if _passes(b, value, path))
         if valid != 1:
             found = "Found none valid" if valid == 0 else f"Found {valid} valid alternatives"
+            # worded, and (not) placed, as the apiserver reports it: the field is "<nil>"
             causes.append(
                 (
                     "FieldValueInvalid",
-                    path,
-                    f"Invalid value: {_shown(value)}: {where} in body must validate one and only "
-                    f"one schema (oneOf). {found}",
+                    "<nil>",
+                    f'Invalid value: "": "{where}" must validate one and only one schema '
+                    f"(oneOf). {found}",
                 )
             )
     if node.not_ is not None and _passes(node.not_, value, path):

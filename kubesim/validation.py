@@ -175,6 +175,30 @@ def _pod_spec_problems(pod_spec: Any, field: str) -> list[Cause]:
     return causes
 
 
+def _forbidden_schema_keywords(schema: Any, path: str) -> list[Cause]:
+    """What a CRD's structural schema may not say: uniqueItems: true (quadratic to check)."""
+    if not isinstance(schema, dict):
+        return []
+    causes: list[Cause] = []
+    if schema.get("uniqueItems") is True:
+        causes.append(
+            (
+                "FieldValueForbidden",
+                f"{path}.uniqueItems",
+                "Forbidden: uniqueItems cannot be set to true since the runtime complexity "
+                "becomes quadratic",
+            )
+        )
+    for name, child in (schema.get("properties") or {}).items():
+        causes += _forbidden_schema_keywords(child, f"{path}.properties[{name}]")
+    for key in ("items", "additionalProperties", "not"):
+        causes += _forbidden_schema_keywords(schema.get(key), f"{path}.{key}")
+    for key in ("allOf", "anyOf", "oneOf"):
+        for i, child in enumerate(schema.get(key) or []):
+            causes += _forbidden_schema_keywords(child, f"{path}.{key}[{i}]")
+    return causes
+
+
 def _crd_problems(obj: Obj) -> list[Cause]:
     spec = obj.get("spec") or {}
     names = spec.get("names") or {}
@@ -205,6 +229,12 @@ def _crd_problems(obj: Obj) -> list[Cause]:
             )
         )
     versions = spec.get("versions") or []
+    for i, version in enumerate(versions):
+        schema = ((version or {}).get("schema") or {}) if isinstance(version, dict) else {}
+        where = "spec.validation" if len(versions) == 1 else f"spec.versions[{i}].schema"
+        causes += _forbidden_schema_keywords(
+            schema.get("openAPIV3Schema"), f"{where}.openAPIV3Schema"
+        )
     if not versions:
         causes.append(("FieldValueRequired", "spec.versions", "Required value"))
     elif sum(1 for v in versions if isinstance(v, dict) and v.get("storage")) != 1:

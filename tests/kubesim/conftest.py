@@ -132,6 +132,13 @@ def tls_server(request: pytest.FixtureRequest) -> Iterator[ApiServer]:
         yield made
 
 
+@pytest.fixture(scope="module", params=SERVERS)
+def module_server(request: pytest.FixtureRequest) -> Iterator[ApiServer]:
+    """As `server`, shared by a test module (one kubesim, or one namespace on the real one)."""
+    with _serving(request, tls=False) as made:
+        yield made
+
+
 @pytest.fixture
 def api(server: ApiServer) -> Iterator[client.ApiClient]:
     """The typed client bound to `server` (its kubeconfig)."""
