@@ -52,8 +52,10 @@ kube: $(KUBE_BIN)/.built
 kube-test: $(VENV)/.installed
 	bash scripts/kube-test.sh $(PY)
 
+# The `realkube` benchmarks run in a loopback-only network namespace, like the realkube tests.
 bench: $(VENV)/.installed
-	$(PY) -m pytest -q -s tests/bench -p no:randomly --timeout=900
+	$(PY) -m pytest -q -s tests/bench -p no:randomly --timeout=900 -m "not realkube"
+	bash scripts/kube-test.sh $(PY) -s -p no:randomly --timeout=900 tests/bench
 
 lint: setup proto-check
 	$(VENV)/bin/ruff check $(OUR_CODE)

@@ -30,20 +30,12 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from adapters.istio.declaration import DECLARATION
-from adapters.kit.applying import labelled
-from adapters.kit.chart_repository import ChartRepository
-from adapters.kit.cluster import ClusterSession
-from adapters.kit.objects import KubeObject
-from adapters.kit.operations import OperationRecord, OperationState
-from adapters.kit.planning import ManifestLibrary, Planner
 from adapters.kit.testing import (
     TERMINAL,
     AdapterClient,
@@ -51,9 +43,8 @@ from adapters.kit.testing import (
 )
 from kubesim.harness import SimProcess, kubesim_process
 from meshplane.adapter.v1 import adapter_pb2 as pb
-from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
+from tests.bench.istio_workload import DEMO, adapter_args, istio_charts, rendered_install
 from tests.bench.process_usage import cpu_seconds
-from tests.fixtures_paths import SHARED_FIXTURES
 from tests.plugins.static_http import StaticHttpServer
 
 pytestmark = pytest.mark.bench
@@ -76,49 +67,6 @@ costs, when the console script imports every command module up front)."""
 ROUNDS = 5
 KUBECTL = shutil.which("kubectl") or "kubectl"
 ServerFactory = Callable[[Path], StaticHttpServer]
-
-
-def _charts(tmp_path: Path) -> tuple[Path, Path, str]:
-    """(chart repo dir, mirror dir, version): upstream when available, else the toy charts."""
-    if (SHARED_FIXTURES / "README.md").is_file():
-        return SHARED_FIXTURES / "charts" / "istio", SHARED_FIXTURES, "1.30.3"
-    return package_toy_repo(tmp_path / "toy-charts"), TOY_MIRROR, "1.1.0"
-
-
-def _record(version: str) -> OperationRecord:
-    return OperationRecord(
-        operation_id="bench",
-        operation="install",
-        mesh="istio",
-        mesh_version=version,
-        namespace="istio-system",
-        delete=False,
-        parameters={"profile": "demo"},
-        username="bench",
-        state=OperationState.RUNNING,
-        clusters=("default",),
-        create_time=datetime.now(UTC),
-    )
-
-
-async def _rendered(kubeconfig: Path, chart_url: str, cache: Path, version: str) -> str:
-    """The adapter's plan for install/demo as one YAML stream, namespace first."""
-    spec = DECLARATION.operation("install")
-    assert spec is not None
-    planner = Planner(
-        DECLARATION,
-        charts=ChartRepository(chart_url, cache),
-        manifests=ManifestLibrary(upstream_url=DECLARATION.manifests_url, cache_dir=cache),
-    )
-    async with await ClusterSession.connect(kubeconfig_path=kubeconfig) as session:
-        plan = await planner.plan(spec, _record(version), session)
-    namespace: KubeObject = {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": plan.namespace},
-    }
-    objects = [namespace, *(labelled(obj, plan.release, plan.mesh) for obj in plan.objects)]
-    return yaml.safe_dump_all(objects, sort_keys=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -270,7 +218,7 @@ async def _adapter_install(
                 "install",
                 operation_id=operation_id,
                 mesh_version=version,
-                parameters={"profile": "demo"},
+                parameters=DEMO,
             )
             final = await _final_event(stream)
             seconds.append(time.perf_counter() - started)
@@ -294,20 +242,9 @@ async def _adapter_install(
 async def test_install_time_against_kubectl_rss_and_startup(
     tmp_path: Path, static_http_server: ServerFactory
 ) -> None:
-    charts, mirror, version = _charts(tmp_path)
+    charts, mirror, version = istio_charts(tmp_path)
     chart_url = static_http_server(charts).url
-    args = [
-        "--port",
-        "0",
-        "--chart-repo",
-        chart_url,
-        "--manifests-url",
-        static_http_server(mirror).url,
-        "--cache-dir",
-        str(tmp_path / "adapter-cache"),
-        "--log-level",
-        "warning",
-    ]
+    args = adapter_args(chart_url, static_http_server(mirror).url, tmp_path / "adapter-cache")
     manifest = tmp_path / "istio-demo.yaml"
     rows: list[tuple[AdapterRun, float, float]] = []
     kubectl_costs: list[Cost] = []
@@ -315,7 +252,9 @@ async def test_install_time_against_kubectl_rss_and_startup(
     for number in range(1, ROUNDS + 1):
         with kubesim_process(tmp_path / f"sim-{number}-adapter") as sim:
             if number == 1:
-                text = await _rendered(sim.kubeconfig, chart_url, tmp_path / "plan-cache", version)
+                text = await rendered_install(
+                    sim.kubeconfig, chart_url, tmp_path / "plan-cache", version, DEMO
+                )
                 manifest.write_text(text, encoding="utf-8")
             run = await _adapter_install(args, tmp_path / f"adapter-{number}.log", sim, version)
         with kubesim_process(tmp_path / f"sim-{number}-kubectl-cold") as sim:
