@@ -144,6 +144,23 @@ def _describe_api_error(
                 probable_cause="the namespace was not part of the plan or was deleted meanwhile",
                 suggested_remediation="create the namespace or pick an existing one",
             )
+        if (
+            ref is not None
+            and ref.kind in _BINDINGS
+            and verb in ("apply", "create")
+            and isinstance(details, dict)
+            and details.get("name")
+        ):
+            # Not the kind: RBAC read the bound role to check escalation, and it is absent.
+            return ErrorDetail(
+                code="OBJECT_NOT_FOUND",
+                message=f"the API server answered not found to {subject}: {server_message}",
+                probable_cause=f"the role the {ref.kind} refers to does not exist (yet), and "
+                "without `bind` on it the API server must read it to check that the applier "
+                "holds its permissions",
+                suggested_remediation="create the role first, or grant `bind` on it: "
+                + _ROLE_REMEDY,
+            )
         if ref is not None and verb in ("apply", "create", "list"):
             return ErrorDetail(
                 code="KIND_NOT_INSTALLED",
@@ -221,6 +238,7 @@ _ROLE_REMEDY = (
     f"{ROLE_COMMAND} prints the ClusterRole this adapter needs (for the chart versions it "
     "serves): apply it and bind it to the adapter's ServiceAccount"
 )
+_BINDINGS = frozenset({"RoleBinding", "ClusterRoleBinding"})
 # kube-apiserver's words (k8s.io/apiserver endpoints/handlers/responsewriters forbiddenMessage).
 _RBAC_DENIAL = re.compile(
     r'User "(?P<user>[^"]{0,200})" cannot (?P<verb>[a-z]+) resource "(?P<resource>[^"]{1,200})" '

@@ -359,6 +359,30 @@ def test_forbidden_tells_escalation_and_admission_apart() -> None:
     assert "admission" in detail.probable_cause
 
 
+def test_a_binding_whose_role_is_missing_is_not_a_missing_kind() -> None:
+    """What the real API server answers an identity without `bind` applying a binding before
+    its role exists: 404 naming the object, not an unserved kind."""
+    ref = ObjectRef(
+        api_version="rbac.authorization.k8s.io/v1",
+        kind="ClusterRoleBinding",
+        namespace="",
+        name="mesh-policy",
+    )
+    body = {
+        "message": 'clusterroles.rbac.authorization.k8s.io "mesh-policy" not found',
+        "details": {"name": "mesh-policy", "group": "rbac.authorization.k8s.io"},
+    }
+    detail = for_mesh(
+        describe_error(
+            _api_error(404, body), verb="apply", resource="clusterrolebindings", ref=ref
+        ),
+        "x",
+    )
+    assert detail.code == "OBJECT_NOT_FOUND"
+    assert "the role the ClusterRoleBinding refers to does not exist" in detail.probable_cause
+    assert "`meshplane rbac x`" in detail.suggested_remediation
+
+
 def test_unauthorized_and_server_errors_are_told_apart() -> None:
     assert describe_error(_api_error(401, {}), verb="get", resource="pods").code == (
         "KUBE_UNAUTHORIZED"
