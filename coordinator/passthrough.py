@@ -25,7 +25,12 @@ from coordinator.identity.subjects import IDENTITY_HEADERS, forwarded_identity
 from coordinator.messages import operation_from_record
 from coordinator.operation_admission import Admission, AdmissionRefused, OperationAdmission
 from coordinator.registry import Registry, RegistryChange, Replica
-from coordinator.routing import RouteError, Router
+from coordinator.routing import (
+    RouteError,
+    Router,
+    check_dry_run_capability,
+    long_call_seconds,
+)
 from meshplane.adapter.v1 import adapter_pb2 as adapter_pb
 
 __all__ = ["MESH_METADATA_KEY", "SERVICE_NAME", "Passthrough", "add_passthrough_to_server"]
@@ -129,8 +134,17 @@ class Passthrough:
             if not mesh:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _MISSING_MESH)
 
+            # A dry run or a rendering does an operation's work before answering: it has the
+            # caller's deadline, not the router's per-call timeout.
+            dry_run = _is_dry_run(method, request)
+            long = dry_run or method == "RenderOperation"
+
             async def invoke(replica: Replica, channel: Any, seconds: float) -> bytes:
+                if dry_run:
+                    check_dry_run_capability(replica)
                 call = self._multicallable(replica.address, channel, method, streaming=False)
+                if long:
+                    seconds = long_call_seconds(context.time_remaining())
                 response: bytes = await call(request, timeout=seconds, metadata=metadata)
                 return response
 
@@ -144,7 +158,7 @@ class Passthrough:
                     mesh,
                     invoke,
                     caller_remaining=context.time_remaining(),
-                    retry=read_only or _carries_operation_id(method, request),
+                    retry=read_only or long or _carries_operation_id(method, request),
                     method=method,
                 )
                 if admission is not None:
@@ -234,15 +248,23 @@ class Passthrough:
         return replica
 
 
-def _carries_operation_id(method: str, request: bytes) -> bool:
-    """True for an ApplyOperation whose caller chose the operation id: sending it again returns
-    the same operation, so it may be retried; without an id a retry could start a second run.
-    A dry run changes nothing, so it may be retried too."""
+def _is_dry_run(method: str, request: bytes) -> bool:
+    """True for an ApplyOperation asking for a dry run."""
     if method != "ApplyOperation":
         return False
     try:
-        parsed = adapter_pb.ApplyOperationRequest.FromString(request)
-        return bool(parsed.operation_id) or parsed.dry_run
+        return adapter_pb.ApplyOperationRequest.FromString(request).dry_run
+    except Exception:
+        return False
+
+
+def _carries_operation_id(method: str, request: bytes) -> bool:
+    """True for an ApplyOperation whose caller chose the operation id: sending it again returns
+    the same operation, so it may be retried; without an id a retry could start a second run."""
+    if method != "ApplyOperation":
+        return False
+    try:
+        return bool(adapter_pb.ApplyOperationRequest.FromString(request).operation_id)
     except Exception:
         return False
 

@@ -24,7 +24,15 @@ from coordinator.registry import Registry, Replica
 from serving.input_quoting import quoted
 from serving.retry_policies import grpc_retry, is_retryable_grpc_error
 
-__all__ = ["Invoke", "RouteError", "Router"]
+__all__ = [
+    "DRY_RUN_CAPABILITY",
+    "LONG_CALL_SECONDS",
+    "Invoke",
+    "RouteError",
+    "Router",
+    "check_dry_run_capability",
+    "long_call_seconds",
+]
 
 _log = structlog.get_logger(__name__)
 
@@ -204,6 +212,34 @@ class Router:
             self._outstanding[replica.address] -= 1
             if not self._outstanding[replica.address]:
                 del self._outstanding[replica.address]
+
+
+LONG_CALL_SECONDS = 300.0
+"""Longest deadline of a call that does an operation's work before answering (a dry run, a
+rendering), when the caller sets no shorter one; other calls get the router's call timeout."""
+
+
+def long_call_seconds(caller_remaining: float | None) -> float:
+    """The deadline of such a call: the caller's remaining time, at most `LONG_CALL_SECONDS`."""
+    if caller_remaining is None:
+        return LONG_CALL_SECONDS
+    return min(LONG_CALL_SECONDS, caller_remaining)
+
+
+DRY_RUN_CAPABILITY = "dry-run"
+"""What an adapter that honours ApplyOperationRequest.dry_run lists in GetInfo.capabilities."""
+
+
+def check_dry_run_capability(replica: Replica) -> None:
+    """Refuse (FAILED_PRECONDITION) to send a dry run to a replica that does not say it honours
+    one: an adapter built before the field existed would ignore it and really apply."""
+    if DRY_RUN_CAPABILITY not in replica.capabilities:
+        raise RouteError(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"the {replica.mesh} adapter at {replica.address} does not support dry runs (its "
+            f"GetInfo lists no {DRY_RUN_CAPABILITY!r} capability; it would apply the operation): "
+            "upgrade it, or use `meshplane template` to see its manifests",
+        )
 
 
 def _describe(error: BaseException | None) -> str | None:

@@ -24,7 +24,12 @@ from coordinator.identity.subjects import forwarded_identity
 from coordinator.operation_admission import AdmissionRefused, OperationAdmission
 from coordinator.perf_service import PerformanceRpcs
 from coordinator.registry import RegistrationError, Registry, Replica, Source
-from coordinator.routing import RouteError, Router
+from coordinator.routing import (
+    RouteError,
+    Router,
+    check_dry_run_capability,
+    long_call_seconds,
+)
 from coordinator.store.base import Store
 from coordinator.store.records import OperationRecord, StoredEvent
 from meshplane.adapter.v1 import adapter_pb2 as adapter_pb
@@ -42,8 +47,6 @@ _log = structlog.get_logger(__name__)
 SERVICE_NAME = "meshplane.coordinator.v1.CoordinatorService"
 DEFAULT_HISTORY_PAGE = 50
 MAX_HISTORY_PAGE = 500
-DRY_RUN_SECONDS = 300.0
-"""Longest a routed dry run or rendering may take when the caller sets no shorter deadline."""
 
 
 class EventSource(Protocol):
@@ -314,15 +317,16 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
     ) -> pb.ApplyOperationResponse:
         """Route a dry run and relay its answer; nothing is claimed or recorded (the adapter
         records nothing either). It does the operation's reads and dry-run writes before
-        answering, so it has the caller's deadline (at most `DRY_RUN_SECONDS`), not the
+        answering, so it has the caller's deadline (at most `LONG_CALL_SECONDS`), not the
         per-call timeout; it changes nothing, so it is retried like a read."""
         try:
             await self._admission.admit(mesh, outbound)
         except AdmissionRefused as exc:
             await _abort(context, exc.code, exc.message)
-        seconds = self._long_call_seconds(context)
+        seconds = long_call_seconds(context.time_remaining())
 
         async def invoke(replica: Replica, channel: Any, _: float) -> Any:
+            check_dry_run_capability(replica)
             stub = adapter_grpc.MeshAdapterServiceStub(channel)
             return await stub.ApplyOperation(
                 outbound, timeout=seconds, metadata=forwarded_identity()
@@ -344,9 +348,9 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         self, request: pb.RenderOperationRequest, context: Any
     ) -> pb.RenderOperationResponse:
         """Forwarded to a healthy replica (read-only, so retried on another). Rendering charts
-        takes time, so it has the caller's deadline (at most `DRY_RUN_SECONDS`)."""
+        takes time, so it has the caller's deadline (at most `LONG_CALL_SECONDS`)."""
         mesh = await self._known_mesh(context, request.mesh)
-        seconds = self._long_call_seconds(context)
+        seconds = long_call_seconds(context.time_remaining())
 
         async def invoke(replica: Replica, channel: Any, _: float) -> Any:
             stub = adapter_grpc.MeshAdapterServiceStub(channel)
@@ -356,13 +360,6 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
 
         answer = await self._route(context, mesh, invoke, retry=True, method="RenderOperation")
         return pb.RenderOperationResponse(mesh=mesh, rendered=answer)
-
-    @staticmethod
-    def _long_call_seconds(context: Any) -> float:
-        """The deadline of a call that does an operation's work before answering (a dry run, a
-        rendering): the caller's remaining time, at most `DRY_RUN_SECONDS`."""
-        remaining = context.time_remaining()
-        return DRY_RUN_SECONDS if remaining is None else min(DRY_RUN_SECONDS, remaining)
 
     async def _stored(self, context: Any, operation_id: str) -> OperationRecord:
         if not operation_id:

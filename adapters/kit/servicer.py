@@ -74,7 +74,16 @@ class AdapterInfo:
 
 def kit_capabilities(declaration: MeshDeclaration) -> tuple[str, ...]:
     """What every kit adapter offers, plus what the declaration adds."""
-    found = ["multi-cluster", "cancel", "mesh-status", "resume", "event-replay", "meshery"]
+    found = [
+        "multi-cluster",
+        "cancel",
+        "mesh-status",
+        "resume",
+        "event-replay",
+        "meshery",
+        "dry-run",
+        "render",
+    ]
     if any(spec.category is Category.CUSTOM or spec.custom for spec in declaration.operations):
         found.append("custom-operation")
     found.extend(declaration.capabilities)

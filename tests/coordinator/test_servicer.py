@@ -495,3 +495,31 @@ async def test_watch_from_a_cursor_beyond_the_store_is_out_of_range(tmp_path: Pa
         details = beyond.value.details()
         assert f"cursor {newest + 5} is beyond the newest event {newest}" in details
         assert "resume with 0" in details
+
+
+async def test_a_dry_run_is_never_sent_to_an_adapter_that_does_not_honour_one(
+    tmp_path: Path,
+) -> None:
+    """An adapter built before ApplyOperationRequest.dry_run would ignore it and apply: without
+    the "dry-run" capability the coordinator refuses, through its service and its pass-through,
+    and the adapter never sees the request."""
+    async with fakes(("toy", "old")) as (old,):
+        settings = make_settings(tmp_path, adapters=static(old))
+        async with coordinator(settings) as client:
+            await client.wait_serving(old.address)
+            request = apb.ApplyOperationRequest(operation="install", dry_run=True)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await client.stub.ApplyOperation(
+                    cpb.ApplyOperationRequest(mesh="toy", request=request), timeout=10
+                )
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "'dry-run' capability" in (refused.value.details() or "")
+            with pytest.raises(grpc.aio.AioRpcError) as passed:
+                await client.adapter_stub.ApplyOperation(
+                    request, metadata=(("x-meshplane-mesh", "toy"),), timeout=10
+                )
+            assert passed.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert old.fake.calls("ApplyOperation") == []
+            assert old.fake.operations == {}
+            history = await client.stub.ListOperationHistory(cpb.ListOperationHistoryRequest())
+            assert list(history.operations) == []

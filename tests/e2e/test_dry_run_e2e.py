@@ -178,11 +178,21 @@ async def test_dry_runs_through_the_coordinator_are_never_recorded(
     settings = dataclasses.replace(
         coordinator_settings(tmp_path / "coord", []),
         adapters=(StaticAdapter(mesh="istio", address=harness.process.address),),
+        # Shorter than rendering the install's charts: a dry run (service and pass-through)
+        # has the caller's deadline instead.
+        call_timeout_seconds=0.05,
     )
     coordinator = CoordinatorUnderTest(settings)
     await coordinator.start()
     try:
         await coordinator.wait_serving("istio")
+        install = await coordinator.stub.ApplyOperation(
+            cpb.ApplyOperationRequest(
+                mesh="istio", request=pb.ApplyOperationRequest(operation="install", dry_run=True)
+            ),
+            timeout=60,
+        )
+        assert install.dry_run_result.clusters[0].changes
         request = pb.ApplyOperationRequest(operation="httpbin", dry_run=True)
         routed = await coordinator.apply("istio", request)
         assert routed.operation_id == "" and routed.operation.operation.dry_run

@@ -212,7 +212,9 @@ class GetInfoResponse(_message.Message):
     """Namespace the mesh control plane is installed into when a request gives none."""
     @_builtins.property
     def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Optional features, e.g. "multi-cluster", "custom-operation", "cancel", "mesh-status"."""
+        """Optional features, e.g. "multi-cluster", "custom-operation", "cancel", "mesh-status",
+        "dry-run" (honours ApplyOperationRequest.dry_run), "render" (serves RenderOperation).
+        """
 
     def __init__(
         self,
@@ -540,7 +542,9 @@ class ApplyOperationRequest(_message.Message):
     dry_run_result says, per cluster and object, what would be created, changed or deleted.
     Nothing changes in any cluster and nothing is recorded: no operation (operation_id is
     ignored and GetOperation does not know it), no events, no journal entry. The work is done
-    before the answer, bounded by the call's deadline and by timeout.
+    before the answer, bounded by the call's deadline and by timeout. An adapter that honours
+    it lists the "dry-run" capability (GetInfo); the coordinator sends dry runs to no other, as
+    an adapter built before this field would ignore it and apply.
     """
     @_builtins.property
     def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
