@@ -98,8 +98,15 @@ class WorkloadControllers(ControllerBase):
                     ],
                     "capacity": {"cpu": "32", "memory": "256Gi", "pods": "1000"},
                     "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "1000"},
+                    # every field a kubelet reports (clients' models require them all)
                     "nodeInfo": {
+                        "machineID": "kubesim",
+                        "systemUUID": "kubesim",
+                        "bootID": "kubesim",
+                        "kernelVersion": "kubesim",
+                        "osImage": "kubesim",
                         "kubeletVersion": "v1.34.0-kubesim",
+                        "kubeProxyVersion": "",
                         "operatingSystem": "linux",
                         "architecture": "amd64",
                         "containerRuntimeVersion": "kubesim://1",

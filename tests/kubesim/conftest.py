@@ -30,6 +30,9 @@ from tests.kubesim.support import eventually, raw_request
 from tests.plugins.kubesim import FAST
 
 SERVERS = ["kubesim", pytest.param("realkube", marks=pytest.mark.realkube)]
+# A test about kubesim's own behaviour (its fault annotation, its settings) narrows `server`
+# to it: `@KUBESIM_ONLY`, with a line saying why.
+KUBESIM_ONLY = pytest.mark.parametrize("server", ["kubesim"], indirect=True)
 # Cluster-scoped kinds a test may create; whatever carries its suffix is deleted after it.
 CLUSTER_SCOPED = (
     "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",

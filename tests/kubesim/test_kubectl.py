@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from kubesim.harness import RunningSim
+from tests.kubesim.servers import ApiServer
 from tests.kubesim.support import kubectl_binary
 
 MANIFEST = """
@@ -44,9 +45,9 @@ spec:
 CRD = """
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
-metadata: {name: gadgets.example.com}
+metadata: {name: gadgets.GROUP}
 spec:
-  group: example.com
+  group: GROUP
   scope: Namespaced
   names: {plural: gadgets, singular: gadget, kind: Gadget, shortNames: [gd]}
   versions:
@@ -56,7 +57,7 @@ spec:
     schema:
       openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
 ---
-apiVersion: example.com/v1
+apiVersion: GROUP/v1
 kind: Gadget
 metadata: {name: g1}
 spec: {size: 3}
@@ -64,9 +65,16 @@ spec: {size: 3}
 
 
 class Kubectl:
-    def __init__(self, sim: RunningSim, cache: Path) -> None:
+    def __init__(
+        self, sim: ApiServer | RunningSim, cache: Path, namespace: str = "default"
+    ) -> None:
         self.cache = cache
-        self.base = [kubectl_binary(), f"--kubeconfig={sim.kubeconfig}", f"--cache-dir={cache}"]
+        self.base = [
+            kubectl_binary(),
+            f"--kubeconfig={sim.kubeconfig}",
+            f"--cache-dir={cache}",
+            f"--namespace={namespace}",
+        ]
 
     def run(
         self, *args: str, stdin: str | None = None, check: bool = True
@@ -88,17 +96,32 @@ class Kubectl:
 
 
 @pytest.fixture
-def kubectl(kubesim: RunningSim, tmp_path: Path) -> Kubectl:
+def kubectl(server: ApiServer, tmp_path: Path) -> Kubectl:
+    """kubectl as the admin, in the test's namespace."""
+    return Kubectl(server, tmp_path / "cache", server.namespace)
+
+
+@pytest.fixture
+def sim_kubectl(kubesim: RunningSim, tmp_path: Path) -> Kubectl:
+    """kubectl against a plain kubesim (for kubesim-only tests)."""
     return Kubectl(kubesim, tmp_path / "cache")
 
 
-def test_get_namespaces_and_nodes(kubectl: Kubectl) -> None:
+def crd_manifest(server: ApiServer) -> str:
+    return CRD.replace("GROUP", server.group)
+
+
+def test_get_namespaces_and_nodes(kubectl: Kubectl, server: ApiServer) -> None:
     out = kubectl.run("get", "namespaces").stdout
-    for name in ("default", "kube-system", "kube-public"):
+    for name in ("default", "kube-system", "kube-public", server.namespace):
         assert name in out
     nodes = kubectl.json("get", "nodes")
     assert nodes["kind"] == "List" or nodes["kind"] == "NodeList"
-    assert nodes["items"][0]["metadata"]["name"] == "kubesim-node"
+    # kubesim has one node (kubesim-node), the real control plane two fake ones: all Ready
+    assert nodes["items"]
+    for node in nodes["items"]:
+        ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"]
+        assert ready == "True", node["metadata"]["name"]
     assert "serviceaccounts" in kubectl.run("api-resources").stdout
 
 
@@ -145,20 +168,25 @@ def test_client_side_apply_without_validation(kubectl: Kubectl) -> None:
     kubectl.run("delete", "-f", "-", stdin=MANIFEST)
 
 
-def test_crd_wait_and_custom_resources(kubectl: Kubectl) -> None:
-    crd_only = CRD.split("---", maxsplit=1)[0]
+def test_crd_wait_and_custom_resources(kubectl: Kubectl, server: ApiServer) -> None:
+    manifest = crd_manifest(server)
+    crd_only = manifest.split("---", maxsplit=1)[0]
     kubectl.run("apply", "--server-side", "-f", "-", stdin=crd_only)
-    kubectl.run("wait", "--for=condition=Established", "crd/gadgets.example.com", "--timeout=30s")
-    kubectl.run("apply", "--server-side", "-f", "-", stdin=CRD)
-    gadgets = kubectl.json("get", "gd")
+    kubectl.run(
+        "wait", "--for=condition=Established", f"crd/gadgets.{server.group}", "--timeout=30s"
+    )
+    kubectl.run("apply", "--server-side", "-f", "-", stdin=manifest)
+    gadgets = kubectl.json("get", f"gadgets.{server.group}")
     assert [g["metadata"]["name"] for g in gadgets["items"]] == ["g1"]
-    assert "g1" in kubectl.run("get", "gadgets.example.com").stdout
-    kubectl.run("delete", "crd", "gadgets.example.com")
-    missing = kubectl.run("get", "gadgets", check=False)
+    assert "g1" in kubectl.run("get", f"gadgets.{server.group}").stdout
+    kubectl.run("delete", "crd", f"gadgets.{server.group}")
+    missing = kubectl.run("get", f"gadgets.{server.group}", check=False)
     assert missing.returncode != 0
 
 
-def test_failing_rollout_reports_deadline(kubectl: Kubectl) -> None:
+def test_failing_rollout_reports_deadline(sim_kubectl: Kubectl) -> None:
+    """kubesim only: its fail annotation keeps the Pods waiting (no kubelet to fail them)."""
+    kubectl = sim_kubectl
     broken = MANIFEST.replace(
         "labels: {app: web}}",
         "labels: {app: web}, annotations: {kubesim.meshplane.io/fail: CrashLoopBackOff}}",
@@ -170,24 +198,30 @@ def test_failing_rollout_reports_deadline(kubectl: Kubectl) -> None:
     assert "exceeded its progress deadline" in result.stderr
 
 
-def test_create_generators_send_protobuf(kubectl: Kubectl) -> None:
-    kubectl.run("create", "namespace", "made")
-    kubectl.run("-n", "made", "create", "configmap", "c", "--from-literal=a=b")
-    kubectl.run("-n", "made", "create", "secret", "generic", "s", "--from-literal=p=q")
-    kubectl.run("-n", "made", "create", "serviceaccount", "robot")
-    assert kubectl.json("-n", "made", "get", "configmap", "c")["data"] == {"a": "b"}
-    assert kubectl.json("-n", "made", "get", "secret", "s")["data"] == {"p": "cQ=="}
-    assert kubectl.json("get", "namespace", "made")["status"]["phase"] == "Active"
-    kubectl.run("-n", "made", "delete", "secret", "s")
-    # kinds kubesim cannot decode from protobuf are refused plainly
-    refused = kubectl.run("create", "deployment", "d", "--image=nginx", check=False)
+def test_create_generators_send_protobuf(kubectl: Kubectl, server: ApiServer) -> None:
+    made = server.unique("made")
+    kubectl.run("create", "namespace", made)
+    kubectl.run("-n", made, "create", "configmap", "c", "--from-literal=a=b")
+    kubectl.run("-n", made, "create", "secret", "generic", "s", "--from-literal=p=q")
+    kubectl.run("-n", made, "create", "serviceaccount", "robot")
+    assert kubectl.json("-n", made, "get", "configmap", "c")["data"] == {"a": "b"}
+    assert kubectl.json("-n", made, "get", "secret", "s")["data"] == {"p": "cQ=="}
+    assert kubectl.json("get", "namespace", made)["status"]["phase"] == "Active"
+    kubectl.run("-n", made, "delete", "secret", "s")
+
+
+def test_kinds_kubesim_cannot_decode_from_protobuf_are_refused(sim_kubectl: Kubectl) -> None:
+    """kubesim only: it decodes protobuf for a few kinds (the real server for all)."""
+    refused = sim_kubectl.run("create", "deployment", "d", "--image=nginx", check=False)
     assert refused.returncode != 0 and "application/json" in refused.stderr
 
 
 def test_kubectl_discovers_everything_in_two_aggregated_requests(
-    kubectl: Kubectl, kubesim: RunningSim
+    sim_kubectl: Kubectl, kubesim: RunningSim
 ) -> None:
-    crd_only = CRD.split("---", maxsplit=1)[0]
+    """kubesim only: it counts the discovery requests it answers."""
+    kubectl = sim_kubectl
+    crd_only = CRD.replace("GROUP", "example.com").split("---", maxsplit=1)[0]
     kubectl.run("apply", "--server-side", "-f", "-", stdin=crd_only)
     kubectl.run("wait", "--for=condition=Established", "crd/gadgets.example.com", "--timeout=30s")
     fresh = Kubectl(kubesim, kubectl.cache.parent / "fresh-cache")
