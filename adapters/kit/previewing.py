@@ -81,7 +81,7 @@ class Previewer:
         return [a for a in answers if not isinstance(a, BaseException)]
 
     async def _missing_namespaces(self, names: Iterable[str]) -> set[str]:
-        wanted = sorted(set(names))
+        wanted = sorted(set(names) - {""})
         found = await self._all(wanted, lambda n: self._session.get("v1", "Namespace", n))
         return {name for name, obj in zip(wanted, found, strict=True) if obj is None}
 
@@ -116,34 +116,29 @@ class Previewer:
             for hook in plan.hooks
             if phase in hook.phases
         ]
-        planned_namespaces = {
-            str(obj["metadata"]["name"]) for obj in plan.objects if obj.get("kind") == "Namespace"
-        }
-        created_namespaces = planned_namespaces | {plan.namespace}
         missing = await self._missing_namespaces(
             [plan.namespace, *(ObjectRef.from_manifest(o).namespace or "" for o, _ in writes)]
-            if writes
-            else [plan.namespace]
         )
-        check_missing_namespaces(plan, missing)
+        # Past the check, the apply creates every missing namespace: bare, unless the plan
+        # declares it (then it is one of the writes).
+        declared = check_missing_namespaces(plan, missing)
         planned_kinds = {
             (str(spec.get("group", "")), str((spec.get("names") or {}).get("kind", "")))
             for obj in plan.objects
             if obj.get("kind") == "CustomResourceDefinition"
             for spec in [obj.get("spec") or {}]
         }
-        changes: list[ObjectChange] = []
-        if plan.namespace in missing and plan.namespace not in planned_namespaces:
-            release_namespace = ObjectRef(
-                api_version="v1", kind="Namespace", namespace=None, name=plan.namespace
+        changes = [
+            ObjectChange(
+                action=ChangeAction.CREATE,
+                ref=ObjectRef(api_version="v1", kind="Namespace", namespace=None, name=name),
+                message="the release's namespace"
+                if name == plan.namespace
+                else "asked for (create-namespace)",
             )
-            changes.append(
-                ObjectChange(
-                    action=ChangeAction.CREATE,
-                    ref=release_namespace,
-                    message="the release's namespace",
-                )
-            )
+            for name in sorted(missing)
+            if name not in declared
+        ]
 
         async def preview(write: tuple[KubeObject, str]) -> ObjectChange | None:
             obj, note = write
@@ -162,7 +157,7 @@ class Previewer:
                     ),
                 )
             namespace = ref.namespace if resource.namespaced else None
-            if namespace in missing and namespace in created_namespaces:
+            if namespace in missing:
                 return ObjectChange(
                     action=ChangeAction.CREATE,
                     ref=ref,

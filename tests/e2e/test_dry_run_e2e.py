@@ -155,6 +155,24 @@ async def test_a_dry_run_is_refused_as_the_real_request_would_be(harness: MeshHa
     )
     assert ("CREATE", "Namespace", "", "nope") in changes(asked)
     assert await harness.get("v1", "Namespace", "nope") is None
+    # Objects in namespaces the operation creates are listed as created, unchecked.
+    body = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: one, namespace: other}\ndata: {a: '1'}\n"
+    )
+    custom = await dry_run(
+        client,
+        "custom",
+        custom_body=body,
+        parameters={"create-namespace": "true"},
+    )
+    notes = {c.name: c.message for c in custom.dry_run_result.clusters[0].changes}
+    assert changes(custom) == {
+        ("CREATE", "Namespace", "", "other"),
+        ("CREATE", "ConfigMap", "other", "one"),
+    }
+    assert notes["other"] == "asked for (create-namespace)"
+    assert notes["one"].startswith("not checked by the API server: namespace other")
+    assert await harness.get("v1", "Namespace", "other") is None
 
 
 async def test_a_dry_run_never_records_its_operation_id(harness: MeshHarness) -> None:
