@@ -11,40 +11,41 @@ from pathlib import Path
 
 from kubernetes import client
 
-from kubesim.harness import RunningSim
+from tests.kubesim.servers import ApiServer
 
 
 def test_install_upgrade_uninstall(
-    kubesim: RunningSim, api_client: client.ApiClient, tmp_path: Path
+    server: ApiServer, api: client.ApiClient, tmp_path: Path
 ) -> None:
     import helm_python as helm
 
+    apps_ns = server.unique("apps")
     chart = helm.Chart.create("demo", tmp_path)
-    cfg = helm.Config(kubeconfig_path=kubesim.kubeconfig, namespace="apps")
+    cfg = helm.Config(kubeconfig_path=server.kubeconfig, namespace=apps_ns)
     try:
         release = cfg.install(
             chart,
             "demo",
             {"replicaCount": 2},
-            namespace="apps",
+            namespace=apps_ns,
             create_namespace=True,
             wait="watcher",
             timeout=60,
         )
         assert release["status"] == "deployed"
-        apps = client.AppsV1Api(api_client)
-        deployment = apps.read_namespaced_deployment("demo", "apps")
+        apps = client.AppsV1Api(api)
+        deployment = apps.read_namespaced_deployment("demo", apps_ns)
         assert deployment.status.ready_replicas == 2
-        core = client.CoreV1Api(api_client)
-        secrets = core.list_namespaced_secret("apps", label_selector="owner=helm").items
+        core = client.CoreV1Api(api)
+        secrets = core.list_namespaced_secret(apps_ns, label_selector="owner=helm").items
         assert [s.type for s in secrets] == ["helm.sh/release.v1"]
         upgraded = cfg.upgrade(
-            chart, "demo", {"replicaCount": 3}, namespace="apps", wait="watcher", timeout=60
+            chart, "demo", {"replicaCount": 3}, namespace=apps_ns, wait="watcher", timeout=60
         )
         assert upgraded["revision"] == 2
-        assert apps.read_namespaced_deployment("demo", "apps").status.ready_replicas == 3
+        assert apps.read_namespaced_deployment("demo", apps_ns).status.ready_replicas == 3
         cfg.uninstall("demo")
-        assert apps.list_namespaced_deployment("apps").items == []
-        assert core.list_namespaced_secret("apps", label_selector="owner=helm").items == []
+        assert apps.list_namespaced_deployment(apps_ns).items == []
+        assert core.list_namespaced_secret(apps_ns, label_selector="owner=helm").items == []
     finally:
         cfg.close()
