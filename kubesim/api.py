@@ -342,9 +342,21 @@ class KubeApi:
             manager = request.headers.get("User-Agent", "unknown").split("/", 1)[0][:128]
         validation = q.get("fieldValidation") or "Warn"
         if validation not in FIELD_VALIDATIONS:
-            raise ApiError.bad_request(
-                f'fieldValidation: Unsupported value: "{validation}": supported values: '
-                '"Ignore", "Strict", "Warn"'
+            options = {"POST": "CreateOptions", "PUT": "UpdateOptions"}.get(
+                request.method, "PatchOptions"
+            )
+            raise ApiError.invalid(
+                "meta.k8s.io",
+                options,
+                "",
+                [
+                    (
+                        "FieldValueNotSupported",
+                        "fieldValidation",
+                        f'Unsupported value: "{validation[:64]}": supported values: '
+                        '"Ignore", "Strict", "Warn"',
+                    )
+                ],
             )
         return WriteOptions(
             manager=manager or None,

@@ -1,4 +1,6 @@
-"""`meshplane kubesim` as a process: prints URL and kubeconfig, TLS, state file, SIGTERM."""
+"""`meshplane kubesim` as a process: prints URL and kubeconfig, TLS, state file, SIGTERM.
+
+kubesim only: its command line."""
 
 from __future__ import annotations
 

@@ -387,7 +387,8 @@ def test_strict_refuses_unknown_fields(sim: ApiServer) -> None:
         or 'unknown field "spec.foo"' in body["message"]
     )
     status, body, _ = call(sim, "POST", base(sim), widget("w-x"), query={"fieldValidation": "Loud"})
-    assert status == 400
+    assert (status, body["reason"]) == (422, "Invalid")
+    assert causes(body) == [("FieldValueNotSupported", "fieldValidation")]
 
 
 def test_every_write_path_validates(sim: ApiServer) -> None:

@@ -1,4 +1,6 @@
-"""Fault injection: error rates by verb with 429/500/503, latency, dropped watch streams."""
+"""Fault injection: error rates by verb with 429/500/503, latency, dropped watch streams.
+
+kubesim only: fault injection is kubesim's own."""
 
 from __future__ import annotations
 

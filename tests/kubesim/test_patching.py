@@ -1,4 +1,5 @@
-"""Patch formats and field sets, without a server."""
+"""Patch formats and field sets, without a server (kubesim's own functions; the same patches
+go to both servers in test_crud and test_apply)."""
 
 from __future__ import annotations
 

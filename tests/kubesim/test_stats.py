@@ -1,4 +1,6 @@
-"""`/kubesim/stats`: answered API requests by verb, so benchmarks can compare clients' traffic."""
+"""`/kubesim/stats`: answered API requests by verb, so benchmarks can compare clients' traffic.
+
+kubesim only: the endpoint is kubesim's own."""
 
 from __future__ import annotations
 

@@ -2,6 +2,10 @@
 
 Charts are rendered with helm-python-sdk (offline, as an installer does); manifests are read as
 they are. Each case gets a fresh cluster. Needs ../shared/fixtures; skips without it.
+
+kubesim only: "re-applying wrote nothing" is read from kubesim's write counter; the same charts
+install, re-install unchanged and uninstall on the real server through the adapters in
+tests/e2e (parameter `realkube`).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from kubernetes.aio import watch as aio_watch
 
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
+from tests.kubesim.conftest import KUBESIM_ONLY
 from tests.kubesim.servers import ApiServer
 from tests.kubesim.support import eventually, ssl_context
 
@@ -139,18 +140,24 @@ def test_too_old_resource_version_is_an_expired_error_event() -> None:
         assert exc.value.status == 410
 
 
-def test_bookmarks_and_timeout(server: ApiServer, ns: str) -> None:
+@KUBESIM_ONLY  # kubesim's bookmark interval; the real server's come about once a minute
+def test_bookmarks_and_timeout(api: client.ApiClient, server: ApiServer, ns: str) -> None:
+    core = client.CoreV1Api(api)
+    rv = core.list_namespaced_config_map(ns).metadata.resource_version
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "marked"}})
     events = _raw_watch(
         server,
         f"/api/v1/namespaces/{ns}/configmaps?watch=1"
-        "&allowWatchBookmarks=true&timeoutSeconds=3&resourceVersion=1",
+        f"&allowWatchBookmarks=true&timeoutSeconds=1&resourceVersion={rv}",
     )
-    # the real server sends one a second or two before the watch times out; kubesim more often
-    assert events, "expected at least one bookmark within three seconds"
+    assert [e["object"]["metadata"]["name"] for e in events if e["type"] == "ADDED"] == ["marked"]
     bookmark = events[-1]
     assert bookmark["type"] == "BOOKMARK"
     assert bookmark["object"]["kind"] == "ConfigMap"
-    assert int(bookmark["object"]["metadata"]["resourceVersion"]) >= 1
+    assert int(bookmark["object"]["metadata"]["resourceVersion"]) >= int(rv)
+
+
+def test_initial_events_end_with_a_bookmark(server: ApiServer, ns: str) -> None:
     initial = _raw_watch(
         server,
         "/api/v1/namespaces?watch=1&sendInitialEvents=true"
