@@ -3,9 +3,10 @@
 An `Applier` is given a `ClusterSession` and carries out `ApplyPlan`s the way Helm carries out
 releases, with server-side apply instead of three-way merges:
 
-install/upgrade: inventory pending → Namespaces → CRDs (wait Established) → pre hooks →
-config/RBAC/Services → workloads → webhooks → custom resources → wait ready → post hooks →
-prune what the previous revision had and this one does not → inventory deployed.
+install/upgrade: inventory pending → Namespaces → CRDs (wait Established here when custom
+resources or hooks need them, else with the workloads) → pre hooks → config/RBAC/Services →
+workloads → webhooks → custom resources → wait ready → post hooks → prune what the previous
+revision had and this one does not → inventory deployed.
 
 Objects of one tier are applied concurrently (bounded), tiers in order. A plan identical to the
 deployed one, with every object present, changes nothing. Every step is reported to the sink;
@@ -569,7 +570,8 @@ class Applier:
         crds = tiers.get(1, [])
         established: dict[str, KubeObject] = {}
         await self._apply_objects(crds, policy, sink, counts, versions, established, bodies=bodies)
-        if crds:
+
+        async def wait_established() -> None:
             await self._wait(
                 [ObjectRef.from_manifest(obj) for obj in crds],
                 plan.wait_policy,
@@ -578,6 +580,15 @@ class Applier:
                 within_seconds=min(_CRD_WAIT_SECONDS, left()),
                 seen=established,
             )
+
+        # Only custom resources (and hooks that are ones) need their CRDs served first; a plan
+        # without any waits for the CRDs with its workloads (a busy API server may take
+        # seconds to establish each).
+        crds_first = bool(crds) and (
+            bool(tiers.get(5)) or any(_tier(hook.manifest) == 5 for hook in plan.hooks)
+        )
+        if crds_first:
+            await wait_established()
 
         pre = HookPhase.PRE_UPGRADE if deployed_before else HookPhase.PRE_INSTALL
         post = HookPhase.POST_UPGRADE if deployed_before else HookPhase.POST_INSTALL
@@ -622,6 +633,8 @@ class Applier:
                     ),
                     name=f"wait-ready {plan.release}",
                 )
+                if crds and not crds_first and plan.wait_policy.wait_for_ready:
+                    group.create_task(wait_established(), name=f"wait-crds {plan.release}")
                 for tier in (4, 5):
                     await self._apply_objects(
                         tiers.get(tier, []), policy, sink, counts, versions, bodies=bodies

@@ -683,3 +683,39 @@ async def test_pre_install_hook_pod_runs_to_completion_first(session: ClusterSes
     assert completed < order.index((ProgressKind.APPLIED, "ConfigMap/web-config"))
     assert order.index((ProgressKind.APPLIED, "Namespace/shop")) < completed
     assert await session.get("v1", "Pod", "preflight", NAMESPACE) is None
+
+
+def _step(recorder: Recorder, kind: ProgressKind, object_kind: str) -> int:
+    """Position of the first ``kind`` step about an object of ``object_kind``."""
+    return next(
+        index
+        for index, event in enumerate(recorder.events)
+        if event.kind is kind and event.ref.kind == object_kind
+    )
+
+
+async def test_crds_are_established_before_custom_resources_are_applied(
+    session: ClusterSession,
+) -> None:
+    recorder = Recorder()
+    await Applier(session).install_or_upgrade(make_plan(load_documents(SMALL)), recorder)
+    crd_ready = _step(recorder, ProgressKind.READY, "CustomResourceDefinition")
+    assert crd_ready < _step(recorder, ProgressKind.APPLIED, "ConfigMap")
+    assert crd_ready < _step(recorder, ProgressKind.APPLIED, "Widget")
+
+
+async def test_without_custom_resources_crds_are_waited_for_with_the_workloads(
+    session: ClusterSession,
+) -> None:
+    # Nothing in the plan needs the CRD served, so the rest is applied without waiting for
+    # Established (a busy API server takes seconds per CRD); the install still waits for it.
+    documents = [doc for doc in load_documents(SMALL) if doc["kind"] != "Widget"]
+    recorder = Recorder()
+    outcome = await Applier(session).install_or_upgrade(make_plan(documents), recorder)
+    crd_ready = _step(recorder, ProgressKind.READY, "CustomResourceDefinition")
+    assert crd_ready > _step(recorder, ProgressKind.APPLIED, "ConfigMap")
+    assert crd_ready > _step(recorder, ProgressKind.APPLIED, "Deployment")
+    assert "CustomResourceDefinition/widgets.example.meshplane.io" in recorder.names(
+        ProgressKind.READY
+    )
+    assert outcome.ready == len(recorder.of(ProgressKind.READY))
