@@ -128,6 +128,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     apply.add_argument("--delete", action="store_true", help="undo the operation")
     apply.add_argument(
+        "--purge-crds",
+        action="store_true",
+        help="with --delete: remove the release's CRDs too (kept by default; refused while "
+        "custom resources of them exist: --param purge-crds=force removes them anyway)",
+    )
+    apply.add_argument(
         "--dry-run",
         action="store_true",
         help="server-side dry run: list what would be created, changed or deleted; change "
@@ -604,8 +610,12 @@ async def _events(stub: Any, args: argparse.Namespace) -> int:
 
 
 def _switch_params(args: argparse.Namespace) -> dict[str, str]:
-    """The parameters flags stand for (``--create-namespace``: ``create-namespace=true``)."""
-    return {"create-namespace": "true"} if args.create_namespace else {}
+    """The parameters flags stand for (``--create-namespace``: ``create-namespace=true``,
+    ``--purge-crds``: ``purge-crds=true``)."""
+    if args.purge_crds and not args.delete:
+        raise UsageError("--purge-crds only applies with --delete")
+    switches = {"create-namespace": args.create_namespace, "purge-crds": args.purge_crds}
+    return {name: "true" for name, on in switches.items() if on}
 
 
 def _apply_request(args: argparse.Namespace) -> cpb.ApplyOperationRequest:
@@ -617,7 +627,7 @@ def _apply_request(args: argparse.Namespace) -> cpb.ApplyOperationRequest:
         namespace=args.namespace,
         delete=args.delete,
         custom_body=body,
-        parameters=parameters(args.param) | _switch_params(args),
+        parameters=_switch_params(args) | parameters(args.param),
         username=args.user,
         dry_run=args.dry_run,
     )

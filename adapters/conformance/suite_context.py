@@ -448,6 +448,15 @@ class SuiteContext:
         undo.CopyFrom(request)
         undo.operation_id = self.new_id(f"{request.operation}-cleanup")
         undo.delete = True
+        undo.parameters.pop(CREATE_NAMESPACE, None)
+        offered = {
+            p.name
+            for op in await self.catalogue()
+            if op.id == request.operation
+            for p in op.parameters
+        }
+        if PURGE_CRDS in offered:
+            undo.parameters[PURGE_CRDS] = "true"
         try:
             await self.run_to_end(undo)
         except CheckFailed as exc:

@@ -77,8 +77,9 @@ INSTALL = install_operation(
         ),
     ),
     sources=(
-        # Istio marks its CRDs resource-policy: keep; `delete` purges them, as
-        # `istioctl uninstall --purge` does, so an uninstall leaves nothing of ours behind.
+        # Istio marks its CRDs resource-policy: keep. The kit keeps every release's CRDs on
+        # delete anyway, unless the request sends purge-crds: then they go, as with
+        # `istioctl uninstall --purge`, so the chart's own keep is not applied here.
         ChartSource(
             chart="base", release="istio-base", values=values.base_values, purge_on_delete=True
         ),

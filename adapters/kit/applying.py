@@ -24,6 +24,7 @@ from typing import TypeVar
 import structlog
 
 from adapters.kit.cluster import UNKNOWN, ClusterSession, Unknown
+from adapters.kit.crd_removal import custom_resources_remain_detail, live_custom_resources
 from adapters.kit.inventory import (
     ReleaseRecord,
     ReleaseState,
@@ -45,11 +46,13 @@ from adapters.kit.plans import (
     MANAGED_BY_VALUE,
     MESH_LABEL,
     NO_ADOPTION,
+    PURGE_CRDS,
     RELEASE_LABEL,
     Adoption,
     ApplyOutcome,
     ApplyPlan,
     ApplyPolicy,
+    CrdRemoval,
     Hook,
     HookPhase,
     Progress,
@@ -68,6 +71,7 @@ __all__ = [
     "missing_namespaces_detail",
     "owned_by",
     "ownership_only",
+    "release_crds",
 ]
 
 log = structlog.get_logger(__name__)
@@ -775,31 +779,42 @@ class Applier:
         hooks: Sequence[Hook] = (),
         wait_policy: WaitPolicy | None = None,
         apply_policy: ApplyPolicy | None = None,
+        crds: CrdRemoval = CrdRemoval.KEEP,
     ) -> ApplyOutcome:
         """Remove a release: pre-delete hooks, objects in reverse order, post-delete hooks.
 
-        Objects marked keep stay. A release recorded as owning fields only gets its fields
-        released instead. No inventory means nothing to do (success, zero deletions).
+        Objects marked keep stay, and so do the release's CRDs unless ``crds`` says otherwise
+        (`crd_removal`: purging is refused before anything is touched while custom resources of
+        them exist beyond the release's own, unless forced). A release recorded as owning fields
+        only gets its fields released instead. No inventory means nothing to do (success, zero
+        deletions), except CRDs an earlier uninstall kept when ``crds`` asks to remove them.
         """
         started = time.monotonic()
         wait_policy = wait_policy or WaitPolicy()
         policy = apply_policy or ApplyPolicy()
         session = self._session
         record = await read_inventory(session, namespace, release, mesh=mesh)
-        if record is None:
-            log.info("release not installed; nothing to uninstall", release=release)
-            return ApplyOutcome(noop=True)
         deadline = started + wait_policy.timeout_seconds
 
         def left() -> float:
             return deadline - time.monotonic()
 
-        await write_inventory(session, record.with_status(ReleaseState.PENDING_DELETE))
+        if record is None:
+            if crds is not CrdRemoval.KEEP:
+                return await self._purge_kept_crds(release, mesh, crds, sink, wait_policy, left)
+            log.info("release not installed; nothing to uninstall", release=release)
+            return ApplyOutcome(noop=True)
+
         # An interrupted upgrade may have left objects of both revisions behind.
         targets = list(
             {ref.key: ref for ref in (*record.objects, *record.previous_objects)}.values()
         )
+        crd_refs = [] if record.ownership_fields_only else release_crds(targets)
+        if crds is CrdRemoval.PURGE and crd_refs:
+            await self.refuse_over_custom_resources(crd_refs, (*targets, *record.hook_objects))
+        await write_inventory(session, record.with_status(ReleaseState.PENDING_DELETE))
         counts = _Counts()
+        kept_crds: list[ObjectRef] = []
         leftovers = await self._run_hooks(
             hooks, HookPhase.PRE_DELETE, release, mesh, policy, wait_policy, sink, left
         )
@@ -812,52 +827,36 @@ class Applier:
                 ProgressKind.DELETED,
             )
         else:
-            deleted: list[ObjectRef] = []
             everything = list(
                 {r.key: r for r in (*targets, *record.hook_objects, *leftovers)}.values()
             )
+            crd_keys = {ref.key for ref in crd_refs}
+            # Purging overrides a chart's resource-policy keep on its CRDs; keeping them
+            # keeps the release's labels on them (a later purge or install finds them).
+            keep = record.keep - crd_keys if crds is not CrdRemoval.KEEP else record.keep
             owned = await self._owned(everything, release, mesh)
-            self._left_alone(
-                [r for r in everything if r.key not in owned and r.key not in record.keep],
-                release,
-                sink,
-            )
-            for group in _uninstall_groups(
-                [r for r in everything if r.key in owned or r.key in record.keep]
-            ):
-                for ref in group:
-                    if ref.key in record.keep:
-                        sink(
-                            Progress(
-                                kind=ProgressKind.KEPT, ref=ref, message=f"{ref} kept (policy)"
-                            )
+            if crds is CrdRemoval.KEEP:
+                kept_crds = [ref for ref in crd_refs if ref.key in owned]
+                for ref in kept_crds:
+                    sink(
+                        Progress(
+                            kind=ProgressKind.KEPT,
+                            ref=ref,
+                            message=f"{ref} kept: CustomResourceDefinitions stay unless "
+                            f"{PURGE_CRDS}=true",
                         )
-
-                async def delete_one(ref: ObjectRef) -> ObjectRef | None:
-                    if not await session.delete(ref):
-                        return None
-                    sink(Progress(kind=ProgressKind.DELETED, ref=ref, message=f"{ref} deleted"))
-                    return ref
-
-                found = await self._each(
-                    [ref for ref in group if ref.key not in record.keep], delete_one
-                )
-                deleted += [ref for ref in found if ref is not None]
-            counts.deleted = len(deleted)
-            stuck = await wait_gone(session, deleted, within_seconds=max(0.0, left()))
-            if stuck:
-                raise ApplyError(
-                    ErrorDetail(
-                        code="DELETE_NOT_FINISHED",
-                        message=f"{len(stuck)} objects still exist after "
-                        f"{wait_policy.timeout_seconds:g}s: "
-                        + ", ".join(str(ref) for ref in stuck[:5]),
-                        probable_cause="finalizers on these objects (or the namespace) have not "
-                        "completed; their controller may be gone",
-                        suggested_remediation="inspect metadata.finalizers of the listed objects, "
-                        "then run the uninstall again",
                     )
-                )
+            chosen = [r for r in everything if r.key not in {k.key for k in kept_crds}]
+            self._left_alone(
+                [r for r in chosen if r.key not in owned and r.key not in keep], release, sink
+            )
+            counts.deleted = await self._delete_in_order(
+                [r for r in chosen if r.key in owned or r.key in keep],
+                keep,
+                sink,
+                wait_policy,
+                left,
+            )
 
         post_leftovers = await self._run_hooks(
             hooks, HookPhase.POST_DELETE, release, mesh, policy, wait_policy, sink, left
@@ -871,9 +870,100 @@ class Applier:
             release=release,
             cluster=session.name,
             deleted=counts.deleted,
+            crds_kept=len(kept_crds),
             seconds=round(time.monotonic() - started, 3),
         )
-        return ApplyOutcome(deleted=counts.deleted)
+        return ApplyOutcome(deleted=counts.deleted, crds_kept=len(kept_crds))
+
+    async def refuse_over_custom_resources(
+        self, crds: Sequence[ObjectRef], release_objects: Sequence[ObjectRef]
+    ) -> None:
+        """FAILED_PRECONDITION while custom resources of ``crds`` exist beyond the release's
+        (``release_objects``). For uninstall and dry runs."""
+        counts = await live_custom_resources(self._session, crds, excluded=release_objects)
+        if counts:
+            raise ApplyError(custom_resources_remain_detail(counts))
+
+    async def _purge_kept_crds(
+        self,
+        release: str,
+        mesh: str,
+        crds: CrdRemoval,
+        sink: ProgressSink,
+        wait_policy: WaitPolicy,
+        left: Callable[[], float],
+    ) -> ApplyOutcome:
+        """Delete the CRDs an earlier uninstall of ``release`` kept (found by its labels)."""
+        kept = await self.kept_crds(release, mesh)
+        if not kept:
+            log.info("release not installed and no CRDs of it kept", release=release)
+            return ApplyOutcome(noop=True)
+        if crds is CrdRemoval.PURGE:
+            await self.refuse_over_custom_resources(kept, ())
+        deleted = await self._delete_in_order(kept, frozenset(), sink, wait_policy, left)
+        log.info("kept CRDs purged", release=release, cluster=self._session.name, deleted=deleted)
+        return ApplyOutcome(deleted=deleted)
+
+    async def kept_crds(self, release: str, mesh: str) -> list[ObjectRef]:
+        """CRDs an earlier uninstall of ``release`` kept: still labelled as its, for ``mesh``.
+        For uninstall and dry runs."""
+        labelled_crds = await self._session.list(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            None,
+            f"{RELEASE_LABEL}={release}",
+        )
+        return [
+            ObjectRef.from_manifest(crd)
+            for crd in labelled_crds
+            if owned_by(crd, mesh, release)
+            and not (crd.get("metadata") or {}).get("deletionTimestamp")
+        ]
+
+    async def _delete_in_order(
+        self,
+        refs: Sequence[ObjectRef],
+        keep: frozenset[str],
+        sink: ProgressSink,
+        wait_policy: WaitPolicy,
+        left: Callable[[], float],
+    ) -> int:
+        """Delete ``refs`` (not ``keep``, reported kept) kind by kind in uninstall order, then
+        wait until they are gone; returns how many were deleted."""
+        deleted: list[ObjectRef] = []
+        for group in _uninstall_groups(refs):
+            for ref in group:
+                if ref.key in keep:
+                    sink(Progress(kind=ProgressKind.KEPT, ref=ref, message=f"{ref} kept (policy)"))
+
+            async def delete_one(ref: ObjectRef) -> ObjectRef | None:
+                if not await self._session.delete(ref):
+                    return None
+                sink(Progress(kind=ProgressKind.DELETED, ref=ref, message=f"{ref} deleted"))
+                return ref
+
+            found = await self._each([ref for ref in group if ref.key not in keep], delete_one)
+            deleted += [ref for ref in found if ref is not None]
+        stuck = await wait_gone(self._session, deleted, within_seconds=max(0.0, left()))
+        if stuck:
+            raise ApplyError(
+                ErrorDetail(
+                    code="DELETE_NOT_FINISHED",
+                    message=f"{len(stuck)} objects still exist after "
+                    f"{wait_policy.timeout_seconds:g}s: "
+                    + ", ".join(str(ref) for ref in stuck[:5]),
+                    probable_cause="finalizers on these objects (or the namespace) have not "
+                    "completed; their controller may be gone",
+                    suggested_remediation="inspect metadata.finalizers of the listed objects, "
+                    "then run the uninstall again",
+                )
+            )
+        return len(deleted)
+
+
+def release_crds(refs: Iterable[ObjectRef]) -> list[ObjectRef]:
+    """The CustomResourceDefinitions among ``refs``."""
+    return [ref for ref in refs if ref.kind == "CustomResourceDefinition"]
 
 
 def _object_namespaces(objects: Iterable[KubeObject]) -> set[str]:

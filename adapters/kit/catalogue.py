@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from adapters.kit.object_policy import ADOPT_EXISTING
 from adapters.kit.objects import KubeObject
-from adapters.kit.plans import CREATE_NAMESPACE
+from adapters.kit.plans import CREATE_NAMESPACE, PURGE_CRDS, CrdRemoval
 
 if TYPE_CHECKING:
     from adapters.kit.operations import ErrorDetail, Severity
 
 __all__ = [
     "CREATE_NAMESPACE",
+    "PURGE_CRDS",
     "Category",
     "ChartSource",
     "CheckContext",
@@ -95,6 +96,18 @@ CREATE_NAMESPACE_PARAMETER = Parameter(
     allowed=("true", "false"),
 )
 """The kit's parameter on every operation applying objects or fields."""
+
+PURGE_CRDS_VALUES = tuple(
+    choice.value for choice in (CrdRemoval.PURGE, CrdRemoval.KEEP, CrdRemoval.FORCE)
+)
+PURGE_CRDS_PARAMETER = Parameter(
+    name=PURGE_CRDS,
+    description="with delete: true also removes the release's CustomResourceDefinitions, refused "
+    "while custom resources of them exist; force removes them anyway (CLI: --purge-crds); "
+    "unset or false keeps them",
+    allowed=PURGE_CRDS_VALUES,
+)
+"""The kit's parameter on every operation owning objects that can be deleted."""
 
 
 class ClusterReader(Protocol):
@@ -242,13 +255,15 @@ class OperationSpec:
     @property
     def request_parameters(self) -> tuple[Parameter, ...]:
         """Every parameter a request may send: the declared ones, plus the kit's
-        ``create-namespace`` for operations that apply anything, and ``adopt-existing`` for
-        those that apply objects of their own."""
+        ``create-namespace`` for operations that apply anything, and ``adopt-existing`` and
+        ``purge-crds`` (with delete) for those that apply objects of their own."""
         if self.check is not None:
             return self.parameters
         kit = [CREATE_NAMESPACE_PARAMETER]
         if self.ownership is Ownership.OBJECTS:
             kit.append(ADOPT_EXISTING_PARAMETER)
+            if self.supports_delete:
+                kit.append(PURGE_CRDS_PARAMETER)
         declared = {p.name for p in self.parameters}
         return (*self.parameters, *(p for p in kit if p.name not in declared))
 

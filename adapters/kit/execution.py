@@ -30,6 +30,7 @@ from adapters.kit.catalogue import (
 from adapters.kit.chart_repository import ChartRepository, SemVer
 from adapters.kit.cluster import ClusterSession
 from adapters.kit.cluster_sessions import ClusterSessions
+from adapters.kit.crd_removal import kept_crds_note
 from adapters.kit.executors import MeshStatus, MeshVersionInfo, OperationEmitter, RenderFailed
 from adapters.kit.inventory import read_inventory
 from adapters.kit.kube_errors import ApplyError, for_mesh
@@ -51,7 +52,15 @@ from adapters.kit.planning import (
     Planner,
     RenderCache,
 )
-from adapters.kit.plans import ApplyOutcome, ApplyPlan, Hook, Progress, ProgressKind, WaitPolicy
+from adapters.kit.plans import (
+    ApplyOutcome,
+    ApplyPlan,
+    CrdRemoval,
+    Hook,
+    Progress,
+    ProgressKind,
+    WaitPolicy,
+)
 from adapters.kit.previewing import Previewer
 from adapters.kit.renderings import RenderedHook, Rendering
 from adapters.kit.settings import AdapterSettings
@@ -292,7 +301,10 @@ class KitExecutor:
                         raise PlanError(refusal.detail())
                     release = self.declaration.release_of(spec, record.custom_body)
                     preview = await previewer.uninstall(
-                        release, namespace, mesh=self.declaration.mesh
+                        release,
+                        namespace,
+                        mesh=self.declaration.mesh,
+                        crds=CrdRemoval.of(record.parameters),
                     )
                 else:
                     plan = await self._judged_plan(spec, record, session, None)
@@ -384,6 +396,7 @@ class KitExecutor:
             mesh=self.declaration.mesh,
             hooks=hooks,
             wait_policy=_wait_policy(record),
+            crds=CrdRemoval.of(record.parameters),
         )
         if outcome.noop:
             summary = f"release {namespace}/{release} is not installed; nothing to delete"
@@ -391,7 +404,12 @@ class KitExecutor:
             return ClusterResult(
                 cluster=target.name, state=OperationState.SUCCEEDED, summary=summary
             )
-        return _result(target, outcome, "deleted", outcome.deleted)
+        result = _result(target, outcome, "deleted", outcome.deleted)
+        if not outcome.crds_kept:
+            return result
+        note = kept_crds_note(outcome.crds_kept, release)
+        emit(Severity.WARNING, note)
+        return dataclasses.replace(result, summary=f"{result.summary}; {note}")
 
     async def _delete_hooks(
         self,

@@ -19,11 +19,13 @@ __all__ = [
     "MANAGED_BY_VALUE",
     "MESH_LABEL",
     "NO_ADOPTION",
+    "PURGE_CRDS",
     "RELEASE_LABEL",
     "Adoption",
     "ApplyOutcome",
     "ApplyPlan",
     "ApplyPolicy",
+    "CrdRemoval",
     "Hook",
     "HookPhase",
     "Progress",
@@ -43,6 +45,32 @@ MESH_LABEL = "meshplane.io/mesh"
 CREATE_NAMESPACE = "create-namespace"
 """The request parameter that lets an operation create the namespaces it writes into when they
 do not exist (`ApplyPlan.create_namespaces`; an install always creates its own)."""
+PURGE_CRDS = "purge-crds"
+"""The request parameter deciding whether an uninstall removes the release's CRDs
+(`CrdRemoval`)."""
+
+
+class CrdRemoval(enum.Enum):
+    """What an uninstall does with the release's CustomResourceDefinitions.
+
+    Deleting a CRD deletes every custom resource of it in the cluster, users' included (an
+    uninstall taking Istio's CRDs takes every VirtualService with them), so they stay unless
+    asked for.
+    """
+
+    KEEP = "false"
+    """Left in place (labelled as the release's, so a later purge or install finds them)."""
+    PURGE = "true"
+    """Deleted, but refused while custom resources of them exist beyond the release's own."""
+    FORCE = "force"
+    """Deleted whatever custom resources of them exist."""
+
+    @classmethod
+    def of(cls, parameters: Mapping[str, str]) -> CrdRemoval:
+        """The request's choice (``purge-crds``; unset is KEEP). Values are checked at
+        admission, so an unknown one here is KEEP, the safe side."""
+        value = parameters.get(PURGE_CRDS, "").strip().lower()
+        return next((choice for choice in cls if choice.value == value), cls.KEEP)
 
 
 def fields_manager(release: str) -> str:
@@ -190,3 +218,5 @@ class ApplyOutcome:
     ready: int = 0
     noop: bool = False
     """True when the inventory showed the same plan already applied and every object present."""
+    crds_kept: int = 0
+    """Uninstall: the release's CustomResourceDefinitions left in place (`CrdRemoval.KEEP`)."""

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from adapters.kit.applying import Applier, check_missing_namespaces, labelled
+from adapters.kit.applying import Applier, check_missing_namespaces, labelled, release_crds
 from adapters.kit.cluster import ClusterSession
 from adapters.kit.inventory import ReleaseState, read_inventory
 from adapters.kit.kube_errors import ApplyError, kind_not_installed_detail
@@ -29,7 +29,7 @@ from adapters.kit.managed_fields import changed_fields
 from adapters.kit.object_changes import MAX_CHANGED_FIELDS, ChangeAction, ObjectChange
 from adapters.kit.objects import KubeObject, ObjectRef
 from adapters.kit.ordering import UNINSTALL_ORDER
-from adapters.kit.plans import ApplyPlan, HookPhase, fields_manager
+from adapters.kit.plans import ApplyPlan, CrdRemoval, HookPhase, fields_manager
 
 __all__ = ["Preview", "Previewer"]
 
@@ -204,16 +204,33 @@ class Previewer:
 
     # -- uninstall --------------------------------------------------------------------------
 
-    async def uninstall(self, release: str, namespace: str, *, mesh: str) -> Preview:
-        """What `Applier.uninstall` would delete (nothing when the release is not installed)."""
+    async def uninstall(
+        self, release: str, namespace: str, *, mesh: str, crds: CrdRemoval = CrdRemoval.KEEP
+    ) -> Preview:
+        """What `Applier.uninstall` would delete (nothing when the release is not installed,
+        but CRDs an earlier uninstall kept when ``crds`` removes them), refused as it would be
+        (`crd_removal`)."""
         record = await read_inventory(self._session, namespace, release, mesh=mesh)
         if record is None:
-            return Preview()
+            if crds is CrdRemoval.KEEP:
+                return Preview()
+            kept = await self._applier.kept_crds(release, mesh)
+            if crds is CrdRemoval.PURGE:
+                await self._applier.refuse_over_custom_resources(kept, ())
+            return Preview(
+                changes=tuple(
+                    await self._deletes(kept, release, mesh, frozenset(), ChangeAction.DELETE)
+                )
+            )
         targets = _unique((*record.objects, *record.previous_objects))
         if record.ownership_fields_only:
             return Preview(changes=tuple(await self._fields_released(targets)))
         everything = _unique((*targets, *record.hook_objects))
-        deletes = await self._deletes(everything, release, mesh, record.keep, ChangeAction.DELETE)
+        crd_keys = {ref.key for ref in release_crds(targets)}
+        if crds is CrdRemoval.PURGE and crd_keys:
+            await self._applier.refuse_over_custom_resources(release_crds(targets), everything)
+        keep = record.keep | crd_keys if crds is CrdRemoval.KEEP else record.keep - crd_keys
+        deletes = await self._deletes(everything, release, mesh, keep, ChangeAction.DELETE)
         return Preview(changes=tuple(deletes), unchanged=len(everything) - len(deletes))
 
     async def _deletes(

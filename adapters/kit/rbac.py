@@ -348,7 +348,19 @@ class _Collector:
             self.need(api_version, kind, verbs, reason)
             if kind in EXPLAINED_BY_PODS:
                 self.need("v1", "Pod", ("list",), f"{reason} (why its pods are not ready)")
+            if kind == "CustomResourceDefinition" and "delete" in verbs:
+                self._custom_resources_counted(obj, reason)
             self._inspect(obj, reason)
+
+    def _custom_resources_counted(self, crd: KubeObject, reason: str) -> None:
+        """Purging a release's CRDs first lists their custom resources in every namespace."""
+        spec = crd.get("spec") or {}
+        kind = str((spec.get("names") or {}).get("kind", ""))
+        if spec.get("group") and kind:
+            self.kind_verbs.setdefault(
+                (str(spec["group"]), kind, "list"),
+                f"{reason} (uninstall counts its custom resources before purging it)",
+            )
 
     def _inspect(self, obj: KubeObject, reason: str) -> None:
         kind = str(obj.get("kind", ""))

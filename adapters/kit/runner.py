@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from adapters.kit.catalogue import MeshDeclaration, OperationSpec
+from adapters.kit.catalogue import PURGE_CRDS, MeshDeclaration, OperationSpec
 from adapters.kit.events import EventLog
 from adapters.kit.executors import (
     ClusterExecutor,
@@ -474,6 +474,11 @@ class OperationRunner:
                 "operation",
             )
         parameters = self._check_parameters(spec, request.parameters)
+        if PURGE_CRDS in request.parameters and not request.delete:
+            raise InvalidArgument(
+                f"parameters.{PURGE_CRDS}",
+                "only applies to a delete (uninstall); remove it, or send delete=true",
+            )
         grant = self._policy.grant_for(parameters, admin=request.admin)
         if spec.check is None:
             refusal = self._policy.namespace_refusal(namespace, grant)

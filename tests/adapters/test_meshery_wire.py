@@ -182,6 +182,9 @@ async def test_meshery_installs_a_sample_and_deletes_both(
                 )
                 assert await labelled(kubesim, mesh) == installed
                 await run(stub, events, "install", delete_op=True, kube_configs=[kubeconfig])
-                assert await labelled(kubesim, mesh) == set()
+                # Meshery cannot ask to purge CRDs: they stay (users' custom resources live in
+                # them); everything else of the mesh is gone.
+                left = await labelled(kubesim, mesh)
+                assert left == {o for o in installed if o.kind == "CustomResourceDefinition"}
             finally:
                 call.cancel()

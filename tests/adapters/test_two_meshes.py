@@ -133,6 +133,7 @@ async def test_another_meshs_install_in_the_same_namespace_leaves_the_first_inta
             operation_id="consul-install-delete",
             namespace=before.namespace,
             delete=True,
+            parameters={"purge-crds": "true"},
         )
         assert await labelled_by_mesh(kubesim, "consul") == {}
         assert await labelled_by_mesh(kubesim, "linkerd") == linkerd_objects

@@ -138,7 +138,9 @@ async def test_apply_dry_run_lists_creates_changes_and_deletes_and_changes_nothi
     created = await stack.applied() - installed
     assert {(k, ns, n) for a, k, ns, n in changed if a == "CREATE"} == created
 
-    code, out, _ = await stack.cli("apply", "istio", "install", "--delete", "--dry-run")
+    code, out, _ = await stack.cli(
+        "apply", "istio", "install", "--delete", "--purge-crds", "--dry-run"
+    )
     assert code == 0
     rows = [line.split() for line in out.splitlines()[1:-1]]
     everything = await stack.applied()

@@ -111,6 +111,7 @@ class DefectiveProxy(pb_grpc.MeshAdapterServiceServicer):  # type: ignore[misc, 
             and request.operation != "install"
         ):
             forwarded.delete = False  # "deleted", yet every object stays
+            forwarded.parameters.pop("purge-crds", None)  # a delete's own parameter
         self._seen.add(request.operation_id)
         reply: pb.ApplyOperationResponse = await self._forward(
             self.upstream.ApplyOperation, forwarded, context

@@ -99,7 +99,8 @@ async def _run_catalogue(executor: KitExecutor, versions: list[str]) -> None:
             await run(spec.id)
     for operation in reversed(applied):
         await run(operation, delete=True)
-    await run(install, delete=True)
+    # Purging lists the custom resources of every CRD first (refused while users' exist).
+    await run(install, delete=True, parameters={"purge-crds": "true"})
 
 
 async def _record_catalogue(sim: RunningSim, planner: Planner, tmp_path: Path) -> set[Permission]:

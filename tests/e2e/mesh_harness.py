@@ -165,7 +165,12 @@ async def round_trip_every_operation(
     client = harness.client
     await client.run("install", operation_id=harness.next_id("install"), mesh_version=mesh_version)
     exercised = await exercise_every_operation(harness, declaration)
-    await client.run("install", operation_id=harness.next_id("rm-install"), delete=True)
+    await client.run(
+        "install",
+        operation_id=harness.next_id("rm-install"),
+        delete=True,
+        parameters={"purge-crds": "true"},
+    )
     assert await managed_objects(harness.sim.kubeconfig) == []
     return exercised
 

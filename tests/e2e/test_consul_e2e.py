@@ -246,7 +246,9 @@ async def test_install_upgrade_samples_validate_uninstall(
             await remove_injection(harness)
         for operation in ("httpbin", "bookinfo", "static-client", "static-server", "install"):
             removal = harness.next_id(f"rm-{operation}")
-            await client.run(operation, operation_id=removal, delete=True)
+            await client.run(
+                operation, operation_id=removal, delete=True, parameters={"purge-crds": "true"}
+            )
         hooks = [e.summary for e in events.of(removal) if "hook" in e.summary]
         assert any("gateway-cleanup" in s and "completed" in s for s in hooks), hooks
         assert await managed_objects(harness.sim.kubeconfig) == []

@@ -404,15 +404,23 @@ async def test_cli_against_the_coordinator(adapter_fast: Adapter, tmp_path: Path
         await coordinator.stop()
 
 
+@contextlib.asynccontextmanager
+async def cli_flags(adapter: Adapter, tmp_path: Path) -> AsyncIterator[list[str]]:
+    """A coordinator in front of ``adapter``; yields the CLI flags that reach it as the admin."""
+    coordinator = CoordinatorUnderTest(coordinator_settings(tmp_path / "coord", [adapter]))
+    await coordinator.start()
+    try:
+        await coordinator.wait_serving("istio")
+        yield ["--coordinator", coordinator.address, "--token", ADMIN.token]
+    finally:
+        await coordinator.stop()
+
+
 async def test_cli_label_namespace_creates_no_namespace_unless_asked(
     adapter_fast: Adapter, fast_sim: RunningSim, tmp_path: Path
 ) -> None:
     """Issue 15: `label-namespace --namespace nope` created nope; `--create-namespace` asks."""
-    coordinator = CoordinatorUnderTest(coordinator_settings(tmp_path / "coord", [adapter_fast]))
-    await coordinator.start()
-    try:
-        await coordinator.wait_serving("istio")
-        at = ["--coordinator", coordinator.address, "--token", ADMIN.token]
+    async with cli_flags(adapter_fast, tmp_path) as at:
         label = ["apply", "istio", "label-namespace", "--namespace", "nope", "--wait"]
 
         code, out, err = await run_cli_here(*label, *at)
@@ -427,8 +435,35 @@ async def test_cli_label_namespace_creates_no_namespace_unless_asked(
             created = await session.get("v1", "Namespace", "nope")
         assert created is not None
         assert created["metadata"]["labels"]["istio-injection"] == "enabled"
-    finally:
-        await coordinator.stop()
+
+
+async def test_cli_uninstall_keeps_crds_unless_purge_crds(
+    adapter_fast: Adapter, fast_sim: RunningSim, tmp_path: Path
+) -> None:
+    async with cli_flags(adapter_fast, tmp_path) as at:
+        install = ["apply", "istio", "install", "--version", "1.1.0"]
+
+        code, out, err = await run_cli_here(*install, "--purge-crds", *at)
+        assert code == 2 and "--purge-crds only applies with --delete" in err, (out, err)
+        code, out, err = await run_cli_here(
+            *install, "--delete", "--param", "purge-crds=maybe", *at
+        )
+        assert code == 2, (out, err)
+        assert "--param purge-crds: 'maybe' is not one of true, false, force" in err, err
+
+        code, out, err = await run_cli_here(*install, "--wait", *at)
+        assert code == 0, err
+        code, out, err = await run_cli_here(*install, "--delete", "--wait", *at)
+        assert code == 0, err
+        assert "CustomResourceDefinitions of release istio-install" in out + err, out
+        assert "--param purge-crds=true" in out + err, out
+        async with await ClusterSession.connect(kubeconfig_path=fast_sim.kubeconfig) as session:
+            assert await session.has_kind("networking.istio.io/v1", "VirtualService")
+
+        code, out, err = await run_cli_here(*install, "--delete", "--purge-crds", "--wait", *at)
+        assert code == 0, err
+        async with await ClusterSession.connect(kubeconfig_path=fast_sim.kubeconfig) as session:
+            assert not await session.has_kind("networking.istio.io/v1", "VirtualService")
 
 
 async def test_cli_explains_an_unreachable_coordinator() -> None:

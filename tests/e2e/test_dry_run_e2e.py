@@ -121,9 +121,13 @@ async def test_dry_runs_of_install_upgrade_and_uninstall_change_nothing(
     assert changes(await dry_run(client, "install", parameters={"profile": "demo"})) == set()
 
     everything = await applied_objects(sim)
-    uninstall = await dry_run(client, "install", delete=True)
-    assert {(kind, ns, name) for action, kind, ns, name in changes(uninstall)} == everything
+    crds = {o for o in everything if o[0] == "CustomResourceDefinition"}
+    assert crds
+    uninstall = await dry_run(client, "install", delete=True)  # keeps the CRDs
+    assert {(kind, ns, name) for action, kind, ns, name in changes(uninstall)} == everything - crds
     assert {action for action, *_ in changes(uninstall)} == {"DELETE"}
+    purge = await dry_run(client, "install", delete=True, parameters={"purge-crds": "true"})
+    assert {(kind, ns, name) for action, kind, ns, name in changes(purge)} == everything
     assert await applied_objects(sim) == everything
 
     events = EventCollector(client).start()

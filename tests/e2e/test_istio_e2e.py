@@ -277,7 +277,10 @@ async def test_install_upgrade_samples_validate_uninstall(harness: Harness) -> N
 
         for operation in ("bookinfo-canary", "bookinfo-route-v1", "bookinfo", "install"):
             await client.run(
-                operation, operation_id=harness.next_id(f"rm-{operation}"), delete=True
+                operation,
+                operation_id=harness.next_id(f"rm-{operation}"),
+                delete=True,
+                parameters={"purge-crds": "true"},
             )
         assert await managed_objects(harness.sim.kubeconfig) == []
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
@@ -378,3 +381,68 @@ async def test_label_namespace_never_creates_the_namespace_unless_asked(harness:
     created = await harness.object("Namespace", "nope")
     assert created is not None
     assert created["metadata"]["labels"]["istio-injection"] == "enabled"  # type: ignore[index]
+
+
+USER_ROUTE = {
+    "apiVersion": "networking.istio.io/v1",
+    "kind": "VirtualService",
+    "metadata": {"name": "users-route", "namespace": "default"},
+    "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]},
+}
+"""A VirtualService a user wrote with kubectl: not meshplane's, but it lives in Istio's CRD."""
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("sources", [toy_sources], ids=["toy-charts"], indirect=True)
+async def test_a_users_virtual_service_survives_uninstall_unless_forced(harness: Harness) -> None:
+    """Issue 15: `install --delete` deleted every Istio CRD and every user VirtualService."""
+    client = await harness.start()
+    await client.run(
+        "install", operation_id=harness.next_id("install"), mesh_version=harness.sources.first
+    )
+    async with await ClusterSession.connect(kubeconfig_path=harness.sim.kubeconfig) as session:
+        await session.apply(USER_ROUTE)
+    crds = crds_of_istio(await managed_objects(harness.sim.kubeconfig))
+    assert len(crds) == harness.sources.crds_first
+
+    # Asked to purge while a user's VirtualService exists: refused, nothing touched.
+    refused_id = harness.next_id("purge")
+    await client.apply(
+        "install", operation_id=refused_id, delete=True, parameters={"purge-crds": "true"}
+    )
+    refused = await client.wait(refused_id)
+    assert refused.state == pb.OPERATION_STATE_FAILED
+    assert refused.error.code == "FAILED_PRECONDITION"
+    assert refused.error.message == (
+        "1 VirtualService (networking.istio.io) object in 1 namespace still exists; delete them "
+        "or pass --param purge-crds=force"
+    )
+    assert await harness.object("Deployment", "istiod", "istio-system") is not None
+    status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+    assert status.installed
+
+    # The default uninstall: everything but the CRDs goes, and the route survives.
+    done = await client.run("install", operation_id=harness.next_id("uninstall"), delete=True)
+    assert f"kept {len(crds)} CustomResourceDefinitions" in done.cluster_results[0].summary
+    assert crds_of_istio(await managed_objects(harness.sim.kubeconfig)) == crds
+    assert [kind for kind, _, _ in await managed_objects(harness.sim.kubeconfig)] == [
+        "CustomResourceDefinition"
+    ] * len(crds)
+    assert await harness.object("VirtualService", "users-route", "default") is not None
+    assert not (await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())).installed
+
+    # Still refused without force; forced, the CRDs go and the route with them.
+    again = harness.next_id("purge-again")
+    await client.apply(
+        "install", operation_id=again, delete=True, parameters={"purge-crds": "true"}
+    )
+    assert (await client.wait(again)).error.code == "FAILED_PRECONDITION"
+    forced = await client.run(
+        "install",
+        operation_id=harness.next_id("force"),
+        delete=True,
+        parameters={"purge-crds": "force"},
+    )
+    assert forced.cluster_results[0].objects_deleted == len(crds)
+    assert await managed_objects(harness.sim.kubeconfig) == []
+    assert await harness.object("VirtualService", "users-route", "default") is None

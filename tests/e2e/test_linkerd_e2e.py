@@ -175,7 +175,10 @@ async def test_install_upgrade_samples_validate_uninstall(
         assert "linkerd.io/inject" not in (namespace["metadata"].get("annotations") or {})
         for operation in ("httpbin", "booksapp", "emojivoto", "install"):
             await client.run(
-                operation, operation_id=harness.next_id(f"rm-{operation}"), delete=True
+                operation,
+                operation_id=harness.next_id(f"rm-{operation}"),
+                delete=True,
+                parameters={"purge-crds": "true"},
             )
         assert await managed_objects(harness.sim.kubeconfig) == []
         assert await harness.get("v1", "Namespace", "emojivoto") is None

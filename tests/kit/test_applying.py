@@ -26,6 +26,7 @@ from adapters.kit.plans import (
     MESH_LABEL,
     RELEASE_LABEL,
     ApplyPlan,
+    CrdRemoval,
     Hook,
     HookPhase,
     Progress,
@@ -289,18 +290,101 @@ async def test_uninstall_removes_everything_of_the_release(session: ClusterSessi
     assert await labelled_with_release(session, RELEASE)
     sink = Recorder()
 
-    outcome = await applier.uninstall(RELEASE, NAMESPACE, sink, mesh=MESH)
+    outcome = await applier.uninstall(RELEASE, NAMESPACE, sink, mesh=MESH, crds=CrdRemoval.PURGE)
 
     assert outcome.deleted == len(plan.objects)
+    assert outcome.crds_kept == 0
     deleted = sink.names(ProgressKind.DELETED)
     assert deleted[0] == "Widget/blue"  # custom resources before the CRD that serves them
     assert deleted.index("Service/web") < deleted.index("Deployment/web")
+    assert "CustomResourceDefinition/widgets.example.meshplane.io" in deleted
     assert deleted[-1] == "Namespace/shop"
     assert await labelled_with_release(session, RELEASE) == []
     assert await read_inventory(session, NAMESPACE, RELEASE, mesh=MESH) is None
 
-    again = await applier.uninstall(RELEASE, NAMESPACE, Recorder(), mesh=MESH)
+    again = await applier.uninstall(
+        RELEASE, NAMESPACE, Recorder(), mesh=MESH, crds=CrdRemoval.PURGE
+    )
     assert again.deleted == 0
+
+
+WIDGETS_CRD = "CustomResourceDefinition/widgets.example.meshplane.io"
+
+
+async def test_uninstall_keeps_the_crds_unless_asked_and_purges_them_later(
+    session: ClusterSession,
+) -> None:
+    plan = make_plan(load_documents(SMALL))
+    applier = Applier(session)
+    await applier.install_or_upgrade(plan, Recorder())
+    sink = Recorder()
+
+    outcome = await applier.uninstall(RELEASE, NAMESPACE, sink, mesh=MESH)
+
+    assert (outcome.deleted, outcome.crds_kept) == (len(plan.objects) - 1, 1)
+    assert "Widget/blue" in sink.names(ProgressKind.DELETED)  # the release's own resource goes
+    assert WIDGETS_CRD not in sink.names(ProgressKind.DELETED)
+    assert sink.names(ProgressKind.KEPT) == [WIDGETS_CRD]
+    assert "purge-crds=true" in sink.of(ProgressKind.KEPT)[0].message
+    # Everything else is gone; the CRD keeps the release's labels, the record is gone.
+    assert await labelled_with_release(session, RELEASE) == [WIDGETS_CRD]
+    assert await read_inventory(session, NAMESPACE, RELEASE, mesh=MESH) is None
+
+    # Not installed, nothing asked: nothing to do. Asked: the kept CRD goes, found by label.
+    assert (await applier.uninstall(RELEASE, NAMESPACE, Recorder(), mesh=MESH)).noop
+    sink = Recorder()
+    purged = await applier.uninstall(RELEASE, NAMESPACE, sink, mesh=MESH, crds=CrdRemoval.PURGE)
+    assert (purged.deleted, sink.names(ProgressKind.DELETED)) == (1, [WIDGETS_CRD])
+    assert await labelled_with_release(session, RELEASE) == []
+
+
+def user_widget(namespace: str, name: str) -> KubeObject:
+    """A custom resource of the release's CRD that a user wrote (no meshplane labels)."""
+    return {
+        "apiVersion": "example.meshplane.io/v1",
+        "kind": "Widget",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"size": 1},
+    }
+
+
+async def test_purging_crds_is_refused_while_users_custom_resources_exist_unless_forced(
+    session: ClusterSession,
+) -> None:
+    """Issue 15: `install --delete` took every user VirtualService with Istio's CRDs."""
+    plan = make_plan(load_documents(SMALL))
+    applier = Applier(session)
+    await applier.install_or_upgrade(plan, Recorder())
+    for namespace, name in (("default", "red"), ("default", "green"), ("kube-public", "mine")):
+        await session.apply(user_widget(namespace, name))
+    before = await labelled_with_release(session, RELEASE)
+
+    with pytest.raises(ApplyError) as refused:
+        await applier.uninstall(RELEASE, NAMESPACE, Recorder(), mesh=MESH, crds=CrdRemoval.PURGE)
+
+    assert refused.value.detail.code == "FAILED_PRECONDITION"
+    assert refused.value.detail.message == (
+        "3 Widget (example.meshplane.io) objects in 2 namespaces still exist; delete them or "
+        "pass --param purge-crds=force"
+    )
+    # Refused before anything was touched: the release is still deployed, whole.
+    assert await labelled_with_release(session, RELEASE) == before
+    record = await read_inventory(session, NAMESPACE, RELEASE, mesh=MESH)
+    assert record is not None and record.status is ReleaseState.DEPLOYED
+
+    # The default keeps the CRD, so the users' widgets survive the uninstall.
+    await applier.uninstall(RELEASE, NAMESPACE, Recorder(), mesh=MESH)
+    assert await session.get("example.meshplane.io/v1", "Widget", "red", "default") is not None
+    with pytest.raises(ApplyError) as still:
+        await applier.uninstall(RELEASE, NAMESPACE, Recorder(), mesh=MESH, crds=CrdRemoval.PURGE)
+    assert still.value.detail.message.startswith("3 Widget (example.meshplane.io) objects")
+
+    forced = await applier.uninstall(
+        RELEASE, NAMESPACE, Recorder(), mesh=MESH, crds=CrdRemoval.FORCE
+    )
+    assert forced.deleted == 1
+    assert await labelled_with_release(session, RELEASE) == []
+    assert not await session.has_kind("example.meshplane.io/v1", "Widget")
 
 
 async def test_an_object_another_mesh_applied_is_refused_not_taken_over(

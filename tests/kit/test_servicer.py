@@ -169,10 +169,25 @@ INVALID = [
         "parameters.profile: 'huge' is not one of minimal, default, demo",
     ),
     (
+        install(delete=True, parameters={"purge-crds": "yes"}),
+        StatusCode.INVALID_ARGUMENT,
+        "parameters.purge-crds: 'yes' is not one of true, false, force",
+    ),
+    (
+        install(parameters={"purge-crds": "true"}),
+        StatusCode.INVALID_ARGUMENT,
+        "parameters.purge-crds: only applies to a delete (uninstall)",
+    ),
+    (
+        install(parameters={"create-namespace": "please"}),
+        StatusCode.INVALID_ARGUMENT,
+        "parameters.create-namespace: 'please' is not one of true, false",
+    ),
+    (
         install(parameters={"size": "xl"}),
         StatusCode.INVALID_ARGUMENT,
         "parameters.size: operation 'install' has no parameter 'size'; it accepts: "
-        "adopt-existing, create-namespace, profile",
+        "adopt-existing, create-namespace, profile, purge-crds",
     ),
     (
         pb.ApplyOperationRequest(operation="policy"),

@@ -272,7 +272,12 @@ async def test_the_generated_role_is_enough_for_the_whole_catalogue(bench: Bench
     ]
     assert exercised == deletable
     await client.run("validate", operation_id=harness.next_id("validate"))
-    await client.run("install", operation_id=harness.next_id("uninstall"), delete=True)
+    await client.run(
+        "install",
+        operation_id=harness.next_id("uninstall"),
+        delete=True,
+        parameters={"purge-crds": "true"},
+    )
     assert await managed_objects(harness.sim.kubeconfig) == []
     status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
     assert not status.installed
@@ -381,7 +386,12 @@ async def test_a_missing_permission_is_named_as_the_api_server_reports_it(bench:
         await client.run(
             "install", operation_id=harness.next_id("install"), mesh_version=bench.sources.older[0]
         )
-        await client.run("install", operation_id=harness.next_id("uninstall"), delete=True)
+        await client.run(
+            "install",
+            operation_id=harness.next_id("uninstall"),
+            delete=True,
+            parameters={"purge-crds": "true"},
+        )
         assert await managed_objects(harness.sim.kubeconfig) == []
     finally:
         await events.stop()

@@ -166,7 +166,15 @@ async def test_install_upgrade_samples_validate_uninstall(
 
     gone, events = await run(executor, "install", delete=True)
     assert gone.state is OperationState.SUCCEEDED, events.items
-    assert gone.objects_deleted > 10
+    assert gone.objects_deleted >= 10
+    # The CRDs stay unless asked (users' custom resources live in them), and it says so.
+    left = await managed_objects(sim.url)
+    assert left and {kind for kind, _, _ in left} == {"CustomResourceDefinition"}
+    assert f"kept {len(left)} CustomResourceDefinitions" in gone.summary
+    assert any("--param purge-crds=true" in e.summary for e in events.of(Severity.WARNING))
+    purged, events = await run(executor, "install", delete=True, parameters={"purge-crds": "true"})
+    assert purged.state is OperationState.SUCCEEDED, events.items
+    assert purged.objects_deleted == len(left)
     assert await managed_objects(sim.url) == []
     assert not (await executor.status(TARGET, "")).installed
 
@@ -336,7 +344,7 @@ async def _every_operation(executor: KitExecutor, session: ClusterSession, versi
         removed, events = await run(executor, spec.id, namespace="books", delete=True)
         assert removed.state is OperationState.SUCCEEDED, (spec.id, events.of(Severity.ERROR))
         assert removed.objects_deleted == applied.objects_applied, spec.id
-    removed, _ = await run(executor, "install", delete=True)
+    removed, _ = await run(executor, "install", delete=True, parameters={"purge-crds": "true"})
     assert removed.state is OperationState.SUCCEEDED
 
 
