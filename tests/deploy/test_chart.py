@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
 from pathlib import Path
@@ -10,7 +11,9 @@ from typing import Any
 import helm_python
 import pytest
 
+from adapters.istio.declaration import DECLARATION as ISTIO
 from adapters.kit.rendering import ChartRenderError, render_chart
+from adapters.kit.settings import AdapterSettings, add_arguments, settings_from_args
 from coordinator import servicer as coordinator_servicer
 from meshplane.adapter.v1 import adapter_pb2
 from tests.deploy.chart import (
@@ -64,6 +67,17 @@ NON_DEFAULT: dict[str, Any] = {
 
 
 TLS: dict[str, Any] = {"tls": {"enabled": True, "secretName": "meshplane-tls"}}
+SCRAPERS = [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]
+METRICS_AND_POLICY: dict[str, Any] = {
+    "coordinator": {"metricsPort": 9091, "metricsClients": SCRAPERS},
+    "adapterDefaults": {
+        "objectPolicy": {
+            "protectedNamespaces": ["payments", "auth"],
+            "allowProtectedNamespaces": True,
+            "allowElevatedObjects": True,
+        }
+    },
+}
 TLS_DIR = "/etc/meshplane/tls"
 
 
@@ -91,8 +105,17 @@ def _lint(values: dict[str, Any] | None) -> tuple[list[str], list[dict[str, Any]
             },
             "link": {"enabled": False},
         },
+        METRICS_AND_POLICY,
     ],
-    ids=["default", "non-default", "coordinator-only", "no-network-policy", "tls", "meshery"],
+    ids=[
+        "default",
+        "non-default",
+        "coordinator-only",
+        "no-network-policy",
+        "tls",
+        "meshery",
+        "metrics-and-policy",
+    ],
 )
 def test_chart_lints_clean(values: dict[str, Any] | None) -> None:
     assert _lint(values) == ([], [])
@@ -549,3 +572,67 @@ async def test_inconsistent_meshery_values_are_refused(
 ) -> None:
     with pytest.raises(ChartRenderError, match=message):
         await render(values)
+
+
+async def test_coordinator_metrics_port_is_served_exposed_and_admitted_only_when_set() -> None:
+    default = (await render()).objects
+    coordinator = find(default, "Deployment", COORDINATOR)
+    assert "MESHPLANE_COORDINATOR_METRICS_PORT" not in env_of(coordinator)
+    assert [p["name"] for p in container(coordinator)["ports"]] == ["grpc"]
+    assert [p["name"] for p in find(default, "Service", COORDINATOR)["spec"]["ports"]] == ["grpc"]
+
+    objects = (await render(METRICS_AND_POLICY)).objects
+    coordinator = find(objects, "Deployment", COORDINATOR)
+    env = env_of(coordinator)
+    # Scraped from other pods: it listens on every address, not the loopback default.
+    assert (
+        env["MESHPLANE_COORDINATOR_METRICS_PORT"],
+        env["MESHPLANE_COORDINATOR_METRICS_HOST"],
+    ) == (
+        "9091",
+        "0.0.0.0",
+    )
+    assert {"name": "metrics", "containerPort": 9091, "protocol": "TCP"} in container(coordinator)[
+        "ports"
+    ]
+    service_ports = find(objects, "Service", COORDINATOR)["spec"]["ports"]
+    assert {"name": "metrics", "port": 9091, "targetPort": "metrics", "protocol": "TCP"} in (
+        service_ports
+    )
+    ingress = find(objects, "NetworkPolicy", COORDINATOR)["spec"]["ingress"]
+    assert ingress[-1] == {"from": SCRAPERS, "ports": [{"port": "metrics", "protocol": "TCP"}]}
+    # Only the scrapers reach it: the client rule still names the gRPC port alone.
+    assert ingress[0]["ports"] == [{"port": "grpc", "protocol": "TCP"}]
+
+
+async def test_adapter_object_policy_defaults_to_safe_and_takes_values() -> None:
+    env = env_of(find((await render()).objects, "Deployment", ADAPTER))
+    assert env["MESHPLANE_ADAPTER_ALLOW_PROTECTED_NAMESPACES"] == "false"
+    assert env["MESHPLANE_ADAPTER_ALLOW_ELEVATED_OBJECTS"] == "false"
+    assert "MESHPLANE_ADAPTER_PROTECTED_NAMESPACES" not in env
+
+    env = env_of(find((await render(METRICS_AND_POLICY)).objects, "Deployment", ADAPTER))
+    assert env["MESHPLANE_ADAPTER_PROTECTED_NAMESPACES"] == "payments,auth"
+    assert env["MESHPLANE_ADAPTER_ALLOW_PROTECTED_NAMESPACES"] == "true"
+    assert env["MESHPLANE_ADAPTER_ALLOW_ELEVATED_OBJECTS"] == "true"
+
+
+async def _policy_settings(values: dict[str, Any] | None) -> AdapterSettings:
+    """The adapter's own settings from the policy variables the chart renders for ``values``."""
+    env = env_of(find((await render(values)).objects, "Deployment", ADAPTER))
+    environ = {
+        k: v for k, v in env.items() if isinstance(v, str) and ("PROTECTED" in k or "ELEVATED" in k)
+    }
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return settings_from_args(parser.parse_args([]), ISTIO, environ)
+
+
+async def test_the_adapter_reads_the_object_policy_the_chart_renders() -> None:
+    """The rendered variables mean to the adapter what the values say (its own parsing)."""
+    safe = await _policy_settings(None)
+    assert safe.protected_namespaces == {"kube-system", "kube-public", "kube-node-lease"}
+    assert not safe.allow_protected_namespaces and not safe.allow_elevated_objects
+    settings = await _policy_settings(METRICS_AND_POLICY)
+    assert {"payments", "auth", "kube-system"} <= settings.protected_namespaces
+    assert settings.allow_protected_namespaces and settings.allow_elevated_objects
