@@ -79,17 +79,19 @@ def _upstream(folder: str, older: str, newer: str) -> Callable[[], Sources]:
     return sources
 
 
-def _toy(mesh: str) -> Callable[[Path], Sources]:
+def _toy(mesh: str, app_versions: tuple[str, str] = ("", "")) -> Callable[[Path], Sources]:
+    """Our own charts (as the e2e tests package them) when ../shared/fixtures is absent."""
+
     def sources(tmp_path: Path) -> Sources:
+        older, newer = ("1.0.0", app_versions[0]), ("1.1.0", app_versions[1])
         if mesh == "istio":
-            repo = package_toy_repo(tmp_path / "charts")
-            return Sources(charts=repo, mirror=TOY_MIRROR, older=("1.0.0", ""), newer=("1.1.0", ""))
-        versions = {"1.0.0": "1.0.0", "1.1.0": "1.1.0"}
+            repo = package_toy_repo(tmp_path / "charts", (older[0], newer[0]))
+            return Sources(charts=repo, mirror=TOY_MIRROR, older=older, newer=newer)
         return Sources(
-            charts=package_toy_repository(mesh, tmp_path / "charts", versions),
+            charts=package_toy_repository(mesh, tmp_path / "charts", dict([older, newer])),
             mirror=toy_mirror(mesh),
-            older=("1.0.0", ""),
-            newer=("1.1.0", ""),
+            older=older,
+            newer=newer,
         )
 
     return sources
@@ -99,13 +101,13 @@ CASES = {
     "linkerd": MeshCase(
         declaration=LINKERD,
         upstream=_upstream("linkerd", "2026.7.2", "2026.8.3"),
-        toy=_toy("linkerd"),
+        toy=_toy("linkerd", ("edge-1.0.0", "edge-1.1.0")),
         install={},
     ),
     "consul": MeshCase(
         declaration=CONSUL,
         upstream=_upstream("hashicorp", "1.8.16", "1.9.11"),
-        toy=_toy("consul"),
+        toy=_toy("consul", ("1.20.0", "1.21.0")),
         # One server: the chart wants one per Node (docs/realkube.md), and there are two.
         install={"server-replicas": "1"},
     ),
