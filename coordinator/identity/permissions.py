@@ -47,6 +47,8 @@ ADAPTER = "meshplane.adapter.v1.MeshAdapterService"
 DEFAULT_PROTECTED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 ADOPT_PARAMETER = "adopt-existing"
 """The request parameter that lets an operation take over objects meshplane does not own."""
+PURGE_CRDS_PARAMETER = "purge-crds"
+"""With ``force``, a delete removes its CRDs and every custom resource of them, users' too."""
 _MUTATING_VERBS = frozenset({"create", "update", "delete"})
 _MAX_BODY_DOCUMENTS = 1000
 
@@ -232,12 +234,13 @@ def _apply_accesses(
     if descriptor.category == apb.OPERATION_CATEGORY_CUSTOM:
         namespaces |= custom_body_namespaces(request.custom_body)
     adopts = request.parameters.get(ADOPT_PARAMETER, "").lower() == "true"
+    forces = request.delete and request.parameters.get(PURGE_CRDS_PARAMETER, "") == "force"
     accesses = [
         Access(
             verb="create",
             resource=(
                 "privilegedoperations"
-                if name in facts.protected_namespaces or adopts
+                if name in facts.protected_namespaces or adopts or forces
                 else "operations"
             ),
             namespace=name,

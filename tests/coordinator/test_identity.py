@@ -223,6 +223,16 @@ _APPLY_CASES = [
         _apply("bookinfo", namespace="team-a", parameters={"adopt-existing": "true"}),
         ("privilegedoperations", "create"),
     ),
+    (
+        "purging CRDs over users' custom resources",
+        _apply("bookinfo", namespace="team-a", delete=True, parameters={"purge-crds": "force"}),
+        ("privilegedoperations", "create"),
+    ),
+    (
+        "purging CRDs unless custom resources exist",
+        _apply("bookinfo", namespace="team-a", delete=True, parameters={"purge-crds": "true"}),
+        ("operations", "create"),
+    ),
     ("not in the catalogue", _apply("mystery"), ("meshes", "create")),
 ]
 
