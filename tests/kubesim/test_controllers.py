@@ -233,16 +233,23 @@ def test_services_get_endpoints_and_load_balancer_ips(api: client.ApiClient, ns:
 
     subset = eventually(addresses, timeout=60)
     assert subset.ports[0].port == 8080  # the named target port resolved
-    slices = discovery.list_namespaced_endpoint_slice(
-        ns, label_selector="kubernetes.io/service-name=api"
-    ).items
-    assert len(slices) == 1 and len(slices[0].endpoints) == 2
+
+    def slices() -> Any:  # (the real EndpointSlice controller is a separate controller)
+        found = discovery.list_namespaced_endpoint_slice(
+            ns, label_selector="kubernetes.io/service-name=api"
+        ).items
+        return found if len(found) == 1 and len(found[0].endpoints or []) == 2 else None
+
+    eventually(slices, timeout=60)
     ingress = eventually(
-        lambda: core.read_namespaced_service("api", ns).status.load_balancer.ingress
+        lambda: core.read_namespaced_service("api", ns).status.load_balancer.ingress, timeout=60
     )
     assert ingress[0].ip
     apps.patch_namespaced_deployment_scale("api", ns, {"spec": {"replicas": 1}})
-    eventually(lambda: len(core.read_namespaced_endpoints("api", ns).subsets[0].addresses) == 1)
+    eventually(
+        lambda: len(core.read_namespaced_endpoints("api", ns).subsets[0].addresses) == 1,
+        timeout=60,
+    )
     core.delete_namespaced_service("api", ns)
 
     def endpoints_gone() -> bool:
@@ -252,13 +259,14 @@ def test_services_get_endpoints_and_load_balancer_ips(api: client.ApiClient, ns:
             return err.status == 404
         return False
 
-    eventually(endpoints_gone)
+    eventually(endpoints_gone, timeout=60)
     eventually(
         lambda: (
             not discovery.list_namespaced_endpoint_slice(
                 ns, label_selector="kubernetes.io/service-name=api"
             ).items
-        )
+        ),
+        timeout=60,
     )
 
 

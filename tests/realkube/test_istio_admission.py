@@ -138,7 +138,7 @@ async def test_istio_with_real_admission_fails_with_the_webhook_as_the_cause(
                 operation_id=istio.next_id(f"rm-{operation}"),
                 namespace=namespace,
                 delete=True,
-                parameters={"purge-crds": "true"},
+                parameters={"purge-crds": "true"} if operation == "install" else {},
             )
         assert await managed_objects(kubeconfig) == []
         status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
