@@ -7,7 +7,7 @@ pyproject.toml, a third party's in its own package::
     mymesh = "mymesh_adapter.declaration:DECLARATION"
 
 Reading the names imports nothing of the meshes (the coordinator's sandbox uses them without
-importing any adapter code); `adapters.kit.mesh_registry` loads the declarations.
+importing any adapter code); `adapters.kit.process.mesh_registry` loads the declarations.
 """
 
 from __future__ import annotations

@@ -51,8 +51,8 @@ BOUNDED_PACKAGES = (
 CUSTOM_BODY_MAX_BYTES = 1024 * 1024
 """Largest custom_body accepted: real manifests are kilobytes (the YAML loader enforces it too)."""
 KUBECONFIG_MAX_BYTES = 256 * 1024
-"""Largest request kubeconfig: the judge's limit (`adapters.kit.request_kubeconfigs`, kept equal
-by a test: the kit module must not import `serving`)."""
+"""Largest request kubeconfig: the judge's limit (`adapters.kit.model.request_kubeconfigs`, kept
+equal by a test: the kit module must not import `serving`)."""
 MAX_CLUSTERS = 20
 """Clusters one operation may target; more is a fleet rollout, which is several operations."""
 MAX_OPERATION_TIMEOUT_SECONDS = 2 * 3600.0

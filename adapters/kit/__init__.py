@@ -11,19 +11,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from adapters.kit.adapter_server import (
-        RunningAdapter,
-        run_adapter,
-        start_adapter,
-    )
-    from adapters.kit.builders import (
+    from adapters.kit.declare.builders import (
         duration_parameter,
         integer_parameter,
         namespace_annotations,
         namespace_labels,
         namespaced_object,
     )
-    from adapters.kit.catalogue import (
+    from adapters.kit.declare.catalogue import (
         Category,
         ChartSource,
         Check,
@@ -39,45 +34,34 @@ if TYPE_CHECKING:
         PlanContext,
         Source,
     )
-    from adapters.kit.certificate_checks import (
+    from adapters.kit.declare.certificate_checks import (
         PemLocation,
         trust_chain_stored,
         trust_chain_valid,
     )
-    from adapters.kit.certificate_store import (
+    from adapters.kit.declare.certificate_store import (
         StoredServingCertificates,
         StoredTrustChain,
     )
-    from adapters.kit.certificates import (
+    from adapters.kit.declare.certificates import (
         CertifiedKey,
         TrustChain,
         generate_trust_chain,
     )
-    from adapters.kit.injection import (
+    from adapters.kit.declare.injection import (
         InjectionMarker,
         MarkerField,
         injected_namespaces_have_sidecars,
         namespace_injection_operation,
     )
-    from adapters.kit.objects import (
-        KubeObject,
-        ObjectRef,
-    )
-    from adapters.kit.operations import (
-        ErrorDetail,
-        Severity,
-    )
-    from adapters.kit.settings import (
-        AdapterSettings,
-    )
-    from adapters.kit.standard_operations import (
+    from adapters.kit.declare.standard_operations import (
         STANDARD_CAPABILITIES,
         custom_operation,
         install_operation,
         sample_application,
         validate_operation,
     )
-    from adapters.kit.validation_checks import (
+    from adapters.kit.declare.validation_checks import (
         ServiceIndex,
         all_of,
         crds_established,
@@ -85,60 +69,76 @@ if TYPE_CHECKING:
         webhooks_present,
         workloads_ready,
     )
+    from adapters.kit.model.objects import (
+        KubeObject,
+        ObjectRef,
+    )
+    from adapters.kit.model.records import (
+        ErrorDetail,
+        Severity,
+    )
+    from adapters.kit.process.server import (
+        RunningAdapter,
+        run_adapter,
+        start_adapter,
+    )
+    from adapters.kit.process.settings import (
+        AdapterSettings,
+    )
     from serving.strict_numbers import parse_integer
 
 _HOMES: dict[str, str] = {
-    "StoredServingCertificates": "adapters.kit.certificate_store",
-    "CertifiedKey": "adapters.kit.certificates",
-    "ServiceIndex": "adapters.kit.validation_checks",
-    "Check": "adapters.kit.catalogue",
-    "Category": "adapters.kit.catalogue",
-    "ChartSource": "adapters.kit.catalogue",
-    "CheckContext": "adapters.kit.catalogue",
-    "ClusterReader": "adapters.kit.catalogue",
-    "Finding": "adapters.kit.catalogue",
-    "ManifestSource": "adapters.kit.catalogue",
-    "MeshDeclaration": "adapters.kit.catalogue",
-    "ObjectsSource": "adapters.kit.catalogue",
-    "OperationSpec": "adapters.kit.catalogue",
-    "Ownership": "adapters.kit.catalogue",
-    "Parameter": "adapters.kit.catalogue",
-    "PlanContext": "adapters.kit.catalogue",
-    "Source": "adapters.kit.catalogue",
-    "KubeObject": "adapters.kit.objects",
-    "ObjectRef": "adapters.kit.objects",
-    "ErrorDetail": "adapters.kit.operations",
-    "Severity": "adapters.kit.operations",
-    "duration_parameter": "adapters.kit.builders",
-    "integer_parameter": "adapters.kit.builders",
+    "StoredServingCertificates": "adapters.kit.declare.certificate_store",
+    "CertifiedKey": "adapters.kit.declare.certificates",
+    "ServiceIndex": "adapters.kit.declare.validation_checks",
+    "Check": "adapters.kit.declare.catalogue",
+    "Category": "adapters.kit.declare.catalogue",
+    "ChartSource": "adapters.kit.declare.catalogue",
+    "CheckContext": "adapters.kit.declare.catalogue",
+    "ClusterReader": "adapters.kit.declare.catalogue",
+    "Finding": "adapters.kit.declare.catalogue",
+    "ManifestSource": "adapters.kit.declare.catalogue",
+    "MeshDeclaration": "adapters.kit.declare.catalogue",
+    "ObjectsSource": "adapters.kit.declare.catalogue",
+    "OperationSpec": "adapters.kit.declare.catalogue",
+    "Ownership": "adapters.kit.declare.catalogue",
+    "Parameter": "adapters.kit.declare.catalogue",
+    "PlanContext": "adapters.kit.declare.catalogue",
+    "Source": "adapters.kit.declare.catalogue",
+    "KubeObject": "adapters.kit.model.objects",
+    "ObjectRef": "adapters.kit.model.objects",
+    "ErrorDetail": "adapters.kit.model.records",
+    "Severity": "adapters.kit.model.records",
+    "duration_parameter": "adapters.kit.declare.builders",
+    "integer_parameter": "adapters.kit.declare.builders",
     "parse_integer": "serving.strict_numbers",
-    "namespace_annotations": "adapters.kit.builders",
-    "namespace_labels": "adapters.kit.builders",
-    "namespaced_object": "adapters.kit.builders",
-    "InjectionMarker": "adapters.kit.injection",
-    "MarkerField": "adapters.kit.injection",
-    "injected_namespaces_have_sidecars": "adapters.kit.injection",
-    "namespace_injection_operation": "adapters.kit.injection",
-    "STANDARD_CAPABILITIES": "adapters.kit.standard_operations",
-    "custom_operation": "adapters.kit.standard_operations",
-    "install_operation": "adapters.kit.standard_operations",
-    "sample_application": "adapters.kit.standard_operations",
-    "validate_operation": "adapters.kit.standard_operations",
-    "all_of": "adapters.kit.validation_checks",
-    "crds_established": "adapters.kit.validation_checks",
-    "deployments_ready": "adapters.kit.validation_checks",
-    "webhooks_present": "adapters.kit.validation_checks",
-    "workloads_ready": "adapters.kit.validation_checks",
-    "TrustChain": "adapters.kit.certificates",
-    "generate_trust_chain": "adapters.kit.certificates",
-    "StoredTrustChain": "adapters.kit.certificate_store",
-    "PemLocation": "adapters.kit.certificate_checks",
-    "trust_chain_stored": "adapters.kit.certificate_checks",
-    "trust_chain_valid": "adapters.kit.certificate_checks",
-    "AdapterSettings": "adapters.kit.settings",
-    "run_adapter": "adapters.kit.adapter_server",
-    "start_adapter": "adapters.kit.adapter_server",
-    "RunningAdapter": "adapters.kit.adapter_server",
+    "namespace_annotations": "adapters.kit.declare.builders",
+    "namespace_labels": "adapters.kit.declare.builders",
+    "namespaced_object": "adapters.kit.declare.builders",
+    "InjectionMarker": "adapters.kit.declare.injection",
+    "MarkerField": "adapters.kit.declare.injection",
+    "injected_namespaces_have_sidecars": "adapters.kit.declare.injection",
+    "namespace_injection_operation": "adapters.kit.declare.injection",
+    "STANDARD_CAPABILITIES": "adapters.kit.declare.standard_operations",
+    "custom_operation": "adapters.kit.declare.standard_operations",
+    "install_operation": "adapters.kit.declare.standard_operations",
+    "sample_application": "adapters.kit.declare.standard_operations",
+    "validate_operation": "adapters.kit.declare.standard_operations",
+    "all_of": "adapters.kit.declare.validation_checks",
+    "crds_established": "adapters.kit.declare.validation_checks",
+    "deployments_ready": "adapters.kit.declare.validation_checks",
+    "webhooks_present": "adapters.kit.declare.validation_checks",
+    "workloads_ready": "adapters.kit.declare.validation_checks",
+    "TrustChain": "adapters.kit.declare.certificates",
+    "generate_trust_chain": "adapters.kit.declare.certificates",
+    "StoredTrustChain": "adapters.kit.declare.certificate_store",
+    "PemLocation": "adapters.kit.declare.certificate_checks",
+    "trust_chain_stored": "adapters.kit.declare.certificate_checks",
+    "trust_chain_valid": "adapters.kit.declare.certificate_checks",
+    "AdapterSettings": "adapters.kit.process.settings",
+    "run_adapter": "adapters.kit.process.server",
+    "start_adapter": "adapters.kit.process.server",
+    "RunningAdapter": "adapters.kit.process.server",
 }
 
 __all__ = [

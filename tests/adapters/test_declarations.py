@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from adapters.consul.declaration import DECLARATION as CONSUL
-from adapters.kit.catalogue import Category, ManifestSource, MeshDeclaration
-from adapters.kit.mesh_registry import load_declaration
-from adapters.kit.planning import ManifestLibrary
+from adapters.kit.declare.catalogue import Category, ManifestSource, MeshDeclaration
+from adapters.kit.plan.planner import ManifestLibrary
+from adapters.kit.process.mesh_registry import load_declaration
 from adapters.linkerd.declaration import DECLARATION as LINKERD
 
 MESHES = [pytest.param(LINKERD, id="linkerd"), pytest.param(CONSUL, id="consul")]

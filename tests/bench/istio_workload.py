@@ -13,12 +13,12 @@ from pathlib import Path
 import yaml
 
 from adapters.istio.declaration import DECLARATION
-from adapters.kit.applying import labelled
-from adapters.kit.chart_repository import ChartRepository
-from adapters.kit.cluster import ClusterSession
-from adapters.kit.objects import KubeObject
-from adapters.kit.operations import OperationRecord, OperationState
-from adapters.kit.planning import ManifestLibrary, Planner
+from adapters.kit.apply.applier import labelled
+from adapters.kit.apply.cluster import ClusterSession
+from adapters.kit.model.objects import KubeObject
+from adapters.kit.model.records import OperationRecord, OperationState
+from adapters.kit.plan.chart_repository import ChartRepository
+from adapters.kit.plan.planner import ManifestLibrary, Planner
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
 from tests.fixtures_paths import SHARED_FIXTURES
 

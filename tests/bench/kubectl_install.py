@@ -2,7 +2,7 @@
 the waits a script would run for the same workloads, then `kubectl delete`.
 
 Every kubectl run is one process; its wall time and CPU (user + system, from `wait4`) are what
-it cost. The waits cover what the adapter waits for (`adapters.kit.readiness.waits_for`): CRDs
+it cost. The waits cover what the adapter waits for (`adapters.kit.apply.readiness.waits_for`): CRDs
 Established, Deployments/DaemonSets/StatefulSets rolled out, Jobs complete, LoadBalancer
 Services with an address; one command after another, in manifest order.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from adapters.kit.readiness import waits_for
+from adapters.kit.apply.readiness import waits_for
 
 WAIT_TIMEOUT = "--timeout=300s"
 ROLLED_OUT = frozenset({"Deployment", "DaemonSet", "StatefulSet"})

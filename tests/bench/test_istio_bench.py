@@ -53,7 +53,7 @@ ADAPTER_COMMAND_ONLY = (
     sys.executable,
     "-c",
     "import argparse, sys\n"
-    "from adapters.kit import cli\n"
+    "from adapters.kit.process import cli\n"
     "parser = argparse.ArgumentParser(prog='meshplane')\n"
     "cli.register(parser.add_subparsers())\n"
     "args = parser.parse_args()\n"

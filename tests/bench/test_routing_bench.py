@@ -39,7 +39,7 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from coordinator.passthrough import MESH_METADATA_KEY
+from coordinator.server.passthrough import MESH_METADATA_KEY
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from serving.logging_setup import configure_logging

@@ -23,7 +23,9 @@ def test_every_module_registers_exactly_its_table_entries() -> None:
 
 
 def test_only_the_invoked_commands_module_is_chosen() -> None:
-    assert commands.modules_for(["adapter", "istio", "--port", "0"]) == ("adapters.kit.cli",)
+    assert commands.modules_for(["adapter", "istio", "--port", "0"]) == (
+        "adapters.kit.process.cli",
+    )
     assert commands.modules_for(["--help"]) == commands.COMMAND_MODULES
     assert commands.modules_for(["no-such-command"]) == commands.COMMAND_MODULES
 

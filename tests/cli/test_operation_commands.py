@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from coordinator.client_credentials import TOKEN_ENV
+from coordinator.client.credentials import TOKEN_ENV
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane_cli.main import main

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from coordinator.client_credentials import TOKEN_ENV
-from coordinator.client_output import fit_to_width
+from coordinator.client.credentials import TOKEN_ENV
+from coordinator.client.output import fit_to_width
 from meshplane_cli.main import main
 from tests.coordinator.identities import ADMIN
 from tests.coordinator.routing_harness import (

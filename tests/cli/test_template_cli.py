@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from adapters.kit.testing import MESHPLANE
-from coordinator.client_credentials import TOKEN_ENV
-from coordinator.settings import StaticAdapter
+from coordinator.client.credentials import TOKEN_ENV
+from coordinator.server.settings import StaticAdapter
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
 from tests.coordinator.identities import ADMIN, CALLERS

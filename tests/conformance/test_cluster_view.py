@@ -9,8 +9,8 @@ import pytest
 
 from adapters.conformance import ClusterView, ClusterViewError, ManagedObject
 from adapters.conformance import cluster_view as view_module
-from adapters.kit import plans
-from adapters.kit.cluster import ClusterSession
+from adapters.kit.apply.cluster import ClusterSession
+from adapters.kit.model import plans
 from kubesim.harness import RunningSim
 
 OURS = {"app.kubernetes.io/managed-by": "meshplane", "meshplane.io/release": "sample"}

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from adapters.conformance import CHECK_NAMES, Outcome, SuiteConfig, as_table, run_suite
-from adapters.kit.cluster import ClusterSession
-from adapters.kit.objects import KubeObject
+from adapters.kit.apply.cluster import ClusterSession
+from adapters.kit.model.objects import KubeObject
 from adapters.kit.testing import AdapterClient
 from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as pb

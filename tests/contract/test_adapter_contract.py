@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import inspect
 
-from adapters.kit import messages
-from adapters.kit.catalogue import Category
-from adapters.kit.operations import OperationState, Severity
-from adapters.kit.servicer import SERVICE_NAME, MeshAdapterServicer
+from adapters.kit.declare.catalogue import Category
+from adapters.kit.grpc import messages
+from adapters.kit.grpc.servicer import SERVICE_NAME, MeshAdapterServicer
+from adapters.kit.model.records import OperationState, Severity
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import inspect
 
-from adapters.kit import meshery_messages as translate
-from adapters.kit.meshery_servicer import MESHERY_SERVICE_NAME, MesheryServicer
+from adapters.kit.grpc import meshery_messages as translate
+from adapters.kit.grpc.meshery_servicer import MESHERY_SERVICE_NAME, MesheryServicer
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.meshery import meshops_pb2 as meshes
 

@@ -9,7 +9,7 @@ from typing import Any
 import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 
-from coordinator.client_credentials import bearer_token_interceptors
+from coordinator.client.credentials import bearer_token_interceptors
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
 
 

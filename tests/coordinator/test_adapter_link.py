@@ -12,8 +12,8 @@ import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from adapters.kit.coordinator_guard import CoordinatorGuard
-from coordinator.adapter_link import AdapterLink, LinkRefused
+from adapters.kit.grpc.coordinator_guard import CoordinatorGuard
+from coordinator.server.adapter_link import AdapterLink, LinkRefused
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb

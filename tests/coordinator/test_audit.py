@@ -14,7 +14,7 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from coordinator.client_channel import EXIT_DENIED
+from coordinator.client.channel import EXIT_DENIED
 from coordinator.store import AuditFilter, AuditRecord, open_store
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.client_output import format_table
-from coordinator.sandbox import Sandbox, SandboxError, SandboxSettings
-from coordinator.server import build_coordinator
-from coordinator.settings import CoordinatorSettings
+from coordinator.client.output import format_table
+from coordinator.sandbox.up import Sandbox, SandboxError, SandboxSettings
+from coordinator.server.assembly import build_coordinator
+from coordinator.server.settings import CoordinatorSettings
 from meshplane_cli.main import main
 from serving.tls import TlsConfig
 from tests.serving.certificates import CertificateAuthority

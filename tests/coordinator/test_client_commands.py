@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.perf_service import DOCUMENT_FORMAT
+from coordinator.perf.service import DOCUMENT_FORMAT
 from coordinator.store import OperationRecord
 from coordinator.store.records import PerfResultRecord
 from meshplane_cli.main import main

@@ -14,8 +14,8 @@ import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 from google.protobuf import duration_pb2
 
-from coordinator.passthrough import MESH_METADATA_KEY
-from coordinator.retention import RetentionPolicy
+from coordinator.server.passthrough import MESH_METADATA_KEY
+from coordinator.server.retention import RetentionPolicy
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.perf.v1 import perf_pb2 as perf_pb

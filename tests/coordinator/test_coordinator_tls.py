@@ -11,7 +11,7 @@ import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from coordinator.server import build_coordinator
+from coordinator.server.assembly import build_coordinator
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc

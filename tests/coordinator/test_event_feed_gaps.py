@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from coordinator.event_hub import EventHub, FollowerStatus
+from coordinator.server.event_hub import EventHub, FollowerStatus
 from coordinator.store import Store, StoredEvent, open_store
 from serving.event_text import EVENT_FIELD_BYTES
 from serving.message_limits import ADAPTER_RESPONSE_BYTES

@@ -20,10 +20,10 @@ import pytest
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from coordinator.identity.permissions import GRANTS, RULES, Role, cluster_role_rules
-from coordinator.passthrough import MESH_METADATA_KEY
-from coordinator.server import build_coordinator
-from coordinator.settings import SettingsError
+from coordinator.server.assembly import build_coordinator
+from coordinator.server.identity.permissions import GRANTS, RULES, Role, cluster_role_rules
+from coordinator.server.passthrough import MESH_METADATA_KEY
+from coordinator.server.settings import SettingsError
 from coordinator.store import OperationRecord
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb

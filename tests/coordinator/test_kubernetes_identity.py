@@ -14,7 +14,7 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from coordinator.identity.permissions import Role, cluster_role_rules
+from coordinator.server.identity.permissions import Role, cluster_role_rules
 from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb

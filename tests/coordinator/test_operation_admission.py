@@ -14,8 +14,8 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from coordinator.passthrough import MESH_METADATA_KEY
-from coordinator.settings import StaticAdapter
+from coordinator.server.passthrough import MESH_METADATA_KEY
+from coordinator.server.settings import StaticAdapter
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from tests.coordinator.routing_harness import code_of, coordinator, fakes, make_settings, static

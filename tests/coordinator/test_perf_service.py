@@ -31,7 +31,7 @@ from coordinator.perf import (
     wrk_path,
 )
 from coordinator.perf.limits import PerfLimits
-from coordinator.perf_service import record_from_result, result_from_record, save_result
+from coordinator.perf.service import record_from_result, result_from_record, save_result
 from coordinator.store import open_store
 from kubesim.harness import RunningSim
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb

@@ -9,8 +9,14 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from coordinator.registry import RegistrationError, Registry, RegistryChange, ReplicaState, Source
-from coordinator.settings import (
+from coordinator.server.registry import (
+    RegistrationError,
+    Registry,
+    RegistryChange,
+    ReplicaState,
+    Source,
+)
+from coordinator.server.settings import (
     ADAPTERS_ENV,
     SettingsError,
     StaticAdapter,

@@ -17,9 +17,9 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from coordinator.retention import Pruner, RetentionPolicy
-from coordinator.server import build_coordinator
-from coordinator.settings import CoordinatorSettings, add_arguments, settings_from_args
+from coordinator.server.assembly import build_coordinator
+from coordinator.server.retention import Pruner, RetentionPolicy
+from coordinator.server.settings import CoordinatorSettings, add_arguments, settings_from_args
 from coordinator.store import Store
 from coordinator.store.sql_store import PRUNE_BATCH
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb

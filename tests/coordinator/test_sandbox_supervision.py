@@ -16,7 +16,7 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from coordinator.sandbox import Child, Sandbox, SandboxSettings
+from coordinator.sandbox.up import Child, Sandbox, SandboxSettings
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from meshplane_cli.main import main

@@ -17,12 +17,12 @@ import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 from google.protobuf import json_format
 
-from adapters.kit.server_patterns import parse_server_patterns
-from coordinator import messages
-from coordinator.registry import Registry
-from coordinator.routing import Router
-from coordinator.servicer import CoordinatorServicer
-from coordinator.settings import CoordinatorSettings, StaticAdapter
+from adapters.kit.model.server_patterns import parse_server_patterns
+from coordinator.server import messages
+from coordinator.server.registry import Registry
+from coordinator.server.routing import Router
+from coordinator.server.servicer import CoordinatorServicer
+from coordinator.server.settings import CoordinatorSettings, StaticAdapter
 from coordinator.store import EventRecord, OperationRecord, StoredEvent, open_store
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb

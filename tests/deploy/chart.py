@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from adapters.kit.objects import KubeObject
-from adapters.kit.rendering import RenderedRelease, render_chart
+from adapters.kit.model.objects import KubeObject
+from adapters.kit.plan.rendering import RenderedRelease, render_chart
 from tests.fixtures_paths import PROJECT_ROOT
 
 CHART = PROJECT_ROOT / "deploy" / "helm" / "meshplane"

@@ -12,9 +12,9 @@ import helm_python
 import pytest
 
 from adapters.istio.declaration import DECLARATION as ISTIO
-from adapters.kit.rendering import ChartRenderError, render_chart
-from adapters.kit.settings import AdapterSettings, add_arguments, settings_from_args
-from coordinator import servicer as coordinator_servicer
+from adapters.kit.plan.rendering import ChartRenderError, render_chart
+from adapters.kit.process.settings import AdapterSettings, add_arguments, settings_from_args
+from coordinator.server import servicer as coordinator_servicer
 from meshplane.adapter.v1 import adapter_pb2
 from tests.deploy.chart import (
     CHART,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from adapters.kit.rendering import ChartRenderError
+from adapters.kit.plan.rendering import ChartRenderError
 from kubesim.harness import RunningSim
 from tests.deploy.chart import CHART, NAMESPACE, container, env_of, find, of_kind, render
 from tests.kubesim.support import raw_request
@@ -159,11 +159,11 @@ async def test_example_roles_are_the_committed_rules() -> None:
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("coordinator.identity") is None,
-    reason="the coordinator's permission table (coordinator.identity.permissions) is not here",
+    importlib.util.find_spec("coordinator.server.identity") is None,
+    reason="the coordinator's permission table (server/identity/permissions.py) is not here",
 )
 def test_example_roles_grant_what_the_coordinator_checks() -> None:
-    from coordinator.identity import permissions  # type: ignore[import-not-found, unused-ignore]
+    from coordinator.server.identity import permissions  # type: ignore[import-not-found, unused-ignore]
 
     committed = _committed_rules()
     for role in ROLES:

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from adapters.kit.applying import Applier
-from adapters.kit.cluster import ClusterSession
-from adapters.kit.plans import ApplyPlan, Progress, ProgressKind, WaitPolicy
-from adapters.kit.settings import settings_from_args as adapter_settings
-from coordinator.kube_discovery import ADAPTER_LABEL, SERVICE_NAME_LABEL
-from coordinator.settings import settings_from_args as coordinator_settings
+from adapters.kit.apply.applier import Applier
+from adapters.kit.apply.cluster import ClusterSession
+from adapters.kit.model.plans import ApplyPlan, Progress, ProgressKind, WaitPolicy
+from adapters.kit.process.settings import settings_from_args as adapter_settings
+from coordinator.server.kube_discovery import ADAPTER_LABEL, SERVICE_NAME_LABEL
+from coordinator.server.settings import settings_from_args as coordinator_settings
 from kubesim.harness import RunningSim
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane_cli.main import build_parser
@@ -84,7 +84,7 @@ async def test_containers_run_meshplane_commands_the_parser_accepts(
         args = parser.parse_args(container(deployment)["args"])
         env = _environment(deployment, token_file)
         if args.command == "adapter":
-            from adapters.kit.mesh_registry import load_declaration
+            from adapters.kit.process.mesh_registry import load_declaration
 
             declaration = load_declaration(args.mesh)
             adapter = adapter_settings(args, declaration, env)

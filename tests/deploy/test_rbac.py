@@ -15,19 +15,19 @@ import pytest
 import yaml
 
 from adapters.istio.declaration import DECLARATION as ISTIO
-from adapters.kit.catalogue import (
+from adapters.kit.declare.catalogue import (
     Category,
     MeshDeclaration,
     ObjectsSource,
     OperationSpec,
     PlanContext,
 )
-from adapters.kit.chart_repository import ChartRepository
-from adapters.kit.execution import install_chart
-from adapters.kit.mesh_registry import load_declaration
-from adapters.kit.objects import KubeObject
-from adapters.kit.planning import ManifestLibrary
-from adapters.kit.rbac import (
+from adapters.kit.model.objects import KubeObject
+from adapters.kit.plan.chart_repository import ChartRepository
+from adapters.kit.plan.planner import ManifestLibrary
+from adapters.kit.process.mesh_registry import load_declaration
+from adapters.kit.run.real_executor import install_chart
+from adapters.rbac import (
     BUILTIN_RESOURCES,
     Permission,
     RbacError,
@@ -287,7 +287,7 @@ async def test_a_kind_with_no_known_resource_is_an_error(tmp_path: Path) -> None
 
 
 async def test_checks_reads_are_recorded(tmp_path: Path) -> None:
-    from adapters.kit.catalogue import CheckContext, Finding
+    from adapters.kit.declare.catalogue import CheckContext, Finding
 
     async def check(ctx: CheckContext) -> Sequence[Finding]:
         for namespace in await ctx.cluster.list("v1", "Namespace"):
@@ -430,7 +430,7 @@ def test_meshplane_rbac_prints_the_cluster_role(tmp_path: Path) -> None:
     } in role["rules"]
 
 
-@pytest.mark.parametrize("mesh", ["no-such-mesh", "adapters.kit.rbac:Permission"])
+@pytest.mark.parametrize("mesh", ["no-such-mesh", "adapters.rbac:Permission"])
 def test_meshplane_rbac_refuses_what_is_not_a_mesh(
     mesh: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -10,19 +10,19 @@ from pathlib import Path
 import pytest
 
 from adapters.istio.declaration import DECLARATION as ISTIO
-from adapters.kit.catalogue import MeshDeclaration
-from adapters.kit.chart_repository import ChartRepository
-from adapters.kit.execution import KitExecutor, install_chart
-from adapters.kit.mesh_registry import load_declaration
-from adapters.kit.operations import (
+from adapters.kit.declare.catalogue import MeshDeclaration
+from adapters.kit.model.records import (
     ClusterTarget,
     ErrorDetail,
     OperationRecord,
     OperationState,
     Severity,
 )
-from adapters.kit.planning import ManifestLibrary, Planner
-from adapters.kit.rbac import Permission, derive, rules_cover
+from adapters.kit.plan.chart_repository import ChartRepository
+from adapters.kit.plan.planner import ManifestLibrary, Planner
+from adapters.kit.process.mesh_registry import load_declaration
+from adapters.kit.run.real_executor import KitExecutor, install_chart
+from adapters.rbac import Permission, derive, rules_cover
 from kubesim.harness import RunningSim
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
 from tests.deploy.chart import committed_role

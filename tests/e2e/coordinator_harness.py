@@ -19,8 +19,8 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 
 from adapters.kit.testing import MESHPLANE, AdapterProcess
-from coordinator.server import Coordinator, build_coordinator
-from coordinator.settings import CoordinatorSettings, StaticAdapter
+from coordinator.server.assembly import Coordinator, build_coordinator
+from coordinator.server.settings import CoordinatorSettings, StaticAdapter
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 import pytest
 
-from adapters.kit.catalogue import Category, MeshDeclaration, Ownership
-from adapters.kit.cluster import ClusterSession
+from adapters.kit.apply.cluster import ClusterSession
+from adapters.kit.declare.catalogue import Category, MeshDeclaration, Ownership
 from adapters.kit.testing import (
     MESHPLANE,
     AdapterClient,

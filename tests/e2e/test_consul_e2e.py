@@ -21,7 +21,7 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 
 from adapters.consul.declaration import DECLARATION
-from adapters.kit.cluster import ClusterSession
+from adapters.kit.apply.cluster import ClusterSession
 from adapters.kit.testing import EventCollector, managed_objects
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from tests.adapters.toy_repository import package_toy_repository, toy_mirror

@@ -26,7 +26,7 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from adapters.kit.cluster import ClusterSession
+from adapters.kit.apply.cluster import ClusterSession
 from coordinator.store import open_store
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig

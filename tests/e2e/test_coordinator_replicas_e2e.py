@@ -22,7 +22,7 @@ import grpc.aio  # type: ignore[import-untyped, unused-ignore]
 import pytest
 from kubernetes import client as kube
 
-from coordinator.settings import CoordinatorSettings, add_arguments, settings_from_args
+from coordinator.server.settings import CoordinatorSettings, add_arguments, settings_from_args
 from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb

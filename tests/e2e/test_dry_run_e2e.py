@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from adapters.kit.testing import AdapterClient, EventCollector
-from coordinator.settings import StaticAdapter
+from coordinator.server.settings import StaticAdapter
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
 from meshplane.adapter.v1 import adapter_pb2 as pb

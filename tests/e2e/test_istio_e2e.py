@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.kit.cluster import ClusterSession
+from adapters.kit.apply.cluster import ClusterSession
 from adapters.kit.testing import (
     AdapterClient,
     AdapterProcess,

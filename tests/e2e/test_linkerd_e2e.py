@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from adapters.kit.certificates import chain_problem, generate_trust_chain
-from adapters.kit.cluster import ClusterSession
+from adapters.kit.apply.cluster import ClusterSession
+from adapters.kit.declare.certificates import chain_problem, generate_trust_chain
 from adapters.kit.testing import EventCollector, managed_objects
 from adapters.linkerd.declaration import DECLARATION
 from meshplane.adapter.v1 import adapter_pb2 as pb

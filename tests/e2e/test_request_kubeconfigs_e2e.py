@@ -27,8 +27,8 @@ import pytest
 import yaml
 
 from adapters.kit.testing import AdapterClient, AdapterProcess
-from coordinator.passthrough import MESH_METADATA_KEY
-from coordinator.settings import StaticAdapter
+from coordinator.server.passthrough import MESH_METADATA_KEY
+from coordinator.server.settings import StaticAdapter
 from kubesim.harness import RunningSim
 from kubesim.kubeconfig import TOKEN
 from meshplane.adapter.v1 import adapter_pb2 as apb
@@ -42,7 +42,7 @@ CONFIG_MAP = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: judged}\ndata: {
 
 _AUDITED_ADAPTER = """\
 import argparse, os, sys
-from adapters.kit import cli
+from adapters.kit.process import cli
 log_path = os.environ["MESHPLANE_TEST_AUDIT_LOG"]
 watched = frozenset(filter(None, os.environ["MESHPLANE_TEST_WATCHED_PATHS"].split(os.pathsep)))
 STARTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",

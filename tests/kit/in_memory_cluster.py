@@ -5,7 +5,7 @@ Label selectors support the equality form (``a=b,c=d``) builders and checks use.
 
 from __future__ import annotations
 
-from adapters.kit.objects import KubeObject
+from adapters.kit.model.objects import KubeObject
 
 
 class InMemoryCluster:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import urllib.parse
 
-from adapters.kit.request_kubeconfigs import (
+from adapters.kit.model.request_kubeconfigs import (
     ALLOW_FLAG,
     SERVERS_FLAG,
     JudgedKubeconfig,
     RequestKubeconfigPolicy,
     judge_kubeconfig,
 )
-from adapters.kit.server_patterns import parse_server_patterns
+from adapters.kit.model.server_patterns import parse_server_patterns
 
 LOOPBACK_SERVERS = "127.0.0.1,[::1],localhost"
 """What tests allow: kubesim and the other servers they start listen on loopback."""

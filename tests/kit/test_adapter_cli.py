@@ -18,7 +18,7 @@ from typing import Any
 import grpc.aio
 import pytest
 
-from adapters.kit.settings import SettingsError, add_arguments, settings_from_args
+from adapters.kit.process.settings import SettingsError, add_arguments, settings_from_args
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
 from meshplane_cli.main import main

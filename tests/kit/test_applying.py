@@ -15,13 +15,13 @@ import aiohttp
 import pytest
 import yaml
 
-from adapters.kit.applying import Applier
-from adapters.kit.cluster import ClusterSession
-from adapters.kit.inventory import ReleaseState, read_inventory
-from adapters.kit.kube_errors import ApplyError
-from adapters.kit.objects import KubeObject, ObjectRef
-from adapters.kit.ordering import sort_for_install
-from adapters.kit.plans import (
+from adapters.kit.apply.applier import Applier
+from adapters.kit.apply.cluster import ClusterSession
+from adapters.kit.apply.inventory import ReleaseState, read_inventory
+from adapters.kit.apply.kube_errors import ApplyError
+from adapters.kit.model.objects import KubeObject, ObjectRef
+from adapters.kit.model.ordering import sort_for_install
+from adapters.kit.model.plans import (
     MANAGED_BY_LABEL,
     MESH_LABEL,
     RELEASE_LABEL,
@@ -645,7 +645,7 @@ async def test_cancelled_upgrade_resumes_and_still_prunes(session: ClusterSessio
 
 
 async def _istio_plan(chart_dir: Path, version: str, *, upgrade: bool = False) -> ApplyPlan:
-    from adapters.kit.rendering import render_chart
+    from adapters.kit.plan.rendering import render_chart
 
     objects: list[KubeObject] = []
     hooks: list[Hook] = []

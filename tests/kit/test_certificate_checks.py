@@ -5,11 +5,15 @@ from __future__ import annotations
 import base64
 import datetime as dt
 
-from adapters.kit.catalogue import CheckContext, Finding
-from adapters.kit.certificate_checks import PemLocation, trust_chain_stored, trust_chain_valid
-from adapters.kit.certificate_store import ANCHOR_CERT, StoredTrustChain
-from adapters.kit.certificates import TrustChain, generate_trust_chain
-from adapters.kit.operations import Severity
+from adapters.kit.declare.catalogue import CheckContext, Finding
+from adapters.kit.declare.certificate_checks import (
+    PemLocation,
+    trust_chain_stored,
+    trust_chain_valid,
+)
+from adapters.kit.declare.certificate_store import ANCHOR_CERT, StoredTrustChain
+from adapters.kit.declare.certificates import TrustChain, generate_trust_chain
+from adapters.kit.model.records import Severity
 from tests.kit.in_memory_cluster import InMemoryCluster
 
 ROOTS = PemLocation(kind="ConfigMap", name="trust-roots", key="ca-bundle.crt")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 
-from adapters.kit.catalogue import PlanContext
-from adapters.kit.certificate_store import (
+from adapters.kit.declare.catalogue import PlanContext
+from adapters.kit.declare.certificate_store import (
     ANCHOR_CERT,
     ANCHOR_KEY,
     ISSUER_CERT,
@@ -14,14 +14,14 @@ from adapters.kit.certificate_store import (
     StoredServingCertificates,
     StoredTrustChain,
 )
-from adapters.kit.certificates import (
+from adapters.kit.declare.certificates import (
     chain_problem,
     generate_trust_chain,
     hosts_of,
     self_signed_server,
     validity_left,
 )
-from adapters.kit.objects import KubeObject
+from adapters.kit.model.objects import KubeObject
 from tests.kit.in_memory_cluster import InMemoryCluster
 
 STORE = StoredTrustChain(

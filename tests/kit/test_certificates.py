@@ -8,7 +8,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from adapters.kit.certificates import (
+from adapters.kit.declare.certificates import (
     CertificateError,
     CertifiedKey,
     chain_problem,

@@ -13,7 +13,7 @@ import helm_python
 import pytest
 import yaml
 
-from adapters.kit.chart_repository import (
+from adapters.kit.plan.chart_repository import (
     ChartDigestMismatch,
     ChartRepository,
     ChartRepositoryError,
@@ -22,8 +22,8 @@ from adapters.kit.chart_repository import (
     RepositoryIndex,
     SemVer,
 )
-from adapters.kit.manifest_sources import ManifestSource
-from adapters.kit.rendering import render_chart
+from adapters.kit.plan.manifest_sources import ManifestSource
+from adapters.kit.plan.rendering import render_chart
 from tests.fixtures_paths import OWN_FIXTURES, shared_fixtures
 from tests.plugins.static_http import StaticHttpServer
 

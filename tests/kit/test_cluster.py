@@ -17,10 +17,10 @@ import yaml
 from aiohttp import ClientSession, web
 from kubernetes.aio.client.exceptions import ApiException
 
-from adapters.kit.catalogue import ClusterReader
-from adapters.kit.cluster import ClusterSession, RetrySettings
-from adapters.kit.kube_errors import ApplyError, describe_error, for_mesh
-from adapters.kit.objects import ObjectRef
+from adapters.kit.apply.cluster import ClusterSession, RetrySettings
+from adapters.kit.apply.kube_errors import ApplyError, describe_error, for_mesh
+from adapters.kit.declare.catalogue import ClusterReader
+from adapters.kit.model.objects import ObjectRef
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
 from tests.kit.judged_kubeconfigs import judged

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from adapters.kit.cluster import RetrySettings
-from adapters.kit.cluster_sessions import ClusterSessions
-from adapters.kit.kube_errors import ApplyError
-from adapters.kit.operations import ClusterTarget
+from adapters.kit.apply.cluster import RetrySettings
+from adapters.kit.apply.kube_errors import ApplyError
+from adapters.kit.apply.sessions import ClusterSessions
+from adapters.kit.model.records import ClusterTarget
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.kubeconfig import write_kubeconfig
 from kubesim.server import SimConfig

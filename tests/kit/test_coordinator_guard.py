@@ -11,7 +11,7 @@ import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from adapters.kit.settings import SettingsError, add_arguments, settings_from_args
+from adapters.kit.process.settings import SettingsError, add_arguments, settings_from_args
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
 from serving.link_tokens import CHALLENGE_HEADER, PROOF_HEADER, link_proof

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters.kit.events import (
+from adapters.kit.grpc.messages import event_to_pb
+from adapters.kit.model.records import ErrorDetail, OperationState, Severity
+from adapters.kit.run.events import (
     EVENTS_FILE,
     META_FILE,
     Event,
@@ -17,8 +19,6 @@ from adapters.kit.events import (
     SequenceOutOfRange,
     SubscriberOverflow,
 )
-from adapters.kit.messages import event_to_pb
-from adapters.kit.operations import ErrorDetail, OperationState, Severity
 from serving.event_text import EVENT_FIELD_BYTES
 from serving.message_limits import MAX_EVENT_BYTES
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from adapters.kit.catalogue import CheckContext, ObjectsSource, Ownership, PlanContext
-from adapters.kit.injection import (
+from adapters.kit.declare.catalogue import CheckContext, ObjectsSource, Ownership, PlanContext
+from adapters.kit.declare.injection import (
     InjectionMarker,
     MarkerField,
     injected_namespaces_have_sidecars,
     namespace_injection_operation,
 )
-from adapters.kit.objects import KubeObject
-from adapters.kit.operations import Severity
+from adapters.kit.model.objects import KubeObject
+from adapters.kit.model.records import Severity
 from tests.kit.in_memory_cluster import InMemoryCluster
 
 ANNOTATION = InjectionMarker(field=MarkerField.ANNOTATION, key="mesh.io/inject", value="enabled")

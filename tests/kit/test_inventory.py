@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.kit.applying import Applier, labelled
-from adapters.kit.cluster import ClusterSession
-from adapters.kit.inventory import (
+from adapters.kit.apply.applier import Applier, labelled
+from adapters.kit.apply.cluster import ClusterSession
+from adapters.kit.apply.inventory import (
     INVENTORY_TYPE,
     ReleaseRecord,
     ReleaseState,
@@ -22,9 +22,9 @@ from adapters.kit.inventory import (
     release_status,
     write_inventory,
 )
-from adapters.kit.kube_errors import ApplyError
-from adapters.kit.objects import KubeObject, ObjectRef
-from adapters.kit.plans import ApplyPlan, Progress, WaitPolicy
+from adapters.kit.apply.kube_errors import ApplyError
+from adapters.kit.model.objects import KubeObject, ObjectRef
+from adapters.kit.model.plans import ApplyPlan, Progress, WaitPolicy
 from kubesim.harness import RunningSim
 
 

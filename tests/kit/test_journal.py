@@ -8,12 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from adapters.kit.journal import ADAPTER_STOPPED, MAX_RECORD_BYTES, OperationJournal, RecordTooLarge
-from adapters.kit.operations import (
+from adapters.kit.model.records import (
     ClusterResult,
     ErrorDetail,
     OperationRecord,
     OperationState,
+)
+from adapters.kit.run.journal import (
+    ADAPTER_STOPPED,
+    MAX_RECORD_BYTES,
+    OperationJournal,
+    RecordTooLarge,
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.kit.managed_fields import changed_fields, owned_fields
+from adapters.kit.model.managed_fields import changed_fields, owned_fields
 
 
 def _object(spec: dict[str, Any], fields: dict[str, Any], manager: str = "meshplane") -> Any:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from adapters.kit.manifest_sources import (
+from adapters.kit.model.yaml_documents import ManifestError
+from adapters.kit.plan.manifest_sources import (
     ManifestSource,
     ManifestSourceError,
     ManifestSourceUnavailable,
 )
-from adapters.kit.yaml_documents import ManifestError
 from tests.fixtures_paths import OWN_FIXTURES, shared_fixtures
 from tests.plugins.static_http import StaticHttpServer
 

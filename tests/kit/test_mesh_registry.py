@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.kit.mesh_registry import UnknownMesh, known_meshes, load_declaration
+from adapters.kit.process.mesh_registry import UnknownMesh, known_meshes, load_declaration
 from meshplane_cli.main import main
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from adapters.kit.meshery_servicer import MESHERY_SERVICE_NAME
+from adapters.kit.grpc.meshery_servicer import MESHERY_SERVICE_NAME
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.meshery import meshops_pb2 as meshes
 from meshplane.meshery import meshops_pb2_grpc as meshes_grpc

@@ -22,11 +22,11 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from adapters.kit.adapter_server import RunningAdapter, start_adapter
-from adapters.kit.cli import real_executor_factory
-from adapters.kit.cluster import ClusterSession
-from adapters.kit.mesh_registry import known_meshes, load_declaration
-from adapters.kit.plans import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from adapters.kit.apply.cluster import ClusterSession
+from adapters.kit.model.plans import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from adapters.kit.process.cli import real_executor_factory
+from adapters.kit.process.mesh_registry import known_meshes, load_declaration
+from adapters.kit.process.server import RunningAdapter, start_adapter
 from adapters.kit.testing import AdapterClient, AdapterProcess
 from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as pb

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.kit.objects import (
+from adapters.kit.model.objects import (
     KubeObject,
     ObjectRef,
     crd_scopes,

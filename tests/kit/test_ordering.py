@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from adapters.kit.objects import KubeObject
-from adapters.kit.ordering import (
+from adapters.kit.model.objects import KubeObject
+from adapters.kit.model.ordering import (
     INSTALL_ORDER,
     UNINSTALL_ORDER,
     phases_for_install,

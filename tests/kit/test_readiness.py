@@ -9,10 +9,8 @@ from typing import Any
 
 import pytest
 
-from adapters.kit.cluster import ClusterSession
-from adapters.kit.objects import KubeObject, ObjectRef
-from adapters.kit.plans import Progress, ProgressKind, WaitPolicy
-from adapters.kit.readiness import (
+from adapters.kit.apply.cluster import ClusterSession
+from adapters.kit.apply.readiness import (
     hook_completion,
     pod_selector,
     readiness_of,
@@ -21,6 +19,8 @@ from adapters.kit.readiness import (
     wait_ready,
     waits_for,
 )
+from adapters.kit.model.objects import KubeObject, ObjectRef
+from adapters.kit.model.plans import Progress, ProgressKind, WaitPolicy
 from kubesim.harness import RunningSim
 
 

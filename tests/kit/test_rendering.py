@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from adapters.kit.objects import CLUSTER_SCOPED_KINDS, KubeObject, ObjectRef
-from adapters.kit.rendering import ChartRenderError, RenderedRelease, render_chart
+from adapters.kit.model.objects import CLUSTER_SCOPED_KINDS, KubeObject, ObjectRef
+from adapters.kit.plan.rendering import ChartRenderError, RenderedRelease, render_chart
 from tests.fixtures_paths import OWN_FIXTURES, shared_fixtures
 
 TOY_CHART = OWN_FIXTURES / "kit" / "toychart"

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import yaml
 
-from adapters.kit import planning
-from adapters.kit.grants import PolicyGrant
-from adapters.kit.object_policy import ObjectPolicy, ObjectRefusal, Rule
-from adapters.kit.request_checks import (
+from adapters.kit.model.grants import PolicyGrant
+from adapters.kit.model.object_policy import ObjectPolicy, ObjectRefusal, Rule
+from adapters.kit.plan import planner as planning
+from adapters.kit.run.admission import (
     CUSTOM_MAX_ALIAS_EXPANSIONS,
     CUSTOM_MAX_BYTES,
     CustomBodyPolicy,

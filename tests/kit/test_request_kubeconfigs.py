@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from adapters.kit.request_kubeconfigs import (
+from adapters.kit.model.request_kubeconfigs import (
     ALLOW_FLAG,
     KUBECONFIG_MAX_BYTES,
     KUBECONFIG_MAX_NODES,
@@ -26,7 +26,7 @@ from adapters.kit.request_kubeconfigs import (
     RequestKubeconfigPolicy,
     judge_kubeconfig,
 )
-from adapters.kit.server_patterns import (
+from adapters.kit.model.server_patterns import (
     ServerUrl,
     parse_server_patterns,
     parse_server_url,

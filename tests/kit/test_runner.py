@@ -11,13 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adapters.kit.catalogue import MeshDeclaration, OperationSpec
-from adapters.kit.events import EventLog
-from adapters.kit.executors import MeshStatus, OperationEmitter
-from adapters.kit.grants import PolicyGrant
-from adapters.kit.journal import OperationJournal
-from adapters.kit.object_policy import ObjectPolicy
-from adapters.kit.operations import (
+from adapters.kit.declare.catalogue import MeshDeclaration, OperationSpec
+from adapters.kit.declare.standard_operations import custom_operation
+from adapters.kit.model.grants import PolicyGrant
+from adapters.kit.model.object_policy import ObjectPolicy
+from adapters.kit.model.records import (
     ClusterResult,
     ClusterTarget,
     OperationRecord,
@@ -26,8 +24,10 @@ from adapters.kit.operations import (
     RequestedCluster,
     Severity,
 )
-from adapters.kit.request_kubeconfigs import JudgedKubeconfig, RequestKubeconfigPolicy
-from adapters.kit.runner import (
+from adapters.kit.model.request_kubeconfigs import JudgedKubeconfig, RequestKubeconfigPolicy
+from adapters.kit.run.events import EventLog
+from adapters.kit.run.journal import OperationJournal
+from adapters.kit.run.runner import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -35,7 +35,7 @@ from adapters.kit.runner import (
     PermissionDenied,
     Unavailable,
 )
-from adapters.kit.standard_operations import custom_operation
+from adapters.kit.run.seam import MeshStatus, OperationEmitter
 from tests.kit.judged_kubeconfigs import loopback_policy
 from tests.kit.toy_adapter import DECLARATION, Script, ScriptedExecutor, ToyVersions, eventually
 
@@ -346,6 +346,7 @@ async def test_each_kubeconfig_verdict_has_its_own_error_and_nothing_runs() -> N
     await on.shutdown(1)
 
 
+@pytest.mark.timing  # a stall bound: run alone, where other tests cannot load the machine
 async def test_the_loop_keeps_running_while_a_large_body_is_parsed() -> None:
     document = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c%d}\ndata: {a: b}\n---\n"
     body = "".join(document % n for n in range(1500))  # about 110 kB: a fraction of a second

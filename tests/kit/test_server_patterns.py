@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.kit.server_patterns import (
+from adapters.kit.model.server_patterns import (
     ServerUrl,
     parse_server_patterns,
     parse_server_url,

@@ -17,11 +17,11 @@ import yaml
 from google.protobuf.duration_pb2 import Duration
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from adapters.kit.adapter_server import start_adapter
-from adapters.kit.cluster import ClusterSession
-from adapters.kit.server_patterns import parse_server_patterns
-from adapters.kit.servicer import SERVICE_NAME
-from adapters.kit.state_files import StateDirInUse
+from adapters.kit.apply.cluster import ClusterSession
+from adapters.kit.grpc.servicer import SERVICE_NAME
+from adapters.kit.model.server_patterns import parse_server_patterns
+from adapters.kit.process.server import start_adapter
+from adapters.kit.run.state_files import StateDirInUse
 from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
@@ -782,7 +782,7 @@ async def test_the_istio_adapter_refuses_bad_input_before_touching_the_cluster(
     kubesim: RunningSim, tmp_path: Path
 ) -> None:
     from adapters.istio.declaration import DECLARATION as ISTIO
-    from adapters.kit.cli import real_executor_factory
+    from adapters.kit.process.cli import real_executor_factory
 
     base = settings(
         kubeconfig=kubesim.kubeconfig,

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from adapters.kit.yaml_documents import ManifestError, load_documents, load_mapping
+from adapters.kit.model.yaml_documents import ManifestError, load_documents, load_mapping
 from tests.fixtures_paths import shared_fixtures
 
 

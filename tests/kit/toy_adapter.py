@@ -17,16 +17,8 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from adapters.kit.adapter_server import RunningAdapter, start_adapter
-from adapters.kit.catalogue import Category, MeshDeclaration, OperationSpec, Parameter
-from adapters.kit.executors import (
-    ComponentState,
-    MeshStatus,
-    MeshVersionInfo,
-    OperationEmitter,
-)
-from adapters.kit.metrics import AdapterMetrics
-from adapters.kit.operations import (
+from adapters.kit.declare.catalogue import Category, MeshDeclaration, OperationSpec, Parameter
+from adapters.kit.model.records import (
     ClusterResult,
     ClusterTarget,
     ErrorDetail,
@@ -34,8 +26,16 @@ from adapters.kit.operations import (
     OperationState,
     Severity,
 )
-from adapters.kit.request_kubeconfigs import JudgedKubeconfig
-from adapters.kit.settings import AdapterSettings
+from adapters.kit.model.request_kubeconfigs import JudgedKubeconfig
+from adapters.kit.process.server import RunningAdapter, start_adapter
+from adapters.kit.process.settings import AdapterSettings
+from adapters.kit.run.metrics import AdapterMetrics
+from adapters.kit.run.seam import (
+    ComponentState,
+    MeshStatus,
+    MeshVersionInfo,
+    OperationEmitter,
+)
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
 

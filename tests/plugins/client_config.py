@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.client_contexts import CONTEXT_ENV
-from coordinator.client_credentials import CONFIG_DIR_ENV, TOKEN_ENV, TOKEN_FILE_ENV
+from coordinator.client.contexts import CONTEXT_ENV
+from coordinator.client.credentials import CONFIG_DIR_ENV, TOKEN_ENV, TOKEN_FILE_ENV
 
 
 @pytest.fixture(autouse=True)

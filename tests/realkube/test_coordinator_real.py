@@ -21,9 +21,9 @@ import grpc
 import grpc.aio
 import pytest
 
-from coordinator.identity.access_review import SubjectAccessReviewAuthorizer
-from coordinator.identity.permissions import GRANTS, Access, Role
-from coordinator.identity.subjects import Subject
+from coordinator.server.identity.access_review import SubjectAccessReviewAuthorizer
+from coordinator.server.identity.permissions import GRANTS, Access, Role
+from coordinator.server.identity.subjects import Subject
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from realkube.control_plane import ControlPlane

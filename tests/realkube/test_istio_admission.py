@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.kit.cluster import ClusterSession
-from adapters.kit.objects import ObjectRef
+from adapters.kit.apply.cluster import ClusterSession
+from adapters.kit.model.objects import ObjectRef
 from adapters.kit.testing import EventCollector, managed_objects
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from tests.e2e.mesh_harness import MeshHarness

@@ -225,7 +225,9 @@ def test_quoting_cuts_long_input() -> None:
 
 
 def test_the_shared_limits_are_the_checks_own() -> None:
-    from adapters.kit import planning, request_checks, request_kubeconfigs
+    from adapters.kit.model import request_kubeconfigs
+    from adapters.kit.plan import planner as planning
+    from adapters.kit.run import admission as request_checks
     from serving import request_bounds
 
     assert request_kubeconfigs.KUBECONFIG_MAX_BYTES == request_bounds.KUBECONFIG_MAX_BYTES

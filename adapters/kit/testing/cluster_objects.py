@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from adapters.kit.plans import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from adapters.kit.model.plans import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from kubesim.kubeconfig import TOKEN
 
 __all__ = ["managed_objects"]

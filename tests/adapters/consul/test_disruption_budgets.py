@@ -15,18 +15,18 @@ from pathlib import Path
 import pytest
 
 from adapters.consul.declaration import DECLARATION
-from adapters.kit.chart_repository import ChartRepository
-from adapters.kit.cluster import ClusterSession
-from adapters.kit.execution import KitExecutor
-from adapters.kit.objects import KubeObject
-from adapters.kit.operations import (
+from adapters.kit.apply.cluster import ClusterSession
+from adapters.kit.model.objects import KubeObject
+from adapters.kit.model.records import (
     ClusterTarget,
     ErrorDetail,
     OperationRecord,
     OperationState,
     Severity,
 )
-from adapters.kit.planning import ManifestLibrary, Planner, RenderCache
+from adapters.kit.plan.chart_repository import ChartRepository
+from adapters.kit.plan.planner import ManifestLibrary, Planner, RenderCache
+from adapters.kit.run.real_executor import KitExecutor
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
 from tests.fixtures_paths import shared_fixtures

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from adapters.consul.declaration import DECLARATION
-from adapters.kit.catalogue import ObjectsSource, PlanContext
-from adapters.kit.objects import KubeObject
-from adapters.kit.yaml_documents import ManifestError, load_documents
+from adapters.kit.declare.catalogue import ObjectsSource, PlanContext
+from adapters.kit.model.objects import KubeObject
+from adapters.kit.model.yaml_documents import ManifestError, load_documents
 from tests.fixtures_paths import shared_fixtures
 from tests.kit.in_memory_cluster import InMemoryCluster
 

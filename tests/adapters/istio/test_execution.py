@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from adapters.istio.declaration import DECLARATION
-from adapters.kit.cluster import ClusterSession
-from adapters.kit.execution import ChartVersionCatalog, KitExecutor, build_executor
-from adapters.kit.operations import (
+from adapters.kit.apply.cluster import ClusterSession
+from adapters.kit.model.records import (
     ClusterResult,
     ClusterTarget,
     ErrorDetail,
@@ -21,8 +20,10 @@ from adapters.kit.operations import (
     OperationState,
     Severity,
 )
-from adapters.kit.planning import Planner
-from adapters.kit.settings import AdapterSettings
+from adapters.kit.plan.planner import Planner
+from adapters.kit.process.executor_assembly import build_executor
+from adapters.kit.process.settings import AdapterSettings
+from adapters.kit.run.real_executor import ChartVersionCatalog, KitExecutor
 from adapters.kit.testing import managed_objects
 from kubesim.faults import Faults
 from kubesim.harness import RunningSim, running_kubesim

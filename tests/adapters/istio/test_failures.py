@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 from adapters.istio.declaration import DECLARATION
-from adapters.kit.catalogue import Check, CheckContext, Finding
-from adapters.kit.cluster import ClusterSession
-from adapters.kit.execution import KitExecutor
-from adapters.kit.operations import OperationState, Severity
-from adapters.kit.planning import Planner
-from adapters.kit.validation_checks import deployments_ready, webhooks_present
+from adapters.kit.apply.cluster import ClusterSession
+from adapters.kit.declare.catalogue import Check, CheckContext, Finding
+from adapters.kit.declare.validation_checks import deployments_ready, webhooks_present
+from adapters.kit.model.records import OperationState, Severity
+from adapters.kit.plan.planner import Planner
+from adapters.kit.run.real_executor import KitExecutor
 from kubesim.harness import RunningSim
 from tests.adapters.istio.test_execution import run
 

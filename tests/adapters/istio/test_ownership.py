@@ -18,10 +18,10 @@ import grpc.aio
 import pytest
 
 from adapters.istio.declaration import DECLARATION
-from adapters.kit.adapter_server import start_adapter
-from adapters.kit.cli import real_executor_factory
-from adapters.kit.cluster import ClusterSession
-from adapters.kit.plans import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from adapters.kit.apply.cluster import ClusterSession
+from adapters.kit.model.plans import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from adapters.kit.process.cli import real_executor_factory
+from adapters.kit.process.server import start_adapter
 from adapters.kit.testing import AdapterClient
 from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as pb

@@ -11,21 +11,21 @@ from pathlib import Path
 import pytest
 
 from adapters.istio.declaration import DECLARATION
-from adapters.kit.catalogue import ManifestSource, OperationSpec
-from adapters.kit.chart_repository import ChartRepository
-from adapters.kit.cluster import ClusterSession
-from adapters.kit.grants import PolicyGrant
-from adapters.kit.object_policy import ObjectPolicy
-from adapters.kit.objects import KubeObject, ObjectRef
-from adapters.kit.operations import OperationRecord, OperationState
-from adapters.kit.ordering import INSTALL_ORDER
-from adapters.kit.planning import (
+from adapters.kit.apply.cluster import ClusterSession
+from adapters.kit.declare.catalogue import ManifestSource, OperationSpec
+from adapters.kit.model.grants import PolicyGrant
+from adapters.kit.model.object_policy import ObjectPolicy
+from adapters.kit.model.objects import KubeObject, ObjectRef
+from adapters.kit.model.ordering import INSTALL_ORDER
+from adapters.kit.model.plans import ApplyPlan
+from adapters.kit.model.records import OperationRecord, OperationState
+from adapters.kit.plan.chart_repository import ChartRepository
+from adapters.kit.plan.planner import (
     CUSTOM_MAX_BYTES,
     ManifestLibrary,
     PlanError,
     Planner,
 )
-from adapters.kit.plans import ApplyPlan
 from tests.adapters.istio.toy_istio import TOY_MIRROR
 from tests.plugins.static_http import StaticHttpServer
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from adapters.kit.catalogue import ChartSource
-from adapters.kit.certificates import chain_problem
-from adapters.kit.chart_repository import ChartRepository
-from adapters.kit.objects import KubeObject
-from adapters.kit.operations import OperationRecord, OperationState
-from adapters.kit.planning import ManifestLibrary, PlanError, Planner
-from adapters.kit.plans import ApplyPlan
+from adapters.kit.declare.catalogue import ChartSource
+from adapters.kit.declare.certificates import chain_problem
+from adapters.kit.model.objects import KubeObject
+from adapters.kit.model.plans import ApplyPlan
+from adapters.kit.model.records import OperationRecord, OperationState
+from adapters.kit.plan.chart_repository import ChartRepository
+from adapters.kit.plan.planner import ManifestLibrary, PlanError, Planner
 from adapters.linkerd.declaration import DECLARATION, INSTALL
 from tests.adapters.toy_repository import package_toy_repository, toy_mirror
 from tests.fixtures_paths import shared_fixtures

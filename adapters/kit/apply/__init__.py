@@ -1,0 +1,1 @@
+"""A plan into one cluster: session, install, upgrade, uninstall, inventory, readiness."""

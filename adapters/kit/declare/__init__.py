@@ -1,0 +1,1 @@
+"""What a mesh folder declares: its catalogue, standard operations, checks, certificates."""

@@ -1,0 +1,1 @@
+"""The adapter's gRPC doors: the native MeshAdapterService and Meshery's MeshService."""

@@ -1,0 +1,1 @@
+"""The kit's data: objects, plans, operation records, and the pure rules over them."""

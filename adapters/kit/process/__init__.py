@@ -1,0 +1,1 @@
+"""One adapter process: settings, server assembly, the `meshplane adapter` command."""

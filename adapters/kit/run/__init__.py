@@ -1,0 +1,1 @@
+"""Admitted operations run in the background: admission, runner, journal, events, metrics."""

@@ -1,0 +1,1 @@
+"""The `meshplane` client commands that talk to a coordinator."""

@@ -1,0 +1,1 @@
+"""The coordinator process: registry, routing, event hub, identity, its gRPC services."""
