@@ -6,7 +6,7 @@ TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
-OUR_CODE := serving adapters coordinator kubesim realkube meshplane_cli tests
+OUR_CODE := serving adapters coordinator kubesim realkube meshplane_cli tests scripts
 KUBE_BIN := $(TOOLS)/kube/bin
 KUBE_SOURCES := tools/kube/go.mod tools/kube/go.sum $(wildcard tools/kube/cmd/*/main.go) scripts/build-kube.sh
 

@@ -11,8 +11,8 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import grpc  # type: ignore[import-untyped, unused-ignore]
-import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+import grpc
+import grpc.aio
 from prometheus_client import CollectorRegistry, Counter
 
 __all__ = ["RequestMetrics"]
@@ -24,7 +24,7 @@ def _split(method: str) -> tuple[str, str]:
     return service, name
 
 
-class RequestMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc, unused-ignore]
+class RequestMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """``<prefix>_grpc_requests_total{service,method,code}`` on ``registry``."""
 
     def __init__(self, registry: CollectorRegistry, *, prefix: str) -> None:

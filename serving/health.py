@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import grpc  # type: ignore[import-untyped, unused-ignore]
+import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -20,7 +20,7 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 
-class HealthService(health_pb2_grpc.HealthServicer):  # type: ignore[misc, unused-ignore]
+class HealthService(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
     """Per-service serving status; ``""`` is the server as a whole."""
 
     def __init__(self) -> None:

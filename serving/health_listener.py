@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+import grpc.aio
 import structlog
 from grpc_health.v1 import health_pb2_grpc
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiohttp
-import grpc  # type: ignore[import-untyped, unused-ignore]
+import grpc
 import structlog
 import urllib3.exceptions
 from tenacity import (

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+import grpc.aio
 
 __all__ = [
     "CONFIG_DIR_ENV",

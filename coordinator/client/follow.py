@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import grpc  # type: ignore[import-untyped, unused-ignore]
-import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+import grpc
+import grpc.aio
 
 from coordinator.client.channel import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_UNAVAILABLE
 from coordinator.client.output import as_dict, print_stream_document

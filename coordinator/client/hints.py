@@ -15,8 +15,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import grpc  # type: ignore[import-untyped, unused-ignore]
-import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+import grpc
+import grpc.aio
 
 from coordinator.client.channel import Command
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
@@ -54,7 +54,7 @@ def suggest(word: str, choices: Sequence[str]) -> str:
     return "did you mean " + " or ".join(repr(choice) for choice in close) + "?"
 
 
-class HintedError(grpc.RpcError):  # type: ignore[misc, unused-ignore]
+class HintedError(grpc.RpcError):  # type: ignore[misc]
     """An RPC error whose details are in the CLI's words, with a suggestion when there is one."""
 
     def __init__(self, error: Any, details: str) -> None:

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped, unused-ignore]
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from coordinator.client.credentials import register_sandbox
 from coordinator.sandbox.data_dir_lock import DataDirLock, DataDirLocked

@@ -15,8 +15,8 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
-import grpc  # type: ignore[import-untyped, unused-ignore]
-import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+import grpc
+import grpc.aio
 import structlog
 from tenacity import RetryCallState
 

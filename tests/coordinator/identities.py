@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc  # type: ignore[import-untyped, unused-ignore]
-import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+import grpc
+import grpc.aio
 
 from coordinator.client.credentials import bearer_token_interceptors
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc

@@ -9,8 +9,8 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc  # type: ignore[import-untyped, unused-ignore]
-import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+import grpc
+import grpc.aio
 import pytest
 from google.protobuf import duration_pb2
 

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import grpc  # type: ignore[import-untyped, unused-ignore]
+import grpc
 import pytest
 
 from coordinator.server.event_hub import EventHub, FollowerStatus

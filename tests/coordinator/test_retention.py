@@ -13,8 +13,8 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-import grpc  # type: ignore[import-untyped, unused-ignore]
-import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+import grpc
+import grpc.aio
 import pytest
 
 from coordinator.server.assembly import build_coordinator

@@ -7,8 +7,8 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import grpc  # type: ignore[import-untyped, unused-ignore]
-import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+import grpc
+import grpc.aio
 import pytest
 
 from meshplane.adapter.v1 import adapter_pb2 as apb

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import grpc  # type: ignore[import-untyped, unused-ignore]
-import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+import grpc
+import grpc.aio
 
 from adapters.kit.testing import MESHPLANE, AdapterProcess
 from coordinator.server.assembly import Coordinator, build_coordinator

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
-import grpc  # type: ignore[import-untyped, unused-ignore]
+import grpc
 
 from meshplane.adapter.v1 import adapter_pb2, adapter_pb2_grpc
 from meshplane.coordinator.v1 import coordinator_pb2, coordinator_pb2_grpc

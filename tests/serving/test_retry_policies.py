@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import aiohttp
-import grpc  # type: ignore[import-untyped, unused-ignore]
-import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+import grpc
+import grpc.aio
 import pytest
 import urllib3.exceptions
 from aiohttp import web

@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import Any
 
-import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import grpc  # type: ignore[import-untyped, unused-ignore]
-import grpc.aio  # type: ignore[import-untyped, unused-ignore]
+import grpc
+import grpc.aio
 import pytest
 
 from meshplane.adapter.v1 import adapter_pb2, adapter_pb2_grpc
