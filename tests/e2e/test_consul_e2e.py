@@ -22,7 +22,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from adapters.consul.declaration import DECLARATION
 from adapters.kit.apply.cluster import ClusterSession
-from adapters.kit.testing import EventCollector, managed_objects
+from adapters.kit.testing import AdapterClient, EventCollector, managed_objects
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from tests.adapters.toy_repository import package_toy_repository, toy_mirror
 from tests.e2e.mesh_harness import (
@@ -166,94 +166,123 @@ async def remove_injection(harness: MeshHarness) -> None:
     assert INJECT_LABEL not in (namespace["metadata"].get("labels") or {})
 
 
+async def install_one_server(
+    harness: MeshHarness, client: AdapterClient, events: EventCollector, sources: Sources
+) -> dict[str, Any]:
+    """Install the older version with one server; the injector's pod webhook, as installed."""
+    (older, consul_older) = sources.older
+    install = harness.next_id("install")
+    await client.run(
+        "install",
+        operation_id=install,
+        mesh_version=older,
+        parameters={"server-replicas": "1"},
+    )
+    server = await harness.get("apps/v1", "StatefulSet", "consul-server", "consul")
+    assert image_of(server).endswith(f":{consul_older}")  # the requested version, honoured
+    assert server is not None and server["status"]["readyReplicas"] == 1
+    owned = await managed_objects(harness.sim.kubeconfig)
+    kinds = {kind for kind, _, _ in owned}
+    assert "Pod" not in kinds  # the chart's `helm test` Pod is not installed
+    injector = await harness.get(
+        "admissionregistration.k8s.io/v1",
+        "MutatingWebhookConfiguration",
+        "consul-connect-injector",
+    )
+    assert injector is not None
+    pod_hook: dict[str, Any] = next(
+        w for w in injector["webhooks"] if w["name"].startswith("consul-connect")
+    )
+    assert pod_hook["namespaceSelector"] == {"matchLabels": {INJECT_LABEL: "true"}}
+    hooks = [e.summary for e in events.of(install) if "hook" in e.summary]
+    assert any("gateway-resources" in s and "completed" in s for s in hooks), hooks
+    status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+    assert (status.installed, status.version) == (True, older)
+    again = await client.run(
+        "install",
+        operation_id=harness.next_id("reinstall"),
+        mesh_version=older,
+        parameters={"server-replicas": "1"},
+    )
+    assert again.cluster_results[0].objects_applied == 0
+    assert await managed_objects(harness.sim.kubeconfig) == owned
+    return pod_hook
+
+
+async def upgrade_to_three_servers(
+    harness: MeshHarness, client: AdapterClient, sources: Sources
+) -> None:
+    """Upgrade to 3 servers, or on the real scheduler to as many as there are Nodes."""
+    (newer, consul_newer) = sources.newer
+    server = await harness.get("apps/v1", "StatefulSet", "consul-server", "consul")
+    replicas = 3
+    nodes = await node_count(harness)
+    if isinstance(harness.sim, RealCluster) and one_server_per_node(server) and nodes < 3:
+        # The real scheduler enforces the chart's anti-affinity: the third server has no
+        # Node. The upgrade fails with that cause before its deadline, then succeeds with
+        # as many servers as Nodes.
+        await upgrade_fails_unschedulable(harness, newer, replicas=3, nodes=nodes)
+        replicas = nodes
+    await client.run(
+        "install",
+        operation_id=harness.next_id("upgrade"),
+        mesh_version=newer,
+        parameters={"server-replicas": str(replicas)},
+    )
+    server = await harness.get("apps/v1", "StatefulSet", "consul-server", "consul")
+    assert image_of(server).endswith(f":{consul_newer}")
+    assert server is not None and server["spec"]["replicas"] == replicas
+    assert server["status"]["readyReplicas"] == replicas
+    status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+    assert status.version == newer
+
+
+async def inject_run_samples_and_validate(
+    harness: MeshHarness, client: AdapterClient, events: EventCollector, pod_hook: dict[str, Any]
+) -> None:
+    await client.run("inject-namespace", operation_id=harness.next_id("inject"))
+    status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+    assert list(status.injection_namespaces) == ["default"]
+    if isinstance(harness.sim, RealCluster) and pod_hook.get("failurePolicy") == "Fail":
+        # Real admission: the injector has no backend here, so no Pod of an injected
+        # namespace can be created. A sample there fails with that cause; without the
+        # label the samples run.
+        await sample_fails_without_the_injector(harness)
+        await assert_valid(harness, events)
+        await remove_injection(harness)
+        await run_samples(harness)
+    else:
+        await run_samples(harness)
+        await assert_valid(harness, events)
+        await remove_injection(harness)
+
+
+async def uninstall_runs_the_cleanup_hook_and_leaves_nothing(
+    harness: MeshHarness, client: AdapterClient, events: EventCollector
+) -> None:
+    for operation in ("httpbin", "bookinfo", "static-client", "static-server", "install"):
+        removal = harness.next_id(f"rm-{operation}")
+        await client.run(
+            operation, operation_id=removal, delete=True, parameters={"purge-crds": "true"}
+        )
+    hooks = [e.summary for e in events.of(removal) if "hook" in e.summary]
+    assert any("gateway-cleanup" in s and "completed" in s for s in hooks), hooks
+    assert await managed_objects(harness.sim.kubeconfig) == []
+    status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+    assert not status.installed
+
+
 @pytest.mark.timeout(90)
 async def test_install_upgrade_samples_validate_uninstall(
     harness: MeshHarness, sources: Sources
 ) -> None:
-    (older, consul_older), (newer, consul_newer) = sources.older, sources.newer
     client = await harness.start()
     events = EventCollector(client).start()
     try:
-        install = harness.next_id("install")
-        await client.run(
-            "install",
-            operation_id=install,
-            mesh_version=older,
-            parameters={"server-replicas": "1"},
-        )
-        server = await harness.get("apps/v1", "StatefulSet", "consul-server", "consul")
-        assert image_of(server).endswith(f":{consul_older}")  # the requested version, honoured
-        assert server is not None and server["status"]["readyReplicas"] == 1
-        owned = await managed_objects(harness.sim.kubeconfig)
-        kinds = {kind for kind, _, _ in owned}
-        assert "Pod" not in kinds  # the chart's `helm test` Pod is not installed
-        injector = await harness.get(
-            "admissionregistration.k8s.io/v1",
-            "MutatingWebhookConfiguration",
-            "consul-connect-injector",
-        )
-        assert injector is not None
-        pod_hook = next(w for w in injector["webhooks"] if w["name"].startswith("consul-connect"))
-        assert pod_hook["namespaceSelector"] == {"matchLabels": {INJECT_LABEL: "true"}}
-        hooks = [e.summary for e in events.of(install) if "hook" in e.summary]
-        assert any("gateway-resources" in s and "completed" in s for s in hooks), hooks
-        status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
-        assert (status.installed, status.version) == (True, older)
-        again = await client.run(
-            "install",
-            operation_id=harness.next_id("reinstall"),
-            mesh_version=older,
-            parameters={"server-replicas": "1"},
-        )
-        assert again.cluster_results[0].objects_applied == 0
-        assert await managed_objects(harness.sim.kubeconfig) == owned
-
-        replicas = 3
-        nodes = await node_count(harness)
-        if isinstance(harness.sim, RealCluster) and one_server_per_node(server) and nodes < 3:
-            # The real scheduler enforces the chart's anti-affinity: the third server has no
-            # Node. The upgrade fails with that cause before its deadline, then succeeds with
-            # as many servers as Nodes.
-            await upgrade_fails_unschedulable(harness, newer, replicas=3, nodes=nodes)
-            replicas = nodes
-        await client.run(
-            "install",
-            operation_id=harness.next_id("upgrade"),
-            mesh_version=newer,
-            parameters={"server-replicas": str(replicas)},
-        )
-        server = await harness.get("apps/v1", "StatefulSet", "consul-server", "consul")
-        assert image_of(server).endswith(f":{consul_newer}")
-        assert server is not None and server["spec"]["replicas"] == replicas
-        assert server["status"]["readyReplicas"] == replicas
-        status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
-        assert status.version == newer
-
-        await client.run("inject-namespace", operation_id=harness.next_id("inject"))
-        status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
-        assert list(status.injection_namespaces) == ["default"]
-        if isinstance(harness.sim, RealCluster) and pod_hook.get("failurePolicy") == "Fail":
-            # Real admission: the injector has no backend here, so no Pod of an injected
-            # namespace can be created. A sample there fails with that cause; without the
-            # label the samples run.
-            await sample_fails_without_the_injector(harness)
-            await assert_valid(harness, events)
-            await remove_injection(harness)
-            await run_samples(harness)
-        else:
-            await run_samples(harness)
-            await assert_valid(harness, events)
-            await remove_injection(harness)
-        for operation in ("httpbin", "bookinfo", "static-client", "static-server", "install"):
-            removal = harness.next_id(f"rm-{operation}")
-            await client.run(
-                operation, operation_id=removal, delete=True, parameters={"purge-crds": "true"}
-            )
-        hooks = [e.summary for e in events.of(removal) if "hook" in e.summary]
-        assert any("gateway-cleanup" in s and "completed" in s for s in hooks), hooks
-        assert await managed_objects(harness.sim.kubeconfig) == []
-        status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
-        assert not status.installed
+        pod_hook = await install_one_server(harness, client, events, sources)
+        await upgrade_to_three_servers(harness, client, sources)
+        await inject_run_samples_and_validate(harness, client, events, pod_hook)
+        await uninstall_runs_the_cleanup_hook_and_leaves_nothing(harness, client, events)
     finally:
         await events.stop()
 

@@ -189,103 +189,117 @@ def crds_of_istio(names: list[tuple[str, str, str]]) -> list[str]:
     return [n for kind, _, n in names if kind == "CustomResourceDefinition" and "istio.io" in n]
 
 
+FAIL_CLOSED = {"istio-validator-istio-system": ["Fail"], "istiod-default-validator": ["Fail"]}
+
+
+async def install_demo(harness: Harness, client: AdapterClient, events: EventCollector) -> None:
+    """Install the first version's demo profile: CRDs established, istiod and gateways ready."""
+    sources = harness.sources
+    install = harness.next_id("install")
+    done = await client.run(
+        "install",
+        operation_id=install,
+        mesh_version=sources.first,
+        parameters={"profile": "demo"},
+    )
+    assert done.cluster_results[0].objects_applied > 0
+    owned = await managed_objects(harness.sim.kubeconfig)
+    assert len(crds_of_istio(owned)) == sources.crds_first
+    crd = await harness.object("CustomResourceDefinition", "virtualservices.networking.istio.io")
+    assert crd is not None
+    conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}  # type: ignore[index]
+    assert conditions["Established"] == "True"
+    istiod = await harness.object("Deployment", "istiod", "istio-system")
+    assert istiod is not None and istiod["status"]["readyReplicas"] >= 1  # type: ignore[index]
+    for gateway in ("istio-ingressgateway", "istio-egressgateway"):
+        assert await harness.object("Deployment", gateway, "istio-system") is not None
+    if sources.validators_fail_closed:
+        assert await harness.validator_policies() == FAIL_CLOSED
+    status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+    assert (status.installed, status.version) == (True, sources.first)
+    assert all(c.ready for c in status.components)
+    mine = await events.settled(install)
+    assert mine[0].summary.startswith("install accepted")
+    assert mine[-1].operation_state == pb.OPERATION_STATE_SUCCEEDED
+    assert_consecutive(events.events)
+
+
+async def reinstall_and_upgrade(harness: Harness, client: AdapterClient) -> None:
+    """A re-install applies nothing; the upgrade keeps the validators' policy (no flip-flop)."""
+    sources = harness.sources
+    owned = await managed_objects(harness.sim.kubeconfig)
+    again = await client.run(
+        "install",
+        operation_id=harness.next_id("reinstall"),
+        mesh_version=sources.first,
+        parameters={"profile": "demo"},
+    )
+    assert again.cluster_results[0].objects_applied == 0
+    assert again.cluster_results[0].objects_unchanged > 0
+    assert await managed_objects(harness.sim.kubeconfig) == owned
+
+    await client.run(
+        "install",
+        operation_id=harness.next_id("upgrade"),
+        mesh_version=sources.second,
+        parameters={"profile": "demo"},
+    )
+    status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+    assert status.version == sources.second
+    if sources.validators_fail_closed:
+        assert await harness.validator_policies() == FAIL_CLOSED
+    upgraded = await managed_objects(harness.sim.kubeconfig)
+    assert len(crds_of_istio(upgraded)) == sources.crds_second
+
+
+async def bookinfo_with_a_canary(harness: Harness, client: AdapterClient) -> None:
+    await client.run("bookinfo", operation_id=harness.next_id("bookinfo"))
+    assert await harness.object("Gateway", "bookinfo-gateway", "default") is not None
+    await client.run("bookinfo-route-v1", operation_id=harness.next_id("route"))
+    canary = {"reviews-v1-weight": "50", "reviews-v2-weight": "0", "reviews-v3-weight": "50"}
+    await client.run("bookinfo-canary", operation_id=harness.next_id("canary"), parameters=canary)
+    reviews = await harness.object("VirtualService", "reviews", "default")
+    assert reviews is not None
+    weights = [r["weight"] for r in reviews["spec"]["http"][0]["route"]]  # type: ignore[index]
+    assert weights == [50, 50]
+
+
+async def validate_passes(harness: Harness, client: AdapterClient, events: EventCollector) -> None:
+    validate = harness.next_id("validate")
+    await client.run("validate", operation_id=validate)
+    findings = await events.settled(validate)
+    summary = next(e for e in findings if e.component == "summary")
+    assert "0 errors" in summary.summary
+    assert any("CRDs established" in e.summary for e in findings)
+    assert any("istiod is ready" in e.summary for e in findings)
+
+
+async def uninstall_leaves_nothing(
+    harness: Harness, client: AdapterClient, events: EventCollector
+) -> None:
+    for operation in ("bookinfo-canary", "bookinfo-route-v1", "bookinfo", "install"):
+        await client.run(
+            operation,
+            operation_id=harness.next_id(f"rm-{operation}"),
+            delete=True,
+            parameters={"purge-crds": "true"},
+        )
+    assert await managed_objects(harness.sim.kubeconfig) == []
+    status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+    assert not status.installed
+    assert_consecutive(events.events)
+
+
 @pytest.mark.timeout(90)
 async def test_install_upgrade_samples_validate_uninstall(harness: Harness) -> None:
     client = await harness.start()
     events = EventCollector(client).start()
-    sources = harness.sources
     try:
-        install = harness.next_id("install")
-        done = await client.run(
-            "install",
-            operation_id=install,
-            mesh_version=sources.first,
-            parameters={"profile": "demo"},
-        )
-        assert done.cluster_results[0].objects_applied > 0
-        owned = await managed_objects(harness.sim.kubeconfig)
-        assert len(crds_of_istio(owned)) == sources.crds_first
-        crd = await harness.object(
-            "CustomResourceDefinition", "virtualservices.networking.istio.io"
-        )
-        assert crd is not None
-        conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}  # type: ignore[index]
-        assert conditions["Established"] == "True"
-        istiod = await harness.object("Deployment", "istiod", "istio-system")
-        assert istiod is not None and istiod["status"]["readyReplicas"] >= 1  # type: ignore[index]
-        for gateway in ("istio-ingressgateway", "istio-egressgateway"):
-            assert await harness.object("Deployment", gateway, "istio-system") is not None
-        if sources.validators_fail_closed:
-            assert await harness.validator_policies() == {
-                "istio-validator-istio-system": ["Fail"],
-                "istiod-default-validator": ["Fail"],
-            }
-        status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
-        assert (status.installed, status.version) == (True, sources.first)
-        assert all(c.ready for c in status.components)
-        mine = await events.settled(install)
-        assert mine[0].summary.startswith("install accepted")
-        assert mine[-1].operation_state == pb.OPERATION_STATE_SUCCEEDED
-        assert_consecutive(events.events)
-
-        again = await client.run(
-            "install",
-            operation_id=harness.next_id("reinstall"),
-            mesh_version=sources.first,
-            parameters={"profile": "demo"},
-        )
-        assert again.cluster_results[0].objects_applied == 0
-        assert again.cluster_results[0].objects_unchanged > 0
-        assert await managed_objects(harness.sim.kubeconfig) == owned
-
-        await client.run(
-            "install",
-            operation_id=harness.next_id("upgrade"),
-            mesh_version=sources.second,
-            parameters={"profile": "demo"},
-        )
-        status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
-        assert status.version == sources.second
-        if sources.validators_fail_closed:  # the same policy after an upgrade: no flip-flop
-            assert await harness.validator_policies() == {
-                "istio-validator-istio-system": ["Fail"],
-                "istiod-default-validator": ["Fail"],
-            }
-        assert (
-            len(crds_of_istio(await managed_objects(harness.sim.kubeconfig))) == sources.crds_second
-        )
-
-        await client.run("bookinfo", operation_id=harness.next_id("bookinfo"))
-        assert await harness.object("Gateway", "bookinfo-gateway", "default") is not None
-        await client.run("bookinfo-route-v1", operation_id=harness.next_id("route"))
-        canary = {"reviews-v1-weight": "50", "reviews-v2-weight": "0", "reviews-v3-weight": "50"}
-        await client.run(
-            "bookinfo-canary", operation_id=harness.next_id("canary"), parameters=canary
-        )
-        reviews = await harness.object("VirtualService", "reviews", "default")
-        assert reviews is not None
-        weights = [r["weight"] for r in reviews["spec"]["http"][0]["route"]]  # type: ignore[index]
-        assert weights == [50, 50]
-
-        validate = harness.next_id("validate")
-        await client.run("validate", operation_id=validate)
-        findings = await events.settled(validate)
-        summary = next(e for e in findings if e.component == "summary")
-        assert "0 errors" in summary.summary
-        assert any("CRDs established" in e.summary for e in findings)
-        assert any("istiod is ready" in e.summary for e in findings)
-
-        for operation in ("bookinfo-canary", "bookinfo-route-v1", "bookinfo", "install"):
-            await client.run(
-                operation,
-                operation_id=harness.next_id(f"rm-{operation}"),
-                delete=True,
-                parameters={"purge-crds": "true"},
-            )
-        assert await managed_objects(harness.sim.kubeconfig) == []
-        status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
-        assert not status.installed
-        assert_consecutive(events.events)
+        await install_demo(harness, client, events)
+        await reinstall_and_upgrade(harness, client)
+        await bookinfo_with_a_canary(harness, client)
+        await validate_passes(harness, client, events)
+        await uninstall_leaves_nothing(harness, client, events)
     finally:
         await events.stop()
 
@@ -293,10 +307,42 @@ async def test_install_upgrade_samples_validate_uninstall(harness: Harness) -> N
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("harness", ["slow_sim"], indirect=True)
 async def test_killed_mid_install_resumes_without_duplicates(harness: Harness) -> None:
-    client = await harness.start()
-    events = EventCollector(client).start()
     operation_id = "e2e-install-interrupted"
     version = harness.sources.second
+    last_sequence = await kill_once_crds_are_ready(harness, operation_id, version)
+
+    client = await harness.start()
+    before = await client.stub.GetOperation(pb.GetOperationRequest(operation_id=operation_id))
+    assert before.operation.state == pb.OPERATION_STATE_INTERRUPTED
+    resumed_events = EventCollector(client, after_sequence=last_sequence).start()
+    try:
+        response = await client.apply(
+            "install",
+            operation_id=operation_id,
+            mesh_version=version,
+            parameters={"profile": "demo"},
+        )
+        assert response.operation.attempt == 2
+        done = await client.wait(operation_id)
+        assert done.state == pb.OPERATION_STATE_SUCCEEDED, done.error
+        assert done.attempt == 2
+        await assert_one_whole_install(harness, client, version)
+        resumed = await resumed_events.settled(
+            operation_id, frozenset({pb.OPERATION_STATE_SUCCEEDED})
+        )
+        summaries = [e.summary for e in resumed]
+        assert "install interrupted" in summaries  # recorded by the restarted adapter
+        assert any(text.startswith("install resumed, attempt 2") for text in summaries)
+        assert resumed[-1].operation_state == pb.OPERATION_STATE_SUCCEEDED
+        assert_consecutive(resumed_events.events)
+    finally:
+        await resumed_events.stop()
+
+
+async def kill_once_crds_are_ready(harness: Harness, operation_id: str, version: str) -> int:
+    """Start an install, kill the adapter once its CRDs are ready; the last event's sequence."""
+    client = await harness.start()
+    events = EventCollector(client).start()
     await client.apply(
         "install",
         operation_id=operation_id,
@@ -315,46 +361,22 @@ async def test_killed_mid_install_resumes_without_duplicates(harness: Harness) -
     await events.stop()
     await client.close()
     harness.client = None
-    last_sequence = events.events[-1].sequence
+    return events.events[-1].sequence
 
-    client = await harness.start()
-    before = await client.stub.GetOperation(pb.GetOperationRequest(operation_id=operation_id))
-    assert before.operation.state == pb.OPERATION_STATE_INTERRUPTED
-    resumed_events = EventCollector(client, after_sequence=last_sequence).start()
-    try:
-        response = await client.apply(
-            "install",
-            operation_id=operation_id,
-            mesh_version=version,
-            parameters={"profile": "demo"},
-        )
-        assert response.operation.attempt == 2
-        done = await client.wait(operation_id)
-        assert done.state == pb.OPERATION_STATE_SUCCEEDED, done.error
-        assert done.attempt == 2
 
-        owned = await managed_objects(harness.sim.kubeconfig)
-        names = [name for kind, _, name in owned if kind == "Deployment"]
-        assert sorted(names) == ["istio-egressgateway", "istio-ingressgateway", "istiod"]
-        # One inventory, and the resumed run re-created nothing: one pod per replica.
-        assert [name for kind, _, name in owned if kind == "Secret"] == [
-            "meshplane-release-istio-install"
-        ]
-        replicas, pods = await harness.replicas_and_pods("istio-system")
-        assert len(pods) == len(set(pods)) == replicas
-        status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
-        assert status.installed and status.version == version
-        assert status.components and all(c.ready for c in status.components)
-        resumed = await resumed_events.settled(
-            operation_id, frozenset({pb.OPERATION_STATE_SUCCEEDED})
-        )
-        summaries = [e.summary for e in resumed]
-        assert "install interrupted" in summaries  # recorded by the restarted adapter
-        assert any(text.startswith("install resumed, attempt 2") for text in summaries)
-        assert resumed[-1].operation_state == pb.OPERATION_STATE_SUCCEEDED
-        assert_consecutive(resumed_events.events)
-    finally:
-        await resumed_events.stop()
+async def assert_one_whole_install(harness: Harness, client: AdapterClient, version: str) -> None:
+    """One inventory, and the resumed run re-created nothing: one pod per replica."""
+    owned = await managed_objects(harness.sim.kubeconfig)
+    names = [name for kind, _, name in owned if kind == "Deployment"]
+    assert sorted(names) == ["istio-egressgateway", "istio-ingressgateway", "istiod"]
+    assert [name for kind, _, name in owned if kind == "Secret"] == [
+        "meshplane-release-istio-install"
+    ]
+    replicas, pods = await harness.replicas_and_pods("istio-system")
+    assert len(pods) == len(set(pods)) == replicas
+    status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
+    assert status.installed and status.version == version
+    assert status.components and all(c.ready for c in status.components)
 
 
 @pytest.mark.timeout(60)
