@@ -124,6 +124,29 @@ def done(operation_id: str) -> Any:
     return lambda r: r.event.operation_id == operation_id and r.event.operation_state == SUCCEEDED
 
 
+async def assert_the_gap_is_visible(coordinator: CoordinatorProcess, address: str) -> None:
+    """ListAdapters and /metrics show the skipped event; the follower is still connected."""
+    replica = await coordinator.replica()
+    assert replica.skipped_events == 1
+    assert "skipped event 3" in replica.event_feed_error
+    assert replica.last_error.startswith("event feed: ")
+    assert replica.last_event_sequence == 6
+
+    samples = await coordinator.metrics()
+    labels = {"mesh": "toy", "replica": address}
+    prefix = "meshplane_coordinator"
+    assert value(samples, f"{prefix}_follower_skipped_events_total", **labels) == 1
+    assert value(samples, f"{prefix}_follower_errors_total", **labels) >= 1
+    assert value(samples, f"{prefix}_follower_last_sequence", **labels) == 6
+    assert value(samples, f"{prefix}_follower_connected", **labels) == 1
+    assert value(samples, f"{prefix}_store_rows", table="events") == 6
+    assert value(samples, f"{prefix}_store_rows", table="operations") >= 2
+    service = "meshplane.coordinator.v1.CoordinatorService"
+    applied = {"service": service, "method": "ApplyOperation", "code": "OK"}
+    assert value(samples, f"{prefix}_grpc_requests_total", **applied) == 2
+    assert value(samples, f"{prefix}_asyncio_tasks") > 0
+
+
 async def test_a_5_mb_username_leaves_a_visible_gap_and_the_feed_goes_on(
     coordinator: CoordinatorProcess, hostile_adapter: AdapterProcess
 ) -> None:
@@ -153,25 +176,7 @@ async def test_a_5_mb_username_leaves_a_visible_gap_and_the_feed_goes_on(
         assert [r.event.sequence for r in watcher.received] == [1, 2, 3, 4, 5, 6]
         assert watcher.received[3].event.operation_id == "attack"  # its outcome still arrives
 
-        replica = await coordinator.replica()
-        assert replica.skipped_events == 1
-        assert "skipped event 3" in replica.event_feed_error
-        assert replica.last_error.startswith("event feed: ")
-        assert replica.last_event_sequence == 6
-
-        samples = await coordinator.metrics()
-        labels = {"mesh": "toy", "replica": address}
-        prefix = "meshplane_coordinator"
-        assert value(samples, f"{prefix}_follower_skipped_events_total", **labels) == 1
-        assert value(samples, f"{prefix}_follower_errors_total", **labels) >= 1
-        assert value(samples, f"{prefix}_follower_last_sequence", **labels) == 6
-        assert value(samples, f"{prefix}_follower_connected", **labels) == 1
-        assert value(samples, f"{prefix}_store_rows", table="events") == 6
-        assert value(samples, f"{prefix}_store_rows", table="operations") >= 2
-        service = "meshplane.coordinator.v1.CoordinatorService"
-        applied = {"service": service, "method": "ApplyOperation", "code": "OK"}
-        assert value(samples, f"{prefix}_grpc_requests_total", **applied) == 2
-        assert value(samples, f"{prefix}_asyncio_tasks") > 0
+        await assert_the_gap_is_visible(coordinator, address)
     finally:
         await watcher.stop()
 

@@ -171,6 +171,71 @@ def _is_uuid(text: Any) -> bool:
     return True
 
 
+def assert_smp_document_of_the_baseline(document: dict[str, Any]) -> None:
+    """The 400-request baseline run at 200 req/s against /delay/2, as an SMP result."""
+    assert set(document) >= SMP_RESULT_FIELDS
+    assert document["smp_version"] == "v0.6.1"
+    assert all(_is_uuid(document[key]) for key in ("id", "test_id", "mesh_config_id", "env_id"))
+    assert _UTC.match(document["start_time"]) and _UTC.match(document["end_time"])
+    latencies = document["latencies_ms"]
+    assert {"min", "average", "p50", "p90", "p99", "max"} <= set(latencies)
+    assert 2.0 <= latencies["p50"] < 100.0  # /delay/2 holds each response 2 ms: milliseconds
+    assert latencies["min"] <= latencies["p50"] <= latencies["p99"] <= latencies["max"]
+    assert document["request_count"] == 400
+    assert document["requested_qps"] == 200
+    assert document["actual_qps"] == pytest.approx(200, rel=0.1)
+    assert document["http_status_counts"] == {"200": 400}
+    assert document["labels"] == {"side": "baseline"}
+    assert document["config"]["clients"][0]["protocol"] == "HTTP"
+
+
+def assert_results_are_listed_newest_first(cli: InProcess, slower: str, baseline: str) -> None:
+    """`results`: newest first, as documents and as a table; filtered by label."""
+    listed = json.loads(cli.ok("results", "--output=json"))["results"]
+    assert [d["id"] for d in listed] == [slower, baseline]
+    table = cli.ok("results").splitlines()
+    assert table[0].split()[0] == "ID"
+    assert table[0].split()[:5] == ["ID", "NAME", "STARTED", "MESH", "LOAD"]
+    assert "ERRORS" in table[0].split()
+    assert [line.split()[0] for line in table[1:]] == [slower[:8], baseline[:8]]
+    assert "200 req/s, 2s, 4 conn" in table[2]
+    labelled = json.loads(cli.ok("results", "--label=side=baseline", "-o", "json"))["results"]
+    assert [d["id"] for d in labelled] == [baseline]
+
+
+def assert_compare_is_relative_to_the_baseline(
+    co: CoordinatorProcess, cli: InProcess, first: dict[str, Any], second: dict[str, Any]
+) -> list[str]:
+    """`compare`: one row per metric, the other result relative to the baseline; its lines."""
+    baseline, slower = first["id"], second["id"]
+    compared = ok(perf(co, "compare", baseline, slower)).splitlines()
+    assert compared[0].split() == ["metric", "unit", baseline[:8], slower[:8]]
+    rows = {line.split()[0]: line for line in compared[1:]}
+    assert {"p50", "p90", "p99", "p99.9", "qps"} <= set(rows)
+    p50_before = first["latencies_ms"]["p50"]
+    expected = (second["latencies_ms"]["p50"] - p50_before) / p50_before
+    assert f"({expected * 100:+.1f}%)" in rows["p50"]
+    as_json = json.loads(cli.ok("compare", baseline, slower, "-o", "json"))
+    p50 = next(row for row in as_json["rows"] if row["metric"] == "p50")
+    assert p50["cells"][0]["relative_difference"] is None
+    assert p50["cells"][1]["relative_difference"] == pytest.approx(expected)
+    return compared
+
+
+def assert_errors_say_what_is_wrong(
+    cli: InProcess, http_target: LoopbackServer, baseline: str
+) -> None:
+    """Unknown ids, a refused run and a one-sided compare exit non-zero, naming why."""
+    code, _, err = cli("get", "no-such-id")
+    assert code == 2 and "no stored result has the id, id prefix or name 'no-such-id'" in err
+    code, _, err = cli("get", str(uuid.uuid4()))
+    assert code == 3 and "NOT_FOUND" in err
+    code, _, err = cli("run", f"--url={http_target.url()}", "--rps=-1", "--duration=1s")
+    assert code == 2 and "INVALID_ARGUMENT" in err and "rps" in err
+    code, _, err = cli("compare", baseline)
+    assert code == 2 and "two" in err
+
+
 def test_perf_cli_against_a_coordinator_process(
     coordinator_process: CoordinatorProcess,
     http_target: LoopbackServer,
@@ -191,21 +256,7 @@ def test_perf_cli_against_a_coordinator_process(
     )
     document = json.loads(ok(run))  # stdout is exactly one document
     assert "requests" in run.stderr and "req/s" in run.stderr  # progress went to stderr
-
-    assert set(document) >= SMP_RESULT_FIELDS
-    assert document["smp_version"] == "v0.6.1"
-    assert all(_is_uuid(document[key]) for key in ("id", "test_id", "mesh_config_id", "env_id"))
-    assert _UTC.match(document["start_time"]) and _UTC.match(document["end_time"])
-    latencies = document["latencies_ms"]
-    assert {"min", "average", "p50", "p90", "p99", "max"} <= set(latencies)
-    assert 2.0 <= latencies["p50"] < 100.0  # /delay/2 holds each response 2 ms: milliseconds
-    assert latencies["min"] <= latencies["p50"] <= latencies["p99"] <= latencies["max"]
-    assert document["request_count"] == 400
-    assert document["requested_qps"] == 200
-    assert document["actual_qps"] == pytest.approx(200, rel=0.1)
-    assert document["http_status_counts"] == {"200": 400}
-    assert document["labels"] == {"side": "baseline"}
-    assert document["config"]["clients"][0]["protocol"] == "HTTP"
+    assert_smp_document_of_the_baseline(document)
     baseline = document["id"]
 
     second = yaml.safe_load(
@@ -215,42 +266,13 @@ def test_perf_cli_against_a_coordinator_process(
     assert second["latencies_ms"]["p50"] >= 6.0
     slower = second["id"]
 
-    # results: newest first, as documents and as a table
-    listed = json.loads(cli.ok("results", "--output=json"))["results"]
-    assert [d["id"] for d in listed] == [slower, baseline]
-    table = cli.ok("results").splitlines()
-    assert table[0].split()[0] == "ID"
-    assert table[0].split()[:5] == ["ID", "NAME", "STARTED", "MESH", "LOAD"]
-    assert "ERRORS" in table[0].split()
-    assert [line.split()[0] for line in table[1:]] == [slower[:8], baseline[:8]]
-    assert "200 req/s, 2s, 4 conn" in table[2]
-    labelled = json.loads(cli.ok("results", "--label=side=baseline", "-o", "json"))["results"]
-    assert [d["id"] for d in labelled] == [baseline]
+    assert_results_are_listed_newest_first(cli, slower, baseline)
 
     # get returns the stored document, identical to what run printed
     assert json.loads(cli.ok("get", baseline, "-o", "json")) == document
 
-    # compare: the table has one row per metric, the other result relative to the baseline
-    compared = ok(perf(co, "compare", baseline, slower)).splitlines()
-    assert compared[0].split() == ["metric", "unit", baseline[:8], slower[:8]]
-    rows = {line.split()[0]: line for line in compared[1:]}
-    assert {"p50", "p90", "p99", "p99.9", "qps"} <= set(rows)
-    expected = (second["latencies_ms"]["p50"] - latencies["p50"]) / latencies["p50"]
-    assert f"({expected * 100:+.1f}%)" in rows["p50"]
-    as_json = json.loads(cli.ok("compare", baseline, slower, "-o", "json"))
-    p50 = next(row for row in as_json["rows"] if row["metric"] == "p50")
-    assert p50["cells"][0]["relative_difference"] is None
-    assert p50["cells"][1]["relative_difference"] == pytest.approx(expected)
-
-    # errors say what is wrong and exit non-zero
-    code, _, err = cli("get", "no-such-id")
-    assert code == 2 and "no stored result has the id, id prefix or name 'no-such-id'" in err
-    code, _, err = cli("get", str(uuid.uuid4()))
-    assert code == 3 and "NOT_FOUND" in err
-    code, _, err = cli("run", f"--url={http_target.url()}", "--rps=-1", "--duration=1s")
-    assert code == 2 and "INVALID_ARGUMENT" in err and "rps" in err
-    code, _, err = cli("compare", baseline)
-    assert code == 2 and "two" in err
+    compared = assert_compare_is_relative_to_the_baseline(co, cli, document, second)
+    assert_errors_say_what_is_wrong(cli, http_target, baseline)
 
     # a fortio file imported into the coordinator's store is listed by the coordinator
     fortio = json.loads(
@@ -306,6 +328,35 @@ def test_perf_cli_fails_runs_that_could_not_connect_and_names_why(
     assert usage.value.code == 2 and "between 0 and 100%" in capsys.readouterr().err
 
 
+def assert_four_panels_labelled(svg: str) -> None:
+    """Histogram, percentile curve, latency and throughput over time: titled, axes labelled."""
+    for text in (
+        "latency histogram",
+        "latency by percentile",
+        "latency over time",
+        "throughput over time",
+        "latency (ms)",
+        "percentile",
+        "time (s)",
+        "requests per second",
+        "answered req/s",
+        "mean",
+        "max",
+    ):
+        assert f">{text}<" in svg, text
+    assert svg.count('<g id="line2d_') >= 4 and svg.count('<g id="patch_') >= 5
+
+
+def assert_a_real_png(path: Path) -> None:
+    """A PNG of a plot's size with more than a few colours in it."""
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    from matplotlib import image
+
+    pixels = image.imread(path)
+    assert pixels.shape[0] > 400 and pixels.shape[1] > 600
+    assert len({tuple(row) for row in pixels.reshape(-1, pixels.shape[2])[::97]}) > 3
+
+
 def test_perf_cli_plots_shows_histograms_and_takes_short_ids_and_names(
     coordinator_process: CoordinatorProcess,
     http_target: LoopbackServer,
@@ -341,31 +392,10 @@ def test_perf_cli_plots_shows_histograms_and_takes_short_ids_and_names(
     shown = cli.ok("get", "fast", "--plot", str(tmp_path / "fast.svg"))
     assert f"result      {fast['id']}" in shown and "name        fast" in shown
     assert "latency histogram (ms)" in shown and "#" in shown
-    svg = (tmp_path / "fast.svg").read_text()
-    for text in (
-        "latency histogram",
-        "latency by percentile",
-        "latency over time",
-        "throughput over time",
-        "latency (ms)",
-        "percentile",
-        "time (s)",
-        "requests per second",
-        "answered req/s",
-        "mean",
-        "max",
-    ):
-        assert f">{text}<" in svg, text
-    assert svg.count('<g id="line2d_') >= 4 and svg.count('<g id="patch_') >= 5
+    assert_four_panels_labelled((tmp_path / "fast.svg").read_text())
 
     cli.ok("get", fast["id"][:8], "--plot", str(tmp_path / "fast.png"))
-    png = (tmp_path / "fast.png").read_bytes()
-    assert png.startswith(b"\x89PNG\r\n\x1a\n")
-    from matplotlib import image
-
-    pixels = image.imread(tmp_path / "fast.png")
-    assert pixels.shape[0] > 400 and pixels.shape[1] > 600
-    assert len({tuple(row) for row in pixels.reshape(-1, pixels.shape[2])[::97]}) > 3
+    assert_a_real_png(tmp_path / "fast.png")
 
     code, out, err = cli("compare", fast["id"][:8], "slow", "--plot", str(tmp_path / "cmp.svg"))
     assert code == 0, err
