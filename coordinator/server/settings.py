@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -383,37 +383,17 @@ def settings_from_args(
     """Resolve flags, then environment, then defaults; raises `SettingsError` naming the source."""
     env = os.environ if environ is None else environ
     values = _FLAGS.resolve(args, env)
-    adapters: list[StaticAdapter] = []
-    for text in getattr(args, "adapter", None) or ():
-        try:
-            adapters.append(parse_static_adapter(text))
-        except ValueError as exc:
-            raise SettingsError(f"--adapter: {exc}") from exc
-    try:
-        adapters.extend(parse_adapter_list(env.get(ADAPTERS_ENV, "")))
-    except ValueError as exc:
-        raise SettingsError(f"{ADAPTERS_ENV}: {exc}") from exc
-    seen: dict[str, str] = {}
-    for adapter in adapters:
-        if seen.setdefault(adapter.address, adapter.mesh) != adapter.mesh:
-            raise SettingsError(
-                f"adapter address {adapter.address} given for two meshes: "
-                f"{seen[adapter.address]} and {adapter.mesh}"
-            )
+    adapters = _static_adapters(getattr(args, "adapter", None) or (), env)
 
     def get(name: str, default: object) -> object:
         return values.get(name, default)
 
-    token_file = optional_path(values, "adapter_token_file")
-    try:
-        adapter_token = None if token_file is None else read_link_token(token_file)
-    except LinkTokenError as exc:
-        raise SettingsError(f"--adapter-token-file: {exc}") from exc
+    adapter_token = _adapter_token(values)
     grpc_port = int(str(get("port", DEFAULT_PORT)))
     settings = CoordinatorSettings(
         host=str(get("host", "127.0.0.1")),
         port=grpc_port,
-        adapters=tuple({a.address: a for a in adapters}.values()),
+        adapters=adapters,
         data_dir=optional_path(values, "data_dir") or Path(".data"),
         store=str(get("store", "")),
         discover_namespace=str(get("discover_namespace", "")),
@@ -450,6 +430,37 @@ def settings_from_args(
     if problem is not None:
         raise SettingsError(problem)
     return settings
+
+
+def _static_adapters(flags: Sequence[str], env: Mapping[str, str]) -> tuple[StaticAdapter, ...]:
+    """``--adapter`` flags, then the environment's list; one mesh per address, no repeats."""
+    adapters: list[StaticAdapter] = []
+    for text in flags:
+        try:
+            adapters.append(parse_static_adapter(text))
+        except ValueError as exc:
+            raise SettingsError(f"--adapter: {exc}") from exc
+    try:
+        adapters.extend(parse_adapter_list(env.get(ADAPTERS_ENV, "")))
+    except ValueError as exc:
+        raise SettingsError(f"{ADAPTERS_ENV}: {exc}") from exc
+    seen: dict[str, str] = {}
+    for adapter in adapters:
+        if seen.setdefault(adapter.address, adapter.mesh) != adapter.mesh:
+            raise SettingsError(
+                f"adapter address {adapter.address} given for two meshes: "
+                f"{seen[adapter.address]} and {adapter.mesh}"
+            )
+    return tuple({a.address: a for a in adapters}.values())
+
+
+def _adapter_token(values: Mapping[str, object]) -> str | None:
+    """The link token adapters must prove they hold (``--adapter-token-file``), if any."""
+    token_file = optional_path(values, "adapter_token_file")
+    try:
+        return None if token_file is None else read_link_token(token_file)
+    except LinkTokenError as exc:
+        raise SettingsError(f"--adapter-token-file: {exc}") from exc
 
 
 def _auth_cache(values: Mapping[str, object]) -> float:

@@ -67,6 +67,36 @@ def build_identity(settings: CoordinatorSettings, *, store: Store, registry: Reg
     problem = settings.identity_problem()
     if problem is not None:
         raise SettingsError(problem)
+    authenticator, token_reviewer = _authentication(settings)
+    access_reviewer = (
+        SubjectAccessReviewAuthorizer(
+            settings.kubeconfig, cache_seconds=settings.auth_cache_seconds
+        )
+        if settings.authz_kubernetes
+        else None
+    )
+    audit = _audit_log(settings, store)
+    facts = CallFacts(
+        catalogue=registry.catalogue,
+        meshes=registry.meshes,
+        operation=store.get_operation,
+        protected_namespaces=frozenset(settings.protected_namespaces),
+    )
+    authorizer = _authorizer(authenticator, access_reviewer)
+    gate = Gate(authenticator=authenticator, authorizer=authorizer, facts=facts, audit=audit)
+    return Identity(
+        gate=gate,
+        audit=audit,
+        authenticator=authenticator,
+        token_reviewer=token_reviewer,
+        access_reviewer=access_reviewer,
+    )
+
+
+def _authentication(
+    settings: CoordinatorSettings,
+) -> tuple[Authenticator, KubernetesTokenReviewer | None]:
+    """The authenticator (token file, TokenReview, client certificates) and its reviewer."""
     try:
         token_file = (
             None if settings.token_auth_file is None else TokenFile(settings.token_auth_file)
@@ -88,43 +118,28 @@ def build_identity(settings: CoordinatorSettings, *, store: Store, registry: Reg
         client_certificates=settings.client_certificates,
         allow_anonymous=settings.allow_anonymous,
     )
-    access_reviewer = (
-        SubjectAccessReviewAuthorizer(
-            settings.kubeconfig, cache_seconds=settings.auth_cache_seconds
-        )
-        if settings.authz_kubernetes
-        else None
-    )
-    authorizer: Authorizer
+    return authenticator, token_reviewer
+
+
+def _authorizer(
+    authenticator: Authenticator, access_reviewer: SubjectAccessReviewAuthorizer | None
+) -> Authorizer:
+    """SubjectAccessReview when configured, else the roles, else (nobody authenticated) open."""
     if access_reviewer is not None:
-        authorizer = access_reviewer
-    elif authenticator.configured:
-        authorizer = RoleAuthorizer()
-    else:
-        authorizer = OpenAuthorizer()
-    audit = AuditLog(
+        return access_reviewer
+    if authenticator.configured:
+        return RoleAuthorizer()
+    return OpenAuthorizer()
+
+
+def _audit_log(settings: CoordinatorSettings, store: Store) -> AuditLog:
+    """The audit trail in the store, pruned as the settings say."""
+    max_age = settings.audit_retention
+    return AuditLog(
         store,
         AuditRetention(
-            max_age_seconds=(
-                None
-                if settings.audit_retention is None
-                else settings.audit_retention.total_seconds()
-            ),
+            max_age_seconds=None if max_age is None else max_age.total_seconds(),
             max_records=settings.audit_retention_count,
             prune_interval_seconds=settings.retention.interval_seconds,
         ),
-    )
-    facts = CallFacts(
-        catalogue=registry.catalogue,
-        meshes=registry.meshes,
-        operation=store.get_operation,
-        protected_namespaces=frozenset(settings.protected_namespaces),
-    )
-    gate = Gate(authenticator=authenticator, authorizer=authorizer, facts=facts, audit=audit)
-    return Identity(
-        gate=gate,
-        audit=audit,
-        authenticator=authenticator,
-        token_reviewer=token_reviewer,
-        access_reviewer=access_reviewer,
     )

@@ -63,6 +63,26 @@ class _Admitted:
     request: Any
 
 
+class _Refused(Exception):
+    """A check refused the call: how to audit it and the status to end it with."""
+
+    def __init__(
+        self,
+        *,
+        decision: str,
+        code: Any,
+        message: str,
+        subject: Subject | None = None,
+        scope: CallScope | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.decision = decision
+        self.code = code
+        self.message = message
+        self.subject = subject
+        self.scope = scope or CallScope(accesses=())
+
+
 class Gate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Authentication, authorization and audit for every non-open method."""
 
@@ -166,79 +186,84 @@ class Gate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     async def _admit(
         self, method: str, rule: MethodRule | None, request: Any, context: Any
     ) -> _Admitted:
+        """The call as it may proceed; a refusal is audited and ends the call."""
         metadata = tuple(context.invocation_metadata() or ())
         try:
-            subject = await self._authenticator.authenticate(metadata, context.auth_context())
+            subject = await self._authenticate(metadata, context)
+            if rule is None:
+                raise _Refused(
+                    subject=subject,
+                    decision="deny",
+                    code=grpc.StatusCode.PERMISSION_DENIED,
+                    message=f"{method} is not in the coordinator's permission table; nobody may "
+                    "call it",
+                )
+            mesh = next((str(v).strip().lower() for k, v in metadata if k == MESH_HEADER), "")
+            scope = await rule.scope_of(
+                Call(request=request, mesh_header=mesh, subject=subject), self._facts
+            )
+            await self._authorize(subject, scope)
+            return self._bind(rule, _Admitted(subject=subject, scope=scope, request=request))
+        except _Refused as refused:
+            await self._refuse(context, method, refused)
+
+    async def _authenticate(self, metadata: tuple[Any, ...], context: Any) -> Subject:
+        """The caller; UNAUTHENTICATED (or UNAVAILABLE when the review is away) otherwise."""
+        try:
+            return await self._authenticator.authenticate(metadata, context.auth_context())
         except (AuthenticationError, ReviewUnavailable) as exc:
             code = (
                 grpc.StatusCode.UNAVAILABLE
                 if isinstance(exc, ReviewUnavailable)
                 else grpc.StatusCode.UNAUTHENTICATED
             )
-            await self._refuse(
-                context, method, None, CallScope(accesses=()), "unauthenticated", code, str(exc)
-            )
-        if rule is None:
-            await self._refuse(
-                context,
-                method,
-                subject,
-                CallScope(accesses=()),
-                "deny",
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"{method} is not in the coordinator's permission table; nobody may call it",
-            )
-        mesh = next((str(v).strip().lower() for k, v in metadata if k == MESH_HEADER), "")
-        scope = await rule.scope_of(
-            Call(request=request, mesh_header=mesh, subject=subject), self._facts
-        )
+            raise _Refused(decision="unauthenticated", code=code, message=str(exc)) from exc
+
+    async def _authorize(self, subject: Subject, scope: CallScope) -> None:
+        """PERMISSION_DENIED naming the first access refused (UNAVAILABLE: the review is away)."""
         try:
             denial = await first_denial(self._authorizer, subject, scope.accesses)
         except ReviewUnavailable as exc:
-            await self._refuse(
-                context, method, subject, scope, "deny", grpc.StatusCode.UNAVAILABLE, str(exc)
-            )
+            raise _Refused(
+                subject=subject,
+                scope=scope,
+                decision="deny",
+                code=grpc.StatusCode.UNAVAILABLE,
+                message=str(exc),
+            ) from exc
         if denial is not None:
-            await self._refuse(
-                context,
-                method,
-                subject,
-                scope,
-                "deny",
-                grpc.StatusCode.PERMISSION_DENIED,
-                denial.message(subject),
+            raise _Refused(
+                subject=subject,
+                scope=scope,
+                decision="deny",
+                code=grpc.StatusCode.PERMISSION_DENIED,
+                message=denial.message(subject),
             )
-        admitted = _Admitted(subject=subject, scope=scope, request=request)
-        if rule.bind_subject is not None and self._binds_subject:
-            try:
-                admitted = _Admitted(
-                    subject=subject, scope=scope, request=rule.bind_subject(request, subject)
-                )
-            except UsernameMismatch as exc:
-                await self._refuse(
-                    context,
-                    method,
-                    subject,
-                    scope,
-                    "allow",
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    str(exc),
-                )
-        return admitted
 
-    async def _refuse(
-        self,
-        context: Any,
-        method: str,
-        subject: Subject | None,
-        scope: CallScope,
-        decision: str,
-        code: Any,
-        message: str,
-    ) -> NoReturn:
-        refused = _Admitted(subject=subject or Subject(user=""), scope=scope, request=None)
-        await self._write(method, context, refused, decision, code.name, reason=message)
-        await _abort(context, code, message)
+    def _bind(self, rule: MethodRule, admitted: _Admitted) -> _Admitted:
+        """The request with the caller bound as its username, where the rule binds one."""
+        if rule.bind_subject is None or not self._binds_subject:
+            return admitted
+        try:
+            request = rule.bind_subject(admitted.request, admitted.subject)
+        except UsernameMismatch as exc:
+            raise _Refused(
+                subject=admitted.subject,
+                scope=admitted.scope,
+                decision="allow",
+                code=grpc.StatusCode.INVALID_ARGUMENT,
+                message=str(exc),
+            ) from exc
+        return _Admitted(subject=admitted.subject, scope=admitted.scope, request=request)
+
+    async def _refuse(self, context: Any, method: str, refused: _Refused) -> NoReturn:
+        """Audit the refusal, then end the call with its status."""
+        subject = refused.subject or Subject(user="")
+        audited = _Admitted(subject=subject, scope=refused.scope, request=None)
+        await self._write(
+            method, context, audited, refused.decision, refused.code.name, reason=refused.message
+        )
+        await _abort(context, refused.code, refused.message)
 
     async def _write(
         self,
