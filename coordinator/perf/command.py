@@ -16,6 +16,7 @@ import asyncio
 import os
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,9 @@ def _connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_Adder = Callable[[str, Command, str], argparse.ArgumentParser]
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `meshplane perf` with run, results, get, compare and import."""
     perf = subparsers.add_parser(
@@ -81,6 +85,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     commands = perf.add_subparsers(dest="perf_command", metavar="SUBCOMMAND")
     commands.required = True
+    add = _remote_adder(commands)
+    add_run_arguments(
+        add("run", _run_test, "run a load test from the coordinator and store its result")
+    )
+    _results_arguments(add("results", _results, "list stored results, newest first"))
+    _get_arguments(add("get", _get, "show one stored result"))
+    _compare_arguments(
+        add("compare", _compare, "compare stored results; the first is the baseline")
+    )
+    _register_import(commands)
+
+
+def _remote_adder(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> _Adder:
+    """A function adding one subcommand that runs against the coordinator."""
 
     def add(name: str, command: Command, help: str) -> argparse.ArgumentParser:
         parser = commands.add_parser(name, help=help, description=help)
@@ -88,10 +106,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parser.set_defaults(run=lambda args: _run_remote(command, args))
         return parser
 
-    run = add("run", _run_test, "run a load test from the coordinator and store its result")
-    add_run_arguments(run)
+    return add
 
-    results = add("results", _results, "list stored results, newest first")
+
+def _results_arguments(results: argparse.ArgumentParser) -> None:
     results.add_argument("--mesh", default="", help="only results against this mesh type")
     results.add_argument("--test-id", default="", help="only results of this test")
     results.add_argument(
@@ -100,7 +118,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     results.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     add_listing_arguments(results)
 
-    get = add("get", _get, "show one stored result")
+
+def _get_arguments(get: argparse.ArgumentParser) -> None:
     get.add_argument("id", metavar="ID", help="result id, a unique prefix of it, or the test name")
     get.add_argument(
         "--plot",
@@ -111,7 +130,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_output_argument(get)
 
-    compare = add("compare", _compare, "compare stored results; the first is the baseline")
+
+def _compare_arguments(compare: argparse.ArgumentParser) -> None:
     compare.add_argument(
         "ids", nargs="+", metavar="ID", help="two or more result ids, unique prefixes or names"
     )
@@ -124,6 +144,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_output_argument(compare)
 
+
+def _register_import(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`perf import`: local, it writes to the store itself (no coordinator call)."""
     imported = commands.add_parser(
         "import",
         help="store a fortio result file (written to the coordinator's store directly)",

@@ -12,7 +12,13 @@ from typing import Any
 
 import yaml
 
-from coordinator.perf.results import PerformanceResult, TestConfig
+from coordinator.perf.results import (
+    HistogramBucket,
+    LatencySummary,
+    PerformanceResult,
+    TestConfig,
+    TimelinePoint,
+)
 
 SMP_VERSION = "v0.6.1"
 
@@ -48,26 +54,74 @@ def config_document(config: TestConfig) -> dict[str, Any]:
     }
 
 
+def _latencies_document(latencies: LatencySummary) -> dict[str, float]:
+    return {
+        "min": latencies.min_ms,
+        "average": latencies.average_ms,
+        "p50": latencies.p50_ms,
+        "p75": latencies.p75_ms,
+        "p90": latencies.p90_ms,
+        "p99": latencies.p99_ms,
+        "p99_9": latencies.p999_ms,
+        "max": latencies.max_ms,
+        "stddev": latencies.stddev_ms,
+    }
+
+
+def _histogram_document(histogram: tuple[HistogramBucket, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "start": b.start_ms,
+            "end": b.end_ms,
+            "count": b.count,
+            "cumulative_percent": b.cumulative_percent,
+        }
+        for b in histogram
+    ]
+
+
+def _timeline_document(timeline: tuple[TimelinePoint, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "elapsed_seconds": point.elapsed_s,
+            "requests": point.requests,
+            "errors": point.errors,
+            "qps": point.qps,
+            "mean_latency_ms": point.mean_latency_ms,
+            "max_latency_ms": point.max_latency_ms,
+        }
+        for point in timeline
+    ]
+
+
+def _optional_sections(result: PerformanceResult) -> dict[str, Any]:
+    """The mesh, environment and config sections a result has (none is required)."""
+    sections: dict[str, Any] = {}
+    if result.mesh is not None:
+        sections["mesh"] = {
+            "type": result.mesh.type,
+            "version": result.mesh.version,
+            "adapter": result.mesh.adapter,
+        }
+    if result.environment is not None:
+        sections["environment"] = {
+            "kubernetes_version": result.environment.kubernetes_version,
+            "node_count": result.environment.node_count,
+        }
+    if result.config is not None:
+        sections["config"] = config_document(result.config)
+    return sections
+
+
 def result_document(result: PerformanceResult) -> dict[str, Any]:
     """SMP `PerformanceTestResult` fields first, then our additions."""
-    latencies = result.latencies
-    document: dict[str, Any] = {
+    return {
         "smp_version": SMP_VERSION,
         "id": result.id,
         "labels": dict(result.labels),
         "start_time": _utc(result.start_time),
         "end_time": _utc(result.end_time),
-        "latencies_ms": {
-            "min": latencies.min_ms,
-            "average": latencies.average_ms,
-            "p50": latencies.p50_ms,
-            "p75": latencies.p75_ms,
-            "p90": latencies.p90_ms,
-            "p99": latencies.p99_ms,
-            "p99_9": latencies.p999_ms,
-            "max": latencies.max_ms,
-            "stddev": latencies.stddev_ms,
-        },
+        "latencies_ms": _latencies_document(result.latencies),
         "actual_qps": result.actual_qps,
         "test_id": result.test_id,
         "mesh_config_id": result.mesh_config_id,
@@ -80,41 +134,10 @@ def result_document(result: PerformanceResult) -> dict[str, Any]:
         "http_status_counts": dict(result.http_status_counts),
         "grpc_code_counts": dict(result.grpc_code_counts),
         "transport_error_counts": dict(result.transport_error_counts),
-        "histogram_ms": [
-            {
-                "start": b.start_ms,
-                "end": b.end_ms,
-                "count": b.count,
-                "cumulative_percent": b.cumulative_percent,
-            }
-            for b in result.histogram
-        ],
-        "timeline": [
-            {
-                "elapsed_seconds": point.elapsed_s,
-                "requests": point.requests,
-                "errors": point.errors,
-                "qps": point.qps,
-                "mean_latency_ms": point.mean_latency_ms,
-                "max_latency_ms": point.max_latency_ms,
-            }
-            for point in result.timeline
-        ],
+        "histogram_ms": _histogram_document(result.histogram),
+        "timeline": _timeline_document(result.timeline),
+        **_optional_sections(result),
     }
-    if result.mesh is not None:
-        document["mesh"] = {
-            "type": result.mesh.type,
-            "version": result.mesh.version,
-            "adapter": result.mesh.adapter,
-        }
-    if result.environment is not None:
-        document["environment"] = {
-            "kubernetes_version": result.environment.kubernetes_version,
-            "node_count": result.environment.node_count,
-        }
-    if result.config is not None:
-        document["config"] = config_document(result.config)
-    return document
 
 
 def render(document: Any, output: str) -> str:

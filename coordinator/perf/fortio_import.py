@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,50 @@ def _start_time(value: Any) -> datetime:
     return parsed.astimezone(UTC)
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Outcomes:
+    """fortio's RetCodes split into answers and transport failures, and how many failed."""
+
+    codes: dict[str, int]
+    transport: dict[str, int]
+    errors: int
+
+
+def _outcomes(document: Mapping[str, Any], *, is_grpc: bool) -> _Outcomes:
+    codes = {str(code): int(count) for code, count in (document.get("RetCodes") or {}).items()}
+    transport = {"socket": codes.pop("-1")} if "-1" in codes else {}
+    if is_grpc:
+        errors = sum(count for code, count in codes.items() if code not in _GRPC_SUCCESS)
+    else:
+        errors = sum(count for code, count in codes.items() if not 100 <= int(code) < 400)
+    return _Outcomes(codes=codes, transport=transport, errors=errors + sum(transport.values()))
+
+
+def _config(
+    document: Mapping[str, Any], *, test_id: str | None, is_grpc: bool, elapsed_s: float
+) -> TestConfig:
+    """The test as fortio ran it: one client, its URL, connections and requested rate."""
+    url = str(document.get("URL") or document.get("Destination") or "")
+    labels = {"fortio.labels": str(document["Labels"])} if document.get("Labels") else {}
+    return TestConfig(
+        id=test_id or identities.new_id(),
+        name=str(document.get("Labels") or ""),
+        labels=labels,
+        duration_s=elapsed_s,
+        clients=(
+            ClientConfig(
+                protocol=Protocol.GRPC if is_grpc else Protocol.HTTP,
+                endpoint_urls=(url,) if url else (),
+                load_generator=LoadGenerator.FORTIO,
+                connections=int(
+                    document.get("NumThreads", 0) or document.get("SocketCount", 0) or 1
+                ),
+                rps=_requested_qps(document.get("RequestedQPS")),
+            ),
+        ),
+    )
+
+
 def from_fortio(
     document: Mapping[str, Any],
     *,
@@ -107,35 +152,12 @@ def from_fortio(
     histogram = document.get("DurationHistogram")
     if not isinstance(histogram, Mapping):
         raise ValueError("not a fortio result: no DurationHistogram")
-    run_type = str(document.get("RunType", "HTTP"))
-    is_grpc = run_type.upper().startswith("GRPC")
-    codes = {str(code): int(count) for code, count in (document.get("RetCodes") or {}).items()}
-    transport = {"socket": codes.pop("-1")} if "-1" in codes else {}
-    if is_grpc:
-        errors = sum(count for code, count in codes.items() if code not in _GRPC_SUCCESS)
-    else:
-        errors = sum(count for code, count in codes.items() if not 100 <= int(code) < 400)
-    errors += sum(transport.values())
+    is_grpc = str(document.get("RunType", "HTTP")).upper().startswith("GRPC")
+    outcomes = _outcomes(document, is_grpc=is_grpc)
     started = _start_time(document.get("StartTime"))
     elapsed_s = int(document.get("ActualDuration", 0)) / 1e9
-    connections = int(document.get("NumThreads", 0) or document.get("SocketCount", 0) or 1)
-    url = str(document.get("URL") or document.get("Destination") or "")
-    labels = {"fortio.labels": str(document["Labels"])} if document.get("Labels") else {}
-    config = TestConfig(
-        id=test_id or identities.new_id(),
-        name=str(document.get("Labels") or ""),
-        labels=labels,
-        duration_s=elapsed_s,
-        clients=(
-            ClientConfig(
-                protocol=Protocol.GRPC if is_grpc else Protocol.HTTP,
-                endpoint_urls=(url,) if url else (),
-                load_generator=LoadGenerator.FORTIO,
-                connections=connections,
-                rps=_requested_qps(document.get("RequestedQPS")),
-            ),
-        ),
-    )
+    config = _config(document, test_id=test_id, is_grpc=is_grpc, elapsed_s=elapsed_s)
+    client = config.clients[0]
     return PerformanceResult(
         id=identities.new_id(),
         test_id=config.id,
@@ -143,17 +165,17 @@ def from_fortio(
         end_time=started + timedelta(seconds=elapsed_s),
         latencies=_latencies(histogram),
         actual_qps=float(document.get("ActualQPS", 0.0)),
-        requested_qps=config.clients[0].rps,
+        requested_qps=client.rps,
         request_count=int(histogram.get("Count", 0)),
-        error_count=errors,
+        error_count=outcomes.errors,
         load_generator=LoadGenerator.FORTIO,
-        connections=connections,
+        connections=client.connections,
         mesh_config_id=identities.mesh_config_id(mesh),
         env_id=identities.env_id(environment),
-        labels=labels,
-        http_status_counts={} if is_grpc else codes,
-        grpc_code_counts=codes if is_grpc else {},
-        transport_error_counts=transport,
+        labels=dict(config.labels),
+        http_status_counts={} if is_grpc else outcomes.codes,
+        grpc_code_counts=outcomes.codes if is_grpc else {},
+        transport_error_counts=outcomes.transport,
         histogram=_buckets(histogram),
         mesh=mesh,
         environment=environment,

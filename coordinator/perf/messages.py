@@ -6,6 +6,7 @@ gRPC; both directions are lossless for every field the types carry.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -164,6 +165,98 @@ def _latencies_from_proto(message: perf_pb2.LatencySummary) -> LatencySummary:
     )
 
 
+def _histogram_to_proto(
+    histogram: tuple[HistogramBucket, ...],
+) -> list[perf_pb2.HistogramBucket]:
+    return [
+        perf_pb2.HistogramBucket(
+            start_ms=b.start_ms,
+            end_ms=b.end_ms,
+            count=b.count,
+            cumulative_percent=b.cumulative_percent,
+        )
+        for b in histogram
+    ]
+
+
+def _histogram_from_proto(
+    buckets: Iterable[perf_pb2.HistogramBucket],
+) -> tuple[HistogramBucket, ...]:
+    return tuple(
+        HistogramBucket(
+            start_ms=b.start_ms,
+            end_ms=b.end_ms,
+            count=b.count,
+            cumulative_percent=b.cumulative_percent,
+        )
+        for b in buckets
+    )
+
+
+def _timeline_to_proto(timeline: tuple[TimelinePoint, ...]) -> list[perf_pb2.TimelinePoint]:
+    return [
+        perf_pb2.TimelinePoint(
+            elapsed_seconds=point.elapsed_s,
+            requests=point.requests,
+            errors=point.errors,
+            qps=point.qps,
+            mean_latency_ms=point.mean_latency_ms,
+            max_latency_ms=point.max_latency_ms,
+        )
+        for point in timeline
+    ]
+
+
+def _timeline_from_proto(points: Iterable[perf_pb2.TimelinePoint]) -> tuple[TimelinePoint, ...]:
+    return tuple(
+        TimelinePoint(
+            elapsed_s=point.elapsed_seconds,
+            requests=point.requests,
+            errors=point.errors,
+            qps=point.qps,
+            mean_latency_ms=point.mean_latency_ms,
+            max_latency_ms=point.max_latency_ms,
+        )
+        for point in points
+    )
+
+
+def _mesh_from_proto(message: perf_pb2.PerformanceResult) -> MeshInfo | None:
+    if not message.HasField("mesh"):
+        return None
+    return MeshInfo(
+        type=message.mesh.type, version=message.mesh.version, adapter=message.mesh.adapter
+    )
+
+
+def _environment_from_proto(message: perf_pb2.PerformanceResult) -> EnvironmentInfo | None:
+    if not message.HasField("environment"):
+        return None
+    return EnvironmentInfo(
+        kubernetes_version=message.environment.kubernetes_version,
+        node_count=message.environment.node_count,
+    )
+
+
+def _copy_optional_sections(result: PerformanceResult, message: perf_pb2.PerformanceResult) -> None:
+    """Set the mesh, environment and config a result has (each is optional)."""
+    if result.mesh is not None:
+        message.mesh.CopyFrom(
+            perf_pb2.MeshInfo(
+                type=result.mesh.type, version=result.mesh.version, adapter=result.mesh.adapter
+            )
+        )
+    if result.environment is not None:
+        message.environment.CopyFrom(
+            perf_pb2.EnvironmentInfo(
+                kubernetes_version=result.environment.kubernetes_version,
+                node_count=result.environment.node_count,
+            )
+        )
+    if result.config is not None:
+        message.config.CopyFrom(config_to_proto(result.config))
+
+
 def result_to_proto(result: PerformanceResult) -> perf_pb2.PerformanceResult:
     """PerformanceResult (plain) -> PerformanceResult (message)."""
     message = perf_pb2.PerformanceResult(
@@ -182,44 +275,12 @@ def result_to_proto(result: PerformanceResult) -> perf_pb2.PerformanceResult:
         http_status_counts=dict(result.http_status_counts),
         grpc_code_counts=dict(result.grpc_code_counts),
         transport_error_counts=dict(result.transport_error_counts),
-        histogram=[
-            perf_pb2.HistogramBucket(
-                start_ms=b.start_ms,
-                end_ms=b.end_ms,
-                count=b.count,
-                cumulative_percent=b.cumulative_percent,
-            )
-            for b in result.histogram
-        ],
+        histogram=_histogram_to_proto(result.histogram),
         load_generator=result.load_generator.value,
         connections=result.connections,
-        timeline=[
-            perf_pb2.TimelinePoint(
-                elapsed_seconds=point.elapsed_s,
-                requests=point.requests,
-                errors=point.errors,
-                qps=point.qps,
-                mean_latency_ms=point.mean_latency_ms,
-                max_latency_ms=point.max_latency_ms,
-            )
-            for point in result.timeline
-        ],
+        timeline=_timeline_to_proto(result.timeline),
     )
-    if result.mesh is not None:
-        message.mesh.CopyFrom(
-            perf_pb2.MeshInfo(
-                type=result.mesh.type, version=result.mesh.version, adapter=result.mesh.adapter
-            )
-        )
-    if result.environment is not None:
-        message.environment.CopyFrom(
-            perf_pb2.EnvironmentInfo(
-                kubernetes_version=result.environment.kubernetes_version,
-                node_count=result.environment.node_count,
-            )
-        )
-    if result.config is not None:
-        message.config.CopyFrom(config_to_proto(result.config))
+    _copy_optional_sections(result, message)
     return message
 
 
@@ -243,41 +304,10 @@ def result_from_proto(message: perf_pb2.PerformanceResult) -> PerformanceResult:
         http_status_counts=dict(message.http_status_counts),
         grpc_code_counts=dict(message.grpc_code_counts),
         transport_error_counts=dict(message.transport_error_counts),
-        histogram=tuple(
-            HistogramBucket(
-                start_ms=b.start_ms,
-                end_ms=b.end_ms,
-                count=b.count,
-                cumulative_percent=b.cumulative_percent,
-            )
-            for b in message.histogram
-        ),
-        timeline=tuple(
-            TimelinePoint(
-                elapsed_s=point.elapsed_seconds,
-                requests=point.requests,
-                errors=point.errors,
-                qps=point.qps,
-                mean_latency_ms=point.mean_latency_ms,
-                max_latency_ms=point.max_latency_ms,
-            )
-            for point in message.timeline
-        ),
-        mesh=(
-            MeshInfo(
-                type=message.mesh.type, version=message.mesh.version, adapter=message.mesh.adapter
-            )
-            if message.HasField("mesh")
-            else None
-        ),
-        environment=(
-            EnvironmentInfo(
-                kubernetes_version=message.environment.kubernetes_version,
-                node_count=message.environment.node_count,
-            )
-            if message.HasField("environment")
-            else None
-        ),
+        histogram=_histogram_from_proto(message.histogram),
+        timeline=_timeline_from_proto(message.timeline),
+        mesh=_mesh_from_proto(message),
+        environment=_environment_from_proto(message),
         config=(
             config_from_proto(message.config, default_id=message.test_id)
             if message.HasField("config")

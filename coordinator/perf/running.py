@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -136,6 +137,88 @@ async def _sample(
         previous, previous_at = answered, now
 
 
+@dataclass(kw_only=True)
+class _BuiltinRun:
+    """One run of the built-in generator: its client, clocks, counters and timeline."""
+
+    config: TestConfig
+    client: ClientConfig
+    tally: Tally = field(default_factory=Tally)
+    timeline: list[TimelinePoint] = field(default_factory=list)
+    wall_start: datetime = field(default_factory=lambda: datetime.now(UTC))
+    start: float = field(default_factory=time.monotonic)
+
+    def schedule(self, time_limit_s: float) -> Schedule:
+        """Request indices for the run: until its duration or count, and the time limit."""
+        config, client = self.config, self.client
+        return Schedule(
+            start=self.start,
+            interval=1.0 / client.rps if client.rps else 0.0,
+            deadline=self.start
+            + min(float("inf") if config.request_count > 0 else config.duration_s, time_limit_s),
+            limit=max(config.request_count, 0),
+        )
+
+    async def generate(
+        self, transports: list[Transport], schedule: Schedule, on_progress: ProgressCallback | None
+    ) -> None:
+        """Every connection sends until the schedule ends, sampled once per interval."""
+        test_id = self.config.id
+        async with asyncio.TaskGroup() as workers:
+            sampler = workers.create_task(
+                _sample(test_id, self.start, self.tally, self.timeline, on_progress),
+                name=f"perf-progress-{test_id}",
+            )
+            async with asyncio.TaskGroup() as load:
+                for number, transport in enumerate(transports):
+                    work = (
+                        _paced_worker(transport, schedule, self.tally)
+                        if self.client.rps
+                        else transport.run_closed_loop(schedule, self.tally)
+                    )
+                    load.create_task(work, name=f"perf-conn-{test_id}-{number}")
+            sampler.cancel()
+
+    def elapsed(self) -> float:
+        """Seconds from the start to the last answer; closes the partial last interval."""
+        end = self.tally.last_done or time.monotonic()
+        elapsed = max(end - self.start, 1e-9)
+        last = self.timeline[-1].elapsed_s if self.timeline else 0.0
+        if not self.timeline or elapsed - last > 0.05:  # the partial interval the run ended in
+            self.timeline.append(self.tally.close_interval(elapsed, max(elapsed - last, 1e-9)))
+        return elapsed
+
+    def result(
+        self, elapsed: float, *, mesh: MeshInfo | None, environment: EnvironmentInfo | None
+    ) -> PerformanceResult:
+        """The finished run as a result."""
+        tally, client, protocol = self.tally, self.client, self.client.protocol
+        return PerformanceResult(
+            id=identities.new_id(),
+            test_id=self.config.id,
+            start_time=self.wall_start,
+            end_time=self.wall_start + timedelta(seconds=elapsed),
+            latencies=summarise(tally.histogram()),
+            actual_qps=tally.responses / elapsed,
+            requested_qps=client.rps,
+            request_count=tally.responses,
+            error_count=tally.errors,
+            load_generator=LoadGenerator.BUILTIN,
+            connections=client.connections,
+            mesh_config_id=identities.mesh_config_id(mesh),
+            env_id=identities.env_id(environment),
+            labels=dict(self.config.labels),
+            http_status_counts=dict(tally.codes) if protocol is Protocol.HTTP else {},
+            grpc_code_counts=dict(tally.codes) if protocol is Protocol.GRPC else {},
+            transport_error_counts=dict(tally.transport_errors),
+            histogram=buckets(tally.histogram()),
+            timeline=tuple(self.timeline),
+            mesh=mesh,
+            environment=environment,
+            config=self.config,
+        )
+
+
 async def run_builtin(
     config: TestConfig,
     *,
@@ -150,17 +233,8 @@ async def run_builtin(
     """
     client = validate(config)
     transports = await _open_transports(client)
-    tally = Tally()
-    timeline: list[TimelinePoint] = []
-    wall_start = datetime.now(UTC)
-    start = time.monotonic()
-    schedule = Schedule(
-        start=start,
-        interval=1.0 / client.rps if client.rps else 0.0,
-        deadline=start
-        + min(float("inf") if config.request_count > 0 else config.duration_s, time_limit_s),
-        limit=max(config.request_count, 0),
-    )
+    run = _BuiltinRun(config=config, client=client)
+    schedule = run.schedule(time_limit_s)
     log.info(
         "perf.run.start",
         test_id=config.id,
@@ -170,52 +244,11 @@ async def run_builtin(
         connections=client.connections,
     )
     try:
-        async with asyncio.TaskGroup() as workers:
-            sampler = workers.create_task(
-                _sample(config.id, start, tally, timeline, on_progress),
-                name=f"perf-progress-{config.id}",
-            )
-            async with asyncio.TaskGroup() as load:
-                for number, transport in enumerate(transports):
-                    work = (
-                        _paced_worker(transport, schedule, tally)
-                        if client.rps
-                        else transport.run_closed_loop(schedule, tally)
-                    )
-                    load.create_task(work, name=f"perf-conn-{config.id}-{number}")
-            sampler.cancel()
+        await run.generate(transports, schedule, on_progress)
     finally:
         for transport in transports:
             await transport.close()
-    end = tally.last_done or time.monotonic()
-    elapsed = max(end - start, 1e-9)
-    last = timeline[-1].elapsed_s if timeline else 0.0
-    if not timeline or elapsed - last > 0.05:  # the partial interval the run ended in
-        timeline.append(tally.close_interval(elapsed, max(elapsed - last, 1e-9)))
-    result = PerformanceResult(
-        id=identities.new_id(),
-        test_id=config.id,
-        start_time=wall_start,
-        end_time=wall_start + timedelta(seconds=elapsed),
-        latencies=summarise(tally.histogram()),
-        actual_qps=tally.responses / elapsed,
-        requested_qps=client.rps,
-        request_count=tally.responses,
-        error_count=tally.errors,
-        load_generator=LoadGenerator.BUILTIN,
-        connections=client.connections,
-        mesh_config_id=identities.mesh_config_id(mesh),
-        env_id=identities.env_id(environment),
-        labels=dict(config.labels),
-        http_status_counts=dict(tally.codes) if client.protocol is Protocol.HTTP else {},
-        grpc_code_counts=dict(tally.codes) if client.protocol is Protocol.GRPC else {},
-        transport_error_counts=dict(tally.transport_errors),
-        histogram=buckets(tally.histogram()),
-        timeline=tuple(timeline),
-        mesh=mesh,
-        environment=environment,
-        config=config,
-    )
+    result = run.result(run.elapsed(), mesh=mesh, environment=environment)
     log.info(
         "perf.run.done",
         test_id=config.id,

@@ -26,6 +26,7 @@ from kubernetes.aio import client as _kube_client
 from kubernetes.aio import config as _kube_config
 
 from coordinator.perf import (
+    ClientConfig,
     EnvironmentInfo,
     LoadGenerator,
     MeshInfo,
@@ -257,48 +258,69 @@ async def _abort(context: Any, code: Any, message: str) -> NoReturn:
     raise AssertionError("unreachable: abort raises")
 
 
-def _config_problems(config: TestConfig) -> list[str]:
-    """What is wrong with a config, each naming the request field."""
-    if not config.clients:
-        return ["config.clients: at least one client is required"]
-    client = config.clients[0]
-    field = "config.clients[0]"
+_CLIENT = "config.clients[0]"
+
+
+def _load_problems(config: TestConfig, client: ClientConfig) -> list[str]:
+    """Problems with how much load: URLs, connections, rate, count, duration, timeout."""
     problems = []
     if not client.endpoint_urls or not all(url.strip() for url in client.endpoint_urls):
-        problems.append(f"{field}.endpoint_urls: at least one non-empty endpoint URL is required")
+        problems.append(f"{_CLIENT}.endpoint_urls: at least one non-empty endpoint URL is required")
     if client.connections < 1:
-        problems.append(f"{field}.connections: must be at least 1, got {client.connections}")
+        problems.append(f"{_CLIENT}.connections: must be at least 1, got {client.connections}")
     if client.rps < 0:
-        problems.append(f"{field}.rps: must be > 0 for a constant rate, or 0 for max-throughput")
+        problems.append(f"{_CLIENT}.rps: must be > 0 for a constant rate, or 0 for max-throughput")
     if config.request_count < 0:
         problems.append(f"config.request_count: must be >= 0, got {config.request_count}")
     if config.request_count == 0 and config.duration_s <= 0:
         problems.append("config.duration: give a positive duration (or config.request_count)")
     if client.request_timeout_s <= 0:
-        problems.append(f"{field}.request_timeout: must be positive")
+        problems.append(f"{_CLIENT}.request_timeout: must be positive")
+    return problems
+
+
+def _builtin_problems(client: ClientConfig) -> list[str]:
+    """What the built-in generator cannot run: protocols other than HTTP and gRPC."""
+    if client.protocol not in (Protocol.HTTP, Protocol.GRPC):
+        return [
+            f"{_CLIENT}.protocol: the built-in generator speaks HTTP and GRPC, "
+            f"not {client.protocol.value}"
+        ]
+    if client.protocol is Protocol.GRPC and not client.grpc_method:
+        return [f"{_CLIENT}.grpc_method: required for GRPC ('package.Service/Method')"]
+    return []
+
+
+def _wrk_problems(config: TestConfig, client: ClientConfig) -> list[str]:
+    """What wrk cannot run: other protocols, a constant rate, a request count."""
+    problems = []
+    if client.protocol is not Protocol.HTTP:
+        problems.append(f"{_CLIENT}.protocol: wrk speaks HTTP only")
+    if client.rps > 0:
+        problems.append(
+            f"{_CLIENT}.rps: wrk has no constant-rate mode (that is wrk2); use 0 "
+            "(max-throughput) or the built-in generator"
+        )
+    if config.request_count > 0:
+        problems.append("config.request_count: wrk stops by duration only")
+    return problems
+
+
+def _config_problems(config: TestConfig) -> list[str]:
+    """What is wrong with a config, each naming the request field."""
+    if not config.clients:
+        return ["config.clients: at least one client is required"]
+    client = config.clients[0]
+    problems = _load_problems(config, client)
     if client.load_generator is LoadGenerator.FORTIO:
         problems.append(
-            f"{field}.load_generator: fortio results are imported (meshplane perf import), "
+            f"{_CLIENT}.load_generator: fortio results are imported (meshplane perf import), "
             "not run by the coordinator; use builtin or wrk"
         )
     if client.load_generator is LoadGenerator.BUILTIN:
-        if client.protocol not in (Protocol.HTTP, Protocol.GRPC):
-            problems.append(
-                f"{field}.protocol: the built-in generator speaks HTTP and GRPC, "
-                f"not {client.protocol.value}"
-            )
-        if client.protocol is Protocol.GRPC and not client.grpc_method:
-            problems.append(f"{field}.grpc_method: required for GRPC ('package.Service/Method')")
+        problems += _builtin_problems(client)
     if client.load_generator is LoadGenerator.WRK:
-        if client.protocol is not Protocol.HTTP:
-            problems.append(f"{field}.protocol: wrk speaks HTTP only")
-        if client.rps > 0:
-            problems.append(
-                f"{field}.rps: wrk has no constant-rate mode (that is wrk2); use 0 "
-                "(max-throughput) or the built-in generator"
-            )
-        if config.request_count > 0:
-            problems.append("config.request_count: wrk stops by duration only")
+        problems += _wrk_problems(config, client)
     return problems
 
 
