@@ -397,6 +397,31 @@ def test_unauthorized_and_server_errors_are_told_apart() -> None:
     assert conflict.code == "KUBE_CONFLICT"
 
 
+def test_every_error_shape_of_the_table_is_told_apart() -> None:
+    """Each status (and each meaning of a 404) gets its own code; an unlisted one a generic
+    code carrying the server's reason."""
+    ref = ObjectRef(api_version="mesh.example.io/v1", kind="Route", namespace="app", name="r")
+    causes = {"details": {"causes": [{"field": "spec.port", "message": "must be positive"}]}}
+
+    def code(status: int, body: dict[str, object], verb: str = "apply") -> str:
+        return describe_error(_api_error(status, body), verb=verb, resource="routes", ref=ref).code
+
+    assert code(400, causes) == "KUBE_BAD_REQUEST"
+    assert code(422, causes) == "KUBE_INVALID"
+    assert code(404, {"details": {"kind": "namespaces", "name": "app"}}) == "NAMESPACE_NOT_FOUND"
+    assert code(404, {}) == "KIND_NOT_INSTALLED"
+    assert code(404, {}, verb="delete") == "OBJECT_NOT_FOUND"
+    invalid = describe_error(_api_error(400, causes), verb="apply", resource="routes", ref=ref)
+    assert invalid.probable_cause == "spec.port: must be positive"
+    teapot = describe_error(
+        _api_error(418, {"reason": "Teapot", "message": "short and stout"}),
+        verb="get",
+        resource="routes",
+    )
+    assert teapot.code == "KUBE_ERROR"
+    assert teapot.probable_cause == "Teapot" and "HTTP 418 short and stout" in teapot.message
+
+
 def test_an_unreachable_admission_webhook_is_named() -> None:
     """What a real API server answers when a failurePolicy Fail webhook has no backend."""
     ref = ObjectRef(

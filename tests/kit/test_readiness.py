@@ -15,10 +15,9 @@ from adapters.kit.apply.readiness import (
     pod_selector,
     readiness_of,
     reason_from_pods,
-    wait_gone,
-    wait_ready,
     waits_for,
 )
+from adapters.kit.apply.waiting import wait_gone, wait_ready
 from adapters.kit.model.objects import KubeObject, ObjectRef
 from adapters.kit.model.plans import Progress, ProgressKind, WaitPolicy
 from kubesim.harness import RunningSim

@@ -36,7 +36,8 @@ from adapters.kit.apply.inventory import (
     write_inventory,
 )
 from adapters.kit.apply.kube_errors import ApplyError
-from adapters.kit.apply.readiness import hook_completion, wait_gone, wait_ready, waits_for
+from adapters.kit.apply.readiness import hook_completion, waits_for
+from adapters.kit.apply.waiting import wait_gone, wait_ready
 from adapters.kit.model.object_policy import FAILED_PRECONDITION, not_owned_detail
 from adapters.kit.model.objects import KubeObject, ObjectRef
 from adapters.kit.model.ordering import INSTALL_ORDER, UNINSTALL_ORDER

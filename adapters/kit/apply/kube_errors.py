@@ -12,6 +12,7 @@ import dataclasses
 import json
 import re
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -117,116 +118,203 @@ def _causes(status: dict[str, Any]) -> list[str]:
     return found
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _ApiFailure:
+    """One error answer of the API server, and the request it answered."""
+
+    code: int | None
+    status: dict[str, Any]
+    server_message: str
+    reason: str
+    verb: str
+    resource: str
+    ref: ObjectRef | None
+
+    @property
+    def subject(self) -> str:
+        return f"{self.verb} {self.resource}{_where(self.ref)}"
+
+    @property
+    def details(self) -> dict[str, Any]:
+        details = self.status.get("details")
+        return details if isinstance(details, dict) else {}
+
+
+def _unauthorized(failure: _ApiFailure) -> ErrorDetail:
+    return ErrorDetail(
+        code="KUBE_UNAUTHORIZED",
+        message=f"the API server rejected our credentials to {failure.subject}: "
+        f"{failure.server_message}",
+        probable_cause="the kubeconfig token or client certificate is missing, expired or revoked",
+        suggested_remediation="refresh the kubeconfig credentials (new token or certificate)",
+    )
+
+
+def _forbidden(failure: _ApiFailure) -> ErrorDetail:
+    return _forbidden_detail(failure.subject, failure.server_message)
+
+
+def _namespace_missing(failure: _ApiFailure) -> ErrorDetail | None:
+    if failure.details.get("kind") != "namespaces":
+        return None
+    return ErrorDetail(
+        code="NAMESPACE_NOT_FOUND",
+        message=f"cannot {failure.subject}: namespace {failure.details.get('name', '')} does "
+        "not exist",
+        probable_cause="the namespace was not part of the plan or was deleted meanwhile",
+        suggested_remediation="create the namespace or pick an existing one",
+    )
+
+
+def _bound_role_missing(failure: _ApiFailure) -> ErrorDetail | None:
+    """Not the kind: RBAC read the role a binding refers to, to check escalation; it is absent."""
+    ref = failure.ref
+    if ref is None or ref.kind not in _BINDINGS or failure.verb not in ("apply", "create"):
+        return None
+    if not failure.details.get("name"):
+        return None
+    return ErrorDetail(
+        code="OBJECT_NOT_FOUND",
+        message=f"the API server answered not found to {failure.subject}: {failure.server_message}",
+        probable_cause=f"the role the {ref.kind} refers to does not exist (yet), and without "
+        "`bind` on it the API server must read it to check that the applier holds its "
+        "permissions",
+        suggested_remediation="create the role first, or grant `bind` on it: " + _ROLE_REMEDY,
+    )
+
+
+def _kind_missing(failure: _ApiFailure) -> ErrorDetail | None:
+    ref = failure.ref
+    if ref is None or failure.verb not in ("apply", "create", "list"):
+        return None
+    return ErrorDetail(
+        code="KIND_NOT_INSTALLED",
+        message=f"the cluster does not serve {ref.api_version} {ref.kind}: "
+        f"{failure.server_message}",
+        probable_cause=f"the CRD for {ref.kind} is not installed",
+        suggested_remediation="install the mesh (or the CRDs it brings) first",
+    )
+
+
+_NOT_FOUND_SHAPES: tuple[Callable[[_ApiFailure], ErrorDetail | None], ...] = (
+    _namespace_missing,
+    _bound_role_missing,
+    _kind_missing,
+)
+"""What a 404 can mean, most specific first; none matching: the object itself is gone."""
+
+
+def _not_found(failure: _ApiFailure) -> ErrorDetail:
+    for shape in _NOT_FOUND_SHAPES:
+        detail = shape(failure)
+        if detail is not None:
+            return detail
+    return ErrorDetail(
+        code="OBJECT_NOT_FOUND",
+        message=f"{failure.subject}: not found ({failure.server_message})",
+        probable_cause="the object was deleted while the operation ran",
+        suggested_remediation="retry the operation",
+    )
+
+
+def _conflict(failure: _ApiFailure) -> ErrorDetail:
+    return ErrorDetail(
+        code="KUBE_CONFLICT",
+        message=f"conflict to {failure.subject}: {failure.server_message}",
+        probable_cause="another field manager owns these fields, or the object is being deleted",
+        suggested_remediation="wait for a pending deletion to finish, or retry with force "
+        "(the apply policy's force_conflicts)",
+    )
+
+
+def _invalid(failure: _ApiFailure) -> ErrorDetail:
+    return ErrorDetail(
+        code="KUBE_INVALID",
+        message=f"the API server rejected {failure.subject}: {failure.server_message}",
+        probable_cause="; ".join(_causes(failure.status)) or failure.server_message,
+        suggested_remediation="fix the listed fields in the chart values or manifest",
+    )
+
+
+def _bad_request(failure: _ApiFailure) -> ErrorDetail:
+    return ErrorDetail(
+        code="KUBE_BAD_REQUEST",
+        message=f"bad request to {failure.subject}: {failure.server_message}",
+        probable_cause="; ".join(_causes(failure.status)) or "the manifest is malformed",
+        suggested_remediation="check the manifest against the kind's schema",
+    )
+
+
+def _throttled(failure: _ApiFailure) -> ErrorDetail:
+    return ErrorDetail(
+        code="KUBE_THROTTLED",
+        message=f"the API server kept throttling {failure.subject}: {failure.server_message}",
+        probable_cause="API priority and fairness is rejecting our requests under load",
+        suggested_remediation="retry later, or raise the adapter's FlowSchema priority",
+    )
+
+
+_BY_STATUS: dict[int, Callable[[_ApiFailure], ErrorDetail]] = {
+    401: _unauthorized,
+    403: _forbidden,
+    404: _not_found,
+    409: _conflict,
+    422: _invalid,
+    400: _bad_request,
+    429: _throttled,
+}
+"""The error shapes an HTTP status names by itself."""
+
+
+def _webhook_unavailable(failure: _ApiFailure) -> ErrorDetail | None:
+    webhook = _failed_webhook(failure.server_message)
+    if webhook is None:
+        return None
+    return ErrorDetail(
+        code="WEBHOOK_UNAVAILABLE",
+        message=f"the API server could not call admission webhook {webhook} to "
+        f"{failure.subject}: {failure.server_message}",
+        probable_cause=f"webhook {webhook} (failurePolicy Fail) has no serving backend: its "
+        "Service's pods are not running, not ready, or not reachable from the API server",
+        suggested_remediation="start or repair the webhook's backend (for a mesh: its "
+        "control plane, e.g. istiod), or remove the stale webhook configuration",
+    )
+
+
+def _server_error(failure: _ApiFailure) -> ErrorDetail | None:
+    if failure.code is None or not 500 <= failure.code <= 599:
+        return None
+    return ErrorDetail(
+        code="KUBE_SERVER_ERROR",
+        message=f"the API server failed to {failure.subject}: HTTP {failure.code} "
+        f"{failure.server_message}",
+        probable_cause="the API server or etcd is unhealthy, or an admission webhook failed",
+        suggested_remediation="check API server and webhook health, then retry",
+    )
+
+
 def _describe_api_error(
     exc: ApiException, *, verb: str, resource: str, ref: ObjectRef | None
 ) -> ErrorDetail:
     status = status_body(exc)
-    server_message = str(status.get("message") or exc.reason or "")
-    code = exc.status
-    subject = f"{verb} {resource}{_where(ref)}"
-    if code == 401:
-        return ErrorDetail(
-            code="KUBE_UNAUTHORIZED",
-            message=f"the API server rejected our credentials to {subject}: {server_message}",
-            probable_cause="the kubeconfig token or client certificate is missing, expired or "
-            "revoked",
-            suggested_remediation="refresh the kubeconfig credentials (new token or certificate)",
-        )
-    if code == 403:
-        return _forbidden_detail(subject, server_message)
-    if code == 404:
-        kind = ref.kind if ref is not None else resource
-        details = status.get("details") or {}
-        if isinstance(details, dict) and details.get("kind") == "namespaces":
-            return ErrorDetail(
-                code="NAMESPACE_NOT_FOUND",
-                message=f"cannot {subject}: namespace {details.get('name', '')} does not exist",
-                probable_cause="the namespace was not part of the plan or was deleted meanwhile",
-                suggested_remediation="create the namespace or pick an existing one",
-            )
-        if (
-            ref is not None
-            and ref.kind in _BINDINGS
-            and verb in ("apply", "create")
-            and isinstance(details, dict)
-            and details.get("name")
-        ):
-            # Not the kind: RBAC read the bound role to check escalation, and it is absent.
-            return ErrorDetail(
-                code="OBJECT_NOT_FOUND",
-                message=f"the API server answered not found to {subject}: {server_message}",
-                probable_cause=f"the role the {ref.kind} refers to does not exist (yet), and "
-                "without `bind` on it the API server must read it to check that the applier "
-                "holds its permissions",
-                suggested_remediation="create the role first, or grant `bind` on it: "
-                + _ROLE_REMEDY,
-            )
-        if ref is not None and verb in ("apply", "create", "list"):
-            return ErrorDetail(
-                code="KIND_NOT_INSTALLED",
-                message=f"the cluster does not serve {ref.api_version} {kind}: {server_message}",
-                probable_cause=f"the CRD for {kind} is not installed",
-                suggested_remediation="install the mesh (or the CRDs it brings) first",
-            )
-        return ErrorDetail(
-            code="OBJECT_NOT_FOUND",
-            message=f"{subject}: not found ({server_message})",
-            probable_cause="the object was deleted while the operation ran",
-            suggested_remediation="retry the operation",
-        )
-    if code == 409:
-        return ErrorDetail(
-            code="KUBE_CONFLICT",
-            message=f"conflict to {subject}: {server_message}",
-            probable_cause="another field manager owns these fields, or the object is being "
-            "deleted",
-            suggested_remediation="wait for a pending deletion to finish, or retry with force "
-            "(the apply policy's force_conflicts)",
-        )
-    if code == 422:
-        causes = _causes(status)
-        return ErrorDetail(
-            code="KUBE_INVALID",
-            message=f"the API server rejected {subject}: {server_message}",
-            probable_cause="; ".join(causes) or server_message,
-            suggested_remediation="fix the listed fields in the chart values or manifest",
-        )
-    if code == 400:
-        return ErrorDetail(
-            code="KUBE_BAD_REQUEST",
-            message=f"bad request to {subject}: {server_message}",
-            probable_cause="; ".join(_causes(status)) or "the manifest is malformed",
-            suggested_remediation="check the manifest against the kind's schema",
-        )
-    if code == 429:
-        return ErrorDetail(
-            code="KUBE_THROTTLED",
-            message=f"the API server kept throttling {subject}: {server_message}",
-            probable_cause="API priority and fairness is rejecting our requests under load",
-            suggested_remediation="retry later, or raise the adapter's FlowSchema priority",
-        )
-    webhook = _failed_webhook(server_message)
-    if webhook is not None:
-        return ErrorDetail(
-            code="WEBHOOK_UNAVAILABLE",
-            message=f"the API server could not call admission webhook {webhook} to {subject}: "
-            f"{server_message}",
-            probable_cause=f"webhook {webhook} (failurePolicy Fail) has no serving backend: its "
-            "Service's pods are not running, not ready, or not reachable from the API server",
-            suggested_remediation="start or repair the webhook's backend (for a mesh: its "
-            "control plane, e.g. istiod), or remove the stale webhook configuration",
-        )
-    if code is not None and 500 <= code <= 599:
-        return ErrorDetail(
-            code="KUBE_SERVER_ERROR",
-            message=f"the API server failed to {subject}: HTTP {code} {server_message}",
-            probable_cause="the API server or etcd is unhealthy, or an admission webhook failed",
-            suggested_remediation="check API server and webhook health, then retry",
-        )
+    failure = _ApiFailure(
+        code=exc.status,
+        status=status,
+        server_message=str(status.get("message") or exc.reason or ""),
+        reason=str(status.get("reason") or exc.reason or "unknown"),
+        verb=verb,
+        resource=resource,
+        ref=ref,
+    )
+    by_status = _BY_STATUS.get(failure.code) if failure.code is not None else None
+    detail = by_status(failure) if by_status is not None else None
+    detail = detail or _webhook_unavailable(failure) or _server_error(failure)
+    if detail is not None:
+        return detail
     return ErrorDetail(
         code="KUBE_ERROR",
-        message=f"{subject} failed: HTTP {code} {server_message}",
-        probable_cause=str(status.get("reason") or exc.reason or "unknown"),
+        message=f"{failure.subject} failed: HTTP {failure.code} {failure.server_message}",
+        probable_cause=failure.reason,
         suggested_remediation="see the message from the API server",
     )
 

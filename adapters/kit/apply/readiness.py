@@ -1,9 +1,9 @@
-"""When an applied object counts as ready, and waiting for a set of them, as a table by kind.
+"""When an applied object counts as ready: one rule per kind, in a table.
 
 The rules read only `status` fields every API server reports (the same ones `kubectl rollout
 status` and Helm's wait read). An object that is not ready yet says why: its own conditions, or
 the state of its pods (`ImagePullBackOff` lives in a pod's container status, not in the
-Deployment). Kinds without a rule are ready once applied.
+Deployment). Kinds without a rule are ready once applied. Waiting on these rules is `waiting`.
 
 A workload that cannot create its Pods at all (a Deployment or ReplicaSet with condition
 `ReplicaFailure`, reason `FailedCreate`: an admission webhook refused or could not be called, a
@@ -14,38 +14,22 @@ whose backend is still starting clears by itself within that time.)
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-import structlog
-
-from adapters.kit.apply.kube_errors import ApplyError, not_ready_detail
-from adapters.kit.model.objects import KubeObject, ObjectRef
-from adapters.kit.model.plans import Progress, ProgressKind, ProgressSink, WaitPolicy
-from adapters.kit.model.records import ErrorDetail
+from adapters.kit.model.objects import KubeObject
 
 __all__ = [
+    "POD_OWNING_KINDS",
     "READINESS_RULES",
-    "ObjectSource",
     "Readiness",
-    "WaitResult",
     "hook_completion",
     "pod_selector",
     "readiness_of",
     "reason_from_pods",
-    "wait_gone",
-    "wait_ready",
     "waits_for",
 ]
-
-log = structlog.get_logger(__name__)
-
-_FIRST_POLL_DELAY = 0.02
-_POLL_GROWTH = 1.3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -266,7 +250,8 @@ READINESS_RULES: dict[str, Callable[[KubeObject], Readiness]] = {
 }
 """Readiness by kind; kinds not listed are ready once applied."""
 
-_POD_OWNING_KINDS = frozenset({"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job"})
+POD_OWNING_KINDS = frozenset({"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job"})
+"""Kinds whose pods tell why they are not ready."""
 
 
 def readiness_of(obj: KubeObject) -> Readiness:
@@ -363,191 +348,3 @@ def reason_from_pods(pods: Iterable[KubeObject]) -> tuple[str, str] | None:
             name = (pod.get("metadata") or {}).get("name", "")
             return found[0], f"pod {name}: {found[1]}"
     return None
-
-
-class ObjectSource(Protocol):
-    """What waiting needs from a cluster session."""
-
-    async def get_ref(self, ref: ObjectRef) -> KubeObject | None:
-        """The object, or None when it is gone."""
-        ...
-
-    async def list(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str | None = None,
-        label_selector: str = "",
-    ) -> list[KubeObject]:
-        """Objects of a kind."""
-        ...
-
-
-@dataclass(frozen=True, kw_only=True)
-class WaitResult:
-    """What waiting found: components that became ready and those that did not."""
-
-    ready: tuple[ObjectRef, ...] = ()
-    failed: tuple[tuple[ObjectRef, Readiness], ...] = ()
-    timed_out: bool = False
-    timeout: float = 0.0
-
-    def error(self) -> ErrorDetail | None:
-        """The first failure as an ErrorDetail (None when everything became ready)."""
-        if not self.failed:
-            return None
-        ref, readiness = self.failed[0]
-        return not_ready_detail(
-            ref,
-            reason=readiness.reason,
-            message=readiness.message,
-            timeout=None if readiness.failed else self.timeout,
-        )
-
-    def raise_for_failure(self) -> None:
-        """Raise ApplyError when any component failed."""
-        detail = self.error()
-        if detail is not None:
-            raise ApplyError(detail)
-
-
-async def _explain(source: ObjectSource, ref: ObjectRef, last: Readiness) -> Readiness:
-    """For a workload that did not become ready, look at its pods for the real reason."""
-    if ref.kind not in _POD_OWNING_KINDS or last.stuck:
-        return last  # a workload that cannot create Pods: its own condition is the cause
-    obj = await source.get_ref(ref)
-    if obj is None:
-        return Readiness(ready=False, reason="NotFound", message=f"{ref} was deleted")
-    selector = pod_selector(obj)
-    if not selector:
-        return last
-    pods = await source.list("v1", "Pod", ref.namespace, selector)
-    found = reason_from_pods(pods)
-    if found is None:
-        return last
-    return Readiness(ready=False, failed=last.failed, reason=found[0], message=found[1])
-
-
-async def wait_ready(
-    source: ObjectSource,
-    refs: Sequence[ObjectRef],
-    policy: WaitPolicy,
-    sink: ProgressSink,
-    *,
-    within_seconds: float | None = None,
-    rule: Callable[[KubeObject], Readiness] = readiness_of,
-    observed: Mapping[str, KubeObject] | None = None,
-) -> WaitResult:
-    """Poll every ref in parallel until ready, failed, or the policy's timeout.
-
-    Emits WAITING once for each component not ready at first look, READY for each as it becomes
-    ready (in the order they do) and FAILED, with the reason the cluster reports, for each that
-    failed or was still not ready at the deadline.
-    ``within_seconds`` overrides the policy's timeout (the operation's remaining budget);
-    ``rule`` replaces the readiness table (hooks wait with `hook_completion`). ``observed``
-    (by ref key) holds objects as the server just answered a write: the first look at those
-    reads them instead of asking again (a CRD is usually Established in its apply answer).
-    """
-    budget = policy.timeout_seconds if within_seconds is None else within_seconds
-    if not refs:
-        return WaitResult(timeout=budget)
-    deadline = time.monotonic() + budget
-    last: dict[ObjectRef, Readiness] = {
-        ref: Readiness(ready=False, reason="NotChecked") for ref in refs
-    }
-    ready: list[ObjectRef] = []
-    hard: list[ObjectRef] = []
-
-    async def watch_one(ref: ObjectRef) -> None:
-        delay = _FIRST_POLL_DELAY
-        announced = ""
-        stuck_since: float | None = None
-        first = observed.get(ref.key) if observed is not None else None
-        while True:
-            obj = first if first is not None else await source.get_ref(ref)
-            first = None
-            state = (
-                rule(obj)
-                if obj is not None
-                else Readiness(ready=False, reason="NotFound", message=f"{ref} does not exist")
-            )
-            last[ref] = state
-            if state.ready:
-                ready.append(ref)
-                sink(Progress(kind=ProgressKind.READY, ref=ref, message=f"{ref} is ready"))
-                return
-            if state.stuck:
-                now = time.monotonic()
-                stuck_since = now if stuck_since is None else stuck_since
-                if now - stuck_since >= policy.stuck_seconds:
-                    last[ref] = dataclasses.replace(state, failed=True)
-                    hard.append(ref)
-                    return
-            else:
-                stuck_since = None
-            # Announce the first wait, and again when the workload turns out to be stuck.
-            if not announced or (state.stuck and announced != state.reason):
-                announced = state.reason or "waiting"
-                sink(
-                    Progress(
-                        kind=ProgressKind.WAITING,
-                        ref=ref,
-                        reason=state.reason,
-                        message=f"waiting for {ref}: {state.message or state.reason}",
-                    )
-                )
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            await asyncio.sleep(min(delay, remaining))
-            delay = min(delay * _POLL_GROWTH, policy.poll_interval_seconds)
-
-    timed_out = False
-    try:
-        async with asyncio.timeout(budget + 0.5), asyncio.TaskGroup() as group:
-            for ref in refs:
-                group.create_task(watch_one(ref), name=f"wait-ready {ref.key}")
-    except TimeoutError:
-        timed_out = True
-    not_ready = [ref for ref in refs if ref not in ready]
-    timed_out = timed_out or any(ref not in hard for ref in not_ready)
-    failures: list[tuple[ObjectRef, Readiness]] = []
-    # Hard failures first: they are the cause; the rest merely ran out of time.
-    for ref in sorted(not_ready, key=lambda r: r not in hard):
-        state = await _explain(source, ref, last[ref])
-        failures.append((ref, state))
-        sink(
-            Progress(
-                kind=ProgressKind.FAILED,
-                ref=ref,
-                reason=state.reason,
-                message=state.message or f"{ref} did not become ready in {budget:g}s",
-            )
-        )
-    if failures:
-        log.info(
-            "components not ready",
-            failed=[str(ref) for ref, _ in failures],
-            reasons=[state.reason for _, state in failures],
-        )
-    return WaitResult(
-        ready=tuple(ready), failed=tuple(failures), timed_out=timed_out, timeout=budget
-    )
-
-
-async def wait_gone(
-    source: ObjectSource, refs: Sequence[ObjectRef], *, within_seconds: float, poll: float = 0.5
-) -> list[ObjectRef]:
-    """Wait until every ref is deleted (finalizers done); return those still present."""
-    deadline = time.monotonic() + within_seconds
-    remaining = list(refs)
-    delay = _FIRST_POLL_DELAY
-    while remaining:
-        present = await asyncio.gather(*(source.get_ref(ref) for ref in remaining))
-        remaining = [ref for ref, obj in zip(remaining, present, strict=True) if obj is not None]
-        left = deadline - time.monotonic()
-        if not remaining or left <= 0:
-            break
-        await asyncio.sleep(min(delay, left))
-        delay = min(delay * _POLL_GROWTH, poll)
-    return remaining
