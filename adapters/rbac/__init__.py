@@ -47,7 +47,7 @@ from adapters.kit.declare.catalogue import (
 )
 from adapters.kit.model.objects import KubeObject
 from adapters.kit.plan.chart_repository import ChartRepository
-from adapters.kit.plan.planner import ManifestLibrary
+from adapters.kit.plan.manifest_fetching import ManifestLibrary
 from adapters.kit.plan.rendering import render_chart
 
 __all__ = [

@@ -8,7 +8,7 @@ import pytest
 
 from adapters.consul.declaration import DECLARATION as CONSUL
 from adapters.kit.declare.catalogue import Category, ManifestSource, MeshDeclaration
-from adapters.kit.plan.planner import ManifestLibrary
+from adapters.kit.plan.manifest_fetching import ManifestLibrary
 from adapters.kit.process.mesh_registry import load_declaration
 from adapters.linkerd.declaration import DECLARATION as LINKERD
 

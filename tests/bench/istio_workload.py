@@ -18,7 +18,8 @@ from adapters.kit.apply.cluster import ClusterSession
 from adapters.kit.model.objects import KubeObject
 from adapters.kit.model.records import OperationRecord, OperationState
 from adapters.kit.plan.chart_repository import ChartRepository
-from adapters.kit.plan.planner import ManifestLibrary, Planner
+from adapters.kit.plan.manifest_fetching import ManifestLibrary
+from adapters.kit.plan.planner import Planner
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
 from tests.fixtures_paths import SHARED_FIXTURES
 

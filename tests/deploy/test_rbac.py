@@ -24,7 +24,7 @@ from adapters.kit.declare.catalogue import (
 )
 from adapters.kit.model.objects import KubeObject
 from adapters.kit.plan.chart_repository import ChartRepository
-from adapters.kit.plan.planner import ManifestLibrary
+from adapters.kit.plan.manifest_fetching import ManifestLibrary
 from adapters.kit.process.mesh_registry import load_declaration
 from adapters.kit.run.real_executor import install_chart
 from adapters.rbac import (

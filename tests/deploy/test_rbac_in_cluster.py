@@ -19,7 +19,8 @@ from adapters.kit.model.records import (
     Severity,
 )
 from adapters.kit.plan.chart_repository import ChartRepository
-from adapters.kit.plan.planner import ManifestLibrary, Planner
+from adapters.kit.plan.manifest_fetching import ManifestLibrary
+from adapters.kit.plan.planner import Planner
 from adapters.kit.process.mesh_registry import load_declaration
 from adapters.kit.run.real_executor import KitExecutor, install_chart
 from adapters.rbac import Permission, derive, rules_cover

@@ -22,7 +22,7 @@ from adapters.kit.plan.chart_repository import (
     RepositoryIndex,
     SemVer,
 )
-from adapters.kit.plan.manifest_sources import ManifestSource
+from adapters.kit.plan.manifest_fetching import ManifestFetcher
 from adapters.kit.plan.rendering import render_chart
 from tests.fixtures_paths import OWN_FIXTURES, shared_fixtures
 from tests.plugins.static_http import StaticHttpServer
@@ -320,5 +320,5 @@ async def test_shared_fixtures_work_as_an_air_gapped_mirror(tmp_path: Path) -> N
     base = await repo.resolve("base", None)
     release = await render_chart(await repo.fetch(base), release_name="b", namespace="istio-system")
     assert len(release.objects) == 17
-    manifests = ManifestSource(str(mirror), tmp_path / "cache")
+    manifests = ManifestFetcher(str(mirror), tmp_path / "cache")
     assert len(await manifests.load("apps/bookinfo.yaml")) == 14

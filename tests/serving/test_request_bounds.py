@@ -225,11 +225,8 @@ def test_quoting_cuts_long_input() -> None:
 
 
 def test_the_shared_limits_are_the_checks_own() -> None:
-    from adapters.kit.model import request_kubeconfigs
-    from adapters.kit.plan import planner as planning
-    from adapters.kit.run import admission as request_checks
+    from adapters.kit.model import custom_bodies, request_kubeconfigs
     from serving import request_bounds
 
     assert request_kubeconfigs.KUBECONFIG_MAX_BYTES == request_bounds.KUBECONFIG_MAX_BYTES
-    assert request_checks.CUSTOM_MAX_BYTES == request_bounds.CUSTOM_BODY_MAX_BYTES
-    assert planning.CUSTOM_MAX_BYTES == request_bounds.CUSTOM_BODY_MAX_BYTES
+    assert custom_bodies.CUSTOM_MAX_BYTES == request_bounds.CUSTOM_BODY_MAX_BYTES

@@ -21,22 +21,23 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from adapters.kit.declare import catalogue
 from adapters.kit.declare.catalogue import (
     Category,
     ChartSource,
     ClusterReader,
+    ManifestSource,
     MeshDeclaration,
     ObjectsSource,
     OperationSpec,
     Ownership,
     PlanContext,
 )
+from adapters.kit.model.custom_bodies import CustomBodyInvalid, load_custom_body
 from adapters.kit.model.objects import KubeObject, ObjectRef, crd_scopes, with_default_namespace
 from adapters.kit.model.ordering import sort_for_install
 from adapters.kit.model.plans import CREATE_NAMESPACE, ApplyPlan, Hook, HookPhase
 from adapters.kit.model.records import ErrorDetail, OperationRecord
-from adapters.kit.model.yaml_documents import ManifestError, load_documents
+from adapters.kit.model.yaml_documents import ManifestError
 from adapters.kit.plan.chart_repository import (
     ChartDigestMismatch,
     ChartRepository,
@@ -45,20 +46,16 @@ from adapters.kit.plan.chart_repository import (
     ChartVersionNotFound,
 )
 from adapters.kit.plan.downloading import write_atomically
-from adapters.kit.plan.manifest_sources import (
-    ManifestSource,
-    ManifestSourceError,
-    ManifestSourceUnavailable,
+from adapters.kit.plan.manifest_fetching import (
+    ManifestFetchError,
+    ManifestLibrary,
+    ManifestUnavailable,
 )
-from serving.request_bounds import CUSTOM_BODY_MAX_BYTES
 
 if TYPE_CHECKING:
     from adapters.kit.plan.rendering import RenderedRelease
 
 __all__ = [
-    "CUSTOM_MAX_ALIAS_EXPANSIONS",
-    "CUSTOM_MAX_BYTES",
-    "ManifestLibrary",
     "PlanError",
     "Planner",
     "RenderCache",
@@ -67,11 +64,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-
-CUSTOM_MAX_BYTES = CUSTOM_BODY_MAX_BYTES
-"""Largest `custom_body` accepted (the request bounds' limit)."""
-CUSTOM_MAX_ALIAS_EXPANSIONS = 10_000
-"""Nodes YAML aliases may add to a custom body: real manifests use a handful, bombs millions."""
 
 _PHASES = {phase.value: phase for phase in HookPhase}
 
@@ -91,39 +83,6 @@ def values_digest(values: Mapping[str, Any]) -> str:
     """sha256 of the canonical JSON of chart values (keys sorted, no whitespace)."""
     text = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-class ManifestLibrary:
-    """Where `catalogue.ManifestSource` files come from.
-
-    With a mirror URL (laid out like the shared fixtures: ``apps/…``, ``addons/…``) each source's
-    ``file`` is fetched from it; otherwise its ``upstream`` path from the declaration's upstream
-    URL at the mesh version. Either URL may contain ``{version}``. Fetched files are cached.
-    """
-
-    def __init__(
-        self, *, upstream_url: str, cache_dir: Path, mirror_url: str = "", timeout: float = 30.0
-    ) -> None:
-        self.upstream_url = upstream_url
-        self.mirror_url = mirror_url
-        self.cache_dir = cache_dir
-        self._timeout = timeout
-        self._fetchers: dict[str, ManifestSource] = {}
-
-    def location(self, source: catalogue.ManifestSource, version: str) -> tuple[str, str]:
-        """(base URL, file name) the source is fetched from at ``version``."""
-        if self.mirror_url:
-            return self.mirror_url.replace("{version}", version), source.file
-        return self.upstream_url.replace("{version}", version), source.upstream or source.file
-
-    async def load(self, source: catalogue.ManifestSource, version: str) -> list[KubeObject]:
-        """The source's objects at ``version`` (safe YAML, `kind: List` flattened)."""
-        base, name = self.location(source, version)
-        fetcher = self._fetchers.get(base)
-        if fetcher is None:
-            fetcher = ManifestSource(base, self.cache_dir, timeout=self._timeout)
-            self._fetchers[base] = fetcher
-        return await fetcher.load(name)
 
 
 class Planner:
@@ -208,7 +167,7 @@ class Planner:
                     f"rendered chart {rendered.chart_name} {rendered.chart_version} as "
                     f"{source.release}: {len(rendered.objects)} objects"
                 )
-            elif isinstance(source, catalogue.ManifestSource):
+            elif isinstance(source, ManifestSource):
                 if source.when is not None and not await source.when(ctx):
                     say(f"skipped {source.file}: its condition does not hold")
                     continue
@@ -255,7 +214,7 @@ class Planner:
         """The newest stable version, when something of this spec depends on a version."""
         charts = [s for s in spec.sources if isinstance(s, ChartSource)]
         upstream_manifests = not self.manifests.mirror_url and any(
-            isinstance(s, catalogue.ManifestSource) for s in spec.sources
+            isinstance(s, ManifestSource) for s in spec.sources
         )
         if not charts and not upstream_manifests:
             return ""
@@ -327,11 +286,11 @@ class Planner:
         await self.render_cache.put(key, chart)
         return chart
 
-    async def _fetch(self, source: catalogue.ManifestSource, version: str) -> list[KubeObject]:
+    async def _fetch(self, source: ManifestSource, version: str) -> list[KubeObject]:
         base, name = self.manifests.location(source, version)
         try:
             return await self.manifests.load(source, version)
-        except ManifestSourceUnavailable as exc:
+        except ManifestUnavailable as exc:
             raise PlanError(
                 ErrorDetail(
                     code="MANIFEST_UNAVAILABLE",
@@ -341,7 +300,7 @@ class Planner:
                     "--manifests-url at a mirror",
                 )
             ) from exc
-        except (ManifestSourceError, ManifestError) as exc:
+        except (ManifestFetchError, ManifestError) as exc:
             raise PlanError(
                 ErrorDetail(
                     code="MANIFEST_INVALID",
@@ -556,50 +515,22 @@ def _chart_error(exc: ChartRepositoryError, chart: str, version: str) -> ErrorDe
     )
 
 
-def _invalid_custom(message: str, remediation: str) -> PlanError:
-    return PlanError(
-        ErrorDetail(
-            code="INVALID_ARGUMENT",
-            message=message,
-            probable_cause="custom_body is not what the custom operation accepts",
-            suggested_remediation=remediation,
-        )
-    )
-
-
 async def _custom_objects(ctx: PlanContext, cluster: ClusterReader) -> list[KubeObject]:
     """The custom body's objects, namespaced by default (judged later by `object_policy`)."""
-    if not ctx.custom_body.strip():
-        raise _invalid_custom(
-            "custom_body is empty", "put the YAML documents to apply in custom_body"
-        )
     try:
-        objects = load_documents(
-            ctx.custom_body,
-            max_bytes=CUSTOM_MAX_BYTES,
-            max_alias_expansions=CUSTOM_MAX_ALIAS_EXPANSIONS,
-            source="custom_body",
-        )
-    except ManifestError as exc:
-        raise _invalid_custom(str(exc), "fix the YAML in custom_body") from exc
-    if not objects:
-        raise _invalid_custom(
-            "custom_body holds no objects", "put the YAML documents to apply in custom_body"
-        )
+        objects = load_custom_body(ctx.custom_body)
+    except CustomBodyInvalid as exc:
+        raise PlanError(
+            ErrorDetail(
+                code="INVALID_ARGUMENT",
+                message=f"custom_body: {exc}",
+                probable_cause="custom_body is not what the custom operation accepts",
+                suggested_remediation="fix the YAML in custom_body",
+            )
+        ) from exc
     scopes = crd_scopes(objects)
     if any(_custom_kind(o) and (_group(o), o["kind"]) not in scopes for o in objects):
         scopes = {**await _cluster_crd_scopes(cluster), **scopes}
-    for obj in objects:
-        try:
-            name = (obj.get("metadata") or {}).get("name")
-        except AttributeError:
-            name = None
-        if not isinstance(name, str) or not name:
-            raise _invalid_custom(
-                f"a {obj['kind']} in custom_body has no metadata.name",
-                "name every object (generateName is not supported: re-applying would create "
-                "duplicates)",
-            )
     return with_default_namespace(objects, ctx.namespace, extra_crds=scopes)
 
 

@@ -13,6 +13,7 @@ import pytest
 from adapters.istio.declaration import DECLARATION
 from adapters.kit.apply.cluster import ClusterSession
 from adapters.kit.declare.catalogue import ManifestSource, OperationSpec
+from adapters.kit.model.custom_bodies import CUSTOM_MAX_BYTES
 from adapters.kit.model.grants import PolicyGrant
 from adapters.kit.model.object_policy import ObjectPolicy
 from adapters.kit.model.objects import KubeObject, ObjectRef
@@ -20,12 +21,8 @@ from adapters.kit.model.ordering import INSTALL_ORDER
 from adapters.kit.model.plans import ApplyPlan
 from adapters.kit.model.records import OperationRecord, OperationState
 from adapters.kit.plan.chart_repository import ChartRepository
-from adapters.kit.plan.planner import (
-    CUSTOM_MAX_BYTES,
-    ManifestLibrary,
-    PlanError,
-    Planner,
-)
+from adapters.kit.plan.manifest_fetching import ManifestLibrary
+from adapters.kit.plan.planner import PlanError, Planner
 from tests.adapters.istio.toy_istio import TOY_MIRROR
 from tests.plugins.static_http import StaticHttpServer
 

@@ -17,7 +17,8 @@ from adapters.kit.model.objects import KubeObject
 from adapters.kit.model.plans import ApplyPlan
 from adapters.kit.model.records import OperationRecord, OperationState
 from adapters.kit.plan.chart_repository import ChartRepository
-from adapters.kit.plan.planner import ManifestLibrary, PlanError, Planner
+from adapters.kit.plan.manifest_fetching import ManifestLibrary
+from adapters.kit.plan.planner import PlanError, Planner
 from adapters.linkerd.declaration import DECLARATION, INSTALL
 from tests.adapters.toy_repository import package_toy_repository, toy_mirror
 from tests.fixtures_paths import shared_fixtures

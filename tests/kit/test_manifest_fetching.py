@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from adapters.kit.model.yaml_documents import ManifestError
-from adapters.kit.plan.manifest_sources import (
-    ManifestSource,
-    ManifestSourceError,
-    ManifestSourceUnavailable,
+from adapters.kit.plan.manifest_fetching import (
+    ManifestFetcher,
+    ManifestFetchError,
+    ManifestUnavailable,
 )
 from tests.fixtures_paths import OWN_FIXTURES, shared_fixtures
 from tests.plugins.static_http import StaticHttpServer
@@ -21,8 +21,8 @@ ServerFactory = Callable[[Path], StaticHttpServer]
 OWN_MANIFESTS = OWN_FIXTURES / "kit" / "manifests"
 
 
-def source(url: str, cache: Path, **kwargs: int) -> ManifestSource:
-    return ManifestSource(url, cache, timeout=5.0, retry_wait=0.01, **kwargs)
+def source(url: str, cache: Path, **kwargs: int) -> ManifestFetcher:
+    return ManifestFetcher(url, cache, timeout=5.0, retry_wait=0.01, **kwargs)
 
 
 @pytest.fixture
@@ -71,11 +71,11 @@ async def test_offline_without_cache_and_missing_files(
 ) -> None:
     server = static_http_server(manifests)
     echo = source(server.url, tmp_path / "cache")
-    with pytest.raises(ManifestSourceError, match="HTTP 404") as caught:
+    with pytest.raises(ManifestFetchError, match="HTTP 404") as caught:
         await echo.load("missing.yaml")
-    assert not isinstance(caught.value, ManifestSourceUnavailable)
+    assert not isinstance(caught.value, ManifestUnavailable)
     server.stop()
-    with pytest.raises(ManifestSourceUnavailable, match="not cached"):
+    with pytest.raises(ManifestUnavailable, match="not cached"):
         await source(server.url, tmp_path / "cache", attempts=2).load("echo.yaml")
 
 
@@ -98,7 +98,7 @@ async def test_yaml_bomb_and_oversized_manifests_are_refused(
     server = static_http_server(manifests)
     with pytest.raises(ManifestError, match="max_alias_expansions"):
         await source(server.url, tmp_path / "cache").load("lol.yaml")
-    with pytest.raises(ManifestSourceError, match="larger than the limit of 100 bytes"):
+    with pytest.raises(ManifestFetchError, match="larger than the limit of 100 bytes"):
         await source(server.url, tmp_path / "small-cache", max_bytes=100).load("echo.yaml")
 
 

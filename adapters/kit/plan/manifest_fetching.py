@@ -1,4 +1,6 @@
-"""Named manifest files (sample apps, add-ons) fetched from a configurable base URL and cached.
+"""Manifest files (sample apps, add-ons) fetched from a base URL and cached: `ManifestFetcher`
+per base URL, and `ManifestLibrary`, which fetches a declared `ManifestSource` from the mirror or
+from upstream.
 
 Sample-app URLs point at a pinned upstream version, so a cached copy is as good as a fresh one:
 the cache is used first, the network only when nothing is cached (or on ``refresh``). Cache
@@ -14,6 +16,7 @@ from pathlib import Path, PurePosixPath
 
 import structlog
 
+from adapters.kit.declare.catalogue import ManifestSource
 from adapters.kit.model.objects import KubeObject
 from adapters.kit.model.yaml_documents import DEFAULT_MAX_BYTES, load_documents
 from adapters.kit.plan.downloading import (
@@ -26,20 +29,20 @@ from adapters.kit.plan.downloading import (
     write_atomically,
 )
 
-__all__ = ["ManifestSource", "ManifestSourceError", "ManifestSourceUnavailable"]
+__all__ = ["ManifestFetchError", "ManifestFetcher", "ManifestLibrary", "ManifestUnavailable"]
 
 log = structlog.get_logger(__name__)
 
 
-class ManifestSourceError(RuntimeError):
+class ManifestFetchError(RuntimeError):
     """A manifest could not be obtained; the message names the URL and the reason."""
 
 
-class ManifestSourceUnavailable(ManifestSourceError):
+class ManifestUnavailable(ManifestFetchError):
     """The source is unreachable and the manifest is not cached."""
 
 
-class ManifestSource:
+class ManifestFetcher:
     """Manifest files under one base URL (http(s)://, file:// or a directory).
 
     Cache layout under ``cache_dir``: ``<sha256 of content>.yaml`` holds a manifest,
@@ -63,7 +66,7 @@ class ManifestSource:
         self._policy = DownloadPolicy(timeout=timeout, attempts=attempts, retry_wait=retry_wait)
 
     def __repr__(self) -> str:
-        return f"ManifestSource({self.base_url!r})"
+        return f"ManifestFetcher({self.base_url!r})"
 
     def url_of(self, name: str) -> str:
         """The URL ``name`` is fetched from; names are relative paths without '..'."""
@@ -90,17 +93,17 @@ class ManifestSource:
         except SourceUnavailable as exc:
             cached = await asyncio.to_thread(self._read_cached, pointer)
             if cached is None:
-                raise ManifestSourceUnavailable(
+                raise ManifestUnavailable(
                     f"cannot fetch {name} and it is not cached in {self.cache_dir}: {exc}"
                 ) from exc
             log.warning("manifest source unreachable; using cached copy", url=url)
             return cached
         except DownloadError as exc:
-            raise ManifestSourceError(f"cannot fetch {name}: {exc}") from exc
+            raise ManifestFetchError(f"cannot fetch {name}: {exc}") from exc
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ManifestSourceError(f"{url} is not UTF-8 text: {exc}") from exc
+            raise ManifestFetchError(f"{url} is not UTF-8 text: {exc}") from exc
         digest = hashlib.sha256(data).hexdigest()
         await asyncio.to_thread(self._store, pointer, digest, data)
         log.info("manifest fetched", url=url, bytes=len(data), sha256=digest)
@@ -129,3 +132,36 @@ class ManifestSource:
             pointer.unlink(missing_ok=True)
             return None
         return data.decode("utf-8", errors="replace")
+
+
+class ManifestLibrary:
+    """Where `ManifestSource` files come from.
+
+    With a mirror URL (laid out like the shared fixtures: ``apps/…``, ``addons/…``) each source's
+    ``file`` is fetched from it; otherwise its ``upstream`` path from the declaration's upstream
+    URL at the mesh version. Either URL may contain ``{version}``. Fetched files are cached.
+    """
+
+    def __init__(
+        self, *, upstream_url: str, cache_dir: Path, mirror_url: str = "", timeout: float = 30.0
+    ) -> None:
+        self.upstream_url = upstream_url
+        self.mirror_url = mirror_url
+        self.cache_dir = cache_dir
+        self._timeout = timeout
+        self._fetchers: dict[str, ManifestFetcher] = {}
+
+    def location(self, source: ManifestSource, version: str) -> tuple[str, str]:
+        """(base URL, file name) the source is fetched from at ``version``."""
+        if self.mirror_url:
+            return self.mirror_url.replace("{version}", version), source.file
+        return self.upstream_url.replace("{version}", version), source.upstream or source.file
+
+    async def load(self, source: ManifestSource, version: str) -> list[KubeObject]:
+        """The source's objects at ``version`` (safe YAML, `kind: List` flattened)."""
+        base, name = self.location(source, version)
+        fetcher = self._fetchers.get(base)
+        if fetcher is None:
+            fetcher = ManifestFetcher(base, self.cache_dir, timeout=self._timeout)
+            self._fetchers[base] = fetcher
+        return await fetcher.load(name)
