@@ -10,12 +10,12 @@ import pytest
 
 from adapters.kit.grpc.messages import event_to_pb
 from adapters.kit.model.records import ErrorDetail, OperationState, Severity
+from adapters.kit.run.event_files import EVENTS_FILE, META_FILE
+from adapters.kit.run.event_log import EventLog
 from adapters.kit.run.events import (
-    EVENTS_FILE,
-    META_FILE,
     Event,
-    EventLog,
     EventLogClosed,
+    NewEvent,
     SequenceOutOfRange,
     SubscriberOverflow,
 )
@@ -26,11 +26,13 @@ from serving.message_limits import MAX_EVENT_BYTES
 def _append(log: EventLog, count: int, operation_id: str = "op-1") -> list[Event]:
     return [
         log.append(
-            severity=Severity.INFO,
-            summary=f"event {i}",
-            operation_id=operation_id,
-            operation="install",
-            operation_state=OperationState.RUNNING,
+            NewEvent(
+                severity=Severity.INFO,
+                summary=f"event {i}",
+                operation_id=operation_id,
+                operation="install",
+                operation_state=OperationState.RUNNING,
+            )
         )
         for i in range(count)
     ]
@@ -136,11 +138,13 @@ def test_persisted_log_continues_its_sequence_and_stream(tmp_path: Path) -> None
     log = EventLog(mesh="toy", retention=4, state_dir=tmp_path)
     _append(log, 6)
     log.append(
-        severity=Severity.ERROR,
-        summary="boom",
-        operation_id="op-2",
-        error=ErrorDetail(code="X", message="m", probable_cause="c", suggested_remediation="r"),
-        operation_state=OperationState.FAILED,
+        NewEvent(
+            severity=Severity.ERROR,
+            summary="boom",
+            operation_id="op-2",
+            error=ErrorDetail(code="X", message="m", probable_cause="c", suggested_remediation="r"),
+            operation_state=OperationState.FAILED,
+        )
     )
     stream_id = log.stream_id
     log.close()
@@ -154,7 +158,7 @@ def test_persisted_log_continues_its_sequence_and_stream(tmp_path: Path) -> None
         code="X", message="m", probable_cause="c", suggested_remediation="r"
     )
     assert last.operation_state is OperationState.FAILED
-    assert reopened.append(severity=Severity.INFO, summary="next").sequence == 8
+    assert reopened.append(NewEvent(severity=Severity.INFO, summary="next")).sequence == 8
     reopened.close()
 
 
@@ -166,7 +170,7 @@ def test_a_line_cut_short_by_a_kill_is_dropped_and_numbering_continues(tmp_path:
         handle.write('{"sequence":4,"summ')
     reopened = EventLog(mesh="toy", state_dir=tmp_path)
     assert reopened.last_sequence == 3
-    assert reopened.append(severity=Severity.INFO, summary="after").sequence == 4
+    assert reopened.append(NewEvent(severity=Severity.INFO, summary="after")).sequence == 4
     reopened.close()
     log.close()  # only releases the dead process's file handle
     lines = (tmp_path / EVENTS_FILE).read_text().splitlines()
@@ -207,14 +211,16 @@ def test_a_5_mb_detail_is_cut_with_a_marker_and_fits_the_coordinator(tmp_path: P
     log = EventLog(mesh="toy", state_dir=tmp_path)
     username = "u" * (5 * 1024 * 1024)
     event = log.append(
-        severity=Severity.ERROR,
-        summary=f"install accepted for {username}",
-        details=f"requested by {username}",
-        error=ErrorDetail(code="X", message=username, probable_cause=username),
-        component=username,
-        cluster=username,
-        operation_id=username,
-        operation=username,
+        NewEvent(
+            severity=Severity.ERROR,
+            summary=f"install accepted for {username}",
+            details=f"requested by {username}",
+            error=ErrorDetail(code="X", message=username, probable_cause=username),
+            component=username,
+            cluster=username,
+            operation_id=username,
+            operation=username,
+        )
     )
     assert event.details.startswith("requested by uuu")
     assert event.details.endswith(" bytes]") and "… [truncated " in event.details
@@ -238,7 +244,7 @@ def test_a_5_mb_detail_is_cut_with_a_marker_and_fits_the_coordinator(tmp_path: P
 def test_retention_is_bounded_in_bytes_as_well_as_in_count(tmp_path: Path) -> None:
     log = EventLog(mesh="toy", retention=1000, retention_bytes=200_000, state_dir=tmp_path)
     for index in range(40):
-        log.append(severity=Severity.INFO, summary=f"event {index}", details="z" * 20_000)
+        log.append(NewEvent(severity=Severity.INFO, summary=f"event {index}", details="z" * 20_000))
     assert log.retained_bytes <= 200_000
     kept = [e.sequence for e in log.retained()]
     assert 5 <= len(kept) <= 10 and kept[-1] == 40

@@ -25,7 +25,7 @@ from adapters.kit.model.records import (
     Severity,
 )
 from adapters.kit.model.request_kubeconfigs import JudgedKubeconfig, RequestKubeconfigPolicy
-from adapters.kit.run.events import EventLog
+from adapters.kit.run.event_log import EventLog
 from adapters.kit.run.journal import OperationJournal
 from adapters.kit.run.runner import (
     FailedPrecondition,

@@ -24,7 +24,7 @@ import structlog
 
 from adapters.kit.grpc import meshery_messages as translate
 from adapters.kit.grpc.servicer import MeshAdapterServicer
-from adapters.kit.run.events import EventLog
+from adapters.kit.run.event_log import EventLog
 from adapters.kit.run.runner import OperationRunner
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.meshery import meshops_pb2 as meshes

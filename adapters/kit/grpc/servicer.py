@@ -19,7 +19,8 @@ from adapters.kit.declare.catalogue import Category, MeshDeclaration
 from adapters.kit.grpc import messages
 from adapters.kit.grpc.callers import forwarded_caller
 from adapters.kit.model.records import ClusterTarget
-from adapters.kit.run.events import EventLog, EventLogClosed, SequenceOutOfRange, SubscriberOverflow
+from adapters.kit.run.event_log import EventLog
+from adapters.kit.run.events import EventLogClosed, SequenceOutOfRange, SubscriberOverflow
 from adapters.kit.run.runner import (
     DNS1123_LABEL,
     FailedPrecondition,

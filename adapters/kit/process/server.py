@@ -36,7 +36,7 @@ from adapters.kit.grpc.servicer import (
 )
 from adapters.kit.model.records import ClusterTarget
 from adapters.kit.process.settings import AdapterSettings
-from adapters.kit.run.events import EventLog
+from adapters.kit.run.event_log import EventLog
 from adapters.kit.run.journal import OperationJournal
 from adapters.kit.run.metrics import AdapterMetrics
 from adapters.kit.run.runner import DEFAULT_CLUSTER, OperationRunner

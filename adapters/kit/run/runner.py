@@ -69,7 +69,8 @@ from adapters.kit.run.admission import (
     FieldProblem,
     check_custom_body,
 )
-from adapters.kit.run.events import EventLog
+from adapters.kit.run.event_log import EventLog
+from adapters.kit.run.events import NewEvent
 from adapters.kit.run.journal import OperationJournal, RecordTooLarge, interrupted
 from adapters.kit.run.metrics import AdapterMetrics
 from adapters.kit.run.seam import (
@@ -788,14 +789,16 @@ class OperationRunner:
         )
         failed = result.state is OperationState.FAILED
         self._events.append(
-            severity=Severity.ERROR if failed else Severity.INFO,
-            summary=f"{spec.id} {'failed' if failed else 'succeeded'} on {target.name}"
-            + (f": {result.summary}" if result.summary else ""),
-            operation_id=operation_id,
-            operation=spec.id,
-            cluster=target.name,
-            error=result.error,
-            operation_state=current.state,
+            NewEvent(
+                severity=Severity.ERROR if failed else Severity.INFO,
+                summary=f"{spec.id} {'failed' if failed else 'succeeded'} on {target.name}"
+                + (f": {result.summary}" if result.summary else ""),
+                operation_id=operation_id,
+                operation=spec.id,
+                cluster=target.name,
+                error=result.error,
+                operation_state=current.state,
+            )
         )
 
     def _emitter(self, record: OperationRecord, cluster: str) -> OperationEmitter:
@@ -808,15 +811,17 @@ class OperationRunner:
             error: ErrorDetail | None = None,
         ) -> None:
             self._events.append(
-                severity=severity,
-                summary=summary,
-                operation_id=record.operation_id,
-                operation=record.operation,
-                details=details,
-                error=error,
-                component=component,
-                cluster=cluster,
-                operation_state=OperationState.RUNNING,
+                NewEvent(
+                    severity=severity,
+                    summary=summary,
+                    operation_id=record.operation_id,
+                    operation=record.operation,
+                    details=details,
+                    error=error,
+                    component=component,
+                    cluster=cluster,
+                    operation_state=OperationState.RUNNING,
+                )
             )
 
         return emit
@@ -870,13 +875,15 @@ class OperationRunner:
             OperationState.FAILED: Severity.ERROR,
         }.get(record.state, Severity.WARNING)
         self._events.append(
-            severity=severity,
-            summary=f"{spec.id} {record.state.value.lower()}",
-            operation_id=operation_id,
-            operation=spec.id,
-            error=record.error,
-            operation_state=record.state,
-            details="" if record.error is None else record.error.message,
+            NewEvent(
+                severity=severity,
+                summary=f"{spec.id} {record.state.value.lower()}",
+                operation_id=operation_id,
+                operation=spec.id,
+                error=record.error,
+                operation_state=record.state,
+                details="" if record.error is None else record.error.message,
+            )
         )
         _log.info(
             "operation.finished",
@@ -904,13 +911,15 @@ class OperationRunner:
         ):
             self._metrics.operation_state(record.operation, record.state)
         self._events.append(
-            severity=severity,
-            summary=summary,
-            operation_id=record.operation_id,
-            operation=record.operation,
-            details=details or ("" if record.error is None else record.error.message),
-            error=record.error,
-            operation_state=record.state,
+            NewEvent(
+                severity=severity,
+                summary=summary,
+                operation_id=record.operation_id,
+                operation=record.operation,
+                details=details or ("" if record.error is None else record.error.message),
+                error=record.error,
+                operation_state=record.state,
+            )
         )
 
     # stopping
