@@ -32,7 +32,8 @@ from coordinator.server.metrics import CoordinatorMetrics
 from coordinator.server.operation_admission import OperationAdmission
 from coordinator.server.passthrough import SERVICE_NAME as PASSTHROUGH_SERVICE
 from coordinator.server.passthrough import Passthrough, add_passthrough_to_server
-from coordinator.server.registry import Registry, Replica, Source
+from coordinator.server.registry import Registry
+from coordinator.server.replicas import Replica, Source
 from coordinator.server.retention import Pruner
 from coordinator.server.routing import RouteError, Router
 from coordinator.server.servicer import SERVICE_NAME, CoordinatorServicer, EventSource

@@ -21,7 +21,8 @@ import structlog
 from kubernetes.aio import watch as _kube_watch
 
 from coordinator.server.kube_api import kube_client, open_api_client
-from coordinator.server.registry import Registry, Source
+from coordinator.server.registry import Registry
+from coordinator.server.replicas import Source
 from serving.background_tasks import BackgroundTasks
 from serving.retry_policies import BackoffWait
 

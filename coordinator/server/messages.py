@@ -16,7 +16,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from coordinator.server.registry import Replica, ReplicaState, Source
+from coordinator.server.replicas import Replica, ReplicaState, Source
 from coordinator.store.records import OperationFilter, OperationRecord, StoredEvent
 from meshplane.adapter.v1 import adapter_pb2 as adapter_pb
 from meshplane.coordinator.v1 import coordinator_pb2 as pb

@@ -24,7 +24,8 @@ from google.protobuf import descriptor_pool
 from coordinator.server.identity.subjects import IDENTITY_HEADERS, forwarded_identity
 from coordinator.server.messages import operation_from_record
 from coordinator.server.operation_admission import Admission, AdmissionRefused, OperationAdmission
-from coordinator.server.registry import Registry, RegistryChange, Replica
+from coordinator.server.registry import Registry
+from coordinator.server.replicas import RegistryChange, Replica
 from coordinator.server.routing import (
     RouteError,
     Router,

@@ -20,7 +20,8 @@ import grpc.aio
 import structlog
 from tenacity import RetryCallState
 
-from coordinator.server.registry import Registry, Replica
+from coordinator.server.registry import Registry
+from coordinator.server.replicas import Replica
 from serving.input_quoting import quoted
 from serving.retry_policies import grpc_retry, is_retryable_grpc_error
 

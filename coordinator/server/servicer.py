@@ -23,7 +23,8 @@ from coordinator.server.event_hub import FollowerStatus
 from coordinator.server.identity.audit_messages import audit_filter, audit_record_to_pb
 from coordinator.server.identity.subjects import forwarded_identity
 from coordinator.server.operation_admission import AdmissionRefused, OperationAdmission
-from coordinator.server.registry import RegistrationError, Registry, Replica, Source
+from coordinator.server.registry import Registry
+from coordinator.server.replicas import RegistrationError, Replica, Source
 from coordinator.server.routing import (
     RouteError,
     Router,

@@ -9,7 +9,8 @@ from typing import Any
 from kubernetes import client as kube
 
 from coordinator.server.kube_discovery import KubeDiscovery, replicas_from_slices
-from coordinator.server.registry import Registry, Source
+from coordinator.server.registry import Registry
+from coordinator.server.replicas import Source
 from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb

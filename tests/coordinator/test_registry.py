@@ -9,13 +9,8 @@ import grpc
 import grpc.aio
 import pytest
 
-from coordinator.server.registry import (
-    RegistrationError,
-    Registry,
-    RegistryChange,
-    ReplicaState,
-    Source,
-)
+from coordinator.server.registry import Registry
+from coordinator.server.replicas import RegistrationError, RegistryChange, ReplicaState, Source
 from coordinator.server.settings import (
     ADAPTERS_ENV,
     SettingsError,
