@@ -36,7 +36,8 @@ from coordinator.server.registry import Registry
 from coordinator.server.replicas import Replica, Source
 from coordinator.server.retention import Pruner
 from coordinator.server.routing import RouteError, Router
-from coordinator.server.servicer import SERVICE_NAME, CoordinatorServicer, EventSource
+from coordinator.server.rpc_group import EventSource
+from coordinator.server.servicer import SERVICE_NAME, CoordinatorServicer
 from coordinator.server.settings import CoordinatorSettings
 from coordinator.store import Store, open_store
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as pb_grpc

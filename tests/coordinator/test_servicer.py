@@ -46,10 +46,13 @@ SERVICE = "meshplane.coordinator.v1.CoordinatorService"
 def test_servicer_implements_exactly_the_service_methods() -> None:
     descriptor = cpb.DESCRIPTOR.services_by_name["CoordinatorService"]
     declared = {method.name for method in descriptor.methods}
+    generated = cpb_grpc.CoordinatorServiceServicer
     implemented = {
         name
-        for name in vars(CoordinatorServicer)
-        if not name.startswith("_") and callable(getattr(CoordinatorServicer, name))
+        for name in dir(CoordinatorServicer)
+        if not name.startswith("_")
+        and callable(getattr(CoordinatorServicer, name))
+        and getattr(CoordinatorServicer, name) is not getattr(generated, name, None)
     }
     assert implemented == declared
 
