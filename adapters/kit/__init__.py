@@ -18,22 +18,6 @@ if TYPE_CHECKING:
         namespace_labels,
         namespaced_object,
     )
-    from adapters.kit.declare.catalogue import (
-        Category,
-        ChartSource,
-        Check,
-        CheckContext,
-        ClusterReader,
-        Finding,
-        ManifestSource,
-        MeshDeclaration,
-        ObjectsSource,
-        OperationSpec,
-        Ownership,
-        Parameter,
-        PlanContext,
-        Source,
-    )
     from adapters.kit.declare.certificate_checks import (
         PemLocation,
         trust_chain_stored,
@@ -48,11 +32,23 @@ if TYPE_CHECKING:
         TrustChain,
         generate_trust_chain,
     )
+    from adapters.kit.declare.checks import Check, CheckContext, Finding
+    from adapters.kit.declare.cluster_reader import ClusterReader
     from adapters.kit.declare.injection import (
         InjectionMarker,
         MarkerField,
         injected_namespaces_have_sidecars,
         namespace_injection_operation,
+    )
+    from adapters.kit.declare.mesh import MeshDeclaration
+    from adapters.kit.declare.operations import Category, OperationSpec, Ownership
+    from adapters.kit.declare.parameters import Parameter
+    from adapters.kit.declare.sources import (
+        ChartSource,
+        ManifestSource,
+        ObjectsSource,
+        PlanContext,
+        Source,
     )
     from adapters.kit.declare.standard_operations import (
         STANDARD_CAPABILITIES,
@@ -91,20 +87,20 @@ _HOMES: dict[str, str] = {
     "StoredServingCertificates": "adapters.kit.declare.certificate_store",
     "CertifiedKey": "adapters.kit.declare.certificates",
     "ServiceIndex": "adapters.kit.declare.validation_checks",
-    "Check": "adapters.kit.declare.catalogue",
-    "Category": "adapters.kit.declare.catalogue",
-    "ChartSource": "adapters.kit.declare.catalogue",
-    "CheckContext": "adapters.kit.declare.catalogue",
-    "ClusterReader": "adapters.kit.declare.catalogue",
-    "Finding": "adapters.kit.declare.catalogue",
-    "ManifestSource": "adapters.kit.declare.catalogue",
-    "MeshDeclaration": "adapters.kit.declare.catalogue",
-    "ObjectsSource": "adapters.kit.declare.catalogue",
-    "OperationSpec": "adapters.kit.declare.catalogue",
-    "Ownership": "adapters.kit.declare.catalogue",
-    "Parameter": "adapters.kit.declare.catalogue",
-    "PlanContext": "adapters.kit.declare.catalogue",
-    "Source": "adapters.kit.declare.catalogue",
+    "Check": "adapters.kit.declare.checks",
+    "Category": "adapters.kit.declare.operations",
+    "ChartSource": "adapters.kit.declare.sources",
+    "CheckContext": "adapters.kit.declare.checks",
+    "ClusterReader": "adapters.kit.declare.cluster_reader",
+    "Finding": "adapters.kit.declare.checks",
+    "ManifestSource": "adapters.kit.declare.sources",
+    "MeshDeclaration": "adapters.kit.declare.mesh",
+    "ObjectsSource": "adapters.kit.declare.sources",
+    "OperationSpec": "adapters.kit.declare.operations",
+    "Ownership": "adapters.kit.declare.operations",
+    "Parameter": "adapters.kit.declare.parameters",
+    "PlanContext": "adapters.kit.declare.sources",
+    "Source": "adapters.kit.declare.sources",
     "KubeObject": "adapters.kit.model.objects",
     "ObjectRef": "adapters.kit.model.objects",
     "ErrorDetail": "adapters.kit.model.records",

@@ -37,14 +37,11 @@ from typing import Any
 import structlog
 import yaml
 
-from adapters.kit.declare import catalogue
-from adapters.kit.declare.catalogue import (
-    CheckContext,
-    MeshDeclaration,
-    OperationSpec,
-    Ownership,
-    PlanContext,
-)
+from adapters.kit.declare import sources
+from adapters.kit.declare.checks import CheckContext
+from adapters.kit.declare.mesh import MeshDeclaration
+from adapters.kit.declare.operations import OperationSpec, Ownership
+from adapters.kit.declare.sources import PlanContext
 from adapters.kit.model.objects import KubeObject
 from adapters.kit.plan.chart_repository import ChartRepository
 from adapters.kit.plan.manifest_fetching import ManifestLibrary
@@ -558,7 +555,7 @@ async def _sources(
     for source in spec.sources:
         if source.when is not None:
             await source.when(ctx)  # records its reads; the objects count either way
-        if isinstance(source, catalogue.ChartSource):
+        if isinstance(source, sources.ChartSource):
             values = dict(await source.values(ctx)) if source.values is not None else {}
             objects, hooks = await renders.render(
                 source.chart,
@@ -570,7 +567,7 @@ async def _sources(
             label = f"{why} chart {source.chart}"
             collector.objects(objects, verbs, label)
             collector.objects(hooks, HOOK_VERBS, f"{label} (hook)")
-        elif isinstance(source, catalogue.ManifestSource):
+        elif isinstance(source, sources.ManifestSource):
             loaded = await manifests.load(source, ctx.mesh_version)
             collector.objects(loaded, verbs, f"{why} manifest {source.file}")
         else:

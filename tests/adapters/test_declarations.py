@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from adapters.consul.declaration import DECLARATION as CONSUL
-from adapters.kit.declare.catalogue import Category, ManifestSource, MeshDeclaration
+from adapters.kit.declare.mesh import MeshDeclaration
+from adapters.kit.declare.operations import Category
+from adapters.kit.declare.sources import ManifestSource
 from adapters.kit.plan.manifest_fetching import ManifestLibrary
 from adapters.kit.process.mesh_registry import load_declaration
 from adapters.linkerd.declaration import DECLARATION as LINKERD

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 
-from adapters.kit.declare.catalogue import Category
+from adapters.kit.declare.operations import Category
 from adapters.kit.grpc import messages
 from adapters.kit.grpc.servicer import SERVICE_NAME, MeshAdapterServicer
 from adapters.kit.model.records import OperationState, Severity

@@ -15,13 +15,9 @@ import pytest
 import yaml
 
 from adapters.istio.declaration import DECLARATION as ISTIO
-from adapters.kit.declare.catalogue import (
-    Category,
-    MeshDeclaration,
-    ObjectsSource,
-    OperationSpec,
-    PlanContext,
-)
+from adapters.kit.declare.mesh import MeshDeclaration
+from adapters.kit.declare.operations import Category, OperationSpec
+from adapters.kit.declare.sources import ObjectsSource, PlanContext
 from adapters.kit.model.objects import KubeObject
 from adapters.kit.plan.chart_repository import ChartRepository
 from adapters.kit.plan.manifest_fetching import ManifestLibrary
@@ -287,7 +283,7 @@ async def test_a_kind_with_no_known_resource_is_an_error(tmp_path: Path) -> None
 
 
 async def test_checks_reads_are_recorded(tmp_path: Path) -> None:
-    from adapters.kit.declare.catalogue import CheckContext, Finding
+    from adapters.kit.declare.checks import CheckContext, Finding
 
     async def check(ctx: CheckContext) -> Sequence[Finding]:
         for namespace in await ctx.cluster.list("v1", "Namespace"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from adapters.istio.declaration import DECLARATION as ISTIO
-from adapters.kit.declare.catalogue import MeshDeclaration
+from adapters.kit.declare.mesh import MeshDeclaration
 from adapters.kit.model.records import (
     ClusterTarget,
     ErrorDetail,

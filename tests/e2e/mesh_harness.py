@@ -17,7 +17,8 @@ from typing import Any, Protocol
 import pytest
 
 from adapters.kit.apply.cluster import ClusterSession
-from adapters.kit.declare.catalogue import Category, MeshDeclaration, Ownership
+from adapters.kit.declare.mesh import MeshDeclaration
+from adapters.kit.declare.operations import Category, Ownership
 from adapters.kit.testing import (
     MESHPLANE,
     AdapterClient,

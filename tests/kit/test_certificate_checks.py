@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 
-from adapters.kit.declare.catalogue import CheckContext, Finding
 from adapters.kit.declare.certificate_checks import (
     PemLocation,
     trust_chain_stored,
@@ -13,6 +12,7 @@ from adapters.kit.declare.certificate_checks import (
 )
 from adapters.kit.declare.certificate_store import ANCHOR_CERT, StoredTrustChain
 from adapters.kit.declare.certificates import TrustChain, generate_trust_chain
+from adapters.kit.declare.checks import CheckContext, Finding
 from adapters.kit.model.records import Severity
 from tests.kit.in_memory_cluster import InMemoryCluster
 

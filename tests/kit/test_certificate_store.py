@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 
-from adapters.kit.declare.catalogue import PlanContext
 from adapters.kit.declare.certificate_store import (
     ANCHOR_CERT,
     ANCHOR_KEY,
@@ -21,6 +20,7 @@ from adapters.kit.declare.certificates import (
     self_signed_server,
     validity_left,
 )
+from adapters.kit.declare.sources import PlanContext
 from adapters.kit.model.objects import KubeObject
 from tests.kit.in_memory_cluster import InMemoryCluster
 

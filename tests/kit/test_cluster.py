@@ -19,7 +19,7 @@ from kubernetes.aio.client.exceptions import ApiException
 
 from adapters.kit.apply.cluster import ClusterSession, RetrySettings
 from adapters.kit.apply.kube_errors import ApplyError, describe_error, for_mesh
-from adapters.kit.declare.catalogue import ClusterReader
+from adapters.kit.declare.cluster_reader import ClusterReader
 from adapters.kit.model.objects import ObjectRef
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from adapters.kit.declare.catalogue import CheckContext, ObjectsSource, Ownership, PlanContext
+from adapters.kit.declare.checks import CheckContext
 from adapters.kit.declare.injection import (
     InjectionMarker,
     MarkerField,
     injected_namespaces_have_sidecars,
     namespace_injection_operation,
 )
+from adapters.kit.declare.operations import Ownership
+from adapters.kit.declare.sources import ObjectsSource, PlanContext
 from adapters.kit.model.objects import KubeObject
 from adapters.kit.model.records import Severity
 from tests.kit.in_memory_cluster import InMemoryCluster

@@ -45,7 +45,7 @@ def test_unknown_names_raise_attribute_error() -> None:
 
 def test_importing_a_kit_module_does_not_load_helm_grpc_or_kubernetes() -> None:
     code = (
-        "import sys, adapters.kit.declare.catalogue; "
+        "import sys, adapters.kit.declare.mesh; "
         "print(sorted(m for m in ('helm_python', 'grpc', 'kubernetes') if m in sys.modules))"
     )
     out = subprocess.run(

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adapters.kit.declare.catalogue import MeshDeclaration, OperationSpec
+from adapters.kit.declare.mesh import MeshDeclaration
+from adapters.kit.declare.operations import OperationSpec
 from adapters.kit.declare.standard_operations import custom_operation
 from adapters.kit.model.grants import PolicyGrant
 from adapters.kit.model.object_policy import ObjectPolicy

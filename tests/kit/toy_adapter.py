@@ -17,7 +17,9 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from adapters.kit.declare.catalogue import Category, MeshDeclaration, OperationSpec, Parameter
+from adapters.kit.declare.mesh import MeshDeclaration
+from adapters.kit.declare.operations import Category, OperationSpec
+from adapters.kit.declare.parameters import Parameter
 from adapters.kit.model.records import (
     ClusterResult,
     ClusterTarget,

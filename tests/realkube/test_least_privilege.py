@@ -27,7 +27,7 @@ import yaml
 
 from adapters.consul.declaration import DECLARATION as CONSUL
 from adapters.istio.declaration import DECLARATION as ISTIO
-from adapters.kit.declare.catalogue import MeshDeclaration
+from adapters.kit.declare.mesh import MeshDeclaration
 from adapters.kit.testing import MESHPLANE, EventCollector, managed_objects
 from adapters.linkerd.declaration import DECLARATION as LINKERD
 from meshplane.adapter.v1 import adapter_pb2 as pb

@@ -1,1 +1,1 @@
-"""What a mesh folder declares: its catalogue, standard operations, checks, certificates."""
+"""What a mesh folder declares: the mesh, its operations, their sources and checks, certificates."""

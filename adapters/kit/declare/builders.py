@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from adapters.kit.declare.catalogue import PlanContext
+from adapters.kit.declare.sources import PlanContext
 from adapters.kit.model.objects import KubeObject
 from serving.durations import DurationError, format_duration, parse_duration
 from serving.strict_numbers import NumberError, parse_integer

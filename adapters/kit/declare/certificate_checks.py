@@ -15,7 +15,6 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from adapters.kit.declare.catalogue import Check, CheckContext, ClusterReader, Finding
 from adapters.kit.declare.certificate_store import ANCHOR_CERT, StoredTrustChain
 from adapters.kit.declare.certificates import (
     CertificateError,
@@ -24,6 +23,8 @@ from adapters.kit.declare.certificates import (
     load_certificate,
     validity_left,
 )
+from adapters.kit.declare.checks import Check, CheckContext, Finding
+from adapters.kit.declare.cluster_reader import ClusterReader
 from adapters.kit.model.records import Severity
 
 __all__ = ["PemLocation", "trust_chain_stored", "trust_chain_valid"]

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import structlog
 
-from adapters.kit.declare.catalogue import ObjectsBuilder, PlanContext
 from adapters.kit.declare.certificates import (
     CertificateError,
     CertifiedKey,
@@ -31,6 +30,7 @@ from adapters.kit.declare.certificates import (
     self_signed_server,
     validity_left,
 )
+from adapters.kit.declare.sources import ObjectsBuilder, PlanContext
 from adapters.kit.model.objects import KubeObject
 
 __all__ = [

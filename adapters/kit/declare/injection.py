@@ -14,17 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from adapters.kit.declare.builders import namespace_annotations, namespace_labels
-from adapters.kit.declare.catalogue import (
-    Category,
-    Check,
-    CheckContext,
-    ClusterReader,
-    Finding,
-    ObjectsBuilder,
-    ObjectsSource,
-    OperationSpec,
-    Ownership,
-)
+from adapters.kit.declare.checks import Check, CheckContext, Finding
+from adapters.kit.declare.cluster_reader import ClusterReader
+from adapters.kit.declare.operations import Category, OperationSpec, Ownership
+from adapters.kit.declare.sources import ObjectsBuilder, ObjectsSource
 from adapters.kit.model.objects import KubeObject
 from adapters.kit.model.records import Severity
 

@@ -7,15 +7,10 @@ operation's parameter) is the kit's, so the adapters cannot drift apart.
 
 from __future__ import annotations
 
-from adapters.kit.declare.catalogue import (
-    Category,
-    Check,
-    Condition,
-    ManifestSource,
-    OperationSpec,
-    Parameter,
-    Source,
-)
+from adapters.kit.declare.checks import Check
+from adapters.kit.declare.operations import Category, OperationSpec
+from adapters.kit.declare.parameters import Parameter
+from adapters.kit.declare.sources import Condition, ManifestSource, Source
 
 __all__ = [
     "STANDARD_CAPABILITIES",

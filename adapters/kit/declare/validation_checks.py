@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from adapters.kit.declare.catalogue import Check, CheckContext, ClusterReader, Finding
+from adapters.kit.declare.checks import Check, CheckContext, Finding
+from adapters.kit.declare.cluster_reader import ClusterReader
 from adapters.kit.model.objects import KubeObject
 from adapters.kit.model.records import Severity
 

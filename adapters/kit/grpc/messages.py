@@ -11,7 +11,7 @@ from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from adapters.kit.declare.catalogue import Category, OperationSpec
+from adapters.kit.declare.operations import Category, OperationSpec
 from adapters.kit.model.object_changes import ClusterDryRun, DryRun, ObjectChange
 from adapters.kit.model.records import (
     ClusterResult,

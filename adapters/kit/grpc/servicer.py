@@ -15,7 +15,8 @@ from typing import Any, NoReturn
 import grpc
 import structlog
 
-from adapters.kit.declare.catalogue import Category, MeshDeclaration
+from adapters.kit.declare.mesh import MeshDeclaration
+from adapters.kit.declare.operations import Category
 from adapters.kit.grpc import messages
 from adapters.kit.grpc.callers import forwarded_caller
 from adapters.kit.model.records import ClusterTarget

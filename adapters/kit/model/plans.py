@@ -162,7 +162,7 @@ class ApplyPlan:
     metadata: Mapping[str, str] = field(default_factory=dict)
     """Recorded in the inventory: chart versions, mesh version, values digest."""
     ownership_fields_only: bool = False
-    """True: the release owns fields, not objects (see `catalogue.Ownership.FIELDS`)."""
+    """True: the release owns fields, not objects (see `declare.operations.Ownership.FIELDS`)."""
     requested: frozenset[str] = frozenset()
     """Keys of objects the request supplied (custom YAML): `object_policy` holds them to every
     rule; the others come from the mesh's declaration."""

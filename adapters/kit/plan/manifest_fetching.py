@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 import structlog
 
-from adapters.kit.declare.catalogue import ManifestSource
+from adapters.kit.declare.sources import ManifestSource
 from adapters.kit.model.objects import KubeObject
 from adapters.kit.model.yaml_documents import DEFAULT_MAX_BYTES, load_documents
 from adapters.kit.plan.downloading import (

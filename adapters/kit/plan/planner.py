@@ -21,17 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from adapters.kit.declare.catalogue import (
-    Category,
-    ChartSource,
-    ClusterReader,
-    ManifestSource,
-    MeshDeclaration,
-    ObjectsSource,
-    OperationSpec,
-    Ownership,
-    PlanContext,
-)
+from adapters.kit.declare.cluster_reader import ClusterReader
+from adapters.kit.declare.mesh import MeshDeclaration
+from adapters.kit.declare.operations import Category, OperationSpec, Ownership
+from adapters.kit.declare.sources import ChartSource, ManifestSource, ObjectsSource, PlanContext
 from adapters.kit.model.custom_bodies import CustomBodyInvalid, load_custom_body
 from adapters.kit.model.objects import KubeObject, ObjectRef, crd_scopes, with_default_namespace
 from adapters.kit.model.ordering import sort_for_install

@@ -15,7 +15,7 @@ import sys
 
 import structlog
 
-from adapters.kit.declare.catalogue import MeshDeclaration
+from adapters.kit.declare.mesh import MeshDeclaration
 from adapters.kit.process.mesh_registry import UnknownMesh, known_meshes, load_declaration, resolve
 from adapters.kit.process.server import ExecutorFactory, RunningAdapter, run_adapter
 from adapters.kit.process.settings import (

@@ -12,7 +12,7 @@ import difflib
 import importlib
 from typing import Any
 
-from adapters.kit.declare.catalogue import MeshDeclaration
+from adapters.kit.declare.mesh import MeshDeclaration
 from serving.mesh_entry_points import mesh_entry_points, mesh_names
 
 __all__ = ["UnknownMesh", "known_meshes", "load_declaration", "resolve"]

@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from adapters.kit.declare.catalogue import MeshDeclaration
+from adapters.kit.declare.mesh import MeshDeclaration
 from adapters.kit.grpc.coordinator_guard import CoordinatorGuard
 from adapters.kit.grpc.meshery_servicer import (
     MESHERY_SERVICE_NAME,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adapters.kit.declare.catalogue import MeshDeclaration
+from adapters.kit.declare.mesh import MeshDeclaration
 from adapters.kit.model.grants import PolicyGrant
 from adapters.kit.model.object_policy import (
     ALLOW_ELEVATED_FLAG,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from adapters.kit.apply.cluster import ClusterSession
 from adapters.kit.apply.inventory import release_status
-from adapters.kit.declare.catalogue import MeshDeclaration
+from adapters.kit.declare.mesh import MeshDeclaration
 from adapters.kit.run.seam import ComponentState, MeshStatus
 
 __all__ = ["injection_namespaces", "mesh_status"]

@@ -25,13 +25,11 @@ from adapters.kit.apply.inventory import read_inventory
 from adapters.kit.apply.kube_errors import ApplyError, for_mesh
 from adapters.kit.apply.previewer import Previewer
 from adapters.kit.apply.sessions import ClusterSessions
-from adapters.kit.declare import catalogue
-from adapters.kit.declare.catalogue import (
-    ChartSource,
-    CheckContext,
-    MeshDeclaration,
-    OperationSpec,
-)
+from adapters.kit.declare import sources
+from adapters.kit.declare.checks import CheckContext
+from adapters.kit.declare.mesh import MeshDeclaration
+from adapters.kit.declare.operations import OperationSpec
+from adapters.kit.declare.sources import ChartSource
 from adapters.kit.model.object_changes import ClusterDryRun
 from adapters.kit.model.object_policy import ObjectPolicy
 from adapters.kit.model.objects import KubeObject
@@ -358,7 +356,7 @@ class KitExecutor:
     ) -> str:
         """For manifests fetched at the mesh's version: the installed one, if any."""
         if record.mesh_version or not any(
-            isinstance(s, catalogue.ManifestSource) for s in spec.sources
+            isinstance(s, sources.ManifestSource) for s in spec.sources
         ):
             return ""
         status = await read_inventory(

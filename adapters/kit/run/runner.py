@@ -31,7 +31,8 @@ from datetime import UTC, datetime
 
 import structlog
 
-from adapters.kit.declare.catalogue import PURGE_CRDS, MeshDeclaration, OperationSpec
+from adapters.kit.declare.mesh import MeshDeclaration
+from adapters.kit.declare.operations import OperationSpec
 from adapters.kit.model.grants import PolicyGrant
 from adapters.kit.model.object_changes import (
     DRY_RUN_ANSWER_BYTES,
@@ -46,6 +47,7 @@ from adapters.kit.model.object_policy import (
     ObjectRefusal,
     retired_parameter_message,
 )
+from adapters.kit.model.plans import PURGE_CRDS
 from adapters.kit.model.records import (
     TERMINAL_STATES,
     ClusterResult,

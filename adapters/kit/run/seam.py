@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from adapters.kit.declare.catalogue import OperationSpec
+from adapters.kit.declare.operations import OperationSpec
 from adapters.kit.model.object_changes import ClusterDryRun
 from adapters.kit.model.records import (
     ClusterResult,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from adapters.consul.declaration import DECLARATION
-from adapters.kit.declare.catalogue import ObjectsSource, PlanContext
+from adapters.kit.declare.sources import ObjectsSource, PlanContext
 from adapters.kit.model.objects import KubeObject
 from adapters.kit.model.yaml_documents import ManifestError, load_documents
 from tests.fixtures_paths import shared_fixtures

@@ -9,7 +9,7 @@ import pytest
 
 from adapters.istio.declaration import DECLARATION
 from adapters.kit.apply.cluster import ClusterSession
-from adapters.kit.declare.catalogue import Check, CheckContext, Finding
+from adapters.kit.declare.checks import Check, CheckContext, Finding
 from adapters.kit.declare.validation_checks import deployments_ready, webhooks_present
 from adapters.kit.model.records import OperationState, Severity
 from adapters.kit.plan.planner import Planner

@@ -12,7 +12,8 @@ import pytest
 
 from adapters.istio.declaration import DECLARATION
 from adapters.kit.apply.cluster import ClusterSession
-from adapters.kit.declare.catalogue import ManifestSource, OperationSpec
+from adapters.kit.declare.operations import OperationSpec
+from adapters.kit.declare.sources import ManifestSource
 from adapters.kit.model.custom_bodies import CUSTOM_MAX_BYTES
 from adapters.kit.model.grants import PolicyGrant
 from adapters.kit.model.object_policy import ObjectPolicy

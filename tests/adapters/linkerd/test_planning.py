@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.kit.declare.catalogue import ChartSource
 from adapters.kit.declare.certificates import chain_problem
+from adapters.kit.declare.sources import ChartSource
 from adapters.kit.model.objects import KubeObject
 from adapters.kit.model.plans import ApplyPlan
 from adapters.kit.model.records import OperationRecord, OperationState
