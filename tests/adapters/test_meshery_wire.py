@@ -14,6 +14,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,84 @@ async def run(
     return operation_id
 
 
+@dataclass(frozen=True, kw_only=True)
+class Meshery:
+    """What a Meshery server holds for one adapter: its stub, its event stream, the cluster."""
+
+    stub: meshes_grpc.MeshServiceStub
+    events: MesheryEvents
+    sim: RunningSim
+    mesh: str
+    kubeconfig: str
+
+    async def run(self, operation: str, **fields: Any) -> str:
+        return await run(
+            self.stub, self.events, operation, kube_configs=[self.kubeconfig], **fields
+        )
+
+
+async def register(stub: meshes_grpc.MeshServiceStub, mesh: str, sample: str) -> list[str]:
+    """Registration, as Meshery's server does it; the mesh versions offered."""
+    supported = await stub.SupportedOperations(meshes.SupportedOperationsRequest())
+    assert supported.error == ""
+    categories = {op.key: op.category for op in supported.ops}
+    assert categories["install"] == meshes.INSTALL
+    assert categories[sample] == meshes.SAMPLE_APPLICATION
+    assert categories["custom"] == meshes.CUSTOM
+    info = await stub.ComponentInfo(meshes.ComponentInfoRequest())
+    assert (info.type, info.name) == ("adapter", mesh.upper())
+    assert info.version and info.git_sha
+    assert (await stub.MeshName(meshes.MeshNameRequest())).name == mesh.upper()
+    versions = list((await stub.MeshVersions(meshes.MeshVersionsRequest())).version)
+    assert versions, "MeshVersions is read from the chart index"
+    return versions
+
+
+async def install(meshery: Meshery, version: str) -> tuple[str, set[ManagedObject]]:
+    """Install over Meshery; the operation id and the mesh's objects it left in the cluster."""
+    operation_id = await meshery.run("install", version=version)
+    installed = await labelled(meshery.sim, meshery.mesh)
+    assert installed, "the install applied nothing"
+    install_events = meshery.events.of(operation_id)
+    assert install_events[0].summary == "install accepted, attempt 1"
+    assert {(e.component, e.component_name) for e in install_events} == {
+        ("adapter", meshery.mesh.upper())
+    }
+    assert any("cluster kubesim" in e.details for e in install_events)
+    return operation_id, installed
+
+
+async def assert_native_record(channel: grpc.aio.Channel, install: str, version: str) -> None:
+    """The same operation, seen through the native contract."""
+    native = pb_grpc.MeshAdapterServiceStub(channel)
+    record = await native.GetOperation(pb.GetOperationRequest(operation_id=install))
+    assert record.operation.operation == "install"
+    assert record.operation.mesh_version == version
+    assert list(record.operation.clusters) == ["kubesim"]
+    assert record.operation.state == pb.OPERATION_STATE_SUCCEEDED
+
+
+async def add_and_delete_sample(
+    meshery: Meshery, sample: str, namespace: str, installed: set[ManagedObject]
+) -> None:
+    """The sample adds objects only in its namespace; deleting it leaves the install as it was."""
+    await meshery.run(sample, namespace=namespace)
+    added = await labelled(meshery.sim, meshery.mesh) - installed
+    # The sample's objects (and the Namespace object, for a sample that brings it).
+    assert namespace in {o.namespace for o in added}
+    assert {o.namespace for o in added} <= {namespace, ""}
+    await meshery.run(sample, namespace=namespace, delete_op=True)
+    assert await labelled(meshery.sim, meshery.mesh) == installed
+
+
+async def uninstall_keeps_only_crds(meshery: Meshery, installed: set[ManagedObject]) -> None:
+    """Meshery cannot ask to purge CRDs: they stay (users' custom resources live in them);
+    everything else of the mesh is gone."""
+    await meshery.run("install", delete_op=True)
+    left = await labelled(meshery.sim, meshery.mesh)
+    assert left == {o for o in installed if o.kind == "CustomResourceDefinition"}
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("mesh", list(MESHES))
 async def test_meshery_installs_a_sample_and_deletes_both(
@@ -125,66 +204,16 @@ async def test_meshery_installs_a_sample_and_deletes_both(
     ) as adapter:
         async with grpc.aio.insecure_channel(adapter.address) as channel:
             stub = meshes_grpc.MeshServiceStub(channel)
-            # Registration, as Meshery's server does it.
-            supported = await stub.SupportedOperations(meshes.SupportedOperationsRequest())
-            assert supported.error == ""
-            categories = {op.key: op.category for op in supported.ops}
-            assert categories["install"] == meshes.INSTALL
-            assert categories[sample] == meshes.SAMPLE_APPLICATION
-            assert categories["custom"] == meshes.CUSTOM
-            info = await stub.ComponentInfo(meshes.ComponentInfoRequest())
-            assert (info.type, info.name) == ("adapter", mesh.upper())
-            assert info.version and info.git_sha
-            assert (await stub.MeshName(meshes.MeshNameRequest())).name == mesh.upper()
-            versions = list((await stub.MeshVersions(meshes.MeshVersionsRequest())).version)
-            assert versions, "MeshVersions is read from the chart index"
-
+            versions = await register(stub, mesh, sample)
             call = stub.StreamEvents(meshes.EventsRequest())
             await call.wait_for_connection()
-            events = MesheryEvents(call)
+            meshery = Meshery(
+                stub=stub, events=MesheryEvents(call), sim=kubesim, mesh=mesh, kubeconfig=kubeconfig
+            )
             try:
-                install = await run(
-                    stub, events, "install", version=versions[0], kube_configs=[kubeconfig]
-                )
-                installed = await labelled(kubesim, mesh)
-                assert installed, "the install applied nothing"
-                install_events = events.of(install)
-                assert install_events[0].summary == "install accepted, attempt 1"
-                assert {(e.component, e.component_name) for e in install_events} == {
-                    ("adapter", mesh.upper())
-                }
-                assert any("cluster kubesim" in e.details for e in install_events)
-
-                # The same operation, seen through the native contract.
-                native = pb_grpc.MeshAdapterServiceStub(channel)
-                record = await native.GetOperation(pb.GetOperationRequest(operation_id=install))
-                assert record.operation.operation == "install"
-                assert record.operation.mesh_version == versions[0]
-                assert list(record.operation.clusters) == ["kubesim"]
-                assert record.operation.state == pb.OPERATION_STATE_SUCCEEDED
-
-                await run(
-                    stub, events, sample, namespace=sample_namespace, kube_configs=[kubeconfig]
-                )
-                with_sample = await labelled(kubesim, mesh)
-                added = with_sample - installed
-                # The sample's objects (and the Namespace object, for a sample that brings it).
-                assert sample_namespace in {o.namespace for o in added}
-                assert {o.namespace for o in added} <= {sample_namespace, ""}
-
-                await run(
-                    stub,
-                    events,
-                    sample,
-                    namespace=sample_namespace,
-                    delete_op=True,
-                    kube_configs=[kubeconfig],
-                )
-                assert await labelled(kubesim, mesh) == installed
-                await run(stub, events, "install", delete_op=True, kube_configs=[kubeconfig])
-                # Meshery cannot ask to purge CRDs: they stay (users' custom resources live in
-                # them); everything else of the mesh is gone.
-                left = await labelled(kubesim, mesh)
-                assert left == {o for o in installed if o.kind == "CustomResourceDefinition"}
+                operation_id, installed = await install(meshery, versions[0])
+                await assert_native_record(channel, operation_id, versions[0])
+                await add_and_delete_sample(meshery, sample, sample_namespace, installed)
+                await uninstall_keeps_only_crds(meshery, installed)
             finally:
                 call.cancel()

@@ -87,9 +87,8 @@ def _changes(document: dict[str, object]) -> set[tuple[str, str, str, str]]:
     }
 
 
-async def test_apply_dry_run_lists_creates_changes_and_deletes_and_changes_nothing(
-    stack: Stack,
-) -> None:
+async def assert_first_install_plans_creates_only(stack: Stack) -> None:
+    """Before the install: JSON lists only creates, the table says the same; nothing applied."""
     code, out, err = await stack.cli(
         "apply", "istio", "install", "-p", "profile=default", "--dry-run", "-o", "json"
     )
@@ -119,10 +118,17 @@ async def test_apply_dry_run_lists_creates_changes_and_deletes_and_changes_nothi
         "nothing was changed"
     )
 
-    code, _, err = await stack.cli("apply", "istio", "install", "-p", "profile=default", "--wait")
-    assert code == 0, err
-    installed = await stack.applied()
 
+async def install(stack: Stack, profile: str) -> None:
+    code, _, err = await stack.cli(
+        "apply", "istio", "install", "-p", f"profile={profile}", "--wait"
+    )
+    assert code == 0, err
+
+
+async def assert_profile_change_plans_what_the_upgrade_does(stack: Stack) -> None:
+    """The YAML plan of default → demo names the updates, and its creates are what appears."""
+    installed = await stack.applied()
     code, out, _ = await stack.cli(
         "apply", "istio", "install", "-p", "profile=demo", "--dry-run", "-o", "yaml"
     )
@@ -133,11 +139,12 @@ async def test_apply_dry_run_lists_creates_changes_and_deletes_and_changes_nothi
         ("UPDATE", "Deployment", "istio-ingressgateway"),
     }
     assert await stack.applied() == installed
-    code, _, err = await stack.cli("apply", "istio", "install", "-p", "profile=demo", "--wait")
-    assert code == 0, err
+    await install(stack, "demo")
     created = await stack.applied() - installed
     assert {(k, ns, n) for a, k, ns, n in changed if a == "CREATE"} == created
 
+
+async def assert_uninstall_plans_deleting_everything(stack: Stack) -> None:
     code, out, _ = await stack.cli(
         "apply", "istio", "install", "--delete", "--purge-crds", "--dry-run"
     )
@@ -150,11 +157,23 @@ async def test_apply_dry_run_lists_creates_changes_and_deletes_and_changes_nothi
         f"dry run on default: 0 to create, 0 to change, {len(everything)} to delete"
     )
 
+
+async def assert_history_holds_no_dry_run(stack: Stack) -> None:
     history = await stack.coordinator.stub.ListOperationHistory(
         cpb.ListOperationHistoryRequest(), timeout=5
     )
     assert len(history.operations) == 2  # the two real installs, no dry run
     assert all(not record.operation.dry_run for record in history.operations)
+
+
+async def test_apply_dry_run_lists_creates_changes_and_deletes_and_changes_nothing(
+    stack: Stack,
+) -> None:
+    await assert_first_install_plans_creates_only(stack)
+    await install(stack, "default")
+    await assert_profile_change_plans_what_the_upgrade_does(stack)
+    await assert_uninstall_plans_deleting_everything(stack)
+    await assert_history_holds_no_dry_run(stack)
 
 
 async def test_a_refused_dry_run_exits_like_the_real_request(stack: Stack) -> None:

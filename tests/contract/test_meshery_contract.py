@@ -27,8 +27,12 @@ def test_servicer_implements_exactly_the_declared_rpcs() -> None:
         assert inspect.isasyncgenfunction(handler) == method.server_streaming, method.name
 
 
-def test_wire_facts() -> None:
-    """Package, method paths, field numbers and names, enum values: what Meshery sends."""
+def fields(message: type) -> dict[str, int]:
+    """A message's field numbers by name."""
+    return {f.name: f.number for f in message.DESCRIPTOR.fields}  # type: ignore[attr-defined]
+
+
+def assert_method_paths() -> None:
     assert meshes.DESCRIPTOR.package == "meshes"
     assert {m.name: (m.input_type.name, m.output_type.name) for m in SERVICE.methods} == {
         "MeshName": ("MeshNameRequest", "MeshNameResponse"),
@@ -40,9 +44,8 @@ def test_wire_facts() -> None:
         "ComponentInfo": ("ComponentInfoRequest", "ComponentInfoResponse"),
     }
 
-    def fields(message: type) -> dict[str, int]:
-        return {f.name: f.number for f in message.DESCRIPTOR.fields}  # type: ignore[attr-defined]
 
+def assert_field_numbers() -> None:
     assert fields(meshes.ApplyRuleRequest) == {
         "opName": 1,
         "namespace": 2,
@@ -80,6 +83,9 @@ def test_wire_facts() -> None:
         "git_sha": 4,
         "properties": 5,
     }
+
+
+def assert_enum_values() -> None:
     assert dict(meshes.OpCategory.items()) == {
         "INSTALL": 0,
         "SAMPLE_APPLICATION": 1,
@@ -88,6 +94,13 @@ def test_wire_facts() -> None:
         "CUSTOM": 4,
     }
     assert dict(meshes.EventType.items()) == {"INFO": 0, "WARN": 1, "ERROR": 2}
+
+
+def test_wire_facts() -> None:
+    """Package, method paths, field numbers and names, enum values: what Meshery sends."""
+    assert_method_paths()
+    assert_field_numbers()
+    assert_enum_values()
 
 
 def test_every_native_category_and_severity_has_its_meshery_value() -> None:

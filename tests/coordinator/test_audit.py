@@ -49,16 +49,18 @@ async def test_a_scripted_session_is_read_back_with_meshplane_audit(
         adapter.fake.catalogue[0].default_namespace = "istio-system"
         async with coordinator(make_settings(tmp_path, adapters=static(adapter))) as client:
             await client.wait_serving(adapter.address)
-            await _session(client, capsys)
+            await run_scripted_calls(client, capsys)
+            await assert_audit_shows_each_call(client, capsys)
+            await assert_audit_filters(client, capsys)
+            await assert_only_admins_read_the_trail(client, capsys)
 
 
-async def _session(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
-    """The scripted calls, then what `meshplane audit` shows of them."""
+async def run_scripted_calls(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
+    """ada installs (allowed), vera tries to (denied), otto cancels ada's operation (denied),
+    someone without a token lists adapters (unauthenticated), ada cancels her own (allowed),
+    and reading history (allowed, not mutating) leaves no record."""
     operator, viewer = CALLERS["operator"], CALLERS["viewer"]
-    # ada installs (allowed), vera tries to (denied), otto cancels ada's operation (denied),
-    # someone without a token lists adapters (unauthenticated), ada cancels her own (allowed),
-    # and reading history (allowed, not mutating) leaves no record.
-    code, out, err = await _cli(
+    code, _, err = await _cli(
         client, capsys, ADMIN, "apply", "istio", "install", "--operation-id", "inst-1"
     )
     assert code == 0, err
@@ -83,6 +85,9 @@ async def _session(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
             cpb.CancelOperationRequest(operation_id="inst-1"), timeout=5
         )
 
+
+async def assert_audit_shows_each_call(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
+    """`meshplane audit` lists the five mutating calls in order, with who, where and why."""
     code, out, err = await _cli(client, capsys, ADMIN, "audit", "-o", "json")
     assert code == 0, err
     records = json.loads(out)["records"]
@@ -106,22 +111,28 @@ async def _session(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
     denial = records[-2]
     assert "create meshes (meshplane.io) in namespace istio-system" in denial["reason"]
 
-    # Filters: by user, by decision; the table for people.
-    code, out, _ = await _cli(client, capsys, ADMIN, "audit", "--user", "otto", "-o", "json")
+
+async def assert_audit_filters(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
+    """Filters: by user, by decision; the table for people."""
+    _, out, _ = await _cli(client, capsys, ADMIN, "audit", "--user", "otto", "-o", "json")
     assert [r["method"] for r in json.loads(out)["records"]] == [CANCEL]
-    code, out, _ = await _cli(
+    _, out, _ = await _cli(
         client, capsys, ADMIN, "audit", "--decision", "denied", "--since", "1h", "-o", "json"
     )
     assert {r["subject"] for r in json.loads(out)["records"]} == {"vera", "otto"}
-    code, out, _ = await _cli(client, capsys, ADMIN, "audit", "--limit", "2")
+    _, out, _ = await _cli(client, capsys, ADMIN, "audit", "--limit", "2")
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["TIME", "USER", "METHOD"] and len(lines) == 3
     assert "CancelOperation" in lines[1] and "ALLOWED" in lines[1]
 
-    # Only admins read the trail; the refusal is itself recorded.
-    code, _, err = await _cli(client, capsys, operator, "audit")
+
+async def assert_only_admins_read_the_trail(
+    client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only admins read the trail; the refusal is itself recorded."""
+    code, _, err = await _cli(client, capsys, CALLERS["operator"], "audit")
     assert code == EXIT_DENIED and "PERMISSION_DENIED" in err and "list auditrecords" in err
-    code, out, _ = await _cli(client, capsys, ADMIN, "audit", "--limit", "1", "-o", "json")
+    _, out, _ = await _cli(client, capsys, ADMIN, "audit", "--limit", "1", "-o", "json")
     assert json.loads(out)["records"][0]["subject"] == "otto"
 
 

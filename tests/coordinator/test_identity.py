@@ -237,6 +237,7 @@ _APPLY_CASES = [
 ]
 
 
+# size: one table of every RPC of both services and the permission it needs, read top to bottom
 def _cases() -> list[Case]:
     coordinator_cases = [
         Case(method="ListAdapters", request=b"", needs=(("adapters", "list"),)),

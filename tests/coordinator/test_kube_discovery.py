@@ -15,7 +15,13 @@ from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from serving.tls import dial
-from tests.coordinator.routing_harness import coordinator, fakes, make_settings
+from tests.coordinator.routing_harness import (
+    Client,
+    RunningFake,
+    coordinator,
+    fakes,
+    make_settings,
+)
 
 NAMESPACE = "meshplane"
 
@@ -62,6 +68,58 @@ def test_ready_endpoints_with_the_grpc_port_are_replicas() -> None:
     }
 
 
+async def publish(core: Any, discovery: Any, service: str, port: int) -> None:
+    """An adapter Service and its EndpointSlice with one ready endpoint on loopback ``port``."""
+    await asyncio.to_thread(core.create_namespaced_service, NAMESPACE, _service(service, "istio"))
+    await asyncio.to_thread(
+        discovery.create_namespaced_endpoint_slice,
+        NAMESPACE,
+        _slice(service, port, [("127.0.0.1", True)]),
+    )
+
+
+async def installed_on(client: Client) -> str:
+    """Apply an Istio install through the coordinator; the replica it was routed to."""
+    answer = await client.stub.ApplyOperation(
+        cpb.ApplyOperationRequest(
+            mesh="istio", request=apb.ApplyOperationRequest(operation="install")
+        )
+    )
+    return str(answer.operation.adapter_address)
+
+
+async def assert_found_and_routed_to(client: Client, first: RunningFake) -> None:
+    await client.wait_serving(first.address)
+    replica = await client.replica(first.address)
+    assert replica is not None
+    assert replica.source == cpb.REGISTRATION_SOURCE_KUBERNETES
+    assert await installed_on(client) == first.address
+    assert len(first.fake.calls("ApplyOperation")) == 1
+
+
+async def assert_not_ready_endpoint_leaves(
+    client: Client, discovery: Any, first: RunningFake, second: RunningFake
+) -> None:
+    """The first endpoint turns not ready: it leaves the registry, calls go to the second."""
+    await asyncio.to_thread(
+        discovery.replace_namespaced_endpoint_slice,
+        "istio-adapter-1",
+        NAMESPACE,
+        _slice("istio-adapter", first.server.port, [("127.0.0.1", False)]),
+    )
+    await client.wait_replica(first.address, lambda r: r is None)
+    for _ in range(3):
+        assert await installed_on(client) == second.address
+
+
+async def assert_deleted_service_leaves(client: Client, core: Any, second: RunningFake) -> None:
+    """Deleting the Service removes its replicas even while the slice lingers."""
+    await asyncio.to_thread(core.delete_namespaced_service, "istio-canary", NAMESPACE)
+    await client.wait_replica(second.address, lambda r: r is None)
+    listed = await client.stub.ListAdapters(cpb.ListAdaptersRequest())
+    assert list(listed.adapters) == []
+
+
 async def test_discovery_finds_routes_to_and_drops_adapters(
     kubesim: RunningSim, api_client: kube.ApiClient, tmp_path: Path
 ) -> None:
@@ -73,62 +131,17 @@ async def test_discovery_finds_routes_to_and_drops_adapters(
     )
     async with fakes(("istio", "k1"), ("istio", "k2")) as (first, second):
         assert first.server.port != second.server.port
-        await asyncio.to_thread(
-            core.create_namespaced_service, NAMESPACE, _service("istio-adapter", "istio")
-        )
-        await asyncio.to_thread(
-            discovery.create_namespaced_endpoint_slice,
-            NAMESPACE,
-            _slice("istio-adapter", first.server.port, [("127.0.0.1", True)]),
-        )
+        await publish(core, discovery, "istio-adapter", first.server.port)
         settings = make_settings(
             tmp_path, discover_namespace=NAMESPACE, kubeconfig=kubesim.kubeconfig
         )
         async with coordinator(settings) as client:
-            await client.wait_serving(first.address)
-            replica = await client.replica(first.address)
-            assert replica is not None
-            assert replica.source == cpb.REGISTRATION_SOURCE_KUBERNETES
-            answer = await client.stub.ApplyOperation(
-                cpb.ApplyOperationRequest(
-                    mesh="istio", request=apb.ApplyOperationRequest(operation="install")
-                )
-            )
-            assert answer.operation.adapter_address == first.address
-            assert len(first.fake.calls("ApplyOperation")) == 1
-
+            await assert_found_and_routed_to(client, first)
             # A second Service's slice, found through the watch (not the initial list).
-            await asyncio.to_thread(
-                core.create_namespaced_service, NAMESPACE, _service("istio-canary", "istio")
-            )
-            await asyncio.to_thread(
-                discovery.create_namespaced_endpoint_slice,
-                NAMESPACE,
-                _slice("istio-canary", second.server.port, [("127.0.0.1", True)]),
-            )
+            await publish(core, discovery, "istio-canary", second.server.port)
             await client.wait_serving(second.address)
-
-            # The first endpoint turns not ready: it leaves the registry.
-            await asyncio.to_thread(
-                discovery.replace_namespaced_endpoint_slice,
-                "istio-adapter-1",
-                NAMESPACE,
-                _slice("istio-adapter", first.server.port, [("127.0.0.1", False)]),
-            )
-            await client.wait_replica(first.address, lambda r: r is None)
-            for _ in range(3):
-                answer = await client.stub.ApplyOperation(
-                    cpb.ApplyOperationRequest(
-                        mesh="istio", request=apb.ApplyOperationRequest(operation="install")
-                    )
-                )
-                assert answer.operation.adapter_address == second.address
-
-            # Deleting the Service removes its replicas even while the slice lingers.
-            await asyncio.to_thread(core.delete_namespaced_service, "istio-canary", NAMESPACE)
-            await client.wait_replica(second.address, lambda r: r is None)
-            listed = await client.stub.ListAdapters(cpb.ListAdaptersRequest())
-            assert list(listed.adapters) == []
+            await assert_not_ready_endpoint_leaves(client, discovery, first, second)
+            await assert_deleted_service_leaves(client, core, second)
 
 
 async def test_watches_resume_after_the_server_ends_them(

@@ -306,73 +306,75 @@ async def test_invalid_configs_are_refused_naming_the_field(
         assert list(listed.results) == []
 
 
-async def test_list_filters_and_pages_get_and_compare(
-    tmp_path: Path, http_target: LoopbackServer
+async def run_three(client: Client, target: LoopbackServer) -> list[pb.PerformanceResult]:
+    """Three runs, each slower than the one before, labelled run=0..2 and lab=x."""
+    runs = []
+    for number, path in enumerate(("/", "/delay/2", "/delay/4")):
+        _, result = await _run(
+            client,
+            _request(target.url(path), requests=40, labels={"run": str(number), "lab": "x"}),
+        )
+        runs.append(result)
+    return runs
+
+
+async def listed_ids(client: Client, **request: Any) -> list[str]:
+    listed = await client.stub.ListPerformanceResults(pb.ListPerformanceResultsRequest(**request))
+    return [r.id for r in listed.results]
+
+
+async def assert_list_filters(client: Client, runs: list[pb.PerformanceResult]) -> None:
+    """Newest first; by labels, by test id, and by start time either side of the second run."""
+    first, second, third = runs
+    listed = await client.stub.ListPerformanceResults(pb.ListPerformanceResultsRequest())
+    assert [r.id for r in listed.results] == [third.id, second.id, first.id]
+    assert listed.next_page_token == ""
+    assert await listed_ids(client, labels={"run": "1", "lab": "x"}) == [second.id]
+    assert await listed_ids(client, test_id=first.test_id) == [first.id]
+    assert await listed_ids(client, started_after=second.start_time) == [third.id, second.id]
+    assert await listed_ids(client, started_before=second.start_time) == [first.id]
+
+
+async def assert_list_pages(client: Client, runs: list[pb.PerformanceResult]) -> None:
+    first, second, third = runs
+    stub = client.stub
+    page_one = await stub.ListPerformanceResults(pb.ListPerformanceResultsRequest(page_size=2))
+    assert [r.id for r in page_one.results] == [third.id, second.id]
+    assert page_one.next_page_token
+    page_two = await stub.ListPerformanceResults(
+        pb.ListPerformanceResultsRequest(page_size=2, page_token=page_one.next_page_token)
+    )
+    assert [r.id for r in page_two.results] == [first.id]
+    assert page_two.next_page_token == ""
+    with pytest.raises(grpc.aio.AioRpcError) as bad_token:
+        await stub.ListPerformanceResults(
+            pb.ListPerformanceResultsRequest(page_token="not-a-token")
+        )
+    assert code_of(bad_token.value) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def assert_missing_result_not_found(client: Client) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await client.stub.GetPerformanceResult(pb.GetPerformanceResultRequest(id="no-such-result"))
+    assert code_of(missing.value) == grpc.StatusCode.NOT_FOUND
+    assert "no-such-result" in missing.value.details()
+
+
+async def assert_compare(
+    client: Client, first: pb.PerformanceResult, third: pb.PerformanceResult
 ) -> None:
-    async with coordinator(make_settings(tmp_path)) as client:
-        runs = []
-        for number, path in enumerate(("/", "/delay/2", "/delay/4")):
-            _, result = await _run(
-                client,
-                _request(
-                    http_target.url(path), requests=40, labels={"run": str(number), "lab": "x"}
-                ),
-            )
-            runs.append(result)
-        first, second, third = runs
-        stub = client.stub
-
-        listed = await stub.ListPerformanceResults(pb.ListPerformanceResultsRequest())
-        assert [r.id for r in listed.results] == [third.id, second.id, first.id]
-        assert listed.next_page_token == ""
-        by_label = await stub.ListPerformanceResults(
-            pb.ListPerformanceResultsRequest(labels={"run": "1", "lab": "x"})
+    """Comparing two results gives each metric's relative difference; one id or an unknown
+    id is refused."""
+    stub = client.stub
+    compared = await stub.ComparePerformanceResults(
+        pb.ComparePerformanceResultsRequest(ids=[first.id, third.id])
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as one_id:
+        await stub.ComparePerformanceResults(pb.ComparePerformanceResultsRequest(ids=[first.id]))
+    with pytest.raises(grpc.aio.AioRpcError) as unknown_id:
+        await stub.ComparePerformanceResults(
+            pb.ComparePerformanceResultsRequest(ids=[first.id, "gone"])
         )
-        assert [r.id for r in by_label.results] == [second.id]
-        by_test = await stub.ListPerformanceResults(
-            pb.ListPerformanceResultsRequest(test_id=first.test_id)
-        )
-        assert [r.id for r in by_test.results] == [first.id]
-        since_second = await stub.ListPerformanceResults(
-            pb.ListPerformanceResultsRequest(started_after=second.start_time)
-        )
-        assert [r.id for r in since_second.results] == [third.id, second.id]
-        before_second = await stub.ListPerformanceResults(
-            pb.ListPerformanceResultsRequest(started_before=second.start_time)
-        )
-        assert [r.id for r in before_second.results] == [first.id]
-
-        page_one = await stub.ListPerformanceResults(pb.ListPerformanceResultsRequest(page_size=2))
-        assert [r.id for r in page_one.results] == [third.id, second.id]
-        assert page_one.next_page_token
-        page_two = await stub.ListPerformanceResults(
-            pb.ListPerformanceResultsRequest(page_size=2, page_token=page_one.next_page_token)
-        )
-        assert [r.id for r in page_two.results] == [first.id]
-        assert page_two.next_page_token == ""
-        with pytest.raises(grpc.aio.AioRpcError) as bad_token:
-            await stub.ListPerformanceResults(
-                pb.ListPerformanceResultsRequest(page_token="not-a-token")
-            )
-        assert code_of(bad_token.value) == grpc.StatusCode.INVALID_ARGUMENT
-
-        with pytest.raises(grpc.aio.AioRpcError) as missing:
-            await stub.GetPerformanceResult(pb.GetPerformanceResultRequest(id="no-such-result"))
-        assert code_of(missing.value) == grpc.StatusCode.NOT_FOUND
-        assert "no-such-result" in missing.value.details()
-
-        compared = await stub.ComparePerformanceResults(
-            pb.ComparePerformanceResultsRequest(ids=[first.id, third.id])
-        )
-        with pytest.raises(grpc.aio.AioRpcError) as one_id:
-            await stub.ComparePerformanceResults(
-                pb.ComparePerformanceResultsRequest(ids=[first.id])
-            )
-        with pytest.raises(grpc.aio.AioRpcError) as unknown_id:
-            await stub.ComparePerformanceResults(
-                pb.ComparePerformanceResultsRequest(ids=[first.id, "gone"])
-            )
-
     assert list(compared.ids) == [first.id, third.id]
     rows = {row.metric: row for row in compared.rows}
     assert set(rows) >= {"p50", "p75", "p90", "p99", "p99.9", "max", "avg", "qps"}
@@ -386,6 +388,17 @@ async def test_list_filters_and_pages_get_and_compare(
     assert code_of(one_id.value) == grpc.StatusCode.INVALID_ARGUMENT
     assert code_of(unknown_id.value) == grpc.StatusCode.NOT_FOUND
     assert "'gone'" in unknown_id.value.details()
+
+
+async def test_list_filters_and_pages_get_and_compare(
+    tmp_path: Path, http_target: LoopbackServer
+) -> None:
+    async with coordinator(make_settings(tmp_path)) as client:
+        runs = await run_three(client, http_target)
+        await assert_list_filters(client, runs)
+        await assert_list_pages(client, runs)
+        await assert_missing_result_not_found(client)
+        await assert_compare(client, runs[0], runs[2])
 
 
 async def test_results_survive_a_coordinator_restart(

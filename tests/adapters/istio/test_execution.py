@@ -102,9 +102,8 @@ async def run(
     return result, events
 
 
-async def test_install_upgrade_samples_validate_uninstall(
-    executor: KitExecutor, session: ClusterSession, sim: RunningSim
-) -> None:
+async def install_demo(executor: KitExecutor) -> None:
+    """Install 1.0.0's demo profile: istiod and both gateways ready, status says so."""
     result, events = await run(
         executor, "install", mesh_version="1.0.0", parameters={"profile": "demo"}
     )
@@ -122,6 +121,9 @@ async def test_install_upgrade_samples_validate_uninstall(
     }
     assert all(c.ready for c in status.components)
 
+
+async def reinstall_and_upgrade(executor: KitExecutor, session: ClusterSession) -> None:
+    """A re-install changes nothing; the upgrade to 1.1.0's default profile prunes egress."""
     again, _ = await run(executor, "install", mesh_version="1.0.0", parameters={"profile": "demo"})
     assert again.state is OperationState.SUCCEEDED
     assert (again.objects_applied, again.summary.startswith("no changes")) == (0, True)
@@ -134,6 +136,9 @@ async def test_install_upgrade_samples_validate_uninstall(
     assert await session.get("apps/v1", "Deployment", "istio-egressgateway", "istio-system") is None
     assert (await executor.status(TARGET, "istio-system")).version == "1.1.0"
 
+
+async def install_samples(executor: KitExecutor, session: ClusterSession) -> None:
+    """Label the namespace and install bookinfo with its v1 route."""
     for operation in ("label-namespace", "bookinfo", "bookinfo-route-v1"):
         done, events = await run(executor, operation)
         assert done.state is OperationState.SUCCEEDED, (operation, events.items)
@@ -141,6 +146,8 @@ async def test_install_upgrade_samples_validate_uninstall(
     assert gateway is not None
     assert (await executor.status(TARGET, "")).injection_namespaces == ("default",)
 
+
+async def validate_warns_of_missing_sidecars(executor: KitExecutor) -> None:
     validated, events = await run(executor, "validate")
     # Pods of the labelled namespace run without the sidecar (kubesim injects nothing).
     assert validated.state is OperationState.SUCCEEDED, events.of(Severity.ERROR)
@@ -150,7 +157,9 @@ async def test_install_upgrade_samples_validate_uninstall(
     assert summary.component == "summary"
     assert f"{len(warnings) - 1} warnings" in summary.summary
 
-    # A canary whose subsets exist, then a fault route: routing still resolves.
+
+async def canary_then_remove_samples(executor: KitExecutor, session: ClusterSession) -> None:
+    """A canary whose subsets exist, then every sample removed and the injection label gone."""
     canary, _ = await run(
         executor,
         "bookinfo-canary",
@@ -165,10 +174,12 @@ async def test_install_upgrade_samples_validate_uninstall(
     assert namespace is not None
     assert "istio-injection" not in (namespace["metadata"].get("labels") or {})
 
+
+async def uninstall_keeps_crds_until_purged(executor: KitExecutor, sim: RunningSim) -> None:
+    """The CRDs stay unless asked (users' custom resources live in them), and it says so."""
     gone, events = await run(executor, "install", delete=True)
     assert gone.state is OperationState.SUCCEEDED, events.items
     assert gone.objects_deleted >= 10
-    # The CRDs stay unless asked (users' custom resources live in them), and it says so.
     left = await managed_objects(sim.url)
     assert left and {kind for kind, _, _ in left} == {"CustomResourceDefinition"}
     assert f"kept {len(left)} CustomResourceDefinitions" in gone.summary
@@ -178,6 +189,17 @@ async def test_install_upgrade_samples_validate_uninstall(
     assert purged.objects_deleted == len(left)
     assert await managed_objects(sim.url) == []
     assert not (await executor.status(TARGET, "")).installed
+
+
+async def test_install_upgrade_samples_validate_uninstall(
+    executor: KitExecutor, session: ClusterSession, sim: RunningSim
+) -> None:
+    await install_demo(executor)
+    await reinstall_and_upgrade(executor, session)
+    await install_samples(executor, session)
+    await validate_warns_of_missing_sidecars(executor)
+    await canary_then_remove_samples(executor, session)
+    await uninstall_keeps_crds_until_purged(executor, sim)
 
 
 async def test_validate_reports_broken_routes_and_a_missing_mesh(
