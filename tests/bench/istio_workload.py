@@ -13,8 +13,8 @@ from pathlib import Path
 import yaml
 
 from adapters.istio.declaration import DECLARATION
-from adapters.kit.apply.applier import labelled
 from adapters.kit.apply.cluster import ClusterSession
+from adapters.kit.apply.release_labels import labelled
 from adapters.kit.model.objects import KubeObject
 from adapters.kit.model.records import OperationRecord, OperationState
 from adapters.kit.plan.chart_repository import ChartRepository

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.kit.apply.applier import Applier, labelled
+from adapters.kit.apply.applier import Applier
 from adapters.kit.apply.cluster import ClusterSession
 from adapters.kit.apply.inventory import (
     INVENTORY_TYPE,
@@ -23,6 +23,7 @@ from adapters.kit.apply.inventory import (
     write_inventory,
 )
 from adapters.kit.apply.kube_errors import ApplyError
+from adapters.kit.apply.release_labels import labelled
 from adapters.kit.model.objects import KubeObject, ObjectRef
 from adapters.kit.model.plans import ApplyPlan, Progress, WaitPolicy
 from kubesim.harness import RunningSim

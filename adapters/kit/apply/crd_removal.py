@@ -18,8 +18,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from adapters.kit.apply.cluster import ClusterSession
+from adapters.kit.apply.kube_errors import ApplyError
+from adapters.kit.apply.release_labels import owned_by
 from adapters.kit.model.objects import KubeObject, ObjectRef
-from adapters.kit.model.plans import PURGE_CRDS
+from adapters.kit.model.plans import PURGE_CRDS, RELEASE_LABEL
 from adapters.kit.model.records import ErrorDetail
 
 __all__ = [
@@ -27,8 +29,11 @@ __all__ = [
     "CRD_KIND",
     "CustomResourceCount",
     "custom_resources_remain_detail",
+    "kept_crds",
     "kept_crds_note",
     "live_custom_resources",
+    "refuse_over_custom_resources",
+    "release_crds",
 ]
 
 CRD_API_VERSION = "apiextensions.k8s.io/v1"
@@ -126,3 +131,30 @@ def kept_crds_note(count: int, release: str) -> str:
         f"resource of them); to remove them, delete again with --param {PURGE_CRDS}=true "
         "(refused while custom resources of them exist)"
     )
+
+
+def release_crds(refs: Iterable[ObjectRef]) -> list[ObjectRef]:
+    """The CustomResourceDefinitions among ``refs``."""
+    return [ref for ref in refs if ref.kind == CRD_KIND]
+
+
+async def refuse_over_custom_resources(
+    session: ClusterSession, crds: Sequence[ObjectRef], release_objects: Sequence[ObjectRef]
+) -> None:
+    """FAILED_PRECONDITION while custom resources of ``crds`` exist beyond the release's
+    (``release_objects``)."""
+    counts = await live_custom_resources(session, crds, excluded=release_objects)
+    if counts:
+        raise ApplyError(custom_resources_remain_detail(counts))
+
+
+async def kept_crds(session: ClusterSession, release: str, mesh: str) -> list[ObjectRef]:
+    """CRDs an earlier uninstall of ``release`` kept: still labelled as its, for ``mesh``."""
+    labelled_crds = await session.list(
+        CRD_API_VERSION, CRD_KIND, None, f"{RELEASE_LABEL}={release}"
+    )
+    return [
+        ObjectRef.from_manifest(crd)
+        for crd in labelled_crds
+        if owned_by(crd, mesh, release) and not (crd.get("metadata") or {}).get("deletionTimestamp")
+    ]

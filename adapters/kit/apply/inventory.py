@@ -139,6 +139,21 @@ class ReleaseRecord:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed release record: {exc}") from exc
 
+    @property
+    def deployed_before(self) -> bool:
+        """Whether a revision was deployed: the next apply is an upgrade (its hooks too)."""
+        return (
+            self.status in (ReleaseState.DEPLOYED, ReleaseState.PENDING_UPGRADE)
+            or self.revision > 1
+        )
+
+    @property
+    def objects_in_cluster(self) -> tuple[ObjectRef, ...]:
+        """Objects that may be in the cluster from earlier runs: the previous revision's and
+        this one's (an interrupted upgrade may have left both)."""
+        merged = {ref.key: ref for ref in (*self.previous_objects, *self.objects)}
+        return tuple(merged.values())
+
     def with_status(self, status: ReleaseState) -> ReleaseRecord:
         """The same record in another state, stamped now."""
         return replace(self, status=status, updated=now_text())

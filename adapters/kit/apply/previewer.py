@@ -21,10 +21,13 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from adapters.kit.apply.applier import Applier, check_missing_namespaces, labelled, release_crds
+from adapters.kit.apply.applier import Applier
 from adapters.kit.apply.cluster import ClusterSession
+from adapters.kit.apply.crd_removal import release_crds
 from adapters.kit.apply.inventory import ReleaseState, read_inventory
 from adapters.kit.apply.kube_errors import ApplyError, kind_not_installed_detail
+from adapters.kit.apply.namespaces import check_missing_namespaces
+from adapters.kit.apply.release_labels import labelled
 from adapters.kit.model.managed_fields import changed_fields
 from adapters.kit.model.object_changes import MAX_CHANGED_FIELDS, ChangeAction, ObjectChange
 from adapters.kit.model.objects import KubeObject, ObjectRef

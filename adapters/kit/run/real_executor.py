@@ -18,12 +18,13 @@ from pathlib import Path
 
 import structlog
 
-from adapters.kit.apply.applier import Applier, labelled
+from adapters.kit.apply.applier import Applier
 from adapters.kit.apply.cluster import ClusterSession
 from adapters.kit.apply.crd_removal import kept_crds_note
 from adapters.kit.apply.inventory import read_inventory
 from adapters.kit.apply.kube_errors import ApplyError, for_mesh
 from adapters.kit.apply.previewer import Previewer
+from adapters.kit.apply.release_labels import labelled
 from adapters.kit.apply.sessions import ClusterSessions
 from adapters.kit.declare import sources
 from adapters.kit.declare.checks import CheckContext
