@@ -181,6 +181,28 @@ def compile_schema(schema: Any) -> _Node:
     node.int_or_string = schema.get("x-kubernetes-int-or-string") is True
     node.preserve_unknown = schema.get("x-kubernetes-preserve-unknown-fields") is True
     node.embedded = schema.get("x-kubernetes-embedded-resource") is True
+    _compile_children(node, schema)
+    required = schema.get("required")
+    if isinstance(required, list):
+        node.required = tuple(r for r in required if isinstance(r, str))
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum:
+        node.enum = enum
+        node.enum_keys = frozenset(_canonical(v) for v in enum)
+    _compile_limits(node, schema)
+    _compile_string_rules(node, schema)
+    for key, attr in (("allOf", "all_of"), ("anyOf", "any_of"), ("oneOf", "one_of")):
+        branches = schema.get(key)
+        if isinstance(branches, list):
+            setattr(node, attr, tuple(compile_schema(b) for b in branches))
+    if isinstance(schema.get("not"), dict):
+        node.not_ = compile_schema(schema["not"])
+    node.shapes = _shapes(node)
+    return node
+
+
+def _compile_children(node: _Node, schema: dict[str, Any]) -> None:
+    """`properties` (with their defaults), `additionalProperties` and `items`."""
     props = schema.get("properties")
     if isinstance(props, dict):
         node.properties = {k: compile_schema(v) for k, v in props.items()}
@@ -195,19 +217,26 @@ def compile_schema(schema: Any) -> _Node:
     items = schema.get("items")
     if isinstance(items, dict):
         node.items = compile_schema(items)
-    required = schema.get("required")
-    if isinstance(required, list):
-        node.required = tuple(r for r in required if isinstance(r, str))
-    enum = schema.get("enum")
-    if isinstance(enum, list) and enum:
-        node.enum = enum
-        node.enum_keys = frozenset(_canonical(v) for v in enum)
+
+
+def _compile_limits(node: _Node, schema: dict[str, Any]) -> None:
+    """The numeric bounds and the length and count limits."""
     node.minimum = _number(schema.get("minimum"))
     node.maximum = _number(schema.get("maximum"))
     node.exclusive_minimum = schema.get("exclusiveMinimum") is True
     node.exclusive_maximum = schema.get("exclusiveMaximum") is True
     node.min_length = _count(schema.get("minLength"))
     node.max_length = _count(schema.get("maxLength"))
+    node.min_items = _count(schema.get("minItems"))
+    node.max_items = _count(schema.get("maxItems"))
+    # a set's items are unique (CRDs may not say uniqueItems: the apiserver refuses it)
+    node.unique_items = schema.get("x-kubernetes-list-type") == "set"
+    node.min_properties = _count(schema.get("minProperties"))
+    node.max_properties = _count(schema.get("maxProperties"))
+
+
+def _compile_string_rules(node: _Node, schema: dict[str, Any]) -> None:
+    """`pattern` (when Python can read it) and the checked `format`s."""
     pattern = schema.get("pattern")
     if isinstance(pattern, str):
         try:
@@ -215,27 +244,19 @@ def compile_schema(schema: Any) -> _Node:
             node.pattern_text = pattern
         except re.error:
             node.pattern = None  # an ECMA pattern Python cannot read: not checked
-    node.min_items = _count(schema.get("minItems"))
-    node.max_items = _count(schema.get("maxItems"))
-    # a set's items are unique (CRDs may not say uniqueItems: the apiserver refuses it)
-    node.unique_items = schema.get("x-kubernetes-list-type") == "set"
-    node.min_properties = _count(schema.get("minProperties"))
-    node.max_properties = _count(schema.get("maxProperties"))
     fmt = schema.get("format")
     if isinstance(fmt, str) and fmt in _FORMATS:
         node.format, node.format_name = _FORMATS[fmt], fmt
-    for key, attr in (("allOf", "all_of"), ("anyOf", "any_of"), ("oneOf", "one_of")):
-        branches = schema.get(key)
-        if isinstance(branches, list):
-            setattr(node, attr, tuple(compile_schema(b) for b in branches))
-    if isinstance(schema.get("not"), dict):
-        node.not_ = compile_schema(schema["not"])
+
+
+def _shapes(node: _Node) -> bool:
+    """Whether pruning or defaulting can change anything at or below `node`."""
     children = [
         *(node.properties or {}).values(),
         *([node.additional] if isinstance(node.additional, _Node) else []),
         *([node.items] if node.items else []),
     ]
-    node.shapes = (
+    return (
         bool(node.defaults)
         or (
             (node.properties is not None or node.type == "object")
@@ -244,7 +265,6 @@ def compile_schema(schema: Any) -> _Node:
         )
         or any(c.shapes for c in children)
     )
-    return node
 
 
 class CrSchema:
@@ -290,38 +310,52 @@ def prune(
 ) -> None:
     """Drop fields the schema does not declare (their paths go to `unknown`), apply defaults."""
     if isinstance(value, dict):
-        if not node.shapes:
-            return
-        props = node.properties
-        meta = root or node.embedded  # apiVersion, kind and metadata are the object's own
-        if node.properties is not None or node.type == "object":
-            keep_all = node.preserve_unknown or node.additional is not None
-            if not keep_all:
-                allowed = props or {}
-                for key in [k for k in value if k not in allowed]:
-                    if meta and key in _TYPE_META:
-                        continue
-                    del value[key]
-                    unknown.append(f"{path}.{key}" if path else key)
-        for key, default in node.defaults if defaults else ():
-            if key not in value:
-                value[key] = copy_json(default)
-        if props:
-            for key, child in props.items():
-                if meta and key in _TYPE_META:
-                    continue
-                if key in value and child.shapes:
-                    where = f"{path}.{key}" if path else key
-                    prune(child, value[key], where, unknown, defaults=defaults)
-        if isinstance(node.additional, _Node) and node.additional.shapes:
-            sub = node.additional
-            for key, item in value.items():
-                if props is None or key not in props:
-                    where = f"{path}.{key}" if path else key
-                    prune(sub, item, where, unknown, defaults=defaults)
+        if node.shapes:
+            _prune_map(node, value, path, unknown, meta=root or node.embedded, defaults=defaults)
     elif isinstance(value, list) and node.items is not None and node.items.shapes:
         for i, item in enumerate(value):
             prune(node.items, item, f"{path}[{i}]", unknown, defaults=defaults)
+
+
+def _prune_map(
+    node: _Node,
+    value: dict[str, Any],
+    path: str,
+    unknown: list[str],
+    *,
+    meta: bool,
+    defaults: bool,
+) -> None:
+    """`prune` of an object; `meta`: apiVersion, kind and metadata are the object's own."""
+    props = node.properties
+    if props is not None or node.type == "object":
+        keep_all = node.preserve_unknown or node.additional is not None
+        if not keep_all:
+            _drop_undeclared(value, props or {}, path, unknown, meta=meta)
+    for key, default in node.defaults if defaults else ():
+        if key not in value:
+            value[key] = copy_json(default)
+    for key, child in (props or {}).items():
+        if key in value and child.shapes and not (meta and key in _TYPE_META):
+            prune(child, value[key], _joined(path, key), unknown, defaults=defaults)
+    if isinstance(node.additional, _Node) and node.additional.shapes:
+        for key, item in value.items():
+            if props is None or key not in props:
+                prune(node.additional, item, _joined(path, key), unknown, defaults=defaults)
+
+
+def _drop_undeclared(
+    value: dict[str, Any], allowed: dict[str, _Node], path: str, unknown: list[str], *, meta: bool
+) -> None:
+    for key in [k for k in value if k not in allowed]:
+        if meta and key in _TYPE_META:
+            continue
+        del value[key]
+        unknown.append(_joined(path, key))
+
+
+def _joined(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -335,37 +369,7 @@ def validate(node: _Node, value: Any, path: str, causes: list[Cause]) -> None:
     """Append every problem of `value` at `path` against `node` to `causes`."""
     if not node.validates:
         return
-    if value is None:
-        if not node.nullable:
-            causes.append(
-                (
-                    "FieldValueTypeInvalid",
-                    path,
-                    f'Invalid value: "null": {_where(path)} in body must be of type '
-                    f'{node.type or "object"}: "null"',
-                )
-            )
-        return
-    if node.int_or_string:
-        if not (_is_integer(value) or isinstance(value, str)):
-            causes.append(
-                (
-                    "FieldValueTypeInvalid",
-                    path,
-                    f"Invalid value: {_shown(value)}: {_where(path)} in body must be of type "
-                    f'integer or string: "{_type_name(value)}"',
-                )
-            )
-            return
-    elif node.type is not None and not _TYPE_CHECKS[node.type](value):
-        causes.append(
-            (
-                "FieldValueTypeInvalid",
-                path,
-                f'Invalid value: "{_type_name(value)}": {_where(path)} in body must be of type '
-                f'{node.type}: "{_type_name(value)}"',
-            )
-        )
+    if not _type_checked(node, value, path, causes):
         return
     if node.enum is not None and _canonical(value) not in node.enum_keys:
         supported = ", ".join(json.dumps(v) for v in node.enum)
@@ -386,6 +390,43 @@ def validate(node: _Node, value: Any, path: str, causes: list[Cause]) -> None:
         _check_number(node, value, path, causes)
     if node.all_of or node.any_of or node.one_of or node.not_ is not None:
         _check_combinators(node, value, path, causes)
+
+
+def _type_checked(node: _Node, value: Any, path: str, causes: list[Cause]) -> bool:
+    """Whether `value` has the node's type (null, int-or-string); if not, why goes to `causes`."""
+    if value is None:
+        if not node.nullable:
+            causes.append(
+                (
+                    "FieldValueTypeInvalid",
+                    path,
+                    f'Invalid value: "null": {_where(path)} in body must be of type '
+                    f'{node.type or "object"}: "null"',
+                )
+            )
+        return False
+    if node.int_or_string:
+        if not (_is_integer(value) or isinstance(value, str)):
+            causes.append(
+                (
+                    "FieldValueTypeInvalid",
+                    path,
+                    f"Invalid value: {_shown(value)}: {_where(path)} in body must be of type "
+                    f'integer or string: "{_type_name(value)}"',
+                )
+            )
+            return False
+    elif node.type is not None and not _TYPE_CHECKS[node.type](value):
+        causes.append(
+            (
+                "FieldValueTypeInvalid",
+                path,
+                f'Invalid value: "{_type_name(value)}": {_where(path)} in body must be of type '
+                f'{node.type}: "{_type_name(value)}"',
+            )
+        )
+        return False
+    return True
 
 
 def _check_string(node: _Node, value: str, path: str, causes: list[Cause]) -> None:

@@ -37,17 +37,49 @@ class ServingCertificate:
 
 def generate_certificate(host: str) -> ServingCertificate:
     """A fresh CA and a server certificate for `host`, localhost and 127.0.0.1."""
-    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubesim-ca")])
-    ca_cert = (
-        x509.CertificateBuilder()
+    ca_cert = _ca_certificate(ca_key, ca_name)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        _valid_for_a_year(x509.CertificateBuilder())
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubesim")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .add_extension(x509.SubjectAlternativeName(_server_names(host)), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return ServingCertificate(
+        ca_pem=ca_cert.public_bytes(serialization.Encoding.PEM),
+        cert_pem=cert.public_bytes(serialization.Encoding.PEM),
+        key_pem=key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ),
+    )
+
+
+def _valid_for_a_year(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
+    """A fresh serial number, valid from five minutes ago for a year."""
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        builder.serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+    )
+
+
+def _ca_certificate(ca_key: ec.EllipticCurvePrivateKey, ca_name: x509.Name) -> x509.Certificate:
+    """The self-signed CA that signs the serving certificate."""
+    return (
+        _valid_for_a_year(x509.CertificateBuilder())
         .subject_name(ca_name)
         .issuer_name(ca_name)
         .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -65,7 +97,10 @@ def generate_certificate(host: str) -> ServingCertificate:
         )
         .sign(ca_key, hashes.SHA256())
     )
-    key = ec.generate_private_key(ec.SECP256R1())
+
+
+def _server_names(host: str) -> list[x509.GeneralName]:
+    """The serving certificate's names: localhost, the in-cluster names, loopback and `host`."""
     names: list[x509.GeneralName] = [
         x509.DNSName("localhost"),
         x509.DNSName("kubernetes"),
@@ -76,29 +111,7 @@ def generate_certificate(host: str) -> ServingCertificate:
             names.append(x509.IPAddress(ipaddress.ip_address(ip)))
         except ValueError:
             names.append(x509.DNSName(ip))
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubesim")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    return ServingCertificate(
-        ca_pem=ca_cert.public_bytes(serialization.Encoding.PEM),
-        cert_pem=cert.public_bytes(serialization.Encoding.PEM),
-        key_pem=key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        ),
-    )
+    return names
 
 
 def write_kubeconfig(path: Path, url: str, *, ca_pem: bytes | None = None) -> Path:

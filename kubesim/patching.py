@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubesim.errors import ApiError
@@ -162,65 +163,89 @@ def _smp_map(
     directive = patch.get("$patch")
     if directive == "replace":
         return strip_directives(patch)  # type: ignore[no-any-return]
-    result = dict(orig)
-    orders: dict[str, list[Any]] = {}
-    merged_lists: dict[str, list[Any]] = {}  # merged list fields -> the patch's own items
+    merge = _MapMerge(kind=kind, path=path, result=dict(orig))
     for key, value in patch.items():
-        if key.startswith(_ORDER):
-            orders[key[len(_ORDER) :]] = value if isinstance(value, list) else []
-            continue
-        if key.startswith(_DELETE_PRIMITIVE):
-            field_name = key[len(_DELETE_PRIMITIVE) :]
-            current = result.get(field_name)
-            if isinstance(current, list) and isinstance(value, list):
-                result[field_name] = [v for v in current if v not in value]
-            continue
         if key.startswith("$"):
-            continue
-        child = (*path, key)
-        if value is None:
-            result.pop(key, None)
-        elif isinstance(value, dict):
-            if value.get("$patch") == "delete":
-                result.pop(key, None)
-                continue
-            current = result.get(key)
-            result[key] = _smp_map(current if isinstance(current, dict) else {}, value, kind, child)
-        elif isinstance(value, list):
-            current = result.get(key)
-            merge_key = list_merge_key(kind, child)
-            if merge_key is not None:
-                result[key] = _smp_list(
-                    current if isinstance(current, list) else [], value, merge_key, kind, child
-                )
-                merged_lists[key] = [
-                    v for v in value if not (isinstance(v, dict) and "$patch" in v)
-                ]
-            elif is_set_list(child):
-                merged = list(current) if isinstance(current, list) else []
-                merged.extend(v for v in value if v not in merged)
-                result[key] = merged
-                merged_lists[key] = value
-            else:
-                result[key] = strip_directives(value)
+            merge.apply_directive(key, value)
         else:
-            result[key] = value
+            merge.merge_field(key, value)
     retain = patch.get("$retainKeys")
     if isinstance(retain, list):
-        result = {k: v for k, v in result.items() if k in retain}
-    # As the apiserver: the patch's items (or `$setElementOrder`'s) in that order, the items
-    # only the server had in theirs, the two interleaved by the server's order.
-    for field_name in {*orders, *merged_lists}:
-        current = result.get(field_name)
-        live = orig.get(field_name)
-        if isinstance(current, list):
-            result[field_name] = _reorder(
-                current,
-                orders.get(field_name, merged_lists.get(field_name, [])),
-                live if isinstance(live, list) else [],
-                list_merge_key(kind, (*path, field_name)),
+        merge.result = {k: v for k, v in merge.result.items() if k in retain}
+    merge.reorder(orig)
+    return merge.result
+
+
+@dataclass(kw_only=True)
+class _MapMerge:
+    """One map's strategic merge: the result so far and the lists whose order is settled last."""
+
+    kind: str
+    path: tuple[str, ...]
+    result: dict[str, Any]
+    orders: dict[str, list[Any]] = field(default_factory=dict)
+    """`$setElementOrder` lists, by field."""
+    merged_lists: dict[str, list[Any]] = field(default_factory=dict)
+    """Merged list fields -> the patch's own items."""
+
+    def apply_directive(self, key: str, value: Any) -> None:
+        """`$setElementOrder/f` is remembered, `$deleteFromPrimitiveList/f` applied at once."""
+        if key.startswith(_ORDER):
+            self.orders[key[len(_ORDER) :]] = value if isinstance(value, list) else []
+        elif key.startswith(_DELETE_PRIMITIVE):
+            field_name = key[len(_DELETE_PRIMITIVE) :]
+            current = self.result.get(field_name)
+            if isinstance(current, list) and isinstance(value, list):
+                self.result[field_name] = [v for v in current if v not in value]
+
+    def merge_field(self, key: str, value: Any) -> None:
+        child = (*self.path, key)
+        if value is None:
+            self.result.pop(key, None)
+        elif isinstance(value, dict):
+            if value.get("$patch") == "delete":
+                self.result.pop(key, None)
+                return
+            current = self.result.get(key)
+            self.result[key] = _smp_map(
+                current if isinstance(current, dict) else {}, value, self.kind, child
             )
-    return result
+        elif isinstance(value, list):
+            self._merge_list(key, value, child)
+        else:
+            self.result[key] = value
+
+    def _merge_list(self, key: str, value: list[Any], child: tuple[str, ...]) -> None:
+        current = self.result.get(key)
+        merge_key = list_merge_key(self.kind, child)
+        if merge_key is not None:
+            self.result[key] = _smp_list(
+                current if isinstance(current, list) else [], value, merge_key, self.kind, child
+            )
+            self.merged_lists[key] = [
+                v for v in value if not (isinstance(v, dict) and "$patch" in v)
+            ]
+        elif is_set_list(child):
+            merged = list(current) if isinstance(current, list) else []
+            merged.extend(v for v in value if v not in merged)
+            self.result[key] = merged
+            self.merged_lists[key] = value
+        else:
+            self.result[key] = strip_directives(value)
+
+    def reorder(self, orig: dict[str, Any]) -> None:
+        """As the apiserver: the patch's items (or `$setElementOrder`'s) in that order, the
+        items only the server had in theirs, the two interleaved by the server's order."""
+        for field_name in {*self.orders, *self.merged_lists}:
+            current = self.result.get(field_name)
+            live = orig.get(field_name)
+            if isinstance(current, list):
+                self.result[field_name] = _reorder(
+                    current,
+                    self.orders.get(field_name, self.merged_lists.get(field_name, [])),
+                    live if isinstance(live, list) else [],
+                    list_merge_key(self.kind, (*self.path, field_name)),
+                )
 
 
 def _smp_list(

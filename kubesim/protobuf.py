@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kubesim.errors import ApiError
@@ -201,38 +201,46 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+_SCALARS: dict[str, Callable[[Any], Any]] = {
+    "bytes": lambda value: value,
+    "int": _signed,
+    "bool": bool,
+    "time": lambda value: _time(value, micro=False),
+    "microtime": lambda value: _time(value, micro=True),
+}
+"""How a scalar field's wire value becomes its JSON value, by field type."""
+
+
 def decode_message(buf: bytes, name: str) -> dict[str, Any]:
     schema = SCHEMAS[name]
     out: dict[str, Any] = {}
     for number, _, value in _fields(buf):
-        if number not in schema:
-            continue
-        field, kind = schema[number]
-        if kind == "string":
-            if value:  # Go writes empty strings that JSON would omit
-                out[field] = value.decode()
-        elif kind == "bytes":
-            out[field] = value
-        elif kind == "int":
-            out[field] = _signed(value)
-        elif kind == "bool":
-            out[field] = bool(value)
-        elif kind in ("time", "microtime"):
-            out[field] = _time(value, micro=kind == "microtime")
-        elif kind.startswith("msg:"):
-            out[field] = decode_message(value, kind[4:])
-        elif kind.startswith("map:"):
-            entry = {n: v for n, _, v in _fields(value)}
-            key = entry.get(1, b"").decode()
-            raw = entry.get(2, b"")
-            out.setdefault(field, {})[key] = (
-                base64.b64encode(raw).decode() if kind == "map:bytes" else raw.decode()
-            )
-        elif kind == "list:string":
-            out.setdefault(field, []).append(value.decode())
-        elif kind.startswith("list:msg:"):
-            out.setdefault(field, []).append(decode_message(value, kind[9:]))
+        if number in schema:
+            field, kind = schema[number]
+            _decode_field(out, field, kind, value)
     return out
+
+
+def _decode_field(out: dict[str, Any], field: str, kind: str, value: Any) -> None:
+    """Set (or add to, for maps and lists) `out[field]` from one wire value of type `kind`."""
+    if kind == "string":
+        if value:  # Go writes empty strings that JSON would omit
+            out[field] = value.decode()
+    elif kind in _SCALARS:
+        out[field] = _SCALARS[kind](value)
+    elif kind.startswith("msg:"):
+        out[field] = decode_message(value, kind[4:])
+    elif kind.startswith("map:"):
+        entry = {n: v for n, _, v in _fields(value)}
+        key = entry.get(1, b"").decode()
+        raw = entry.get(2, b"")
+        out.setdefault(field, {})[key] = (
+            base64.b64encode(raw).decode() if kind == "map:bytes" else raw.decode()
+        )
+    elif kind == "list:string":
+        out.setdefault(field, []).append(value.decode())
+    elif kind.startswith("list:msg:"):
+        out.setdefault(field, []).append(decode_message(value, kind[9:]))
 
 
 def decode(body: bytes, expected: str | None = None) -> dict[str, Any]:

@@ -131,7 +131,7 @@ class ResourceType:
         return entries
 
 
-def _t(
+def _t(  # noqa: PLR0913 (one row of BUILTIN_TYPES: each trait keyword-only, named where set)
     group_version: str,
     plural: str,
     kind: str,

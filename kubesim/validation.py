@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from kubesim.objects import Obj
@@ -269,48 +270,67 @@ def _service_problems(obj: Obj) -> list[Cause]:
     return causes
 
 
-def object_problems(rt: ResourceType, obj: Obj, *, metadata_only: bool = False) -> list[Cause]:
-    """Every problem the apiserver would report as 422 Invalid for `obj` of type `rt`."""
-    md = obj.get("metadata") or {}
-    causes = name_problems(rt, md.get("name", ""))
-    causes += _label_problems(md.get("labels"), "metadata.labels")
-    annotations = md.get("annotations")
-    if annotations is not None and (
-        not isinstance(annotations, dict)
-        or not all(isinstance(v, str) for v in annotations.values())
+def _annotation_problems(annotations: Any) -> list[Cause]:
+    if annotations is None:
+        return []
+    if not isinstance(annotations, dict) or not all(
+        isinstance(v, str) for v in annotations.values()
     ):
-        causes.append(
+        return [
             (
                 "FieldValueInvalid",
                 "metadata.annotations",
                 "Invalid value: annotations must be a map of strings",
             )
-        )
-    elif annotations:
-        for key in annotations:
-            causes += _key_problems(key, "metadata.annotations")
-        if sum(len(k) + len(v) for k, v in annotations.items()) > MAX_ANNOTATIONS:
-            causes.append(
-                (
-                    "FieldValueTooLong",
-                    "metadata.annotations",
-                    f"Too long: may not be more than {MAX_ANNOTATIONS} bytes",
-                )
+        ]
+    causes: list[Cause] = []
+    for key in annotations:
+        causes += _key_problems(key, "metadata.annotations")
+    if sum(len(k) + len(v) for k, v in annotations.items()) > MAX_ANNOTATIONS:
+        causes.append(
+            (
+                "FieldValueTooLong",
+                "metadata.annotations",
+                f"Too long: may not be more than {MAX_ANNOTATIONS} bytes",
             )
+        )
+    return causes
+
+
+def _configmap_problems(obj: Obj) -> list[Cause]:
+    causes: list[Cause] = []
+    for section in ("data", "binaryData"):
+        data = obj.get(section)
+        if data is not None and not isinstance(data, dict):
+            causes.append(("FieldValueInvalid", section, "Invalid value: must be a map"))
+    return causes
+
+
+def _workload_problems(obj: Obj) -> list[Cause]:
+    return _template_problems(obj, selector_required=True)
+
+
+def _pod_problems(obj: Obj) -> list[Cause]:
+    return _pod_spec_problems(obj.get("spec"), "spec")
+
+
+_BODY_CHECKS: dict[tuple[str, str], Callable[[Obj], list[Cause]]] = {
+    **dict.fromkeys(_WORKLOADS, _workload_problems),
+    ("", "pods"): _pod_problems,
+    ("", "services"): _service_problems,
+    ("apiextensions.k8s.io", "customresourcedefinitions"): _crd_problems,
+    ("", "configmaps"): _configmap_problems,
+}
+"""The built-in kinds whose bodies the apiserver checks beyond metadata, by storage key."""
+
+
+def object_problems(rt: ResourceType, obj: Obj, *, metadata_only: bool = False) -> list[Cause]:
+    """Every problem the apiserver would report as 422 Invalid for `obj` of type `rt`."""
+    md = obj.get("metadata") or {}
+    causes = name_problems(rt, md.get("name", ""))
+    causes += _label_problems(md.get("labels"), "metadata.labels")
+    causes += _annotation_problems(md.get("annotations"))
     if rt.custom or metadata_only:
         return causes
-    key = rt.storage_key
-    if key in _WORKLOADS:
-        causes += _template_problems(obj, selector_required=True)
-    elif key == ("", "pods"):
-        causes += _pod_spec_problems(obj.get("spec"), "spec")
-    elif key == ("", "services"):
-        causes += _service_problems(obj)
-    elif key == ("apiextensions.k8s.io", "customresourcedefinitions"):
-        causes += _crd_problems(obj)
-    elif key == ("", "configmaps"):
-        for section in ("data", "binaryData"):
-            data = obj.get(section)
-            if data is not None and not isinstance(data, dict):
-                causes.append(("FieldValueInvalid", section, "Invalid value: must be a map"))
-    return causes
+    check = _BODY_CHECKS.get(rt.storage_key)
+    return causes + check(obj) if check is not None else causes

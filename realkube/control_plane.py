@@ -181,8 +181,7 @@ class ControlPlane:
             reason = loopback_only_reason()
             if reason is not None:
                 raise ControlPlaneError(f"refusing to start: {reason}")
-        data = settings.data_dir
-        data.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
         pki = self._pki()
         ports = Ports(
@@ -193,7 +192,18 @@ class ControlPlane:
         self.url = f"https://127.0.0.1:{ports.apiserver}"
         self.etcd_url = f"https://127.0.0.1:{ports.etcd_client}"
         started = time.monotonic()
+        self._start_etcd(pki, ports)
+        admin = self._start_apiserver(pki, ports)
+        self._start_controllers(pki)
+        self._start_nodes(admin)
+        _log.info(
+            "realkube.started",
+            url=self.url,
+            nodes=settings.nodes,
+            seconds=round(time.monotonic() - started, 1),
+        )
 
+    def _start_etcd(self, pki: Pki, ports: Ports) -> None:
         etcd = self._spawn("etcd", self._etcd_args(pki, ports))
         etcd_client = AdminClient(
             self.etcd_url,
@@ -203,12 +213,18 @@ class ControlPlane:
         )
         self._wait(etcd, "etcd /health", lambda: _etcd_healthy(etcd_client))
 
+    def _start_apiserver(self, pki: Pki, ports: Ports) -> AdminClient:
+        """kube-apiserver, ready, and the admin kubeconfig; returns the admin client."""
         apiserver = self._spawn("kube-apiserver", self._apiserver_args(pki, ports))
         admin = self._admin(pki)
         self._wait(apiserver, "kube-apiserver /readyz", lambda: _ok(admin, "/readyz"))
-        write_kubeconfig(settings.kubeconfig_out, server=self.url, pki=pki, identity=ADMIN)
+        write_kubeconfig(self.settings.kubeconfig_out, server=self.url, pki=pki, identity=ADMIN)
+        return admin
 
-        kubeconfigs = data / "kubeconfigs"
+    def _start_controllers(self, pki: Pki) -> None:
+        """kube-controller-manager, kube-scheduler and kwok, each with its own kubeconfig."""
+        settings = self.settings
+        kubeconfigs = settings.data_dir / "kubeconfigs"
         for identity in (CONTROLLER_MANAGER, SCHEDULER, KWOK):
             self._component_kubeconfig(kubeconfigs, identity, pki)
         self._spawn(
@@ -216,7 +232,7 @@ class ControlPlane:
             self._controller_manager_args(pki, kubeconfigs / "kube-controller-manager"),
         )
         self._spawn("kube-scheduler", self._scheduler_args(kubeconfigs / "kube-scheduler"))
-        stages = data / "kwok-stages.yaml"
+        stages = settings.data_dir / "kwok-stages.yaml"
         kwok_stages = subprocess.run(
             [str(settings.binaries.path("kwok")), "default-stages"],
             check=True,
@@ -226,6 +242,9 @@ class ControlPlane:
         stages.write_text(f"{kwok_stages.rstrip()}\n---\n{SERVICE_LOAD_BALANCER_STAGE}")
         self._spawn("kwok", self._kwok_args(kubeconfigs / "kwok", stages))
 
+    def _start_nodes(self, admin: AdminClient) -> None:
+        """The fake nodes and volumes, then wait for them and the default ServiceAccount."""
+        settings = self.settings
         for index in range(settings.nodes):
             _create_node(admin, f"realkube-node-{index}")
         _create_volume_pool(admin, settings.volumes)
@@ -233,12 +252,6 @@ class ControlPlane:
         self._wait_all(
             "the default ServiceAccount",
             lambda: admin.get("/api/v1/namespaces/default/serviceaccounts/default").status == 200,
-        )
-        _log.info(
-            "realkube.started",
-            url=self.url,
-            nodes=settings.nodes,
-            seconds=round(time.monotonic() - started, 1),
         )
 
     def _pki(self) -> Pki:
