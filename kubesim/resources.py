@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypedDict, Unpack
 
 from kubesim.cr_schemas import CrSchema
 from kubesim.errors import ApiError
@@ -131,36 +132,36 @@ class ResourceType:
         return entries
 
 
-def _t(  # noqa: PLR0913 (one row of BUILTIN_TYPES: each trait keyword-only, named where set)
-    group_version: str,
-    plural: str,
-    kind: str,
-    *,
-    singular: str | None = None,
-    namespaced: bool = True,
-    short: tuple[str, ...] = (),
-    sub: tuple[str, ...] = (),
-    gen: bool = False,
-    label_names: bool = False,
-    path_names: bool = False,
-    categories: tuple[str, ...] = (),
-    review: bool = False,
-) -> ResourceType:
+class _Traits(TypedDict, total=False):
+    """What a row of `BUILTIN_TYPES` may set beyond its group, version, plural and kind."""
+
+    singular: str
+    namespaced: bool
+    short: tuple[str, ...]
+    sub: tuple[str, ...]
+    gen: bool
+    label_names: bool
+    path_names: bool
+    categories: tuple[str, ...]
+    review: bool
+
+
+def _t(group_version: str, plural: str, kind: str, **traits: Unpack[_Traits]) -> ResourceType:
     group, _, version = group_version.rpartition("/")
     return ResourceType(
         group=group,
         version=version,
         plural=plural,
-        singular=singular or kind.lower(),
+        singular=traits.get("singular") or kind.lower(),
         kind=kind,
-        namespaced=namespaced,
-        short_names=short,
-        subresources=sub,
-        tracks_generation=gen,
-        label_names=label_names,
-        path_segment_names=path_names,
-        categories=categories,
-        review=review,
+        namespaced=traits.get("namespaced", True),
+        short_names=traits.get("short", ()),
+        subresources=traits.get("sub", ()),
+        tracks_generation=traits.get("gen", False),
+        label_names=traits.get("label_names", False),
+        path_segment_names=traits.get("path_names", False),
+        categories=traits.get("categories", ()),
+        review=traits.get("review", False),
     )
 
 

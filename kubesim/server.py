@@ -13,7 +13,7 @@ from aiohttp import web
 
 from kubesim.api import KubeApi
 from kubesim.cluster import NAMESPACES, Cluster
-from kubesim.controllers import Simulator
+from kubesim.controllers.simulator import Simulator
 from kubesim.faults import Faults
 from kubesim.kubeconfig import TOKEN, generate_certificate, write_kubeconfig
 from kubesim.resources import ResourceRegistry

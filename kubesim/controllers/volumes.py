@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from kubesim.controllers.reconciling import PVCS, ControllerBase
 from kubesim.objects import copy_json
-from kubesim.reconciling import PVCS, ControllerBase
 
 
 class VolumeControllers(ControllerBase):

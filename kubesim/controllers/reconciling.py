@@ -1,7 +1,8 @@
 """What every simulated controller shares: the work queue, timers and object helpers.
 
-Reconcilers are methods of mixins over `ControllerBase` (`workloads`, `endpoints`,
-`collection`); `controllers.Simulator` combines them and routes store events to them.
+Reconcilers are methods of mixins over `ControllerBase`, one module per kind (`kubelet`,
+`deployments`, `jobs`, `endpoints`, ...); `simulator.Simulator` combines them and routes store
+events to them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from kubesim.cluster import Cluster
@@ -189,6 +191,19 @@ class ControllerBase:
         spec["nodeName"] = NODE_NAME
         spec.setdefault("serviceAccountName", spec.get("serviceAccount", "default"))
         return {"apiVersion": "v1", "kind": "Pod", "metadata": md, "spec": spec}
+
+    def _scale_pods(
+        self, owner: Obj, desired: int, name_for: Callable[[int], str], extra_labels: dict[str, str]
+    ) -> list[Obj]:
+        ns = owner["metadata"]["namespace"]
+        pods = [p for p in self._owned(PODS, owner) if not p["metadata"].get("deletionTimestamp")]
+        for i in range(len(pods), desired):
+            created = self._create(PODS, ns, self._new_pod(owner, name_for(i), extra_labels))
+            if created is not None:
+                pods.append(created)
+        for pod in pods[desired:]:
+            self._delete(PODS, pod)
+        return pods[:desired]
 
     def _upsert(self, sk: tuple[str, str], ns: str, name: str, obj: Obj) -> None:
         current = self._get(sk, ns, name)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 
 from kubesim.cluster import NAMESPACES
+from kubesim.controllers.reconciling import SERVICE_ACCOUNTS, ControllerBase
 from kubesim.errors import ApiError
 from kubesim.objects import copy_json
-from kubesim.reconciling import SERVICE_ACCOUNTS, ControllerBase
 
 
 class LifecycleControllers(ControllerBase):

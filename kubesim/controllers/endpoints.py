@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubesim.objects import Obj
-from kubesim.reconciling import (
+from kubesim.controllers.reconciling import (
     ENDPOINTS,
     LB_PREFIX,
     NODE_NAME,
@@ -17,6 +16,7 @@ from kubesim.reconciling import (
     pod_ready,
     template_hash,
 )
+from kubesim.objects import Obj
 from kubesim.selectors import Requirement, labels_match
 
 
@@ -61,76 +61,9 @@ class ServiceControllers(ControllerBase):
         ]
         pods.sort(key=lambda p: p["metadata"]["name"])
         ports = [self._endpoint_port(port, pods) for port in svc["spec"].get("ports") or []]
-        ready = [p for p in pods if pod_ready(p)]
-        not_ready = [p for p in pods if not pod_ready(p)]
-
-        def address(pod: Obj) -> dict[str, Any]:
-            return {
-                "ip": pod["status"]["podIP"],
-                "nodeName": NODE_NAME,
-                "targetRef": {
-                    "kind": "Pod",
-                    "namespace": ns,
-                    "name": pod["metadata"]["name"],
-                    "uid": pod["metadata"]["uid"],
-                },
-            }
-
-        subset: dict[str, Any] = {}
-        if ready:
-            subset["addresses"] = [address(p) for p in ready]
-        if not_ready:
-            subset["notReadyAddresses"] = [address(p) for p in not_ready]
-        if subset and ports:
-            subset["ports"] = [
-                {k: v for k, v in p.items() if k != "appProtocol" or v} for p in ports
-            ]
-        labels = dict(svc["metadata"].get("labels") or {})
-        endpoints: Obj = {
-            "apiVersion": "v1",
-            "kind": "Endpoints",
-            "metadata": {"name": name, "namespace": ns, "labels": labels},
-        }
-        if subset:
-            endpoints["subsets"] = [subset]
-        self._upsert(ENDPOINTS, ns, name, endpoints)
-        slice_labels = {
-            **labels,
-            "kubernetes.io/service-name": name,
-            "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
-        }
-        slice_name = f"{name}-{template_hash(svc['metadata']['uid'])[:5]}"
-        endpoint_slice: Obj = {
-            "apiVersion": "discovery.k8s.io/v1",
-            "kind": "EndpointSlice",
-            "metadata": {
-                "name": slice_name,
-                "namespace": ns,
-                "labels": slice_labels,
-                "ownerReferences": [owner_ref(svc)],
-            },
-            "addressType": "IPv4",
-            "endpoints": [
-                {
-                    "addresses": [p["status"]["podIP"]],
-                    "conditions": {
-                        "ready": pod_ready(p),
-                        "serving": pod_ready(p),
-                        "terminating": False,
-                    },
-                    "nodeName": NODE_NAME,
-                    "targetRef": {
-                        "kind": "Pod",
-                        "namespace": ns,
-                        "name": p["metadata"]["name"],
-                        "uid": p["metadata"]["uid"],
-                    },
-                }
-                for p in pods
-            ],
-            "ports": ports,
-        }
-        self._upsert(SLICES, ns, slice_name, endpoint_slice)
+        self._upsert(ENDPOINTS, ns, name, _endpoints_object(svc, pods, ports))
+        endpoint_slice = _endpoint_slice(svc, pods, ports)
+        self._upsert(SLICES, ns, endpoint_slice["metadata"]["name"], endpoint_slice)
 
     @staticmethod
     def _endpoint_port(port: dict[str, Any], pods: list[Obj]) -> dict[str, Any]:
@@ -149,3 +82,76 @@ class ServiceControllers(ControllerBase):
         if port.get("appProtocol"):
             out["appProtocol"] = port["appProtocol"]
         return out
+
+
+def _pod_reference(pod: Obj) -> dict[str, Any]:
+    md = pod["metadata"]
+    return {"kind": "Pod", "namespace": md["namespace"], "name": md["name"], "uid": md["uid"]}
+
+
+def _endpoints_object(svc: Obj, pods: list[Obj], ports: list[dict[str, Any]]) -> Obj:
+    """The Service's Endpoints: one subset of its ready and not-ready pods' addresses."""
+
+    def address(pod: Obj) -> dict[str, Any]:
+        return {
+            "ip": pod["status"]["podIP"],
+            "nodeName": NODE_NAME,
+            "targetRef": _pod_reference(pod),
+        }
+
+    ready = [p for p in pods if pod_ready(p)]
+    not_ready = [p for p in pods if not pod_ready(p)]
+    subset: dict[str, Any] = {}
+    if ready:
+        subset["addresses"] = [address(p) for p in ready]
+    if not_ready:
+        subset["notReadyAddresses"] = [address(p) for p in not_ready]
+    if subset and ports:
+        subset["ports"] = [{k: v for k, v in p.items() if k != "appProtocol" or v} for p in ports]
+    md = svc["metadata"]
+    endpoints: Obj = {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {
+            "name": md["name"],
+            "namespace": md["namespace"],
+            "labels": dict(md.get("labels") or {}),
+        },
+    }
+    if subset:
+        endpoints["subsets"] = [subset]
+    return endpoints
+
+
+def _endpoint_slice(svc: Obj, pods: list[Obj], ports: list[dict[str, Any]]) -> Obj:
+    """The Service's one EndpointSlice, as the EndpointSlice controller names and labels it."""
+    md = svc["metadata"]
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"{md['name']}-{template_hash(md['uid'])[:5]}",
+            "namespace": md["namespace"],
+            "labels": {
+                **(md.get("labels") or {}),
+                "kubernetes.io/service-name": md["name"],
+                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+            },
+            "ownerReferences": [owner_ref(svc)],
+        },
+        "addressType": "IPv4",
+        "endpoints": [
+            {
+                "addresses": [p["status"]["podIP"]],
+                "conditions": {
+                    "ready": pod_ready(p),
+                    "serving": pod_ready(p),
+                    "terminating": False,
+                },
+                "nodeName": NODE_NAME,
+                "targetRef": _pod_reference(p),
+            }
+            for p in pods
+        ],
+        "ports": ports,
+    }
