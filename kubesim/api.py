@@ -17,7 +17,7 @@ import yaml
 from aiohttp import web
 
 from kubesim import discovery, openapi, protobuf, tables
-from kubesim.cluster import FIELD_VALIDATIONS, Cluster, WriteOptions
+from kubesim.cluster import Cluster
 from kubesim.crds import CRD_KEY
 from kubesim.errors import ApiError
 from kubesim.faults import Faults
@@ -27,6 +27,7 @@ from kubesim.resources import CREATE_ONLY_SUBRESOURCES, READ_ONLY_SUBRESOURCES, 
 from kubesim.reviews import Reviews
 from kubesim.selectors import parse_field_selector, parse_label_selector
 from kubesim.store import StoredEvent, Watcher
+from kubesim.write_options import FIELD_VALIDATIONS, WriteOptions
 
 log = structlog.get_logger(__name__)
 
@@ -402,7 +403,7 @@ class KubeApi:
             return json_response(self._write_scale(route, body))
         opts = self._options(request)
         obj = self.cluster.update(
-            route.rt, route.namespace or "", route.name, body, opts, route.subresource
+            route.rt, route.namespace or "", route.name, body, opts, subresource=route.subresource
         )
         return self._written(obj, opts)
 
@@ -431,7 +432,9 @@ class KubeApi:
             is not None
         )
         opts = self._options(request, apply=ctype == APPLY_PATCH)
-        obj = self.cluster.patch(route.rt, ns, route.name, ctype, raw, opts, route.subresource)
+        obj = self.cluster.patch(
+            route.rt, ns, route.name, ctype, raw, opts=opts, subresource=route.subresource
+        )
         return self._written(obj, opts, 200 if existed else 201)
 
     def _write_scale(self, route: Route, scale: Any) -> Obj:

@@ -1,12 +1,14 @@
-"""CustomResourceDefinitions: the resource types one serves and the status it is given."""
+"""CustomResourceDefinitions: the resource types one serves, the status it is given, and the
+registry kept in step with the stored CRDs."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from kubesim.cr_schemas import CrSchema
-from kubesim.objects import Obj, now_rfc3339
-from kubesim.resources import ResourceType
+from kubesim.objects import Obj, copy_json, now_rfc3339
+from kubesim.resources import ResourceRegistry, ResourceType
+from kubesim.store import Store
 
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 
@@ -78,3 +80,35 @@ def status_for(crd: Obj, previous: dict[str, Any] | None) -> dict[str, Any]:
         "acceptedNames": dict(spec.get("names") or {}),
         "storedVersions": stored,
     }
+
+
+class CrdTypes:
+    """Serves what each stored CRD declares; objects of a type no longer served are dropped."""
+
+    def __init__(self, store: Store, registry: ResourceRegistry) -> None:
+        self.store = store
+        self.registry = registry
+
+    def register(self, crd: Obj) -> None:
+        types = served_types(crd)
+        name = crd["metadata"]["name"]
+        old_keys = {t.storage_key for t in self.registry.crd_types(name)}
+        self.registry.set_crd_types(name, types)
+        for key in old_keys - {t.storage_key for t in types}:
+            self._drop_objects(key)
+
+    def unregister(self, crd: Obj) -> None:
+        name = crd["metadata"]["name"]
+        keys = {t.storage_key for t in self.registry.crd_types(name)}
+        for key in keys:
+            self._drop_objects(key)
+        self.registry.set_crd_types(name, [])
+
+    def _drop_objects(self, key: tuple[str, str]) -> None:
+        for obj in self.store.objects(key):
+            final = copy_json(obj)
+            final["metadata"]["resourceVersion"] = str(self.store.next_rv())
+            self.store.remove(
+                key, final["metadata"].get("namespace", ""), final["metadata"]["name"], final
+            )
+        self.store.drop_table(key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import random
 from typing import Any
 
 Obj = dict[str, Any]
@@ -29,3 +30,11 @@ def drop_nulls(value: Any) -> Any:
 def now_rfc3339() -> str:
     """The current time as the apiserver writes timestamps (seconds, UTC, `Z`)."""
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def random_suffix(length: int = 5) -> str:
+    """A random name suffix, of the letters and digits the apiserver's generated names use."""
+    return "".join(random.choice(_NAME_CHARS) for _ in range(length))

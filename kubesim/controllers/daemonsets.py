@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from kubesim.cluster import random_suffix
 from kubesim.controllers.reconciling import (
     DAEMONSETS,
     PODS,
@@ -10,6 +9,7 @@ from kubesim.controllers.reconciling import (
     pod_ready,
     template_hash,
 )
+from kubesim.objects import random_suffix
 
 
 class DaemonSetController(ControllerBase):

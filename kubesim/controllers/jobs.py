@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubesim.cluster import random_suffix
 from kubesim.controllers.reconciling import (
     JOBS,
     PODS,
     ControllerBase,
     pod_ready,
 )
-from kubesim.objects import Obj, now_rfc3339
+from kubesim.objects import Obj, now_rfc3339, random_suffix
 
 
 class JobController(ControllerBase):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubesim.cluster import random_suffix
 from kubesim.controllers.reconciling import (
     REPLICASETS,
     ControllerBase,
     pod_ready,
 )
+from kubesim.objects import random_suffix
 
 
 class ReplicaSetController(ControllerBase):
