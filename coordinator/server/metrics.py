@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from coordinator.server.event_hub import FollowerStatus
+from coordinator.server.follower_state import FollowerStatus
 from coordinator.server.retention import Pruned
 from coordinator.store.base import Store
 from serving.grpc_metrics import RequestMetrics

@@ -15,7 +15,7 @@ import grpc
 import grpc.aio
 
 from coordinator.perf.service import PerformanceRpcs
-from coordinator.server.event_hub import FollowerStatus
+from coordinator.server.follower_state import FollowerStatus
 from coordinator.server.operation_admission import OperationAdmission
 from coordinator.server.registry import Registry
 from coordinator.server.routing import RouteError, Router

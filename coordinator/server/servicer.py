@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 from coordinator.perf.service import PerformanceRpcs
 from coordinator.server.adapter_rpcs import AdapterRpcs
-from coordinator.server.event_hub import FollowerStatus
 from coordinator.server.event_rpcs import EventRpcs
+from coordinator.server.follower_state import FollowerStatus
 from coordinator.server.history_rpcs import HistoryRpcs
 from coordinator.server.mesh_rpcs import MeshRpcs
 from coordinator.server.operation_admission import OperationAdmission

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.server.event_hub import EventHub, HubSettings
+from coordinator.server.event_hub import EventHub
+from coordinator.server.hub_settings import HubSettings
 from coordinator.store import Store, StoredEvent, open_store
 from tests.coordinator.scripted_adapter import ScriptedAdapter, StaticRegistry, serve
 

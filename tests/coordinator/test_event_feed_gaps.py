@@ -14,7 +14,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from coordinator.server.event_hub import EventHub, FollowerStatus
+from coordinator.server.event_hub import EventHub
+from coordinator.server.follower_state import FollowerStatus
 from coordinator.store import Store, StoredEvent, open_store
 from serving.event_text import EVENT_FIELD_BYTES
 from serving.message_limits import ADAPTER_RESPONSE_BYTES

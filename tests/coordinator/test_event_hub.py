@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.server.event_hub import EventHub, HubSettings
+from coordinator.server.event_hub import EventHub
+from coordinator.server.hub_settings import HubSettings
 from coordinator.store import Store, StoredEvent, open_store
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from tests.coordinator.scripted_adapter import ScriptedAdapter, StaticRegistry, serve
