@@ -188,73 +188,74 @@ def _allowed(sim: RunningSim, verb: str, resource: str, namespace: str, **who: A
     return bool(answer["status"]["allowed"])
 
 
-async def test_bound_example_roles_grant_meshplane_permissions_in_the_cluster(
-    kubesim: RunningSim,
-) -> None:
-    objects = (await render()).objects
-    rbac = "/apis/rbac.authorization.k8s.io/v1"
+RBAC = "/apis/rbac.authorization.k8s.io/v1"
+
+
+def _binding(name: str, role: str, subject: dict[str, str]) -> dict[str, Any]:
+    """A (Cluster)RoleBinding of the ClusterRole ``role`` to one ``subject``."""
+    return {
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", **subject}],
+    }
+
+
+def install_example_roles(sim: RunningSim, objects: list[dict[str, Any]]) -> None:
+    """The chart's example ClusterRoles and the coordinator's review role and its binding."""
     for role in ROLES:
         cluster_role = find(objects, "ClusterRole", f"meshplane-{role}")
-        status, answer = raw_request(kubesim, "POST", f"{rbac}/clusterroles", cluster_role)
+        status, answer = raw_request(sim, "POST", f"{RBAC}/clusterroles", cluster_role)
         assert status == 201, answer
     review_role = find(objects, "ClusterRole", f"{NAMESPACE}-{COORDINATOR}")
     review_binding = find(objects, "ClusterRoleBinding", f"{NAMESPACE}-{COORDINATOR}")
     for path, body in (
-        ("/api/v1/namespaces", {"metadata": {"name": "apps"}}),
-        (f"{rbac}/clusterroles", review_role),
-        (f"{rbac}/clusterrolebindings", review_binding),
-        (
-            f"{rbac}/namespaces/apps/rolebindings",
-            {
-                "metadata": {"name": "team-a-operators"},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": "meshplane-operator",
-                },
-                "subjects": [
-                    {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "team-a"}
-                ],
-            },
-        ),
-        (
-            f"{rbac}/clusterrolebindings",
-            {
-                "metadata": {"name": "platform-admins"},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": "meshplane-admin",
-                },
-                "subjects": [
-                    {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "root"}
-                ],
-            },
-        ),
+        (f"{RBAC}/clusterroles", review_role),
+        (f"{RBAC}/clusterrolebindings", review_binding),
     ):
-        status, answer = raw_request(kubesim, "POST", path, body)
+        status, answer = raw_request(sim, "POST", path, body)
         assert status == 201, answer
 
-    team_a = {"user": "dev", "groups": ["team-a", "system:authenticated"]}
-    assert _allowed(kubesim, "create", "operations", "apps", **team_a)
-    assert _allowed(kubesim, "list", "operations", "apps", **team_a)
-    assert not _allowed(kubesim, "create", "operations", "other", **team_a)
-    assert not _allowed(kubesim, "create", "meshes", "apps", **team_a)
-    assert not _allowed(kubesim, "list", "auditrecords", "", **team_a)
-    root = {"user": "root"}
-    assert _allowed(kubesim, "create", "meshes", "istio-system", **root)
-    assert _allowed(kubesim, "list", "auditrecords", "", **root)
-    assert not _allowed(kubesim, "list", "operations", "apps", user="stranger")
 
-    # the coordinator's own ServiceAccount may ask the reviews it needs, and nothing else
+def bind_team_a_and_root(sim: RunningSim) -> None:
+    """Group team-a operates in namespace apps; user root administers the whole cluster."""
+    for path, body in (
+        ("/api/v1/namespaces", {"metadata": {"name": "apps"}}),
+        (
+            f"{RBAC}/namespaces/apps/rolebindings",
+            _binding("team-a-operators", "meshplane-operator", {"kind": "Group", "name": "team-a"}),
+        ),
+        (
+            f"{RBAC}/clusterrolebindings",
+            _binding("platform-admins", "meshplane-admin", {"kind": "User", "name": "root"}),
+        ),
+    ):
+        status, answer = raw_request(sim, "POST", path, body)
+        assert status == 201, answer
+
+
+def assert_bindings_grant_their_roles(sim: RunningSim) -> None:
+    team_a = {"user": "dev", "groups": ["team-a", "system:authenticated"]}
+    assert _allowed(sim, "create", "operations", "apps", **team_a)
+    assert _allowed(sim, "list", "operations", "apps", **team_a)
+    assert not _allowed(sim, "create", "operations", "other", **team_a)
+    assert not _allowed(sim, "create", "meshes", "apps", **team_a)
+    assert not _allowed(sim, "list", "auditrecords", "", **team_a)
+    root = {"user": "root"}
+    assert _allowed(sim, "create", "meshes", "istio-system", **root)
+    assert _allowed(sim, "list", "auditrecords", "", **root)
+    assert not _allowed(sim, "list", "operations", "apps", user="stranger")
+
+
+def assert_coordinator_may_review_and_nothing_else(sim: RunningSim) -> None:
+    """The coordinator's own ServiceAccount may ask the reviews it needs, and nothing else."""
     account = f"system:serviceaccount:{NAMESPACE}:{COORDINATOR}"
     groups = ["system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}"]
     for group, resource in (
         ("authentication.k8s.io", "tokenreviews"),
         ("authorization.k8s.io", "subjectaccessreviews"),
     ):
-        status, answer = raw_request(
-            kubesim,
+        _, answer = raw_request(
+            sim,
             "POST",
             "/apis/authorization.k8s.io/v1/subjectaccessreviews",
             {
@@ -266,4 +267,13 @@ async def test_bound_example_roles_grant_meshplane_permissions_in_the_cluster(
             },
         )
         assert answer["status"]["allowed"] is True, (resource, answer)
-    assert not _allowed(kubesim, "list", "operations", "apps", user=account, groups=groups)
+    assert not _allowed(sim, "list", "operations", "apps", user=account, groups=groups)
+
+
+async def test_bound_example_roles_grant_meshplane_permissions_in_the_cluster(
+    kubesim: RunningSim,
+) -> None:
+    install_example_roles(kubesim, (await render()).objects)
+    bind_team_a_and_root(kubesim)
+    assert_bindings_grant_their_roles(kubesim)
+    assert_coordinator_may_review_and_nothing_else(kubesim)

@@ -4,6 +4,7 @@ chart's adapter Services."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,74 @@ def _environment(deployment: dict[str, Any], token_file: Path) -> dict[str, str]
     return env
 
 
+def assert_adapter_runs_as_deployed(
+    deployment: dict[str, Any], args: argparse.Namespace, env: dict[str, str], tls: bool
+) -> None:
+    """The adapter's settings: its gRPC port, state and cache dirs, link token, TLS, probes."""
+    from adapters.kit.process.mesh_registry import load_declaration
+
+    declaration = load_declaration(args.mesh)
+    adapter = adapter_settings(args, declaration, env)
+    (port,) = (p for p in container(deployment)["ports"] if p["name"] == "grpc")
+    assert (adapter.host, adapter.port) == ("0.0.0.0", port["containerPort"])
+    assert adapter.state_dir == Path("/var/lib/meshplane/state")
+    assert adapter.cache_dir == Path("/var/cache/meshplane")
+    assert adapter.coordinator_token == LINK_TOKEN
+    if tls:
+        assert adapter.tls == TlsConfig(
+            cert_path=TLS_DIR / "tls.crt",
+            key_path=TLS_DIR / "tls.key",
+            client_ca_path=TLS_DIR / "ca.crt",
+        )
+        assert adapter.health_port == 10900
+    else:
+        assert (adapter.tls, adapter.health_port) == (None, None)
+    _assert_probes_ask(deployment, adapter.health_port or adapter.port)
+
+
+def assert_coordinator_runs_as_deployed(
+    deployment: dict[str, Any], args: argparse.Namespace, env: dict[str, str], transport: str
+) -> None:
+    """The coordinator's settings: discovery, store, link token and TLS, Kubernetes auth, probes."""
+    tls = transport != "plaintext"
+    settings = coordinator_settings(args, env)
+    assert settings.discover_namespace == NAMESPACE
+    assert settings.store.startswith("postgresql://")
+    assert settings.port == 10100
+    assert settings.allow_insecure_adapters is not tls
+    assert settings.adapter_token == LINK_TOKEN
+    assert settings.authn_kubernetes and settings.authz_kubernetes
+    assert not settings.allow_anonymous
+    if tls:
+        assert settings.adapter_tls == ClientTls(
+            ca_path=TLS_DIR / "ca.crt",
+            cert_path=TLS_DIR / "tls.crt",
+            key_path=TLS_DIR / "tls.key",
+            server_name=f"mp-meshplane-adapter.{NAMESPACE}.svc",
+        )
+        assert settings.health_port == 10901
+    else:
+        assert (settings.adapter_tls, settings.health_port) == (None, None)
+    if transport == "tls-coordinator":
+        assert settings.tls == TlsConfig(
+            cert_path=TLS_DIR / "tls.crt",
+            key_path=TLS_DIR / "tls.key",
+            client_ca_path=TLS_DIR / "ca.crt",
+        )
+    else:
+        assert settings.tls is None
+    _assert_probes_ask(deployment, settings.health_port or settings.port)
+
+
+def assert_mounts_hold_the_named_files(deployment: dict[str, Any], tls: bool) -> None:
+    """The files the settings name are the mounted Secrets'."""
+    if tls:
+        (mount,) = (m for m in container(deployment)["volumeMounts"] if m["name"] == "tls")
+        assert Path(mount["mountPath"]) == TLS_DIR
+    (link,) = (m for m in container(deployment)["volumeMounts"] if m["name"] == "link")
+    assert Path(link["mountPath"]) == LINK_DIR
+
+
 @pytest.mark.parametrize("transport", sorted(TLS_VALUES))
 async def test_containers_run_meshplane_commands_the_parser_accepts(
     transport: str, tmp_path: Path
@@ -84,59 +153,11 @@ async def test_containers_run_meshplane_commands_the_parser_accepts(
         args = parser.parse_args(container(deployment)["args"])
         env = _environment(deployment, token_file)
         if args.command == "adapter":
-            from adapters.kit.process.mesh_registry import load_declaration
-
-            declaration = load_declaration(args.mesh)
-            adapter = adapter_settings(args, declaration, env)
-            (port,) = (p for p in container(deployment)["ports"] if p["name"] == "grpc")
-            assert (adapter.host, adapter.port) == ("0.0.0.0", port["containerPort"])
-            assert adapter.state_dir == Path("/var/lib/meshplane/state")
-            assert adapter.cache_dir == Path("/var/cache/meshplane")
-            assert adapter.coordinator_token == LINK_TOKEN
-            if tls:
-                assert adapter.tls == TlsConfig(
-                    cert_path=TLS_DIR / "tls.crt",
-                    key_path=TLS_DIR / "tls.key",
-                    client_ca_path=TLS_DIR / "ca.crt",
-                )
-                assert adapter.health_port == 10900
-            else:
-                assert (adapter.tls, adapter.health_port) == (None, None)
-            _assert_probes_ask(deployment, adapter.health_port or adapter.port)
+            assert_adapter_runs_as_deployed(deployment, args, env, tls)
         else:
             assert args.command == "coordinator"
-            settings = coordinator_settings(args, env)
-            assert settings.discover_namespace == NAMESPACE
-            assert settings.store.startswith("postgresql://")
-            assert settings.port == 10100
-            assert settings.allow_insecure_adapters is not tls
-            assert settings.adapter_token == LINK_TOKEN
-            assert settings.authn_kubernetes and settings.authz_kubernetes
-            assert not settings.allow_anonymous
-            if tls:
-                assert settings.adapter_tls == ClientTls(
-                    ca_path=TLS_DIR / "ca.crt",
-                    cert_path=TLS_DIR / "tls.crt",
-                    key_path=TLS_DIR / "tls.key",
-                    server_name=f"mp-meshplane-adapter.{NAMESPACE}.svc",
-                )
-                assert settings.health_port == 10901
-            else:
-                assert (settings.adapter_tls, settings.health_port) == (None, None)
-            if transport == "tls-coordinator":
-                assert settings.tls == TlsConfig(
-                    cert_path=TLS_DIR / "tls.crt",
-                    key_path=TLS_DIR / "tls.key",
-                    client_ca_path=TLS_DIR / "ca.crt",
-                )
-            else:
-                assert settings.tls is None
-            _assert_probes_ask(deployment, settings.health_port or settings.port)
-        if tls:  # the files the settings name are the mounted Secret's
-            (mount,) = (m for m in container(deployment)["volumeMounts"] if m["name"] == "tls")
-            assert Path(mount["mountPath"]) == TLS_DIR
-        (link,) = (m for m in container(deployment)["volumeMounts"] if m["name"] == "link")
-        assert Path(link["mountPath"]) == LINK_DIR
+            assert_coordinator_runs_as_deployed(deployment, args, env, transport)
+        assert_mounts_hold_the_named_files(deployment, tls)
 
 
 def _assert_probes_ask(deployment: dict[str, Any], port: int) -> None:

@@ -208,25 +208,72 @@ def _slice(port: int, *, ready: bool) -> dict[str, Any]:
     }
 
 
+async def publish(api_client: kube.ApiClient, port: int) -> None:
+    """The adapter's Service and an EndpointSlice with one ready endpoint on loopback ``port``."""
+    core: Any = kube.CoreV1Api(api_client)
+    discovery: Any = kube.DiscoveryV1Api(api_client)
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+    await asyncio.to_thread(core.create_namespace, namespace)
+    await asyncio.to_thread(core.create_namespaced_service, NAMESPACE, _service())
+    await asyncio.to_thread(
+        discovery.create_namespaced_endpoint_slice, NAMESPACE, _slice(port, ready=True)
+    )
+
+
+async def assert_found_and_installs(coordinator: CoordinatorUnderTest, adapter: Adapter) -> None:
+    """The coordinator lists the discovered replica and routes an install to it."""
+    port = int(adapter.address.rsplit(":", 1)[1])
+    listing = await coordinator.stub.ListAdapters(cpb.ListAdaptersRequest(), timeout=5)
+    [found] = [r for a in listing.adapters for r in a.replicas]
+    assert found.address == f"127.0.0.1:{port}" == adapter.address
+    assert found.source == cpb.REGISTRATION_SOURCE_KUBERNETES
+
+    record = await run_install(coordinator, "discovered-install")
+    assert record.adapter_address == adapter.address
+    status = await coordinator.stub.GetMeshStatus(
+        cpb.GetMeshStatusRequest(mesh="istio", request=apb.GetMeshStatusRequest()), timeout=10
+    )
+    assert status.status.installed and status.status.version == "1.1.0"
+
+
+async def assert_not_ready_leaves_nothing_to_route_to(
+    coordinator: CoordinatorUnderTest, api_client: kube.ApiClient, port: int
+) -> None:
+    """The endpoint turns not ready: the replica leaves, and an install finds no adapter."""
+    discovery: Any = kube.DiscoveryV1Api(api_client)
+    await asyncio.to_thread(
+        discovery.replace_namespaced_endpoint_slice,
+        f"{SERVICE}-1",
+        NAMESPACE,
+        _slice(port, ready=False),
+    )
+    async with asyncio.timeout(10):
+        listing = await coordinator.stub.ListAdapters(cpb.ListAdaptersRequest(), timeout=5)
+        while listing.adapters:
+            await asyncio.sleep(0.05)
+            listing = await coordinator.stub.ListAdapters(cpb.ListAdaptersRequest(), timeout=5)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await coordinator.stub.ApplyOperation(
+            cpb.ApplyOperationRequest(
+                mesh="istio", request=apb.ApplyOperationRequest(operation="install")
+            ),
+            timeout=5,
+        )
+    assert refused.value.code() == grpc.StatusCode.NOT_FOUND, refused.value.details()
+
+
 async def test_discovery_finds_a_real_adapter_routes_to_it_and_drops_it(
     kubesim: RunningSim,
     api_client: kube.ApiClient,
     toy_sources: list[str],
     tmp_path: Path,
 ) -> None:
-    core: Any = kube.CoreV1Api(api_client)
-    discovery: Any = kube.DiscoveryV1Api(api_client)
     adapter = istio_replica(kubesim, toy_sources, tmp_path, "discovered")
     await adapter.start()
     coordinator: CoordinatorUnderTest | None = None
     try:
         port = int(adapter.address.rsplit(":", 1)[1])
-        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-        await asyncio.to_thread(core.create_namespace, namespace)
-        await asyncio.to_thread(core.create_namespaced_service, NAMESPACE, _service())
-        await asyncio.to_thread(
-            discovery.create_namespaced_endpoint_slice, NAMESPACE, _slice(port, ready=True)
-        )
+        await publish(api_client, port)
         coordinator = CoordinatorUnderTest(
             coordinator_from_flags(
                 tmp_path / "coord",
@@ -236,37 +283,8 @@ async def test_discovery_finds_a_real_adapter_routes_to_it_and_drops_it(
         )
         await coordinator.start()
         await coordinator.wait_serving("istio")
-        listing = await coordinator.stub.ListAdapters(cpb.ListAdaptersRequest(), timeout=5)
-        [found] = [r for a in listing.adapters for r in a.replicas]
-        assert found.address == f"127.0.0.1:{port}" == adapter.address
-        assert found.source == cpb.REGISTRATION_SOURCE_KUBERNETES
-
-        record = await run_install(coordinator, "discovered-install")
-        assert record.adapter_address == adapter.address
-        status = await coordinator.stub.GetMeshStatus(
-            cpb.GetMeshStatusRequest(mesh="istio", request=apb.GetMeshStatusRequest()), timeout=10
-        )
-        assert status.status.installed and status.status.version == "1.1.0"
-
-        await asyncio.to_thread(
-            discovery.replace_namespaced_endpoint_slice,
-            f"{SERVICE}-1",
-            NAMESPACE,
-            _slice(port, ready=False),
-        )
-        async with asyncio.timeout(10):
-            listing = await coordinator.stub.ListAdapters(cpb.ListAdaptersRequest(), timeout=5)
-            while listing.adapters:
-                await asyncio.sleep(0.05)
-                listing = await coordinator.stub.ListAdapters(cpb.ListAdaptersRequest(), timeout=5)
-        with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await coordinator.stub.ApplyOperation(
-                cpb.ApplyOperationRequest(
-                    mesh="istio", request=apb.ApplyOperationRequest(operation="install")
-                ),
-                timeout=5,
-            )
-        assert refused.value.code() == grpc.StatusCode.NOT_FOUND, refused.value.details()
+        await assert_found_and_installs(coordinator, adapter)
+        await assert_not_ready_leaves_nothing_to_route_to(coordinator, api_client, port)
     finally:
         if coordinator is not None:
             await coordinator.stop()

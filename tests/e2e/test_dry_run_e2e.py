@@ -68,11 +68,10 @@ def changes(answer: pb.ApplyOperationResponse) -> set[Change]:
     }
 
 
-async def test_dry_runs_of_install_upgrade_and_uninstall_change_nothing(
-    harness: MeshHarness, sim: RunningSim
-) -> None:
-    client = await harness.start()
-
+async def assert_first_plan_creates_and_changes_nothing(
+    client: AdapterClient, harness: MeshHarness, sim: RunningSim
+) -> set[Change]:
+    """Before any install: only creates, a resolved version, nothing in the cluster; the plan."""
     first = await dry_run(client, "install", parameters={"profile": "default"})
     assert first.operation_id == "" and not first.created
     assert first.operation.dry_run and first.operation.state == pb.OPERATION_STATE_SUCCEEDED
@@ -86,18 +85,24 @@ async def test_dry_runs_of_install_upgrade_and_uninstall_change_nothing(
     (result,) = first.operation.cluster_results
     assert result.objects_applied == len(planned) and result.objects_unchanged == 0
     assert result.summary.startswith(f"dry run: {len(planned)} to create, 0 to change")
+    return planned
 
+
+async def install_as_planned(client: AdapterClient, sim: RunningSim, planned: set[Change]) -> None:
+    """Every object the dry run listed is what the install made (its namespace came bare);
+    a dry run after it plans nothing."""
     installed = await client.run(
         "install", operation_id="real-install", parameters={"profile": "default"}
     )
     assert installed.state == pb.OPERATION_STATE_SUCCEEDED
-    # Every object the dry run listed is what the install made (its namespace came bare).
     assert {(kind, ns, name) for _, kind, ns, name in planned} == await applied_objects(sim) | {
         ("Namespace", "", "istio-system")
     }
-
     assert changes(await dry_run(client, "install", parameters={"profile": "default"})) == set()
 
+
+async def upgrade_as_planned(client: AdapterClient, sim: RunningSim) -> None:
+    """The demo profile's plan names the changed fields, and is what the upgrade then does."""
     before = await applied_objects(sim)
     upgrade = await dry_run(client, "install", parameters={"profile": "demo"})
     found = changes(upgrade)
@@ -120,6 +125,11 @@ async def test_dry_runs_of_install_upgrade_and_uninstall_change_nothing(
     } | {("CREATE", kind, ns, name) for kind, ns, name in created}
     assert changes(await dry_run(client, "install", parameters={"profile": "demo"})) == set()
 
+
+async def assert_uninstall_plans_delete_all_but_crds(
+    client: AdapterClient, sim: RunningSim
+) -> None:
+    """An uninstall plans deleting all but the CRDs, a purge everything; both change nothing."""
     everything = await applied_objects(sim)
     crds = {o for o in everything if o[0] == "CustomResourceDefinition"}
     assert crds
@@ -130,6 +140,8 @@ async def test_dry_runs_of_install_upgrade_and_uninstall_change_nothing(
     assert {(kind, ns, name) for action, kind, ns, name in changes(purge)} == everything
     assert await applied_objects(sim) == everything
 
+
+async def assert_events_only_of_real_operations(client: AdapterClient) -> None:
     events = EventCollector(client).start()
     try:
         recorded = await events.settled("real-demo")
@@ -138,6 +150,17 @@ async def test_dry_runs_of_install_upgrade_and_uninstall_change_nothing(
     operations = {event.operation_id for event in events.events}
     assert operations <= {"real-install", "real-demo", ""}, operations
     assert recorded[-1].operation_state == pb.OPERATION_STATE_SUCCEEDED
+
+
+async def test_dry_runs_of_install_upgrade_and_uninstall_change_nothing(
+    harness: MeshHarness, sim: RunningSim
+) -> None:
+    client = await harness.start()
+    planned = await assert_first_plan_creates_and_changes_nothing(client, harness, sim)
+    await install_as_planned(client, sim, planned)
+    await upgrade_as_planned(client, sim)
+    await assert_uninstall_plans_delete_all_but_crds(client, sim)
+    await assert_events_only_of_real_operations(client)
 
 
 async def test_a_dry_run_is_refused_as_the_real_request_would_be(harness: MeshHarness) -> None:

@@ -236,46 +236,37 @@ def assert_errors_say_what_is_wrong(
     assert code == 2 and "two" in err
 
 
-def test_perf_cli_against_a_coordinator_process(
-    coordinator_process: CoordinatorProcess,
-    http_target: LoopbackServer,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    co = coordinator_process
-    cli = InProcess(co, capsys, monkeypatch)
+def run_baseline(co: CoordinatorProcess, target: LoopbackServer) -> dict[str, Any]:
+    """`perf run --output=json` as a process: one SMP document on stdout, progress on stderr."""
     run = perf(
         co,
         "run",
-        f"--url={http_target.url('/delay/2')}",
+        f"--url={target.url('/delay/2')}",
         "--rps=200",
         "--connections=4",
         "--duration=2s",
         "--label=side=baseline",
         "--output=json",
     )
-    document = json.loads(ok(run))  # stdout is exactly one document
+    document: dict[str, Any] = json.loads(ok(run))  # stdout is exactly one document
     assert "requests" in run.stderr and "req/s" in run.stderr  # progress went to stderr
     assert_smp_document_of_the_baseline(document)
-    baseline = document["id"]
+    return document
 
-    second = yaml.safe_load(
-        cli.ok("run", f"--url={http_target.url('/delay/6')}", "-n", "60", "-c", "2", "-o", "yaml")
+
+def run_slower(cli: InProcess, target: LoopbackServer) -> dict[str, Any]:
+    """A run against /delay/6, printed as YAML."""
+    second: dict[str, Any] = yaml.safe_load(
+        cli.ok("run", f"--url={target.url('/delay/6')}", "-n", "60", "-c", "2", "-o", "yaml")
     )
     assert set(second) >= SMP_RESULT_FIELDS
     assert second["latencies_ms"]["p50"] >= 6.0
-    slower = second["id"]
+    return second
 
-    assert_results_are_listed_newest_first(cli, slower, baseline)
 
-    # get returns the stored document, identical to what run printed
-    assert json.loads(cli.ok("get", baseline, "-o", "json")) == document
-
-    compared = assert_compare_is_relative_to_the_baseline(co, cli, document, second)
-    assert_errors_say_what_is_wrong(cli, http_target, baseline)
-
-    # a fortio file imported into the coordinator's store is listed by the coordinator
-    fortio = json.loads(
+def import_fortio_and_list_it(co: CoordinatorProcess, cli: InProcess) -> dict[str, Any]:
+    """A fortio file imported into the coordinator's store is listed by the coordinator."""
+    fortio: dict[str, Any] = json.loads(
         cli.ok(
             "import",
             str(FORTIO_HTTP),
@@ -291,13 +282,41 @@ def test_perf_cli_against_a_coordinator_process(
     by_mesh = json.loads(cli.ok("results", "--mesh=istio", "-o", "json"))["results"]
     assert [d["id"] for d in by_mesh] == [fortio["id"]]
     assert by_mesh[0]["latencies_ms"] == fortio["latencies_ms"]
+    return fortio
 
-    # a new coordinator process on the same data dir still has every result
+
+def assert_a_restart_keeps_every_result(
+    co: CoordinatorProcess, cli: InProcess, ids: set[str], second: dict[str, Any]
+) -> None:
+    """A new coordinator process on the same data dir still has ``ids``, and ``second`` whole."""
     co.stop()
     co.start()
-    assert json.loads(cli.ok("get", slower, "-o", "json")) == second
+    assert json.loads(cli.ok("get", second["id"], "-o", "json")) == second
     after = json.loads(cli.ok("results", "-o", "json"))["results"]
-    assert {d["id"] for d in after} == {baseline, slower, fortio["id"]}
+    assert {d["id"] for d in after} == ids
+
+
+def test_perf_cli_against_a_coordinator_process(
+    coordinator_process: CoordinatorProcess,
+    http_target: LoopbackServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    co = coordinator_process
+    cli = InProcess(co, capsys, monkeypatch)
+    document = run_baseline(co, http_target)
+    baseline = document["id"]
+    second = run_slower(cli, http_target)
+    slower = second["id"]
+
+    assert_results_are_listed_newest_first(cli, slower, baseline)
+    # get returns the stored document, identical to what run printed
+    assert json.loads(cli.ok("get", baseline, "-o", "json")) == document
+    compared = assert_compare_is_relative_to_the_baseline(co, cli, document, second)
+    assert_errors_say_what_is_wrong(cli, http_target, baseline)
+    fortio = import_fortio_and_list_it(co, cli)
+
+    assert_a_restart_keeps_every_result(co, cli, {baseline, slower, fortio["id"]}, second)
     assert cli.ok("compare", baseline, slower).splitlines() == compared
 
 
