@@ -25,6 +25,17 @@ from meshplane_cli.main import main
 from tests.fixtures_paths import PROJECT_ROOT
 from tests.kit.toy_adapter import DECLARATION, TERMINAL
 
+TOY_ADAPTER = (
+    sys.executable,
+    "-m",
+    "meshplane_cli.main",
+    "adapter",
+    "tests.kit.toy_adapter:DECLARATION",
+    "--executor-factory",
+    "tests.kit.toy_adapter:executor_factory",
+)
+"""The command line of a toy adapter process (flags follow)."""
+
 
 def _parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
@@ -146,13 +157,7 @@ class AdapterProcess:
 async def adapter_process(state_dir: Path, log: Path) -> AsyncIterator[AdapterProcess]:
     with log.open("ab") as stderr:
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "meshplane_cli.main",
-            "adapter",
-            "tests.kit.toy_adapter:DECLARATION",
-            "--executor-factory",
-            "tests.kit.toy_adapter:executor_factory",
+            *TOY_ADAPTER,
             "--port",
             "0",
             "--state-dir",
@@ -238,29 +243,36 @@ async def test_killed_and_stopped_adapters_resume_where_they_left_off(tmp_path: 
             assert await third.process.wait() == 0
 
 
-def test_a_busy_port_is_reported_with_exit_code_1(tmp_path: Path) -> None:
+def run_toy_adapter_command(*flags: str) -> subprocess.CompletedProcess[str]:
+    """``meshplane adapter`` on the toy declaration with ``flags``, to its exit."""
+    return subprocess.run(
+        [*TOY_ADAPTER, *flags],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_busy_port_is_reported_with_exit_code_1() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "meshplane_cli.main",
-                "adapter",
-                "tests.kit.toy_adapter:DECLARATION",
-                "--executor-factory",
-                "tests.kit.toy_adapter:executor_factory",
-                "--port",
-                str(port),
-            ],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_toy_adapter_command("--port", str(port))
     assert result.returncode == 1
     assert result.stdout == ""
     assert f"cannot start: gRPC: Failed to bind to address 127.0.0.1:{port}" in result.stderr
+
+
+def test_an_unusable_state_dir_is_named_with_exit_code_1(tmp_path: Path) -> None:
+    (tmp_path / "events").write_text("not a directory", encoding="utf-8")
+    result = run_toy_adapter_command("--port", "0", "--state-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert (
+        f"meshplane adapter: cannot start: --state-dir {tmp_path}: cannot open the event log:"
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr

@@ -3,7 +3,8 @@
 Each case makes one step fail after earlier ones have opened something (the state directory's
 lock, the event log's file, the metrics listener, the executor) and then checks from outside
 that nothing is left: the lock can be taken again, no socket of this process listens, no file
-under the state directory is open, no task runs, and the executor was closed.
+under the state directory is open, no task runs, and the executor was closed. (The command's
+exit and message: `test_adapter_cli`.)
 """
 
 from __future__ import annotations
@@ -11,20 +12,17 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from adapters.kit.declare.catalogue import MeshDeclaration
+from adapters.kit.declare.mesh import MeshDeclaration
 from adapters.kit.process.server import start_adapter
 from adapters.kit.process.settings import AdapterSettings
 from adapters.kit.run.metrics import AdapterMetrics
 from adapters.kit.run.state_files import StateDirLock
-from tests.fixtures_paths import PROJECT_ROOT
 from tests.kit.toy_adapter import DECLARATION, ScriptedExecutor, ToyVersions, settings
 
 _LISTEN = "0A"
@@ -158,34 +156,3 @@ async def test_a_stopped_adapter_frees_the_same_things(tmp_path: Path) -> None:
     await asyncio.gather(adapter.stop(), adapter.stop())
     assert_nothing_left(tmp_path, before)
     assert executor.closed == 1
-
-
-def test_the_command_names_the_unusable_state_dir_and_exits_1(tmp_path: Path) -> None:
-    (tmp_path / "events").write_text("not a directory", encoding="utf-8")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "meshplane_cli.main",
-            "adapter",
-            "tests.kit.toy_adapter:DECLARATION",
-            "--executor-factory",
-            "tests.kit.toy_adapter:executor_factory",
-            "--port",
-            "0",
-            "--state-dir",
-            str(tmp_path),
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 1
-    assert result.stdout == ""
-    assert (
-        f"meshplane adapter: cannot start: --state-dir {tmp_path}: cannot open the event log:"
-        in result.stderr
-    )
-    assert "Traceback" not in result.stderr
