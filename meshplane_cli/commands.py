@@ -19,7 +19,7 @@ COMMANDS: dict[str, str] = {
     "rbac": "adapters.rbac",
     "conformance": "adapters.conformance.cli",
     "coordinator": "coordinator.server.command",
-    "up": "coordinator.sandbox.up",
+    "up": "coordinator.sandbox.command",
     "adapters": "coordinator.client.catalogue_commands",
     "ops": "coordinator.client.catalogue_commands",
     "versions": "coordinator.client.catalogue_commands",

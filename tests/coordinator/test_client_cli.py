@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from coordinator.client.output import format_table
-from coordinator.sandbox.up import Sandbox, SandboxError, SandboxSettings
+from coordinator.sandbox.children import SandboxError
+from coordinator.sandbox.settings import SandboxSettings
+from coordinator.sandbox.up import Sandbox
 from coordinator.server.assembly import build_coordinator
 from coordinator.server.settings import CoordinatorSettings
 from meshplane_cli.main import main

@@ -16,7 +16,9 @@ import grpc
 import grpc.aio
 import pytest
 
-from coordinator.sandbox.up import Child, Sandbox, SandboxSettings
+from coordinator.sandbox.children import Child
+from coordinator.sandbox.settings import SandboxSettings
+from coordinator.sandbox.up import Sandbox
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from meshplane_cli.main import main

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.sandbox.up import Sandbox, SandboxSettings
+from coordinator.sandbox.settings import SandboxSettings
+from coordinator.sandbox.up import Sandbox
 from meshplane_cli.main import main
 from tests.coordinator.test_sandbox_supervision import _free_port_block
 from tests.plugins.realkube import require_realkube
