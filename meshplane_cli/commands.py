@@ -16,7 +16,7 @@ COMMANDS: dict[str, str] = {
     "kubesim": "kubesim.cli",
     "kube": "realkube.cli",
     "adapter": "adapters.kit.process.cli",
-    "rbac": "adapters.rbac",
+    "rbac": "adapters.rbac.command",
     "conformance": "adapters.conformance.cli",
     "coordinator": "coordinator.server.command",
     "up": "coordinator.sandbox.command",

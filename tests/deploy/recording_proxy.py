@@ -13,7 +13,7 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from adapters.rbac import Permission
+from adapters.rbac.permissions import Permission
 
 APPLY_PATCH = "application/apply-patch+yaml"
 

@@ -23,19 +23,12 @@ from adapters.kit.plan.chart_repository import ChartRepository
 from adapters.kit.plan.manifest_fetching import ManifestLibrary
 from adapters.kit.process.mesh_registry import load_declaration
 from adapters.kit.run.real_executor import install_chart
-from adapters.rbac import (
-    BUILTIN_RESOURCES,
-    Permission,
-    RbacError,
-    Requirements,
-    UrlPermission,
-    cluster_role,
-    derive,
-    derive_for_mesh,
-    expand_rule,
-    rules_cover,
-    unused_permissions,
-)
+from adapters.rbac.collecting import RbacError
+from adapters.rbac.derivation import derive, derive_for_mesh
+from adapters.rbac.permissions import Permission, UrlPermission, expand_rule, rules_cover
+from adapters.rbac.requirements import Requirements, unused_permissions
+from adapters.rbac.resource_names import BUILTIN_RESOURCES
+from adapters.rbac.role_document import cluster_role
 from kubesim.resources import ResourceRegistry
 from meshplane_cli.main import main
 from tests.adapters.istio.toy_istio import TOY_MIRROR, TOY_VERSIONS, package_toy_repo
@@ -426,7 +419,7 @@ def test_meshplane_rbac_prints_the_cluster_role(tmp_path: Path) -> None:
     } in role["rules"]
 
 
-@pytest.mark.parametrize("mesh", ["no-such-mesh", "adapters.rbac:Permission"])
+@pytest.mark.parametrize("mesh", ["no-such-mesh", "adapters.rbac.permissions:Permission"])
 def test_meshplane_rbac_refuses_what_is_not_a_mesh(
     mesh: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -23,7 +23,8 @@ from adapters.kit.plan.manifest_fetching import ManifestLibrary
 from adapters.kit.plan.planner import Planner
 from adapters.kit.process.mesh_registry import load_declaration
 from adapters.kit.run.real_executor import KitExecutor, install_chart
-from adapters.rbac import Permission, derive, rules_cover
+from adapters.rbac.derivation import derive
+from adapters.rbac.permissions import Permission, rules_cover
 from kubesim.harness import RunningSim
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
 from tests.deploy.chart import committed_role
