@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "kube": "realkube.cli",
     "adapter": "adapters.kit.process.cli",
     "rbac": "adapters.rbac.command",
+    "chart-meshes": "adapters.chart_meshes",
     "conformance": "adapters.conformance.cli",
     "coordinator": "coordinator.server.command",
     "up": "coordinator.sandbox.command",

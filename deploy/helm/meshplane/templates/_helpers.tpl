@@ -155,3 +155,33 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
     # 0440: readable by the pod's group (fsGroup) only.
     defaultMode: 288
 {{- end -}}
+
+{{/* The meshes the chart knows: those of files/meshes.yaml (`meshplane chart-meshes`: every
+registered mesh and its declared port) and those adapters.<mesh> names, space-separated. */}}
+{{- define "meshplane.meshNames" -}}
+{{- $declared := (fromYaml (.Files.Get "files/meshes.yaml")).meshes | default dict -}}
+{{- concat (keys $declared) (keys .Values.adapters) | uniq | sortAlpha | join " " -}}
+{{- end -}}
+
+{{/* One adapter's values: each key of adapters.<mesh> when set, else the mesh's declared port
+(files/meshes.yaml) and adapterDefaults. Call with (dict "root" $ "mesh" "istio" "into" $dict):
+it fills $dict, so the values keep their types. */}}
+{{- define "meshplane.adapterValues" -}}
+{{- $root := .root -}}
+{{- $own := get $root.Values.adapters .mesh | default dict -}}
+{{- $d := $root.Values.adapterDefaults -}}
+{{- $declared := get ((fromYaml ($root.Files.Get "files/meshes.yaml")).meshes | default dict) .mesh | default dict -}}
+{{- $defaults := dict "enabled" false "port" $declared.port "chartRepo" $d.chartRepo "manifestsUrl" $d.manifestsUrl "extraRules" $d.extraRules "resources" $d.resources -}}
+{{- range $key, $value := $defaults -}}
+{{- $_ := set $.into $key (ternary (get $own $key) $value (hasKey $own $key)) -}}
+{{- end -}}
+{{- $ownMirror := $own.mirror | default dict -}}
+{{- $mirror := dict -}}
+{{- range $key, $value := $d.mirror -}}
+{{- $_ := set $mirror $key (ternary (get $ownMirror $key) $value (hasKey $ownMirror $key)) -}}
+{{- end -}}
+{{- $_ := set .into "mirror" $mirror -}}
+{{- if and (get .into "enabled") (not (get .into "port")) -}}
+{{- fail (printf "adapters.%s.port is needed: %s is not in files/meshes.yaml (a registered mesh is; regenerate it with `meshplane chart-meshes > deploy/helm/meshplane/files/meshes.yaml`)" .mesh .mesh) -}}
+{{- end -}}
+{{- end -}}
