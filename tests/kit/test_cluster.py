@@ -24,7 +24,7 @@ from adapters.kit.model.objects import ObjectRef
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
 from tests.kit.judged_kubeconfigs import judged
-from tests.serving.certificates import CertificateAuthority
+from tests.serving.certificates import CertificateAuthority, Issued
 
 GADGET_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -83,18 +83,15 @@ def _client_certificate_dirs() -> set[Path]:
     return set(Path(tempfile.gettempdir()).glob("meshplane-client-*"))
 
 
-async def test_inline_ca_and_client_certificate_reach_tls_and_leave_no_file(
-    tmp_path: Path,
-) -> None:
-    """A judged kubeconfig's CA and client certificate are used for TLS (the server demands a
-    client certificate) and the certificate's temporary files are gone once connected."""
-    authority = CertificateAuthority(tmp_path, "kube")
-    serving, client = authority.issue("api", server=True), authority.issue("ada", server=False)
+async def serve_version_to_client_certificates(
+    authority: CertificateAuthority, users: list[str]
+) -> web.AppRunner:
+    """An HTTPS `/version` on loopback that demands a client certificate issued by
+    ``authority`` and appends each caller's common name to ``users``."""
+    serving = authority.issue("api", server=True)
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=authority.cert_path)
     tls.load_cert_chain(serving.cert_path, serving.key_path)
     tls.verify_mode = ssl.CERT_REQUIRED
-
-    users: list[str] = []
 
     async def version(request: web.Request) -> web.Response:
         peer = request.transport.get_extra_info("peercert") if request.transport else None
@@ -108,18 +105,22 @@ async def test_inline_ca_and_client_certificate_reach_tls_and_leave_no_file(
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
     await site.start()
-    port = runner.addresses[0][1]
+    return runner
+
+
+def inline_kubeconfig(server: str, authority: CertificateAuthority, client: Issued) -> str:
+    """A kubeconfig carrying the CA and ``client``'s certificate and key as inline data."""
 
     def data(path: Path) -> str:
         return base64.b64encode(path.read_bytes()).decode()
 
-    text = yaml.safe_dump(
+    return yaml.safe_dump(
         {
             "clusters": [
                 {
                     "name": "c",
                     "cluster": {
-                        "server": f"https://127.0.0.1:{port}",
+                        "server": server,
                         "certificate-authority-data": data(authority.cert_path),
                     },
                 }
@@ -136,6 +137,20 @@ async def test_inline_ca_and_client_certificate_reach_tls_and_leave_no_file(
             "contexts": [{"name": "x", "context": {"cluster": "c", "user": "ada"}}],
             "current-context": "x",
         }
+    )
+
+
+async def test_inline_ca_and_client_certificate_reach_tls_and_leave_no_file(
+    tmp_path: Path,
+) -> None:
+    """A judged kubeconfig's CA and client certificate are used for TLS (the server demands a
+    client certificate) and the certificate's temporary files are gone once connected."""
+    authority = CertificateAuthority(tmp_path, "kube")
+    users: list[str] = []
+    runner = await serve_version_to_client_certificates(authority, users)
+    port = runner.addresses[0][1]
+    text = inline_kubeconfig(
+        f"https://127.0.0.1:{port}", authority, authority.issue("ada", server=False)
     )
     before = _client_certificate_dirs()
     try:

@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from adapters.kit.apply.cluster import ClusterSession
 from adapters.kit.grpc.servicer import SERVICE_NAME
 from adapters.kit.model.server_patterns import parse_server_patterns
-from adapters.kit.process.server import start_adapter
+from adapters.kit.process.server import RunningAdapter, start_adapter
 from adapters.kit.run.state_files import StateDirInUse
 from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as pb
@@ -778,6 +778,62 @@ async def test_shutdown_refuses_new_operations(tmp_path: Path) -> None:
         assert record.state == pb.OPERATION_STATE_INTERRUPTED
 
 
+def refused_custom_requests() -> list[tuple[pb.ApplyOperationRequest, str, str]]:
+    """(request, the refusal's prefix naming the field, a fragment saying the fix)."""
+    return [
+        (custom(billion_laughs(12)), "custom_body:", "billion laughs"),
+        (
+            custom(CLUSTER_ROLE),
+            "custom_body: ClusterRole reader:",
+            "--allow-elevated-objects",
+        ),
+        (
+            custom(CLUSTER_ROLE, parameters={"allow_cluster_scoped": "true"}),
+            "parameters.allow_cluster_scoped:",
+            "--allow-elevated-objects",
+        ),
+        (
+            custom(CONFIG_MAP, clusters=[pb.Cluster(name="x", kubeconfig=": : :\n- [")]),
+            "clusters[0].kubeconfig:",
+            "not valid YAML",
+        ),
+    ]
+
+
+async def assert_refused_before_the_cluster(adapter: RunningAdapter) -> None:
+    """Each bad request is refused at once, naming its field, and nothing is recorded."""
+    async with grpc.aio.insecure_channel(adapter.address) as channel:
+        stub = pb_grpc.MeshAdapterServiceStub(channel)
+        for request, prefix, fragment in refused_custom_requests():
+            started = time.monotonic()
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.ApplyOperation(request)
+            assert time.monotonic() - started < 1.0
+            assert status_code(raised.value) in (
+                StatusCode.INVALID_ARGUMENT,
+                StatusCode.PERMISSION_DENIED,
+            )
+            assert raised.value.details().startswith(prefix), raised.value.details()
+            assert fragment in raised.value.details()
+        assert len(adapter.journal) == 0
+
+
+async def apply_elevated_custom(adapter: RunningAdapter, cluster: pb.Cluster) -> pb.Operation:
+    """A custom body with a ConfigMap and a ClusterRole, run to its end on ``cluster``."""
+    async with grpc.aio.insecure_channel(adapter.address) as channel:
+        stub = pb_grpc.MeshAdapterServiceStub(channel)
+        accepted = await stub.ApplyOperation(
+            custom(CONFIG_MAP + "---\n" + CLUSTER_ROLE, operation_id="good", clusters=[cluster])
+        )
+        assert accepted.created
+        async with asyncio.timeout(30):
+            while accepted.operation.state not in TERMINAL:
+                await asyncio.sleep(0.05)
+                accepted = await stub.GetOperation(pb.GetOperationRequest(operation_id="good"))
+        done: pb.Operation = accepted.operation
+        return done
+
+
 async def test_the_istio_adapter_refuses_bad_input_before_touching_the_cluster(
     kubesim: RunningSim, tmp_path: Path
 ) -> None:
@@ -793,59 +849,14 @@ async def test_the_istio_adapter_refuses_bad_input_before_touching_the_cluster(
     adapter = await start_adapter(ISTIO, base, real_executor_factory)
     sim_cluster = pb.Cluster(name="sim", kubeconfig=kubesim.kubeconfig.read_text())
     try:
-        async with grpc.aio.insecure_channel(adapter.address) as channel:
-            stub = pb_grpc.MeshAdapterServiceStub(channel)
-            refused = [
-                (custom(billion_laughs(12)), "custom_body:", "billion laughs"),
-                (
-                    custom(CLUSTER_ROLE),
-                    "custom_body: ClusterRole reader:",
-                    "--allow-elevated-objects",
-                ),
-                (
-                    custom(CLUSTER_ROLE, parameters={"allow_cluster_scoped": "true"}),
-                    "parameters.allow_cluster_scoped:",
-                    "--allow-elevated-objects",
-                ),
-                (
-                    custom(CONFIG_MAP, clusters=[pb.Cluster(name="x", kubeconfig=": : :\n- [")]),
-                    "clusters[0].kubeconfig:",
-                    "not valid YAML",
-                ),
-            ]
-            for request, prefix, fragment in refused:
-                started = time.monotonic()
-                with pytest.raises(grpc.aio.AioRpcError) as raised:
-                    await stub.ApplyOperation(request)
-                assert time.monotonic() - started < 1.0
-                assert status_code(raised.value) in (
-                    StatusCode.INVALID_ARGUMENT,
-                    StatusCode.PERMISSION_DENIED,
-                )
-                assert raised.value.details().startswith(prefix), raised.value.details()
-                assert fragment in raised.value.details()
-            assert len(adapter.journal) == 0
+        await assert_refused_before_the_cluster(adapter)
         await adapter.stop()
         # The operator's switch, not the request, lets the YAML hold cluster-scoped objects.
         adapter = await start_adapter(
             ISTIO, dataclasses.replace(base, allow_elevated_objects=True), real_executor_factory
         )
-        async with grpc.aio.insecure_channel(adapter.address) as channel:
-            stub = pb_grpc.MeshAdapterServiceStub(channel)
-            accepted = await stub.ApplyOperation(
-                custom(
-                    CONFIG_MAP + "---\n" + CLUSTER_ROLE,
-                    operation_id="good",
-                    clusters=[sim_cluster],
-                )
-            )
-            assert accepted.created
-            async with asyncio.timeout(30):
-                while accepted.operation.state not in TERMINAL:
-                    await asyncio.sleep(0.05)
-                    accepted = await stub.GetOperation(pb.GetOperationRequest(operation_id="good"))
-            done = accepted.operation
-            assert done.state == pb.OPERATION_STATE_SUCCEEDED, done.error
+        done = await apply_elevated_custom(adapter, sim_cluster)
+        assert done.state == pb.OPERATION_STATE_SUCCEEDED, done.error
         async with await ClusterSession.connect(kubeconfig_path=kubesim.kubeconfig) as session:
             assert await session.get("v1", "ConfigMap", "settings", done.namespace) is not None
             role = await session.get("rbac.authorization.k8s.io/v1", "ClusterRole", "reader")

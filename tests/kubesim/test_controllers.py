@@ -135,12 +135,9 @@ def test_pod_logs(api: client.ApiClient, ns: str) -> None:
         raise AssertionError("two containers need a container name")
 
 
-def test_statefulset_daemonset_job(api: client.ApiClient, ns: str) -> None:
-    apps, batch, core = (
-        client.AppsV1Api(api),
-        client.BatchV1Api(api),
-        client.CoreV1Api(api),
-    )
+def create_statefulset_daemonset_and_job(api: client.ApiClient, ns: str) -> None:
+    """A two-replica StatefulSet `db`, a DaemonSet `agent` and a two-completion Job `once`."""
+    apps, batch = client.AppsV1Api(api), client.BatchV1Api(api)
     apps.create_namespaced_stateful_set(
         ns,
         {
@@ -176,6 +173,10 @@ def test_statefulset_daemonset_job(api: client.ApiClient, ns: str) -> None:
         },
     )
 
+
+def assert_statefulset_ready_with_ordinal_pods(api: client.ApiClient, ns: str) -> None:
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+
     def sts_ready() -> bool:
         s = apps.read_namespaced_stateful_set("db", ns).status
         return bool(s.ready_replicas == 2 and s.current_revision == s.update_revision)
@@ -185,11 +186,20 @@ def test_statefulset_daemonset_job(api: client.ApiClient, ns: str) -> None:
         p.metadata.name for p in core.list_namespaced_pod(ns, label_selector="app=db").items
     )
     assert pods == ["db-0", "db-1"]
+
+
+def assert_daemonset_ready_on_every_node(api: client.ApiClient, ns: str) -> None:
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     nodes = len(core.list_node().items)  # kubesim has one, the real control plane two
     eventually(
         lambda: apps.read_namespaced_daemon_set("agent", ns).status.number_ready == nodes,
         timeout=60,
     )
+
+
+def assert_job_completes(api: client.ApiClient, ns: str) -> None:
+    """The Job completes twice, its selector keyed by its own uid."""
+    batch = client.BatchV1Api(api)
 
     def job_done() -> bool:
         job = batch.read_namespaced_job("once", ns)
@@ -203,10 +213,15 @@ def test_statefulset_daemonset_job(api: client.ApiClient, ns: str) -> None:
     )
 
 
-def test_services_get_endpoints_and_load_balancer_ips(api: client.ApiClient, ns: str) -> None:
-    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
-    discovery = client.DiscoveryV1Api(api)
-    apps.create_namespaced_deployment(ns, deployment("api", replicas=2))
+def test_statefulset_daemonset_job(api: client.ApiClient, ns: str) -> None:
+    create_statefulset_daemonset_and_job(api, ns)
+    assert_statefulset_ready_with_ordinal_pods(api, ns)
+    assert_daemonset_ready_on_every_node(api, ns)
+    assert_job_completes(api, ns)
+
+
+def create_load_balancer_service(core: client.CoreV1Api, ns: str) -> None:
+    """Service `api` of type LoadBalancer: a cluster IP and a node port at once."""
     svc = core.create_namespaced_service(
         ns,
         {
@@ -220,6 +235,17 @@ def test_services_get_endpoints_and_load_balancer_ips(api: client.ApiClient, ns:
     )
     assert svc.spec.cluster_ip.startswith("10.9")
     assert svc.spec.ports[0].node_port >= 30000
+
+
+def slices_of_api(discovery: client.DiscoveryV1Api, ns: str) -> list[Any]:
+    found: list[Any] = discovery.list_namespaced_endpoint_slice(
+        ns, label_selector="kubernetes.io/service-name=api"
+    ).items
+    return found
+
+
+def assert_endpoints_and_slice_list_both_pods(api: client.ApiClient, ns: str) -> None:
+    core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
 
     def addresses() -> Any:
         try:  # (the real endpoints controller writes them a moment later)
@@ -235,21 +261,14 @@ def test_services_get_endpoints_and_load_balancer_ips(api: client.ApiClient, ns:
     assert subset.ports[0].port == 8080  # the named target port resolved
 
     def slices() -> Any:  # (the real EndpointSlice controller is a separate controller)
-        found = discovery.list_namespaced_endpoint_slice(
-            ns, label_selector="kubernetes.io/service-name=api"
-        ).items
+        found = slices_of_api(discovery, ns)
         return found if len(found) == 1 and len(found[0].endpoints or []) == 2 else None
 
     eventually(slices, timeout=60)
-    ingress = eventually(
-        lambda: core.read_namespaced_service("api", ns).status.load_balancer.ingress, timeout=60
-    )
-    assert ingress[0].ip
-    apps.patch_namespaced_deployment_scale("api", ns, {"spec": {"replicas": 1}})
-    eventually(
-        lambda: len(core.read_namespaced_endpoints("api", ns).subsets[0].addresses) == 1,
-        timeout=60,
-    )
+
+
+def assert_endpoints_go_with_the_service(api: client.ApiClient, ns: str) -> None:
+    core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
     core.delete_namespaced_service("api", ns)
 
     def endpoints_gone() -> bool:
@@ -260,14 +279,24 @@ def test_services_get_endpoints_and_load_balancer_ips(api: client.ApiClient, ns:
         return False
 
     eventually(endpoints_gone, timeout=60)
+    eventually(lambda: not slices_of_api(discovery, ns), timeout=60)
+
+
+def test_services_get_endpoints_and_load_balancer_ips(api: client.ApiClient, ns: str) -> None:
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    apps.create_namespaced_deployment(ns, deployment("api", replicas=2))
+    create_load_balancer_service(core, ns)
+    assert_endpoints_and_slice_list_both_pods(api, ns)
+    ingress = eventually(
+        lambda: core.read_namespaced_service("api", ns).status.load_balancer.ingress, timeout=60
+    )
+    assert ingress[0].ip
+    apps.patch_namespaced_deployment_scale("api", ns, {"spec": {"replicas": 1}})
     eventually(
-        lambda: (
-            not discovery.list_namespaced_endpoint_slice(
-                ns, label_selector="kubernetes.io/service-name=api"
-            ).items
-        ),
+        lambda: len(core.read_namespaced_endpoints("api", ns).subsets[0].addresses) == 1,
         timeout=60,
     )
+    assert_endpoints_go_with_the_service(api, ns)
 
 
 @KUBESIM_ONLY  # kubesim's --ready-delay setting

@@ -212,21 +212,14 @@ def test_rule_matching(server: ApiServer) -> None:
     assert not allowed(server, "v", path="/healthz")
 
 
-def test_aggregated_cluster_roles(server: ApiServer) -> None:
-    label = f"meshplane.io/aggregate-to-viewer-{server.suffix}"
-    editor_label = f"meshplane.io/aggregate-to-editor-{server.suffix}"
-    _post(
-        server,
-        f"{RBAC}/clusterroles",
-        {
-            "metadata": {"name": server.unique("viewer")},
-            "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {label: "true"}}]},
-        },
-    )
-    _binding(server, "viewers", "viewer", [_group("viewers")])
-    ask = {"groups": ("viewers",), "group": "meshplane.io", "resource": "operations"}
-    assert not allowed(server, "x", **ask)
+def viewer_rules(server: ApiServer) -> Any:
+    """The rules the aggregation controller has written into the aggregated `viewer` role."""
+    _, role = raw_request(server, "GET", f"{RBAC}/clusterroles/{server.unique('viewer')}")
+    return role.get("rules")
 
+
+def assert_selected_role_grants(server: ApiServer, label: str, ask: dict[str, Any]) -> None:
+    """A role labelled for the aggregated `viewer` grants its rules through viewer's binding."""
     _post(
         server,
         f"{RBAC}/clusterroles",
@@ -249,14 +242,12 @@ def test_aggregated_cluster_roles(server: ApiServer) -> None:
         'Group "viewers"',
     }
     # the aggregation controller writes the selected rules into the aggregated role
+    assert eventually(lambda: viewer_rules(server)) == [OPERATIONS]
 
-    def rules() -> Any:
-        _, role = raw_request(server, "GET", f"{RBAC}/clusterroles/{server.unique('viewer')}")
-        return role.get("rules")
 
-    assert eventually(rules) == [OPERATIONS]
-
-    # aggregation nests: an aggregated role selected by another brings its own selection
+def assert_aggregation_nests(server: ApiServer, label: str, ask: dict[str, Any]) -> dict[str, Any]:
+    """An aggregated role selected by another brings its own selection; the rule it adds."""
+    editor_label = f"meshplane.io/aggregate-to-editor-{server.suffix}"
     _post(
         server,
         f"{RBAC}/clusterroles",
@@ -276,9 +267,15 @@ def test_aggregated_cluster_roles(server: ApiServer) -> None:
     )
     assert eventually(lambda: allowed(server, "x", **{**ask, "resource": "events", "verb": "list"}))
     # in the order of the selected roles' names (editor-part-…, ops-part-…)
-    assert eventually(lambda: (rules() or []) == [events, OPERATIONS] and rules())
+    assert eventually(
+        lambda: (viewer_rules(server) or []) == [events, OPERATIONS] and viewer_rules(server)
+    )
+    return events
 
-    # dropping the label takes the rules away again
+
+def assert_dropping_the_label_takes_rules_away(
+    server: ApiServer, label: str, ask: dict[str, Any], kept: dict[str, Any]
+) -> None:
     status, _ = raw_request(
         server,
         "PATCH",
@@ -288,7 +285,25 @@ def test_aggregated_cluster_roles(server: ApiServer) -> None:
     )
     assert status == 200
     assert eventually(lambda: not allowed(server, "x", **ask))
-    assert eventually(lambda: rules() == [events])
+    assert eventually(lambda: viewer_rules(server) == [kept])
+
+
+def test_aggregated_cluster_roles(server: ApiServer) -> None:
+    label = f"meshplane.io/aggregate-to-viewer-{server.suffix}"
+    _post(
+        server,
+        f"{RBAC}/clusterroles",
+        {
+            "metadata": {"name": server.unique("viewer")},
+            "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {label: "true"}}]},
+        },
+    )
+    _binding(server, "viewers", "viewer", [_group("viewers")])
+    ask = {"groups": ("viewers",), "group": "meshplane.io", "resource": "operations"}
+    assert not allowed(server, "x", **ask)
+    assert_selected_role_grants(server, label, ask)
+    events = assert_aggregation_nests(server, label, ask)
+    assert_dropping_the_label_takes_rules_away(server, label, ask, events)
 
 
 def test_service_account_subjects_and_groups(server: ApiServer) -> None:

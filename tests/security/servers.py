@@ -103,6 +103,65 @@ class Servers:
     kubeconfig: Path
 
 
+def start_adapter(
+    stack: contextlib.ExitStack, tmp: Path, kubeconfig: Path, charts: str, mirror: str
+) -> AuditedServer:
+    """`meshplane adapter istio` on kubesim and the chart servers, stopped with ``stack``."""
+    adapter_dirs = (tmp / "adapter-state", tmp / "adapter-cache")
+    adapter = AuditedServer(
+        name="adapter",
+        audit_log=tmp / "adapter-audit.jsonl",
+        own_dirs=adapter_dirs,
+        process=AdapterProcess(
+            [
+                "--port", "0",
+                "--kubeconfig", str(kubeconfig),
+                "--chart-repo", charts,
+                "--manifests-url", mirror,
+                "--state-dir", str(adapter_dirs[0]),
+                "--cache-dir", str(adapter_dirs[1]),
+                "--operation-timeout", "60",
+            ],
+            tmp / "adapter.log",
+            env={AUDIT_LOG_ENV: str(tmp / "adapter-audit.jsonl")},
+        ),
+    )  # fmt: skip
+    adapter.process.start()
+    stack.callback(adapter.process.stop)
+    return adapter
+
+
+def start_coordinator(
+    stack: contextlib.ExitStack, tmp: Path, adapter: str, extra_args: Sequence[str]
+) -> AuditedServer:
+    """`meshplane coordinator` routing Istio to ``adapter``, stopped with ``stack``."""
+    coordinator_dir = tmp / "coordinator"
+    coordinator = AuditedServer(
+        name="coordinator",
+        audit_log=tmp / "coordinator-audit.jsonl",
+        own_dirs=(coordinator_dir,),
+        process=AdapterProcess(
+            [
+                "--port", "0",
+                "--data-dir", str(coordinator_dir),
+                "--adapter", f"istio={adapter}",
+                "--shutdown-grace", "5",
+                "--allow-anonymous",
+                *extra_args,
+            ],
+            tmp / "coordinator.log",
+            command=[str(MESHPLANE), "coordinator"],
+            env={
+                AUDIT_LOG_ENV: str(tmp / "coordinator-audit.jsonl"),
+                "MESHPLANE_COORDINATOR_LOG_FORMAT": "json",
+            },
+        ),
+    )  # fmt: skip
+    coordinator.process.start()
+    stack.callback(coordinator.process.stop)
+    return coordinator
+
+
 @contextlib.contextmanager
 def running_servers(tmp: Path, *, coordinator_args: Sequence[str] = ()) -> Iterator[Servers]:
     """kubesim, chart servers, the Istio adapter and a coordinator, for a ``with`` block."""
@@ -114,51 +173,8 @@ def running_servers(tmp: Path, *, coordinator_args: Sequence[str] = ()) -> Itera
         mirror = StaticHttpServer(TOY_MIRROR)
         stack.callback(mirror.stop)
         perf_target = stack.enter_context(running_server("http"))
-        adapter_dirs = (tmp / "adapter-state", tmp / "adapter-cache")
-        adapter = AuditedServer(
-            name="adapter",
-            audit_log=tmp / "adapter-audit.jsonl",
-            own_dirs=adapter_dirs,
-            process=AdapterProcess(
-                [
-                    "--port", "0",
-                    "--kubeconfig", str(sim.kubeconfig),
-                    "--chart-repo", charts.url,
-                    "--manifests-url", mirror.url,
-                    "--state-dir", str(adapter_dirs[0]),
-                    "--cache-dir", str(adapter_dirs[1]),
-                    "--operation-timeout", "60",
-                ],
-                tmp / "adapter.log",
-                env={AUDIT_LOG_ENV: str(tmp / "adapter-audit.jsonl")},
-            ),
-        )  # fmt: skip
-        adapter.process.start()
-        stack.callback(adapter.process.stop)
-        coordinator_dir = tmp / "coordinator"
-        coordinator = AuditedServer(
-            name="coordinator",
-            audit_log=tmp / "coordinator-audit.jsonl",
-            own_dirs=(coordinator_dir,),
-            process=AdapterProcess(
-                [
-                    "--port", "0",
-                    "--data-dir", str(coordinator_dir),
-                    "--adapter", f"istio={adapter.address}",
-                    "--shutdown-grace", "5",
-                    "--allow-anonymous",
-                    *coordinator_args,
-                ],
-                tmp / "coordinator.log",
-                command=[str(MESHPLANE), "coordinator"],
-                env={
-                    AUDIT_LOG_ENV: str(tmp / "coordinator-audit.jsonl"),
-                    "MESHPLANE_COORDINATOR_LOG_FORMAT": "json",
-                },
-            ),
-        )  # fmt: skip
-        coordinator.process.start()
-        stack.callback(coordinator.process.stop)
+        adapter = start_adapter(stack, tmp, sim.kubeconfig, charts.url, mirror.url)
+        coordinator = start_coordinator(stack, tmp, adapter.address, coordinator_args)
         _wait_for_adapter(coordinator.address)
         yield Servers(
             adapter=adapter,

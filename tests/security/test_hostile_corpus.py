@@ -135,21 +135,52 @@ def element(field: FieldDescriptor, depth: int) -> st.SearchStrategy[Any]:
     return scalar(field)
 
 
+def _fill_time(draw: st.DrawFn, message: Message) -> None:
+    """A Duration or Timestamp: seconds and nanos from past either end of their ranges."""
+    message.seconds = draw(  # type: ignore[attr-defined]
+        st.one_of(
+            st.integers(min_value=-(10**13), max_value=10**13),
+            st.sampled_from((0, 1, -1, 600, 7201, 86_401, 10**12)),
+        )
+    )
+    message.nanos = draw(  # type: ignore[attr-defined]
+        st.integers(min_value=-(10**9) - 5, max_value=10**9 + 5) | st.sampled_from((0, 500_000_000))
+    )
+
+
+def _fill_map(draw: st.DrawFn, target: Any, entry: Descriptor, depth: int) -> None:
+    """A few drawn keys, or (70, 1000 entries) many: the size is the attack."""
+    key_field, value_field = entry.fields_by_name["key"], entry.fields_by_name["value"]
+    size = draw(st.sampled_from((0, 1, 2, 3, 3, 70, 1000)))
+    keys = draw(st.lists(scalar(key_field), min_size=min(size, 3), max_size=3))
+    keys += [f"k{i}" for i in range(size - len(keys))] if size > 3 else []
+    for key in keys:
+        if value_field.type == FieldDescriptor.TYPE_MESSAGE:
+            target[key].CopyFrom(draw(element(value_field, depth)))
+        else:
+            target[key] = draw(scalar(value_field))
+
+
+def _fill_repeated(draw: st.DrawFn, target: Any, field: FieldDescriptor, depth: int) -> None:
+    size = draw(st.sampled_from((0, 1, 2, 3, 25, 1000)))
+    is_message = field.type == FieldDescriptor.TYPE_MESSAGE
+    if size > 3:  # long lists of plain values: the size is the attack
+        if is_message:
+            for _ in range(size):
+                target.add()
+        else:
+            target.extend([draw(element(field, depth))] * size)
+        return
+    for _ in range(size):
+        value = draw(element(field, depth))
+        target.add().CopyFrom(value) if is_message else target.append(value)
+
+
 @st.composite
 def _filled(draw: st.DrawFn, descriptor: Descriptor, depth: int) -> Message:
     message = GetMessageClass(descriptor)()
-    name = descriptor.full_name
-    if name in ("google.protobuf.Duration", "google.protobuf.Timestamp"):
-        message.seconds = draw(  # type: ignore[attr-defined]
-            st.one_of(
-                st.integers(min_value=-(10**13), max_value=10**13),
-                st.sampled_from((0, 1, -1, 600, 7201, 86_401, 10**12)),
-            )
-        )
-        message.nanos = draw(  # type: ignore[attr-defined]
-            st.integers(min_value=-(10**9) - 5, max_value=10**9 + 5)
-            | st.sampled_from((0, 500_000_000))
-        )
+    if descriptor.full_name in ("google.protobuf.Duration", "google.protobuf.Timestamp"):
+        _fill_time(draw, message)
         return message
     for field in descriptor.fields:
         if not draw(st.booleans()):
@@ -157,28 +188,9 @@ def _filled(draw: st.DrawFn, descriptor: Descriptor, depth: int) -> Message:
         target = getattr(message, field.name)
         entry = field.message_type
         if entry is not None and entry.GetOptions().map_entry:
-            key_field, value_field = entry.fields_by_name["key"], entry.fields_by_name["value"]
-            size = draw(st.sampled_from((0, 1, 2, 3, 3, 70, 1000)))
-            keys = draw(st.lists(scalar(key_field), min_size=min(size, 3), max_size=3))
-            keys += [f"k{i}" for i in range(size - len(keys))] if size > 3 else []
-            for key in keys:
-                if value_field.type == FieldDescriptor.TYPE_MESSAGE:
-                    target[key].CopyFrom(draw(element(value_field, depth)))
-                else:
-                    target[key] = draw(scalar(value_field))
+            _fill_map(draw, target, entry, depth)
         elif field.is_repeated:
-            size = draw(st.sampled_from((0, 1, 2, 3, 25, 1000)))
-            if size > 3:  # long lists of plain values: the size is the attack
-                if field.type == FieldDescriptor.TYPE_MESSAGE:
-                    for _ in range(size):
-                        target.add()
-                else:
-                    target.extend([draw(element(field, depth))] * size)
-            else:
-                for _ in range(size):
-                    value = draw(element(field, depth))
-                    (target.add().CopyFrom(value) if field.type == FieldDescriptor.TYPE_MESSAGE
-                     else target.append(value))  # fmt: skip
+            _fill_repeated(draw, target, field, depth)
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
             target.CopyFrom(draw(element(field, depth)))
         else:
