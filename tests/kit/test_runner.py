@@ -28,14 +28,15 @@ from adapters.kit.model.records import (
 from adapters.kit.model.request_kubeconfigs import JudgedKubeconfig, RequestKubeconfigPolicy
 from adapters.kit.run.event_log import EventLog
 from adapters.kit.run.journal import OperationJournal
-from adapters.kit.run.runner import (
+from adapters.kit.run.request_errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    OperationRunner,
     PermissionDenied,
     Unavailable,
 )
+from adapters.kit.run.runner import OperationRunner
+from adapters.kit.run.runner_settings import RunnerSettings
 from adapters.kit.run.seam import MeshStatus, OperationEmitter
 from tests.kit.judged_kubeconfigs import loopback_policy
 from tests.kit.toy_adapter import DECLARATION, Script, ScriptedExecutor, ToyVersions, eventually
@@ -67,9 +68,11 @@ def _runner(
         ToyVersions(),
         journal,
         events,
-        max_concurrent=max_concurrent,
-        kubeconfig_policy=kubeconfig_policy,
-        object_policy=object_policy,
+        settings=RunnerSettings(
+            max_concurrent=max_concurrent,
+            kubeconfig_policy=kubeconfig_policy or RequestKubeconfigPolicy(),
+            object_policy=object_policy or ObjectPolicy(),
+        ),
     )
     return runner, journal, events
 

@@ -22,16 +22,16 @@ from adapters.kit.grpc.callers import forwarded_caller
 from adapters.kit.model.records import ClusterTarget
 from adapters.kit.run.event_log import EventLog
 from adapters.kit.run.events import EventLogClosed, SequenceOutOfRange, SubscriberOverflow
-from adapters.kit.run.runner import (
-    DNS1123_LABEL,
+from adapters.kit.run.request_admission import DNS1123_LABEL
+from adapters.kit.run.request_errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    OperationRunner,
     PermissionDenied,
     RequestError,
     Unavailable,
 )
+from adapters.kit.run.runner import OperationRunner
 from adapters.kit.run.seam import ClusterExecutor, VersionCatalog
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc

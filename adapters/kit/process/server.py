@@ -41,7 +41,8 @@ from adapters.kit.process.settings import AdapterSettings
 from adapters.kit.run.event_log import EventLog
 from adapters.kit.run.journal import OperationJournal
 from adapters.kit.run.metrics import AdapterMetrics
-from adapters.kit.run.runner import DEFAULT_CLUSTER, OperationRunner
+from adapters.kit.run.runner import OperationRunner
+from adapters.kit.run.runner_settings import DEFAULT_CLUSTER, RunnerSettings
 from adapters.kit.run.seam import ClusterExecutor, VersionCatalog
 from adapters.kit.run.state_files import StateDirInUse, StateDirLock
 from serving.background_tasks import BackgroundTasks
@@ -219,12 +220,14 @@ class _StartUp:
             versions,
             journal,
             events,
-            default_cluster=ClusterTarget(name=DEFAULT_CLUSTER),
-            default_timeout=self.settings.operation_timeout_seconds,
-            max_concurrent=self.settings.max_concurrent_operations,
+            settings=RunnerSettings(
+                default_cluster=ClusterTarget(name=DEFAULT_CLUSTER),
+                default_timeout=self.settings.operation_timeout_seconds,
+                max_concurrent=self.settings.max_concurrent_operations,
+                kubeconfig_policy=self.settings.kubeconfig_policy,
+                object_policy=self.settings.object_policy,
+            ),
             metrics=self.metrics,
-            kubeconfig_policy=self.settings.kubeconfig_policy,
-            object_policy=self.settings.object_policy,
         )
         self.stack.push_async_callback(runner.shutdown, self.settings.shutdown_grace_seconds)
         return runner
