@@ -11,6 +11,7 @@ from pathlib import Path
 from adapters.rbac.collecting import RbacError
 from adapters.rbac.derivation import derive_for_mesh
 from adapters.rbac.role_document import role_yaml
+from serving.mesh_entry_points import mesh_names
 
 __all__ = ["register"]
 
@@ -24,7 +25,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "built objects) and print the ClusterRole covering what applying, uninstalling and "
         "validating them uses. deploy/helm/meshplane/files/rbac-MESH.yaml is this output.",
     )
-    parser.add_argument("mesh", metavar="MESH", help="istio, linkerd, consul, or MODULE:NAME")
+    meshes = ", ".join(mesh_names())
+    parser.add_argument(
+        "mesh", metavar="MESH", help=f"{meshes}, or package.module:NAME of a MeshDeclaration"
+    )
     parser.add_argument("--chart-repo", default="", metavar="URL", help="chart repository")
     parser.add_argument("--mirror", type=Path, default=None, metavar="DIR", help="offline mirror")
     parser.add_argument("--manifests-url", default="", metavar="URL", help="manifests location")

@@ -14,7 +14,15 @@ from adapters.kit.declare.mesh import MeshDeclaration
 from adapters.kit.plan.rendering import ChartRenderError
 from adapters.kit.process.mesh_registry import known_meshes, load_declaration
 from meshplane_cli.main import main
-from tests.deploy.chart import CHART, committed_role, container, env_of, find, render
+from tests.deploy.chart import (
+    CHART,
+    committed_role,
+    container,
+    env_of,
+    find,
+    rbac_file,
+    render,
+)
 from tests.fixtures_paths import PROJECT_ROOT
 
 REGENERATE = f"meshplane chart-meshes > {CHART_FILE}"
@@ -33,6 +41,15 @@ def test_the_committed_file_lists_every_registered_mesh_with_its_declared_port()
     assert committed == meshes_document(_registered()), (
         f"{CHART_FILE} is not what the registered meshes declare: run `{REGENERATE}`"
     )
+
+
+def test_every_registered_mesh_has_its_generated_role() -> None:
+    missing = [
+        f"meshplane rbac {mesh} > {rbac_file(mesh).relative_to(PROJECT_ROOT)}"
+        for mesh in known_meshes()
+        if not rbac_file(mesh).is_file()
+    ]
+    assert missing == [], f"generate the missing roles: {'; '.join(missing)}"
 
 
 def test_meshplane_chart_meshes_prints_the_file(capsys: pytest.CaptureFixture[str]) -> None:
