@@ -9,14 +9,10 @@ install order and stamped with what was rendered (chart versions, mesh version, 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import importlib.metadata
-import importlib.util
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -24,11 +20,11 @@ import structlog
 from adapters.kit.declare.cluster_reader import ClusterReader
 from adapters.kit.declare.mesh import MeshDeclaration
 from adapters.kit.declare.operations import Category, OperationSpec, Ownership
-from adapters.kit.declare.sources import ChartSource, ManifestSource, ObjectsSource, PlanContext
+from adapters.kit.declare.sources import ChartSource, ManifestSource, PlanContext
 from adapters.kit.model.custom_bodies import CustomBodyInvalid, load_custom_body
 from adapters.kit.model.objects import KubeObject, ObjectRef, crd_scopes, with_default_namespace
 from adapters.kit.model.ordering import sort_for_install
-from adapters.kit.model.plans import CREATE_NAMESPACE, ApplyPlan, Hook, HookPhase
+from adapters.kit.model.plans import CREATE_NAMESPACE, ApplyPlan, Hook
 from adapters.kit.model.records import ErrorDetail, OperationRecord
 from adapters.kit.model.yaml_documents import ManifestError
 from adapters.kit.plan.chart_repository import (
@@ -38,27 +34,23 @@ from adapters.kit.plan.chart_repository import (
     ChartRepositoryUnavailable,
     ChartVersionNotFound,
 )
-from adapters.kit.plan.downloading import write_atomically
 from adapters.kit.plan.manifest_fetching import (
     ManifestFetchError,
     ManifestLibrary,
     ManifestUnavailable,
 )
+from adapters.kit.plan.render_cache import RenderCache, RenderedChart
 
 if TYPE_CHECKING:
-    from adapters.kit.plan.rendering import RenderedRelease
+    pass
 
 __all__ = [
     "PlanError",
     "Planner",
-    "RenderCache",
-    "RenderedChart",
     "values_digest",
 ]
 
 log = structlog.get_logger(__name__)
-
-_PHASES = {phase.value: phase for phase in HookPhase}
 
 StepNote = Callable[[str], None]
 """Receives a one-line note per planning step (rendered a chart, fetched a manifest)."""
@@ -76,6 +68,37 @@ def values_digest(values: Mapping[str, Any]) -> str:
     """sha256 of the canonical JSON of chart values (keys sorted, no whitespace)."""
     text = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _silent(_text: str) -> None:
+    """The note taker when nobody listens."""
+
+
+@dataclass(kw_only=True)
+class _PlanRun:
+    """One plan being built: what its sources read, the cluster charts render for, where notes
+    go, and what the sources have contributed so far (in declaration order)."""
+
+    ctx: PlanContext
+    kube_version: str | None
+    api_versions: list[str]
+    say: StepNote
+    objects: list[KubeObject] = field(default_factory=list)
+    hooks: list[Hook] = field(default_factory=list)
+    keep: set[str] = field(default_factory=set)
+    charts: dict[str, str] = field(default_factory=dict)
+    """``chart.<release>`` -> ``<chart>-<version>`` of each rendered chart."""
+    chart_values: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def metadata(self, operation: str) -> dict[str, str]:
+        """What the plan is stamped with: operation, mesh version, charts, values digest."""
+        stamped = {"operation": operation}
+        if self.ctx.mesh_version:
+            stamped["mesh_version"] = self.ctx.mesh_version
+        stamped.update(self.charts)
+        if self.chart_values:
+            stamped["values_digest"] = values_digest(self.chart_values)
+        return stamped
 
 
 class Planner:
@@ -116,92 +139,100 @@ class Planner:
         sample fetched from upstream at the matching tag); failing both, the newest stable
         version of the first chart is used.
         """
-        say = note or (lambda _text: None)
-        namespace = record.namespace or spec.default_namespace
-        version = record.mesh_version or mesh_version or await self._default_version(spec)
-        ctx = PlanContext(
+        run = _PlanRun(
+            ctx=await self._context(spec, record, cluster, mesh_version),
+            kube_version=kube_version or self.kube_version,
+            api_versions=sorted(set(api_versions)),
+            say=note or _silent,
+        )
+        for source in spec.sources:
+            if source.when is not None and not await source.when(run.ctx):
+                if isinstance(source, ManifestSource):
+                    run.say(f"skipped {source.file}: its condition does not hold")
+                continue
+            if isinstance(source, ChartSource):
+                await self._add_chart(source, run)
+            elif isinstance(source, ManifestSource):
+                await self._add_manifest(source, run)
+            else:
+                run.objects.extend(await source.build(run.ctx))
+        # Request YAML comes namespaced already (by the cluster's CRD scopes, which the
+        # declaration's objects do not need).
+        requested = await _custom_objects(run.ctx, cluster) if spec.custom else []
+        plan = self._assemble(spec, record, run, requested)
+        log.debug(
+            "plan built",
             mesh=self.declaration.mesh,
             operation=spec.id,
-            namespace=namespace,
-            mesh_version=version,
+            release=plan.release,
+            namespace=plan.namespace,
+            objects=len(plan.objects),
+            hooks=len(plan.hooks),
+        )
+        return plan
+
+    async def _context(
+        self,
+        spec: OperationSpec,
+        record: OperationRecord,
+        cluster: ClusterReader,
+        mesh_version: str,
+    ) -> PlanContext:
+        """What the sources read: the request with its defaults, at the version planned for."""
+        return PlanContext(
+            mesh=self.declaration.mesh,
+            operation=spec.id,
+            namespace=record.namespace or spec.default_namespace,
+            mesh_version=record.mesh_version or mesh_version or await self._default_version(spec),
             parameters=_with_defaults(spec, record.parameters),
             delete=record.delete,
             cluster=cluster,
             custom_body=record.custom_body,
         )
-        objects: list[KubeObject] = []
-        hooks: list[Hook] = []
-        keep: set[str] = set()
-        metadata: dict[str, str] = {"operation": spec.id}
-        if version:
-            metadata["mesh_version"] = version
-        chart_values: dict[str, Mapping[str, Any]] = {}
-        for source in spec.sources:
-            if isinstance(source, ChartSource):
-                if source.when is not None and not await source.when(ctx):
-                    continue
-                values = await _values(source, ctx)
-                rendered = await self._render(
-                    source,
-                    ctx,
-                    values,
-                    kube_version=kube_version or self.kube_version,
-                    api_versions=sorted(set(api_versions)),
-                )
-                objects.extend(rendered.objects)
-                hooks.extend(rendered.hooks)
-                if not source.purge_on_delete:
-                    keep |= rendered.kept_keys
-                metadata[f"chart.{source.release}"] = (
-                    f"{rendered.chart_name}-{rendered.chart_version}"
-                )
-                chart_values[source.release] = values
-                say(
-                    f"rendered chart {rendered.chart_name} {rendered.chart_version} as "
-                    f"{source.release}: {len(rendered.objects)} objects"
-                )
-            elif isinstance(source, ManifestSource):
-                if source.when is not None and not await source.when(ctx):
-                    say(f"skipped {source.file}: its condition does not hold")
-                    continue
-                loaded = await self._fetch(source, version)
-                objects.extend(loaded)
-                say(f"fetched {source.file}: {len(loaded)} objects")
-            elif isinstance(source, ObjectsSource):
-                if source.when is not None and not await source.when(ctx):
-                    continue
-                objects.extend(await source.build(ctx))
-        # Request YAML comes namespaced already (by the cluster's CRD scopes, which the
-        # declaration's objects do not need).
-        requested = await _custom_objects(ctx, cluster) if spec.custom else []
-        if chart_values:
-            metadata["values_digest"] = values_digest(chart_values)
-        release = self.declaration.release_of(spec, record.custom_body)
-        plan = ApplyPlan(
-            release=release,
+
+    async def _add_chart(self, source: ChartSource, run: _PlanRun) -> None:
+        values = dict(await source.values(run.ctx)) if source.values is not None else {}
+        rendered = await self._render(source, run, values)
+        run.objects.extend(rendered.objects)
+        run.hooks.extend(rendered.hooks)
+        if not source.purge_on_delete:
+            run.keep |= rendered.kept_keys
+        run.charts[f"chart.{source.release}"] = f"{rendered.chart_name}-{rendered.chart_version}"
+        run.chart_values[source.release] = values
+        run.say(
+            f"rendered chart {rendered.chart_name} {rendered.chart_version} as "
+            f"{source.release}: {len(rendered.objects)} objects"
+        )
+
+    async def _add_manifest(self, source: ManifestSource, run: _PlanRun) -> None:
+        loaded = await self._fetch(source, run.ctx.mesh_version)
+        run.objects.extend(loaded)
+        run.say(f"fetched {source.file}: {len(loaded)} objects")
+
+    def _assemble(
+        self,
+        spec: OperationSpec,
+        record: OperationRecord,
+        run: _PlanRun,
+        requested: list[KubeObject],
+    ) -> ApplyPlan:
+        """The gathered objects (namespaced, in install order) and hooks, as one plan."""
+        namespace = run.ctx.namespace
+        return ApplyPlan(
+            release=self.declaration.release_of(spec, record.custom_body),
             namespace=namespace,
             mesh=self.declaration.mesh,
             objects=tuple(
-                sort_for_install([*with_default_namespace(objects, namespace), *requested])
+                sort_for_install([*with_default_namespace(run.objects, namespace), *requested])
             ),
-            hooks=tuple(hooks),
-            keep=frozenset(keep),
-            metadata=metadata,
+            hooks=tuple(run.hooks),
+            keep=frozenset(run.keep),
+            metadata=run.metadata(spec.id),
             ownership_fields_only=spec.ownership is Ownership.FIELDS,
             requested=frozenset(ObjectRef.from_manifest(obj).key for obj in requested),
             create_namespaces=spec.category is Category.INSTALL
             or record.parameters.get(CREATE_NAMESPACE, "").lower() == "true",
         )
-        log.debug(
-            "plan built",
-            mesh=self.declaration.mesh,
-            operation=spec.id,
-            release=release,
-            namespace=namespace,
-            objects=len(plan.objects),
-            hooks=len(plan.hooks),
-        )
-        return plan
 
     async def _default_version(self, spec: OperationSpec) -> str:
         """The newest stable version, when something of this spec depends on a version."""
@@ -228,14 +259,9 @@ class Planner:
         return None
 
     async def _render(
-        self,
-        source: ChartSource,
-        ctx: PlanContext,
-        values: Mapping[str, Any],
-        *,
-        kube_version: str | None,
-        api_versions: list[str],
+        self, source: ChartSource, run: _PlanRun, values: Mapping[str, Any]
     ) -> RenderedChart:
+        ctx = run.ctx
         try:
             entry = await self.charts.resolve(source.chart, ctx.mesh_version or None)
             archive = await self.charts.fetch(entry)
@@ -247,8 +273,8 @@ class Planner:
             release=source.release,
             namespace=namespace,
             values=values,
-            kube_version=kube_version,
-            api_versions=api_versions,
+            kube_version=run.kube_version,
+            api_versions=run.api_versions,
         )
         cached = await self.render_cache.get(key)
         if cached is not None:
@@ -262,8 +288,8 @@ class Planner:
                 release_name=source.release,
                 namespace=namespace,
                 values=values,
-                kube_version=kube_version,
-                api_versions=api_versions,
+                kube_version=run.kube_version,
+                api_versions=run.api_versions,
             )
         except ChartRenderError as exc:
             raise PlanError(
@@ -302,172 +328,6 @@ class Planner:
                     suggested_remediation="check the manifests URL and the mesh version",
                 )
             ) from exc
-
-
-@dataclass(frozen=True, kw_only=True)
-class RenderedChart:
-    """What planning keeps of one rendered chart (and what the render cache stores)."""
-
-    chart_name: str
-    chart_version: str
-    objects: tuple[KubeObject, ...]
-    hooks: tuple[Hook, ...]
-    kept_keys: frozenset[str]
-
-    @classmethod
-    def of(cls, rendered: RenderedRelease, chart: str, version: str) -> RenderedChart:
-        """Keep the install set, the hooks of the phases we run, and what uninstall keeps."""
-        hooks: list[Hook] = []
-        for hook in rendered.hooks:
-            phases = tuple(_PHASES[e] for e in sorted(hook.events) if e in _PHASES)
-            if phases:
-                hooks.append(
-                    Hook(
-                        manifest=hook.object,
-                        phases=phases,
-                        weight=hook.weight,
-                        delete_policies=hook.delete_policies,
-                    )
-                )
-        return cls(
-            chart_name=rendered.chart_name or chart,
-            chart_version=rendered.chart_version or version,
-            objects=tuple(rendered.objects),
-            hooks=tuple(hooks),
-            kept_keys=rendered.kept_keys,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """The cached form."""
-        return {
-            "chartName": self.chart_name,
-            "chartVersion": self.chart_version,
-            "objects": list(self.objects),
-            "hooks": [
-                {
-                    "manifest": hook.manifest,
-                    "phases": [phase.value for phase in hook.phases],
-                    "weight": hook.weight,
-                    "deletePolicies": list(hook.delete_policies),
-                }
-                for hook in self.hooks
-            ],
-            "keptKeys": sorted(self.kept_keys),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RenderedChart:
-        """Parse the cached form; a malformed entry is a KeyError/TypeError/ValueError."""
-        return cls(
-            chart_name=str(data["chartName"]),
-            chart_version=str(data["chartVersion"]),
-            objects=tuple(data["objects"]),
-            hooks=tuple(
-                Hook(
-                    manifest=hook["manifest"],
-                    phases=tuple(HookPhase(p) for p in hook["phases"]),
-                    weight=int(hook["weight"]),
-                    delete_policies=tuple(str(p) for p in hook["deletePolicies"]),
-                )
-                for hook in data["hooks"]
-            ),
-            kept_keys=frozenset(str(k) for k in data["keptKeys"]),
-        )
-
-
-_RENDERER_MODULES = (
-    "adapters.kit.plan.rendering",
-    "adapters.kit.model.yaml_documents",
-    "adapters.kit.model.objects",
-    "adapters.kit.model.ordering",
-)
-
-
-def _renderer_identity() -> str:
-    """What else decides a render's output: the Helm engine's version and our parsing code."""
-    digest = hashlib.sha256()
-    try:
-        digest.update(importlib.metadata.version("helm-python-sdk").encode())
-    except importlib.metadata.PackageNotFoundError:
-        digest.update(b"helm-python-sdk unknown")
-    for name in _RENDERER_MODULES:
-        spec = importlib.util.find_spec(name)
-        if spec is not None and spec.origin:
-            digest.update(Path(spec.origin).read_bytes())
-    return digest.hexdigest()
-
-
-class RenderCache:
-    """Rendered charts on disk, keyed by everything that decides the output.
-
-    The key covers the archive digest (from the verified index), release, namespace, values,
-    Kubernetes version, served API versions and the renderer itself, so an entry is reused only
-    when rendering again would give the same objects. Parsing a large rendered chart (Istio's
-    CRDs are ~1 MiB of YAML) costs far more than the rendering; the cache makes a repeated
-    install cost a JSON load.
-    ``directory`` None disables it.
-    """
-
-    def __init__(self, directory: Path | None) -> None:
-        self.directory = directory
-        self._renderer = ""
-
-    def key(
-        self,
-        *,
-        digest: str,
-        release: str,
-        namespace: str,
-        values: Mapping[str, Any],
-        kube_version: str | None,
-        api_versions: Sequence[str] = (),
-    ) -> str:
-        """The cache key of one render."""
-        if not self._renderer:
-            self._renderer = _renderer_identity()
-        text = json.dumps(
-            [
-                self._renderer,
-                digest,
-                release,
-                namespace,
-                values,
-                kube_version or "",
-                sorted(set(api_versions)),
-            ],
-            sort_keys=True,
-            separators=(",", ":"),
-        )
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-    async def get(self, key: str) -> RenderedChart | None:
-        """The cached render, or None (missing or unreadable entries are a miss)."""
-        if self.directory is None:
-            return None
-        path = self.directory / f"{key}.json"
-        try:
-            data = await asyncio.to_thread(path.read_bytes)
-        except FileNotFoundError:
-            return None
-        try:
-            return RenderedChart.from_json(json.loads(data))
-        except (KeyError, TypeError, ValueError):
-            log.warning("render cache entry unreadable; rendering again", path=str(path))
-            return None
-
-    async def put(self, key: str, chart: RenderedChart) -> None:
-        """Store a render (atomically; a failure to write only costs a later re-render)."""
-        if self.directory is None:
-            return
-        data = json.dumps(chart.to_json(), separators=(",", ":")).encode("utf-8")
-        try:
-            await asyncio.to_thread(write_atomically, self.directory / f"{key}.json", data)
-        except OSError as exc:
-            log.warning("cannot write the render cache", error=str(exc))
-
-
-async def _values(source: ChartSource, ctx: PlanContext) -> dict[str, Any]:
-    return dict(await source.values(ctx)) if source.values is not None else {}
 
 
 def _with_defaults(spec: OperationSpec, parameters: Mapping[str, str]) -> dict[str, str]:

@@ -15,7 +15,8 @@ import structlog
 from adapters.kit.declare.mesh import MeshDeclaration
 from adapters.kit.plan.chart_repository import ChartRepository
 from adapters.kit.plan.manifest_fetching import ManifestLibrary
-from adapters.kit.plan.planner import Planner, RenderCache
+from adapters.kit.plan.planner import Planner
+from adapters.kit.plan.render_cache import RenderCache
 from adapters.kit.process.settings import AdapterSettings
 from adapters.kit.run.real_executor import ChartVersionCatalog, KitExecutor, install_chart
 

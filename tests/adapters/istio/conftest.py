@@ -12,7 +12,8 @@ from adapters.istio.declaration import DECLARATION
 from adapters.kit.apply.cluster import ClusterSession
 from adapters.kit.plan.chart_repository import ChartRepository
 from adapters.kit.plan.manifest_fetching import ManifestLibrary
-from adapters.kit.plan.planner import Planner, RenderCache
+from adapters.kit.plan.planner import Planner
+from adapters.kit.plan.render_cache import RenderCache
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
