@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -143,9 +143,7 @@ async def render_chart(
     """
     if is_install == is_upgrade:
         raise ValueError("exactly one of is_install and is_upgrade must be true")
-    return await asyncio.to_thread(
-        _render_sync,
-        chart_path,
+    request = _RenderRequest(
         release_name=release_name,
         namespace=namespace,
         values=dict(values or {}),
@@ -154,50 +152,58 @@ async def render_chart(
         kube_version=kube_version,
         api_versions=list(api_versions),
     )
+    return await asyncio.to_thread(_render_sync, chart_path, request)
 
 
-def _render_sync(
-    chart_path: Path,
-    *,
-    release_name: str,
-    namespace: str,
-    values: dict[str, Any],
-    is_install: bool,
-    is_upgrade: bool,
-    kube_version: str | None,
-    api_versions: list[str],
-) -> RenderedRelease:
+@dataclass(frozen=True, kw_only=True)
+class _RenderRequest:
+    """One render: the release, its values, install or upgrade, and the cluster's facts."""
+
+    release_name: str
+    namespace: str
+    values: dict[str, Any]
+    is_install: bool
+    is_upgrade: bool
+    kube_version: str | None
+    api_versions: list[str]
+
+    @property
+    def for_cluster(self) -> bool:
+        """Whether the cluster's facts replace Helm's built-in capabilities."""
+        return self.kube_version is not None or bool(self.api_versions)
+
+    def native_options(self) -> dict[str, Any]:
+        """The options of the SDK's native render entry point."""
+        options: dict[str, Any] = {
+            "name": self.release_name,
+            "namespace": self.namespace,
+            "is_install": self.is_install,
+            "is_upgrade": self.is_upgrade,
+        }
+        if self.kube_version is not None:
+            options["kube_version"] = self.kube_version
+        if self.api_versions:
+            options["api_versions"] = self.api_versions
+        return options
+
+
+@dataclass(frozen=True, kw_only=True)
+class _HelmOutput:
+    """What Helm gives back: the chart's metadata, rendered templates by path, ``crds/``."""
+
+    metadata: dict[str, Any]
+    manifests: dict[str, str]
+    crds: list[dict[str, str]]
+
+
+def _run_helm(chart_path: Path, request: _RenderRequest) -> _HelmOutput:
     try:
         with helm_python.Chart.load(chart_path) as chart:
-            metadata = chart.metadata
-            chart_crds = chart.crds if is_install else []
-            if kube_version is None and not api_versions:
-                manifests = chart.render(
-                    values,
-                    name=release_name,
-                    namespace=namespace,
-                    is_install=is_install,
-                    is_upgrade=is_upgrade,
-                )
-            else:
-                # The SDK's Python wrapper does not pass kube_version/api_versions through yet,
-                # though its native render accepts them; call the native entry point with the
-                # same options.
-                options: dict[str, Any] = {
-                    "name": release_name,
-                    "namespace": namespace,
-                    "is_install": is_install,
-                    "is_upgrade": is_upgrade,
-                }
-                if kube_version is not None:
-                    options["kube_version"] = kube_version
-                if api_versions:
-                    options["api_versions"] = api_versions
-                manifests = json.loads(
-                    _native.call_string(
-                        "helm_render", chart._raw(), json.dumps(values), json.dumps(options)
-                    )
-                )
+            return _HelmOutput(
+                metadata=chart.metadata,
+                manifests=_rendered_templates(chart, request),
+                crds=chart.crds if request.is_install else [],
+            )
     except helm_python.HelmError as exc:
         raise ChartRenderError(f"cannot render chart {chart_path}: {exc}") from exc
     except TypeError as exc:  # from encoding the values for the native call
@@ -205,77 +211,121 @@ def _render_sync(
             f"values for chart {chart_path} must be JSON-like (mappings, lists, scalars): {exc}"
         ) from exc
 
-    chart_name = str(metadata.get("name", ""))
-    notes: list[str] = []
-    plain: list[KubeObject] = []
-    hook_sources: list[tuple[str, KubeObject]] = []
-    skipped_tests: list[str] = []
-    for template in sorted(manifests):
-        text = manifests[template]
-        base = PurePosixPath(template).name
-        if base == "NOTES.txt":
-            # Helm shows only the top chart's notes.
-            if template == f"{chart_name}/templates/NOTES.txt" and text.strip():
-                notes.append(text)
-            continue
-        if base.startswith("_") or not text.strip():
-            continue
-        for obj in _parse_template(text, template):
-            annotations = _annotations(obj)
-            if HOOK_ANNOTATION not in annotations:
-                plain.append(obj)
-                continue
-            events = {e.strip() for e in str(annotations[HOOK_ANNOTATION]).split(",") if e.strip()}
-            if events and events <= TEST_HOOK_EVENTS:
-                skipped_tests.append(str(ObjectRef.from_manifest(obj)))
-                continue
-            hook_sources.append((template, obj))
 
+def _rendered_templates(chart: helm_python.Chart, request: _RenderRequest) -> dict[str, str]:
+    if not request.for_cluster:
+        return chart.render(
+            request.values,
+            name=request.release_name,
+            namespace=request.namespace,
+            is_install=request.is_install,
+            is_upgrade=request.is_upgrade,
+        )
+    # The SDK's Python wrapper does not pass kube_version/api_versions through yet, though its
+    # native render accepts them; call the native entry point with the same options.
+    rendered: dict[str, str] = json.loads(
+        _native.call_string(
+            "helm_render",
+            chart._raw(),
+            json.dumps(request.values),
+            json.dumps(request.native_options()),
+        )
+    )
+    return rendered
+
+
+@dataclass(kw_only=True)
+class _SortedTemplates:
+    """A render's templates sorted out the way Helm does: the top chart's notes, plain objects,
+    hooks (with their template), and test hooks, which are never installed."""
+
+    notes: list[str] = field(default_factory=list)
+    plain: list[KubeObject] = field(default_factory=list)
+    hook_sources: list[tuple[str, KubeObject]] = field(default_factory=list)
+    skipped_tests: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, manifests: Mapping[str, str], chart_name: str) -> _SortedTemplates:
+        """Sort out every template, in path order."""
+        sorted_out = cls()
+        for template in sorted(manifests):
+            text = manifests[template]
+            base = PurePosixPath(template).name
+            if base == "NOTES.txt":
+                # Helm shows only the top chart's notes.
+                if template == f"{chart_name}/templates/NOTES.txt" and text.strip():
+                    sorted_out.notes.append(text)
+            elif not base.startswith("_") and text.strip():
+                for obj in _parse_template(text, template):
+                    sorted_out.add(template, obj)
+        return sorted_out
+
+    def add(self, template: str, obj: KubeObject) -> None:
+        """One rendered object: plain, a hook, or a test hook (skipped)."""
+        annotations = _annotations(obj)
+        if HOOK_ANNOTATION not in annotations:
+            self.plain.append(obj)
+            return
+        events = {e.strip() for e in str(annotations[HOOK_ANNOTATION]).split(",") if e.strip()}
+        if events and events <= TEST_HOOK_EVENTS:
+            self.skipped_tests.append(str(ObjectRef.from_manifest(obj)))
+        else:
+            self.hook_sources.append((template, obj))
+
+
+def _render_sync(chart_path: Path, request: _RenderRequest) -> RenderedRelease:
+    helm = _run_helm(chart_path, request)
+    chart_name = str(helm.metadata.get("name", ""))
+    templates = _SortedTemplates.of(helm.manifests, chart_name)
     crd_objects: list[KubeObject] = []
-    for crd in chart_crds:
+    for crd in helm.crds:
         crd_objects.extend(_parse_template(crd["data"], crd["name"]))
-
-    everything = crd_objects + plain + [obj for _, obj in hook_sources]
+    namespace = request.namespace
+    everything = crd_objects + templates.plain + [obj for _, obj in templates.hook_sources]
     scopes = crd_scopes(everything)
     crd_objects = with_default_namespace(crd_objects, namespace, extra_crds=scopes)
-    plain = with_default_namespace(plain, namespace, extra_crds=scopes)
-
+    plain = with_default_namespace(templates.plain, namespace, extra_crds=scopes)
     hooks: list[Hook] = []
-    for template, raw in hook_sources:
+    for template, raw in templates.hook_sources:
         (obj,) = with_default_namespace([raw], namespace, extra_crds=scopes)
         hook = _hook(template, obj)
         if hook is not None:
             hooks.append(hook)
+    release = RenderedRelease(
+        release_name=request.release_name,
+        namespace=namespace,
+        chart_name=chart_name,
+        chart_version=str(helm.metadata.get("version", "")),
+        app_version=str(helm.metadata.get("appVersion", "")),
+        objects=tuple(sort_for_install(crd_objects + plain)),
+        hooks=tuple(hooks),
+        kept_keys=_kept_keys(crd_objects, plain),
+        skipped_test_hooks=tuple(templates.skipped_tests),
+        notes="".join(templates.notes),
+    )
+    log.debug(
+        "chart rendered",
+        chart=chart_name,
+        version=release.chart_version,
+        release=request.release_name,
+        namespace=namespace,
+        objects=len(release.objects),
+        hooks=len(release.hooks),
+        skipped_test_hooks=len(release.skipped_test_hooks),
+    )
+    return release
 
+
+def _kept_keys(crd_objects: list[KubeObject], plain: list[KubeObject]) -> frozenset[str]:
+    """What uninstall leaves: ``crds/`` CRDs (Helm never deletes them) and objects marked
+    ``helm.sh/resource-policy: keep``."""
     kept = {ObjectRef.from_manifest(o).key for o in crd_objects}
     kept |= {
         ObjectRef.from_manifest(o).key
         for o in plain
         if str(_annotations(o).get(RESOURCE_POLICY_ANNOTATION, "")).strip() == "keep"
     }
-    release = RenderedRelease(
-        release_name=release_name,
-        namespace=namespace,
-        chart_name=chart_name,
-        chart_version=str(metadata.get("version", "")),
-        app_version=str(metadata.get("appVersion", "")),
-        objects=tuple(sort_for_install(crd_objects + plain)),
-        hooks=tuple(hooks),
-        kept_keys=frozenset(kept),
-        skipped_test_hooks=tuple(skipped_tests),
-        notes="".join(notes),
-    )
-    log.debug(
-        "chart rendered",
-        chart=chart_name,
-        version=release.chart_version,
-        release=release_name,
-        namespace=namespace,
-        objects=len(release.objects),
-        hooks=len(release.hooks),
-        skipped_test_hooks=len(skipped_tests),
-    )
-    return release
+    return frozenset(kept)
 
 
 def _parse_template(text: str, template: str) -> list[KubeObject]:
