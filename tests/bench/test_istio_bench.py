@@ -238,73 +238,105 @@ async def _adapter_install(
         process.stop()
 
 
-@pytest.mark.timeout(600)
-async def test_install_time_against_kubectl_rss_and_startup(
-    tmp_path: Path, static_http_server: ServerFactory
-) -> None:
-    charts, mirror, version = istio_charts(tmp_path)
-    chart_url = static_http_server(charts).url
-    args = adapter_args(chart_url, static_http_server(mirror).url, tmp_path / "adapter-cache")
-    manifest = tmp_path / "istio-demo.yaml"
-    rows: list[tuple[AdapterRun, float, float]] = []
-    kubectl_costs: list[Cost] = []
-    kubectl_cold: list[float] = []
-    for number in range(1, ROUNDS + 1):
-        with kubesim_process(tmp_path / f"sim-{number}-adapter") as sim:
-            if number == 1:
-                text = await rendered_install(
-                    sim.kubeconfig, chart_url, tmp_path / "plan-cache", version, DEMO
-                )
-                manifest.write_text(text, encoding="utf-8")
-            run = await _adapter_install(args, tmp_path / f"adapter-{number}.log", sim, version)
-        with kubesim_process(tmp_path / f"sim-{number}-kubectl-cold") as sim:
-            cache = tmp_path / f"kubectl-cache-{number}"
-            cold, _ = await asyncio.to_thread(_kubectl_apply, sim, manifest, cache)
-        with kubesim_process(tmp_path / f"sim-{number}-kubectl") as sim:
-            # Like the adapter, which read discovery while idle, kubectl starts with its
-            # discovery cache filled for this server.
-            cache = tmp_path / f"kubectl-warm-cache-{number}"
-            await asyncio.to_thread(_kubectl_warm_discovery, sim, cache)
-            kubectl, kubectl_cost = await asyncio.to_thread(_kubectl_apply, sim, manifest, cache)
-            kubectl_again, _ = await asyncio.to_thread(_kubectl_apply, sim, manifest, cache)
-        rows.append((run, kubectl, kubectl_again))
-        kubectl_costs.append(kubectl_cost)
-        kubectl_cold.append(cold)
+@dataclass(frozen=True, kw_only=True)
+class Bench:
+    """What every round shares: where it writes, the adapter's flags, the rendered manifest."""
 
-    # The same adapter without the console script's other subcommand modules.
+    tmp: Path
+    args: list[str]
+    chart_url: str
+    version: str
+    manifest: Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class Round:
+    """One round: the adapter's run and kubectl's installs of the same objects."""
+
+    adapter: AdapterRun
+    kubectl: float
+    """Server-side apply with a filled discovery cache, seconds."""
+    kubectl_again: float
+    kubectl_cost: Cost
+    kubectl_cold: float
+    """Server-side apply from an empty discovery cache, seconds."""
+
+
+async def measure_round(bench: Bench, number: int) -> Round:
+    """The adapter, then kubectl cold, then kubectl warm, each on a fresh kubesim."""
+    tmp = bench.tmp
+    with kubesim_process(tmp / f"sim-{number}-adapter") as sim:
+        if number == 1:
+            text = await rendered_install(
+                sim.kubeconfig, bench.chart_url, tmp / "plan-cache", bench.version, DEMO
+            )
+            bench.manifest.write_text(text, encoding="utf-8")
+        run = await _adapter_install(bench.args, tmp / f"adapter-{number}.log", sim, bench.version)
+    with kubesim_process(tmp / f"sim-{number}-kubectl-cold") as sim:
+        cache = tmp / f"kubectl-cache-{number}"
+        cold, _ = await asyncio.to_thread(_kubectl_apply, sim, bench.manifest, cache)
+    with kubesim_process(tmp / f"sim-{number}-kubectl") as sim:
+        # Like the adapter, which read discovery while idle, kubectl starts with its
+        # discovery cache filled for this server.
+        cache = tmp / f"kubectl-warm-cache-{number}"
+        await asyncio.to_thread(_kubectl_warm_discovery, sim, cache)
+        kubectl, kubectl_cost = await asyncio.to_thread(_kubectl_apply, sim, bench.manifest, cache)
+        kubectl_again, _ = await asyncio.to_thread(_kubectl_apply, sim, bench.manifest, cache)
+    return Round(
+        adapter=run,
+        kubectl=kubectl,
+        kubectl_again=kubectl_again,
+        kubectl_cost=kubectl_cost,
+        kubectl_cold=cold,
+    )
+
+
+async def measure_command_alone(bench: Bench) -> list[AdapterRun]:
+    """The same adapter without the console script's other subcommand modules."""
     alone: list[AdapterRun] = []
     for number in range(1, 4):
-        with kubesim_process(tmp_path / f"sim-alone-{number}") as sim:
+        with kubesim_process(bench.tmp / f"sim-alone-{number}") as sim:
             alone.append(
                 await _adapter_install(
-                    args,
-                    tmp_path / f"adapter-alone-{number}.log",
+                    bench.args,
+                    bench.tmp / f"adapter-alone-{number}.log",
                     sim,
-                    version,
+                    bench.version,
                     command=ADAPTER_COMMAND_ONLY,
                     install=False,
                 )
             )
+    return alone
 
-    objects = sum(1 for doc in yaml.safe_load_all(manifest.read_text()) if doc)
+
+def print_rounds(bench: Bench, rows: list[Round]) -> None:
+    """Each round's times, ratios and costs."""
+    objects = sum(1 for doc in yaml.safe_load_all(bench.manifest.read_text()) if doc)
     print()
-    print(f"istio {version} demo install, {objects} objects, kubesim ready_delay=0")
+    print(f"istio {bench.version} demo install, {objects} objects, kubesim ready_delay=0")
     print("round 1 renders the charts (cold cache); later rounds reuse the render cache")
-    for number, (run, kubectl, again) in enumerate(rows, start=1):
+    for number, row in enumerate(rows, start=1):
+        run, kubectl, again = row.adapter, row.kubectl, row.kubectl_again
         print(
             f"round {number}: install adapter {run.install:.3f}s / kubectl --server-side "
             f"{kubectl:.3f}s = {run.install / kubectl:.2f}; again {run.reinstall:.3f}s / "
             f"{again:.3f}s = {run.reinstall / again:.2f}; start-to-SERVING {run.serving:.3f}s; "
             f"idle RSS {run.rss / 2**20:.1f} MB"
         )
-    for number, (run, _, _) in enumerate(rows, start=1):
+    for number, row in enumerate(rows, start=1):
+        run = row.adapter
         assert run.cost is not None and run.warm_up is not None
         print(f"round {number} idle adapter (connect, discovery): {run.warm_up.line()}")
         print(f"round {number} install: adapter {run.cost.line()}")
-        print(f"round {number} install: kubectl {kubectl_costs[number - 1].line()}")
-    install = [run.install / kubectl for run, kubectl, _ in rows]
-    cold_ratio = [run.install / cold for (run, _, _), cold in zip(rows, kubectl_cold, strict=True)]
-    reinstall = [run.reinstall / again for run, _, again in rows]
+        print(f"round {number} install: kubectl {row.kubectl_cost.line()}")
+
+
+def print_medians(rows: list[Round], alone: list[AdapterRun]) -> None:
+    """Median ratios against kubectl (warm and cold), CPU, start-up and RSS against targets."""
+    install = [row.adapter.install / row.kubectl for row in rows]
+    cold_ratio = [row.adapter.install / row.kubectl_cold for row in rows]
+    reinstall = [row.adapter.reinstall / row.kubectl_again for row in rows]
+    kubectl_cold = [row.kubectl_cold for row in rows]
     print(
         f"median install ratio {statistics.median(install):.2f} (warm rounds "
         f"{statistics.median(install[1:]):.2f}; target <= 0.5); median re-install ratio "
@@ -315,8 +347,8 @@ async def test_install_time_against_kubectl_rss_and_startup(
         f"{statistics.median(kubectl_cold):.3f}s): median install ratio "
         f"{statistics.median(cold_ratio):.2f}"
     )
-    adapter_cpu = [run.cost.cpu for run, _, _ in rows if run.cost is not None]
-    kubectl_cpu = [cost.cpu for cost in kubectl_costs]
+    adapter_cpu = [row.adapter.cost.cpu for row in rows if row.adapter.cost is not None]
+    kubectl_cpu = [row.kubectl_cost.cpu for row in rows]
     print(
         f"median install CPU (client + kubesim): adapter {statistics.median(adapter_cpu):.3f}s, "
         f"kubectl {statistics.median(kubectl_cpu):.3f}s, ratio "
@@ -324,11 +356,30 @@ async def test_install_time_against_kubectl_rss_and_startup(
     )
     print(
         f"`meshplane adapter istio`: median start-to-SERVING "
-        f"{statistics.median(run.serving for run, _, _ in rows):.3f}s (target <= 1.5), max idle "
-        f"RSS {max(run.rss for run, _, _ in rows) / 2**20:.1f} MB (target <= 120)"
+        f"{statistics.median(row.adapter.serving for row in rows):.3f}s (target <= 1.5), max "
+        f"idle RSS {max(row.adapter.rss for row in rows) / 2**20:.1f} MB (target <= 120)"
     )
     print(
         "adapter command module alone: median start-to-SERVING "
         f"{statistics.median(a.serving for a in alone):.3f}s, max idle RSS "
         f"{max(a.rss for a in alone) / 2**20:.1f} MB"
     )
+
+
+@pytest.mark.timeout(600)
+async def test_install_time_against_kubectl_rss_and_startup(
+    tmp_path: Path, static_http_server: ServerFactory
+) -> None:
+    charts, mirror, version = istio_charts(tmp_path)
+    chart_url = static_http_server(charts).url
+    bench = Bench(
+        tmp=tmp_path,
+        args=adapter_args(chart_url, static_http_server(mirror).url, tmp_path / "adapter-cache"),
+        chart_url=chart_url,
+        version=version,
+        manifest=tmp_path / "istio-demo.yaml",
+    )
+    rows = [await measure_round(bench, number) for number in range(1, ROUNDS + 1)]
+    alone = await measure_command_alone(bench)
+    print_rounds(bench, rows)
+    print_medians(rows, alone)

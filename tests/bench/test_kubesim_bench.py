@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from kubernetes import client, config, watch
@@ -69,86 +70,110 @@ def _timed(server: SimProcess, count: int, threads: int, work: Callable[[int], N
     return Rates(wall=_rate(count, wall), server_cpu=_rate(count, server.cpu_seconds() - cpu))
 
 
-def test_creates_and_applies_per_second(server: SimProcess) -> None:
-    results: dict[str, Rates] = {}
-    with config.new_client_from_config(config_file=str(server.kubeconfig)) as api:
-        core = client.CoreV1Api(api)
-        apps = client.AppsV1Api(api)
-        core.create_namespace({"metadata": {"name": "bench"}})
+def creator(core: client.CoreV1Api, prefix: str) -> Callable[[int], None]:
+    """Work item i creates ConfigMap ``prefix-i``."""
 
-        def create(prefix: str) -> Callable[[int], None]:
-            def work(i: int) -> None:
-                body = {
-                    "metadata": {"name": f"{prefix}-{i}", "labels": {"app": "bench"}},
-                    "data": {"k": "v" * 64},
-                }
-                core.create_namespaced_config_map("bench", body, _preload_content=False).read()
+    def work(i: int) -> None:
+        body = {
+            "metadata": {"name": f"{prefix}-{i}", "labels": {"app": "bench"}},
+            "data": {"k": "v" * 64},
+        }
+        core.create_namespaced_config_map("bench", body, _preload_content=False).read()
 
-            return work
+    return work
 
-        def apply(prefix: str, value: str) -> Callable[[int], None]:
-            def work(i: int) -> None:
-                name = f"{prefix}-{i}"
-                core.patch_namespaced_config_map(
-                    name,
-                    "bench",
-                    {
-                        "apiVersion": "v1",
-                        "kind": "ConfigMap",
-                        "metadata": {"name": name, "labels": {"app": "bench", "v": value}},
-                        "data": {"k": value * 16, "other": "x"},
-                    },
-                    field_manager="bench",
-                    _content_type=APPLY,
-                    _preload_content=False,
-                ).read()
 
-            return work
+def server_side_applier(
+    patch: Callable[..., Any], prefix: str, body: Callable[[str], dict[str, Any]]
+) -> Callable[[int], None]:
+    """Work item i server-side applies ``body(name)`` as ``prefix-i`` through ``patch``."""
 
-        def apply_deployment(i: int) -> None:
-            name = f"d-{i}"
-            apps.patch_namespaced_deployment(
-                name,
-                "bench",
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "metadata": {"name": name, "labels": {"app": name}},
-                    "spec": {
-                        "replicas": 0,
-                        "selector": {"matchLabels": {"app": name}},
-                        "template": {
-                            "metadata": {"labels": {"app": name}},
-                            "spec": {
-                                "containers": [
-                                    {"name": "c", "image": "i:1", "ports": [{"containerPort": 80}]}
-                                ]
-                            },
-                        },
-                    },
+    def work(i: int) -> None:
+        name = f"{prefix}-{i}"
+        patch(
+            name,
+            "bench",
+            body(name),
+            field_manager="bench",
+            _content_type=APPLY,
+            _preload_content=False,
+        ).read()
+
+    return work
+
+
+def config_map_holding(value: str) -> Callable[[str], dict[str, Any]]:
+    def body(name: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "labels": {"app": "bench", "v": value}},
+            "data": {"k": value * 16, "other": "x"},
+        }
+
+    return body
+
+
+def idle_deployment(name: str) -> dict[str, Any]:
+    """A Deployment of no replicas."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [{"name": "c", "image": "i:1", "ports": [{"containerPort": 80}]}]
                 },
-                field_manager="bench",
-                _content_type=APPLY,
-                _preload_content=False,
-            ).read()
+            },
+        },
+    }
 
-        for threads in (1, THREADS):
-            tag = f"{threads}t"
-            results[f"creates/s {tag}"] = _timed(server, CREATES, threads, create(f"c{tag}"))
-            results[f"applies/s create {tag}"] = _timed(
-                server, APPLIES, threads, apply(f"a{tag}", "one")
-            )
-            results[f"applies/s update {tag}"] = _timed(
-                server, APPLIES, threads, apply(f"a{tag}", "two")
-            )
-            results[f"applies/s no-op {tag}"] = _timed(
-                server, APPLIES, threads, apply(f"a{tag}", "two")
-            )
-        results[f"deployment applies/s {THREADS}t"] = _timed(server, 300, THREADS, apply_deployment)
+
+def applier(core: client.CoreV1Api, prefix: str, value: str) -> Callable[[int], None]:
+    """Work item i server-side applies ConfigMap ``prefix-i`` holding ``value``."""
+    return server_side_applier(core.patch_namespaced_config_map, prefix, config_map_holding(value))
+
+
+def measure_rates(server: SimProcess, api: client.ApiClient) -> dict[str, Rates]:
+    """Creates, then applies that create, update and change nothing, on 1 and THREADS threads;
+    then Deployment applies."""
+    results: dict[str, Rates] = {}
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": "bench"}})
+    for threads in (1, THREADS):
+        tag = f"{threads}t"
+        results[f"creates/s {tag}"] = _timed(server, CREATES, threads, creator(core, f"c{tag}"))
+        results[f"applies/s create {tag}"] = _timed(
+            server, APPLIES, threads, applier(core, f"a{tag}", "one")
+        )
+        results[f"applies/s update {tag}"] = _timed(
+            server, APPLIES, threads, applier(core, f"a{tag}", "two")
+        )
+        results[f"applies/s no-op {tag}"] = _timed(
+            server, APPLIES, threads, applier(core, f"a{tag}", "two")
+        )
+    deployments = server_side_applier(
+        client.AppsV1Api(api).patch_namespaced_deployment, "d", idle_deployment
+    )
+    results[f"deployment applies/s {THREADS}t"] = _timed(server, 300, THREADS, deployments)
+    return results
+
+
+def print_rates(results: dict[str, Rates]) -> None:
     print(f"\nkubesim bench (server pinned to one core; Python client, 1 and {THREADS} threads)")
     print(f"  {'operation':<28} {'wall /s':>9} {'per server CPU s':>17}")
     for key, rates in results.items():
         print(f"  {key:<28} {rates.wall:9.0f} {rates.server_cpu:17.0f}")
+
+
+def test_creates_and_applies_per_second(server: SimProcess) -> None:
+    with config.new_client_from_config(config_file=str(server.kubeconfig)) as api:
+        results = measure_rates(server, api)
+    print_rates(results)
     capacity = min(
         results[f"applies/s {k} {t}t"].server_cpu
         for k in ("create", "update", "no-op")
