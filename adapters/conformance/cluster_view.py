@@ -20,7 +20,7 @@ import structlog
 from kubernetes.aio import config as _typed_kube_config
 from kubernetes.aio.client.exceptions import ApiException
 
-from adapters.kit.apply.cluster import call_json
+from adapters.kit.apply.api_requests import call_json
 from serving.kubernetes_transport import resolve_proxy_once
 
 __all__ = [

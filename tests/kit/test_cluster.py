@@ -17,7 +17,8 @@ import yaml
 from aiohttp import ClientSession, web
 from kubernetes.aio.client.exceptions import ApiException
 
-from adapters.kit.apply.cluster import ClusterSession, RetrySettings
+from adapters.kit.apply.api_requests import RetrySettings
+from adapters.kit.apply.cluster import ClusterSession
 from adapters.kit.apply.kube_errors import ApplyError, describe_error, for_mesh
 from adapters.kit.declare.cluster_reader import ClusterReader
 from adapters.kit.model.objects import ObjectRef

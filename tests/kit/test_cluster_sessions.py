@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.kit.apply.cluster import RetrySettings
+from adapters.kit.apply.api_requests import RetrySettings
 from adapters.kit.apply.kube_errors import ApplyError
 from adapters.kit.apply.sessions import ClusterSessions
 from adapters.kit.model.records import ClusterTarget

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from adapters.kit.apply.applier import Applier
 from adapters.kit.apply.cluster import ClusterSession
 from adapters.kit.apply.crd_removal import release_crds
-from adapters.kit.apply.inventory import ReleaseState, read_inventory
+from adapters.kit.apply.inventory import ReleaseRecord, read_inventory
 from adapters.kit.apply.kube_errors import ApplyError, kind_not_installed_detail
 from adapters.kit.apply.namespaces import check_missing_namespaces
 from adapters.kit.apply.release_labels import labelled
@@ -32,7 +32,7 @@ from adapters.kit.model.managed_fields import changed_fields
 from adapters.kit.model.object_changes import MAX_CHANGED_FIELDS, ChangeAction, ObjectChange
 from adapters.kit.model.objects import KubeObject, ObjectRef
 from adapters.kit.model.ordering import UNINSTALL_ORDER
-from adapters.kit.model.plans import ApplyPlan, CrdRemoval, HookPhase, fields_manager
+from adapters.kit.model.plans import ApplyPlan, ApplyPolicy, CrdRemoval, HookPhase, fields_manager
 
 __all__ = ["Preview", "Previewer"]
 
@@ -92,118 +92,46 @@ class Previewer:
 
     async def install_or_upgrade(self, plan: ApplyPlan) -> Preview:
         """What `Applier.install_or_upgrade` would change for ``plan``."""
-        session = self._session
         policy = plan.apply_policy
         if plan.ownership_fields_only:
             policy = replace(policy, field_manager=fields_manager(plan.release))
         else:
             await self._applier.writable_versions(plan)
-        record = await read_inventory(session, plan.namespace, plan.release, mesh=plan.mesh)
-        deployed_before = record is not None and (
-            record.status in (ReleaseState.DEPLOYED, ReleaseState.PENDING_UPGRADE)
-            or record.revision > 1
-        )
-        phases = (
-            (HookPhase.PRE_UPGRADE, HookPhase.POST_UPGRADE)
-            if deployed_before
-            else (HookPhase.PRE_INSTALL, HookPhase.POST_INSTALL)
-        )
-
-        def mine(obj: KubeObject) -> KubeObject:
-            return obj if plan.ownership_fields_only else labelled(obj, plan.release, plan.mesh)
-
-        writes: list[tuple[KubeObject, str]] = [(mine(obj), "") for obj in plan.objects]
-        writes += [
-            (mine(hook.manifest), f"{phase.value} hook")
-            for phase in phases
-            for hook in plan.hooks
-            if phase in hook.phases
-        ]
+        record = await read_inventory(self._session, plan.namespace, plan.release, mesh=plan.mesh)
+        writes = _writes(plan, record is not None and record.deployed_before)
         missing = await self._missing_namespaces(
             [plan.namespace, *(ObjectRef.from_manifest(o).namespace or "" for o, _ in writes)]
         )
         # Past the check, the apply creates every missing namespace: bare, unless the plan
         # declares it (then it is one of the writes).
         declared = check_missing_namespaces(plan, missing)
-        planned_kinds = {
-            (str(spec.get("group", "")), str((spec.get("names") or {}).get("kind", "")))
-            for obj in plan.objects
-            if obj.get("kind") == "CustomResourceDefinition"
-            for spec in [obj.get("spec") or {}]
-        }
-        changes = [
-            ObjectChange(
-                action=ChangeAction.CREATE,
-                ref=ObjectRef(api_version="v1", kind="Namespace", namespace=None, name=name),
-                message="the release's namespace"
-                if name == plan.namespace
-                else "asked for (create-namespace)",
-            )
-            for name in sorted(missing)
-            if name not in declared
-        ]
-
-        async def preview(write: tuple[KubeObject, str]) -> ObjectChange | None:
-            obj, note = write
-            ref = ObjectRef.from_manifest(obj)
-            resource = await session.resource_for(ref.api_version, ref.kind)
-            if resource is None:
-                if (ref.group, ref.kind) not in planned_kinds:
-                    raise ApplyError(kind_not_installed_detail(ref))
-                return ObjectChange(
-                    action=ChangeAction.CREATE,
-                    ref=ref,
-                    message=_joined(
-                        note,
-                        "not checked by the API server: its CustomResourceDefinition is "
-                        "created by this operation",
-                    ),
-                )
-            namespace = ref.namespace if resource.namespaced else None
-            if namespace in missing:
-                return ObjectChange(
-                    action=ChangeAction.CREATE,
-                    ref=ref,
-                    message=_joined(
-                        note,
-                        f"not checked by the API server: namespace {namespace} is created by "
-                        "this operation",
-                    ),
-                )
-            live = await session.get_ref(ref)
-            answer, _ = await session.apply(
-                obj,
-                field_manager=policy.field_manager,
-                force=policy.force_conflicts,
-                previous_version=None,
-                dry_run=True,
-            )
-            if live is None:
-                return ObjectChange(action=ChangeAction.CREATE, ref=ref, message=note)
-            changed = changed_fields(live, answer, policy.field_manager)
-            if not changed:
-                return None
-            return ObjectChange(
-                action=ChangeAction.UPDATE,
-                ref=ref,
-                changed_fields=changed[:MAX_CHANGED_FIELDS],
-                message=note,
-            )
-
-        found = await self._all(writes, preview)
+        changes = _namespace_changes(plan, missing, declared)
+        dry = _DryWrites(
+            session=self._session,
+            policy=policy,
+            planned_kinds=_planned_kinds(plan),
+            missing=missing,
+        )
+        found = await self._all(writes, dry.change)
         changes += [change for change in found if change is not None]
         unchanged = sum(1 for change in found if change is None)
-        previous = _unique((*record.previous_objects, *record.objects)) if record else []
+        changes += await self._dropped(plan, record, policy)
+        return Preview(changes=tuple(changes), unchanged=unchanged)
+
+    async def _dropped(
+        self, plan: ApplyPlan, record: ReleaseRecord | None, policy: ApplyPolicy
+    ) -> list[ObjectChange]:
+        """What becomes of objects earlier revisions had and the plan drops: pruned, or (a
+        fields-only plan) their fields given up."""
+        previous = record.objects_in_cluster if record else ()
         wanted = {ref.key for ref in plan.refs}
         dropped = [ref for ref in previous if ref.key not in wanted]
         if dropped and plan.ownership_fields_only:
-            changes += await self._fields_released(dropped)
-        elif dropped and policy.prune:
+            return await self._fields_released(dropped)
+        if dropped and policy.prune:
             keep = plan.keep | (record.keep if record else frozenset())
-            changes += await self._deletes(
-                dropped, plan.release, plan.mesh, keep, ChangeAction.PRUNE
-            )
-        return Preview(changes=tuple(changes), unchanged=unchanged)
+            return await self._deletes(dropped, plan.release, plan.mesh, keep, ChangeAction.PRUNE)
+        return []
 
     # -- uninstall --------------------------------------------------------------------------
 
@@ -270,3 +198,106 @@ class Previewer:
             for ref, obj in zip(refs, present, strict=True)
             if obj is not None
         ]
+
+
+Write = tuple[KubeObject, str]
+"""An object the apply would write, and a note on it (which hook it is)."""
+
+
+def _writes(plan: ApplyPlan, upgrade: bool) -> list[Write]:
+    """The plan's objects, then its hooks of the phases the apply would run, as it writes them."""
+
+    def mine(obj: KubeObject) -> KubeObject:
+        return obj if plan.ownership_fields_only else labelled(obj, plan.release, plan.mesh)
+
+    phases = (
+        (HookPhase.PRE_UPGRADE, HookPhase.POST_UPGRADE)
+        if upgrade
+        else (HookPhase.PRE_INSTALL, HookPhase.POST_INSTALL)
+    )
+    writes: list[Write] = [(mine(obj), "") for obj in plan.objects]
+    writes += [
+        (mine(hook.manifest), f"{phase.value} hook")
+        for phase in phases
+        for hook in plan.hooks
+        if phase in hook.phases
+    ]
+    return writes
+
+
+def _planned_kinds(plan: ApplyPlan) -> set[tuple[str, str]]:
+    """(group, kind) of the custom resources whose CRDs the plan creates."""
+    return {
+        (str(spec.get("group", "")), str((spec.get("names") or {}).get("kind", "")))
+        for obj in plan.objects
+        if obj.get("kind") == "CustomResourceDefinition"
+        for spec in [obj.get("spec") or {}]
+    }
+
+
+def _namespace_changes(
+    plan: ApplyPlan, missing: Iterable[str], declared: set[str]
+) -> list[ObjectChange]:
+    """The bare namespaces the apply would create (declared ones are among the writes)."""
+    return [
+        ObjectChange(
+            action=ChangeAction.CREATE,
+            ref=ObjectRef(api_version="v1", kind="Namespace", namespace=None, name=name),
+            message="the release's namespace"
+            if name == plan.namespace
+            else "asked for (create-namespace)",
+        )
+        for name in sorted(missing)
+        if name not in declared
+    ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class _DryWrites:
+    """How one install's writes are dry-run. Writes into what the operation itself creates (a
+    namespace in ``missing``, a kind in ``planned_kinds``) cannot be checked by the server."""
+
+    session: ClusterSession
+    policy: ApplyPolicy
+    planned_kinds: set[tuple[str, str]]
+    missing: set[str]
+
+    async def _unchecked(self, ref: ObjectRef) -> str | None:
+        """Why the server cannot check a write of ``ref`` (None: it can)."""
+        resource = await self.session.resource_for(ref.api_version, ref.kind)
+        if resource is None:
+            if (ref.group, ref.kind) not in self.planned_kinds:
+                raise ApplyError(kind_not_installed_detail(ref))
+            return "its CustomResourceDefinition is created by this operation"
+        namespace = ref.namespace if resource.namespaced else None
+        if namespace in self.missing:
+            return f"namespace {namespace} is created by this operation"
+        return None
+
+    async def change(self, write: Write) -> ObjectChange | None:
+        """What writing ``write`` would change (None: nothing)."""
+        obj, note = write
+        ref = ObjectRef.from_manifest(obj)
+        unchecked = await self._unchecked(ref)
+        if unchecked is not None:
+            message = _joined(note, f"not checked by the API server: {unchecked}")
+            return ObjectChange(action=ChangeAction.CREATE, ref=ref, message=message)
+        live = await self.session.get_ref(ref)
+        answer, _ = await self.session.apply(
+            obj,
+            field_manager=self.policy.field_manager,
+            force=self.policy.force_conflicts,
+            previous_version=None,
+            dry_run=True,
+        )
+        if live is None:
+            return ObjectChange(action=ChangeAction.CREATE, ref=ref, message=note)
+        changed = changed_fields(live, answer, self.policy.field_manager)
+        if not changed:
+            return None
+        return ObjectChange(
+            action=ChangeAction.UPDATE,
+            ref=ref,
+            changed_fields=changed[:MAX_CHANGED_FIELDS],
+            message=note,
+        )

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import structlog
 
-from adapters.kit.apply.cluster import ClusterSession, RetrySettings
+from adapters.kit.apply.api_requests import RetrySettings
+from adapters.kit.apply.cluster import ClusterSession
 from adapters.kit.model.records import ClusterTarget
 
 __all__ = ["ClusterSessions"]

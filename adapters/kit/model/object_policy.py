@@ -172,7 +172,7 @@ class ObjectRefusal:
 
 
 class ServedKind(Protocol):
-    """What discovery says about one kind (`cluster.ApiResource` is one)."""
+    """What discovery says about one kind (`discovery.ApiResource` is one)."""
 
     @property
     def namespaced(self) -> bool:
