@@ -317,21 +317,13 @@ async def test_real_tokens_and_rbac_decide_who_may_do_what(gate: Gate) -> None:
     await gate.until(grpc.StatusCode.UNAUTHENTICATED, "ListAdapters", listing)
 
 
-@pytest.mark.timeout(600)
-async def test_the_charts_example_roles_grant_what_they_claim(
-    chart_identity: ChartIdentity, real_kube: ControlPlane
-) -> None:
-    """Each example ClusterRole, bound to a user, is allowed exactly the accesses its built-in
-    role holds (GRANTS), asked of the real authorizer through the coordinator's own
-    SubjectAccessReview client, running as the chart's coordinator identity."""
-    users: dict[Role, str] = {
-        role: f"meshplane-test-{role.name.lower()}" for role in Role if role is not Role.NONE
-    }
+def bind_example_roles(plane: ControlPlane, users: dict[Role, str]) -> list[str]:
+    """Each user bound cluster-wide to its role's example ClusterRole; the bindings' names."""
     bindings = []
     for role, user in users.items():
         name = f"{user}-binding"
         apply_objects(
-            real_kube,
+            plane,
             {
                 "apiVersion": "rbac.authorization.k8s.io/v1",
                 "kind": "ClusterRoleBinding",
@@ -347,6 +339,37 @@ async def test_the_charts_example_roles_grant_what_they_claim(
             },
         )
         bindings.append(name)
+    return bindings
+
+
+async def answers_once_granted(
+    reviewer: SubjectAccessReviewAuthorizer,
+    users: dict[Role, str],
+    expected: dict[tuple[Role, Access], bool],
+) -> dict[tuple[Role, Access], bool]:
+    """Ask every (role, access) until each expected grant is allowed; the last answers."""
+    answers: dict[tuple[Role, Access], bool] = {}
+    async with asyncio.timeout(60):  # RBAC's informers see new bindings within moments
+        while True:
+            for (role, access), _ in expected.items():
+                subject = Subject(user=users[role], authenticated_by="kubernetes")
+                answers[(role, access)] = await reviewer.authorize(subject, access) is None
+            if all(answers[key] for key, allowed in expected.items() if allowed):
+                return answers
+            await asyncio.sleep(0.2)
+
+
+@pytest.mark.timeout(600)
+async def test_the_charts_example_roles_grant_what_they_claim(
+    chart_identity: ChartIdentity, real_kube: ControlPlane
+) -> None:
+    """Each example ClusterRole, bound to a user, is allowed exactly the accesses its built-in
+    role holds (GRANTS), asked of the real authorizer through the coordinator's own
+    SubjectAccessReview client, running as the chart's coordinator identity."""
+    users: dict[Role, str] = {
+        role: f"meshplane-test-{role.name.lower()}" for role in Role if role is not Role.NONE
+    }
+    bindings = bind_example_roles(real_kube, users)
     reviewer = SubjectAccessReviewAuthorizer(chart_identity.kubeconfig, cache_seconds=0)
     await reviewer.start()
     try:
@@ -360,15 +383,7 @@ async def test_the_charts_example_roles_grant_what_they_claim(
             for role in users
             for access in accesses
         }
-        answers: dict[tuple[Role, Access], bool] = {}
-        async with asyncio.timeout(60):  # RBAC's informers see new bindings within moments
-            while True:
-                for (role, access), _ in expected.items():
-                    subject = Subject(user=users[role], authenticated_by="kubernetes")
-                    answers[(role, access)] = await reviewer.authorize(subject, access) is None
-                if all(answers[key] for key, allowed in expected.items() if allowed):
-                    break
-                await asyncio.sleep(0.2)
+        answers = await answers_once_granted(reviewer, users, expected)
         wrong = [
             (role.name, access.describe(), allowed)
             for (role, access), allowed in answers.items()

@@ -82,57 +82,83 @@ def deployment(name: str, replicas: int) -> dict[str, Any]:
     }
 
 
+def ready_url(process: subprocess.Popen[str], lines: list[str], log: Path) -> str:
+    """Wait for `kube up`'s ready line; the API server URL it names."""
+    eventually(
+        lambda: process.poll() is not None or any(x.startswith(READY_LINE) for x in lines),
+        within=240,
+        what="kube up ready",
+    )
+    assert process.poll() is None, log.read_text()[-3000:]
+    url = next(x for x in lines if x.startswith(READY_LINE)).removeprefix(READY_LINE)
+    assert url.startswith("https://127.0.0.1:")
+    return url
+
+
+def components_started(process: subprocess.Popen[str], data: Path) -> dict[int, str]:
+    """Each control-plane component runs once, on the data dir (`kube up` itself aside)."""
+    started = processes_mentioning(str(data))
+    started.pop(process.pid, None)  # `kube up` itself
+    assert sorted(started.values()) == sorted(COMPONENTS), started
+    return started
+
+
+def assert_a_deployment_runs_on_the_nodes(api: AdminClient) -> None:
+    """Three replicas scheduled onto the fake Nodes, Running with pod IPs, admission applied."""
+    nodes = api.get("/api/v1/nodes").json()["items"]
+    assert sorted(n["metadata"]["name"] for n in nodes) == NODES
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "smoke"}}
+    assert api.post("/api/v1/namespaces", namespace).status == 201
+    created = api.post("/apis/apps/v1/namespaces/smoke/deployments", deployment("web", 3))
+    assert created.status == 201, created.body[:300]
+
+    def ready_replicas() -> int:
+        reply = api.get("/apis/apps/v1/namespaces/smoke/deployments/web").json()
+        return int((reply.get("status") or {}).get("readyReplicas") or 0)
+
+    eventually(lambda: ready_replicas() == 3, within=90, what="3 ready replicas")
+    pods = api.get("/api/v1/namespaces/smoke/pods?labelSelector=app%3Dweb").json()["items"]
+    assert len(pods) == 3
+    for pod in pods:
+        assert pod["spec"]["nodeName"] in NODES
+        assert pod["status"]["phase"] == "Running"
+        assert pod["status"]["podIP"].startswith("10.244.")
+        # Admission ran: the ServiceAccount plugin set the namespace's default account.
+        assert pod["spec"]["serviceAccountName"] == "default"
+
+
+def assert_every_process_gone(data: Path, started: dict[int, str]) -> None:
+    assert processes_mentioning(str(data)) == {}
+    for pid in started:
+        assert (
+            not os.path.exists(f"/proc/{pid}")
+            or "State:\tZ" in Path(f"/proc/{pid}/status").read_text()
+        )
+
+
 @pytest.mark.timeout(300)
 def test_kube_up_runs_a_deployment_and_stops_every_process(tmp_path: Path) -> None:
     require_realkube()
     data = tmp_path / "data"
     kubeconfig = tmp_path / "admin.kubeconfig"
-    with (tmp_path / "kube-up.log").open("w") as log:
+    log = tmp_path / "kube-up.log"
+    with log.open("w") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "meshplane_cli.main", "kube", "up", "--kubeconfig-out",
              str(kubeconfig), "--data-dir", str(data), "--nodes", "2"],
-            stdout=subprocess.PIPE, stderr=log, text=True,
+            stdout=subprocess.PIPE, stderr=log_file, text=True,
         )  # fmt: skip
     lines: list[str] = []
     reader = read_until_ready(process, lines)
     try:
-        eventually(
-            lambda: process.poll() is not None or any(x.startswith(READY_LINE) for x in lines),
-            within=240,
-            what="kube up ready",
-        )
-        assert process.poll() is None, (tmp_path / "kube-up.log").read_text()[-3000:]
-        url = next(x for x in lines if x.startswith(READY_LINE)).removeprefix(READY_LINE)
-        assert url.startswith("https://127.0.0.1:")
+        url = ready_url(process, lines, log)
         assert oct(kubeconfig.stat().st_mode & 0o777) == "0o600"
-        started = processes_mentioning(str(data))
-        started.pop(process.pid, None)  # `kube up` itself
-        assert sorted(started.values()) == sorted(COMPONENTS), started
-
+        started = components_started(process, data)
         pki = data / "pki"
         api = AdminClient(
             url, ca=pki / "ca.crt", cert=pki / "admin.crt", key=pki / "admin.key", timeout=30
         )
-        nodes = api.get("/api/v1/nodes").json()["items"]
-        assert sorted(n["metadata"]["name"] for n in nodes) == NODES
-        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "smoke"}}
-        assert api.post("/api/v1/namespaces", namespace).status == 201
-        created = api.post("/apis/apps/v1/namespaces/smoke/deployments", deployment("web", 3))
-        assert created.status == 201, created.body[:300]
-
-        def ready_replicas() -> int:
-            reply = api.get("/apis/apps/v1/namespaces/smoke/deployments/web").json()
-            return int((reply.get("status") or {}).get("readyReplicas") or 0)
-
-        eventually(lambda: ready_replicas() == 3, within=90, what="3 ready replicas")
-        pods = api.get("/api/v1/namespaces/smoke/pods?labelSelector=app%3Dweb").json()["items"]
-        assert len(pods) == 3
-        for pod in pods:
-            assert pod["spec"]["nodeName"] in NODES
-            assert pod["status"]["phase"] == "Running"
-            assert pod["status"]["podIP"].startswith("10.244.")
-            # Admission ran: the ServiceAccount plugin set the namespace's default account.
-            assert pod["spec"]["serviceAccountName"] == "default"
+        assert_a_deployment_runs_on_the_nodes(api)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -140,10 +166,5 @@ def test_kube_up_runs_a_deployment_and_stops_every_process(tmp_path: Path) -> No
         reader.join(timeout=10)
         assert process.stdout is not None
         process.stdout.close()
-    assert code == 0, (tmp_path / "kube-up.log").read_text()[-3000:]
-    assert processes_mentioning(str(data)) == {}
-    for pid in started:
-        assert (
-            not os.path.exists(f"/proc/{pid}")
-            or "State:\tZ" in Path(f"/proc/{pid}/status").read_text()
-        )
+    assert code == 0, log.read_text()[-3000:]
+    assert_every_process_gone(data, started)

@@ -28,7 +28,7 @@ import yaml
 from adapters.consul.declaration import DECLARATION as CONSUL
 from adapters.istio.declaration import DECLARATION as ISTIO
 from adapters.kit.declare.mesh import MeshDeclaration
-from adapters.kit.testing import MESHPLANE, EventCollector, managed_objects
+from adapters.kit.testing import MESHPLANE, AdapterClient, EventCollector, managed_objects
 from adapters.linkerd.declaration import DECLARATION as LINKERD
 from meshplane.adapter.v1 import adapter_pb2 as pb
 from realkube.control_plane import ControlPlane
@@ -333,67 +333,86 @@ async def eventually_denied(bench: Bench, verb: str, resource: str, namespace: s
             await asyncio.sleep(0.2)
 
 
+def remedy_of(bench: Bench) -> str:
+    return f"`meshplane rbac {bench.case.mesh}` prints the ClusterRole this adapter needs"
+
+
+async def assert_escalation_refusal_lists_what_is_missing(
+    bench: Bench, complete: list[dict[str, Any]]
+) -> None:
+    """A permission only the mesh's own roles grant (the adapter never uses it): creating
+    such a role is refused by RBAC's escalation check, which lists what is missing."""
+    rules, rule = without(complete, group="", verb="watch")
+    bench.set_rules(rules)
+    await eventually_denied(bench, "watch", rule["resources"][0], "linkerd")
+    failed = await refused(bench, "install", mesh_version=bench.sources.older[0])
+    assert failed.error.code == "KUBE_FORBIDDEN", failed.error
+    assert "a role may grant only permissions its creator holds" in failed.error.message
+    assert 'APIGroups:[""]' in failed.error.message
+    assert 'Verbs:["watch"]' in failed.error.message
+    assert "escalation" in failed.error.probable_cause
+    assert remedy_of(bench) in failed.error.suggested_remediation
+
+
+async def assert_refused_deployments_are_named(
+    bench: Bench, complete: list[dict[str, Any]], events: EventCollector
+) -> None:
+    """Deployments taken away: the install's first Deployment is refused, naming the verb,
+    resource, group and namespace as the API server does, and the command to fix it."""
+    account = f"system:serviceaccount:{ADAPTERS_NAMESPACE}:adapter-{bench.case.mesh}"
+    rules, _ = without(complete, group="apps", resource="deployments")
+    bench.set_rules(rules)
+    await eventually_denied(bench, "patch", "deployments.apps", "linkerd")
+    failed = await refused(bench, "install", mesh_version=bench.sources.older[0])
+    assert failed.error.code == "KUBE_FORBIDDEN", failed.error
+    # (the kit lists the release's Deployments first when an earlier attempt left some
+    # of the release in place, else it applies: either verb is the one refused)
+    said = re.search(
+        f'User "{account}" cannot (list|patch) resource "deployments" in API group "apps" '
+        'in the namespace "linkerd"',
+        failed.error.message,
+    )
+    assert said is not None, failed.error.message
+    verb = said[1]
+    assert f'lacks the permission {verb} on deployments in API group "apps"' in (
+        failed.error.message
+    )
+    assert f'verbs ["{verb}"] on resources ["deployments"] in apiGroups ["apps"]' in (
+        failed.error.suggested_remediation
+    )
+    assert remedy_of(bench) in failed.error.suggested_remediation
+    await events.wait_for(
+        lambda e: e.operation_id == failed.operation_id and said[0] in e.error.message
+    )
+
+
+async def install_and_uninstall_with_the_whole_role(
+    bench: Bench, complete: list[dict[str, Any]], client: AdapterClient
+) -> None:
+    """The whole role again: the install completes and the uninstall leaves nothing."""
+    harness = bench.harness
+    bench.set_rules(complete)
+    await client.run(
+        "install", operation_id=harness.next_id("install"), mesh_version=bench.sources.older[0]
+    )
+    await client.run(
+        "install",
+        operation_id=harness.next_id("uninstall"),
+        delete=True,
+        parameters={"purge-crds": "true"},
+    )
+    assert await managed_objects(harness.sim.kubeconfig) == []
+
+
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("bench", ["linkerd"], indirect=True)
 async def test_a_missing_permission_is_named_as_the_api_server_reports_it(bench: Bench) -> None:
-    harness, mesh = bench.harness, bench.case.mesh
-    client = await harness.start()
+    client = await bench.harness.start()
     complete = list(bench.role["rules"])
-    account = f"system:serviceaccount:{ADAPTERS_NAMESPACE}:adapter-{mesh}"
-    remedy = f"`meshplane rbac {mesh}` prints the ClusterRole this adapter needs"
     events = EventCollector(client).start()
     try:
-        # A permission only the mesh's own roles grant (the adapter never uses it): creating
-        # such a role is refused by RBAC's escalation check, which lists what is missing.
-        rules, rule = without(complete, group="", verb="watch")
-        bench.set_rules(rules)
-        await eventually_denied(bench, "watch", rule["resources"][0], "linkerd")
-        failed = await refused(bench, "install", mesh_version=bench.sources.older[0])
-        assert failed.error.code == "KUBE_FORBIDDEN", failed.error
-        assert "a role may grant only permissions its creator holds" in failed.error.message
-        assert 'APIGroups:[""]' in failed.error.message
-        assert 'Verbs:["watch"]' in failed.error.message
-        assert "escalation" in failed.error.probable_cause
-        assert remedy in failed.error.suggested_remediation
-
-        # Deployments taken away: the install's first Deployment is refused, naming the verb,
-        # resource, group and namespace as the API server does, and the command to fix it.
-        rules, _ = without(complete, group="apps", resource="deployments")
-        bench.set_rules(rules)
-        await eventually_denied(bench, "patch", "deployments.apps", "linkerd")
-        failed = await refused(bench, "install", mesh_version=bench.sources.older[0])
-        assert failed.error.code == "KUBE_FORBIDDEN", failed.error
-        # (the kit lists the release's Deployments first when an earlier attempt left some
-        # of the release in place, else it applies: either verb is the one refused)
-        said = re.search(
-            f'User "{account}" cannot (list|patch) resource "deployments" in API group "apps" '
-            'in the namespace "linkerd"',
-            failed.error.message,
-        )
-        assert said is not None, failed.error.message
-        verb = said[1]
-        assert f'lacks the permission {verb} on deployments in API group "apps"' in (
-            failed.error.message
-        )
-        assert f'verbs ["{verb}"] on resources ["deployments"] in apiGroups ["apps"]' in (
-            failed.error.suggested_remediation
-        )
-        assert remedy in failed.error.suggested_remediation
-        await events.wait_for(
-            lambda e: e.operation_id == failed.operation_id and said[0] in e.error.message
-        )
-
-        # The whole role again: the install completes and the uninstall leaves nothing.
-        bench.set_rules(complete)
-        await client.run(
-            "install", operation_id=harness.next_id("install"), mesh_version=bench.sources.older[0]
-        )
-        await client.run(
-            "install",
-            operation_id=harness.next_id("uninstall"),
-            delete=True,
-            parameters={"purge-crds": "true"},
-        )
-        assert await managed_objects(harness.sim.kubeconfig) == []
+        await assert_escalation_refusal_lists_what_is_missing(bench, complete)
+        await assert_refused_deployments_are_named(bench, complete, events)
+        await install_and_uninstall_with_the_whole_role(bench, complete, client)
     finally:
         await events.stop()
