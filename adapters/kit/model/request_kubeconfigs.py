@@ -197,59 +197,10 @@ def judge_kubeconfig(
             f"adapter's own cluster, or have the operator start the adapter with {ALLOW_FLAG} "
             f"and {SERVERS_FLAG}",
         )
-    try:
-        config = load_mapping(
-            text,
-            max_bytes=KUBECONFIG_MAX_BYTES,
-            max_alias_expansions=_MAX_ALIAS_EXPANSIONS,
-            max_depth=_MAX_DEPTH,
-            max_nodes=KUBECONFIG_MAX_NODES,
-            source="the kubeconfig",
-        )
-    except ManifestError as exc:
-        raise _invalid(field, f"{str(exc)[:200]}; {_HINT}") from None
-    _only(config, _TOP_ACCEPTED, "", field)
-    clusters = _section(config, "clusters", field)
-    contexts = _section(config, "contexts", field)
-    users = _section(config, "users", field, optional=True)
-    for index, entry in enumerate(users):
-        _judge_user(entry, f"users[{index}].user", field)
-    for index, entry in enumerate(clusters):
-        _judge_cluster(entry, f"clusters[{index}].cluster", field)
-    for index, entry in enumerate(contexts):
-        where = f"contexts[{index}]"
-        _only(_body(entry, "context", where, field), _CONTEXT_ACCEPTED, f"{where}.context", field)
-    chosen = context or config.get("current-context") or ""
-    if not isinstance(chosen, str) or not chosen:
-        raise _invalid(
-            field,
-            f"has no current-context and {context_field} is empty; set current-context in the "
-            "kubeconfig or name a context in the request",
-        )
-    found = _named(contexts, "contexts", chosen)
-    if found is None:
-        raise _invalid(context_field if context else field, _missing(contexts, "contexts", chosen))
-    context_body = found.get("context") or {}
-    user_name = context_body.get("user") or ""
-    cluster_name = context_body.get("cluster")
-    if not isinstance(user_name, str) or not isinstance(cluster_name, str) or not cluster_name:
-        raise _invalid(
-            field, f"context {_shown(chosen)} must name a cluster (and may name a user) as strings"
-        )
-    user: Mapping[str, Any] = {}
-    if user_name:
-        user_entry = _named(users, "users", user_name)
-        if user_entry is None:
-            raise _invalid(
-                field, f"context {_shown(chosen)}: {_missing(users, 'users', user_name)}"
-            )
-        user = user_entry.get("user") or {}
-    cluster_entry = _named(clusters, "clusters", cluster_name)
-    if cluster_entry is None:
-        raise _invalid(
-            field, f"context {_shown(chosen)}: {_missing(clusters, 'clusters', cluster_name)}"
-        )
-    cluster = cluster_entry.get("cluster") or {}
+    document = _Document.load(text, field)
+    chosen, user_name, cluster_name = document.context(context, context_field)
+    user = document.entry_body("users", user_name, chosen) if user_name else {}
+    cluster = document.entry_body("clusters", cluster_name, chosen)
     url = _server(cluster, field, f"cluster {_shown(cluster_name)} (context {_shown(chosen)})")
     if not server_allowed(url, policy.servers):
         raise KubeconfigRefused(
@@ -271,6 +222,90 @@ def judge_kubeconfig(
         identity=hashlib.sha256(f"{chosen}\0{text}".encode()).hexdigest(),
         seal=_SEAL,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Document:
+    """A request kubeconfig whose every entry passed, and the request field it came in."""
+
+    field: str
+    current_context: object
+    clusters: list[Mapping[str, Any]]
+    contexts: list[Mapping[str, Any]]
+    users: list[Mapping[str, Any]]
+
+    @classmethod
+    def load(cls, text: str, field: str) -> _Document:
+        """Parse with the bounded loader, then judge the top level and every entry."""
+        try:
+            config = load_mapping(
+                text,
+                max_bytes=KUBECONFIG_MAX_BYTES,
+                max_alias_expansions=_MAX_ALIAS_EXPANSIONS,
+                max_depth=_MAX_DEPTH,
+                max_nodes=KUBECONFIG_MAX_NODES,
+                source="the kubeconfig",
+            )
+        except ManifestError as exc:
+            raise _invalid(field, f"{str(exc)[:200]}; {_HINT}") from None
+        _only(config, _TOP_ACCEPTED, "", field)
+        document = cls(
+            field=field,
+            current_context=config.get("current-context"),
+            clusters=_section(config, "clusters", field),
+            contexts=_section(config, "contexts", field),
+            users=_section(config, "users", field, optional=True),
+        )
+        document.judge_entries()
+        return document
+
+    def judge_entries(self) -> None:
+        """Every user and cluster entry is judged, not only the context's."""
+        for index, entry in enumerate(self.users):
+            _judge_user(entry, f"users[{index}].user", self.field)
+        for index, entry in enumerate(self.clusters):
+            _judge_cluster(entry, f"clusters[{index}].cluster", self.field)
+        for index, entry in enumerate(self.contexts):
+            where = f"contexts[{index}]"
+            body = _body(entry, "context", where, self.field)
+            _only(body, _CONTEXT_ACCEPTED, f"{where}.context", self.field)
+
+    def context(self, requested: str, context_field: str) -> tuple[str, str, str]:
+        """Names of the context to use (the requested one, else current-context), its user
+        (empty for anonymous) and its cluster."""
+        chosen = requested or self.current_context or ""
+        if not isinstance(chosen, str) or not chosen:
+            raise _invalid(
+                self.field,
+                f"has no current-context and {context_field} is empty; set current-context in "
+                "the kubeconfig or name a context in the request",
+            )
+        found = _named(self.contexts, "contexts", chosen)
+        if found is None:
+            raise _invalid(
+                context_field if requested else self.field,
+                _missing(self.contexts, "contexts", chosen),
+            )
+        body = found.get("context") or {}
+        user_name = body.get("user") or ""
+        cluster_name = body.get("cluster")
+        if not isinstance(user_name, str) or not isinstance(cluster_name, str) or not cluster_name:
+            raise _invalid(
+                self.field,
+                f"context {_shown(chosen)} must name a cluster (and may name a user) as strings",
+            )
+        return chosen, user_name, cluster_name
+
+    def entry_body(self, section: str, name: str, chosen: str) -> Mapping[str, Any]:
+        """The ``user`` or ``cluster`` body of the entry ``name`` in ``users`` or ``clusters``."""
+        entries = self.users if section == "users" else self.clusters
+        entry = _named(entries, section, name)
+        if entry is None:
+            raise _invalid(
+                self.field, f"context {_shown(chosen)}: {_missing(entries, section, name)}"
+            )
+        body: Mapping[str, Any] = entry.get(section.removesuffix("s")) or {}
+        return body
 
 
 def _invalid(field: str, message: str) -> KubeconfigRefused:
