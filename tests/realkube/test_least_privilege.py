@@ -274,13 +274,7 @@ async def test_the_generated_role_is_enough_for_the_whole_catalogue(bench: Bench
     ]
     assert exercised == deletable
     await client.run("validate", operation_id=harness.next_id("validate"))
-    await client.run(
-        "install",
-        operation_id=harness.next_id("uninstall"),
-        delete=True,
-        parameters={"purge-crds": "true"},
-    )
-    assert await managed_objects(harness.sim.kubeconfig) == []
+    await uninstall_leaves_nothing(harness, client)
     status = await client.stub.GetMeshStatus(pb.GetMeshStatusRequest())
     assert not status.installed
 
@@ -308,6 +302,17 @@ def without(
         ]
         return kept, rule
     raise AssertionError(f"no rule grants {verb or resource} in API group {group!r}")
+
+
+async def uninstall_leaves_nothing(harness: MeshHarness, client: AdapterClient) -> None:
+    """Uninstall, CRDs too: no meshplane-managed object is left."""
+    await client.run(
+        "install",
+        operation_id=harness.next_id("uninstall"),
+        delete=True,
+        parameters={"purge-crds": "true"},
+    )
+    assert await managed_objects(harness.sim.kubeconfig) == []
 
 
 async def refused(bench: Bench, operation: str, **kwargs: Any) -> pb.Operation:
@@ -395,13 +400,7 @@ async def install_and_uninstall_with_the_whole_role(
     await client.run(
         "install", operation_id=harness.next_id("install"), mesh_version=bench.sources.older[0]
     )
-    await client.run(
-        "install",
-        operation_id=harness.next_id("uninstall"),
-        delete=True,
-        parameters={"purge-crds": "true"},
-    )
-    assert await managed_objects(harness.sim.kubeconfig) == []
+    await uninstall_leaves_nothing(harness, client)
 
 
 @pytest.mark.timeout(900)
