@@ -8,7 +8,8 @@ from adapters.conformance.checks import CHECK_NAMES, CHECKS, Check
 from adapters.conformance.cluster_view import ClusterView, ClusterViewError, ManagedObject
 from adapters.conformance.reporting import as_dict, as_json, as_table
 from adapters.conformance.suite import AdapterUnreachable, SuiteReport, run_suite
-from adapters.conformance.suite_context import SuiteConfig, SuiteContext
+from adapters.conformance.suite_config import SuiteConfig
+from adapters.conformance.suite_context import SuiteContext
 from adapters.conformance.verdicts import CheckFailed, CheckResult, CheckSkipped, Outcome
 
 __all__ = [

@@ -27,12 +27,8 @@ from adapters.conformance.cluster_view import (
     ClusterViewError,
     ManagedObject,
 )
-from adapters.conformance.suite_context import (
-    TERMINAL_STATES,
-    USERNAME,
-    SuiteContext,
-    state_name,
-)
+from adapters.conformance.operation_calls import TERMINAL_STATES, USERNAME, state_name
+from adapters.conformance.suite_context import SuiteContext
 from adapters.conformance.verdicts import (
     CheckFailed,
     CheckResult,

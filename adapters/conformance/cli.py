@@ -15,7 +15,7 @@ from adapters.conformance.checks import CHECK_NAMES, CHECKS
 from adapters.conformance.cluster_view import ClusterViewError
 from adapters.conformance.reporting import as_json, as_table
 from adapters.conformance.suite import AdapterUnreachable, SuiteReport, run_suite
-from adapters.conformance.suite_context import SuiteConfig
+from adapters.conformance.suite_config import SuiteConfig
 from serving import (
     InsecureTransportError,
     add_client_tls_arguments,

@@ -14,7 +14,8 @@ import structlog
 
 from adapters.conformance.checks import CHECK_NAMES, CHECKS, Check
 from adapters.conformance.cluster_view import ClusterView, ClusterViewError
-from adapters.conformance.suite_context import SuiteConfig, SuiteContext
+from adapters.conformance.suite_config import SuiteConfig
+from adapters.conformance.suite_context import SuiteContext
 from adapters.conformance.verdicts import CheckFailed, CheckResult, CheckSkipped, Outcome
 from meshplane.adapter.v1 import adapter_pb2_grpc as pb_grpc
 from serving import dial
