@@ -188,7 +188,8 @@ class KubeApi:
     # --- admin ----------------------------------------------------------------------------
 
     async def _admin(self, request: web.Request, parts: list[str]) -> web.Response:
-        if parts == ["faults"]:
+        """`/kubesim/faults` (read, set, clear) and `/kubesim/stats`."""
+        if parts[1:] == ["faults"]:
             if request.method in ("PUT", "POST"):
                 try:
                     faults = Faults.from_json(await request.read())
@@ -198,7 +199,7 @@ class KubeApi:
             elif request.method == "DELETE":
                 self.faults = Faults()
             return json_response(self.faults.as_json())
-        if parts == ["stats"]:
+        if parts[1:] == ["stats"]:
             store = self.cluster.store
             return json_response(
                 {
