@@ -189,7 +189,7 @@ async def derive_for_mesh(
     (``--chart-repo``, ``--mirror``, ``--manifests-url``) would use."""
     from adapters.kit.process.executor_assembly import build_executor
     from adapters.kit.process.settings import AdapterSettings
-    from adapters.kit.run.real_executor import install_chart
+    from adapters.kit.run.executor.chart_versions import install_chart
 
     settings = AdapterSettings(
         chart_repo=chart_repo,

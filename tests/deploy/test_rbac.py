@@ -22,7 +22,7 @@ from adapters.kit.model.objects import KubeObject
 from adapters.kit.plan.chart_repository import ChartRepository
 from adapters.kit.plan.manifest_fetching import ManifestLibrary
 from adapters.kit.process.mesh_registry import load_declaration
-from adapters.kit.run.real_executor import install_chart
+from adapters.kit.run.executor.chart_versions import install_chart
 from adapters.rbac.collecting import RbacError
 from adapters.rbac.derivation import derive, derive_for_mesh
 from adapters.rbac.permissions import Permission, UrlPermission, expand_rule, rules_cover

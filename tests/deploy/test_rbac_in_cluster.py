@@ -22,7 +22,8 @@ from adapters.kit.plan.chart_repository import ChartRepository
 from adapters.kit.plan.manifest_fetching import ManifestLibrary
 from adapters.kit.plan.planner import Planner
 from adapters.kit.process.mesh_registry import load_declaration
-from adapters.kit.run.real_executor import KitExecutor, install_chart
+from adapters.kit.run.executor.chart_versions import install_chart
+from adapters.kit.run.executor.kit_executor import KitExecutor
 from adapters.rbac.derivation import derive
 from adapters.rbac.permissions import Permission, rules_cover
 from kubesim.harness import RunningSim

@@ -42,7 +42,7 @@ EXECUTOR_FACTORY_ENV = ENV_PREFIX + "EXECUTOR_FACTORY"
 def real_executor_factory(
     declaration: MeshDeclaration, settings: AdapterSettings, metrics: AdapterMetrics
 ) -> tuple[ClusterExecutor, VersionCatalog]:
-    """The production executor: charts, rendering and the apply engine (`real_executor`)."""
+    """The production executor: charts, rendering and the apply engine (`run.executor`)."""
     from adapters.kit.process import executor_assembly  # only the adapter command needs it
 
     return executor_assembly.build_executor(

@@ -18,7 +18,8 @@ from adapters.kit.plan.manifest_fetching import ManifestLibrary
 from adapters.kit.plan.planner import Planner
 from adapters.kit.plan.render_cache import RenderCache
 from adapters.kit.process.settings import AdapterSettings
-from adapters.kit.run.real_executor import ChartVersionCatalog, KitExecutor, install_chart
+from adapters.kit.run.executor.chart_versions import ChartVersionCatalog, install_chart
+from adapters.kit.run.executor.kit_executor import KitExecutor
 
 __all__ = ["build_executor"]
 

@@ -28,7 +28,7 @@ from adapters.kit.plan.chart_repository import ChartRepository
 from adapters.kit.plan.manifest_fetching import ManifestLibrary
 from adapters.kit.plan.planner import Planner
 from adapters.kit.plan.render_cache import RenderCache
-from adapters.kit.run.real_executor import KitExecutor
+from adapters.kit.run.executor.kit_executor import KitExecutor
 from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
 from tests.fixtures_paths import shared_fixtures

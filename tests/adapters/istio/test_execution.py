@@ -23,7 +23,8 @@ from adapters.kit.model.records import (
 from adapters.kit.plan.planner import Planner
 from adapters.kit.process.executor_assembly import build_executor
 from adapters.kit.process.settings import AdapterSettings
-from adapters.kit.run.real_executor import ChartVersionCatalog, KitExecutor
+from adapters.kit.run.executor.chart_versions import ChartVersionCatalog
+from adapters.kit.run.executor.kit_executor import KitExecutor
 from adapters.kit.testing import managed_objects
 from kubesim.faults import Faults
 from kubesim.harness import RunningSim, running_kubesim

@@ -13,7 +13,7 @@ from adapters.kit.declare.checks import Check, CheckContext, Finding
 from adapters.kit.declare.validation_checks import deployments_ready, webhooks_present
 from adapters.kit.model.records import OperationState, Severity
 from adapters.kit.plan.planner import Planner
-from adapters.kit.run.real_executor import KitExecutor
+from adapters.kit.run.executor.kit_executor import KitExecutor
 from kubesim.harness import RunningSim
 from tests.adapters.istio.test_execution import run
 
