@@ -1,19 +1,24 @@
 """Assembling one coordinator process: store, registry, discovery, event hub, servicer, gRPC.
 
-Start order: store (migrated), registry with the static adapters, event hub, Kubernetes
-discovery, retention, gRPC, then ``/metrics`` (when configured). Stop order is the reverse,
-driven by ``GrpcServer.stop``: health goes NOT_SERVING and in-flight calls drain, then
-``/metrics`` closes, discovery stops, retention stops, the event hub stops, the registry closes
-every channel and health stream, and the store closes last.
+`Coordinator.start` enters the parts in order through one ``contextlib.AsyncExitStack``: the
+store (migrated), identity, the registry with the static adapters, the event hub, Kubernetes
+discovery, retention, ``/metrics`` (when configured), then gRPC. Each part's stop is registered
+before it starts, so a start that fails half-way closes what it opened, in reverse, and raises
+(`StartupError` names a store that cannot be opened or a port that cannot be bound).
+`Coordinator.stop` closes the same stack: live watches end, gRPC drains (health NOT_SERVING,
+running load tests stopped), then ``/metrics``, retention, discovery, the event hub, the
+registry (every channel and health stream), identity, and the store last.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -33,10 +38,9 @@ from coordinator.server.operation_admission import OperationAdmission
 from coordinator.server.passthrough import SERVICE_NAME as PASSTHROUGH_SERVICE
 from coordinator.server.passthrough import Passthrough, add_passthrough_to_server
 from coordinator.server.registry import Registry
-from coordinator.server.replicas import Replica, Source
+from coordinator.server.replicas import Dialer, Replica, Source
 from coordinator.server.retention import Pruner
 from coordinator.server.routing import RouteError, Router
-from coordinator.server.rpc_group import EventSource
 from coordinator.server.servicer import SERVICE_NAME, CoordinatorServicer
 from coordinator.server.settings import CoordinatorSettings
 from coordinator.store import Store, open_store
@@ -46,9 +50,13 @@ from serving.message_limits import adapter_channel_options
 from serving.metrics_server import MetricsServer
 from serving.tls import InsecureTransportError, dial, is_loopback
 
-__all__ = ["Coordinator", "build_coordinator", "run_coordinator"]
+__all__ = ["Coordinator", "StartupError", "build_coordinator", "run_coordinator"]
 
 _log = structlog.get_logger(__name__)
+
+
+class StartupError(Exception):
+    """A part of the coordinator could not be opened; the message says which and why."""
 
 
 @dataclass(kw_only=True)
@@ -67,6 +75,8 @@ class Coordinator:
     pruner: Pruner
     metrics: CoordinatorMetrics
     metrics_server: MetricsServer | None = None
+    _parts: contextlib.AsyncExitStack | None = field(default=None, init=False, repr=False)
+    _grace_seconds: float | None = field(default=None, init=False, repr=False)
 
     @property
     def metrics_url(self) -> str | None:
@@ -79,32 +89,22 @@ class Coordinator:
         return self.server.address
 
     async def start(self) -> str:
-        """Migrate the store, add static adapters, start the hub, discovery and gRPC."""
-        location = self.settings.store_location
-        if "://" not in location:
-            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            await self.store.migrate()
-            await self.identity.start()
-            for adapter in self.settings.adapters:
-                self.registry.add(adapter.address, mesh=adapter.mesh, source=Source.STATIC)
-            await self.hub.start()
+        """Open every part in order; on failure close what was opened, in reverse, and raise."""
+        if self._parts is not None:
+            raise RuntimeError("coordinator already started")
+        async with contextlib.AsyncExitStack() as parts:
+            await self._open_store(parts)
+            await _enter(parts, "identity", self.identity.start, self.identity.stop)
+            await _enter(parts, "registry", self._add_static_adapters, self.registry.close)
+            await _enter(parts, "event-hub", self.hub.start, self.hub.stop)
             if self.discovery is not None:
-                await self.discovery.start()
-            self.pruner.start()
-            await self.server.start()
+                await _enter(parts, "discovery", self.discovery.start, self.discovery.stop)
+            await _enter(parts, "retention", self.pruner.start, self.pruner.stop)
             if self.metrics_server is not None:
-                await self.metrics_server.start()
-                host = self.settings.metrics_host
-                if not is_loopback(f"[{host}]:0" if ":" in host else f"{host}:0"):
-                    _log.warning(
-                        "coordinator.metrics_not_loopback",
-                        url=self.metrics_url,
-                        hint="/metrics has no authentication; restrict who can reach it",
-                    )
-        except BaseException:
-            await self._close_parts()
-            raise
+                await self._serve_metrics(parts, self.metrics_server)
+            await self._serve_grpc()
+            parts.push_async_callback(self._stop_grpc)
+            self._parts = parts.pop_all()
         _log.info(
             "coordinator.started",
             address=self.address,
@@ -115,32 +115,96 @@ class Coordinator:
         return self.address
 
     async def stop(self, grace_seconds: float | None = None) -> None:
-        """End live watches, drain gRPC, then stop discovery, the hub, the registry, the store.
+        """End live watches, drain gRPC, then close the other parts in reverse start order.
 
         Watches end first: clients resume by cursor elsewhere, and an open WatchEvents stream
-        would otherwise hold the drain for its whole grace period.
+        would otherwise hold the drain for its whole grace period. Calling it again does nothing.
         """
         self.hub.end_watches()
-        await self.server.stop(grace_seconds)
+        parts, self._parts = self._parts, None
+        if parts is not None:
+            self._grace_seconds = grace_seconds
+            await parts.aclose()
 
-    async def _close_parts(self) -> None:
-        """The shutdown callbacks' work, for a start that failed half-way."""
-        with contextlib.suppress(Exception):
-            if self.metrics_server is not None:
-                await self.metrics_server.stop()
-        with contextlib.suppress(Exception):
-            if self.discovery is not None:
-                await self.discovery.stop()
-        with contextlib.suppress(Exception):
-            await self.pruner.stop()
-        with contextlib.suppress(Exception):
-            await self.hub.stop()
-        with contextlib.suppress(Exception):
-            await self.registry.close()
-        with contextlib.suppress(Exception):
-            await self.identity.stop()
-        with contextlib.suppress(Exception):
-            await self.store.close()
+    async def _open_store(self, parts: contextlib.AsyncExitStack) -> None:
+        parts.push_async_callback(_stopping, "store", self.store.close)
+        location = self.settings.store_location
+        try:
+            if "://" not in location:
+                self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+            await self.store.migrate()
+        except Exception as exc:
+            raise StartupError(f"cannot open the store {_store_name(location)}: {exc}") from exc
+
+    def _add_static_adapters(self) -> None:
+        for adapter in self.settings.adapters:
+            self.registry.add(adapter.address, mesh=adapter.mesh, source=Source.STATIC)
+
+    async def _serve_metrics(
+        self, parts: contextlib.AsyncExitStack, metrics_server: MetricsServer
+    ) -> None:
+        parts.push_async_callback(_stopping, "metrics", metrics_server.stop)
+        host, port = self.settings.metrics_host, self.settings.metrics_port
+        try:
+            await metrics_server.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot serve /metrics on {host}:{port}: {exc.strerror or exc}; choose another "
+                "--metrics-port"
+            ) from exc
+        if not is_loopback(f"[{host}]:0" if ":" in host else f"{host}:0"):
+            _log.warning(
+                "coordinator.metrics_not_loopback",
+                url=self.metrics_url,
+                hint="/metrics has no authentication; restrict who can reach it",
+            )
+
+    async def _serve_grpc(self) -> None:
+        """Bind and serve; a port that cannot be bound (grpc says RuntimeError) is named."""
+        settings = self.settings
+        try:
+            await self.server.start()
+        except (OSError, RuntimeError) as exc:
+            health = "" if settings.health_port is None else f" (health {settings.health_port})"
+            raise StartupError(
+                f"cannot serve gRPC on {settings.host}:{settings.port}{health}: {exc}; is another "
+                "process using the port? choose another --port"
+            ) from exc
+
+    async def _stop_grpc(self) -> None:
+        """Drain (running load tests stop as draining begins), with `stop`'s grace."""
+        await self.server.stop(self._grace_seconds)
+
+
+async def _enter(
+    parts: contextlib.AsyncExitStack,
+    name: str,
+    start: Callable[[], Awaitable[None] | None],
+    stop: Callable[[], Awaitable[None]],
+) -> None:
+    """Register ``stop`` (safe on a part that started half-way), then start the part."""
+    parts.push_async_callback(_stopping, name, stop)
+    started = start()
+    if started is not None:
+        await started
+
+
+async def _stopping(name: str, stop: Callable[[], Awaitable[None]]) -> None:
+    """One part's stop; a failure is logged and the next part still closes."""
+    try:
+        await stop()
+    except Exception:
+        _log.exception("grpc.shutdown_callback_failed", callback=name)
+
+
+def _store_name(location: str) -> str:
+    """The store as a message may show it: a path, or a database host (never a password)."""
+    if "://" not in location:
+        return location
+    split = urlsplit(location)
+    if split.scheme == "sqlite":
+        return split.path
+    return f"({split.scheme} on {split.hostname or 'localhost'})"
 
 
 def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
@@ -151,6 +215,62 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
     """
     store = open_store(settings.store_location)
     link = None if settings.adapter_token is None else AdapterLink(settings.adapter_token)
+    registry = Registry(
+        _adapter_dialer(settings, link),
+        call_timeout=settings.call_timeout_seconds,
+        health_backoff_initial=settings.health_backoff_initial_seconds,
+        health_backoff_max=settings.health_backoff_max_seconds,
+        link=link,
+    )
+    router = Router(
+        registry, call_timeout=settings.call_timeout_seconds, attempts=settings.retry_attempts
+    )
+    hub = EventHub(store, registry)
+    perf = _performance_tests(settings, store, router)
+    admission = OperationAdmission(store, registry)
+    identity = build_identity(settings, store=store, registry=registry)
+    servicer = CoordinatorServicer(
+        admission=admission,
+        registry=registry,
+        router=router,
+        store=store,
+        events=hub,
+        perf=perf,
+        feed_status=hub.follower_status,
+    )
+    metrics = CoordinatorMetrics(
+        store=store,
+        followers=hub.follower_statuses,
+        running_perf_tests=lambda: perf.running_tests,
+    )
+    server = _grpc_server(settings, metrics, identity)
+    server.add_service(pb_grpc.add_CoordinatorServiceServicer_to_server, servicer, SERVICE_NAME)
+    server.add_service(
+        add_passthrough_to_server,
+        _passthrough(store, registry, router, admission),
+        PASSTHROUGH_SERVICE,
+    )
+    server.on_stopping("perf-tests", perf.stop_all)
+    return Coordinator(
+        settings=settings,
+        store=store,
+        registry=registry,
+        router=router,
+        hub=hub,
+        discovery=_discovery(settings, registry),
+        identity=identity,
+        servicer=servicer,
+        server=server,
+        pruner=Pruner(store, settings.retention, on_pruned=metrics.pruned),
+        metrics=metrics,
+        metrics_server=None
+        if settings.metrics_port is None
+        else MetricsServer(metrics.render, host=settings.metrics_host, port=settings.metrics_port),
+    )
+
+
+def _adapter_dialer(settings: CoordinatorSettings, link: AdapterLink | None) -> Dialer:
+    """Channels to adapters with the coordinator's TLS, message limits and link token."""
 
     def dial_adapter(address: str) -> Any:
         try:
@@ -168,25 +288,21 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
                 "--allow-insecure-adapters to accept an unencrypted connection"
             ) from exc
 
-    registry = Registry(
-        dial_adapter,
-        call_timeout=settings.call_timeout_seconds,
-        health_backoff_initial=settings.health_backoff_initial_seconds,
-        health_backoff_max=settings.health_backoff_max_seconds,
-        link=link,
+    return dial_adapter
+
+
+def _discovery(settings: CoordinatorSettings, registry: Registry) -> KubeDiscovery | None:
+    if not settings.discover_namespace:
+        return None
+    return KubeDiscovery(
+        registry, namespace=settings.discover_namespace, kubeconfig=settings.kubeconfig
     )
-    router = Router(
-        registry, call_timeout=settings.call_timeout_seconds, attempts=settings.retry_attempts
-    )
-    hub = EventHub(store, registry)
-    events: EventSource = hub
-    discovery = (
-        KubeDiscovery(
-            registry, namespace=settings.discover_namespace, kubeconfig=settings.kubeconfig
-        )
-        if settings.discover_namespace
-        else None
-    )
+
+
+def _performance_tests(
+    settings: CoordinatorSettings, store: Store, router: Router
+) -> PerformanceRpcs:
+    """The perf service, asking a mesh's adapter (through routing) about the mesh under test."""
 
     async def call_adapter(mesh: str, call: ChannelCall) -> tuple[Any, str]:
         async def invoke(replica: Replica, channel: Any, seconds: float) -> Any:
@@ -200,36 +316,30 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
             raise MeshLookupError(exc.code, exc.message) from exc
         return answer, replica.address
 
-    perf = PerformanceRpcs(
+    return PerformanceRpcs(
         store,
         mesh_info_provider=adapter_mesh_info(call_adapter),
         environment_provider=kubeconfig_environment(settings.kubeconfig),
         limits=settings.perf,
     )
-    admission = OperationAdmission(store, registry)
-    identity = build_identity(settings, store=store, registry=registry)
-    servicer = CoordinatorServicer(
-        admission=admission,
-        registry=registry,
-        router=router,
-        store=store,
-        events=events,
-        perf=perf,
-        feed_status=hub.follower_status,
-    )
+
+
+def _passthrough(
+    store: Store, registry: Registry, router: Router, admission: OperationAdmission
+) -> Passthrough:
+    """The adapter service passed through to replicas, finding operations by the store."""
 
     async def locate(operation_id: str) -> str | None:
         record = await store.get_operation(operation_id)
         return None if record is None else record.adapter
 
-    passthrough = Passthrough(registry, router, admission=admission, locate=locate)
-    metrics = CoordinatorMetrics(
-        store=store,
-        followers=hub.follower_statuses,
-        running_perf_tests=lambda: perf.running_tests,
-    )
-    pruner = Pruner(store, settings.retention, on_pruned=metrics.pruned)
-    server = GrpcServer(
+    return Passthrough(registry, router, admission=admission, locate=locate)
+
+
+def _grpc_server(
+    settings: CoordinatorSettings, metrics: CoordinatorMetrics, identity: Identity
+) -> GrpcServer:
+    return GrpcServer(
         ServerConfig(
             host=settings.host,
             port=settings.port,
@@ -241,39 +351,6 @@ def build_coordinator(settings: CoordinatorSettings) -> Coordinator:
         observers=(metrics.requests,),
         interceptors=(identity.gate,),
     )
-    metrics_server = (
-        None
-        if settings.metrics_port is None
-        else MetricsServer(metrics.render, host=settings.metrics_host, port=settings.metrics_port)
-    )
-    server.add_service(pb_grpc.add_CoordinatorServiceServicer_to_server, servicer, SERVICE_NAME)
-    server.add_service(add_passthrough_to_server, passthrough, PASSTHROUGH_SERVICE)
-    coordinator = Coordinator(
-        settings=settings,
-        store=store,
-        registry=registry,
-        router=router,
-        hub=hub,
-        discovery=discovery,
-        identity=identity,
-        servicer=servicer,
-        server=server,
-        pruner=pruner,
-        metrics=metrics,
-        metrics_server=metrics_server,
-    )
-    # GrpcServer runs these after serving stops, last registered first.
-    server.on_stopping("perf-tests", perf.stop_all)
-    server.on_shutdown("store", store.close)
-    server.on_shutdown("identity", identity.stop)
-    server.on_shutdown("registry", registry.close)
-    server.on_shutdown("event-hub", hub.stop)
-    server.on_shutdown("retention", pruner.stop)
-    if discovery is not None:
-        server.on_shutdown("discovery", discovery.stop)
-    if metrics_server is not None:
-        server.on_shutdown("metrics", metrics_server.stop)
-    return coordinator
 
 
 async def run_coordinator(
@@ -285,6 +362,29 @@ async def run_coordinator(
     """Start, serve until a stop signal, stop in order; return the signal."""
     coordinator = build_coordinator(settings)
     await coordinator.start()
-    if on_started is not None:
-        on_started(coordinator)
-    return await coordinator.server.serve_until_signalled(signals=stop_signals)
+    try:
+        if on_started is not None:
+            on_started(coordinator)
+        return await _signalled(stop_signals)
+    finally:
+        await coordinator.stop()
+
+
+async def _signalled(signals: Sequence[signal.Signals]) -> signal.Signals:
+    """The first of ``signals`` received (their handlers are removed again)."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[signal.Signals] = loop.create_future()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not received.done():
+            received.set_result(sig)
+
+    for sig in signals:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        got = await received
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+    _log.info("grpc.signal_received", signal=got.name)
+    return got

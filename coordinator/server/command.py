@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 
-from coordinator.server.assembly import Coordinator, run_coordinator
+from coordinator.server.assembly import Coordinator, StartupError, run_coordinator
 from coordinator.server.settings import (
     ADAPTERS_ENV,
     ENV_PREFIX,
@@ -66,6 +66,9 @@ def _run(args: argparse.Namespace) -> int:
     except InsecureTransportError as exc:
         print(f"meshplane coordinator: {exc}", file=sys.stderr)
         return 2
+    except StartupError as exc:
+        print(f"meshplane coordinator: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"meshplane coordinator: {exc}", file=sys.stderr)
         return 1
