@@ -31,7 +31,7 @@ from coordinator.perf.service import (
 )
 from coordinator.server.adapter_link import AdapterLink
 from coordinator.server.event_hub import EventHub
-from coordinator.server.identity.assembly import Identity, build_identity
+from coordinator.server.identity_assembly import Identity, build_identity
 from coordinator.server.kube_discovery import KubeDiscovery
 from coordinator.server.metrics import CoordinatorMetrics
 from coordinator.server.operation_admission import OperationAdmission
