@@ -24,6 +24,7 @@ from adapters.kit.model.records import OperationRecord, OperationState
 from adapters.kit.plan.chart_repository import ChartRepository
 from adapters.kit.plan.manifest_fetching import ManifestLibrary
 from adapters.kit.plan.planner import PlanError, Planner
+from adapters.kit.run.admission import CustomBodyPolicy, FieldProblem, check_custom_body
 from tests.adapters.istio.toy_istio import TOY_MIRROR
 from tests.plugins.static_http import StaticHttpServer
 
@@ -376,6 +377,12 @@ async def test_custom_body_is_refused_with_a_reason(
         await plan_of(planner, session, "custom", custom_body=body)
     assert caught.value.detail.code == "INVALID_ARGUMENT"
     assert fragment in caught.value.detail.message
+    # Admission reads the body by the same rules: the verdicts cannot drift apart.
+    admitted = check_custom_body(
+        body, CustomBodyPolicy(namespace="default", namespace_sent=False, objects=None)
+    )
+    assert isinstance(admitted, FieldProblem), admitted
+    assert caught.value.detail.message == f"custom_body: {admitted.message}"
 
 
 async def test_renders_are_cached_by_what_decides_them(
