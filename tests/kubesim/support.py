@@ -13,7 +13,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import pytest
 from kubernetes import client
@@ -147,31 +147,44 @@ def create_crd(sim: ApiServer | RunningSim, body: dict[str, Any]) -> dict[str, A
     return result
 
 
+class RequestOptions(TypedDict, total=False):
+    """How `raw_request` sends its request and what it collects of the answer."""
+
+    content_type: str
+    """The body's Content-Type (default application/json)."""
+    query: dict[str, str]
+    warnings: list[str]
+    """The answer's Warning headers are appended here."""
+    headers: dict[str, str]
+    anonymous: bool
+    """On the real server: no admin client certificate (a bearer token in headers, or none)."""
+
+
 def raw_request(
     sim: ApiServer | RunningSim,
     method: str,
     path: str,
     body: Any = None,
-    *,
-    content_type: str = "application/json",
-    query: dict[str, str] | None = None,
-    warnings: list[str] | None = None,
-    headers: dict[str, str] | None = None,
-    anonymous: bool = False,
+    **options: Unpack[RequestOptions],
 ) -> tuple[int, Any]:
     """One HTTP request with no client in between: (status, decoded JSON body); the answer's
     Warning headers are appended to ``warnings`` when given. On the real server it carries the
     admin's client certificate unless ``anonymous`` (then only a bearer token in ``headers``
     can identify the caller)."""
+    query = options.get("query")
+    warnings = options.get("warnings")
+    anonymous = options.get("anonymous", False)
     url = sim.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
     data = (
         body
         if isinstance(body, bytes) or body is None
         else (body.encode() if isinstance(body, str) else json.dumps(body).encode())
     )
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": content_type, **(headers or {})}
-    )
+    headers = {
+        "Content-Type": options.get("content_type", "application/json"),
+        **options.get("headers", {}),
+    }
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(
             request, timeout=10, context=ssl_context(sim, anonymous)

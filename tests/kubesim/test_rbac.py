@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from tests.kubesim.servers import ApiServer
 from tests.kubesim.support import crd, create_crd, eventually, raw_request, run_kubectl
@@ -75,31 +75,33 @@ def _group(name: str) -> dict[str, Any]:
     return {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": name}
 
 
-def review(
-    sim: ApiServer,
-    user: str = "",
-    *,
-    groups: tuple[str, ...] = (),
-    verb: str = "get",
-    resource: str = "pods",
-    group: str = "",
-    namespace: str = "",
-    subresource: str = "",
-    name: str = "",
-    path: str = "",
-) -> dict[str, Any]:
+class _Attributes(TypedDict, total=False):
+    """What a SubjectAccessReview asks about: a resource (the default) or a `path`."""
+
+    groups: tuple[str, ...]
+    verb: str
+    resource: str
+    group: str
+    namespace: str
+    subresource: str
+    name: str
+    path: str
+
+
+def review(sim: ApiServer, user: str = "", **ask: Unpack[_Attributes]) -> dict[str, Any]:
     """One SubjectAccessReview; its status."""
-    spec: dict[str, Any] = {"user": user, "groups": list(groups)}
-    if path:
+    spec: dict[str, Any] = {"user": user, "groups": list(ask.get("groups", ()))}
+    verb = ask.get("verb", "get")
+    if path := ask.get("path", ""):
         spec["nonResourceAttributes"] = {"path": path, "verb": verb}
     else:
         spec["resourceAttributes"] = {
             "verb": verb,
-            "group": group,
-            "resource": resource,
-            "namespace": namespace,
-            "subresource": subresource,
-            "name": name,
+            "group": ask.get("group", ""),
+            "resource": ask.get("resource", "pods"),
+            "namespace": ask.get("namespace", ""),
+            "subresource": ask.get("subresource", ""),
+            "name": ask.get("name", ""),
         }
     body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
     answer = _post(sim, f"{AUTHZ}/subjectaccessreviews", body)
