@@ -8,6 +8,7 @@ re-install of the same version changes nothing).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,8 +35,23 @@ REPLICAS_PARAMETER = "controller-replicas"
 MAX_REPLICAS = 5
 
 
+def heartbeat_schedule(trust_anchor_pem: str) -> str:
+    """The heartbeat CronJob's daily schedule, fixed by the install's trust anchor.
+
+    Left unset, the chart schedules it from the time of rendering (`now` + 10 minutes), so
+    every render crossing a minute changes the CronJob and a re-install is no longer a no-op.
+    A time derived from the anchor, which installs and upgrades keep, is as spread across
+    clusters as upstream's and the same on every render.
+    """
+    minute_of_day = (
+        int.from_bytes(hashlib.sha256(trust_anchor_pem.strip().encode()).digest()[:4]) % 1440
+    )
+    return f"{minute_of_day % 60} {minute_of_day // 60} * * *"
+
+
 async def control_plane_values(ctx: PlanContext) -> Mapping[str, Any]:
-    """Identity and webhook certificates (stored, or generated on first install); replicas."""
+    """Identity and webhook certificates (stored, or generated on first install); replicas;
+    the heartbeat's schedule."""
     chain = await identity.TRUST_CHAIN.chain(ctx)
     webhooks = await identity.WEBHOOK_CERTIFICATES.certificates(ctx)
     replicas = parse_integer(
@@ -45,6 +61,7 @@ async def control_plane_values(ctx: PlanContext) -> Mapping[str, Any]:
         **identity.chart_values(chain),
         **identity.webhook_values(webhooks),
         "controllerReplicas": replicas,
+        "heartbeatSchedule": heartbeat_schedule(chain.anchor.certificate_pem),
     }
 
 

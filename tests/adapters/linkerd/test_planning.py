@@ -19,7 +19,7 @@ from adapters.kit.model.records import OperationRecord, OperationState
 from adapters.kit.plan.chart_repository import ChartRepository
 from adapters.kit.plan.manifest_fetching import ManifestLibrary
 from adapters.kit.plan.planner import PlanError, Planner
-from adapters.linkerd.declaration import DECLARATION, INSTALL
+from adapters.linkerd.declaration import DECLARATION, INSTALL, heartbeat_schedule
 from tests.adapters.toy_repository import package_toy_repository, toy_mirror
 from tests.fixtures_paths import shared_fixtures
 from tests.kit.in_memory_cluster import InMemoryCluster
@@ -147,7 +147,23 @@ async def test_upstream_control_plane_renders_with_the_generated_certificates(
     assert ca_bundle.strip() == pem(webhooks, "linkerd-proxy-injector.crt")
     serving = find(plan, "Secret", "linkerd-proxy-injector-k8s-tls")
     assert pem(serving, "tls.crt") == pem(webhooks, "linkerd-proxy-injector.crt")
+    # The heartbeat runs at a time fixed by the trust anchor, not by the time of rendering
+    # (the chart's default, which made a re-render crossing a minute change the CronJob).
+    anchor = pem(find(plan, "Secret", "meshplane-linkerd-identity"), "ca.crt")
+    heartbeat = find(plan, "CronJob", "linkerd-heartbeat")
+    assert heartbeat["spec"]["schedule"] == heartbeat_schedule(anchor)
     # With both Secrets stored, planning again renders exactly the same objects (a no-op).
     stored = InMemoryCluster([find(plan, "Secret", "meshplane-linkerd-identity"), webhooks])
     again = await planner.plan(INSTALL, record("2026.8.3"), stored)
     assert again.objects == plan.objects
+
+
+def test_the_heartbeat_schedule_is_a_daily_time_fixed_by_the_trust_anchor() -> None:
+    anchors = [f"-----BEGIN CERTIFICATE-----\nanchor {n}\n" for n in range(200)]
+    schedules = [heartbeat_schedule(anchor) for anchor in anchors]
+    assert schedules == [heartbeat_schedule(anchor) for anchor in anchors]  # stable
+    for schedule in schedules:
+        minute, hour, *rest = schedule.split()
+        assert 0 <= int(minute) < 60 and 0 <= int(hour) < 24
+        assert rest == ["*", "*", "*"]
+    assert len(set(schedules)) > 150  # spread over the day, as upstream's time of install is
