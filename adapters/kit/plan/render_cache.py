@@ -138,7 +138,9 @@ class RenderCache:
 
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
-        self._renderer = ""
+        # Read at start-up: the code that renders is the code loaded now, and a server reads
+        # no package files later, whatever a request asks for.
+        self._renderer = _renderer_identity() if directory is not None else ""
 
     def key(
         self,
