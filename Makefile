@@ -60,6 +60,7 @@ bench: $(VENV)/.installed
 lint: setup proto-check
 	$(VENV)/bin/ruff check $(OUR_CODE)
 	$(VENV)/bin/ruff format --check $(OUR_CODE)
+	$(PY) scripts/check_sizes.py $(OUR_CODE)
 	$(VENV)/bin/mypy serving adapters coordinator kubesim realkube meshplane_cli
 	$(VENV)/bin/lint-imports
 	$(BUF) lint
