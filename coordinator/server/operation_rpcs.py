@@ -124,19 +124,9 @@ class OperationRpcs(RpcGroup):
         if replica is None or not replica.serving:
             return pb.GetOperationResponse(operation=messages.record_to_pb(record))
 
-        async def invoke(replica: Replica, channel: Any, seconds: float) -> Any:
-            stub = adapter_grpc.MeshAdapterServiceStub(channel)
-            return await stub.GetOperation(
-                adapter_pb.GetOperationRequest(operation_id=record.operation_id),
-                timeout=seconds,
-                metadata=forwarded_identity(),
-            )
-
-        router = self._parts.router
+        asked = adapter_pb.GetOperationRequest(operation_id=record.operation_id)
         try:
-            answer = await router.call_replica(
-                replica, invoke, seconds=router.timeout(context.time_remaining())
-            )
+            answer = await self._ask_replica(context, replica, "GetOperation", asked)
         except grpc.aio.AioRpcError as exc:
             _log.info(
                 "coordinator.refresh_failed",
@@ -163,23 +153,26 @@ class OperationRpcs(RpcGroup):
                 f"{record.operation_id} is no longer registered",
             )
 
-        async def invoke(replica: Replica, channel: Any, seconds: float) -> Any:
-            stub = adapter_grpc.MeshAdapterServiceStub(channel)
-            return await stub.CancelOperation(
-                adapter_pb.CancelOperationRequest(operation_id=record.operation_id),
-                timeout=seconds,
-                metadata=forwarded_identity(),
-            )
-
-        router = self._parts.router
+        asked = adapter_pb.CancelOperationRequest(operation_id=record.operation_id)
         try:
-            answer = await router.call_replica(
-                replica, invoke, seconds=router.timeout(context.time_remaining())
-            )
+            answer = await self._ask_replica(context, replica, "CancelOperation", asked)
         except grpc.aio.AioRpcError as exc:
             await relay(context, record.mesh, replica.address, exc)
         refreshed = await self._save_refreshed(record, answer.operation)
         return pb.CancelOperationResponse(operation=messages.record_to_pb(refreshed))
+
+    async def _ask_replica(self, context: Any, replica: Replica, rpc: str, request: Any) -> Any:
+        """The answer of ``replica``'s adapter RPC ``rpc``, within the caller's deadline (the
+        one replica that knows the operation: not retried elsewhere)."""
+
+        async def invoke(replica: Replica, channel: Any, seconds: float) -> Any:
+            method = getattr(adapter_grpc.MeshAdapterServiceStub(channel), rpc)
+            return await method(request, timeout=seconds, metadata=forwarded_identity())
+
+        router = self._parts.router
+        return await router.call_replica(
+            replica, invoke, seconds=router.timeout(context.time_remaining())
+        )
 
     async def _stored(self, context: Any, operation_id: str) -> OperationRecord:
         if not operation_id:
