@@ -10,6 +10,7 @@ import pytest
 from adapters.conformance import CHECK_NAMES, Outcome, SuiteConfig, as_table, run_suite
 from adapters.kit.apply.cluster import ClusterSession
 from adapters.kit.model.objects import KubeObject
+from adapters.kit.process.mesh_registry import known_meshes
 from adapters.kit.testing import AdapterClient
 from kubesim.harness import RunningSim
 from meshplane.adapter.v1 import adapter_pb2 as pb
@@ -23,31 +24,44 @@ from tests.conformance.adapters_under_test import (
     upstream,
 )
 
-MESHES: list[tuple[str, Callable[[Path], Sources]]] = [
-    ("istio", TOY_ISTIO),
-    ("linkerd", TOY_LINKERD),
-    ("consul", TOY_CONSUL),
-    ("istio", upstream("istio")),
-    ("linkerd", upstream("linkerd")),
-    ("consul", upstream("hashicorp")),
-]
-IDS = [
-    f"{mesh}-{kind}-charts"
-    for kind in ("toy", "upstream")
-    for mesh in ("istio", "linkerd", "consul")
-]
+TOY_SOURCES: dict[str, Callable[[Path], Sources]] = {
+    "istio": TOY_ISTIO,
+    "linkerd": TOY_LINKERD,
+    "consul": TOY_CONSUL,
+}
+"""Our small charts for each registered mesh (tests/fixtures/<mesh>)."""
+UPSTREAM_FOLDERS = {"istio": "istio", "linkerd": "linkerd", "consul": "hashicorp"}
+"""Each mesh's chart repository folder in ../shared/fixtures/charts."""
+
+MESHES = [(mesh, kind) for kind in ("toy", "upstream") for mesh in known_meshes()]
+IDS = [f"{mesh}-{kind}-charts" for mesh, kind in MESHES]
+
+
+def sources_of(mesh: str, kind: str) -> Callable[[Path], Sources]:
+    """The charts a registered mesh is tested with; a mesh without any fails, saying where."""
+    if kind == "toy":
+        if mesh not in TOY_SOURCES:
+            pytest.fail(
+                f"mesh {mesh!r} is registered but has no toy charts: add them to TOY_SOURCES"
+            )
+        return TOY_SOURCES[mesh]
+    if mesh not in UPSTREAM_FOLDERS:
+        pytest.fail(
+            f"mesh {mesh!r} is registered but has no upstream chart folder in UPSTREAM_FOLDERS"
+        )
+    return upstream(UPSTREAM_FOLDERS[mesh])
 
 
 @pytest.mark.timeout(110)
-@pytest.mark.parametrize(("mesh", "make_sources"), MESHES, ids=IDS)
+@pytest.mark.parametrize(("mesh", "kind"), MESHES, ids=IDS)
 async def test_adapter_passes_the_suite(
     mesh: str,
-    make_sources: Callable[[Path], Sources],
+    kind: str,
     kubesim: RunningSim,
     tmp_path: Path,
     static_http_server: ServerFactory,
 ) -> None:
-    sources = make_sources(tmp_path)
+    sources = sources_of(mesh, kind)(tmp_path)
     with running_adapter(
         mesh, sources, sim=kubesim, tmp_path=tmp_path, serve=static_http_server
     ) as adapter:
