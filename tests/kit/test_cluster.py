@@ -84,6 +84,20 @@ def _client_certificate_dirs() -> set[Path]:
     return set(Path(tempfile.gettempdir()).glob("meshplane-client-*"))
 
 
+def _entries(directory: Path) -> list[Path]:
+    return list(directory.iterdir())
+
+
+@pytest.fixture
+def private_temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's own temporary directory, so other test processes' clients cannot show up
+    in it while it looks."""
+    directory = tmp_path / "temp"
+    directory.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    return directory
+
+
 async def serve_version_to_client_certificates(
     authority: CertificateAuthority, users: list[str]
 ) -> web.AppRunner:
@@ -142,7 +156,7 @@ def inline_kubeconfig(server: str, authority: CertificateAuthority, client: Issu
 
 
 async def test_inline_ca_and_client_certificate_reach_tls_and_leave_no_file(
-    tmp_path: Path,
+    tmp_path: Path, private_temp_dir: Path
 ) -> None:
     """A judged kubeconfig's CA and client certificate are used for TLS (the server demands a
     client certificate) and the certificate's temporary files are gone once connected."""
@@ -153,10 +167,10 @@ async def test_inline_ca_and_client_certificate_reach_tls_and_leave_no_file(
     text = inline_kubeconfig(
         f"https://127.0.0.1:{port}", authority, authority.issue("ada", server=False)
     )
-    before = _client_certificate_dirs()
     try:
         async with await ClusterSession.connect(kubeconfig=judged(text)) as session:
-            assert _client_certificate_dirs() == before
+            assert _client_certificate_dirs() == set()
+            assert _entries(private_temp_dir) == []
             assert await session.server_version() == "v1.30.0"
         assert users == ["ada"]
     finally:
