@@ -538,8 +538,3 @@ def _retention(values: Mapping[str, object]) -> RetentionPolicy:
         history_count=history_count if isinstance(history_count, int) else None,
         interval_seconds=interval.total_seconds(),
     )
-
-
-def _optional_int(values: Mapping[str, object], name: str) -> int | None:
-    value = values.get(name)
-    return None if value is None else int(str(value))
