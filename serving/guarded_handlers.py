@@ -12,6 +12,7 @@ parsed as the method's request type from the descriptor pool.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn
@@ -44,12 +45,16 @@ class _CappedContext:
 
     def __init__(self, context: Any) -> None:
         self._context = context
+        self.abort_started = False
+        """True once the handler called ``abort``: a failure after that is the call ending
+        under us (the client left while the status was being sent), never a second status."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._context, name)
 
     async def abort(self, code: Any, details: str = "", trailing_metadata: Any = ()) -> NoReturn:
         """``context.abort`` with the details capped."""
+        self.abort_started = True
         await self._context.abort(code, capped(details) or "", trailing_metadata)
         raise AssertionError("context.abort returned")
 
@@ -73,6 +78,17 @@ async def _internal(context: Any, method: str, error: Exception) -> NoReturn:
         "please report it",
     )
     raise AssertionError("context.abort returned")
+
+
+async def _failed(
+    context: Any, handler_context: _CappedContext, method: str, error: Exception
+) -> NoReturn:
+    """A handler's escaped exception: INTERNAL, unless its own abort was under way (then the
+    call is already over: log it and end the handler as cancelled)."""
+    if not handler_context.abort_started:
+        await _internal(context, method, error)
+    _log.info("grpc.call_ended_during_abort", method=method, error_type=type(error).__name__)
+    raise asyncio.CancelledError from error
 
 
 class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -160,12 +176,13 @@ def _unary(method: str, behaviour: Any, check: _Check) -> Callable[[Any, Any], A
         request, problem = check(raw)
         if problem is not None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, capped(problem))
+        handler_context = _CappedContext(context)
         try:
-            return await behaviour(request, _CappedContext(context))
+            return await behaviour(request, handler_context)
         except grpc.aio.AbortError:
             raise
         except Exception as error:
-            await _internal(context, method, error)
+            await _failed(context, handler_context, method, error)
 
     return guarded
 
@@ -177,12 +194,13 @@ def _streaming(
         request, problem = check(raw)
         if problem is not None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, capped(problem))
+        handler_context = _CappedContext(context)
         try:
-            async for response in behaviour(request, _CappedContext(context)):
+            async for response in behaviour(request, handler_context):
                 yield response
         except grpc.aio.AbortError:
             raise
         except Exception as error:
-            await _internal(context, method, error)
+            await _failed(context, handler_context, method, error)
 
     return guarded

@@ -158,8 +158,17 @@ class AdapterFollower:
             await context.publisher.publish_tail()
         state.last_sequence = after
         state.connected = True
-        state.last_error = ""
-        await self._stream(stub, after)
+        # The error stays until the connection proves itself: an event stored, or this long up.
+        settled = asyncio.get_running_loop().call_later(
+            context.settings.error_clear_seconds, self._clear_error
+        )
+        try:
+            await self._stream(stub, after)
+        finally:
+            settled.cancel()
+
+    def _clear_error(self) -> None:
+        self._state.last_error = ""
 
     async def _identify_stream(self, stub: Any) -> None:
         """GetInfo: the stream's source (a new stream id starts a new source at 0)."""
@@ -257,4 +266,5 @@ class AdapterFollower:
                         reason=f"the store refused it: {describe_failure(exc)}",
                     )
         state.last_sequence = batch[-1].sequence
+        state.last_error = ""
         state.delay_seconds = max(0.0, (datetime.now(UTC) - records[-1].timestamp).total_seconds())

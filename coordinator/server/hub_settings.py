@@ -20,6 +20,10 @@ class HubSettings:
     backoff_initial_seconds: float = 0.1
     backoff_max_seconds: float = 5.0
     call_timeout_seconds: float = 10.0
+    error_clear_seconds: float = 10.0
+    """A reconnected stream keeps showing its last error until it stores an event or stays
+    connected this long, so a stream that connects and at once fails again never reads as
+    healthy."""
     watcher_buffer: int = DEFAULT_WATCHER_BUFFER
     stop_grace_seconds: float = 5.0
     shared_store: bool | None = None

@@ -360,7 +360,54 @@ async def test_an_adapter_that_never_lets_us_progress_is_retried_with_backoff(
             return len(await stored_pairs(store)) == 3
 
         await eventually(three)
+        # Between attempts the follower was connected for a moment each time; the error stayed
+        # shown until a stored event proved the feed works.
+        status = hub.follower_status(server.address)
+        assert status is not None and status.last_error == ""
     finally:
+        await server.stop(grace_seconds=0)
+
+
+async def test_a_reconnected_idle_stream_clears_its_error_only_after_staying_up(
+    store: Store, registry: StaticRegistry
+) -> None:
+    adapter = ScriptedAdapter(mesh="toy", stream_id="s1")
+    server = await serve(adapter)
+    settings = HubSettings(
+        backoff_initial_seconds=0.02, backoff_max_seconds=0.2, error_clear_seconds=1.5
+    )
+    hub = EventHub(store, registry, settings=settings)
+    await hub.start()
+    try:
+        registry.add(server.address, "toy")
+
+        async def reconnected() -> bool:
+            return len(adapter.requests) == 1
+
+        await eventually(reconnected)
+        await adapter.reset_log("s2")  # the open stream ends: UNAVAILABLE, event log reset
+
+        async def errored_and_reconnected() -> bool:
+            status = hub.follower_status(server.address)
+            return (
+                status is not None
+                and status.connected
+                and status.source == "toy/s2"
+                and len(adapter.requests) == 2
+            )
+
+        await eventually(errored_and_reconnected)
+        status = hub.follower_status(server.address)
+        assert status is not None and status.last_error == "UNAVAILABLE: event log reset"
+
+        async def cleared() -> bool:
+            shown = hub.follower_status(server.address)
+            return shown is not None and shown.connected and shown.last_error == ""
+
+        await eventually(cleared)
+        assert len(adapter.requests) == 2  # it stayed connected; nothing failed again
+    finally:
+        await hub.stop()
         await server.stop(grace_seconds=0)
 
 
