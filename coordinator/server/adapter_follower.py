@@ -240,6 +240,7 @@ class AdapterFollower:
         fresh = [event for event in batch if event.sequence > state.last_sequence]
         if not fresh:
             return
+        state.last_error = ""  # the stream delivers again
         if state.gap_after is not None:
             await self._context.gaps.record_retention_gap(state, fresh[0].sequence)
         await self._store_batch(stub, fresh)
@@ -266,5 +267,4 @@ class AdapterFollower:
                         reason=f"the store refused it: {describe_failure(exc)}",
                     )
         state.last_sequence = batch[-1].sequence
-        state.last_error = ""
         state.delay_seconds = max(0.0, (datetime.now(UTC) - records[-1].timestamp).total_seconds())

@@ -88,9 +88,12 @@ async def test_follows_replays_and_resumes_after_falling_behind(
         assert adapter.requests[0] == 0
         assert len(adapter.requests) >= 5
         assert adapter.requests == sorted(adapter.requests)
-        status = hub.follower_status(server.address)
-        assert status is not None
-        assert (status.source, status.last_sequence) == ("toy/s1", 55)
+
+        async def caught_up() -> bool:  # the store has them a moment before the status
+            status = hub.follower_status(server.address)
+            return status is not None and (status.source, status.last_sequence) == ("toy/s1", 55)
+
+        await eventually(caught_up)
         assert hub.address_of("toy/s1") == server.address
         stored = await store.events_after(0, None, 1)
         assert stored[0].event.payload["summary"] == "event 1"
