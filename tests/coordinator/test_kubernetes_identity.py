@@ -5,6 +5,7 @@ a caller may do."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
+import yaml
 
 from coordinator.server.identity.permissions import Role, cluster_role_rules
 from kubesim.harness import RunningSim
@@ -171,3 +173,27 @@ async def test_tokens_the_cluster_does_not_accept_are_unauthenticated(cluster: C
     # The ServiceAccount deleted: its token no longer authenticates (once the cache expires).
     await _delete(cluster.sim, "/api/v1/namespaces/apps/serviceaccounts/robot")
     await cluster.until(grpc.StatusCode.UNAUTHENTICATED, "ListAdapters", listing)
+
+
+async def test_an_api_server_that_cannot_be_asked_makes_calls_unavailable(
+    kubesim: RunningSim, tmp_path: Path
+) -> None:
+    # The same kubeconfig, pointed at a loopback port where nothing listens any more.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    config = yaml.safe_load(kubesim.kubeconfig.read_text())
+    for entry in config["clusters"]:
+        scheme = entry["cluster"]["server"].split("://", 1)[0]
+        entry["cluster"]["server"] = f"{scheme}://127.0.0.1:{closed_port}"
+    away = tmp_path / "away.kubeconfig"
+    away.write_text(yaml.safe_dump(config))
+    async with kubernetes_mode(
+        tmp_path, kubeconfig=away, audience="meshplane", cache_seconds=CACHE_SECONDS
+    ) as (client, _):
+        code, details = await status_with_token(
+            client.coordinator.address, "ListAdapters", cpb.ListAdaptersRequest(), "some-token"
+        )
+    assert code == grpc.StatusCode.UNAVAILABLE
+    assert details.startswith("cannot check the token with the Kubernetes TokenReview API: ")
+    assert len(details) < 400

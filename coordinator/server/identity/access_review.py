@@ -11,18 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from coordinator.server.identity.answer_cache import AnswerCache
-from coordinator.server.identity.authentication import ReviewUnavailable
 from coordinator.server.identity.authorization import Denial
 from coordinator.server.identity.permissions import API_GROUP, Access
+from coordinator.server.identity.review_client import ReviewClient
 from coordinator.server.identity.subjects import AUTHENTICATED_GROUP, Subject
-from coordinator.server.kube_api import kube_client, open_api_client
+from coordinator.server.kube_api import kube_client
 
 __all__ = ["SubjectAccessReviewAuthorizer"]
-
-_log = structlog.get_logger(__name__)
 
 _Key = tuple[str, str, tuple[str, ...], Access]
 
@@ -33,21 +29,20 @@ class SubjectAccessReviewAuthorizer:
     def __init__(
         self, kubeconfig: Path | None, *, cache_seconds: float = 10.0, max_entries: int = 8192
     ) -> None:
-        self._kubeconfig = kubeconfig
         self._cache: AnswerCache[_Key, str | None] = AnswerCache(
             ttl_seconds=cache_seconds, max_entries=max_entries
         )
-        self._api: Any = None
+        self._client = ReviewClient(
+            kubeconfig, api="SubjectAccessReview", purpose="check the permission"
+        )
 
     async def start(self) -> None:
         """Open the API client."""
-        self._api = await open_api_client(self._kubeconfig)
+        await self._client.start()
 
     async def stop(self) -> None:
         """Close the API client."""
-        if self._api is not None:
-            await self._api.close()
-            self._api = None
+        await self._client.stop()
 
     async def authorize(self, subject: Subject, access: Access) -> Denial | None:
         """None when RBAC (or whatever authorizes the cluster) allows the access."""
@@ -64,8 +59,6 @@ class SubjectAccessReviewAuthorizer:
     async def _review(
         self, subject: Subject, groups: tuple[str, ...], access: Access
     ) -> str | None:
-        if self._api is None:
-            raise ReviewUnavailable("the SubjectAccessReview client is not started")
         resource, _, subresource = access.resource.partition("/")
         attributes = {
             "group": API_GROUP,
@@ -87,16 +80,9 @@ class SubjectAccessReviewAuthorizer:
             "kind": "SubjectAccessReview",
             "spec": spec,
         }
-        try:
-            answer = await kube_client.AuthorizationV1Api(self._api).create_subject_access_review(
-                body
-            )
-        except Exception as exc:
-            _log.warning("auth.access_review_failed", error=str(exc)[:300])
-            raise ReviewUnavailable(
-                "cannot check the permission with the Kubernetes SubjectAccessReview API: "
-                f"{str(exc)[:200]}"
-            ) from exc
+        answer = await self._client.ask(
+            lambda api: kube_client.AuthorizationV1Api(api).create_subject_access_review(body)
+        )
         status = answer.status
         if status is not None and status.allowed and not status.denied:
             return None

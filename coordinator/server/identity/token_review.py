@@ -11,16 +11,12 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from coordinator.server.identity.answer_cache import AnswerCache
-from coordinator.server.identity.authentication import ReviewUnavailable
+from coordinator.server.identity.review_client import ReviewClient
 from coordinator.server.identity.subjects import Subject
-from coordinator.server.kube_api import kube_client, open_api_client
+from coordinator.server.kube_api import kube_client
 
 __all__ = ["KubernetesTokenReviewer"]
-
-_log = structlog.get_logger(__name__)
 
 
 class KubernetesTokenReviewer:
@@ -34,22 +30,19 @@ class KubernetesTokenReviewer:
         cache_seconds: float = 10.0,
         max_entries: int = 4096,
     ) -> None:
-        self._kubeconfig = kubeconfig
         self._audiences = audiences
         self._cache: AnswerCache[bytes, Subject | None] = AnswerCache(
             ttl_seconds=cache_seconds, max_entries=max_entries
         )
-        self._api: Any = None
+        self._client = ReviewClient(kubeconfig, api="TokenReview", purpose="check the token")
 
     async def start(self) -> None:
         """Open the API client."""
-        self._api = await open_api_client(self._kubeconfig)
+        await self._client.start()
 
     async def stop(self) -> None:
         """Close the API client."""
-        if self._api is not None:
-            await self._api.close()
-            self._api = None
+        await self._client.stop()
 
     async def review(self, token: str) -> Subject | None:
         """The token's user, uid and groups; None when the API server does not accept it."""
@@ -57,19 +50,13 @@ class KubernetesTokenReviewer:
         hit, cached = self._cache.get(key)
         if hit:
             return cached
-        if self._api is None:
-            raise ReviewUnavailable("the TokenReview client is not started")
         spec: dict[str, Any] = {"token": token}
         if self._audiences:
             spec["audiences"] = list(self._audiences)
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
-        try:
-            answer = await kube_client.AuthenticationV1Api(self._api).create_token_review(body)
-        except Exception as exc:
-            _log.warning("auth.token_review_failed", error=str(exc)[:300])
-            raise ReviewUnavailable(
-                f"cannot check the token with the Kubernetes TokenReview API: {str(exc)[:200]}"
-            ) from exc
+        answer = await self._client.ask(
+            lambda api: kube_client.AuthenticationV1Api(api).create_token_review(body)
+        )
         subject = _subject(answer, self._audiences)
         self._cache.put(key, subject)
         return subject
