@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Any
 
 import grpc
@@ -14,6 +16,36 @@ from serving.build_info import package_version
 from serving.input_quoting import quoted
 
 __all__ = ["AdapterRpcs"]
+
+_HOST_NAME = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*\.?"
+)
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` cannot be registered over the API, or None for a plain ``host:port``.
+
+    Only a DNS name or an IP literal (IPv6 in brackets) with a port: resolver schemes (``unix:``
+    reaches any socket on the coordinator's host, ``dns://server/`` picks the resolver,
+    ``ipv4:a,b`` lists several peers) are for the operator's own ``--adapter`` flags.
+    """
+    host, colon, port = address.rpartition(":")
+    if colon and port.isascii() and port.isdigit() and 0 < int(port) < 65536:
+        if host.startswith("[") and host.endswith("]"):
+            try:
+                ipaddress.IPv6Address(host[1:-1])
+            except ValueError:
+                pass
+            else:
+                return None
+        elif len(host) <= 253 and _HOST_NAME.fullmatch(host):
+            return None
+    return (
+        f"address: {quoted(address, 80)} is not host:port; give the adapter's host name or IP "
+        "and port (for example adapter.mesh.svc:10000 or [fd00::7]:10000). Resolver schemes "
+        "such as unix: and dns: are refused here; configure them with the coordinator's "
+        "--adapter flag"
+    )
 
 
 class AdapterRpcs(RpcGroup):
@@ -37,6 +69,9 @@ class AdapterRpcs(RpcGroup):
         address = request.address.strip()
         if not address:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "address is required")
+        problem = address_problem(address)
+        if problem is not None:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
         try:
             replica = await self._parts.registry.register(
                 address,

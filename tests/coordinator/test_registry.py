@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 
 import grpc
@@ -253,3 +254,47 @@ async def test_static_replica_of_another_mesh_stays_out_of_rotation(tmp_path: Pa
                 await client.stub.ListMeshVersions(cpb.ListMeshVersionsRequest(mesh="istio"))
             assert code_of(error.value) == grpc.StatusCode.UNAVAILABLE
             assert wrong.fake.calls("ListMeshVersions") == []
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "unix:{socket}",
+        "unix://{socket}",
+        "unix-abstract:meshplane-test",
+        "dns:///localhost:1",
+        "ipv4:127.0.0.1:1,127.0.0.1:2",
+        "127.0.0.1",
+        "127.0.0.1:0",
+        "127.0.0.1:99999",
+        "[not-v6]:1",
+        "host/path:1",
+        "user@127.0.0.1:1",
+    ],
+)
+async def test_register_takes_host_and_port_only_and_never_dials_anything_else(
+    tmp_path: Path, target: str
+) -> None:
+    # A listening Unix socket on the coordinator's host (as a Docker or kubelet socket would
+    # be): before, RegisterAdapter of unix:PATH counted as loopback and was dialled.
+    socket_path = tmp_path / "host.sock"
+    accepted: list[object] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(reader)
+        writer.close()
+
+    listener = await asyncio.start_unix_server(record, path=str(socket_path))
+    try:
+        async with coordinator(make_settings(tmp_path)) as client:
+            address = target.format(socket=socket_path)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await client.stub.RegisterAdapter(cpb.RegisterAdapterRequest(address=address))
+            assert code_of(refused.value) == grpc.StatusCode.INVALID_ARGUMENT
+            details = refused.value.details() or ""
+            assert details.startswith("address: ") and "is not host:port" in details
+            assert "--adapter" in details
+        assert accepted == []
+    finally:
+        listener.close()
+        await listener.wait_closed()
