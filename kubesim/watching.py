@@ -1,11 +1,12 @@
 """Watch streams: the initial events (a snapshot, or the history after a resourceVersion),
-then live events and bookmarks until the timeout, the server closing or a simulated drop."""
+then live events and bookmarks until the timeout, the client leaving, the server closing or a
+simulated drop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,9 @@ from kubesim.routing import Route
 from kubesim.store import StoredEvent, Watcher
 
 DEFAULT_WATCH_SECONDS = 1800.0
+CLIENT_CHECK_SECONDS = 1.0
+"""How often an idle watch looks whether its client is still connected (a client that left
+stops the watch at once when an event or bookmark is written to it)."""
 
 
 class WatchStreams:
@@ -53,14 +57,14 @@ class WatchStreams:
         seconds = float(q.get("timeoutSeconds") or DEFAULT_WATCH_SECONDS)
         # Subscribe and take the snapshot with no await between: no event falls in a gap.
         store.subscribe(watcher)
+        resp = web.StreamResponse(headers={"Content-Type": JSON})
+        resp.enable_chunked_encoding()
         try:
             error: ApiError | None = None
             try:
                 initial = self._initial(watcher, rt, q.get("resourceVersion", ""), send_initial)
             except ApiError as err:
                 initial, error = [], err
-            resp = web.StreamResponse(headers={"Content-Type": JSON})
-            resp.enable_chunked_encoding()
             await resp.prepare(request)
             if error is not None:
                 await resp.write(dumps({"type": "ERROR", "object": error.status()}) + b"\n")
@@ -81,9 +85,14 @@ class WatchStreams:
                 drop_after=drop_after,
                 request=request,
             )
-            return resp
+        except ConnectionResetError:
+            # The client closed the connection, as clients stop watching (kubectl once its
+            # condition holds): the watch ends, no error. Logged as a kubesim bug, this used to
+            # stall the server for seconds per watch (a traceback rendered with its locals).
+            pass
         finally:
             store.unsubscribe(watcher)
+        return resp
 
     def _initial(
         self, watcher: Watcher, rt: ResourceType, rv_param: str, send_initial: bool
@@ -114,27 +123,25 @@ class WatchStreams:
     ) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        drop_at = loop.time() + drop_after if drop_after > 0 else None
-        next_bookmark = time.monotonic() + self.bookmark_seconds
+        drop_at = loop.time() + drop_after if drop_after > 0 else math.inf
+        next_bookmark = loop.time() + self.bookmark_seconds if bookmarks else math.inf
         while not self.closing.is_set():
+            if _client_left(request):
+                return
             now = loop.time()
             if now >= deadline:
                 break
-            if drop_at is not None and now >= drop_at:
+            if now >= drop_at:
                 if request.transport is not None:
                     request.transport.abort()
                 return
-            wait = deadline - now
-            if drop_at is not None:
-                wait = min(wait, drop_at - now)
-            if bookmarks:
-                wait = min(wait, max(0.0, next_bookmark - time.monotonic()))
+            wait = min(deadline, drop_at, next_bookmark, now + CLIENT_CHECK_SECONDS) - now
             try:
                 event = await asyncio.wait_for(watcher.queue.get(), timeout=max(wait, 0.001))
             except TimeoutError:
-                if bookmarks and time.monotonic() >= next_bookmark:
+                if loop.time() >= next_bookmark:
                     await resp.write(_bookmark(encoder.rt, self.cluster.store.rv))
-                    next_bookmark = time.monotonic() + self.bookmark_seconds
+                    next_bookmark = loop.time() + self.bookmark_seconds
                 continue
             if event is None:
                 break
@@ -147,6 +154,12 @@ class WatchStreams:
             await resp.write(b"".join(chunk))
         with contextlib.suppress(ConnectionResetError):
             await resp.write_eof()
+
+
+def _client_left(request: web.Request) -> bool:
+    """Whether the watch's connection is closed or closing (its client went away)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _accepts(request: web.Request, route: Route) -> Callable[[Obj], bool]:

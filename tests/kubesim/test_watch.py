@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
+import urllib.parse
 import urllib.request
 from typing import Any
 
 import pytest
+import structlog
 from kubernetes import client, config, watch
 from kubernetes.aio import client as aio_client
 from kubernetes.aio import config as aio_config
@@ -17,7 +20,7 @@ from kubesim.harness import RunningSim, running_kubesim
 from kubesim.server import SimConfig
 from tests.kubesim.conftest import KUBESIM_ONLY
 from tests.kubesim.servers import ApiServer
-from tests.kubesim.support import eventually, ssl_context
+from tests.kubesim.support import eventually, get_json, ssl_context
 
 
 def test_watch_streams_changes_live(api: client.ApiClient, ns: str) -> None:
@@ -208,3 +211,38 @@ def test_watch_of_a_single_object_with_field_selector(api: client.ApiClient, ns:
         return False
 
     eventually(ready)
+
+
+def _leave_a_watch(sim: RunningSim, query: str) -> None:
+    """Open a watch of the namespaces, read its first event, and close the connection, as a
+    client that has seen what it waited for does."""
+    url = urllib.parse.urlsplit(sim.url)
+    connection = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
+    try:
+        connection.request("GET", f"/api/v1/namespaces?watch=1&{query}")
+        response = connection.getresponse()
+        assert response.status == 200
+        assert json.loads(response.readline())["type"] == "ADDED"
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
+        "resourceVersion=0",
+    ],
+    ids=["initial-events-and-bookmarks", "no-bookmarks"],
+)
+def test_a_watch_ends_quietly_when_its_client_leaves(kubesim: RunningSim, query: str) -> None:
+    """kubesim only (its stats and its log). A watch whose client closed the connection is closed
+    within a second: it used to end in an internal error logged at its next bookmark (which
+    stalled the server, see test_kubectl_wait), or, with no bookmarks, to stay open until its
+    timeout (30 minutes by default)."""
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(3):
+            _leave_a_watch(kubesim, query)
+        eventually(lambda: get_json(kubesim, "/kubesim/stats")["watchers"] == 0)
+        assert get_json(kubesim, "/api/v1/namespaces/default")["metadata"]["name"] == "default"
+    assert [entry for entry in logs if entry["log_level"] in ("error", "warning")] == []
