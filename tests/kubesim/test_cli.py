@@ -14,9 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+import structlog
 import yaml
 from kubernetes import client, config
 
+from kubesim.cli import configure_logging
 from tests.kubesim.support import eventually, kubectl_binary
 
 
@@ -185,3 +188,23 @@ def test_legacy_discovery_flag(tmp_path: Path) -> None:
             with urllib.request.urlopen(request, timeout=10) as answer:
                 kinds.append(json.loads(answer.read())["kind"])
     assert kinds == ["APIGroupDiscoveryList", "APIGroupList"]
+
+
+def test_logged_errors_carry_plain_tracebacks(capsys: pytest.CaptureFixture[str]) -> None:
+    """A kubesim bug is logged with a plain traceback, without the frames' locals: structlog's
+    default (rich) rendered them, stored objects included, taking the event loop seconds per
+    logged error (what stalled `kubectl wait`, see test_kubectl_wait)."""
+    saved = structlog.get_config()
+    try:
+        configure_logging()
+        stored = {"spec": {"description": "stored-object-" * 1000}}
+        try:
+            raise RuntimeError(f"a kubesim bug near {len(stored)} stored object")
+        except RuntimeError:
+            structlog.get_logger("kubesim.api").exception("request_failed", path="/apis")
+    finally:
+        structlog.configure(**saved)
+    logged = capsys.readouterr().err
+    assert "request_failed" in logged
+    assert "RuntimeError: a kubesim bug near 1 stored object" in logged
+    assert "stored-object-" not in logged
