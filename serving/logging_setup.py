@@ -116,7 +116,11 @@ def configure_logging(
         shared.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer(sort_keys=False)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=on_terminal)
+        # Plain tracebacks: structlog's default (rich, when installed) prints every frame's
+        # local variables, which puts tokens and request bodies in the log and costs seconds.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=on_terminal, exception_formatter=structlog.dev.plain_traceback
+        )
 
     lock = threading.Lock()
     writer = _LineWriter(current_stream, lock)

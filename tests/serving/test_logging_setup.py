@@ -96,6 +96,23 @@ def test_console_renderer_when_json_is_off(captured: io.StringIO) -> None:
         json.loads(text)
 
 
+def _fail_holding(secret: str) -> None:
+    link_token = secret
+    raise RuntimeError(f"failed after reading {len(link_token)} bytes")
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_tracebacks_never_show_local_variables(captured: io.StringIO, as_json: bool) -> None:
+    configure_logging(json=as_json, stream=captured)
+    try:
+        _fail_holding("-".join(("s3cr3t", "link", "token")))  # not in any source line
+    except RuntimeError:
+        structlog.get_logger().exception("handler.failed")
+    text = captured.getvalue()
+    assert "handler.failed" in text and "_fail_holding" in text  # the traceback is there
+    assert "s3cr3t-link-token" not in text
+
+
 def test_json_is_chosen_when_the_stream_is_not_a_terminal(captured: io.StringIO) -> None:
     configure_logging(stream=captured)  # StringIO.isatty() is False
     structlog.get_logger().info("picked.json")
