@@ -86,6 +86,24 @@ def level_number(level: str) -> int:
         raise ValueError(f"unknown log level {level!r}; use one of {sorted(_LEVELS)}") from None
 
 
+def _processors(*, json: bool, colors: bool) -> tuple[list[Processor], Processor]:
+    """The processors every line goes through, and the renderer (JSON, else the console)."""
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+    if json:
+        shared.append(structlog.processors.format_exc_info)
+        return shared, structlog.processors.JSONRenderer(sort_keys=False)
+    # Plain tracebacks: structlog's default (rich, when installed) prints every frame's local
+    # variables, which puts tokens and request bodies in the log and costs seconds per error.
+    return shared, structlog.dev.ConsoleRenderer(
+        colors=colors, exception_formatter=structlog.dev.plain_traceback
+    )
+
+
 def configure_logging(
     *, level: str = "info", json: bool | None = None, stream: TextIO | None = None
 ) -> None:
@@ -105,23 +123,7 @@ def configure_logging(
     if json is None:
         json = not on_terminal
 
-    shared: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.StackInfoRenderer(),
-    ]
-    renderer: Processor
-    if json:
-        shared.append(structlog.processors.format_exc_info)
-        renderer = structlog.processors.JSONRenderer(sort_keys=False)
-    else:
-        # Plain tracebacks: structlog's default (rich, when installed) prints every frame's
-        # local variables, which puts tokens and request bodies in the log and costs seconds.
-        renderer = structlog.dev.ConsoleRenderer(
-            colors=on_terminal, exception_formatter=structlog.dev.plain_traceback
-        )
-
+    shared, renderer = _processors(json=json, colors=on_terminal)
     lock = threading.Lock()
     writer = _LineWriter(current_stream, lock)
 
