@@ -7,6 +7,5 @@ pytest_plugins: list[str] = [
     "tests.plugins.kubesim",
     "tests.plugins.realkube",
     "tests.plugins.task_guard",
-    "tests.plugins.loop_garbage",
     "tests.plugins.client_config",
 ]

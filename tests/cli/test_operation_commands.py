@@ -33,6 +33,7 @@ from tests.coordinator.routing_harness import (
     make_settings,
     static,
 )
+from tests.meshplane_command import meshplane
 
 _LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[")
 _PROGRAM = "import sys; from meshplane_cli.main import main; sys.exit(main())"
@@ -71,13 +72,7 @@ async def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
 async def _cli(
     setup: Setup, capsys: pytest.CaptureFixture[str], *argv: str
 ) -> tuple[int, str, str]:
-    code = await asyncio.to_thread(main, [*argv, "--coordinator", setup.address])
-    captured = capsys.readouterr()
-    # The in-process coordinator's own log lines land in the same captured stdout.
-    out = "".join(
-        line for line in captured.out.splitlines(keepends=True) if not _LOG_LINE.match(line)
-    )
-    return code, out, captured.err
+    return await meshplane(*argv, "--coordinator", setup.address)
 
 
 async def test_get_shows_the_operation_and_unknown_ids_exit_3(
@@ -106,10 +101,9 @@ async def test_wait_gives_up_after_its_timeout_and_says_how_to_go_on(
     assert code == 4
     assert "no final state after 0.3s" in err
     assert "meshplane wait op-wait" in err
-    with pytest.raises(SystemExit) as exited:  # argparse's usage error
-        await _cli(setup, capsys, "wait", "op-wait", "--timeout", "soon")
-    assert exited.value.code == 2
-    assert "not a duration: 'soon'" in capsys.readouterr().err
+    code, _, err = await _cli(setup, capsys, "wait", "op-wait", "--timeout", "soon")
+    assert code == 2  # argparse's usage error
+    assert "not a duration: 'soon'" in err
 
 
 async def test_cancel_stops_it_and_wait_then_reports_it_cancelled(
@@ -151,8 +145,7 @@ async def test_events_follow_for_one_operation_ends_when_it_ends(
 async def test_an_adapter_address_is_named_as_one(
     setup: Setup, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = await asyncio.to_thread(main, ["adapters", "--coordinator", setup.fake.address])
-    err = capsys.readouterr().err
+    code, _, err = await meshplane("adapters", "--coordinator", setup.fake.address)
     assert code == 1
     assert f"{setup.fake.address} is a meshplane adapter (mesh 'toy'), not a coordinator" in err
     assert "Method not found" not in err
@@ -345,17 +338,18 @@ async def test_contexts_name_a_coordinator_and_flags_and_variables_win(
     assert f"*        lab  {setup.address}" in capsys.readouterr().out
 
     # no --coordinator, no token flag: the current context supplies both
-    code = await asyncio.to_thread(main, ["adapters", "-o", "name"])
+    code, out, _ = await meshplane("adapters", "-o", "name")
     assert code == 0
-    assert f"adapter/toy/{setup.fake.address}" in capsys.readouterr().out
+    assert f"adapter/toy/{setup.fake.address}" in out
 
     # a variable outranks the context (nothing listens there: unavailable)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
     monkeypatch.setenv("MESHPLANE_COORDINATOR", f"127.0.0.1:{closed}")
-    assert await asyncio.to_thread(main, ["adapters", "--call-timeout", "2s"]) == 4
+    assert (await meshplane("adapters", "--call-timeout", "2s"))[0] == 4
     monkeypatch.delenv("MESHPLANE_COORDINATOR")
 
-    assert await asyncio.to_thread(main, ["adapters", "--context", "nope"]) == 2
-    assert "no context 'nope'" in capsys.readouterr().err
+    code, _, err = await meshplane("adapters", "--context", "nope")
+    assert code == 2
+    assert "no context 'nope'" in err

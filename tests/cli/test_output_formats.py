@@ -17,7 +17,6 @@ import yaml
 
 from coordinator.client.credentials import TOKEN_ENV
 from coordinator.client.output import fit_to_width
-from meshplane_cli.main import main
 from tests.coordinator.identities import ADMIN
 from tests.coordinator.routing_harness import (
     Client,
@@ -27,6 +26,7 @@ from tests.coordinator.routing_harness import (
     make_settings,
     static,
 )
+from tests.meshplane_command import meshplane
 
 _LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[")
 
@@ -50,12 +50,9 @@ async def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
 
 
 async def _out(setup: Setup, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    code = await asyncio.to_thread(main, [*argv, "--coordinator", setup.client.coordinator.address])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    return "".join(
-        line for line in captured.out.splitlines(keepends=True) if not _LOG_LINE.match(line)
-    )
+    code, out, err = await meshplane(*argv, "--coordinator", setup.client.coordinator.address)
+    assert code == 0, err
+    return out
 
 
 async def test_adapters_in_every_format(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,9 +18,9 @@ from coordinator.client.channel import EXIT_DENIED
 from coordinator.store import AuditFilter, AuditRecord, open_store
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
-from meshplane_cli.main import main
 from tests.coordinator.identities import ADMIN, CALLERS, Caller, channel_as
 from tests.coordinator.routing_harness import Client, coordinator, fakes, make_settings, static
+from tests.meshplane_command import meshplane
 
 _LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[")
 APPLY = "/meshplane.coordinator.v1.CoordinatorService/ApplyOperation"
@@ -35,11 +35,7 @@ async def _cli(
     client: Client, capsys: pytest.CaptureFixture[str], caller: Caller, *argv: str
 ) -> tuple[int, str, str]:
     address = client.coordinator.address
-    code = await asyncio.to_thread(main, [*argv, "--coordinator", address, "--token", caller.token])
-    captured = capsys.readouterr()
-    # The in-process coordinator's log lines share stdout; keep what the command printed.
-    printed = [line for line in captured.out.splitlines() if not _LOG_LINE.match(line)]
-    return code, "\n".join(printed), captured.err
+    return await meshplane(*argv, "--coordinator", address, "--token", caller.token)
 
 
 async def test_a_scripted_session_is_read_back_with_meshplane_audit(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from coordinator.server.assembly import build_coordinator
 from coordinator.server.settings import CoordinatorSettings
 from meshplane_cli.main import main
 from serving.tls import TlsConfig
+from tests.meshplane_command import meshplane
 from tests.serving.certificates import CertificateAuthority
 
 
@@ -109,12 +109,12 @@ async def test_commands_speak_mutual_tls(
     try:
         trust = ["--coordinator", address, "--tls-ca", str(ca.cert_path)]
         mine = ["--tls-cert", str(client.cert_path), "--tls-key", str(client.key_path)]
-        code = await asyncio.to_thread(main, ["adapters", "-o", "json", *trust, *mine])
+        code, out, _ = await meshplane("adapters", "-o", "json", *trust, *mine)
         assert code == 0
-        assert '"adapters": [], "coordinator_version": "0.1.0"}' in capsys.readouterr().out
+        assert '"adapters": [], "coordinator_version": "0.1.0"}' in out
         # Without a client certificate the handshake is refused.
-        code = await asyncio.to_thread(main, ["adapters", "--call-timeout", "5", *trust])
+        code, _, err = await meshplane("adapters", "--call-timeout", "5", *trust)
         assert code == 4  # unavailable
-        assert "UNAVAILABLE" in capsys.readouterr().err
+        assert "UNAVAILABLE" in err
     finally:
         await coordinator.stop(0)

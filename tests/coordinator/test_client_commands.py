@@ -19,6 +19,7 @@ from coordinator.store.records import PerfResultRecord
 from meshplane_cli.main import main
 from tests.coordinator.identities import ADMIN
 from tests.coordinator.routing_harness import Client, coordinator, make_settings
+from tests.meshplane_command import meshplane
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -53,9 +54,7 @@ async def _cli(
     client: Client, capsys: pytest.CaptureFixture[str], *argv: str
 ) -> tuple[int, str, str]:
     address = client.coordinator.address
-    code = await asyncio.to_thread(main, [*argv, "--coordinator", address, "--token", ADMIN.token])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return await meshplane(*argv, "--coordinator", address, "--token", ADMIN.token)
 
 
 async def test_history_time_range_relative_and_iso(

@@ -21,7 +21,7 @@ from coordinator.sandbox.settings import SandboxSettings
 from coordinator.sandbox.up import Sandbox
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
-from meshplane_cli.main import main
+from tests.meshplane_command import meshplane
 
 
 def _free_port_block(size: int) -> int:
@@ -68,11 +68,9 @@ def _adapter(sandbox: Sandbox) -> Child:
 async def _replica_states(sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> list[str]:
     """What `meshplane adapters -o json` shows for the istio replicas."""
     argv = ["adapters", "-o", "json", "--coordinator", sandbox.coordinator_address]
-    code = await asyncio.to_thread(main, argv)
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    # The sandbox logs to the same stdout in this process: take the command's JSON line.
-    line = next(text for text in captured.out.splitlines() if text.startswith('{"adapters"'))
+    code, out, err = await meshplane(*argv)
+    assert code == 0, err
+    line = next(text for text in out.splitlines() if text.startswith('{"adapters"'))
     listed = json.loads(line)
     return [r["state"] for a in listed["adapters"] if a["mesh"] == "istio" for r in a["replicas"]]
 

@@ -11,16 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import io
 import json
 import os
 import signal
 import socket
 import sys
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import grpc.aio
@@ -33,7 +30,6 @@ from kubesim.server import SimConfig
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from meshplane.coordinator.v1 import coordinator_pb2 as cpb
-from meshplane_cli.main import main
 from serving.mesh_entry_points import mesh_names
 from tests.adapters.istio.toy_istio import TOY_MIRROR, package_toy_repo
 from tests.coordinator.identities import ADMIN
@@ -46,6 +42,7 @@ from tests.e2e.coordinator_harness import (
     free_port_block,
 )
 from tests.fixtures_paths import shared_fixtures
+from tests.meshplane_command import meshplane
 from tests.plugins.static_http import StaticHttpServer
 
 ServerFactory = Callable[[Path], StaticHttpServer]
@@ -297,55 +294,8 @@ async def test_two_coordinators_on_one_postgres_store_each_event_once(
             await coordinator.stop()
 
 
-async def run_cli(
-    *args: str, within: float = 60.0, env: dict[str, str] | None = None
-) -> tuple[int, str, str]:
-    """`meshplane ARGS` as a user runs it, in a subprocess; returns (exit code, out, err)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "meshplane_cli.main",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
-    out, err = await asyncio.wait_for(process.communicate(), within)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
-class _PerThread(io.TextIOBase):
-    """A stream that sends one thread's writes to a buffer, everyone else's to the original:
-    the CLI's output is captured while the in-process coordinator keeps logging as before."""
-
-    def __init__(self, original: Any, owner: int, buffer: io.StringIO) -> None:
-        self._original = original
-        self._owner = owner
-        self._buffer = buffer
-
-    def write(self, text: str) -> int:
-        target = self._buffer if threading.get_ident() == self._owner else self._original
-        return int(target.write(text))
-
-    def flush(self) -> None:
-        self._original.flush()
-
-
-def _main_captured(args: tuple[str, ...]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    me = threading.get_ident()
-    with (
-        contextlib.redirect_stdout(_PerThread(sys.stdout, me, out)),
-        contextlib.redirect_stderr(_PerThread(sys.stderr, me, err)),
-    ):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
-
-
-async def run_cli_here(*args: str, within: float = 60.0) -> tuple[int, str, str]:
-    """The same command through `meshplane_cli.main.main` in a thread (no interpreter start)."""
-    return await asyncio.wait_for(asyncio.to_thread(_main_captured, args), within)
+run_cli = meshplane
+"""`meshplane ARGS` as a user runs it, in a subprocess; returns (exit code, out, err)."""
 
 
 async def test_cli_against_the_coordinator(adapter_fast: Adapter, tmp_path: Path) -> None:
@@ -355,11 +305,11 @@ async def test_cli_against_the_coordinator(adapter_fast: Adapter, tmp_path: Path
         await coordinator.wait_serving("istio")
         at = ["--coordinator", coordinator.address, "--token", ADMIN.token]
 
-        code, out, err = await run_cli_here("apply", "istio", "validate", "--wait", *at)
+        code, out, err = await run_cli("apply", "istio", "validate", "--wait", *at)
         assert code == 1, (out, err)
         assert "VALIDATION_FAILED" in err and "remediation:" in err
 
-        code, out, err = await run_cli_here(
+        code, out, err = await run_cli(
             "apply", "istio", "install", "--version", "1.1.0", "-p", "profile=demo", "--wait",
             "--operation-id", "cli-install", "--output", "json", *at,
         )  # fmt: skip
@@ -369,35 +319,35 @@ async def test_cli_against_the_coordinator(adapter_fast: Adapter, tmp_path: Path
         progress = [line for line in lines if "cursor" in line]
         assert progress and all(p["event"]["operation_id"] == "cli-install" for p in progress)
 
-        code, out, err = await run_cli_here("apply", "istio", "install", "--version", "9.9.9", *at)
+        code, out, err = await run_cli("apply", "istio", "install", "--version", "9.9.9", *at)
         assert code == 2 and "9.9.9" in err  # INVALID_ARGUMENT: a usage error
 
-        code, out, _ = await run_cli_here("adapters", *at)
+        code, out, _ = await run_cli("adapters", *at)
         assert code == 0
         header, row = out.splitlines()[:2]
         assert header.split()[:3] == ["MESH", "ADDRESS", "STATE"]
         assert row.split()[:3] == ["istio", adapter_fast.address, "SERVING"]
 
-        code, out, _ = await run_cli_here("history", "--state", "succeeded", "-o", "json", *at)
+        code, out, _ = await run_cli("history", "--state", "succeeded", "-o", "json", *at)
         assert code == 0
         ids = [op["operation"]["operation_id"] for op in json.loads(out)["operations"]]
         assert ids == ["cli-install"]
 
-        code, out, _ = await run_cli_here("events", "--operation", "cli-install", "-o", "json", *at)
+        code, out, _ = await run_cli("events", "--operation", "cli-install", "-o", "json", *at)
         events = [json.loads(line) for line in out.splitlines()]
         assert [e["cursor"] for e in events] == [p["cursor"] for p in progress]
-        code, out, _ = await run_cli_here(
+        code, out, _ = await run_cli(
             "events", "--operation", "cli-install", "--after", events[-2]["cursor"], *at
         )
         lines = out.splitlines()  # the header, then the one event after that cursor
         assert code == 0 and len(lines) == 2 and lines[0].split()[0] == "CURSOR"
         assert "install succeeded" in lines[1]
 
-        code, out, _ = await run_cli_here("versions", "istio", *at)
+        code, out, _ = await run_cli("versions", "istio", *at)
         assert code == 0 and "1.1.0 (default)" in out
-        code, out, _ = await run_cli_here("status", "istio", *at)
+        code, out, _ = await run_cli("status", "istio", *at)
         assert code == 0 and "installed:  yes" in out and "istiod" in out
-        code, out, _ = await run_cli_here("ops", "istio", "-o", "json", *at)
+        code, out, _ = await run_cli("ops", "istio", "-o", "json", *at)
         catalogue = json.loads(out)["catalogues"][0]
         assert "install" in [op["id"] for op in catalogue["operations"]]
     finally:
@@ -423,13 +373,13 @@ async def test_cli_label_namespace_creates_no_namespace_unless_asked(
     async with cli_flags(adapter_fast, tmp_path) as at:
         label = ["apply", "istio", "label-namespace", "--namespace", "nope", "--wait"]
 
-        code, out, err = await run_cli_here(*label, *at)
+        code, out, err = await run_cli(*label, *at)
         assert code == 1, (out, err)
         assert "namespace 'nope' does not exist; pass --create-namespace" in err, err
         async with await ClusterSession.connect(kubeconfig_path=fast_sim.kubeconfig) as session:
             assert await session.get("v1", "Namespace", "nope") is None
 
-        code, out, err = await run_cli_here(*label, "--create-namespace", *at)
+        code, out, err = await run_cli(*label, "--create-namespace", *at)
         assert code == 0, (out, err)
         async with await ClusterSession.connect(kubeconfig_path=fast_sim.kubeconfig) as session:
             created = await session.get("v1", "Namespace", "nope")
@@ -443,24 +393,22 @@ async def test_cli_uninstall_keeps_crds_unless_purge_crds(
     async with cli_flags(adapter_fast, tmp_path) as at:
         install = ["apply", "istio", "install", "--version", "1.1.0"]
 
-        code, out, err = await run_cli_here(*install, "--purge-crds", *at)
+        code, out, err = await run_cli(*install, "--purge-crds", *at)
         assert code == 2 and "--purge-crds only applies with --delete" in err, (out, err)
-        code, out, err = await run_cli_here(
-            *install, "--delete", "--param", "purge-crds=maybe", *at
-        )
+        code, out, err = await run_cli(*install, "--delete", "--param", "purge-crds=maybe", *at)
         assert code == 2, (out, err)
         assert "--param purge-crds: 'maybe' is not one of true, false, force" in err, err
 
-        code, out, err = await run_cli_here(*install, "--wait", *at)
+        code, out, err = await run_cli(*install, "--wait", *at)
         assert code == 0, err
-        code, out, err = await run_cli_here(*install, "--delete", "--wait", *at)
+        code, out, err = await run_cli(*install, "--delete", "--wait", *at)
         assert code == 0, err
         assert "CustomResourceDefinitions of release istio-install" in out + err, out
         assert "--param purge-crds=true" in out + err, out
         async with await ClusterSession.connect(kubeconfig_path=fast_sim.kubeconfig) as session:
             assert await session.has_kind("networking.istio.io/v1", "VirtualService")
 
-        code, out, err = await run_cli_here(*install, "--delete", "--purge-crds", "--wait", *at)
+        code, out, err = await run_cli(*install, "--delete", "--purge-crds", "--wait", *at)
         assert code == 0, err
         async with await ClusterSession.connect(kubeconfig_path=fast_sim.kubeconfig) as session:
             assert not await session.has_kind("networking.istio.io/v1", "VirtualService")
@@ -468,7 +416,7 @@ async def test_cli_uninstall_keeps_crds_unless_purge_crds(
 
 async def test_cli_explains_an_unreachable_coordinator() -> None:
     port = free_port_block(1)
-    code, _, err = await run_cli_here("adapters", "--coordinator", f"127.0.0.1:{port}")
+    code, _, err = await run_cli("adapters", "--coordinator", f"127.0.0.1:{port}")
     assert code == 4
     assert "UNAVAILABLE" in err and "meshplane up" in err
     assert f"127.0.0.1:{port}" in err
@@ -512,10 +460,10 @@ async def test_meshplane_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
         assert "nomesh adapter" in text and "skipped" in text
         assert "try:  meshplane ops istio" in text
 
-        code, out, err = await run_cli_here("ops", "istio", "--coordinator", f"127.0.0.1:{base}")
+        code, out, err = await run_cli("ops", "istio", "--coordinator", f"127.0.0.1:{base}")
         assert code == 0, err
         assert "install" in out
-        code, out, err = await run_cli_here(
+        code, out, err = await run_cli(
             "apply", "istio", "install", "--wait", "--coordinator", f"127.0.0.1:{base}"
         )
         assert code == 0, err
@@ -676,9 +624,9 @@ async def test_cli_shows_one_line_per_phase(adapter_fast: Adapter, tmp_path: Pat
         assert any(line.startswith("operation ") and "SUCCEEDED" in line for line in finished)
 
         # errors speak the CLI's words, with a suggestion for a near miss
-        code, _, err = await run_cli_here("apply", "istio", "instal", *at)
+        code, _, err = await run_cli("apply", "istio", "instal", *at)
         assert code == 3 and "did you mean 'install'?" in err, err
-        code, _, err = await run_cli_here(*install[:3], "-p", "profile=nope", *at)
+        code, _, err = await run_cli(*install[:3], "-p", "profile=nope", *at)
         assert code == 2 and "--param profile" in err and "parameters." not in err, err
 
         # NO_COLOR: the same lines without colour
