@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import signal
 import socket
 import sys
@@ -35,7 +34,6 @@ from tests.coordinator.routing_harness import (
 )
 from tests.meshplane_command import meshplane
 
-_LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[")
 _PROGRAM = "import sys; from meshplane_cli.main import main; sys.exit(main())"
 
 
@@ -69,67 +67,57 @@ async def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
             yield Setup(client, fake)
 
 
-async def _cli(
-    setup: Setup, capsys: pytest.CaptureFixture[str], *argv: str
-) -> tuple[int, str, str]:
+async def _cli(setup: Setup, *argv: str) -> tuple[int, str, str]:
     return await meshplane(*argv, "--coordinator", setup.address)
 
 
-async def test_get_shows_the_operation_and_unknown_ids_exit_3(
-    setup: Setup, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_get_shows_the_operation_and_unknown_ids_exit_3(setup: Setup) -> None:
     await setup.start_operation("op-get")
-    code, out, _ = await _cli(setup, capsys, "get", "op-get", "-o", "json")
+    code, out, _ = await _cli(setup, "get", "op-get", "-o", "json")
     assert code == 0
     record = json.loads(out)["operation"]
     assert record["mesh"] == "toy"
     assert record["operation"]["state"] == "OPERATION_STATE_PENDING"
-    code, out, _ = await _cli(setup, capsys, "get", "op-get")
+    code, out, _ = await _cli(setup, "get", "op-get")
     assert code == 0
     assert "state:        PENDING" in out and "mesh:         toy" in out
 
-    code, _, err = await _cli(setup, capsys, "get", "no-such-op")
+    code, _, err = await _cli(setup, "get", "no-such-op")
     assert code == 3
     assert "NOT_FOUND" in err
 
 
-async def test_wait_gives_up_after_its_timeout_and_says_how_to_go_on(
-    setup: Setup, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_wait_gives_up_after_its_timeout_and_says_how_to_go_on(setup: Setup) -> None:
     await setup.start_operation("op-wait")
-    code, _, err = await _cli(setup, capsys, "wait", "op-wait", "--timeout", "300ms")
+    code, _, err = await _cli(setup, "wait", "op-wait", "--timeout", "300ms")
     assert code == 4
     assert "no final state after 0.3s" in err
     assert "meshplane wait op-wait" in err
-    code, _, err = await _cli(setup, capsys, "wait", "op-wait", "--timeout", "soon")
+    code, _, err = await _cli(setup, "wait", "op-wait", "--timeout", "soon")
     assert code == 2  # argparse's usage error
     assert "not a duration: 'soon'" in err
 
 
-async def test_cancel_stops_it_and_wait_then_reports_it_cancelled(
-    setup: Setup, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_cancel_stops_it_and_wait_then_reports_it_cancelled(setup: Setup) -> None:
     await setup.start_operation("op-cancel")
-    code, out, _ = await _cli(setup, capsys, "cancel", "op-cancel", "-y")
+    code, out, _ = await _cli(setup, "cancel", "op-cancel", "-y")
     assert code == 0
     assert out.strip() == "operation op-cancel CANCELLED"
     assert setup.fake.fake.operations["op-cancel"].state == apb.OPERATION_STATE_CANCELLED
 
-    code, _, err = await _cli(setup, capsys, "cancel", "op-cancel", "-y")
+    code, _, err = await _cli(setup, "cancel", "op-cancel", "-y")
     assert code == 0
     assert "already ended (CANCELLED); nothing to cancel" in err
 
-    code, _, err = await _cli(setup, capsys, "wait", "op-cancel", "--timeout", "10s")
+    code, _, err = await _cli(setup, "wait", "op-cancel", "--timeout", "10s")
     assert code == 1
     assert "operation op-cancel CANCELLED" in err
 
 
-async def test_events_follow_for_one_operation_ends_when_it_ends(
-    setup: Setup, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_events_follow_for_one_operation_ends_when_it_ends(setup: Setup) -> None:
     await setup.start_operation("op-events")
     command = asyncio.create_task(
-        _cli(setup, capsys, "events", "--follow", "--operation", "op-events"),
+        _cli(setup, "events", "--follow", "--operation", "op-events"),
         name="events --follow",
     )
     await asyncio.sleep(0.5)
@@ -142,27 +130,21 @@ async def test_events_follow_for_one_operation_ends_when_it_ends(
     assert "operation op-events cancelled" in out
 
 
-async def test_an_adapter_address_is_named_as_one(
-    setup: Setup, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_an_adapter_address_is_named_as_one(setup: Setup) -> None:
     code, _, err = await meshplane("adapters", "--coordinator", setup.fake.address)
     assert code == 1
     assert f"{setup.fake.address} is a meshplane adapter (mesh 'toy'), not a coordinator" in err
     assert "Method not found" not in err
 
 
-async def test_invalid_input_the_coordinator_refuses_exits_2(
-    setup: Setup, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, err = await _cli(setup, capsys, "apply", "toy", "bad")
+async def test_invalid_input_the_coordinator_refuses_exits_2(setup: Setup) -> None:
+    code, _, err = await _cli(setup, "apply", "toy", "bad")
     assert code == 2
     assert "INVALID_ARGUMENT" in err
 
 
-async def test_apply_timeout_takes_go_durations(
-    setup: Setup, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, _ = await _cli(setup, capsys, "apply", "toy", "install", "--timeout", "1m30s")
+async def test_apply_timeout_takes_go_durations(setup: Setup) -> None:
+    code, _, _ = await _cli(setup, "apply", "toy", "install", "--timeout", "1m30s")
     assert code == 0
     (request,) = setup.fake.fake.calls("ApplyOperation")
     assert request.timeout.seconds == 90
@@ -252,17 +234,15 @@ async def test_ctrl_c_without_a_terminal_explains_and_leaves_it_running(setup: S
     assert setup.fake.fake.operations["op-pipe"].state == apb.OPERATION_STATE_PENDING
 
 
-async def test_version_names_client_coordinator_and_each_adapter(
-    setup: Setup, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, _ = await _cli(setup, capsys, "version")
+async def test_version_names_client_coordinator_and_each_adapter(setup: Setup) -> None:
+    code, out, _ = await _cli(setup, "version")
     assert code == 0
     assert out.splitlines() == [
         "client:       0.1.0",
         "coordinator:  0.1.0",
         f"adapter:      toy {setup.fake.address} 1.0.0+a",
     ]
-    code, out, _ = await _cli(setup, capsys, "version", "-o", "json")
+    code, out, _ = await _cli(setup, "version", "-o", "json")
     assert json.loads(out)["adapters"] == [
         {"mesh": "toy", "address": setup.fake.address, "version": "1.0.0+a"}
     ]
@@ -271,7 +251,7 @@ async def test_version_names_client_coordinator_and_each_adapter(
 async def test_near_misses_get_a_suggestion(
     setup: Setup, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = await _cli(setup, capsys, "apply", "tyo", "install")
+    code, _, err = await _cli(setup, "apply", "tyo", "install")
     assert code == 3
     assert "unknown mesh 'tyo'" in err and "did you mean 'toy'?" in err
     assert main(["aply", "toy", "install"]) == 2
@@ -303,9 +283,7 @@ async def _delete_in_a_terminal(setup: Setup, answer: bytes) -> tuple[int, str]:
     return code, seen.decode(errors="replace")
 
 
-async def test_delete_asks_on_a_terminal_and_not_in_scripts(
-    setup: Setup, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_delete_asks_on_a_terminal_and_not_in_scripts(setup: Setup) -> None:
     code, text = await _delete_in_a_terminal(setup, b"n\n")
     assert code == 130 and "delete what toy install created?" in text and "not deleted" in text
     assert setup.fake.fake.calls("ApplyOperation") == []
@@ -314,7 +292,7 @@ async def test_delete_asks_on_a_terminal_and_not_in_scripts(
     (request,) = setup.fake.fake.calls("ApplyOperation")
     assert request.delete
     # not a terminal (this test's captured stdin): no question
-    code, _, err = await _cli(setup, capsys, "apply", "toy", "install", "--delete")
+    code, _, err = await _cli(setup, "apply", "toy", "install", "--delete")
     assert code == 0 and "[y/N]" not in err
 
 

@@ -28,8 +28,6 @@ from tests.coordinator.routing_harness import (
 )
 from tests.meshplane_command import meshplane
 
-_LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[")
-
 
 class Setup:
     def __init__(self, client: Client, fake: RunningFake) -> None:
@@ -49,70 +47,66 @@ async def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         yield Setup(client, fake)
 
 
-async def _out(setup: Setup, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+async def _out(setup: Setup, *argv: str) -> str:
     code, out, err = await meshplane(*argv, "--coordinator", setup.client.coordinator.address)
     assert code == 0, err
     return out
 
 
-async def test_adapters_in_every_format(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_adapters_in_every_format(setup: Setup) -> None:
     address = setup.fake.address
     pad = " " * (len(address) - len("ADDRESS"))
-    assert await _out(setup, capsys, "adapters") == (
+    assert await _out(setup, "adapters") == (
         f"MESH  ADDRESS{pad}  STATE    VERSION  LAST ERROR\ntoy   {address}  SERVING  1.0.0+a\n"
     )
-    wide = await _out(setup, capsys, "adapters", "-o", "wide")
+    wide = await _out(setup, "adapters", "-o", "wide")
     assert wide.splitlines()[0].split() == [
         "MESH", "ADDRESS", "STATE", "VERSION", "EVENT", "STREAM", "LAST", "EVENT", "LAST", "ERROR"
     ]  # fmt: skip
     assert "EVENT STREAM" in wide and "stream-a" in wide
-    assert await _out(setup, capsys, "adapters", "--no-headers") == (
-        f"toy  {address}  SERVING  1.0.0+a\n"
-    )
-    assert await _out(setup, capsys, "adapters", "-o", "name") == f"adapter/toy/{address}\n"
-    document = json.loads(await _out(setup, capsys, "adapters", "-o", "json"))
+    assert await _out(setup, "adapters", "--no-headers") == (f"toy  {address}  SERVING  1.0.0+a\n")
+    assert await _out(setup, "adapters", "-o", "name") == f"adapter/toy/{address}\n"
+    document = json.loads(await _out(setup, "adapters", "-o", "json"))
     assert document["adapters"][0]["mesh"] == "toy"
-    assert yaml.safe_load(await _out(setup, capsys, "adapters", "-o", "yaml")) == document
+    assert yaml.safe_load(await _out(setup, "adapters", "-o", "yaml")) == document
 
 
-async def test_ops_versions_and_history(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
-    assert await _out(setup, capsys, "ops") == (
+async def test_ops_versions_and_history(setup: Setup) -> None:
+    assert await _out(setup, "ops") == (
         "MESH  OPERATION  CATEGORY  DESCRIPTION\ntoy   install    INSTALL   install toy\n"
     )
-    assert await _out(setup, capsys, "ops", "-o", "wide") == (
+    assert await _out(setup, "ops", "-o", "wide") == (
         "MESH  OPERATION  CATEGORY  DELETE  PARAMETERS  DESCRIPTION\n"
         "toy   install    INSTALL   no                  install toy\n"
     )
-    assert await _out(setup, capsys, "ops", "-o", "name") == "operation/toy/install\n"
-    assert await _out(setup, capsys, "versions", "toy") == (
+    assert await _out(setup, "ops", "-o", "name") == "operation/toy/install\n"
+    assert await _out(setup, "versions", "toy") == (
         "VERSION          APP VERSION  PRERELEASE\n1.2.3 (default)\n"
     )
-    assert await _out(setup, capsys, "versions", "toy", "-o", "name") == "version/toy/1.2.3\n"
+    assert await _out(setup, "versions", "toy", "-o", "name") == "version/toy/1.2.3\n"
 
-    await _out(setup, capsys, "apply", "toy", "install", "--operation-id", "op-1")
-    table = (await _out(setup, capsys, "history")).splitlines()
+    await _out(setup, "apply", "toy", "install", "--operation-id", "op-1")
+    table = (await _out(setup, "history")).splitlines()
     assert table[0].split() == ["CREATED", "ID", "MESH", "OPERATION", "STATE", "USER", "ERROR"]
     created = table[1].split()[0]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", created)  # RFC 3339, UTC
     assert table[1].split()[1:5] == ["op-1", "toy", "install", "PENDING"]
-    assert "ENDED" in (await _out(setup, capsys, "history", "-o", "wide")).splitlines()[0]
-    assert await _out(setup, capsys, "history", "-o", "name") == "operation/op-1\n"
-    document = yaml.safe_load(await _out(setup, capsys, "history", "-o", "yaml"))
+    assert "ENDED" in (await _out(setup, "history", "-o", "wide")).splitlines()[0]
+    assert await _out(setup, "history", "-o", "name") == "operation/op-1\n"
+    document = yaml.safe_load(await _out(setup, "history", "-o", "yaml"))
     assert [o["operation"]["operation_id"] for o in document["operations"]] == ["op-1"]
 
 
-async def test_events_have_a_header_and_every_format(
-    setup: Setup, capsys: pytest.CaptureFixture[str]
-) -> None:
-    lines = (await _out(setup, capsys, "events", "--idle", "500ms")).splitlines()
+async def test_events_have_a_header_and_every_format(setup: Setup) -> None:
+    lines = (await _out(setup, "events", "--idle", "500ms")).splitlines()
     assert lines[0].split() == ["CURSOR", "TIME", "MESH", "SEVERITY", "OPERATION", "MESSAGE"]
     assert len(lines) == 4 and "toy" in lines[1].split() and lines[3].endswith("a event 3")
-    no_header = await _out(setup, capsys, "events", "--idle", "500ms", "--no-headers")
+    no_header = await _out(setup, "events", "--idle", "500ms", "--no-headers")
     assert no_header.splitlines() == lines[1:]
-    names = await _out(setup, capsys, "events", "--idle", "500ms", "-o", "name")
+    names = await _out(setup, "events", "--idle", "500ms", "-o", "name")
     assert names.splitlines() == ["event/1", "event/2", "event/3"]
     documents = list(
-        yaml.safe_load_all(await _out(setup, capsys, "events", "--idle", "500ms", "-o", "yaml"))
+        yaml.safe_load_all(await _out(setup, "events", "--idle", "500ms", "-o", "yaml"))
     )
     assert [d["cursor"] for d in documents] == ["1", "2", "3"]
 

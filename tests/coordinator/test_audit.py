@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +21,6 @@ from tests.coordinator.identities import ADMIN, CALLERS, Caller, channel_as
 from tests.coordinator.routing_harness import Client, coordinator, fakes, make_settings, static
 from tests.meshplane_command import meshplane
 
-_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[")
 APPLY = "/meshplane.coordinator.v1.CoordinatorService/ApplyOperation"
 CANCEL = "/meshplane.coordinator.v1.CoordinatorService/CancelOperation"
 
@@ -31,38 +29,34 @@ async def _as(client: Client, caller: Caller | None) -> Any:
     return channel_as(client.coordinator.address, caller)
 
 
-async def _cli(
-    client: Client, capsys: pytest.CaptureFixture[str], caller: Caller, *argv: str
-) -> tuple[int, str, str]:
+async def _cli(client: Client, caller: Caller, *argv: str) -> tuple[int, str, str]:
     address = client.coordinator.address
     return await meshplane(*argv, "--coordinator", address, "--token", caller.token)
 
 
-async def test_a_scripted_session_is_read_back_with_meshplane_audit(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_a_scripted_session_is_read_back_with_meshplane_audit(tmp_path: Path) -> None:
     async with fakes(("istio", "a")) as (adapter,):
         adapter.fake.catalogue[0].default_namespace = "istio-system"
         async with coordinator(make_settings(tmp_path, adapters=static(adapter))) as client:
             await client.wait_serving(adapter.address)
-            await run_scripted_calls(client, capsys)
-            await assert_audit_shows_each_call(client, capsys)
-            await assert_audit_filters(client, capsys)
-            await assert_only_admins_read_the_trail(client, capsys)
+            await run_scripted_calls(client)
+            await assert_audit_shows_each_call(client)
+            await assert_audit_filters(client)
+            await assert_only_admins_read_the_trail(client)
 
 
-async def run_scripted_calls(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
+async def run_scripted_calls(client: Client) -> None:
     """ada installs (allowed), vera tries to (denied), otto cancels ada's operation (denied),
     someone without a token lists adapters (unauthenticated), ada cancels her own (allowed),
     and reading history (allowed, not mutating) leaves no record."""
     operator, viewer = CALLERS["operator"], CALLERS["viewer"]
     code, _, err = await _cli(
-        client, capsys, ADMIN, "apply", "istio", "install", "--operation-id", "inst-1"
+        client, ADMIN, "apply", "istio", "install", "--operation-id", "inst-1"
     )
     assert code == 0, err
-    code, _, err = await _cli(client, capsys, viewer, "apply", "istio", "install")
+    code, _, err = await _cli(client, viewer, "apply", "istio", "install")
     assert code == EXIT_DENIED and "PERMISSION_DENIED" in err and "create meshes" in err
-    code, _, err = await _cli(client, capsys, operator, "history")
+    code, _, err = await _cli(client, operator, "history")
     assert code == 0
     async with await _as(client, operator) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as denied:
@@ -82,9 +76,9 @@ async def run_scripted_calls(client: Client, capsys: pytest.CaptureFixture[str])
         )
 
 
-async def assert_audit_shows_each_call(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
+async def assert_audit_shows_each_call(client: Client) -> None:
     """`meshplane audit` lists the five mutating calls in order, with who, where and why."""
-    code, out, err = await _cli(client, capsys, ADMIN, "audit", "-o", "json")
+    code, out, err = await _cli(client, ADMIN, "audit", "-o", "json")
     assert code == 0, err
     records = json.loads(out)["records"]
     seen = [
@@ -108,27 +102,25 @@ async def assert_audit_shows_each_call(client: Client, capsys: pytest.CaptureFix
     assert "create meshes (meshplane.io) in namespace istio-system" in denial["reason"]
 
 
-async def assert_audit_filters(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
+async def assert_audit_filters(client: Client) -> None:
     """Filters: by user, by decision; the table for people."""
-    _, out, _ = await _cli(client, capsys, ADMIN, "audit", "--user", "otto", "-o", "json")
+    _, out, _ = await _cli(client, ADMIN, "audit", "--user", "otto", "-o", "json")
     assert [r["method"] for r in json.loads(out)["records"]] == [CANCEL]
     _, out, _ = await _cli(
-        client, capsys, ADMIN, "audit", "--decision", "denied", "--since", "1h", "-o", "json"
+        client, ADMIN, "audit", "--decision", "denied", "--since", "1h", "-o", "json"
     )
     assert {r["subject"] for r in json.loads(out)["records"]} == {"vera", "otto"}
-    _, out, _ = await _cli(client, capsys, ADMIN, "audit", "--limit", "2")
+    _, out, _ = await _cli(client, ADMIN, "audit", "--limit", "2")
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["TIME", "USER", "METHOD"] and len(lines) == 3
     assert "CancelOperation" in lines[1] and "ALLOWED" in lines[1]
 
 
-async def assert_only_admins_read_the_trail(
-    client: Client, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def assert_only_admins_read_the_trail(client: Client) -> None:
     """Only admins read the trail; the refusal is itself recorded."""
-    code, _, err = await _cli(client, capsys, CALLERS["operator"], "audit")
+    code, _, err = await _cli(client, CALLERS["operator"], "audit")
     assert code == EXIT_DENIED and "PERMISSION_DENIED" in err and "list auditrecords" in err
-    _, out, _ = await _cli(client, capsys, ADMIN, "audit", "--limit", "1", "-o", "json")
+    _, out, _ = await _cli(client, ADMIN, "audit", "--limit", "1", "-o", "json")
     assert json.loads(out)["records"][0]["subject"] == "otto"
 
 

@@ -91,9 +91,7 @@ async def test_up_reports_a_child_that_cannot_start_and_leaves_nothing_running(
     assert "cannot listen" in (tmp_path / "logs" / "kubesim.log").read_text()
 
 
-async def test_commands_speak_mutual_tls(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_commands_speak_mutual_tls(tmp_path: Path) -> None:
     ca = CertificateAuthority(tmp_path, "meshplane")
     server = ca.issue("coordinator", server=True)
     client = ca.issue("cli", server=False, organizations=("meshplane:viewers",))

@@ -50,33 +50,27 @@ async def client(tmp_path: Path) -> AsyncIterator[Client]:
         yield running
 
 
-async def _cli(
-    client: Client, capsys: pytest.CaptureFixture[str], *argv: str
-) -> tuple[int, str, str]:
+async def _cli(client: Client, *argv: str) -> tuple[int, str, str]:
     address = client.coordinator.address
     return await meshplane(*argv, "--coordinator", address, "--token", ADMIN.token)
 
 
-async def test_history_time_range_relative_and_iso(
-    client: Client, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, _ = await _cli(client, capsys, "history", "--since", "2h", "-o", "json")
+async def test_history_time_range_relative_and_iso(client: Client) -> None:
+    code, out, _ = await _cli(client, "history", "--since", "2h", "-o", "json")
     assert code == 0
     assert [o["operation"]["operation_id"] for o in json.loads(out)["operations"]] == [
         "op-0",
         "op-1",
     ]
     until = (NOW - timedelta(hours=3)).isoformat()
-    code, out, _ = await _cli(client, capsys, "history", "--until", until, "-o", "json")
+    code, out, _ = await _cli(client, "history", "--until", until, "-o", "json")
     assert code == 0
     assert [o["operation"]["operation_id"] for o in json.loads(out)["operations"]] == [
         "op-3",
         "op-4",
     ]
     naive = (NOW - timedelta(hours=4)).replace(tzinfo=None).isoformat()  # read as UTC
-    code, out, _ = await _cli(
-        client, capsys, "history", "--since", naive, "--until", "1h", "-o", "json"
-    )
+    code, out, _ = await _cli(client, "history", "--since", naive, "--until", "1h", "-o", "json")
     assert [o["operation"]["operation_id"] for o in json.loads(out)["operations"]] == [
         "op-1",
         "op-2",
@@ -84,29 +78,25 @@ async def test_history_time_range_relative_and_iso(
     ]
 
 
-async def test_history_end_before_start_is_invalid_argument(
-    client: Client, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, err = await _cli(client, capsys, "history", "--since", "1h", "--until", "3h")
+async def test_history_end_before_start_is_invalid_argument(client: Client) -> None:
+    code, _, err = await _cli(client, "history", "--since", "1h", "--until", "3h")
     assert code == 2  # the coordinator found the input invalid: a usage error
     assert "INVALID_ARGUMENT" in err and "is before start_time" in err
 
 
-async def test_history_pages_with_a_token_or_all(
-    client: Client, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, _ = await _cli(client, capsys, "history", "--limit", "2", "-o", "json")
+async def test_history_pages_with_a_token_or_all(client: Client) -> None:
+    code, out, _ = await _cli(client, "history", "--limit", "2", "-o", "json")
     first = json.loads(out)
     assert [o["operation"]["operation_id"] for o in first["operations"]] == ["op-0", "op-1"]
     token = first["next_page_token"]
     assert token
 
-    code, out, err = await _cli(client, capsys, "history", "--limit", "2", "--page-token", token)
+    code, out, err = await _cli(client, "history", "--limit", "2", "--page-token", token)
     assert code == 0
     assert [line.split()[1] for line in out.splitlines()[1:]] == ["op-2", "op-3"]
     assert "more: meshplane history --page-token " in err
 
-    code, out, _ = await _cli(client, capsys, "history", "--limit", "1", "--all", "-o", "json")
+    code, out, _ = await _cli(client, "history", "--limit", "1", "--all", "-o", "json")
     every = json.loads(out)
     assert len(every["operations"]) == 5 and every["next_page_token"] == ""
 
@@ -119,19 +109,15 @@ def test_history_state_help_lists_only_real_states(capsys: pytest.CaptureFixture
     assert "{," not in help_text
 
 
-async def test_events_for_an_unknown_operation_fail_naming_it(
-    client: Client, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, err = await _cli(client, capsys, "events", "--operation", "nope")
+async def test_events_for_an_unknown_operation_fail_naming_it(client: Client) -> None:
+    code, out, err = await _cli(client, "events", "--operation", "nope")
     assert code == 3 and out == ""  # not found
     assert "NOT_FOUND" in err and "'nope'" in err
-    code, _, _ = await _cli(client, capsys, "events", "--operation", "op-0", "--idle", "0.2")
+    code, _, _ = await _cli(client, "events", "--operation", "op-0", "--idle", "0.2")
     assert code == 0
 
 
-async def test_perf_results_json_is_an_object(
-    client: Client, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_perf_results_json_is_an_object(client: Client) -> None:
     started = "2026-01-01T00:00:00Z"
     result = {"id": "r-1", "test_id": "t-1", "start_time": started, "end_time": started}
     await client.coordinator.store.save_perf_result(
@@ -145,7 +131,7 @@ async def test_perf_results_json_is_an_object(
             document={"format": DOCUMENT_FORMAT, "result": result},
         )
     )
-    code, out, _ = await _cli(client, capsys, "perf", "results", "-o", "json")
+    code, out, _ = await _cli(client, "perf", "results", "-o", "json")
     assert code == 0
     document = json.loads(out)
     assert isinstance(document, dict)

@@ -65,7 +65,7 @@ def _adapter(sandbox: Sandbox) -> Child:
     return next(child for child in sandbox.children if child.name == "adapter-istio")
 
 
-async def _replica_states(sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> list[str]:
+async def _replica_states(sandbox: Sandbox) -> list[str]:
     """What `meshplane adapters -o json` shows for the istio replicas."""
     argv = ["adapters", "-o", "json", "--coordinator", sandbox.coordinator_address]
     code, out, err = await meshplane(*argv)
@@ -108,16 +108,14 @@ async def _request_kubeconfigs_name_only_the_sandboxs_kubesim(sandbox: Sandbox) 
         assert f"127.0.0.1:{int(port) + 1}" in (refused.value.details() or "")
 
 
-async def test_a_killed_adapter_comes_back_until_it_exits_too_often(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_a_killed_adapter_comes_back_until_it_exits_too_often(tmp_path: Path) -> None:
     """One sandbox for every check: starting one takes seconds."""
     async with _running(tmp_path, max_restarts=1) as sandbox:
         supervising = asyncio.ensure_future(sandbox.supervise())
         try:
 
             async def serving() -> bool:
-                return await _replica_states(sandbox, capsys) == ["REPLICA_STATE_SERVING"]
+                return await _replica_states(sandbox) == ["REPLICA_STATE_SERVING"]
 
             # the coordinator serves as soon as it listens; the adapter proves its link first
             await _eventually(serving)
