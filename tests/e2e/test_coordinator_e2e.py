@@ -294,10 +294,6 @@ async def test_two_coordinators_on_one_postgres_store_each_event_once(
             await coordinator.stop()
 
 
-run_cli = meshplane
-"""`meshplane ARGS` as a user runs it, in a subprocess; returns (exit code, out, err)."""
-
-
 async def test_cli_against_the_coordinator(adapter_fast: Adapter, tmp_path: Path) -> None:
     coordinator = CoordinatorUnderTest(coordinator_settings(tmp_path / "coord", [adapter_fast]))
     await coordinator.start()
@@ -305,11 +301,11 @@ async def test_cli_against_the_coordinator(adapter_fast: Adapter, tmp_path: Path
         await coordinator.wait_serving("istio")
         at = ["--coordinator", coordinator.address, "--token", ADMIN.token]
 
-        code, out, err = await run_cli("apply", "istio", "validate", "--wait", *at)
+        code, out, err = await meshplane("apply", "istio", "validate", "--wait", *at)
         assert code == 1, (out, err)
         assert "VALIDATION_FAILED" in err and "remediation:" in err
 
-        code, out, err = await run_cli(
+        code, out, err = await meshplane(
             "apply", "istio", "install", "--version", "1.1.0", "-p", "profile=demo", "--wait",
             "--operation-id", "cli-install", "--output", "json", *at,
         )  # fmt: skip
@@ -319,35 +315,35 @@ async def test_cli_against_the_coordinator(adapter_fast: Adapter, tmp_path: Path
         progress = [line for line in lines if "cursor" in line]
         assert progress and all(p["event"]["operation_id"] == "cli-install" for p in progress)
 
-        code, out, err = await run_cli("apply", "istio", "install", "--version", "9.9.9", *at)
+        code, out, err = await meshplane("apply", "istio", "install", "--version", "9.9.9", *at)
         assert code == 2 and "9.9.9" in err  # INVALID_ARGUMENT: a usage error
 
-        code, out, _ = await run_cli("adapters", *at)
+        code, out, _ = await meshplane("adapters", *at)
         assert code == 0
         header, row = out.splitlines()[:2]
         assert header.split()[:3] == ["MESH", "ADDRESS", "STATE"]
         assert row.split()[:3] == ["istio", adapter_fast.address, "SERVING"]
 
-        code, out, _ = await run_cli("history", "--state", "succeeded", "-o", "json", *at)
+        code, out, _ = await meshplane("history", "--state", "succeeded", "-o", "json", *at)
         assert code == 0
         ids = [op["operation"]["operation_id"] for op in json.loads(out)["operations"]]
         assert ids == ["cli-install"]
 
-        code, out, _ = await run_cli("events", "--operation", "cli-install", "-o", "json", *at)
+        code, out, _ = await meshplane("events", "--operation", "cli-install", "-o", "json", *at)
         events = [json.loads(line) for line in out.splitlines()]
         assert [e["cursor"] for e in events] == [p["cursor"] for p in progress]
-        code, out, _ = await run_cli(
+        code, out, _ = await meshplane(
             "events", "--operation", "cli-install", "--after", events[-2]["cursor"], *at
         )
         lines = out.splitlines()  # the header, then the one event after that cursor
         assert code == 0 and len(lines) == 2 and lines[0].split()[0] == "CURSOR"
         assert "install succeeded" in lines[1]
 
-        code, out, _ = await run_cli("versions", "istio", *at)
+        code, out, _ = await meshplane("versions", "istio", *at)
         assert code == 0 and "1.1.0 (default)" in out
-        code, out, _ = await run_cli("status", "istio", *at)
+        code, out, _ = await meshplane("status", "istio", *at)
         assert code == 0 and "installed:  yes" in out and "istiod" in out
-        code, out, _ = await run_cli("ops", "istio", "-o", "json", *at)
+        code, out, _ = await meshplane("ops", "istio", "-o", "json", *at)
         catalogue = json.loads(out)["catalogues"][0]
         assert "install" in [op["id"] for op in catalogue["operations"]]
     finally:
@@ -373,13 +369,13 @@ async def test_cli_label_namespace_creates_no_namespace_unless_asked(
     async with cli_flags(adapter_fast, tmp_path) as at:
         label = ["apply", "istio", "label-namespace", "--namespace", "nope", "--wait"]
 
-        code, out, err = await run_cli(*label, *at)
+        code, out, err = await meshplane(*label, *at)
         assert code == 1, (out, err)
         assert "namespace 'nope' does not exist; pass --create-namespace" in err, err
         async with await ClusterSession.connect(kubeconfig_path=fast_sim.kubeconfig) as session:
             assert await session.get("v1", "Namespace", "nope") is None
 
-        code, out, err = await run_cli(*label, "--create-namespace", *at)
+        code, out, err = await meshplane(*label, "--create-namespace", *at)
         assert code == 0, (out, err)
         async with await ClusterSession.connect(kubeconfig_path=fast_sim.kubeconfig) as session:
             created = await session.get("v1", "Namespace", "nope")
@@ -393,22 +389,22 @@ async def test_cli_uninstall_keeps_crds_unless_purge_crds(
     async with cli_flags(adapter_fast, tmp_path) as at:
         install = ["apply", "istio", "install", "--version", "1.1.0"]
 
-        code, out, err = await run_cli(*install, "--purge-crds", *at)
+        code, out, err = await meshplane(*install, "--purge-crds", *at)
         assert code == 2 and "--purge-crds only applies with --delete" in err, (out, err)
-        code, out, err = await run_cli(*install, "--delete", "--param", "purge-crds=maybe", *at)
+        code, out, err = await meshplane(*install, "--delete", "--param", "purge-crds=maybe", *at)
         assert code == 2, (out, err)
         assert "--param purge-crds: 'maybe' is not one of true, false, force" in err, err
 
-        code, out, err = await run_cli(*install, "--wait", *at)
+        code, out, err = await meshplane(*install, "--wait", *at)
         assert code == 0, err
-        code, out, err = await run_cli(*install, "--delete", "--wait", *at)
+        code, out, err = await meshplane(*install, "--delete", "--wait", *at)
         assert code == 0, err
         assert "CustomResourceDefinitions of release istio-install" in out + err, out
         assert "--param purge-crds=true" in out + err, out
         async with await ClusterSession.connect(kubeconfig_path=fast_sim.kubeconfig) as session:
             assert await session.has_kind("networking.istio.io/v1", "VirtualService")
 
-        code, out, err = await run_cli(*install, "--delete", "--purge-crds", "--wait", *at)
+        code, out, err = await meshplane(*install, "--delete", "--purge-crds", "--wait", *at)
         assert code == 0, err
         async with await ClusterSession.connect(kubeconfig_path=fast_sim.kubeconfig) as session:
             assert not await session.has_kind("networking.istio.io/v1", "VirtualService")
@@ -416,12 +412,12 @@ async def test_cli_uninstall_keeps_crds_unless_purge_crds(
 
 async def test_cli_explains_an_unreachable_coordinator() -> None:
     port = free_port_block(1)
-    code, _, err = await run_cli("adapters", "--coordinator", f"127.0.0.1:{port}")
+    code, _, err = await meshplane("adapters", "--coordinator", f"127.0.0.1:{port}")
     assert code == 4
     assert "UNAVAILABLE" in err and "meshplane up" in err
     assert f"127.0.0.1:{port}" in err
     other = free_port_block(1)
-    code, _, err = await run_cli(
+    code, _, err = await meshplane(
         "ops", within=30, env={"MESHPLANE_COORDINATOR": f"127.0.0.1:{other}"}
     )
     assert code == 4 and f"127.0.0.1:{other}" in err
@@ -460,10 +456,10 @@ async def test_meshplane_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
         assert "nomesh adapter" in text and "skipped" in text
         assert "try:  meshplane ops istio" in text
 
-        code, out, err = await run_cli("ops", "istio", "--coordinator", f"127.0.0.1:{base}")
+        code, out, err = await meshplane("ops", "istio", "--coordinator", f"127.0.0.1:{base}")
         assert code == 0, err
         assert "install" in out
-        code, out, err = await run_cli(
+        code, out, err = await meshplane(
             "apply", "istio", "install", "--wait", "--coordinator", f"127.0.0.1:{base}"
         )
         assert code == 0, err
@@ -624,9 +620,9 @@ async def test_cli_shows_one_line_per_phase(adapter_fast: Adapter, tmp_path: Pat
         assert any(line.startswith("operation ") and "SUCCEEDED" in line for line in finished)
 
         # errors speak the CLI's words, with a suggestion for a near miss
-        code, _, err = await run_cli("apply", "istio", "instal", *at)
+        code, _, err = await meshplane("apply", "istio", "instal", *at)
         assert code == 3 and "did you mean 'install'?" in err, err
-        code, _, err = await run_cli(*install[:3], "-p", "profile=nope", *at)
+        code, _, err = await meshplane(*install[:3], "-p", "profile=nope", *at)
         assert code == 2 and "--param profile" in err and "parameters." not in err, err
 
         # NO_COLOR: the same lines without colour
@@ -635,10 +631,10 @@ async def test_cli_shows_one_line_per_phase(adapter_fast: Adapter, tmp_path: Pat
         assert "\x1b[3" not in text and "done apply" in text
 
         # In a pipe: plain lines, no rewriting; -v adds every object's step
-        code, out, err = await run_cli(*install, "--wait", *at)
+        code, out, err = await meshplane(*install, "--wait", *at)
         assert code == 0, err
         assert "\r" not in out and out.splitlines()[2].startswith("done apply "), out
-        code, out, err = await run_cli(*install, "--wait", "-v", *at)
+        code, out, err = await meshplane(*install, "--wait", "-v", *at)
         assert code == 0, err
         assert "  - cluster default: Deployment istio-system/istiod unchanged" in out
     finally:
