@@ -8,4 +8,5 @@ pytest_plugins: list[str] = [
     "tests.plugins.realkube",
     "tests.plugins.task_guard",
     "tests.plugins.client_config",
+    "tests.plugins.plain_tracebacks",
 ]
