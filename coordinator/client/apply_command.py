@@ -4,13 +4,21 @@
 printing the error's code, message, probable cause and remediation. ``--dry-run`` asks for a
 server-side dry run and lists what would change. ``--delete`` undoes the operation, after a
 confirmation on a terminal (``-y`` skips it).
+
+The command names each operation itself (a new id unless ``--operation-id`` gives one), so when
+the coordinator's answer never arrives (Ctrl-C, ``--call-timeout``) it can say which operation
+may have started and how to look at it or re-send it safely: a re-sent id runs at most once.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+import uuid
 from typing import Any
+
+import grpc
 
 from coordinator.client.channel import EXIT_INTERRUPTED, duration_flag
 from coordinator.client.dry_run_output import DRY_RUN_SECONDS, print_dry_run
@@ -101,8 +109,10 @@ def _switch_params(args: argparse.Namespace) -> dict[str, str]:
 
 def _apply_request(args: argparse.Namespace) -> cpb.ApplyOperationRequest:
     body = custom_body(args)
+    # A dry run records nothing, so it needs no id; anything else is named here, before sending.
+    operation_id = args.operation_id or ("" if args.dry_run else str(uuid.uuid4()))
     request = apb.ApplyOperationRequest(
-        operation_id=args.operation_id,
+        operation_id=operation_id,
         operation=args.operation,
         mesh_version=args.mesh_version,
         namespace=args.namespace,
@@ -132,6 +142,18 @@ def _confirmed(args: argparse.Namespace) -> bool:
     return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
+def _answer_lost(operation_id: str, why: str) -> None:
+    """Say that the operation may have started, and how to look at it or re-send it."""
+    print(
+        f"{why}: operation {operation_id} may or may not have started\n"
+        f"  look at it:  meshplane get {operation_id}\n"
+        f"  re-send it:  the same command with --operation-id {operation_id} "
+        "(an id runs at most once)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def _print_accepted(response: cpb.ApplyOperationResponse, args: argparse.Namespace) -> None:
     """The operation was accepted and is not followed: its id and how to wait for it."""
     if args.output != "table":
@@ -152,7 +174,17 @@ async def _apply(stub: Any, args: argparse.Namespace) -> int:
     if not _confirmed(args):
         print("not deleted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    response = await stub.ApplyOperation(_apply_request(args), timeout=args.call_timeout)
+    request = _apply_request(args)
+    try:
+        response = await stub.ApplyOperation(request, timeout=args.call_timeout)
+    except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels us, then exits 130
+        _answer_lost(request.request.operation_id, "interrupted before the coordinator answered")
+        raise
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            why = f"no answer within --call-timeout {args.call_timeout:g}s"
+            _answer_lost(request.request.operation_id, why)
+        raise
     if not args.wait:
         _print_accepted(response, args)
         return 0

@@ -32,6 +32,7 @@ from tests.coordinator.routing_harness import (
     make_settings,
     static,
 )
+from tests.kit.toy_adapter import eventually
 from tests.meshplane_command import meshplane
 
 _PROGRAM = "import sys; from meshplane_cli.main import main; sys.exit(main())"
@@ -232,6 +233,66 @@ async def test_ctrl_c_without_a_terminal_explains_and_leaves_it_running(setup: S
     assert "interrupted: operation op-pipe keeps running" in text
     assert "[y/N]" not in text and "Traceback" not in text
     assert setup.fake.fake.operations["op-pipe"].state == apb.OPERATION_STATE_PENDING
+
+
+async def _applies_received(setup: Setup, count: int) -> list[Any]:
+    """The ApplyOperation requests the fake adapter received, once there are ``count``."""
+    await eventually(lambda: len(setup.fake.fake.calls("ApplyOperation")) >= count, within=30)
+    return setup.fake.fake.calls("ApplyOperation")
+
+
+async def test_ctrl_c_before_the_answer_names_the_operation_and_how_to_resend_it(
+    setup: Setup,
+) -> None:
+    setup.fake.fake.applies_held = held = asyncio.Event()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _PROGRAM,
+        "apply",
+        "toy",
+        "install",
+        "--coordinator",
+        setup.address,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        (sent,) = await _applies_received(setup, 1)
+        process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 130
+    text = err.decode()
+    operation_id = sent.operation_id  # the command named it before sending
+    assert operation_id and operation_id in text
+    assert "interrupted before the coordinator answered" in text
+    assert f"meshplane get {operation_id}" in text
+    assert f"--operation-id {operation_id}" in text
+    assert "Traceback" not in text
+
+    held.set()  # re-sending the id runs the operation, once
+    code, out, _ = await _cli(setup, "apply", "toy", "install", "--operation-id", operation_id)
+    assert code == 0 and operation_id in out
+    code, out, _ = await _cli(setup, "get", operation_id, "-o", "json")
+    assert code == 0 and json.loads(out)["operation"]["operation"]["operation_id"] == operation_id
+    assert list(setup.fake.fake.operations) == [operation_id]
+
+
+async def test_an_answer_past_the_call_timeout_names_the_operation(setup: Setup) -> None:
+    setup.fake.fake.applies_held = held = asyncio.Event()
+    try:
+        code, _, err = await _cli(setup, "apply", "toy", "install", "--call-timeout", "1")
+        (sent,) = await _applies_received(setup, 1)
+    finally:
+        held.set()
+    assert code == 4
+    assert f"no answer within --call-timeout 1s: operation {sent.operation_id} may" in err
+    assert f"meshplane get {sent.operation_id}" in err
 
 
 async def test_version_names_client_coordinator_and_each_adapter(setup: Setup) -> None:

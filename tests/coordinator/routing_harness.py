@@ -50,6 +50,9 @@ class FakeAdapter(apb_grpc.MeshAdapterServiceServicer):
         """ApplyOperation calls still to refuse with UNAVAILABLE (after recording them)."""
         self.delay = 0.0
         """Seconds ListMeshVersions and GetMeshStatus wait before answering."""
+        self.applies_held: asyncio.Event | None = None
+        """While set to an unset event, ApplyOperation records the call and answers only once
+        it is set (an answer that is slow to come)."""
         self.oversized_answers = False
         """ApplyOperation records the operation, then answers with more than a coordinator
         reads from an adapter (its error detail padded to 5 MB): the answer is lost."""
@@ -99,6 +102,8 @@ class FakeAdapter(apb_grpc.MeshAdapterServiceServicer):
 
     async def ApplyOperation(self, request: Any, context: Any) -> apb.ApplyOperationResponse:
         self._record("ApplyOperation", request, context)
+        if self.applies_held is not None:
+            await self.applies_held.wait()
         if self.unavailable_applies > 0:
             self.unavailable_applies -= 1
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.name} is overloaded")
