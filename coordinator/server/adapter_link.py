@@ -4,11 +4,16 @@ Each adapter channel carries a client interceptor. Until the replica behind the 
 answered a link challenge with the proof of holding the same token (:meth:`AdapterLink.verify`,
 run by the registry whenever it identifies a replica), the channel sends health checks and the
 challenge only, and every other call fails here (UNAVAILABLE) without leaving the process; once
-proven, every call carries ``authorization: Bearer <token>``. When the replica's health stream
-is lost (the process may have been replaced) the channel is unproven again until the next
-challenge succeeds. So a rogue process registered, discovered, or started on the address of a
-stopped adapter never receives the token or a request. The token does not bind the connection
-the way TLS does: against an attacker on the network path, use mTLS to the adapters as well.
+proven, every call carries ``authorization: Bearer <token>``. A proof holds on the connection
+it was given on: once the channel is seen other than READY (it lost that connection, and the
+next one may reach another process on the address), or the replica's health stream is lost,
+the channel is unproven again until the next challenge succeeds. The channel's state is read
+at each call, so a call made before the health follower has noticed the loss (an event stream
+reconnecting, say) is stopped too. So a rogue process registered, discovered, or started on
+the address of a stopped adapter never receives the token or a request. The token does not bind
+the connection the way TLS does (a connection lost in the instant between that read and the
+call leaving could still be retried by gRPC on a new one): against an attacker on the network
+path or a hostile process on the adapter's host, use mTLS to the adapters as well.
 """
 
 from __future__ import annotations
@@ -48,6 +53,17 @@ class LinkRefused(Exception):
 class _Proven:
     address: str
     proven: bool = False
+    channel: Any = None
+    """The channel the proof was given on (set by :meth:`AdapterLink.verify`)."""
+
+    def holds(self) -> bool:
+        """Proven, on the connection the proof was given on (a channel seen other than READY
+        voids it for good: it may reconnect to another process)."""
+        if self.proven and self.channel is not None:
+            state = self.channel.get_state(try_to_connect=False)
+            if state != grpc.ChannelConnectivity.READY:
+                self.proven = False
+        return self.proven
 
 
 def _with_token(details: Any, token: str) -> Any:
@@ -73,7 +89,7 @@ class _Presenter:
     def outbound(self, details: Any) -> Any:
         """The call's details with the token, or AioRpcError(UNAVAILABLE) when unproven."""
         method = details.method.decode() if isinstance(details.method, bytes) else details.method
-        if self._state.proven:
+        if self._state.holds():
             return _with_token(details, self._token)
         if method.startswith(_HEALTH_PREFIX) or _carries_challenge(details):
             return details
@@ -128,7 +144,7 @@ class AdapterLink:
     def proven(self, address: str) -> bool:
         """True while the replica at ``address`` has proven it holds the token."""
         state = self._states.get(address)
-        return state is not None and state.proven
+        return state is not None and state.holds()
 
     async def verify(self, channel: Any, address: str, seconds: float) -> None:
         """Challenge the replica behind ``channel``; raises `LinkRefused` unless it proves it.
@@ -152,6 +168,7 @@ class AdapterLink:
             answers = [v for k, v in exc.trailing_metadata() or () if k == PROOF_HEADER]
             proof = str(answers[0]) if answers else ""
             if proof and hmac.compare_digest(proof, link_proof(self._token, nonce)):
+                state.channel = channel
                 state.proven = True
                 return
             _log.warning("adapter_link.refused", address=address, proof=bool(proof))

@@ -189,3 +189,39 @@ async def test_a_proven_channel_carries_only_the_link_token() -> None:
     finally:
         await channel.close()
         await genuine.server.stop(grace_seconds=0)
+
+
+async def test_a_proof_holds_only_on_the_connection_it_was_given_on() -> None:
+    """The replica is replaced and a call is made before anyone noticed (no health follower
+    here to call `forget`): the channel, no longer READY on that connection, sends nothing."""
+    genuine = await start_fake("istio", "g", interceptors=(CoordinatorGuard(TOKEN),))
+    address, port = genuine.address, genuine.server.port
+    link = AdapterLink(TOKEN)
+    channel = dial(address, tls=None, interceptors=link.interceptors(address))
+    stub = apb_grpc.MeshAdapterServiceStub(channel)
+    rogue = None
+    try:
+        await link.verify(channel, address, 5)
+        await stub.GetInfo(apb.GetInfoRequest(), timeout=5)
+        assert channel.get_state() == grpc.ChannelConnectivity.READY
+        await genuine.server.stop(grace_seconds=0)
+        async with asyncio.timeout(10):
+            await channel.wait_for_state_change(grpc.ChannelConnectivity.READY)
+        rogue = await start_fake("istio", "rogue", port=port)
+        with pytest.raises(grpc.aio.AioRpcError) as unary:
+            await stub.GetInfo(apb.GetInfoRequest(), timeout=5)
+        assert code_of(unary.value) == grpc.StatusCode.UNAVAILABLE
+        assert "has not proven" in unary.value.details()
+        with pytest.raises(grpc.aio.AioRpcError) as streaming:
+            await stub.StreamEvents(apb.StreamEventsRequest(), timeout=5).read()
+        assert code_of(streaming.value) == grpc.StatusCode.UNAVAILABLE
+        assert not link.proven(address)
+        assert rogue.fake.received == []
+        # Proving itself again on the new connection is what brings the token back.
+        with pytest.raises(LinkRefused, match="without asking"):
+            await link.verify(channel, address, 5)
+        _only_challenged(rogue.fake)
+    finally:
+        await channel.close()
+        if rogue is not None:
+            await rogue.server.stop(grace_seconds=0)
