@@ -28,6 +28,7 @@ from coordinator.client.credentials import (
     bearer_token_interceptors,
     resolve_token,
 )
+from coordinator.client.ctrl_c import ctrl_c_cancels
 from meshplane.adapter.v1 import adapter_pb2 as apb
 from meshplane.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from meshplane.coordinator.v1 import coordinator_pb2_grpc as cpb_grpc
@@ -160,8 +161,11 @@ def run_on_coordinator(
         channel = dial(
             address, tls=tls, allow_insecure=args.allow_insecure, interceptors=interceptors
         )
-        async with channel:
-            return await command(cpb_grpc.CoordinatorServiceStub(channel), args)
+        this = asyncio.current_task()
+        assert this is not None  # asyncio.run runs main as a task
+        with ctrl_c_cancels(this):
+            async with channel:
+                return await command(cpb_grpc.CoordinatorServiceStub(channel), args)
 
     usage: tuple[type[Exception], ...] = (InsecureTransportError, CredentialsError, *usage_errors)
     try:
@@ -176,7 +180,7 @@ def run_on_coordinator(
         elif code == grpc.StatusCode.UNIMPLEMENTED:
             text = _not_a_coordinator(address, tls, args.allow_insecure) or text
         return fail(text, exit_code_for(code))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C (`ctrl_c_cancels`)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return _reader_gone()

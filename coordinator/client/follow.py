@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import sys
-import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +21,7 @@ import grpc
 import grpc.aio
 
 from coordinator.client.channel import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_UNAVAILABLE
+from coordinator.client.ctrl_c import on_ctrl_c
 from coordinator.client.output import as_dict, print_stream_document
 from coordinator.client.progress import ProgressView, colour_enabled
 from meshplane.adapter.v1 import adapter_pb2 as apb
@@ -177,17 +176,10 @@ async def _is_final(follow: _Follow) -> bool:
 
 @contextlib.asynccontextmanager
 async def _ctrl_c_presses() -> AsyncIterator[asyncio.Queue[None]]:
-    """While inside, each Ctrl-C (SIGINT) puts an item on the queue instead of raising."""
-    loop = asyncio.get_running_loop()
+    """While inside, each Ctrl-C (SIGINT) puts an item on the queue instead of cancelling."""
     presses: asyncio.Queue[None] = asyncio.Queue()
-    if threading.current_thread() is not threading.main_thread():
-        yield presses  # signals reach the main thread only (an embedding program's concern)
-        return
-    loop.add_signal_handler(signal.SIGINT, presses.put_nowait, None)
-    try:
+    with on_ctrl_c(lambda: presses.put_nowait(None)):
         yield presses
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
 
 
 async def _tick(view: ProgressView) -> None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
+import platform
 import signal
 import socket
 import sys
@@ -34,6 +36,8 @@ from tests.coordinator.routing_harness import (
 )
 from tests.kit.toy_adapter import eventually
 from tests.meshplane_command import meshplane
+
+_SYS_TGKILL = 234  # x86-64
 
 _PROGRAM = "import sys; from meshplane_cli.main import main; sys.exit(main())"
 
@@ -281,6 +285,58 @@ async def test_ctrl_c_before_the_answer_names_the_operation_and_how_to_resend_it
     code, out, _ = await _cli(setup, "get", operation_id, "-o", "json")
     assert code == 0 and json.loads(out)["operation"]["operation"]["operation_id"] == operation_id
     assert list(setup.fake.fake.operations) == [operation_id]
+
+
+def _interrupt_another_thread(pid: int) -> None:
+    """Ctrl-C delivered to one of the process's threads other than the main one (gRPC's), as
+    the kernel may do: tgkill(2), which Python's os module lacks."""
+    threads = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+    assert threads, "the command runs gRPC's threads beside its main one"
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(_SYS_TGKILL, pid, threads[0], signal.SIGINT) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill")
+
+
+@pytest.mark.skipif(
+    platform.machine() != "x86_64" or sys.platform != "linux", reason="tgkill number is x86-64's"
+)
+async def test_ctrl_c_reaching_another_thread_still_interrupts_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, ADMIN.token)
+    async with fakes(("toy", "a")) as (fake,):
+        # The coordinator waits up to a minute for the adapter's answer: before, Ctrl-C went
+        # unseen until then, and the command ended with the timeout (exit 4).
+        settings = make_settings(tmp_path, adapters=static(fake), call_timeout_seconds=60.0)
+        async with coordinator(settings) as client:
+            await client.wait_serving(fake.address)
+            fake.fake.applies_held = held = asyncio.Event()
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                _PROGRAM,
+                "apply",
+                "toy",
+                "install",
+                "--call-timeout",
+                "90s",
+                "--coordinator",
+                client.coordinator.address,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            try:
+                await eventually(lambda: bool(fake.fake.calls("ApplyOperation")), within=30)
+                _interrupt_another_thread(process.pid)
+                _, err = await asyncio.wait_for(process.communicate(), 20)
+            finally:
+                held.set()
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+    assert process.returncode == 130, err.decode()
+    assert "interrupted before the coordinator answered" in err.decode()
 
 
 async def test_an_answer_past_the_call_timeout_names_the_operation(setup: Setup) -> None:
