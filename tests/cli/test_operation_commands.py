@@ -239,6 +239,24 @@ async def test_ctrl_c_without_a_terminal_explains_and_leaves_it_running(setup: S
     assert setup.fake.fake.operations["op-pipe"].state == apb.OPERATION_STATE_PENDING
 
 
+async def _piped_apply(coordinator_address: str, *flags: str) -> Process:
+    """`meshplane apply toy install` as its own process, without a terminal."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _PROGRAM,
+        "apply",
+        "toy",
+        "install",
+        *flags,
+        "--coordinator",
+        coordinator_address,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 async def _applies_received(setup: Setup, count: int) -> list[Any]:
     """The ApplyOperation requests the fake adapter received, once there are ``count``."""
     await eventually(lambda: len(setup.fake.fake.calls("ApplyOperation")) >= count, within=30)
@@ -249,19 +267,7 @@ async def test_ctrl_c_before_the_answer_names_the_operation_and_how_to_resend_it
     setup: Setup,
 ) -> None:
     setup.fake.fake.applies_held = held = asyncio.Event()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        _PROGRAM,
-        "apply",
-        "toy",
-        "install",
-        "--coordinator",
-        setup.address,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await _piped_apply(setup.address)
     try:
         (sent,) = await _applies_received(setup, 1)
         process.send_signal(signal.SIGINT)
@@ -311,21 +317,7 @@ async def test_ctrl_c_reaching_another_thread_still_interrupts_at_once(
         async with coordinator(settings) as client:
             await client.wait_serving(fake.address)
             fake.fake.applies_held = held = asyncio.Event()
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-c",
-                _PROGRAM,
-                "apply",
-                "toy",
-                "install",
-                "--call-timeout",
-                "90s",
-                "--coordinator",
-                client.coordinator.address,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
+            process = await _piped_apply(client.coordinator.address, "--call-timeout", "90s")
             try:
                 await eventually(lambda: bool(fake.fake.calls("ApplyOperation")), within=30)
                 _interrupt_another_thread(process.pid)
