@@ -1,11 +1,13 @@
 """Ctrl-C in client commands: one SIGINT handler on the event loop, whose action scopes set.
 
 A client command mostly waits on gRPC calls. asyncio's default Ctrl-C handler is a plain
-``signal.signal`` one, which Python runs only when the main thread next executes bytecode; once,
-under load, a command waiting on an answer that did not come ignored Ctrl-C until the call's
-deadline (the coordinator's 5 s, then exit 4 instead of 130). ``loop.add_signal_handler`` has
-the signal written to the loop's wakeup descriptor as well, so the loop wakes and acts on it
-whichever thread the signal interrupted.
+``signal.signal`` one, which Python runs in the main thread once that thread is interrupted or
+next executes bytecode. When the kernel hands SIGINT to one of gRPC's threads instead, the main
+thread sleeps on in the event loop until something else wakes it: for a command waiting on an
+answer that does not come, the call's deadline (seen once under load: the coordinator's 5 s,
+then exit 4 instead of 130; the test sends SIGINT to a gRPC thread with tgkill).
+``loop.add_signal_handler`` has the signal written to the loop's wakeup descriptor too, so the
+loop wakes and acts on it whichever thread the signal interrupted.
 
 `ctrl_c_cancels` makes Ctrl-C cancel the command (the caller reports 130); `on_ctrl_c` lets an
 inner scope (``apply --wait``'s follower) take Ctrl-C presses for a while and gives them back
