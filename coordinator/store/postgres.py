@@ -69,7 +69,14 @@ class ConnectionPool:
         connection: Connection = await psycopg.AsyncConnection.connect(
             self._url, autocommit=True, connect_timeout=10
         )
-        await connection.execute("SET TIME ZONE 'UTC'")
+        try:
+            await connection.execute("SET TIME ZONE 'UTC'")
+        except BaseException:
+            # Failed or cancelled (a coordinator shutting down cancels its background work):
+            # nobody else holds this connection, so close it here rather than leave it to the
+            # garbage collector. psycopg's close does not wait, so a cancellation cannot stop it.
+            await connection.close()
+            raise
         return connection
 
     @asynccontextmanager

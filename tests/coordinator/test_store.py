@@ -7,7 +7,9 @@ import random
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from coordinator.store import (
@@ -497,6 +499,36 @@ async def test_a_closed_store_refuses_work(store_location: str) -> None:
     await opened.close()  # closing twice is harmless
     with pytest.raises(StoreClosedError):
         await opened.get_operation("op-1")
+
+
+@pytest.mark.postgres
+async def test_a_connection_cancelled_while_being_set_up_is_closed(
+    fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A coordinator shutting down cancels background work that may be opening a connection;
+    the new connection is closed then, not left open for the garbage collector (which warned,
+    and failed a test, as `ResourceWarning: ... was deleted while still open`)."""
+    opened: list[psycopg.AsyncConnection[Any]] = []
+    connect = psycopg.AsyncConnection.connect
+
+    async def cancelled(*args: object, **kwargs: object) -> None:
+        raise asyncio.CancelledError
+
+    async def connect_then_cancel_setup(*args: Any, **kwargs: Any) -> Any:
+        connection = await connect(*args, **kwargs)
+        opened.append(connection)
+        monkeypatch.setattr(connection, "execute", cancelled)  # cancelled in SET TIME ZONE
+        return connection
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "connect", connect_then_cancel_setup)
+    store = PostgresStore(fresh_postgres_url)
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await store.get_operation("op-1")
+        assert len(opened) == 1
+        assert opened[0].closed
+    finally:
+        await store.close()
 
 
 # -- perf results -------------------------------------------------------------------------
