@@ -177,7 +177,7 @@ async def _apply(stub: Any, args: argparse.Namespace) -> int:
     request = _apply_request(args)
     try:
         response = await stub.ApplyOperation(request, timeout=args.call_timeout)
-    except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels us, then exits 130
+    except asyncio.CancelledError:  # Ctrl-C cancels the command (`ctrl_c`); it exits 130
         _answer_lost(request.request.operation_id, "interrupted before the coordinator answered")
         raise
     except grpc.aio.AioRpcError as exc:
