@@ -155,8 +155,8 @@ async def test_apply_timeout_takes_go_durations(setup: Setup) -> None:
     assert request.timeout.seconds == 90
 
 
-async def _apply_wait(setup: Setup, operation_id: str, **streams: Any) -> Process:
-    """`meshplane apply toy install --wait` as its own process, with the given std streams."""
+async def _apply_process(coordinator_address: str, *flags: str, **streams: Any) -> Process:
+    """`meshplane apply toy install FLAGS` as its own process, with the given std streams."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -164,13 +164,16 @@ async def _apply_wait(setup: Setup, operation_id: str, **streams: Any) -> Proces
         "apply",
         "toy",
         "install",
-        "--wait",
-        "--operation-id",
-        operation_id,
+        *flags,
         "--coordinator",
-        setup.address,
+        coordinator_address,
         **streams,
     )
+
+
+async def _apply_wait(setup: Setup, operation_id: str, **streams: Any) -> Process:
+    """`meshplane apply toy install --wait` as its own process, with the given std streams."""
+    return await _apply_process(setup.address, "--wait", "--operation-id", operation_id, **streams)
 
 
 async def _read_until(master: int, wanted: str, seen: bytearray, within: float = 30.0) -> str:
@@ -241,16 +244,9 @@ async def test_ctrl_c_without_a_terminal_explains_and_leaves_it_running(setup: S
 
 async def _piped_apply(coordinator_address: str, *flags: str) -> Process:
     """`meshplane apply toy install` as its own process, without a terminal."""
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        _PROGRAM,
-        "apply",
-        "toy",
-        "install",
-        *flags,
-        "--coordinator",
+    return await _apply_process(
         coordinator_address,
+        *flags,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

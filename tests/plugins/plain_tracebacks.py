@@ -5,8 +5,6 @@ test, an unconfigured structlog keeps its default pipeline with plain tracebacks
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import structlog
 
@@ -22,7 +20,6 @@ def _use_plain_tracebacks() -> None:
 
 
 @pytest.fixture(autouse=True)
-def plain_tracebacks() -> Iterator[None]:
+def plain_tracebacks() -> None:
     """structlog's default pipeline, except that tracebacks are plain."""
     _use_plain_tracebacks()
-    yield
